@@ -1,0 +1,73 @@
+// Byte sizes as people write and read them. Header-only and allocation-free, so the preload
+// library's config parser, simcuda, the CLI and the reports all agree on "512MiB" and "1.5 GiB".
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace gpumem {
+
+enum class SizeParse { ok, empty, bad_number, bad_unit, overflow, percent };
+
+// Parses "1048576", "512KiB", "512MiB", "8GiB", "1.5GiB", "2TiB" (also "KB/MB/GB", "K/M/G",
+// case-insensitive, decimal units treated as binary as CUDA tools do) into bytes. "60%" yields
+// SizeParse::percent with *percent = 60 (the caller applies it to a capacity).
+inline SizeParse parse_size(const char* text, uint64_t* bytes, double* percent = nullptr) {
+  if (text == nullptr) return SizeParse::empty;
+  while (*text == ' ') ++text;
+  if (*text == '\0') return SizeParse::empty;
+  if (*text == '-' || *text == '+') return SizeParse::bad_number;
+  char* end = nullptr;
+  double value = std::strtod(text, &end);
+  if (end == text || !(value >= 0)) return SizeParse::bad_number;
+  while (*end == ' ') ++end;
+  if (*end == '%') {
+    if (end[1] != '\0' || value <= 0 || value > 100) return SizeParse::bad_number;
+    if (percent) *percent = value;
+    return SizeParse::percent;
+  }
+  double scale = 1;
+  char unit = static_cast<char>(*end | 0x20);
+  if (*end == '\0') {
+    scale = 1;
+  } else {
+    switch (unit) {
+      case 'b': scale = 1; break;
+      case 'k': scale = 1024.0; break;
+      case 'm': scale = 1024.0 * 1024; break;
+      case 'g': scale = 1024.0 * 1024 * 1024; break;
+      case 't': scale = 1024.0 * 1024 * 1024 * 1024; break;
+      default: return SizeParse::bad_unit;
+    }
+    const char* rest = end + 1;
+    if (unit != 'b') {
+      if ((*rest | 0x20) == 'i') ++rest;
+      if ((*rest | 0x20) == 'b') ++rest;
+    }
+    if (*rest != '\0') return SizeParse::bad_unit;
+  }
+  double result = value * scale;
+  if (result >= 18446744073709551615.0) return SizeParse::overflow;
+  *bytes = static_cast<uint64_t>(result);
+  return SizeParse::ok;
+}
+
+// Formats bytes with a binary unit: "512 B", "1.50 KiB", "16.00 GiB". Returns buf.
+inline const char* format_bytes(uint64_t bytes, char* buf, size_t len) {
+  static const char* const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 5) {
+    v /= 1024;
+    ++u;
+  }
+  if (u == 0)
+    std::snprintf(buf, len, "%llu B", static_cast<unsigned long long>(bytes));
+  else
+    std::snprintf(buf, len, "%.2f %s", v, units[u]);
+  return buf;
+}
+
+}  // namespace gpumem
