@@ -1,30 +1,42 @@
 // The trace writer inside the preload library: one file per process, written by all threads
-// through a MAP_SHARED mapping and one atomic cursor. Format: trace/include/gpumem/trace_format.h.
+// through a MAP_SHARED mapping and one atomic cursor. Format: trace/include/gpumem/trace_format.h,
+// explained for people in docs/trace-format.md.
 //
 // Hot-path contract (append, append_blob, intern_stack): no heap allocation, no lock, no getenv,
 // no system call except the rare file extension; the caller never waits for the disk. Records of
 // calls that returned survive SIGKILL because they live in the page cache of a shared mapping.
+//
+// Lifetime: open() once, then any thread may append. close() must not race with appends that
+// matter: an append racing with close() is dropped or lands in memory that is no longer the file,
+// but never faults. In a forked child call abandon() before anything else touches the writer.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 
 #include "gpumem/trace_format.h"
 
 namespace gpumem {
 
 uint64_t monotonic_ns();   // CLOCK_MONOTONIC in ns
-uint32_t current_tid();    // gettid(), cached per thread
+uint32_t current_tid();    // gettid(), cached per thread (reset in a forked child)
 
 class TraceWriter {
  public:
-  // Creates `path` with mode 0600, refusing to follow a symlink planted at that path (O_NOFOLLOW,
-  // O_EXCL after unlinking a regular file of ours is not attempted: an existing file is truncated
-  // only if it is a regular file owned by us). Copies `header` (magic/version/sizes are filled in).
-  // On failure returns false and writes one line to err saying what is wrong and what to do.
+  TraceWriter() = default;
+  ~TraceWriter();  // close()s a writer still open
+  TraceWriter(const TraceWriter&) = delete;
+  TraceWriter& operator=(const TraceWriter&) = delete;
+
+  // Creates `path` with mode 0600, refusing to follow a symlink planted at that path (O_NOFOLLOW),
+  // and refusing anything that is not a regular file owned by us; an existing file of ours is
+  // truncated. Copies `header` (magic/version/sizes are filled in; pid, clock_base_ns and
+  // start_unix_ns too when 0). On failure returns false and writes one line to err saying what is
+  // wrong and what to do.
   bool open(const char* path, const trace::Header& header, char* err, size_t errlen);
-  bool is_open() const { return base_ != nullptr; }
+  bool is_open() const { return base_.load(std::memory_order_acquire) != nullptr; }
 
   // Reserves one slot, fills it and commits it. Fills t_ns (if 0) and tid (if 0).
   void append(trace::Record r);
@@ -32,13 +44,24 @@ class TraceWriter {
   void append_blob(trace::Op op, uint64_t id, const void* data, size_t len);
   // Returns the id of a string, writing an Op::string record the first time it is seen.
   // Thread-safe; meant for marks and symbols (not the allocation hot path). Never returns 0.
+  // Strings longer than kMaxStringBytes are cut. Once the table (kStringTableSize) is full, new
+  // strings are written again on every call (correct, just not deduplicated).
   uint64_t intern_string(const char* text);
   // Returns the id of a call stack (return addresses, innermost first), writing an Op::stack
-  // record the first time it is seen. Lock-free. Never returns 0.
+  // record the first time it is seen. Lock-free. Never returns 0. The stack record is always
+  // earlier in the file than any record the caller writes with the returned id. Deeper stacks are
+  // cut to kMaxStackDepth frames. Once the table is full (or two threads race on a new stack),
+  // the stack is written again under a fresh id instead of waiting.
   uint32_t intern_stack(const uint64_t* pcs, int depth);
 
-  // Fills the header's device entry (and device_count) once per device; later calls are no-ops.
+  // Fills the header's device entry (and device_count) once per device, and appends an
+  // Op::device_info record; later calls for the same device are no-ops.
   void set_device(int device, uint64_t capacity, uint64_t limit, const char* name);
+
+  // Exit path (may allocate): for every distinct return address in the stack records written so
+  // far, appends an Op::symbol record whose aux names "function (module+0xoff)" (dladdr and
+  // abi::__cxa_demangle). Returns how many symbol records it wrote.
+  size_t write_symbols();
 
   // Clean shutdown: sets end_offset and kHeaderClosed, unmaps, trims the file to its records.
   void close();
@@ -46,17 +69,49 @@ class TraceWriter {
   // untouched; the child may then open() its own file.
   void abandon();
 
+  // Slots reserved and backed by the file so far (blob payload slots included).
   uint64_t records_written() const;
+  // Slots that could not be written (file could not grow: disk full, address range exhausted).
+  uint64_t records_dropped() const { return dropped_.load(std::memory_order_relaxed); }
   const char* path() const { return path_; }
 
- private:
-  bool ensure_capacity(uint64_t end);  // slow path: extends the file (rare, under a mutex)
+  static constexpr size_t kMaxStringBytes = 65536;
+  static constexpr int kMaxStackDepth = 256;
+  static constexpr size_t kStringTableSize = 4096;   // distinct strings deduplicated
+  static constexpr size_t kStackTableSize = 65536;   // distinct stacks deduplicated
 
-  char* base_ = nullptr;          // mapping of the whole reserved virtual range
+ private:
+  struct StringSlot {  // guarded by strings_mutex_
+    uint64_t hash;
+    uint64_t len;
+    uint64_t id;
+  };
+  struct StackSlot {  // lock-free: hash claimed by CAS, id published with release (0 = pending)
+    std::atomic<uint64_t> hash;
+    std::atomic<uint32_t> id;
+  };
+
+  // Reserves `bytes` at the cursor; returns where to write, or nullptr when the slot cannot be
+  // backed by the file (counted as dropped).
+  char* reserve(uint64_t bytes);
+  bool ensure_capacity(uint64_t end, bool wait);  // slow path: extends the file (rare, mutex)
+  void release_tables();
+
+  std::atomic<char*> base_{nullptr};  // mapping of the whole reserved virtual range
   int fd_ = -1;
   uint64_t mapped_bytes_ = 0;     // virtual size reserved for the mapping
   std::atomic<uint64_t> cursor_{trace::kHeaderSize};  // next free byte
   std::atomic<uint64_t> file_bytes_{0};               // current file size (valid to touch below it)
+  std::atomic<uint64_t> dropped_{0};
+  std::atomic<bool> closing_{false};
+  uint64_t end_at_close_ = 0;
+  std::mutex grow_mutex_;         // file extension only
+  std::mutex strings_mutex_;      // intern_string and set_device
+  std::atomic<uint64_t> next_string_id_{1};
+  std::atomic<uint32_t> next_stack_id_{1};
+  StringSlot* strings_ = nullptr;  // kStringTableSize entries, anonymous mapping made by open()
+  StackSlot* stacks_ = nullptr;    // kStackTableSize entries, same mapping
+  size_t tables_bytes_ = 0;
   char path_[4096] = {};
 };
 

@@ -1,0 +1,91 @@
+// String and call-stack tables: each distinct string or stack is written to the trace once, and
+// records refer to it by id. Both tables are fixed-size (allocated by open()); when one is full,
+// entries are written again under fresh ids, which costs bytes but never correctness.
+#include <cstring>
+
+#include "trace_writer.h"
+
+namespace gpumem {
+namespace {
+
+constexpr size_t kMaxProbes = 64;  // linear probing stops here and treats the table as full
+
+uint64_t mix64(uint64_t x) {  // a 64-bit finaliser (splitmix64): good spread for pc values
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
+uint64_t hash_stack(const uint64_t* pcs, int depth) {
+  uint64_t h = mix64(static_cast<uint64_t>(depth) + 0x9e3779b97f4a7c15ull);
+  for (int i = 0; i < depth; ++i) h = mix64(h ^ pcs[i]) + static_cast<uint64_t>(i);
+  return h == 0 ? 1 : h;  // 0 marks an empty table slot
+}
+
+uint64_t hash_string(const char* s, size_t len) {  // FNV-1a
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < len; ++i) {
+    h ^= static_cast<unsigned char>(s[i]);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+uint64_t TraceWriter::intern_string(const char* text) {
+  if (text == nullptr) text = "";
+  const size_t len = strnlen(text, kMaxStringBytes);
+  const uint64_t h = hash_string(text, len);
+  std::lock_guard lock(strings_mutex_);
+  StringSlot* slot = nullptr;
+  for (size_t probe = 0; strings_ != nullptr && probe < kMaxProbes; ++probe) {
+    StringSlot& s = strings_[(h + probe) % kStringTableSize];
+    if (s.id == 0) {
+      slot = &s;
+      break;
+    }
+    if (s.hash == h && s.len == len) return s.id;
+  }
+  const uint64_t id = next_string_id_.fetch_add(1, std::memory_order_relaxed);
+  append_blob(trace::Op::string, id, text, len);
+  if (slot != nullptr) *slot = StringSlot{h, len, id};
+  return id;
+}
+
+uint32_t TraceWriter::intern_stack(const uint64_t* pcs, int depth) {
+  if (pcs == nullptr || depth < 0) depth = 0;
+  if (depth > kMaxStackDepth) depth = kMaxStackDepth;
+  auto write_new = [&] {
+    uint32_t id = next_stack_id_.fetch_add(1, std::memory_order_relaxed);
+    if (id == 0) id = next_stack_id_.fetch_add(1, std::memory_order_relaxed);  // wrapped
+    append_blob(trace::Op::stack, id, pcs, static_cast<size_t>(depth) * sizeof(uint64_t));
+    return id;
+  };
+  if (stacks_ == nullptr) return write_new();
+  const uint64_t h = hash_stack(pcs, depth);
+  for (size_t probe = 0; probe < kMaxProbes; ++probe) {
+    StackSlot& s = stacks_[(h + probe) % kStackTableSize];
+    uint64_t seen = s.hash.load(std::memory_order_acquire);
+    if (seen == 0) {
+      if (s.hash.compare_exchange_strong(seen, h, std::memory_order_acq_rel)) {
+        // Ours: write the stack, then publish its id. The blob's slots are reserved before the
+        // id is visible, so every record that uses the id lies after the stack in the file.
+        const uint32_t id = write_new();
+        s.id.store(id, std::memory_order_release);
+        return id;
+      }
+      // Lost the race; `seen` now holds the winner's hash.
+    }
+    if (seen == h) {
+      const uint32_t id = s.id.load(std::memory_order_acquire);
+      return id != 0 ? id : write_new();  // still being written: never wait, write our own
+    }
+  }
+  return write_new();
+}
+
+}  // namespace gpumem

@@ -1,0 +1,259 @@
+// The streaming trace reader: pread() into a fixed buffer, one record at a time, so memory stays
+// bounded whatever the trace size. Every field read from the file is checked before it is used:
+// bad input is reported or skipped, never trusted.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "gpumem/trace_reader.h"
+
+namespace gpumem::trace {
+namespace {
+
+constexpr size_t kBufferBytes = 1 << 20;       // multiple of kRecordSize
+constexpr uint64_t kMaxBlobSlots = 1 << 16;    // 3.9 MB payload; the writer never comes close
+
+bool is_blob(uint16_t op) {
+  return op == static_cast<uint16_t>(Op::string) || op == static_cast<uint16_t>(Op::stack);
+}
+
+bool all_zero(const Record& r) {
+  static constexpr Record kZero{};
+  return std::memcmp(&r, &kZero, sizeof(Record)) == 0;
+}
+
+template <size_t N>
+void terminate_string(char (&s)[N]) {
+  s[N - 1] = '\0';
+}
+
+// pread until `len` bytes or end of file; returns bytes read, or -1 on error.
+ssize_t read_at(int fd, char* dst, size_t len, uint64_t offset) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = pread(fd, dst + done, len - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+class FileReader final : public Reader {
+ public:
+  FileReader(int fd, std::string path, uint64_t size, std::unique_ptr<Header> header)
+      : fd_(fd), path_(std::move(path)), file_size_(size), header_(std::move(header)),
+        buffer_(kBufferBytes) {
+    find_data_end();
+    rewind();
+  }
+  ~FileReader() override { ::close(fd_); }
+
+  const Header& header() const override { return *header_; }
+  const std::string& path() const override { return path_; }
+  uint64_t file_size() const override { return file_size_; }
+  const ReadStats& stats() const override { return stats_; }
+
+  void rewind() override {
+    pos_ = kHeaderSize;
+    pending_zero_slots_ = 0;
+    buffer_offset_ = 0;
+    buffer_len_ = 0;
+    stats_ = ReadStats{};
+    update_reason();
+  }
+
+  bool next(Event* ev) override {
+    while (pos_ + kRecordSize <= data_end_) {
+      Record rec;
+      if (!copy_slot(pos_, &rec)) break;
+      if (rec.commit == kCommitted) {
+        count_zero_slots_as_torn();  // records follow: the zeros before them were holes
+        if (is_blob(rec.op)) {
+          if (!read_blob(rec)) {
+            count_torn(1);  // a head without its payload: damaged, not a kill
+            pos_ += kRecordSize;
+            continue;
+          }
+          ev->payload = payload_;
+        } else {
+          ev->payload = {};
+          pos_ += kRecordSize;
+        }
+        ev->rec = rec;
+        ++stats_.records;
+        stats_.bytes_read = pos_;
+        return true;
+      }
+      if (rec.commit == 0 && all_zero(rec)) {
+        ++pending_zero_slots_;  // unused space, unless a record follows
+      } else {
+        count_zero_slots_as_torn();
+        count_torn(1);  // cut by a kill while being written, or an orphaned payload slot
+      }
+      pos_ += kRecordSize;
+    }
+    stats_.bytes_read = pos_;
+    return false;  // zero slots at the end are the unused end of the file, not torn
+  }
+
+ private:
+  // Where the records end: the clean-close mark if it is sane, else the end of the file.
+  void find_data_end() {
+    const bool closed = (header_->flags & kHeaderClosed) != 0;
+    const uint64_t end = header_->end_offset;
+    uint64_t limit = file_size_;
+    if (!closed) {
+      open_reasons_.push_back("not closed cleanly (process killed or crashed?)");
+    } else if (end < kHeaderSize || (end - kHeaderSize) % kRecordSize != 0) {
+      open_reasons_.push_back("header end mark is invalid (file damaged?); read to end of file");
+    } else if (end > file_size_) {
+      open_reasons_.push_back("file is shorter than its header says (cut after it was written?)");
+    } else {
+      limit = end;
+    }
+    if ((limit - kHeaderSize) % kRecordSize != 0)
+      open_reasons_.push_back("file ends in the middle of a record");
+    data_end_ = limit - (limit - kHeaderSize) % kRecordSize;
+  }
+
+  void update_reason() {
+    std::string reason;
+    for (const std::string& r : open_reasons_) reason += (reason.empty() ? "" : "; ") + r;
+    if (stats_.torn > 0) {
+      reason += reason.empty() ? "" : "; ";
+      reason += std::to_string(stats_.torn) + " torn record slot(s) skipped";
+    }
+    stats_.truncated = !reason.empty();
+    stats_.reason = std::move(reason);
+  }
+
+  void count_torn(uint64_t n) {
+    if (n == 0) return;
+    stats_.torn += n;
+    update_reason();
+  }
+  void count_zero_slots_as_torn() {
+    count_torn(pending_zero_slots_);
+    pending_zero_slots_ = 0;
+  }
+
+  // Copies the slot at `offset` out of the buffer, refilling it when needed.
+  bool copy_slot(uint64_t offset, Record* out) {
+    if (offset < buffer_offset_ || offset + kRecordSize > buffer_offset_ + buffer_len_) {
+      const uint64_t want = std::min<uint64_t>(kBufferBytes, data_end_ - offset);
+      const ssize_t got = read_at(fd_, buffer_.data(), want, offset);
+      buffer_offset_ = offset;
+      buffer_len_ = got < 0 ? 0 : static_cast<uint64_t>(got);
+      if (buffer_len_ < want) {  // the file shrank under us or cannot be read: stop there
+        data_end_ = offset + buffer_len_ - buffer_len_ % kRecordSize;
+        open_reasons_.push_back(got < 0 ? "read error: " + std::string(std::strerror(errno))
+                                        : "file became shorter while being read");
+        update_reason();
+      }
+      if (offset + kRecordSize > buffer_offset_ + buffer_len_) return false;
+    }
+    std::memcpy(out, buffer_.data() + (offset - buffer_offset_), kRecordSize);
+    return true;
+  }
+
+  // Gathers the payload of the blob whose head `rec` is at pos_; on success advances pos_ past
+  // it. False when the head's sizes are impossible or a payload slot is missing.
+  bool read_blob(const Record& rec) {
+    const uint64_t slots = rec.address;
+    if (slots > kMaxBlobSlots || rec.bytes > slots * kBlobBytesPerSlot ||
+        (slots > 0 && rec.bytes <= (slots - 1) * kBlobBytesPerSlot) ||
+        pos_ + (1 + slots) * kRecordSize > data_end_)
+      return false;
+    payload_.clear();
+    for (uint64_t i = 1; i <= slots; ++i) {
+      Record cont;
+      if (!copy_slot(pos_ + i * kRecordSize, &cont) || cont.commit != kContinuation) return false;
+      payload_.append(reinterpret_cast<const char*>(&cont), kBlobBytesPerSlot);
+    }
+    payload_.resize(rec.bytes);
+    pos_ += (1 + slots) * kRecordSize;
+    return true;
+  }
+
+  int fd_;
+  std::string path_;
+  uint64_t file_size_;
+  std::unique_ptr<Header> header_;
+  std::vector<std::string> open_reasons_;  // why the file is truncated, known before reading
+  uint64_t data_end_ = kHeaderSize;        // records lie in [kHeaderSize, data_end_)
+  uint64_t pos_ = kHeaderSize;
+  uint64_t pending_zero_slots_ = 0;
+  std::vector<char> buffer_;
+  uint64_t buffer_offset_ = 0;  // file offset of buffer_[0]
+  uint64_t buffer_len_ = 0;
+  std::string payload_;
+  ReadStats stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<Reader> Reader::open(const std::string& path, std::string* error) {
+  std::string scratch;
+  std::string& err = error != nullptr ? *error : scratch;
+  const std::string quoted = "'" + path + "'";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    err = "cannot open trace " + quoted + ": " + std::strerror(errno) +
+          "; check the path (gpumem run prints where it wrote the trace)";
+    return nullptr;
+  }
+  auto fail = [&](std::string message) -> std::unique_ptr<Reader> {
+    ::close(fd);
+    err = std::move(message);
+    return nullptr;
+  };
+  struct stat st;
+  if (fstat(fd, &st) != 0) return fail("cannot stat trace " + quoted + ": " + std::strerror(errno));
+  if (S_ISDIR(st.st_mode))
+    return fail(quoted + " is a directory, not a trace file: pass the path of a .trace file");
+  if (!S_ISREG(st.st_mode))
+    return fail(quoted + " is not a regular file: copy the trace to a file and read that");
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+
+  auto header = std::make_unique<Header>();
+  std::memset(header.get(), 0, sizeof(Header));
+  const ssize_t got = read_at(fd, reinterpret_cast<char*>(header.get()), sizeof(Header), 0);
+  if (got < 0) return fail("cannot read trace " + quoted + ": " + std::strerror(errno));
+  if (static_cast<size_t>(got) < sizeof(header->magic) ||
+      std::memcmp(header->magic, kMagic, sizeof(kMagic)) != 0)
+    return fail(quoted + " is not a gpumem trace (bad magic): was it written by gpumem run?");
+  if (static_cast<size_t>(got) < offsetof(Header, record_size) + sizeof(uint32_t))
+    return fail(quoted + " ends inside its header (" + std::to_string(size) +
+                " bytes): the file was cut short and holds no records");
+  if (header->version != kVersion)
+    return fail(quoted + " was written by trace format version " +
+                std::to_string(header->version) + "; this reader reads version " +
+                std::to_string(kVersion) + ": upgrade gpumem" +
+                (header->version < kVersion ? " (or use the gpumem that wrote it)" : ""));
+  if (header->header_size != kHeaderSize || header->record_size != kRecordSize)
+    return fail(quoted + " has a damaged header (header_size " +
+                std::to_string(header->header_size) + ", record_size " +
+                std::to_string(header->record_size) + "; expected " +
+                std::to_string(kHeaderSize) + " and " + std::to_string(kRecordSize) +
+                "): the file cannot be read");
+  if (size < kHeaderSize)
+    return fail(quoted + " ends inside its header (" + std::to_string(size) + " of " +
+                std::to_string(kHeaderSize) + " bytes): the file was cut short and holds no records");
+
+  // Strings and counts come from the file: make them safe to use as C strings and indexes.
+  if (header->device_count > static_cast<uint32_t>(kMaxDevices)) header->device_count = kMaxDevices;
+  terminate_string(header->host);
+  terminate_string(header->pool);
+  terminate_string(header->command);
+  terminate_string(header->config);
+  for (DeviceInfo& d : header->devices) terminate_string(d.name);
+  return std::make_unique<FileReader>(fd, path, size, std::move(header));
+}
+
+}  // namespace gpumem::trace
