@@ -1,0 +1,62 @@
+// Environment parsing for simcuda. Runs once; bad values end the process with a clear message.
+#include "config.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+
+#include "gpumem/units.h"
+
+namespace simcuda {
+namespace {
+
+[[noreturn]] void reject(const char* name, const char* value, const char* accepted) {
+  std::fprintf(stderr, "simcuda: %s='%s' is not valid; use %s (or unset it)\n", name, value,
+               accepted);
+  std::exit(2);
+}
+
+uint64_t parse_count(const char* name, const char* value, uint64_t min, uint64_t max,
+                     const char* accepted) {
+  if (*value < '0' || *value > '9') reject(name, value, accepted);
+  errno = 0;
+  char* end = nullptr;
+  unsigned long long n = std::strtoull(value, &end, 10);
+  if (errno != 0 || *end != '\0' || n < min || n > max) reject(name, value, accepted);
+  return n;
+}
+
+Config parse() {
+  Config c;
+  if (const char* v = std::getenv("SIMCUDA_DEVICES"))
+    c.devices = static_cast<int>(
+        parse_count("SIMCUDA_DEVICES", v, 1, 64, "a whole number of devices from 1 to 64"));
+  if (const char* v = std::getenv("SIMCUDA_MEMORY")) {
+    uint64_t bytes = 0;
+    if (gpumem::parse_size(v, &bytes) != gpumem::SizeParse::ok || bytes < (2ull << 20) ||
+        bytes > (1ull << 50))
+      reject("SIMCUDA_MEMORY", v,
+             "a size from 2MiB to 1PiB per device such as 512MiB, 16GiB or 80GiB");
+    c.memory = bytes;
+  }
+  if (const char* v = std::getenv("SIMCUDA_FAIL_ALLOC_AFTER")) {
+    c.fail_alloc_after = parse_count("SIMCUDA_FAIL_ALLOC_AFTER", v, 0, UINT64_MAX - 1,
+                                     "a whole number N >= 0 (allocations after the first N fail)");
+    c.fail_alloc_enabled = true;
+  }
+  const char* latency_forms = "a whole number of microseconds from 0 to 10000000";
+  if (const char* v = std::getenv("SIMCUDA_ALLOC_LATENCY_US"))
+    c.alloc_latency_us = parse_count("SIMCUDA_ALLOC_LATENCY_US", v, 0, 10000000, latency_forms);
+  if (const char* v = std::getenv("SIMCUDA_FREE_LATENCY_US"))
+    c.free_latency_us = parse_count("SIMCUDA_FREE_LATENCY_US", v, 0, 10000000, latency_forms);
+  return c;
+}
+
+}  // namespace
+
+const Config& config() {
+  static const Config c = parse();
+  return c;
+}
+
+}  // namespace simcuda

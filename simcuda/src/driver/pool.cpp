@@ -1,0 +1,131 @@
+// Stream-ordered allocation: each device has one default pool. Work completes synchronously, so
+// a free is final at once; the pool keeps freed memory reserved up to its release threshold
+// (the real driver trims at the next synchronisation; here that is the free itself).
+#include "allocate.h"
+
+using namespace simcuda;
+
+namespace {
+
+CUmemPoolHandle_st* known_pool(CUmemoryPool pool) {
+  for (auto& d : state().devices)
+    if (pool == &d->default_pool) return pool;
+  return nullptr;
+}
+
+CUresult alloc_async(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool, CUstream stream) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (dptr == nullptr || bytesize == 0) return CUDA_ERROR_INVALID_VALUE;
+  int device = 0;
+  {
+    std::lock_guard lock(state().mu);
+    if (CUresult r = stream_device(stream, &device)) return r;
+  }
+  if (pool == nullptr) {
+    pool = &state().devices[device]->default_pool;
+  } else if (known_pool(pool) == nullptr) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  return allocate(pool->device, bytesize, Kind::pool, pool, dptr);
+}
+
+CUresult free_async(CUdeviceptr dptr, CUstream stream) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (dptr == 0) return CUDA_ERROR_INVALID_VALUE;
+  int device = 0;
+  {
+    std::lock_guard lock(state().mu);
+    if (CUresult r = stream_device(stream, &device)) return r;
+  }
+  return release(dptr);
+}
+
+}  // namespace
+
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemAllocAsync(CUdeviceptr* dptr, size_t bytesize,
+                                                CUstream stream) {
+  return alloc_async(dptr, bytesize, nullptr, stream);
+}
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize,
+                                                     CUstream stream) {
+  return alloc_async(dptr, bytesize, nullptr, stream);
+}
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytesize,
+                                                        CUmemoryPool pool, CUstream stream) {
+  if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return alloc_async(dptr, bytesize, pool, stream);
+}
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize,
+                                                             CUmemoryPool pool, CUstream stream) {
+  return cuMemAllocFromPoolAsync(dptr, bytesize, pool, stream);
+}
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemFreeAsync(CUdeviceptr dptr, CUstream stream) {
+  return free_async(dptr, stream);
+}
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream) {
+  return free_async(dptr, stream);
+}
+
+SIMCUDA_EXPORT CUresult CUDAAPI cuDeviceGetDefaultMemPool(CUmemoryPool* pool, CUdevice dev) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (!valid_device(dev)) return CUDA_ERROR_INVALID_DEVICE;
+  *pool = &state().devices[dev]->default_pool;
+  return CUDA_SUCCESS;
+}
+
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute attr,
+                                                      void* value) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (value == nullptr || known_pool(pool) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard lock(state().mu);
+  auto* out = static_cast<cuuint64_t*>(value);
+  switch (attr) {
+    case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD: *out = pool->release_threshold; return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT: *out = pool->reserved; return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH: *out = pool->reserved_high; return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_USED_MEM_CURRENT: *out = pool->used; return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_USED_MEM_HIGH: *out = pool->used_high; return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES:
+    case CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC:
+    case CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES:
+      *static_cast<int*>(value) = 1;  // reuse policies have no effect on a synchronous device
+      return CUDA_SUCCESS;
+    default: return CUDA_ERROR_NOT_SUPPORTED;
+  }
+}
+
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attr,
+                                                      void* value) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (value == nullptr || known_pool(pool) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard lock(state().mu);
+  Device& dev = *state().devices[pool->device];
+  cuuint64_t v = *static_cast<cuuint64_t*>(value);
+  switch (attr) {
+    case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD:
+      pool->release_threshold = v;
+      pool_release_to(dev, *pool, v);
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH:  // only 0 is accepted: reset to the current value
+      if (v != 0) return CUDA_ERROR_INVALID_VALUE;
+      pool->reserved_high = pool->reserved;
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_USED_MEM_HIGH:
+      if (v != 0) return CUDA_ERROR_INVALID_VALUE;
+      pool->used_high = pool->used;
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES:
+    case CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC:
+    case CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES: return CUDA_SUCCESS;
+    default: return CUDA_ERROR_NOT_SUPPORTED;
+  }
+}
+
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolTrimTo(CUmemoryPool pool, size_t min_bytes_to_keep) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (known_pool(pool) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard lock(state().mu);
+  pool_release_to(*state().devices[pool->device], *pool, min_bytes_to_keep);
+  return CUDA_SUCCESS;
+}

@@ -1,0 +1,117 @@
+// Driver state, initialisation helpers, fault injection and the host memory behind allocations.
+#include "state.h"
+
+#include <sys/mman.h>
+#include <time.h>
+
+namespace simcuda {
+namespace {
+
+std::atomic<bool> g_initialized{false};
+
+State& make_state() {
+  static State s;
+  const Config& c = config();
+  for (int i = 0; i < c.devices; ++i) {
+    auto d = std::make_unique<Device>();
+    d->ordinal = i;
+    d->capacity = c.memory;
+    d->primary = CUctx_st{i, true, 0};
+    d->default_pool.device = i;
+    s.devices.push_back(std::move(d));
+  }
+  g_initialized.store(true, std::memory_order_release);
+  return s;
+}
+
+void sleep_us(uint64_t us) {
+  if (us == 0) return;
+  timespec ts{static_cast<time_t>(us / 1000000), static_cast<long>((us % 1000000) * 1000)};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+}  // namespace
+
+State& state() {
+  static State& s = make_state();
+  return s;
+}
+
+bool initialized() { return g_initialized.load(std::memory_order_acquire); }
+
+CUctx_st*& current_context() {
+  thread_local CUctx_st* ctx = nullptr;
+  return ctx;
+}
+
+bool valid_device(int device) {
+  return device >= 0 && device < static_cast<int>(state().devices.size());
+}
+
+CUresult current_device(int* device) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  CUctx_st* ctx = current_context();
+  if (ctx == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+  *device = ctx->device;
+  return CUDA_SUCCESS;
+}
+
+CUresult stream_device(CUstream stream, int* device) {
+  if (stream == nullptr || stream == CU_STREAM_LEGACY || stream == CU_STREAM_PER_THREAD)
+    return current_device(device);
+  if (state().streams.count(stream) == 0) return CUDA_ERROR_INVALID_HANDLE;
+  *device = stream->device;
+  return CUDA_SUCCESS;
+}
+
+bool count_allocation() {
+  const Config& c = config();
+  uint64_t n = state().alloc_attempts.fetch_add(1, std::memory_order_relaxed) + 1;
+  return !c.fail_alloc_enabled || n <= c.fail_alloc_after;
+}
+
+void alloc_latency() { sleep_us(config().alloc_latency_us); }
+void free_latency() { sleep_us(config().free_latency_us); }
+
+void* map_memory(uint64_t bytes, uint64_t* mapped) {
+  uint64_t len = round_up(bytes == 0 ? 1 : bytes, 4096);
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  *mapped = len;
+  return p;
+}
+
+void unmap_memory(void* p, uint64_t mapped) { munmap(p, mapped); }
+
+void charge_for(uint64_t size, uint64_t* large, uint64_t* small) {
+  if (size >= kSmallLimit) {
+    *large = round_up(size, kPage);
+    *small = 0;
+  } else {
+    *large = 0;
+    *small = round_up(size, kSmallQuantum);
+  }
+}
+
+bool pool_grow(Device& dev, CUmemPoolHandle_st& pool, uint64_t bytes) {
+  uint64_t need = pool.used + bytes;
+  if (need <= pool.reserved) return true;
+  uint64_t grow = round_up(need - pool.reserved, kPage);
+  if (!dev.fits(grow, 0)) return false;
+  dev.large_bytes += grow;
+  pool.reserved += grow;
+  if (pool.reserved > pool.reserved_high) pool.reserved_high = pool.reserved;
+  return true;
+}
+
+void pool_release_to(Device& dev, CUmemPoolHandle_st& pool, uint64_t keep) {
+  uint64_t floor = round_up(pool.used, kPage);
+  uint64_t target = keep > floor ? round_up(keep, kPage) : floor;
+  if (pool.reserved <= target) return;
+  dev.large_bytes -= pool.reserved - target;
+  pool.reserved = target;
+}
+
+}  // namespace simcuda

@@ -1,0 +1,152 @@
+// The simulated driver's state: devices, their accounting, contexts, streams, events, pools and
+// every live allocation. One mutex guards it all; simcuda is a test device, not a hot path, and
+// the expensive parts (mmap, munmap, simulated latency) run outside the lock.
+#pragma once
+
+#include <cuda.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "config.h"
+
+// Opaque CUDA handle types, defined here for the simulated driver only.
+struct CUctx_st {
+  int device;
+  bool primary;
+  int retains;  // primary contexts: cuDevicePrimaryCtxRetain count
+};
+struct CUstream_st {
+  int device;
+  unsigned flags;
+};
+struct CUevent_st {
+  unsigned flags;
+  bool recorded = false;
+  int64_t time_ns = 0;
+};
+struct CUmemPoolHandle_st {
+  int device;
+  // Pool accounting, all in bytes. reserved is charged to the device in whole 2 MiB pages;
+  // used is the sum of live allocations, each rounded up to 512 B.
+  uint64_t reserved = 0, reserved_high = 0, used = 0, used_high = 0;
+  uint64_t release_threshold = 0;
+};
+
+namespace simcuda {
+
+inline constexpr uint64_t kPage = 2ull << 20;         // large-allocation and VMM granularity
+inline constexpr uint64_t kSmallLimit = 1ull << 20;   // below this, allocations are packed
+inline constexpr uint64_t kSmallQuantum = 512;        // small allocations round up to this
+
+inline uint64_t round_up(uint64_t v, uint64_t q) {
+  uint64_t r = v % q;
+  if (r == 0) return v;
+  return v > UINT64_MAX - (q - r) ? UINT64_MAX - (UINT64_MAX % q) : v + (q - r);
+}
+
+enum class Kind { device, managed, pool };
+
+struct Allocation {
+  int device;
+  uint64_t size;          // bytes asked for (pitch * height for pitched)
+  uint64_t mapped;        // bytes of host VA behind it
+  uint64_t large_charge;  // bytes charged as whole pages
+  uint64_t small_charge;  // bytes charged to the small-page area
+  Kind kind;
+  CUmemPoolHandle_st* pool;
+};
+
+// A physical VMM allocation (cuMemCreate). Backed by a memfd so that every mapping of the handle
+// shows the same bytes. Charged to its device until released and unmapped everywhere.
+struct PhysicalAllocation {
+  int device;
+  uint64_t size;
+  int fd;
+  int references;  // create + retains - releases
+  int mappings;    // live cuMemMap ranges using it
+};
+
+struct HostBlock {
+  uint64_t size;
+  uint64_t mapped;
+};
+struct Reservation {
+  uint64_t size;
+};
+struct Mapping {
+  uint64_t size;
+  PhysicalAllocation* handle;
+};
+
+struct Device {
+  int ordinal = 0;
+  uint64_t capacity = 0;
+  uint64_t large_bytes = 0;  // whole pages: large allocations, pool reservations, VMM handles
+  uint64_t small_bytes = 0;  // sum of small allocations, each rounded up to 512 B
+  CUctx_st primary{};
+  CUmemPoolHandle_st default_pool{};
+
+  // Charged bytes: whole pages plus as many 2 MiB small pages as the small bytes need.
+  [[nodiscard]] uint64_t used() const { return large_bytes + round_up(small_bytes, kPage); }
+  [[nodiscard]] bool fits(uint64_t large, uint64_t small) const {
+    uint64_t after = large_bytes + large + round_up(small_bytes + small, kPage);
+    return after >= large_bytes && after <= capacity;
+  }
+};
+
+struct State {
+  std::mutex mu;
+  std::vector<std::unique_ptr<Device>> devices;
+  std::map<uintptr_t, Allocation> allocations;      // device, managed and pool memory
+  std::map<uintptr_t, HostBlock> host;              // pinned host memory
+  std::map<uintptr_t, Reservation> reservations;    // cuMemAddressReserve ranges
+  std::map<uintptr_t, Mapping> mappings;            // cuMemMap ranges
+  std::unordered_set<PhysicalAllocation*> handles;
+  std::unordered_set<CUctx_st*> contexts;           // cuCtxCreate contexts (not primary ones)
+  std::unordered_set<CUstream_st*> streams;
+  std::unordered_set<CUevent_st*> events;
+  std::atomic<uint64_t> alloc_attempts{0};
+};
+
+// The driver state, valid after cuInit succeeded.
+State& state();
+bool initialized();
+
+// The calling thread's current context (nullptr when none).
+CUctx_st*& current_context();
+
+// Checks cuInit and the current context; sets *device. Returns the error the driver would give.
+CUresult current_device(int* device);
+// Device of a stream argument (0, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or a created stream).
+// Caller holds the lock.
+CUresult stream_device(CUstream stream, int* device);
+bool valid_device(int device);
+
+// Fault injection and simulated latency (SIMCUDA_FAIL_ALLOC_AFTER, SIMCUDA_*_LATENCY_US).
+// count_allocation returns false when this allocation must fail with out-of-memory.
+bool count_allocation();
+void alloc_latency();
+void free_latency();
+
+// Host memory that backs simulated device memory: reserved lazily, never zeroed by us.
+void* map_memory(uint64_t bytes, uint64_t* mapped);
+void unmap_memory(void* p, uint64_t mapped);
+
+// Charges/uncharges the device for an allocation of `size` bytes (the accounting rule).
+void charge_for(uint64_t size, uint64_t* large, uint64_t* small);
+
+// Pool bookkeeping (caller holds the lock): reserve room for `bytes` more, or release cached
+// memory above `keep`.
+bool pool_grow(Device& dev, CUmemPoolHandle_st& pool, uint64_t bytes);
+void pool_release_to(Device& dev, CUmemPoolHandle_st& pool, uint64_t keep);
+
+}  // namespace simcuda
+
+#define SIMCUDA_EXPORT extern "C" __attribute__((visibility("default")))
