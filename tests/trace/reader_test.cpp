@@ -1,0 +1,343 @@
+// The reader on bad input: wrong files, damaged headers, torn and cut records, every truncation
+// point of a small trace, random byte flips, and a memory bound on a large trace.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+
+#include "trace_test_util.h"
+
+namespace gpumem::test {
+namespace {
+
+using trace::Op;
+using trace::Record;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+std::string open_error(const std::string& path) {
+  std::string error;
+  auto reader = trace::Reader::open(path, &error);
+  EXPECT_EQ(reader, nullptr);
+  EXPECT_NE(error.find(path), std::string::npos) << "the message names the file: " << error;
+  return error;
+}
+
+// A small closed trace with plain and blob records; returns its records as written.
+std::vector<OwnedEvent> write_sample(const std::string& path) {
+  TraceWriter w;
+  EXPECT_TRUE(open_writer(w, path));
+  for (int i = 0; i < 12; ++i) {
+    w.append(make_record(Op::alloc, 0x1000u * static_cast<uint64_t>(i), static_cast<uint64_t>(i)));
+    if (i % 4 == 0) w.intern_string(std::string(70 + i, static_cast<char>('a' + i)).c_str());
+    if (i % 5 == 0) {
+      const uint64_t pcs[2] = {static_cast<uint64_t>(i), 99};
+      w.intern_stack(pcs, 2);
+    }
+  }
+  w.close();
+  return read_trace(path).events;
+}
+
+// Raw header + records, for hand-made damage.
+std::string raw_trace(const std::vector<Record>& slots, bool closed) {
+  trace::Header h = test_header();
+  std::memcpy(h.magic, trace::kMagic, 8);
+  h.version = trace::kVersion;
+  h.header_size = trace::kHeaderSize;
+  h.record_size = trace::kRecordSize;
+  h.end_offset = trace::kHeaderSize + slots.size() * trace::kRecordSize;
+  if (closed) h.flags |= trace::kHeaderClosed;
+  std::string bytes(trace::kHeaderSize, '\0');
+  std::memcpy(bytes.data(), &h, sizeof(h));
+  bytes.append(reinterpret_cast<const char*>(slots.data()), slots.size() * sizeof(Record));
+  return bytes;
+}
+
+Record committed(uint64_t bytes) {
+  Record r = make_record(Op::alloc, 0x10, bytes);
+  r.commit = trace::kCommitted;
+  return r;
+}
+
+TEST(TraceReader, MissingFileAndDirectory) {
+  ScratchDir dir;
+  EXPECT_NE(open_error(dir.file("absent.trace")).find("cannot open trace"), std::string::npos);
+  EXPECT_NE(open_error(dir.path()).find("is a directory"), std::string::npos);
+}
+
+TEST(TraceReader, BadMagicSaysNotATrace) {
+  ScratchDir dir;
+  write_file(dir.file("junk"), std::string(100000, 'j'));
+  write_file(dir.file("empty"), "");
+  for (const char* name : {"junk", "empty"}) {
+    const std::string error = open_error(dir.file(name));
+    EXPECT_NE(error.find("not a gpumem trace (bad magic): was it written by gpumem run?"),
+              std::string::npos)
+        << error;
+  }
+}
+
+TEST(TraceReader, NewerVersionSaysUpgrade) {
+  ScratchDir dir;
+  std::string bytes = raw_trace({committed(1)}, true);
+  const uint32_t version = 2;
+  std::memcpy(bytes.data() + offsetof(trace::Header, version), &version, 4);
+  write_file(dir.file("v2.trace"), bytes);
+  const std::string error = open_error(dir.file("v2.trace"));
+  EXPECT_NE(error.find("written by trace format version 2; this reader reads version 1: "
+                       "upgrade gpumem"),
+            std::string::npos)
+      << error;
+}
+
+TEST(TraceReader, DamagedSizesAreRefused) {
+  ScratchDir dir;
+  std::string bytes = raw_trace({committed(1)}, true);
+  const uint32_t record_size = 48;
+  std::memcpy(bytes.data() + offsetof(trace::Header, record_size), &record_size, 4);
+  write_file(dir.file("sizes.trace"), bytes);
+  EXPECT_NE(open_error(dir.file("sizes.trace")).find("damaged header (header_size 65536, record_size 48"),
+            std::string::npos);
+}
+
+TEST(TraceReader, HeaderCutShortIsRefused) {
+  ScratchDir dir;
+  write_file(dir.file("cut.trace"), raw_trace({}, true).substr(0, 5000));
+  EXPECT_NE(open_error(dir.file("cut.trace")).find("ends inside its header (5000 of 65536 bytes)"),
+            std::string::npos);
+}
+
+TEST(TraceReader, UnterminatedHeaderStringsAreCut) {
+  ScratchDir dir;
+  std::string bytes = raw_trace({}, true);
+  std::memset(bytes.data() + offsetof(trace::Header, host), 'A', sizeof(trace::Header::host));
+  const uint32_t count = 1000;
+  std::memcpy(bytes.data() + offsetof(trace::Header, device_count), &count, 4);
+  write_file(dir.file("s.trace"), bytes);
+  ReadResult got = read_trace(dir.file("s.trace"));
+  EXPECT_EQ(std::strlen(got.header.host), sizeof(trace::Header::host) - 1);
+  EXPECT_EQ(got.header.device_count, static_cast<uint32_t>(trace::kMaxDevices));
+}
+
+TEST(TraceReader, NotClosedIsTruncatedAndTrailingZerosAreNotTorn) {
+  ScratchDir dir;
+  std::vector<Record> slots = {committed(1), committed(2), Record{}, Record{}, Record{}};
+  write_file(dir.file("open.trace"), raw_trace(slots, false));
+  ReadResult got = read_trace(dir.file("open.trace"));
+  EXPECT_EQ(got.events.size(), 2u);
+  EXPECT_EQ(got.stats.torn, 0u);
+  EXPECT_TRUE(got.stats.truncated);
+  EXPECT_EQ(got.stats.reason, "not closed cleanly (process killed or crashed?)");
+}
+
+TEST(TraceReader, TornSlotsAndHolesAreSkippedAndCounted) {
+  ScratchDir dir;
+  Record half = committed(7);
+  half.commit = 0;  // filled, never committed: cut by a kill
+  Record orphan{};
+  orphan.commit = trace::kContinuation;  // payload of a blob whose head was cut
+  std::vector<Record> slots = {committed(1), half, Record{}, orphan, committed(2), Record{}};
+  write_file(dir.file("torn.trace"), raw_trace(slots, false));
+  ReadResult got = read_trace(dir.file("torn.trace"));
+  ASSERT_EQ(got.events.size(), 2u);
+  EXPECT_EQ(got.events[0].rec.bytes, 1u);
+  EXPECT_EQ(got.events[1].rec.bytes, 2u);
+  EXPECT_EQ(got.stats.torn, 3u);  // half, the zero hole before a record, the orphan
+  EXPECT_EQ(got.stats.records, 2u);
+  EXPECT_NE(got.stats.reason.find("3 torn record slot(s) skipped"), std::string::npos)
+      << got.stats.reason;
+}
+
+TEST(TraceReader, BlobHeadWithImpossibleSizesIsTorn) {
+  ScratchDir dir;
+  Record head = committed(0);
+  head.op = static_cast<uint16_t>(Op::string);
+  head.address = 1ull << 40;  // more payload slots than the file has
+  head.bytes = 5;
+  Record head2 = head;
+  head2.address = 1;
+  head2.bytes = 500;  // more bytes than one slot holds
+  std::vector<Record> slots = {head, head2, committed(3)};
+  write_file(dir.file("blob.trace"), raw_trace(slots, true));
+  ReadResult got = read_trace(dir.file("blob.trace"));
+  ASSERT_EQ(got.events.size(), 1u);
+  EXPECT_EQ(got.events[0].rec.bytes, 3u);
+  EXPECT_EQ(got.stats.torn, 2u);
+}
+
+TEST(TraceReader, CutMidRecordIsTruncated) {
+  ScratchDir dir;
+  const std::string path = dir.file("cut.trace");
+  std::string bytes = raw_trace({committed(1), committed(2), committed(3)}, true);
+  write_file(path, bytes.substr(0, trace::kHeaderSize + 2 * trace::kRecordSize + 30));
+  ReadResult got = read_trace(path);
+  EXPECT_EQ(got.events.size(), 2u);
+  EXPECT_TRUE(got.stats.truncated);
+  EXPECT_NE(got.stats.reason.find("file ends in the middle of a record"), std::string::npos)
+      << got.stats.reason;
+}
+
+TEST(TraceReader, RewindReadsAgain) {
+  ScratchDir dir;
+  const std::string path = dir.file("r.trace");
+  const size_t n = write_sample(path).size();
+  std::string error;
+  auto reader = trace::Reader::open(path, &error);
+  ASSERT_NE(reader, nullptr) << error;
+  trace::Event ev;
+  size_t first = 0, second = 0;
+  while (reader->next(&ev)) ++first;
+  reader->rewind();
+  EXPECT_EQ(reader->stats().records, 0u);
+  while (reader->next(&ev)) ++second;
+  EXPECT_EQ(first, n);
+  EXPECT_EQ(second, n);
+  EXPECT_EQ(reader->stats().bytes_read, reader->file_size());
+}
+
+// Cut a small trace at every byte offset: never a crash; what is read is a prefix of the
+// original, everything wholly before the cut is read, and a cut trace says it is truncated.
+TEST(TraceReader, TruncatedAtEveryByteOffset) {
+  ScratchDir dir;
+  const std::string path = dir.file("sample.trace");
+  const std::vector<OwnedEvent> full = write_sample(path);
+  ASSERT_EQ(full.size(), 12u + 3 + 3);
+  const std::string bytes = read_file(path);
+  // Where each record ends in the file, to know which ones a cut leaves whole.
+  std::vector<uint64_t> ends;
+  uint64_t off = trace::kHeaderSize;
+  for (const OwnedEvent& e : full) {
+    const bool blob = e.rec.op == static_cast<uint16_t>(Op::string) ||
+                      e.rec.op == static_cast<uint16_t>(Op::stack);
+    off += (1 + (blob ? e.rec.address : 0)) * trace::kRecordSize;
+    ends.push_back(off);
+  }
+  ASSERT_EQ(off, bytes.size());
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint64_t failures = 0;
+  for (uint64_t cut = 0; cut <= bytes.size(); ++cut) {
+    ASSERT_EQ(ftruncate(fd, static_cast<off_t>(cut)), 0);
+    std::string error;
+    auto reader = trace::Reader::open(path, &error);
+    if (cut < trace::kHeaderSize) {
+      failures += reader != nullptr || error.empty();
+    } else if (reader == nullptr) {
+      ++failures;
+      ADD_FAILURE() << "cut at " << cut << ": " << error;
+    } else {
+      size_t n = 0;
+      trace::Event ev;
+      while (reader->next(&ev)) {
+        const bool same = n < full.size() &&
+                          std::memcmp(&ev.rec, &full[n].rec, sizeof(Record)) == 0 &&
+                          ev.payload == full[n].payload;
+        failures += !same;
+        ++n;
+      }
+      size_t whole = 0;
+      while (whole < ends.size() && ends[whole] <= cut) ++whole;
+      failures += n != whole;
+      failures += reader->stats().truncated != (cut < bytes.size());
+    }
+    if (cut < bytes.size()) {
+      ASSERT_EQ(pwrite(fd, bytes.data() + cut, bytes.size() - cut, static_cast<off_t>(cut)),
+                static_cast<ssize_t>(bytes.size() - cut));
+    }
+  }
+  ::close(fd);
+  EXPECT_EQ(failures, 0u);
+}
+
+// Random damage anywhere: the reader never crashes and never invents records.
+TEST(TraceReader, RandomByteFlipsNeverCrash) {
+  ScratchDir dir;
+  const std::string path = dir.file("sample.trace");
+  const std::vector<OwnedEvent> full = write_sample(path);
+  const std::string bytes = read_file(path);
+  const uint64_t slots = (bytes.size() - trace::kHeaderSize) / trace::kRecordSize;
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  std::mt19937_64 rng(12345);
+  const char* long_env = std::getenv("GPUMEM_TEST_LONG");
+  const int rounds = (long_env != nullptr && std::string(long_env) == "1") ? 200000 : 5000;
+  uint64_t opened = 0;
+  for (int round = 0; round < rounds; ++round) {
+    const int flips = 1 + static_cast<int>(rng() % 8);
+    std::vector<uint64_t> where;
+    for (int i = 0; i < flips; ++i) {
+      // Mostly records; sometimes the part of the header the reader interprets.
+      const uint64_t at = rng() % 4 == 0 ? rng() % sizeof(trace::Header)
+                                         : trace::kHeaderSize + rng() % (bytes.size() - trace::kHeaderSize);
+      const char flipped = static_cast<char>(bytes[at] ^ static_cast<char>(1 + rng() % 255));
+      ASSERT_EQ(pwrite(fd, &flipped, 1, static_cast<off_t>(at)), 1);
+      where.push_back(at);
+    }
+    std::string error;
+    auto reader = trace::Reader::open(path, &error);
+    if (reader != nullptr) {
+      ++opened;
+      trace::Event ev;
+      uint64_t n = 0;
+      while (reader->next(&ev)) ++n;
+      EXPECT_LE(n + reader->stats().torn, slots);
+    } else {
+      EXPECT_FALSE(error.empty());
+    }
+    for (uint64_t at : where)
+      ASSERT_EQ(pwrite(fd, bytes.data() + at, 1, static_cast<off_t>(at)), 1);
+  }
+  ::close(fd);
+  EXPECT_GT(opened, 0u);
+}
+
+// A 2M-record trace (128 MiB) is read by a fresh process whose peak memory must not grow by more
+// than 64 MiB: a reader that loaded or mapped the whole file would exceed it.
+TEST(TraceReader, MemoryStaysBoundedOnLargeTrace) {
+  constexpr uint64_t kRecords = 2000000;
+  ScratchDir dir;
+  const std::string path = dir.file("large.trace");
+  {
+    std::ofstream out(path, std::ios::binary);
+    std::vector<Record> chunk(65536);
+    out << raw_trace({}, true).substr(0, trace::kHeaderSize);
+    for (uint64_t done = 0; done < kRecords; done += chunk.size()) {
+      const uint64_t n = std::min<uint64_t>(chunk.size(), kRecords - done);
+      for (uint64_t i = 0; i < n; ++i) chunk[i] = committed(done + i);
+      out.write(reinterpret_cast<const char*>(chunk.data()),
+                static_cast<std::streamsize>(n * sizeof(Record)));
+    }
+  }
+  // The end mark: raw_trace() above wrote end_offset for zero records.
+  {
+    const uint64_t end = trace::kHeaderSize + kRecords * trace::kRecordSize;
+    const int fd = ::open(path.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, &end, 8, offsetof(trace::Header, end_offset)), 8);
+    ::close(fd);
+  }
+  const std::string command = std::string(GPUMEM_TRACE_READ_RSS) + " " + path;
+  FILE* p = popen(command.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  unsigned long long records = 0, before_kib = 0, after_kib = 0;
+  const int fields = std::fscanf(p, "%llu %llu %llu", &records, &before_kib, &after_kib);
+  ASSERT_EQ(pclose(p), 0);
+  ASSERT_EQ(fields, 3);
+  EXPECT_EQ(records, kRecords);
+  EXPECT_LT(after_kib - before_kib, 64ull * 1024) << "peak RSS grew by " << after_kib - before_kib
+                                                   << " KiB reading a 128 MiB trace";
+}
+
+}  // namespace
+}  // namespace gpumem::test
