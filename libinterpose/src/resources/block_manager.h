@@ -1,0 +1,165 @@
+// The block bookkeeping both pools share: segments cut into address-ordered blocks, best fit over
+// the free blocks ordered by (kind, stream, size, address), splitting and coalescing with address
+// neighbours inside one segment, and the "pending" list of the reuse rule (docs/policies.md).
+//
+// Not thread-safe: the owning pool holds its lock around every call. Steady state is free of heap
+// allocation: block objects and the nodes of the free set and the live map are recycled.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <set>
+#include <unordered_map>
+#include <vector>
+
+#include "resources/request.h"
+
+namespace gpumem::resources {
+
+inline constexpr uint64_t kBlockAlign = 512;  // every block starts and is sized on 512 B
+// Stream tag of a free block that is safe on every stream (no queued work may still use it).
+inline constexpr uint64_t kAnyStream = ~uint64_t{0};
+
+inline uint64_t round_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
+enum class BlockState : uint8_t {
+  free,     // reusable: at once on `stream`, anywhere when stream == kAnyStream
+  live,     // held by the program
+  pending,  // freed synchronously; reusable only after the next device synchronization
+};
+
+struct Segment;
+
+struct Block {
+  uintptr_t addr = 0;
+  uint64_t size = 0;
+  uint64_t requested = 0;         // live: the bytes the program asked for
+  uint64_t stream = kAnyStream;   // free: the stream whose queued work may still use it
+  Block* prev = nullptr;          // address neighbours inside the same segment
+  Block* next = nullptr;
+  Segment* segment = nullptr;
+  uint8_t kind = 0;               // the pool's size class (segment kind), copied for the ordering
+  BlockState state = BlockState::free;
+};
+
+struct Segment {
+  uintptr_t addr = 0;
+  uint64_t size = 0;
+  uint8_t kind = 0;
+  Block* first = nullptr;
+};
+
+// A copy of the layout, for tests, replay and fragmentation numbers.
+struct BlockView {
+  uintptr_t addr;
+  uint64_t size;
+  uint64_t requested;
+  uint64_t stream;
+  BlockState state;
+};
+struct SegmentView {
+  uintptr_t addr;
+  uint64_t size;
+  uint8_t kind;
+  std::vector<BlockView> blocks;  // in address order, covering the segment exactly
+};
+
+class BlockManager {
+ public:
+  BlockManager() = default;
+  ~BlockManager();
+  BlockManager(const BlockManager&) = delete;
+  BlockManager& operator=(const BlockManager&) = delete;
+
+  // A new segment becomes one free block, safe on every stream.
+  void add_segment(uintptr_t addr, uint64_t size, uint8_t kind);
+  // Best fit: the smallest free block of `kind` with size >= bytes that is reusable on `stream`
+  // (tagged with it or kAnyStream), lowest address among equals. nullptr when none.
+  Block* find_fit(uint64_t bytes, uint8_t kind, uint64_t stream) const;
+  // Hands out `b` (from find_fit) for `rounded` bytes; a remainder of >= kBlockAlign is split off
+  // as a free block with the same stream tag. Returns the address.
+  uintptr_t take(Block* b, uint64_t rounded, uint64_t requested);
+  Block* find_live(uintptr_t addr) const;
+  // Frees a live block: stream-ordered -> free at once, tagged with `stream`, coalesced with free
+  // neighbours of the same tag; otherwise -> pending (not reusable, not coalesced).
+  void release(Block* b, bool stream_ordered, uint64_t stream);
+  // True when a device synchronization would make more blocks reusable.
+  bool has_unsafe() const { return !pending_.empty() || tagged_free_ > 0; }
+  // Call after a device synchronization: every pending and stream-tagged block becomes free on
+  // every stream, and all are coalesced.
+  void make_all_safe();
+  // Removes each segment that is a single free block and for which release(addr, size) returns
+  // true (the upstream gave it back). Returns the bytes removed.
+  template <class Release>
+  uint64_t remove_empty_segments(Release&& release);
+  template <class Fn>
+  void for_each_segment(Fn&& fn) const {
+    for (const auto& [addr, seg] : segments_) fn(addr, seg->size);
+  }
+
+  bool lookup(uintptr_t p, BlockInfo* out) const;
+  // Largest block not held by the program (free or pending).
+  uint64_t largest_free() const;
+  std::vector<SegmentView> snapshot() const;
+  size_t segment_count() const { return segments_.size(); }
+  size_t pending_count() const { return pending_.size(); }
+
+ private:
+  struct Key {
+    uint8_t kind;
+    uint64_t stream;
+    uint64_t size;
+    uintptr_t addr;
+    auto operator<=>(const Key&) const = default;
+  };
+  static Key key_of(const Block* b) { return {b->kind, b->stream, b->size, b->addr}; }
+  struct ByKey {
+    using is_transparent = void;
+    bool operator()(const Block* a, const Block* b) const { return key_of(a) < key_of(b); }
+    bool operator()(const Block* a, const Key& b) const { return key_of(a) < b; }
+    bool operator()(const Key& a, const Block* b) const { return a < key_of(b); }
+  };
+  using FreeSet = std::set<Block*, ByKey>;
+  using LiveMap = std::unordered_map<uintptr_t, Block*>;
+
+  Block* fit_in(uint64_t bytes, uint8_t kind, uint64_t stream) const;
+  void insert_free(Block* b);
+  void erase_free(Block* b);
+  void insert_coalesced(Block* b);
+  void unlink(Block* b);
+  Block* new_block();
+  void delete_block(Block* b);
+
+  std::map<uintptr_t, Segment*> segments_;
+  FreeSet free_;
+  LiveMap live_;
+  std::deque<Block*> pending_;
+  uint64_t tagged_free_ = 0;  // free blocks whose stream tag is not kAnyStream
+  // Recycled storage, so the common path does not call malloc.
+  std::vector<FreeSet::node_type> free_nodes_;
+  std::vector<LiveMap::node_type> live_nodes_;
+  std::vector<Block*> spare_blocks_;
+  std::vector<Block*> scratch_;
+};
+
+template <class Release>
+uint64_t BlockManager::remove_empty_segments(Release&& release) {
+  uint64_t removed = 0;
+  for (auto it = segments_.begin(); it != segments_.end();) {
+    Segment* seg = it->second;
+    Block* only = seg->first;
+    if (only->next != nullptr || only->state != BlockState::free || !release(seg->addr, seg->size)) {
+      ++it;
+      continue;
+    }
+    erase_free(only);
+    delete_block(only);
+    removed += seg->size;
+    delete seg;
+    it = segments_.erase(it);
+  }
+  return removed;
+}
+
+}  // namespace gpumem::resources

@@ -1,0 +1,35 @@
+// A hard cap on the bytes that pass through it, like RMM's limiting_resource_adaptor: reserve the
+// bytes on one atomic counter, forward, roll back if the upstream fails. Lock-free; the counter
+// never exceeds the limit, even for a moment, so the upstream never holds more than the limit.
+//
+// Counts requested bytes exactly (no rounding). Placed above a pool it caps what the program
+// holds; placed below a pool it caps what the pool reserves from the device (segments). See
+// docs/policies.md for which the preload library uses.
+#pragma once
+
+#include <atomic>
+
+#include "resources/memory_resource.h"
+
+namespace gpumem::resources {
+
+class LimitResource final : public MemoryResource {
+ public:
+  LimitResource(MemoryResource& upstream, uint64_t limit) : MemoryResource(&upstream), limit_(limit) {}
+
+  uint64_t limit_bytes() const override { return limit_; }
+  // Bytes counted against the limit now (includes allocations being forwarded).
+  uint64_t used_bytes() const { return used_.load(std::memory_order_relaxed); }
+  // min(limit, upstream capacity); the limit alone when the capacity is unknown (0).
+  uint64_t capacity(int device) const override;
+
+ private:
+  // out_of_memory with in_use = bytes counted before this request when it would pass the limit.
+  Result do_allocate(const AllocRequest& req) override;
+  Freed do_deallocate(void* p, const FreeRequest& req) override;
+
+  const uint64_t limit_;
+  std::atomic<uint64_t> used_{0};
+};
+
+}  // namespace gpumem::resources

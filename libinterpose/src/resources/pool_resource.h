@@ -1,0 +1,70 @@
+// What the growth and fixed pools share: one lock, the block bookkeeping (BlockManager), the reuse
+// rule, frees, pointer lookup and segment accounting. A pool serves one device. Subclasses say how
+// to get room when no free block fits (grow) and how requests map to size classes (kind_for),
+// like the expand_pool hook of RMM's stream-ordered pool.
+//
+// Thread safety: one mutex per pool guards the blocks; held for the whole allocate or free, and
+// also across the device synchronization of the reuse rule and across segment calls to the
+// upstream (as a real cudaFree would stall the caller anyway). reserved/peak counters are atomics,
+// readable without the lock; largest_free_block() and snapshot() take it.
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+#include "resources/block_manager.h"
+#include "resources/memory_resource.h"
+#include "resources/pool_observer.h"
+
+namespace gpumem::resources {
+
+class PoolResource : public MemoryResource {
+ public:
+  // Gives every segment back to the upstream, live blocks or not, without telling the observer.
+  // The preload library should leave its stacks alive at exit instead (CUDA may be gone).
+  ~PoolResource() override;
+
+  int device() const { return device_; }
+  uint64_t reserved_bytes() const override { return reserved_.load(std::memory_order_relaxed); }
+  uint64_t peak_reserved_bytes() const override {
+    return peak_reserved_.load(std::memory_order_relaxed);
+  }
+  uint64_t largest_free_block() const override;
+  std::vector<SegmentView> snapshot() const;
+  size_t segment_count() const;
+  size_t pending_count() const;
+
+ protected:
+  PoolResource(MemoryResource& upstream, int device, PoolObserver* observer)
+      : MemoryResource(&upstream), device_(device), observer_(observer) {}
+
+  // Lock held. No free block fits `rounded` bytes of `kind`: add room with reserve_segment() or
+  // answer the failure.
+  virtual Result grow(uint64_t rounded, uint8_t kind, const AllocRequest& req) = 0;
+  virtual uint8_t kind_for(uint64_t /*rounded*/) const { return 0; }
+
+  // Lock held. Takes `bytes` from the upstream as a new segment, tells the observer.
+  Result reserve_segment(uint64_t bytes, uint8_t kind);
+  // Lock held. Gives every empty segment back; returns the bytes released.
+  uint64_t release_empty_segments();
+  // Lock held. Synchronizes the device, then makes pending and stream-tagged blocks reusable.
+  Status synchronize_locked();
+
+  uint64_t do_empty_cache() override;
+  mutable std::mutex mutex_;
+
+ private:
+  Result do_allocate(const AllocRequest& req) override;
+  Freed do_deallocate(void* p, const FreeRequest& req) override;
+  Status do_synchronize(int device) override;
+  bool do_lookup(const void* p, BlockInfo* out) const override;
+
+  const int device_;
+  PoolObserver* const observer_;
+  BlockManager blocks_;
+  std::atomic<uint64_t> reserved_{0};
+  std::atomic<uint64_t> peak_reserved_{0};
+};
+
+}  // namespace gpumem::resources
