@@ -137,6 +137,22 @@ TEST(Driver, ResolverPicksTheVersionedEntryPoint) {
   EXPECT_EQ(fn, dlsym(driver_handle(), "cuMemFree_v2"));
 }
 
+TEST(Driver, EverythingOutsideTheSurfaceIsNotSupported) {
+  auto module_load = sym<PFN_cuModuleLoad_v2000>("cuModuleLoad");
+  ASSERT_NE(module_load, nullptr);
+  CUmodule module = nullptr;
+  EXPECT_EQ(module_load(&module, "kernels.cubin"), CUDA_ERROR_NOT_SUPPORTED);
+  void* fn = nullptr;
+  CUdriverProcAddressQueryResult status{};
+  auto get = sym<PFN_cuGetProcAddress_v12000>("cuGetProcAddress_v2");
+  ASSERT_EQ(get("cuLaunchKernel", &fn, 13000, 0, &status), CUDA_SUCCESS);
+  ASSERT_NE(fn, nullptr);
+  EXPECT_EQ(reinterpret_cast<PFN_cuLaunchKernel_v4000>(fn)(nullptr, 1, 1, 1, 1, 1, 1, 0, nullptr,
+                                                          nullptr, nullptr),
+            CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(get("cuMemcpyHtoD_v2", &fn, 13000, 0, &status), CUDA_ERROR_NOT_FOUND);
+}
+
 TEST(Driver, ResolvedFunctionsWork) {
   size_t before = free_bytes();
   auto alloc = proc<PFN_cuMemAlloc_v3020>("cuMemAlloc");

@@ -308,6 +308,14 @@ TEST(Runtime, DriverEntryPointsGoThroughTheDriverResolver) {
   dlclose(driver);
 }
 
+TEST(Runtime, EverythingOutsideTheSurfaceIsNotSupported) {
+  int value = -1;
+  EXPECT_EQ(cudaDeviceGetAttribute(&value, cudaDevAttrWarpSize, 0), cudaErrorNotSupported);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorNotSupported);
+  cudaGraph_t graph = nullptr;
+  EXPECT_EQ(cudaGraphCreate(&graph, 0), cudaErrorNotSupported);
+}
+
 TEST(Runtime, ErrorNamesAndStrings) {
   EXPECT_STREQ(cudaGetErrorName(cudaErrorMemoryAllocation), "cudaErrorMemoryAllocation");
   EXPECT_STREQ(cudaGetErrorString(cudaErrorMemoryAllocation), "out of memory");

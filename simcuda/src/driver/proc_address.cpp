@@ -9,6 +9,13 @@
 
 namespace {
 
+// Generated from unsupported.txt: every other driver entry point, returning CUDA_ERROR_NOT_SUPPORTED.
+struct SimcudaStub {
+  const char* name;
+  void* fn;
+};
+extern "C" const SimcudaStub simcuda_stubs[];
+
 enum class Variant { plain, per_thread };  // per_thread: the _ptsz / _ptds entry point
 
 struct Entry {
@@ -93,6 +100,24 @@ const Entry kEntries[] = {
 #undef ROW
 #undef ROW_PT
 
+// Is `name` a base name (no _v<N>, _ptsz or _ptds suffix)? Only base names are resolved.
+bool is_base_name(const char* name) {
+  const char* us = std::strrchr(name, '_');
+  if (us == nullptr) return true;
+  if (std::strcmp(us, "_ptsz") == 0 || std::strcmp(us, "_ptds") == 0) return false;
+  if (us[1] != 'v' || us[2] == '\0') return true;
+  for (const char* c = us + 2; *c; ++c)
+    if (*c < '0' || *c > '9') return true;
+  return false;
+}
+
+void* unsupported_stub(const char* name) {
+  if (!is_base_name(name)) return nullptr;
+  for (const SimcudaStub* s = simcuda_stubs; s->name; ++s)
+    if (std::strcmp(s->name, name) == 0) return s->fn;
+  return nullptr;
+}
+
 CUresult resolve(const char* symbol, void** pfn, int version, cuuint64_t flags,
                  CUdriverProcAddressQueryResult* status) {
   auto answer = [&](CUresult r, CUdriverProcAddressQueryResult s, void* fn) {
@@ -117,6 +142,12 @@ CUresult resolve(const char* symbol, void** pfn, int version, cuuint64_t flags,
   }
   const Entry* chosen = (per_thread && threaded) ? threaded : plain;
   if (chosen) return answer(CUDA_SUCCESS, CU_GET_PROC_ADDRESS_SUCCESS, chosen->fn);
+  // Outside the surface: a stub that answers CUDA_ERROR_NOT_SUPPORTED, so that a caller that
+  // resolves many entry points up front (static cudart) still starts.
+  if (!known) {
+    if (void* stub = unsupported_stub(symbol))
+      return answer(CUDA_SUCCESS, CU_GET_PROC_ADDRESS_SUCCESS, stub);
+  }
   return answer(CUDA_ERROR_NOT_FOUND,
                 known ? CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT
                       : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND,

@@ -52,3 +52,6 @@ SIMCUDA_EXPORT const char* CUDARTAPI cudaGetErrorString(cudaError_t error) {
   const ErrorText* e = find(error);
   return e ? e->text : "unrecognized error code";
 }
+
+// Every runtime entry point outside simcuda's surface (generated stubs) returns this.
+extern "C" int simcuda_rt_unsupported(void) { return finish(cudaErrorNotSupported); }
