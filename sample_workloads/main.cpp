@@ -63,11 +63,13 @@ int run(const gt::TrainOptions& o) {
       return fail(gt::exit_bad_settings,
                   "gpumem-train: --backend cuda launches kernels, which the simulated device cannot "
                   "run; use --backend host or auto");
-    backend = gt::make_cuda_backend();
+    std::string why;
+    backend = gt::make_cuda_backend(&why);
     if (!backend)
       return fail(gt::exit_bad_settings,
-                  "gpumem-train: this build has no CUDA backend (nvcc was not found when it was "
-                  "configured); rebuild with nvcc, or use the simulated device with --backend host");
+                  fmt::format("gpumem-train: cannot use --backend cuda: {}\nRebuild gpumem with "
+                              "nvcc, or use the simulated device with --backend host.",
+                              why));
   }
 
   const auto start = std::chrono::steady_clock::now();

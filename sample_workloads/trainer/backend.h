@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "options.h"
 
@@ -58,7 +59,8 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_host_backend();
-// Null when the trainer was built without nvcc.
-std::unique_ptr<Backend> make_cuda_backend();
+// Loads the CUDA backend module (libgpumem_train_cuda.so, beside the program's lib/ folder).
+// Null, with *why filled, when the module is absent (built without nvcc) or cannot be loaded.
+std::unique_ptr<Backend> make_cuda_backend(std::string* why);
 
 }  // namespace gpumem::train

@@ -1,4 +1,5 @@
-// CUDA kernels for a real GPU: a simple tiled matmul for Dense layers, elementwise kernels for
+// CUDA kernels for a real GPU, built as a module (libgpumem_train_cuda.so) that gpumem-train loads
+// only when it picks the cuda backend: nvcc's kernel registration then never runs on simcuda: a simple tiled matmul for Dense layers, elementwise kernels for
 // the rest. No cuBLAS, so every byte the trainer uses is a cudaMalloc an interposer sees.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -223,6 +224,10 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
-
 }  // namespace gpumem::train
+
+// The module's one entry point, found with dlsym by cuda_backend_loader.cpp.
+extern "C" __attribute__((visibility("default"))) gpumem::train::Backend*
+gpumem_train_make_cuda_backend() {
+  return new gpumem::train::CudaBackend();
+}
