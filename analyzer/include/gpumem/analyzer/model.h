@@ -1,0 +1,186 @@
+// The analysis model: what `gpumem report` knows about a set of traces once it has read them.
+// Renderers (JSON, text, HTML, Perfetto) only read these structs; Analysis (analysis.h) fills
+// them. Every number is defined, with its formula, in docs/report-schema.md.
+//
+// Times are nanoseconds relative to the trace's Header::clock_base_ns (the moment the trace was
+// opened), as int64 so that a record stamped before the base stays representable.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gpumem::analyzer {
+
+// A group of live allocations: one call site (stack id), or one power-of-two size class.
+struct GroupRow {
+  bool by_site = false;             // true: site/frames are set; false: min/max_bytes are set
+  uint32_t site = 0;                // stack id, 0 = allocations with no recorded stack
+  std::vector<std::string> frames;  // innermost first: "function (module+0xoff)" or "0x..."
+  uint64_t min_bytes = 0;           // size class bounds, inclusive
+  uint64_t max_bytes = 0;
+  uint64_t count = 0;
+  uint64_t bytes = 0;
+};
+
+struct Peak {
+  uint64_t allocated_bytes = 0;           // max over the run of allocated
+  int64_t time_ns = 0;                    // when allocated first reached it
+  std::optional<std::string> phase;       // most recently begun open phase at that time
+  uint64_t reserved_at_peak_bytes = 0;    // reserved at that same instant
+  uint64_t reserved_bytes = 0;            // max over the run of reserved (may be another instant)
+  int64_t reserved_time_ns = 0;
+  std::optional<std::string> reserved_phase;
+  std::string grouped_by;                 // "site" or "size_class": how live_at_peak is grouped
+  std::vector<GroupRow> live_at_peak;     // sums to allocated_bytes exactly; largest first
+  std::vector<GroupRow> live_at_peak_by_size_class;  // always by size class; same sum
+};
+
+struct Final {
+  uint64_t allocated_bytes = 0;
+  uint64_t reserved_bytes = 0;
+  uint64_t leaked_allocations = 0;
+  uint64_t leaked_bytes = 0;
+};
+
+struct Counts {
+  uint64_t alloc = 0;
+  uint64_t free = 0;
+  uint64_t alloc_failed = 0;
+  uint64_t free_unknown = 0;
+  uint64_t double_free = 0;
+  uint64_t segment_reserve = 0;
+  uint64_t segment_release = 0;
+};
+
+struct Fragmentation {
+  double external_at_peak = 0;            // at the peak-allocated instant
+  double external_max = 0;                // max over the run
+  int64_t external_max_time_ns = 0;
+  uint64_t reserved_unallocated_at_peak_bytes = 0;  // reserved - allocated at the peak instant
+  std::optional<double> utilization;      // peak allocated / peak reserved; none if no reserve
+  uint64_t free_in_segments_at_peak_bytes = 0;
+  uint64_t largest_free_block_at_peak_bytes = 0;
+};
+
+struct PhasePeak {
+  std::string name;
+  int64_t start_ns = 0;
+  int64_t end_ns = 0;
+  bool closed = true;              // false: still open when the trace ended (end_ns = last event)
+  uint64_t peak_allocated_bytes = 0;
+  int64_t peak_time_ns = 0;
+  uint64_t peak_reserved_bytes = 0;
+};
+
+struct HistogramBucket {
+  uint64_t min_bytes = 0;
+  uint64_t max_bytes = 0;
+  uint64_t count = 0;
+  uint64_t bytes = 0;
+};
+
+struct Churn {
+  double duration_s = 0;            // first to last record of the trace
+  double allocs_per_second = 0;     // counts.alloc / duration_s (0 when duration is 0)
+  uint64_t short_lived_threshold_ns = 0;
+  uint64_t freed = 0;               // allocations freed during the run (matched frees)
+  uint64_t short_lived = 0;         // of those, freed less than the threshold after allocation
+  double short_lived_share = 0;     // short_lived / freed (0 when freed is 0)
+  uint64_t allocated_bytes_total = 0;
+};
+
+struct Timeline {
+  std::vector<int64_t> t_ns;
+  std::vector<uint64_t> allocated;
+  std::vector<uint64_t> reserved;
+  std::vector<double> fragmentation;
+};
+
+struct DeviceReport {
+  size_t trace_index = 0;  // index into Report::traces of the process this device belongs to
+  uint32_t pid = 0;
+  int32_t rank = -1;
+  int device = 0;
+  std::string name;
+  uint64_t capacity_bytes = 0;
+  uint64_t limit_bytes = 0;
+  Peak peak;
+  Final final;
+  Counts counts;
+  Fragmentation fragmentation;
+  std::vector<PhasePeak> phases;
+  uint64_t phases_omitted = 0;
+  std::vector<HistogramBucket> size_histogram;
+  Churn churn;
+  std::vector<GroupRow> leaks;      // grouped like peak.grouped_by; largest first
+  Timeline timeline;
+};
+
+struct Anomaly {
+  uint32_t pid = 0;
+  int device = -1;
+  std::string kind;  // "free_unknown", "double_free", "alloc_failed", "null_out_param", ...
+  uint64_t address = 0;
+  uint64_t bytes = 0;
+  int64_t t_ns = 0;
+  std::optional<uint64_t> in_use_bytes;  // alloc_failed only: bytes in use on the device then
+  int32_t result = 0;
+  uint32_t site = 0;
+};
+
+struct PinnedHost {
+  uint64_t peak_bytes = 0;
+  uint64_t final_bytes = 0;
+  uint64_t alloc = 0;
+  uint64_t free = 0;
+};
+
+struct TraceSummary {
+  std::string path;
+  uint32_t pid = 0;
+  int32_t rank = -1;
+  std::string host;
+  std::string command;
+  std::string pool;
+  bool simulated = false;
+  bool stacks = false;
+  uint64_t clock_base_ns = 0;
+  uint64_t start_unix_ns = 0;
+  uint64_t events = 0;       // records analysed
+  uint64_t torn = 0;
+  bool truncated = false;
+  std::string truncated_reason;
+  int64_t first_ns = 0;
+  int64_t last_ns = 0;
+  PinnedHost pinned_host;
+  uint64_t anomalies_omitted = 0;
+};
+
+struct RankStat {
+  uint64_t max_bytes = 0;
+  uint64_t min_bytes = 0;
+  double mean_bytes = 0;
+  double imbalance = 0;  // max / mean - 1
+  uint32_t max_pid = 0;
+  int32_t max_rank = -1;
+  uint32_t min_pid = 0;
+  int32_t min_rank = -1;
+};
+
+struct RanksSummary {
+  uint64_t processes = 0;
+  RankStat peak_allocated;  // per process: the largest device peak of that process
+  RankStat peak_reserved;
+};
+
+struct Report {
+  std::vector<TraceSummary> traces;
+  std::vector<DeviceReport> devices;
+  std::vector<Anomaly> anomalies;
+  std::optional<RanksSummary> ranks;  // present when two or more traces were analysed
+};
+
+}  // namespace gpumem::analyzer

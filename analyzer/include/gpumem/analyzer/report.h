@@ -1,0 +1,38 @@
+// `gpumem report`: read traces (files or directories of *.trace), analyse them in one streaming
+// pass each, and write the JSON report and/or the terminal summary. Also the entry point for
+// `gpumem run --report DIR` (inputs = the run's trace files, json_path = DIR/report.json).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "gpumem/analyzer/analysis.h"
+#include "gpumem/analyzer/model.h"
+
+namespace gpumem::analyzer {
+
+struct ReportOptions {
+  std::vector<std::string> inputs;  // trace files and directories (every *.trace inside)
+  std::string json_path;            // "" = none, "-" = stdout
+  bool text = false;                // print the terminal summary (also when no output is named)
+  std::string html_path;            // not yet implemented
+  std::string perfetto_path;        // not yet implemented
+  size_t points = 2000;             // timeline points per device
+  bool progress = true;             // progress on stderr, only when it is a terminal
+};
+
+// Runs the whole command; returns the exit status (0 ok, 1 nothing could be read or written).
+// Messages go to stderr, the summary (and "-" JSON) to stdout.
+int report_main(const ReportOptions& options);
+
+// Expands directories into their *.trace files (sorted). Missing paths are reported in *errors.
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs,
+                                       std::vector<std::string>* errors);
+
+// Analyses the given trace files. Files that cannot be opened are skipped with a message in
+// *errors. Returns the number of traces analysed.
+size_t analyze_files(const std::vector<std::string>& files, Analysis& analysis,
+                     std::vector<std::string>* errors, bool progress);
+
+}  // namespace gpumem::analyzer

@@ -1,0 +1,164 @@
+#include "gpumem/analyzer/render_json.h"
+
+namespace gpumem::analyzer {
+
+namespace {
+using Json = nlohmann::ordered_json;
+
+Json optional_string(const std::optional<std::string>& s) { return s ? Json(*s) : Json(nullptr); }
+
+Json rows_json(const std::vector<GroupRow>& rows) {
+  Json out = Json::array();
+  for (const GroupRow& r : rows) {
+    Json j;
+    if (r.by_site) {
+      j["site"] = r.site;
+      j["frames"] = r.frames;
+    } else {
+      j["size_class"] = {{"min_bytes", r.min_bytes}, {"max_bytes", r.max_bytes}};
+    }
+    j["count"] = r.count;
+    j["bytes"] = r.bytes;
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+Json trace_json(const TraceSummary& t) {
+  Json j;
+  j["path"] = t.path;
+  j["pid"] = t.pid;
+  j["host"] = t.host;
+  j["rank"] = t.rank;
+  j["command"] = t.command;
+  j["pool"] = t.pool;
+  j["simulated"] = t.simulated;
+  j["stacks"] = t.stacks;
+  j["clock_base_ns"] = t.clock_base_ns;
+  j["start_unix_ns"] = t.start_unix_ns;
+  j["events"] = t.events;
+  j["torn"] = t.torn;
+  j["truncated"] = t.truncated;
+  j["truncated_reason"] = t.truncated ? Json(t.truncated_reason) : Json(nullptr);
+  j["first_ns"] = t.first_ns;
+  j["last_ns"] = t.last_ns;
+  j["pinned_host"] = {{"peak_bytes", t.pinned_host.peak_bytes},
+                      {"final_bytes", t.pinned_host.final_bytes},
+                      {"alloc", t.pinned_host.alloc},
+                      {"free", t.pinned_host.free}};
+  j["anomalies_omitted"] = t.anomalies_omitted;
+  return j;
+}
+
+Json device_json(const DeviceReport& d) {
+  Json j;
+  j["pid"] = d.pid;
+  j["rank"] = d.rank;
+  j["device"] = d.device;
+  j["name"] = d.name;
+  j["capacity_bytes"] = d.capacity_bytes;
+  j["limit_bytes"] = d.limit_bytes;
+  const Peak& p = d.peak;
+  j["peak"] = {{"allocated_bytes", p.allocated_bytes},
+               {"time_ns", p.time_ns},
+               {"phase", optional_string(p.phase)},
+               {"reserved_at_peak_bytes", p.reserved_at_peak_bytes},
+               {"reserved_bytes", p.reserved_bytes},
+               {"reserved_time_ns", p.reserved_time_ns},
+               {"reserved_phase", optional_string(p.reserved_phase)},
+               {"grouped_by", p.grouped_by},
+               {"live_at_peak", rows_json(p.live_at_peak)},
+               {"live_at_peak_by_size_class", rows_json(p.live_at_peak_by_size_class)}};
+  j["final"] = {{"allocated_bytes", d.final.allocated_bytes},
+                {"reserved_bytes", d.final.reserved_bytes},
+                {"leaked_allocations", d.final.leaked_allocations},
+                {"leaked_bytes", d.final.leaked_bytes}};
+  const Counts& c = d.counts;
+  j["counts"] = {{"alloc", c.alloc},
+                 {"free", c.free},
+                 {"alloc_failed", c.alloc_failed},
+                 {"free_unknown", c.free_unknown},
+                 {"double_free", c.double_free},
+                 {"segment_reserve", c.segment_reserve},
+                 {"segment_release", c.segment_release}};
+  const Fragmentation& f = d.fragmentation;
+  j["fragmentation"] = {
+      {"external_at_peak", f.external_at_peak},
+      {"external_max", f.external_max},
+      {"external_max_time_ns", f.external_max_time_ns},
+      {"reserved_unallocated_at_peak_bytes", f.reserved_unallocated_at_peak_bytes},
+      {"utilization", f.utilization ? Json(*f.utilization) : Json(nullptr)},
+      {"free_in_segments_at_peak_bytes", f.free_in_segments_at_peak_bytes},
+      {"largest_free_block_at_peak_bytes", f.largest_free_block_at_peak_bytes}};
+  Json phases = Json::array();
+  for (const PhasePeak& ph : d.phases)
+    phases.push_back({{"name", ph.name},
+                      {"start_ns", ph.start_ns},
+                      {"end_ns", ph.end_ns},
+                      {"closed", ph.closed},
+                      {"peak_allocated_bytes", ph.peak_allocated_bytes},
+                      {"peak_time_ns", ph.peak_time_ns},
+                      {"peak_reserved_bytes", ph.peak_reserved_bytes}});
+  j["phases"] = std::move(phases);
+  j["phases_omitted"] = d.phases_omitted;
+  Json hist = Json::array();
+  for (const HistogramBucket& b : d.size_histogram)
+    hist.push_back({{"min_bytes", b.min_bytes},
+                    {"max_bytes", b.max_bytes},
+                    {"count", b.count},
+                    {"bytes", b.bytes}});
+  j["size_histogram"] = std::move(hist);
+  const Churn& ch = d.churn;
+  j["churn"] = {{"duration_s", ch.duration_s},
+                {"allocs_per_second", ch.allocs_per_second},
+                {"short_lived_threshold_ns", ch.short_lived_threshold_ns},
+                {"freed", ch.freed},
+                {"short_lived", ch.short_lived},
+                {"short_lived_share", ch.short_lived_share},
+                {"allocated_bytes_total", ch.allocated_bytes_total}};
+  j["leaks"] = rows_json(d.leaks);
+  j["timeline"] = {{"t_ns", d.timeline.t_ns},
+                   {"allocated", d.timeline.allocated},
+                   {"reserved", d.timeline.reserved},
+                   {"fragmentation", d.timeline.fragmentation}};
+  return j;
+}
+
+Json rank_stat_json(const RankStat& s) {
+  return {{"max_bytes", s.max_bytes}, {"min_bytes", s.min_bytes}, {"mean_bytes", s.mean_bytes},
+          {"imbalance", s.imbalance}, {"max_pid", s.max_pid},     {"max_rank", s.max_rank},
+          {"min_pid", s.min_pid},     {"min_rank", s.min_rank}};
+}
+}  // namespace
+
+nlohmann::ordered_json report_to_json(const Report& report) {
+  Json j;
+  j["schema"] = kReportSchema;
+  j["traces"] = Json::array();
+  for (const TraceSummary& t : report.traces) j["traces"].push_back(trace_json(t));
+  j["devices"] = Json::array();
+  for (const DeviceReport& d : report.devices) j["devices"].push_back(device_json(d));
+  j["anomalies"] = Json::array();
+  for (const Anomaly& a : report.anomalies) {
+    Json x = {{"pid", a.pid},         {"device", a.device}, {"kind", a.kind},
+              {"address", a.address}, {"bytes", a.bytes},   {"t_ns", a.t_ns},
+              {"result", a.result},   {"site", a.site}};
+    if (a.in_use_bytes) x["in_use_bytes"] = *a.in_use_bytes;
+    j["anomalies"].push_back(std::move(x));
+  }
+  if (report.ranks) {
+    j["ranks"] = {{"processes", report.ranks->processes},
+                  {"peak_allocated", rank_stat_json(report.ranks->peak_allocated)},
+                  {"peak_reserved", rank_stat_json(report.ranks->peak_reserved)}};
+  } else {
+    j["ranks"] = nullptr;
+  }
+  return j;
+}
+
+std::string render_json(const Report& report, int indent) {
+  // Replace invalid UTF-8 (a command line or a symbol may hold any bytes) instead of throwing.
+  return report_to_json(report).dump(indent, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace gpumem::analyzer

@@ -1,0 +1,133 @@
+#include "gpumem/analyzer/render_text.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "gpumem/units.h"
+
+namespace gpumem::analyzer {
+
+namespace {
+std::string human(uint64_t bytes) {
+  char buf[32];
+  return format_bytes(bytes, buf, sizeof buf);
+}
+
+std::string seconds(int64_t ns) { return fmt::format("{:.3f} s", static_cast<double>(ns) / 1e9); }
+
+std::string percent(double share) { return fmt::format("{:.1f}%", share * 100.0); }
+
+std::string row_label(const GroupRow& r, size_t max_frames) {
+  if (!r.by_site) return fmt::format("size {} .. {}", human(r.min_bytes), human(r.max_bytes));
+  if (r.site == 0) return "(no call stack recorded)";
+  if (r.frames.empty()) return fmt::format("site {} (stack not in trace)", r.site);
+  std::string out;
+  for (size_t i = 0; i < r.frames.size() && i < max_frames; ++i) {
+    if (i) out += "\n          ";
+    out += (i ? "  from " : "") + r.frames[i];
+  }
+  return out;
+}
+
+void rows(std::string& out, const std::vector<GroupRow>& rs, const TextOptions& o) {
+  size_t shown = std::min(rs.size(), o.top_rows);
+  for (size_t i = 0; i < shown; ++i)
+    out += fmt::format("  {:>12} in {:>6} allocs  {}\n", human(rs[i].bytes), rs[i].count,
+                       row_label(rs[i], o.max_frames));
+  if (rs.size() > shown) {
+    uint64_t bytes = 0, count = 0;
+    for (size_t i = shown; i < rs.size(); ++i) bytes += rs[i].bytes, count += rs[i].count;
+    out += fmt::format("  {:>12} in {:>6} allocs  ({} more rows)\n", human(bytes), count,
+                       rs.size() - shown);
+  }
+}
+
+void device_section(std::string& out, const DeviceReport& d, const TextOptions& o) {
+  out += fmt::format("\n== pid {}{} device {}{}{}\n", d.pid,
+                     d.rank >= 0 ? fmt::format(" rank {}", d.rank) : "", d.device,
+                     d.name.empty() ? "" : " (" + d.name + ")",
+                     d.capacity_bytes ? ", capacity " + human(d.capacity_bytes) : "");
+  if (d.limit_bytes) out += fmt::format("limit: {}\n", human(d.limit_bytes));
+  const Peak& p = d.peak;
+  out += fmt::format("peak allocated: {} at {}{}\n", human(p.allocated_bytes), seconds(p.time_ns),
+                     p.phase ? " in phase \"" + *p.phase + "\"" : "");
+  out += fmt::format("peak reserved:  {} at {}{}\n", human(p.reserved_bytes),
+                     seconds(p.reserved_time_ns),
+                     p.reserved_phase ? " in phase \"" + *p.reserved_phase + "\"" : "");
+  if (p.allocated_bytes > 0) {
+    out += fmt::format("live at peak ({}):\n", p.grouped_by == "site" ? "by call site"
+                                                                       : "by size class");
+    rows(out, p.live_at_peak, o);
+  }
+  const Fragmentation& f = d.fragmentation;
+  out += fmt::format(
+      "fragmentation: external {} at peak, {} max; reserved but unallocated at peak {}; "
+      "utilization {}\n",
+      percent(f.external_at_peak), percent(f.external_max),
+      human(f.reserved_unallocated_at_peak_bytes),
+      f.utilization ? percent(*f.utilization) : std::string("n/a"));
+  const Counts& c = d.counts;
+  out += fmt::format("calls: {} allocs, {} frees, {} failed, {} unknown frees, {} double frees\n",
+                     c.alloc, c.free, c.alloc_failed, c.free_unknown, c.double_free);
+  out += fmt::format("churn: {:.1f} allocs/s, {} of {} freed allocations lived < {}\n",
+                     d.churn.allocs_per_second, percent(d.churn.short_lived_share),
+                     d.churn.freed, seconds(static_cast<int64_t>(d.churn.short_lived_threshold_ns)));
+  if (!d.phases.empty()) {
+    std::vector<const PhasePeak*> ph;
+    for (const auto& x : d.phases) ph.push_back(&x);
+    std::stable_sort(ph.begin(), ph.end(), [](const PhasePeak* a, const PhasePeak* b) {
+      return a->peak_allocated_bytes > b->peak_allocated_bytes;
+    });
+    out += fmt::format("phases ({} listed{}), largest peaks first:\n", d.phases.size(),
+                       d.phases_omitted ? fmt::format(", {} omitted", d.phases_omitted) : "");
+    for (size_t i = 0; i < ph.size() && i < o.max_phases; ++i)
+      out += fmt::format("  {:>12}  {}  [{} .. {}]{}\n", human(ph[i]->peak_allocated_bytes),
+                         ph[i]->name, seconds(ph[i]->start_ns), seconds(ph[i]->end_ns),
+                         ph[i]->closed ? "" : " (never ended)");
+  }
+  if (d.final.leaked_allocations > 0) {
+    out += fmt::format("leaked at exit: {} in {} allocations\n", human(d.final.leaked_bytes),
+                       d.final.leaked_allocations);
+    rows(out, d.leaks, o);
+  } else {
+    out += "leaked at exit: nothing\n";
+  }
+}
+}  // namespace
+
+std::string render_text(const Report& report, const TextOptions& o) {
+  std::string out;
+  for (const TraceSummary& t : report.traces) {
+    out += fmt::format("trace {}: pid {}{} on {}, {} events{}\n", t.path, t.pid,
+                       t.rank >= 0 ? fmt::format(" rank {}", t.rank) : "", t.host, t.events,
+                       t.truncated ? " — TRUNCATED: " + t.truncated_reason : "");
+    if (!t.command.empty()) out += fmt::format("  command: {}\n", t.command);
+    if (t.pinned_host.alloc > 0)
+      out += fmt::format("  pinned host memory: peak {}, {} at exit\n",
+                         human(t.pinned_host.peak_bytes), human(t.pinned_host.final_bytes));
+  }
+  if (report.devices.empty()) out += "\nno device allocations recorded\n";
+  for (const DeviceReport& d : report.devices) device_section(out, d, o);
+  if (!report.anomalies.empty()) {
+    out += fmt::format("\nanomalies ({} listed):\n", report.anomalies.size());
+    for (size_t i = 0; i < report.anomalies.size() && i < o.max_anomalies; ++i) {
+      const Anomaly& a = report.anomalies[i];
+      out += fmt::format("  {:<14} pid {} device {} at {}: address {:#x}, {}", a.kind, a.pid,
+                         a.device, seconds(a.t_ns), a.address, human(a.bytes));
+      if (a.in_use_bytes) out += fmt::format(" ({} in use)", human(*a.in_use_bytes));
+      out += "\n";
+    }
+  }
+  if (report.ranks) {
+    const RankStat& s = report.ranks->peak_allocated;
+    out += fmt::format(
+        "\nacross {} processes, peak allocated: max {} (pid {}, rank {}), min {} (pid {}, rank "
+        "{}), mean {}, imbalance {}\n",
+        report.ranks->processes, human(s.max_bytes), s.max_pid, s.max_rank, human(s.min_bytes),
+        s.min_pid, s.min_rank, human(static_cast<uint64_t>(s.mean_bytes)), percent(s.imbalance));
+  }
+  return out;
+}
+
+}  // namespace gpumem::analyzer

@@ -1,0 +1,163 @@
+#include "gpumem/analyzer/report.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <system_error>
+
+#include <fmt/format.h>
+
+#include "gpumem/analyzer/render_json.h"
+#include "gpumem/analyzer/render_text.h"
+#ifdef GPUMEM_HAVE_TRACE_READER
+#include "gpumem/trace_reader.h"
+#endif
+
+namespace gpumem::analyzer {
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs,
+                                       std::vector<std::string>* errors) {
+  std::vector<std::string> files;
+  for (const std::string& in : inputs) {
+    std::error_code ec;
+    if (fs::is_directory(in, ec)) {
+      std::vector<std::string> found;
+      for (const auto& entry : fs::directory_iterator(in, ec))
+        if (entry.path().extension() == ".trace" && !entry.is_directory())
+          found.push_back(entry.path().string());
+      std::sort(found.begin(), found.end());
+      if (found.empty())
+        errors->push_back(fmt::format("{}: directory holds no *.trace files; pass trace files or "
+                                      "the directory the traces were written to",
+                                      in));
+      files.insert(files.end(), found.begin(), found.end());
+    } else if (fs::exists(in, ec)) {
+      files.push_back(in);
+    } else {
+      errors->push_back(fmt::format("{}: no such file or directory; check the path", in));
+    }
+  }
+  return files;
+}
+
+#ifdef GPUMEM_HAVE_TRACE_READER
+namespace {
+// Progress on stderr, only when it is a terminal and the analysis has run for a second.
+class Progress {
+ public:
+  explicit Progress(bool enabled) : enabled_(enabled && isatty(STDERR_FILENO)) {}
+  ~Progress() {
+    if (shown_) std::fprintf(stderr, "\r%60s\r", "");
+  }
+  void update(const std::string& path, uint64_t done, uint64_t total) {
+    if (!enabled_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - start_ < std::chrono::seconds(1) || now - last_ < std::chrono::milliseconds(200))
+      return;
+    last_ = now;
+    shown_ = true;
+    double pct = total ? 100.0 * static_cast<double>(done) / static_cast<double>(total) : 0;
+    std::fprintf(stderr, "\ranalysing %s: %.0f%%   ", fs::path(path).filename().c_str(), pct);
+  }
+
+ private:
+  bool enabled_;
+  bool shown_ = false;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_ = start_;
+};
+}  // namespace
+
+size_t analyze_files(const std::vector<std::string>& files, Analysis& analysis,
+                     std::vector<std::string>* errors, bool progress) {
+  Progress bar(progress);
+  size_t analysed = 0;
+  for (const std::string& path : files) {
+    std::string error;
+    auto reader = trace::Reader::open(path, &error);
+    if (!reader) {
+      errors->push_back(error.empty() ? path + ": cannot read this trace" : error);
+      continue;
+    }
+    analysis.begin_trace(reader->header(), path);
+    trace::Event ev;
+    uint64_t n = 0;
+    while (reader->next(&ev)) {
+      analysis.feed(ev);
+      if ((++n & 0xFFFF) == 0) bar.update(path, reader->stats().bytes_read, reader->file_size());
+    }
+    analysis.end_trace(reader->stats());
+    ++analysed;
+  }
+  return analysed;
+}
+#else
+size_t analyze_files(const std::vector<std::string>& files, Analysis&,
+                     std::vector<std::string>* errors, bool) {
+  for (const std::string& path : files)
+    errors->push_back(path + ": this gpumem was built without the trace reader (gpumem_trace); "
+                             "rebuild with the trace/ folder present");
+  return 0;
+}
+#endif
+
+namespace {
+bool write_file(const std::string& path, const std::string& text) {
+  if (path == "-") {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return std::fflush(stdout) == 0;
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) {
+    std::fprintf(stderr,
+                 "gpumem report: cannot write %s; check that its directory exists and is "
+                 "writable\n",
+                 path.c_str());
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
+int report_main(const ReportOptions& options) {
+  if (!options.html_path.empty() || !options.perfetto_path.empty()) {
+    std::fprintf(stderr,
+                 "gpumem report: --html and --perfetto are not yet implemented; use --json or "
+                 "--text for now\n");
+    return 1;
+  }
+  std::vector<std::string> errors;
+  std::vector<std::string> files = expand_inputs(options.inputs, &errors);
+  AnalysisOptions analysis_options;
+  analysis_options.max_points = std::max<size_t>(options.points, 1);
+  Analysis analysis(analysis_options);
+  size_t analysed = analyze_files(files, analysis, &errors, options.progress);
+  for (const std::string& e : errors) std::fprintf(stderr, "gpumem report: %s\n", e.c_str());
+  if (analysed == 0) {
+    std::fprintf(stderr,
+                 "gpumem report: no trace could be read; pass gpumem trace files (written by "
+                 "`gpumem run`, default name gpumem-<pid>.trace) or directories holding them\n");
+    return 1;
+  }
+  Report report = analysis.finish();
+  bool ok = true;
+  if (!options.json_path.empty()) ok = write_file(options.json_path, render_json(report)) && ok;
+  bool text = options.text || options.json_path.empty();
+  if (text) {
+    // With JSON on stdout, the summary goes to stderr so the JSON stays parseable.
+    std::string summary = render_text(report);
+    std::FILE* out = options.json_path == "-" ? stderr : stdout;
+    std::fwrite(summary.data(), 1, summary.size(), out);
+  }
+  return ok ? 0 : 1;
+}
+
+}  // namespace gpumem::analyzer

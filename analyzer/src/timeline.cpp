@@ -1,0 +1,61 @@
+#include "timeline.h"
+
+#include <algorithm>
+
+namespace gpumem::analyzer {
+
+MaxBoxTimeline::MaxBoxTimeline(size_t max_points)
+    : max_points_(std::max<size_t>(max_points, 1)) {}
+
+void MaxBoxTimeline::merge_into(Box& into, const Box& from) {
+  if (!from.used) return;
+  if (!into.used) {
+    into = from;
+    return;
+  }
+  // Keep the time of the larger allocated value; on a tie the earlier one (first reached).
+  if (from.allocated > into.allocated ||
+      (from.allocated == into.allocated && from.t_ns < into.t_ns)) {
+    into.allocated = from.allocated;
+    into.t_ns = from.t_ns;
+  }
+  into.reserved = std::max(into.reserved, from.reserved);
+  into.fragmentation = std::max(into.fragmentation, from.fragmentation);
+}
+
+void MaxBoxTimeline::coarsen() {
+  std::vector<Box> merged(boxes_.size() / 2 + 1);
+  for (size_t i = 0; i < boxes_.size(); ++i) merge_into(merged[i / 2], boxes_[i]);
+  merged.resize(std::min(merged.size(), max_points_));
+  boxes_.swap(merged);
+  width_ns_ *= 2;
+}
+
+void MaxBoxTimeline::add(int64_t t_ns, uint64_t allocated, uint64_t reserved,
+                         double fragmentation) {
+  if (!started_) {
+    started_ = true;
+    origin_ns_ = t_ns;
+  }
+  // Records from several threads may be slightly out of order: an early one joins the first box.
+  uint64_t rel = t_ns > origin_ns_ ? static_cast<uint64_t>(t_ns - origin_ns_) : 0;
+  while (rel / width_ns_ >= max_points_) coarsen();
+  size_t index = static_cast<size_t>(rel / width_ns_);
+  if (index >= boxes_.size()) boxes_.resize(index + 1);
+  Box point{true, t_ns, allocated, reserved, fragmentation};
+  merge_into(boxes_[index], point);
+}
+
+Timeline MaxBoxTimeline::points() const {
+  Timeline out;
+  for (const Box& b : boxes_) {
+    if (!b.used) continue;
+    out.t_ns.push_back(b.t_ns);
+    out.allocated.push_back(b.allocated);
+    out.reserved.push_back(b.reserved);
+    out.fragmentation.push_back(b.fragmentation);
+  }
+  return out;
+}
+
+}  // namespace gpumem::analyzer

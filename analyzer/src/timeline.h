@@ -1,0 +1,41 @@
+// A streaming max-box filter: the run is cut into at most `max_points` equal time boxes and each
+// box keeps the maximum of each series, so a peak always survives downsampling (TensorFlow's
+// memory profile does the same; uniform sampling would lose it). The box width starts small and
+// doubles, merging neighbour boxes, whenever the run outgrows the boxes: memory is O(max_points)
+// and the total time need not be known in advance.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "gpumem/analyzer/model.h"
+
+namespace gpumem::analyzer {
+
+class MaxBoxTimeline {
+ public:
+  explicit MaxBoxTimeline(size_t max_points);
+  // The state after an event at time t_ns (relative to the trace's clock base).
+  void add(int64_t t_ns, uint64_t allocated, uint64_t reserved, double fragmentation);
+  // Non-empty boxes in time order. A point's t_ns is when `allocated` reached its box maximum.
+  Timeline points() const;
+
+ private:
+  struct Box {
+    bool used = false;
+    int64_t t_ns = 0;
+    uint64_t allocated = 0;
+    uint64_t reserved = 0;
+    double fragmentation = 0;
+  };
+  static void merge_into(Box& into, const Box& from);
+  void coarsen();
+
+  size_t max_points_;
+  bool started_ = false;
+  int64_t origin_ns_ = 0;
+  uint64_t width_ns_ = 1024;
+  std::vector<Box> boxes_;
+};
+
+}  // namespace gpumem::analyzer

@@ -1,0 +1,27 @@
+// `gpumem report TRACE_OR_DIR... [--json F] [--text] [--html F] [--perfetto F] [--points N]`
+#include "command.h"
+#include "gpumem/analyzer/report.h"
+
+namespace {
+
+void register_report(CLI::App& app, std::function<int()>* run) {
+  auto options = std::make_shared<gpumem::analyzer::ReportOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "report", "Analyse traces: peak, fragmentation, leaks, phases (terminal summary by default)");
+  cmd->add_option("traces", options->inputs, "trace files, or directories of *.trace files")
+      ->required();
+  cmd->add_option("--json", options->json_path, "write the JSON report (gpumem.report/1); - = stdout");
+  cmd->add_flag("--text", options->text, "print the terminal summary (default when no output named)");
+  cmd->add_option("--html", options->html_path, "write the HTML report (not yet implemented)");
+  cmd->add_option("--perfetto", options->perfetto_path,
+                  "write a Perfetto trace (not yet implemented)");
+  cmd->add_option("--points", options->points, "timeline points per device (max-box filter)")
+      ->check(CLI::Range(size_t{1}, size_t{1000000}));
+  cmd->callback([run, options] {
+    *run = [options] { return gpumem::analyzer::report_main(*options); };
+  });
+}
+
+GPUMEM_COMMAND(register_report);
+
+}  // namespace

@@ -1,0 +1,105 @@
+// The building blocks on their own: segment free extents and the max-box timeline.
+#include <gtest/gtest.h>
+
+#include "metrics.h"
+#include "segment_space.h"
+#include "timeline.h"
+
+namespace gpumem::analyzer {
+namespace {
+
+TEST(SegmentSpace, TakeSplitsAndGiveBackMerges) {
+  SegmentSpace s;
+  uint64_t id = s.reserve(1000, 1000);
+  ASSERT_NE(id, 0u);
+  EXPECT_EQ(s.total_free(), 1000u);
+  EXPECT_EQ(s.take(1100, 100), id);  // free: [1000,1100) [1200,2000)
+  EXPECT_EQ(s.total_free(), 900u);
+  EXPECT_EQ(s.largest_free(), 800u);
+  EXPECT_DOUBLE_EQ(s.external_fragmentation(), 1.0 - 800.0 / 900.0);
+  EXPECT_EQ(s.take(1150, 100), 0u);  // overlaps the live block: refused, nothing changes
+  EXPECT_EQ(s.total_free(), 900u);
+  EXPECT_TRUE(s.give_back(1100, 100, id));
+  EXPECT_EQ(s.largest_free(), 1000u);
+  EXPECT_EQ(s.external_fragmentation(), 0.0);
+}
+
+TEST(SegmentSpace, AdjacentSegmentsDoNotMerge) {
+  SegmentSpace s;
+  uint64_t a = s.reserve(0, 100);
+  uint64_t b = s.reserve(100, 300);
+  ASSERT_NE(a, 0u);
+  ASSERT_NE(b, 0u);
+  EXPECT_EQ(s.reserve(50, 100), 0u);  // overlaps
+  EXPECT_EQ(s.largest_free(), 300u);
+  EXPECT_DOUBLE_EQ(s.external_fragmentation(), 0.25);
+  EXPECT_EQ(s.take(90, 20), 0u);  // spans two segments
+  EXPECT_EQ(s.take(0, 100), a);
+  EXPECT_EQ(s.take(100, 300), b);
+  EXPECT_EQ(s.total_free(), 0u);
+  EXPECT_TRUE(s.give_back(100, 300, b));
+  EXPECT_TRUE(s.give_back(0, 100, a));
+  EXPECT_EQ(s.largest_free(), 300u);  // still two extents
+  uint64_t bytes = 0, used = 0;
+  EXPECT_TRUE(s.release(100, &bytes, &used));
+  EXPECT_EQ(bytes, 300u);
+  EXPECT_EQ(used, 0u);
+  EXPECT_EQ(s.total_free(), 100u);
+  EXPECT_FALSE(s.release(100, &bytes, &used));
+}
+
+TEST(SegmentSpace, ReleaseReportsBytesStillUsed) {
+  SegmentSpace s;
+  uint64_t id = s.reserve(0, 100);
+  ASSERT_EQ(s.take(10, 30), id);
+  uint64_t bytes = 0, used = 0;
+  ASSERT_TRUE(s.release(0, &bytes, &used));
+  EXPECT_EQ(used, 30u);
+  EXPECT_EQ(s.total_free(), 0u);
+  EXPECT_FALSE(s.give_back(10, 30, id));  // its segment is gone
+}
+
+TEST(MaxBoxTimeline, KeepsEveryPointWhileItFits) {
+  MaxBoxTimeline t(2000);
+  for (int i = 0; i < 10; ++i) t.add(i * 5000, static_cast<uint64_t>(i), 2 * i, 0.0);
+  Timeline p = t.points();
+  ASSERT_EQ(p.t_ns.size(), 10u);
+  EXPECT_EQ(p.allocated[9], 9u);
+  EXPECT_EQ(p.reserved[9], 18u);
+}
+
+TEST(MaxBoxTimeline, EachBoxKeepsItsMaximum) {
+  MaxBoxTimeline t(4);
+  // 100 points over 100 µs, a spike of 1000 at t = 37 µs.
+  for (int i = 0; i < 100; ++i)
+    t.add(i * 1000, i == 37 ? 1000u : 1u, i == 80 ? 500u : 1u, i == 50 ? 0.5 : 0.0);
+  Timeline p = t.points();
+  ASSERT_LE(p.t_ns.size(), 4u);
+  uint64_t max_a = 0, max_r = 0;
+  double max_f = 0;
+  for (size_t i = 0; i < p.t_ns.size(); ++i) {
+    max_a = std::max(max_a, p.allocated[i]);
+    max_r = std::max(max_r, p.reserved[i]);
+    max_f = std::max(max_f, p.fragmentation[i]);
+    if (p.allocated[i] == 1000u) {
+      EXPECT_EQ(p.t_ns[i], 37000);
+    }
+  }
+  EXPECT_EQ(max_a, 1000u);
+  EXPECT_EQ(max_r, 500u);
+  EXPECT_EQ(max_f, 0.5);
+}
+
+TEST(SizeClass, Bounds) {
+  EXPECT_EQ(size_class(0), 0);
+  EXPECT_EQ(size_class(1), 1);
+  EXPECT_EQ(size_class(1023), 10);
+  EXPECT_EQ(size_class(1024), 11);
+  EXPECT_EQ(size_class_min(11), 1024u);
+  EXPECT_EQ(size_class_max(11), 2047u);
+  EXPECT_EQ(size_class_max(64), UINT64_MAX);
+  EXPECT_EQ(size_class(UINT64_MAX), 64);
+}
+
+}  // namespace
+}  // namespace gpumem::analyzer
