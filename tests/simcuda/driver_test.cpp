@@ -48,7 +48,8 @@ TEST(Driver, CallsBeforeCuInitFailWithNotInitialized) {
   ASSERT_NE(is_sim, nullptr);
   EXPECT_EQ(is_sim(), 1);
   int count = -1;
-  EXPECT_EQ(sym<PFN_cuDeviceGetCount_v2000>("cuDeviceGetCount")(&count), CUDA_ERROR_NOT_INITIALIZED);
+  EXPECT_EQ(sym<PFN_cuDeviceGetCount_v2000>("cuDeviceGetCount")(&count),
+            CUDA_ERROR_NOT_INITIALIZED);
   CUdeviceptr p = 0;
   EXPECT_EQ(sym<PFN_cuMemAlloc_v3020>("cuMemAlloc_v2")(&p, 4096), CUDA_ERROR_NOT_INITIALIZED);
   // The resolver itself works before cuInit: cudart needs it to find cuInit.
@@ -81,8 +82,7 @@ TEST(Driver, ContextsAndDevices) {
   EXPECT_EQ(total, kCapacity);
   EXPECT_EQ(sym<PFN_cuDeviceTotalMem_v3020>("cuDeviceTotalMem_v2")(&total, 2),
             CUDA_ERROR_INVALID_DEVICE);
-  EXPECT_EQ(proc<PFN_cuCtxSetCurrent_v4000>("cuCtxSetCurrent")(
-                reinterpret_cast<CUcontext>(&total)),
+  EXPECT_EQ(proc<PFN_cuCtxSetCurrent_v4000>("cuCtxSetCurrent")(reinterpret_cast<CUcontext>(&total)),
             CUDA_ERROR_INVALID_CONTEXT);
   EXPECT_EQ(sym<PFN_cuCtxSynchronize_v2000>("cuCtxSynchronize")(), CUDA_SUCCESS);
   EXPECT_EQ(sym<PFN_cuDevicePrimaryCtxRelease_v11000>("cuDevicePrimaryCtxRelease_v2")(1),
@@ -106,8 +106,9 @@ TEST(Driver, ResolverPicksTheVersionedEntryPoint) {
   ASSERT_EQ(get("cuCtxGetDevice", &fn, 13000, 0, &status), CUDA_SUCCESS);
   EXPECT_EQ(fn, dlsym(driver_handle(), "cuCtxGetDevice_v2"));
   // Per-thread default stream variants by flag.
-  ASSERT_EQ(get("cuMemAllocAsync", &fn, 12000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM,
-                &status), CUDA_SUCCESS);
+  ASSERT_EQ(
+      get("cuMemAllocAsync", &fn, 12000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, &status),
+      CUDA_SUCCESS);
   EXPECT_EQ(fn, dlsym(driver_handle(), "cuMemAllocAsync_ptsz"));
   ASSERT_EQ(get("cuMemAllocAsync", &fn, 12000, CU_GET_PROC_ADDRESS_LEGACY_STREAM, &status),
             CUDA_SUCCESS);
@@ -148,7 +149,7 @@ TEST(Driver, EverythingOutsideTheSurfaceIsNotSupported) {
   ASSERT_EQ(get("cuLaunchKernel", &fn, 13000, 0, &status), CUDA_SUCCESS);
   ASSERT_NE(fn, nullptr);
   EXPECT_EQ(reinterpret_cast<PFN_cuLaunchKernel_v4000>(fn)(nullptr, 1, 1, 1, 1, 1, 1, 0, nullptr,
-                                                          nullptr, nullptr),
+                                                           nullptr, nullptr),
             CUDA_ERROR_NOT_SUPPORTED);
   EXPECT_EQ(get("cuMemcpyHtoD_v2", &fn, 13000, 0, &status), CUDA_ERROR_NOT_FOUND);
 }
@@ -175,9 +176,9 @@ TEST(Driver, ResolvedFunctionsWork) {
   EXPECT_EQ(proc<PFN_cuGetErrorName_v6000>("cuGetErrorName")(CUDA_ERROR_OUT_OF_MEMORY, &text),
             CUDA_SUCCESS);
   EXPECT_STREQ(text, "CUDA_ERROR_OUT_OF_MEMORY");
-  EXPECT_EQ(proc<PFN_cuGetErrorString_v6000>("cuGetErrorString")(static_cast<CUresult>(123456),
-                                                                  &text),
-            CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(
+      proc<PFN_cuGetErrorString_v6000>("cuGetErrorString")(static_cast<CUresult>(123456), &text),
+      CUDA_ERROR_INVALID_VALUE);
 }
 
 TEST(Driver, PitchedManagedAndHostMemory) {
@@ -236,7 +237,7 @@ TEST(Driver, VirtualMemoryAccounting) {
   auto unmap = proc<PFN_cuMemUnmap_v10020>("cuMemUnmap");
   ASSERT_EQ(map(va, 4 * kMiB, 0, h, 0), CUDA_SUCCESS);
   ASSERT_EQ(map(va + 4 * kMiB, 2 * kMiB, 2 * kMiB, h, 0), CUDA_SUCCESS);  // second view
-  EXPECT_EQ(map(va, 2 * kMiB, 0, h, 0), CUDA_ERROR_INVALID_VALUE);       // already mapped
+  EXPECT_EQ(map(va, 2 * kMiB, 0, h, 0), CUDA_ERROR_INVALID_VALUE);        // already mapped
   CUmemAccessDesc access{};
   access.location = prop.location;
   access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
@@ -254,8 +255,9 @@ TEST(Driver, VirtualMemoryAccounting) {
   EXPECT_EQ(retained, h);
   CUdeviceptr base = 0;
   size_t size = 0;
-  ASSERT_EQ(proc<PFN_cuMemGetAddressRange_v3020>("cuMemGetAddressRange")(&base, &size, va + 5 * kMiB),
-            CUDA_SUCCESS);
+  ASSERT_EQ(
+      proc<PFN_cuMemGetAddressRange_v3020>("cuMemGetAddressRange")(&base, &size, va + 5 * kMiB),
+      CUDA_SUCCESS);
   EXPECT_EQ(base, va + 4 * kMiB);
   EXPECT_EQ(size, 2 * kMiB);
 

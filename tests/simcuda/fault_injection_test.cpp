@@ -2,10 +2,10 @@
 // SIMCUDA_ALLOC_LATENCY_US=20000 and SIMCUDA_FREE_LATENCY_US=10000 (CMakeLists.txt); the
 // bad-value tests re-run this binary with one variable spoiled.
 #include <cuda_runtime_api.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <spawn.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -24,7 +24,9 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 }
 
 // Helper for the tests below: initialises the runtime and nothing else.
-TEST(Probe, InitialiseRuntime) { EXPECT_EQ(cudaFree(nullptr), cudaSuccess); }
+TEST(Probe, InitialiseRuntime) {
+  EXPECT_EQ(cudaFree(nullptr), cudaSuccess);
+}
 
 TEST(FaultInjection, AllocationsAfterTheFirstThreeFail) {
   size_t free0 = 0, total = 0;
@@ -32,7 +34,7 @@ TEST(FaultInjection, AllocationsAfterTheFirstThreeFail) {
   void *a = nullptr, *b = nullptr, *c = nullptr, *d = nullptr;
   auto t = std::chrono::steady_clock::now();
   ASSERT_EQ(cudaMalloc(&a, kMiB), cudaSuccess);
-  EXPECT_GE(ms_since(t), 19.0);  // SIMCUDA_ALLOC_LATENCY_US=20000
+  EXPECT_GE(ms_since(t), 19.0);                               // SIMCUDA_ALLOC_LATENCY_US=20000
   ASSERT_EQ(cudaMallocAsync(&b, 100, nullptr), cudaSuccess);  // every entry point counts
   ASSERT_EQ(cudaMallocManaged(&c, 100, cudaMemAttachGlobal), cudaSuccess);
   EXPECT_EQ(cudaMalloc(&d, 100), cudaErrorMemoryAllocation);

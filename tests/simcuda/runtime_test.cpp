@@ -54,7 +54,9 @@ TEST(Runtime, DevicesAndProperties) {
   EXPECT_EQ(version, 13000);
 }
 
-TEST(Runtime, FreeNullInitialisesAndSucceeds) { EXPECT_EQ(cudaFree(nullptr), cudaSuccess); }
+TEST(Runtime, FreeNullInitialisesAndSucceeds) {
+  EXPECT_EQ(cudaFree(nullptr), cudaSuccess);
+}
 
 TEST(Runtime, LargeAllocationsTakeWhole2MiBPages) {
   size_t before = free_bytes();

@@ -8,8 +8,7 @@
 namespace simcuda {
 
 // `pool` is non-null for stream-ordered allocations. Counts the allocation for fault injection.
-CUresult allocate(int device, uint64_t size, Kind kind, CUmemPoolHandle_st* pool,
-                  CUdeviceptr* out);
+CUresult allocate(int device, uint64_t size, Kind kind, CUmemPoolHandle_st* pool, CUdeviceptr* out);
 // Frees any device, managed or pool allocation by its base address.
 CUresult release(CUdeviceptr ptr);
 

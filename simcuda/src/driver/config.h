@@ -8,12 +8,12 @@
 namespace simcuda {
 
 struct Config {
-  int devices = 1;                           // SIMCUDA_DEVICES
-  uint64_t memory = 16ull << 30;             // SIMCUDA_MEMORY, bytes per device
-  bool fail_alloc_enabled = false;           // SIMCUDA_FAIL_ALLOC_AFTER set
-  uint64_t fail_alloc_after = 0;             // allocations allowed before failures start
-  uint64_t alloc_latency_us = 0;             // SIMCUDA_ALLOC_LATENCY_US
-  uint64_t free_latency_us = 0;              // SIMCUDA_FREE_LATENCY_US
+  int devices = 1;                  // SIMCUDA_DEVICES
+  uint64_t memory = 16ull << 30;    // SIMCUDA_MEMORY, bytes per device
+  bool fail_alloc_enabled = false;  // SIMCUDA_FAIL_ALLOC_AFTER set
+  uint64_t fail_alloc_after = 0;    // allocations allowed before failures start
+  uint64_t alloc_latency_us = 0;    // SIMCUDA_ALLOC_LATENCY_US
+  uint64_t free_latency_us = 0;     // SIMCUDA_FREE_LATENCY_US
 };
 
 // Parses the environment on first call (thread-safe) and returns the same object afterwards.

@@ -19,7 +19,9 @@ CUctx_st* context_of(CUcontext ctx) {
 }
 }  // namespace
 
-SIMCUDA_EXPORT int simcuda_is_simulated(void) { return 1; }
+SIMCUDA_EXPORT int simcuda_is_simulated(void) {
+  return 1;
+}
 
 SIMCUDA_EXPORT CUresult CUDAAPI cuInit(unsigned int flags) {
   if (flags != 0) return CUDA_ERROR_INVALID_VALUE;

@@ -13,12 +13,12 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize
   return allocate(device, bytesize, Kind::device, nullptr, dptr);
 }
 
-SIMCUDA_EXPORT CUresult CUDAAPI cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch,
-                                                   size_t width, size_t height,
-                                                   unsigned int element_size) {
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width,
+                                                   size_t height, unsigned int element_size) {
   int device = 0;
   if (CUresult r = current_device(&device)) return r;
-  if (dptr == nullptr || pitch == nullptr || width == 0 || height == 0) return CUDA_ERROR_INVALID_VALUE;
+  if (dptr == nullptr || pitch == nullptr || width == 0 || height == 0)
+    return CUDA_ERROR_INVALID_VALUE;
   if (element_size != 4 && element_size != 8 && element_size != 16) return CUDA_ERROR_INVALID_VALUE;
   uint64_t row = round_up(width, kSmallQuantum);  // rows start 512-byte aligned, as on a GPU
   if (height > UINT64_MAX / row) return CUDA_ERROR_OUT_OF_MEMORY;

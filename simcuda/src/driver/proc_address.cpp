@@ -9,7 +9,8 @@
 
 namespace {
 
-// Generated from unsupported.txt: every other driver entry point, returning CUDA_ERROR_NOT_SUPPORTED.
+// Generated from unsupported.txt: every other driver entry point, returning
+// CUDA_ERROR_NOT_SUPPORTED.
 struct SimcudaStub {
   const char* name;
   void* fn;
@@ -25,8 +26,10 @@ struct Entry {
   void* fn;
 };
 
-#define ROW(name, version, fn) {#name, version, Variant::plain, reinterpret_cast<void*>(&fn)}
-#define ROW_PT(name, version, fn) {#name, version, Variant::per_thread, reinterpret_cast<void*>(&fn)}
+#define ROW(name, version, fn) \
+  { #name, version, Variant::plain, reinterpret_cast < void*>(&fn) }
+#define ROW_PT(name, version, fn) \
+  { #name, version, Variant::per_thread, reinterpret_cast < void*>(&fn) }
 
 const Entry kEntries[] = {
     ROW(cuInit, 2000, cuInit),
@@ -128,7 +131,8 @@ CUresult resolve(const char* symbol, void** pfn, int version, cuuint64_t flags,
   if (symbol == nullptr || pfn == nullptr) return CUDA_ERROR_INVALID_VALUE;
   constexpr cuuint64_t kFlags =
       CU_GET_PROC_ADDRESS_LEGACY_STREAM | CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM;
-  if ((flags & ~kFlags) != 0) return answer(CUDA_ERROR_INVALID_VALUE, CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND, nullptr);
+  if ((flags & ~kFlags) != 0)
+    return answer(CUDA_ERROR_INVALID_VALUE, CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND, nullptr);
   bool per_thread = (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0;
   const Entry* plain = nullptr;
   const Entry* threaded = nullptr;
@@ -148,10 +152,10 @@ CUresult resolve(const char* symbol, void** pfn, int version, cuuint64_t flags,
     if (void* stub = unsupported_stub(symbol))
       return answer(CUDA_SUCCESS, CU_GET_PROC_ADDRESS_SUCCESS, stub);
   }
-  return answer(CUDA_ERROR_NOT_FOUND,
-                known ? CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT
-                      : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND,
-                nullptr);
+  return answer(
+      CUDA_ERROR_NOT_FOUND,
+      known ? CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND,
+      nullptr);
 }
 
 }  // namespace

@@ -38,7 +38,9 @@ State& state() {
   return s;
 }
 
-bool initialized() { return g_initialized.load(std::memory_order_acquire); }
+bool initialized() {
+  return g_initialized.load(std::memory_order_acquire);
+}
 
 CUctx_st*& current_context() {
   thread_local CUctx_st* ctx = nullptr;
@@ -71,8 +73,12 @@ bool count_allocation() {
   return !c.fail_alloc_enabled || n <= c.fail_alloc_after;
 }
 
-void alloc_latency() { sleep_us(config().alloc_latency_us); }
-void free_latency() { sleep_us(config().free_latency_us); }
+void alloc_latency() {
+  sleep_us(config().alloc_latency_us);
+}
+void free_latency() {
+  sleep_us(config().free_latency_us);
+}
 
 void* map_memory(uint64_t bytes, uint64_t* mapped) {
   uint64_t len = round_up(bytes == 0 ? 1 : bytes, 4096);
@@ -83,7 +89,9 @@ void* map_memory(uint64_t bytes, uint64_t* mapped) {
   return p;
 }
 
-void unmap_memory(void* p, uint64_t mapped) { munmap(p, mapped); }
+void unmap_memory(void* p, uint64_t mapped) {
+  munmap(p, mapped);
+}
 
 void charge_for(uint64_t size, uint64_t* large, uint64_t* small) {
   if (size >= kSmallLimit) {

@@ -41,9 +41,9 @@ struct CUmemPoolHandle_st {
 
 namespace simcuda {
 
-inline constexpr uint64_t kPage = 2ull << 20;         // large-allocation and VMM granularity
-inline constexpr uint64_t kSmallLimit = 1ull << 20;   // below this, allocations are packed
-inline constexpr uint64_t kSmallQuantum = 512;        // small allocations round up to this
+inline constexpr uint64_t kPage = 2ull << 20;        // large-allocation and VMM granularity
+inline constexpr uint64_t kSmallLimit = 1ull << 20;  // below this, allocations are packed
+inline constexpr uint64_t kSmallQuantum = 512;       // small allocations round up to this
 
 inline uint64_t round_up(uint64_t v, uint64_t q) {
   uint64_t r = v % q;
@@ -104,12 +104,12 @@ struct Device {
 struct State {
   std::mutex mu;
   std::vector<std::unique_ptr<Device>> devices;
-  std::map<uintptr_t, Allocation> allocations;      // device, managed and pool memory
-  std::map<uintptr_t, HostBlock> host;              // pinned host memory
-  std::map<uintptr_t, Reservation> reservations;    // cuMemAddressReserve ranges
-  std::map<uintptr_t, Mapping> mappings;            // cuMemMap ranges
+  std::map<uintptr_t, Allocation> allocations;    // device, managed and pool memory
+  std::map<uintptr_t, HostBlock> host;            // pinned host memory
+  std::map<uintptr_t, Reservation> reservations;  // cuMemAddressReserve ranges
+  std::map<uintptr_t, Mapping> mappings;          // cuMemMap ranges
   std::unordered_set<PhysicalAllocation*> handles;
-  std::unordered_set<CUctx_st*> contexts;           // cuCtxCreate contexts (not primary ones)
+  std::unordered_set<CUctx_st*> contexts;  // cuCtxCreate contexts (not primary ones)
   std::unordered_set<CUstream_st*> streams;
   std::unordered_set<CUevent_st*> events;
   std::atomic<uint64_t> alloc_attempts{0};

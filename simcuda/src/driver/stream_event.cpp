@@ -65,12 +65,18 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuStreamDestroy_v2(CUstream stream) {
   return CUDA_SUCCESS;
 }
 
-SIMCUDA_EXPORT CUresult CUDAAPI cuStreamSynchronize(CUstream stream) { return check_stream(stream); }
+SIMCUDA_EXPORT CUresult CUDAAPI cuStreamSynchronize(CUstream stream) {
+  return check_stream(stream);
+}
 SIMCUDA_EXPORT CUresult CUDAAPI cuStreamSynchronize_ptsz(CUstream stream) {
   return check_stream(stream);
 }
-SIMCUDA_EXPORT CUresult CUDAAPI cuStreamQuery(CUstream stream) { return check_stream(stream); }
-SIMCUDA_EXPORT CUresult CUDAAPI cuStreamQuery_ptsz(CUstream stream) { return check_stream(stream); }
+SIMCUDA_EXPORT CUresult CUDAAPI cuStreamQuery(CUstream stream) {
+  return check_stream(stream);
+}
+SIMCUDA_EXPORT CUresult CUDAAPI cuStreamQuery_ptsz(CUstream stream) {
+  return check_stream(stream);
+}
 
 SIMCUDA_EXPORT CUresult CUDAAPI cuEventCreate(CUevent* event, unsigned int flags) {
   int device = 0;
@@ -91,8 +97,12 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuEventRecord(CUevent event, CUstream stream) {
 SIMCUDA_EXPORT CUresult CUDAAPI cuEventRecord_ptsz(CUevent event, CUstream stream) {
   return record(event, stream);
 }
-SIMCUDA_EXPORT CUresult CUDAAPI cuEventSynchronize(CUevent event) { return check_event(event); }
-SIMCUDA_EXPORT CUresult CUDAAPI cuEventQuery(CUevent event) { return check_event(event); }
+SIMCUDA_EXPORT CUresult CUDAAPI cuEventSynchronize(CUevent event) {
+  return check_event(event);
+}
+SIMCUDA_EXPORT CUresult CUDAAPI cuEventQuery(CUevent event) {
+  return check_event(event);
+}
 
 SIMCUDA_EXPORT CUresult CUDAAPI cuEventDestroy_v2(CUevent event) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
@@ -110,7 +120,8 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuEventElapsedTime_v2(float* ms, CUevent start, 
   std::lock_guard lock(state().mu);
   if (state().events.count(start) == 0 || state().events.count(end) == 0)
     return CUDA_ERROR_INVALID_HANDLE;
-  if (((start->flags | end->flags) & CU_EVENT_DISABLE_TIMING) != 0) return CUDA_ERROR_INVALID_HANDLE;
+  if (((start->flags | end->flags) & CU_EVENT_DISABLE_TIMING) != 0)
+    return CUDA_ERROR_INVALID_HANDLE;
   if (!start->recorded || !end->recorded) return CUDA_ERROR_INVALID_HANDLE;
   *ms = static_cast<float>(end->time_ns - start->time_ns) / 1e6f;
   return CUDA_SUCCESS;

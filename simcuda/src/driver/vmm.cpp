@@ -12,7 +12,9 @@ using namespace simcuda;
 
 namespace {
 
-bool aligned(uint64_t v) { return v % kPage == 0; }
+bool aligned(uint64_t v) {
+  return v % kPage == 0;
+}
 
 // Drops the charge and the memfd of a handle nobody references or maps. Caller holds the lock.
 void maybe_destroy(PhysicalAllocation* h) {
@@ -49,9 +51,8 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemGetAllocationGranularity(
   return CUDA_SUCCESS;
 }
 
-SIMCUDA_EXPORT CUresult CUDAAPI cuMemAddressReserve(CUdeviceptr* ptr, size_t size,
-                                                    size_t alignment, CUdeviceptr addr,
-                                                    unsigned long long flags) {
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemAddressReserve(CUdeviceptr* ptr, size_t size, size_t alignment,
+                                                    CUdeviceptr addr, unsigned long long flags) {
   (void)addr;  // a hint only, as in CUDA
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (ptr == nullptr || size == 0 || !aligned(size) || flags != 0) return CUDA_ERROR_INVALID_VALUE;
@@ -182,9 +183,12 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size,
   int prot = PROT_NONE;
   for (size_t i = 0; i < count; ++i) {
     if (!valid_location(desc[i].location)) return CUDA_ERROR_INVALID_DEVICE;
-    if (desc[i].flags == CU_MEM_ACCESS_FLAGS_PROT_READ) prot |= PROT_READ;
-    else if (desc[i].flags == CU_MEM_ACCESS_FLAGS_PROT_READWRITE) prot |= PROT_READ | PROT_WRITE;
-    else if (desc[i].flags != CU_MEM_ACCESS_FLAGS_PROT_NONE) return CUDA_ERROR_INVALID_VALUE;
+    if (desc[i].flags == CU_MEM_ACCESS_FLAGS_PROT_READ)
+      prot |= PROT_READ;
+    else if (desc[i].flags == CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+      prot |= PROT_READ | PROT_WRITE;
+    else if (desc[i].flags != CU_MEM_ACCESS_FLAGS_PROT_NONE)
+      return CUDA_ERROR_INVALID_VALUE;
   }
   std::lock_guard lock(state().mu);
   State& s = state();

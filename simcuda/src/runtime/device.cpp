@@ -5,7 +5,9 @@
 
 using namespace simcuda::rt;
 
-SIMCUDA_EXPORT int simcuda_is_simulated(void) { return 1; }
+SIMCUDA_EXPORT int simcuda_is_simulated(void) {
+  return 1;
+}
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaGetDeviceCount(int* count) {
   const Driver* d = nullptr;

@@ -19,8 +19,9 @@ bool resolve(PFN_cuGetProcAddress_v12000 get, const char* name, Pfn* out, cuuint
   void* fn = nullptr;
   CUdriverProcAddressQueryResult status{};
   if (get(name, &fn, kDriverApiVersion, flags, &status) != CUDA_SUCCESS || fn == nullptr) {
-    std::fprintf(stderr, "simcuda runtime: the driver has no entry point '%s' (status %d); "
-                         "put simcuda's libcuda.so.1 first in LD_LIBRARY_PATH\n",
+    std::fprintf(stderr,
+                 "simcuda runtime: the driver has no entry point '%s' (status %d); "
+                 "put simcuda's libcuda.so.1 first in LD_LIBRARY_PATH\n",
                  name, static_cast<int>(status));
     return false;
   }
@@ -143,18 +144,30 @@ cudaError_t ready(const Driver** d) {
 
 cudaError_t to_runtime(CUresult r) {
   switch (r) {
-    case CUDA_SUCCESS: return cudaSuccess;
-    case CUDA_ERROR_INVALID_VALUE: return cudaErrorInvalidValue;
-    case CUDA_ERROR_OUT_OF_MEMORY: return cudaErrorMemoryAllocation;
-    case CUDA_ERROR_NOT_INITIALIZED: return cudaErrorInitializationError;
-    case CUDA_ERROR_NO_DEVICE: return cudaErrorNoDevice;
-    case CUDA_ERROR_INVALID_DEVICE: return cudaErrorInvalidDevice;
-    case CUDA_ERROR_INVALID_CONTEXT: return cudaErrorDeviceUninitialized;
-    case CUDA_ERROR_INVALID_HANDLE: return cudaErrorInvalidResourceHandle;
-    case CUDA_ERROR_NOT_FOUND: return cudaErrorSymbolNotFound;
-    case CUDA_ERROR_NOT_READY: return cudaErrorNotReady;
-    case CUDA_ERROR_NOT_SUPPORTED: return cudaErrorNotSupported;
-    default: return cudaErrorUnknown;
+    case CUDA_SUCCESS:
+      return cudaSuccess;
+    case CUDA_ERROR_INVALID_VALUE:
+      return cudaErrorInvalidValue;
+    case CUDA_ERROR_OUT_OF_MEMORY:
+      return cudaErrorMemoryAllocation;
+    case CUDA_ERROR_NOT_INITIALIZED:
+      return cudaErrorInitializationError;
+    case CUDA_ERROR_NO_DEVICE:
+      return cudaErrorNoDevice;
+    case CUDA_ERROR_INVALID_DEVICE:
+      return cudaErrorInvalidDevice;
+    case CUDA_ERROR_INVALID_CONTEXT:
+      return cudaErrorDeviceUninitialized;
+    case CUDA_ERROR_INVALID_HANDLE:
+      return cudaErrorInvalidResourceHandle;
+    case CUDA_ERROR_NOT_FOUND:
+      return cudaErrorSymbolNotFound;
+    case CUDA_ERROR_NOT_READY:
+      return cudaErrorNotReady;
+    case CUDA_ERROR_NOT_SUPPORTED:
+      return cudaErrorNotSupported;
+    default:
+      return cudaErrorUnknown;
   }
 }
 

@@ -73,7 +73,9 @@ cudaError_t to_runtime(CUresult r);
 
 // Every runtime entry point returns through this: records failures for cudaGetLastError.
 cudaError_t finish(cudaError_t e);
-inline cudaError_t finish(CUresult r) { return finish(to_runtime(r)); }
+inline cudaError_t finish(CUresult r) {
+  return finish(to_runtime(r));
+}
 cudaError_t& last_error();
 
 }  // namespace simcuda::rt

@@ -23,14 +23,14 @@ cudaError_t entry_point(const char* symbol, void** fn, unsigned int version,
 
 }  // namespace
 
-SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaGetDriverEntryPoint(
-    const char* symbol, void** fn, unsigned long long flags,
-    cudaDriverEntryPointQueryResult* status) {
+SIMCUDA_EXPORT cudaError_t CUDARTAPI
+cudaGetDriverEntryPoint(const char* symbol, void** fn, unsigned long long flags,
+                        cudaDriverEntryPointQueryResult* status) {
   return finish(entry_point(symbol, fn, CUDART_VERSION, flags, status));
 }
-SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaGetDriverEntryPoint_ptsz(
-    const char* symbol, void** fn, unsigned long long flags,
-    cudaDriverEntryPointQueryResult* status) {
+SIMCUDA_EXPORT cudaError_t CUDARTAPI
+cudaGetDriverEntryPoint_ptsz(const char* symbol, void** fn, unsigned long long flags,
+                             cudaDriverEntryPointQueryResult* status) {
   if (flags == cudaEnableDefault) flags = cudaEnablePerThreadDefaultStream;
   return finish(entry_point(symbol, fn, CUDART_VERSION, flags, status));
 }

@@ -41,7 +41,9 @@ SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaGetLastError(void) {
   return e;
 }
 
-SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaPeekAtLastError(void) { return last_error(); }
+SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaPeekAtLastError(void) {
+  return last_error();
+}
 
 SIMCUDA_EXPORT const char* CUDARTAPI cudaGetErrorName(cudaError_t error) {
   const ErrorText* e = find(error);
@@ -54,4 +56,6 @@ SIMCUDA_EXPORT const char* CUDARTAPI cudaGetErrorString(cudaError_t error) {
 }
 
 // Every runtime entry point outside simcuda's surface (generated stubs) returns this.
-extern "C" int simcuda_rt_unsupported(void) { return finish(cudaErrorNotSupported); }
+extern "C" int simcuda_rt_unsupported(void) {
+  return finish(cudaErrorNotSupported);
+}

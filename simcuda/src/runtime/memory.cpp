@@ -27,7 +27,8 @@ SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaFree(void* ptr) {
   return finish(d->cuMemFree(reinterpret_cast<CUdeviceptr>(ptr)));
 }
 
-SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMallocManaged(void** ptr, size_t size, unsigned int flags) {
+SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMallocManaged(void** ptr, size_t size,
+                                                       unsigned int flags) {
   const Driver* d = nullptr;
   if (ptr == nullptr) return finish(cudaErrorInvalidValue);
   if (cudaError_t e = ready(&d)) return finish(e);
@@ -67,8 +68,8 @@ SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMalloc3D(cudaPitchedPtr* out, cudaExten
   CUdeviceptr p = 0;
   size_t pitch = 0;
   CUresult r = d->cuMemAllocPitch(&p, &pitch, extent.width, extent.height * extent.depth, 16);
-  if (r == CUDA_SUCCESS) *out = cudaPitchedPtr{reinterpret_cast<void*>(p), pitch, extent.width,
-                                               extent.height};
+  if (r == CUDA_SUCCESS)
+    *out = cudaPitchedPtr{reinterpret_cast<void*>(p), pitch, extent.width, extent.height};
   return finish(r);
 }
 
@@ -110,8 +111,8 @@ SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaPointerGetAttributes(cudaPointerAttribu
   int device = -1;
   if (ptr == nullptr || d->cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, dptr)) {
     // Memory CUDA does not know: plain host memory.
-    *attributes = cudaPointerAttributes{cudaMemoryTypeUnregistered, -2, nullptr,
-                                        const_cast<void*>(ptr), {}};
+    *attributes =
+        cudaPointerAttributes{cudaMemoryTypeUnregistered, -2, nullptr, const_cast<void*>(ptr), {}};
     return cudaSuccess;
   }
   d->cuPointerGetAttribute(&managed, CU_POINTER_ATTRIBUTE_IS_MANAGED, dptr);
@@ -129,7 +130,8 @@ SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaPointerGetAttributes(cudaPointerAttribu
 namespace {
 
 cudaError_t copy(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {
-  if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault) return cudaErrorInvalidMemcpyDirection;
+  if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault)
+    return cudaErrorInvalidMemcpyDirection;
   if (count == 0) return cudaSuccess;
   if (dst == nullptr || src == nullptr) return cudaErrorInvalidValue;
   std::memmove(dst, src, count);

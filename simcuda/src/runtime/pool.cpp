@@ -24,12 +24,10 @@ cudaError_t alloc_async(void** ptr, size_t size, Alloc alloc) {
 }  // namespace
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMallocAsync(void** ptr, size_t size, cudaStream_t s) {
-  return alloc_async(ptr, size, [&](const Driver& d, CUdeviceptr* p) {
-    return d.cuMemAllocAsync(p, size, s);
-  });
+  return alloc_async(
+      ptr, size, [&](const Driver& d, CUdeviceptr* p) { return d.cuMemAllocAsync(p, size, s); });
 }
-SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMallocAsync_ptsz(void** ptr, size_t size,
-                                                          cudaStream_t s) {
+SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMallocAsync_ptsz(void** ptr, size_t size, cudaStream_t s) {
   return alloc_async(ptr, size, [&](const Driver& d, CUdeviceptr* p) {
     return d.cuMemAllocAsync_ptsz(p, size, s);
   });
