@@ -29,19 +29,18 @@ void BlockManager::delete_block(Block* b) { spare_blocks_.push_back(b); }
 
 void BlockManager::insert_free(Block* b) {
   if (free_nodes_.empty()) {
-    free_.insert(b);
+    b->free_pos = free_.insert(b).first;
   } else {
     FreeSet::node_type node = std::move(free_nodes_.back());
     free_nodes_.pop_back();
     node.value() = b;
-    free_.insert(std::move(node));
+    b->free_pos = free_.insert(std::move(node)).position;
   }
   if (b->stream != kAnyStream) ++tagged_free_;
 }
 
 void BlockManager::erase_free(Block* b) {
-  // The key must not have changed since insert_free: callers erase before they edit a block.
-  free_nodes_.push_back(free_.extract(free_.find(key_of(b))));
+  free_nodes_.push_back(free_.extract(b->free_pos));
   if (b->stream != kAnyStream) --tagged_free_;
 }
 

@@ -30,6 +30,24 @@ enum class BlockState : uint8_t {
 };
 
 struct Segment;
+struct Block;
+
+// Orders free blocks by (kind, stream, size, address); defined after Block.
+struct FreeOrder {
+  using is_transparent = void;
+  struct Key {
+    uint8_t kind;
+    uint64_t stream;
+    uint64_t size;
+    uintptr_t addr;
+    auto operator<=>(const Key&) const = default;
+  };
+  static Key key_of(const Block* b);
+  bool operator()(const Block* a, const Block* b) const { return key_of(a) < key_of(b); }
+  bool operator()(const Block* a, const Key& b) const { return key_of(a) < b; }
+  bool operator()(const Key& a, const Block* b) const { return a < key_of(b); }
+};
+using FreeSet = std::set<Block*, FreeOrder>;
 
 struct Block {
   uintptr_t addr = 0;
@@ -41,7 +59,12 @@ struct Block {
   Segment* segment = nullptr;
   uint8_t kind = 0;               // the pool's size class (segment kind), copied for the ordering
   BlockState state = BlockState::free;
+  FreeSet::iterator free_pos;     // free: its place in the free set, for O(1) removal
 };
+
+inline FreeOrder::Key FreeOrder::key_of(const Block* b) {
+  return {b->kind, b->stream, b->size, b->addr};
+}
 
 struct Segment {
   uintptr_t addr = 0;
@@ -106,21 +129,7 @@ class BlockManager {
   size_t pending_count() const { return pending_.size(); }
 
  private:
-  struct Key {
-    uint8_t kind;
-    uint64_t stream;
-    uint64_t size;
-    uintptr_t addr;
-    auto operator<=>(const Key&) const = default;
-  };
-  static Key key_of(const Block* b) { return {b->kind, b->stream, b->size, b->addr}; }
-  struct ByKey {
-    using is_transparent = void;
-    bool operator()(const Block* a, const Block* b) const { return key_of(a) < key_of(b); }
-    bool operator()(const Block* a, const Key& b) const { return key_of(a) < b; }
-    bool operator()(const Key& a, const Block* b) const { return a < key_of(b); }
-  };
-  using FreeSet = std::set<Block*, ByKey>;
+  using Key = FreeOrder::Key;
   using LiveMap = std::unordered_map<uintptr_t, Block*>;
 
   Block* fit_in(uint64_t bytes, uint8_t kind, uint64_t stream) const;

@@ -1,0 +1,160 @@
+// The alloc+free pair through each policy's resource stack, against the raw device calls, in one
+// run. The device is SimulatedUpstream busy-waiting 20 us per allocation and per free: the cost
+// model of SIMCUDA_ALLOC_LATENCY_US=20 SIMCUDA_FREE_LATENCY_US=20 (a realistic cudaMalloc/cudaFree,
+// research/allocators.md section 6). Goals (docs/policies.md): the growth pool at least 100x faster
+// than the raw calls and at most 150 ns per pair at the median.
+//
+// Each benchmark's time is per pair; "x_raw" is (raw pair time) / (this pair time), with the raw
+// pair measured once at start-up over the same sizes. Run with --benchmark_repetitions for medians
+// (the pool benchmarks already repeat 5 times and report mean/median/stddev).
+#include <benchmark/benchmark.h>
+
+#ifndef GPUMEM_NO_RESOURCES
+#include <chrono>
+
+#include "resources/device_resource.h"
+#include "resources/fixed_pool.h"
+#include "resources/growth_pool.h"
+#include "resources/limit_resource.h"
+#include "resources/simulated_upstream.h"
+
+namespace {
+using namespace gpumem::resources;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kLatencyNs = 20'000;
+// A mix of the sizes a training step allocates: activations, gradients, small scratch buffers.
+constexpr uint64_t kSizes[] = {512, 4096, 65536, 262144, 1 << 20, 3 << 20, 6 << 20, 24 << 20};
+constexpr size_t kSizeCount = sizeof(kSizes) / sizeof(kSizes[0]);
+
+SimulatedUpstream::Options slow_device() {
+  SimulatedUpstream::Options o;
+  o.alloc_latency_ns = kLatencyNs;
+  o.free_latency_ns = kLatencyNs;
+  return o;
+}
+
+Request alloc_req(uint64_t bytes, uint64_t stream = 0) {
+  return Request{0, bytes, stream, static_cast<uint16_t>(gpumem::trace::Api::cudaMalloc), 0};
+}
+Request free_req(uint64_t bytes, bool stream_ordered, uint64_t stream = 0) {
+  return Request{0, bytes, stream,
+                 static_cast<uint16_t>(stream_ordered ? gpumem::trace::Api::cudaFreeAsync
+                                                      : gpumem::trace::Api::cudaFree),
+                 static_cast<uint16_t>(stream_ordered ? gpumem::trace::kFlagAsync : 0)};
+}
+
+// ns per raw pair over the same sizes, measured once.
+double raw_pair_ns() {
+  static const double ns = [] {
+    SimulatedUpstream sim(slow_device());
+    constexpr int kPairs = 400;
+    auto start = Clock::now();
+    for (int i = 0; i < kPairs; ++i) {
+      uint64_t bytes = kSizes[static_cast<size_t>(i) % kSizeCount];
+      void* p = nullptr;
+      sim.alloc(&p, alloc_req(bytes));
+      sim.free(p, free_req(bytes, false));
+    }
+    return std::chrono::duration<double, std::nano>(Clock::now() - start).count() / kPairs;
+  }();
+  return ns;
+}
+
+// Runs pairs through `mr` and reports the speed-up over the raw calls.
+void run_pairs(benchmark::State& state, MemoryResource& mr, bool stream_ordered) {
+  size_t i = 0;
+  auto start = Clock::now();
+  for (auto _ : state) {
+    uint64_t bytes = kSizes[i++ % kSizeCount];
+    Result r = mr.allocate(alloc_req(bytes));
+    benchmark::DoNotOptimize(r.ptr);
+    if (!r.ok() || mr.deallocate(r.ptr, free_req(bytes, stream_ordered)) != Status::ok) {
+      state.SkipWithError("allocation failed");
+      break;
+    }
+  }
+  double ns = std::chrono::duration<double, std::nano>(Clock::now() - start).count() /
+              static_cast<double>(state.iterations());
+  state.counters["x_raw"] = raw_pair_ns() / ns;
+}
+
+void BM_raw_device_calls(benchmark::State& state) {
+  SimulatedUpstream sim(slow_device());
+  size_t i = 0;
+  for (auto _ : state) {
+    uint64_t bytes = kSizes[i++ % kSizeCount];
+    void* p = nullptr;
+    sim.alloc(&p, alloc_req(bytes));
+    benchmark::DoNotOptimize(p);
+    sim.free(p, free_req(bytes, false));
+  }
+}
+BENCHMARK(BM_raw_device_calls)->UseRealTime();
+
+void BM_none(benchmark::State& state) {
+  SimulatedUpstream sim(slow_device());
+  DeviceResource dev(sim);
+  run_pairs(state, dev, false);
+}
+BENCHMARK(BM_none)->UseRealTime();
+
+void BM_none_limit(benchmark::State& state) {
+  SimulatedUpstream sim(slow_device());
+  DeviceResource dev(sim);
+  LimitResource limit(dev, uint64_t{8} << 30);
+  run_pairs(state, limit, false);
+}
+BENCHMARK(BM_none_limit)->UseRealTime();
+
+void BM_growth_cudaFree(benchmark::State& state) {
+  SimulatedUpstream sim(slow_device());
+  DeviceResource dev(sim);
+  GrowthPool pool(dev, 0);
+  run_pairs(state, pool, false);
+}
+BENCHMARK(BM_growth_cudaFree)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
+
+void BM_growth_cudaFreeAsync(benchmark::State& state) {
+  SimulatedUpstream sim(slow_device());
+  DeviceResource dev(sim);
+  GrowthPool pool(dev, 0);
+  run_pairs(state, pool, true);
+}
+BENCHMARK(BM_growth_cudaFreeAsync)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
+
+// The stack the preload library builds for GPUMEM_POOL=growth GPUMEM_LIMIT=...
+void BM_limit_over_growth(benchmark::State& state) {
+  SimulatedUpstream sim(slow_device());
+  DeviceResource dev(sim);
+  GrowthPool pool(dev, 0);
+  LimitResource limit(pool, uint64_t{8} << 30);
+  run_pairs(state, limit, false);
+}
+BENCHMARK(BM_limit_over_growth)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
+
+void BM_fixed(benchmark::State& state) {
+  SimulatedUpstream sim(slow_device());
+  DeviceResource dev(sim);
+  FixedPool pool(dev, 0, uint64_t{1} << 30);
+  run_pairs(state, pool, false);
+}
+BENCHMARK(BM_fixed)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
+
+// Growth pool with 2 threads sharing it (one mutex per pool): contention cost. The stack is
+// built once (thread-safe static) and kept for the whole run.
+void BM_growth_2_threads(benchmark::State& state) {
+  struct Stack {
+    SimulatedUpstream sim{slow_device()};
+    DeviceResource dev{sim};
+    GrowthPool pool{dev, 0};
+  };
+  static Stack* const stack = new Stack;
+  run_pairs(state, stack->pool, true);
+}
+BENCHMARK(BM_growth_2_threads)->UseRealTime()->Threads(2);
+
+}  // namespace
+#endif
+
+BENCHMARK_MAIN();
