@@ -53,7 +53,11 @@ GPUMEM_API void* gpumem_torch_malloc(ssize_t size, int device, void* stream);
 GPUMEM_API void gpumem_torch_free(void* ptr, ssize_t size, int device, void* stream);
 
 /* 1 when the preload library is loaded in this process. */
+#if defined(GPUMEM_BUILDING_LIBRARY)
+static inline int gpumem_present(void) { return 1; } /* inside the library itself */
+#else
 static inline int gpumem_present(void) { return gpumem_mark_begin != NULL; }
+#endif
 
 #define GPUMEM_MARK_BEGIN(name) do { if (gpumem_present()) gpumem_mark_begin(name); } while (0)
 #define GPUMEM_MARK_END() do { if (gpumem_present()) gpumem_mark_end(); } while (0)

@@ -1,0 +1,196 @@
+// See config.h. Parsing is allocation-free (fixed buffers) because it runs inside a library
+// constructor, before the program's own allocator may be ready.
+#include "config.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#include "gpumem/units.h"
+#include "log.h"
+
+namespace gpumem {
+namespace {
+
+Config g_config;
+
+bool fail(char* err, size_t errlen, const char* var, const char* value, const char* accepted) {
+  std::snprintf(err, errlen, "%s='%s' is not valid; accepted: %s. Fix or unset %s.", var, value,
+                accepted, var);
+  return false;
+}
+
+constexpr const char* kLimitForms = "a size such as 512MiB, 8GiB, 1.5GiB, 1073741824, or a percentage such as 60%";
+
+bool parse_limit(const char* var, const char* text, LimitSpec* out, char* err, size_t errlen) {
+  uint64_t bytes = 0;
+  double percent = 0;
+  switch (parse_size(text, &bytes, &percent)) {
+    case SizeParse::ok:
+      if (bytes == 0) return fail(err, errlen, var, text, kLimitForms);  // "0" caps nothing useful
+      out->set = true;
+      out->bytes = bytes;
+      return true;
+    case SizeParse::percent:
+      out->set = true;
+      out->percent = percent;
+      return true;
+    default: return fail(err, errlen, var, text, kLimitForms);
+  }
+}
+
+// Appends "KEY=VALUE\n" to the summary, silently truncating (the summary is informational).
+void note(Config* c, const char* key, const char* value) {
+  size_t used = std::strlen(c->summary);
+  if (used + 1 >= sizeof c->summary) return;
+  int n = std::snprintf(c->summary + used, sizeof c->summary - used, "%s=%s\n", key, value);
+  if (n < 0) c->summary[used] = '\0';
+}
+
+int parse_rank(EnvLookup env) {
+  static const char* const kRankVars[] = {"RANK", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK",
+                                          "SLURM_PROCID", "PMI_RANK"};
+  for (const char* var : kRankVars) {
+    const char* v = env(var);
+    if (v == nullptr || *v == '\0') continue;
+    char* end = nullptr;
+    long r = std::strtol(v, &end, 10);
+    if (*end == '\0' && r >= 0 && r < (1L << 30)) return static_cast<int>(r);
+  }
+  return -1;
+}
+
+}  // namespace
+
+const char* pool_kind_name(PoolKind kind) {
+  switch (kind) {
+    case PoolKind::growth: return "growth";
+    case PoolKind::fixed: return "fixed";
+    case PoolKind::none: break;
+  }
+  return "none";
+}
+
+bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
+  *c = Config{};
+  const char* trace = env("GPUMEM_TRACE");
+  if (trace != nullptr && std::strcmp(trace, "off") == 0) {
+    c->trace_off = true;
+  } else if (trace != nullptr && *trace != '\0') {
+    if (std::strlen(trace) >= sizeof c->trace_template)
+      return fail(err, errlen, "GPUMEM_TRACE", "(too long)", "a path template shorter than 4096 bytes, or off");
+    std::strcpy(c->trace_template, trace);
+  } else {
+    std::strcpy(c->trace_template, "gpumem-%p.trace");
+  }
+  note(c, "GPUMEM_TRACE", c->trace_off ? "off" : c->trace_template);
+
+  if (const char* v = env("GPUMEM_STACKS"); v != nullptr && *v != '\0') {
+    if (std::strcmp(v, "1") == 0) c->stacks = true;
+    else if (std::strcmp(v, "0") != 0) return fail(err, errlen, "GPUMEM_STACKS", v, "0 or 1");
+  }
+  note(c, "GPUMEM_STACKS", c->stacks ? "1" : "0");
+
+  if (const char* v = env("GPUMEM_LOG"); v != nullptr && *v != '\0') {
+    static const char* const kLevels[] = {"error", "warn", "info", "debug"};
+    bool found = false;
+    for (int i = 0; i < 4; ++i) {
+      if (std::strcmp(v, kLevels[i]) == 0) {
+        c->log = static_cast<LogLevel>(i);
+        found = true;
+      }
+    }
+    if (!found) return fail(err, errlen, "GPUMEM_LOG", v, "error, warn, info or debug");
+    note(c, "GPUMEM_LOG", v);
+  }
+
+  if (const char* v = env("GPUMEM_POOL"); v != nullptr && *v != '\0') {
+    if (std::strcmp(v, "none") == 0) c->pool = PoolKind::none;
+    else if (std::strcmp(v, "growth") == 0) c->pool = PoolKind::growth;
+    else if (std::strcmp(v, "fixed") == 0) c->pool = PoolKind::fixed;
+    else return fail(err, errlen, "GPUMEM_POOL", v, "none, growth or fixed");
+  }
+  note(c, "GPUMEM_POOL", pool_kind_name(c->pool));
+
+  if (const char* v = env("GPUMEM_LIMIT"); v != nullptr && *v != '\0') {
+    if (!parse_limit("GPUMEM_LIMIT", v, &c->limit, err, errlen)) return false;
+    note(c, "GPUMEM_LIMIT", v);
+  }
+  for (int d = 0; d < trace::kMaxDevices; ++d) {
+    char name[32];
+    std::snprintf(name, sizeof name, "GPUMEM_LIMIT_%d", d);
+    const char* v = env(name);
+    if (v == nullptr || *v == '\0') continue;
+    if (!parse_limit(name, v, &c->device_limit[d], err, errlen)) return false;
+    note(c, name, v);
+  }
+
+  if (const char* v = env("GPUMEM_POOL_SIZE"); v != nullptr && *v != '\0') {
+    uint64_t bytes = 0;
+    if (parse_size(v, &bytes) != SizeParse::ok || bytes == 0)
+      return fail(err, errlen, "GPUMEM_POOL_SIZE", v, "a size such as 512MiB or 8GiB (not 0, not a percentage)");
+    c->pool_size = bytes;
+    note(c, "GPUMEM_POOL_SIZE", v);
+  }
+
+  c->rank = parse_rank(env);
+  return true;
+}
+
+const Config& config() { return g_config; }
+
+void load_config() {
+  char err[512];
+  if (!parse_config(+[](const char* n) -> const char* { return secure_getenv(n); }, &g_config, err,
+                    sizeof err)) {
+    log_message(LogLevel::error, "%s", err);
+    std::_Exit(2);  // before any CUDA work; _Exit so no half-initialised destructor runs
+  }
+  set_log_level(g_config.log);
+}
+
+bool expand_trace_template(const char* tmpl, int pid, const char* host, int rank,
+                           uint64_t start_unix_ns, char* out, size_t outlen) {
+  size_t o = 0;
+  auto put = [&](const char* s) {
+    size_t n = std::strlen(s);
+    if (o + n >= outlen) return false;
+    std::memcpy(out + o, s, n);
+    o += n;
+    return true;
+  };
+  for (const char* p = tmpl; *p != '\0'; ++p) {
+    char piece[128];
+    if (*p != '%' || p[1] == '\0') {
+      piece[0] = *p;
+      piece[1] = '\0';
+    } else {
+      ++p;
+      switch (*p) {
+        case 'p': std::snprintf(piece, sizeof piece, "%d", pid); break;
+        case 'h': std::snprintf(piece, sizeof piece, "%s", host); break;
+        case 'r':
+          if (rank >= 0) std::snprintf(piece, sizeof piece, "%d", rank);
+          else std::snprintf(piece, sizeof piece, "norank");
+          break;
+        case 't': {
+          time_t secs = static_cast<time_t>(start_unix_ns / 1000000000ull);
+          struct tm tm_utc;
+          gmtime_r(&secs, &tm_utc);
+          std::strftime(piece, sizeof piece, "%Y%m%d-%H%M%S", &tm_utc);
+          break;
+        }
+        case '%': std::snprintf(piece, sizeof piece, "%%"); break;
+        default: std::snprintf(piece, sizeof piece, "%%%c", *p); break;
+      }
+    }
+    if (!put(piece)) return false;
+  }
+  out[o] = '\0';
+  return true;
+}
+
+}  // namespace gpumem

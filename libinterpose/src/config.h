@@ -1,0 +1,54 @@
+// The preload library's settings: every GPUMEM_* variable, read once when the library loads
+// (secure_getenv, so a setuid program ignores them). Nothing reads the environment after that.
+// A bad value stops the process with exit status 2 and one line naming the variable, the value
+// and the accepted forms, before the program does any CUDA work.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "gpumem/trace_format.h"
+
+namespace gpumem {
+
+enum class LogLevel : int { error = 0, warn = 1, info = 2, debug = 3 };
+enum class PoolKind : int { none = 0, growth = 1, fixed = 2 };
+
+// A cap as the user wrote it: absolute bytes, or a percentage of the device's capacity.
+struct LimitSpec {
+  bool set = false;
+  uint64_t bytes = 0;   // when percent == 0
+  double percent = 0;   // 0 < percent <= 100 when given as "60%"
+};
+
+struct Config {
+  bool trace_off = false;               // GPUMEM_TRACE=off
+  char trace_template[4096] = {};       // GPUMEM_TRACE, default "gpumem-%p.trace"
+  bool stacks = false;                  // GPUMEM_STACKS=1
+  LogLevel log = LogLevel::warn;        // GPUMEM_LOG
+  PoolKind pool = PoolKind::none;       // GPUMEM_POOL
+  LimitSpec limit;                      // GPUMEM_LIMIT (every device)
+  LimitSpec device_limit[trace::kMaxDevices];  // GPUMEM_LIMIT_<n> (overrides GPUMEM_LIMIT)
+  uint64_t pool_size = 0;               // GPUMEM_POOL_SIZE, 0 = not set
+  int rank = -1;                        // RANK / LOCAL_RANK / OMPI_COMM_WORLD_RANK / ...
+  char summary[4096] = {};              // "KEY=VALUE" lines of the settings in force (trace header)
+};
+
+// Parses `getenv` into *out. On a bad value writes the message into err and returns false.
+// Pure (no exit, no stderr) so tests can call it with any environment lookup.
+using EnvLookup = const char* (*)(const char* name);
+bool parse_config(EnvLookup getenv_fn, Config* out, char* err, size_t errlen);
+
+// The process-wide settings, parsed by load_config() at library load.
+const Config& config();
+// Reads the environment once; on a bad value prints the message and exits with status 2.
+void load_config();
+
+// Expands a trace template: %p pid, %h host, %r rank (or "norank"), %t start time
+// (YYYYMMDD-HHMMSS), %% a percent sign. Returns false if the result does not fit.
+bool expand_trace_template(const char* tmpl, int pid, const char* host, int rank,
+                           uint64_t start_unix_ns, char* out, size_t outlen);
+
+const char* pool_kind_name(PoolKind kind);
+
+}  // namespace gpumem

@@ -1,0 +1,155 @@
+// See dispatch.h. The tracking step: live-pointer map, per-device counters, trace records.
+#include "dispatch.h"
+
+#include <atomic>
+
+#include "config.h"
+#include "live_map.h"
+#include "session.h"
+#include "stacks.h"
+#include "trace/trace_writer.h"
+
+namespace gpumem {
+namespace {
+
+struct alignas(64) PathCounters {
+  std::atomic<uint64_t> allocated{0};
+  std::atomic<uint64_t> peak{0};
+  std::atomic<uint64_t> allocs{0};
+  std::atomic<uint64_t> frees{0};
+  std::atomic<uint64_t> failed{0};
+};
+
+constexpr int kHostPath = trace::kMaxDevices;  // pinned host memory and unknown devices
+AllocationPath g_paths[trace::kMaxDevices + 1];
+PathCounters g_counters[trace::kMaxDevices + 1];
+
+// 2^22 slots = 64 MiB of address space, committed page by page as it is touched.
+LiveMap& live_pointers() {
+  static LiveMap map(22);
+  return map;
+}
+// VMM handles live in their own namespace of values.
+LiveMap& live_handles() {
+  static LiveMap map(16);
+  return map;
+}
+
+int path_index(int device) {
+  return device >= 0 && device < trace::kMaxDevices ? device : kHostPath;
+}
+
+bool is_handle(uint16_t flags) {
+  return static_cast<trace::MemKind>(flags & trace::kFlagKindMask) == trace::MemKind::physical;
+}
+
+trace::Record make_record(trace::Op op, const Request& req, uint64_t address, uint64_t bytes) {
+  trace::Record r{};
+  r.op = static_cast<uint16_t>(op);
+  r.api = static_cast<uint16_t>(req.api);
+  r.device = static_cast<int16_t>(req.device);
+  r.flags = req.flags;
+  r.stream = req.stream;
+  r.address = address;
+  r.bytes = bytes;
+  return r;
+}
+
+void write(TraceWriter* w, trace::Record& r, bool with_stack) {
+  if (with_stack && config().stacks) r.site = stacks::capture(*w);
+  w->append(r);
+}
+
+}  // namespace
+
+AllocationPath& path_for(int device) { return g_paths[path_index(device)]; }
+
+Answer AllocationPath::allocate(const Request& req, CallRef<Answer> real) {
+  Answer a = real();
+  PathCounters& c = g_counters[this - g_paths];
+  TraceWriter* w = session::writer();
+  if (w != nullptr) session::note_device(req.device);
+  if (a.status == Status::ok) {
+    if (a.address == 0) return a;  // a zero-byte request that returned NULL: nothing to track
+    (is_handle(req.flags) ? live_handles() : live_pointers())
+        .insert(a.address, LiveInfo{req.bytes, req.device, static_cast<uint16_t>(req.flags & trace::kFlagKindMask)});
+    uint64_t now = c.allocated.fetch_add(req.bytes, std::memory_order_relaxed) + req.bytes;
+    uint64_t peak = c.peak.load(std::memory_order_relaxed);
+    while (now > peak && !c.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {}
+    c.allocs.fetch_add(1, std::memory_order_relaxed);
+    if (w != nullptr) {
+      trace::Record r = make_record(trace::Op::alloc, req, a.address, req.bytes);
+      write(w, r, true);
+    }
+  } else {
+    c.failed.fetch_add(1, std::memory_order_relaxed);
+    if (w != nullptr) {
+      trace::Record r = make_record(trace::Op::alloc_failed, req, 0, req.bytes);
+      r.aux = c.allocated.load(std::memory_order_relaxed);
+      r.result = a.code;
+      write(w, r, true);
+    }
+  }
+  return a;
+}
+
+int32_t AllocationPath::deallocate(const Request& req, uint64_t address, CallRef<int32_t> real) {
+  if (address == 0) return real();  // cudaFree(0) is how programs initialise CUDA: no event
+  LiveInfo info;
+  const bool known = (is_handle(req.flags) ? live_handles() : live_pointers()).erase(address, &info);
+  TraceWriter* w = session::writer();
+  if (known) {
+    PathCounters& c = g_counters[path_index(info.device)];
+    c.allocated.fetch_sub(info.bytes, std::memory_order_relaxed);
+    c.frees.fetch_add(1, std::memory_order_relaxed);
+    if (w != nullptr) {
+      Request freed = req;
+      freed.device = info.device;
+      trace::Record r = make_record(trace::Op::free, freed, address, info.bytes);
+      write(w, r, false);
+    }
+  } else if (w != nullptr) {
+    trace::Record r = make_record(trace::Op::anomaly, req, address, 0);
+    r.aux = static_cast<uint64_t>(trace::AnomalyKind::free_unknown);
+    write(w, r, true);
+  }
+  return real();
+}
+
+int32_t AllocationPath::capacity(const Request& req, uint64_t* total, uint64_t* free_bytes,
+                                 CallRef<int32_t> real) {
+  const int32_t result = real();
+  Request q = req;
+  q.bytes = result == 0 ? *total : 0;
+  record_event(trace::Op::meminfo, q, 0, result == 0 ? *free_bytes : 0, result);
+  return result;
+}
+
+void AllocationPath::stats(gpumem_stats* out) const {
+  const PathCounters& c = g_counters[this - g_paths];
+  *out = gpumem_stats{};
+  out->allocated_bytes = c.allocated.load(std::memory_order_relaxed);
+  out->reserved_bytes = out->allocated_bytes;  // no pool yet: reserved == allocated
+  out->peak_allocated_bytes = c.peak.load(std::memory_order_relaxed);
+  out->peak_reserved_bytes = out->peak_allocated_bytes;
+  out->alloc_count = c.allocs.load(std::memory_order_relaxed);
+  out->free_count = c.frees.load(std::memory_order_relaxed);
+  out->failed_count = c.failed.load(std::memory_order_relaxed);
+}
+
+void record_event(trace::Op op, const Request& req, uint64_t address, uint64_t aux, int32_t result) {
+  TraceWriter* w = session::writer();
+  if (w == nullptr) return;
+  session::note_device(req.device);
+  trace::Record r = make_record(op, req, address, req.bytes);
+  r.aux = aux;
+  r.result = result;
+  write(w, r, op == trace::Op::map);
+}
+
+void record_anomaly(trace::AnomalyKind kind, const Request& req, uint64_t address) {
+  record_event(trace::Op::anomaly, req, address, static_cast<uint64_t>(kind), 0);
+}
+
+
+}  // namespace gpumem

@@ -1,0 +1,50 @@
+// The live allocations of the process: address -> (bytes, device, kind). Lock-free open
+// addressing over one preallocated anonymous mapping (no malloc, no lock on insert/erase), so a
+// free can be matched to its allocation and a free of an unknown pointer recognised.
+//
+// Keys are unique while live (CUDA never returns an address twice before it is freed), which is
+// what makes reusing a tombstone on insert safe. Probing is bounded: a table so full that a key
+// finds no slot within kMaxProbe drops it (counted in dropped()); its free is then reported as
+// unknown rather than stalling the program.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace gpumem {
+
+struct LiveInfo {
+  uint64_t bytes = 0;
+  int device = -1;
+  uint16_t kind = 0;  // trace::MemKind
+};
+
+class LiveMap {
+ public:
+  // Reserves 2^log2_slots slots (16 bytes each) of lazily committed memory.
+  explicit LiveMap(unsigned log2_slots);
+  ~LiveMap() = default;  // deliberately leaked: hooks may run during static destruction
+  LiveMap(const LiveMap&) = delete;
+  LiveMap& operator=(const LiveMap&) = delete;
+
+  bool insert(uint64_t key, const LiveInfo& info);
+  // Removes key and returns its info; false when the key is not live.
+  bool erase(uint64_t key, LiveInfo* info);
+  uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Slot {
+    std::atomic<uint64_t> key;    // 0 empty, kTombstone erased, else the address
+    std::atomic<uint64_t> value;  // bytes << 16 | (device + 1) << 4 | kind
+  };
+  static constexpr uint64_t kTombstone = ~0ull;
+  static constexpr unsigned kMaxProbe = 4096;
+  bool ensure_table();
+
+  unsigned log2_slots_;
+  std::atomic<Slot*> slots_{nullptr};
+  std::atomic<uint64_t> dropped_{0};
+};
+
+}  // namespace gpumem

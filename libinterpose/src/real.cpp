@@ -1,0 +1,68 @@
+// See real.h.
+#include "real.h"
+
+#include <dlfcn.h>
+
+namespace gpumem {
+namespace {
+
+using DlsymFn = void* (*)(void*, const char*);
+
+DlsymFn resolve_real_dlsym() {
+  // glibc >= 2.34 has dlsym in libc under GLIBC_2.34; older ones in libdl under GLIBC_2.2.5.
+  void* f = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
+  if (f == nullptr) f = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
+  return reinterpret_cast<DlsymFn>(f);
+}
+
+std::atomic<void*> g_driver{nullptr};
+
+}  // namespace
+
+// Read by the assembly entry of our dlsym override (hooks/dlsym.cpp) for RTLD_NEXT tail calls.
+extern "C" {
+__attribute__((visibility("hidden"))) DlsymFn gpumem_real_dlsym_ptr = nullptr;
+}
+
+void* real_dlsym(void* handle, const char* name) {
+  DlsymFn f = __atomic_load_n(&gpumem_real_dlsym_ptr, __ATOMIC_ACQUIRE);
+  if (f == nullptr) {
+    f = resolve_real_dlsym();
+    if (f == nullptr) return nullptr;
+    __atomic_store_n(&gpumem_real_dlsym_ptr, f, __ATOMIC_RELEASE);
+  }
+  return f(handle, name);
+}
+
+void resolve_real_dlsym_now() {
+  if (__atomic_load_n(&gpumem_real_dlsym_ptr, __ATOMIC_ACQUIRE) == nullptr)
+    __atomic_store_n(&gpumem_real_dlsym_ptr, resolve_real_dlsym(), __ATOMIC_RELEASE);
+}
+
+void* real_runtime_symbol(const char* name) {
+  if (void* f = real_dlsym(RTLD_NEXT, name)) return f;
+  // libcudart loaded with RTLD_LOCAL by dlopen (e.g. as a dependency of a framework plugin)
+  // is not in the global scope that RTLD_NEXT searches.
+  void* h = dlopen("libcudart.so.13", RTLD_LAZY | RTLD_NOLOAD);
+  if (h == nullptr) return nullptr;
+  void* f = real_dlsym(h, name);
+  dlclose(h);  // drops the reference NOLOAD took; the library stays loaded by its owner
+  return f;
+}
+
+void* driver_handle() {
+  void* h = g_driver.load(std::memory_order_acquire);
+  if (h != nullptr) return h;
+  h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (h == nullptr) return nullptr;
+  void* expected = nullptr;
+  if (!g_driver.compare_exchange_strong(expected, h)) dlclose(h);  // another thread won
+  return g_driver.load(std::memory_order_acquire);
+}
+
+void* real_driver_symbol(const char* name) {
+  void* h = driver_handle();
+  return h != nullptr ? real_dlsym(h, name) : nullptr;
+}
+
+}  // namespace gpumem

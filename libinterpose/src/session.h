@@ -1,0 +1,26 @@
+// The process's trace, from load to exit: opened lazily at the first recorded event (a program
+// that never touches CUDA leaves no file), filled with the header (pid, host, rank, command
+// line, configuration, devices), re-opened under the child's own pid after fork, closed at exit.
+#pragma once
+
+#include <cstdint>
+
+namespace gpumem {
+
+class TraceWriter;
+
+namespace session {
+
+// Library constructor: configuration, fork handlers, exit handler, stack warm-up.
+void init();
+// The open trace, opening it on first use; nullptr when tracing is off, failed or closed.
+// Hot path after the first call: one atomic load.
+TraceWriter* writer();
+// Records the device's name and capacity in the header the first time it is seen.
+void note_device(int device);
+// Exit: symbols (GPUMEM_STACKS=1), then a clean close. Later events are dropped.
+void shutdown();
+bool simulated();
+
+}  // namespace session
+}  // namespace gpumem

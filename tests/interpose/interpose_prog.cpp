@@ -1,0 +1,387 @@
+// The program the interposition tests run under LD_PRELOAD=libgpumem.so on simcuda. Each
+// subcommand reaches CUDA one particular way and does a known, fixed set of allocations, so the
+// test (interpose_test.cpp) can check the trace's exact content. Exit status 0 = all calls
+// returned what they should; anything else names the failed call on stderr.
+//
+// Built against the real CUDA 13 headers, linked to the real libcudart.so.13 and the driver stub
+// (SONAME libcuda.so.1): at run time LD_LIBRARY_PATH puts simcuda's libraries first.
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gpumem/gpumem.h"
+
+namespace {
+
+int g_failures = 0;
+
+#define CHECK_RT(call)                                                                  \
+  do {                                                                                  \
+    cudaError_t e_ = (call);                                                            \
+    if (e_ != cudaSuccess) {                                                            \
+      std::fprintf(stderr, "interpose_prog: %s failed: %d (line %d)\n", #call, e_, __LINE__); \
+      ++g_failures;                                                                     \
+    }                                                                                   \
+  } while (0)
+#define CHECK_CU(call)                                                                  \
+  do {                                                                                  \
+    CUresult e_ = (call);                                                               \
+    if (e_ != CUDA_SUCCESS) {                                                           \
+      std::fprintf(stderr, "interpose_prog: %s failed: %d (line %d)\n", #call, e_, __LINE__); \
+      ++g_failures;                                                                     \
+    }                                                                                   \
+  } while (0)
+#define EXPECT_CODE(call, code)                                                         \
+  do {                                                                                  \
+    int e_ = static_cast<int>(call);                                                    \
+    if (e_ != static_cast<int>(code)) {                                                 \
+      std::fprintf(stderr, "interpose_prog: %s returned %d, expected %d\n", #call, e_, static_cast<int>(code)); \
+      ++g_failures;                                                                     \
+    }                                                                                   \
+  } while (0)
+
+void init_driver() {
+  CHECK_CU(cuInit(0));
+  CUdevice dev;
+  CHECK_CU(cuDeviceGet(&dev, 0));
+  CUcontext ctx;
+  CHECK_CU(cuDevicePrimaryCtxRetain(&ctx, dev));
+  CHECK_CU(cuCtxSetCurrent(ctx));
+}
+
+// cudaMalloc 1 MiB + 3 MiB, cudaFree both; cudaFree(0) first (no event).
+int runtime_basic() {
+  CHECK_RT(cudaFree(nullptr));
+  void* a = nullptr;
+  void* b = nullptr;
+  CHECK_RT(cudaMalloc(&a, 1 << 20));
+  CHECK_RT(cudaMalloc(&b, 3 << 20));
+  CHECK_RT(cudaFree(a));
+  CHECK_RT(cudaFree(b));
+  return g_failures;
+}
+
+// The rest of the runtime family, one call each.
+int runtime_family() {
+  cudaStream_t s;
+  CHECK_RT(cudaStreamCreate(&s));
+  void* p = nullptr;
+  CHECK_RT(cudaMallocAsync(&p, 4096, s));
+  CHECK_RT(cudaFreeAsync(p, s));
+  cudaMemPool_t pool;
+  CHECK_RT(cudaDeviceGetDefaultMemPool(&pool, 0));
+  CHECK_RT(cudaMallocFromPoolAsync(&p, 8192, pool, s));
+  CHECK_RT(cudaFreeAsync(p, s));
+  CHECK_RT(cudaStreamSynchronize(s));
+  CHECK_RT(cudaMallocManaged(&p, 16384, cudaMemAttachGlobal));
+  CHECK_RT(cudaFree(p));
+  size_t pitch = 0;
+  CHECK_RT(cudaMallocPitch(&p, &pitch, 100, 10));  // records 1000 bytes asked for
+  CHECK_RT(cudaFree(p));
+  cudaPitchedPtr pp{};
+  CHECK_RT(cudaMalloc3D(&pp, cudaExtent{64, 4, 2}));  // 512 bytes asked for
+  CHECK_RT(cudaFree(pp.ptr));
+  CHECK_RT(cudaMallocHost(&p, 1000));
+  CHECK_RT(cudaFreeHost(p));
+  CHECK_RT(cudaHostAlloc(&p, 2000, cudaHostAllocDefault));
+  CHECK_RT(cudaFreeHost(p));
+  size_t free_b = 0, total_b = 0;
+  CHECK_RT(cudaMemGetInfo(&free_b, &total_b));
+  CHECK_RT(cudaStreamDestroy(s));
+  return g_failures;
+}
+
+// Driver bound at link time: cuMemAlloc_v2 2 MiB, cuMemAllocPitch_v2, managed, cuMemGetInfo_v2,
+// cuDeviceTotalMem_v2.
+int driver_direct() {
+  init_driver();
+  CUdeviceptr d = 0;
+  CHECK_CU(cuMemAlloc(&d, 2 << 20));
+  CHECK_CU(cuMemFree(d));
+  size_t pitch = 0;
+  CHECK_CU(cuMemAllocPitch(&d, &pitch, 256, 4, 4));  // 1024 bytes asked for
+  CHECK_CU(cuMemFree(d));
+  CHECK_CU(cuMemAllocManaged(&d, 4096, CU_MEM_ATTACH_GLOBAL));
+  CHECK_CU(cuMemFree(d));
+  size_t f = 0, t = 0;
+  CHECK_CU(cuMemGetInfo(&f, &t));
+  CHECK_CU(cuDeviceTotalMem(&t, 0));
+  return g_failures;
+}
+
+// The TensorFlow/JAX way: dlopen the driver privately and look every function up by name.
+int driver_dlsym() {
+  void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (h == nullptr) return std::fprintf(stderr, "dlopen libcuda.so.1: %s\n", dlerror()), 1;
+  auto init = reinterpret_cast<decltype(&cuInit)>(dlsym(h, "cuInit"));
+  auto alloc = reinterpret_cast<decltype(&cuMemAlloc_v2)>(dlsym(h, "cuMemAlloc_v2"));
+  auto mfree = reinterpret_cast<decltype(&cuMemFree_v2)>(dlsym(h, "cuMemFree_v2"));
+  if (!init || !alloc || !mfree) return std::fprintf(stderr, "dlsym failed\n"), 1;
+  // A name that is not wrapped, and a prefix of a wrapped one, come back untouched.
+  if (dlsym(h, "cuMemAlloc_v2_nonexistent") != nullptr) ++g_failures;
+  init_driver();
+  CUdeviceptr d = 0;
+  CHECK_CU(alloc(&d, 5 << 20));
+  CHECK_CU(mfree(d));
+  return g_failures;
+}
+
+// Through cuGetProcAddress_v2 (the CUDA 12/13 runtime's way), per-thread-default-stream too.
+int driver_resolver() {
+  init_driver();
+  void* fn = nullptr;
+  CUdriverProcAddressQueryResult st;
+  CHECK_CU(cuGetProcAddress("cuMemAlloc", &fn, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &st));
+  auto alloc = reinterpret_cast<decltype(&cuMemAlloc_v2)>(fn);
+  CHECK_CU(cuGetProcAddress("cuMemFree", &fn, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &st));
+  auto mfree = reinterpret_cast<decltype(&cuMemFree_v2)>(fn);
+  CHECK_CU(cuGetProcAddress("cuMemAllocAsync", &fn, 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, &st));
+  auto alloc_async = reinterpret_cast<decltype(&cuMemAllocAsync)>(fn);
+  CHECK_CU(cuGetProcAddress("cuMemFreeAsync", &fn, 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, &st));
+  auto free_async = reinterpret_cast<decltype(&cuMemFreeAsync)>(fn);
+  if (!alloc || !mfree || !alloc_async || !free_async) return std::fprintf(stderr, "resolve failed\n"), 1;
+  CUdeviceptr d = 0;
+  CHECK_CU(alloc(&d, 6 << 20));
+  CHECK_CU(mfree(d));
+  CHECK_CU(alloc_async(&d, 7 << 20, nullptr));
+  CHECK_CU(free_async(d, nullptr));
+  CHECK_CU(cuCtxSynchronize());
+  return g_failures;
+}
+
+// Through the runtime's cudaGetDriverEntryPointByVersion.
+int entry_point() {
+  CHECK_RT(cudaFree(nullptr));
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult st;
+  CHECK_RT(cudaGetDriverEntryPointByVersion("cuMemAlloc", &fn, 13000, cudaEnableDefault, &st));
+  auto alloc = reinterpret_cast<decltype(&cuMemAlloc_v2)>(fn);
+  CHECK_RT(cudaGetDriverEntryPointByVersion("cuMemFree", &fn, 13000, cudaEnableDefault, &st));
+  auto mfree = reinterpret_cast<decltype(&cuMemFree_v2)>(fn);
+  if (!alloc || !mfree) return std::fprintf(stderr, "entry point failed\n"), 1;
+  CUdeviceptr d = 0;
+  CHECK_CU(alloc(&d, 9 << 20));
+  CHECK_CU(mfree(d));
+  return g_failures;
+}
+
+// Stream-ordered driver allocations: default pool and an explicit pool, trim.
+int async_pools() {
+  init_driver();
+  CUstream s;
+  CHECK_CU(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+  CUdeviceptr d = 0;
+  CHECK_CU(cuMemAllocAsync(&d, 1 << 16, s));
+  CHECK_CU(cuMemFreeAsync(d, s));
+  CUmemPoolProps props{};
+  props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+  props.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  props.location.id = 0;
+  CUmemoryPool pool;
+  CHECK_CU(cuMemPoolCreate(&pool, &props));
+  CHECK_CU(cuMemAllocFromPoolAsync(&d, 1 << 17, pool, s));
+  CHECK_CU(cuMemFreeAsync(d, s));
+  CHECK_CU(cuStreamSynchronize(s));
+  CHECK_CU(cuMemPoolTrimTo(pool, 0));
+  CHECK_CU(cuMemPoolDestroy(pool));
+  CHECK_CU(cuStreamDestroy(s));
+  return g_failures;
+}
+
+// Virtual memory management: create 2 MiB physical, reserve, map, unmap, release.
+int vmm() {
+  init_driver();
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = 0;
+  size_t gran = 0;
+  CHECK_CU(cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+  if (gran == 0) gran = 2 << 20;
+  CUmemGenericAllocationHandle h = 0;
+  CHECK_CU(cuMemCreate(&h, gran, &prop, 0));
+  CUdeviceptr va = 0;
+  CHECK_CU(cuMemAddressReserve(&va, gran, 0, 0, 0));
+  CHECK_CU(cuMemMap(va, gran, 0, h, 0));
+  CHECK_CU(cuMemUnmap(va, gran));
+  CHECK_CU(cuMemAddressFree(va, gran));
+  CHECK_CU(cuMemRelease(h));
+  // A location that is not a device must not crash the hook (the driver may refuse it).
+  CUmemAllocationProp host = prop;
+  host.location.type = CU_MEM_LOCATION_TYPE_HOST;
+  CUmemGenericAllocationHandle h2 = 0;
+  if (cuMemCreate(&h2, gran, &host, 0) == CUDA_SUCCESS) cuMemRelease(h2);
+  std::printf("granularity %zu\n", gran);
+  return g_failures;
+}
+
+// NULL out-parameters, unknown frees, zero-size requests.
+int misuse() {
+  init_driver();
+  EXPECT_CODE(cudaMalloc(nullptr, 64), cudaErrorInvalidValue);
+  EXPECT_CODE(cuMemAlloc(nullptr, 64), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CODE(cuMemGetInfo(nullptr, nullptr), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CODE(cudaMemGetInfo(nullptr, nullptr), cudaErrorInvalidValue);
+  int local = 0;
+  (void)cudaFree(&local);                          // not a device pointer: forwarded, anomaly
+  (void)cuMemFree(reinterpret_cast<CUdeviceptr>(&local));
+  CHECK_CU(cuMemFree(0));                          // no event
+  return g_failures;
+}
+
+// Phase markers through the public C API.
+int marks() {
+  GPUMEM_MARK_BEGIN("epoch");
+  void* p = nullptr;
+  CHECK_RT(cudaMalloc(&p, 1024));
+  GPUMEM_MARK("checkpoint");
+  CHECK_RT(cudaFree(p));
+  GPUMEM_MARK_END();
+  gpumem_stats st{};
+  if (gpumem_present() && gpumem_get_stats(0, &st) == 0 && st.alloc_count != 1) ++g_failures;
+  return g_failures;
+}
+
+// threads [n_threads] [iterations]: each thread allocates 256 * (i % 13 + 1) bytes per iteration,
+// alternating cudaMalloc (even i) and cuMemAlloc_v2 (odd i), keeping at most 8 live and freeing
+// the oldest first (with the matching free); everything is freed at the end.
+int threads(int n_threads, int iterations) {
+  init_driver();
+  CHECK_RT(cudaFree(nullptr));
+  std::atomic<int> failures{0};
+  auto body = [&]() {
+    CUcontext ctx;
+    cuDevicePrimaryCtxRetain(&ctx, 0);
+    cuCtxSetCurrent(ctx);
+    struct Live {
+      uint64_t ptr;
+      bool runtime;
+    };
+    Live window[8];
+    int head = 0, count = 0;
+    auto release = [&](const Live& l) {
+      if (l.runtime ? cudaFree(reinterpret_cast<void*>(l.ptr)) != cudaSuccess
+                    : cuMemFree(static_cast<CUdeviceptr>(l.ptr)) != CUDA_SUCCESS)
+        failures.fetch_add(1);
+    };
+    for (int i = 0; i < iterations; ++i) {
+      if (count == 8) {
+        release(window[head]);
+        head = (head + 1) % 8;
+        --count;
+      }
+      const size_t bytes = 256u * static_cast<size_t>(i % 13 + 1);
+      Live l{0, i % 2 == 0};
+      if (l.runtime) {
+        void* p = nullptr;
+        if (cudaMalloc(&p, bytes) != cudaSuccess) failures.fetch_add(1);
+        l.ptr = reinterpret_cast<uint64_t>(p);
+      } else {
+        CUdeviceptr d = 0;
+        if (cuMemAlloc(&d, bytes) != CUDA_SUCCESS) failures.fetch_add(1);
+        l.ptr = d;
+      }
+      window[(head + count) % 8] = l;
+      ++count;
+    }
+    while (count > 0) {
+      release(window[head]);
+      head = (head + 1) % 8;
+      --count;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < n_threads; ++t) pool.emplace_back(body);
+  for (auto& t : pool) t.join();
+  return failures.load();
+}
+
+// progress FILE: cudaMalloc 4 KiB forever (freeing every other one), publishing in FILE (8 bytes)
+// how many calls have returned, until killed.
+int progress(const char* path) {
+  int fd = ::open(path, O_RDWR);
+  if (fd < 0) return std::perror(path), 1;
+  auto* counter = static_cast<std::atomic<uint64_t>*>(
+      mmap(nullptr, 8, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  if (counter == MAP_FAILED) return std::perror("mmap"), 1;
+  CHECK_RT(cudaFree(nullptr));
+  for (uint64_t i = 1;; ++i) {
+    void* p = nullptr;
+    if (cudaMalloc(&p, 4096) != cudaSuccess) return 1;
+    if (i % 2 == 0) cudaFree(p);  // keeps the simulated device from filling up
+    counter->store(i, std::memory_order_release);
+  }
+}
+
+// fork: the parent allocates 1 MiB, forks; the child allocates 2 MiB and exits; the parent
+// allocates 3 MiB after the child is done.
+int fork_test() {
+  void* p = nullptr;
+  CHECK_RT(cudaMalloc(&p, 1 << 20));
+  pid_t child = fork();
+  if (child == 0) {
+    // The simulated device works in a child (a real one would need a fresh process).
+    void* q = nullptr;
+    int rc = cudaMalloc(&q, 2 << 20) == cudaSuccess ? 0 : 3;
+    std::printf("child %d\n", getpid());
+    std::fflush(stdout);
+    _exit(rc == 0 ? 0 : 3);  // _exit: the child's trace is closed by... nothing; records survive
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++g_failures;
+  CHECK_RT(cudaMalloc(&p, 3 << 20));
+  return g_failures;
+}
+
+// Stacks: allocations from two distinct call sites.
+__attribute__((noinline)) void site_a(void** p) { CHECK_RT(cudaMalloc(p, 111)); }
+__attribute__((noinline)) void site_b(void** p) { CHECK_RT(cudaMalloc(p, 222)); }
+int stacks() {
+  void* p[4];
+  site_a(&p[0]);
+  site_a(&p[1]);
+  site_b(&p[2]);
+  site_b(&p[3]);
+  for (void* q : p) CHECK_RT(cudaFree(q));
+  return g_failures;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: interpose_prog runtime|runtime_family|driver|dlsym|resolver|entry_point|"
+                         "async|vmm|misuse|marks|threads N ITER|progress FILE|fork|stacks\n");
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "runtime") return runtime_basic();
+  if (cmd == "runtime_family") return runtime_family();
+  if (cmd == "driver") return driver_direct();
+  if (cmd == "dlsym") return driver_dlsym();
+  if (cmd == "resolver") return driver_resolver();
+  if (cmd == "entry_point") return entry_point();
+  if (cmd == "async") return async_pools();
+  if (cmd == "vmm") return vmm();
+  if (cmd == "misuse") return misuse();
+  if (cmd == "marks") return marks();
+  if (cmd == "threads" && argc == 4) return threads(std::atoi(argv[2]), std::atoi(argv[3]));
+  if (cmd == "progress" && argc == 3) return progress(argv[2]);
+  if (cmd == "fork") return fork_test();
+  if (cmd == "stacks") return stacks();
+  std::fprintf(stderr, "interpose_prog: unknown subcommand '%s'\n", cmd.c_str());
+  return 2;
+}

@@ -1,0 +1,540 @@
+// Runs interpose_prog under LD_PRELOAD=libgpumem.so on simcuda and checks the trace it leaves:
+// exact records (op, api, bytes, lookup path), not just that a file exists.
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gpumem/trace_reader.h"
+
+extern char** environ;
+
+namespace {
+
+using gpumem::trace::Api;
+using gpumem::trace::Lookup;
+using gpumem::trace::MemKind;
+using gpumem::trace::Op;
+using gpumem::trace::Record;
+
+struct Trace {
+  gpumem::trace::Header header{};
+  std::vector<Record> records;               // every non-blob record, in file order
+  std::map<uint64_t, std::string> strings;   // string id -> text
+  uint64_t stacks = 0;
+  gpumem::trace::ReadStats stats;
+
+  std::vector<Record> where(Op op, Api api = Api::unknown) const {
+    std::vector<Record> out;
+    for (const auto& r : records)
+      if (r.op == static_cast<uint16_t>(op) && (api == Api::unknown || r.api == static_cast<uint16_t>(api)))
+        out.push_back(r);
+    return out;
+  }
+  size_t count(Op op, Api api = Api::unknown) const { return where(op, api).size(); }
+};
+
+Lookup lookup_of(const Record& r) {
+  return static_cast<Lookup>((r.flags & gpumem::trace::kFlagLookupMask) >> gpumem::trace::kFlagLookupShift);
+}
+
+struct Outcome {
+  int status = -1;  // exit status, or 128 + signal
+  std::string out, err;
+};
+
+class Interpose : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/gpumem-interpose-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    if (!HasFailure()) std::system(("rm -rf '" + dir_ + "'").c_str());
+    else std::fprintf(stderr, "traces kept in %s\n", dir_.c_str());
+  }
+
+  // The environment of the child: ours, plus preload, simcuda first, trace template, extras.
+  std::vector<std::string> environment(const std::vector<std::string>& extra, bool preload = true) {
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string kv = *e;
+      if (kv.rfind("GPUMEM_", 0) == 0 || kv.rfind("LD_PRELOAD=", 0) == 0 || kv.rfind("LD_LIBRARY_PATH=", 0) == 0)
+        continue;
+      env.push_back(kv);
+    }
+    if (preload) env.push_back(std::string("LD_PRELOAD=") + GPUMEM_PRELOAD_PATH);
+    env.push_back(std::string("LD_LIBRARY_PATH=") + GPUMEM_SIMCUDA_DIR);
+    env.push_back("GPUMEM_TRACE=" + dir_ + "/t-%p.trace");
+    for (const auto& kv : extra) {
+      const std::string key = kv.substr(0, kv.find('=') + 1);
+      for (auto it = env.begin(); it != env.end();)
+        it = it->rfind(key, 0) == 0 ? env.erase(it) : it + 1;
+      env.push_back(kv);
+    }
+    return env;
+  }
+
+  pid_t spawn(const std::vector<std::string>& args, const std::vector<std::string>& extra_env,
+              int out_fd, int err_fd, bool preload = true) {
+    std::vector<std::string> env = environment(extra_env, preload);
+    std::vector<char*> argv, envp;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+    posix_spawn_file_actions_addchdir_np(&fa, dir_.c_str());
+    pid_t pid = -1;
+    int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    EXPECT_EQ(rc, 0) << "posix_spawn " << args[0];
+    return pid;
+  }
+
+  static std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  Outcome run(const std::vector<std::string>& args, const std::vector<std::string>& extra_env = {},
+          bool preload = true) {
+    const std::string out_path = dir_ + "/stdout.txt", err_path = dir_ + "/stderr.txt";
+    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    pid_t pid = spawn(args, extra_env, out, err, preload);
+    ::close(out);
+    ::close(err);
+    Outcome r;
+    int status = 0;
+    waitpid(pid, &status, 0);
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = slurp(out_path);
+    r.err = slurp(err_path);
+    ::unlink(out_path.c_str());
+    ::unlink(err_path.c_str());
+    last_pid_ = pid;
+    return r;
+  }
+
+  Outcome prog(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+    std::vector<std::string> full{INTERPOSE_PROG};
+    full.insert(full.end(), args.begin(), args.end());
+    return run(full, env);
+  }
+
+  std::vector<std::string> trace_files() const {
+    std::vector<std::string> files;
+    if (DIR* d = opendir(dir_.c_str())) {
+      while (dirent* e = readdir(d))
+        if (std::strstr(e->d_name, ".trace") != nullptr) files.push_back(dir_ + "/" + e->d_name);
+      closedir(d);
+    }
+    return files;
+  }
+
+  Trace read(const std::string& path) {
+    Trace t;
+    std::string error;
+    auto reader = gpumem::trace::Reader::open(path, &error);
+    EXPECT_NE(reader, nullptr) << error;
+    if (!reader) return t;
+    t.header = reader->header();
+    gpumem::trace::Event ev;
+    while (reader->next(&ev)) {
+      if (ev.rec.op == static_cast<uint16_t>(Op::string)) t.strings[ev.rec.aux] = std::string(ev.payload);
+      else if (ev.rec.op == static_cast<uint16_t>(Op::stack)) ++t.stacks;
+      else t.records.push_back(ev.rec);
+    }
+    t.stats = reader->stats();
+    return t;
+  }
+
+  Trace trace_of(pid_t pid) { return read(dir_ + "/t-" + std::to_string(pid) + ".trace"); }
+  Trace last_trace() { return trace_of(last_pid_); }
+
+  std::string dir_;
+  pid_t last_pid_ = -1;
+};
+
+uint64_t sum_bytes(const std::vector<Record>& rs) {
+  uint64_t s = 0;
+  for (const auto& r : rs) s += r.bytes;
+  return s;
+}
+
+TEST_F(Interpose, RuntimeMallocFreeRecordedOnceEach) {
+  Outcome r = prog({"runtime"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  Trace t = last_trace();
+  auto allocs = t.where(Op::alloc);
+  ASSERT_EQ(allocs.size(), 2u);
+  EXPECT_EQ(allocs[0].api, static_cast<uint16_t>(Api::cudaMalloc));
+  EXPECT_EQ(allocs[0].bytes, 1u << 20);
+  EXPECT_EQ(allocs[1].bytes, 3u << 20);
+  EXPECT_EQ(lookup_of(allocs[0]), Lookup::direct);
+  EXPECT_EQ(allocs[0].device, 0);
+  EXPECT_EQ(allocs[0].result, 0);
+  // Counted once: the runtime's own cuMemAlloc_v2/cuMemFree_v2 calls are not records.
+  EXPECT_EQ(t.count(Op::alloc, Api::cuMemAlloc), 0u);
+  EXPECT_EQ(t.count(Op::free, Api::cuMemFree), 0u);
+  auto frees = t.where(Op::free, Api::cudaFree);
+  ASSERT_EQ(frees.size(), 2u);  // cudaFree(0) is no event
+  EXPECT_EQ(frees[0].address, allocs[0].address);
+  EXPECT_EQ(frees[0].bytes, 1u << 20);
+  EXPECT_EQ(frees[1].bytes, 3u << 20);
+  EXPECT_EQ(t.count(Op::anomaly), 0u);
+  // Header: pid, command line, simulated device with its name and capacity.
+  EXPECT_EQ(t.header.pid, static_cast<uint32_t>(last_pid_));
+  EXPECT_NE(std::string(t.header.command).find("interpose_prog runtime"), std::string::npos);
+  EXPECT_NE(t.header.flags & gpumem::trace::kHeaderSimulated, 0u);
+  EXPECT_NE(t.header.flags & gpumem::trace::kHeaderClosed, 0u);
+  EXPECT_GE(t.header.device_count, 1u);
+  EXPECT_GT(t.header.devices[0].capacity_bytes, 0u);
+  EXPECT_NE(std::string(t.header.config).find("GPUMEM_TRACE="), std::string::npos);
+}
+
+TEST_F(Interpose, RuntimeFamily) {
+  Outcome r = prog({"runtime_family"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  auto one = [&](Api api, uint64_t bytes, MemKind kind) {
+    auto rs = t.where(Op::alloc, api);
+    ASSERT_EQ(rs.size(), 1u) << gpumem::trace::api_name(api);
+    EXPECT_EQ(rs[0].bytes, bytes) << gpumem::trace::api_name(api);
+    EXPECT_EQ(gpumem::trace::mem_kind(rs[0]), kind) << gpumem::trace::api_name(api);
+  };
+  one(Api::cudaMallocAsync, 4096, MemKind::device);
+  one(Api::cudaMallocFromPoolAsync, 8192, MemKind::device);
+  one(Api::cudaMallocManaged, 16384, MemKind::managed);
+  one(Api::cudaMallocPitch, 1000, MemKind::device);
+  one(Api::cudaMalloc3D, 512, MemKind::device);
+  one(Api::cudaMallocHost, 1000, MemKind::pinned_host);
+  one(Api::cudaHostAlloc, 2000, MemKind::pinned_host);
+  EXPECT_EQ(t.where(Op::alloc, Api::cudaMallocHost)[0].device, -1);
+  EXPECT_NE(t.where(Op::alloc, Api::cudaMallocAsync)[0].flags & gpumem::trace::kFlagAsync, 0);
+  EXPECT_EQ(t.count(Op::free, Api::cudaFreeAsync), 2u);
+  EXPECT_EQ(t.count(Op::free, Api::cudaFree), 3u);
+  EXPECT_EQ(t.count(Op::free, Api::cudaFreeHost), 2u);
+  EXPECT_EQ(t.count(Op::alloc), 7u);
+  EXPECT_EQ(t.count(Op::free), 7u);
+  EXPECT_EQ(sum_bytes(t.where(Op::free)), sum_bytes(t.where(Op::alloc)));
+  auto info = t.where(Op::meminfo, Api::cudaMemGetInfo);
+  ASSERT_EQ(info.size(), 1u);
+  EXPECT_GT(info[0].bytes, 0u);         // total
+  EXPECT_LE(info[0].aux, info[0].bytes);  // free <= total
+  EXPECT_EQ(t.count(Op::anomaly), 0u);
+  EXPECT_EQ(t.count(Op::alloc, Api::cuMemAlloc) + t.count(Op::alloc, Api::cuMemAllocAsync), 0u);
+}
+
+TEST_F(Interpose, DriverBoundDirectly) {
+  Outcome r = prog({"driver"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  auto a = t.where(Op::alloc, Api::cuMemAlloc);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].bytes, 2u << 20);
+  EXPECT_EQ(lookup_of(a[0]), Lookup::direct);
+  ASSERT_EQ(t.count(Op::alloc, Api::cuMemAllocPitch), 1u);
+  EXPECT_EQ(t.where(Op::alloc, Api::cuMemAllocPitch)[0].bytes, 1024u);
+  ASSERT_EQ(t.count(Op::alloc, Api::cuMemAllocManaged), 1u);
+  EXPECT_EQ(t.count(Op::free, Api::cuMemFree), 3u);
+  EXPECT_EQ(t.count(Op::meminfo, Api::cuMemGetInfo), 1u);
+  auto total = t.where(Op::meminfo, Api::cuDeviceTotalMem);
+  ASSERT_EQ(total.size(), 1u);
+  EXPECT_EQ(total[0].bytes, t.header.devices[0].capacity_bytes);
+}
+
+TEST_F(Interpose, DriverThroughDlopenAndDlsym) {
+  Outcome r = prog({"dlsym"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  auto a = t.where(Op::alloc, Api::cuMemAlloc);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].bytes, 5u << 20);
+  EXPECT_EQ(lookup_of(a[0]), Lookup::dlsym);
+  auto f = t.where(Op::free, Api::cuMemFree);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(lookup_of(f[0]), Lookup::dlsym);
+}
+
+TEST_F(Interpose, DriverThroughCuGetProcAddress) {
+  Outcome r = prog({"resolver"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  auto a = t.where(Op::alloc, Api::cuMemAlloc);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].bytes, 6u << 20);
+  EXPECT_EQ(lookup_of(a[0]), Lookup::resolver);
+  auto as = t.where(Op::alloc, Api::cuMemAllocAsync);
+  ASSERT_EQ(as.size(), 1u);  // the _ptsz variant, asked for with the per-thread flag
+  EXPECT_EQ(as[0].bytes, 7u << 20);
+  EXPECT_EQ(lookup_of(as[0]), Lookup::resolver);
+  EXPECT_EQ(t.count(Op::free, Api::cuMemFree), 1u);
+  EXPECT_EQ(t.count(Op::free, Api::cuMemFreeAsync), 1u);
+}
+
+TEST_F(Interpose, DriverThroughCudaGetDriverEntryPointByVersion) {
+  Outcome r = prog({"entry_point"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  auto a = t.where(Op::alloc, Api::cuMemAlloc);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].bytes, 9u << 20);
+  EXPECT_EQ(lookup_of(a[0]), Lookup::resolver);
+  EXPECT_EQ(t.count(Op::free, Api::cuMemFree), 1u);
+  EXPECT_EQ(t.count(Op::alloc), 1u);
+}
+
+TEST_F(Interpose, AsyncPools) {
+  Outcome r = prog({"async"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  auto a = t.where(Op::alloc, Api::cuMemAllocAsync);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].bytes, 1u << 16);
+  EXPECT_NE(a[0].stream, 0u);
+  auto p = t.where(Op::alloc, Api::cuMemAllocFromPoolAsync);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].bytes, 1u << 17);
+  EXPECT_EQ(t.count(Op::free, Api::cuMemFreeAsync), 2u);
+  EXPECT_EQ(t.count(Op::trim, Api::cuMemPoolTrimTo), 1u);
+}
+
+TEST_F(Interpose, VirtualMemoryManagement) {
+  Outcome r = prog({"vmm"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const uint64_t gran = std::stoull(r.out.substr(r.out.find(' ') + 1));
+  Trace t = last_trace();
+  auto c = t.where(Op::alloc, Api::cuMemCreate);
+  ASSERT_GE(c.size(), 1u);
+  EXPECT_EQ(c[0].bytes, gran);
+  EXPECT_EQ(c[0].device, 0);
+  EXPECT_EQ(gpumem::trace::mem_kind(c[0]), MemKind::physical);
+  auto m = t.where(Op::map, Api::cuMemMap);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].aux, c[0].address);  // the handle
+  EXPECT_EQ(m[0].bytes, gran);
+  EXPECT_EQ(t.count(Op::unmap, Api::cuMemUnmap), 1u);
+  auto rel = t.where(Op::free, Api::cuMemRelease);
+  ASSERT_EQ(rel.size(), c.size());
+  EXPECT_EQ(rel[0].address, c[0].address);
+  EXPECT_EQ(rel[0].bytes, gran);
+  EXPECT_EQ(rel[0].device, 0);
+  EXPECT_EQ(t.count(Op::anomaly), 0u);
+}
+
+TEST_F(Interpose, MisuseNeverCrashesAndIsRecorded) {
+  Outcome r = prog({"misuse"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  size_t null_out = 0, unknown = 0;
+  for (const auto& a : t.where(Op::anomaly)) {
+    if (a.aux == static_cast<uint64_t>(gpumem::trace::AnomalyKind::null_out_param)) ++null_out;
+    if (a.aux == static_cast<uint64_t>(gpumem::trace::AnomalyKind::free_unknown)) ++unknown;
+  }
+  EXPECT_EQ(null_out, 4u);
+  EXPECT_EQ(unknown, 2u);
+  EXPECT_EQ(t.count(Op::alloc), 0u);
+  EXPECT_EQ(t.count(Op::free), 0u);
+}
+
+TEST_F(Interpose, MarksThroughThePublicApi) {
+  Outcome r = prog({"marks"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  auto b = t.where(Op::mark_begin);
+  auto e = t.where(Op::mark_end);
+  auto m = t.where(Op::mark);
+  ASSERT_EQ(b.size(), 1u);
+  ASSERT_EQ(e.size(), 1u);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(t.strings[b[0].aux], "epoch");
+  EXPECT_EQ(e[0].aux, b[0].aux);
+  EXPECT_EQ(t.strings[m[0].aux], "checkpoint");
+  // Without the preload the same program runs and the markers do nothing.
+  Outcome plain = run({INTERPOSE_PROG, "marks"}, {}, false);
+  EXPECT_EQ(plain.status, 0) << plain.err;
+}
+
+TEST_F(Interpose, ManyThreadsExactCountsAndBytes) {
+  const bool long_run = std::getenv("GPUMEM_TEST_LONG") != nullptr &&
+                        std::string(std::getenv("GPUMEM_TEST_LONG")) == "1";
+  const int threads = 16, iterations = long_run ? 100000 : 20000;
+  Outcome r = prog({"threads", std::to_string(threads), std::to_string(iterations)});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  uint64_t per_thread_bytes = 0;
+  for (int i = 0; i < iterations; ++i) per_thread_bytes += 256u * static_cast<uint64_t>(i % 13 + 1);
+  const uint64_t n = static_cast<uint64_t>(threads) * iterations;
+  EXPECT_EQ(t.count(Op::alloc, Api::cudaMalloc), n / 2);
+  EXPECT_EQ(t.count(Op::alloc, Api::cuMemAlloc), n / 2);
+  EXPECT_EQ(t.count(Op::free, Api::cudaFree), n / 2);
+  EXPECT_EQ(t.count(Op::free, Api::cuMemFree), n / 2);
+  EXPECT_EQ(sum_bytes(t.where(Op::alloc)), per_thread_bytes * threads);
+  EXPECT_EQ(sum_bytes(t.where(Op::free)), per_thread_bytes * threads);
+  EXPECT_EQ(t.count(Op::anomaly), 0u);
+  EXPECT_EQ(t.count(Op::alloc_failed), 0u);
+  EXPECT_EQ(t.stats.torn, 0u);
+}
+
+TEST_F(Interpose, SigkillLosesNoReturnedCall) {
+  const std::string counter_path = dir_ + "/progress.bin";
+  {
+    int fd = ::open(counter_path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ASSERT_EQ(ftruncate(fd, 8), 0);
+    ::close(fd);
+  }
+  int fd = ::open(counter_path.c_str(), O_RDWR);
+  auto* counter = static_cast<std::atomic<uint64_t>*>(mmap(nullptr, 8, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  ASSERT_NE(counter, MAP_FAILED);
+  std::mt19937_64 rng(std::random_device{}());
+  const uint64_t target = 1000 + rng() % 20000;
+  int devnull = ::open("/dev/null", O_WRONLY);
+  pid_t pid = spawn({INTERPOSE_PROG, "progress", counter_path}, {}, devnull, devnull);
+  ::close(devnull);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (counter->load() < target && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  const uint64_t returned = counter->load();
+  ASSERT_GE(returned, target) << "the program did not make progress";
+  Trace t = trace_of(pid);
+  const uint64_t allocs = t.count(Op::alloc, Api::cudaMalloc);
+  EXPECT_GE(allocs, returned);       // every call that returned is in the trace
+  EXPECT_LE(allocs, returned + 1);   // at most the one in flight beyond it
+  EXPECT_TRUE(t.stats.truncated);    // never closed
+  munmap(counter, 8);
+  ::close(fd);
+}
+
+TEST_F(Interpose, ForkedChildWritesItsOwnTrace) {
+  Outcome r = prog({"fork"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const pid_t child = std::atoi(r.out.substr(r.out.find(' ') + 1).c_str());
+  ASSERT_GT(child, 0);
+  Trace parent = last_trace();
+  auto pa = parent.where(Op::alloc, Api::cudaMalloc);
+  ASSERT_EQ(pa.size(), 2u);
+  EXPECT_EQ(pa[0].bytes, 1u << 20);
+  EXPECT_EQ(pa[1].bytes, 3u << 20);
+  Trace kid = trace_of(child);
+  auto ka = kid.where(Op::alloc, Api::cudaMalloc);
+  ASSERT_EQ(ka.size(), 1u);
+  EXPECT_EQ(ka[0].bytes, 2u << 20);
+  EXPECT_EQ(kid.header.pid, static_cast<uint32_t>(child));
+  EXPECT_EQ(kid.header.parent_pid, static_cast<uint32_t>(last_pid_));
+  EXPECT_EQ(trace_files().size(), 2u);
+}
+
+TEST_F(Interpose, StacksDeduplicatedPerCallSite) {
+  Outcome r = prog({"stacks"}, {"GPUMEM_STACKS=1"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  EXPECT_NE(t.header.flags & gpumem::trace::kHeaderStacks, 0u);
+  auto a = t.where(Op::alloc, Api::cudaMalloc);
+  ASSERT_EQ(a.size(), 4u);
+  for (const auto& x : a) EXPECT_NE(x.site, 0u);
+  EXPECT_EQ(a[0].site, a[1].site);  // same call site, same stack id
+  EXPECT_EQ(a[2].site, a[3].site);
+  EXPECT_NE(a[0].site, a[2].site);
+  EXPECT_GE(t.stacks, 2u);
+  bool named = false;
+  for (const auto& s : t.where(Op::symbol))
+    if (t.strings[s.aux].find("site_a") != std::string::npos) named = true;
+  EXPECT_TRUE(named) << "no symbol record names site_a";
+}
+
+TEST_F(Interpose, ProgramWithoutCudaLeavesNoTrace) {
+  Outcome r = run({INTERPOSE_NOCUDA});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, "ok\n");
+  EXPECT_EQ(r.err, "");
+  EXPECT_TRUE(trace_files().empty());
+}
+
+TEST_F(Interpose, UnwritableTracePathWarnsOnceAndRunsOn) {
+  Outcome r = prog({"runtime"}, {"GPUMEM_TRACE=/nonexistent-dir/x/t-%p.trace"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  size_t lines = 0;
+  for (char c : r.err) lines += c == '\n';
+  EXPECT_EQ(lines, 1u) << r.err;
+  EXPECT_NE(r.err.find("gpumem: "), std::string::npos);
+  EXPECT_NE(r.err.find("/nonexistent-dir/x/"), std::string::npos);
+  EXPECT_NE(r.err.find("GPUMEM_TRACE"), std::string::npos);
+}
+
+TEST_F(Interpose, TraceOffWritesNothing) {
+  Outcome r = prog({"runtime"}, {"GPUMEM_TRACE=off"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(trace_files().empty());
+}
+
+TEST_F(Interpose, ExistingTraceIsNeverClobbered) {
+  Outcome r = prog({"runtime"}, {"GPUMEM_TRACE=" + dir_ + "/fixed.trace"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = prog({"runtime"}, {"GPUMEM_TRACE=" + dir_ + "/fixed.trace"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace first = read(dir_ + "/fixed.trace");
+  Trace second = read(dir_ + "/fixed.trace.1");
+  EXPECT_EQ(first.count(Op::alloc), 2u);
+  EXPECT_EQ(second.count(Op::alloc), 2u);
+  EXPECT_NE(first.header.pid, second.header.pid);
+}
+
+struct BadValue {
+  const char* assignment;
+  const char* variable;
+};
+
+TEST_F(Interpose, BadSettingsExitWithStatus2AndSayWhy) {
+  const BadValue cases[] = {
+      {"GPUMEM_STACKS=yes", "GPUMEM_STACKS"},   {"GPUMEM_LOG=loud", "GPUMEM_LOG"},
+      {"GPUMEM_POOL=magic", "GPUMEM_POOL"},     {"GPUMEM_LIMIT=0", "GPUMEM_LIMIT"},
+      {"GPUMEM_LIMIT=8 parsecs", "GPUMEM_LIMIT"}, {"GPUMEM_LIMIT_1=lots", "GPUMEM_LIMIT_1"},
+      {"GPUMEM_LIMIT=150%", "GPUMEM_LIMIT"},    {"GPUMEM_POOL_SIZE=0", "GPUMEM_POOL_SIZE"},
+  };
+  for (const auto& c : cases) {
+    Outcome r = prog({"runtime"}, {c.assignment});
+    EXPECT_EQ(r.status, 2) << c.assignment;
+    EXPECT_EQ(r.err.rfind("gpumem: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(c.variable), std::string::npos) << r.err;
+    const std::string value = std::string(c.assignment).substr(std::strlen(c.variable) + 1);
+    EXPECT_NE(r.err.find("'" + value + "'"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("accepted"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+  EXPECT_TRUE(trace_files().empty());
+  Outcome ok = prog({"runtime"}, {"GPUMEM_LIMIT=60%", "GPUMEM_LIMIT_0=1.5GiB", "GPUMEM_POOL=growth",
+                              "GPUMEM_POOL_SIZE=512MiB", "GPUMEM_LOG=error"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+}
+
+}  // namespace
