@@ -27,9 +27,20 @@ namespace {
 
 enum State : int { kUnopened = 0, kOpen = 1, kDisabled = 2, kClosed = 3 };
 
-TraceWriter g_writer;
+// Built on first use and never destroyed: a destructor would close the trace from the static-
+// destructor list, before shutdown() (registered earlier with atexit, so run later) writes the
+// symbols; and hooks may run before this file's static initialisers (a library constructor that
+// allocates) or during static destruction.
+alignas(TraceWriter) unsigned char g_writer_storage[sizeof(TraceWriter)];
+TraceWriter* g_writer_ptr = nullptr;  // set under g_open_mutex, before g_state becomes kOpen
+bool g_initialized = false;
+
+TraceWriter& the_writer() {
+  if (g_writer_ptr == nullptr) g_writer_ptr = new (g_writer_storage) TraceWriter();
+  return *g_writer_ptr;
+}
 std::atomic<int> g_state{kUnopened};
-std::mutex g_open_mutex;  // only the first event (and fork) take it
+constinit std::mutex g_open_mutex;  // only the first event (and fork, exit) take it
 uint32_t g_parent_pid = 0;   // written into the child's header
 uint32_t g_pid_at_fork = 0;
 std::atomic<uint64_t> g_devices_seen[(trace::kMaxDevices + 63) / 64];
@@ -84,7 +95,7 @@ bool open_trace() {
   char path[4096 + 8];
   unused_path(expanded, path, sizeof path);
   char err[512] = {};
-  if (!g_writer.open(path, h, err, sizeof err)) {
+  if (!the_writer().open(path, h, err, sizeof err)) {
     log_message(LogLevel::warn, "cannot write the trace to '%s' (%s); the program runs on "
                 "without a trace. Set GPUMEM_TRACE to a writable path.", path, err);
     return false;
@@ -102,7 +113,7 @@ void after_fork_child() {
   // The parent's mapping is the parent's: drop it untouched; the child opens its own file
   // (under its own pid) at its first event.
   const int state = g_state.load(std::memory_order_relaxed);
-  if (state == kOpen) g_writer.abandon();
+  if (state == kOpen) the_writer().abandon();
   if (state == kOpen || state == kUnopened) g_state.store(kUnopened, std::memory_order_relaxed);
   for (auto& word : g_devices_seen) word.store(0, std::memory_order_relaxed);
   g_parent_pid = g_pid_at_fork;
@@ -123,6 +134,8 @@ bool simulated() {
 }
 
 void init() {
+  if (g_initialized) return;
+  g_initialized = true;
   load_config();
   if (config().stacks) stacks::warm_up();
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
@@ -131,15 +144,16 @@ void init() {
 
 TraceWriter* writer() {
   int state = g_state.load(std::memory_order_acquire);
-  if (state == kOpen) [[likely]] return &g_writer;
+  if (state == kOpen) [[likely]] return g_writer_ptr;
   if (state != kUnopened) return nullptr;
   std::lock_guard<std::mutex> lock(g_open_mutex);
+  if (!g_initialized) init();  // a hook ran before the library constructor
   state = g_state.load(std::memory_order_acquire);
   if (state == kUnopened) {
     state = open_trace() ? kOpen : kDisabled;
     g_state.store(state, std::memory_order_release);
   }
-  return state == kOpen ? &g_writer : nullptr;
+  return state == kOpen ? g_writer_ptr : nullptr;
 }
 
 void note_device(int device) {
@@ -172,8 +186,8 @@ void shutdown() {
   std::lock_guard<std::mutex> lock(g_open_mutex);
   if (g_state.load(std::memory_order_acquire) == kOpen) {
     g_state.store(kClosed, std::memory_order_release);
-    if (config().stacks) g_writer.write_symbols();
-    g_writer.close();
+    if (config().stacks) the_writer().write_symbols();
+    the_writer().close();
   } else {
     g_state.store(kClosed, std::memory_order_release);
   }

@@ -468,8 +468,8 @@ TEST_F(Interpose, StacksDeduplicatedPerCallSite) {
   EXPECT_GE(t.stacks, 2u);
   bool named = false;
   for (const auto& s : t.where(Op::symbol))
-    if (t.strings[s.aux].find("site_a") != std::string::npos) named = true;
-  EXPECT_TRUE(named) << "no symbol record names site_a";
+    if (t.strings[s.aux].find("interpose_site_a") != std::string::npos) named = true;
+  EXPECT_TRUE(named) << "no symbol record names interpose_site_a";
 }
 
 TEST_F(Interpose, ProgramWithoutCudaLeavesNoTrace) {

@@ -55,7 +55,7 @@ void build_map() {
       void* wrapper = table[i].by_lookup[static_cast<int>(Lookup::resolver)];
       if (real != nullptr) g_map[g_mapped++] = {real, wrapper};
       // A driver whose resolver hands out its exported (hence interposable) addresses returns
-      // our direct wrapper: that is the same function reached by the resolver.
+      // our export: that is the same function, reached through the resolver.
       if (g_mapped < kMaxMapped) g_map[g_mapped++] = {table[i].by_lookup[static_cast<int>(Lookup::direct)], wrapper};
     }
   };

@@ -33,11 +33,13 @@ void* wrapper_for_real_driver_function(void* real);
 
 }  // namespace gpumem::hooks
 
-// Instantiates hook_<name><L> for the three lookup paths.
+// The exported function itself (declared by the CUDA headers or the family file) is the direct
+// entry, so that a driver whose resolver hands out its exported, interposable addresses (it then
+// hands out ours) is recognised too; hook_<name><L> serves the other two paths.
 #define GPUMEM_WRAPPED(name)                                                             \
   {                                                                                      \
     #name, {                                                                             \
-      reinterpret_cast<void*>(&hook_##name<::gpumem::trace::Lookup::direct>),            \
+      reinterpret_cast<void*>(&::name),                                                  \
           reinterpret_cast<void*>(&hook_##name<::gpumem::trace::Lookup::dlsym>),         \
           reinterpret_cast<void*>(&hook_##name<::gpumem::trace::Lookup::resolver>)       \
     }                                                                                    \
