@@ -1,0 +1,279 @@
+#include "render_html.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "gpumem/report_assets.h"  // generated from analyzer/html/ at build time
+#include "render_perfetto.h"
+
+namespace gpumem::analyzer {
+
+namespace {
+using Json = nlohmann::json;
+
+// Four significant decimals are plenty for a 0..1 share and halve the timeline's size.
+double round4(double v) { return std::round(v * 10000.0) / 10000.0; }
+
+Json rows_json(const std::vector<GroupRow>& rows, const HtmlOptions& o) {
+  Json out = Json::array();
+  for (size_t i = 0; i < rows.size() && i < o.max_rows; ++i) {
+    const GroupRow& r = rows[i];
+    Json j = {{"count", r.count}, {"bytes", r.bytes}};
+    if (r.by_site) {
+      j["site"] = r.site;
+      std::vector<std::string> frames(
+          r.frames.begin(), r.frames.begin() + static_cast<std::ptrdiff_t>(
+                                                   std::min(r.frames.size(), o.max_frames)));
+      j["frames"] = frames;
+    } else {
+      j["min"] = r.min_bytes;
+      j["max"] = r.max_bytes;
+    }
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+// Totals of the rows the page leaves out, so the table can still say what they sum to.
+Json rest_json(const std::vector<GroupRow>& rows, size_t shown) {
+  uint64_t count = 0, bytes = 0;
+  for (size_t i = shown; i < rows.size(); ++i) count += rows[i].count, bytes += rows[i].bytes;
+  return {{"rows", rows.size() > shown ? rows.size() - shown : 0},
+          {"count", count},
+          {"bytes", bytes}};
+}
+
+Json phase_json(const PhasePeak& p, int depth) {
+  return {{"name", p.name},           {"start", p.start_ns},
+          {"end", p.end_ns},          {"closed", p.closed},
+          {"peak", p.peak_allocated_bytes}, {"peak_t", p.peak_time_ns},
+          {"peak_reserved", p.peak_reserved_bytes}, {"depth", depth}};
+}
+
+Json phases_json(const DeviceReport& d, const HtmlOptions& o, Json* bands) {
+  std::vector<int> tracks = phase_tracks(d.phases);
+  *bands = Json::array();
+  for (size_t i = 0; i < d.phases.size() && bands->size() < o.max_phase_bands; ++i)
+    if (tracks[i] == 0) bands->push_back(phase_json(d.phases[i], 0));
+  std::sort(bands->begin(), bands->end(),
+            [](const Json& a, const Json& b) { return a["start"] < b["start"]; });
+  // Rows: all phases in time order when they fit, else the largest peaks.
+  std::vector<size_t> order(d.phases.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  if (order.size() > o.max_phase_rows) {
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return d.phases[a].peak_allocated_bytes > d.phases[b].peak_allocated_bytes;
+    });
+    order.resize(o.max_phase_rows);
+  }
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return d.phases[a].start_ns < d.phases[b].start_ns;
+  });
+  Json rows = Json::array();
+  for (size_t i : order) rows.push_back(phase_json(d.phases[i], tracks[i]));
+  return rows;
+}
+
+Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions& o) {
+  Json j;
+  const TraceSummary* t =
+      d.trace_index < report.traces.size() ? &report.traces[d.trace_index] : nullptr;
+  j["pid"] = d.pid;
+  j["rank"] = d.rank;
+  j["device"] = d.device;
+  j["name"] = d.name;
+  j["host"] = t ? t->host : "";
+  j["first"] = t ? t->first_ns : 0;
+  j["last"] = t ? t->last_ns : 0;
+  j["capacity"] = d.capacity_bytes;
+  j["limit"] = d.limit_bytes;
+  j["peak"] = {{"allocated", d.peak.allocated_bytes},
+               {"t", d.peak.time_ns},
+               {"phase", d.peak.phase ? Json(*d.peak.phase) : Json(nullptr)},
+               {"reserved_at_peak", d.peak.reserved_at_peak_bytes},
+               {"reserved", d.peak.reserved_bytes},
+               {"reserved_t", d.peak.reserved_time_ns},
+               {"grouped_by", d.peak.grouped_by}};
+  const Fragmentation& f = d.fragmentation;
+  j["frag"] = {{"at_peak", f.external_at_peak},
+               {"max", f.external_max},
+               {"max_t", f.external_max_time_ns},
+               {"waste_at_peak", f.reserved_unallocated_at_peak_bytes},
+               {"utilization", f.utilization ? Json(*f.utilization) : Json(nullptr)},
+               {"free_in_segments", f.free_in_segments_at_peak_bytes},
+               {"largest_free", f.largest_free_block_at_peak_bytes}};
+  j["final"] = {{"allocated", d.final.allocated_bytes},
+                {"reserved", d.final.reserved_bytes},
+                {"leaked_allocations", d.final.leaked_allocations},
+                {"leaked_bytes", d.final.leaked_bytes}};
+  j["counts"] = {{"alloc", d.counts.alloc},
+                 {"free", d.counts.free},
+                 {"alloc_failed", d.counts.alloc_failed},
+                 {"free_unknown", d.counts.free_unknown},
+                 {"double_free", d.counts.double_free}};
+  j["churn"] = {{"allocs_per_second", d.churn.allocs_per_second},
+                {"short_lived_share", d.churn.short_lived_share},
+                {"short_lived_threshold_ns", d.churn.short_lived_threshold_ns}};
+  std::vector<double> frag;
+  for (double v : d.timeline.fragmentation) frag.push_back(round4(v));
+  j["timeline"] = {{"t", d.timeline.t_ns},
+                   {"a", d.timeline.allocated},
+                   {"r", d.timeline.reserved},
+                   {"f", frag}};
+  Json bands;
+  j["phase_rows"] = phases_json(d, o, &bands);
+  j["bands"] = std::move(bands);
+  j["phases_total"] = d.phases.size() + d.phases_omitted;
+  j["live"] = rows_json(d.peak.live_at_peak, o);
+  j["live_rest"] = rest_json(d.peak.live_at_peak, o.max_rows);
+  j["hist"] = Json::array();
+  for (const HistogramBucket& b : d.size_histogram)
+    j["hist"].push_back({{"min", b.min_bytes}, {"max", b.max_bytes}, {"count", b.count},
+                         {"bytes", b.bytes}});
+  j["leaks"] = rows_json(d.leaks, o);
+  j["leaks_rest"] = rest_json(d.leaks, o.max_rows);
+  Json failed = Json::array();
+  for (const Anomaly& a : report.anomalies)
+    if (a.kind == "alloc_failed" && a.pid == d.pid && a.device == d.device &&
+        failed.size() < o.max_failed_marks)
+      failed.push_back({{"t", a.t_ns},
+                        {"bytes", a.bytes},
+                        {"in_use", a.in_use_bytes ? Json(*a.in_use_bytes) : Json(nullptr)}});
+  j["failed"] = std::move(failed);
+  return j;
+}
+
+Json trace_json(const TraceSummary& t) {
+  return {{"path", t.path},         {"pid", t.pid},
+          {"rank", t.rank},         {"host", t.host},
+          {"command", t.command},   {"pool", t.pool},
+          {"simulated", t.simulated}, {"events", t.events},
+          {"first", t.first_ns},    {"last", t.last_ns},
+          {"truncated", t.truncated}, {"truncated_reason", t.truncated_reason},
+          {"torn", t.torn},         {"anomalies_omitted", t.anomalies_omitted}};
+}
+
+std::string page_title(const Report& report) {
+  if (report.traces.empty()) return "gpumem report";
+  std::string cmd = report.traces[0].command;
+  if (cmd.size() > 80) cmd = cmd.substr(0, 77) + "...";
+  return "gpumem report: " + (cmd.empty() ? report.traces[0].path : cmd);
+}
+
+// Fills the template's {{NAME}} slots in one pass, so text put in a slot is never scanned again.
+std::string fill(std::string_view tpl, const std::vector<std::pair<std::string, std::string>>& slots) {
+  std::string out;
+  size_t pos = 0;
+  while (true) {
+    size_t open = tpl.find("{{", pos);
+    size_t close = open == std::string_view::npos ? open : tpl.find("}}", open);
+    if (close == std::string_view::npos) break;
+    std::string_view name = tpl.substr(open + 2, close - open - 2);
+    auto slot = std::find_if(slots.begin(), slots.end(),
+                             [&](const auto& s) { return s.first == name; });
+    out.append(tpl.substr(pos, open - pos));
+    if (slot != slots.end())
+      out += slot->second;
+    else
+      out.append(tpl.substr(open, close + 2 - open));
+    pos = close + 2;
+  }
+  out.append(tpl.substr(pos));
+  return out;
+}
+}  // namespace
+
+std::string html_escape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string json_for_script(const Json& value) {
+  std::string text = value.dump(-1, ' ', false, Json::error_handler_t::replace);
+  std::string out;
+  out.reserve(text.size() + text.size() / 16);
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    // <, > and & only occur inside JSON strings, where \u escapes mean the same characters.
+    if (c == '<') {
+      out += "\\u003c";
+    } else if (c == '>') {
+      out += "\\u003e";
+    } else if (c == '&') {
+      out += "\\u0026";
+    } else if (c == '\xE2' && i + 2 < text.size() && text[i + 1] == '\x80' &&
+               (text[i + 2] == '\xA8' || text[i + 2] == '\xA9')) {
+      out += text[i + 2] == '\xA8' ? "\\u2028" : "\\u2029";  // line/paragraph separators
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+Json html_data(const Report& report, const HtmlOptions& o) {
+  Json j;
+  j["traces"] = Json::array();
+  for (const TraceSummary& t : report.traces) j["traces"].push_back(trace_json(t));
+  j["devices"] = Json::array();
+  for (const DeviceReport& d : report.devices) j["devices"].push_back(device_json(report, d, o));
+  j["anomalies"] = Json::array();
+  for (size_t i = 0; i < report.anomalies.size() && i < o.max_anomalies; ++i) {
+    const Anomaly& a = report.anomalies[i];
+    j["anomalies"].push_back({{"pid", a.pid},
+                              {"device", a.device},
+                              {"kind", a.kind},
+                              {"address", fmt::format("{:#x}", a.address)},
+                              {"bytes", a.bytes},
+                              {"t", a.t_ns},
+                              {"in_use", a.in_use_bytes ? Json(*a.in_use_bytes) : Json(nullptr)},
+                              {"result", a.result},
+                              {"site", a.site}});
+  }
+  uint64_t omitted = 0;
+  for (const TraceSummary& t : report.traces) omitted += t.anomalies_omitted;
+  j["anomalies_total"] = report.anomalies.size() + omitted;
+  if (report.ranks) {
+    const RanksSummary& r = *report.ranks;
+    j["ranks"] = {{"processes", r.processes},
+                  {"imbalance_allocated", r.peak_allocated.imbalance},
+                  {"imbalance_reserved", r.peak_reserved.imbalance},
+                  {"mean_allocated", r.peak_allocated.mean_bytes},
+                  {"mean_reserved", r.peak_reserved.mean_bytes}};
+  } else {
+    j["ranks"] = nullptr;
+  }
+  return j;
+}
+
+std::string render_html(const Report& report, const HtmlOptions& options) {
+  std::string command, host;
+  if (!report.traces.empty()) {
+    command = report.traces[0].command;
+    host = report.traces[0].host;
+  }
+  if (report.traces.size() > 1) command += fmt::format("  (and {} more processes)", report.traces.size() - 1);
+  return fill(kReportHtmlTemplate, {{"TITLE", html_escape(page_title(report))},
+                                    {"COMMAND", html_escape(command)},
+                                    {"HOST", html_escape(host)},
+                                    {"CSS", std::string(kReportCss)},
+                                    {"JS", std::string(kReportJs)},
+                                    {"DATA", json_for_script(html_data(report, options))}});
+}
+
+}  // namespace gpumem::analyzer
