@@ -42,10 +42,11 @@ int fail(int code, const std::string& message) {
 int run(const gt::TrainOptions& o) {
   int devices = 0;
   if (cudaError_t err = cudaGetDeviceCount(&devices); err != cudaSuccess || devices == 0) {
-    return fail(gt::exit_cuda_error,
-                fmt::format("gpumem-train: no CUDA device ({}). Without a GPU, run on the simulated "
-                            "device: LD_LIBRARY_PATH=<build>/simcuda-lib gpumem-train ...",
-                            err == cudaSuccess ? "0 devices" : cudaGetErrorString(err)));
+    return fail(
+        gt::exit_cuda_error,
+        fmt::format("gpumem-train: no CUDA device ({}). Without a GPU, run on the simulated "
+                    "device: LD_LIBRARY_PATH=<build>/simcuda-lib gpumem-train ...",
+                    err == cudaSuccess ? "0 devices" : cudaGetErrorString(err)));
   }
   const bool simulated = on_simulated_device();
   gt::BackendKind kind = o.backend;
@@ -60,9 +61,10 @@ int run(const gt::TrainOptions& o) {
     backend = gt::make_host_backend();
   } else {
     if (simulated)
-      return fail(gt::exit_bad_settings,
-                  "gpumem-train: --backend cuda launches kernels, which the simulated device cannot "
-                  "run; use --backend host or auto");
+      return fail(
+          gt::exit_bad_settings,
+          "gpumem-train: --backend cuda launches kernels, which the simulated device cannot "
+          "run; use --backend host or auto");
     std::string why;
     backend = gt::make_cuda_backend(&why);
     if (!backend)
@@ -93,8 +95,7 @@ int run(const gt::TrainOptions& o) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("%s\n", gt::final_report_json(o, summary, trainer, *memory).c_str());
   } catch (const gt::OutOfDeviceMemory& e) {
-    return fail(gt::exit_out_of_memory,
-                gt::out_of_memory_advice(o, e, memory->capacity_bytes()));
+    return fail(gt::exit_out_of_memory, gt::out_of_memory_advice(o, e, memory->capacity_bytes()));
   } catch (const gt::DeviceError& e) {
     return fail(gt::exit_cuda_error, fmt::format("gpumem-train: {}", e.what()));
   }

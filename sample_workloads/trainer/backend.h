@@ -15,11 +15,11 @@
 namespace gpumem::train {
 
 struct AdamStep {
-  float alpha;      // lr * sqrt(1 - beta2^t) / (1 - beta1^t), Keras's form
+  float alpha;  // lr * sqrt(1 - beta2^t) / (1 - beta1^t), Keras's form
   float beta1;
   float beta2;
   float epsilon;
-  float grad_scale; // multiplies the gradient source before use (unscales fp16 loss scaling)
+  float grad_scale;  // multiplies the gradient source before use (unscales fp16 loss scaling)
 };
 
 class Backend {
@@ -29,8 +29,8 @@ class Backend {
 
   // out[b][j] = bias[j] + sum_i in[b][i] * w[j][i]; then ReLU when `relu`.
   virtual void dense_forward(const void* in, DType in_type, const float* w, const float* bias,
-                             void* out, DType out_type, size_t batch, size_t in_dim,
-                             size_t out_dim, bool relu) = 0;
+                             void* out, DType out_type, size_t batch, size_t in_dim, size_t out_dim,
+                             bool relu) = 0;
 
   // Softmax in place over logits; adds the cross-entropy sum and correct count to metrics and
   // writes dlogits = (p - onehot) * grad_scale / batch.

@@ -1,6 +1,7 @@
 // CUDA kernels for a real GPU, built as a module (libgpumem_train_cuda.so) that gpumem-train loads
-// only when it picks the cuda backend: nvcc's kernel registration then never runs on simcuda: a simple tiled matmul for Dense layers, elementwise kernels for
-// the rest. No cuBLAS, so every byte the trainer uses is a cudaMalloc an interposer sees.
+// only when it picks the cuda backend: nvcc's kernel registration then never runs on simcuda: a
+// simple tiled matmul for Dense layers, elementwise kernels for the rest. No cuBLAS, so every byte
+// the trainer uses is a cudaMalloc an interposer sees.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -16,12 +17,22 @@ namespace {
 constexpr int tile = 16;
 constexpr int threads = 256;
 
-__device__ inline float ld(const float* p, size_t i) { return p[i]; }
-__device__ inline float ld(const __half* p, size_t i) { return __half2float(p[i]); }
-__device__ inline void st(float* p, size_t i, float v) { p[i] = v; }
-__device__ inline void st(__half* p, size_t i, float v) { p[i] = __float2half_rn(v); }
+__device__ inline float ld(const float* p, size_t i) {
+  return p[i];
+}
+__device__ inline float ld(const __half* p, size_t i) {
+  return __half2float(p[i]);
+}
+__device__ inline void st(float* p, size_t i, float v) {
+  p[i] = v;
+}
+__device__ inline void st(__half* p, size_t i, float v) {
+  p[i] = __float2half_rn(v);
+}
 
-unsigned blocks_for(size_t n) { return static_cast<unsigned>((n + threads - 1) / threads); }
+unsigned blocks_for(size_t n) {
+  return static_cast<unsigned>((n + threads - 1) / threads);
+}
 
 void check_launch(const char* what) {
   cudaError_t err = cudaGetLastError();
@@ -139,8 +150,10 @@ __global__ void adam_kernel(float* w, const G* g, float* m, float* v, size_t n, 
 
 template <class Fn>
 void with_type(const void* p, DType t, Fn&& fn) {
-  if (t == DType::fp32) fn(static_cast<const float*>(p));
-  else fn(static_cast<const __half*>(p));
+  if (t == DType::fp32)
+    fn(static_cast<const float*>(p));
+  else
+    fn(static_cast<const __half*>(p));
 }
 
 class CudaBackend final : public Backend {
@@ -190,8 +203,7 @@ class CudaBackend final : public Backend {
                                                          out_dim);
       if (din != nullptr)  // the input is then the previous layer's activations, of type Act
         input_grad_kernel<<<blocks_for(batch * in_dim), threads>>>(
-            static_cast<const Act*>(in), w, dout_t, static_cast<Act*>(din), batch, in_dim,
-            out_dim);
+            static_cast<const Act*>(in), w, dout_t, static_cast<Act*>(din), batch, in_dim, out_dim);
     });
     check_launch("dense_backward");
   }
@@ -205,17 +217,15 @@ class CudaBackend final : public Backend {
   }
 
   void check_finite(const void* values, DType type, size_t n, float* metrics) override {
-    with_type(values, type, [&](auto* g) {
-      check_finite_kernel<<<blocks_for(n), threads>>>(g, n, metrics);
-    });
+    with_type(values, type,
+              [&](auto* g) { check_finite_kernel<<<blocks_for(n), threads>>>(g, n, metrics); });
     check_launch("check_finite");
   }
 
   void adam(float* w, const void* g, DType g_type, float* m, float* v, size_t n,
             const AdamStep& step) override {
-    with_type(g, g_type, [&](auto* gt) {
-      adam_kernel<<<blocks_for(n), threads>>>(w, gt, m, v, n, step);
-    });
+    with_type(g, g_type,
+              [&](auto* gt) { adam_kernel<<<blocks_for(n), threads>>>(w, gt, m, v, n, step); });
     check_launch("adam");
   }
 

@@ -9,8 +9,8 @@ namespace {
 
 void check(cudaError_t err, const char* call) {
   if (err != cudaSuccess) {
-    throw DeviceError(fmt::format("{} failed: {} ({})", call, cudaGetErrorString(err),
-                                  static_cast<int>(err)));
+    throw DeviceError(
+        fmt::format("{} failed: {} ({})", call, cudaGetErrorString(err), static_cast<int>(err)));
   }
 }
 

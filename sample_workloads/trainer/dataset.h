@@ -12,8 +12,8 @@ struct Dataset {
   size_t samples = 0;
   size_t inputs = 0;
   size_t classes = 0;
-  std::vector<float> x;       // samples x inputs, row-major
-  std::vector<int32_t> y;     // samples labels in [0, classes)
+  std::vector<float> x;    // samples x inputs, row-major
+  std::vector<int32_t> y;  // samples labels in [0, classes)
 };
 
 // x ~ N(0, 1); label = argmax of a random teacher inputs -> 32 (tanh) -> classes.

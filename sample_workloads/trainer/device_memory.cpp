@@ -1,8 +1,8 @@
 #include "device_memory.h"
 
+#include <fmt/format.h>
 #include <cstdlib>
 #include <cstring>
-#include <fmt/format.h>
 
 namespace gpumem::train {
 
@@ -10,9 +10,8 @@ void* DeviceMemory::allocate(Category category, const std::string& name, uint64_
   Buffer buffer{category, name, bytes, nullptr};
   buffer.ptr = device_allocate(bytes);
   if (buffer.ptr == nullptr) {
-    throw OutOfDeviceMemory(buffer, held_,
-                            fmt::format("out of device memory allocating '{}' ({} bytes)", name,
-                                        bytes));
+    throw OutOfDeviceMemory(
+        buffer, held_, fmt::format("out of device memory allocating '{}' ({} bytes)", name, bytes));
   }
   buffers_.push_back(buffer);
   held_ += bytes;

@@ -11,21 +11,33 @@
 namespace gpumem::train {
 namespace {
 
-inline float load(const float* p, size_t i) { return p[i]; }
-inline float load(const half_bits* p, size_t i) { return half_to_float(p[i]); }
-inline void store(float* p, size_t i, float v) { p[i] = v; }
-inline void store(half_bits* p, size_t i, float v) { p[i] = float_to_half(v); }
+inline float load(const float* p, size_t i) {
+  return p[i];
+}
+inline float load(const half_bits* p, size_t i) {
+  return half_to_float(p[i]);
+}
+inline void store(float* p, size_t i, float v) {
+  p[i] = v;
+}
+inline void store(half_bits* p, size_t i, float v) {
+  p[i] = float_to_half(v);
+}
 
 // Calls fn with the pointer cast to its element type.
 template <class Fn>
 void with_type(const void* p, DType t, Fn&& fn) {
-  if (t == DType::fp32) fn(static_cast<const float*>(p));
-  else fn(static_cast<const half_bits*>(p));
+  if (t == DType::fp32)
+    fn(static_cast<const float*>(p));
+  else
+    fn(static_cast<const half_bits*>(p));
 }
 template <class Fn>
 void with_type(void* p, DType t, Fn&& fn) {
-  if (t == DType::fp32) fn(static_cast<float*>(p));
-  else fn(static_cast<half_bits*>(p));
+  if (t == DType::fp32)
+    fn(static_cast<float*>(p));
+  else
+    fn(static_cast<half_bits*>(p));
 }
 
 template <class In, class Out>
@@ -168,6 +180,8 @@ class HostBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_host_backend() { return std::make_unique<HostBackend>(); }
+std::unique_ptr<Backend> make_host_backend() {
+  return std::make_unique<HostBackend>();
+}
 
 }  // namespace gpumem::train

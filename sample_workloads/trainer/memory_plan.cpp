@@ -4,13 +4,20 @@ namespace gpumem::train {
 
 const char* category_key(Category c) {
   switch (c) {
-    case Category::parameters: return "parameters_fp32_master";
-    case Category::gradients: return "gradients";
-    case Category::accumulator: return "gradient_accumulator";
-    case Category::optimizer_state: return "optimizer_state_adam_m_v";
-    case Category::activations: return "activations_and_their_gradients";
-    case Category::data: return "data_inputs_and_labels";
-    case Category::metrics: return "loss_metrics";
+    case Category::parameters:
+      return "parameters_fp32_master";
+    case Category::gradients:
+      return "gradients";
+    case Category::accumulator:
+      return "gradient_accumulator";
+    case Category::optimizer_state:
+      return "optimizer_state_adam_m_v";
+    case Category::activations:
+      return "activations_and_their_gradients";
+    case Category::data:
+      return "data_inputs_and_labels";
+    case Category::metrics:
+      return "loss_metrics";
   }
   return "unknown";
 }

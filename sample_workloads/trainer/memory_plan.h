@@ -12,7 +12,15 @@
 
 namespace gpumem::train {
 
-enum class Category { parameters, gradients, accumulator, optimizer_state, activations, data, metrics };
+enum class Category {
+  parameters,
+  gradients,
+  accumulator,
+  optimizer_state,
+  activations,
+  data,
+  metrics
+};
 inline constexpr size_t category_count = 7;
 
 // JSON key for a category: says what the bytes are.

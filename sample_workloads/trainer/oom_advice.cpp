@@ -1,7 +1,7 @@
 #include "oom_advice.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+#include <algorithm>
 #include <vector>
 
 #include "gpumem/units.h"
@@ -35,7 +35,8 @@ std::string out_of_memory_advice(const TrainOptions& o, const OutOfDeviceMemory&
   text += fmt::format(".\nThis configuration needs {} in all:", human(plan.total()));
   for (size_t c = 0; c < category_count; ++c) {
     if (plan.bytes[c] == 0) continue;
-    text += fmt::format("\n  {:<34} {}", category_key(static_cast<Category>(c)), human(plan.bytes[c]));
+    text +=
+        fmt::format("\n  {:<34} {}", category_key(static_cast<Category>(c)), human(plan.bytes[c]));
   }
 
   std::vector<Remedy> remedies;
@@ -63,8 +64,9 @@ std::string out_of_memory_advice(const TrainOptions& o, const OutOfDeviceMemory&
     t.accum = exact ? o.accum * (o.batch / b) : o.accum;
     const bool fits = capacity == 0 || plan_memory(t).total() <= capacity;
     if (fits || b == 1) {
-      consider(t, exact ? fmt::format("--batch {} --accum {}", t.batch, t.accum)
-                        : fmt::format("--batch {}", t.batch),
+      consider(t,
+               exact ? fmt::format("--batch {} --accum {}", t.batch, t.accum)
+                     : fmt::format("--batch {}", t.batch),
                exact ? fmt::format("activations scale with the micro-batch; {} x {} keeps the "
                                    "effective batch of {} samples per step",
                                    t.batch, t.accum, o.batch * o.accum)
@@ -80,15 +82,18 @@ std::string out_of_memory_advice(const TrainOptions& o, const OutOfDeviceMemory&
   }
 
   if (remedies.empty()) {
-    text += "\nNo setting of --batch, --accum, --data or --dtype makes it smaller; use a smaller "
-            "model (--hidden, --layers, --inputs) or a device with more memory.";
+    text +=
+        "\nNo setting of --batch, --accum, --data or --dtype makes it smaller; use a smaller "
+        "model (--hidden, --layers, --inputs) or a device with more memory.";
     return text;
   }
   std::sort(remedies.begin(), remedies.end(),
             [](const Remedy& a, const Remedy& b) { return a.total < b.total; });
   text += "\nWhat would help (smallest total first):";
   for (const Remedy& r : remedies) {
-    const char* verdict = capacity == 0 ? "" : r.total <= capacity ? ": fits" : ": still too big alone";
+    const char* verdict = capacity == 0         ? ""
+                          : r.total <= capacity ? ": fits"
+                                                : ": still too big alone";
     text += fmt::format("\n  {:<24} needs {}{}; {}", r.flags, human(r.total), verdict, r.why);
   }
   if (capacity != 0) {
@@ -101,13 +106,14 @@ std::string out_of_memory_advice(const TrainOptions& o, const OutOfDeviceMemory&
     if (std::none_of(remedies.begin(), remedies.end(),
                      [&](const Remedy& r) { return r.total <= capacity; })) {
       const uint64_t all = plan_memory(t).total();
-      text += all <= capacity
-                  ? fmt::format("\nNo single change fits; together (--data stream --dtype fp16 "
-                                "--batch 1 --accum {}) they need {}.",
-                                t.accum, human(all))
-                  : fmt::format("\nEven all of them together need {}: use a smaller model "
-                                "(--hidden, --layers, --inputs) or a device with more memory.",
-                                human(all));
+      text += all <= capacity ? fmt::format(
+                                    "\nNo single change fits; together (--data stream --dtype fp16 "
+                                    "--batch 1 --accum {}) they need {}.",
+                                    t.accum, human(all))
+                              : fmt::format(
+                                    "\nEven all of them together need {}: use a smaller model "
+                                    "(--hidden, --layers, --inputs) or a device with more memory.",
+                                    human(all));
     }
   }
   return text;

@@ -1,18 +1,25 @@
 #include "options.h"
 
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <cmath>
-#include <fmt/format.h>
 
 namespace gpumem::train {
 
-const char* to_string(DType t) { return t == DType::fp32 ? "fp32" : "fp16"; }
-const char* to_string(DataMode m) { return m == DataMode::resident ? "resident" : "stream"; }
+const char* to_string(DType t) {
+  return t == DType::fp32 ? "fp32" : "fp16";
+}
+const char* to_string(DataMode m) {
+  return m == DataMode::resident ? "resident" : "stream";
+}
 const char* to_string(BackendKind b) {
   switch (b) {
-    case BackendKind::host: return "host";
-    case BackendKind::cuda: return "cuda";
-    case BackendKind::auto_pick: break;
+    case BackendKind::host:
+      return "host";
+    case BackendKind::cuda:
+      return "cuda";
+    case BackendKind::auto_pick:
+      break;
   }
   return "auto";
 }
@@ -45,13 +52,15 @@ std::string validate(const TrainOptions& o) {
     return "the sizes are too large to count in bytes; use smaller --samples, --inputs, --hidden "
            "or --batch";
   if (o.batch > o.samples)
-    return fmt::format("--batch {} is larger than --samples {}: use a batch of at most {} or more "
-                       "samples",
-                       o.batch, o.samples, o.samples);
+    return fmt::format(
+        "--batch {} is larger than --samples {}: use a batch of at most {} or more "
+        "samples",
+        o.batch, o.samples, o.samples);
   if (o.batch * o.accum > o.samples)
-    return fmt::format("--batch {} x --accum {} = {} samples per optimizer step, more than "
-                       "--samples {}: lower --accum to at most {} or use more samples",
-                       o.batch, o.accum, o.batch * o.accum, o.samples, o.samples / o.batch);
+    return fmt::format(
+        "--batch {} x --accum {} = {} samples per optimizer step, more than "
+        "--samples {}: lower --accum to at most {} or use more samples",
+        o.batch, o.accum, o.batch * o.accum, o.samples, o.samples / o.batch);
   return {};
 }
 
@@ -63,15 +72,18 @@ ParsedArgs parse_args(int argc, const char* const* argv) {
   long long batch = 32, accum = 1, samples = 2048, epochs = 5, inputs = 100, layers = 1,
             hidden = 64, classes = 10;
 
-  CLI::App app{"gpumem-train: a small MLP trainer whose device memory is set by batch size, "
-               "gradient accumulation, data residency and precision."};
+  CLI::App app{
+      "gpumem-train: a small MLP trainer whose device memory is set by batch size, "
+      "gradient accumulation, data residency and precision."};
   app.option_defaults()->always_capture_default();
   app.add_option("--batch", batch, "micro-batch size in samples");
   app.add_option("--accum", accum, "micro-batches per optimizer step (gradient accumulation)");
-  app.add_option("--data", data, "resident: whole dataset on the device; stream: one staging "
-                                 "buffer per micro-batch");
-  app.add_option("--dtype", dtype, "fp32, or fp16 (fp16 activations and gradients, fp32 master "
-                                   "weights, dynamic loss scaling)");
+  app.add_option("--data", data,
+                 "resident: whole dataset on the device; stream: one staging "
+                 "buffer per micro-batch");
+  app.add_option("--dtype", dtype,
+                 "fp32, or fp16 (fp16 activations and gradients, fp32 master "
+                 "weights, dynamic loss scaling)");
   app.add_option("--epochs", epochs, "passes over the dataset");
   app.add_option("--samples", samples, "synthetic samples");
   app.add_option("--seed", o.seed, "seed for data, teacher and initial weights");
@@ -82,8 +94,9 @@ ParsedArgs parse_args(int argc, const char* const* argv) {
   app.add_option("--lr", o.lr, "Adam learning rate");
   app.add_option("--loss-scale", o.loss_scale, "initial loss scale for --dtype fp16");
   app.add_flag("--async", o.async_alloc, "allocate with cudaMallocAsync/cudaFreeAsync");
-  app.add_option("--backend", backend, "host (C++ loops; simulated device), cuda (kernels; real "
-                                       "GPU) or auto");
+  app.add_option("--backend", backend,
+                 "host (C++ loops; simulated device), cuda (kernels; real "
+                 "GPU) or auto");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -92,7 +105,8 @@ ParsedArgs parse_args(int argc, const char* const* argv) {
     return out;
   } catch (const CLI::ParseError& e) {
     out.exit_code = exit_bad_settings;
-    out.message = fmt::format("gpumem-train: {}\nRun gpumem-train --help for the settings.", e.what());
+    out.message =
+        fmt::format("gpumem-train: {}\nRun gpumem-train --help for the settings.", e.what());
     return out;
   }
 
@@ -114,16 +128,26 @@ ParsedArgs parse_args(int argc, const char* const* argv) {
     *c.into = static_cast<size_t>(c.value);
   }
 
-  if (data == "resident") o.data = DataMode::resident;
-  else if (data == "stream") o.data = DataMode::stream;
-  else return bad(fmt::format("unknown --data '{}': use resident or stream", data));
-  if (dtype == "fp32") o.dtype = DType::fp32;
-  else if (dtype == "fp16") o.dtype = DType::fp16;
-  else return bad(fmt::format("unknown --dtype '{}': use fp32 or fp16", dtype));
-  if (backend == "auto") o.backend = BackendKind::auto_pick;
-  else if (backend == "host") o.backend = BackendKind::host;
-  else if (backend == "cuda") o.backend = BackendKind::cuda;
-  else return bad(fmt::format("unknown --backend '{}': use host, cuda or auto", backend));
+  if (data == "resident")
+    o.data = DataMode::resident;
+  else if (data == "stream")
+    o.data = DataMode::stream;
+  else
+    return bad(fmt::format("unknown --data '{}': use resident or stream", data));
+  if (dtype == "fp32")
+    o.dtype = DType::fp32;
+  else if (dtype == "fp16")
+    o.dtype = DType::fp16;
+  else
+    return bad(fmt::format("unknown --dtype '{}': use fp32 or fp16", dtype));
+  if (backend == "auto")
+    o.backend = BackendKind::auto_pick;
+  else if (backend == "host")
+    o.backend = BackendKind::host;
+  else if (backend == "cuda")
+    o.backend = BackendKind::cuda;
+  else
+    return bad(fmt::format("unknown --backend '{}': use host, cuda or auto", backend));
 
   if (std::string why = validate(o); !why.empty()) return bad(why);
   return out;

@@ -14,20 +14,22 @@ enum class DType { fp32, fp16 };
 enum class DataMode { resident, stream };
 enum class BackendKind { auto_pick, host, cuda };
 
-inline size_t dtype_bytes(DType t) { return t == DType::fp32 ? 4 : 2; }
+inline size_t dtype_bytes(DType t) {
+  return t == DType::fp32 ? 4 : 2;
+}
 const char* to_string(DType t);
 const char* to_string(DataMode m);
 const char* to_string(BackendKind b);
 
 struct TrainOptions {
   size_t inputs = 100;
-  size_t layers = 1;   // hidden layers, each `hidden` wide, each followed by ReLU
+  size_t layers = 1;  // hidden layers, each `hidden` wide, each followed by ReLU
   size_t hidden = 64;
   size_t classes = 10;
   size_t samples = 2048;
   uint64_t seed = 1;
-  size_t batch = 32;   // the micro-batch
-  size_t accum = 1;    // micro-batches per optimizer step
+  size_t batch = 32;  // the micro-batch
+  size_t accum = 1;   // micro-batches per optimizer step
   size_t epochs = 5;
   DataMode data = DataMode::resident;
   DType dtype = DType::fp32;

@@ -42,7 +42,8 @@ std::string final_report_json(const TrainOptions& o, const RunSummary& run, cons
   j["trainer_allocation_count"] = memory.buffers().size();
   nlohmann::ordered_json buffers = nlohmann::ordered_json::array();
   for (const Buffer& b : memory.buffers())
-    buffers.push_back({{"name", b.name}, {"category", category_key(b.category)}, {"bytes", b.bytes}});
+    buffers.push_back(
+        {{"name", b.name}, {"category", category_key(b.category)}, {"bytes", b.bytes}});
   j["buffers"] = buffers;
   j["seconds"] = run.seconds;
   return j.dump();

@@ -1,9 +1,9 @@
 #include "trainer.h"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <fmt/format.h>
 #include <random>
 
 #include "gpumem/gpumem.h"
@@ -28,7 +28,11 @@ struct Phase {
 
 Trainer::Trainer(const TrainOptions& options, const Dataset& data, DeviceMemory& memory,
                  Backend& backend)
-    : o_(options), data_(data), mem_(memory), backend_(backend), act_(options.dtype),
+    : o_(options),
+      data_(data),
+      mem_(memory),
+      backend_(backend),
+      act_(options.dtype),
       loss_scale_(options.dtype == DType::fp16 ? options.loss_scale : 1.0) {
   allocate_layers();
   initialise_weights();
@@ -55,10 +59,14 @@ void Trainer::allocate_layers() {
       layer.acc_b = static_cast<float*>(
           mem_.allocate(Category::accumulator, n + ".bias.grad_accumulator", 4 * nb));
     }
-    layer.m_w = static_cast<float*>(mem_.allocate(Category::optimizer_state, n + ".weight.adam_m", 4 * nw));
-    layer.v_w = static_cast<float*>(mem_.allocate(Category::optimizer_state, n + ".weight.adam_v", 4 * nw));
-    layer.m_b = static_cast<float*>(mem_.allocate(Category::optimizer_state, n + ".bias.adam_m", 4 * nb));
-    layer.v_b = static_cast<float*>(mem_.allocate(Category::optimizer_state, n + ".bias.adam_v", 4 * nb));
+    layer.m_w =
+        static_cast<float*>(mem_.allocate(Category::optimizer_state, n + ".weight.adam_m", 4 * nw));
+    layer.v_w =
+        static_cast<float*>(mem_.allocate(Category::optimizer_state, n + ".weight.adam_v", 4 * nw));
+    layer.m_b =
+        static_cast<float*>(mem_.allocate(Category::optimizer_state, n + ".bias.adam_m", 4 * nb));
+    layer.v_b =
+        static_cast<float*>(mem_.allocate(Category::optimizer_state, n + ".bias.adam_v", 4 * nb));
     layers_.push_back(layer);
   }
   const bool resident = o_.data == DataMode::resident;
@@ -192,7 +200,8 @@ void Trainer::optimizer_step() {
   const double beta1 = 0.9, beta2 = 0.999;
   const double t = static_cast<double>(steps_);
   AdamStep s{};
-  s.alpha = static_cast<float>(o_.lr * std::sqrt(1 - std::pow(beta2, t)) / (1 - std::pow(beta1, t)));
+  s.alpha =
+      static_cast<float>(o_.lr * std::sqrt(1 - std::pow(beta2, t)) / (1 - std::pow(beta1, t)));
   s.beta1 = static_cast<float>(beta1);
   s.beta2 = static_cast<float>(beta2);
   s.epsilon = 1e-7f;
@@ -227,9 +236,13 @@ EpochResult Trainer::train_epoch() {
   return r;
 }
 
-void Trainer::reset_metrics() { mem_.fill_zero(metrics_, 2 * sizeof(float)); }
+void Trainer::reset_metrics() {
+  mem_.fill_zero(metrics_, 2 * sizeof(float));
+}
 
-void Trainer::read_metrics(float out[4]) { mem_.copy_to_host(out, metrics_, metrics_bytes); }
+void Trainer::read_metrics(float out[4]) {
+  mem_.copy_to_host(out, metrics_, metrics_bytes);
+}
 
 std::vector<float> Trainer::parameters() {
   std::vector<float> all;
@@ -261,7 +274,8 @@ std::vector<float> Trainer::optimizer_gradient() {
     mem_.copy_to_host(raw.data(), src, raw.size());
     for (size_t k = 0; k < n; ++k) {
       float v;
-      if (type == DType::fp32) std::memcpy(&v, &raw[4 * k], 4);
+      if (type == DType::fp32)
+        std::memcpy(&v, &raw[4 * k], 4);
       else {
         half_bits h;
         std::memcpy(&h, &raw[2 * k], 2);

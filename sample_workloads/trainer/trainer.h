@@ -76,8 +76,8 @@ class Trainer {
   float* data_x_ = nullptr;  // the whole dataset, or the staging buffer when streaming
   int32_t* data_y_ = nullptr;
   float* metrics_ = nullptr;
-  size_t steps_ = 0;         // applied Adam steps (t)
-  size_t skipped_steps_ = 0; // fp16 steps skipped for non-finite gradients
+  size_t steps_ = 0;          // applied Adam steps (t)
+  size_t skipped_steps_ = 0;  // fp16 steps skipped for non-finite gradients
   double loss_scale_ = 1;
   size_t good_steps_ = 0;
 };

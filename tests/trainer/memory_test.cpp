@@ -6,19 +6,21 @@
 using namespace gpumem::train;
 
 namespace {
-MemoryPlan held(const TrainOptions& o) { return HostTrainer(o).memory->bytes_by_category(); }
+MemoryPlan held(const TrainOptions& o) {
+  return HostTrainer(o).memory->bytes_by_category();
+}
 }  // namespace
 
 TEST(Memory, DefaultModelBytesByCategory) {
   TrainOptions o;  // 100 -> 64 -> 10, batch 32, 2048 samples, fp32, resident
   EXPECT_EQ(parameter_count(o), 7114u);
   const MemoryPlan m = held(o);
-  EXPECT_EQ(m[Category::parameters], 28456u);          // 4 P
-  EXPECT_EQ(m[Category::gradients], 28456u);           // 4 P
-  EXPECT_EQ(m[Category::accumulator], 0u);             // accum 1: none
-  EXPECT_EQ(m[Category::optimizer_state], 56912u);     // 2 x 4 P
-  EXPECT_EQ(m[Category::activations], 18944u);         // 2 x 4 x 32 x (64 + 10)
-  EXPECT_EQ(m[Category::data], 827392u);               // 2048 x (4 x 100 + 4)
+  EXPECT_EQ(m[Category::parameters], 28456u);       // 4 P
+  EXPECT_EQ(m[Category::gradients], 28456u);        // 4 P
+  EXPECT_EQ(m[Category::accumulator], 0u);          // accum 1: none
+  EXPECT_EQ(m[Category::optimizer_state], 56912u);  // 2 x 4 P
+  EXPECT_EQ(m[Category::activations], 18944u);      // 2 x 4 x 32 x (64 + 10)
+  EXPECT_EQ(m[Category::data], 827392u);            // 2048 x (4 x 100 + 4)
   EXPECT_EQ(m[Category::metrics], 16u);
   EXPECT_EQ(m.total(), 960176u);
   EXPECT_EQ(m.total(), plan_memory(o).total());
@@ -76,9 +78,9 @@ TEST(Memory, Fp16HalvesActivationsAndGradients) {
   const MemoryPlan f16 = held(o);
   EXPECT_EQ(f16[Category::activations] * 2, f32[Category::activations]);
   EXPECT_EQ(f16[Category::activations], 9472u);
-  EXPECT_EQ(f16[Category::gradients], 14228u);     // 2 P
-  EXPECT_EQ(f16[Category::accumulator], 28456u);   // stays fp32
-  EXPECT_EQ(f16[Category::parameters], 28456u);    // fp32 master weights
+  EXPECT_EQ(f16[Category::gradients], 14228u);    // 2 P
+  EXPECT_EQ(f16[Category::accumulator], 28456u);  // stays fp32
+  EXPECT_EQ(f16[Category::parameters], 28456u);   // fp32 master weights
   EXPECT_EQ(f16[Category::optimizer_state], 56912u);
   EXPECT_EQ(f16[Category::data], f32[Category::data]);
 }
@@ -108,7 +110,8 @@ TEST(Memory, PlanMatchesAllocationsForDeeperModels) {
 TEST(Memory, EachBufferIsNamed) {
   HostTrainer t(TrainOptions{});
   const auto& b = t.memory->buffers();
-  ASSERT_EQ(b.size(), 23u);  // 2 layers x (w, b, 2 grads, 4 adam) + 2 data + 4 activations + metrics
+  ASSERT_EQ(b.size(),
+            23u);  // 2 layers x (w, b, 2 grads, 4 adam) + 2 data + 4 activations + metrics
   EXPECT_EQ(b[0].name, "dense1.weight");
   EXPECT_EQ(b[0].bytes, 25600u);
   EXPECT_EQ(b[16].name, "dataset.inputs");

@@ -37,7 +37,8 @@ TEST(OutOfMemory, ResidentDatasetSuggestsStreaming) {
   EXPECT_TRUE(contains(text, "device capacity 512.00 KiB (524288 bytes)")) << text;
   EXPECT_TRUE(contains(text, "needs 937.67 KiB (960176 bytes) in all")) << text;
   // Streaming: 960176 - 827392 + 12928 = 145712 bytes, which fits.
-  EXPECT_TRUE(contains(text, "--data stream            needs 142.30 KiB (145712 bytes): fits")) << text;
+  EXPECT_TRUE(contains(text, "--data stream            needs 142.30 KiB (145712 bytes): fits"))
+      << text;
   EXPECT_TRUE(contains(text, "--dtype fp16")) << text;
   EXPECT_TRUE(contains(text, ": still too big alone")) << text;
   // The first remedy listed is the smallest total.

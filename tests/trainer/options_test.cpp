@@ -34,10 +34,11 @@ TEST(Options, DefaultsAreTheKerasExample) {
 }
 
 TEST(Options, ParsesEverySetting) {
-  ParsedArgs p = parse({"--batch", "16", "--accum", "4", "--data", "stream", "--dtype", "fp16",
-                        "--epochs", "2", "--samples", "512", "--seed", "7", "--inputs", "20",
-                        "--layers", "2", "--hidden", "8", "--classes", "3", "--lr", "0.01",
-                        "--async", "--backend", "host"});
+  ParsedArgs p =
+      parse({"--batch",  "16",       "--accum",  "4",         "--data",    "stream", "--dtype",
+             "fp16",     "--epochs", "2",        "--samples", "512",       "--seed", "7",
+             "--inputs", "20",       "--layers", "2",         "--hidden",  "8",      "--classes",
+             "3",        "--lr",     "0.01",     "--async",   "--backend", "host"});
   ASSERT_FALSE(p.exit_code) << p.message;
   const TrainOptions& o = p.options;
   EXPECT_EQ(o.batch, 16u);
@@ -63,7 +64,8 @@ TEST(Options, BadSettingsSayWhatToDo) {
       {{"--batch", "0"}, "--batch must be at least 1"},
       {{"--accum", "0"}, "--accum must be at least 1"},
       {{"--batch", "-3"}, "--batch must not be negative (got -3)"},
-      {{"--batch", "4096"}, "--batch 4096 is larger than --samples 2048: use a batch of at most 2048"},
+      {{"--batch", "4096"},
+       "--batch 4096 is larger than --samples 2048: use a batch of at most 2048"},
       {{"--batch", "64", "--accum", "64"},
        "--batch 64 x --accum 64 = 4096 samples per optimizer step, more than --samples 2048: "
        "lower --accum to at most 32"},

@@ -11,7 +11,7 @@ namespace {
 
 struct Result {
   int exit_code = -1;
-  std::string out;  // stdout and stderr together
+  std::string out;        // stdout and stderr together
   nlohmann::json report;  // the last line starting with '{'
 };
 
@@ -123,7 +123,8 @@ TEST(Run, BadSettings) {
       {"--batch 5000", 2, "--batch 5000 is larger than --samples 2048"},
       {"--dtype bf16", 2, "unknown --dtype 'bf16': use fp32 or fp16"},
       {"--data disk", 2, "unknown --data 'disk'"},
-      {"--backend cuda", 2, "--backend cuda launches kernels, which the simulated device cannot run"},
+      {"--backend cuda", 2,
+       "--backend cuda launches kernels, which the simulated device cannot run"},
       {"--nope", 2, "--nope"},
   };
   for (const Case& c : cases) {
