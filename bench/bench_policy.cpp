@@ -123,7 +123,18 @@ void BM_growth_cudaFreeAsync(benchmark::State& state) {
 }
 BENCHMARK(BM_growth_cudaFreeAsync)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
 
-// The stack the preload library builds for GPUMEM_POOL=growth GPUMEM_LIMIT=...
+// The recommended stack for GPUMEM_POOL=growth with GPUMEM_LIMIT (docs/policies.md): the limit
+// below the pool, so it is only consulted when the pool takes or gives back a segment.
+void BM_growth_over_limit(benchmark::State& state) {
+  SimulatedUpstream sim(slow_device());
+  DeviceResource dev(sim);
+  LimitResource limit(dev, uint64_t{8} << 30);
+  GrowthPool pool(limit, 0);
+  run_pairs(state, pool, false);
+}
+BENCHMARK(BM_growth_over_limit)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
+
+// The limit above the pool: one more atomic reservation per allocation.
 void BM_limit_over_growth(benchmark::State& state) {
   SimulatedUpstream sim(slow_device());
   DeviceResource dev(sim);
