@@ -49,7 +49,8 @@ TEST_F(GrowthPoolTest, ObserverSeesEverySegmentExactly) {
   EXPECT_EQ(addr(e.ptr), base + KiB);
   EXPECT_EQ(pool.reserved_bytes(), 84 * MiB);
   EXPECT_EQ(pool.allocated_bytes(), 2 * KiB + 5 * MiB + 60 * MiB + 1);
-  for (const Result* r : {&a, &b, &c, &d, &e}) ASSERT_EQ(pool.deallocate(r->ptr, sync_free()), Status::ok);
+  for (const Result* r : {&a, &b, &c, &d, &e})
+    ASSERT_EQ(pool.deallocate(r->ptr, sync_free()), Status::ok);
   EXPECT_EQ(pool.empty_cache(), 84 * MiB);
   expected.push_back({false, 0, base, 2 * MiB});
   expected.push_back({false, 0, base + 2 * MiB, 20 * MiB});
@@ -93,7 +94,8 @@ TEST_F(GrowthPoolTest, BestFitSplitsAndCoalesces) {
       {4 * MiB, BlockState::live},         {8 * MiB + 1024, BlockState::live},
       {MiB - 1024, BlockState::free}};
   EXPECT_EQ(blocks, want);
-  for (const Result* r : {&b, &d, &e, &f, &g}) ASSERT_EQ(pool.deallocate(r->ptr, sync_free()), Status::ok);
+  for (const Result* r : {&b, &d, &e, &f, &g})
+    ASSERT_EQ(pool.deallocate(r->ptr, sync_free()), Status::ok);
   ASSERT_EQ(pool.synchronize(0), Status::ok);
   layout = pool.snapshot();
   ASSERT_EQ(layout[0].blocks.size(), 1u);
@@ -125,7 +127,7 @@ TEST_F(GrowthPoolTest, LookupAnswersForLiveBlocksOnly) {
   ASSERT_TRUE(pool.lookup(reinterpret_cast<char*>(b.ptr) + 2999, &info));  // interior pointer
   EXPECT_EQ(info.base, b.ptr);
   EXPECT_EQ(addr(a.ptr) + 1024, addr(b.ptr));
-  EXPECT_FALSE(pool.lookup(reinterpret_cast<char*>(b.ptr) + 3072, &info));  // free remainder
+  EXPECT_FALSE(pool.lookup(reinterpret_cast<char*>(b.ptr) + 3072, &info));    // free remainder
   EXPECT_FALSE(pool.lookup(reinterpret_cast<void*>(base + 2 * MiB), &info));  // past the segment
   EXPECT_FALSE(pool.lookup(reinterpret_cast<void*>(base - 1), &info));
   ASSERT_EQ(pool.deallocate(a.ptr, sync_free()), Status::ok);
@@ -178,9 +180,8 @@ TEST(GrowthPoolRetry, ReleasesEmptySegmentsAndRetriesOnce) {
   ASSERT_EQ(pool.deallocate(a.ptr, sync_free()), Status::ok);
   Result big = pool.allocate(req(30 * MiB));  // 20 + 30 > 40: refused, cache released, retried
   ASSERT_TRUE(big.ok());
-  std::vector<SegmentEvent> expected = {{true, 0, base, 20 * MiB},
-                                        {false, 0, base, 20 * MiB},
-                                        {true, 0, base + 20 * MiB, 30 * MiB}};
+  std::vector<SegmentEvent> expected = {
+      {true, 0, base, 20 * MiB}, {false, 0, base, 20 * MiB}, {true, 0, base + 20 * MiB, 30 * MiB}};
   EXPECT_EQ(observer.events, expected);
   EXPECT_EQ(sim.alloc_calls(), 3u);
   EXPECT_EQ(sim.free_calls(), 1u);

@@ -67,8 +67,9 @@ class Workload {
         if (s.kind == GrowthPool::kSmall)
           ASSERT_EQ(s.size, GrowthPool::kSmallSegment);
         else
-          ASSERT_TRUE(s.size == GrowthPool::kLargeSegment ||
-                      (s.size >= GrowthPool::kOwnSegmentFrom && s.size % GrowthPool::kGranularity == 0))
+          ASSERT_TRUE(
+              s.size == GrowthPool::kLargeSegment ||
+              (s.size >= GrowthPool::kOwnSegmentFrom && s.size % GrowthPool::kGranularity == 0))
               << s.size;
       }
       uint64_t cursor = s.addr;

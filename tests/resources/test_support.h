@@ -57,6 +57,8 @@ class RecordingObserver final : public PoolObserver {
   std::mutex mutex_;
 };
 
-inline uint64_t addr(void* p) { return reinterpret_cast<uint64_t>(p); }
+inline uint64_t addr(void* p) {
+  return reinterpret_cast<uint64_t>(p);
+}
 
 }  // namespace gpumem::resources::testing

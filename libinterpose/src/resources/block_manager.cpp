@@ -25,7 +25,9 @@ Block* BlockManager::new_block() {
   return b;
 }
 
-void BlockManager::delete_block(Block* b) { spare_blocks_.push_back(b); }
+void BlockManager::delete_block(Block* b) {
+  spare_blocks_.push_back(b);
+}
 
 void BlockManager::insert_free(Block* b) {
   if (free_nodes_.empty()) {
@@ -191,8 +193,8 @@ uint64_t BlockManager::largest_free() const {
     const Block* b = *it;
     Key next_run = b->stream == kAnyStream ? Key{static_cast<uint8_t>(b->kind + 1), 0, 0, 0}
                                            : Key{b->kind, b->stream + 1, 0, 0};
-    auto run_end = b->kind == 0xFF && b->stream == kAnyStream ? free_.end()
-                                                               : free_.lower_bound(next_run);
+    auto run_end =
+        b->kind == 0xFF && b->stream == kAnyStream ? free_.end() : free_.lower_bound(next_run);
     largest = std::max(largest, (*std::prev(run_end))->size);
     it = run_end;
   }

@@ -21,7 +21,9 @@ inline constexpr uint64_t kBlockAlign = 512;  // every block starts and is sized
 // Stream tag of a free block that is safe on every stream (no queued work may still use it).
 inline constexpr uint64_t kAnyStream = ~uint64_t{0};
 
-inline uint64_t round_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+inline uint64_t round_up(uint64_t n, uint64_t to) {
+  return (n + to - 1) / to * to;
+}
 
 enum class BlockState : uint8_t {
   free,     // reusable: at once on `stream`, anywhere when stream == kAnyStream
@@ -52,14 +54,14 @@ using FreeSet = std::set<Block*, FreeOrder>;
 struct Block {
   uintptr_t addr = 0;
   uint64_t size = 0;
-  uint64_t requested = 0;         // live: the bytes the program asked for
-  uint64_t stream = kAnyStream;   // free: the stream whose queued work may still use it
-  Block* prev = nullptr;          // address neighbours inside the same segment
+  uint64_t requested = 0;        // live: the bytes the program asked for
+  uint64_t stream = kAnyStream;  // free: the stream whose queued work may still use it
+  Block* prev = nullptr;         // address neighbours inside the same segment
   Block* next = nullptr;
   Segment* segment = nullptr;
-  uint8_t kind = 0;               // the pool's size class (segment kind), copied for the ordering
+  uint8_t kind = 0;  // the pool's size class (segment kind), copied for the ordering
   BlockState state = BlockState::free;
-  FreeSet::iterator free_pos;     // free: its place in the free set, for O(1) removal
+  FreeSet::iterator free_pos;  // free: its place in the free set, for O(1) removal
 };
 
 inline FreeOrder::Key FreeOrder::key_of(const Block* b) {
@@ -158,7 +160,8 @@ uint64_t BlockManager::remove_empty_segments(Release&& release) {
   for (auto it = segments_.begin(); it != segments_.end();) {
     Segment* seg = it->second;
     Block* only = seg->first;
-    if (only->next != nullptr || only->state != BlockState::free || !release(seg->addr, seg->size)) {
+    if (only->next != nullptr || only->state != BlockState::free ||
+        !release(seg->addr, seg->size)) {
       ++it;
       continue;
     }

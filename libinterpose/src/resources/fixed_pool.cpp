@@ -11,6 +11,8 @@ Result FixedPool::grow(uint64_t rounded, uint8_t kind, const AllocRequest& /*req
 }
 
 // The reservation is the point of a fixed pool: nothing is given back before it is destroyed.
-uint64_t FixedPool::do_empty_cache() { return 0; }
+uint64_t FixedPool::do_empty_cache() {
+  return 0;
+}
 
 }  // namespace gpumem::resources

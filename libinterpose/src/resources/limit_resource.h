@@ -15,7 +15,8 @@ namespace gpumem::resources {
 
 class LimitResource final : public MemoryResource {
  public:
-  LimitResource(MemoryResource& upstream, uint64_t limit) : MemoryResource(&upstream), limit_(limit) {}
+  LimitResource(MemoryResource& upstream, uint64_t limit)
+      : MemoryResource(&upstream), limit_(limit) {}
 
   uint64_t limit_bytes() const override { return limit_; }
   // Bytes counted against the limit now (includes allocations being forwarded).

@@ -4,10 +4,14 @@ namespace gpumem::resources {
 
 const char* status_name(Status s) {
   switch (s) {
-    case Status::ok: return "ok";
-    case Status::out_of_memory: return "out_of_memory";
-    case Status::invalid_value: return "invalid_value";
-    case Status::upstream_error: return "upstream_error";
+    case Status::ok:
+      return "ok";
+    case Status::out_of_memory:
+      return "out_of_memory";
+    case Status::invalid_value:
+      return "invalid_value";
+    case Status::upstream_error:
+      return "upstream_error";
   }
   return "unknown";
 }
@@ -50,14 +54,18 @@ uint64_t MemoryResource::peak_reserved_bytes() const {
 uint64_t MemoryResource::largest_free_block() const {
   return upstream_ ? upstream_->largest_free_block() : 0;
 }
-uint64_t MemoryResource::limit_bytes() const { return upstream_ ? upstream_->limit_bytes() : 0; }
+uint64_t MemoryResource::limit_bytes() const {
+  return upstream_ ? upstream_->limit_bytes() : 0;
+}
 uint64_t MemoryResource::capacity(int device) const {
   return upstream_ ? upstream_->capacity(device) : 0;
 }
 Status MemoryResource::do_synchronize(int device) {
   return upstream_ ? upstream_->synchronize(device) : Status::ok;
 }
-uint64_t MemoryResource::do_empty_cache() { return upstream_ ? upstream_->empty_cache() : 0; }
+uint64_t MemoryResource::do_empty_cache() {
+  return upstream_ ? upstream_->empty_cache() : 0;
+}
 bool MemoryResource::do_lookup(const void* p, BlockInfo* out) const {
   return upstream_ ? upstream_->lookup(p, out) : false;
 }

@@ -22,7 +22,9 @@ struct Request {
 using AllocRequest = Request;
 using FreeRequest = Request;
 
-inline bool is_stream_ordered(const Request& r) { return (r.flags & trace::kFlagAsync) != 0; }
+inline bool is_stream_ordered(const Request& r) {
+  return (r.flags & trace::kFlagAsync) != 0;
+}
 
 enum class Status {
   ok,
@@ -44,9 +46,9 @@ struct Result {
 
 // The pooled block that contains an address (pointer queries on pooled memory).
 struct BlockInfo {
-  void* base = nullptr;       // start of the block handed to the program
-  uint64_t bytes = 0;         // bytes the program asked for
-  uint64_t block_bytes = 0;   // bytes the block occupies (rounded to 512)
+  void* base = nullptr;      // start of the block handed to the program
+  uint64_t bytes = 0;        // bytes the program asked for
+  uint64_t block_bytes = 0;  // bytes the block occupies (rounded to 512)
   void* segment_base = nullptr;
   uint64_t segment_bytes = 0;
   int device = 0;

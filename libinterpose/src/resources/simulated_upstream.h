@@ -19,8 +19,8 @@ class SimulatedUpstream final : public Upstream {
  public:
   // Codes as the runtime API spells them.
   static constexpr int kSuccess = 0;
-  static constexpr int kInvalidValue = 1;       // cudaErrorInvalidValue
-  static constexpr int kOutOfMemory = 2;        // cudaErrorMemoryAllocation
+  static constexpr int kInvalidValue = 1;  // cudaErrorInvalidValue
+  static constexpr int kOutOfMemory = 2;   // cudaErrorMemoryAllocation
   static constexpr uint64_t kNoFailure = ~uint64_t{0};
 
   struct Options {
