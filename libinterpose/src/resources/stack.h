@@ -1,0 +1,46 @@
+// One device's resource stack, built from the configuration in the recommended order
+// (docs/policies.md "The stack per device"):
+//   none:   [limit →] device
+//   growth: growth pool → [limit →] device
+//   fixed:  fixed pool (pool_size, or the limit when 0) → [limit →] device
+// The tracking layer (which writes the trace) goes on top of `top()`. The preload library and
+// `gpumem replay` build their stacks with this, so both run the same policy.
+#pragma once
+
+#include <memory>
+
+#include "resources/device_resource.h"
+#include "resources/limit_resource.h"
+#include "resources/pool_observer.h"
+#include "resources/pool_resource.h"
+
+namespace gpumem::resources {
+
+enum class PoolKind { none, growth, fixed };
+
+struct StackConfig {
+  PoolKind pool = PoolKind::none;
+  uint64_t limit = 0;      // bytes, 0 = no limit (percentages are resolved by the caller)
+  uint64_t pool_size = 0;  // fixed pool size, 0 = the limit
+};
+
+class DeviceStack {
+ public:
+  // A fixed pool needs pool_size or limit; with neither, valid() is false and top() is null.
+  DeviceStack(Upstream& upstream, int device, const StackConfig& config,
+              PoolObserver* observer = nullptr);
+
+  bool valid() const { return top_ != nullptr; }
+  MemoryResource* top() const { return top_; }
+  PoolResource* pool() const { return pool_.get(); }     // null for PoolKind::none
+  LimitResource* limit() const { return limit_.get(); }  // null without a limit
+
+ private:
+  // Declared bottom-up: destroyed top-down, so the pool gives its segments back through the limit.
+  std::unique_ptr<DeviceResource> device_;
+  std::unique_ptr<LimitResource> limit_;
+  std::unique_ptr<PoolResource> pool_;
+  MemoryResource* top_ = nullptr;
+};
+
+}  // namespace gpumem::resources
