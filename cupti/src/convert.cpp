@@ -14,12 +14,19 @@ using trace::Record;
 bool to_mem_kind(CUpti_ActivityMemoryKind kind, MemKind* out) {
   switch (kind) {
     case CUPTI_ACTIVITY_MEMORY_KIND_DEVICE:
-    case CUPTI_ACTIVITY_MEMORY_KIND_ARRAY: *out = MemKind::device; return true;
-    case CUPTI_ACTIVITY_MEMORY_KIND_MANAGED: *out = MemKind::managed; return true;
-    case CUPTI_ACTIVITY_MEMORY_KIND_PINNED: *out = MemKind::pinned_host; return true;
+    case CUPTI_ACTIVITY_MEMORY_KIND_ARRAY:
+      *out = MemKind::device;
+      return true;
+    case CUPTI_ACTIVITY_MEMORY_KIND_MANAGED:
+      *out = MemKind::managed;
+      return true;
+    case CUPTI_ACTIVITY_MEMORY_KIND_PINNED:
+      *out = MemKind::pinned_host;
+      return true;
     // __device__/__managed__ variables are module data, not allocation calls; pageable memory is
     // the host's. Neither is GPU memory the program allocated, so the trace leaves them out.
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -43,9 +50,14 @@ Record blank() {
 bool convert_memory(const CUpti_ActivityMemory4& m, const ConvertContext& ctx, Record* out) {
   Op op;
   switch (m.memoryOperationType) {
-    case CUPTI_ACTIVITY_MEMORY_OPERATION_TYPE_ALLOCATION: op = Op::alloc; break;
-    case CUPTI_ACTIVITY_MEMORY_OPERATION_TYPE_RELEASE: op = Op::free; break;
-    default: return false;
+    case CUPTI_ACTIVITY_MEMORY_OPERATION_TYPE_ALLOCATION:
+      op = Op::alloc;
+      break;
+    case CUPTI_ACTIVITY_MEMORY_OPERATION_TYPE_RELEASE:
+      op = Op::free;
+      break;
+    default:
+      return false;
   }
   MemKind kind;
   if (!to_mem_kind(m.memoryKind, &kind)) return false;
@@ -92,7 +104,8 @@ bool convert_memory_pool(const CUpti_ActivityMemoryPool3& p, const ConvertContex
       r.bytes = p.minBytesToKeep;  // the trim target (cuMemPoolTrimTo's minBytesToKeep)
       r.aux = p.size;              // the pool's size after the trim, as CUPTI reports it
       break;
-    default: return false;
+    default:
+      return false;
   }
   *out = r;
   return true;
@@ -104,9 +117,10 @@ bool convert_activity(const CUpti_Activity* activity, const ConvertContext& ctx,
     case CUPTI_ACTIVITY_KIND_MEMORY2:
       return convert_memory(*reinterpret_cast<const CUpti_ActivityMemory4*>(activity), ctx, out);
     case CUPTI_ACTIVITY_KIND_MEMORY_POOL:
-      return convert_memory_pool(*reinterpret_cast<const CUpti_ActivityMemoryPool3*>(activity),
-                                 ctx, out);
-    default: return false;
+      return convert_memory_pool(*reinterpret_cast<const CUpti_ActivityMemoryPool3*>(activity), ctx,
+                                 out);
+    default:
+      return false;
   }
 }
 

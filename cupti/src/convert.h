@@ -33,6 +33,7 @@ bool convert_memory(const CUpti_ActivityMemory4& m, const ConvertContext& ctx, t
 bool convert_memory_pool(const CUpti_ActivityMemoryPool3& p, const ConvertContext& ctx,
                          trace::Record* out);
 // Dispatches on activity->kind.
-bool convert_activity(const CUpti_Activity* activity, const ConvertContext& ctx, trace::Record* out);
+bool convert_activity(const CUpti_Activity* activity, const ConvertContext& ctx,
+                      trace::Record* out);
 
 }  // namespace gpumem::cupti

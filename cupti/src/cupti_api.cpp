@@ -89,8 +89,9 @@ bool load_cupti(const char* override_path, CuptiApi* api, char* err, size_t errl
   ok &= bind(h, "cuptiActivityFlushAll", &api->ActivityFlushAll, &missing);
   ok &= bind(h, "cuptiGetTimestamp", &api->GetTimestamp, &missing);
   // Optional: without it, timestamps are shifted onto CLOCK_MONOTONIC by a measured offset.
-  api->ActivityRegisterTimestampCallback = reinterpret_cast<decltype(
-      api->ActivityRegisterTimestampCallback)>(dlsym(h, "cuptiActivityRegisterTimestampCallback"));
+  api->ActivityRegisterTimestampCallback =
+      reinterpret_cast<decltype(api->ActivityRegisterTimestampCallback)>(
+          dlsym(h, "cuptiActivityRegisterTimestampCallback"));
   if (!ok) {
     std::snprintf(err, errlen,
                   "%s lacks %s; it is not CUPTI 13: set GPUMEM_CUPTI_LIB to the libcupti.so.13 of "

@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdarg>
 #include <atomic>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -31,11 +31,11 @@ struct State {
   std::mutex writer_mutex;        // buffer completion vs close at exit (not a hot path)
   bool closed = false;
   ConvertContext ctx;
-  uint64_t devices_seen = 0;      // bit per device ordinal: header entry written
+  uint64_t devices_seen = 0;  // bit per device ordinal: header entry written
   std::atomic<uint64_t> records{0};
   std::atomic<uint64_t> skipped{0};
   std::atomic<uint64_t> dropped{0};
-  bool verbose = false;           // GPUMEM_LOG=info or debug
+  bool verbose = false;  // GPUMEM_LOG=info or debug
 };
 
 State& state() {
@@ -60,7 +60,9 @@ void say_unavailable(const char* step, CUptiResult r) {
                step, static_cast<int>(r), result_name(s.api, r), unavailable_advice(r));
 }
 
-uint64_t CUPTIAPI monotonic_timestamp() { return monotonic_ns(); }
+uint64_t CUPTIAPI monotonic_timestamp() {
+  return monotonic_ns();
+}
 
 void CUPTIAPI ignore_callback(void*, CUpti_CallbackDomain, CUpti_CallbackId, const void*) {}
 
@@ -170,7 +172,8 @@ int start() {
       s.api.ActivityRegisterTimestampCallback(monotonic_timestamp) != CUPTI_SUCCESS) {
     uint64_t cupti_now = 0;
     if (s.api.GetTimestamp(&cupti_now) == CUPTI_SUCCESS)
-      s.ctx.clock_offset_ns = static_cast<int64_t>(monotonic_ns()) - static_cast<int64_t>(cupti_now);
+      s.ctx.clock_offset_ns =
+          static_cast<int64_t>(monotonic_ns()) - static_cast<int64_t>(cupti_now);
   }
   r = s.api.ActivityRegisterCallbacks(buffer_requested, buffer_completed);
   if (r != CUPTI_SUCCESS) return give_up("cuptiActivityRegisterCallbacks", r);
@@ -198,7 +201,8 @@ int start() {
   bool opened = s.writer->open(path, *header, err, sizeof err);
   delete header;
   if (!opened) {
-    std::fprintf(stderr, "gpumem-cupti: %s. No CUPTI trace is written; the program runs on.\n", err);
+    std::fprintf(stderr, "gpumem-cupti: %s. No CUPTI trace is written; the program runs on.\n",
+                 err);
     s.api.Unsubscribe(s.subscriber);
     return 0;
   }

@@ -12,7 +12,8 @@
 namespace gpumem::cupti {
 
 int rank_from_environment() {
-  for (const char* name : {"RANK", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "PMI_RANK"}) {
+  for (const char* name :
+       {"RANK", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "PMI_RANK"}) {
     const char* v = std::getenv(name);
     if (v == nullptr || *v == '\0') continue;
     char* end = nullptr;
@@ -32,11 +33,17 @@ bool expand_trace_template(const char* tmpl, int pid, const char* host, int rank
       piece[1] = '\0';
     } else {
       switch (*++p) {
-        case 'p': std::snprintf(piece, sizeof piece, "%d", pid); break;
-        case 'h': std::snprintf(piece, sizeof piece, "%s", host); break;
+        case 'p':
+          std::snprintf(piece, sizeof piece, "%d", pid);
+          break;
+        case 'h':
+          std::snprintf(piece, sizeof piece, "%s", host);
+          break;
         case 'r':
-          if (rank >= 0) std::snprintf(piece, sizeof piece, "%d", rank);
-          else std::snprintf(piece, sizeof piece, "norank");
+          if (rank >= 0)
+            std::snprintf(piece, sizeof piece, "%d", rank);
+          else
+            std::snprintf(piece, sizeof piece, "norank");
           break;
         case 't': {
           time_t secs = static_cast<time_t>(start_unix_ns / 1000000000ull);
@@ -45,8 +52,12 @@ bool expand_trace_template(const char* tmpl, int pid, const char* host, int rank
           std::strftime(piece, sizeof piece, "%Y%m%d-%H%M%S", &tm_utc);
           break;
         }
-        case '%': std::snprintf(piece, sizeof piece, "%%"); break;
-        default: std::snprintf(piece, sizeof piece, "%%%c", *p); break;
+        case '%':
+          std::snprintf(piece, sizeof piece, "%%");
+          break;
+        default:
+          std::snprintf(piece, sizeof piece, "%%%c", *p);
+          break;
       }
     }
     size_t n = std::strlen(piece);

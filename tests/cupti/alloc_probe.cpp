@@ -30,13 +30,15 @@ int fail(const char* what, cudaError_t err) {
 int main(int argc, char** argv) {
   bool with_async = !(argc > 1 && std::strcmp(argv[1], "--no-async") == 0);
   int devices = 0;
-  if (cudaError_t e = cudaGetDeviceCount(&devices); e != cudaSuccess) return fail("cudaGetDeviceCount", e);
+  if (cudaError_t e = cudaGetDeviceCount(&devices); e != cudaSuccess)
+    return fail("cudaGetDeviceCount", e);
   const size_t sizes[] = {1u << 20, 2u << 20, 3u << 20, 4u << 20, 5u << 20};
   void* ptrs[5] = {};
   size_t bytes = 0;
   int allocs = 0;
   for (int i = 0; i < 5; ++i) {
-    if (cudaError_t e = cudaMalloc(&ptrs[i], sizes[i]); e != cudaSuccess) return fail("cudaMalloc", e);
+    if (cudaError_t e = cudaMalloc(&ptrs[i], sizes[i]); e != cudaSuccess)
+      return fail("cudaMalloc", e);
     bytes += sizes[i];
     ++allocs;
   }

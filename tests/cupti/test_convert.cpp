@@ -53,8 +53,8 @@ CUpti_ActivityMemoryPool3 pool(CUpti_ActivityMemoryPoolOperationType op) {
 }
 
 TEST(CuptiConvert, DeviceAllocationBecomesAlloc) {
-  auto m = memory(CUPTI_ACTIVITY_MEMORY_OPERATION_TYPE_ALLOCATION, CUPTI_ACTIVITY_MEMORY_KIND_DEVICE,
-                  0x7f0000200000, 1 << 20);
+  auto m = memory(CUPTI_ACTIVITY_MEMORY_OPERATION_TYPE_ALLOCATION,
+                  CUPTI_ACTIVITY_MEMORY_KIND_DEVICE, 0x7f0000200000, 1 << 20);
   ConvertContext ctx;
   ctx.clock_offset_ns = 250;
   Record r;
@@ -83,8 +83,8 @@ TEST(CuptiConvert, ReleaseBecomesFreeWithItsSize) {
 }
 
 TEST(CuptiConvert, AsyncAllocationKeepsStreamAndFlag) {
-  auto m = memory(CUPTI_ACTIVITY_MEMORY_OPERATION_TYPE_ALLOCATION, CUPTI_ACTIVITY_MEMORY_KIND_DEVICE,
-                  0x2000, 512);
+  auto m = memory(CUPTI_ACTIVITY_MEMORY_OPERATION_TYPE_ALLOCATION,
+                  CUPTI_ACTIVITY_MEMORY_KIND_DEVICE, 0x2000, 512);
   m.isAsync = 1;
   m.streamId = 13;
   m.deviceId = 3;
@@ -168,19 +168,19 @@ TEST(CuptiConvert, PoolRecords) {
 }
 
 TEST(CuptiConvert, DispatchOnKind) {
-  auto m = memory(CUPTI_ACTIVITY_MEMORY_OPERATION_TYPE_ALLOCATION, CUPTI_ACTIVITY_MEMORY_KIND_DEVICE,
-                  0x4000, 8);
+  auto m = memory(CUPTI_ACTIVITY_MEMORY_OPERATION_TYPE_ALLOCATION,
+                  CUPTI_ACTIVITY_MEMORY_KIND_DEVICE, 0x4000, 8);
   auto p = pool(CUPTI_ACTIVITY_MEMORY_POOL_OPERATION_TYPE_TRIMMED);
   Record r;
-  ASSERT_TRUE(gpumem::cupti::convert_activity(reinterpret_cast<CUpti_Activity*>(&m),
-                                              ConvertContext{}, &r));
+  ASSERT_TRUE(
+      gpumem::cupti::convert_activity(reinterpret_cast<CUpti_Activity*>(&m), ConvertContext{}, &r));
   EXPECT_EQ(r.op, static_cast<uint16_t>(Op::alloc));
-  ASSERT_TRUE(gpumem::cupti::convert_activity(reinterpret_cast<CUpti_Activity*>(&p),
-                                              ConvertContext{}, &r));
+  ASSERT_TRUE(
+      gpumem::cupti::convert_activity(reinterpret_cast<CUpti_Activity*>(&p), ConvertContext{}, &r));
   EXPECT_EQ(r.op, static_cast<uint16_t>(Op::trim));
   m.kind = CUPTI_ACTIVITY_KIND_MEMCPY;
-  EXPECT_FALSE(gpumem::cupti::convert_activity(reinterpret_cast<CUpti_Activity*>(&m),
-                                               ConvertContext{}, &r));
+  EXPECT_FALSE(
+      gpumem::cupti::convert_activity(reinterpret_cast<CUpti_Activity*>(&m), ConvertContext{}, &r));
   EXPECT_FALSE(gpumem::cupti::convert_activity(nullptr, ConvertContext{}, &r));
 }
 
@@ -290,7 +290,8 @@ TEST(CuptiTracePath, RankFromEnvironment) {
 TEST(CuptiAdvice, SaysWhatToDo) {
   std::string no_driver = gpumem::cupti::unavailable_advice(CUPTI_ERROR_UNKNOWN);
   EXPECT_NE(no_driver.find("no usable NVIDIA driver"), std::string::npos);
-  std::string other = gpumem::cupti::unavailable_advice(CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED);
+  std::string other =
+      gpumem::cupti::unavailable_advice(CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED);
   EXPECT_NE(other.find("another profiler already holds CUPTI"), std::string::npos);
   std::string old = gpumem::cupti::unavailable_advice(CUPTI_ERROR_NOT_INITIALIZED);
   EXPECT_NE(old.find("older than this libcupti"), std::string::npos);

@@ -32,8 +32,10 @@ Outcome run_injection(const std::vector<std::pair<std::string, std::string>>& en
     dup2(fds[1], 2);
     close(fds[0]);
     for (const auto& [name, value] : env) {
-      if (value.empty()) unsetenv(name.c_str());
-      else setenv(name.c_str(), value.c_str(), 1);
+      if (value.empty())
+        unsetenv(name.c_str());
+      else
+        setenv(name.c_str(), value.c_str(), 1);
     }
     void* lib = dlopen(GPUMEM_CUPTI_LIBRARY, RTLD_NOW | RTLD_LOCAL);
     if (lib == nullptr) _exit(101);
@@ -80,8 +82,8 @@ size_t count(const std::string& text, const std::string& what) {
 
 TEST(CuptiUnavailable, LibcuptiMissing) {
   std::string trace = trace_path("missing");
-  Outcome o = run_injection({{"GPUMEM_CUPTI_LIB", "/nonexistent/libcupti.so.13"},
-                             {"GPUMEM_TRACE", trace}});
+  Outcome o =
+      run_injection({{"GPUMEM_CUPTI_LIB", "/nonexistent/libcupti.so.13"}, {"GPUMEM_TRACE", trace}});
   EXPECT_FALSE(o.crashed);
   EXPECT_EQ(o.exit_code, 0);
   EXPECT_NE(o.err.find("gpumem-cupti: CUPTI unavailable: cannot load libcupti from "
@@ -133,8 +135,8 @@ TEST(CuptiUnavailable, NoDriverDefaultSearch) {
 }
 
 TEST(CuptiUnavailable, TraceOffStartsNothing) {
-  Outcome o = run_injection({{"GPUMEM_CUPTI_LIB", "/nonexistent/libcupti.so.13"},
-                             {"GPUMEM_TRACE", "off"}});
+  Outcome o =
+      run_injection({{"GPUMEM_CUPTI_LIB", "/nonexistent/libcupti.so.13"}, {"GPUMEM_TRACE", "off"}});
   EXPECT_FALSE(o.crashed);
   EXPECT_EQ(o.exit_code, 1);
   EXPECT_EQ(o.err, "");
