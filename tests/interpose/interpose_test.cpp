@@ -81,6 +81,7 @@ class Interpose : public ::testing::Test {
         continue;
       env.push_back(kv);
     }
+    if (bare_env_) return env;  // what a user's shell would have: gpumem run sets the rest
     if (preload) env.push_back(std::string("LD_PRELOAD=") + GPUMEM_PRELOAD_PATH);
     env.push_back(std::string("LD_LIBRARY_PATH=") + GPUMEM_SIMCUDA_DIR);
     env.push_back("GPUMEM_TRACE=" + dir_ + "/t-%p.trace");
@@ -178,6 +179,7 @@ class Interpose : public ::testing::Test {
 
   std::string dir_;
   pid_t last_pid_ = -1;
+  bool bare_env_ = false;
 };
 
 uint64_t sum_bytes(const std::vector<Record>& rs) {
@@ -536,5 +538,29 @@ TEST_F(Interpose, BadSettingsExitWithStatus2AndSayWhy) {
                               "GPUMEM_POOL_SIZE=512MiB", "GPUMEM_LOG=error"});
   EXPECT_EQ(ok.status, 0) << ok.err;
 }
+
+#ifdef GPUMEM_CLI
+TEST_F(Interpose, GpumemRunSetsThePreloadAndReturnsTheExitStatus) {
+  bare_env_ = true;
+  const std::string tmpl = dir_ + "/c-%p.trace";
+  Outcome r = run({GPUMEM_CLI, "run", "--device", "sim", "--trace", tmpl, "--", INTERPOSE_PROG, "runtime"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto files = trace_files();
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_NE(r.err.find("gpumem run: trace: " + files[0]), std::string::npos) << r.err;
+  Trace t = read(files[0]);
+  EXPECT_EQ(t.count(Op::alloc, Api::cudaMalloc), 2u);
+  EXPECT_NE(std::string(t.header.config).find("GPUMEM_TRACE=" + tmpl), std::string::npos);
+  // The program's own exit status comes back, and a bad setting stops it with status 2.
+  Outcome bad = run({GPUMEM_CLI, "run", "--device", "sim", "--", INTERPOSE_PROG, "no-such-subcommand"});
+  EXPECT_EQ(bad.status, 2) << bad.err;
+  Outcome limit = run({GPUMEM_CLI, "run", "--device", "sim", "--limit", "0", "--", INTERPOSE_PROG, "runtime"});
+  EXPECT_EQ(limit.status, 2) << limit.err;
+  EXPECT_NE(limit.err.find("GPUMEM_LIMIT='0'"), std::string::npos) << limit.err;
+  Outcome stacks = run({GPUMEM_CLI, "run", "--device", "sim", "--stacks", "--trace", dir_ + "/s-%p.trace",
+                        "--", INTERPOSE_PROG, "stacks"});
+  ASSERT_EQ(stacks.status, 0) << stacks.err;
+}
+#endif
 
 }  // namespace
