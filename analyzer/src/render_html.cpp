@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include <fmt/format.h>
 
 #include "gpumem/report_assets.h"  // generated from analyzer/html/ at build time
-#include "render_perfetto.h"
 
 namespace gpumem::analyzer {
 
@@ -53,11 +53,34 @@ Json phase_json(const PhasePeak& p, int depth) {
           {"peak_reserved", p.peak_reserved_bytes}, {"depth", depth}};
 }
 
+// Nesting depth of each phase: how many phases begun earlier are still open when it begins.
+// Depth 0 = outermost: those are the timeline's bands; the table indents by depth.
+std::vector<int> phase_depths(const std::vector<PhasePeak>& phases) {
+  std::vector<size_t> order(phases.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (phases[a].start_ns != phases[b].start_ns) return phases[a].start_ns < phases[b].start_ns;
+    return phases[a].end_ns > phases[b].end_ns;
+  });
+  std::vector<int64_t> open_ends;  // a min-heap of the ends of the phases still open
+  std::vector<int> depth(phases.size(), 0);
+  for (size_t i : order) {
+    while (!open_ends.empty() && open_ends.front() <= phases[i].start_ns) {
+      std::pop_heap(open_ends.begin(), open_ends.end(), std::greater<>());
+      open_ends.pop_back();
+    }
+    depth[i] = static_cast<int>(open_ends.size());
+    open_ends.push_back(std::max(phases[i].end_ns, phases[i].start_ns));
+    std::push_heap(open_ends.begin(), open_ends.end(), std::greater<>());
+  }
+  return depth;
+}
+
 Json phases_json(const DeviceReport& d, const HtmlOptions& o, Json* bands) {
-  std::vector<int> tracks = phase_tracks(d.phases);
+  std::vector<int> depth = phase_depths(d.phases);
   *bands = Json::array();
   for (size_t i = 0; i < d.phases.size() && bands->size() < o.max_phase_bands; ++i)
-    if (tracks[i] == 0) bands->push_back(phase_json(d.phases[i], 0));
+    if (depth[i] == 0) bands->push_back(phase_json(d.phases[i], 0));
   std::sort(bands->begin(), bands->end(),
             [](const Json& a, const Json& b) { return a["start"] < b["start"]; });
   // Rows: all phases in time order when they fit, else the largest peaks.
@@ -73,7 +96,7 @@ Json phases_json(const DeviceReport& d, const HtmlOptions& o, Json* bands) {
     return d.phases[a].start_ns < d.phases[b].start_ns;
   });
   Json rows = Json::array();
-  for (size_t i : order) rows.push_back(phase_json(d.phases[i], tracks[i]));
+  for (size_t i : order) rows.push_back(phase_json(d.phases[i], depth[i]));
   return rows;
 }
 

@@ -14,7 +14,14 @@ std::string human(uint64_t bytes) {
   return format_bytes(bytes, buf, sizeof buf);
 }
 
-std::string seconds(int64_t ns) { return fmt::format("{:.3f} s", static_cast<double>(ns) / 1e9); }
+// Trace-relative times in the unit that keeps them readable: 12.345 s, 12.345 ms, 12.345 us.
+std::string seconds(int64_t ns) {
+  double v = static_cast<double>(ns);
+  double a = v < 0 ? -v : v;
+  if (a >= 1e9) return fmt::format("{:.3f} s", v / 1e9);
+  if (a >= 1e6) return fmt::format("{:.3f} ms", v / 1e6);
+  return fmt::format("{:.3f} us", v / 1e3);
+}
 
 std::string percent(double share) { return fmt::format("{:.1f}%", share * 100.0); }
 

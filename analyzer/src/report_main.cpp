@@ -13,6 +13,8 @@
 
 #include "gpumem/analyzer/render_json.h"
 #include "gpumem/analyzer/render_text.h"
+#include "render_html.h"
+#include "render_perfetto.h"
 #ifdef GPUMEM_HAVE_TRACE_READER
 #include "gpumem/trace_reader.h"
 #endif
@@ -128,12 +130,6 @@ bool write_file(const std::string& path, const std::string& text) {
 }  // namespace
 
 int report_main(const ReportOptions& options) {
-  if (!options.html_path.empty() || !options.perfetto_path.empty()) {
-    std::fprintf(stderr,
-                 "gpumem report: --html and --perfetto are not yet implemented; use --json or "
-                 "--text for now\n");
-    return 1;
-  }
   std::vector<std::string> errors;
   std::vector<std::string> files = expand_inputs(options.inputs, &errors);
   AnalysisOptions analysis_options;
@@ -150,11 +146,16 @@ int report_main(const ReportOptions& options) {
   Report report = analysis.finish();
   bool ok = true;
   if (!options.json_path.empty()) ok = write_file(options.json_path, render_json(report)) && ok;
-  bool text = options.text || options.json_path.empty();
+  if (!options.html_path.empty()) ok = write_file(options.html_path, render_html(report)) && ok;
+  if (!options.perfetto_path.empty())
+    ok = write_file(options.perfetto_path, render_perfetto(report)) && ok;
+  bool text = options.text ||
+              (options.json_path.empty() && options.html_path.empty() && options.perfetto_path.empty());
   if (text) {
     // With JSON on stdout, the summary goes to stderr so the JSON stays parseable.
     std::string summary = render_text(report);
-    std::FILE* out = options.json_path == "-" ? stderr : stdout;
+    bool stdout_taken = options.json_path == "-" || options.html_path == "-" || options.perfetto_path == "-";
+    std::FILE* out = stdout_taken ? stderr : stdout;
     std::fwrite(summary.data(), 1, summary.size(), out);
   }
   return ok ? 0 : 1;

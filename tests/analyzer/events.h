@@ -2,6 +2,7 @@
 // the report is known.
 #pragma once
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -119,6 +120,41 @@ class Events {
   }
 
   const std::vector<trace::Record>& records() const { return records_; }
+
+  // The stream as a trace file (header + records); blobs get their continuation slots, as the
+  // writer lays them out.
+  std::string file_bytes(trace::Header header, bool closed = true) const {
+    std::string records;
+    auto put = [&](const trace::Record& r) {
+      records.append(reinterpret_cast<const char*>(&r), sizeof r);
+    };
+    for (size_t i = 0; i < records_.size(); ++i) {
+      trace::Record head = records_[i];
+      if (!payload_index_[i]) {
+        put(head);
+        continue;
+      }
+      const std::string& payload = payloads_[payload_index_[i] - 1];
+      uint64_t slots = (payload.size() + trace::kBlobBytesPerSlot - 1) / trace::kBlobBytesPerSlot;
+      head.address = slots;
+      head.bytes = payload.size();
+      put(head);
+      for (uint64_t s = 0; s < slots; ++s) {
+        trace::Record c{};
+        size_t at = s * trace::kBlobBytesPerSlot;
+        std::memcpy(&c, payload.data() + at, std::min(trace::kBlobBytesPerSlot, payload.size() - at));
+        c.commit = trace::kContinuation;
+        put(c);
+      }
+    }
+    if (closed) {
+      header.flags |= trace::kHeaderClosed;
+      header.end_offset = trace::kHeaderSize + records.size();
+    }
+    std::string bytes(trace::kHeaderSize, '\0');
+    std::memcpy(bytes.data(), &header, sizeof header);
+    return bytes + records;
+  }
 
  private:
   std::vector<trace::Record> records_;

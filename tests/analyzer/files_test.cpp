@@ -34,16 +34,8 @@ class Files : public ::testing::Test {
   // Writes the events as a trace file. Blob records get their continuation slots.
   std::string write(const std::string& name, const Events& e, trace::Header header,
                     bool closed = true) {
-    std::string bytes(trace::kHeaderSize, '\0');
-    std::string records;
-    for (const trace::Record& r : e.records()) records.append(reinterpret_cast<const char*>(&r), 64);
-    if (closed) {
-      header.flags |= trace::kHeaderClosed;
-      header.end_offset = trace::kHeaderSize + records.size();
-    }
-    std::memcpy(bytes.data(), &header, sizeof header);
     std::string path = (dir_ / name).string();
-    std::ofstream(path, std::ios::binary) << bytes << records;
+    std::ofstream(path, std::ios::binary) << e.file_bytes(header, closed);
     return path;
   }
 

@@ -16,8 +16,8 @@ struct ReportOptions {
   std::vector<std::string> inputs;  // trace files and directories (every *.trace inside)
   std::string json_path;            // "" = none, "-" = stdout
   bool text = false;                // print the terminal summary (also when no output is named)
-  std::string html_path;            // not yet implemented
-  std::string perfetto_path;        // not yet implemented
+  std::string html_path;            // "" = none, "-" = stdout: the self-contained HTML page
+  std::string perfetto_path;        // "" = none, "-" = stdout: Trace Event Format JSON
   size_t points = 2000;             // timeline points per device
   bool progress = true;             // progress on stderr, only when it is a terminal
 };
