@@ -31,7 +31,9 @@ json header_json(const tr::Reader& reader) {
   for (int i = 0; i < tr::kMaxDevices; ++i) {
     const tr::DeviceInfo& d = h.devices[i];
     if (d.present == 0) continue;
-    devices.push_back({{"device", i}, {"name", d.name}, {"capacity", d.capacity_bytes},
+    devices.push_back({{"device", i},
+                       {"name", d.name},
+                       {"capacity", d.capacity_bytes},
                        {"limit", d.limit_bytes}});
   }
   return {
@@ -62,19 +64,26 @@ json header_json(const tr::Reader& reader) {
 
 const char* lookup_name(uint16_t flags) {
   switch ((flags & tr::kFlagLookupMask) >> tr::kFlagLookupShift) {
-    case static_cast<uint16_t>(tr::Lookup::direct): return "direct";
-    case static_cast<uint16_t>(tr::Lookup::dlsym): return "dlsym";
-    case static_cast<uint16_t>(tr::Lookup::resolver): return "resolver";
+    case static_cast<uint16_t>(tr::Lookup::direct):
+      return "direct";
+    case static_cast<uint16_t>(tr::Lookup::dlsym):
+      return "dlsym";
+    case static_cast<uint16_t>(tr::Lookup::resolver):
+      return "resolver";
   }
   return "unknown";
 }
 
 const char* anomaly_name(uint64_t kind) {
   switch (static_cast<tr::AnomalyKind>(kind)) {
-    case tr::AnomalyKind::free_unknown: return "free_unknown";
-    case tr::AnomalyKind::double_free: return "double_free";
-    case tr::AnomalyKind::null_out_param: return "null_out_param";
-    case tr::AnomalyKind::none: break;
+    case tr::AnomalyKind::free_unknown:
+      return "free_unknown";
+    case tr::AnomalyKind::double_free:
+      return "double_free";
+    case tr::AnomalyKind::null_out_param:
+      return "null_out_param";
+    case tr::AnomalyKind::none:
+      break;
   }
   return "unknown";
 }

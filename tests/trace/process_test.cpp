@@ -55,9 +55,8 @@ TEST(TraceCrash, SigkillLosesNoAppendThatReturned) {
   for (int round = 0; round < rounds; ++round) {
     ScratchDir dir;
     const std::string path = dir.file("killed.trace");
-    auto* counter = static_cast<SharedCounter*>(mmap(nullptr, sizeof(SharedCounter),
-                                                     PROT_READ | PROT_WRITE,
-                                                     MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    auto* counter = static_cast<SharedCounter*>(mmap(
+        nullptr, sizeof(SharedCounter), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
     ASSERT_NE(counter, MAP_FAILED);
     new (counter) SharedCounter;
     // Up to ~300k records: the file grows several times on the way, so a kill may land while

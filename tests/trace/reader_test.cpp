@@ -107,8 +107,9 @@ TEST(TraceReader, DamagedSizesAreRefused) {
   const uint32_t record_size = 48;
   std::memcpy(bytes.data() + offsetof(trace::Header, record_size), &record_size, 4);
   write_file(dir.file("sizes.trace"), bytes);
-  EXPECT_NE(open_error(dir.file("sizes.trace")).find("damaged header (header_size 65536, record_size 48"),
-            std::string::npos);
+  EXPECT_NE(
+      open_error(dir.file("sizes.trace")).find("damaged header (header_size 65536, record_size 48"),
+      std::string::npos);
 }
 
 TEST(TraceReader, HeaderCutShortIsRefused) {
@@ -278,8 +279,9 @@ TEST(TraceReader, RandomByteFlipsNeverCrash) {
     std::vector<uint64_t> where;
     for (int i = 0; i < flips; ++i) {
       // Mostly records; sometimes the part of the header the reader interprets.
-      const uint64_t at = rng() % 4 == 0 ? rng() % sizeof(trace::Header)
-                                         : trace::kHeaderSize + rng() % (bytes.size() - trace::kHeaderSize);
+      const uint64_t at = rng() % 4 == 0
+                              ? rng() % sizeof(trace::Header)
+                              : trace::kHeaderSize + rng() % (bytes.size() - trace::kHeaderSize);
       const char flipped = static_cast<char>(bytes[at] ^ static_cast<char>(1 + rng() % 255));
       ASSERT_EQ(pwrite(fd, &flipped, 1, static_cast<off_t>(at)), 1);
       where.push_back(at);
@@ -335,8 +337,8 @@ TEST(TraceReader, MemoryStaysBoundedOnLargeTrace) {
   ASSERT_EQ(pclose(p), 0);
   ASSERT_EQ(fields, 3);
   EXPECT_EQ(records, kRecords);
-  EXPECT_LT(after_kib - before_kib, 64ull * 1024) << "peak RSS grew by " << after_kib - before_kib
-                                                   << " KiB reading a 128 MiB trace";
+  EXPECT_LT(after_kib - before_kib, 64ull * 1024)
+      << "peak RSS grew by " << after_kib - before_kib << " KiB reading a 128 MiB trace";
 }
 
 }  // namespace

@@ -14,8 +14,8 @@
 namespace gpumem::trace {
 namespace {
 
-constexpr size_t kBufferBytes = 1 << 20;       // multiple of kRecordSize
-constexpr uint64_t kMaxBlobSlots = 1 << 16;    // 3.9 MB payload; the writer never comes close
+constexpr size_t kBufferBytes = 1 << 20;     // multiple of kRecordSize
+constexpr uint64_t kMaxBlobSlots = 1 << 16;  // 3.9 MB payload; the writer never comes close
 
 bool is_blob(uint16_t op) {
   return op == static_cast<uint16_t>(Op::string) || op == static_cast<uint16_t>(Op::stack);
@@ -47,8 +47,11 @@ ssize_t read_at(int fd, char* dst, size_t len, uint64_t offset) {
 class FileReader final : public Reader {
  public:
   FileReader(int fd, std::string path, uint64_t size, std::unique_ptr<Header> header)
-      : fd_(fd), path_(std::move(path)), file_size_(size), header_(std::move(header)),
-        buffer_(kBufferBytes) {
+      : fd_(fd),
+        path_(std::move(path)),
+        file_size_(size),
+        header_(std::move(header)),
+        buffer_(new char[kBufferBytes]) {  // not zeroed: only bytes read are used
     find_data_end();
     rewind();
   }
@@ -147,7 +150,7 @@ class FileReader final : public Reader {
   bool copy_slot(uint64_t offset, Record* out) {
     if (offset < buffer_offset_ || offset + kRecordSize > buffer_offset_ + buffer_len_) {
       const uint64_t want = std::min<uint64_t>(kBufferBytes, data_end_ - offset);
-      const ssize_t got = read_at(fd_, buffer_.data(), want, offset);
+      const ssize_t got = read_at(fd_, buffer_.get(), want, offset);
       buffer_offset_ = offset;
       buffer_len_ = got < 0 ? 0 : static_cast<uint64_t>(got);
       if (buffer_len_ < want) {  // the file shrank under us or cannot be read: stop there
@@ -158,7 +161,7 @@ class FileReader final : public Reader {
       }
       if (offset + kRecordSize > buffer_offset_ + buffer_len_) return false;
     }
-    std::memcpy(out, buffer_.data() + (offset - buffer_offset_), kRecordSize);
+    std::memcpy(out, buffer_.get() + (offset - buffer_offset_), kRecordSize);
     return true;
   }
 
@@ -189,7 +192,7 @@ class FileReader final : public Reader {
   uint64_t data_end_ = kHeaderSize;        // records lie in [kHeaderSize, data_end_)
   uint64_t pos_ = kHeaderSize;
   uint64_t pending_zero_slots_ = 0;
-  std::vector<char> buffer_;
+  std::unique_ptr<char[]> buffer_;
   uint64_t buffer_offset_ = 0;  // file offset of buffer_[0]
   uint64_t buffer_len_ = 0;
   std::string payload_;
@@ -232,19 +235,18 @@ std::unique_ptr<Reader> Reader::open(const std::string& path, std::string* error
     return fail(quoted + " ends inside its header (" + std::to_string(size) +
                 " bytes): the file was cut short and holds no records");
   if (header->version != kVersion)
-    return fail(quoted + " was written by trace format version " +
-                std::to_string(header->version) + "; this reader reads version " +
-                std::to_string(kVersion) + ": upgrade gpumem" +
+    return fail(quoted + " was written by trace format version " + std::to_string(header->version) +
+                "; this reader reads version " + std::to_string(kVersion) + ": upgrade gpumem" +
                 (header->version < kVersion ? " (or use the gpumem that wrote it)" : ""));
   if (header->header_size != kHeaderSize || header->record_size != kRecordSize)
     return fail(quoted + " has a damaged header (header_size " +
                 std::to_string(header->header_size) + ", record_size " +
-                std::to_string(header->record_size) + "; expected " +
-                std::to_string(kHeaderSize) + " and " + std::to_string(kRecordSize) +
-                "): the file cannot be read");
+                std::to_string(header->record_size) + "; expected " + std::to_string(kHeaderSize) +
+                " and " + std::to_string(kRecordSize) + "): the file cannot be read");
   if (size < kHeaderSize)
     return fail(quoted + " ends inside its header (" + std::to_string(size) + " of " +
-                std::to_string(kHeaderSize) + " bytes): the file was cut short and holds no records");
+                std::to_string(kHeaderSize) +
+                " bytes): the file was cut short and holds no records");
 
   // Strings and counts come from the file: make them safe to use as C strings and indexes.
   if (header->device_count > static_cast<uint32_t>(kMaxDevices)) header->device_count = kMaxDevices;

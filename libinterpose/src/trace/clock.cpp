@@ -15,8 +15,11 @@ namespace {
 __attribute__((tls_model("initial-exec"))) thread_local uint32_t cached_tid = 0;
 
 // The thread that calls fork() lives on in the child with a new kernel id: forget the old one.
-void forget_tid_in_child() { cached_tid = 0; }
-[[maybe_unused]] const int atfork_registered = pthread_atfork(nullptr, nullptr, forget_tid_in_child);
+void forget_tid_in_child() {
+  cached_tid = 0;
+}
+[[maybe_unused]] const int atfork_registered =
+    pthread_atfork(nullptr, nullptr, forget_tid_in_child);
 
 }  // namespace
 

@@ -63,8 +63,7 @@ size_t TraceWriter::write_symbols() {
     if (r->op == static_cast<uint16_t>(trace::Op::symbol)) done.insert(r->address);
     if (r->op != static_cast<uint16_t>(trace::Op::stack)) continue;
     const uint64_t slots = r->address;
-    if (r->bytes > slots * trace::kBlobBytesPerSlot ||
-        off + (1 + slots) * trace::kRecordSize > end)
+    if (r->bytes > slots * trace::kBlobBytesPerSlot || off + (1 + slots) * trace::kRecordSize > end)
       continue;
     std::vector<char> payload(slots * trace::kBlobBytesPerSlot);
     for (uint64_t i = 0; i < slots; ++i)

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <new>
 
 namespace gpumem {
 namespace {
@@ -38,7 +39,8 @@ uint64_t realtime_ns() {
 // Extends fd to `bytes`, reserving the blocks so that a page written through the mapping later
 // cannot fail for lack of disk space (that would be SIGBUS in the writer).
 bool extend_file(int fd, uint64_t from, uint64_t bytes) {
-  if (fallocate(fd, 0, static_cast<off_t>(from), static_cast<off_t>(bytes - from)) == 0) return true;
+  if (fallocate(fd, 0, static_cast<off_t>(from), static_cast<off_t>(bytes - from)) == 0)
+    return true;
   if (errno != EOPNOTSUPP && errno != ENOSYS) return false;
   return ftruncate(fd, static_cast<off_t>(bytes)) == 0;
 }
@@ -76,12 +78,14 @@ bool TraceWriter::open(const char* path, const Header& header, char* err, size_t
   int fd = ::open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) {
     if (errno == ELOOP)
-      return fail("gpumem: trace path '%s' is a symbolic link; refusing to write through it "
-                  "(it could point anywhere): remove it or choose another GPUMEM_TRACE path",
-                  path);
-    return fail("gpumem: cannot create trace file '%s': %s; choose a writable GPUMEM_TRACE path "
-                "(or GPUMEM_TRACE=off)",
-                path, std::strerror(errno));
+      return fail(
+          "gpumem: trace path '%s' is a symbolic link; refusing to write through it "
+          "(it could point anywhere): remove it or choose another GPUMEM_TRACE path",
+          path);
+    return fail(
+        "gpumem: cannot create trace file '%s': %s; choose a writable GPUMEM_TRACE path "
+        "(or GPUMEM_TRACE=off)",
+        path, std::strerror(errno));
   }
   auto fail_closing = [&](const char* fmt, auto... args) {
     ::close(fd);
@@ -91,23 +95,27 @@ bool TraceWriter::open(const char* path, const Header& header, char* err, size_t
   if (fstat(fd, &st) != 0)
     return fail_closing("gpumem: cannot stat trace file '%s': %s", path, std::strerror(errno));
   if (!S_ISREG(st.st_mode))
-    return fail_closing("gpumem: trace path '%s' exists and is not a regular file; refusing to "
-                        "write there: remove it or choose another GPUMEM_TRACE path",
-                        path);
+    return fail_closing(
+        "gpumem: trace path '%s' exists and is not a regular file; refusing to "
+        "write there: remove it or choose another GPUMEM_TRACE path",
+        path);
   if (st.st_uid != geteuid())
-    return fail_closing("gpumem: trace path '%s' belongs to another user (uid %u); refusing to "
-                        "overwrite it: remove it or choose another GPUMEM_TRACE path",
-                        path, static_cast<unsigned>(st.st_uid));
+    return fail_closing(
+        "gpumem: trace path '%s' belongs to another user (uid %u); refusing to "
+        "overwrite it: remove it or choose another GPUMEM_TRACE path",
+        path, static_cast<unsigned>(st.st_uid));
   if (st.st_nlink > 1)
-    return fail_closing("gpumem: trace path '%s' has other hard links; refusing to overwrite the "
-                        "file they share: remove it or choose another GPUMEM_TRACE path",
-                        path);
+    return fail_closing(
+        "gpumem: trace path '%s' has other hard links; refusing to overwrite the "
+        "file they share: remove it or choose another GPUMEM_TRACE path",
+        path);
   if ((st.st_mode & 07777) != 0600) fchmod(fd, 0600);  // an older file of ours: tighten it
   const uint64_t initial = trace::kHeaderSize + kFirstGrowth;
   if (ftruncate(fd, 0) != 0 || !extend_file(fd, 0, initial))
-    return fail_closing("gpumem: cannot size trace file '%s': %s; free disk space or choose "
-                        "another GPUMEM_TRACE path",
-                        path, std::strerror(errno));
+    return fail_closing(
+        "gpumem: cannot size trace file '%s': %s; free disk space or choose "
+        "another GPUMEM_TRACE path",
+        path, std::strerror(errno));
 
   // Reserve a large virtual range once, so the file can grow without ever moving the mapping.
   void* map = MAP_FAILED;
@@ -117,9 +125,10 @@ bool TraceWriter::open(const char* path, const Header& header, char* err, size_t
     if (map != MAP_FAILED) break;
   }
   if (map == MAP_FAILED)
-    return fail_closing("gpumem: cannot map trace file '%s': %s; raise the address-space limit "
-                        "(ulimit -v) or set GPUMEM_TRACE=off",
-                        path, std::strerror(errno));
+    return fail_closing(
+        "gpumem: cannot map trace file '%s': %s; raise the address-space limit "
+        "(ulimit -v) or set GPUMEM_TRACE=off",
+        path, std::strerror(errno));
 
   // Dedup tables: anonymous memory, so the hot path never calls malloc. A new file needs empty
   // tables (ids from an earlier file, e.g. a forked parent's, mean nothing here).
@@ -301,6 +310,10 @@ void TraceWriter::close() {
 }
 
 void TraceWriter::abandon() {
+  // Only the forking thread lives on in the child: a mutex another thread held at fork() would
+  // stay locked forever, so start with fresh ones.
+  new (&grow_mutex_) std::mutex();
+  new (&strings_mutex_) std::mutex();
   char* base = base_.exchange(nullptr, std::memory_order_acq_rel);
   if (base != nullptr) munmap(base, mapped_bytes_);
   if (fd_ >= 0) ::close(fd_);

@@ -20,8 +20,8 @@
 
 namespace gpumem {
 
-uint64_t monotonic_ns();   // CLOCK_MONOTONIC in ns
-uint32_t current_tid();    // gettid(), cached per thread (reset in a forked child)
+uint64_t monotonic_ns();  // CLOCK_MONOTONIC in ns
+uint32_t current_tid();   // gettid(), cached per thread (reset in a forked child)
 
 class TraceWriter {
  public:
@@ -77,8 +77,8 @@ class TraceWriter {
 
   static constexpr size_t kMaxStringBytes = 65536;
   static constexpr int kMaxStackDepth = 256;
-  static constexpr size_t kStringTableSize = 4096;   // distinct strings deduplicated
-  static constexpr size_t kStackTableSize = 65536;   // distinct stacks deduplicated
+  static constexpr size_t kStringTableSize = 4096;  // distinct strings deduplicated
+  static constexpr size_t kStackTableSize = 65536;  // distinct stacks deduplicated
 
  private:
   struct StringSlot {  // guarded by strings_mutex_
@@ -99,14 +99,14 @@ class TraceWriter {
 
   std::atomic<char*> base_{nullptr};  // mapping of the whole reserved virtual range
   int fd_ = -1;
-  uint64_t mapped_bytes_ = 0;     // virtual size reserved for the mapping
+  uint64_t mapped_bytes_ = 0;                         // virtual size reserved for the mapping
   std::atomic<uint64_t> cursor_{trace::kHeaderSize};  // next free byte
   std::atomic<uint64_t> file_bytes_{0};               // current file size (valid to touch below it)
   std::atomic<uint64_t> dropped_{0};
   std::atomic<bool> closing_{false};
   uint64_t end_at_close_ = 0;
-  std::mutex grow_mutex_;         // file extension only
-  std::mutex strings_mutex_;      // intern_string and set_device
+  std::mutex grow_mutex_;     // file extension only
+  std::mutex strings_mutex_;  // intern_string and set_device
   std::atomic<uint64_t> next_string_id_{1};
   std::atomic<uint32_t> next_stack_id_{1};
   StringSlot* strings_ = nullptr;  // kStringTableSize entries, anonymous mapping made by open()
