@@ -1,0 +1,80 @@
+// Events per second of the analysis: a generated alloc/free stream (4096 live slots, addresses
+// reused, 64 call sites) fed straight to gpumem::analyzer::Analysis, then the JSON rendered.
+// Reading the file is the trace reader's own benchmark; this measures the model.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "gpumem/analyzer/analysis.h"
+#include "gpumem/analyzer/render_json.h"
+
+namespace {
+
+using gpumem::trace::Event;
+using gpumem::trace::Op;
+
+std::vector<Event> generate(size_t n, bool pooled) {
+  std::mt19937_64 rng(1);
+  std::vector<Event> events(n);
+  std::vector<uint64_t> live(4096, 0);
+  const uint64_t base = 0x7f0000000000ull;
+  for (size_t i = 0; i < n; ++i) {
+    gpumem::trace::Record& r = events[i].rec;
+    r = {};
+    size_t slot = rng() % live.size();
+    r.t_ns = 1'000'000'000ull + i * 100;
+    r.address = base + slot * (1 << 20);
+    r.commit = gpumem::trace::kCommitted;
+    if (live[slot]) {
+      r.op = static_cast<uint16_t>(Op::free);
+      live[slot] = 0;
+    } else {
+      r.op = static_cast<uint16_t>(Op::alloc);
+      r.bytes = 1 + rng() % (1 << 20);
+      r.site = static_cast<uint32_t>(rng() % 64);
+      if (pooled) r.flags = gpumem::trace::kFlagPooled;
+      live[slot] = r.bytes;
+    }
+  }
+  if (pooled) {  // one segment covering every slot, first
+    Event seg{};
+    seg.rec.op = static_cast<uint16_t>(Op::segment_reserve);
+    seg.rec.t_ns = 1'000'000'000ull;
+    seg.rec.address = base;
+    seg.rec.bytes = live.size() << 20;
+    events.insert(events.begin(), seg);
+  }
+  return events;
+}
+
+gpumem::trace::Header& header() {
+  static gpumem::trace::Header h{};
+  h.clock_base_ns = 1'000'000'000ull;
+  return h;
+}
+
+void run(benchmark::State& state, bool pooled) {
+  const auto events = generate(static_cast<size_t>(state.range(0)), pooled);
+  for (auto _ : state) {
+    gpumem::analyzer::Analysis a;
+    a.begin_trace(header(), "bench.trace");
+    for (const Event& e : events) a.feed(e);
+    a.end_trace({});
+    auto report = a.finish();
+    benchmark::DoNotOptimize(gpumem::analyzer::render_json(report).size());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(events.size()));
+  state.counters["events_per_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * events.size()), benchmark::Counter::kIsRate);
+}
+
+void BM_AnalyzeNoPool(benchmark::State& state) { run(state, false); }
+void BM_AnalyzePooled(benchmark::State& state) { run(state, true); }
+
+BENCHMARK(BM_AnalyzeNoPool)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AnalyzePooled)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
