@@ -12,9 +12,10 @@ void register_report(CLI::App& app, std::function<int()>* run) {
       ->required();
   cmd->add_option("--json", options->json_path, "write the JSON report (gpumem.report/1); - = stdout");
   cmd->add_flag("--text", options->text, "print the terminal summary (default when no output named)");
-  cmd->add_option("--html", options->html_path, "write the HTML report (not yet implemented)");
+  cmd->add_option("--html", options->html_path,
+                  "write the self-contained HTML report (opens offline in any browser)");
   cmd->add_option("--perfetto", options->perfetto_path,
-                  "write a Perfetto trace (not yet implemented)");
+                  "write a Trace Event Format JSON file for ui.perfetto.dev");
   cmd->add_option("--points", options->points, "timeline points per device (max-box filter)")
       ->check(CLI::Range(size_t{1}, size_t{1000000}));
   cmd->callback([run, options] {

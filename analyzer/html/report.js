@@ -62,7 +62,10 @@
     clear(table);
     const head = el("thead");
     const tr = el("tr");
-    for (const c of columns) tr.appendChild(el("th", c.num ? { class: "num" } : {}, c.title));
+    for (const c of columns) {
+      const cls = [c.num ? "num" : "", c.cls || ""].filter(Boolean).join(" ");
+      tr.appendChild(el("th", cls ? { class: cls } : {}, c.title));
+    }
     head.appendChild(tr);
     table.appendChild(head);
     const body = el("tbody");
@@ -379,7 +382,7 @@
     const max = Math.max(...buckets.map((b) => b.count), 1);
     const bw = (W - m.l - m.r) / buckets.length;
     const y = linear(0, max, H - m.b, m.t);
-    for (const v of ticks(0, max, 4)) {
+    for (const v of ticks(0, max, Math.min(4, max))) {  // counts: whole numbers only
       svg.appendChild(svgEl("line", { class: "gridline", x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }));
       svg.appendChild(svgEl("text", { x: m.l - 6, y: y(v) + 4, "text-anchor": "end" }, fmtCount(v)));
     }
@@ -526,8 +529,8 @@
     box.appendChild(card("card-utilization", "Utilization", u === null ? "n/a" : fmtPct(u),
       "waste at peak " + fmtBytes(d.frag.waste_at_peak),
       "peak allocated / peak reserved (GMLake); waste at peak = reserved − allocated at the peak instant (PyTorch)"));
-    box.appendChild(card("card-fragmentation", "Fragmentation at peak", fmtPct(d.frag.at_peak),
-      "max " + fmtPct(d.frag.max) + " at " + fmtTime(d.frag.max_t),
+    box.appendChild(card("card-fragmentation", "Fragmentation", fmtPct(d.frag.at_peak),
+      "at the peak; max " + fmtPct(d.frag.max) + " at " + fmtTime(d.frag.max_t),
       "1 − largest free block / total free, inside reserved segments, at the peak-allocated instant (TensorFlow BFC)"));
     box.appendChild(card("card-leaks", "Leaks", fmtBytes(d.final.leaked_bytes),
       plural(d.final.leaked_allocations, "allocation") + " live at exit",
@@ -602,7 +605,7 @@
       { title: "start", num: true, cell: (p) => fmtTime(p.start) },
       { title: "duration", num: true, cell: (p) => fmtTime(p.end - p.start) },
       { title: "peak allocated", num: true, cell: (p) => fmtBytes(p.peak) },
-      { title: "", cell: (p) => {
+      { title: "", cls: "bar-col", cell: (p) => {
           const bar = el("div", { class: "inline-bar" });
           bar.style.width = ((p.peak / max) * 100).toFixed(1) + "%";
           return bar;
@@ -629,7 +632,7 @@
       { title: "device", num: true, cell: (a) => (a.device >= 0 ? a.device : "") },
       { title: "bytes", num: true, cell: (a) => (a.bytes ? fmtBytes(a.bytes) : "") },
       { title: "in use then", num: true, cell: (a) => (a.in_use === null ? "" : fmtBytes(a.in_use)) },
-      { title: "address", cell: (a) => el("code", {}, a.address) },
+      { title: "address", cell: (a) => (a.address === "0x0" ? "" : el("code", {}, a.address)) },
       { title: "site", num: true, cell: (a) => (a.site ? a.site : "") },
     ], rows, "no anomalies");
   }

@@ -1,0 +1,262 @@
+// The HTML page: self-contained, escaped, and (in a real headless browser) drawn without errors
+// with the exact numbers of the hand-built sample trace (sample.h).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "browser.h"
+#include "render_html.h"
+#include "sample.h"
+
+namespace gpumem::analyzer {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace gpumem::analyzer::testing;
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// The text of the first element after `anchor` that starts with `open` (up to the next '<').
+std::string text_after(const std::string& dom, const std::string& anchor, const std::string& open) {
+  size_t a = dom.find(anchor);
+  if (a == std::string::npos) return "<anchor " + anchor + " not found>";
+  size_t o = dom.find(open, a);
+  if (o == std::string::npos) return "<" + open + " not found>";
+  o += open.size();
+  return dom.substr(o, dom.find('<', o) - o);
+}
+
+// The serialized element with this id, up to its closing tag (tables and svgs here never nest
+// another element of their own kind).
+std::string element(const std::string& dom, const std::string& tag, const std::string& id) {
+  size_t a = dom.find("<" + tag + " id=\"" + id + "\"");
+  if (a == std::string::npos) return "";
+  size_t b = dom.find("</" + tag + ">", a);
+  return dom.substr(a, b == std::string::npos ? std::string::npos : b - a);
+}
+
+TEST(Sample, ModelHoldsTheNumbersThePageShows) {
+  Report r = sample_report();
+  ASSERT_EQ(r.devices.size(), 1u);
+  const DeviceReport& d = r.devices[0];
+  EXPECT_EQ(d.peak.allocated_bytes, 576 * kMiB);
+  EXPECT_EQ(d.peak.time_ns, 10 * kMs);
+  EXPECT_EQ(d.peak.phase.value_or(""), "step 2");
+  EXPECT_EQ(d.peak.reserved_bytes, 768 * kMiB);
+  EXPECT_EQ(d.limit_bytes, 1ull << 30);
+  EXPECT_DOUBLE_EQ(*d.fragmentation.utilization, 0.75);
+  EXPECT_NEAR(d.fragmentation.external_at_peak, 1.0 / 3.0, 1e-12);
+  EXPECT_EQ(d.final.leaked_bytes, 64 * kMiB);
+  EXPECT_EQ(d.final.leaked_allocations, 1u);
+  EXPECT_EQ(d.counts.alloc_failed, 1u);
+  ASSERT_EQ(d.phases.size(), 3u);
+  EXPECT_EQ(r.traces[0].last_ns - r.traces[0].first_ns, 16 * kMs);
+}
+
+TEST(Escaping, HtmlEscapeCoversTextAndAttributes) {
+  EXPECT_EQ(html_escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+  EXPECT_EQ(html_escape("plain text"), "plain text");
+}
+
+TEST(Escaping, JsonForScriptCannotCloseTheScriptAndRoundTrips) {
+  nlohmann::json v = {{"s", std::string("</script><!-- & \xE2\x80\xA8 \xE2\x80\xA9 >")}};
+  std::string text = json_for_script(v);
+  EXPECT_EQ(text, "{\"s\":\"\\u003c/script\\u003e\\u003c!-- \\u0026 \\u2028 \\u2029 \\u003e\"}");
+  EXPECT_EQ(nlohmann::json::parse(text), v);
+  // Invalid UTF-8 from a trace is replaced, never thrown on.
+  EXPECT_NO_THROW(json_for_script({{"s", std::string("bad \xFF\xFE bytes")}}));
+}
+
+TEST(Page, IsOneSelfContainedFile) {
+  std::string html = render_html(sample_report());
+  EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
+  EXPECT_EQ(count(html, "<script"), 2u);  // the data block and the inline JS
+  EXPECT_EQ(count(html, "<style>"), 1u);
+  EXPECT_EQ(count(html, "<link"), 0u);
+  EXPECT_EQ(count(html, " src="), 0u);
+  // The only URL is the SVG namespace name, which browsers never fetch.
+  std::regex url("https?://[^\"' )]*");
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), url); it != std::sregex_iterator();
+       ++it)
+    EXPECT_EQ(it->str(), "http://www.w3.org/2000/svg");
+  EXPECT_EQ(count(html, "{{"), 0u) << "a template slot was left unfilled";
+}
+
+TEST(Page, TraceStringsAreEscapedInTheSource) {
+  std::string html = render_html(sample_report(/*evil=*/true));
+  EXPECT_EQ(count(html, kEvilMarker), 0u);
+  EXPECT_EQ(count(html, "<img"), 0u);
+  EXPECT_EQ(count(html, "<script"), 2u);
+  EXPECT_NE(html.find("\\u003cscript\\u003ealert(1)\\u003c/script\\u003e"), std::string::npos);
+  EXPECT_NE(html.find("--tag &quot;&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;&quot; "
+                      "--note &#39;a &amp; b&#39;"),
+            std::string::npos);
+}
+
+class Browser : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (chromium_path().empty())
+      GTEST_SKIP() << "no chromium at /usr/bin/chromium (scripts/setup installs Debian's "
+                      "chromium; or set GPUMEM_CHROMIUM)";
+    dir_ = fs::path(REPORT_HTML_BUILD_DIR) / "browser" /
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+
+  std::string write_page(const Report& r, const std::string& name) {
+    std::string path = (dir_ / name).string();
+    std::ofstream(path, std::ios::binary) << render_html(r);
+    return path;
+  }
+
+  // Loads the page and fails the test on any script error.
+  std::string dom_of(const std::string& page) {
+    BrowserRun run = run_chromium(page, "--dump-dom", dir_);
+    EXPECT_EQ(run.status, 0) << run.stderr_text;
+    EXPECT_EQ(run.stderr_text.find("Uncaught"), std::string::npos) << run.stderr_text;
+    EXPECT_NE(run.dom.find("<div id=\"errors\" role=\"alert\"></div>"), std::string::npos)
+        << "the page reported errors:\n"
+        << text_after(run.dom, "id=\"errors\"", ">");
+    EXPECT_NE(run.dom.find("data-rendered=\"true\""), std::string::npos) << "scripts did not finish";
+    return run.dom;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(Browser, DrawsTheTimelineCardsAndTablesWithTheExactNumbers) {
+  std::string dom = dom_of(write_page(sample_report(), "report.html"));
+
+  std::string svg = element(dom, "svg", "timeline-svg");
+  ASSERT_FALSE(svg.empty()) << "no timeline chart";
+  for (const char* id : {"allocated-line", "reserved-line", "frag-line", "limit-line", "peak-dot"})
+    EXPECT_NE(svg.find(std::string("id=\"") + id + "\""), std::string::npos) << id;
+  EXPECT_EQ(count(svg, "class=\"fail-mark\""), 1u);
+  EXPECT_EQ(count(svg, "class=\"band\"") + count(svg, "class=\"band odd\""), 1u);  // the epoch
+  EXPECT_NE(svg.find(">epoch 0</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">peak 576.00 MiB</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">limit 1.00 GiB</text>"), std::string::npos);
+
+  auto value = [&](const char* id) { return text_after(dom, std::string("id=\"") + id + "\"", "class=\"value\">"); };
+  auto detail = [&](const char* id) { return text_after(dom, std::string("id=\"") + id + "\"", "class=\"detail\">"); };
+  EXPECT_EQ(value("card-peak-allocated"), "576.00 MiB");
+  EXPECT_EQ(detail("card-peak-allocated"), "at 10.00 ms in step 2");
+  EXPECT_EQ(value("card-peak-reserved"), "768.00 MiB");
+  EXPECT_EQ(value("card-capacity"), "1.00 GiB");
+  EXPECT_EQ(detail("card-capacity"), "capacity 16.00 GiB; peak reserved = 75.0%");
+  EXPECT_EQ(value("card-utilization"), "75.0%");
+  EXPECT_EQ(detail("card-utilization"), "waste at peak 192.00 MiB");
+  EXPECT_EQ(value("card-fragmentation"), "33.3%");
+  EXPECT_EQ(value("card-leaks"), "64.00 MiB");
+  EXPECT_EQ(detail("card-leaks"), "1 allocation live at exit");
+  EXPECT_EQ(value("card-failed"), "1");
+  // Each headline number carries its formula.
+  EXPECT_NE(dom.find("1 − largest free block / total free"), std::string::npos);
+  EXPECT_NE(dom.find("peak allocated / peak reserved"), std::string::npos);
+
+  EXPECT_NE(dom.find(">python train.py --epochs 1 --batch 64</h1>"), std::string::npos);
+  EXPECT_EQ(text_after(dom, "data-key=\"duration\"", "<b>"), "16.00 ms");
+
+  // Live at the peak, by call site: site 1 = C + D, site 2 = B.
+  std::string live = element(dom, "table", "live-table");
+  EXPECT_NE(live.find("<td><div class=\"frames\">forward (libtrain.so+0x1a2b)"), std::string::npos);
+  EXPECT_NE(live.find("<td class=\"num\">2</td><td class=\"num\">320.00 MiB</td>"
+                      "<td class=\"num\">55.6%</td>"),
+            std::string::npos) << live;
+  EXPECT_NE(live.find("<td><div class=\"frames\">optimizer_init (libtrain.so+0x3300)"), std::string::npos);
+  EXPECT_NE(live.find("<td class=\"num\">1</td><td class=\"num\">256.00 MiB</td>"
+                      "<td class=\"num\">44.4%</td>"),
+            std::string::npos);
+  EXPECT_NE(live.find("<td>total</td><td class=\"num\">3</td><td class=\"num\">576.00 MiB</td>"),
+            std::string::npos);
+  EXPECT_FALSE(element(dom, "svg", "live-svg").empty());
+
+  std::string hist = element(dom, "table", "hist-table");
+  EXPECT_NE(hist.find("<td>256.00 MiB – 512.00 MiB</td><td class=\"num\">2</td>"
+                      "<td class=\"num\">512.00 MiB</td><td class=\"num\">50.0%</td>"),
+            std::string::npos) << hist;
+  EXPECT_FALSE(element(dom, "svg", "hist-svg").empty());
+
+  std::string phases = element(dom, "table", "phase-table");
+  EXPECT_EQ(count(phases, "<tr>"), 4u);  // header + 3 phases
+  EXPECT_NE(phases.find("step 2</span></td><td class=\"num\">8.00 ms</td><td class=\"num\">5.00 "
+                        "ms</td><td class=\"num\">576.00 MiB</td>"),
+            std::string::npos) << phases;
+  EXPECT_NE(phases.find("epoch 0</span></td><td class=\"num\">0 ns</td><td class=\"num\">15.00 "
+                        "ms</td><td class=\"num\">576.00 MiB</td>"),
+            std::string::npos);
+
+  std::string leaks = element(dom, "table", "leak-table");
+  EXPECT_NE(leaks.find("<td class=\"num\">1</td><td class=\"num\">64.00 MiB</td>"),
+            std::string::npos) << leaks;
+
+  std::string anomalies = element(dom, "table", "anomaly-table");
+  EXPECT_NE(anomalies.find(">alloc_failed</span></td><td class=\"num\">11.00 ms</td><td "
+                           "class=\"num\">0</td><td class=\"num\">1.00 GiB</td><td "
+                           "class=\"num\">576.00 MiB</td>"),
+            std::string::npos) << anomalies;
+  // One process: no rank comparison.
+  EXPECT_NE(dom.find("id=\"ranks-panel\" hidden"), std::string::npos);
+}
+
+TEST_F(Browser, TraceStringsShowAsTextAndInjectNothing) {
+  std::string dom = dom_of(write_page(sample_report(/*evil=*/true), "evil.html"));
+  EXPECT_EQ(count(dom, "<img"), 0u);
+  EXPECT_EQ(count(dom, "<script"), 2u);
+  std::string phases = element(dom, "table", "phase-table");
+  EXPECT_NE(phases.find("&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos) << phases;
+  EXPECT_NE(text_after(dom, "id=\"card-peak-allocated\"", "class=\"detail\">")
+                .find("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            std::string::npos);
+  EXPECT_NE(dom.find("<h1 id=\"command\" title=\"command line of the traced program\">python "
+                     "train.py --tag \"&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;\" "
+                     "--note 'a &amp; b'</h1>"),
+            std::string::npos);
+}
+
+TEST_F(Browser, ComparesRanksWhenThereAreSeveralProcesses) {
+  Analysis a;
+  for (int rank = 0; rank < 2; ++rank) {
+    Events e;
+    e.alloc(1 * kMs, 0x1000, (rank + 1) * 100 * kMiB).free(2 * kMs, 0x1000);
+    a.begin_trace(make_header(500 + static_cast<uint32_t>(rank), rank), "rank.trace");
+    e.feed(a);
+    a.end_trace(trace::ReadStats{});
+  }
+  std::string dom = dom_of(write_page(a.finish(), "ranks.html"));
+  EXPECT_EQ(dom.find("id=\"ranks-panel\" hidden"), std::string::npos);
+  std::string ranks = element(dom, "table", "rank-table");
+  EXPECT_NE(ranks.find("<td>rank 0 · GPU 0</td><td>testhost</td><td class=\"num\">100.00 MiB</td>"),
+            std::string::npos) << ranks;
+  EXPECT_NE(ranks.find("<td>rank 1 · GPU 0</td><td>testhost</td><td class=\"num\">200.00 MiB</td>"),
+            std::string::npos);
+  EXPECT_FALSE(element(dom, "svg", "ranks-svg").empty());
+  // The page opens on the device with the largest peak.
+  EXPECT_EQ(text_after(dom, "id=\"card-peak-allocated\"", "class=\"value\">"), "200.00 MiB");
+}
+
+TEST_F(Browser, SavesAScreenshot) {
+  std::string page = write_page(sample_report(), "report.html");
+  fs::path png = fs::path(REPORT_HTML_BUILD_DIR) / "report.png";
+  fs::remove(png);
+  BrowserRun run = run_chromium(page, "--screenshot='" + png.string() + "'", dir_,
+                                "--window-size=1400,2000 --hide-scrollbars");
+  EXPECT_EQ(run.status, 0) << run.stderr_text;
+  EXPECT_EQ(run.stderr_text.find("Uncaught"), std::string::npos) << run.stderr_text;
+  ASSERT_TRUE(fs::exists(png)) << run.stderr_text;
+  EXPECT_GT(fs::file_size(png), 20'000u);
+  EXPECT_EQ(slurp(png).substr(1, 3), "PNG");
+}
+
+}  // namespace
+}  // namespace gpumem::analyzer
