@@ -209,6 +209,55 @@ TEST_F(Browser, DrawsTheTimelineCardsAndTablesWithTheExactNumbers) {
   EXPECT_NE(dom.find("id=\"ranks-panel\" hidden"), std::string::npos);
 }
 
+// Hover, drag-zoom and double-click reset, driven by synthetic mouse events from a probe script
+// appended to the page; the probe writes what it saw into <pre id="probe">.
+TEST_F(Browser, HoverShowsValuesDragZoomsDoubleClickResets) {
+  std::string page = write_page(sample_report(), "interactive.html");
+  std::ofstream(page, std::ios::app) << R"(<script>
+(function () {
+  const out = {};
+  const svg = () => document.getElementById("timeline-svg");
+  const overlay = () => svg().lastElementChild;
+  const W = () => svg().viewBox.baseVal.width;
+  // clientX of a point given in the chart's own (viewBox) coordinates
+  const at = (vx) => { const b = svg().getBoundingClientRect();
+    return { clientX: b.left + (vx / W()) * b.width, clientY: b.top + b.height / 2, bubbles: true }; };
+  const xLabels = () => [...svg().querySelectorAll('text[text-anchor="middle"]')].map((t) => t.textContent).join("|");
+  const peakX = () => Number(document.getElementById("peak-dot").getAttribute("cx"));
+  out.before = xLabels();
+  overlay().dispatchEvent(new MouseEvent("mousemove", at(peakX() + 1)));
+  const tip = document.getElementById("tooltip");
+  out.tip = tip.hidden ? "" : [...tip.children].map((d) => d.textContent).join("|");
+  const p = peakX();
+  overlay().dispatchEvent(new MouseEvent("mousedown", at(p - 60)));
+  overlay().dispatchEvent(new MouseEvent("mousemove", at(p + 60)));
+  window.dispatchEvent(new MouseEvent("mouseup", at(p + 60)));
+  out.zoomed = xLabels();
+  out.peakAfterZoom = !!document.getElementById("peak-dot");
+  overlay().dispatchEvent(new MouseEvent("dblclick", at(p)));
+  out.reset = xLabels();
+  const pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>)";
+  std::string dom = dom_of(page);
+  std::string probe = text_after(dom, "<pre id=\"probe\"", ">");
+  ASSERT_NE(probe.find('{'), std::string::npos) << "the probe did not run";
+  // The DOM dump escapes quotes only in attributes; this is a text node.
+  nlohmann::json out = nlohmann::json::parse(probe);
+  EXPECT_EQ(out["tip"].get<std::string>().find("time10."), 0u) << out["tip"];
+  EXPECT_NE(out["tip"].get<std::string>().find("|allocated576.00 MiB|reserved768.00 MiB|"
+                                               "fragmentation33.3%|phasestep 2"),
+            std::string::npos) << out["tip"];
+  EXPECT_EQ(out["before"].get<std::string>().find("0 ms|"), 0u) << out["before"];
+  EXPECT_NE(out["zoomed"], out["before"]);
+  EXPECT_NE(out["zoomed"].get<std::string>().find("0 ms|"), 0u) << out["zoomed"];
+  EXPECT_TRUE(out["peakAfterZoom"].get<bool>());
+  EXPECT_EQ(out["reset"], out["before"]);
+}
+
 TEST_F(Browser, TraceStringsShowAsTextAndInjectNothing) {
   std::string dom = dom_of(write_page(sample_report(/*evil=*/true), "evil.html"));
   EXPECT_EQ(count(dom, "<img"), 0u);
