@@ -1,0 +1,241 @@
+// `gpumem replay`: options, the per-device runs and searches, JSON and the text table.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "gpumem/replay/replay_command.h"
+#include "gpumem/units.h"
+
+namespace gpumem::replay {
+namespace {
+
+using nlohmann::json;
+
+std::string bytes_text(uint64_t b) {
+  char buf[32];
+  return format_bytes(b, buf, sizeof buf);
+}
+
+// "512MiB", "8GiB", "60%" (of `capacity`). 0 and anything else are errors.
+bool parse_limit(const std::string& text, uint64_t capacity, const char* what, uint64_t* out,
+                 std::string* error) {
+  double percent = 0;
+  const SizeParse p = parse_size(text.c_str(), out, &percent);
+  if (p == SizeParse::percent) {
+    *out = static_cast<uint64_t>(static_cast<double>(capacity) * percent / 100.0);
+  } else if (p != SizeParse::ok) {
+    *error = fmt::format("{} '{}' is not a size; use bytes or a unit: 512MiB, 8GiB, 1.5GiB, or 60%",
+                         what, text);
+    return false;
+  }
+  if (*out == 0) {
+    *error = fmt::format("{} '{}' is zero; give a positive size such as 512MiB", what, text);
+    return false;
+  }
+  return true;
+}
+
+json failure_json(const Failure& f) {
+  return json{{"record", f.record},
+              {"t_ns", f.t_ns},
+              {"phase", f.phase.empty() ? json(nullptr) : json(f.phase)},
+              {"api", f.api},
+              {"bytes", f.bytes},
+              {"in_use_bytes", f.in_use_bytes},
+              {"allocated_bytes", f.allocated_bytes},
+              {"reserved_bytes", f.reserved_bytes},
+              {"refused_by", f.refused_by},
+              {"recorded_failed", f.recorded_failed}};
+}
+
+json search_json(const LimitSearch& s) {
+  json j{{"granularity_bytes", s.granularity},
+         {"fits_at_capacity", s.fits_at_capacity},
+         {"bytes", s.smallest_bytes ? json(*s.smallest_bytes) : json(nullptr)},
+         {"safe_bytes", s.safe_bytes ? json(*s.safe_bytes) : json(nullptr)},
+         {"non_monotonic", s.non_monotonic},
+         {"below_exhaustive", s.below_exhaustive},
+         {"replays", s.replays}};
+  return j;
+}
+
+}  // namespace
+
+bool replay_to_json(const Program& program, Policy policy, const std::string& limit_text,
+                    const std::string& capacity_text, bool search, json* out, std::string* error) {
+  json devices = json::array();
+  bool all_fit = true;
+  for (const DeviceProgram& dp : program.devices) {
+    uint64_t capacity = 0;
+    if (!capacity_text.empty() &&
+        !parse_limit(capacity_text, dp.capacity_bytes, "--capacity", &capacity, error))
+      return false;
+    const uint64_t cap = effective_capacity(dp, capacity);
+    uint64_t limit = 0;
+    if (!limit_text.empty()) {
+      if (!parse_limit(limit_text, cap, "--limit", &limit, error)) return false;
+      if (limit > cap) {
+        *error = fmt::format(
+            "--limit {} ({}) is above device {}'s capacity {}; give a limit up to the capacity, "
+            "or a larger --capacity to ask what a bigger device would need",
+            limit_text, bytes_text(limit), dp.device, bytes_text(cap));
+        return false;
+      }
+    } else {
+      limit = std::min(dp.recorded_limit_bytes, cap);
+    }
+    ReplayOptions o;
+    o.policy = policy;
+    o.limit = limit;
+    o.capacity = capacity;
+    const DeviceRun run = replay_device(program, dp, o);
+    all_fit = all_fit && run.fits;
+    json d{{"device", dp.device},
+           {"name", dp.name},
+           {"capacity_bytes", run.capacity_bytes},
+           {"limit_bytes", run.limit_bytes},
+           {"recorded_limit_bytes", dp.recorded_limit_bytes},
+           {"fits", run.fits},
+           {"failure", run.failure ? failure_json(*run.failure) : json(nullptr)},
+           {"steps", dp.steps.size()},
+           {"steps_replayed", run.steps_replayed},
+           {"recorded_failures", dp.recorded_failures},
+           {"unknown_frees", dp.unknown_frees},
+           {"skipped_pinned_host", dp.skipped_pinned},
+           {"unpooled_allocations", dp.unpooled_allocs},
+           {"peak_allocated_bytes", run.peak_allocated_bytes},
+           {"peak_reserved_bytes", run.peak_reserved_bytes},
+           {"device_peak_bytes", run.device_peak_bytes},
+           {"fragmentation",
+            {{"at_peak", run.fragmentation_at_peak},
+             {"max", run.fragmentation_max},
+             {"reserved_unallocated_at_peak_bytes", run.reserved_unallocated_at_peak_bytes},
+             {"utilization", run.utilization ? json(*run.utilization) : json(nullptr)}}}};
+    json smallest = json::object();
+    if (search)
+      for (Policy p : {Policy::none, Policy::growth, Policy::fixed})
+        smallest[policy_name(p)] = search_json(smallest_limit(program, dp, p, capacity));
+    d["smallest_limit"] = search ? smallest : json(nullptr);
+    devices.push_back(std::move(d));
+  }
+  *out = json{{"schema", "gpumem.replay/1"},
+              {"trace", program.path},
+              {"command", program.command},
+              {"recorded_pool", program.recorded_pool},
+              {"truncated", program.truncated},
+              {"policy", policy_name(policy)},
+              {"fits", all_fit},
+              {"devices", std::move(devices)}};
+  return true;
+}
+
+std::string render_replay_text(const json& doc) {
+  std::string s = fmt::format("gpumem replay {}: policy {}", doc["trace"].get<std::string>(),
+                              doc["policy"].get<std::string>());
+  const std::string recorded = doc["recorded_pool"].get<std::string>();
+  if (!recorded.empty()) s += fmt::format(" (recorded with pool={})", recorded);
+  s += "\n";
+  if (doc["truncated"].get<bool>())
+    s += "note: the trace did not end cleanly; replay covers what was recorded\n";
+  for (const json& d : doc["devices"]) {
+    const auto u = [&](const char* k) { return d[k].get<uint64_t>(); };
+    s +=
+        fmt::format("device {} ({}capacity {}), limit {}: {}\n", d["device"].get<int>(),
+                    d["name"].get<std::string>().empty() ? "" : d["name"].get<std::string>() + ", ",
+                    bytes_text(u("capacity_bytes")), bytes_text(u("limit_bytes")),
+                    d["fits"].get<bool>() ? "FITS" : "DOES NOT FIT");
+    if (!d["failure"].is_null()) {
+      const json& f = d["failure"];
+      s += fmt::format(
+          "  first failing allocation: record {} at {:.3f} s{}, {} of {} refused by the {}\n"
+          "    in use {} (as the {} counts), program held {}, policy reserved {}{}\n",
+          f["record"].get<uint64_t>(), static_cast<double>(f["t_ns"].get<int64_t>()) / 1e9,
+          f["phase"].is_null() ? "" : fmt::format(", phase '{}'", f["phase"].get<std::string>()),
+          f["api"].get<std::string>(), bytes_text(f["bytes"].get<uint64_t>()),
+          f["refused_by"].get<std::string>(), bytes_text(f["in_use_bytes"].get<uint64_t>()),
+          f["refused_by"].get<std::string>(), bytes_text(f["allocated_bytes"].get<uint64_t>()),
+          bytes_text(f["reserved_bytes"].get<uint64_t>()),
+          f["recorded_failed"].get<bool>() ? " (it failed in the recorded run too)" : "");
+    }
+    s += fmt::format("  peak allocated {}, peak reserved {}, device charge {} (2 MiB pages)\n",
+                     bytes_text(u("peak_allocated_bytes")), bytes_text(u("peak_reserved_bytes")),
+                     bytes_text(u("device_peak_bytes")));
+    const json& fr = d["fragmentation"];
+    s += fmt::format("  fragmentation at peak {:.3f}, max {:.3f}; reserved-unallocated at peak {}",
+                     fr["at_peak"].get<double>(), fr["max"].get<double>(),
+                     bytes_text(fr["reserved_unallocated_at_peak_bytes"].get<uint64_t>()));
+    if (!fr["utilization"].is_null())
+      s += fmt::format("; utilization {:.3f}", fr["utilization"].get<double>());
+    s += "\n";
+    if (u("recorded_failures") > 0)
+      s += fmt::format(
+          "  note: {} allocation(s) failed in the recorded run; replay tries each "
+          "and frees it at once, and cannot know what the program would have done "
+          "after it\n",
+          u("recorded_failures"));
+    if (u("unknown_frees") > 0)
+      s += fmt::format("  note: {} free(s) of unknown addresses skipped\n", u("unknown_frees"));
+    if (d["smallest_limit"].is_null()) continue;
+    s += "  smallest limit under which the whole trace fits:\n";
+    s += fmt::format("    {:<8} {:>14} {:>16} {:>12} {:>8}\n", "policy", "limit", "bytes",
+                     "granularity", "replays");
+    for (const char* name : {"none", "growth", "fixed"}) {
+      const json& sr = d["smallest_limit"][name];
+      std::string limit = "does not fit", exact = "-";
+      if (!sr["bytes"].is_null()) {
+        limit = bytes_text(sr["bytes"].get<uint64_t>());
+        exact = std::to_string(sr["bytes"].get<uint64_t>());
+      }
+      s += fmt::format("    {:<8} {:>14} {:>16} {:>12} {:>8}{}\n", name, limit, exact,
+                       bytes_text(sr["granularity_bytes"].get<uint64_t>()),
+                       sr["replays"].get<uint64_t>(),
+                       sr["non_monotonic"].get<bool>()
+                           ? fmt::format("  (not monotone: some larger limits fail; every checked "
+                                         "limit from {} up fits)",
+                                         bytes_text(sr["safe_bytes"].get<uint64_t>()))
+                           : "");
+    }
+  }
+  return s;
+}
+
+int replay_main(const ReplayCommandOptions& options) {
+  Policy policy;
+  if (!parse_policy(options.pool, &policy)) {
+    std::fprintf(stderr, "gpumem replay: --pool '%s' is not a policy; use none, growth or fixed\n",
+                 options.pool.c_str());
+    return 2;
+  }
+  std::string error;
+  std::unique_ptr<Program> program = load_program(options.trace, &error);
+  if (!program) {
+    std::fprintf(stderr, "gpumem replay: %s\n", error.c_str());
+    return 1;
+  }
+  json doc;
+  if (!replay_to_json(*program, policy, options.limit, options.capacity, options.search, &doc,
+                      &error)) {
+    std::fprintf(stderr, "gpumem replay: %s\n", error.c_str());
+    return 2;
+  }
+  if (options.json_path == "-") {
+    std::printf("%s\n", doc.dump(2).c_str());
+    return 0;
+  }
+  if (!options.json_path.empty()) {
+    std::ofstream f(options.json_path);
+    f << doc.dump(2) << "\n";
+    if (!f) {
+      std::fprintf(stderr,
+                   "gpumem replay: cannot write %s; check the directory exists and is "
+                   "writable\n",
+                   options.json_path.c_str());
+      return 1;
+    }
+  }
+  std::fputs(render_replay_text(doc).c_str(), stdout);
+  return 0;
+}
+
+}  // namespace gpumem::replay

@@ -1,0 +1,241 @@
+// One device's program through one policy stack, built from gpumem_resources exactly as the
+// preload library builds it (docs/policies.md "The stack per device"):
+//   none:   limit -> device
+//   growth: growth pool -> limit -> device
+//   fixed:  fixed pool (size = limit) -> limit -> device
+// Device memory goes to the top of the stack; managed memory and VMM physical allocations, which
+// no gpumem pool serves, go straight to the limit, so they count against the cap but are never
+// pooled. Without a limit the limit is the device's capacity.
+#include <algorithm>
+#include <memory>
+
+#include "gpumem/replay/replay.h"
+#include "gpumem/trace_format.h"
+#include "resources/device_resource.h"
+#include "resources/fixed_pool.h"
+#include "resources/growth_pool.h"
+#include "resources/limit_resource.h"
+#include "simcuda_upstream.h"
+
+namespace gpumem::replay {
+namespace {
+
+using resources::MemoryResource;
+using resources::Request;
+using resources::Result;
+using resources::Status;
+
+// A trace without a capacity: as large as a request may be.
+constexpr uint64_t kUnbounded = resources::kMaxRequestBytes;
+
+struct Held {
+  void* ptr = nullptr;
+  uint64_t bytes = 0;
+  bool pooled = false;
+};
+
+class Stack {
+ public:
+  Stack(Policy policy, int device, uint64_t capacity, uint64_t limit)
+      : upstream_(capacity), device_(upstream_), limit_(device_, limit) {
+    if (policy == Policy::growth) pool_ = std::make_unique<resources::GrowthPool>(limit_, device);
+    if (policy == Policy::fixed)
+      pool_ = std::make_unique<resources::FixedPool>(limit_, device, limit);
+  }
+
+  MemoryResource& top(bool pooled_kind) {
+    return pooled_kind && pool_ ? static_cast<MemoryResource&>(*pool_) : limit_;
+  }
+  resources::PoolResource* pool() { return pool_.get(); }
+  const resources::LimitResource& limit() const { return limit_; }
+  const resources::DeviceResource& device() const { return device_; }
+  const SimcudaUpstream& upstream() const { return upstream_; }
+
+ private:
+  SimcudaUpstream upstream_;
+  resources::DeviceResource device_;
+  resources::LimitResource limit_;
+  std::unique_ptr<resources::PoolResource> pool_;
+};
+
+Request request_for(const DeviceProgram& dp, const Step& s, uint64_t bytes) {
+  return Request{dp.device, bytes, s.stream, s.api, s.flags};
+}
+
+class Replayer {
+ public:
+  Replayer(const Program& program, const DeviceProgram& dp, const ReplayOptions& options,
+           DeviceRun& run)
+      : program_(program),
+        dp_(dp),
+        options_(options),
+        run_(run),
+        stack_(options.policy, dp.device, run.capacity_bytes, run.limit_bytes),
+        held_(dp.slots) {}
+
+  void run() {
+    for (const Step& s : dp_.steps) {
+      ++run_.steps_replayed;
+      bool ok = true;
+      switch (s.kind) {
+        case Step::alloc:
+          ok = alloc(s);
+          break;
+        case Step::free:
+          free(s);
+          break;
+        case Step::empty_cache:
+          if (stack_.pool()) stack_.pool()->empty_cache();
+          break;
+      }
+      if (!ok) break;
+      if (options_.metrics) measure();
+    }
+    run_.peak_allocated_bytes = peak_allocated_;
+    run_.peak_reserved_bytes = stack_.limit().peak_allocated_bytes();
+    run_.device_peak_bytes = stack_.upstream().peak();
+    if (run_.peak_reserved_bytes > 0)
+      run_.utilization =
+          static_cast<double>(peak_allocated_) / static_cast<double>(run_.peak_reserved_bytes);
+  }
+
+ private:
+  bool alloc(const Step& s) {
+    MemoryResource& r = stack_.top(s.pooled_kind);
+    const uint64_t limit_failed = stack_.limit().failed_count();
+    const uint64_t device_failed = stack_.device().failed_count();
+    const Result res = r.allocate(request_for(dp_, s, s.bytes));
+    if (!res.ok()) {
+      fail(s, res, device_failed, limit_failed);
+      return false;
+    }
+    held_[s.slot] = Held{res.ptr, s.bytes, s.pooled_kind};
+    allocated_ += s.bytes;
+    if (allocated_ > peak_allocated_) {
+      peak_allocated_ = allocated_;
+      new_peak_ = true;
+    }
+    if (s.pooled_kind && stack_.pool()) pooled_blocks_ += round_up_512(s.bytes);
+    if (s.recorded_failed) {
+      // The program wanted it but never held it: it counts at this instant, then goes back.
+      if (options_.metrics) measure();
+      free(s);
+    }
+    return true;
+  }
+
+  void free(const Step& s) {
+    Held& h = held_[s.slot];
+    if (h.ptr == nullptr) return;  // its allocation failed in the replay: nothing to give back
+    Request req = request_for(dp_, s, h.bytes);
+    (void)stack_.top(h.pooled).deallocate(h.ptr, req);
+    allocated_ -= h.bytes;
+    if (h.pooled && stack_.pool()) pooled_blocks_ -= round_up_512(h.bytes);
+    h = Held{};
+  }
+
+  void fail(const Step& s, const Result& res, uint64_t device_failed, uint64_t limit_failed) {
+    run_.fits = false;
+    Failure f;
+    f.record = s.record;
+    f.t_ns = s.t_ns;
+    f.phase = s.phase < program_.phases.size() ? program_.phases[s.phase] : "";
+    f.api = trace::api_name(static_cast<trace::Api>(s.api));
+    f.bytes = s.bytes;
+    f.in_use_bytes = res.in_use;
+    f.allocated_bytes = allocated_;
+    f.reserved_bytes = stack_.limit().allocated_bytes();
+    f.recorded_failed = s.recorded_failed;
+    if (stack_.device().failed_count() > device_failed)
+      f.refused_by = "device";
+    else if (stack_.limit().failed_count() > limit_failed)
+      f.refused_by = "limit";
+    else
+      f.refused_by = "pool";
+    run_.failure = std::move(f);
+  }
+
+  void measure() {
+    const uint64_t reserved = stack_.limit().allocated_bytes();
+    double frag = 0;
+    if (resources::PoolResource* pool = stack_.pool()) {
+      const uint64_t in_segments = pool->reserved_bytes();
+      const uint64_t free_bytes = in_segments > pooled_blocks_ ? in_segments - pooled_blocks_ : 0;
+      if (free_bytes > 0)
+        frag =
+            1.0 - static_cast<double>(pool->largest_free_block()) / static_cast<double>(free_bytes);
+    }
+    run_.fragmentation_max = std::max(run_.fragmentation_max, frag);
+    if (new_peak_) {
+      new_peak_ = false;
+      run_.fragmentation_at_peak = frag;
+      run_.reserved_unallocated_at_peak_bytes = reserved - allocated_;
+    }
+  }
+
+  static uint64_t round_up_512(uint64_t b) { return (b + 511) / 512 * 512; }
+
+  const Program& program_;
+  const DeviceProgram& dp_;
+  const ReplayOptions& options_;
+  DeviceRun& run_;
+  Stack stack_;
+  std::vector<Held> held_;
+  uint64_t allocated_ = 0;
+  uint64_t peak_allocated_ = 0;
+  bool new_peak_ = false;       // measure() takes the at-peak values
+  uint64_t pooled_blocks_ = 0;  // bytes of live blocks inside pool segments
+};
+
+}  // namespace
+
+const char* policy_name(Policy p) {
+  switch (p) {
+    case Policy::none:
+      return "none";
+    case Policy::growth:
+      return "growth";
+    case Policy::fixed:
+      return "fixed";
+  }
+  return "unknown";
+}
+
+bool parse_policy(const std::string& text, Policy* out) {
+  for (Policy p : {Policy::none, Policy::growth, Policy::fixed})
+    if (text == policy_name(p)) {
+      *out = p;
+      return true;
+    }
+  return false;
+}
+
+uint64_t limit_granularity(Policy p) {
+  switch (p) {
+    case Policy::none:
+      return 1;
+    case Policy::fixed:
+      return resources::kBlockAlign;
+    case Policy::growth:
+      return resources::GrowthPool::kGranularity;
+  }
+  return 1;
+}
+
+uint64_t effective_capacity(const DeviceProgram& dp, uint64_t override_capacity) {
+  if (override_capacity != 0) return override_capacity;
+  return dp.capacity_bytes != 0 ? dp.capacity_bytes : kUnbounded;
+}
+
+DeviceRun replay_device(const Program& program, const DeviceProgram& device,
+                        const ReplayOptions& options) {
+  DeviceRun run;
+  run.device = device.device;
+  run.policy = options.policy;
+  run.capacity_bytes = effective_capacity(device, options.capacity);
+  run.limit_bytes = options.limit != 0 ? options.limit : run.capacity_bytes;
+  Replayer(program, device, options, run).run();
+  return run;
+}
+
+}  // namespace gpumem::replay

@@ -1,0 +1,106 @@
+// `gpumem replay` end to end: text table, JSON, and the error cases.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "trace_file.h"
+
+#ifdef GPUMEM_CLI
+namespace gpumem::replay {
+namespace {
+
+using replay_test::TraceFile;
+constexpr uint64_t MiB = uint64_t{1} << 20;
+
+struct Output {
+  int status;
+  std::string out;
+};
+
+Output sh(const std::string& cmd) {
+  Output o{};
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
+  const int st = ::pclose(p);
+  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return o;
+}
+
+std::string sample_trace() {
+  TraceFile t(64 * MiB, "none");
+  t.alloc(0x1000, 3 * MiB);
+  t.alloc(0x2000, 5 * MiB);
+  t.free(0x1000, 3 * MiB);
+  t.string(3, "forward");
+  t.begin(3);
+  t.alloc(0x1000, 4 * MiB);
+  t.end(3);
+  t.free(0x2000, 5 * MiB);
+  t.free(0x1000, 4 * MiB);
+  const std::string path = replay_test::temp_path("cli");
+  t.write(path);
+  return path;
+}
+
+const std::string kCli = GPUMEM_CLI;
+
+TEST(Command, TextSaysWhereItFails) {
+  const std::string path = sample_trace();
+  Output o = sh(kCli + " replay " + path + " --pool none --limit 8MiB");
+  EXPECT_EQ(o.status, 0) << o.out;
+  EXPECT_NE(o.out.find("DOES NOT FIT"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("phase 'forward'"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("cudaMalloc of 4.00 MiB refused by the limit"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("9437184"), std::string::npos) << o.out;   // none: 9 MiB exactly
+  EXPECT_NE(o.out.find("20971520"), std::string::npos) << o.out;  // growth: 20 MiB
+  EXPECT_NE(o.out.find("12582912"), std::string::npos) << o.out;  // fixed: 12 MiB
+  ::unlink(path.c_str());
+}
+
+TEST(Command, JsonDocument) {
+  const std::string path = sample_trace();
+  const std::string json_path = path + ".json";
+  Output o = sh(kCli + " replay " + path + " --pool growth --limit 20MiB --json " + json_path);
+  ASSERT_EQ(o.status, 0) << o.out;
+  std::ifstream f(json_path);
+  nlohmann::json j = nlohmann::json::parse(f);
+  EXPECT_EQ(j["schema"], "gpumem.replay/1");
+  EXPECT_EQ(j["policy"], "growth");
+  EXPECT_EQ(j["fits"], true);
+  const auto& d = j["devices"][0];
+  EXPECT_EQ(d["limit_bytes"].get<uint64_t>(), 20 * MiB);
+  EXPECT_EQ(d["peak_reserved_bytes"].get<uint64_t>(), 20 * MiB);
+  EXPECT_EQ(d["peak_allocated_bytes"].get<uint64_t>(), 9 * MiB);
+  EXPECT_TRUE(d["failure"].is_null());
+  EXPECT_EQ(d["smallest_limit"]["growth"]["bytes"].get<uint64_t>(), 20 * MiB);
+  EXPECT_EQ(d["smallest_limit"]["none"]["bytes"].get<uint64_t>(), 9 * MiB);
+  EXPECT_EQ(d["smallest_limit"]["fixed"]["granularity_bytes"].get<uint64_t>(), 512u);
+  ::unlink(json_path.c_str());
+  ::unlink(path.c_str());
+}
+
+TEST(Command, Errors) {
+  const std::string path = sample_trace();
+  Output bad_pool = sh(kCli + " replay " + path + " --pool lru");
+  EXPECT_EQ(bad_pool.status, 2);
+  EXPECT_NE(bad_pool.out.find("use none, growth or fixed"), std::string::npos) << bad_pool.out;
+  Output bad_limit = sh(kCli + " replay " + path + " --limit 12parsecs");
+  EXPECT_EQ(bad_limit.status, 2);
+  EXPECT_NE(bad_limit.out.find("is not a size"), std::string::npos) << bad_limit.out;
+  Output above = sh(kCli + " replay " + path + " --limit 100GiB");
+  EXPECT_EQ(above.status, 2);
+  EXPECT_NE(above.out.find("above device 0's capacity"), std::string::npos) << above.out;
+  Output missing = sh(kCli + " replay /nonexistent/run.trace");
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.out.find("/nonexistent/run.trace"), std::string::npos) << missing.out;
+  ::unlink(path.c_str());
+}
+
+}  // namespace
+}  // namespace gpumem::replay
+#endif

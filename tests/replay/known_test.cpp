@@ -1,0 +1,214 @@
+// Replay on hand-built traces whose answers are worked out by hand (docs/replay-fit.md).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "gpumem/replay/replay.h"
+#include "trace_file.h"
+
+namespace gpumem::replay {
+namespace {
+
+using replay_test::TraceFile;
+constexpr uint64_t MiB = uint64_t{1} << 20;
+
+std::unique_ptr<Program> load(TraceFile& t, const std::string& name) {
+  const std::string path = replay_test::temp_path(name);
+  t.write(path);
+  std::string error;
+  auto p = load_program(path, &error);
+  EXPECT_NE(p, nullptr) << error;
+  ::unlink(path.c_str());
+  return p;
+}
+
+DeviceRun run(const Program& p, Policy policy, uint64_t limit, uint64_t capacity = 0) {
+  ReplayOptions o;
+  o.policy = policy;
+  o.limit = limit;
+  o.capacity = capacity;
+  return replay_device(p, p.devices.at(0), o);
+}
+
+// A 3 MiB, B 5 MiB, free A, C 4 MiB (peak allocated 9 MiB = B + C), free B, free C.
+TraceFile three_buffers() {
+  TraceFile t(64 * MiB);
+  t.alloc(0x1000, 3 * MiB);
+  t.alloc(0x2000, 5 * MiB);
+  t.free(0x1000, 3 * MiB);
+  t.string(7, "train/step");
+  t.begin(7);
+  t.alloc(0x1000, 4 * MiB);
+  t.end(7);
+  t.free(0x2000, 5 * MiB);
+  t.free(0x1000, 4 * MiB);
+  return t;
+}
+
+TEST(Known, NoneFitsAndPeaks) {
+  TraceFile t = three_buffers();
+  auto p = load(t, "none-fits");
+  ASSERT_EQ(p->devices.size(), 1u);
+  EXPECT_EQ(p->devices[0].steps.size(), 6u);
+  DeviceRun r = run(*p, Policy::none, 9 * MiB);
+  EXPECT_TRUE(r.fits);
+  EXPECT_FALSE(r.failure.has_value());
+  EXPECT_EQ(r.peak_allocated_bytes, 9 * MiB);
+  EXPECT_EQ(r.peak_reserved_bytes, 9 * MiB);
+  // simcuda charges 2 MiB pages: 3 -> 4, 5 -> 6, 4 -> 4: at most 6 + 4 = 4 + 6 = 10 MiB.
+  EXPECT_EQ(r.device_peak_bytes, 10 * MiB);
+  EXPECT_EQ(r.fragmentation_max, 0.0);
+}
+
+TEST(Known, NoneFirstFailureHasPhaseBytesAndInUse) {
+  TraceFile t = three_buffers();
+  auto p = load(t, "none-fails");
+  DeviceRun r = run(*p, Policy::none, 9 * MiB - 1);
+  ASSERT_FALSE(r.fits);
+  ASSERT_TRUE(r.failure.has_value());
+  EXPECT_EQ(r.failure->bytes, 4 * MiB);
+  EXPECT_EQ(r.failure->phase, "train/step");
+  EXPECT_EQ(r.failure->in_use_bytes, 5 * MiB);
+  EXPECT_EQ(r.failure->allocated_bytes, 5 * MiB);
+  EXPECT_EQ(r.failure->refused_by, "limit");
+  EXPECT_EQ(r.failure->api, "cudaMalloc");
+  // Records: 0 alloc, 1 alloc, 2 free, 3 string (+1 continuation slot not counted), 4 begin, 5
+  // alloc.
+  EXPECT_EQ(r.failure->record, 5u);
+  EXPECT_EQ(r.failure->t_ns, 7000);  // its slot is the 7th written (the string took two)
+}
+
+TEST(Known, DeviceAccountingLikeSimcuda) {
+  TraceFile t = three_buffers();
+  auto p = load(t, "device-pages");
+  // A 9 MiB device: the limit (requested bytes) would allow 9 MiB, but in 2 MiB pages A and B
+  // alone take 4 + 6 = 10 MiB.
+  DeviceRun r = run(*p, Policy::none, 0, 9 * MiB);
+  ASSERT_FALSE(r.fits);
+  EXPECT_EQ(r.failure->refused_by, "device");
+  EXPECT_EQ(r.failure->bytes, 5 * MiB);
+  DeviceRun ok = run(*p, Policy::none, 0, 10 * MiB);
+  EXPECT_TRUE(ok.fits);
+  // Small allocations share 2 MiB pages: 4096 x 512 B fill exactly one page, one more opens a
+  // second.
+  TraceFile s(2 * MiB);
+  for (uint64_t i = 0; i < 4096; ++i) s.alloc(0x100000 + i * 512, 500);
+  auto ps = load(s, "small-pages");
+  EXPECT_TRUE(run(*ps, Policy::none, 0).fits);
+  s.alloc(0x900000, 1);
+  auto ps2 = load(s, "small-pages-2");
+  DeviceRun r2 = run(*ps2, Policy::none, 0);
+  ASSERT_FALSE(r2.fits);
+  EXPECT_EQ(r2.failure->refused_by, "device");
+  EXPECT_EQ(r2.failure->bytes, 1u);
+}
+
+TEST(Known, SmallestLimitPerPolicy) {
+  TraceFile t = three_buffers();
+  auto p = load(t, "smallest");
+  LimitSearch none = smallest_limit(*p, p->devices[0], Policy::none);
+  ASSERT_TRUE(none.smallest_bytes.has_value());
+  EXPECT_EQ(*none.smallest_bytes, 9 * MiB);  // exact to the byte
+  // Growth: 3, 5 and 4 MiB are "large" requests served from 20 MiB segments: one segment holds
+  // A and B, then C fits in the freed room. A limit below 20 MiB refuses the first segment.
+  LimitSearch growth = smallest_limit(*p, p->devices[0], Policy::growth);
+  EXPECT_EQ(growth.granularity, 2 * MiB);
+  EXPECT_EQ(*growth.smallest_bytes, 20 * MiB);
+  EXPECT_FALSE(growth.non_monotonic);
+  // Fixed: one pool; A at 0, B at 3 MiB, the rest free after B. A's 3 MiB hole (once freed and
+  // synchronized) is too small for C, so C must fit after B: 3 + 5 + 4 = 12 MiB.
+  LimitSearch fixed = smallest_limit(*p, p->devices[0], Policy::fixed);
+  EXPECT_EQ(fixed.granularity, 512u);
+  EXPECT_EQ(*fixed.smallest_bytes, 12 * MiB);
+  EXPECT_TRUE(run(*p, Policy::fixed, 12 * MiB).fits);
+  EXPECT_FALSE(run(*p, Policy::fixed, 12 * MiB - 512).fits);
+  EXPECT_TRUE(run(*p, Policy::growth, 20 * MiB).fits);
+  EXPECT_FALSE(run(*p, Policy::growth, 20 * MiB - 1).fits);
+}
+
+TEST(Known, GrowthPeaksAndFragmentation) {
+  TraceFile t = three_buffers();
+  auto p = load(t, "growth");
+  DeviceRun r = run(*p, Policy::growth, 0);
+  EXPECT_TRUE(r.fits);
+  EXPECT_EQ(r.peak_allocated_bytes, 9 * MiB);
+  EXPECT_EQ(r.peak_reserved_bytes, 20 * MiB);
+  EXPECT_EQ(r.device_peak_bytes, 20 * MiB);
+  // At the 9 MiB peak the 20 MiB segment holds A's freed 3 MiB (pending), B (5), C (4) and an
+  // 8 MiB tail: free = 11 MiB in two blocks, the largest 8 MiB: 1 - 8/11.
+  EXPECT_NEAR(r.fragmentation_at_peak, 1.0 - 8.0 / 11.0, 1e-12);
+  EXPECT_EQ(r.reserved_unallocated_at_peak_bytes, 11 * MiB);
+  ASSERT_TRUE(r.utilization.has_value());
+  EXPECT_DOUBLE_EQ(*r.utilization, 9.0 / 20.0);
+}
+
+TEST(Known, RecordedFailureIsTriedAndFreed) {
+  TraceFile t(64 * MiB, "none", 8 * MiB);
+  t.alloc(0x1000, 5 * MiB);
+  t.failed(4 * MiB, 5 * MiB);
+  t.free(0x1000, 5 * MiB);
+  auto p = load(t, "recorded-failure");
+  EXPECT_EQ(p->devices[0].recorded_failures, 1u);
+  EXPECT_EQ(p->devices[0].recorded_limit_bytes, 8 * MiB);
+  DeviceRun at_recorded = run(*p, Policy::none, 8 * MiB);
+  ASSERT_FALSE(at_recorded.fits);
+  EXPECT_TRUE(at_recorded.failure->recorded_failed);
+  DeviceRun bigger = run(*p, Policy::none, 9 * MiB);
+  EXPECT_TRUE(bigger.fits);
+  EXPECT_EQ(bigger.peak_allocated_bytes, 9 * MiB);
+  EXPECT_EQ(*smallest_limit(*p, p->devices[0], Policy::none).smallest_bytes, 9 * MiB);
+}
+
+TEST(Known, PinnedSkippedManagedUnpooledUnknownFreeCounted) {
+  TraceFile t(64 * MiB);
+  t.alloc(0x1000, 6 * MiB, 0, static_cast<uint16_t>(trace::MemKind::pinned_host));
+  t.alloc(0x2000, 3 * MiB, 0, static_cast<uint16_t>(trace::MemKind::managed));
+  t.alloc(0x3000, 1 * MiB);
+  t.free(0xdead, 0);
+  t.free(0x2000, 3 * MiB, 0, static_cast<uint16_t>(trace::MemKind::managed));
+  auto p = load(t, "kinds");
+  const DeviceProgram& d = p->devices[0];
+  EXPECT_EQ(d.skipped_pinned, 1u);
+  EXPECT_EQ(d.unpooled_allocs, 1u);
+  EXPECT_EQ(d.unknown_frees, 1u);
+  DeviceRun r = run(*p, Policy::growth, 0);
+  EXPECT_TRUE(r.fits);
+  EXPECT_EQ(r.peak_allocated_bytes, 4 * MiB);
+  // Managed 3 MiB straight to the limit; 1 MiB is a "small" request: one 2 MiB segment.
+  EXPECT_EQ(r.peak_reserved_bytes, 5 * MiB);
+}
+
+TEST(Known, DevicesAreReplayedSeparately) {
+  TraceFile t(16 * MiB, "none", 0, 2);
+  t.alloc(0x1000, 10 * MiB, 0);
+  t.alloc(0x2000, 12 * MiB, 1);
+  t.free(0x1000, 10 * MiB, 0);
+  auto p = load(t, "two-devices");
+  ASSERT_EQ(p->devices.size(), 2u);
+  EXPECT_EQ(p->devices[1].device, 1);
+  EXPECT_EQ(*smallest_limit(*p, p->devices[0], Policy::none).smallest_bytes, 10 * MiB);
+  EXPECT_EQ(*smallest_limit(*p, p->devices[1], Policy::none).smallest_bytes, 12 * MiB);
+}
+
+TEST(Known, DoesNotFitEvenAtCapacity) {
+  TraceFile t(8 * MiB);
+  t.alloc(0x1000, 9 * MiB);
+  auto p = load(t, "too-big");
+  LimitSearch s = smallest_limit(*p, p->devices[0], Policy::growth);
+  EXPECT_FALSE(s.fits_at_capacity);
+  EXPECT_FALSE(s.smallest_bytes.has_value());
+}
+
+TEST(Known, BadFileIsAnErrorNotACrash) {
+  const std::string path = replay_test::temp_path("garbage");
+  FILE* f = std::fopen(path.c_str(), "wb");
+  std::fputs("not a trace", f);
+  std::fclose(f);
+  std::string error;
+  EXPECT_EQ(load_program(path, &error), nullptr);
+  EXPECT_FALSE(error.empty());
+  ::unlink(path.c_str());
+  EXPECT_EQ(load_program("/nonexistent/x.trace", &error), nullptr);
+}
+
+}  // namespace
+}  // namespace gpumem::replay
