@@ -103,8 +103,9 @@ int32_t AllocationPath::deallocate(const Request& req, uint64_t address, CallRef
     c.allocated.fetch_sub(info.bytes, std::memory_order_relaxed);
     c.frees.fetch_add(1, std::memory_order_relaxed);
     if (w != nullptr) {
-      Request freed = req;
+      Request freed = req;  // the free carries the allocation's device and kind of memory
       freed.device = info.device;
+      freed.flags = static_cast<uint16_t>((req.flags & ~trace::kFlagKindMask) | info.kind);
       trace::Record r = make_record(trace::Op::free, freed, address, info.bytes);
       write(w, r, false);
     }
