@@ -87,8 +87,11 @@ Json phases_json(const DeviceReport& d, const HtmlOptions& o, Json* bands) {
   std::vector<size_t> order(d.phases.size());
   std::iota(order.begin(), order.end(), size_t{0});
   if (order.size() > o.max_phase_rows) {
+    // Largest peaks; among equal peaks the outer phases (epochs before their steps).
     std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return d.phases[a].peak_allocated_bytes > d.phases[b].peak_allocated_bytes;
+      if (d.phases[a].peak_allocated_bytes != d.phases[b].peak_allocated_bytes)
+        return d.phases[a].peak_allocated_bytes > d.phases[b].peak_allocated_bytes;
+      return depth[a] < depth[b];
     });
     order.resize(o.max_phase_rows);
   }
