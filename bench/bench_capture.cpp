@@ -1,6 +1,7 @@
 // The cost of capture: the same driver-level program (cuMemAlloc_v2 + cuMemFree_v2 pairs on
-// simcuda, the driver reached through dlopen + dlsym as TensorFlow and JAX do) run three ways in one run — without the preload, with libgpumem.so, and with
-// GPUMEM_STACKS=1 — and the cost per recorded event (one alloc or free record) over the plain run.
+// simcuda, the driver reached through dlopen + dlsym as TensorFlow and JAX do) run three ways in
+// one run — without the preload, with libgpumem.so, and with GPUMEM_STACKS=1 — and the cost per
+// recorded event (one alloc or free record) over the plain run.
 //
 // Each benchmark iteration re-executes this program as `--worker N`, which times N pairs itself
 // (process start and CUDA initialisation are not counted) and prints the nanoseconds.
@@ -37,7 +38,8 @@ int worker(int pairs) {
   BIND(cuMemAlloc_v2);
   BIND(cuMemFree_v2);
 #undef BIND
-  if (!cuInit || !cuDeviceGet || !cuDevicePrimaryCtxRetain || !cuCtxSetCurrent || !cuMemAlloc_v2 || !cuMemFree_v2)
+  if (!cuInit || !cuDeviceGet || !cuDevicePrimaryCtxRetain || !cuCtxSetCurrent || !cuMemAlloc_v2 ||
+      !cuMemFree_v2)
     return 1;
   if (cuInit(0) != CUDA_SUCCESS) return 1;
   CUdevice dev;
@@ -54,7 +56,8 @@ int worker(int pairs) {
     if (cuMemAlloc_v2(&p, 256u * static_cast<unsigned>(i % 16 + 1)) != CUDA_SUCCESS) return 1;
     cuMemFree_v2(p);
   }
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start);
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::steady_clock::now() - start);
   std::printf("%lld\n", static_cast<long long>(ns.count()));
   return 0;
 }
@@ -82,7 +85,8 @@ double run_worker(Mode mode) {
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
   const std::string pairs = std::to_string(kPairs);
-  char* argv[] = {g_self.data(), const_cast<char*>("--worker"), const_cast<char*>(pairs.c_str()), nullptr};
+  char* argv[] = {g_self.data(), const_cast<char*>("--worker"), const_cast<char*>(pairs.c_str()),
+                  nullptr};
   int fds[2];
   if (pipe(fds) != 0) return -1;
   posix_spawn_file_actions_t fa;
@@ -121,9 +125,24 @@ void BM_Capture(benchmark::State& state) {
   state.counters["ns_per_event"] = best / events;
   g_ns_per_event[mode] = best / events;
 }
-BENCHMARK(BM_Capture)->Arg(0)->ArgName("plain")->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Capture)->Arg(1)->ArgName("preload")->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Capture)->Arg(2)->ArgName("stacks")->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Capture)
+    ->Arg(0)
+    ->ArgName("plain")
+    ->UseManualTime()
+    ->Iterations(5)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Capture)
+    ->Arg(1)
+    ->ArgName("preload")
+    ->UseManualTime()
+    ->Iterations(5)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Capture)
+    ->Arg(2)
+    ->ArgName("stacks")
+    ->UseManualTime()
+    ->Iterations(5)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
@@ -141,10 +160,12 @@ int main(int argc, char** argv) {
     const double plain = g_ns_per_event[Mode::plain];
     std::printf("\ncost per recorded event (best of 5, %d alloc+free pairs, simcuda):\n", kPairs);
     std::printf("  without preload      %8.1f ns/event\n", plain);
-    std::printf("  libgpumem.so         %8.1f ns/event  (+%.1f ns, x%.2f)\n", g_ns_per_event[Mode::preload],
-                g_ns_per_event[Mode::preload] - plain, g_ns_per_event[Mode::preload] / plain);
-    std::printf("  + GPUMEM_STACKS=1    %8.1f ns/event  (+%.1f ns, x%.2f)\n", g_ns_per_event[Mode::stacks],
-                g_ns_per_event[Mode::stacks] - plain, g_ns_per_event[Mode::stacks] / plain);
+    std::printf("  libgpumem.so         %8.1f ns/event  (+%.1f ns, x%.2f)\n",
+                g_ns_per_event[Mode::preload], g_ns_per_event[Mode::preload] - plain,
+                g_ns_per_event[Mode::preload] / plain);
+    std::printf("  + GPUMEM_STACKS=1    %8.1f ns/event  (+%.1f ns, x%.2f)\n",
+                g_ns_per_event[Mode::stacks], g_ns_per_event[Mode::stacks] - plain,
+                g_ns_per_event[Mode::stacks] / plain);
   }
   return 0;
 }

@@ -63,8 +63,8 @@ std::string find_first(const std::vector<std::string>& candidates) {
 
 std::string find_preload() {
   const std::string bin = self_dir();
-  return find_first({bin + "/../lib/libgpumem.so", bin + "/../lib/gpumem/libgpumem.so",
-                     bin + "/libgpumem.so"});
+  return find_first(
+      {bin + "/../lib/libgpumem.so", bin + "/../lib/gpumem/libgpumem.so", bin + "/libgpumem.so"});
 }
 
 std::string find_simcuda() {
@@ -82,7 +82,8 @@ void prepend_env(const char* name, const std::string& value) {
 }
 
 int rank_from_env() {
-  for (const char* var : {"RANK", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "PMI_RANK"}) {
+  for (const char* var :
+       {"RANK", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "PMI_RANK"}) {
     const char* v = std::getenv(var);
     if (v == nullptr || *v == '\0') continue;
     char* end = nullptr;
@@ -104,16 +105,27 @@ std::string expected_trace(const std::string& tmpl, pid_t pid) {
       continue;
     }
     switch (tmpl[++i]) {
-      case 'p': out += std::to_string(pid); break;
-      case 'h': out += host; break;
+      case 'p':
+        out += std::to_string(pid);
+        break;
+      case 'h':
+        out += host;
+        break;
       case 'r': {
         int r = rank_from_env();
         out += r >= 0 ? std::to_string(r) : "norank";
         break;
       }
-      case 't': out += "*"; break;
-      case '%': out += '%'; break;
-      default: out += '%'; out += tmpl[i]; break;
+      case 't':
+        out += "*";
+        break;
+      case '%':
+        out += '%';
+        break;
+      default:
+        out += '%';
+        out += tmpl[i];
+        break;
     }
   }
   return out;
@@ -126,12 +138,14 @@ void forward_signal(int sig) {
 
 int run_command(const RunOptions& o) {
   if (o.command.empty()) {
-    std::fprintf(stderr, "gpumem run: no command given; usage: gpumem run [options] -- CMD ARGS...\n");
+    std::fprintf(stderr,
+                 "gpumem run: no command given; usage: gpumem run [options] -- CMD ARGS...\n");
     return 2;
   }
   const std::string preload = find_preload();
   if (preload.empty()) {
-    std::fprintf(stderr, "gpumem run: libgpumem.so not found next to %s (looked in ../lib and "
+    std::fprintf(stderr,
+                 "gpumem run: libgpumem.so not found next to %s (looked in ../lib and "
                  "../lib/gpumem); build the gpumem_preload target or reinstall gpumem\n",
                  self_dir().c_str());
     return 2;
@@ -141,7 +155,8 @@ int run_command(const RunOptions& o) {
     void* h = ::dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
     if (h == nullptr) {
       use_sim = true;
-      std::fprintf(stderr, "gpumem run: no CUDA driver here (libcuda.so.1 cannot be loaded); "
+      std::fprintf(stderr,
+                   "gpumem run: no CUDA driver here (libcuda.so.1 cannot be loaded); "
                    "using the simulated device (pass --device real to refuse)\n");
     } else {
       ::dlclose(h);
@@ -150,7 +165,8 @@ int run_command(const RunOptions& o) {
   if (use_sim) {
     const std::string sim = find_simcuda();
     if (sim.empty()) {
-      std::fprintf(stderr, "gpumem run: the simulated device (simcuda) is not built; build the "
+      std::fprintf(stderr,
+                   "gpumem run: the simulated device (simcuda) is not built; build the "
                    "simcuda target or use --device real\n");
       return 2;
     }
@@ -173,7 +189,8 @@ int run_command(const RunOptions& o) {
   struct sigaction sa {};
   sa.sa_handler = forward_signal;
   sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) ::sigaction(sig, &sa, nullptr);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
+    ::sigaction(sig, &sa, nullptr);
 
   std::vector<char*> argv;
   for (const auto& a : o.command) argv.push_back(const_cast<char*>(a.c_str()));
@@ -190,7 +207,8 @@ int run_command(const RunOptions& o) {
     ::_exit(127);
   }
   int status = 0;
-  while (::waitpid(g_child, &status, 0) < 0 && errno == EINTR) {}
+  while (::waitpid(g_child, &status, 0) < 0 && errno == EINTR) {
+  }
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 
   if (trace != "off") {
@@ -198,8 +216,10 @@ int run_command(const RunOptions& o) {
     if (path.find('*') != std::string::npos || exists(path))
       std::fprintf(stderr, "gpumem run: trace: %s\n", path.c_str());
     else
-      std::fprintf(stderr, "gpumem run: no trace at %s (the program made no CUDA allocation, or "
-                   "the path was not writable)\n", path.c_str());
+      std::fprintf(stderr,
+                   "gpumem run: no trace at %s (the program made no CUDA allocation, or "
+                   "the path was not writable)\n",
+                   path.c_str());
     if (!o.report_dir.empty()) {
 #ifdef GPUMEM_RUN_HAS_REPORT
       analyzer::ReportOptions ro;
@@ -208,8 +228,10 @@ int run_command(const RunOptions& o) {
       if (analyzer::report_main(ro) == 0)
         std::fprintf(stderr, "gpumem run: report: %s\n", ro.json_path.c_str());
 #else
-      std::fprintf(stderr, "gpumem run: --report needs the analyzer, which this build lacks; run "
-                   "`gpumem report %s` where it is available\n", path.c_str());
+      std::fprintf(stderr,
+                   "gpumem run: --report needs the analyzer, which this build lacks; run "
+                   "`gpumem report %s` where it is available\n",
+                   path.c_str());
 #endif
     }
   }
@@ -222,7 +244,8 @@ void register_run(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("--trace", opts->trace,
                   "trace path template: %p pid, %h host, %r rank, %t start time; 'off' for none "
                   "(default: $GPUMEM_TRACE or gpumem-%p.trace)");
-  cmd->add_option("--device", opts->device, "auto (real driver if present, else simulated), sim, real")
+  cmd->add_option("--device", opts->device,
+                  "auto (real driver if present, else simulated), sim, real")
       ->check(CLI::IsMember({"auto", "sim", "real"}));
   cmd->add_flag("--stacks", opts->stacks, "record native call stacks per allocation");
   cmd->add_option("--pool", opts->pool, "none, growth or fixed (GPUMEM_POOL)");

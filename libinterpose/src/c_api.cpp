@@ -54,7 +54,9 @@ void gpumem_mark_end(void) {
   write_mark(Op::mark_end, id);
 }
 
-void gpumem_mark(const char* name) { write_mark(Op::mark, intern(name)); }
+void gpumem_mark(const char* name) {
+  write_mark(Op::mark, intern(name));
+}
 
 int gpumem_get_stats(int device, gpumem_stats* out) {
   if (out == nullptr || device < 0 || device >= gpumem::trace::kMaxDevices) return -1;
@@ -63,7 +65,9 @@ int gpumem_get_stats(int device, gpumem_stats* out) {
 }
 
 // No pool yet (issue 4): nothing is cached, so nothing is given back.
-uint64_t gpumem_empty_cache(int) { return 0; }
+uint64_t gpumem_empty_cache(int) {
+  return 0;
+}
 
 void* gpumem_torch_malloc(ssize_t size, int device, void* stream) {
   auto real = GPUMEM_REAL_RUNTIME(cudaMalloc);
@@ -95,7 +99,8 @@ void gpumem_torch_free(void* ptr, ssize_t, int device, void* stream) {
   req.api = gpumem::trace::Api::torch;
   req.flags = gpumem::make_flags(gpumem::trace::MemKind::device, gpumem::trace::Lookup::direct);
   auto call = [&]() { return static_cast<int32_t>(real(ptr)); };
-  gpumem::path_for(device).deallocate(req, reinterpret_cast<uint64_t>(ptr), gpumem::CallRef<int32_t>(call));
+  gpumem::path_for(device).deallocate(req, reinterpret_cast<uint64_t>(ptr),
+                                      gpumem::CallRef<int32_t>(call));
 }
 
 }  // extern "C"

@@ -23,7 +23,8 @@ bool fail(char* err, size_t errlen, const char* var, const char* value, const ch
   return false;
 }
 
-constexpr const char* kLimitForms = "a size such as 512MiB, 8GiB, 1.5GiB, 1073741824, or a percentage such as 60%";
+constexpr const char* kLimitForms =
+    "a size such as 512MiB, 8GiB, 1.5GiB, 1073741824, or a percentage such as 60%";
 
 bool parse_limit(const char* var, const char* text, LimitSpec* out, char* err, size_t errlen) {
   uint64_t bytes = 0;
@@ -38,7 +39,8 @@ bool parse_limit(const char* var, const char* text, LimitSpec* out, char* err, s
       out->set = true;
       out->percent = percent;
       return true;
-    default: return fail(err, errlen, var, text, kLimitForms);
+    default:
+      return fail(err, errlen, var, text, kLimitForms);
   }
 }
 
@@ -67,9 +69,12 @@ int parse_rank(EnvLookup env) {
 
 const char* pool_kind_name(PoolKind kind) {
   switch (kind) {
-    case PoolKind::growth: return "growth";
-    case PoolKind::fixed: return "fixed";
-    case PoolKind::none: break;
+    case PoolKind::growth:
+      return "growth";
+    case PoolKind::fixed:
+      return "fixed";
+    case PoolKind::none:
+      break;
   }
   return "none";
 }
@@ -81,7 +86,8 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
     c->trace_off = true;
   } else if (trace != nullptr && *trace != '\0') {
     if (std::strlen(trace) >= sizeof c->trace_template)
-      return fail(err, errlen, "GPUMEM_TRACE", "(too long)", "a path template shorter than 4096 bytes, or off");
+      return fail(err, errlen, "GPUMEM_TRACE", "(too long)",
+                  "a path template shorter than 4096 bytes, or off");
     std::strcpy(c->trace_template, trace);
   } else {
     std::strcpy(c->trace_template, "gpumem-%p.trace");
@@ -89,8 +95,10 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
   note(c, "GPUMEM_TRACE", c->trace_off ? "off" : c->trace_template);
 
   if (const char* v = env("GPUMEM_STACKS"); v != nullptr && *v != '\0') {
-    if (std::strcmp(v, "1") == 0) c->stacks = true;
-    else if (std::strcmp(v, "0") != 0) return fail(err, errlen, "GPUMEM_STACKS", v, "0 or 1");
+    if (std::strcmp(v, "1") == 0)
+      c->stacks = true;
+    else if (std::strcmp(v, "0") != 0)
+      return fail(err, errlen, "GPUMEM_STACKS", v, "0 or 1");
   }
   note(c, "GPUMEM_STACKS", c->stacks ? "1" : "0");
 
@@ -108,10 +116,14 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
   }
 
   if (const char* v = env("GPUMEM_POOL"); v != nullptr && *v != '\0') {
-    if (std::strcmp(v, "none") == 0) c->pool = PoolKind::none;
-    else if (std::strcmp(v, "growth") == 0) c->pool = PoolKind::growth;
-    else if (std::strcmp(v, "fixed") == 0) c->pool = PoolKind::fixed;
-    else return fail(err, errlen, "GPUMEM_POOL", v, "none, growth or fixed");
+    if (std::strcmp(v, "none") == 0)
+      c->pool = PoolKind::none;
+    else if (std::strcmp(v, "growth") == 0)
+      c->pool = PoolKind::growth;
+    else if (std::strcmp(v, "fixed") == 0)
+      c->pool = PoolKind::fixed;
+    else
+      return fail(err, errlen, "GPUMEM_POOL", v, "none, growth or fixed");
   }
   note(c, "GPUMEM_POOL", pool_kind_name(c->pool));
 
@@ -131,7 +143,8 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
   if (const char* v = env("GPUMEM_POOL_SIZE"); v != nullptr && *v != '\0') {
     uint64_t bytes = 0;
     if (parse_size(v, &bytes) != SizeParse::ok || bytes == 0)
-      return fail(err, errlen, "GPUMEM_POOL_SIZE", v, "a size such as 512MiB or 8GiB (not 0, not a percentage)");
+      return fail(err, errlen, "GPUMEM_POOL_SIZE", v,
+                  "a size such as 512MiB or 8GiB (not 0, not a percentage)");
     c->pool_size = bytes;
     note(c, "GPUMEM_POOL_SIZE", v);
   }
@@ -140,12 +153,15 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
   return true;
 }
 
-const Config& config() { return g_config; }
+const Config& config() {
+  return g_config;
+}
 
 void load_config() {
   char err[512];
-  if (!parse_config(+[](const char* n) -> const char* { return secure_getenv(n); }, &g_config, err,
-                    sizeof err)) {
+  if (!parse_config(
+          +[](const char* n) -> const char* { return secure_getenv(n); }, &g_config, err,
+          sizeof err)) {
     log_message(LogLevel::error, "%s", err);
     std::_Exit(2);  // before any CUDA work; _Exit so no half-initialised destructor runs
   }
@@ -170,11 +186,17 @@ bool expand_trace_template(const char* tmpl, int pid, const char* host, int rank
     } else {
       ++p;
       switch (*p) {
-        case 'p': std::snprintf(piece, sizeof piece, "%d", pid); break;
-        case 'h': std::snprintf(piece, sizeof piece, "%s", host); break;
+        case 'p':
+          std::snprintf(piece, sizeof piece, "%d", pid);
+          break;
+        case 'h':
+          std::snprintf(piece, sizeof piece, "%s", host);
+          break;
         case 'r':
-          if (rank >= 0) std::snprintf(piece, sizeof piece, "%d", rank);
-          else std::snprintf(piece, sizeof piece, "norank");
+          if (rank >= 0)
+            std::snprintf(piece, sizeof piece, "%d", rank);
+          else
+            std::snprintf(piece, sizeof piece, "norank");
           break;
         case 't': {
           time_t secs = static_cast<time_t>(start_unix_ns / 1000000000ull);
@@ -183,8 +205,12 @@ bool expand_trace_template(const char* tmpl, int pid, const char* host, int rank
           std::strftime(piece, sizeof piece, "%Y%m%d-%H%M%S", &tm_utc);
           break;
         }
-        case '%': std::snprintf(piece, sizeof piece, "%%"); break;
-        default: std::snprintf(piece, sizeof piece, "%%%c", *p); break;
+        case '%':
+          std::snprintf(piece, sizeof piece, "%%");
+          break;
+        default:
+          std::snprintf(piece, sizeof piece, "%%%c", *p);
+          break;
       }
     }
     if (!put(piece)) return false;

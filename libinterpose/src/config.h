@@ -17,21 +17,21 @@ enum class PoolKind : int { none = 0, growth = 1, fixed = 2 };
 // A cap as the user wrote it: absolute bytes, or a percentage of the device's capacity.
 struct LimitSpec {
   bool set = false;
-  uint64_t bytes = 0;   // when percent == 0
-  double percent = 0;   // 0 < percent <= 100 when given as "60%"
+  uint64_t bytes = 0;  // when percent == 0
+  double percent = 0;  // 0 < percent <= 100 when given as "60%"
 };
 
 struct Config {
-  bool trace_off = false;               // GPUMEM_TRACE=off
-  char trace_template[4096] = {};       // GPUMEM_TRACE, default "gpumem-%p.trace"
-  bool stacks = false;                  // GPUMEM_STACKS=1
-  LogLevel log = LogLevel::warn;        // GPUMEM_LOG
-  PoolKind pool = PoolKind::none;       // GPUMEM_POOL
-  LimitSpec limit;                      // GPUMEM_LIMIT (every device)
+  bool trace_off = false;                      // GPUMEM_TRACE=off
+  char trace_template[4096] = {};              // GPUMEM_TRACE, default "gpumem-%p.trace"
+  bool stacks = false;                         // GPUMEM_STACKS=1
+  LogLevel log = LogLevel::warn;               // GPUMEM_LOG
+  PoolKind pool = PoolKind::none;              // GPUMEM_POOL
+  LimitSpec limit;                             // GPUMEM_LIMIT (every device)
   LimitSpec device_limit[trace::kMaxDevices];  // GPUMEM_LIMIT_<n> (overrides GPUMEM_LIMIT)
-  uint64_t pool_size = 0;               // GPUMEM_POOL_SIZE, 0 = not set
-  int rank = -1;                        // RANK / LOCAL_RANK / OMPI_COMM_WORLD_RANK / ...
-  char summary[4096] = {};              // "KEY=VALUE" lines of the settings in force (trace header)
+  uint64_t pool_size = 0;                      // GPUMEM_POOL_SIZE, 0 = not set
+  int rank = -1;                               // RANK / LOCAL_RANK / OMPI_COMM_WORLD_RANK / ...
+  char summary[4096] = {};  // "KEY=VALUE" lines of the settings in force (trace header)
 };
 
 // Parses `getenv` into *out. On a bad value writes the message into err and returns false.

@@ -62,7 +62,9 @@ void write(TraceWriter* w, trace::Record& r, bool with_stack) {
 
 }  // namespace
 
-AllocationPath& path_for(int device) { return g_paths[path_index(device)]; }
+AllocationPath& path_for(int device) {
+  return g_paths[path_index(device)];
+}
 
 Answer AllocationPath::allocate(const Request& req, CallRef<Answer> real) {
   Answer a = real();
@@ -72,10 +74,12 @@ Answer AllocationPath::allocate(const Request& req, CallRef<Answer> real) {
   if (a.status == Status::ok) {
     if (a.address == 0) return a;  // a zero-byte request that returned NULL: nothing to track
     (is_handle(req.flags) ? live_handles() : live_pointers())
-        .insert(a.address, LiveInfo{req.bytes, req.device, static_cast<uint16_t>(req.flags & trace::kFlagKindMask)});
+        .insert(a.address, LiveInfo{req.bytes, req.device,
+                                    static_cast<uint16_t>(req.flags & trace::kFlagKindMask)});
     uint64_t now = c.allocated.fetch_add(req.bytes, std::memory_order_relaxed) + req.bytes;
     uint64_t peak = c.peak.load(std::memory_order_relaxed);
-    while (now > peak && !c.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {}
+    while (now > peak && !c.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
     c.allocs.fetch_add(1, std::memory_order_relaxed);
     if (w != nullptr) {
       trace::Record r = make_record(trace::Op::alloc, req, a.address, req.bytes);
@@ -96,7 +100,8 @@ Answer AllocationPath::allocate(const Request& req, CallRef<Answer> real) {
 int32_t AllocationPath::deallocate(const Request& req, uint64_t address, CallRef<int32_t> real) {
   if (address == 0) return real();  // cudaFree(0) is how programs initialise CUDA: no event
   LiveInfo info;
-  const bool known = (is_handle(req.flags) ? live_handles() : live_pointers()).erase(address, &info);
+  const bool known =
+      (is_handle(req.flags) ? live_handles() : live_pointers()).erase(address, &info);
   TraceWriter* w = session::writer();
   if (known) {
     PathCounters& c = g_counters[path_index(info.device)];
@@ -138,7 +143,8 @@ void AllocationPath::stats(gpumem_stats* out) const {
   out->failed_count = c.failed.load(std::memory_order_relaxed);
 }
 
-void record_event(trace::Op op, const Request& req, uint64_t address, uint64_t aux, int32_t result) {
+void record_event(trace::Op op, const Request& req, uint64_t address, uint64_t aux,
+                  int32_t result) {
   TraceWriter* w = session::writer();
   if (w == nullptr) return;
   session::note_device(req.device);
@@ -151,6 +157,5 @@ void record_event(trace::Op op, const Request& req, uint64_t address, uint64_t a
 void record_anomaly(trace::AnomalyKind kind, const Request& req, uint64_t address) {
   record_event(trace::Op::anomaly, req, address, static_cast<uint64_t>(kind), 0);
 }
-
 
 }  // namespace gpumem

@@ -23,11 +23,11 @@ constexpr uint16_t make_flags(trace::MemKind kind, trace::Lookup lookup, bool as
 }
 
 struct Request {
-  int device = -1;        // ordinal; -1 = host memory or unknown
-  uint64_t bytes = 0;     // what the caller asked for (pitch * height for pitched calls)
-  uint64_t stream = 0;    // 0 = legacy default stream
+  int device = -1;      // ordinal; -1 = host memory or unknown
+  uint64_t bytes = 0;   // what the caller asked for (pitch * height for pitched calls)
+  uint64_t stream = 0;  // 0 = legacy default stream
   trace::Api api = trace::Api::unknown;
-  uint16_t flags = 0;     // make_flags(...)
+  uint16_t flags = 0;  // make_flags(...)
 };
 
 enum class Status : uint8_t { ok, out_of_memory, upstream_error };
@@ -61,7 +61,8 @@ class AllocationPath {
   int32_t deallocate(const Request& req, uint64_t address, CallRef<int32_t> real);
   // Capacity query (cudaMemGetInfo, cuMemGetInfo_v2, cuDeviceTotalMem_v2): real() fills
   // *total and *free_bytes; the path records what is reported (issue 4: clamps to the limit).
-  int32_t capacity(const Request& req, uint64_t* total, uint64_t* free_bytes, CallRef<int32_t> real);
+  int32_t capacity(const Request& req, uint64_t* total, uint64_t* free_bytes,
+                   CallRef<int32_t> real);
   void stats(gpumem_stats* out) const;
 };
 

@@ -16,7 +16,9 @@ LiveInfo unpack(uint64_t v) {
   i.kind = static_cast<uint16_t>(v & 0xF);
   return i;
 }
-uint64_t hash(uint64_t k) { return (k ^ (k >> 29)) * 0x9E3779B97F4A7C15ull; }
+uint64_t hash(uint64_t k) {
+  return (k ^ (k >> 29)) * 0x9E3779B97F4A7C15ull;
+}
 }  // namespace
 
 LiveMap::LiveMap(unsigned log2_slots) : log2_slots_(log2_slots) {}
@@ -25,8 +27,8 @@ LiveMap::LiveMap(unsigned log2_slots) : log2_slots_(log2_slots) {}
 bool LiveMap::ensure_table() {
   if (slots_.load(std::memory_order_acquire) != nullptr) return true;
   size_t bytes = sizeof(Slot) << log2_slots_;
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return false;
   Slot* expected = nullptr;
   if (!slots_.compare_exchange_strong(expected, static_cast<Slot*>(p))) munmap(p, bytes);

@@ -13,8 +13,8 @@ void log_message(LogLevel level, const char* fmt, ...) __attribute__((format(pri
 
 }  // namespace gpumem
 
-#define GPUMEM_LOG_AT(level, ...)                                              \
-  do {                                                                         \
+#define GPUMEM_LOG_AT(level, ...)                                                \
+  do {                                                                           \
     if (::gpumem::log_enabled(level)) ::gpumem::log_message(level, __VA_ARGS__); \
   } while (0)
 #define GPUMEM_WARN(...) GPUMEM_LOG_AT(::gpumem::LogLevel::warn, __VA_ARGS__)

@@ -24,7 +24,8 @@ class RealFunction {
   explicit constexpr RealFunction(const char* name) : name_(name) {}
   F get() {
     F f = fn_.load(std::memory_order_acquire);
-    if (f != nullptr) [[likely]] return f;
+    if (f != nullptr) [[likely]]
+      return f;
     void* p = Driver ? real_driver_symbol(name_) : real_runtime_symbol(name_);
     f = reinterpret_cast<F>(p);
     if (f != nullptr) fn_.store(f, std::memory_order_release);
@@ -40,14 +41,14 @@ class RealFunction {
 }  // namespace gpumem
 
 // GPUMEM_REAL_RUNTIME(cudaMalloc) / GPUMEM_REAL_DRIVER(cuMemAlloc_v2): the cached real function.
-#define GPUMEM_REAL_RUNTIME(name)                                                      \
-  ([]() {                                                                              \
-    static ::gpumem::RealFunction<decltype(&::name), false> slot{#name};               \
-    return slot.get();                                                                 \
+#define GPUMEM_REAL_RUNTIME(name)                                        \
+  ([]() {                                                                \
+    static ::gpumem::RealFunction<decltype(&::name), false> slot{#name}; \
+    return slot.get();                                                   \
   }())
-#define GPUMEM_REAL_DRIVER_AS(type, name)                                              \
-  ([]() {                                                                              \
-    static ::gpumem::RealFunction<type, true> slot{#name};                             \
-    return slot.get();                                                                 \
+#define GPUMEM_REAL_DRIVER_AS(type, name)                  \
+  ([]() {                                                  \
+    static ::gpumem::RealFunction<type, true> slot{#name}; \
+    return slot.get();                                     \
   }())
 #define GPUMEM_REAL_DRIVER(name) GPUMEM_REAL_DRIVER_AS(decltype(&::name), name)

@@ -41,7 +41,7 @@ TraceWriter& the_writer() {
 }
 std::atomic<int> g_state{kUnopened};
 constinit std::mutex g_open_mutex;  // only the first event (and fork, exit) take it
-uint32_t g_parent_pid = 0;   // written into the child's header
+uint32_t g_parent_pid = 0;          // written into the child's header
 uint32_t g_pid_at_fork = 0;
 std::atomic<uint64_t> g_devices_seen[(trace::kMaxDevices + 63) / 64];
 int g_simulated = -1;
@@ -64,7 +64,8 @@ void read_command_line(char* out, size_t len) {
 void unused_path(const char* wanted, char* out, size_t len) {
   std::snprintf(out, len, "%s", wanted);
   struct stat st;
-  for (int i = 1; i < 1000 && ::lstat(out, &st) == 0; ++i) std::snprintf(out, len, "%s.%d", wanted, i);
+  for (int i = 1; i < 1000 && ::lstat(out, &st) == 0; ++i)
+    std::snprintf(out, len, "%s.%d", wanted, i);
 }
 
 bool open_trace() {
@@ -77,9 +78,11 @@ bool open_trace() {
   h.flags = (cfg.stacks ? trace::kHeaderStacks : 0) | (simulated() ? trace::kHeaderSimulated : 0);
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  h.clock_base_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  h.clock_base_ns =
+      static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
   clock_gettime(CLOCK_REALTIME, &ts);
-  h.start_unix_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  h.start_unix_ns =
+      static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
   ::gethostname(h.host, sizeof h.host - 1);
   std::snprintf(h.pool, sizeof h.pool, "%s", pool_kind_name(cfg.pool));
   read_command_line(h.command, sizeof h.command);
@@ -88,16 +91,20 @@ bool open_trace() {
   char expanded[4096];
   if (!expand_trace_template(cfg.trace_template, static_cast<int>(h.pid), h.host, h.rank,
                              h.start_unix_ns, expanded, sizeof expanded)) {
-    log_message(LogLevel::warn, "GPUMEM_TRACE='%s' expands to a path that is too long; no trace "
-                "is written (use a shorter path)", cfg.trace_template);
+    log_message(LogLevel::warn,
+                "GPUMEM_TRACE='%s' expands to a path that is too long; no trace "
+                "is written (use a shorter path)",
+                cfg.trace_template);
     return false;
   }
   char path[4096 + 8];
   unused_path(expanded, path, sizeof path);
   char err[512] = {};
   if (!the_writer().open(path, h, err, sizeof err)) {
-    log_message(LogLevel::warn, "cannot write the trace to '%s' (%s); the program runs on "
-                "without a trace. Set GPUMEM_TRACE to a writable path.", path, err);
+    log_message(LogLevel::warn,
+                "cannot write the trace to '%s' (%s); the program runs on "
+                "without a trace. Set GPUMEM_TRACE to a writable path.",
+                path, err);
     return false;
   }
   GPUMEM_INFO("tracing to %s", path);
@@ -108,7 +115,9 @@ void before_fork() {
   g_open_mutex.lock();
   g_pid_at_fork = static_cast<uint32_t>(::getpid());
 }
-void after_fork_parent() { g_open_mutex.unlock(); }
+void after_fork_parent() {
+  g_open_mutex.unlock();
+}
 void after_fork_child() {
   // The parent's mapping is the parent's: drop it untouched; the child opens its own file
   // (under its own pid) at its first event.
@@ -144,7 +153,8 @@ void init() {
 
 TraceWriter* writer() {
   int state = g_state.load(std::memory_order_acquire);
-  if (state == kOpen) [[likely]] return g_writer_ptr;
+  if (state == kOpen) [[likely]]
+    return g_writer_ptr;
   if (state != kUnopened) return nullptr;
   std::lock_guard<std::mutex> lock(g_open_mutex);
   if (!g_initialized) init();  // a hook ran before the library constructor
@@ -160,7 +170,8 @@ void note_device(int device) {
   if (device < 0 || device >= trace::kMaxDevices) return;
   const uint64_t bit = 1ull << (device % 64);
   auto& word = g_devices_seen[device / 64];
-  if (word.load(std::memory_order_relaxed) & bit) [[likely]] return;
+  if (word.load(std::memory_order_relaxed) & bit) [[likely]]
+    return;
   if (word.fetch_or(bit, std::memory_order_relaxed) & bit) return;
   TraceWriter* w = writer();
   if (w == nullptr) return;

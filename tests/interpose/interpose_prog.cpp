@@ -27,29 +27,30 @@ namespace {
 
 int g_failures = 0;
 
-#define CHECK_RT(call)                                                                  \
-  do {                                                                                  \
-    cudaError_t e_ = (call);                                                            \
-    if (e_ != cudaSuccess) {                                                            \
+#define CHECK_RT(call)                                                                        \
+  do {                                                                                        \
+    cudaError_t e_ = (call);                                                                  \
+    if (e_ != cudaSuccess) {                                                                  \
       std::fprintf(stderr, "interpose_prog: %s failed: %d (line %d)\n", #call, e_, __LINE__); \
-      ++g_failures;                                                                     \
-    }                                                                                   \
+      ++g_failures;                                                                           \
+    }                                                                                         \
   } while (0)
-#define CHECK_CU(call)                                                                  \
-  do {                                                                                  \
-    CUresult e_ = (call);                                                               \
-    if (e_ != CUDA_SUCCESS) {                                                           \
+#define CHECK_CU(call)                                                                        \
+  do {                                                                                        \
+    CUresult e_ = (call);                                                                     \
+    if (e_ != CUDA_SUCCESS) {                                                                 \
       std::fprintf(stderr, "interpose_prog: %s failed: %d (line %d)\n", #call, e_, __LINE__); \
-      ++g_failures;                                                                     \
-    }                                                                                   \
+      ++g_failures;                                                                           \
+    }                                                                                         \
   } while (0)
-#define EXPECT_CODE(call, code)                                                         \
-  do {                                                                                  \
-    int e_ = static_cast<int>(call);                                                    \
-    if (e_ != static_cast<int>(code)) {                                                 \
-      std::fprintf(stderr, "interpose_prog: %s returned %d, expected %d\n", #call, e_, static_cast<int>(code)); \
-      ++g_failures;                                                                     \
-    }                                                                                   \
+#define EXPECT_CODE(call, code)                                                        \
+  do {                                                                                 \
+    int e_ = static_cast<int>(call);                                                   \
+    if (e_ != static_cast<int>(code)) {                                                \
+      std::fprintf(stderr, "interpose_prog: %s returned %d, expected %d\n", #call, e_, \
+                   static_cast<int>(code));                                            \
+      ++g_failures;                                                                    \
+    }                                                                                  \
   } while (0)
 
 void init_driver() {
@@ -147,11 +148,14 @@ int driver_resolver() {
   auto alloc = reinterpret_cast<decltype(&cuMemAlloc_v2)>(fn);
   CHECK_CU(cuGetProcAddress("cuMemFree", &fn, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &st));
   auto mfree = reinterpret_cast<decltype(&cuMemFree_v2)>(fn);
-  CHECK_CU(cuGetProcAddress("cuMemAllocAsync", &fn, 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, &st));
+  CHECK_CU(cuGetProcAddress("cuMemAllocAsync", &fn, 13000,
+                            CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, &st));
   auto alloc_async = reinterpret_cast<decltype(&cuMemAllocAsync)>(fn);
-  CHECK_CU(cuGetProcAddress("cuMemFreeAsync", &fn, 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, &st));
+  CHECK_CU(cuGetProcAddress("cuMemFreeAsync", &fn, 13000,
+                            CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, &st));
   auto free_async = reinterpret_cast<decltype(&cuMemFreeAsync)>(fn);
-  if (!alloc || !mfree || !alloc_async || !free_async) return std::fprintf(stderr, "resolve failed\n"), 1;
+  if (!alloc || !mfree || !alloc_async || !free_async)
+    return std::fprintf(stderr, "resolve failed\n"), 1;
   CUdeviceptr d = 0;
   CHECK_CU(alloc(&d, 6 << 20));
   CHECK_CU(mfree(d));
@@ -230,9 +234,9 @@ int misuse() {
   EXPECT_CODE(cuMemGetInfo(nullptr, nullptr), CUDA_ERROR_INVALID_VALUE);
   EXPECT_CODE(cudaMemGetInfo(nullptr, nullptr), cudaErrorInvalidValue);
   int local = 0;
-  (void)cudaFree(&local);                          // not a device pointer: forwarded, anomaly
+  (void)cudaFree(&local);  // not a device pointer: forwarded, anomaly
   (void)cuMemFree(reinterpret_cast<CUdeviceptr>(&local));
-  CHECK_CU(cuMemFree(0));                          // no event
+  CHECK_CU(cuMemFree(0));  // no event
   return g_failures;
 }
 
@@ -346,8 +350,12 @@ int fork_test() {
 }  // namespace
 
 // Stacks: two allocations from each of two call sites (exported, so dladdr can name them).
-__attribute__((noinline)) void interpose_site_a(void** p) { CHECK_RT(cudaMalloc(p, 111)); }
-__attribute__((noinline)) void interpose_site_b(void** p) { CHECK_RT(cudaMalloc(p, 222)); }
+__attribute__((noinline)) void interpose_site_a(void** p) {
+  CHECK_RT(cudaMalloc(p, 111));
+}
+__attribute__((noinline)) void interpose_site_b(void** p) {
+  CHECK_RT(cudaMalloc(p, 222));
+}
 
 namespace {
 int stacks() {
@@ -363,8 +371,9 @@ int stacks() {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: interpose_prog runtime|runtime_family|driver|dlsym|resolver|entry_point|"
-                         "async|vmm|misuse|marks|threads N ITER|progress FILE|fork|stacks\n");
+    std::fprintf(stderr,
+                 "usage: interpose_prog runtime|runtime_family|driver|dlsym|resolver|entry_point|"
+                 "async|vmm|misuse|marks|threads N ITER|progress FILE|fork|stacks\n");
     return 2;
   }
   const std::string cmd = argv[1];

@@ -36,15 +36,16 @@ using gpumem::trace::Record;
 
 struct Trace {
   gpumem::trace::Header header{};
-  std::vector<Record> records;               // every non-blob record, in file order
-  std::map<uint64_t, std::string> strings;   // string id -> text
+  std::vector<Record> records;              // every non-blob record, in file order
+  std::map<uint64_t, std::string> strings;  // string id -> text
   uint64_t stacks = 0;
   gpumem::trace::ReadStats stats;
 
   std::vector<Record> where(Op op, Api api = Api::unknown) const {
     std::vector<Record> out;
     for (const auto& r : records)
-      if (r.op == static_cast<uint16_t>(op) && (api == Api::unknown || r.api == static_cast<uint16_t>(api)))
+      if (r.op == static_cast<uint16_t>(op) &&
+          (api == Api::unknown || r.api == static_cast<uint16_t>(api)))
         out.push_back(r);
     return out;
   }
@@ -52,7 +53,8 @@ struct Trace {
 };
 
 Lookup lookup_of(const Record& r) {
-  return static_cast<Lookup>((r.flags & gpumem::trace::kFlagLookupMask) >> gpumem::trace::kFlagLookupShift);
+  return static_cast<Lookup>((r.flags & gpumem::trace::kFlagLookupMask) >>
+                             gpumem::trace::kFlagLookupShift);
 }
 
 struct Outcome {
@@ -68,8 +70,10 @@ class Interpose : public ::testing::Test {
     dir_ = tmpl;
   }
   void TearDown() override {
-    if (!HasFailure()) std::system(("rm -rf '" + dir_ + "'").c_str());
-    else std::fprintf(stderr, "traces kept in %s\n", dir_.c_str());
+    if (!HasFailure())
+      std::system(("rm -rf '" + dir_ + "'").c_str());
+    else
+      std::fprintf(stderr, "traces kept in %s\n", dir_.c_str());
   }
 
   // The environment of the child: ours, plus preload, simcuda first, trace template, extras.
@@ -77,7 +81,8 @@ class Interpose : public ::testing::Test {
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e) {
       std::string kv = *e;
-      if (kv.rfind("GPUMEM_", 0) == 0 || kv.rfind("LD_PRELOAD=", 0) == 0 || kv.rfind("LD_LIBRARY_PATH=", 0) == 0)
+      if (kv.rfind("GPUMEM_", 0) == 0 || kv.rfind("LD_PRELOAD=", 0) == 0 ||
+          kv.rfind("LD_LIBRARY_PATH=", 0) == 0)
         continue;
       env.push_back(kv);
     }
@@ -122,7 +127,7 @@ class Interpose : public ::testing::Test {
   }
 
   Outcome run(const std::vector<std::string>& args, const std::vector<std::string>& extra_env = {},
-          bool preload = true) {
+              bool preload = true) {
     const std::string out_path = dir_ + "/stdout.txt", err_path = dir_ + "/stderr.txt";
     int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -166,9 +171,12 @@ class Interpose : public ::testing::Test {
     t.header = reader->header();
     gpumem::trace::Event ev;
     while (reader->next(&ev)) {
-      if (ev.rec.op == static_cast<uint16_t>(Op::string)) t.strings[ev.rec.aux] = std::string(ev.payload);
-      else if (ev.rec.op == static_cast<uint16_t>(Op::stack)) ++t.stacks;
-      else t.records.push_back(ev.rec);
+      if (ev.rec.op == static_cast<uint16_t>(Op::string))
+        t.strings[ev.rec.aux] = std::string(ev.payload);
+      else if (ev.rec.op == static_cast<uint16_t>(Op::stack))
+        ++t.stacks;
+      else
+        t.records.push_back(ev.rec);
     }
     t.stats = reader->stats();
     return t;
@@ -250,7 +258,7 @@ TEST_F(Interpose, RuntimeFamily) {
   EXPECT_EQ(sum_bytes(t.where(Op::free)), sum_bytes(t.where(Op::alloc)));
   auto info = t.where(Op::meminfo, Api::cudaMemGetInfo);
   ASSERT_EQ(info.size(), 1u);
-  EXPECT_GT(info[0].bytes, 0u);         // total
+  EXPECT_GT(info[0].bytes, 0u);           // total
   EXPECT_LE(info[0].aux, info[0].bytes);  // free <= total
   EXPECT_EQ(t.count(Op::anomaly), 0u);
   EXPECT_EQ(t.count(Op::alloc, Api::cuMemAlloc) + t.count(Op::alloc, Api::cuMemAllocAsync), 0u);
@@ -415,7 +423,8 @@ TEST_F(Interpose, SigkillLosesNoReturnedCall) {
     ::close(fd);
   }
   int fd = ::open(counter_path.c_str(), O_RDWR);
-  auto* counter = static_cast<std::atomic<uint64_t>*>(mmap(nullptr, 8, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  auto* counter = static_cast<std::atomic<uint64_t>*>(
+      mmap(nullptr, 8, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
   ASSERT_NE(counter, MAP_FAILED);
   std::mt19937_64 rng(std::random_device{}());
   const uint64_t target = 1000 + rng() % 20000;
@@ -433,9 +442,9 @@ TEST_F(Interpose, SigkillLosesNoReturnedCall) {
   ASSERT_GE(returned, target) << "the program did not make progress";
   Trace t = trace_of(pid);
   const uint64_t allocs = t.count(Op::alloc, Api::cudaMalloc);
-  EXPECT_GE(allocs, returned);       // every call that returned is in the trace
-  EXPECT_LE(allocs, returned + 1);   // at most the one in flight beyond it
-  EXPECT_TRUE(t.stats.truncated);    // never closed
+  EXPECT_GE(allocs, returned);      // every call that returned is in the trace
+  EXPECT_LE(allocs, returned + 1);  // at most the one in flight beyond it
+  EXPECT_TRUE(t.stats.truncated);   // never closed
   munmap(counter, 8);
   ::close(fd);
 }
@@ -498,6 +507,18 @@ TEST_F(Interpose, UnwritableTracePathWarnsOnceAndRunsOn) {
   EXPECT_NE(r.err.find("GPUMEM_TRACE"), std::string::npos);
 }
 
+TEST_F(Interpose, TraceTemplateExpandsRankHostAndPid) {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  Outcome r =
+      prog({"runtime"}, {"GPUMEM_TRACE=" + dir_ + "/r%r-%h-%p-%%.trace", "RANK=", "LOCAL_RANK=3"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string expected = dir_ + "/r3-" + host + "-" + std::to_string(last_pid_) + "-%.trace";
+  Trace t = read(expected);
+  EXPECT_EQ(t.count(Op::alloc), 2u);
+  EXPECT_EQ(t.header.rank, 3);
+}
+
 TEST_F(Interpose, TraceOffWritesNothing) {
   Outcome r = prog({"runtime"}, {"GPUMEM_TRACE=off"});
   EXPECT_EQ(r.status, 0) << r.err;
@@ -523,10 +544,10 @@ struct BadValue {
 
 TEST_F(Interpose, BadSettingsExitWithStatus2AndSayWhy) {
   const BadValue cases[] = {
-      {"GPUMEM_STACKS=yes", "GPUMEM_STACKS"},   {"GPUMEM_LOG=loud", "GPUMEM_LOG"},
-      {"GPUMEM_POOL=magic", "GPUMEM_POOL"},     {"GPUMEM_LIMIT=0", "GPUMEM_LIMIT"},
+      {"GPUMEM_STACKS=yes", "GPUMEM_STACKS"},     {"GPUMEM_LOG=loud", "GPUMEM_LOG"},
+      {"GPUMEM_POOL=magic", "GPUMEM_POOL"},       {"GPUMEM_LIMIT=0", "GPUMEM_LIMIT"},
       {"GPUMEM_LIMIT=8 parsecs", "GPUMEM_LIMIT"}, {"GPUMEM_LIMIT_1=lots", "GPUMEM_LIMIT_1"},
-      {"GPUMEM_LIMIT=150%", "GPUMEM_LIMIT"},    {"GPUMEM_POOL_SIZE=0", "GPUMEM_POOL_SIZE"},
+      {"GPUMEM_LIMIT=150%", "GPUMEM_LIMIT"},      {"GPUMEM_POOL_SIZE=0", "GPUMEM_POOL_SIZE"},
   };
   for (const auto& c : cases) {
     Outcome r = prog({"runtime"}, {c.assignment});
@@ -540,16 +561,18 @@ TEST_F(Interpose, BadSettingsExitWithStatus2AndSayWhy) {
   }
   EXPECT_TRUE(trace_files().empty());
   Outcome ok = prog({"runtime"}, {"GPUMEM_LIMIT=60%", "GPUMEM_LIMIT_0=1.5GiB", "GPUMEM_POOL=growth",
-                              "GPUMEM_POOL_SIZE=512MiB", "GPUMEM_LOG=error"});
+                                  "GPUMEM_POOL_SIZE=512MiB", "GPUMEM_LOG=error"});
   EXPECT_EQ(ok.status, 0) << ok.err;
 }
 
 #ifdef GPUMEM_CLI
 TEST_F(Interpose, GpumemRunSetsThePreloadAndReturnsTheExitStatus) {
-  if (access(GPUMEM_SIMCUDA_DIR "/libcuda.so.1", F_OK) != 0) GTEST_SKIP() << "needs simcuda (--device sim)";
+  if (access(GPUMEM_SIMCUDA_DIR "/libcuda.so.1", F_OK) != 0)
+    GTEST_SKIP() << "needs simcuda (--device sim)";
   bare_env_ = true;
   const std::string tmpl = dir_ + "/c-%p.trace";
-  Outcome r = run({GPUMEM_CLI, "run", "--device", "sim", "--trace", tmpl, "--", INTERPOSE_PROG, "runtime"});
+  Outcome r =
+      run({GPUMEM_CLI, "run", "--device", "sim", "--trace", tmpl, "--", INTERPOSE_PROG, "runtime"});
   ASSERT_EQ(r.status, 0) << r.err;
   auto files = trace_files();
   ASSERT_EQ(files.size(), 1u);
@@ -558,13 +581,15 @@ TEST_F(Interpose, GpumemRunSetsThePreloadAndReturnsTheExitStatus) {
   EXPECT_EQ(t.count(Op::alloc, Api::cudaMalloc), 2u);
   EXPECT_NE(std::string(t.header.config).find("GPUMEM_TRACE=" + tmpl), std::string::npos);
   // The program's own exit status comes back, and a bad setting stops it with status 2.
-  Outcome bad = run({GPUMEM_CLI, "run", "--device", "sim", "--", INTERPOSE_PROG, "no-such-subcommand"});
+  Outcome bad =
+      run({GPUMEM_CLI, "run", "--device", "sim", "--", INTERPOSE_PROG, "no-such-subcommand"});
   EXPECT_EQ(bad.status, 2) << bad.err;
-  Outcome limit = run({GPUMEM_CLI, "run", "--device", "sim", "--limit", "0", "--", INTERPOSE_PROG, "runtime"});
+  Outcome limit =
+      run({GPUMEM_CLI, "run", "--device", "sim", "--limit", "0", "--", INTERPOSE_PROG, "runtime"});
   EXPECT_EQ(limit.status, 2) << limit.err;
   EXPECT_NE(limit.err.find("GPUMEM_LIMIT='0'"), std::string::npos) << limit.err;
-  Outcome stacks = run({GPUMEM_CLI, "run", "--device", "sim", "--stacks", "--trace", dir_ + "/s-%p.trace",
-                        "--", INTERPOSE_PROG, "stacks"});
+  Outcome stacks = run({GPUMEM_CLI, "run", "--device", "sim", "--stacks", "--trace",
+                        dir_ + "/s-%p.trace", "--", INTERPOSE_PROG, "stacks"});
   ASSERT_EQ(stacks.status, 0) << stacks.err;
 }
 #endif

@@ -17,10 +17,12 @@
 #include "hooks/wrapped.h"
 #include "real.h"
 
-extern "C" __attribute__((visibility("hidden"))) void* gpumem_dlsym_impl(void* handle, const char* name) {
+extern "C" __attribute__((visibility("hidden"))) void* gpumem_dlsym_impl(void* handle,
+                                                                         const char* name) {
   void* found = gpumem::real_dlsym(handle, name);
   if (found == nullptr) return nullptr;
-  if (void* wrapper = gpumem::hooks::wrapper_for_name(name, gpumem::trace::Lookup::dlsym)) return wrapper;
+  if (void* wrapper = gpumem::hooks::wrapper_for_name(name, gpumem::trace::Lookup::dlsym))
+    return wrapper;
   return found;
 }
 

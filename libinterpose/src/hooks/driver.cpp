@@ -16,7 +16,8 @@
 extern "C" {
 CUresult cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUstream hStream);
 CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream);
-CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool, CUstream hStream);
+CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool,
+                                      CUstream hStream);
 }
 
 namespace gpumem::hooks {
@@ -29,8 +30,10 @@ using trace::MemKind;
 CUresult driver_missing(const char* name) {
   static std::atomic<bool> warned{false};
   if (!warned.exchange(true))
-    log_message(LogLevel::error, "%s called but libcuda.so.1 cannot be loaded; returning "
-                "CUDA_ERROR_NOT_INITIALIZED", name);
+    log_message(LogLevel::error,
+                "%s called but libcuda.so.1 cannot be loaded; returning "
+                "CUDA_ERROR_NOT_INITIALIZED",
+                name);
   return CUDA_ERROR_NOT_INITIALIZED;
 }
 
@@ -42,8 +45,8 @@ int current_device() {
 }
 
 template <Lookup L>
-Request request(Api api, uint64_t bytes, MemKind kind, CUstream stream = nullptr, bool async = false,
-                int device = -2) {
+Request request(Api api, uint64_t bytes, MemKind kind, CUstream stream = nullptr,
+                bool async = false, int device = -2) {
   Request r;
   r.device = device == -2 ? current_device() : device;
   r.bytes = bytes;
@@ -55,9 +58,12 @@ Request request(Api api, uint64_t bytes, MemKind kind, CUstream stream = nullptr
 
 CUresult to_cu_result(const Answer& a) {
   switch (a.status) {
-    case Status::ok: return CUDA_SUCCESS;
-    case Status::out_of_memory: return CUDA_ERROR_OUT_OF_MEMORY;
-    case Status::upstream_error: break;
+    case Status::ok:
+      return CUDA_SUCCESS;
+    case Status::out_of_memory:
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    case Status::upstream_error:
+      break;
   }
   return static_cast<CUresult>(a.code);
 }
@@ -80,13 +86,14 @@ CUresult allocate(const Request& req, Out* out, Call call) {
 template <class Call>
 CUresult release(const Request& req, uint64_t address, Call call) {
   auto real = [&]() { return static_cast<int32_t>(call()); };
-  return static_cast<CUresult>(path_for(req.device).deallocate(req, address, CallRef<int32_t>(real)));
+  return static_cast<CUresult>(
+      path_for(req.device).deallocate(req, address, CallRef<int32_t>(real)));
 }
 
-#define GPUMEM_DRIVER_PROLOGUE(name, ...)                      \
-  auto real = GPUMEM_REAL_DRIVER(name);                       \
-  if (real == nullptr) return driver_missing(#name);          \
-  HookScope scope;                                            \
+#define GPUMEM_DRIVER_PROLOGUE(name, ...)            \
+  auto real = GPUMEM_REAL_DRIVER(name);              \
+  if (real == nullptr) return driver_missing(#name); \
+  HookScope scope;                                   \
   if (!scope.outermost()) return real(__VA_ARGS__)
 
 template <Lookup L>
@@ -110,7 +117,8 @@ template <Lookup L>
 CUresult hook_cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width, size_t height,
                                  unsigned int element_size) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocPitch_v2, dptr, pitch, width, height, element_size);
-  Request req = request<L>(Api::cuMemAllocPitch, static_cast<uint64_t>(width) * height, MemKind::device);
+  Request req =
+      request<L>(Api::cuMemAllocPitch, static_cast<uint64_t>(width) * height, MemKind::device);
   if (dptr == nullptr || pitch == nullptr) return null_out_param(req);
   return allocate(req, dptr, [&] { return real(dptr, pitch, width, height, element_size); });
 }
@@ -156,7 +164,8 @@ CUresult hook_cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream) {
 }
 
 template <Lookup L>
-CUresult hook_cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool, CUstream stream) {
+CUresult hook_cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool,
+                                      CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocFromPoolAsync, dptr, bytesize, pool, stream);
   Request req = request<L>(Api::cuMemAllocFromPoolAsync, bytesize, MemKind::device, stream, true);
   if (dptr == nullptr) return null_out_param(req);
@@ -175,8 +184,8 @@ CUresult hook_cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, C
 // Physical memory is counted where it lives: on the device of prop->location when that is a
 // device, as host memory (device -1) for every other location type.
 template <Lookup L>
-CUresult hook_cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size, const CUmemAllocationProp* prop,
-                          unsigned long long flags) {
+CUresult hook_cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
+                          const CUmemAllocationProp* prop, unsigned long long flags) {
   GPUMEM_DRIVER_PROLOGUE(cuMemCreate, handle, size, prop, flags);
   const int device = prop != nullptr && prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE
                          ? prop->location.id
@@ -196,8 +205,8 @@ CUresult hook_cuMemRelease(CUmemGenericAllocationHandle handle) {
 }
 
 template <Lookup L>
-CUresult hook_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
-                       unsigned long long flags) {
+CUresult hook_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
+                       CUmemGenericAllocationHandle handle, unsigned long long flags) {
   GPUMEM_DRIVER_PROLOGUE(cuMemMap, ptr, size, offset, handle, flags);
   Request req = request<L>(Api::cuMemMap, size, MemKind::physical);
   const CUresult e = real(ptr, size, offset, handle, flags);
@@ -227,7 +236,8 @@ CUresult hook_cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
     t = rt;
     return static_cast<int32_t>(e);
   };
-  auto e = static_cast<CUresult>(path_for(req.device).capacity(req, &t, &f, CallRef<int32_t>(call)));
+  auto e =
+      static_cast<CUresult>(path_for(req.device).capacity(req, &t, &f, CallRef<int32_t>(call)));
   if (e == CUDA_SUCCESS) {
     *free_bytes = f;
     *total = t;
@@ -239,7 +249,8 @@ CUresult hook_cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
 template <Lookup L>
 CUresult hook_cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
   GPUMEM_DRIVER_PROLOGUE(cuDeviceTotalMem_v2, bytes, dev);
-  Request req = request<L>(Api::cuDeviceTotalMem, 0, MemKind::device, nullptr, false, static_cast<int>(dev));
+  Request req =
+      request<L>(Api::cuDeviceTotalMem, 0, MemKind::device, nullptr, false, static_cast<int>(dev));
   if (bytes == nullptr) return null_out_param(req);
   uint64_t t = 0, f = 0;
   auto call = [&]() {
@@ -248,7 +259,8 @@ CUresult hook_cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
     t = rt;
     return static_cast<int32_t>(e);
   };
-  auto e = static_cast<CUresult>(path_for(req.device).capacity(req, &t, &f, CallRef<int32_t>(call)));
+  auto e =
+      static_cast<CUresult>(path_for(req.device).capacity(req, &t, &f, CallRef<int32_t>(call)));
   if (e == CUDA_SUCCESS) *bytes = t;
   return e;
 }
@@ -289,29 +301,33 @@ const size_t kDriverWrappedCount = sizeof kDriverWrapped / sizeof kDriverWrapped
 
 // Direct binding (-lcuda programs): their references resolve to these exports first.
 using gpumem::hooks::Lookup;
-#define GPUMEM_EXPORT_DRIVER(name, params, args) \
-  GPUMEM_EXPORT CUresult name params { return gpumem::hooks::hook_##name<Lookup::direct> args; }
+#define GPUMEM_EXPORT_DRIVER(name, params, args)            \
+  GPUMEM_EXPORT CUresult name params {                      \
+    return gpumem::hooks::hook_##name<Lookup::direct> args; \
+  }
 
 GPUMEM_EXPORT_DRIVER(cuMemAlloc_v2, (CUdeviceptr * p, size_t n), (p, n))
 GPUMEM_EXPORT_DRIVER(cuMemFree_v2, (CUdeviceptr p), (p))
-GPUMEM_EXPORT_DRIVER(cuMemAllocPitch_v2, (CUdeviceptr * p, size_t* pitch, size_t w, size_t h, unsigned int e),
+GPUMEM_EXPORT_DRIVER(cuMemAllocPitch_v2,
+                     (CUdeviceptr * p, size_t* pitch, size_t w, size_t h, unsigned int e),
                      (p, pitch, w, h, e))
 GPUMEM_EXPORT_DRIVER(cuMemAllocManaged, (CUdeviceptr * p, size_t n, unsigned int f), (p, n, f))
 GPUMEM_EXPORT_DRIVER(cuMemAllocAsync, (CUdeviceptr * p, size_t n, CUstream s), (p, n, s))
 GPUMEM_EXPORT_DRIVER(cuMemAllocAsync_ptsz, (CUdeviceptr * p, size_t n, CUstream s), (p, n, s))
 GPUMEM_EXPORT_DRIVER(cuMemFreeAsync, (CUdeviceptr p, CUstream s), (p, s))
 GPUMEM_EXPORT_DRIVER(cuMemFreeAsync_ptsz, (CUdeviceptr p, CUstream s), (p, s))
-GPUMEM_EXPORT_DRIVER(cuMemAllocFromPoolAsync, (CUdeviceptr * p, size_t n, CUmemoryPool m, CUstream s),
-                     (p, n, m, s))
-GPUMEM_EXPORT_DRIVER(cuMemAllocFromPoolAsync_ptsz, (CUdeviceptr * p, size_t n, CUmemoryPool m, CUstream s),
-                     (p, n, m, s))
+GPUMEM_EXPORT_DRIVER(cuMemAllocFromPoolAsync,
+                     (CUdeviceptr * p, size_t n, CUmemoryPool m, CUstream s), (p, n, m, s))
+GPUMEM_EXPORT_DRIVER(cuMemAllocFromPoolAsync_ptsz,
+                     (CUdeviceptr * p, size_t n, CUmemoryPool m, CUstream s), (p, n, m, s))
 GPUMEM_EXPORT_DRIVER(cuMemCreate,
                      (CUmemGenericAllocationHandle * h, size_t n, const CUmemAllocationProp* p,
                       unsigned long long f),
                      (h, n, p, f))
 GPUMEM_EXPORT_DRIVER(cuMemRelease, (CUmemGenericAllocationHandle h), (h))
 GPUMEM_EXPORT_DRIVER(cuMemMap,
-                     (CUdeviceptr p, size_t n, size_t o, CUmemGenericAllocationHandle h, unsigned long long f),
+                     (CUdeviceptr p, size_t n, size_t o, CUmemGenericAllocationHandle h,
+                      unsigned long long f),
                      (p, n, o, h, f))
 GPUMEM_EXPORT_DRIVER(cuMemUnmap, (CUdeviceptr p, size_t n), (p, n))
 GPUMEM_EXPORT_DRIVER(cuMemGetInfo_v2, (size_t * f, size_t* t), (f, t))

@@ -20,10 +20,12 @@
 extern "C" {
 // The CUDA 11.3-era resolver without symbolStatus; libcuda still exports it.
 CUresult cuGetProcAddress(const char* symbol, void** pfn, int cudaVersion, cuuint64_t flags);
-cudaError_t cudaGetDriverEntryPoint_ptsz(const char* symbol, void** funcPtr, unsigned long long flags,
+cudaError_t cudaGetDriverEntryPoint_ptsz(const char* symbol, void** funcPtr,
+                                         unsigned long long flags,
                                          cudaDriverEntryPointQueryResult* driverStatus);
 cudaError_t cudaGetDriverEntryPointByVersion_ptsz(const char* symbol, void** funcPtr,
-                                                  unsigned int cudaVersion, unsigned long long flags,
+                                                  unsigned int cudaVersion,
+                                                  unsigned long long flags,
                                                   cudaDriverEntryPointQueryResult* driverStatus);
 }
 
@@ -56,7 +58,8 @@ void build_map() {
       if (real != nullptr) g_map[g_mapped++] = {real, wrapper};
       // A driver whose resolver hands out its exported (hence interposable) addresses returns
       // our export: that is the same function, reached through the resolver.
-      if (g_mapped < kMaxMapped) g_map[g_mapped++] = {table[i].by_lookup[static_cast<int>(Lookup::direct)], wrapper};
+      if (g_mapped < kMaxMapped)
+        g_map[g_mapped++] = {table[i].by_lookup[static_cast<int>(Lookup::direct)], wrapper};
     }
   };
   add(kDriverWrapped, kDriverWrappedCount);
@@ -69,8 +72,8 @@ void substitute(void** pfn) {
   if (void* w = wrapper_for_real_driver_function(*pfn)) *pfn = w;
 }
 
-CUresult hook_cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags,
-                                  CUdriverProcAddressQueryResult* status) {
+CUresult hook_cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_version,
+                                  cuuint64_t flags, CUdriverProcAddressQueryResult* status) {
   auto real = GPUMEM_REAL_DRIVER(cuGetProcAddress_v2);
   if (real == nullptr) return CUDA_ERROR_NOT_INITIALIZED;
   const CUresult r = real(symbol, pfn, cuda_version, flags, status);
@@ -95,7 +98,8 @@ cudaError_t hook_cudaGetDriverEntryPoint(const char* symbol, void** fn, unsigned
   return r;
 }
 
-cudaError_t hook_cudaGetDriverEntryPoint_ptsz(const char* symbol, void** fn, unsigned long long flags,
+cudaError_t hook_cudaGetDriverEntryPoint_ptsz(const char* symbol, void** fn,
+                                              unsigned long long flags,
                                               cudaDriverEntryPointQueryResult* status) {
   auto real = GPUMEM_REAL_RUNTIME(cudaGetDriverEntryPoint_ptsz);
   if (real == nullptr) return cudaErrorInitializationError;
@@ -104,8 +108,8 @@ cudaError_t hook_cudaGetDriverEntryPoint_ptsz(const char* symbol, void** fn, uns
   return r;
 }
 
-cudaError_t hook_cudaGetDriverEntryPointByVersion(const char* symbol, void** fn, unsigned int version,
-                                                  unsigned long long flags,
+cudaError_t hook_cudaGetDriverEntryPointByVersion(const char* symbol, void** fn,
+                                                  unsigned int version, unsigned long long flags,
                                                   cudaDriverEntryPointQueryResult* status) {
   auto real = GPUMEM_REAL_RUNTIME(cudaGetDriverEntryPointByVersion);
   if (real == nullptr) return cudaErrorInitializationError;
@@ -114,7 +118,8 @@ cudaError_t hook_cudaGetDriverEntryPointByVersion(const char* symbol, void** fn,
   return r;
 }
 
-cudaError_t hook_cudaGetDriverEntryPointByVersion_ptsz(const char* symbol, void** fn, unsigned int version,
+cudaError_t hook_cudaGetDriverEntryPointByVersion_ptsz(const char* symbol, void** fn,
+                                                       unsigned int version,
                                                        unsigned long long flags,
                                                        cudaDriverEntryPointQueryResult* status) {
   auto real = GPUMEM_REAL_RUNTIME(cudaGetDriverEntryPointByVersion_ptsz);
@@ -124,12 +129,12 @@ cudaError_t hook_cudaGetDriverEntryPointByVersion_ptsz(const char* symbol, void*
   return r;
 }
 
-#define GPUMEM_RESOLVER(name)                                                           \
-  {                                                                                     \
-    #name, {                                                                            \
-      reinterpret_cast<void*>(&hook_##name), reinterpret_cast<void*>(&hook_##name),     \
-          reinterpret_cast<void*>(&hook_##name)                                         \
-    }                                                                                   \
+#define GPUMEM_RESOLVER(name)                                                       \
+  {                                                                                 \
+#name, {                                                                        \
+      reinterpret_cast<void*>(&hook_##name), reinterpret_cast<void*>(&hook_##name), \
+          reinterpret_cast<void*>(&hook_##name)                                     \
+    }                                                                               \
   }
 
 }  // namespace
@@ -160,7 +165,8 @@ void* wrapper_for_name(const char* name, Lookup lookup) {
   const size_t counts[] = {kRuntimeWrappedCount, kDriverWrappedCount, kResolverWrappedCount};
   for (int t = 0; t < 3; ++t)
     for (size_t i = 0; i < counts[t]; ++i)
-      if (std::strcmp(tables[t][i].name, name) == 0) return tables[t][i].by_lookup[static_cast<int>(lookup)];
+      if (std::strcmp(tables[t][i].name, name) == 0)
+        return tables[t][i].by_lookup[static_cast<int>(lookup)];
   return nullptr;
 }
 
@@ -168,28 +174,32 @@ void* wrapper_for_name(const char* name, Lookup lookup) {
 
 using namespace gpumem::hooks;  // NOLINT: exported C entry points below only
 
-GPUMEM_EXPORT CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags,
+GPUMEM_EXPORT CUresult cuGetProcAddress_v2(const char* symbol, void** pfn, int cuda_version,
+                                           cuuint64_t flags,
                                            CUdriverProcAddressQueryResult* status) {
   return hook_cuGetProcAddress_v2(symbol, pfn, cuda_version, flags, status);
 }
-GPUMEM_EXPORT CUresult cuGetProcAddress(const char* symbol, void** pfn, int cuda_version, cuuint64_t flags) {
+GPUMEM_EXPORT CUresult cuGetProcAddress(const char* symbol, void** pfn, int cuda_version,
+                                        cuuint64_t flags) {
   return hook_cuGetProcAddress(symbol, pfn, cuda_version, flags);
 }
-GPUMEM_EXPORT cudaError_t cudaGetDriverEntryPoint(const char* symbol, void** fn, unsigned long long flags,
+GPUMEM_EXPORT cudaError_t cudaGetDriverEntryPoint(const char* symbol, void** fn,
+                                                  unsigned long long flags,
                                                   cudaDriverEntryPointQueryResult* status) {
   return hook_cudaGetDriverEntryPoint(symbol, fn, flags, status);
 }
-GPUMEM_EXPORT cudaError_t cudaGetDriverEntryPoint_ptsz(const char* symbol, void** fn, unsigned long long flags,
+GPUMEM_EXPORT cudaError_t cudaGetDriverEntryPoint_ptsz(const char* symbol, void** fn,
+                                                       unsigned long long flags,
                                                        cudaDriverEntryPointQueryResult* status) {
   return hook_cudaGetDriverEntryPoint_ptsz(symbol, fn, flags, status);
 }
-GPUMEM_EXPORT cudaError_t cudaGetDriverEntryPointByVersion(const char* symbol, void** fn, unsigned int version,
-                                                           unsigned long long flags,
-                                                           cudaDriverEntryPointQueryResult* status) {
+GPUMEM_EXPORT cudaError_t cudaGetDriverEntryPointByVersion(
+    const char* symbol, void** fn, unsigned int version, unsigned long long flags,
+    cudaDriverEntryPointQueryResult* status) {
   return hook_cudaGetDriverEntryPointByVersion(symbol, fn, version, flags, status);
 }
-GPUMEM_EXPORT cudaError_t cudaGetDriverEntryPointByVersion_ptsz(const char* symbol, void** fn,
-                                                                unsigned int version, unsigned long long flags,
-                                                                cudaDriverEntryPointQueryResult* status) {
+GPUMEM_EXPORT cudaError_t cudaGetDriverEntryPointByVersion_ptsz(
+    const char* symbol, void** fn, unsigned int version, unsigned long long flags,
+    cudaDriverEntryPointQueryResult* status) {
   return hook_cudaGetDriverEntryPointByVersion_ptsz(symbol, fn, version, flags, status);
 }

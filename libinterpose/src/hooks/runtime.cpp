@@ -16,7 +16,8 @@
 extern "C" {
 cudaError_t cudaMallocAsync_ptsz(void** ptr, size_t size, cudaStream_t stream);
 cudaError_t cudaFreeAsync_ptsz(void* ptr, cudaStream_t stream);
-cudaError_t cudaMallocFromPoolAsync_ptsz(void** ptr, size_t size, cudaMemPool_t pool, cudaStream_t stream);
+cudaError_t cudaMallocFromPoolAsync_ptsz(void** ptr, size_t size, cudaMemPool_t pool,
+                                         cudaStream_t stream);
 }
 
 namespace gpumem::hooks {
@@ -29,8 +30,10 @@ using trace::MemKind;
 cudaError_t runtime_missing(const char* name) {
   static std::atomic<bool> warned{false};
   if (!warned.exchange(true))
-    log_message(LogLevel::error, "%s called but no CUDA runtime (libcudart.so.13) is loaded; "
-                "returning cudaErrorInitializationError", name);
+    log_message(LogLevel::error,
+                "%s called but no CUDA runtime (libcudart.so.13) is loaded; "
+                "returning cudaErrorInitializationError",
+                name);
   return cudaErrorInitializationError;
 }
 
@@ -42,7 +45,8 @@ int current_device() {
 }
 
 template <Lookup L>
-Request request(Api api, uint64_t bytes, MemKind kind, cudaStream_t stream = nullptr, bool async = false) {
+Request request(Api api, uint64_t bytes, MemKind kind, cudaStream_t stream = nullptr,
+                bool async = false) {
   Request r;
   r.device = kind == MemKind::pinned_host ? -1 : current_device();
   r.bytes = bytes;
@@ -54,9 +58,12 @@ Request request(Api api, uint64_t bytes, MemKind kind, cudaStream_t stream = nul
 
 cudaError_t to_cuda_error(const Answer& a) {
   switch (a.status) {
-    case Status::ok: return cudaSuccess;
-    case Status::out_of_memory: return cudaErrorMemoryAllocation;
-    case Status::upstream_error: break;
+    case Status::ok:
+      return cudaSuccess;
+    case Status::out_of_memory:
+      return cudaErrorMemoryAllocation;
+    case Status::upstream_error:
+      break;
   }
   return static_cast<cudaError_t>(a.code);
 }
@@ -81,13 +88,14 @@ template <class Call>
 cudaError_t release(const Request& req, const void* ptr, Call call) {
   auto real = [&]() { return static_cast<int32_t>(call()); };
   return static_cast<cudaError_t>(
-      path_for(req.device).deallocate(req, reinterpret_cast<uint64_t>(ptr), CallRef<int32_t>(real)));
+      path_for(req.device)
+          .deallocate(req, reinterpret_cast<uint64_t>(ptr), CallRef<int32_t>(real)));
 }
 
-#define GPUMEM_RUNTIME_PROLOGUE(name, ...)                      \
-  auto real = GPUMEM_REAL_RUNTIME(name);                       \
-  if (real == nullptr) return runtime_missing(#name);          \
-  HookScope scope;                                             \
+#define GPUMEM_RUNTIME_PROLOGUE(name, ...)            \
+  auto real = GPUMEM_REAL_RUNTIME(name);              \
+  if (real == nullptr) return runtime_missing(#name); \
+  HookScope scope;                                    \
   if (!scope.outermost()) return real(__VA_ARGS__)
 
 template <Lookup L>
@@ -139,7 +147,8 @@ cudaError_t hook_cudaFreeAsync_ptsz(void* ptr, cudaStream_t stream) {
 }
 
 template <Lookup L>
-cudaError_t hook_cudaMallocFromPoolAsync(void** ptr, size_t size, cudaMemPool_t pool, cudaStream_t stream) {
+cudaError_t hook_cudaMallocFromPoolAsync(void** ptr, size_t size, cudaMemPool_t pool,
+                                         cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocFromPoolAsync, ptr, size, pool, stream);
   Request req = request<L>(Api::cudaMallocFromPoolAsync, size, MemKind::device, stream, true);
   if (ptr == nullptr) return null_out_param(req);
@@ -147,7 +156,8 @@ cudaError_t hook_cudaMallocFromPoolAsync(void** ptr, size_t size, cudaMemPool_t 
 }
 
 template <Lookup L>
-cudaError_t hook_cudaMallocFromPoolAsync_ptsz(void** ptr, size_t size, cudaMemPool_t pool, cudaStream_t stream) {
+cudaError_t hook_cudaMallocFromPoolAsync_ptsz(void** ptr, size_t size, cudaMemPool_t pool,
+                                              cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocFromPoolAsync_ptsz, ptr, size, pool, stream);
   Request req = request<L>(Api::cudaMallocFromPoolAsync, size, MemKind::device, stream, true);
   if (ptr == nullptr) return null_out_param(req);
@@ -167,7 +177,8 @@ cudaError_t hook_cudaMallocManaged(void** ptr, size_t size, unsigned int flags) 
 template <Lookup L>
 cudaError_t hook_cudaMallocPitch(void** ptr, size_t* pitch, size_t width, size_t height) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocPitch, ptr, pitch, width, height);
-  Request req = request<L>(Api::cudaMallocPitch, static_cast<uint64_t>(width) * height, MemKind::device);
+  Request req =
+      request<L>(Api::cudaMallocPitch, static_cast<uint64_t>(width) * height, MemKind::device);
   if (ptr == nullptr || pitch == nullptr) return null_out_param(req);
   return allocate(req, ptr, [&] { return real(ptr, pitch, width, height); });
 }
@@ -224,7 +235,8 @@ cudaError_t hook_cudaMemGetInfo(size_t* free_bytes, size_t* total) {
     t = rt;
     return static_cast<int32_t>(e);
   };
-  auto e = static_cast<cudaError_t>(path_for(req.device).capacity(req, &t, &f, CallRef<int32_t>(call)));
+  auto e =
+      static_cast<cudaError_t>(path_for(req.device).capacity(req, &t, &f, CallRef<int32_t>(call)));
   if (e == cudaSuccess) {
     *free_bytes = f;
     *total = t;
@@ -268,25 +280,29 @@ const size_t kRuntimeWrappedCount = sizeof kRuntimeWrapped / sizeof kRuntimeWrap
 // Direct binding: the program's (or a framework's) references to these names resolve here,
 // because the preloaded library comes first in the global scope.
 using gpumem::hooks::Lookup;
-#define GPUMEM_EXPORT_RUNTIME(ret, name, params, args) \
-  GPUMEM_EXPORT ret name params { return gpumem::hooks::hook_##name<Lookup::direct> args; }
+#define GPUMEM_EXPORT_RUNTIME(ret, name, params, args)      \
+  GPUMEM_EXPORT ret name params {                           \
+    return gpumem::hooks::hook_##name<Lookup::direct> args; \
+  }
 
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMalloc, (void** p, size_t n), (p, n))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaFree, (void* p), (p))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMallocAsync, (void** p, size_t n, cudaStream_t s), (p, n, s))
-GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMallocAsync_ptsz, (void** p, size_t n, cudaStream_t s), (p, n, s))
+GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMallocAsync_ptsz, (void** p, size_t n, cudaStream_t s),
+                      (p, n, s))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaFreeAsync, (void* p, cudaStream_t s), (p, s))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaFreeAsync_ptsz, (void* p, cudaStream_t s), (p, s))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMallocFromPoolAsync,
                       (void** p, size_t n, cudaMemPool_t m, cudaStream_t s), (p, n, m, s))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMallocFromPoolAsync_ptsz,
                       (void** p, size_t n, cudaMemPool_t m, cudaStream_t s), (p, n, m, s))
-GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMallocManaged, (void** p, size_t n, unsigned int f), (p, n, f))
+GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMallocManaged, (void** p, size_t n, unsigned int f),
+                      (p, n, f))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMallocPitch, (void** p, size_t* pitch, size_t w, size_t h),
                       (p, pitch, w, h))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMalloc3D, (cudaPitchedPtr * p, cudaExtent e), (p, e))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMallocHost, (void** p, size_t n), (p, n))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaHostAlloc, (void** p, size_t n, unsigned int f), (p, n, f))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaFreeHost, (void* p), (p))
-GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMemGetInfo, (size_t* f, size_t* t), (f, t))
+GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMemGetInfo, (size_t * f, size_t* t), (f, t))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMemPoolTrimTo, (cudaMemPool_t m, size_t n), (m, n))

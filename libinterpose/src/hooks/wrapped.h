@@ -12,8 +12,8 @@
 namespace gpumem::hooks {
 
 struct Wrapped {
-  const char* name;       // the exported name, exactly (cuMemAlloc_v2, cudaMallocAsync_ptsz)
-  void* by_lookup[3];     // indexed by trace::Lookup: direct, dlsym, resolver
+  const char* name;    // the exported name, exactly (cuMemAlloc_v2, cudaMallocAsync_ptsz)
+  void* by_lookup[3];  // indexed by trace::Lookup: direct, dlsym, resolver
 };
 
 // Tables defined by the family files (runtime.cpp, driver.cpp, resolver.cpp).
@@ -36,11 +36,11 @@ void* wrapper_for_real_driver_function(void* real);
 // The exported function itself (declared by the CUDA headers or the family file) is the direct
 // entry, so that a driver whose resolver hands out its exported, interposable addresses (it then
 // hands out ours) is recognised too; hook_<name><L> serves the other two paths.
-#define GPUMEM_WRAPPED(name)                                                             \
-  {                                                                                      \
-    #name, {                                                                             \
-      reinterpret_cast<void*>(&::name),                                                  \
-          reinterpret_cast<void*>(&hook_##name<::gpumem::trace::Lookup::dlsym>),         \
-          reinterpret_cast<void*>(&hook_##name<::gpumem::trace::Lookup::resolver>)       \
-    }                                                                                    \
+#define GPUMEM_WRAPPED(name)                                                       \
+  {                                                                                \
+#name, {                                                                       \
+      reinterpret_cast<void*>(&::name),                                            \
+          reinterpret_cast<void*>(&hook_##name<::gpumem::trace::Lookup::dlsym>),   \
+          reinterpret_cast<void*>(&hook_##name<::gpumem::trace::Lookup::resolver>) \
+    }                                                                              \
   }
