@@ -101,6 +101,23 @@ TEST(Page, TraceStringsAreEscapedInTheSource) {
             std::string::npos);
 }
 
+TEST(Page, PhaseRowsKeepTheOuterPhaseAmongEqualPeaks) {
+  Events e;
+  e.string(1, "epoch").string(2, "step").alloc(0, 0x10, 4096).begin(1, 1);
+  for (int i = 0; i < 149; ++i) e.begin(10 + 10 * i, 2).end(15 + 10 * i, 2);
+  e.end(2000, 1);
+  nlohmann::json data = html_data(e.analyze());
+  const nlohmann::json& rows = data["devices"][0]["phase_rows"];
+  ASSERT_EQ(rows.size(), 100u);
+  EXPECT_EQ(rows[0]["name"], "epoch");  // time order: the epoch begins first
+  EXPECT_EQ(rows[0]["depth"], 0);
+  EXPECT_EQ(rows[1]["name"], "step");
+  EXPECT_EQ(rows[1]["depth"], 1);
+  EXPECT_EQ(data["devices"][0]["phases_total"], 150u);
+  ASSERT_EQ(data["devices"][0]["bands"].size(), 1u);  // only the outermost phase is a band
+  EXPECT_EQ(data["devices"][0]["bands"][0]["name"], "epoch");
+}
+
 class Browser : public ::testing::Test {
  protected:
   void SetUp() override {
