@@ -15,7 +15,9 @@ namespace {
 using Json = nlohmann::json;
 
 // Four significant decimals are plenty for a 0..1 share and halve the timeline's size.
-double round4(double v) { return std::round(v * 10000.0) / 10000.0; }
+double round4(double v) {
+  return std::round(v * 10000.0) / 10000.0;
+}
 
 Json rows_json(const std::vector<GroupRow>& rows, const HtmlOptions& o) {
   Json out = Json::array();
@@ -25,8 +27,8 @@ Json rows_json(const std::vector<GroupRow>& rows, const HtmlOptions& o) {
     if (r.by_site) {
       j["site"] = r.site;
       std::vector<std::string> frames(
-          r.frames.begin(), r.frames.begin() + static_cast<std::ptrdiff_t>(
-                                                   std::min(r.frames.size(), o.max_frames)));
+          r.frames.begin(),
+          r.frames.begin() + static_cast<std::ptrdiff_t>(std::min(r.frames.size(), o.max_frames)));
       j["frames"] = frames;
     } else {
       j["min"] = r.min_bytes;
@@ -41,16 +43,19 @@ Json rows_json(const std::vector<GroupRow>& rows, const HtmlOptions& o) {
 Json rest_json(const std::vector<GroupRow>& rows, size_t shown) {
   uint64_t count = 0, bytes = 0;
   for (size_t i = shown; i < rows.size(); ++i) count += rows[i].count, bytes += rows[i].bytes;
-  return {{"rows", rows.size() > shown ? rows.size() - shown : 0},
-          {"count", count},
-          {"bytes", bytes}};
+  return {
+      {"rows", rows.size() > shown ? rows.size() - shown : 0}, {"count", count}, {"bytes", bytes}};
 }
 
 Json phase_json(const PhasePeak& p, int depth) {
-  return {{"name", p.name},           {"start", p.start_ns},
-          {"end", p.end_ns},          {"closed", p.closed},
-          {"peak", p.peak_allocated_bytes}, {"peak_t", p.peak_time_ns},
-          {"peak_reserved", p.peak_reserved_bytes}, {"depth", depth}};
+  return {{"name", p.name},
+          {"start", p.start_ns},
+          {"end", p.end_ns},
+          {"closed", p.closed},
+          {"peak", p.peak_allocated_bytes},
+          {"peak_t", p.peak_time_ns},
+          {"peak_reserved", p.peak_reserved_bytes},
+          {"depth", depth}};
 }
 
 // Nesting depth of each phase: how many phases begun earlier are still open when it begins.
@@ -95,9 +100,8 @@ Json phases_json(const DeviceReport& d, const HtmlOptions& o, Json* bands) {
     });
     order.resize(o.max_phase_rows);
   }
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return d.phases[a].start_ns < d.phases[b].start_ns;
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return d.phases[a].start_ns < d.phases[b].start_ns; });
   Json rows = Json::array();
   for (size_t i : order) rows.push_back(phase_json(d.phases[i], depth[i]));
   return rows;
@@ -145,10 +149,8 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
                 {"short_lived_threshold_ns", d.churn.short_lived_threshold_ns}};
   std::vector<double> frag;
   for (double v : d.timeline.fragmentation) frag.push_back(round4(v));
-  j["timeline"] = {{"t", d.timeline.t_ns},
-                   {"a", d.timeline.allocated},
-                   {"r", d.timeline.reserved},
-                   {"f", frag}};
+  j["timeline"] = {
+      {"t", d.timeline.t_ns}, {"a", d.timeline.allocated}, {"r", d.timeline.reserved}, {"f", frag}};
   Json bands;
   j["phase_rows"] = phases_json(d, o, &bands);
   j["bands"] = std::move(bands);
@@ -157,8 +159,8 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
   j["live_rest"] = rest_json(d.peak.live_at_peak, o.max_rows);
   j["hist"] = Json::array();
   for (const HistogramBucket& b : d.size_histogram)
-    j["hist"].push_back({{"min", b.min_bytes}, {"max", b.max_bytes}, {"count", b.count},
-                         {"bytes", b.bytes}});
+    j["hist"].push_back(
+        {{"min", b.min_bytes}, {"max", b.max_bytes}, {"count", b.count}, {"bytes", b.bytes}});
   j["leaks"] = rows_json(d.leaks, o);
   j["leaks_rest"] = rest_json(d.leaks, o.max_rows);
   Json failed = Json::array();
@@ -173,13 +175,13 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
 }
 
 Json trace_json(const TraceSummary& t) {
-  return {{"path", t.path},         {"pid", t.pid},
-          {"rank", t.rank},         {"host", t.host},
-          {"command", t.command},   {"pool", t.pool},
+  return {{"path", t.path},           {"pid", t.pid},
+          {"rank", t.rank},           {"host", t.host},
+          {"command", t.command},     {"pool", t.pool},
           {"simulated", t.simulated}, {"events", t.events},
-          {"first", t.first_ns},    {"last", t.last_ns},
+          {"first", t.first_ns},      {"last", t.last_ns},
           {"truncated", t.truncated}, {"truncated_reason", t.truncated_reason},
-          {"torn", t.torn},         {"anomalies_omitted", t.anomalies_omitted}};
+          {"torn", t.torn},           {"anomalies_omitted", t.anomalies_omitted}};
 }
 
 std::string page_title(const Report& report) {
@@ -190,7 +192,8 @@ std::string page_title(const Report& report) {
 }
 
 // Fills the template's {{NAME}} slots in one pass, so text put in a slot is never scanned again.
-std::string fill(std::string_view tpl, const std::vector<std::pair<std::string, std::string>>& slots) {
+std::string fill(std::string_view tpl,
+                 const std::vector<std::pair<std::string, std::string>>& slots) {
   std::string out;
   size_t pos = 0;
   while (true) {
@@ -198,8 +201,8 @@ std::string fill(std::string_view tpl, const std::vector<std::pair<std::string, 
     size_t close = open == std::string_view::npos ? open : tpl.find("}}", open);
     if (close == std::string_view::npos) break;
     std::string_view name = tpl.substr(open + 2, close - open - 2);
-    auto slot = std::find_if(slots.begin(), slots.end(),
-                             [&](const auto& s) { return s.first == name; });
+    auto slot =
+        std::find_if(slots.begin(), slots.end(), [&](const auto& s) { return s.first == name; });
     out.append(tpl.substr(pos, open - pos));
     if (slot != slots.end())
       out += slot->second;
@@ -217,12 +220,23 @@ std::string html_escape(std::string_view text) {
   out.reserve(text.size());
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -293,7 +307,8 @@ std::string render_html(const Report& report, const HtmlOptions& options) {
     command = report.traces[0].command;
     host = report.traces[0].host;
   }
-  if (report.traces.size() > 1) command += fmt::format("  (and {} more processes)", report.traces.size() - 1);
+  if (report.traces.size() > 1)
+    command += fmt::format("  (and {} more processes)", report.traces.size() - 1);
   return fill(kReportHtmlTemplate, {{"TITLE", html_escape(page_title(report))},
                                     {"COMMAND", html_escape(command)},
                                     {"HOST", html_escape(host)},

@@ -15,10 +15,10 @@ namespace gpumem::analyzer {
 // Caps on the listed rows keep the page small (< 2 MB) whatever the trace size; every cut list
 // says on the page how many rows it left out.
 struct HtmlOptions {
-  size_t max_rows = 50;          // live-at-peak and leak rows per device
-  size_t max_frames = 8;         // frames per call-site row
-  size_t max_phase_rows = 100;   // per-phase peak rows per device (largest peaks)
-  size_t max_phase_bands = 1000; // outermost phases drawn as bands on the timeline
+  size_t max_rows = 50;            // live-at-peak and leak rows per device
+  size_t max_frames = 8;           // frames per call-site row
+  size_t max_phase_rows = 100;     // per-phase peak rows per device (largest peaks)
+  size_t max_phase_bands = 1000;   // outermost phases drawn as bands on the timeline
   size_t max_failed_marks = 1000;  // failed-allocation marks per device
   size_t max_anomalies = 200;
 };

@@ -23,9 +23,13 @@ struct Pending {
 };
 
 // Perfetto wants microseconds; keep nanosecond precision with a fractional part.
-double micros(int64_t ns) { return static_cast<double>(ns) / 1000.0; }
+double micros(int64_t ns) {
+  return static_cast<double>(ns) / 1000.0;
+}
 
-std::string device_label(const DeviceReport& d) { return fmt::format("GPU {}", d.device); }
+std::string device_label(const DeviceReport& d) {
+  return fmt::format("GPU {}", d.device);
+}
 
 // Processes of one host share CLOCK_MONOTONIC, so their clock bases line them up exactly;
 // across hosts only the wall clock at trace start is comparable.
@@ -54,8 +58,8 @@ std::vector<uint32_t> trace_pids(const std::vector<TraceSummary>& traces) {
 }
 
 std::string process_name(const TraceSummary& t) {
-  std::string name = t.rank >= 0 ? fmt::format("rank {} (pid {})", t.rank, t.pid)
-                                 : fmt::format("pid {}", t.pid);
+  std::string name =
+      t.rank >= 0 ? fmt::format("rank {} (pid {})", t.rank, t.pid) : fmt::format("pid {}", t.pid);
   if (!t.host.empty()) name += " on " + t.host;
   return name;
 }
@@ -144,7 +148,8 @@ Json perfetto_json(const Report& report) {
              {"pid", pid},
              {"tid", kFirstPhaseTid + k},
              {"name", "thread_name"},
-             {"args", {{"name", k == 0 ? std::string("phases") : fmt::format("phases {}", k + 1)}}}});
+             {"args",
+              {{"name", k == 0 ? std::string("phases") : fmt::format("phases {}", k + 1)}}}});
       for (size_t k = 0; k < d.phases.size(); ++k) {
         const PhasePeak& ph = d.phases[k];
         timed.push_back({{{"ph", "X"},

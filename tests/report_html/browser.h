@@ -22,7 +22,7 @@ inline std::string chromium_path() {
 
 struct BrowserRun {
   int status = -1;
-  std::string dom;     // --dump-dom output
+  std::string dom;  // --dump-dom output
   std::string stderr_text;
 };
 
@@ -41,15 +41,17 @@ inline BrowserRun run_chromium(const std::string& page, const std::string& mode_
   static int run = 0;
   fs::path profile = work_dir / ("profile-" + std::to_string(++run));
   fs::create_directories(profile);
-  fs::path out = work_dir / ("stdout-" + std::to_string(run)), err = work_dir / ("stderr-" + std::to_string(run));
+  fs::path out = work_dir / ("stdout-" + std::to_string(run)),
+           err = work_dir / ("stderr-" + std::to_string(run));
   std::string cmd = "timeout 60 '" + chromium_path() +
                     "' --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
                     "--disable-background-networking --disable-component-update --disable-sync "
                     "--disable-extensions --disable-default-apps --mute-audio "
                     "--enable-logging=stderr --v=0 --virtual-time-budget=2000 "
-                    "--user-data-dir='" + profile.string() + "' " + extra + " " + mode_flag +
-                    " 'file://" + fs::absolute(page).string() + "' >'" + out.string() + "' 2>'" +
-                    err.string() + "' </dev/null";
+                    "--user-data-dir='" +
+                    profile.string() + "' " + extra + " " + mode_flag + " 'file://" +
+                    fs::absolute(page).string() + "' >'" + out.string() + "' 2>'" + err.string() +
+                    "' </dev/null";
   BrowserRun r;
   r.status = std::system(cmd.c_str());
   r.dom = slurp(out);

@@ -144,7 +144,8 @@ class Browser : public ::testing::Test {
     EXPECT_NE(run.dom.find("<div id=\"errors\" role=\"alert\"></div>"), std::string::npos)
         << "the page reported errors:\n"
         << text_after(run.dom, "id=\"errors\"", ">");
-    EXPECT_NE(run.dom.find("data-rendered=\"true\""), std::string::npos) << "scripts did not finish";
+    EXPECT_NE(run.dom.find("data-rendered=\"true\""), std::string::npos)
+        << "scripts did not finish";
     return run.dom;
   }
 
@@ -164,8 +165,12 @@ TEST_F(Browser, DrawsTheTimelineCardsAndTablesWithTheExactNumbers) {
   EXPECT_NE(svg.find(">peak 576.00 MiB</text>"), std::string::npos);
   EXPECT_NE(svg.find(">limit 1.00 GiB</text>"), std::string::npos);
 
-  auto value = [&](const char* id) { return text_after(dom, std::string("id=\"") + id + "\"", "class=\"value\">"); };
-  auto detail = [&](const char* id) { return text_after(dom, std::string("id=\"") + id + "\"", "class=\"detail\">"); };
+  auto value = [&](const char* id) {
+    return text_after(dom, std::string("id=\"") + id + "\"", "class=\"value\">");
+  };
+  auto detail = [&](const char* id) {
+    return text_after(dom, std::string("id=\"") + id + "\"", "class=\"detail\">");
+  };
   EXPECT_EQ(value("card-peak-allocated"), "576.00 MiB");
   EXPECT_EQ(detail("card-peak-allocated"), "at 10.00 ms in step 2");
   EXPECT_EQ(value("card-peak-reserved"), "768.00 MiB");
@@ -189,8 +194,10 @@ TEST_F(Browser, DrawsTheTimelineCardsAndTablesWithTheExactNumbers) {
   EXPECT_NE(live.find("<td><div class=\"frames\">forward (libtrain.so+0x1a2b)"), std::string::npos);
   EXPECT_NE(live.find("<td class=\"num\">2</td><td class=\"num\">320.00 MiB</td>"
                       "<td class=\"num\">55.6%</td>"),
-            std::string::npos) << live;
-  EXPECT_NE(live.find("<td><div class=\"frames\">optimizer_init (libtrain.so+0x3300)"), std::string::npos);
+            std::string::npos)
+      << live;
+  EXPECT_NE(live.find("<td><div class=\"frames\">optimizer_init (libtrain.so+0x3300)"),
+            std::string::npos);
   EXPECT_NE(live.find("<td class=\"num\">1</td><td class=\"num\">256.00 MiB</td>"
                       "<td class=\"num\">44.4%</td>"),
             std::string::npos);
@@ -201,27 +208,31 @@ TEST_F(Browser, DrawsTheTimelineCardsAndTablesWithTheExactNumbers) {
   std::string hist = element(dom, "table", "hist-table");
   EXPECT_NE(hist.find("<td>256.00 MiB – 512.00 MiB</td><td class=\"num\">2</td>"
                       "<td class=\"num\">512.00 MiB</td><td class=\"num\">50.0%</td>"),
-            std::string::npos) << hist;
+            std::string::npos)
+      << hist;
   EXPECT_FALSE(element(dom, "svg", "hist-svg").empty());
 
   std::string phases = element(dom, "table", "phase-table");
   EXPECT_EQ(count(phases, "<tr>"), 4u);  // header + 3 phases
   EXPECT_NE(phases.find("step 2</span></td><td class=\"num\">8.00 ms</td><td class=\"num\">5.00 "
                         "ms</td><td class=\"num\">576.00 MiB</td>"),
-            std::string::npos) << phases;
+            std::string::npos)
+      << phases;
   EXPECT_NE(phases.find("epoch 0</span></td><td class=\"num\">0 ns</td><td class=\"num\">15.00 "
                         "ms</td><td class=\"num\">576.00 MiB</td>"),
             std::string::npos);
 
   std::string leaks = element(dom, "table", "leak-table");
   EXPECT_NE(leaks.find("<td class=\"num\">1</td><td class=\"num\">64.00 MiB</td>"),
-            std::string::npos) << leaks;
+            std::string::npos)
+      << leaks;
 
   std::string anomalies = element(dom, "table", "anomaly-table");
   EXPECT_NE(anomalies.find(">alloc_failed</span></td><td class=\"num\">11.00 ms</td><td "
                            "class=\"num\">0</td><td class=\"num\">1.00 GiB</td><td "
                            "class=\"num\">576.00 MiB</td>"),
-            std::string::npos) << anomalies;
+            std::string::npos)
+      << anomalies;
   // One process: no rank comparison.
   EXPECT_NE(dom.find("id=\"ranks-panel\" hidden"), std::string::npos);
 }
@@ -267,7 +278,8 @@ TEST_F(Browser, HoverShowsValuesDragZoomsDoubleClickResets) {
   EXPECT_EQ(out["tip"].get<std::string>().find("time10."), 0u) << out["tip"];
   EXPECT_NE(out["tip"].get<std::string>().find("|allocated576.00 MiB|reserved768.00 MiB|"
                                                "fragmentation33.3%|phasestep 2"),
-            std::string::npos) << out["tip"];
+            std::string::npos)
+      << out["tip"];
   EXPECT_EQ(out["before"].get<std::string>().find("0 ms|"), 0u) << out["before"];
   EXPECT_NE(out["zoomed"], out["before"]);
   EXPECT_NE(out["zoomed"].get<std::string>().find("0 ms|"), 0u) << out["zoomed"];
@@ -303,7 +315,8 @@ TEST_F(Browser, ComparesRanksWhenThereAreSeveralProcesses) {
   EXPECT_EQ(dom.find("id=\"ranks-panel\" hidden"), std::string::npos);
   std::string ranks = element(dom, "table", "rank-table");
   EXPECT_NE(ranks.find("<td>rank 0 · GPU 0</td><td>testhost</td><td class=\"num\">100.00 MiB</td>"),
-            std::string::npos) << ranks;
+            std::string::npos)
+      << ranks;
   EXPECT_NE(ranks.find("<td>rank 1 · GPU 0</td><td>testhost</td><td class=\"num\">200.00 MiB</td>"),
             std::string::npos);
   EXPECT_FALSE(element(dom, "svg", "ranks-svg").empty());

@@ -13,7 +13,8 @@ namespace {
 using namespace gpumem::analyzer::testing;
 using Json = nlohmann::json;
 
-std::vector<Json> events_where(const Json& trace, const std::string& ph, const std::string& name = "") {
+std::vector<Json> events_where(const Json& trace, const std::string& ph,
+                               const std::string& name = "") {
   std::vector<Json> out;
   for (const Json& e : trace["traceEvents"])
     if (e["ph"] == ph && (name.empty() || e["name"] == name)) out.push_back(e);
@@ -41,8 +42,8 @@ void expect_slices_nest(const Json& trace) {
         bool a_holds_b = a0 <= b0 + eps && b1 <= a1 + eps;
         bool b_holds_a = b0 <= a0 + eps && a1 <= b1 + eps;
         EXPECT_TRUE(disjoint || a_holds_b || b_holds_a)
-            << "slices [" << a0 << "," << a1 << ") and [" << b0 << "," << b1
-            << ") overlap on pid " << track.first << " tid " << track.second;
+            << "slices [" << a0 << "," << a1 << ") and [" << b0 << "," << b1 << ") overlap on pid "
+            << track.first << " tid " << track.second;
       }
 }
 
@@ -132,8 +133,14 @@ TEST(Perfetto, SampleHasCountersSlicesInstantsAndNames) {
 
 TEST(Perfetto, PartlyOverlappingPhasesGoOnTheirOwnTrack) {
   Events e;
-  e.string(1, "A").string(2, "B").begin(0, 1).alloc(1000, 0x10, 64).begin(2000, 2).end(3000, 1)
-      .free(3500, 0x10).end(4000, 2);
+  e.string(1, "A")
+      .string(2, "B")
+      .begin(0, 1)
+      .alloc(1000, 0x10, 64)
+      .begin(2000, 2)
+      .end(3000, 1)
+      .free(3500, 0x10)
+      .end(4000, 2);
   Json trace = perfetto_json(e.analyze());
   auto slices = events_where(trace, "X");
   ASSERT_EQ(slices.size(), 2u);
@@ -166,7 +173,8 @@ TEST(Perfetto, ProcessesOfOneHostShareTheMonotonicClock) {
   for (const Json& p : peaks) ts[p["pid"]] = p["ts"];
   EXPECT_DOUBLE_EQ(ts[701] - ts[700], 5000.0);
   std::map<int, std::string> names;
-  for (const Json& m : events_where(trace, "M", "process_name")) names[m["pid"]] = m["args"]["name"];
+  for (const Json& m : events_where(trace, "M", "process_name"))
+    names[m["pid"]] = m["args"]["name"];
   EXPECT_EQ(names[700], "rank 0 (pid 700) on testhost");
   EXPECT_EQ(names[701], "rank 1 (pid 701) on testhost");
 }
