@@ -149,12 +149,13 @@ int report_main(const ReportOptions& options) {
   if (!options.html_path.empty()) ok = write_file(options.html_path, render_html(report)) && ok;
   if (!options.perfetto_path.empty())
     ok = write_file(options.perfetto_path, render_perfetto(report)) && ok;
-  bool text = options.text ||
-              (options.json_path.empty() && options.html_path.empty() && options.perfetto_path.empty());
+  bool text = options.text || (options.json_path.empty() && options.html_path.empty() &&
+                               options.perfetto_path.empty());
   if (text) {
     // With JSON on stdout, the summary goes to stderr so the JSON stays parseable.
     std::string summary = render_text(report);
-    bool stdout_taken = options.json_path == "-" || options.html_path == "-" || options.perfetto_path == "-";
+    bool stdout_taken =
+        options.json_path == "-" || options.html_path == "-" || options.perfetto_path == "-";
     std::FILE* out = stdout_taken ? stderr : stdout;
     std::fwrite(summary.data(), 1, summary.size(), out);
   }
