@@ -14,7 +14,8 @@ namespace gpumem::analyzer::testing {
 
 // The browser, or "" when there is none (the caller skips with the reason).
 inline std::string chromium_path() {
-  if (const char* env = std::getenv("GPUMEM_CHROMIUM"); env && *env) return env;
+  if (const char* env = std::getenv("GPUMEM_CHROMIUM"); env && *env)
+    return access(env, X_OK) == 0 ? env : "";
   for (const char* p : {"/usr/bin/chromium", "/usr/bin/chromium-browser"})
     if (access(p, X_OK) == 0) return p;
   return "";
