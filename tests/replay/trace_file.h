@@ -2,7 +2,11 @@
 // answers: a header (devices, capacities, limits, pool) and 64-byte records, closed cleanly.
 #pragma once
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
