@@ -4,6 +4,7 @@
 
 #include "dispatch.h"
 #include "gpumem/gpumem.h"
+#include "policy.h"
 #include "real.h"
 #include "reentry.h"
 #include "session.h"
@@ -64,9 +65,8 @@ int gpumem_get_stats(int device, gpumem_stats* out) {
   return 0;
 }
 
-// No pool yet (issue 4): nothing is cached, so nothing is given back.
-uint64_t gpumem_empty_cache(int) {
-  return 0;
+uint64_t gpumem_empty_cache(int device) {
+  return gpumem::policy::empty_cache(device);
 }
 
 void* gpumem_torch_malloc(ssize_t size, int device, void* stream) {

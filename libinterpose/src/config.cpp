@@ -149,6 +149,12 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
     note(c, "GPUMEM_POOL_SIZE", v);
   }
 
+  if (c->pool == PoolKind::fixed && c->pool_size == 0 && !c->limit.set) {
+    return fail(err, errlen, "GPUMEM_POOL", "fixed",
+                "fixed together with GPUMEM_POOL_SIZE or GPUMEM_LIMIT (the pool's size), or "
+                "growth, or none");
+  }
+
   c->rank = parse_rank(env);
   return true;
 }

@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "live_map.h"
+#include "policy.h"
 #include "session.h"
 #include "stacks.h"
 #include "trace/trace_writer.h"
@@ -67,29 +68,40 @@ AllocationPath& path_for(int device) {
 }
 
 Answer AllocationPath::allocate(const Request& req, CallRef<Answer> real) {
-  Answer a = real();
+  const policy::Route route = policy::route_for(req);
   PathCounters& c = g_counters[this - g_paths];
+  uint64_t in_use = 0;
+  Answer a;
+  if (route == policy::kNone) {
+    a = real();
+    in_use = c.allocated.load(std::memory_order_relaxed);
+  } else {
+    a = policy::allocate(req, route, real, &in_use);
+  }
   TraceWriter* w = session::writer();
   if (w != nullptr) session::note_device(req.device);
+  Request rec = req;
+  if (route == policy::kPooled) rec.flags |= trace::kFlagPooled;
   if (a.status == Status::ok) {
     if (a.address == 0) return a;  // a zero-byte request that returned NULL: nothing to track
     (is_handle(req.flags) ? live_handles() : live_pointers())
         .insert(a.address, LiveInfo{req.bytes, req.device,
-                                    static_cast<uint16_t>(req.flags & trace::kFlagKindMask)});
+                                    static_cast<uint16_t>(req.flags & trace::kFlagKindMask),
+                                    static_cast<uint8_t>(route)});
     uint64_t now = c.allocated.fetch_add(req.bytes, std::memory_order_relaxed) + req.bytes;
     uint64_t peak = c.peak.load(std::memory_order_relaxed);
     while (now > peak && !c.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
     }
     c.allocs.fetch_add(1, std::memory_order_relaxed);
     if (w != nullptr) {
-      trace::Record r = make_record(trace::Op::alloc, req, a.address, req.bytes);
+      trace::Record r = make_record(trace::Op::alloc, rec, a.address, req.bytes);
       write(w, r, true);
     }
   } else {
     c.failed.fetch_add(1, std::memory_order_relaxed);
     if (w != nullptr) {
-      trace::Record r = make_record(trace::Op::alloc_failed, req, 0, req.bytes);
-      r.aux = c.allocated.load(std::memory_order_relaxed);
+      trace::Record r = make_record(trace::Op::alloc_failed, rec, 0, req.bytes);
+      r.aux = in_use;
       r.result = a.code;
       write(w, r, true);
     }
@@ -111,13 +123,21 @@ int32_t AllocationPath::deallocate(const Request& req, uint64_t address, CallRef
       Request freed = req;  // the free carries the allocation's device and kind of memory
       freed.device = info.device;
       freed.flags = static_cast<uint16_t>((req.flags & ~trace::kFlagKindMask) | info.kind);
+      if (info.route == policy::kPooled) freed.flags |= trace::kFlagPooled;
       trace::Record r = make_record(trace::Op::free, freed, address, info.bytes);
       write(w, r, false);
     }
-  } else if (w != nullptr) {
-    trace::Record r = make_record(trace::Op::anomaly, req, address, 0);
-    r.aux = static_cast<uint64_t>(trace::AnomalyKind::free_unknown);
-    write(w, r, true);
+    // Recorded before the block can be handed out again (a pool may reuse it at once).
+    if (info.route != policy::kNone) return policy::deallocate(req, info, address, real);
+  } else {
+    if (w != nullptr) {
+      trace::Record r = make_record(trace::Op::anomaly, req, address, 0);
+      r.aux = static_cast<uint64_t>(trace::AnomalyKind::free_unknown);
+      write(w, r, true);
+    }
+    // Inside a pool segment (a block freed twice, an interior pointer): CUDA's own free would
+    // release the whole segment under the pool's feet. Refuse it as CUDA refuses a double free.
+    if (!is_handle(req.flags) && policy::pool_owns(address)) return 1;  // *InvalidValue
   }
   return real();
 }
@@ -125,6 +145,7 @@ int32_t AllocationPath::deallocate(const Request& req, uint64_t address, CallRef
 int32_t AllocationPath::capacity(const Request& req, uint64_t* total, uint64_t* free_bytes,
                                  CallRef<int32_t> real) {
   const int32_t result = real();
+  if (result == 0) policy::clamp_capacity(req.device, total, free_bytes);
   Request q = req;
   q.bytes = result == 0 ? *total : 0;
   record_event(trace::Op::meminfo, q, 0, result == 0 ? *free_bytes : 0, result);
@@ -141,6 +162,7 @@ void AllocationPath::stats(gpumem_stats* out) const {
   out->alloc_count = c.allocs.load(std::memory_order_relaxed);
   out->free_count = c.frees.load(std::memory_order_relaxed);
   out->failed_count = c.failed.load(std::memory_order_relaxed);
+  if (this != &g_paths[kHostPath]) policy::add_stack_stats(static_cast<int>(this - g_paths), out);
 }
 
 void record_event(trace::Op op, const Request& req, uint64_t address, uint64_t aux,

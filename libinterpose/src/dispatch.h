@@ -2,10 +2,10 @@
 // it with "the real call" to the device's AllocationPath, and translates the Answer into its own
 // API's return code. Hooks hold no policy; the path holds no API knowledge.
 //
-// Today a path is:   tracking (trace record, live-pointer map, statistics) -> the real function
-// Issue 4 plugs in:  tracking -> limit -> pool -> device upstream (the real function)
-// by changing AllocationPath::allocate/deallocate only: the hooks stay as they are. A policy that
-// refuses answers Status::out_of_memory and the hook returns its API's out-of-memory code.
+// A path is: tracking (trace record, live-pointer map, statistics) -> the device's policy stack
+// (policy.h: pool -> limit -> device upstream = the real function), or straight to the real
+// function when no policy applies. A policy that refuses answers Status::out_of_memory and the
+// hook returns its API's out-of-memory code.
 #pragma once
 
 #include <cstdint>
@@ -60,7 +60,8 @@ class AllocationPath {
   // trace still shows it live), then calls real() and returns its code. address 0: no event.
   int32_t deallocate(const Request& req, uint64_t address, CallRef<int32_t> real);
   // Capacity query (cudaMemGetInfo, cuMemGetInfo_v2, cuDeviceTotalMem_v2): real() fills
-  // *total and *free_bytes; the path records what is reported (issue 4: clamps to the limit).
+  // *total and *free_bytes; under a limit they are clamped (policy::clamp_capacity), and the path
+  // records what is reported.
   int32_t capacity(const Request& req, uint64_t* total, uint64_t* free_bytes,
                    CallRef<int32_t> real);
   void stats(gpumem_stats* out) const;

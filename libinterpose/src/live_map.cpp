@@ -6,14 +6,15 @@
 namespace gpumem {
 namespace {
 uint64_t pack(const LiveInfo& i) {
-  return (i.bytes << 16) | (static_cast<uint64_t>(static_cast<uint8_t>(i.device + 1)) << 4) |
-         (i.kind & 0xF);
+  return (i.bytes << 16) | (static_cast<uint64_t>(i.route & 0x3) << 12) |
+         (static_cast<uint64_t>(static_cast<uint8_t>(i.device + 1)) << 4) | (i.kind & 0xF);
 }
 LiveInfo unpack(uint64_t v) {
   LiveInfo i;
   i.bytes = v >> 16;
   i.device = static_cast<int>((v >> 4) & 0xFF) - 1;
   i.kind = static_cast<uint16_t>(v & 0xF);
+  i.route = static_cast<uint8_t>((v >> 12) & 0x3);
   return i;
 }
 uint64_t hash(uint64_t k) {

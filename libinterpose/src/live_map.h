@@ -18,6 +18,7 @@ struct LiveInfo {
   uint64_t bytes = 0;
   int device = -1;
   uint16_t kind = 0;  // trace::MemKind
+  uint8_t route = 0;  // policy::Route that served it (0 = straight to CUDA, no policy)
 };
 
 class LiveMap {

@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "policy.h"
 #include "real.h"
 #include "reentry.h"
 #include "stacks.h"
@@ -194,6 +195,7 @@ void note_device(int device) {
 }
 
 void shutdown() {
+  policy::log_summary();
   std::lock_guard<std::mutex> lock(g_open_mutex);
   if (g_state.load(std::memory_order_acquire) == kOpen) {
     g_state.store(kClosed, std::memory_order_release);

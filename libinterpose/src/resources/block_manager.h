@@ -124,6 +124,13 @@ class BlockManager {
   }
 
   bool lookup(uintptr_t p, BlockInfo* out) const;
+  // True when p lies inside one of the segments (live, free or pending block alike).
+  bool contains(uintptr_t p) const {
+    auto it = segments_.upper_bound(p);
+    if (it == segments_.begin()) return false;
+    --it;
+    return p - it->first < it->second->size;
+  }
   // Largest block not held by the program (free or pending).
   uint64_t largest_free() const;
   std::vector<SegmentView> snapshot() const;

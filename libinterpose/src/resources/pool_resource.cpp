@@ -97,6 +97,11 @@ std::vector<SegmentView> PoolResource::snapshot() const {
   return blocks_.snapshot();
 }
 
+bool PoolResource::owns(const void* p) const {
+  std::lock_guard lock(mutex_);
+  return blocks_.contains(reinterpret_cast<uintptr_t>(p));
+}
+
 size_t PoolResource::segment_count() const {
   std::lock_guard lock(mutex_);
   return blocks_.segment_count();

@@ -33,6 +33,9 @@ class PoolResource : public MemoryResource {
   uint64_t largest_free_block() const override;
   std::vector<SegmentView> snapshot() const;
   size_t segment_count() const;
+  // True when p lies inside one of the pool's segments, whatever the state of its block: the
+  // preload library must never hand such an address to the device's own free.
+  bool owns(const void* p) const;
   size_t pending_count() const;
 
  protected:

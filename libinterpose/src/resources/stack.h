@@ -34,6 +34,11 @@ class DeviceStack {
   MemoryResource* top() const { return top_; }
   PoolResource* pool() const { return pool_.get(); }     // null for PoolKind::none
   LimitResource* limit() const { return limit_.get(); }  // null without a limit
+  // What sits below the pool (the limit, else the device): requests that a pool must not serve
+  // (managed, pitched, stream-ordered, VMM) go here, so they still count against the cap.
+  MemoryResource* below_pool() const {
+    return limit_ ? static_cast<MemoryResource*>(limit_.get()) : device_.get();
+  }
 
  private:
   // Declared bottom-up: destroyed top-down, so the pool gives its segments back through the limit.

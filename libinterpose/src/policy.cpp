@@ -1,0 +1,378 @@
+// See policy.h.
+#include "policy.h"
+
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+// cuda.h renames cuMemAlloc to cuMemAlloc_v2; here the name is trace::Api's (after policy.h).
+#undef cuMemAlloc
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+
+#include "config.h"
+#include "gpumem/units.h"
+#include "log.h"
+#include "real.h"
+#include "reentry.h"
+#include "resources/stack.h"
+#include "session.h"
+#include "trace/trace_writer.h"
+
+namespace gpumem::policy {
+namespace {
+
+using resources::DeviceStack;
+using resources::MemoryResource;
+
+constexpr int kInvalidValue = 1;  // cudaErrorInvalidValue == CUDA_ERROR_INVALID_VALUE
+constexpr int kOutOfMemory = 2;   // cudaErrorMemoryAllocation == CUDA_ERROR_OUT_OF_MEMORY
+
+// The hook that is running on this thread: its real call, and whether it is a driver hook (pool
+// segments then use the driver's plain calls, which need no runtime). Set around each call into
+// a stack; the stack calls back into RealUpstream on the same thread.
+struct CallContext {
+  CallRef<Answer>* alloc;
+  CallRef<int32_t>* free;
+  int32_t free_code;
+  bool driver;
+};
+thread_local CallContext t_call __attribute__((tls_model("initial-exec"))) = {};
+
+class CallScope {
+ public:
+  CallScope(CallRef<Answer>* alloc, CallRef<int32_t>* free, bool driver) : saved_(t_call) {
+    t_call = CallContext{alloc, free, 0, driver};
+  }
+  ~CallScope() { t_call = saved_; }
+  CallScope(const CallScope&) = delete;
+  CallScope& operator=(const CallScope&) = delete;
+
+ private:
+  CallContext saved_;
+};
+
+bool is_driver_api(trace::Api api) {
+  return api >= trace::Api::cuMemAlloc && api <= trace::Api::cuMemPoolTrimTo;
+}
+
+// Physical capacity of a device through the real driver (cuInit is idempotent and harmless: the
+// program is about to use CUDA anyway). 0 when it cannot be read.
+uint64_t physical_capacity(int device) {
+  HookScope scope;
+  auto init = GPUMEM_REAL_DRIVER(cuInit);
+  auto get = GPUMEM_REAL_DRIVER(cuDeviceGet);
+  auto total = GPUMEM_REAL_DRIVER(cuDeviceTotalMem_v2);
+  if (init == nullptr || get == nullptr || total == nullptr || init(0) != CUDA_SUCCESS) return 0;
+  CUdevice dev = 0;
+  size_t bytes = 0;
+  if (get(&dev, device) != CUDA_SUCCESS || total(&bytes, dev) != CUDA_SUCCESS) return 0;
+  return bytes;
+}
+
+// The device, as the resources see it: the hook's own real call for the program's requests, the
+// calling family's plain allocation for pool segments.
+class RealUpstream final : public resources::Upstream {
+ public:
+  int alloc(void** p, const resources::Request& req) override {
+    if (req.api == static_cast<uint16_t>(trace::Api::pool)) return alloc_segment(p, req.bytes);
+    if (t_call.alloc == nullptr) return kInvalidValue;
+    const Answer a = (*t_call.alloc)();
+    *p = reinterpret_cast<void*>(a.address);
+    if (a.status == Status::ok) return 0;
+    return a.code != 0 ? a.code : kOutOfMemory;
+  }
+  int free(void* p, const resources::Request& req) override {
+    if (req.api == static_cast<uint16_t>(trace::Api::pool)) return free_segment(p);
+    if (t_call.free == nullptr) return kInvalidValue;
+    t_call.free_code = (*t_call.free)();
+    return t_call.free_code;
+  }
+  bool is_oom(int code) const override { return code == kOutOfMemory; }
+  int synchronize(int /*device*/) override {
+    if (!t_call.driver)
+      if (auto f = GPUMEM_REAL_RUNTIME(cudaDeviceSynchronize)) return f();
+    auto f = GPUMEM_REAL_DRIVER(cuCtxSynchronize);
+    return f != nullptr ? f() : CUDA_ERROR_NOT_INITIALIZED;
+  }
+  uint64_t capacity(int device) const override { return physical_capacity(device); }
+
+ private:
+  static int alloc_segment(void** p, uint64_t bytes) {
+    if (!t_call.driver)
+      if (auto f = GPUMEM_REAL_RUNTIME(cudaMalloc)) return f(p, bytes);
+    auto f = GPUMEM_REAL_DRIVER(cuMemAlloc_v2);
+    if (f == nullptr) return CUDA_ERROR_NOT_INITIALIZED;
+    CUdeviceptr d = 0;
+    const int e = f(&d, bytes);
+    *p = reinterpret_cast<void*>(d);
+    return e;
+  }
+  static int free_segment(void* p) {
+    if (!t_call.driver)
+      if (auto f = GPUMEM_REAL_RUNTIME(cudaFree)) return f(p);
+    auto f = GPUMEM_REAL_DRIVER(cuMemFree_v2);
+    return f != nullptr ? f(reinterpret_cast<CUdeviceptr>(p)) : CUDA_ERROR_NOT_INITIALIZED;
+  }
+};
+
+// The tracking side of the pools: segment events go to the trace (aux = pool id = device).
+class TraceObserver final : public resources::PoolObserver {
+ public:
+  void on_segment_reserve(int device, void* base, uint64_t bytes) override {
+    write(trace::Op::segment_reserve, device, base, bytes);
+  }
+  void on_segment_release(int device, void* base, uint64_t bytes) override {
+    write(trace::Op::segment_release, device, base, bytes);
+  }
+
+ private:
+  static void write(trace::Op op, int device, void* base, uint64_t bytes) {
+    Request req;
+    req.device = device;
+    req.bytes = bytes;
+    req.api = trace::Api::pool;
+    req.flags = make_flags(trace::MemKind::device, trace::Lookup::direct) | trace::kFlagPooled;
+    record_event(op, req, reinterpret_cast<uint64_t>(base), static_cast<uint64_t>(device), 0);
+  }
+};
+
+// Built once, never destroyed: hooks may run during static destruction, and CUDA may be gone.
+RealUpstream& upstream() {
+  static RealUpstream* u = new RealUpstream();
+  return *u;
+}
+TraceObserver& observer() {
+  static TraceObserver* o = new TraceObserver();
+  return *o;
+}
+
+std::atomic<DeviceStack*> g_stacks[trace::kMaxDevices];
+constinit std::mutex g_build_mutex;
+
+const LimitSpec& limit_spec(int device) {
+  const Config& c = config();
+  return c.device_limit[device].set ? c.device_limit[device] : c.limit;
+}
+
+bool has_policy(int device) {
+  return config().pool != PoolKind::none || limit_spec(device).set;
+}
+
+[[noreturn]] void bad_size(const char* var, uint64_t value, const char* what, uint64_t bound,
+                           const char* fix) {
+  char v[32], b[32];
+  log_message(LogLevel::error,
+              "%s=%s is above %s (%s); accepted: a size up to it, or a percentage such as 60%%. "
+              "%s",
+              var, format_bytes(value, v, sizeof v), what, format_bytes(bound, b, sizeof b), fix);
+  std::_Exit(2);
+}
+
+// Resolves the limit (percentages need the device's capacity) and checks it against the device.
+// The capacity is known only once CUDA runs, so these checks happen at the first request for the
+// device; they stop the process as configuration errors do (status 2).
+DeviceStack* build_stack(int device) {
+  const Config& c = config();
+  const LimitSpec& spec = limit_spec(device);
+  char var[32];
+  std::snprintf(var, sizeof var, c.device_limit[device].set ? "GPUMEM_LIMIT_%d" : "GPUMEM_LIMIT",
+                device);
+  const uint64_t physical = physical_capacity(device);
+  char what[64];
+  std::snprintf(what, sizeof what, "the capacity of device %d", device);
+  resources::StackConfig sc;
+  if (spec.set) {
+    if (spec.percent > 0) {
+      if (physical == 0) {
+        log_message(LogLevel::error,
+                    "%s is a percentage but the capacity of device %d cannot be read; accepted "
+                    "then: a size such as 8GiB. Give the limit in bytes.",
+                    var, device);
+        std::_Exit(2);
+      }
+      sc.limit = static_cast<uint64_t>(static_cast<double>(physical) * spec.percent / 100.0);
+    } else {
+      sc.limit = spec.bytes;
+      if (physical != 0 && sc.limit > physical)
+        bad_size(var, sc.limit, what, physical, "Lower the limit or unset it.");
+    }
+  }
+  sc.pool = c.pool == PoolKind::growth  ? resources::PoolKind::growth
+            : c.pool == PoolKind::fixed ? resources::PoolKind::fixed
+                                        : resources::PoolKind::none;
+  sc.pool_size = c.pool == PoolKind::fixed ? c.pool_size : 0;
+  if (sc.pool_size != 0 && physical != 0 && sc.pool_size > physical)
+    bad_size("GPUMEM_POOL_SIZE", sc.pool_size, what, physical, "Lower GPUMEM_POOL_SIZE.");
+  if (sc.pool_size != 0 && sc.limit != 0 && sc.pool_size > sc.limit)
+    bad_size("GPUMEM_POOL_SIZE", sc.pool_size, var, sc.limit,
+             "Lower GPUMEM_POOL_SIZE or raise the limit.");
+  auto* stack = new DeviceStack(upstream(), device, sc, &observer());
+  if (!stack->valid()) {
+    log_message(LogLevel::error,
+                "GPUMEM_POOL=fixed needs a size for device %d; accepted: GPUMEM_POOL_SIZE or "
+                "GPUMEM_LIMIT set to a size such as 8GiB. Set one of them.",
+                device);
+    std::_Exit(2);
+  }
+  GPUMEM_INFO("device %d: pool %s, limit %llu bytes", device, pool_kind_name(c.pool),
+              static_cast<unsigned long long>(sc.limit));
+  return stack;
+}
+
+DeviceStack* stack_for(int device) {
+  DeviceStack* s = g_stacks[device].load(std::memory_order_acquire);
+  if (s != nullptr) [[likely]]
+    return s;
+  std::lock_guard lock(g_build_mutex);
+  s = g_stacks[device].load(std::memory_order_acquire);
+  if (s == nullptr) {
+    s = build_stack(device);
+    g_stacks[device].store(s, std::memory_order_release);
+  }
+  return s;
+}
+
+DeviceStack* built_stack(int device) {
+  if (device < 0 || device >= trace::kMaxDevices) return nullptr;
+  return g_stacks[device].load(std::memory_order_acquire);
+}
+
+resources::Request to_resource_request(const Request& req, int device, uint64_t bytes) {
+  return resources::Request{device, bytes, req.stream, static_cast<uint16_t>(req.api), req.flags};
+}
+
+}  // namespace
+
+Route route_for(const Request& req) {
+  if (req.device < 0 || req.device >= trace::kMaxDevices || req.bytes == 0) return kNone;
+  const auto kind = static_cast<trace::MemKind>(req.flags & trace::kFlagKindMask);
+  if (kind == trace::MemKind::pinned_host || !has_policy(req.device)) return kNone;
+  const bool plain = req.api == trace::Api::cudaMalloc || req.api == trace::Api::cuMemAlloc ||
+                     req.api == trace::Api::torch;
+  if (config().pool != PoolKind::none && kind == trace::MemKind::device &&
+      (req.flags & trace::kFlagAsync) == 0 && plain)
+    return kPooled;
+  return kDirect;
+}
+
+Answer allocate(const Request& req, Route route, CallRef<Answer> real, uint64_t* in_use) {
+  DeviceStack* s = stack_for(req.device);
+  CallScope scope(&real, nullptr, is_driver_api(req.api));
+  MemoryResource* mr = route == kPooled ? s->top() : s->below_pool();
+  const resources::Result r = mr->allocate(to_resource_request(req, req.device, req.bytes));
+  switch (r.status) {
+    case resources::Status::ok:
+      return Answer{Status::ok, reinterpret_cast<uint64_t>(r.ptr), 0};
+    case resources::Status::out_of_memory:
+      *in_use = r.in_use;
+      return Answer{Status::out_of_memory, 0,
+                    r.upstream_code != 0 ? r.upstream_code : kOutOfMemory};
+    case resources::Status::upstream_error:
+      *in_use = r.in_use;
+      return Answer{Status::upstream_error, 0, r.upstream_code};
+    case resources::Status::invalid_value:
+      break;
+  }
+  *in_use = r.in_use;
+  return Answer{Status::upstream_error, 0, kInvalidValue};
+}
+
+int32_t deallocate(const Request& req, const LiveInfo& info, uint64_t address,
+                   CallRef<int32_t> real) {
+  DeviceStack* s = built_stack(info.device);
+  if (s == nullptr) return real();  // cannot happen: the allocation built it
+  CallScope scope(nullptr, &real, is_driver_api(req.api));
+  MemoryResource* mr = info.route == kPooled ? s->top() : s->below_pool();
+  const resources::Status st = mr->deallocate(reinterpret_cast<void*>(address),
+                                              to_resource_request(req, info.device, info.bytes));
+  if (st == resources::Status::ok) return 0;
+  if (info.route == kDirect && t_call.free_code != 0) return t_call.free_code;
+  return kInvalidValue;
+}
+
+bool pool_owns(uint64_t address) {
+  for (int d = 0; d < trace::kMaxDevices; ++d) {
+    DeviceStack* s = g_stacks[d].load(std::memory_order_acquire);
+    if (s != nullptr && s->pool() != nullptr && s->pool()->owns(reinterpret_cast<void*>(address)))
+      return true;
+  }
+  return false;
+}
+
+bool clamp_capacity(int device, uint64_t* total, uint64_t* free_bytes) {
+  if (device < 0 || device >= trace::kMaxDevices || !limit_spec(device).set) return false;
+  DeviceStack* s = stack_for(device);
+  if (s->limit() == nullptr) return false;
+  const uint64_t cap =
+      *total == 0 ? s->limit()->limit_bytes() : std::min(s->limit()->limit_bytes(), *total);
+  const uint64_t used = s->limit()->used_bytes();
+  *total = cap;
+  *free_bytes = std::min(*free_bytes, cap > used ? cap - used : 0);
+  return true;
+}
+
+bool lookup(const void* p, resources::BlockInfo* out) {
+  for (int d = 0; d < trace::kMaxDevices; ++d) {
+    DeviceStack* s = g_stacks[d].load(std::memory_order_acquire);
+    if (s != nullptr && s->pool() != nullptr && s->pool()->lookup(p, out)) return true;
+  }
+  return false;
+}
+
+void add_stack_stats(int device, gpumem_stats* out) {
+  DeviceStack* s = built_stack(device);
+  if (s == nullptr) return;
+  // Below the pool every byte taken from the device passes: segments and direct allocations.
+  out->reserved_bytes = s->below_pool()->allocated_bytes();
+  out->peak_reserved_bytes = s->below_pool()->peak_allocated_bytes();
+  out->largest_free_block_bytes = s->pool() != nullptr ? s->pool()->largest_free_block() : 0;
+  out->limit_bytes = s->limit() != nullptr ? s->limit()->limit_bytes() : 0;
+}
+
+uint64_t empty_cache(int device) {
+  HookScope hook;  // the real frees below are ours, not the program's
+  const bool driver = GPUMEM_REAL_RUNTIME(cudaFree) == nullptr;
+  uint64_t total = 0;
+  for (int d = 0; d < trace::kMaxDevices; ++d) {
+    if (device >= 0 && d != device) continue;
+    DeviceStack* s = built_stack(d);
+    if (s == nullptr || s->pool() == nullptr) continue;
+    CallScope scope(nullptr, nullptr, driver);
+    const uint64_t released = s->pool()->empty_cache();
+    Request req;
+    req.device = d;
+    req.bytes = released;
+    req.api = trace::Api::gpumem;
+    req.flags = make_flags(trace::MemKind::device, trace::Lookup::direct) | trace::kFlagPooled;
+    record_event(trace::Op::trim, req, 0, 0, 0);
+    total += released;
+  }
+  return total;
+}
+
+void log_summary() {
+  if (!log_enabled(LogLevel::info)) return;
+  for (int d = 0; d < trace::kMaxDevices; ++d) {
+    gpumem_stats st{};
+    path_for(d).stats(&st);
+    if (st.alloc_count == 0 && st.failed_count == 0 && built_stack(d) == nullptr) continue;
+    char a[32], pa[32], r[32], pr[32], lf[32], lim[32];
+    log_message(LogLevel::info,
+                "device %d: allocated %s (peak %s), reserved %s (peak %s), %llu allocs, "
+                "%llu frees, %llu failed, largest free block %s, limit %s, pool %s",
+                d, format_bytes(st.allocated_bytes, a, sizeof a),
+                format_bytes(st.peak_allocated_bytes, pa, sizeof pa),
+                format_bytes(st.reserved_bytes, r, sizeof r),
+                format_bytes(st.peak_reserved_bytes, pr, sizeof pr),
+                static_cast<unsigned long long>(st.alloc_count),
+                static_cast<unsigned long long>(st.free_count),
+                static_cast<unsigned long long>(st.failed_count),
+                format_bytes(st.largest_free_block_bytes, lf, sizeof lf),
+                st.limit_bytes != 0 ? format_bytes(st.limit_bytes, lim, sizeof lim) : "none",
+                pool_kind_name(config().pool));
+  }
+}
+
+}  // namespace gpumem::policy

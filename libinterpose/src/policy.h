@@ -1,0 +1,52 @@
+// The policy step of the allocation path (docs/policies.md, "In the preload library"): one
+// resource stack per device (gpumem_resources' DeviceStack: pool → limit → device), built at the
+// first request for that device from the configuration, never destroyed (CUDA may be gone at
+// exit). Without GPUMEM_POOL and without a limit for a device there is no stack and every request
+// goes straight to CUDA, as before.
+//
+// The bottom of each stack is RealUpstream: it runs the hook's own real call (so cudaMallocPitch
+// gets its pitch, cudaMallocFromPoolAsync its pool, cuMemCreate its properties), except for pool
+// segments, which it takes with the plain allocation of the calling family (real cudaMalloc /
+// cudaFree from runtime hooks, cuMemAlloc_v2 / cuMemFree_v2 from driver hooks).
+#pragma once
+
+#include <cstdint>
+
+#include "dispatch.h"
+#include "live_map.h"
+#include "resources/request.h"
+
+namespace gpumem::policy {
+
+// Which resource serves a request. Stored in LiveInfo::route so the free takes the same way.
+enum Route : uint8_t {
+  kNone = 0,    // no stack: straight to CUDA
+  kPooled = 1,  // the pool at the top of the stack (cudaMalloc, cuMemAlloc_v2, torch)
+  kDirect = 2,  // below the pool: counted against the limit, then the real call
+};
+
+// Pure decision from the configuration and the request (no CUDA call).
+Route route_for(const Request& req);
+
+// Runs req through the device's stack. On a refusal *in_use is the bytes in use as the refusing
+// layer counts them (the aux of the alloc_failed record).
+Answer allocate(const Request& req, Route route, CallRef<Answer> real, uint64_t* in_use);
+// Frees an allocation that `route` served; returns the API's code (0 = success).
+int32_t deallocate(const Request& req, const LiveInfo& info, uint64_t address,
+                   CallRef<int32_t> real);
+// True when address lies in a segment of any pool: such an address must never reach CUDA's free.
+bool pool_owns(uint64_t address);
+
+// Capacity queries under a limit: *total = min(limit, physical), *free_bytes = max(0, total − in
+// use) (never more than the device reports free). False when the device has no limit.
+bool clamp_capacity(int device, uint64_t* total, uint64_t* free_bytes);
+// The pooled block containing p, on any device; false when p is not pooled memory.
+bool lookup(const void* p, resources::BlockInfo* out);
+// Overwrites the stack's figures (reserved, peaks, largest free block, limit) in *out.
+void add_stack_stats(int device, gpumem_stats* out);
+// Gives empty cached segments back (device -1: all). Writes a trim record per device.
+uint64_t empty_cache(int device);
+// At exit with GPUMEM_LOG=info or more: one line per device that was used.
+void log_summary();
+
+}  // namespace gpumem::policy
