@@ -14,9 +14,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -60,6 +62,249 @@ void init_driver() {
   CUcontext ctx;
   CHECK_CU(cuDevicePrimaryCtxRetain(&ctx, dev));
   CHECK_CU(cuCtxSetCurrent(ctx));
+}
+
+// The device-0 statistics of the C API on one line (nothing without the preload).
+void print_stats() {
+  gpumem_stats st{};
+  if (!gpumem_present() || gpumem_get_stats(0, &st) != 0) return;
+  std::printf("stats allocs %" PRIu64 " frees %" PRIu64 " failed %" PRIu64 " allocated %" PRIu64
+              " peak_allocated %" PRIu64 " reserved %" PRIu64 " peak_reserved %" PRIu64
+              " largest_free %" PRIu64 " limit %" PRIu64 "\n",
+              st.alloc_count, st.free_count, st.failed_count, st.allocated_bytes,
+              st.peak_allocated_bytes, st.reserved_bytes, st.peak_reserved_bytes,
+              st.largest_free_block_bytes, st.limit_bytes);
+}
+
+constexpr size_t kMiB = size_t{1} << 20;
+
+// One allocation API family: allocate into *out, free, and the API's out-of-memory code.
+struct Family {
+  std::function<int(CUdeviceptr*, size_t)> alloc;
+  std::function<int(CUdeviceptr)> release;
+  int oom;
+};
+
+bool family_for(const std::string& name, Family* f) {
+  const int rt_oom = cudaErrorMemoryAllocation, cu_oom = CUDA_ERROR_OUT_OF_MEMORY;
+  if (name == "runtime") {
+    *f = {[](CUdeviceptr* p, size_t n) {
+            return static_cast<int>(cudaMalloc(reinterpret_cast<void**>(p), n));
+          },
+          [](CUdeviceptr p) { return static_cast<int>(cudaFree(reinterpret_cast<void*>(p))); },
+          rt_oom};
+    return true;
+  }
+  if (name == "managed") {
+    *f = {[](CUdeviceptr* p, size_t n) {
+            return static_cast<int>(
+                cudaMallocManaged(reinterpret_cast<void**>(p), n, cudaMemAttachGlobal));
+          },
+          [](CUdeviceptr p) { return static_cast<int>(cudaFree(reinterpret_cast<void*>(p))); },
+          rt_oom};
+    return true;
+  }
+  if (name == "async_runtime") {
+    *f = {[](CUdeviceptr* p, size_t n) {
+            return static_cast<int>(cudaMallocAsync(reinterpret_cast<void**>(p), n, nullptr));
+          },
+          [](CUdeviceptr p) {
+            const int e = cudaFreeAsync(reinterpret_cast<void*>(p), nullptr);
+            return e != 0 ? e : static_cast<int>(cudaStreamSynchronize(nullptr));
+          },
+          rt_oom};
+    return true;
+  }
+  init_driver();
+  if (name == "driver") {
+    *f = {[](CUdeviceptr* p, size_t n) { return static_cast<int>(cuMemAlloc(p, n)); },
+          [](CUdeviceptr p) { return static_cast<int>(cuMemFree(p)); }, cu_oom};
+    return true;
+  }
+  if (name == "async_driver") {
+    *f = {[](CUdeviceptr* p, size_t n) { return static_cast<int>(cuMemAllocAsync(p, n, nullptr)); },
+          [](CUdeviceptr p) { return static_cast<int>(cuMemFreeAsync(p, nullptr)); }, cu_oom};
+    return true;
+  }
+  if (name == "pool_driver") {
+    static CUmemoryPool pool;
+    if (cuDeviceGetDefaultMemPool(&pool, 0) != CUDA_SUCCESS) return false;
+    *f = {[](CUdeviceptr* p, size_t n) {
+            return static_cast<int>(cuMemAllocFromPoolAsync(p, n, pool, nullptr));
+          },
+          [](CUdeviceptr p) { return static_cast<int>(cuMemFreeAsync(p, nullptr)); }, cu_oom};
+    return true;
+  }
+  if (name == "dlsym") {
+    void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (h == nullptr) return false;
+    static auto alloc = reinterpret_cast<decltype(&cuMemAlloc_v2)>(dlsym(h, "cuMemAlloc_v2"));
+    static auto mfree = reinterpret_cast<decltype(&cuMemFree_v2)>(dlsym(h, "cuMemFree_v2"));
+    if (alloc == nullptr || mfree == nullptr) return false;
+    *f = {[](CUdeviceptr* p, size_t n) { return static_cast<int>(alloc(p, n)); },
+          [](CUdeviceptr p) { return static_cast<int>(mfree(p)); }, cu_oom};
+    return true;
+  }
+  if (name == "resolver") {
+    void* fn = nullptr;
+    CUdriverProcAddressQueryResult st;
+    if (cuGetProcAddress("cuMemAlloc", &fn, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &st) != 0)
+      return false;
+    static auto alloc = reinterpret_cast<decltype(&cuMemAlloc_v2)>(fn);
+    if (cuGetProcAddress("cuMemFree", &fn, 13000, CU_GET_PROC_ADDRESS_DEFAULT, &st) != 0)
+      return false;
+    static auto mfree = reinterpret_cast<decltype(&cuMemFree_v2)>(fn);
+    *f = {[](CUdeviceptr* p, size_t n) { return static_cast<int>(alloc(p, n)); },
+          [](CUdeviceptr p) { return static_cast<int>(mfree(p)); }, cu_oom};
+    return true;
+  }
+  if (name == "vmm") {
+    *f = {[](CUdeviceptr* p, size_t n) {
+            CUmemAllocationProp prop{};
+            prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+            prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+            prop.location.id = 0;
+            CUmemGenericAllocationHandle h = 0;
+            const int e = cuMemCreate(&h, n, &prop, 0);
+            *p = h;
+            return e;
+          },
+          [](CUdeviceptr h) { return static_cast<int>(cuMemRelease(h)); }, cu_oom};
+    return true;
+  }
+  return false;
+}
+
+// cap FAMILY, under GPUMEM_LIMIT=8MiB: 6 MiB fits, 4 MiB more is refused with the family's own
+// out-of-memory code, and fits again once the 6 MiB are freed.
+int cap(const std::string& name) {
+  Family f;
+  if (!family_for(name, &f)) return std::fprintf(stderr, "no family %s\n", name.c_str()), 1;
+  CUdeviceptr a = 0, b = 0, c = 0;
+  EXPECT_CODE(f.alloc(&a, 6 * kMiB), 0);
+  EXPECT_CODE(f.alloc(&b, 4 * kMiB), f.oom);
+  EXPECT_CODE(f.release(a), 0);
+  EXPECT_CODE(f.alloc(&c, 4 * kMiB), 0);
+  EXPECT_CODE(f.release(c), 0);
+  return g_failures;
+}
+
+// The TensorFlow way of sizing itself: the driver through dlopen/dlsym, cuMemGetInfo_v2, then
+// regions of 2, 4, 8 ... MiB until one fails. Prints what it saw.
+int tensorflow_style() {
+  void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (h == nullptr) return 1;
+#define BIND(name) auto name = reinterpret_cast<decltype(&::name)>(dlsym(h, #name))
+  BIND(cuInit);
+  BIND(cuDeviceGet);
+  BIND(cuDevicePrimaryCtxRetain);
+  BIND(cuCtxSetCurrent);
+  BIND(cuMemGetInfo_v2);
+  BIND(cuMemAlloc_v2);
+#undef BIND
+  if (!cuInit || !cuDeviceGet || !cuDevicePrimaryCtxRetain || !cuCtxSetCurrent ||
+      !cuMemGetInfo_v2 || !cuMemAlloc_v2)
+    return 1;
+  CUdevice dev;
+  CUcontext ctx;
+  CHECK_CU(cuInit(0));
+  CHECK_CU(cuDeviceGet(&dev, 0));
+  CHECK_CU(cuDevicePrimaryCtxRetain(&ctx, dev));
+  CHECK_CU(cuCtxSetCurrent(ctx));
+  size_t free_b = 0, total_b = 0;
+  CHECK_CU(cuMemGetInfo_v2(&free_b, &total_b));
+  uint64_t sum = 0;
+  size_t region = 2 * kMiB;
+  int code = 0;
+  for (; region <= total_b * 2; region *= 2) {
+    CUdeviceptr p = 0;
+    code = cuMemAlloc_v2(&p, region);
+    if (code != CUDA_SUCCESS) break;
+    sum += region;
+  }
+  std::printf("total %zu free %zu sum %" PRIu64 " failed_at %zu code %d\n", total_b, free_b, sum,
+              region, code);
+  return g_failures;
+}
+
+// meminfo MIB: holds MIB MiB from cudaMalloc, then prints what the three capacity queries say.
+int meminfo(size_t mib) {
+  void* p = nullptr;
+  CHECK_RT(cudaMalloc(&p, mib * kMiB));
+  init_driver();
+  size_t f = 0, t = 0;
+  CHECK_RT(cudaMemGetInfo(&f, &t));
+  std::printf("runtime %zu %zu\n", f, t);
+  CHECK_CU(cuMemGetInfo(&f, &t));
+  std::printf("driver %zu %zu\n", f, t);
+  CHECK_CU(cuDeviceTotalMem(&t, 0));
+  std::printf("total %zu\n", t);
+  EXPECT_CODE(cudaMemGetInfo(nullptr, &t), cudaErrorInvalidValue);
+  EXPECT_CODE(cuMemGetInfo(&f, nullptr), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_CODE(cuDeviceTotalMem(nullptr, 0), CUDA_ERROR_INVALID_VALUE);
+  CHECK_RT(cudaFree(p));
+  return g_failures;
+}
+
+// pool: under GPUMEM_POOL=growth. Reuse of a cudaFree'd block, pointer queries and IPC refusal on
+// a pooled block, a double free refused, then gpumem_empty_cache.
+int pool_behaviour() {
+  const size_t n = 1000000;  // two fill a 2 MiB small segment (blocks of 1000448 bytes)
+  void* a = nullptr;
+  void* b = nullptr;
+  void* c = nullptr;
+  CHECK_RT(cudaMalloc(&a, n));
+  CHECK_RT(cudaMalloc(&c, n));
+  CHECK_RT(cudaFree(a));
+  CHECK_RT(cudaMalloc(&b, n));  // the pool synchronizes rather than grows, then reuses a's block
+  std::printf("reused %d\n", a == b ? 1 : 0);
+  CHECK_RT(cudaFree(c));
+  init_driver();
+  char* inside = static_cast<char*>(b) + 100;
+  CUdeviceptr base = 0;
+  size_t size = 0;
+  CHECK_CU(cuMemGetAddressRange(&base, &size, reinterpret_cast<CUdeviceptr>(inside)));
+  std::printf("range %d %zu\n", base == reinterpret_cast<CUdeviceptr>(b) ? 1 : 0, size);
+  cudaPointerAttributes attr{};
+  CHECK_RT(cudaPointerGetAttributes(&attr, inside));
+  std::printf("attributes type %d device %d\n", static_cast<int>(attr.type), attr.device);
+  cudaIpcMemHandle_t rt_handle;
+  EXPECT_CODE(cudaIpcGetMemHandle(&rt_handle, b), cudaErrorInvalidValue);
+  CUipcMemHandle cu_handle;
+  EXPECT_CODE(cuIpcGetMemHandle(&cu_handle, reinterpret_cast<CUdeviceptr>(b)),
+              CUDA_ERROR_INVALID_VALUE);
+  CHECK_RT(cudaFree(b));
+  EXPECT_CODE(cudaFree(b), cudaErrorInvalidValue);  // a double free never reaches CUDA's free
+  std::printf("released %" PRIu64 "\n", gpumem_empty_cache(0));
+  print_stats();
+  return g_failures;
+}
+
+// retry: 12 MiB allocated and freed (cached), then 24 MiB: on a device (or under a limit) that
+// cannot hold both, the pool releases its empty segment and asks again. Prints the second code.
+int retry() {
+  void* a = nullptr;
+  void* b = nullptr;
+  CHECK_RT(cudaMalloc(&a, 12 * kMiB));
+  CHECK_RT(cudaFree(a));
+  const int e = cudaMalloc(&b, 24 * kMiB);
+  std::printf("second %d\n", e);
+  if (e == cudaSuccess) CHECK_RT(cudaFree(b));
+  print_stats();
+  return g_failures;
+}
+
+// fixed MIB: 1 MiB, then MIB MiB (expected out of memory in a smaller fixed pool).
+int fixed(size_t mib) {
+  void* a = nullptr;
+  void* b = nullptr;
+  CHECK_RT(cudaMalloc(&a, kMiB));
+  const int e = cudaMalloc(&b, mib * kMiB);
+  std::printf("second %d\n", e);
+  if (e == cudaSuccess) CHECK_RT(cudaFree(b));
+  CHECK_RT(cudaFree(a));
+  print_stats();
+  return g_failures;
 }
 
 // cudaMalloc 1 MiB + 3 MiB, cudaFree both; cudaFree(0) first (no event).
@@ -304,6 +549,7 @@ int threads(int n_threads, int iterations) {
   std::vector<std::thread> pool;
   for (int t = 0; t < n_threads; ++t) pool.emplace_back(body);
   for (auto& t : pool) t.join();
+  print_stats();
   return failures.load();
 }
 
@@ -373,7 +619,8 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: interpose_prog runtime|runtime_family|driver|dlsym|resolver|entry_point|"
-                 "async|vmm|misuse|marks|threads N ITER|progress FILE|fork|stacks\n");
+                 "async|vmm|misuse|marks|threads N ITER|progress FILE|fork|stacks|cap FAMILY|tf|"
+                 "meminfo MIB|pool|retry|fixed MIB\n");
     return 2;
   }
   const std::string cmd = argv[1];
@@ -391,6 +638,12 @@ int main(int argc, char** argv) {
   if (cmd == "progress" && argc == 3) return progress(argv[2]);
   if (cmd == "fork") return fork_test();
   if (cmd == "stacks") return stacks();
+  if (cmd == "cap" && argc == 3) return cap(argv[2]);
+  if (cmd == "tf") return tensorflow_style();
+  if (cmd == "meminfo" && argc == 3) return meminfo(std::strtoull(argv[2], nullptr, 10));
+  if (cmd == "pool") return pool_behaviour();
+  if (cmd == "retry") return retry();
+  if (cmd == "fixed" && argc == 3) return fixed(std::strtoull(argv[2], nullptr, 10));
   std::fprintf(stderr, "interpose_prog: unknown subcommand '%s'\n", cmd.c_str());
   return 2;
 }

@@ -594,4 +594,266 @@ TEST_F(Interpose, GpumemRunSetsThePreloadAndReturnsTheExitStatus) {
 }
 #endif
 
+// ---- Policies (GPUMEM_POOL, GPUMEM_LIMIT) through the preload: exact codes and records. ----
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+
+bool pooled(const Record& r) {
+  return (r.flags & gpumem::trace::kFlagPooled) != 0;
+}
+
+class Policy : public Interpose {};
+
+struct CapCase {
+  const char* family;  // interpose_prog cap FAMILY
+  Api api;             // the allocation API its records carry
+  Lookup lookup;
+  bool async;
+};
+
+// Under GPUMEM_LIMIT=8MiB each family allocates 6 MiB, is refused 4 MiB with its own
+// out-of-memory code (checked by the program), then fits 4 MiB after freeing.
+TEST_F(Policy, CapHoldsOnEveryAllocationFamilyWithItsOwnCode) {
+  const CapCase cases[] = {
+      {"runtime", Api::cudaMalloc, Lookup::direct, false},
+      {"managed", Api::cudaMallocManaged, Lookup::direct, false},
+      {"async_runtime", Api::cudaMallocAsync, Lookup::direct, true},
+      {"driver", Api::cuMemAlloc, Lookup::direct, false},
+      {"async_driver", Api::cuMemAllocAsync, Lookup::direct, true},
+      {"pool_driver", Api::cuMemAllocFromPoolAsync, Lookup::direct, true},
+      {"dlsym", Api::cuMemAlloc, Lookup::dlsym, false},
+      {"resolver", Api::cuMemAlloc, Lookup::resolver, false},
+      {"vmm", Api::cuMemCreate, Lookup::direct, false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.family);
+    Outcome r = prog({"cap", c.family}, {"GPUMEM_LIMIT=8MiB"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    Trace t = last_trace();
+    auto failed = t.where(Op::alloc_failed);
+    ASSERT_EQ(failed.size(), 1u);
+    EXPECT_EQ(failed[0].api, static_cast<uint16_t>(c.api));
+    EXPECT_EQ(failed[0].bytes, 4 * kMiB);
+    EXPECT_EQ(failed[0].aux, 6 * kMiB);  // bytes in use as the limit counts them
+    EXPECT_EQ(failed[0].result, 2);      // cudaErrorMemoryAllocation == CUDA_ERROR_OUT_OF_MEMORY
+    EXPECT_EQ(lookup_of(failed[0]), c.lookup);
+    EXPECT_EQ((failed[0].flags & gpumem::trace::kFlagAsync) != 0, c.async);
+    auto allocs = t.where(Op::alloc, c.api);
+    ASSERT_EQ(allocs.size(), 2u);
+    EXPECT_EQ(sum_bytes(allocs), 10 * kMiB);
+    EXPECT_EQ(sum_bytes(t.where(Op::free)), 10 * kMiB);
+    for (const auto& a : allocs) EXPECT_FALSE(pooled(a));  // no pool: straight to CUDA
+    EXPECT_EQ(t.count(Op::anomaly), 0u);
+  }
+}
+
+TEST_F(Policy, CapacityQueriesReportTheCap) {
+  Outcome r = prog({"meminfo", "3"}, {"GPUMEM_LIMIT=64MiB"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  // total = min(64 MiB, 16 GiB); free = 64 MiB - 3 MiB in use.
+  EXPECT_EQ(r.out, "runtime 63963136 67108864\ndriver 63963136 67108864\ntotal 67108864\n");
+  Trace t = last_trace();
+  auto rt = t.where(Op::meminfo, Api::cudaMemGetInfo);
+  ASSERT_EQ(rt.size(), 1u);
+  EXPECT_EQ(rt[0].bytes, 64 * kMiB);
+  EXPECT_EQ(rt[0].aux, 61 * kMiB);
+  ASSERT_EQ(t.count(Op::meminfo, Api::cuDeviceTotalMem), 1u);
+  EXPECT_EQ(t.where(Op::meminfo, Api::cuDeviceTotalMem)[0].bytes, 64 * kMiB);
+  // A percentage is of the physical capacity (simcuda: 16 GiB), and without a limit the device's
+  // own numbers come through.
+  Outcome pct = prog({"meminfo", "3"}, {"GPUMEM_LIMIT=25%"});
+  ASSERT_EQ(pct.status, 0) << pct.err;
+  EXPECT_NE(pct.out.find("total 4294967296\n"), std::string::npos) << pct.out;
+  Outcome none = prog({"meminfo", "3"});
+  ASSERT_EQ(none.status, 0) << none.err;
+  EXPECT_NE(none.out.find("total 17179869184\n"), std::string::npos) << none.out;
+}
+
+// cuMemGetInfo_v2, then 2, 4, 8 ... MiB through dlsym'ed cuMemAlloc_v2 until one fails.
+TEST_F(Policy, TensorFlowStyleClientStaysInsideTheCap) {
+  Outcome r = prog({"tf"}, {"GPUMEM_LIMIT=64MiB"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "total 67108864 free 67108864 sum 65011712 failed_at 67108864 code 2\n");
+  Trace t = last_trace();
+  EXPECT_EQ(sum_bytes(t.where(Op::alloc, Api::cuMemAlloc)), 62 * kMiB);  // 2+4+8+16+32 <= 64
+  auto failed = t.where(Op::alloc_failed);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].bytes, 64 * kMiB);
+  EXPECT_EQ(failed[0].aux, 62 * kMiB);
+  EXPECT_EQ(failed[0].result, 2);
+  EXPECT_EQ(lookup_of(failed[0]), Lookup::dlsym);
+}
+
+// With a growth pool the cap bounds the segments (the cache included): 2, 4 and 8 MiB share a
+// 20 MiB segment, 16 MiB takes its own (36 MiB), and a 32 MiB segment would pass 64 MiB.
+TEST_F(Policy, GrowthPoolUnderTheCapCountsItsSegments) {
+  Outcome r = prog({"tf"}, {"GPUMEM_LIMIT=64MiB", "GPUMEM_POOL=growth"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "total 67108864 free 67108864 sum 31457280 failed_at 33554432 code 2\n");
+  Trace t = last_trace();
+  auto segments = t.where(Op::segment_reserve, Api::pool);
+  ASSERT_EQ(segments.size(), 2u);
+  EXPECT_EQ(segments[0].bytes, 20 * kMiB);
+  EXPECT_EQ(segments[1].bytes, 16 * kMiB);
+  auto failed = t.where(Op::alloc_failed);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].bytes, 32 * kMiB);
+  EXPECT_EQ(failed[0].aux, 36 * kMiB);
+  EXPECT_TRUE(pooled(failed[0]));
+  for (const auto& a : t.where(Op::alloc)) EXPECT_TRUE(pooled(a));
+}
+
+TEST_F(Policy, GrowthPoolReusesBlocksAnswersPointerQueriesAndEmptiesItsCache) {
+  Outcome r = prog({"pool"}, {"GPUMEM_POOL=growth", "GPUMEM_LOG=info"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "reused 1\nrange 1 1000000\nattributes type 2 device 0\nreleased 2097152\n"
+            "stats allocs 3 frees 3 failed 0 allocated 0 peak_allocated 2000000 reserved 0 "
+            "peak_reserved 2097152 largest_free 0 limit 0\n");
+  Trace t = last_trace();
+  auto reserve = t.where(Op::segment_reserve, Api::pool);
+  auto release = t.where(Op::segment_release, Api::pool);
+  ASSERT_EQ(reserve.size(), 1u);
+  ASSERT_EQ(release.size(), 1u);
+  EXPECT_EQ(reserve[0].bytes, 2 * kMiB);  // one small segment held all three blocks
+  EXPECT_EQ(release[0].bytes, 2 * kMiB);
+  EXPECT_EQ(release[0].address, reserve[0].address);
+  EXPECT_EQ(reserve[0].aux, 0u);  // pool id = device
+  auto allocs = t.where(Op::alloc, Api::cudaMalloc);
+  ASSERT_EQ(allocs.size(), 3u);
+  EXPECT_EQ(allocs[2].address, allocs[0].address);  // the freed block, after a synchronization
+  for (const auto& a : allocs) EXPECT_TRUE(pooled(a));
+  for (const auto& f : t.where(Op::free)) EXPECT_TRUE(pooled(f));
+  EXPECT_EQ(t.count(Op::free), 3u);
+  // The double free is an anomaly and never reached CUDA's free (which would drop the segment).
+  auto anomalies = t.where(Op::anomaly);
+  ASSERT_EQ(anomalies.size(), 1u);
+  EXPECT_EQ(anomalies[0].aux, static_cast<uint64_t>(gpumem::trace::AnomalyKind::free_unknown));
+  auto trims = t.where(Op::trim, Api::gpumem);
+  ASSERT_EQ(trims.size(), 1u);
+  EXPECT_EQ(trims[0].bytes, 2 * kMiB);
+  // IPC export refused with a line that says what to do; the summary line at exit.
+  EXPECT_NE(r.err.find("cudaIpcGetMemHandle("), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("cuIpcGetMemHandle("), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("GPUMEM_POOL=none"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("gpumem: device 0: allocated 0 B (peak 1.91 MiB), reserved 0 B (peak "
+                       "2.00 MiB), 3 allocs, 3 frees, 0 failed"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST_F(Policy, ReleaseAndRetryWhenTheDeviceRefusesASegment) {
+  // 12 MiB cached + 24 MiB does not fit a 32 MiB device: release the cache, ask again.
+  for (const char* squeeze : {"SIMCUDA_MEMORY=32MiB", "GPUMEM_LIMIT=32MiB"}) {
+    SCOPED_TRACE(squeeze);
+    Outcome r = prog({"retry"}, {"GPUMEM_POOL=growth", squeeze});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out.rfind("second 0\n", 0), 0u) << r.out;
+    Trace t = last_trace();
+    std::vector<std::pair<Op, uint64_t>> seq;
+    for (const auto& rec : t.records)
+      if (rec.op == static_cast<uint16_t>(Op::segment_reserve) ||
+          rec.op == static_cast<uint16_t>(Op::segment_release))
+        seq.emplace_back(static_cast<Op>(rec.op), rec.bytes);
+    const std::vector<std::pair<Op, uint64_t>> expected = {{Op::segment_reserve, 12 * kMiB},
+                                                           {Op::segment_release, 12 * kMiB},
+                                                           {Op::segment_reserve, 24 * kMiB}};
+    EXPECT_EQ(seq, expected);
+    EXPECT_EQ(t.count(Op::alloc_failed), 0u);
+  }
+  // A device that refuses every allocation after the first: the retry fails too.
+  Outcome r = prog({"retry"}, {"GPUMEM_POOL=growth", "SIMCUDA_FAIL_ALLOC_AFTER=1"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("second 2\n", 0), 0u) << r.out;
+  Trace t = last_trace();
+  EXPECT_EQ(t.count(Op::segment_release), 1u);
+  auto failed = t.where(Op::alloc_failed);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].bytes, 24 * kMiB);
+  EXPECT_EQ(failed[0].aux, 0u);  // the device held nothing of ours once the cache was released
+  EXPECT_EQ(failed[0].result, 2);
+}
+
+TEST_F(Policy, FixedPoolReservesItsWholeSizeAtTheFirstAllocation) {
+  struct Case {
+    std::vector<std::string> env;
+    const char* ask_mib;
+    uint64_t pool_bytes;
+  };
+  const Case cases[] = {
+      {{"GPUMEM_POOL=fixed", "GPUMEM_LIMIT=64MiB"}, "70", 64 * kMiB},
+      {{"GPUMEM_POOL=fixed", "GPUMEM_LIMIT=64MiB", "GPUMEM_POOL_SIZE=32MiB"}, "40", 32 * kMiB},
+  };
+  for (const auto& c : cases) {
+    Outcome r = prog({"fixed", c.ask_mib}, c.env);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out.rfind("second 2\n", 0), 0u) << r.out;
+    Trace t = last_trace();
+    auto segments = t.where(Op::segment_reserve);
+    ASSERT_EQ(segments.size(), 1u);
+    EXPECT_EQ(segments[0].bytes, c.pool_bytes);
+    EXPECT_EQ(t.count(Op::segment_release), 0u);  // the reservation stays
+    auto failed = t.where(Op::alloc_failed);
+    ASSERT_EQ(failed.size(), 1u);
+    EXPECT_EQ(failed[0].bytes, std::stoull(c.ask_mib) * kMiB);
+    EXPECT_EQ(failed[0].aux, kMiB);  // what the program holds from the pool
+  }
+}
+
+TEST_F(Policy, SixteenThreadsExactStatsThroughTheCApi) {
+  const int threads = 16, iterations = 5000;
+  Outcome r = prog({"threads", std::to_string(threads), std::to_string(iterations)},
+                   {"GPUMEM_POOL=growth", "GPUMEM_LIMIT=1GiB"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  const uint64_t n = static_cast<uint64_t>(threads) * iterations;
+  uint64_t reserved = 0;
+  for (const auto& s : t.where(Op::segment_reserve)) reserved += s.bytes;
+  for (const auto& s : t.where(Op::segment_release)) reserved -= s.bytes;
+  std::ostringstream expected;
+  expected << "stats allocs " << n << " frees " << n << " failed 0 allocated 0";
+  EXPECT_EQ(r.out.rfind(expected.str(), 0), 0u) << r.out;
+  EXPECT_NE(r.out.find(" reserved " + std::to_string(reserved) + " "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" limit 1073741824\n"), std::string::npos) << r.out;
+  EXPECT_EQ(t.count(Op::alloc), n);
+  EXPECT_EQ(t.count(Op::free), n);
+  EXPECT_EQ(sum_bytes(t.where(Op::alloc)), sum_bytes(t.where(Op::free)));
+  EXPECT_EQ(t.count(Op::anomaly), 0u);
+}
+
+TEST_F(Policy, BadConfigurationExitsWithStatus2AndSaysWhy) {
+  const std::vector<std::pair<std::vector<std::string>, const char*>> cases = {
+      {{"GPUMEM_POOL=fixed"}, "GPUMEM_POOL"},
+      {{"GPUMEM_LIMIT=32GiB"}, "GPUMEM_LIMIT"},  // simcuda's device has 16 GiB
+      {{"GPUMEM_LIMIT_0=20GiB"}, "GPUMEM_LIMIT_0"},
+      {{"GPUMEM_POOL=fixed", "GPUMEM_LIMIT=64MiB", "GPUMEM_POOL_SIZE=128MiB"}, "GPUMEM_POOL_SIZE"},
+  };
+  for (const auto& [env, variable] : cases) {
+    Outcome r = prog({"runtime"}, env);
+    EXPECT_EQ(r.status, 2) << env[0];
+    EXPECT_EQ(r.err.rfind("gpumem: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(variable), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("accepted"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+}
+
+#ifdef GPUMEM_CLI
+TEST_F(Policy, GpumemRunPassesPoolAndLimit) {
+  if (access(GPUMEM_SIMCUDA_DIR "/libcuda.so.1", F_OK) != 0)
+    GTEST_SKIP() << "needs simcuda (--device sim)";
+  bare_env_ = true;
+  Outcome r = run({GPUMEM_CLI, "run", "--device", "sim", "--pool", "growth", "--limit", "64MiB",
+                   "--trace", dir_ + "/c-%p.trace", "--", INTERPOSE_PROG, "tf"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "total 67108864 free 67108864 sum 31457280 failed_at 33554432 code 2\n");
+  auto files = trace_files();
+  ASSERT_EQ(files.size(), 1u);
+  Trace t = read(files[0]);
+  EXPECT_EQ(std::string(t.header.pool), "growth");
+  EXPECT_NE(std::string(t.header.config).find("GPUMEM_LIMIT=64MiB"), std::string::npos);
+  EXPECT_EQ(t.count(Op::segment_reserve), 2u);
+}
+#endif
+
 }  // namespace

@@ -8,6 +8,7 @@
 #include "dispatch.h"
 #include "hooks/wrapped.h"
 #include "log.h"
+#include "policy.h"
 #include "real.h"
 #include "reentry.h"
 
@@ -80,7 +81,10 @@ CUresult allocate(const Request& req, Out* out, Call call) {
     return Answer{e == CUDA_SUCCESS ? Status::ok : Status::upstream_error,
                   e == CUDA_SUCCESS ? static_cast<uint64_t>(*out) : 0, static_cast<int32_t>(e)};
   };
-  return to_cu_result(path_for(req.device).allocate(req, CallRef<Answer>(real)));
+  const Answer a = path_for(req.device).allocate(req, CallRef<Answer>(real));
+  // A pool answers without the real call: the pointer comes from the answer.
+  if (a.status == Status::ok) *out = static_cast<Out>(a.address);
+  return to_cu_result(a);
 }
 
 template <class Call>
@@ -274,6 +278,29 @@ CUresult hook_cuMemPoolTrimTo(CUmemoryPool pool, size_t min_bytes_to_keep) {
   return e;
 }
 
+// A pooled block reports its own base and size (the bytes asked for), not its segment's.
+template <Lookup L>
+CUresult hook_cuMemGetAddressRange_v2(CUdeviceptr* base, size_t* size, CUdeviceptr dptr) {
+  GPUMEM_DRIVER_PROLOGUE(cuMemGetAddressRange_v2, base, size, dptr);
+  resources::BlockInfo block;
+  if (!policy::lookup(reinterpret_cast<const void*>(dptr), &block)) return real(base, size, dptr);
+  if (base != nullptr) *base = reinterpret_cast<CUdeviceptr>(block.base);
+  if (size != nullptr) *size = block.bytes;
+  return CUDA_SUCCESS;
+}
+
+// See cudaIpcGetMemHandle (runtime.cpp): exporting a pooled block is refused.
+template <Lookup L>
+CUresult hook_cuIpcGetMemHandle(CUipcMemHandle* handle, CUdeviceptr dptr) {
+  GPUMEM_DRIVER_PROLOGUE(cuIpcGetMemHandle, handle, dptr);
+  if (!policy::lookup(reinterpret_cast<const void*>(dptr), nullptr)) return real(handle, dptr);
+  log_message(LogLevel::error,
+              "cuIpcGetMemHandle(0x%llx): pooled memory cannot be exported to another process; "
+              "returning CUDA_ERROR_INVALID_VALUE. Run with GPUMEM_POOL=none to share it.",
+              static_cast<unsigned long long>(dptr));
+  return CUDA_ERROR_INVALID_VALUE;
+}
+
 }  // namespace
 
 const Wrapped kDriverWrapped[] = {
@@ -294,6 +321,8 @@ const Wrapped kDriverWrapped[] = {
     GPUMEM_WRAPPED(cuMemGetInfo_v2),
     GPUMEM_WRAPPED(cuDeviceTotalMem_v2),
     GPUMEM_WRAPPED(cuMemPoolTrimTo),
+    GPUMEM_WRAPPED(cuMemGetAddressRange_v2),
+    GPUMEM_WRAPPED(cuIpcGetMemHandle),
 };
 const size_t kDriverWrappedCount = sizeof kDriverWrapped / sizeof kDriverWrapped[0];
 
@@ -333,3 +362,6 @@ GPUMEM_EXPORT_DRIVER(cuMemUnmap, (CUdeviceptr p, size_t n), (p, n))
 GPUMEM_EXPORT_DRIVER(cuMemGetInfo_v2, (size_t * f, size_t* t), (f, t))
 GPUMEM_EXPORT_DRIVER(cuDeviceTotalMem_v2, (size_t * b, CUdevice d), (b, d))
 GPUMEM_EXPORT_DRIVER(cuMemPoolTrimTo, (CUmemoryPool m, size_t n), (m, n))
+GPUMEM_EXPORT_DRIVER(cuMemGetAddressRange_v2, (CUdeviceptr * b, size_t* s, CUdeviceptr p),
+                     (b, s, p))
+GPUMEM_EXPORT_DRIVER(cuIpcGetMemHandle, (CUipcMemHandle * h, CUdeviceptr p), (h, p))

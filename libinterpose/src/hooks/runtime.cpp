@@ -8,6 +8,7 @@
 #include "dispatch.h"
 #include "hooks/wrapped.h"
 #include "log.h"
+#include "policy.h"
 #include "real.h"
 #include "reentry.h"
 
@@ -81,7 +82,10 @@ cudaError_t allocate(const Request& req, void** out, Call call) {
     return Answer{e == cudaSuccess ? Status::ok : Status::upstream_error,
                   e == cudaSuccess ? reinterpret_cast<uint64_t>(*out) : 0, static_cast<int32_t>(e)};
   };
-  return to_cuda_error(path_for(req.device).allocate(req, CallRef<Answer>(real)));
+  const Answer a = path_for(req.device).allocate(req, CallRef<Answer>(real));
+  // A pool answers without the real call: the pointer comes from the answer.
+  if (a.status == Status::ok) *out = reinterpret_cast<void*>(a.address);
+  return to_cuda_error(a);
 }
 
 template <class Call>
@@ -253,6 +257,34 @@ cudaError_t hook_cudaMemPoolTrimTo(cudaMemPool_t pool, size_t min_bytes_to_keep)
   return e;
 }
 
+// Pooled memory is a block inside a larger device allocation (a pool segment): report the block
+// as device memory of its pool's device, as a plain cudaMalloc'ed pointer would be.
+template <Lookup L>
+cudaError_t hook_cudaPointerGetAttributes(cudaPointerAttributes* attributes, const void* ptr) {
+  GPUMEM_RUNTIME_PROLOGUE(cudaPointerGetAttributes, attributes, ptr);
+  resources::BlockInfo block;
+  if (attributes == nullptr || !policy::lookup(ptr, &block)) return real(attributes, ptr);
+  *attributes = cudaPointerAttributes{};
+  attributes->type = cudaMemoryTypeDevice;
+  attributes->device = block.device;
+  attributes->devicePointer = const_cast<void*>(ptr);
+  attributes->hostPointer = nullptr;
+  return cudaSuccess;
+}
+
+// Another process would map the whole segment, and its own free would release it under the
+// pool's feet: exporting a pooled block is refused.
+template <Lookup L>
+cudaError_t hook_cudaIpcGetMemHandle(cudaIpcMemHandle_t* handle, void* ptr) {
+  GPUMEM_RUNTIME_PROLOGUE(cudaIpcGetMemHandle, handle, ptr);
+  if (!policy::lookup(ptr, nullptr)) return real(handle, ptr);
+  log_message(LogLevel::error,
+              "cudaIpcGetMemHandle(%p): pooled memory cannot be exported to another process; "
+              "returning cudaErrorInvalidValue. Run with GPUMEM_POOL=none to share it.",
+              ptr);
+  return cudaErrorInvalidValue;
+}
+
 }  // namespace
 
 const Wrapped kRuntimeWrapped[] = {
@@ -272,6 +304,8 @@ const Wrapped kRuntimeWrapped[] = {
     GPUMEM_WRAPPED(cudaFreeHost),
     GPUMEM_WRAPPED(cudaMemGetInfo),
     GPUMEM_WRAPPED(cudaMemPoolTrimTo),
+    GPUMEM_WRAPPED(cudaPointerGetAttributes),
+    GPUMEM_WRAPPED(cudaIpcGetMemHandle),
 };
 const size_t kRuntimeWrappedCount = sizeof kRuntimeWrapped / sizeof kRuntimeWrapped[0];
 
@@ -306,3 +340,6 @@ GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaHostAlloc, (void** p, size_t n, unsigned 
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaFreeHost, (void* p), (p))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMemGetInfo, (size_t * f, size_t* t), (f, t))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMemPoolTrimTo, (cudaMemPool_t m, size_t n), (m, n))
+GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaPointerGetAttributes,
+                      (cudaPointerAttributes * a, const void* p), (a, p))
+GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaIpcGetMemHandle, (cudaIpcMemHandle_t * h, void* p), (h, p))
