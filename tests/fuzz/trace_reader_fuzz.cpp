@@ -1,0 +1,32 @@
+// libFuzzer target: arbitrary bytes as a trace file, opened with the one reader and read to the
+// end (twice, through rewind). The reader must never crash, hang or read out of bounds, whatever
+// the header or records say.
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "gpumem/trace_reader.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const std::string path = "/tmp/gpumem-fuzz-reader-" + std::to_string(getpid()) + ".trace";
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) return 0;
+  if (size > 0) std::fwrite(data, 1, size, f);
+  std::fclose(f);
+  std::string error;
+  auto reader = gpumem::trace::Reader::open(path, &error);
+  if (reader) {
+    gpumem::trace::Event ev;
+    uint64_t records = 0;
+    while (reader->next(&ev)) ++records;
+    reader->rewind();
+    uint64_t again = 0;
+    while (reader->next(&ev)) ++again;
+    if (records != again) __builtin_trap();  // the same file reads the same twice
+  } else if (error.empty()) {
+    __builtin_trap();  // a refusal always says why
+  }
+  return 0;
+}

@@ -1,0 +1,84 @@
+// Kill test: a multi-threaded workload under the preload on simcuda, killed with SIGKILL at a
+// random moment, many times. Every call that returned before the kill (each thread publishes its
+// count in shared memory after every return) must be in the trace, and the trace must open.
+// One call leaves one record, and a call in flight at the kill may or may not have one, so per
+// thread: returned <= records <= returned + 1.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "process.h"
+#include "progress.h"
+#include "support.h"
+
+namespace reliability {
+namespace {
+
+using gpumem::trace::Op;
+using Kill = ScratchTest;
+
+TEST_F(Kill, RandomMomentsLoseNoReturnedCall) {
+  const int runs = long_form() ? 100 : 20;
+  constexpr int kThreads = 4;
+  const unsigned seed = std::random_device{}();
+  std::mt19937 rng(seed);
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  uint64_t checked_calls = 0;
+  for (int run = 0; run < runs; ++run) {
+    SCOPED_TRACE("run " + std::to_string(run));
+    const std::string shm = dir_ + "/progress", trace = dir_ + "/kill-" + std::to_string(run) + ".trace";
+    int fd = ::open(shm.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, sizeof(Progress)), 0);
+    auto* progress = static_cast<Progress*>(mmap(nullptr, sizeof(Progress), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    ::close(fd);
+    ASSERT_NE(progress, MAP_FAILED);
+    const pid_t pid = start({RELIABILITY_WORKLOAD, "kill", shm, std::to_string(kThreads)},
+                            child_environment(true, {"GPUMEM_TRACE=" + trace}), "", dir_ + "/stderr");
+    ASSERT_GT(pid, 0);
+    // Wait until every thread has a returned call, then let it run a random while.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    auto all_started = [&] {
+      if (progress->thread_count.load() != kThreads) return false;
+      for (int t = 0; t < kThreads; ++t)
+        if (progress->threads[t].returned.load() == 0) return false;
+      return true;
+    };
+    while (!all_started() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 60000)(rng)));
+    ::kill(pid, SIGKILL);
+    const Outcome o = wait_for(pid, "", dir_ + "/stderr");
+    ASSERT_TRUE(all_started()) << "the workload never got going: " << o.err;
+    ASSERT_EQ(o.status, 128 + SIGKILL) << o.err;
+
+    const LoadedTrace t = load_trace(trace);
+    ASSERT_TRUE(t.opened) << t.error;
+    std::map<uint32_t, uint64_t> per_tid;
+    for (const auto& r : t.records) {
+      const auto op = static_cast<Op>(r.op);
+      if (op == Op::alloc || op == Op::free || op == Op::meminfo) ++per_tid[r.tid];
+    }
+    for (int th = 0; th < kThreads; ++th) {
+      const uint32_t tid = progress->threads[th].tid.load();
+      const uint64_t returned = progress->threads[th].returned.load();
+      EXPECT_GE(per_tid[tid], returned) << "thread " << th << " lost calls that had returned";
+      EXPECT_LE(per_tid[tid], returned + 1) << "thread " << th << " has records of calls never made";
+      checked_calls += returned;
+    }
+    munmap(progress, sizeof(Progress));
+    ::unlink(trace.c_str());
+    if (HasFailure()) break;
+  }
+  std::printf("reliability.kill: %d kills, %llu returned calls checked\n", runs,
+              static_cast<unsigned long long>(checked_calls));
+}
+
+}  // namespace
+}  // namespace reliability
