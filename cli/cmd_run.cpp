@@ -1,9 +1,10 @@
 // `gpumem run [--trace PATH] [--device auto|sim|real] [--stacks] [--pool P] [--limit L]
-//              [--report DIR] -- CMD ARGS...`
+//              [--report DIR] [--capture preload|cupti] -- CMD ARGS...`
 // Runs CMD with libgpumem.so preloaded (prepended to any LD_PRELOAD) and the GPUMEM_* variables
 // set, on the simulated device when asked (or when `auto` finds no driver), forwards signals,
 // returns CMD's exit status and says where the trace is. The same variables work without the
-// CLI: this command only sets them.
+// CLI: this command only sets them. With --capture cupti, libgpumem_cupti.so goes into
+// CUDA_INJECTION64_PATH instead (docs/cupti.md): observation only, no caps or pools.
 #include <dlfcn.h>
 #include <limits.h>
 #include <signal.h>
@@ -36,6 +37,7 @@ struct RunOptions {
   std::string pool;
   std::string limit;
   std::string report_dir;
+  std::string capture = "preload";
   std::vector<std::string> command;
 };
 
@@ -65,6 +67,13 @@ std::string find_preload() {
   const std::string bin = self_dir();
   return find_first(
       {bin + "/../lib/libgpumem.so", bin + "/../lib/gpumem/libgpumem.so", bin + "/libgpumem.so"});
+}
+
+// --capture cupti: the CUPTI library the CUDA driver loads through CUDA_INJECTION64_PATH.
+std::string find_cupti() {
+  const std::string bin = self_dir();
+  return find_first(
+      {bin + "/../lib/libgpumem_cupti.so", bin + "/../lib/gpumem/libgpumem_cupti.so"});
 }
 
 std::string find_simcuda() {
@@ -142,8 +151,23 @@ int run_command(const RunOptions& o) {
                  "gpumem run: no command given; usage: gpumem run [options] -- CMD ARGS...\n");
     return 2;
   }
-  const std::string preload = find_preload();
-  if (preload.empty()) {
+  const bool cupti = o.capture == "cupti";
+  if (cupti && (!o.limit.empty() || !o.pool.empty())) {
+    std::fprintf(stderr,
+                 "gpumem run: --capture cupti only observes; caps and pools need the preload "
+                 "capture (drop --capture cupti)\n");
+    return 2;
+  }
+  const std::string injection = cupti ? find_cupti() : "";
+  if (cupti && injection.empty()) {
+    std::fprintf(stderr,
+                 "gpumem run: libgpumem_cupti.so not found next to %s (looked in ../lib and "
+                 "../lib/gpumem); build the gpumem_cupti target or use --capture preload\n",
+                 self_dir().c_str());
+    return 2;
+  }
+  const std::string preload = cupti ? "" : find_preload();
+  if (!cupti && preload.empty()) {
     std::fprintf(stderr,
                  "gpumem run: libgpumem.so not found next to %s (looked in ../lib and "
                  "../lib/gpumem); build the gpumem_preload target or reinstall gpumem\n",
@@ -162,6 +186,12 @@ int run_command(const RunOptions& o) {
       ::dlclose(h);
     }
   }
+  if (use_sim && cupti) {
+    std::fprintf(stderr,
+                 "gpumem run: --capture cupti: simcuda does not load CUDA_INJECTION64_PATH; use "
+                 "a real GPU or --capture preload\n");
+    return 2;
+  }
   if (use_sim) {
     const std::string sim = find_simcuda();
     if (sim.empty()) {
@@ -172,7 +202,10 @@ int run_command(const RunOptions& o) {
     }
     prepend_env("LD_LIBRARY_PATH", sim);
   }
-  prepend_env("LD_PRELOAD", preload);
+  if (cupti)
+    ::setenv("CUDA_INJECTION64_PATH", injection.c_str(), 1);
+  else
+    prepend_env("LD_PRELOAD", preload);
 
   std::string trace = o.trace;
   if (trace.empty() && !o.report_dir.empty()) {
@@ -250,6 +283,10 @@ void register_run(CLI::App& app, std::function<int()>* run) {
   cmd->add_flag("--stacks", opts->stacks, "record native call stacks per allocation");
   cmd->add_option("--pool", opts->pool, "none, growth or fixed (GPUMEM_POOL)");
   cmd->add_option("--limit", opts->limit, "cap per device: 512MiB, 8GiB, 60% (GPUMEM_LIMIT)");
+  cmd->add_option("--capture", opts->capture,
+                  "preload (interpose CUDA calls; default) or cupti (CUPTI activity records "
+                  "through CUDA_INJECTION64_PATH; observation only, real GPU only)")
+      ->check(CLI::IsMember({"preload", "cupti"}));
   cmd->add_option("--report", opts->report_dir, "write the trace and DIR/report.json into DIR");
   cmd->add_option("command", opts->command, "the program and its arguments (after --)")->required();
   cmd->prefix_command(false);
