@@ -17,10 +17,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "command.h"
+#include "gpumem/rank_env.h"
 
 #if __has_include("gpumem/analyzer/report.h")
 #include "gpumem/analyzer/report.h"
@@ -91,8 +93,7 @@ void prepend_env(const char* name, const std::string& value) {
 }
 
 int rank_from_env() {
-  for (const char* var :
-       {"RANK", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "PMI_RANK"}) {
+  for (const char* var : kRankVariables) {
     const char* v = std::getenv(var);
     if (v == nullptr || *v == '\0') continue;
     char* end = nullptr;
@@ -208,9 +209,15 @@ int run_command(const RunOptions& o) {
     prepend_env("LD_PRELOAD", preload);
 
   std::string trace = o.trace;
-  if (trace.empty() && !o.report_dir.empty()) {
-    ::mkdir(o.report_dir.c_str(), 0755);
-    trace = o.report_dir + "/gpumem-%p.trace";
+  if (!o.report_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.report_dir, ec);
+    if (ec) {
+      std::fprintf(stderr, "gpumem run: cannot create the report folder %s: %s\n",
+                   o.report_dir.c_str(), ec.message().c_str());
+      return 2;
+    }
+    if (trace.empty()) trace = o.report_dir + "/gpumem-%p.trace";
   }
   if (!trace.empty()) ::setenv("GPUMEM_TRACE", trace.c_str(), 1);
   const char* tmpl = std::getenv("GPUMEM_TRACE");

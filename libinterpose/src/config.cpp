@@ -2,6 +2,8 @@
 // constructor, before the program's own allocator may be ready.
 #include "config.h"
 
+#include "gpumem/rank_env.h"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -53,9 +55,7 @@ void note(Config* c, const char* key, const char* value) {
 }
 
 int parse_rank(EnvLookup env) {
-  static const char* const kRankVars[] = {"RANK", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK",
-                                          "SLURM_PROCID", "PMI_RANK"};
-  for (const char* var : kRankVars) {
+  for (const char* var : kRankVariables) {
     const char* v = env(var);
     if (v == nullptr || *v == '\0') continue;
     char* end = nullptr;
