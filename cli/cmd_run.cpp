@@ -265,8 +265,12 @@ int run_command(const RunOptions& o) {
       analyzer::ReportOptions ro;
       ro.inputs = {exists(path) ? path : o.report_dir};
       ro.json_path = o.report_dir + "/report.json";
+      ro.html_path = o.report_dir + "/report.html";
+      ro.text = true;  // the summary follows the program's own output
+      std::fflush(stdout);
       if (analyzer::report_main(ro) == 0)
-        std::fprintf(stderr, "gpumem run: report: %s\n", ro.json_path.c_str());
+        std::fprintf(stderr, "gpumem run: report: %s and %s\n", ro.json_path.c_str(),
+                     ro.html_path.c_str());
 #else
       std::fprintf(stderr,
                    "gpumem run: --report needs the analyzer, which this build lacks; run "
@@ -294,7 +298,7 @@ void register_run(CLI::App& app, std::function<int()>* run) {
                   "preload (interpose CUDA calls; default) or cupti (CUPTI activity records "
                   "through CUDA_INJECTION64_PATH; observation only, real GPU only)")
       ->check(CLI::IsMember({"preload", "cupti"}));
-  cmd->add_option("--report", opts->report_dir, "write the trace and DIR/report.json into DIR");
+  cmd->add_option("--report", opts->report_dir, "write the trace, DIR/report.json and DIR/report.html into DIR, and print the summary");
   cmd->add_option("command", opts->command, "the program and its arguments (after --)")->required();
   cmd->prefix_command(false);
   cmd->callback([run, opts] { *run = [opts] { return run_command(*opts); }; });

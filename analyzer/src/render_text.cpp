@@ -81,17 +81,39 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
                      d.churn.allocs_per_second, percent(d.churn.short_lived_share),
                      d.churn.freed, seconds(static_cast<int64_t>(d.churn.short_lived_threshold_ns)));
   if (!d.phases.empty()) {
-    std::vector<const PhasePeak*> ph;
-    for (const auto& x : d.phases) ph.push_back(&x);
-    std::stable_sort(ph.begin(), ph.end(), [](const PhasePeak* a, const PhasePeak* b) {
-      return a->peak_allocated_bytes > b->peak_allocated_bytes;
+    // Training loops repeat the same phases thousands of times: one row per phase name (how
+    // often it ran, its largest peak, where that peak was, its total time), largest peak first.
+    struct ByName {
+      std::string name;
+      size_t count = 0;
+      const PhasePeak* largest = nullptr;
+      int64_t total_ns = 0;
+      bool open = false;
+    };
+    std::vector<ByName> names;
+    for (const auto& x : d.phases) {
+      auto it = std::find_if(names.begin(), names.end(),
+                             [&](const ByName& n) { return n.name == x.name; });
+      if (it == names.end()) it = names.insert(names.end(), ByName{x.name});
+      ++it->count;
+      it->total_ns += x.end_ns - x.start_ns;
+      it->open |= !x.closed;
+      if (!it->largest || x.peak_allocated_bytes > it->largest->peak_allocated_bytes)
+        it->largest = &x;
+    }
+    std::stable_sort(names.begin(), names.end(), [](const ByName& a, const ByName& b) {
+      return a.largest->peak_allocated_bytes > b.largest->peak_allocated_bytes;
     });
-    out += fmt::format("phases ({} listed{}), largest peaks first:\n", d.phases.size(),
-                       d.phases_omitted ? fmt::format(", {} omitted", d.phases_omitted) : "");
-    for (size_t i = 0; i < ph.size() && i < o.max_phases; ++i)
-      out += fmt::format("  {:>12}  {}  [{} .. {}]{}\n", human(ph[i]->peak_allocated_bytes),
-                         ph[i]->name, seconds(ph[i]->start_ns), seconds(ph[i]->end_ns),
-                         ph[i]->closed ? "" : " (never ended)");
+    out += fmt::format("phases ({} ranges{}, {} names), largest peak first:\n", d.phases.size(),
+                       d.phases_omitted ? fmt::format(" + {} omitted", d.phases_omitted) : "",
+                       names.size());
+    for (size_t i = 0; i < names.size() && i < o.max_phases; ++i) {
+      const ByName& n = names[i];
+      out += fmt::format("  {:>12}  {:<16} {:>6}x  {:>10} in all, largest at {}{}\n",
+                         human(n.largest->peak_allocated_bytes), n.name, n.count,
+                         seconds(n.total_ns), seconds(n.largest->peak_time_ns),
+                         n.open ? " (one never ended)" : "");
+    }
   }
   if (d.final.leaked_allocations > 0) {
     out += fmt::format("leaked at exit: {} in {} allocations\n", human(d.final.leaked_bytes),

@@ -105,6 +105,21 @@ TEST(Text, SummaryNamesPeakPhaseLeaksAndAnomalies) {
   EXPECT_NE(text.find("(3.00 MiB in use)"), std::string::npos) << text;
 }
 
+TEST(Text, RepeatedPhasesAreOneRowPerName) {
+  Events e;
+  e.string(1, "step").string(2, "forward");
+  // Three steps, each with a forward pass; the second forward holds the most memory.
+  e.begin(0, 1).begin(10, 2).alloc(20, 0x10, 1 << 20).end(30, 2).free(40, 0x10).end(50, 1);
+  e.begin(100, 1).begin(110, 2).alloc(120, 0x20, 4 << 20).end(130, 2).free(140, 0x20).end(150, 1);
+  e.begin(200, 1).begin(210, 2).alloc(220, 0x30, 2 << 20).end(230, 2).free(240, 0x30).end(250, 1);
+  std::string text = render_text(e.analyze());
+  EXPECT_NE(text.find("phases (6 ranges, 2 names), largest peak first:"), std::string::npos) << text;
+  // Both names peak at the second step's 4 MiB; step ran 3 times for 150 ns in all.
+  EXPECT_NE(text.find("4.00 MiB  step                  3x"), std::string::npos) << text;
+  EXPECT_NE(text.find("4.00 MiB  forward               3x"), std::string::npos) << text;
+  EXPECT_NE(text.find("3x    0.150 us in all, largest at 0.120 us"), std::string::npos) << text;
+}
+
 TEST(Text, RanksLine) {
   std::string text = render_text(four_ranks());
   EXPECT_NE(text.find("across 4 processes, peak allocated: max 2.93 KiB (pid 201, rank 1)"),
