@@ -22,6 +22,8 @@ struct Policy {
   std::vector<std::string> env;
 };
 
+void PrintTo(const Policy& p, std::ostream* os) { *os << p.name; }  // readable ctest names
+
 class Soak : public ScratchTest, public ::testing::WithParamInterface<Policy> {};
 
 std::map<std::string, uint64_t> parse_lines(const std::string& text) {
