@@ -131,7 +131,10 @@ int32_t AllocationPath::deallocate(const Request& req, uint64_t address, CallRef
     if (info.route != policy::kNone) return policy::deallocate(req, info, address, real);
   } else {
     if (w != nullptr) {
-      trace::Record r = make_record(trace::Op::anomaly, req, address, 0);
+      Request unknown = req;
+      if (unknown.device == kDeviceUnresolved)
+        unknown.device = unknown.resolve_device != nullptr ? unknown.resolve_device() : -1;
+      trace::Record r = make_record(trace::Op::anomaly, unknown, address, 0);
       r.aux = static_cast<uint64_t>(trace::AnomalyKind::free_unknown);
       write(w, r, true);
     }

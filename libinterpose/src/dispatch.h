@@ -22,12 +22,17 @@ constexpr uint16_t make_flags(trace::MemKind kind, trace::Lookup lookup, bool as
                                (async ? trace::kFlagAsync : 0));
 }
 
+// A free leaves its device unresolved: a known pointer's free takes its allocation's device (from
+// the live map), so only the free of an unknown pointer pays for asking CUDA (resolve_device).
+constexpr int kDeviceUnresolved = -2;
+
 struct Request {
-  int device = -1;      // ordinal; -1 = host memory or unknown
+  int device = -1;      // ordinal; -1 = host memory or unknown; kDeviceUnresolved (frees)
   uint64_t bytes = 0;   // what the caller asked for (pitch * height for pitched calls)
   uint64_t stream = 0;  // 0 = legacy default stream
   trace::Api api = trace::Api::unknown;
   uint16_t flags = 0;  // make_flags(...)
+  int (*resolve_device)() = nullptr;  // the caller's current device, for kDeviceUnresolved
 };
 
 enum class Status : uint8_t { ok, out_of_memory, upstream_error };

@@ -57,6 +57,18 @@ Request request(Api api, uint64_t bytes, MemKind kind, CUstream stream = nullptr
   return r;
 }
 
+// Device memory frees: the device is asked for only when the pointer turns out to be unknown.
+template <Lookup L>
+Request free_request(Api api, CUstream stream = nullptr, bool async = false) {
+  Request r;
+  r.device = kDeviceUnresolved;
+  r.resolve_device = &current_device;
+  r.stream = reinterpret_cast<uint64_t>(stream);
+  r.api = api;
+  r.flags = make_flags(MemKind::device, L, async);
+  return r;
+}
+
 CUresult to_cu_result(const Answer& a) {
   switch (a.status) {
     case Status::ok:
@@ -112,7 +124,7 @@ template <Lookup L>
 CUresult hook_cuMemFree_v2(CUdeviceptr dptr) {
   GPUMEM_DRIVER_PROLOGUE(cuMemFree_v2, dptr);
   if (dptr == 0) return real(dptr);
-  Request req = request<L>(Api::cuMemFree, 0, MemKind::device);
+  Request req = free_request<L>(Api::cuMemFree);
   return release(req, dptr, [&] { return real(dptr); });
 }
 
@@ -155,7 +167,7 @@ template <Lookup L>
 CUresult hook_cuMemFreeAsync(CUdeviceptr dptr, CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemFreeAsync, dptr, stream);
   if (dptr == 0) return real(dptr, stream);
-  Request req = request<L>(Api::cuMemFreeAsync, 0, MemKind::device, stream, true);
+  Request req = free_request<L>(Api::cuMemFreeAsync, stream, true);
   return release(req, dptr, [&] { return real(dptr, stream); });
 }
 
@@ -163,7 +175,7 @@ template <Lookup L>
 CUresult hook_cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemFreeAsync_ptsz, dptr, stream);
   if (dptr == 0) return real(dptr, stream);
-  Request req = request<L>(Api::cuMemFreeAsync, 0, MemKind::device, stream, true);
+  Request req = free_request<L>(Api::cuMemFreeAsync, stream, true);
   return release(req, dptr, [&] { return real(dptr, stream); });
 }
 

@@ -57,6 +57,18 @@ Request request(Api api, uint64_t bytes, MemKind kind, cudaStream_t stream = nul
   return r;
 }
 
+// Device memory frees: the device is asked for only when the pointer turns out to be unknown.
+template <Lookup L>
+Request free_request(Api api, cudaStream_t stream = nullptr, bool async = false) {
+  Request r;
+  r.device = kDeviceUnresolved;
+  r.resolve_device = &current_device;
+  r.stream = reinterpret_cast<uint64_t>(stream);
+  r.api = api;
+  r.flags = make_flags(MemKind::device, L, async);
+  return r;
+}
+
 cudaError_t to_cuda_error(const Answer& a) {
   switch (a.status) {
     case Status::ok:
@@ -114,7 +126,7 @@ template <Lookup L>
 cudaError_t hook_cudaFree(void* ptr) {
   GPUMEM_RUNTIME_PROLOGUE(cudaFree, ptr);
   if (ptr == nullptr) return real(ptr);  // cudaFree(0): CUDA initialisation, not an event
-  Request req = request<L>(Api::cudaFree, 0, MemKind::device);
+  Request req = free_request<L>(Api::cudaFree);
   return release(req, ptr, [&] { return real(ptr); });
 }
 
@@ -138,7 +150,7 @@ template <Lookup L>
 cudaError_t hook_cudaFreeAsync(void* ptr, cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaFreeAsync, ptr, stream);
   if (ptr == nullptr) return real(ptr, stream);
-  Request req = request<L>(Api::cudaFreeAsync, 0, MemKind::device, stream, true);
+  Request req = free_request<L>(Api::cudaFreeAsync, stream, true);
   return release(req, ptr, [&] { return real(ptr, stream); });
 }
 
@@ -146,7 +158,7 @@ template <Lookup L>
 cudaError_t hook_cudaFreeAsync_ptsz(void* ptr, cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaFreeAsync_ptsz, ptr, stream);
   if (ptr == nullptr) return real(ptr, stream);
-  Request req = request<L>(Api::cudaFreeAsync, 0, MemKind::device, stream, true);
+  Request req = free_request<L>(Api::cudaFreeAsync, stream, true);
   return release(req, ptr, [&] { return real(ptr, stream); });
 }
 
