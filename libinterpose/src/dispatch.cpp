@@ -25,15 +25,16 @@ constexpr int kHostPath = trace::kMaxDevices;  // pinned host memory and unknown
 AllocationPath g_paths[trace::kMaxDevices + 1];
 PathCounters g_counters[trace::kMaxDevices + 1];
 
-// 2^22 slots = 64 MiB of address space, committed page by page as it is touched.
-LiveMap& live_pointers() {
-  static LiveMap map(22);
-  return map;
-}
+// 2^22 slots = 64 MiB of address space, committed page by page as it is touched. Constant-
+// initialised globals: no guard variable checked on every call (as a function-local static had).
+constinit LiveMap g_live_pointers(22);
 // VMM handles live in their own namespace of values.
+constinit LiveMap g_live_handles(16);
+LiveMap& live_pointers() {
+  return g_live_pointers;
+}
 LiveMap& live_handles() {
-  static LiveMap map(16);
-  return map;
+  return g_live_handles;
 }
 
 int path_index(int device) {

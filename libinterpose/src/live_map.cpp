@@ -22,8 +22,6 @@ uint64_t hash(uint64_t k) {
 }
 }  // namespace
 
-LiveMap::LiveMap(unsigned log2_slots) : log2_slots_(log2_slots) {}
-
 // The table is mapped on first use, not at load, so processes that never allocate pay nothing.
 bool LiveMap::ensure_table() {
   if (slots_.load(std::memory_order_acquire) != nullptr) return true;

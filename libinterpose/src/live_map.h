@@ -24,7 +24,9 @@ struct LiveInfo {
 class LiveMap {
  public:
   // Reserves 2^log2_slots slots (16 bytes each) of lazily committed memory.
-  explicit LiveMap(unsigned log2_slots);
+  // constexpr: a global LiveMap is constant-initialised (no guard on every access, usable by
+  // hooks that run before static initialisers).
+  explicit constexpr LiveMap(unsigned log2_slots) : log2_slots_(log2_slots) {}
   ~LiveMap() = default;  // deliberately leaked: hooks may run during static destruction
   LiveMap(const LiveMap&) = delete;
   LiveMap& operator=(const LiveMap&) = delete;
