@@ -151,9 +151,11 @@ void BlockManager::insert_coalesced(Block* b) {
 void BlockManager::make_all_safe() {
   // Tagged blocks first. Merging only joins blocks of equal tags, so a tagged block still waiting
   // in scratch_ is never merged away (and freed) before its turn.
+  // Synchronous frees (the common case) tag nothing: skip the walk over every free block.
   scratch_.clear();
-  for (Block* b : free_)
-    if (b->stream != kAnyStream) scratch_.push_back(b);
+  if (tagged_free_ > 0)
+    for (Block* b : free_)
+      if (b->stream != kAnyStream) scratch_.push_back(b);
   for (Block* b : scratch_) {
     erase_free(b);
     b->stream = kAnyStream;
