@@ -100,8 +100,10 @@ class TraceWriter {
   std::atomic<char*> base_{nullptr};  // mapping of the whole reserved virtual range
   int fd_ = -1;
   uint64_t mapped_bytes_ = 0;                         // virtual size reserved for the mapping
-  std::atomic<uint64_t> cursor_{trace::kHeaderSize};  // next free byte
-  std::atomic<uint64_t> file_bytes_{0};               // current file size (valid to touch below it)
+  // The one word every append writes, alone on its cache line: base_ and file_bytes_, which every
+  // append reads, stay shared in all cores' caches instead of bouncing with the cursor.
+  alignas(64) std::atomic<uint64_t> cursor_{trace::kHeaderSize};  // next free byte
+  alignas(64) std::atomic<uint64_t> file_bytes_{0};  // current file size (valid to touch below it)
   std::atomic<uint64_t> dropped_{0};
   std::atomic<bool> closing_{false};
   uint64_t end_at_close_ = 0;
