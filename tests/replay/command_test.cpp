@@ -101,6 +101,30 @@ TEST(Command, Errors) {
   ::unlink(path.c_str());
 }
 
+#if defined(GPUMEM_TRAIN) && defined(GPUMEM_PRELOAD)
+// The promise end to end: a trace recorded through the preload's growth pool (real
+// segment events from the library, not from the test) replays under the same policy to exactly
+// the recorded peak reserved, which `gpumem report` measures from the segment records.
+TEST(Command, PreloadGrowthTraceReplaysToItsRecordedPeak) {
+  const std::string trace = replay_test::temp_path("preload-growth");
+  Output run = sh(kCli + " run --device sim --pool growth --trace " + trace + " -- " +
+                  GPUMEM_TRAIN + " --epochs 1 --samples 1024 --hidden 512 --layers 2 --batch 256");
+  ASSERT_EQ(run.status, 0) << run.out;
+  Output rep = sh(kCli + " report " + trace + " --json - 2>/dev/null");
+  ASSERT_EQ(rep.status, 0) << rep.out;
+  const auto report = nlohmann::json::parse(rep.out);
+  const uint64_t recorded = report["devices"][0]["peak"]["reserved_bytes"].get<uint64_t>();
+  const uint64_t allocated = report["devices"][0]["peak"]["allocated_bytes"].get<uint64_t>();
+  ASSERT_GT(recorded, allocated) << "a growth pool reserves whole segments";
+  Output rp = sh(kCli + " replay " + trace + " --pool growth --no-search --json - 2>/dev/null");
+  ASSERT_EQ(rp.status, 0) << rp.out;
+  const auto replayed = nlohmann::json::parse(rp.out)["devices"][0];
+  EXPECT_EQ(replayed["peak_reserved_bytes"].get<uint64_t>(), recorded);
+  EXPECT_EQ(replayed["peak_allocated_bytes"].get<uint64_t>(), allocated);
+  ::unlink(trace.c_str());
+}
+#endif
+
 }  // namespace
 }  // namespace gpumem::replay
 #endif
