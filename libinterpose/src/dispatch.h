@@ -31,7 +31,7 @@ struct Request {
   uint64_t bytes = 0;   // what the caller asked for (pitch * height for pitched calls)
   uint64_t stream = 0;  // 0 = legacy default stream
   trace::Api api = trace::Api::unknown;
-  uint16_t flags = 0;  // make_flags(...)
+  uint16_t flags = 0;                 // make_flags(...)
   int (*resolve_device)() = nullptr;  // the caller's current device, for kDeviceUnresolved
 };
 

@@ -99,7 +99,7 @@ class TraceWriter {
 
   std::atomic<char*> base_{nullptr};  // mapping of the whole reserved virtual range
   int fd_ = -1;
-  uint64_t mapped_bytes_ = 0;                         // virtual size reserved for the mapping
+  uint64_t mapped_bytes_ = 0;  // virtual size reserved for the mapping
   // The one word every append writes, alone on its cache line: base_ and file_bytes_, which every
   // append reads, stay shared in all cores' caches instead of bouncing with the cursor.
   alignas(64) std::atomic<uint64_t> cursor_{trace::kHeaderSize};  // next free byte
