@@ -3,6 +3,8 @@
 // CUDA_INJECTION64_PATH instead of preloading libgpumem.so. The child is `sh -c` printing its
 // environment, so no GPU is needed (the driver would only matter once CUDA is initialised).
 #include <gtest/gtest.h>
+
+#include "shell.h"
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -12,21 +14,8 @@
 
 namespace {
 
-struct Output {
-  int status;
-  std::string out;
-};
-
-Output sh(const std::string& cmd) {
-  Output o{};
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
-  const int st = ::pclose(p);
-  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return o;
-}
+using gpumem::test::Output;
+using gpumem::test::sh;
 
 const std::string kCli = GPUMEM_CLI;
 // Prints the two variables the capture mode decides, one per line, between brackets.

@@ -2,6 +2,8 @@
 // limit and the next larger micro-batch does not (it fails with the trainer's OOM error); the
 // error cases. About 10 s: one epoch of 2048 samples per run.
 #include <gtest/gtest.h>
+
+#include "shell.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,21 +13,8 @@
 
 namespace {
 
-struct Output {
-  int status;
-  std::string out;
-};
-
-Output sh(const std::string& cmd) {
-  Output o{};
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
-  const int st = ::pclose(p);
-  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return o;
-}
+using gpumem::test::Output;
+using gpumem::test::sh;
 
 const std::string kCli = GPUMEM_CLI;
 const std::string kTrain =

@@ -4,6 +4,8 @@
 // rank's trace peak equal to what gpumem-train itself counted, and the `ranks` summary (max, min,
 // mean, imbalance, whose) equal to what the per-process sections say. About a second.
 #include <gtest/gtest.h>
+
+#include "shell.h"
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,21 +26,8 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct Output {
-  int status;
-  std::string out;
-};
-
-Output sh(const std::string& cmd) {
-  Output o{};
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
-  const int st = ::pclose(p);
-  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return o;
-}
+using gpumem::test::Output;
+using gpumem::test::sh;
 
 const std::string kCli = GPUMEM_CLI;
 const std::string kTrain = GPUMEM_TRAIN_EXE;

@@ -1,5 +1,7 @@
 // `gpumem replay` end to end: text table, JSON, and the error cases.
 #include <gtest/gtest.h>
+
+#include "shell.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,21 +17,8 @@ namespace {
 using replay_test::TraceFile;
 constexpr uint64_t MiB = uint64_t{1} << 20;
 
-struct Output {
-  int status;
-  std::string out;
-};
-
-Output sh(const std::string& cmd) {
-  Output o{};
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) o.out.append(buf, n);
-  const int st = ::pclose(p);
-  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return o;
-}
+using gpumem::test::Output;
+using gpumem::test::sh;
 
 std::string sample_trace() {
   TraceFile t(64 * MiB, "none");
