@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "command.h"
-#include "gpumem/rank_env.h"
+#include "gpumem/trace_name.h"
 
 #if __has_include("gpumem/analyzer/report.h")
 #include "gpumem/analyzer/report.h"
@@ -92,53 +92,17 @@ void prepend_env(const char* name, const std::string& value) {
   ::setenv(name, v.c_str(), 1);
 }
 
-int rank_from_env() {
-  for (const char* var : kRankVariables) {
-    const char* v = std::getenv(var);
-    if (v == nullptr || *v == '\0') continue;
-    char* end = nullptr;
-    long r = std::strtol(v, &end, 10);
-    if (*end == '\0' && r >= 0) return static_cast<int>(r);
-  }
-  return -1;
-}
 
 // The trace path the child will use (as libgpumem expands GPUMEM_TRACE); %t cannot be known
 // here and stays a wildcard.
 std::string expected_trace(const std::string& tmpl, pid_t pid) {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
-  std::string out;
-  for (size_t i = 0; i < tmpl.size(); ++i) {
-    if (tmpl[i] != '%' || i + 1 == tmpl.size()) {
-      out += tmpl[i];
-      continue;
-    }
-    switch (tmpl[++i]) {
-      case 'p':
-        out += std::to_string(pid);
-        break;
-      case 'h':
-        out += host;
-        break;
-      case 'r': {
-        int r = rank_from_env();
-        out += r >= 0 ? std::to_string(r) : "norank";
-        break;
-      }
-      case 't':
-        out += "*";
-        break;
-      case '%':
-        out += '%';
-        break;
-      default:
-        out += '%';
-        out += tmpl[i];
-        break;
-    }
-  }
-  return out;
+  char path[4096];
+  if (!expand_trace_template(tmpl.c_str(), static_cast<int>(pid), host,
+                             rank_from_environment(std::getenv), 0, path, sizeof path))
+    return tmpl;
+  return path;
 }
 
 pid_t g_child = -1;

@@ -184,7 +184,7 @@ int start() {
   uint64_t start_unix_ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec;
   char host[64] = {};
   gethostname(host, sizeof host - 1);
-  int rank = rank_from_environment();
+  int rank = rank_from_environment(std::getenv);
   char path[4096];
   if (!expand_trace_template(tmpl, getpid(), host, rank, start_unix_ns, path, sizeof path)) {
     std::fprintf(stderr,

@@ -2,7 +2,7 @@
 // constructor, before the program's own allocator may be ready.
 #include "config.h"
 
-#include "gpumem/rank_env.h"
+#include "gpumem/trace_name.h"
 
 #include <unistd.h>
 
@@ -54,16 +54,6 @@ void note(Config* c, const char* key, const char* value) {
   if (n < 0) c->summary[used] = '\0';
 }
 
-int parse_rank(EnvLookup env) {
-  for (const char* var : kRankVariables) {
-    const char* v = env(var);
-    if (v == nullptr || *v == '\0') continue;
-    char* end = nullptr;
-    long r = std::strtol(v, &end, 10);
-    if (*end == '\0' && r >= 0 && r < (1L << 30)) return static_cast<int>(r);
-  }
-  return -1;
-}
 
 }  // namespace
 
@@ -155,7 +145,7 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
                 "growth, or none");
   }
 
-  c->rank = parse_rank(env);
+  c->rank = rank_from_environment(env);
   return true;
 }
 
@@ -174,55 +164,5 @@ void load_config() {
   set_log_level(g_config.log);
 }
 
-bool expand_trace_template(const char* tmpl, int pid, const char* host, int rank,
-                           uint64_t start_unix_ns, char* out, size_t outlen) {
-  size_t o = 0;
-  auto put = [&](const char* s) {
-    size_t n = std::strlen(s);
-    if (o + n >= outlen) return false;
-    std::memcpy(out + o, s, n);
-    o += n;
-    return true;
-  };
-  for (const char* p = tmpl; *p != '\0'; ++p) {
-    char piece[128];
-    if (*p != '%' || p[1] == '\0') {
-      piece[0] = *p;
-      piece[1] = '\0';
-    } else {
-      ++p;
-      switch (*p) {
-        case 'p':
-          std::snprintf(piece, sizeof piece, "%d", pid);
-          break;
-        case 'h':
-          std::snprintf(piece, sizeof piece, "%s", host);
-          break;
-        case 'r':
-          if (rank >= 0)
-            std::snprintf(piece, sizeof piece, "%d", rank);
-          else
-            std::snprintf(piece, sizeof piece, "norank");
-          break;
-        case 't': {
-          time_t secs = static_cast<time_t>(start_unix_ns / 1000000000ull);
-          struct tm tm_utc;
-          gmtime_r(&secs, &tm_utc);
-          std::strftime(piece, sizeof piece, "%Y%m%d-%H%M%S", &tm_utc);
-          break;
-        }
-        case '%':
-          std::snprintf(piece, sizeof piece, "%%");
-          break;
-        default:
-          std::snprintf(piece, sizeof piece, "%%%c", *p);
-          break;
-      }
-    }
-    if (!put(piece)) return false;
-  }
-  out[o] = '\0';
-  return true;
-}
 
 }  // namespace gpumem

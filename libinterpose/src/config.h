@@ -4,6 +4,8 @@
 // and the accepted forms, before the program does any CUDA work.
 #pragma once
 
+#include "gpumem/trace_name.h"
+
 #include <cstddef>
 #include <cstdint>
 
@@ -44,10 +46,7 @@ const Config& config();
 // Reads the environment once; on a bad value prints the message and exits with status 2.
 void load_config();
 
-// Expands a trace template: %p pid, %h host, %r rank (or "norank"), %t start time
-// (YYYYMMDD-HHMMSS), %% a percent sign. Returns false if the result does not fit.
-bool expand_trace_template(const char* tmpl, int pid, const char* host, int rank,
-                           uint64_t start_unix_ns, char* out, size_t outlen);
+// Trace names: expand_trace_template and rank_from_environment in gpumem/trace_name.h.
 
 const char* pool_kind_name(PoolKind kind);
 

@@ -264,25 +264,25 @@ TEST(CuptiConvert, RoundTripThroughTheTrace) {
 
 TEST(CuptiTracePath, TemplateLikeThePreload) {
   char out[256];
-  ASSERT_TRUE(gpumem::cupti::expand_trace_template("t-%p-%h-%r-%%.trace", 42, "node1", -1, 0, out,
+  ASSERT_TRUE(gpumem::expand_trace_template("t-%p-%h-%r-%%.trace", 42, "node1", -1, 0, out,
                                                    sizeof out));
   EXPECT_STREQ(out, "t-42-node1-norank-%.trace");
-  ASSERT_TRUE(gpumem::cupti::expand_trace_template("%r/%t/%x", 1, "h", 3,
+  ASSERT_TRUE(gpumem::expand_trace_template("%r/%t/%x", 1, "h", 3,
                                                    1700000000ull * 1000000000ull, out, sizeof out));
   EXPECT_STREQ(out, "3/20231114-221320/%x");
-  EXPECT_FALSE(gpumem::cupti::expand_trace_template("%h%h%h", 1, "0123456789", 0, 0, out, 25));
+  EXPECT_FALSE(gpumem::expand_trace_template("%h%h%h", 1, "0123456789", 0, 0, out, 25));
 }
 
 TEST(CuptiTracePath, RankFromEnvironment) {
   for (const char* n : {"RANK", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "PMI_RANK"})
     unsetenv(n);
-  EXPECT_EQ(gpumem::cupti::rank_from_environment(), -1);
+  EXPECT_EQ(gpumem::rank_from_environment(std::getenv), -1);
   setenv("SLURM_PROCID", "7", 1);
-  EXPECT_EQ(gpumem::cupti::rank_from_environment(), 7);
+  EXPECT_EQ(gpumem::rank_from_environment(std::getenv), 7);
   setenv("RANK", "abc", 1);  // not a number: the next variable decides
-  EXPECT_EQ(gpumem::cupti::rank_from_environment(), 7);
+  EXPECT_EQ(gpumem::rank_from_environment(std::getenv), 7);
   setenv("RANK", "2", 1);
-  EXPECT_EQ(gpumem::cupti::rank_from_environment(), 2);
+  EXPECT_EQ(gpumem::rank_from_environment(std::getenv), 2);
   unsetenv("RANK");
   unsetenv("SLURM_PROCID");
 }
