@@ -138,6 +138,11 @@ const ElfSymbols::Function* ElfSymbols::find(uint64_t vaddr) const {
   return nullptr;
 }
 
+std::string ElfSymbols::function_name(uint64_t vaddr) const {
+  const Function* f = find(vaddr);
+  return f != nullptr ? demangle(f->name.c_str()) : "??";
+}
+
 std::string demangle(const char* name) {
   if (name == nullptr) return "??";
   if (name[0] != '_' || name[1] != 'Z') return name;

@@ -40,6 +40,8 @@ class ElfSymbols {
   const Function* find_runtime(uint64_t address, uint64_t module_base) const {
     return find(address - module_base + first_load_vaddr_);
   }
+  // The demangled name of the function holding `vaddr` (link-time), or "??".
+  std::string function_name(uint64_t vaddr) const;
 
  private:
   std::vector<Function> functions_;  // sorted by start
