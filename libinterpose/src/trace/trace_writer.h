@@ -59,8 +59,9 @@ class TraceWriter {
   void set_device(int device, uint64_t capacity, uint64_t limit, const char* name);
 
   // Exit path (may allocate): for every distinct return address in the stack records written so
-  // far, appends an Op::symbol record whose aux names "function (module+0xoff)" (dladdr and
-  // abi::__cxa_demangle). Returns how many symbol records it wrote.
+  // far, appends an Op::symbol record whose aux names "function (module+0xoff)" (dladdr, then
+  // the module's ELF symbol table from disk for what dladdr cannot name: elf_symbols.h; names
+  // demangled). Returns how many symbol records it wrote.
   size_t write_symbols();
 
   // Clean shutdown: sets end_offset and kHeaderClosed, unmaps, trims the file to its records.
