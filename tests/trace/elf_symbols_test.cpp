@@ -69,8 +69,10 @@ TEST(ElfSymbols, WriterNamesStaticFunctionOfTheExecutable) {
   const uint64_t pc = fn + 4;  // a return address inside the function
   auto symbols = symbolise({pc});
   ASSERT_EQ(symbols.size(), 1u);
-  EXPECT_EQ(symbols[pc], "gpumem::(anonymous namespace)::executable_hidden_function(int) "
-                         "(trace_tests+" + hex(pc - module_base(fn)) + ")");
+  EXPECT_EQ(symbols[pc],
+            "gpumem::(anonymous namespace)::executable_hidden_function(int) "
+            "(trace_tests+" +
+                hex(pc - module_base(fn)) + ")");
 }
 
 TEST(ElfSymbols, WriterNamesStaticFunctionOfASharedLibrary) {
@@ -83,8 +85,10 @@ TEST(ElfSymbols, WriterNamesStaticFunctionOfASharedLibrary) {
   const uint64_t pc = fn + 1;  // pc - 1 is the function's first byte
   auto symbols = symbolise({pc});
   ASSERT_EQ(symbols.size(), 1u);
-  EXPECT_EQ(symbols[pc], "(anonymous namespace)::library_hidden_function(int) "
-                         "(libtrace_hidden_function.so+" + hex(pc - module_base(fn)) + ")");
+  EXPECT_EQ(symbols[pc],
+            "(anonymous namespace)::library_hidden_function(int) "
+            "(libtrace_hidden_function.so+" +
+                hex(pc - module_base(fn)) + ")");
 }
 
 TEST(ElfSymbols, WriterKeepsDynamicSymbolsAndUnknownAddresses) {
@@ -169,8 +173,8 @@ TEST(ElfSymbols, MissingOrGarbageFilesGiveAnEmptyTable) {
 TEST(ElfSymbols, TruncatedFilesNeverReadPastTheEnd) {
   const std::string exe = read_file("/proc/self/exe");
   ASSERT_GT(exe.size(), 8192u);
-  const size_t full = ElfSymbols::parse(reinterpret_cast<const unsigned char*>(exe.data()),
-                                        exe.size()).size();
+  const size_t full =
+      ElfSymbols::parse(reinterpret_cast<const unsigned char*>(exe.data()), exe.size()).size();
   ASSERT_GT(full, 0u);
   // The section headers sit at the end of the file: any cut loses them, so the table is empty.
   for (size_t len : {size_t{0}, size_t{1}, size_t{4}, size_t{63}, size_t{64}, size_t{4096},
@@ -201,8 +205,9 @@ TEST(ElfSymbols, CorruptHeadersAndTablesNeverCrash) {
     // Corrupt a few bytes of the ELF header, the section headers or the symbols, then restore.
     const int region = round % 3;
     const uint64_t base = region == 0 ? 0 : region == 1 ? sections : symtab_off;
-    const uint64_t span = region == 0 ? sizeof(Elf64_Ehdr) : region == 1 ? sections_size
-                                                                          : symtab_size;
+    const uint64_t span = region == 0   ? sizeof(Elf64_Ehdr)
+                          : region == 1 ? sections_size
+                                        : symtab_size;
     const uint64_t at = base + rng() % (span - 8);
     unsigned char saved[8];
     std::memcpy(saved, bytes.data() + at, 8);

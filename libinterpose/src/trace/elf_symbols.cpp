@@ -17,7 +17,9 @@ namespace gpumem {
 namespace {
 
 // [off, off + len) lies inside a buffer of `size` bytes (no overflow).
-bool in_bounds(uint64_t off, uint64_t len, size_t size) { return off <= size && len <= size - off; }
+bool in_bounds(uint64_t off, uint64_t len, size_t size) {
+  return off <= size && len <= size - off;
+}
 
 // Copies a T from data + off; false when it does not fit. memcpy: the file gives no alignment.
 template <typename T>
@@ -35,8 +37,8 @@ bool read_section(const unsigned char* data, size_t size, const Elf64_Ehdr& eh, 
 
 uint64_t read_first_load_vaddr(const unsigned char* data, size_t size, const Elf64_Ehdr& eh) {
   if (eh.e_phentsize != sizeof(Elf64_Phdr)) return 0;
-  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE)
-                                                                         : 4096);
+  const uint64_t page =
+      static_cast<uint64_t>(sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096);
   for (uint64_t i = 0; i < eh.e_phnum; ++i) {
     Elf64_Phdr ph;
     if (!read_at(data, size, eh.e_phoff + i * sizeof(Elf64_Phdr), &ph)) return 0;
@@ -46,8 +48,8 @@ uint64_t read_first_load_vaddr(const unsigned char* data, size_t size, const Elf
 }
 
 // The first section of `type` whose symbols and linked string table lie inside the file.
-bool find_symbol_table(const unsigned char* data, size_t size, const Elf64_Ehdr& eh,
-                       uint32_t type, Elf64_Shdr* symtab, Elf64_Shdr* strtab) {
+bool find_symbol_table(const unsigned char* data, size_t size, const Elf64_Ehdr& eh, uint32_t type,
+                       Elf64_Shdr* symtab, Elf64_Shdr* strtab) {
   for (uint64_t i = 0; i < eh.e_shnum; ++i) {
     if (!read_section(data, size, eh, i, symtab)) return false;
     if (symtab->sh_type != type) continue;
@@ -69,8 +71,8 @@ ElfSymbols ElfSymbols::parse(const unsigned char* data, size_t size) {
   if (data == nullptr || !read_at(data, size, 0, &eh)) return out;
   // Only the process's own kind of ELF: 64-bit, native byte order, current version.
   if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-      eh.e_ident[EI_DATA] != (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ELFDATA2LSB
-                                                                       : ELFDATA2MSB) ||
+      eh.e_ident[EI_DATA] !=
+          (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ELFDATA2LSB : ELFDATA2MSB) ||
       eh.e_ident[EI_VERSION] != EV_CURRENT || eh.e_shentsize != sizeof(Elf64_Shdr))
     return out;
   if (!in_bounds(eh.e_shoff, uint64_t{eh.e_shnum} * sizeof(Elf64_Shdr), size)) return out;

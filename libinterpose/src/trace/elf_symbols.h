@@ -17,8 +17,8 @@ namespace gpumem {
 class ElfSymbols {
  public:
   struct Function {
-    uint64_t start;  // st_value: link-time virtual address
-    uint64_t size;   // st_size, > 0
+    uint64_t start;    // st_value: link-time virtual address
+    uint64_t size;     // st_size, > 0
     std::string name;  // mangled, as in the string table
   };
 

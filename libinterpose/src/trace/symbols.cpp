@@ -32,8 +32,8 @@ class Symbolizer {
     const uint64_t addr = pc - 1;
     Dl_info info{};
     void* dynamic_entry = nullptr;  // the dynamic symbol dladdr chose (an Elf64_Sym), if any
-    if (pc == 0 || dladdr1(reinterpret_cast<void*>(addr), &info, &dynamic_entry,
-                           RTLD_DL_SYMENT) == 0) {
+    if (pc == 0 ||
+        dladdr1(reinterpret_cast<void*>(addr), &info, &dynamic_entry, RTLD_DL_SYMENT) == 0) {
       char buf[48];
       std::snprintf(buf, sizeof(buf), "?? (??+0x%llx)", static_cast<unsigned long long>(pc));
       return buf;
