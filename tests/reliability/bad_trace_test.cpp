@@ -17,11 +17,53 @@ namespace {
 namespace tr = gpumem::trace;
 using BadTrace = ScratchTest;
 
+// A small trace of every kind of record the preload writes (device info, allocations with a
+// call stack, a marked phase, frees, an anomaly, a failure), written with the real writer
+// in-process, so this test also runs in the sanitizer builds where preloaded children cannot.
 std::string make_small_trace(const std::string& dir) {
   const std::string trace = dir + "/small.trace";
-  const Outcome o = run({RELIABILITY_WORKLOAD, "misuse"},
-                        child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_STACKS=1"}), dir);
-  EXPECT_EQ(o.status, 0) << o.err;
+  gpumem::TraceWriter w;
+  tr::Header header{};
+  header.flags = tr::kHeaderStacks;
+  char err[512];
+  EXPECT_TRUE(w.open(trace.c_str(), header, err, sizeof err)) << err;
+  w.set_device(0, 16ull << 30, 0, "simulated");
+  const uint64_t pcs[3] = {0x401000, 0x402000, 0x403000};
+  tr::Record r{};
+  r.op = static_cast<uint16_t>(tr::Op::mark_begin);
+  r.aux = w.intern_string("epoch 1");
+  w.append(r);
+  for (uint64_t i = 0; i < 6; ++i) {
+    r = {};
+    r.op = static_cast<uint16_t>(tr::Op::alloc);
+    r.api = static_cast<uint16_t>(tr::Api::cudaMalloc);
+    r.address = 0x7f0000000000ull + i * 4096;
+    r.bytes = 1000 * (i + 1);
+    r.site = w.intern_stack(pcs, 1 + static_cast<int>(i % 3));
+    w.append(r);
+  }
+  for (uint64_t i = 0; i < 5; ++i) {
+    r = {};
+    r.op = static_cast<uint16_t>(tr::Op::free);
+    r.api = static_cast<uint16_t>(tr::Api::cudaFree);
+    r.address = 0x7f0000000000ull + i * 4096;
+    r.bytes = 1000 * (i + 1);
+    w.append(r);
+  }
+  r = {};
+  r.op = static_cast<uint16_t>(tr::Op::anomaly);
+  r.address = 0x1234;
+  r.aux = static_cast<uint64_t>(tr::AnomalyKind::free_unknown);
+  w.append(r);
+  r = {};
+  r.op = static_cast<uint16_t>(tr::Op::alloc_failed);
+  r.bytes = 1ull << 40;
+  r.result = 2;
+  w.append(r);
+  r = {};
+  r.op = static_cast<uint16_t>(tr::Op::mark_end);
+  w.append(r);
+  w.close();
   return trace;
 }
 
