@@ -119,6 +119,66 @@ TEST(ElfSymbols, LoadFindsTheFunctionInItsOwnFile) {
             "gpumem::(anonymous namespace)::executable_hidden_function(int)");
 }
 
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+TEST(ElfSymbols, StrippedFileTakesItsFunctionsFromTheBuildIdDebugFile) {
+  const uint64_t fn = reinterpret_cast<uint64_t>(gpumem_test_library_hidden_function());
+  Dl_info info{};
+  ASSERT_NE(dladdr(reinterpret_cast<void*>(fn), &info), 0);
+  const std::string library = read_file(info.dli_fname);
+  const auto* data = reinterpret_cast<const unsigned char*>(library.data());
+  const ElfSymbols original = ElfSymbols::parse(data, library.size());
+  ASSERT_TRUE(original.has_symtab());
+  ASSERT_EQ(original.build_id().size(), 40u) << "the test library needs a GNU build id (sha1)";
+  const uint64_t vaddr =
+      fn - reinterpret_cast<uint64_t>(info.dli_fbase) + original.first_load_vaddr();
+  const std::string name = "(anonymous namespace)::library_hidden_function(int)";
+  ASSERT_EQ(original.function_name(vaddr), name);
+
+  // "Strip" a copy: its .symtab section header becomes SHT_NULL, leaving only .dynsym.
+  std::string stripped = library;
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, stripped.data(), sizeof(eh));
+  for (uint64_t i = 0; i < eh.e_shnum; ++i) {
+    Elf64_Shdr sh;
+    const uint64_t at = eh.e_shoff + i * sizeof(sh);
+    std::memcpy(&sh, stripped.data() + at, sizeof(sh));
+    if (sh.sh_type != SHT_SYMTAB) continue;
+    sh.sh_type = SHT_NULL;
+    std::memcpy(stripped.data() + at, &sh, sizeof(sh));
+  }
+  ScratchDir dir;
+  write_file(dir.file("lib.so"), stripped);
+  const ElfSymbols alone = ElfSymbols::load(dir.file("lib.so").c_str(), nullptr);
+  EXPECT_FALSE(alone.has_symtab());
+  EXPECT_EQ(alone.function_name(vaddr), "??");
+
+  const std::string& id = original.build_id();
+  const std::string debug_file =
+      dir.file("debug/.build-id/" + id.substr(0, 2) + "/" + id.substr(2) + ".debug");
+  write_file(debug_file, library);
+  const std::string root = dir.file("debug");
+  const ElfSymbols with_debug = ElfSymbols::load(dir.file("lib.so").c_str(), root.c_str());
+  EXPECT_EQ(with_debug.function_name(vaddr), name);
+  EXPECT_EQ(with_debug.size(), original.size());
+
+  // A debug file whose build id differs (another build of the library) is not trusted.
+  std::string other = library;
+  const size_t id_at = other.find(std::string("GNU\0", 4));
+  ASSERT_NE(id_at, std::string::npos);
+  other[id_at + 4] = static_cast<char>(other[id_at + 4] ^ 0xff);  // first byte of the id
+  write_file(debug_file, other);
+  EXPECT_EQ(ElfSymbols::load(dir.file("lib.so").c_str(), root.c_str()).function_name(vaddr), "??");
+}
+
 // A copy of bytes that ends exactly at an inaccessible page: a parser reading one byte past the
 // end faults here instead of silently reading neighbouring heap.
 class GuardedBytes {
@@ -143,11 +203,6 @@ class GuardedBytes {
   unsigned char* map_;
   unsigned char* data_;
 };
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 TEST(ElfSymbols, MissingOrGarbageFilesGiveAnEmptyTable) {
   ScratchDir dir;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -63,6 +64,55 @@ bool find_symbol_table(const unsigned char* data, size_t size, const Elf64_Ehdr&
   return false;
 }
 
+// The GNU build id (NT_GNU_BUILD_ID note) as lowercase hex, or "" when there is none.
+std::string read_build_id(const unsigned char* data, size_t size, const Elf64_Ehdr& eh) {
+  for (uint64_t i = 0; i < eh.e_shnum; ++i) {
+    Elf64_Shdr sh;
+    if (!read_section(data, size, eh, i, &sh)) return "";
+    if (sh.sh_type != SHT_NOTE || !in_bounds(sh.sh_offset, sh.sh_size, size)) continue;
+    uint64_t at = 0;
+    while (at + sizeof(Elf64_Nhdr) <= sh.sh_size) {  // notes: header, name, desc; 4-aligned
+      Elf64_Nhdr note;
+      std::memcpy(&note, data + sh.sh_offset + at, sizeof(note));
+      const uint64_t name_at = at + sizeof(note);
+      const uint64_t desc_at = name_at + ((uint64_t{note.n_namesz} + 3) & ~uint64_t{3});
+      const uint64_t next = desc_at + ((uint64_t{note.n_descsz} + 3) & ~uint64_t{3});
+      if (next > sh.sh_size) break;
+      if (note.n_type == NT_GNU_BUILD_ID && note.n_namesz == 4 &&
+          std::memcmp(data + sh.sh_offset + name_at, "GNU", 4) == 0 && note.n_descsz > 0 &&
+          note.n_descsz <= 64) {
+        std::string hex;
+        for (uint32_t b = 0; b < note.n_descsz; ++b) {
+          char two[3];
+          std::snprintf(two, sizeof(two), "%02x", data[sh.sh_offset + desc_at + b]);
+          hex += two;
+        }
+        return hex;
+      }
+      at = next;
+    }
+  }
+  return "";
+}
+
+ElfSymbols map_and_parse(const char* path) {
+  if (path == nullptr || path[0] == '\0') return {};
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  struct stat st {};
+  ElfSymbols out;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    const size_t size = static_cast<size_t>(st.st_size);
+    void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map != MAP_FAILED) {
+      out = ElfSymbols::parse(static_cast<const unsigned char*>(map), size);
+      munmap(map, size);
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
 }  // namespace
 
 ElfSymbols ElfSymbols::parse(const unsigned char* data, size_t size) {
@@ -77,10 +127,11 @@ ElfSymbols ElfSymbols::parse(const unsigned char* data, size_t size) {
     return out;
   if (!in_bounds(eh.e_shoff, uint64_t{eh.e_shnum} * sizeof(Elf64_Shdr), size)) return out;
   out.first_load_vaddr_ = read_first_load_vaddr(data, size, eh);
+  out.build_id_ = read_build_id(data, size, eh);
 
   Elf64_Shdr symtab, strtab;
-  if (!find_symbol_table(data, size, eh, SHT_SYMTAB, &symtab, &strtab) &&
-      !find_symbol_table(data, size, eh, SHT_DYNSYM, &symtab, &strtab))
+  out.has_symtab_ = find_symbol_table(data, size, eh, SHT_SYMTAB, &symtab, &strtab);
+  if (!out.has_symtab_ && !find_symbol_table(data, size, eh, SHT_DYNSYM, &symtab, &strtab))
     return out;
   const char* strings = reinterpret_cast<const char*>(data + strtab.sh_offset);
   const uint64_t count = symtab.sh_size / sizeof(Elf64_Sym);
@@ -110,21 +161,17 @@ ElfSymbols ElfSymbols::parse(const unsigned char* data, size_t size) {
   return out;
 }
 
-ElfSymbols ElfSymbols::load(const char* path) {
-  if (path == nullptr || path[0] == '\0') return {};
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {};
-  struct stat st {};
-  ElfSymbols out;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-    const size_t size = static_cast<size_t>(st.st_size);
-    void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map != MAP_FAILED) {
-      out = parse(static_cast<const unsigned char*>(map), size);
-      munmap(map, size);
-    }
-  }
-  ::close(fd);
+ElfSymbols ElfSymbols::load(const char* path, const char* debug_root) {
+  ElfSymbols out = map_and_parse(path);
+  if (out.has_symtab_ || out.build_id_.size() < 4 || debug_root == nullptr) return out;
+  // A stripped file: its full symbol table may be in a separate debug file found by build id
+  // (what gdb and heaptrack look for; Debian's *-dbg / *-dbgsym packages install them there).
+  const std::string debug_file = std::string(debug_root) + "/.build-id/" +
+                                 out.build_id_.substr(0, 2) + "/" + out.build_id_.substr(2) +
+                                 ".debug";
+  ElfSymbols debug = map_and_parse(debug_file.c_str());
+  if (debug.has_symtab_ && debug.build_id_ == out.build_id_ && !debug.empty())
+    out.functions_ = std::move(debug.functions_);  // same addresses; keep the file's PT_LOAD
   return out;
 }
 

@@ -22,12 +22,16 @@ class ElfSymbols {
     std::string name;  // mangled, as in the string table
   };
 
-  // Maps `path` read-only and parses it; an empty table when it cannot.
-  static ElfSymbols load(const char* path);
+  // Maps `path` read-only and parses it; an empty table when it cannot. When the file has no
+  // .symtab (stripped) but a GNU build id, the functions come from
+  // <debug_root>/.build-id/xx/yyyy.debug if that file exists with the same build id.
+  static ElfSymbols load(const char* path, const char* debug_root = "/usr/lib/debug");
   // Parses an ELF image held in memory (what load() does after mapping the file).
   static ElfSymbols parse(const unsigned char* data, size_t size);
 
   bool empty() const { return functions_.empty(); }
+  bool has_symtab() const { return has_symtab_; }  // false: stripped, only .dynsym (if any)
+  const std::string& build_id() const { return build_id_; }  // lowercase hex, "" when none
   size_t size() const { return functions_.size(); }
   // Link-time address of the first PT_LOAD segment, rounded down to the page: the address that
   // dladdr's dli_fbase (the start of the module's mapping) corresponds to. 0 for a usual PIE or
@@ -46,6 +50,8 @@ class ElfSymbols {
  private:
   std::vector<Function> functions_;  // sorted by start
   uint64_t first_load_vaddr_ = 0;
+  bool has_symtab_ = false;
+  std::string build_id_;
 };
 
 // "name" demangled with abi::__cxa_demangle, or unchanged when it is not a C++ mangled name.
