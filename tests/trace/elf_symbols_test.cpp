@@ -246,24 +246,26 @@ TEST(ElfSymbols, CorruptHeadersAndTablesNeverCrash) {
   std::memcpy(&eh, bytes.data(), sizeof(eh));
   ASSERT_GT(eh.e_shnum, 0);
   ASSERT_LE(eh.e_shoff + eh.e_shnum * sizeof(Elf64_Shdr), bytes.size());
-  // Locate the symbol table, to corrupt its entries and string table too.
-  uint64_t symtab_off = 0, symtab_size = 0;
+  // Where to corrupt: the ELF header, the section headers, the symbols and the notes (build id).
+  struct Region {
+    uint64_t base, span;
+  };
+  std::vector<Region> regions = {{0, sizeof(Elf64_Ehdr)},
+                                 {eh.e_shoff, eh.e_shnum * sizeof(Elf64_Shdr)}};
+  bool has_symtab = false;
   for (uint64_t i = 0; i < eh.e_shnum; ++i) {
     Elf64_Shdr sh;
     std::memcpy(&sh, bytes.data() + eh.e_shoff + i * sizeof(sh), sizeof(sh));
-    if (sh.sh_type == SHT_SYMTAB) symtab_off = sh.sh_offset, symtab_size = sh.sh_size;
+    if ((sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_NOTE) && sh.sh_size > 16)
+      regions.push_back({sh.sh_offset, sh.sh_size});
+    has_symtab |= sh.sh_type == SHT_SYMTAB;
   }
-  ASSERT_GT(symtab_size, 0u) << "the test binary must not be stripped";
-  const uint64_t sections = eh.e_shoff, sections_size = eh.e_shnum * sizeof(Elf64_Shdr);
+  ASSERT_TRUE(has_symtab) << "the test binary must not be stripped";
   std::mt19937_64 rng(12345);
-  for (int round = 0; round < 300; ++round) {
-    // Corrupt a few bytes of the ELF header, the section headers or the symbols, then restore.
-    const int region = round % 3;
-    const uint64_t base = region == 0 ? 0 : region == 1 ? sections : symtab_off;
-    const uint64_t span = region == 0   ? sizeof(Elf64_Ehdr)
-                          : region == 1 ? sections_size
-                                        : symtab_size;
-    const uint64_t at = base + rng() % (span - 8);
+  for (int round = 0; round < 400; ++round) {
+    // Overwrite 8 bytes of one region with garbage or a huge value, parse, then restore.
+    const Region& region = regions[round % regions.size()];
+    const uint64_t at = region.base + rng() % (region.span - 8);
     unsigned char saved[8];
     std::memcpy(saved, bytes.data() + at, 8);
     const uint64_t garbage = round % 2 == 0 ? rng() : ~uint64_t{0} - (rng() % 4096);
