@@ -102,7 +102,10 @@ class Analysis::TraceState {
     summary_.truncated_reason = stats.reason;
     summary_.pinned_host.final_bytes = pinned_live_;
     summary_.anomalies_omitted = anomalies_omitted_;
-    double duration_s = static_cast<double>(summary_.last_ns - summary_.first_ns) / 1e9;
+    // In double: a corrupt trace's timestamps may be so far apart that their int64 difference
+    // overflows.
+    double duration_s =
+        (static_cast<double>(summary_.last_ns) - static_cast<double>(summary_.first_ns)) / 1e9;
     bool by_site = summary_.stacks || saw_site_;
 
     // Leaks: what is still live, per device.

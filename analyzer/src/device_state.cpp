@@ -1,4 +1,5 @@
 #include "device_state.h"
+#include "time_span.h"
 
 #include "gpumem/trace_format.h"
 
@@ -61,7 +62,7 @@ void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint6
   snapshot_if_pending();
   ++counts_.free;
   ++freed_;
-  if (t_ns - a.t_ns < static_cast<int64_t>(options_.short_lived_ns)) ++short_lived_;
+  if (span_ns(a.t_ns, t_ns) < static_cast<int64_t>(options_.short_lived_ns)) ++short_lived_;
   allocated_ -= a.bytes;
   auto site = live_by_site_.find(a.site);
   site->second.remove(a.bytes);

@@ -1,4 +1,5 @@
 #include "render_perfetto.h"
+#include "time_span.h"
 
 #include <algorithm>
 #include <numeric>
@@ -159,7 +160,7 @@ Json perfetto_json(const Report& report) {
                           {"cat", "phase"},
                           {"args", {{"closed", ph.closed}}}},
                          off + ph.start_ns,
-                         std::max<int64_t>(ph.end_ns - ph.start_ns, 0)});
+                         std::max<int64_t>(span_ns(ph.start_ns, ph.end_ns), 0)});
       }
     }
   }

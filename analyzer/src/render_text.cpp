@@ -87,7 +87,7 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
       std::string name;
       size_t count = 0;
       const PhasePeak* largest = nullptr;
-      int64_t total_ns = 0;
+      double total_ns = 0;  // double: garbage timestamps must not overflow the sum
       bool open = false;
     };
     std::vector<ByName> names;
@@ -96,7 +96,7 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
                              [&](const ByName& n) { return n.name == x.name; });
       if (it == names.end()) it = names.insert(names.end(), ByName{x.name});
       ++it->count;
-      it->total_ns += x.end_ns - x.start_ns;
+      it->total_ns += static_cast<double>(x.end_ns) - static_cast<double>(x.start_ns);
       it->open |= !x.closed;
       if (!it->largest || x.peak_allocated_bytes > it->largest->peak_allocated_bytes)
         it->largest = &x;
@@ -111,7 +111,7 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
       const ByName& n = names[i];
       out += fmt::format("  {:>12}  {:<16} {:>6}x  {:>10} in all, largest at {}{}\n",
                          human(n.largest->peak_allocated_bytes), n.name, n.count,
-                         seconds(n.total_ns), seconds(n.largest->peak_time_ns),
+                         seconds(static_cast<int64_t>(std::clamp(n.total_ns, -9e18, 9e18))), seconds(n.largest->peak_time_ns),
                          n.open ? " (one never ended)" : "");
     }
   }

@@ -1,4 +1,5 @@
 #include "timeline.h"
+#include "time_span.h"
 
 #include <algorithm>
 
@@ -38,7 +39,7 @@ void MaxBoxTimeline::add(int64_t t_ns, uint64_t allocated, uint64_t reserved,
     origin_ns_ = t_ns;
   }
   // Records from several threads may be slightly out of order: an early one joins the first box.
-  uint64_t rel = t_ns > origin_ns_ ? static_cast<uint64_t>(t_ns - origin_ns_) : 0;
+  uint64_t rel = t_ns > origin_ns_ ? static_cast<uint64_t>(span_ns(origin_ns_, t_ns)) : 0;
   while (rel / width_ns_ >= max_points_) coarsen();
   size_t index = static_cast<size_t>(rel / width_ns_);
   if (index >= boxes_.size()) boxes_.resize(index + 1);
