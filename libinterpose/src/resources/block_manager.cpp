@@ -29,20 +29,34 @@ void BlockManager::delete_block(Block* b) {
   spare_blocks_.push_back(b);
 }
 
-void BlockManager::insert_free(Block* b) {
-  if (free_nodes_.empty()) {
-    b->free_pos = free_.insert(b).first;
-  } else {
-    FreeSet::node_type node = std::move(free_nodes_.back());
-    free_nodes_.pop_back();
-    node.value() = b;
-    b->free_pos = free_.insert(std::move(node)).position;
+FreeBins* BlockManager::bins_for(uint8_t kind, uint64_t stream, bool create) {
+  if (stream == kAnyStream) {
+    auto& bins = any_bins_[kind];
+    if (!bins && create) bins = std::make_unique<FreeBins>();
+    return bins.get();
   }
+  auto it = tagged_bins_.find({kind, stream});
+  if (it != tagged_bins_.end()) return it->second.get();
+  if (!create) return nullptr;
+  std::unique_ptr<FreeBins> bins;
+  if (spare_bins_.empty()) {
+    bins = std::make_unique<FreeBins>();
+  } else {
+    bins = std::move(spare_bins_.back());
+    spare_bins_.pop_back();
+  }
+  return tagged_bins_.emplace(std::pair{kind, stream}, std::move(bins)).first->second.get();
+}
+
+void BlockManager::insert_free(Block* b) {
+  FreeBins* bins = b->stream == kAnyStream ? any_bins_[b->kind].get() : nullptr;
+  if (bins == nullptr) bins = bins_for(b->kind, b->stream, true);
+  bins->insert(b);
   if (b->stream != kAnyStream) ++tagged_free_;
 }
 
 void BlockManager::erase_free(Block* b) {
-  free_nodes_.push_back(free_.extract(b->free_pos));
+  b->bins->erase(b);
   if (b->stream != kAnyStream) --tagged_free_;
 }
 
@@ -64,9 +78,8 @@ void BlockManager::add_segment(uintptr_t addr, uint64_t size, uint8_t kind) {
 }
 
 Block* BlockManager::fit_in(uint64_t bytes, uint8_t kind, uint64_t stream) const {
-  auto it = free_.lower_bound(Key{kind, stream, bytes, 0});
-  if (it == free_.end() || (*it)->kind != kind || (*it)->stream != stream) return nullptr;
-  return *it;
+  const FreeBins* bins = bins_for(kind, stream);
+  return bins ? bins->best_fit(bytes) : nullptr;
 }
 
 Block* BlockManager::find_fit(uint64_t bytes, uint8_t kind, uint64_t stream) const {
@@ -99,25 +112,16 @@ uintptr_t BlockManager::take(Block* b, uint64_t rounded, uint64_t requested) {
   b->state = BlockState::live;
   b->requested = requested;
   b->stream = kAnyStream;
-  if (live_nodes_.empty()) {
-    live_.emplace(b->addr, b);
-  } else {
-    LiveMap::node_type node = std::move(live_nodes_.back());
-    live_nodes_.pop_back();
-    node.key() = b->addr;
-    node.mapped() = b;
-    live_.insert(std::move(node));
-  }
+  live_.insert(b);
   return b->addr;
 }
 
 Block* BlockManager::find_live(uintptr_t addr) const {
-  auto it = live_.find(addr);
-  return it == live_.end() ? nullptr : it->second;
+  return live_.find(addr);
 }
 
 void BlockManager::release(Block* b, bool stream_ordered, uint64_t stream) {
-  live_nodes_.push_back(live_.extract(b->addr));
+  live_.erase(b);
   b->requested = 0;
   if (stream_ordered) {
     b->stream = stream;
@@ -152,21 +156,26 @@ void BlockManager::make_all_safe() {
   // Tagged blocks first. Merging only joins blocks of equal tags, so a tagged block still waiting
   // in scratch_ is never merged away (and freed) before its turn.
   // Synchronous frees (the common case) tag nothing: skip the walk over every free block.
+  // Tagged blocks are walked in (kind, stream, size, address) order, as before.
   scratch_.clear();
   if (tagged_free_ > 0)
-    for (Block* b : free_)
-      if (b->stream != kAnyStream) scratch_.push_back(b);
+    for (const auto& [key, bins] : tagged_bins_)
+      bins->for_each([&](Block* b) { scratch_.push_back(b); });
   for (Block* b : scratch_) {
     erase_free(b);
     b->stream = kAnyStream;
     insert_coalesced(b);
   }
-  while (!pending_.empty()) {
-    Block* b = pending_.front();
-    pending_.pop_front();
+  // Every tagged list is empty now: keep a few for the next stream-ordered frees, drop the rest
+  // (stream handles come and go).
+  for (auto& [key, bins] : tagged_bins_)
+    if (spare_bins_.size() < kSpareBins) spare_bins_.push_back(std::move(bins));
+  tagged_bins_.clear();
+  for (Block* b : pending_) {
     b->stream = kAnyStream;
     insert_coalesced(b);
   }
+  pending_.clear();
 }
 
 bool BlockManager::lookup(uintptr_t p, BlockInfo* out) const {
@@ -190,16 +199,11 @@ bool BlockManager::lookup(uintptr_t p, BlockInfo* out) const {
 
 uint64_t BlockManager::largest_free() const {
   uint64_t largest = 0;
-  // The last block of each (kind, stream) run of the ordered set is that run's largest.
-  for (auto it = free_.begin(); it != free_.end();) {
-    const Block* b = *it;
-    Key next_run = b->stream == kAnyStream ? Key{static_cast<uint8_t>(b->kind + 1), 0, 0, 0}
-                                           : Key{b->kind, b->stream + 1, 0, 0};
-    auto run_end =
-        b->kind == 0xFF && b->stream == kAnyStream ? free_.end() : free_.lower_bound(next_run);
-    largest = std::max(largest, (*std::prev(run_end))->size);
-    it = run_end;
-  }
+  auto consider = [&](const FreeBins* bins) {
+    if (const Block* b = bins ? bins->largest() : nullptr) largest = std::max(largest, b->size);
+  };
+  for (const auto& bins : any_bins_) consider(bins.get());
+  for (const auto& [key, bins] : tagged_bins_) consider(bins.get());
   for (const Block* b : pending_) largest = std::max(largest, b->size);
   return largest;
 }

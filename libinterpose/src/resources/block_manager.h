@@ -3,77 +3,22 @@
 // neighbours inside one segment, and the "pending" list of the reuse rule (docs/policies.md).
 //
 // Not thread-safe: the owning pool holds its lock around every call. Steady state is free of heap
-// allocation: block objects and the nodes of the free set and the live map are recycled.
+// allocation: block objects are recycled, the free index (free_bins.h) is intrusive and the live
+// table (live_table.h) is flat; both only allocate when they grow.
 #pragma once
 
+#include <array>
 #include <cstdint>
-#include <deque>
 #include <map>
-#include <set>
-#include <unordered_map>
+#include <memory>
 #include <vector>
 
+#include "resources/block.h"
+#include "resources/free_bins.h"
+#include "resources/live_table.h"
 #include "resources/request.h"
 
 namespace gpumem::resources {
-
-inline constexpr uint64_t kBlockAlign = 512;  // every block starts and is sized on 512 B
-// Stream tag of a free block that is safe on every stream (no queued work may still use it).
-inline constexpr uint64_t kAnyStream = ~uint64_t{0};
-
-inline uint64_t round_up(uint64_t n, uint64_t to) {
-  return (n + to - 1) / to * to;
-}
-
-enum class BlockState : uint8_t {
-  free,     // reusable: at once on `stream`, anywhere when stream == kAnyStream
-  live,     // held by the program
-  pending,  // freed synchronously; reusable only after the next device synchronization
-};
-
-struct Segment;
-struct Block;
-
-// Orders free blocks by (kind, stream, size, address); defined after Block.
-struct FreeOrder {
-  using is_transparent = void;
-  struct Key {
-    uint8_t kind;
-    uint64_t stream;
-    uint64_t size;
-    uintptr_t addr;
-    auto operator<=>(const Key&) const = default;
-  };
-  static Key key_of(const Block* b);
-  bool operator()(const Block* a, const Block* b) const { return key_of(a) < key_of(b); }
-  bool operator()(const Block* a, const Key& b) const { return key_of(a) < b; }
-  bool operator()(const Key& a, const Block* b) const { return a < key_of(b); }
-};
-using FreeSet = std::set<Block*, FreeOrder>;
-
-struct Block {
-  uintptr_t addr = 0;
-  uint64_t size = 0;
-  uint64_t requested = 0;        // live: the bytes the program asked for
-  uint64_t stream = kAnyStream;  // free: the stream whose queued work may still use it
-  Block* prev = nullptr;         // address neighbours inside the same segment
-  Block* next = nullptr;
-  Segment* segment = nullptr;
-  uint8_t kind = 0;  // the pool's size class (segment kind), copied for the ordering
-  BlockState state = BlockState::free;
-  FreeSet::iterator free_pos;  // free: its place in the free set, for O(1) removal
-};
-
-inline FreeOrder::Key FreeOrder::key_of(const Block* b) {
-  return {b->kind, b->stream, b->size, b->addr};
-}
-
-struct Segment {
-  uintptr_t addr = 0;
-  uint64_t size = 0;
-  uint8_t kind = 0;
-  Block* first = nullptr;
-};
 
 // A copy of the layout, for tests, replay and fragmentation numbers.
 struct BlockView {
@@ -138,9 +83,14 @@ class BlockManager {
   size_t pending_count() const { return pending_.size(); }
 
  private:
-  using Key = FreeOrder::Key;
-  using LiveMap = std::unordered_map<uintptr_t, Block*>;
-
+  // The free blocks of `kind` reusable on `stream` only (kAnyStream: everywhere); created on first
+  // use when `create`.
+  FreeBins* bins_for(uint8_t kind, uint64_t stream, bool create);
+  const FreeBins* bins_for(uint8_t kind, uint64_t stream) const {
+    if (stream == kAnyStream) return any_bins_[kind].get();  // the common case, inline
+    auto it = tagged_bins_.find({kind, stream});
+    return it == tagged_bins_.end() ? nullptr : it->second.get();
+  }
   Block* fit_in(uint64_t bytes, uint8_t kind, uint64_t stream) const;
   void insert_free(Block* b);
   void erase_free(Block* b);
@@ -150,14 +100,15 @@ class BlockManager {
   void delete_block(Block* b);
 
   std::map<uintptr_t, Segment*> segments_;
-  FreeSet free_;
-  LiveMap live_;
-  std::deque<Block*> pending_;
-  uint64_t tagged_free_ = 0;  // free blocks whose stream tag is not kAnyStream
+  std::array<std::unique_ptr<FreeBins>, 256> any_bins_;  // by kind: blocks safe on every stream
+  std::map<std::pair<uint8_t, uint64_t>, std::unique_ptr<FreeBins>> tagged_bins_;  // (kind, stream)
+  LiveTable live_;
+  std::vector<Block*> pending_;  // in the order they were freed
+  uint64_t tagged_free_ = 0;     // free blocks whose stream tag is not kAnyStream
   // Recycled storage, so the common path does not call malloc.
-  std::vector<FreeSet::node_type> free_nodes_;
-  std::vector<LiveMap::node_type> live_nodes_;
   std::vector<Block*> spare_blocks_;
+  static constexpr size_t kSpareBins = 4;
+  std::vector<std::unique_ptr<FreeBins>> spare_bins_;
   std::vector<Block*> scratch_;
 };
 
