@@ -30,6 +30,7 @@ Result MemoryResource::allocate(const AllocRequest& req) {
     failed_count_.fetch_add(1, std::memory_order_relaxed);
     return r;
   }
+  if (counts_under_own_lock_) return r;
   alloc_count_.fetch_add(1, std::memory_order_relaxed);
   uint64_t now = allocated_.fetch_add(req.bytes, std::memory_order_relaxed) + req.bytes;
   raise_peak(peak_allocated_, now);
@@ -40,6 +41,7 @@ Status MemoryResource::deallocate(void* p, const FreeRequest& req) {
   if (p == nullptr) return Status::invalid_value;
   Freed f = do_deallocate(p, req);
   if (f.status != Status::ok) return f.status;
+  if (counts_under_own_lock_) return Status::ok;
   free_count_.fetch_add(1, std::memory_order_relaxed);
   allocated_.fetch_sub(f.bytes, std::memory_order_relaxed);
   return Status::ok;

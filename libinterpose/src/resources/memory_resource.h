@@ -62,7 +62,22 @@ class MemoryResource {
 
  protected:
   explicit MemoryResource(MemoryResource* upstream = nullptr) : upstream_(upstream) {}
+  // For a resource that serialises its allocations and frees under a lock of its own (the pools):
+  // it counts its successes itself with count_*_locked, under that lock, with plain loads and
+  // stores instead of atomic read-modify-writes. The counters stay readable without the lock.
+  MemoryResource(MemoryResource* upstream, bool counts_under_own_lock)
+      : upstream_(upstream), counts_under_own_lock_(counts_under_own_lock) {}
   MemoryResource* upstream_resource() const { return upstream_; }
+  void count_alloc_locked(uint64_t bytes) {
+    bump(alloc_count_, 1);
+    const uint64_t now = bump(allocated_, bytes);
+    if (now > peak_allocated_.load(std::memory_order_relaxed))
+      peak_allocated_.store(now, std::memory_order_relaxed);
+  }
+  void count_free_locked(uint64_t bytes) {
+    bump(free_count_, 1);
+    allocated_.store(allocated_.load(std::memory_order_relaxed) - bytes, std::memory_order_relaxed);
+  }
 
   // What a do_deallocate freed: its status and the requested bytes of the allocation.
   struct Freed {
@@ -77,7 +92,15 @@ class MemoryResource {
   virtual uint64_t do_empty_cache();
   virtual bool do_lookup(const void* p, BlockInfo* out) const;
 
+  // One writer at a time (the caller holds its lock): load and store, no read-modify-write.
+  static uint64_t bump(std::atomic<uint64_t>& counter, uint64_t by) {
+    const uint64_t now = counter.load(std::memory_order_relaxed) + by;
+    counter.store(now, std::memory_order_relaxed);
+    return now;
+  }
+
   MemoryResource* upstream_;
+  const bool counts_under_own_lock_ = false;
   std::atomic<uint64_t> allocated_{0};
   std::atomic<uint64_t> peak_allocated_{0};
   std::atomic<uint64_t> alloc_count_{0};

@@ -31,6 +31,7 @@ Result PoolResource::do_allocate(const AllocRequest& req) {
     b = blocks_.find_fit(rounded, kind, req.stream);
     if (b == nullptr) return Result{nullptr, Status::out_of_memory, 0, allocated_bytes()};
   }
+  count_alloc_locked(req.bytes);
   return Result{reinterpret_cast<void*>(blocks_.take(b, rounded, req.bytes)), Status::ok, 0, 0};
 }
 
@@ -40,6 +41,7 @@ MemoryResource::Freed PoolResource::do_deallocate(void* p, const FreeRequest& re
   if (b == nullptr) return {Status::invalid_value, 0};
   uint64_t bytes = b->requested;
   blocks_.release(b, is_stream_ordered(req), req.stream);
+  count_free_locked(bytes);
   return {Status::ok, bytes};
 }
 

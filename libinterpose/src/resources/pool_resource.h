@@ -6,15 +6,16 @@
 // Thread safety: one mutex per pool guards the blocks; held for the whole allocate or free, and
 // also across the device synchronization of the reuse rule and across segment calls to the
 // upstream (as a real cudaFree would stall the caller anyway). reserved/peak counters are atomics,
-// readable without the lock; largest_free_block() and snapshot() take it.
+// readable without the lock; largest_free_block() and snapshot() take it. The allocation counters
+// of MemoryResource are updated under the lock too (one writer: no atomic read-modify-write).
 #pragma once
 
 #include <atomic>
-#include <mutex>
 #include <vector>
 
 #include "resources/block_manager.h"
 #include "resources/memory_resource.h"
+#include "resources/pool_lock.h"
 #include "resources/pool_observer.h"
 
 namespace gpumem::resources {
@@ -40,7 +41,9 @@ class PoolResource : public MemoryResource {
 
  protected:
   PoolResource(MemoryResource& upstream, int device, PoolObserver* observer)
-      : MemoryResource(&upstream), device_(device), observer_(observer) {}
+      : MemoryResource(&upstream, /*counts_under_own_lock=*/true),
+        device_(device),
+        observer_(observer) {}
 
   // Lock held. No free block fits `rounded` bytes of `kind`: add room with reserve_segment() or
   // answer the failure.
@@ -55,7 +58,7 @@ class PoolResource : public MemoryResource {
   Status synchronize_locked();
 
   uint64_t do_empty_cache() override;
-  mutable std::mutex mutex_;
+  mutable PoolLock mutex_;
 
  private:
   Result do_allocate(const AllocRequest& req) override;
