@@ -152,6 +152,27 @@ void BlockManager::insert_coalesced(Block* b) {
   insert_free(b);
 }
 
+void BlockManager::merge_run(Block* b) {
+  auto joins = [](const Block* n) {
+    return n != nullptr && n->state == BlockState::free && n->stream == kAnyStream;
+  };
+  Block* first = b;
+  while (joins(first->prev)) first = first->prev;
+  if (first->bins) erase_free(first);
+  while (joins(first->next)) {
+    Block* n = first->next;
+    first->size += n->size;
+    unlink(n);
+    if (n->bins) {  // free before the synchronization: not listed in pending_, recycle it now
+      erase_free(n);
+      delete_block(n);
+    } else {  // pending: still listed in pending_; leave a husk (size 0) for make_all_safe
+      n->size = 0;
+    }
+  }
+  insert_free(first);
+}
+
 void BlockManager::make_all_safe() {
   // Tagged blocks first. Merging only joins blocks of equal tags, so a tagged block still waiting
   // in scratch_ is never merged away (and freed) before its turn.
@@ -171,10 +192,17 @@ void BlockManager::make_all_safe() {
   for (auto& [key, bins] : tagged_bins_)
     if (spare_bins_.size() < kSpareBins) spare_bins_.push_back(std::move(bins));
   tagged_bins_.clear();
+  // Pending blocks: mark them all free first, then merge each maximal run of free neighbours once
+  // (one index insertion per run instead of an erase and an insertion per block). The result is
+  // the same as merging them one by one: runs are maximal either way and keep their first block.
   for (Block* b : pending_) {
+    b->state = BlockState::free;
     b->stream = kAnyStream;
-    insert_coalesced(b);
   }
+  for (Block* b : pending_)
+    if (b->size != 0 && b->bins == nullptr) merge_run(b);  // else: already merged into a run
+  for (Block* b : pending_)
+    if (b->size == 0) delete_block(b);
   pending_.clear();
 }
 

@@ -95,6 +95,8 @@ class BlockManager {
   void insert_free(Block* b);
   void erase_free(Block* b);
   void insert_coalesced(Block* b);
+  // make_all_safe: merges the run of free, unrestricted blocks around `b` into its first block.
+  void merge_run(Block* b);
   void unlink(Block* b);
   Block* new_block();
   void delete_block(Block* b);
