@@ -1,16 +1,14 @@
 // Driver family (libcuda): cuMemAlloc_v2 and friends, VMM (cuMemCreate/Release/Map/Unmap) and the
 // capacity queries. Same shape as the runtime hooks: nested calls pass through, NULL
-// out-parameters are refused, everything else becomes a Request for the device's path.
+// out-parameters are refused, everything else becomes a Request for the device's path
+// (hook_family.h).
 #include <cuda.h>
 
-#include <atomic>
-
-#include "dispatch.h"
+#include "hooks/hook_family.h"
 #include "hooks/wrapped.h"
 #include "log.h"
 #include "policy.h"
 #include "real.h"
-#include "reentry.h"
 
 // Per-thread-default-stream variants, exported by libcuda but declared by cuda.h only under
 // CUDA_API_PER_THREAD_DEFAULT_STREAM.
@@ -28,104 +26,40 @@ using trace::Api;
 using trace::Lookup;
 using trace::MemKind;
 
-CUresult driver_missing(const char* name) {
-  static std::atomic<bool> warned{false};
-  if (!warned.exchange(true))
-    log_message(LogLevel::error,
-                "%s called but libcuda.so.1 cannot be loaded; returning "
-                "CUDA_ERROR_NOT_INITIALIZED",
-                name);
-  return CUDA_ERROR_NOT_INITIALIZED;
-}
-
-int current_device() {
-  auto get = GPUMEM_REAL_DRIVER(cuCtxGetDevice);
-  CUdevice d = -1;
-  if (get == nullptr || get(&d) != CUDA_SUCCESS) return -1;
-  return static_cast<int>(d);
-}
-
-template <Lookup L>
-Request request(Api api, uint64_t bytes, MemKind kind, CUstream stream = nullptr,
-                bool async = false, int device = -2) {
-  Request r;
-  r.device = device == -2 ? current_device() : device;
-  r.bytes = bytes;
-  r.stream = reinterpret_cast<uint64_t>(stream);
-  r.api = api;
-  r.flags = make_flags(kind, L, async);
-  return r;
-}
-
-// Device memory frees: the device is asked for only when the pointer turns out to be unknown.
-template <Lookup L>
-Request free_request(Api api, CUstream stream = nullptr, bool async = false) {
-  Request r;
-  r.device = kDeviceUnresolved;
-  r.resolve_device = &current_device;
-  r.stream = reinterpret_cast<uint64_t>(stream);
-  r.api = api;
-  r.flags = make_flags(MemKind::device, L, async);
-  return r;
-}
-
-CUresult to_cu_result(const Answer& a) {
-  switch (a.status) {
-    case Status::ok:
-      return CUDA_SUCCESS;
-    case Status::out_of_memory:
-      return CUDA_ERROR_OUT_OF_MEMORY;
-    case Status::upstream_error:
-      break;
+struct Driver {
+  using Result = CUresult;
+  using Stream = CUstream;
+  static constexpr Result kSuccess = CUDA_SUCCESS;
+  static constexpr Result kOutOfMemory = CUDA_ERROR_OUT_OF_MEMORY;
+  static constexpr Result kInvalidValue = CUDA_ERROR_INVALID_VALUE;
+  static constexpr Result kNotInitialised = CUDA_ERROR_NOT_INITIALIZED;
+  static constexpr const char* kMissingWhy = "libcuda.so.1 cannot be loaded";
+  static constexpr const char* kNotInitialisedName = "CUDA_ERROR_NOT_INITIALIZED";
+  static int current_device() {
+    auto get = GPUMEM_REAL_DRIVER(cuCtxGetDevice);
+    CUdevice d = -1;
+    if (get == nullptr || get(&d) != CUDA_SUCCESS) return -1;
+    return static_cast<int>(d);
   }
-  return static_cast<CUresult>(a.code);
-}
+};
 
-CUresult null_out_param(const Request& req) {
-  record_anomaly(trace::AnomalyKind::null_out_param, req, 0);
-  return CUDA_ERROR_INVALID_VALUE;
-}
-
-template <class Out, class Call>
-CUresult allocate(const Request& req, Out* out, Call call) {
-  auto real = [&]() {
-    const CUresult e = call();
-    return Answer{e == CUDA_SUCCESS ? Status::ok : Status::upstream_error,
-                  e == CUDA_SUCCESS ? static_cast<uint64_t>(*out) : 0, static_cast<int32_t>(e)};
-  };
-  const Answer a = path_for(req.device).allocate(req, CallRef<Answer>(real));
-  // A pool answers without the real call: the pointer comes from the answer.
-  if (a.status == Status::ok) *out = static_cast<Out>(a.address);
-  return to_cu_result(a);
-}
-
-template <class Call>
-CUresult release(const Request& req, uint64_t address, Call call) {
-  auto real = [&]() { return static_cast<int32_t>(call()); };
-  return static_cast<CUresult>(
-      path_for(req.device).deallocate(req, address, CallRef<int32_t>(real)));
-}
-
-#define GPUMEM_DRIVER_PROLOGUE(name, ...)            \
-  auto real = GPUMEM_REAL_DRIVER(name);              \
-  if (real == nullptr) return driver_missing(#name); \
-  HookScope scope;                                   \
-  if (!scope.outermost()) return real(__VA_ARGS__)
+#define GPUMEM_DRIVER_PROLOGUE(name, ...) \
+  GPUMEM_HOOK_PROLOGUE(Driver, GPUMEM_REAL_DRIVER(name), #name, __VA_ARGS__)
 
 template <Lookup L>
 CUresult hook_cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAlloc_v2, dptr, bytesize);
-  Request req = request<L>(Api::cuMemAlloc, bytesize, MemKind::device);
-  if (dptr == nullptr) return null_out_param(req);
-  return allocate(req, dptr, [&] { return real(dptr, bytesize); });
+  Request req = request<Driver, L>(Api::cuMemAlloc, bytesize, MemKind::device);
+  if (dptr == nullptr) return null_out_param<Driver>(req);
+  return allocate<Driver>(req, dptr, [&] { return real(dptr, bytesize); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemFree_v2(CUdeviceptr dptr) {
   GPUMEM_DRIVER_PROLOGUE(cuMemFree_v2, dptr);
   if (dptr == 0) return real(dptr);
-  Request req = free_request<L>(Api::cuMemFree);
-  return release(req, dptr, [&] { return real(dptr); });
+  Request req = free_request<Driver, L>(Api::cuMemFree);
+  return release<Driver>(req, dptr, [&] { return real(dptr); });
 }
 
 // Records the bytes asked for (width * height), as cudaMallocPitch does.
@@ -133,68 +67,71 @@ template <Lookup L>
 CUresult hook_cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width, size_t height,
                                  unsigned int element_size) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocPitch_v2, dptr, pitch, width, height, element_size);
-  Request req =
-      request<L>(Api::cuMemAllocPitch, static_cast<uint64_t>(width) * height, MemKind::device);
-  if (dptr == nullptr || pitch == nullptr) return null_out_param(req);
-  return allocate(req, dptr, [&] { return real(dptr, pitch, width, height, element_size); });
+  Request req = request<Driver, L>(Api::cuMemAllocPitch, static_cast<uint64_t>(width) * height,
+                                   MemKind::device);
+  if (dptr == nullptr || pitch == nullptr) return null_out_param<Driver>(req);
+  return allocate<Driver>(req, dptr,
+                          [&] { return real(dptr, pitch, width, height, element_size); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemAllocManaged(CUdeviceptr* dptr, size_t bytesize, unsigned int flags) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocManaged, dptr, bytesize, flags);
-  Request req = request<L>(Api::cuMemAllocManaged, bytesize, MemKind::managed);
-  if (dptr == nullptr) return null_out_param(req);
-  return allocate(req, dptr, [&] { return real(dptr, bytesize, flags); });
+  Request req = request<Driver, L>(Api::cuMemAllocManaged, bytesize, MemKind::managed);
+  if (dptr == nullptr) return null_out_param<Driver>(req);
+  return allocate<Driver>(req, dptr, [&] { return real(dptr, bytesize, flags); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemAllocAsync(CUdeviceptr* dptr, size_t bytesize, CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocAsync, dptr, bytesize, stream);
-  Request req = request<L>(Api::cuMemAllocAsync, bytesize, MemKind::device, stream, true);
-  if (dptr == nullptr) return null_out_param(req);
-  return allocate(req, dptr, [&] { return real(dptr, bytesize, stream); });
+  Request req = request<Driver, L>(Api::cuMemAllocAsync, bytesize, MemKind::device, stream, true);
+  if (dptr == nullptr) return null_out_param<Driver>(req);
+  return allocate<Driver>(req, dptr, [&] { return real(dptr, bytesize, stream); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocAsync_ptsz, dptr, bytesize, stream);
-  Request req = request<L>(Api::cuMemAllocAsync, bytesize, MemKind::device, stream, true);
-  if (dptr == nullptr) return null_out_param(req);
-  return allocate(req, dptr, [&] { return real(dptr, bytesize, stream); });
+  Request req = request<Driver, L>(Api::cuMemAllocAsync, bytesize, MemKind::device, stream, true);
+  if (dptr == nullptr) return null_out_param<Driver>(req);
+  return allocate<Driver>(req, dptr, [&] { return real(dptr, bytesize, stream); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemFreeAsync(CUdeviceptr dptr, CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemFreeAsync, dptr, stream);
   if (dptr == 0) return real(dptr, stream);
-  Request req = free_request<L>(Api::cuMemFreeAsync, stream, true);
-  return release(req, dptr, [&] { return real(dptr, stream); });
+  Request req = free_request<Driver, L>(Api::cuMemFreeAsync, stream, true);
+  return release<Driver>(req, dptr, [&] { return real(dptr, stream); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemFreeAsync_ptsz, dptr, stream);
   if (dptr == 0) return real(dptr, stream);
-  Request req = free_request<L>(Api::cuMemFreeAsync, stream, true);
-  return release(req, dptr, [&] { return real(dptr, stream); });
+  Request req = free_request<Driver, L>(Api::cuMemFreeAsync, stream, true);
+  return release<Driver>(req, dptr, [&] { return real(dptr, stream); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool,
                                       CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocFromPoolAsync, dptr, bytesize, pool, stream);
-  Request req = request<L>(Api::cuMemAllocFromPoolAsync, bytesize, MemKind::device, stream, true);
-  if (dptr == nullptr) return null_out_param(req);
-  return allocate(req, dptr, [&] { return real(dptr, bytesize, pool, stream); });
+  Request req =
+      request<Driver, L>(Api::cuMemAllocFromPoolAsync, bytesize, MemKind::device, stream, true);
+  if (dptr == nullptr) return null_out_param<Driver>(req);
+  return allocate<Driver>(req, dptr, [&] { return real(dptr, bytesize, pool, stream); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool,
                                            CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocFromPoolAsync_ptsz, dptr, bytesize, pool, stream);
-  Request req = request<L>(Api::cuMemAllocFromPoolAsync, bytesize, MemKind::device, stream, true);
-  if (dptr == nullptr) return null_out_param(req);
-  return allocate(req, dptr, [&] { return real(dptr, bytesize, pool, stream); });
+  Request req =
+      request<Driver, L>(Api::cuMemAllocFromPoolAsync, bytesize, MemKind::device, stream, true);
+  if (dptr == nullptr) return null_out_param<Driver>(req);
+  return allocate<Driver>(req, dptr, [&] { return real(dptr, bytesize, pool, stream); });
 }
 
 // Physical memory is counted where it lives: on the device of prop->location when that is a
@@ -206,25 +143,26 @@ CUresult hook_cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
   const int device = prop != nullptr && prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE
                          ? prop->location.id
                          : -1;
-  Request req = request<L>(Api::cuMemCreate, size, MemKind::physical, nullptr, false, device);
-  if (handle == nullptr) return null_out_param(req);
+  Request req =
+      request<Driver, L>(Api::cuMemCreate, size, MemKind::physical, nullptr, false, device);
+  if (handle == nullptr) return null_out_param<Driver>(req);
   if (prop == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return allocate(req, handle, [&] { return real(handle, size, prop, flags); });
+  return allocate<Driver>(req, handle, [&] { return real(handle, size, prop, flags); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemRelease(CUmemGenericAllocationHandle handle) {
   GPUMEM_DRIVER_PROLOGUE(cuMemRelease, handle);
   if (handle == 0) return real(handle);
-  Request req = request<L>(Api::cuMemRelease, 0, MemKind::physical, nullptr, false, -1);
-  return release(req, handle, [&] { return real(handle); });
+  Request req = request<Driver, L>(Api::cuMemRelease, 0, MemKind::physical, nullptr, false, -1);
+  return release<Driver>(req, handle, [&] { return real(handle); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
                        CUmemGenericAllocationHandle handle, unsigned long long flags) {
   GPUMEM_DRIVER_PROLOGUE(cuMemMap, ptr, size, offset, handle, flags);
-  Request req = request<L>(Api::cuMemMap, size, MemKind::physical);
+  Request req = request<Driver, L>(Api::cuMemMap, size, MemKind::physical);
   const CUresult e = real(ptr, size, offset, handle, flags);
   record_event(trace::Op::map, req, ptr, handle, e);
   return e;
@@ -233,7 +171,7 @@ CUresult hook_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 template <Lookup L>
 CUresult hook_cuMemUnmap(CUdeviceptr ptr, size_t size) {
   GPUMEM_DRIVER_PROLOGUE(cuMemUnmap, ptr, size);
-  Request req = request<L>(Api::cuMemUnmap, size, MemKind::physical);
+  Request req = request<Driver, L>(Api::cuMemUnmap, size, MemKind::physical);
   const CUresult e = real(ptr, size);
   record_event(trace::Op::unmap, req, ptr, 0, e);
   return e;
@@ -242,49 +180,25 @@ CUresult hook_cuMemUnmap(CUdeviceptr ptr, size_t size) {
 template <Lookup L>
 CUresult hook_cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
   GPUMEM_DRIVER_PROLOGUE(cuMemGetInfo_v2, free_bytes, total);
-  Request req = request<L>(Api::cuMemGetInfo, 0, MemKind::device);
-  if (free_bytes == nullptr || total == nullptr) return null_out_param(req);
-  uint64_t t = 0, f = 0;
-  auto call = [&]() {
-    size_t rf = 0, rt = 0;
-    const CUresult e = real(&rf, &rt);
-    f = rf;
-    t = rt;
-    return static_cast<int32_t>(e);
-  };
-  auto e =
-      static_cast<CUresult>(path_for(req.device).capacity(req, &t, &f, CallRef<int32_t>(call)));
-  if (e == CUDA_SUCCESS) {
-    *free_bytes = f;
-    *total = t;
-  }
-  return e;
+  Request req = request<Driver, L>(Api::cuMemGetInfo, 0, MemKind::device);
+  if (free_bytes == nullptr || total == nullptr) return null_out_param<Driver>(req);
+  return capacity<Driver>(req, free_bytes, total, [&](size_t* f, size_t* t) { return real(f, t); });
 }
 
 // A capacity query about one device: recorded as meminfo with free = 0 (not asked).
 template <Lookup L>
 CUresult hook_cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
   GPUMEM_DRIVER_PROLOGUE(cuDeviceTotalMem_v2, bytes, dev);
-  Request req =
-      request<L>(Api::cuDeviceTotalMem, 0, MemKind::device, nullptr, false, static_cast<int>(dev));
-  if (bytes == nullptr) return null_out_param(req);
-  uint64_t t = 0, f = 0;
-  auto call = [&]() {
-    size_t rt = 0;
-    const CUresult e = real(&rt, dev);
-    t = rt;
-    return static_cast<int32_t>(e);
-  };
-  auto e =
-      static_cast<CUresult>(path_for(req.device).capacity(req, &t, &f, CallRef<int32_t>(call)));
-  if (e == CUDA_SUCCESS) *bytes = t;
-  return e;
+  Request req = request<Driver, L>(Api::cuDeviceTotalMem, 0, MemKind::device, nullptr, false,
+                                   static_cast<int>(dev));
+  if (bytes == nullptr) return null_out_param<Driver>(req);
+  return capacity<Driver>(req, nullptr, bytes, [&](size_t*, size_t* t) { return real(t, dev); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemPoolTrimTo(CUmemoryPool pool, size_t min_bytes_to_keep) {
   GPUMEM_DRIVER_PROLOGUE(cuMemPoolTrimTo, pool, min_bytes_to_keep);
-  Request req = request<L>(Api::cuMemPoolTrimTo, min_bytes_to_keep, MemKind::device);
+  Request req = request<Driver, L>(Api::cuMemPoolTrimTo, min_bytes_to_keep, MemKind::device);
   const CUresult e = real(pool, min_bytes_to_keep);
   record_event(trace::Op::trim, req, reinterpret_cast<uint64_t>(pool), 0, e);
   return e;

@@ -1,16 +1,14 @@
 // Runtime family (libcudart): cudaMalloc and friends. Each hook: pass through when nested in
 // another hook, reject NULL out-parameters, translate to a Request, hand it to the device's
-// AllocationPath with the real call, translate the Answer back into a cudaError_t.
+// AllocationPath with the real call, translate the Answer back into a cudaError_t. Those steps
+// are shared with the driver family (hook_family.h); this file holds the runtime's entry points.
 #include <cuda_runtime_api.h>
 
-#include <atomic>
-
-#include "dispatch.h"
+#include "hooks/hook_family.h"
 #include "hooks/wrapped.h"
 #include "log.h"
 #include "policy.h"
 #include "real.h"
-#include "reentry.h"
 
 // Per-thread-default-stream variants, exported by libcudart but declared by its header only
 // under CUDA_API_PER_THREAD_DEFAULT_STREAM.
@@ -28,164 +26,100 @@ using trace::Api;
 using trace::Lookup;
 using trace::MemKind;
 
-cudaError_t runtime_missing(const char* name) {
-  static std::atomic<bool> warned{false};
-  if (!warned.exchange(true))
-    log_message(LogLevel::error,
-                "%s called but no CUDA runtime (libcudart.so.13) is loaded; "
-                "returning cudaErrorInitializationError",
-                name);
-  return cudaErrorInitializationError;
-}
-
-int current_device() {
-  auto get = GPUMEM_REAL_RUNTIME(cudaGetDevice);
-  int d = -1;
-  if (get == nullptr || get(&d) != cudaSuccess) return -1;
-  return d;
-}
-
-template <Lookup L>
-Request request(Api api, uint64_t bytes, MemKind kind, cudaStream_t stream = nullptr,
-                bool async = false) {
-  Request r;
-  r.device = kind == MemKind::pinned_host ? -1 : current_device();
-  r.bytes = bytes;
-  r.stream = reinterpret_cast<uint64_t>(stream);
-  r.api = api;
-  r.flags = make_flags(kind, L, async);
-  return r;
-}
-
-// Device memory frees: the device is asked for only when the pointer turns out to be unknown.
-template <Lookup L>
-Request free_request(Api api, cudaStream_t stream = nullptr, bool async = false) {
-  Request r;
-  r.device = kDeviceUnresolved;
-  r.resolve_device = &current_device;
-  r.stream = reinterpret_cast<uint64_t>(stream);
-  r.api = api;
-  r.flags = make_flags(MemKind::device, L, async);
-  return r;
-}
-
-cudaError_t to_cuda_error(const Answer& a) {
-  switch (a.status) {
-    case Status::ok:
-      return cudaSuccess;
-    case Status::out_of_memory:
-      return cudaErrorMemoryAllocation;
-    case Status::upstream_error:
-      break;
+struct Runtime {
+  using Result = cudaError_t;
+  using Stream = cudaStream_t;
+  static constexpr Result kSuccess = cudaSuccess;
+  static constexpr Result kOutOfMemory = cudaErrorMemoryAllocation;
+  static constexpr Result kInvalidValue = cudaErrorInvalidValue;
+  static constexpr Result kNotInitialised = cudaErrorInitializationError;
+  static constexpr const char* kMissingWhy = "no CUDA runtime (libcudart.so.13) is loaded";
+  static constexpr const char* kNotInitialisedName = "cudaErrorInitializationError";
+  static int current_device() {
+    auto get = GPUMEM_REAL_RUNTIME(cudaGetDevice);
+    int d = -1;
+    if (get == nullptr || get(&d) != cudaSuccess) return -1;
+    return d;
   }
-  return static_cast<cudaError_t>(a.code);
-}
+};
 
-cudaError_t null_out_param(const Request& req) {
-  record_anomaly(trace::AnomalyKind::null_out_param, req, 0);
-  return cudaErrorInvalidValue;
-}
-
-// Runs an allocation whose real call stores the new pointer in *out.
-template <class Call>
-cudaError_t allocate(const Request& req, void** out, Call call) {
-  auto real = [&]() {
-    const cudaError_t e = call();
-    return Answer{e == cudaSuccess ? Status::ok : Status::upstream_error,
-                  e == cudaSuccess ? reinterpret_cast<uint64_t>(*out) : 0, static_cast<int32_t>(e)};
-  };
-  const Answer a = path_for(req.device).allocate(req, CallRef<Answer>(real));
-  // A pool answers without the real call: the pointer comes from the answer.
-  if (a.status == Status::ok) *out = reinterpret_cast<void*>(a.address);
-  return to_cuda_error(a);
-}
-
-template <class Call>
-cudaError_t release(const Request& req, const void* ptr, Call call) {
-  auto real = [&]() { return static_cast<int32_t>(call()); };
-  return static_cast<cudaError_t>(
-      path_for(req.device)
-          .deallocate(req, reinterpret_cast<uint64_t>(ptr), CallRef<int32_t>(real)));
-}
-
-#define GPUMEM_RUNTIME_PROLOGUE(name, ...)            \
-  auto real = GPUMEM_REAL_RUNTIME(name);              \
-  if (real == nullptr) return runtime_missing(#name); \
-  HookScope scope;                                    \
-  if (!scope.outermost()) return real(__VA_ARGS__)
+#define GPUMEM_RUNTIME_PROLOGUE(name, ...) \
+  GPUMEM_HOOK_PROLOGUE(Runtime, GPUMEM_REAL_RUNTIME(name), #name, __VA_ARGS__)
 
 template <Lookup L>
 cudaError_t hook_cudaMalloc(void** ptr, size_t size) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMalloc, ptr, size);
-  Request req = request<L>(Api::cudaMalloc, size, MemKind::device);
-  if (ptr == nullptr) return null_out_param(req);
-  return allocate(req, ptr, [&] { return real(ptr, size); });
+  Request req = request<Runtime, L>(Api::cudaMalloc, size, MemKind::device);
+  if (ptr == nullptr) return null_out_param<Runtime>(req);
+  return allocate<Runtime>(req, ptr, [&] { return real(ptr, size); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaFree(void* ptr) {
   GPUMEM_RUNTIME_PROLOGUE(cudaFree, ptr);
   if (ptr == nullptr) return real(ptr);  // cudaFree(0): CUDA initialisation, not an event
-  Request req = free_request<L>(Api::cudaFree);
-  return release(req, ptr, [&] { return real(ptr); });
+  Request req = free_request<Runtime, L>(Api::cudaFree);
+  return release<Runtime>(req, ptr, [&] { return real(ptr); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaMallocAsync(void** ptr, size_t size, cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocAsync, ptr, size, stream);
-  Request req = request<L>(Api::cudaMallocAsync, size, MemKind::device, stream, true);
-  if (ptr == nullptr) return null_out_param(req);
-  return allocate(req, ptr, [&] { return real(ptr, size, stream); });
+  Request req = request<Runtime, L>(Api::cudaMallocAsync, size, MemKind::device, stream, true);
+  if (ptr == nullptr) return null_out_param<Runtime>(req);
+  return allocate<Runtime>(req, ptr, [&] { return real(ptr, size, stream); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaMallocAsync_ptsz(void** ptr, size_t size, cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocAsync_ptsz, ptr, size, stream);
-  Request req = request<L>(Api::cudaMallocAsync, size, MemKind::device, stream, true);
-  if (ptr == nullptr) return null_out_param(req);
-  return allocate(req, ptr, [&] { return real(ptr, size, stream); });
+  Request req = request<Runtime, L>(Api::cudaMallocAsync, size, MemKind::device, stream, true);
+  if (ptr == nullptr) return null_out_param<Runtime>(req);
+  return allocate<Runtime>(req, ptr, [&] { return real(ptr, size, stream); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaFreeAsync(void* ptr, cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaFreeAsync, ptr, stream);
   if (ptr == nullptr) return real(ptr, stream);
-  Request req = free_request<L>(Api::cudaFreeAsync, stream, true);
-  return release(req, ptr, [&] { return real(ptr, stream); });
+  Request req = free_request<Runtime, L>(Api::cudaFreeAsync, stream, true);
+  return release<Runtime>(req, ptr, [&] { return real(ptr, stream); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaFreeAsync_ptsz(void* ptr, cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaFreeAsync_ptsz, ptr, stream);
   if (ptr == nullptr) return real(ptr, stream);
-  Request req = free_request<L>(Api::cudaFreeAsync, stream, true);
-  return release(req, ptr, [&] { return real(ptr, stream); });
+  Request req = free_request<Runtime, L>(Api::cudaFreeAsync, stream, true);
+  return release<Runtime>(req, ptr, [&] { return real(ptr, stream); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaMallocFromPoolAsync(void** ptr, size_t size, cudaMemPool_t pool,
                                          cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocFromPoolAsync, ptr, size, pool, stream);
-  Request req = request<L>(Api::cudaMallocFromPoolAsync, size, MemKind::device, stream, true);
-  if (ptr == nullptr) return null_out_param(req);
-  return allocate(req, ptr, [&] { return real(ptr, size, pool, stream); });
+  Request req =
+      request<Runtime, L>(Api::cudaMallocFromPoolAsync, size, MemKind::device, stream, true);
+  if (ptr == nullptr) return null_out_param<Runtime>(req);
+  return allocate<Runtime>(req, ptr, [&] { return real(ptr, size, pool, stream); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaMallocFromPoolAsync_ptsz(void** ptr, size_t size, cudaMemPool_t pool,
                                               cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocFromPoolAsync_ptsz, ptr, size, pool, stream);
-  Request req = request<L>(Api::cudaMallocFromPoolAsync, size, MemKind::device, stream, true);
-  if (ptr == nullptr) return null_out_param(req);
-  return allocate(req, ptr, [&] { return real(ptr, size, pool, stream); });
+  Request req =
+      request<Runtime, L>(Api::cudaMallocFromPoolAsync, size, MemKind::device, stream, true);
+  if (ptr == nullptr) return null_out_param<Runtime>(req);
+  return allocate<Runtime>(req, ptr, [&] { return real(ptr, size, pool, stream); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaMallocManaged(void** ptr, size_t size, unsigned int flags) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocManaged, ptr, size, flags);
-  Request req = request<L>(Api::cudaMallocManaged, size, MemKind::managed);
-  if (ptr == nullptr) return null_out_param(req);
-  return allocate(req, ptr, [&] { return real(ptr, size, flags); });
+  Request req = request<Runtime, L>(Api::cudaMallocManaged, size, MemKind::managed);
+  if (ptr == nullptr) return null_out_param<Runtime>(req);
+  return allocate<Runtime>(req, ptr, [&] { return real(ptr, size, flags); });
 }
 
 // Pitched allocations record the bytes asked for (width * height); the padding the driver adds
@@ -193,21 +127,21 @@ cudaError_t hook_cudaMallocManaged(void** ptr, size_t size, unsigned int flags) 
 template <Lookup L>
 cudaError_t hook_cudaMallocPitch(void** ptr, size_t* pitch, size_t width, size_t height) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocPitch, ptr, pitch, width, height);
-  Request req =
-      request<L>(Api::cudaMallocPitch, static_cast<uint64_t>(width) * height, MemKind::device);
-  if (ptr == nullptr || pitch == nullptr) return null_out_param(req);
-  return allocate(req, ptr, [&] { return real(ptr, pitch, width, height); });
+  Request req = request<Runtime, L>(Api::cudaMallocPitch, static_cast<uint64_t>(width) * height,
+                                    MemKind::device);
+  if (ptr == nullptr || pitch == nullptr) return null_out_param<Runtime>(req);
+  return allocate<Runtime>(req, ptr, [&] { return real(ptr, pitch, width, height); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaMalloc3D(cudaPitchedPtr* pitched, cudaExtent extent) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMalloc3D, pitched, extent);
-  Request req = request<L>(Api::cudaMalloc3D,
-                           static_cast<uint64_t>(extent.width) * extent.height * extent.depth,
-                           MemKind::device);
-  if (pitched == nullptr) return null_out_param(req);
+  Request req = request<Runtime, L>(
+      Api::cudaMalloc3D, static_cast<uint64_t>(extent.width) * extent.height * extent.depth,
+      MemKind::device);
+  if (pitched == nullptr) return null_out_param<Runtime>(req);
   void* out = nullptr;
-  return allocate(req, &out, [&] {
+  return allocate<Runtime>(req, &out, [&] {
     cudaError_t e = real(pitched, extent);
     out = e == cudaSuccess ? pitched->ptr : nullptr;
     return e;
@@ -217,53 +151,40 @@ cudaError_t hook_cudaMalloc3D(cudaPitchedPtr* pitched, cudaExtent extent) {
 template <Lookup L>
 cudaError_t hook_cudaMallocHost(void** ptr, size_t size) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocHost, ptr, size);
-  Request req = request<L>(Api::cudaMallocHost, size, MemKind::pinned_host);
-  if (ptr == nullptr) return null_out_param(req);
-  return allocate(req, ptr, [&] { return real(ptr, size); });
+  Request req = request<Runtime, L>(Api::cudaMallocHost, size, MemKind::pinned_host);
+  if (ptr == nullptr) return null_out_param<Runtime>(req);
+  return allocate<Runtime>(req, ptr, [&] { return real(ptr, size); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaHostAlloc(void** ptr, size_t size, unsigned int flags) {
   GPUMEM_RUNTIME_PROLOGUE(cudaHostAlloc, ptr, size, flags);
-  Request req = request<L>(Api::cudaHostAlloc, size, MemKind::pinned_host);
-  if (ptr == nullptr) return null_out_param(req);
-  return allocate(req, ptr, [&] { return real(ptr, size, flags); });
+  Request req = request<Runtime, L>(Api::cudaHostAlloc, size, MemKind::pinned_host);
+  if (ptr == nullptr) return null_out_param<Runtime>(req);
+  return allocate<Runtime>(req, ptr, [&] { return real(ptr, size, flags); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaFreeHost(void* ptr) {
   GPUMEM_RUNTIME_PROLOGUE(cudaFreeHost, ptr);
   if (ptr == nullptr) return real(ptr);
-  Request req = request<L>(Api::cudaFreeHost, 0, MemKind::pinned_host);
-  return release(req, ptr, [&] { return real(ptr); });
+  Request req = request<Runtime, L>(Api::cudaFreeHost, 0, MemKind::pinned_host);
+  return release<Runtime>(req, ptr, [&] { return real(ptr); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaMemGetInfo(size_t* free_bytes, size_t* total) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMemGetInfo, free_bytes, total);
-  Request req = request<L>(Api::cudaMemGetInfo, 0, MemKind::device);
-  if (free_bytes == nullptr || total == nullptr) return null_out_param(req);
-  uint64_t t = 0, f = 0;
-  auto call = [&]() {
-    size_t rf = 0, rt = 0;
-    const cudaError_t e = real(&rf, &rt);
-    f = rf;
-    t = rt;
-    return static_cast<int32_t>(e);
-  };
-  auto e =
-      static_cast<cudaError_t>(path_for(req.device).capacity(req, &t, &f, CallRef<int32_t>(call)));
-  if (e == cudaSuccess) {
-    *free_bytes = f;
-    *total = t;
-  }
-  return e;
+  Request req = request<Runtime, L>(Api::cudaMemGetInfo, 0, MemKind::device);
+  if (free_bytes == nullptr || total == nullptr) return null_out_param<Runtime>(req);
+  return capacity<Runtime>(req, free_bytes, total,
+                           [&](size_t* f, size_t* t) { return real(f, t); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaMemPoolTrimTo(cudaMemPool_t pool, size_t min_bytes_to_keep) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMemPoolTrimTo, pool, min_bytes_to_keep);
-  Request req = request<L>(Api::cudaMemPoolTrimTo, min_bytes_to_keep, MemKind::device);
+  Request req = request<Runtime, L>(Api::cudaMemPoolTrimTo, min_bytes_to_keep, MemKind::device);
   const cudaError_t e = real(pool, min_bytes_to_keep);
   record_event(trace::Op::trim, req, reinterpret_cast<uint64_t>(pool), 0, e);
   return e;

@@ -1,0 +1,160 @@
+// What every hook family (runtime: cudaError_t, driver: CUresult) does the same way, written
+// once: build the Request, refuse a NULL out-parameter, run an allocation / free / capacity query
+// through the device's AllocationPath, translate the Answer into the family's return code, and
+// warn once when the real library is missing. A family is a small traits struct:
+//
+//   struct Driver {
+//     using Result = CUresult;
+//     using Stream = CUstream;
+//     static constexpr Result kSuccess, kOutOfMemory, kInvalidValue, kNotInitialised;
+//     static constexpr const char* kMissingWhy;          // "libcuda.so.1 cannot be loaded"
+//     static constexpr const char* kNotInitialisedName;  // "CUDA_ERROR_NOT_INITIALIZED"
+//     static int current_device();                       // -1 when it cannot be asked
+//   };
+//
+// Everything here is a template in the family file's own translation unit, so the hot path is
+// inlined exactly as when each family spelled it out.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "dispatch.h"
+#include "log.h"
+#include "reentry.h"
+
+namespace gpumem::hooks {
+
+// request()'s default: ask the family for the caller's current device. (-2, as the driver hooks
+// always had it: a cuMemCreate location id of -2 keeps meaning "current device".)
+inline constexpr int kAskCurrentDevice = -2;
+
+// Device pointers (void*, CUdeviceptr) and VMM handles as the 64-bit addresses the path keeps.
+template <class T>
+inline uint64_t to_address(T value) {
+  if constexpr (std::is_pointer_v<T>)
+    return reinterpret_cast<uint64_t>(value);
+  else
+    return static_cast<uint64_t>(value);
+}
+template <class T>
+inline T from_address(uint64_t address) {
+  if constexpr (std::is_pointer_v<T>)
+    return reinterpret_cast<T>(address);
+  else
+    return static_cast<T>(address);
+}
+
+template <class F>
+typename F::Result missing(const char* name) {
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true))
+    log_message(LogLevel::error, "%s called but %s; returning %s", name, F::kMissingWhy,
+                F::kNotInitialisedName);
+  return F::kNotInitialised;
+}
+
+// Pinned host memory belongs to no device (-1); other memory to `device`, by default the
+// caller's current one.
+template <class F, trace::Lookup L>
+inline Request request(trace::Api api, uint64_t bytes, trace::MemKind kind,
+                       typename F::Stream stream = nullptr, bool async = false,
+                       int device = kAskCurrentDevice) {
+  Request r;
+  r.device = device != kAskCurrentDevice           ? device
+             : kind == trace::MemKind::pinned_host ? -1
+                                                   : F::current_device();
+  r.bytes = bytes;
+  r.stream = reinterpret_cast<uint64_t>(stream);
+  r.api = api;
+  r.flags = make_flags(kind, L, async);
+  return r;
+}
+
+// Device memory frees: the device is asked for only when the pointer turns out to be unknown.
+template <class F, trace::Lookup L>
+inline Request free_request(trace::Api api, typename F::Stream stream = nullptr,
+                            bool async = false) {
+  Request r;
+  r.device = kDeviceUnresolved;
+  r.resolve_device = &F::current_device;
+  r.stream = reinterpret_cast<uint64_t>(stream);
+  r.api = api;
+  r.flags = make_flags(trace::MemKind::device, L, async);
+  return r;
+}
+
+template <class F>
+inline typename F::Result to_result(const Answer& a) {
+  switch (a.status) {
+    case Status::ok:
+      return F::kSuccess;
+    case Status::out_of_memory:
+      return F::kOutOfMemory;
+    case Status::upstream_error:
+      break;
+  }
+  return static_cast<typename F::Result>(a.code);
+}
+
+template <class F>
+inline typename F::Result null_out_param(const Request& req) {
+  record_anomaly(trace::AnomalyKind::null_out_param, req, 0);
+  return F::kInvalidValue;
+}
+
+// Runs an allocation whose real call, call(), stores the new pointer or handle in *out.
+template <class F, class Out, class Call>
+inline typename F::Result allocate(const Request& req, Out* out, Call call) {
+  auto real = [&]() {
+    const typename F::Result e = call();
+    return Answer{e == F::kSuccess ? Status::ok : Status::upstream_error,
+                  e == F::kSuccess ? to_address(*out) : 0, static_cast<int32_t>(e)};
+  };
+  const Answer a = path_for(req.device).allocate(req, CallRef<Answer>(real));
+  // A pool answers without the real call: the pointer comes from the answer.
+  if (a.status == Status::ok) *out = from_address<Out>(a.address);
+  return to_result<F>(a);
+}
+
+template <class F, class Handle, class Call>
+inline typename F::Result release(const Request& req, Handle handle, Call call) {
+  auto real = [&]() { return static_cast<int32_t>(call()); };
+  return static_cast<typename F::Result>(
+      path_for(req.device).deallocate(req, to_address(handle), CallRef<int32_t>(real)));
+}
+
+// Runs a capacity query whose real call is call(size_t* free, size_t* total). A null free_bytes
+// means the API does not report free memory (recorded as 0).
+template <class F, class Call>
+inline typename F::Result capacity(const Request& req, size_t* free_bytes, size_t* total,
+                                   Call call) {
+  uint64_t t = 0, f = 0;
+  auto real = [&]() {
+    size_t rf = 0, rt = 0;
+    const typename F::Result e = call(&rf, &rt);
+    f = rf;
+    t = rt;
+    return static_cast<int32_t>(e);
+  };
+  const auto e = static_cast<typename F::Result>(
+      path_for(req.device).capacity(req, &t, &f, CallRef<int32_t>(real)));
+  if (e == F::kSuccess) {
+    if (free_bytes != nullptr) *free_bytes = f;
+    *total = t;
+  }
+  return e;
+}
+
+}  // namespace gpumem::hooks
+
+// Opens a hook: `real` is the real function (get_real, e.g. GPUMEM_REAL_DRIVER(name)); without it
+// the family's not-initialised code is returned; a call nested in another hook (CUDA calling
+// itself) passes straight through.
+#define GPUMEM_HOOK_PROLOGUE(Family, get_real, name_string, ...)             \
+  auto real = get_real;                                                      \
+  if (real == nullptr) return ::gpumem::hooks::missing<Family>(name_string); \
+  ::gpumem::HookScope scope;                                                 \
+  if (!scope.outermost()) return real(__VA_ARGS__)
