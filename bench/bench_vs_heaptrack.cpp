@@ -15,13 +15,7 @@
 // CUDA initialisation are not counted; each figure is the best of the benchmark's iterations.
 // GPUMEM_BENCH_EVENTS overrides the event count (bench/run --smoke uses a small one).
 #include <benchmark/benchmark.h>
-#include <cuda.h>
-#include <dlfcn.h>
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,9 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include "bench_util.h"
 #include "trace_writer.h"
-
-extern char** environ;
 
 namespace {
 
@@ -60,111 +53,43 @@ int host_worker(long pairs) {
   std::free(host_alloc(256));
   const auto start = Clock::now();
   for (long i = 0; i < pairs; ++i) std::free(host_alloc(256u * static_cast<unsigned>(i % 16 + 1)));
-  std::printf("%lld\n", static_cast<long long>(std::chrono::nanoseconds(Clock::now() - start).count()));
+  gpumem::bench::print_elapsed_ns(start);
   return 0;
 }
 
 int cuda_worker(long pairs) {
-  void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (h == nullptr) return std::fprintf(stderr, "bench_vs_heaptrack: %s\n", dlerror()), 1;
-#define BIND(name) auto name = reinterpret_cast<decltype(&::name)>(dlsym(h, #name))
-  BIND(cuInit);
-  BIND(cuDeviceGet);
-  BIND(cuDevicePrimaryCtxRetain);
-  BIND(cuCtxSetCurrent);
-  BIND(cuMemAlloc_v2);
-  BIND(cuMemFree_v2);
-#undef BIND
-  CUdevice dev;
-  CUcontext ctx;
-  if (!cuInit || !cuMemAlloc_v2 || !cuMemFree_v2 || cuInit(0) != CUDA_SUCCESS || cuDeviceGet(&dev, 0) != CUDA_SUCCESS ||
-      cuDevicePrimaryCtxRetain(&ctx, dev) != CUDA_SUCCESS || cuCtxSetCurrent(ctx) != CUDA_SUCCESS)
-    return 1;
+  gpumem::bench::DriverCalls cu;
+  if (!gpumem::bench::open_driver("bench_vs_heaptrack", &cu)) return 1;
   CUdeviceptr warm;
-  cuMemAlloc_v2(&warm, 256);  // trace creation, pool set-up: not measured
-  cuMemFree_v2(warm);
+  cu.alloc(&warm, 256);  // trace creation, pool set-up: not measured
+  cu.free(warm);
   const auto start = Clock::now();
   for (long i = 0; i < pairs; ++i) {
     CUdeviceptr p = 0;
-    if (cuMemAlloc_v2(&p, 256u * static_cast<unsigned>(i % 16 + 1)) != CUDA_SUCCESS) return 1;
-    cuMemFree_v2(p);
+    if (cu.alloc(&p, 256u * static_cast<unsigned>(i % 16 + 1)) != CUDA_SUCCESS) return 1;
+    cu.free(p);
   }
-  std::printf("%lld\n", static_cast<long long>(std::chrono::nanoseconds(Clock::now() - start).count()));
+  gpumem::bench::print_elapsed_ns(start);
   return 0;
 }
 
 // --- running children -------------------------------------------------------------------------
-struct Child {
-  bool ok = false;
-  double printed = 0;     // the number the worker printed (its own timing)
-  double wall_ns = 0;     // wall time of the whole process
-  double max_rss_kib = 0;
-};
+using gpumem::bench::Child;
 
-Child spawn(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env, bool capture) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e)
-    if (std::strncmp(*e, "LD_PRELOAD=", 11) != 0 && std::strncmp(*e, "LD_LIBRARY_PATH=", 16) != 0 &&
-        std::strncmp(*e, "GPUMEM_", 7) != 0 && std::strncmp(*e, "SIMCUDA_", 8) != 0)
-      env.emplace_back(*e);
-  for (const auto& kv : extra_env) env.push_back(kv);
-  std::vector<char*> a, e;
-  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-  a.push_back(nullptr);
-  for (auto& s : env) e.push_back(s.data());
-  e.push_back(nullptr);
-  int fds[2];
-  if (pipe(fds) != 0) return {};
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  if (capture) posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  else posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addclose(&fa, fds[0]);
-  pid_t pid;
-  const auto start = Clock::now();
-  const int rc = posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), e.data());
-  posix_spawn_file_actions_destroy(&fa);
-  close(fds[1]);
-  Child c;
-  if (rc != 0) return close(fds[0]), c;
-  std::string out;
-  char buf[256];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fds[0]);
-  int status = 0;
-  struct rusage ru {};
-  wait4(pid, &status, 0, &ru);
-  c.wall_ns = static_cast<double>(std::chrono::nanoseconds(Clock::now() - start).count());
-  c.max_rss_kib = static_cast<double>(ru.ru_maxrss);
-  c.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  // The worker's figure is the one line made only of digits (heaptrack prints its own lines).
-  size_t pos = 0;
-  while (pos < out.size()) {
-    const size_t end = std::min(out.find('\n', pos), out.size());
-    const std::string line = out.substr(pos, end - pos);
-    if (!line.empty() && line.find_first_not_of("0123456789") == std::string::npos)
-      c.printed = std::strtod(line.c_str(), nullptr);
-    pos = end + 1;
-  }
-  return c;
+// Runs argv with this environment (less its preload, library path and tool settings) plus
+// extra_env; the child's stderr is discarded (heaptrack's chatter).
+Child spawn(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
+            bool capture) {
+  auto env = gpumem::bench::environment_without(
+      {"LD_PRELOAD=", "LD_LIBRARY_PATH=", "GPUMEM_", "SIMCUDA_"});
+  env.insert(env.end(), extra_env.begin(), extra_env.end());
+  return gpumem::bench::spawn(argv, env, {.capture_stdout = capture, .quiet_stderr = true});
 }
 
 std::vector<std::string> simcuda_env() {
-#ifdef GPUMEM_SIMCUDA_DIR
-  return {std::string("LD_LIBRARY_PATH=") + GPUMEM_SIMCUDA_DIR};
-#else
-  return {};
-#endif
-}
-
-std::string preload_env() {
-#ifdef GPUMEM_PRELOAD_PATH
-  return std::string("LD_PRELOAD=") + GPUMEM_PRELOAD_PATH;
-#else
-  return "";
-#endif
+  std::vector<std::string> env;
+  gpumem::bench::add_simcuda(env);
+  return env;
 }
 
 void remove_prefix(const std::string& prefix) {
@@ -210,7 +135,7 @@ void BM_CaptureOverhead(benchmark::State& state) {
   } else {  // libgpumem.so on cuMemAlloc_v2/cuMemFree_v2
     auto env = simcuda_env();
     Run plain_run{{g_self, "--cuda-worker", n}, env, ""};
-    env.push_back(preload_env());
+    gpumem::bench::add_preload(env);
     env.push_back("GPUMEM_TRACE=" + trace + "-gm.trace");
     if (state.range(0) == 2) env.push_back("GPUMEM_STACKS=1");
     t = best_pair(state, plain_run, {{g_self, "--cuda-worker", n}, env, trace + "-gm"});
@@ -231,7 +156,7 @@ void BM_PolicyThroughPreload(benchmark::State& state) {
   env.push_back("SIMCUDA_FREE_LATENCY_US=20");
   const std::string n = std::to_string(pairs);
   Run raw_run{{g_self, "--cuda-worker", n}, env, ""};
-  env.push_back(preload_env());
+  gpumem::bench::add_preload(env);
   env.push_back("GPUMEM_TRACE=off");
   env.push_back("GPUMEM_POOL=growth");
   const auto [raw, pooled] = best_pair(state, raw_run, {{g_self, "--cuda-worker", n}, env, ""});
@@ -338,11 +263,8 @@ BENCHMARK(BM_AnalyzerPeakMemory)->UseManualTime()->Iterations(1)->Unit(benchmark
 int main(int argc, char** argv) {
   if (argc == 3 && std::strcmp(argv[1], "--host-worker") == 0) return host_worker(std::atol(argv[2]));
   if (argc == 3 && std::strcmp(argv[1], "--cuda-worker") == 0) return cuda_worker(std::atol(argv[2]));
-  char self[4096];
-  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) return 1;
-  self[n] = '\0';
-  g_self = self;
+  g_self = gpumem::bench::self_path();
+  if (g_self.empty()) return 1;
   const char* tmp = std::getenv("TMPDIR");
   g_tmp = tmp != nullptr ? tmp : "/tmp";
   benchmark::Initialize(&argc, argv);
