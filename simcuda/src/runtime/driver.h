@@ -78,6 +78,33 @@ inline cudaError_t finish(CUresult r) {
 }
 cudaError_t& last_error();
 
+// The shape of most entry points: the driver with a current context (ready()), then call(driver),
+// its result returned through finish(). Argument checks that come before ready() stay with the
+// caller.
+template <class Call>
+cudaError_t with_driver(Call call) {
+  const Driver* d = nullptr;
+  if (cudaError_t e = ready(&d)) return finish(e);
+  return finish(call(*d));
+}
+
+// A device allocation whose driver call, alloc(driver, &p), returns a CUdeviceptr: a NULL ptr is
+// refused, and size 0 succeeds with a null pointer (as in CUDA) without calling the driver.
+template <class Alloc>
+cudaError_t allocate(void** ptr, size_t size, Alloc alloc) {
+  const Driver* d = nullptr;
+  if (ptr == nullptr) return finish(cudaErrorInvalidValue);
+  if (cudaError_t e = ready(&d)) return finish(e);
+  if (size == 0) {
+    *ptr = nullptr;
+    return cudaSuccess;
+  }
+  CUdeviceptr p = 0;
+  CUresult r = alloc(*d, &p);
+  if (r == CUDA_SUCCESS) *ptr = reinterpret_cast<void*>(p);
+  return finish(r);
+}
+
 }  // namespace simcuda::rt
 
 #define SIMCUDA_EXPORT extern "C" __attribute__((visibility("default")))

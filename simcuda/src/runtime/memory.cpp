@@ -7,39 +7,22 @@
 using namespace simcuda::rt;
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMalloc(void** ptr, size_t size) {
-  const Driver* d = nullptr;
-  if (ptr == nullptr) return finish(cudaErrorInvalidValue);
-  if (cudaError_t e = ready(&d)) return finish(e);
-  if (size == 0) {  // as in CUDA: success and a null pointer
-    *ptr = nullptr;
-    return cudaSuccess;
-  }
-  CUdeviceptr p = 0;
-  CUresult r = d->cuMemAlloc(&p, size);
-  if (r == CUDA_SUCCESS) *ptr = reinterpret_cast<void*>(p);
-  return finish(r);
+  return allocate(ptr, size,
+                  [&](const Driver& d, CUdeviceptr* p) { return d.cuMemAlloc(p, size); });
 }
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaFree(void* ptr) {
-  const Driver* d = nullptr;
-  if (cudaError_t e = ready(&d)) return finish(e);
-  if (ptr == nullptr) return cudaSuccess;  // cudaFree(0) initialises the runtime
-  return finish(d->cuMemFree(reinterpret_cast<CUdeviceptr>(ptr)));
+  // cudaFree(0) only initialises the runtime.
+  return with_driver([&](const Driver& d) {
+    return ptr == nullptr ? CUDA_SUCCESS : d.cuMemFree(reinterpret_cast<CUdeviceptr>(ptr));
+  });
 }
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMallocManaged(void** ptr, size_t size,
                                                        unsigned int flags) {
-  const Driver* d = nullptr;
-  if (ptr == nullptr) return finish(cudaErrorInvalidValue);
-  if (cudaError_t e = ready(&d)) return finish(e);
-  if (size == 0) {
-    *ptr = nullptr;
-    return cudaSuccess;
-  }
-  CUdeviceptr p = 0;
-  CUresult r = d->cuMemAllocManaged(&p, size, flags);
-  if (r == CUDA_SUCCESS) *ptr = reinterpret_cast<void*>(p);
-  return finish(r);
+  return allocate(ptr, size, [&](const Driver& d, CUdeviceptr* p) {
+    return d.cuMemAllocManaged(p, size, flags);
+  });
 }
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMallocPitch(void** ptr, size_t* pitch, size_t width,
@@ -74,30 +57,22 @@ SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMalloc3D(cudaPitchedPtr* out, cudaExten
 }
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMallocHost(void** ptr, size_t size) {
-  const Driver* d = nullptr;
   if (ptr == nullptr) return finish(cudaErrorInvalidValue);
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuMemAllocHost(ptr, size));
+  return with_driver([&](const Driver& d) { return d.cuMemAllocHost(ptr, size); });
 }
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaHostAlloc(void** ptr, size_t size, unsigned int flags) {
-  const Driver* d = nullptr;
   if (ptr == nullptr) return finish(cudaErrorInvalidValue);
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuMemHostAlloc(ptr, size, flags));
+  return with_driver([&](const Driver& d) { return d.cuMemHostAlloc(ptr, size, flags); });
 }
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaFreeHost(void* ptr) {
-  const Driver* d = nullptr;
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuMemFreeHost(ptr));
+  return with_driver([&](const Driver& d) { return d.cuMemFreeHost(ptr); });
 }
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
-  const Driver* d = nullptr;
   if (free_bytes == nullptr || total_bytes == nullptr) return finish(cudaErrorInvalidValue);
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuMemGetInfo(free_bytes, total_bytes));
+  return with_driver([&](const Driver& d) { return d.cuMemGetInfo(free_bytes, total_bytes); });
 }
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaPointerGetAttributes(cudaPointerAttributes* attributes,

@@ -5,74 +5,50 @@ using namespace simcuda::rt;
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaStreamCreateWithFlags(cudaStream_t* stream,
                                                                unsigned int flags) {
-  const Driver* d = nullptr;
   if (stream == nullptr) return finish(cudaErrorInvalidValue);
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuStreamCreate(stream, flags));
+  return with_driver([&](const Driver& d) { return d.cuStreamCreate(stream, flags); });
 }
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaStreamCreate(cudaStream_t* stream) {
   return cudaStreamCreateWithFlags(stream, cudaStreamDefault);
 }
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaStreamDestroy(cudaStream_t stream) {
-  const Driver* d = nullptr;
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuStreamDestroy(stream));
+  return with_driver([&](const Driver& d) { return d.cuStreamDestroy(stream); });
 }
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t stream) {
-  const Driver* d = nullptr;
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuStreamSynchronize(stream));
+  return with_driver([&](const Driver& d) { return d.cuStreamSynchronize(stream); });
 }
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaStreamSynchronize_ptsz(cudaStream_t stream) {
-  const Driver* d = nullptr;
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuStreamSynchronize_ptsz(stream));
+  return with_driver([&](const Driver& d) { return d.cuStreamSynchronize_ptsz(stream); });
 }
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaStreamQuery(cudaStream_t stream) {
-  const Driver* d = nullptr;
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuStreamQuery(stream));
+  return with_driver([&](const Driver& d) { return d.cuStreamQuery(stream); });
 }
 
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaEventCreateWithFlags(cudaEvent_t* event,
                                                               unsigned int flags) {
-  const Driver* d = nullptr;
   if (event == nullptr) return finish(cudaErrorInvalidValue);
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuEventCreate(event, flags));
+  return with_driver([&](const Driver& d) { return d.cuEventCreate(event, flags); });
 }
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaEventCreate(cudaEvent_t* event) {
   return cudaEventCreateWithFlags(event, cudaEventDefault);
 }
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
-  const Driver* d = nullptr;
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuEventRecord(event, stream));
+  return with_driver([&](const Driver& d) { return d.cuEventRecord(event, stream); });
 }
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaEventRecord_ptsz(cudaEvent_t event, cudaStream_t stream) {
-  const Driver* d = nullptr;
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuEventRecord_ptsz(event, stream));
+  return with_driver([&](const Driver& d) { return d.cuEventRecord_ptsz(event, stream); });
 }
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaEventSynchronize(cudaEvent_t event) {
-  const Driver* d = nullptr;
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuEventSynchronize(event));
+  return with_driver([&](const Driver& d) { return d.cuEventSynchronize(event); });
 }
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaEventQuery(cudaEvent_t event) {
-  const Driver* d = nullptr;
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuEventQuery(event));
+  return with_driver([&](const Driver& d) { return d.cuEventQuery(event); });
 }
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaEventDestroy(cudaEvent_t event) {
-  const Driver* d = nullptr;
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuEventDestroy(event));
+  return with_driver([&](const Driver& d) { return d.cuEventDestroy(event); });
 }
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaEventElapsedTime(float* ms, cudaEvent_t start,
                                                           cudaEvent_t end) {
-  const Driver* d = nullptr;
   if (ms == nullptr) return finish(cudaErrorInvalidValue);
-  if (cudaError_t e = ready(&d)) return finish(e);
-  return finish(d->cuEventElapsedTime(ms, start, end));
+  return with_driver([&](const Driver& d) { return d.cuEventElapsedTime(ms, start, end); });
 }
