@@ -17,18 +17,6 @@ BlockManager::~BlockManager() {
   for (Block* b : spare_blocks_) delete b;
 }
 
-Block* BlockManager::new_block() {
-  if (spare_blocks_.empty()) return new Block;
-  Block* b = spare_blocks_.back();
-  spare_blocks_.pop_back();
-  *b = Block{};
-  return b;
-}
-
-void BlockManager::delete_block(Block* b) {
-  spare_blocks_.push_back(b);
-}
-
 FreeBins* BlockManager::bins_for(uint8_t kind, uint64_t stream, bool create) {
   if (stream == kAnyStream) {
     auto& bins = any_bins_[kind];
@@ -48,30 +36,10 @@ FreeBins* BlockManager::bins_for(uint8_t kind, uint64_t stream, bool create) {
   return tagged_bins_.emplace(std::pair{kind, stream}, std::move(bins)).first->second.get();
 }
 
-void BlockManager::insert_free(Block* b) {
-  FreeBins* bins = b->stream == kAnyStream ? any_bins_[b->kind].get() : nullptr;
-  if (bins == nullptr) bins = bins_for(b->kind, b->stream, true);
-  bins->insert(b);
-  if (b->stream != kAnyStream) ++tagged_free_;
-}
-
-void BlockManager::erase_free(Block* b) {
-  b->bins->erase(b);
-  if (b->stream != kAnyStream) --tagged_free_;
-}
-
-void BlockManager::unlink(Block* b) {
-  if (b->prev) b->prev->next = b->next;
-  if (b->next) b->next->prev = b->prev;
-}
-
 void BlockManager::add_segment(uintptr_t addr, uint64_t size, uint8_t kind) {
   auto* seg = new Segment{addr, size, kind, nullptr};
   Block* b = new_block();
-  b->addr = addr;
-  b->size = size;
-  b->segment = seg;
-  b->kind = kind;
+  *b = Block{.addr = addr, .size = size, .segment = seg, .kind = kind};
   seg->first = b;
   segments_.emplace(addr, seg);
   insert_free(b);
@@ -97,13 +65,13 @@ uintptr_t BlockManager::take(Block* b, uint64_t rounded, uint64_t requested) {
   erase_free(b);
   if (b->size - rounded >= kBlockAlign) {
     Block* rest = new_block();
-    rest->addr = b->addr + rounded;
-    rest->size = b->size - rounded;
-    rest->stream = b->stream;
-    rest->segment = b->segment;
-    rest->kind = b->kind;
-    rest->prev = b;
-    rest->next = b->next;
+    *rest = Block{.addr = b->addr + rounded,
+                  .size = b->size - rounded,
+                  .stream = b->stream,
+                  .prev = b,
+                  .next = b->next,
+                  .segment = b->segment,
+                  .kind = b->kind};
     if (b->next) b->next->prev = rest;
     b->next = rest;
     b->size = rounded;
@@ -116,9 +84,6 @@ uintptr_t BlockManager::take(Block* b, uint64_t rounded, uint64_t requested) {
   return b->addr;
 }
 
-Block* BlockManager::find_live(uintptr_t addr) const {
-  return live_.find(addr);
-}
 
 void BlockManager::release(Block* b, bool stream_ordered, uint64_t stream) {
   live_.erase(b);

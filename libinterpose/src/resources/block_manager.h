@@ -50,7 +50,7 @@ class BlockManager {
   // Hands out `b` (from find_fit) for `rounded` bytes; a remainder of >= kBlockAlign is split off
   // as a free block with the same stream tag. Returns the address.
   uintptr_t take(Block* b, uint64_t rounded, uint64_t requested);
-  Block* find_live(uintptr_t addr) const;
+  Block* find_live(uintptr_t addr) const { return live_.find(addr); }
   // Frees a live block: stream-ordered -> free at once, tagged with `stream`, coalesced with free
   // neighbours of the same tag; otherwise -> pending (not reusable, not coalesced).
   void release(Block* b, bool stream_ordered, uint64_t stream);
@@ -92,14 +92,31 @@ class BlockManager {
     return it == tagged_bins_.end() ? nullptr : it->second.get();
   }
   Block* fit_in(uint64_t bytes, uint8_t kind, uint64_t stream) const;
-  void insert_free(Block* b);
-  void erase_free(Block* b);
+  void insert_free(Block* b) {
+    FreeBins* bins = b->stream == kAnyStream ? any_bins_[b->kind].get() : nullptr;
+    if (bins == nullptr) bins = bins_for(b->kind, b->stream, true);
+    bins->insert(b);
+    if (b->stream != kAnyStream) ++tagged_free_;
+  }
+  void erase_free(Block* b) {
+    b->bins->erase(b);
+    if (b->stream != kAnyStream) --tagged_free_;
+  }
   void insert_coalesced(Block* b);
   // make_all_safe: merges the run of free, unrestricted blocks around `b` into its first block.
   void merge_run(Block* b);
-  void unlink(Block* b);
-  Block* new_block();
-  void delete_block(Block* b);
+  static void unlink(Block* b) {
+    if (b->prev) b->prev->next = b->next;
+    if (b->next) b->next->prev = b->prev;
+  }
+  // Uninitialised (the caller assigns a whole Block): recycled, or new when none is spare.
+  Block* new_block() {
+    if (spare_blocks_.empty()) return new Block;
+    Block* b = spare_blocks_.back();
+    spare_blocks_.pop_back();
+    return b;
+  }
+  void delete_block(Block* b) { spare_blocks_.push_back(b); }
 
   std::map<uintptr_t, Segment*> segments_;
   std::array<std::unique_ptr<FreeBins>, 256> any_bins_;  // by kind: blocks safe on every stream
