@@ -94,22 +94,17 @@ BENCHMARK(BM_Capture)
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 3 && std::strcmp(argv[1], "--worker") == 0) return worker(std::atoi(argv[2]));
-  g_self = gpumem::bench::self_path();
-  if (g_self.empty()) return 1;
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  if (g_ns_per_event.size() == 3) {
-    const double plain = g_ns_per_event[Mode::plain];
-    std::printf("\ncost per recorded event (best of 5, %d alloc+free pairs, simcuda):\n", kPairs);
-    std::printf("  without preload      %8.1f ns/event\n", plain);
-    std::printf("  libgpumem.so         %8.1f ns/event  (+%.1f ns, x%.2f)\n",
-                g_ns_per_event[Mode::preload], g_ns_per_event[Mode::preload] - plain,
-                g_ns_per_event[Mode::preload] / plain);
-    std::printf("  + GPUMEM_STACKS=1    %8.1f ns/event  (+%.1f ns, x%.2f)\n",
-                g_ns_per_event[Mode::stacks], g_ns_per_event[Mode::stacks] - plain,
-                g_ns_per_event[Mode::stacks] / plain);
-  }
-  return 0;
+  return gpumem::bench::bench_main(argc, argv, worker, &g_self, [] {
+    if (g_ns_per_event.size() == 3) {
+      const double plain = g_ns_per_event[Mode::plain];
+      std::printf("\ncost per recorded event (best of 5, %d alloc+free pairs, simcuda):\n", kPairs);
+      std::printf("  without preload      %8.1f ns/event\n", plain);
+      std::printf("  libgpumem.so         %8.1f ns/event  (+%.1f ns, x%.2f)\n",
+                  g_ns_per_event[Mode::preload], g_ns_per_event[Mode::preload] - plain,
+                  g_ns_per_event[Mode::preload] / plain);
+      std::printf("  + GPUMEM_STACKS=1    %8.1f ns/event  (+%.1f ns, x%.2f)\n",
+                  g_ns_per_event[Mode::stacks], g_ns_per_event[Mode::stacks] - plain,
+                  g_ns_per_event[Mode::stacks] / plain);
+    }
+  });
 }

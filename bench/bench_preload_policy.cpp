@@ -101,19 +101,14 @@ BENCHMARK(BM_PreloadPolicy)
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 3 && std::strcmp(argv[1], "--worker") == 0) return worker(std::atoi(argv[2]));
-  g_self = gpumem::bench::self_path();
-  if (g_self.empty()) return 1;
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  const double raw = g_median_ns[0];
-  if (raw > 0) {
-    std::printf("\nalloc+free pair, median of 5 runs, SIMCUDA_{ALLOC,FREE}_LATENCY_US=20:\n");
-    for (int m = 0; m < kModeCount; ++m)
-      if (g_median_ns[m] > 0)
-        std::printf("  %-13s %12.0f ns/pair  x_raw %8.1f\n", kModes[m].name, g_median_ns[m],
-                    raw / g_median_ns[m]);
-  }
-  return 0;
+  return gpumem::bench::bench_main(argc, argv, worker, &g_self, [] {
+    const double raw = g_median_ns[0];
+    if (raw > 0) {
+      std::printf("\nalloc+free pair, median of 5 runs, SIMCUDA_{ALLOC,FREE}_LATENCY_US=20:\n");
+      for (int m = 0; m < kModeCount; ++m)
+        if (g_median_ns[m] > 0)
+          std::printf("  %-13s %12.0f ns/pair  x_raw %8.1f\n", kModes[m].name, g_median_ns[m],
+                      raw / g_median_ns[m]);
+    }
+  });
 }

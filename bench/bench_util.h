@@ -6,6 +6,7 @@
 // without them the workers run against whatever libcuda.so.1 the loader finds, unpreloaded.
 #pragma once
 
+#include <benchmark/benchmark.h>
 #include <cuda.h>
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -162,6 +163,21 @@ inline Child spawn(const std::vector<std::string>& argv, std::vector<std::string
     pos = end + 1;
   }
   return c;
+}
+
+// main() of a benchmark that re-executes itself: `PROGRAM --worker N` runs worker(N) and exits
+// with its status; otherwise the registered benchmarks run (with *self = this program's path,
+// for spawning workers) and then summary() prints the benchmark's own table.
+template <class Summary>
+int bench_main(int argc, char** argv, int (*worker)(int), std::string* self, Summary summary) {
+  if (argc == 3 && std::strcmp(argv[1], "--worker") == 0) return worker(std::atoi(argv[2]));
+  *self = self_path();
+  if (self->empty()) return 1;
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  summary();
+  return 0;
 }
 
 }  // namespace gpumem::bench
