@@ -84,7 +84,6 @@ uintptr_t BlockManager::take(Block* b, uint64_t rounded, uint64_t requested) {
   return b->addr;
 }
 
-
 void BlockManager::release(Block* b, bool stream_ordered, uint64_t stream) {
   live_.erase(b);
   b->requested = 0;

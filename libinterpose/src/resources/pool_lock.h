@@ -30,8 +30,8 @@ class PoolLock {
 
  private:
   static constexpr int kFree = 0;
-  static constexpr int kLocked = 1;      // held, nobody waiting
-  static constexpr int kContended = 2;   // held, someone may be waiting
+  static constexpr int kLocked = 1;     // held, nobody waiting
+  static constexpr int kContended = 2;  // held, someone may be waiting
 
   void lock_slow(int c) {
     if (c != kContended) c = state_.exchange(kContended, std::memory_order_acquire);
