@@ -15,10 +15,12 @@
 // CUDA initialisation are not counted; each figure is the best of the benchmark's iterations.
 // GPUMEM_BENCH_EVENTS overrides the event count (bench/run --smoke uses a small one).
 #include <benchmark/benchmark.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -191,6 +193,20 @@ bool write_gpumem_trace(const std::string& path, uint64_t pairs) {
   return true;
 }
 
+// Writes the trace in a child process. The writer's shared mapping puts the whole trace in the
+// writer's resident set, and Linux carries a process's peak RSS into the children it forks and
+// execs (ru_maxrss), so writing it here would make every program this benchmark spawns afterwards
+// look as big as the trace.
+bool write_gpumem_trace_elsewhere(const std::string& path, uint64_t pairs) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return false;
+  if (pid == 0) ::_exit(write_gpumem_trace(path, pairs) ? 0 : 1);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 off_t file_size(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 ? st.st_size : 0;
@@ -201,7 +217,7 @@ void BM_AnalyzerVsHeaptrackPrint(benchmark::State& state) {
   const double events = 2.0 * static_cast<double>(pairs);
   const std::string base = g_tmp + "/gpumem-bench-analyze-" + std::to_string(getpid());
   const std::string gm_trace = base + ".trace", ht_trace = base + "-ht";
-  if (!write_gpumem_trace(gm_trace, pairs)) return state.SkipWithError("cannot write the gpumem trace");
+  if (!write_gpumem_trace_elsewhere(gm_trace, pairs)) return state.SkipWithError("cannot write the gpumem trace");
   Child rec = spawn({"heaptrack", "-o", ht_trace, g_self, "--host-worker", std::to_string(pairs)}, {}, false);
   std::string ht_file = ht_trace + ".zst";
   if (file_size(ht_file) == 0) ht_file = ht_trace + ".gz";
@@ -239,7 +255,7 @@ void BM_AnalyzerPeakMemory(benchmark::State& state) {
   const char* v = std::getenv("GPUMEM_BENCH_BIG_EVENTS");
   const uint64_t pairs = (v != nullptr ? std::strtoull(v, nullptr, 10) : 4'000'000) / 2;
   const std::string trace = g_tmp + "/gpumem-bench-big-" + std::to_string(getpid()) + ".trace";
-  if (!write_gpumem_trace(trace, pairs)) return state.SkipWithError("cannot write the trace");
+  if (!write_gpumem_trace_elsewhere(trace, pairs)) return state.SkipWithError("cannot write the trace");
   double rss = 0, wall = 0;
   for (auto _ : state) {
     Child gm = spawn({GPUMEM_CLI, "report", trace, "--json", "/dev/null"}, {}, false);
