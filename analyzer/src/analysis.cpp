@@ -5,11 +5,11 @@
 #include <cstring>
 #include <map>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "address_map.h"
 #include "device_state.h"
 #include "metrics.h"
 
@@ -110,12 +110,12 @@ class Analysis::TraceState {
 
     // Leaks: what is still live, per device.
     std::map<int, std::pair<SiteAggregates, ClassAggregates>> leaks;
-    for (const auto& [address, a] : live_) {
-      if (a.kind == static_cast<uint8_t>(trace::MemKind::pinned_host)) continue;
+    live_.for_each([&](uint64_t /*address*/, const LiveAlloc& a) {
+      if (a.kind == static_cast<uint8_t>(trace::MemKind::pinned_host)) return;
       auto& [sites, classes] = leaks[a.device];
       sites[a.site].add(a.bytes);
       classes[size_class(a.bytes)].add(a.bytes);
-    }
+    });
 
     for (auto& [ordinal, state] : devices_) {
       DeviceReport d;
@@ -175,10 +175,14 @@ class Analysis::TraceState {
   };
 
   DeviceState& device(int ordinal) {
+    // Nearly every record names the same device as the one before it: skip the map lookup.
+    if (last_device_ != nullptr && last_ordinal_ == ordinal) return *last_device_;
     auto it = devices_.find(ordinal);
     if (it == devices_.end())
       it = devices_.emplace(ordinal, std::make_unique<DeviceState>(ordinal, options_)).first;
-    return *it->second;
+    last_ordinal_ = ordinal;
+    last_device_ = it->second.get();
+    return *last_device_;
   }
 
   // Phase key of the most recently begun phase still open: its name id + 1, 0 = none.
@@ -273,7 +277,7 @@ class Analysis::TraceState {
 
   void remember_freed(uint64_t address) {
     if (freed_.size() >= kMaxRememberedFrees) freed_.clear();
-    freed_.insert(address);
+    freed_.insert(address, true);
   }
 
   void release(uint64_t address, const LiveAlloc& a, int64_t t) {
@@ -287,10 +291,10 @@ class Analysis::TraceState {
   }
 
   void on_alloc(const trace::Record& r, int64_t t) {
-    if (auto old = live_.find(r.address); old != live_.end()) {
+    if (LiveAlloc* old = live_.find(r.address)) {
       // The free of the previous owner of this address was lost (torn record): close it here.
-      release(r.address, old->second, t);
-      live_.erase(old);
+      release(r.address, *old, t);
+      live_.erase(r.address);
     }
     freed_.erase(r.address);
     LiveAlloc a;
@@ -307,15 +311,14 @@ class Analysis::TraceState {
       device(r.device).alloc(r.address, a, (r.flags & trace::kFlagPooled) != 0, current_phase());
       update_phases(r.device, t);
     }
-    live_.emplace(r.address, a);
+    live_.insert(r.address, a);
   }
 
   void on_free(const trace::Record& r, int64_t t) {
     if (r.address == 0) return;  // cudaFree(nullptr) is a valid no-op
-    auto it = live_.find(r.address);
-    if (it != live_.end()) {
-      release(r.address, it->second, t);
-      live_.erase(it);
+    if (LiveAlloc* a = live_.find(r.address)) {
+      release(r.address, *a, t);
+      live_.erase(r.address);
       remember_freed(r.address);
       return;
     }
@@ -377,8 +380,8 @@ class Analysis::TraceState {
   TraceSummary summary_;
   std::map<int, DeviceInfoCopy> device_info_;
   std::map<int, std::unique_ptr<DeviceState>> devices_;
-  std::unordered_map<uint64_t, LiveAlloc> live_;
-  std::unordered_set<uint64_t> freed_;
+  AddressMap<LiveAlloc> live_;
+  AddressMap<bool> freed_;  // a set: the value is unused
   std::unordered_map<uint64_t, std::string> strings_;
   std::unordered_map<uint32_t, std::vector<uint64_t>> stacks_;
   std::unordered_map<uint64_t, uint64_t> symbols_;  // code address -> string id
@@ -391,6 +394,8 @@ class Analysis::TraceState {
   uint64_t last_free_anomaly_index_ = 0;
   uint64_t last_free_anomaly_address_ = 0;
   uint32_t last_free_anomaly_tid_ = 0;
+  int last_ordinal_ = 0;
+  DeviceState* last_device_ = nullptr;
   uint64_t pinned_live_ = 0;
   uint64_t index_ = 0;
   bool any_event_ = false;

@@ -43,6 +43,15 @@ void DeviceState::after_change(int64_t t_ns, uint64_t phase) {
   timeline_.add(t_ns, allocated_, res, frag);
 }
 
+Aggregate& DeviceState::site_aggregate(uint32_t site) {
+  // Entries are never erased and unordered_map nodes never move: the pointer stays valid.
+  if (last_site_agg_ == nullptr || last_site_ != site) {
+    last_site_ = site;
+    last_site_agg_ = &live_by_site_[site];
+  }
+  return *last_site_agg_;
+}
+
 void DeviceState::alloc(uint64_t address, LiveAlloc& a, bool pooled,
                         uint64_t phase) {
   // A zero-byte allocation changes the live set without raising the total: not a new peak.
@@ -51,7 +60,7 @@ void DeviceState::alloc(uint64_t address, LiveAlloc& a, bool pooled,
   histogram_[size_class(a.bytes)].add(a.bytes);
   bytes_total_ += a.bytes;
   allocated_ += a.bytes;
-  live_by_site_[a.site].add(a.bytes);
+  site_aggregate(a.site).add(a.bytes);
   live_by_class_[size_class(a.bytes)].add(a.bytes);
   a.segment_id = pooled ? segments_.take(address, a.bytes) : 0;
   if (a.segment_id == 0) outside_bytes_ += a.bytes;
@@ -64,9 +73,10 @@ void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint6
   ++freed_;
   if (span_ns(a.t_ns, t_ns) < static_cast<int64_t>(options_.short_lived_ns)) ++short_lived_;
   allocated_ -= a.bytes;
-  auto site = live_by_site_.find(a.site);
-  site->second.remove(a.bytes);
-  if (site->second.count == 0) live_by_site_.erase(site);
+  // Emptied sites stay (count 0, skipped by every reader of the map): erasing and re-inserting
+  // the same site on every alloc/free pair would allocate a node each time. Sites are interned
+  // call stacks, so the map stays as small as the set of stacks.
+  site_aggregate(a.site).remove(a.bytes);
   live_by_class_[size_class(a.bytes)].remove(a.bytes);
   if (a.segment_id == 0 || !segments_.give_back(address, a.bytes, a.segment_id))
     outside_bytes_ -= a.bytes;

@@ -50,6 +50,7 @@ class DeviceState {
  private:
   void snapshot_if_pending();
   void after_change(int64_t t_ns, uint64_t phase);
+  Aggregate& site_aggregate(uint32_t site);
 
   int device_;
   const AnalysisOptions& options_;
@@ -57,7 +58,9 @@ class DeviceState {
   uint64_t segment_bytes_ = 0;  // live pool segments
   uint64_t outside_bytes_ = 0;  // live allocations not inside a pool segment (reserved by themselves)
   SegmentSpace segments_;
-  SiteAggregates live_by_site_;
+  SiteAggregates live_by_site_;  // emptied sites stay, with count 0
+  uint32_t last_site_ = 0;
+  Aggregate* last_site_agg_ = nullptr;  // &live_by_site_[last_site_]
   ClassAggregates live_by_class_{};
 
   // Peak allocated, and the live set at that instant. The live set is copied lazily: on the

@@ -30,6 +30,7 @@ void MaxBoxTimeline::coarsen() {
   merged.resize(std::min(merged.size(), max_points_));
   boxes_.swap(merged);
   width_ns_ *= 2;
+  box_start_ = UINT64_MAX;  // the cached box moved: find it again
 }
 
 void MaxBoxTimeline::add(int64_t t_ns, uint64_t allocated, uint64_t reserved,
@@ -40,11 +41,15 @@ void MaxBoxTimeline::add(int64_t t_ns, uint64_t allocated, uint64_t reserved,
   }
   // Records from several threads may be slightly out of order: an early one joins the first box.
   uint64_t rel = t_ns > origin_ns_ ? static_cast<uint64_t>(span_ns(origin_ns_, t_ns)) : 0;
-  while (rel / width_ns_ >= max_points_) coarsen();
-  size_t index = static_cast<size_t>(rel / width_ns_);
-  if (index >= boxes_.size()) boxes_.resize(index + 1);
+  // Consecutive events nearly always fall in the same box: skip the divisions then.
+  if (rel < box_start_ || rel - box_start_ >= width_ns_) {
+    while (rel / width_ns_ >= max_points_) coarsen();
+    box_index_ = static_cast<size_t>(rel / width_ns_);
+    box_start_ = box_index_ * width_ns_;
+    if (box_index_ >= boxes_.size()) boxes_.resize(box_index_ + 1);
+  }
   Box point{true, t_ns, allocated, reserved, fragmentation};
-  merge_into(boxes_[index], point);
+  merge_into(boxes_[box_index_], point);
 }
 
 Timeline MaxBoxTimeline::points() const {

@@ -36,6 +36,10 @@ class MaxBoxTimeline {
   int64_t origin_ns_ = 0;
   uint64_t width_ns_ = 1024;
   std::vector<Box> boxes_;
+  // The box the last event fell in, [box_start_, box_start_ + width_ns_) relative to origin_ns_;
+  // box_start_ = UINT64_MAX when none is cached.
+  uint64_t box_start_ = UINT64_MAX;
+  size_t box_index_ = 0;
 };
 
 }  // namespace gpumem::analyzer
