@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -72,6 +73,24 @@ class FileReader final : public Reader {
   }
 
   bool next(Event* ev) override {
+    // Fast path, nearly every call: a complete non-blob record already in the buffer, with no
+    // zero slots before it. Its commit word and op are checked in place and it is copied once.
+    if (pending_zero_slots_ == 0 && pos_ >= buffer_offset_ && pos_ + kRecordSize <= data_end_ &&
+        pos_ + kRecordSize <= buffer_offset_ + buffer_len_) {
+      const char* slot = buffer_.get() + (pos_ - buffer_offset_);
+      uint32_t commit;
+      uint16_t op;
+      std::memcpy(&commit, slot + offsetof(Record, commit), sizeof commit);
+      std::memcpy(&op, slot + offsetof(Record, op), sizeof op);
+      if (commit == kCommitted && !is_blob(op)) {
+        std::memcpy(&ev->rec, slot, kRecordSize);
+        ev->payload = {};
+        pos_ += kRecordSize;
+        ++stats_.records;
+        stats_.bytes_read = pos_;
+        return true;
+      }
+    }
     while (pos_ + kRecordSize <= data_end_) {
       Record rec;
       if (!copy_slot(pos_, &rec)) break;
