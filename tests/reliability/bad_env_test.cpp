@@ -18,7 +18,7 @@ struct Case {
 
 const std::vector<std::string> kBadSizes = {"abc", "-1", "0", "0.1", "12XB", "1.5.5", "nan", "inf", "1e400",
                                             "99999999999999999999999", "GiB", "8 GiB extra", "\xff\xfe",
-                                            "+5", "5MiBs"};
+                                            "+5", "5MiBs", "0x10", "0x1p20"};
 const std::vector<std::string> kBadPercents = {"200%", "0%", "%", "-5%", "50%%", "101%"};
 
 std::vector<Case> cases() {

@@ -18,7 +18,10 @@ inline SizeParse parse_size(const char* text, uint64_t* bytes, double* percent =
   if (text == nullptr) return SizeParse::empty;
   while (*text == ' ') ++text;
   if (*text == '\0') return SizeParse::empty;
-  if (*text == '-' || *text == '+') return SizeParse::bad_number;
+  // Digits first: strtod would also take "0x10", "inf" and "nan", none of which is a size.
+  if (!((*text >= '0' && *text <= '9') || *text == '.')) return SizeParse::bad_number;
+  for (const char* c = text; *c != '\0'; ++c)
+    if (*c == 'x' || *c == 'X') return SizeParse::bad_number;
   char* end = nullptr;
   double value = std::strtod(text, &end);
   if (end == text || !(value >= 0)) return SizeParse::bad_number;
