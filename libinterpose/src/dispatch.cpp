@@ -160,7 +160,7 @@ void AllocationPath::stats(gpumem_stats* out) const {
   const PathCounters& c = g_counters[this - g_paths];
   *out = gpumem_stats{};
   out->allocated_bytes = c.allocated.load(std::memory_order_relaxed);
-  out->reserved_bytes = out->allocated_bytes;  // no pool yet: reserved == allocated
+  out->reserved_bytes = out->allocated_bytes;  // without a pool; add_stack_stats sets the pool's
   out->peak_allocated_bytes = c.peak.load(std::memory_order_relaxed);
   out->peak_reserved_bytes = out->peak_allocated_bytes;
   out->alloc_count = c.allocs.load(std::memory_order_relaxed);
