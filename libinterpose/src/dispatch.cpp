@@ -27,9 +27,9 @@ PathCounters g_counters[trace::kMaxDevices + 1];
 
 // 2^22 slots = 64 MiB of address space, committed page by page as it is touched. Constant-
 // initialised globals: no guard variable checked on every call (as a function-local static had).
-constinit LiveMap g_live_pointers(22);
+constinit LiveMap g_live_pointers(22, LiveMap::Keys::device_addresses);
 // VMM handles live in their own namespace of values.
-constinit LiveMap g_live_handles(16);
+constinit LiveMap g_live_handles(16, LiveMap::Keys::opaque);
 LiveMap& live_pointers() {
   return g_live_pointers;
 }

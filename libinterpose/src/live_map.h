@@ -23,10 +23,15 @@ struct LiveInfo {
 
 class LiveMap {
  public:
-  // Reserves 2^log2_slots slots (16 bytes each) of lazily committed memory.
+  // How keys are spread over the table. Device addresses: neighbours share a run of slots, so a
+  // pool walking its segments touches few pages of the table. Opaque values (VMM handles, which
+  // may be small integers): a plain multiplicative hash.
+  enum class Keys { device_addresses, opaque };
+  // Reserves 2^log2_slots slots (16 bytes each, at least 2^7) of lazily committed memory.
   // constexpr: a global LiveMap is constant-initialised (no guard on every access, usable by
   // hooks that run before static initialisers).
-  explicit constexpr LiveMap(unsigned log2_slots) : log2_slots_(log2_slots) {}
+  explicit constexpr LiveMap(unsigned log2_slots, Keys keys)
+      : log2_slots_(log2_slots < 7 ? 7 : log2_slots), keys_(keys) {}
   ~LiveMap() = default;  // deliberately leaked: hooks may run during static destruction
   LiveMap(const LiveMap&) = delete;
   LiveMap& operator=(const LiveMap&) = delete;
@@ -44,8 +49,10 @@ class LiveMap {
   static constexpr uint64_t kTombstone = ~0ull;
   static constexpr unsigned kMaxProbe = 4096;
   bool ensure_table();
+  uint64_t home(uint64_t key) const;
 
   unsigned log2_slots_;
+  Keys keys_;
   std::atomic<Slot*> slots_{nullptr};
   std::atomic<uint64_t> dropped_{0};
 };

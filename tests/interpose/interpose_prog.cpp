@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -613,6 +614,23 @@ int stacks() {
   return g_failures;
 }
 
+// Page faults of a growth pool walking fresh block addresses: PAIRS cudaMalloc/cudaFree pairs of
+// 256 B .. 4 KiB after one warm pair. Prints "faults N" (minor faults during the pairs).
+int pool_faults(int pairs) {
+  void* p = nullptr;
+  CHECK_RT(cudaMalloc(&p, 256));
+  CHECK_RT(cudaFree(p));
+  rusage before{}, after{};
+  getrusage(RUSAGE_SELF, &before);
+  for (int i = 0; i < pairs; ++i) {
+    CHECK_RT(cudaMalloc(&p, 256u * static_cast<unsigned>(i % 16 + 1)));
+    CHECK_RT(cudaFree(p));
+  }
+  getrusage(RUSAGE_SELF, &after);
+  std::printf("faults %ld\n", after.ru_minflt - before.ru_minflt);
+  return g_failures;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -620,7 +638,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: interpose_prog runtime|runtime_family|driver|dlsym|resolver|entry_point|"
                  "async|vmm|misuse|marks|threads N ITER|progress FILE|fork|stacks|cap FAMILY|tf|"
-                 "meminfo MIB|pool|retry|fixed MIB\n");
+                 "meminfo MIB|pool|pool_faults PAIRS|retry|fixed MIB\n");
     return 2;
   }
   const std::string cmd = argv[1];
@@ -642,6 +660,7 @@ int main(int argc, char** argv) {
   if (cmd == "tf") return tensorflow_style();
   if (cmd == "meminfo" && argc == 3) return meminfo(std::strtoull(argv[2], nullptr, 10));
   if (cmd == "pool") return pool_behaviour();
+  if (cmd == "pool_faults" && argc == 3) return pool_faults(std::atoi(argv[2]));
   if (cmd == "retry") return retry();
   if (cmd == "fixed" && argc == 3) return fixed(std::strtoull(argv[2], nullptr, 10));
   std::fprintf(stderr, "interpose_prog: unknown subcommand '%s'\n", cmd.c_str());
