@@ -191,8 +191,21 @@ TEST(TraceWriter, StacksAreDeduplicatedAcrossThreads) {
           Record r = make_record(Op::alloc, static_cast<uint64_t>(s), 1);
           r.site = id;
           w.append(r);
-          if (round == kRounds - 1) ids[t][s] = id;
         }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  // Settled (every first sight finished): each thread now gets the table's id for a stack. Not
+  // asserted inside the race: a first writer preempted between claiming a slot and publishing
+  // its id makes the others write copies meanwhile (by design they never wait).
+  threads.clear();
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int s = 0; s < kStacks; ++s) {
+        const uint64_t pcs[4] = {0x400000u + static_cast<uint64_t>(s), 0x500000, 0x600000,
+                                 static_cast<uint64_t>(s % 7)};
+        ids[t][s] = w.intern_stack(pcs, 4);
       }
     });
   }
@@ -222,6 +235,7 @@ TEST(TraceWriter, StacksAreDeduplicatedAcrossThreads) {
   EXPECT_EQ(wrong, 0u);
   // Dedup: once settled, every thread gets the same id for a stack. Only a race on first sight
   // may write a stack twice, so there are at most kThreads copies of each, far fewer than calls.
+  // (Lookups after settling write nothing new.)
   for (int t = 1; t < kThreads; ++t) EXPECT_EQ(ids[t], ids[0]);
   EXPECT_GE(stacks.size(), size_t{kStacks});
   EXPECT_LE(stacks.size(), size_t{kStacks} * kThreads);
