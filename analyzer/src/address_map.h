@@ -5,6 +5,7 @@
 // Key 0 is the empty-slot mark; an entry with key 0 (a corrupt trace may hold one) lives apart.
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <vector>
@@ -14,7 +15,10 @@ namespace gpumem::analyzer {
 template <class Value>
 class AddressMap {
  public:
-  AddressMap() { slots_.resize(kMinCapacity); }
+  AddressMap() {
+    slots_.resize(kMinCapacity);
+    resized();
+  }
 
   size_t size() const { return size_; }
 
@@ -30,25 +34,55 @@ class AddressMap {
 
   // Inserts `value` under `key` unless the key is present (then nothing changes, like emplace).
   void insert(uint64_t key, const Value& value) {
+    bool inserted = false;
+    Value& v = find_or_insert(key, &inserted);
+    if (inserted) v = value;
+  }
+
+  // The value under `key`, inserted value-initialised when absent (*inserted says which). One
+  // probe sequence for a lookup that may turn into an insert. Valid until the next insert.
+  Value& find_or_insert(uint64_t key, bool* inserted) {
+    *inserted = false;
     if (key == 0) {
       if (!has_zero_) {
-        has_zero_ = true;
-        zero_value_ = value;
+        has_zero_ = *inserted = true;
+        zero_value_ = Value{};
         ++size_;
       }
-      return;
+      return zero_value_;
     }
     if ((stored_ + 1) * 2 > slots_.size()) grow();
     for (size_t i = home(key);; i = (i + 1) & mask()) {
       Slot& s = slots_[i];
-      if (s.key == key) return;
+      if (s.key == key) return s.value;
       if (s.key == 0) {
         s.key = key;
-        s.value = value;
+        s.value = Value{};
         ++stored_;
         ++size_;
-        return;
+        *inserted = true;
+        return s.value;
       }
+    }
+  }
+
+  // Keeps only the entries for which keep(key, value) is true (a rebuild: O(capacity)).
+  template <class Keep>
+  void retain_if(Keep&& keep) {
+    std::vector<Slot> old;
+    old.swap(slots_);
+    slots_.resize(std::max(kMinCapacity, old.size()));
+    resized();
+    stored_ = 0;
+    size_ = has_zero_ ? 1 : 0;
+    if (has_zero_ && !keep(uint64_t{0}, zero_value_)) has_zero_ = false, size_ = 0;
+    for (const Slot& s : old) {
+      if (s.key == 0 || !keep(s.key, s.value)) continue;
+      size_t i = home(s.key);
+      while (slots_[i].key != 0) i = (i + 1) & mask();
+      slots_[i] = s;
+      ++stored_;
+      ++size_;
     }
   }
 
@@ -83,6 +117,7 @@ class AddressMap {
 
   void clear() {
     slots_.assign(kMinCapacity, Slot{});
+    resized();
     stored_ = size_ = 0;
     has_zero_ = false;
   }
@@ -101,16 +136,21 @@ class AddressMap {
     Value value{};
   };
 
-  size_t mask() const { return slots_.size() - 1; }
+  size_t mask() const { return mask_; }
   // Fibonacci hashing: addresses are often multiples of large powers of two.
   size_t home(uint64_t key) const {
-    return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >>
-                               (64 - std::countr_zero(slots_.size())));
+    return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);
+  }
+  // The table's size changed: keep mask and shift at hand for the per-event lookups.
+  void resized() {
+    mask_ = slots_.size() - 1;
+    shift_ = 64 - static_cast<unsigned>(std::countr_zero(slots_.size()));
   }
 
   void grow() {
     std::vector<Slot> old(slots_.size() * 2);
     old.swap(slots_);
+    resized();
     for (const Slot& s : old) {
       if (s.key == 0) continue;
       size_t i = home(s.key);
@@ -120,6 +160,8 @@ class AddressMap {
   }
 
   std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  unsigned shift_ = 64;
   size_t stored_ = 0;  // entries in slots_
   size_t size_ = 0;    // stored_ plus the key-0 entry
   bool has_zero_ = false;

@@ -10,6 +10,7 @@
 #include "gpumem/analyzer/model.h"
 #include "metrics.h"
 #include "segment_space.h"
+#include "time_span.h"
 #include "timeline.h"
 
 namespace gpumem::analyzer {
@@ -22,15 +23,17 @@ struct LiveAlloc {
   uint32_t site = 0;
   int16_t device = -1;
   uint8_t kind = 0;         // trace::MemKind
+  bool freed = false;       // the map keeps freed addresses a while, to tell a double free
 };
 
 class DeviceState {
  public:
   DeviceState(int device, const AnalysisOptions& options);
 
-  // `phase` is the string id of the current phase (0 = none), kept for the peak.
-  void alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t phase);
-  void free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint64_t phase);
+  // `phase` is the string id of the current phase (0 = none), kept for the peak. alloc and free
+  // run once per event: they are inline, below.
+  inline void alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t phase);
+  inline void free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint64_t phase);
   void segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase);
   void segment_release(uint64_t address, int64_t t_ns, uint64_t phase);
   void count_failed() { ++counts_.alloc_failed; }
@@ -48,9 +51,22 @@ class DeviceState {
   uint64_t peak_reserved_phase_id() const { return peak_reserved_phase_; }
 
  private:
-  void snapshot_if_pending();
-  void after_change(int64_t t_ns, uint64_t phase);
-  Aggregate& site_aggregate(uint32_t site);
+  void snapshot_if_pending() {
+    if (snapshot_pending_) take_peak_snapshot();
+  }
+  void take_peak_snapshot();
+  inline void after_change(int64_t t_ns, uint64_t phase);
+  void new_peak(int64_t t_ns, uint64_t phase, uint64_t reserved);
+  // The segment space changed: fragmentation is recomputed only then.
+  void segments_changed() { fragmentation_ = segments_.external_fragmentation(); }
+  Aggregate& site_aggregate(uint32_t site) {
+    // Entries are never erased and unordered_map nodes never move: the pointer stays valid.
+    if (last_site_agg_ == nullptr || last_site_ != site) {
+      last_site_ = site;
+      last_site_agg_ = &live_by_site_[site];
+    }
+    return *last_site_agg_;
+  }
 
   int device_;
   const AnalysisOptions& options_;
@@ -58,6 +74,7 @@ class DeviceState {
   uint64_t segment_bytes_ = 0;  // live pool segments
   uint64_t outside_bytes_ = 0;  // live allocations not inside a pool segment (reserved by themselves)
   SegmentSpace segments_;
+  double fragmentation_ = 0;  // segments_.external_fragmentation(), kept up to date
   SiteAggregates live_by_site_;  // emptied sites stay, with count 0
   uint32_t last_site_ = 0;
   Aggregate* last_site_agg_ = nullptr;  // &live_by_site_[last_site_]
@@ -91,5 +108,59 @@ class DeviceState {
   uint64_t short_lived_ = 0;
   MaxBoxTimeline timeline_;
 };
+
+void DeviceState::after_change(int64_t t_ns, uint64_t phase) {
+  const uint64_t res = reserved();
+  if (allocated_ > peak_allocated_ || (!has_peak_ && allocated_ > 0)) new_peak(t_ns, phase, res);
+  if (res > peak_reserved_) {
+    peak_reserved_ = res;
+    peak_reserved_t_ = t_ns;
+    peak_reserved_phase_ = phase;
+  }
+  if (fragmentation_ > frag_max_) {
+    frag_max_ = fragmentation_;
+    frag_max_t_ = t_ns;
+  }
+  timeline_.add(t_ns, allocated_, res, fragmentation_);
+}
+
+void DeviceState::alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t phase) {
+  // A zero-byte allocation changes the live set without raising the total: not a new peak.
+  if (a.bytes == 0) snapshot_if_pending();
+  ++counts_.alloc;
+  const int cls = size_class(a.bytes);
+  histogram_[cls].add(a.bytes);
+  live_by_class_[cls].add(a.bytes);
+  bytes_total_ += a.bytes;
+  allocated_ += a.bytes;
+  site_aggregate(a.site).add(a.bytes);
+  a.segment_id = 0;
+  if (pooled) {
+    a.segment_id = segments_.take(address, a.bytes);
+    segments_changed();
+  }
+  if (a.segment_id == 0) outside_bytes_ += a.bytes;
+  after_change(a.t_ns, phase);
+}
+
+void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint64_t phase) {
+  snapshot_if_pending();
+  ++counts_.free;
+  ++freed_;
+  if (span_ns(a.t_ns, t_ns) < static_cast<int64_t>(options_.short_lived_ns)) ++short_lived_;
+  allocated_ -= a.bytes;
+  // Emptied sites stay (count 0, skipped by every reader of the map): erasing and re-inserting
+  // the same site on every alloc/free pair would allocate a node each time. Sites are interned
+  // call stacks, so the map stays as small as the set of stacks.
+  site_aggregate(a.site).remove(a.bytes);
+  live_by_class_[size_class(a.bytes)].remove(a.bytes);
+  bool inside = false;
+  if (a.segment_id != 0) {
+    inside = segments_.give_back(address, a.bytes, a.segment_id);
+    segments_changed();
+  }
+  if (!inside) outside_bytes_ -= a.bytes;
+  after_change(t_ns, phase);
+}
 
 }  // namespace gpumem::analyzer

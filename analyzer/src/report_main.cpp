@@ -88,11 +88,11 @@ size_t analyze_files(const std::vector<std::string>& files, Analysis& analysis,
       continue;
     }
     analysis.begin_trace(reader->header(), path);
-    trace::Event ev;
+    trace::Batch batch;
     uint64_t n = 0;
-    while (reader->next(&ev)) {
-      analysis.feed(ev);
-      if ((++n & 0xFFFF) == 0) bar.update(path, reader->stats().bytes_read, reader->file_size());
+    while (reader->next_batch(&batch)) {
+      analysis.feed(batch);
+      if ((++n & 0xFFF) == 0) bar.update(path, reader->stats().bytes_read, reader->file_size());
     }
     analysis.end_trace(reader->stats());
     ++analysed;

@@ -1,5 +1,4 @@
 #include "timeline.h"
-#include "time_span.h"
 
 #include <algorithm>
 
@@ -33,23 +32,18 @@ void MaxBoxTimeline::coarsen() {
   box_start_ = UINT64_MAX;  // the cached box moved: find it again
 }
 
-void MaxBoxTimeline::add(int64_t t_ns, uint64_t allocated, uint64_t reserved,
-                         double fragmentation) {
+void MaxBoxTimeline::add_to_another_box(int64_t t_ns, uint64_t rel, uint64_t allocated,
+                                        uint64_t reserved, double fragmentation) {
   if (!started_) {
     started_ = true;
     origin_ns_ = t_ns;
+    rel = 0;
   }
-  // Records from several threads may be slightly out of order: an early one joins the first box.
-  uint64_t rel = t_ns > origin_ns_ ? static_cast<uint64_t>(span_ns(origin_ns_, t_ns)) : 0;
-  // Consecutive events nearly always fall in the same box: skip the divisions then.
-  if (rel < box_start_ || rel - box_start_ >= width_ns_) {
-    while (rel / width_ns_ >= max_points_) coarsen();
-    box_index_ = static_cast<size_t>(rel / width_ns_);
-    box_start_ = box_index_ * width_ns_;
-    if (box_index_ >= boxes_.size()) boxes_.resize(box_index_ + 1);
-  }
-  Box point{true, t_ns, allocated, reserved, fragmentation};
-  merge_into(boxes_[box_index_], point);
+  while (rel / width_ns_ >= max_points_) coarsen();
+  box_index_ = static_cast<size_t>(rel / width_ns_);
+  box_start_ = box_index_ * width_ns_;
+  if (box_index_ >= boxes_.size()) boxes_.resize(box_index_ + 1);
+  merge_into(boxes_[box_index_], Box{true, t_ns, allocated, reserved, fragmentation});
 }
 
 Timeline MaxBoxTimeline::points() const {

@@ -15,8 +15,27 @@ namespace gpumem::analyzer {
 class MaxBoxTimeline {
  public:
   explicit MaxBoxTimeline(size_t max_points);
-  // The state after an event at time t_ns (relative to the trace's clock base).
-  void add(int64_t t_ns, uint64_t allocated, uint64_t reserved, double fragmentation);
+  // The state after an event at time t_ns (relative to the trace's clock base). Inline: called
+  // once per event, and nearly every event falls in the box of the one before it.
+  void add(int64_t t_ns, uint64_t allocated, uint64_t reserved, double fragmentation) {
+    // Records from several threads may be slightly out of order: an early one joins the first
+    // box. (t_ns > origin_ns_, so the unsigned difference is exact.)
+    const uint64_t rel = started_ && t_ns > origin_ns_
+                             ? static_cast<uint64_t>(t_ns) - static_cast<uint64_t>(origin_ns_)
+                             : 0;
+    if (!started_ || rel < box_start_ || rel - box_start_ >= width_ns_) {
+      add_to_another_box(t_ns, rel, allocated, reserved, fragmentation);
+      return;
+    }
+    Box& b = boxes_[box_index_];
+    // Keep the time of the larger allocated value; on a tie the earlier one (first reached).
+    if (allocated > b.allocated || (allocated == b.allocated && t_ns < b.t_ns)) {
+      b.allocated = allocated;
+      b.t_ns = t_ns;
+    }
+    if (reserved > b.reserved) b.reserved = reserved;
+    if (fragmentation > b.fragmentation) b.fragmentation = fragmentation;
+  }
   // Non-empty boxes in time order. A point's t_ns is when `allocated` reached its box maximum.
   Timeline points() const;
 
@@ -29,6 +48,8 @@ class MaxBoxTimeline {
     double fragmentation = 0;
   };
   static void merge_into(Box& into, const Box& from);
+  void add_to_another_box(int64_t t_ns, uint64_t rel, uint64_t allocated, uint64_t reserved,
+                          double fragmentation);
   void coarsen();
 
   size_t max_points_;

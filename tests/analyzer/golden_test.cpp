@@ -8,6 +8,7 @@ namespace {
 
 using testing::Events;
 using testing::make_header;
+using trace::Op;
 
 TEST(Golden, PeakLiveAtPeakFinalAndLeaks) {
   Events e;
@@ -207,6 +208,54 @@ TEST(Golden, SizeHistogramUsesPowerOfTwoClasses) {
   uint64_t count = 0;
   for (const auto& row : r.devices[0].peak.live_at_peak) count += row.count;
   EXPECT_EQ(count, 8u);
+}
+
+// The analyzer remembers freed addresses (to tell a double free from an unknown pointer) in its
+// address map, up to 2^18 of them; past that it forgets them all at once. Live allocations must
+// survive that, and the records here go through the batch path (Analysis::feed(Batch)).
+TEST(Golden, FreedAddressesAreForgottenPastTheBoundLiveOnesStay) {
+  constexpr uint64_t kBound = uint64_t{1} << 18;
+  std::vector<trace::Record> recs;
+  auto add = [&](int64_t t, Op op, uint64_t address, uint64_t bytes) {
+    recs.push_back(Events::rec(t, op, address, bytes, 0, 0));
+  };
+  add(1, Op::alloc, 0xA000, 100);  // live throughout
+  add(2, Op::alloc, 0xB000, 7);
+  add(3, Op::free, 0xB000, 0);     // freed early: forgotten by the end
+  for (uint64_t i = 0; i < kBound; ++i) {  // the bound-th free after 0xB000's forgets them all
+    add(10 + 2 * static_cast<int64_t>(i), Op::alloc, 0x10000000 + i * 512, 512);
+    add(11 + 2 * static_cast<int64_t>(i), Op::free, 0x10000000 + i * 512, 0);
+  }
+  const int64_t t = 10 + 2 * static_cast<int64_t>(kBound);
+  add(t, Op::alloc, 0xC000, 9);
+  add(t + 1, Op::free, 0xC000, 0);
+  add(t + 2, Op::free, 0xC000, 0);  // freed after the purge: still a double free
+  add(t + 3, Op::free, 0xB000, 0);  // forgotten: an unknown pointer now
+  add(t + 4, Op::free, 0xA000, 0);  // the live one was kept: a plain free
+  Analysis a;
+  a.begin_trace(make_header(), "bound.trace");
+  for (size_t at = 0; at < recs.size(); at += 1000) {
+    trace::Batch b;
+    b.records = recs.data() + at;
+    b.count = std::min<size_t>(1000, recs.size() - at);
+    a.feed(b);
+  }
+  a.end_trace(trace::ReadStats{});
+  const Report r = a.finish();
+  ASSERT_EQ(r.devices.size(), 1u);
+  const DeviceReport& d = r.devices[0];
+  EXPECT_EQ(d.counts.alloc, kBound + 3);
+  EXPECT_EQ(d.counts.free, kBound + 3);
+  EXPECT_EQ(d.counts.double_free, 1u);
+  EXPECT_EQ(d.counts.free_unknown, 1u);
+  EXPECT_EQ(d.final.allocated_bytes, 0u);
+  EXPECT_EQ(d.final.leaked_allocations, 0u);
+  EXPECT_EQ(d.peak.allocated_bytes, 100u + 512);
+  ASSERT_EQ(r.anomalies.size(), 2u);
+  EXPECT_EQ(r.anomalies[0].kind, "double_free");
+  EXPECT_EQ(r.anomalies[0].address, 0xC000u);
+  EXPECT_EQ(r.anomalies[1].kind, "free_unknown");
+  EXPECT_EQ(r.anomalies[1].address, 0xB000u);
 }
 
 TEST(Golden, AnomaliesUnknownDoubleAndFailed) {

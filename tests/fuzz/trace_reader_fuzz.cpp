@@ -1,6 +1,6 @@
 // libFuzzer target: arbitrary bytes as a trace file, opened with the one reader and read to the
-// end (twice, through rewind). The reader must never crash, hang or read out of bounds, whatever
-// the header or records say.
+// end twice (through rewind): one record at a time, then in batches. The reader must never
+// crash, hang or read out of bounds, whatever the header or records say.
 #include <unistd.h>
 
 #include <cstdint>
@@ -23,8 +23,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     while (reader->next(&ev)) ++records;
     reader->rewind();
     uint64_t again = 0;
-    while (reader->next(&ev)) ++again;
-    if (records != again) __builtin_trap();  // the same file reads the same twice
+    gpumem::trace::Batch batch;  // the second pass in place, many records per call
+    while (reader->next_batch(&batch)) {
+      if (batch.count == 0 || (batch.count > 1 && !batch.payload.empty())) __builtin_trap();
+      again += batch.count;
+    }
+    if (records != again) __builtin_trap();  // the same file reads the same both ways
   } else if (error.empty()) {
     __builtin_trap();  // a refusal always says why
   }

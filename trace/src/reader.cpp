@@ -11,11 +11,14 @@
 #include <vector>
 
 #include "gpumem/trace_reader.h"
+#include "read_ahead.h"
 
 namespace gpumem::trace {
 namespace {
 
 constexpr size_t kBufferBytes = 1 << 20;     // multiple of kRecordSize
+constexpr size_t kBufferRecords = kBufferBytes / kRecordSize;
+constexpr size_t kMaxBatch = 256;            // 16 KiB: checked and then read while still in L1
 constexpr uint64_t kMaxBlobSlots = 1 << 16;  // 3.9 MB payload; the writer never comes close
 
 bool is_blob(uint16_t op) {
@@ -32,19 +35,6 @@ void terminate_string(char (&s)[N]) {
   s[N - 1] = '\0';
 }
 
-// pread until `len` bytes or end of file; returns bytes read, or -1 on error.
-ssize_t read_at(int fd, char* dst, size_t len, uint64_t offset) {
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = pread(fd, dst + done, len - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -1;
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  return static_cast<ssize_t>(done);
-}
-
 class FileReader final : public Reader {
  public:
   FileReader(int fd, std::string path, uint64_t size, std::unique_ptr<Header> header)
@@ -52,11 +42,18 @@ class FileReader final : public Reader {
         path_(std::move(path)),
         file_size_(size),
         header_(std::move(header)),
-        buffer_(new char[kBufferBytes]) {  // not zeroed: only bytes read are used
+        chunks_{std::unique_ptr<Record[]>(new Record[kBufferRecords]),  // not zeroed: only
+                std::unique_ptr<Record[]>(new Record[kBufferRecords])},  // bytes read are used
+        records_(chunks_[0].get()),
+        buffer_(reinterpret_cast<char*>(records_)),
+        ahead_(fd) {
     find_data_end();
     rewind();
   }
-  ~FileReader() override { ::close(fd_); }
+  ~FileReader() override {
+    ahead_.cancel();  // no read in flight on the descriptor once it is closed
+    ::close(fd_);
+  }
 
   const Header& header() const override { return *header_; }
   const std::string& path() const override { return path_; }
@@ -72,12 +69,37 @@ class FileReader final : public Reader {
     update_reason();
   }
 
+  bool next_batch(Batch* batch) override {
+    // A run of complete plain records already in the buffer, with no zero slots before it. Slots
+    // start at multiples of kRecordSize from buffer_offset_ (refills start at a slot), so the
+    // run is an array of Record.
+    if (pending_zero_slots_ == 0 && pos_ >= buffer_offset_) {
+      const uint64_t end = std::min(data_end_, buffer_offset_ + buffer_len_);
+      const size_t available = end > pos_ ? (end - pos_) / kRecordSize : 0;
+      const size_t limit = std::min(available, kMaxBatch);
+      const Record* first = records_ + (pos_ - buffer_offset_) / kRecordSize;
+      size_t n = 0;
+      while (n < limit && first[n].commit == kCommitted && !is_blob(first[n].op)) ++n;
+      if (n > 0) {
+        pos_ += n * kRecordSize;
+        stats_.records += n;
+        stats_.bytes_read = pos_;
+        *batch = {first, n, {}};
+        return true;
+      }
+    }
+    // Anything else (a refill, a blob, torn or zero slots) goes the careful way, one record.
+    if (!next(&batch_event_)) return false;
+    *batch = {&batch_event_.rec, 1, batch_event_.payload};
+    return true;
+  }
+
   bool next(Event* ev) override {
     // Fast path, nearly every call: a complete non-blob record already in the buffer, with no
     // zero slots before it. Its commit word and op are checked in place and it is copied once.
     if (pending_zero_slots_ == 0 && pos_ >= buffer_offset_ && pos_ + kRecordSize <= data_end_ &&
         pos_ + kRecordSize <= buffer_offset_ + buffer_len_) {
-      const char* slot = buffer_.get() + (pos_ - buffer_offset_);
+      const char* slot = buffer_ + (pos_ - buffer_offset_);
       uint32_t commit;
       uint16_t op;
       std::memcpy(&commit, slot + offsetof(Record, commit), sizeof commit);
@@ -169,18 +191,31 @@ class FileReader final : public Reader {
   bool copy_slot(uint64_t offset, Record* out) {
     if (offset < buffer_offset_ || offset + kRecordSize > buffer_offset_ + buffer_len_) {
       const uint64_t want = std::min<uint64_t>(kBufferBytes, data_end_ - offset);
-      const ssize_t got = read_at(fd_, buffer_.get(), want, offset);
+      ssize_t got = 0;
+      int err = 0;
+      if (ahead_.take(offset, want, &got, &err)) {  // read ahead into the other chunk: use it
+        current_chunk_ = 1 - current_chunk_;
+        records_ = chunks_[current_chunk_].get();
+        buffer_ = reinterpret_cast<char*>(records_);
+      } else {
+        got = read_at(fd_, buffer_, want, offset);
+        err = errno;
+      }
       buffer_offset_ = offset;
       buffer_len_ = got < 0 ? 0 : static_cast<uint64_t>(got);
       if (buffer_len_ < want) {  // the file shrank under us or cannot be read: stop there
         data_end_ = offset + buffer_len_ - buffer_len_ % kRecordSize;
-        open_reasons_.push_back(got < 0 ? "read error: " + std::string(std::strerror(errno))
+        open_reasons_.push_back(got < 0 ? "read error: " + std::string(std::strerror(err))
                                         : "file became shorter while being read");
         update_reason();
+      } else if (const uint64_t next = offset + buffer_len_; next < data_end_) {
+        // Records are read in file order: copy the next chunk while this one is used.
+        ahead_.start(reinterpret_cast<char*>(chunks_[1 - current_chunk_].get()),
+                     std::min<uint64_t>(kBufferBytes, data_end_ - next), next);
       }
       if (offset + kRecordSize > buffer_offset_ + buffer_len_) return false;
     }
-    std::memcpy(out, buffer_.get() + (offset - buffer_offset_), kRecordSize);
+    std::memcpy(out, buffer_ + (offset - buffer_offset_), kRecordSize);
     return true;
   }
 
@@ -211,11 +246,18 @@ class FileReader final : public Reader {
   uint64_t data_end_ = kHeaderSize;        // records lie in [kHeaderSize, data_end_)
   uint64_t pos_ = kHeaderSize;
   uint64_t pending_zero_slots_ = 0;
-  std::unique_ptr<char[]> buffer_;
+  // Two read buffers ("chunks"): the one in use and the one the read-ahead fills. Typed, so that
+  // runs of records in them are Record arrays.
+  std::unique_ptr<Record[]> chunks_[2];
+  int current_chunk_ = 0;
+  Record* records_;  // chunks_[current_chunk_]
+  char* buffer_;     // the same bytes, for reads and byte offsets
   uint64_t buffer_offset_ = 0;  // file offset of buffer_[0]
   uint64_t buffer_len_ = 0;
   std::string payload_;
+  Event batch_event_;  // the one record next_batch() delivers from the careful path
   ReadStats stats_;
+  ReadAhead ahead_;  // last: its thread stops before the buffers it may be filling go away
 };
 
 }  // namespace

@@ -4,7 +4,8 @@
 //
 //   Analysis a;
 //   a.begin_trace(reader->header(), reader->path());
-//   while (reader->next(&ev)) a.feed(ev);
+//   trace::Batch b;
+//   while (reader->next_batch(&b)) a.feed(b);     // or: while (reader->next(&ev)) a.feed(ev);
 //   a.end_trace(reader->stats());
 //   Report r = a.finish();
 #pragma once
@@ -37,6 +38,7 @@ class Analysis {
 
   void begin_trace(const trace::Header& header, const std::string& path);
   void feed(const trace::Event& event);
+  void feed(const trace::Batch& batch);
   // `stats` says how reading ended (truncated, torn records); may be a default ReadStats.
   void end_trace(const trace::ReadStats& stats);
   // Adds the cross-process summary and hands over the report. Call once, after the last trace.
