@@ -53,11 +53,32 @@ class Analysis::TraceState {
   }
 
   void feed(const trace::Record& r, std::string_view payload) {
-    ++index_;
     const int64_t t = static_cast<int64_t>(r.t_ns - clock_base_);
     first_ns_ = std::min(first_ns_, t);
     last_ns_ = std::max(last_ns_, t);
     saw_site_ |= r.site != 0;
+    dispatch(r, t, payload);
+  }
+
+  // The same for a run of records; the time range and site flag are kept in registers.
+  void feed(const trace::Record* records, size_t count, std::string_view payload) {
+    int64_t first = first_ns_, last = last_ns_;
+    bool site = saw_site_;
+    for (size_t i = 0; i < count; ++i) {
+      const trace::Record& r = records[i];
+      const int64_t t = static_cast<int64_t>(r.t_ns - clock_base_);
+      first = std::min(first, t);
+      last = std::max(last, t);
+      site |= r.site != 0;
+      dispatch(r, t, payload);
+    }
+    first_ns_ = first;
+    last_ns_ = last;
+    saw_site_ = site;
+  }
+
+  void dispatch(const trace::Record& r, int64_t t, std::string_view payload) {
+    ++index_;
     switch (static_cast<trace::Op>(r.op)) {
       case trace::Op::alloc: on_alloc(r, t); break;
       case trace::Op::free: on_free(r, t); break;
@@ -189,7 +210,9 @@ class Analysis::TraceState {
   }
 
   // Phase key of the most recently begun phase still open: its name id + 1, 0 = none.
-  uint64_t current_phase() const { return open_.empty() ? 0 : open_.back().name_id + 1; }
+  uint64_t current_phase() const { return current_phase_; }
+  // open_ changed: the phase key every event asks for is kept at hand.
+  void phases_changed() { current_phase_ = open_.empty() ? 0 : open_.back().name_id + 1; }
 
   std::optional<std::string> phase_name(uint64_t key) const {
     if (key == 0) return std::nullopt;
@@ -202,7 +225,7 @@ class Analysis::TraceState {
   }
 
   void update_phases(int ordinal, int64_t t) {
-    if (open_.empty()) return;
+    if (current_phase_ == 0) return;  // no phase open
     const DeviceState& d = device(ordinal);
     for (OpenPhase& p : open_) {
       PhaseDevicePeak* peak = nullptr;
@@ -229,6 +252,7 @@ class Analysis::TraceState {
     for (const auto& [ordinal, state] : devices_)
       p.peaks.push_back({ordinal, state->allocated(), t, state->reserved()});
     open_.push_back(std::move(p));
+    phases_changed();
   }
 
   void on_mark_end(uint64_t name_id, int64_t t) {
@@ -246,6 +270,7 @@ class Analysis::TraceState {
     else
       ++phases_omitted_;
     open_.erase(it);
+    phases_changed();
   }
 
   PhasePeak phase_row(const ClosedPhase& p, int ordinal, const DeviceState* /*state*/) const {
@@ -393,6 +418,7 @@ class Analysis::TraceState {
   std::unordered_map<uint32_t, std::vector<uint64_t>> stacks_;
   std::unordered_map<uint64_t, uint64_t> symbols_;  // code address -> string id
   std::vector<OpenPhase> open_;
+  uint64_t current_phase_ = 0;  // phase key of open_.back(): its name id + 1, 0 = none open
   std::vector<ClosedPhase> phases_;
   uint64_t phases_omitted_ = 0;
   std::vector<Anomaly> anomalies_;
@@ -427,7 +453,7 @@ void Analysis::feed(const trace::Event& event) {
 // docs/performance.md for the instructions per event.
 [[gnu::flatten]] void Analysis::feed(const trace::Batch& batch) {
   if (!current_) return;
-  for (size_t i = 0; i < batch.count; ++i) current_->feed(batch.records[i], batch.payload);
+  current_->feed(batch.records, batch.count, batch.payload);
 }
 
 void Analysis::end_trace(const trace::ReadStats& stats) {

@@ -56,6 +56,9 @@ class DeviceState {
   }
   void take_peak_snapshot();
   inline void after_change(int64_t t_ns, uint64_t phase);
+  // After a free outside any pool segment: allocated and reserved only went down and the
+  // segments did not change, so no maximum can be new; only the timeline may be in a new box.
+  void after_plain_free(int64_t t_ns) { timeline_.add(t_ns, allocated_, reserved(), fragmentation_); }
   void new_peak(int64_t t_ns, uint64_t phase, uint64_t reserved);
   // The segment space changed: fragmentation is recomputed only then.
   void segments_changed() { fragmentation_ = segments_.external_fragmentation(); }
@@ -154,12 +157,13 @@ void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint6
   // call stacks, so the map stays as small as the set of stacks.
   site_aggregate(a.site).remove(a.bytes);
   live_by_class_[size_class(a.bytes)].remove(a.bytes);
-  bool inside = false;
-  if (a.segment_id != 0) {
-    inside = segments_.give_back(address, a.bytes, a.segment_id);
-    segments_changed();
+  if (a.segment_id == 0) {
+    outside_bytes_ -= a.bytes;
+    after_plain_free(t_ns);
+    return;
   }
-  if (!inside) outside_bytes_ -= a.bytes;
+  if (!segments_.give_back(address, a.bytes, a.segment_id)) outside_bytes_ -= a.bytes;
+  segments_changed();
   after_change(t_ns, phase);
 }
 

@@ -29,21 +29,38 @@ void MaxBoxTimeline::coarsen() {
   merged.resize(std::min(merged.size(), max_points_));
   boxes_.swap(merged);
   width_ns_ *= 2;
-  box_start_ = UINT64_MAX;  // the cached box moved: find it again
+  box_lo_ns_ = INT64_MAX;  // the cached box moved: find it again
+  box_hi_ns_ = INT64_MIN;
 }
 
-void MaxBoxTimeline::add_to_another_box(int64_t t_ns, uint64_t rel, uint64_t allocated,
-                                        uint64_t reserved, double fragmentation) {
+void MaxBoxTimeline::add_to_another_box(int64_t t_ns, uint64_t allocated, uint64_t reserved,
+                                        double fragmentation) {
   if (!started_) {
     started_ = true;
     origin_ns_ = t_ns;
-    rel = 0;
   }
+  // Records from several threads may be slightly out of order: an early one joins the first box.
+  // (t_ns > origin_ns_, so the unsigned difference is exact.)
+  const uint64_t rel =
+      t_ns > origin_ns_ ? static_cast<uint64_t>(t_ns) - static_cast<uint64_t>(origin_ns_) : 0;
   while (rel / width_ns_ >= max_points_) coarsen();
   box_index_ = static_cast<size_t>(rel / width_ns_);
-  box_start_ = box_index_ * width_ns_;
   if (box_index_ >= boxes_.size()) boxes_.resize(box_index_ + 1);
   merge_into(boxes_[box_index_], Box{true, t_ns, allocated, reserved, fragmentation});
+  // Cache the box's time range for the next events, unless its bounds leave int64 (a corrupt
+  // trace's times may be anywhere): then every event comes here, which is only slower.
+  const uint64_t start = box_index_ * width_ns_;
+  int64_t lo = 0, hi = 0;
+  constexpr uint64_t kMax = static_cast<uint64_t>(INT64_MAX);
+  if (box_index_ > 0 && start <= kMax && width_ns_ <= kMax &&
+      !__builtin_add_overflow(origin_ns_, static_cast<int64_t>(start), &lo) &&
+      !__builtin_add_overflow(lo, static_cast<int64_t>(width_ns_), &hi)) {
+    box_lo_ns_ = lo;
+    box_hi_ns_ = hi;
+  } else {
+    box_lo_ns_ = INT64_MAX;  // box 0 also takes early (out of order) events: not cached
+    box_hi_ns_ = INT64_MIN;
+  }
 }
 
 Timeline MaxBoxTimeline::points() const {

@@ -18,13 +18,8 @@ class MaxBoxTimeline {
   // The state after an event at time t_ns (relative to the trace's clock base). Inline: called
   // once per event, and nearly every event falls in the box of the one before it.
   void add(int64_t t_ns, uint64_t allocated, uint64_t reserved, double fragmentation) {
-    // Records from several threads may be slightly out of order: an early one joins the first
-    // box. (t_ns > origin_ns_, so the unsigned difference is exact.)
-    const uint64_t rel = started_ && t_ns > origin_ns_
-                             ? static_cast<uint64_t>(t_ns) - static_cast<uint64_t>(origin_ns_)
-                             : 0;
-    if (!started_ || rel < box_start_ || rel - box_start_ >= width_ns_) {
-      add_to_another_box(t_ns, rel, allocated, reserved, fragmentation);
+    if (t_ns < box_lo_ns_ || t_ns >= box_hi_ns_) {
+      add_to_another_box(t_ns, allocated, reserved, fragmentation);
       return;
     }
     Box& b = boxes_[box_index_];
@@ -36,6 +31,7 @@ class MaxBoxTimeline {
     if (reserved > b.reserved) b.reserved = reserved;
     if (fragmentation > b.fragmentation) b.fragmentation = fragmentation;
   }
+
   // Non-empty boxes in time order. A point's t_ns is when `allocated` reached its box maximum.
   Timeline points() const;
 
@@ -48,7 +44,7 @@ class MaxBoxTimeline {
     double fragmentation = 0;
   };
   static void merge_into(Box& into, const Box& from);
-  void add_to_another_box(int64_t t_ns, uint64_t rel, uint64_t allocated, uint64_t reserved,
+  void add_to_another_box(int64_t t_ns, uint64_t allocated, uint64_t reserved,
                           double fragmentation);
   void coarsen();
 
@@ -57,10 +53,11 @@ class MaxBoxTimeline {
   int64_t origin_ns_ = 0;
   uint64_t width_ns_ = 1024;
   std::vector<Box> boxes_;
-  // The box the last event fell in, [box_start_, box_start_ + width_ns_) relative to origin_ns_;
-  // box_start_ = UINT64_MAX when none is cached.
-  uint64_t box_start_ = UINT64_MAX;
+  // The box the last event fell in: boxes_[box_index_], times [box_lo_ns_, box_hi_ns_); an
+  // empty range when none is cached.
   size_t box_index_ = 0;
+  int64_t box_lo_ns_ = INT64_MAX;
+  int64_t box_hi_ns_ = INT64_MIN;
 };
 
 }  // namespace gpumem::analyzer
