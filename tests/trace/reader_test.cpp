@@ -252,7 +252,7 @@ TEST(TraceReader, BatchesDeliverTheSameRecordsAsNext) {
   const std::string path = dir.file("chunks.trace");
   write_file(path, raw_trace(slots, true));
   const ReadResult one = read_trace(path);
-  const ReadResult batched = read_trace_batched(path);
+  const ReadResult batched = read_trace(path, /*batched=*/true);
   ASSERT_GT(one.events.size(), kSlots - 200);
   EXPECT_GT(one.stats.torn, 40u);
   expect_same_reading(one, batched);

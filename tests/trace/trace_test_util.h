@@ -45,25 +45,9 @@ struct ReadResult {
   trace::Header header;
 };
 
-// The same as read_trace, through Reader::next_batch (records read in place, many per call).
-inline ReadResult read_trace_batched(const std::string& path) {
-  ReadResult out{};
-  std::string error;
-  auto reader = trace::Reader::open(path, &error);
-  EXPECT_NE(reader, nullptr) << error;
-  if (!reader) return out;
-  out.header = reader->header();
-  trace::Batch b;
-  while (reader->next_batch(&b)) {
-    EXPECT_GE(b.count, 1u);
-    EXPECT_TRUE(b.count == 1 || b.payload.empty()) << "a blob comes alone with its payload";
-    for (size_t i = 0; i < b.count; ++i) out.events.push_back({b.records[i], std::string(b.payload)});
-  }
-  out.stats = reader->stats();
-  return out;
-}
-
-inline ReadResult read_trace(const std::string& path) {
+// Every record of a trace, read one at a time (Reader::next) or, with `batched`, through
+// Reader::next_batch (records read in place, many per call).
+inline ReadResult read_trace(const std::string& path, bool batched = false) {
   ReadResult out{};
   std::string error;
   auto reader = trace::Reader::open(path, &error);
@@ -71,7 +55,16 @@ inline ReadResult read_trace(const std::string& path) {
   if (!reader) return out;
   out.header = reader->header();
   trace::Event ev;
-  while (reader->next(&ev)) out.events.push_back({ev.rec, std::string(ev.payload)});
+  trace::Batch b;
+  while (batched ? reader->next_batch(&b) : reader->next(&ev)) {
+    if (!batched) {
+      out.events.push_back({ev.rec, std::string(ev.payload)});
+      continue;
+    }
+    EXPECT_GE(b.count, 1u);
+    EXPECT_TRUE(b.count == 1 || b.payload.empty()) << "a blob comes alone with its payload";
+    for (size_t i = 0; i < b.count; ++i) out.events.push_back({b.records[i], std::string(b.payload)});
+  }
   out.stats = reader->stats();
   return out;
 }
