@@ -220,15 +220,15 @@ void expect_same_reading(const ReadResult& a, const ReadResult& b) {
   EXPECT_EQ(a.stats.reason, b.stats.reason);
 }
 
-// A trace of several read chunks (the reader reads 1 MiB at a time, the next one ahead on a
+// A trace of several read chunks (the reader reads 512 KiB at a time, the next ones ahead on a
 // thread) with blobs, torn slots and holes spread over it, some across chunk boundaries:
 // next_batch() delivers exactly what next() does, and so does a mix of the two.
 TEST(TraceReader, BatchesDeliverTheSameRecordsAsNext) {
   ScratchDir dir;
-  constexpr size_t kSlots = 3 * 16384 + 777;  // 16384 slots per 1 MiB chunk
+  constexpr size_t kSlots = 6 * 8192 + 777;  // 8192 slots per 512 KiB chunk
   std::vector<Record> slots;
   for (size_t i = 0; slots.size() < kSlots; ++i) {
-    if (i % 997 == 0 || slots.size() % 16384 == 16383) {  // a blob, some straddling a chunk end
+    if (i % 997 == 0 || slots.size() % 8192 == 8191) {  // a blob, some straddling a chunk end
       Record head = committed(5);
       head.op = static_cast<uint16_t>(Op::string);
       head.aux = i;
@@ -284,7 +284,7 @@ TEST(TraceReader, BatchesDeliverTheSameRecordsAsNext) {
 // was read before stays, the rest is a clean end marked truncated, never a crash.
 TEST(TraceReader, FileCutWhileBeingReadEndsCleanly) {
   ScratchDir dir;
-  constexpr size_t kSlots = 4 * 16384;
+  constexpr size_t kSlots = 8 * 8192;
   std::vector<Record> slots;
   for (size_t i = 0; i < kSlots; ++i) slots.push_back(committed(i));
   const std::string path = dir.file("shrinks.trace");
@@ -301,9 +301,11 @@ TEST(TraceReader, FileCutWhileBeingReadEndsCleanly) {
   while (reader->next_batch(&b))
     for (size_t i = 0; i < b.count; ++i) in_order &= b.records[i].bytes == n++;
   EXPECT_TRUE(in_order);
-  // Read: the chunk in use when the file was cut (records 16384..32767), and the next one if
-  // the read-ahead had copied it before the cut; nothing the file no longer held when read.
-  EXPECT_TRUE(n == 32768 || n == 49152) << n;
+  // Read: at least what was read before the cut, then what the chunks read before the cut
+  // held (how many depends on the read-ahead's timing); always a prefix, in order, and the end
+  // is reported as a cut, not as a clean end.
+  EXPECT_GE(n, 20000u);
+  EXPECT_LT(n, kSlots);
   EXPECT_TRUE(reader->stats().truncated);
   EXPECT_NE(reader->stats().reason.find("file became shorter while being read"), std::string::npos)
       << reader->stats().reason;

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace gpumem::trace {
@@ -19,60 +20,97 @@ ssize_t read_at(int fd, char* dst, size_t len, uint64_t offset) {
   return static_cast<ssize_t>(done);
 }
 
+ReadAhead::ReadAhead(int fd) : fd_(fd) {
+  // Not zeroed: only the bytes read are used.
+  for (Slot& s : slots_) s.buffer.reset(new Record[kChunkBytes / kRecordSize]);
+}
+
 ReadAhead::~ReadAhead() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = true;
-  }
-  cv_.notify_all();
+  stop();
   if (thread_.joinable()) thread_.join();
 }
 
-void ReadAhead::start(char* dst, size_t len, uint64_t offset) {
-  cancel();
-  {
-    std::lock_guard lock(mutex_);
-    dst_ = dst;
-    len_ = len;
-    offset_ = offset;
-    requested_ = in_flight_ = true;
-  }
-  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+void ReadAhead::stop() {
+  std::unique_lock lock(mutex_);
+  stop_ = true;
   cv_.notify_all();
+  cv_.wait(lock, [this] {
+    return std::none_of(std::begin(slots_), std::end(slots_),
+                        [](const Slot& s) { return s.state == Slot::reading; });
+  });
 }
 
-bool ReadAhead::take(uint64_t offset, size_t len, ssize_t* got, int* err) {
-  std::unique_lock lock(mutex_);
-  if (!in_flight_) return false;
-  cv_.wait(lock, [this] { return !requested_; });
-  in_flight_ = false;
-  if (offset != offset_ || len != len_) return false;
-  *got = got_;
-  *err = err_;
-  return true;
+ReadAhead::Slot* ReadAhead::slot_for(uint64_t offset) {
+  for (Slot& s : slots_)
+    if ((s.state == Slot::reading || s.state == Slot::ready) && s.offset == offset) return &s;
+  return nullptr;
 }
 
-void ReadAhead::cancel() {
+ReadAhead::Chunk ReadAhead::get(uint64_t offset, uint64_t end) {
   std::unique_lock lock(mutex_);
-  cv_.wait(lock, [this] { return !requested_; });
-  in_flight_ = false;
+  for (Slot& s : slots_)
+    if (s.state == Slot::held) s.state = Slot::free;
+  end_ = end;
+  Slot* slot = slot_for(offset);
+  if (slot == nullptr) {
+    // A jump (or the first chunk): what was read ahead is of no use. Reads in flight cannot be
+    // called back; let them end, then start over from `offset`.
+    next_offset_ = end_;  // no new read starts meanwhile
+    cv_.wait(lock, [this] {
+      return std::none_of(std::begin(slots_), std::end(slots_),
+                          [](const Slot& s) { return s.state == Slot::reading; });
+    });
+    for (Slot& s : slots_) s.state = Slot::free;
+    const size_t len = static_cast<size_t>(std::min<uint64_t>(kChunkBytes, end - offset));
+    if (!thread_.joinable() && offset + len >= end) {
+      // All that is left fits in one chunk, and no thread runs yet: read it here.
+      slot = &slots_[0];
+      slot->offset = offset;
+      slot->len = len;
+      slot->got = read_at(fd_, reinterpret_cast<char*>(slot->buffer.get()), len, offset);
+      slot->error = slot->got < 0 ? errno : 0;
+      slot->state = Slot::held;
+      return {slot->buffer.get(), slot->got, slot->error};
+    }
+    next_offset_ = offset;
+    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return (slot = slot_for(offset)) != nullptr; });
+  } else {
+    cv_.notify_all();  // a slot was handed back: the thread may read on
+  }
+  cv_.wait(lock, [slot] { return slot->state == Slot::ready; });
+  slot->state = Slot::held;
+  return {slot->buffer.get(), slot->got, slot->error};
 }
 
 void ReadAhead::run() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    cv_.wait(lock, [this] { return stop_ || requested_; });
+    Slot* slot = nullptr;
+    cv_.wait(lock, [&] {
+      if (stop_) return true;
+      if (next_offset_ >= end_) return false;
+      for (Slot& s : slots_)
+        if (s.state == Slot::free) slot = &s;
+      return slot != nullptr;
+    });
     if (stop_) return;
-    char* dst = dst_;
-    const size_t len = len_;
-    const uint64_t offset = offset_;
+    slot->state = Slot::reading;
+    slot->offset = next_offset_;
+    slot->len = static_cast<size_t>(std::min<uint64_t>(kChunkBytes, end_ - next_offset_));
+    next_offset_ += slot->len;
+    char* dst = reinterpret_cast<char*>(slot->buffer.get());
+    const size_t len = slot->len;
+    const uint64_t offset = slot->offset;
     lock.unlock();
     const ssize_t got = read_at(fd_, dst, len, offset);
-    const int err = got < 0 ? errno : 0;
+    const int error = got < 0 ? errno : 0;
     lock.lock();
-    got_ = got;
-    err_ = err;
-    requested_ = false;
+    slot->got = got;
+    slot->error = error;
+    slot->state = Slot::ready;
+    if (got < static_cast<ssize_t>(len)) next_offset_ = end_;  // the file ends sooner: stop there
     cv_.notify_all();
   }
 }

@@ -1,9 +1,13 @@
-// Sequential read-ahead for the trace reader: while the caller works on one chunk of the file, a
-// background thread copies the next chunk out of the page cache into a second buffer. On a
-// cached trace that copy is ~40% of an analysis (10 ns of kernel time per 64-byte record,
-// measured with `gpumem report` on 20M events, docs/performance.md), so overlapping it with the
-// analysis nearly hides it. One thread per reader, started at the first chunk read ahead and
-// stopped by the destructor; a small trace (one chunk) never starts it.
+// Sequential read-ahead for the trace reader: a background thread copies the chunks of the file
+// that follow the one in use out of the page cache into a small ring of buffers, so the caller
+// finds them ready. On a cached trace that copy is about 10 ns of kernel time per 64-byte record,
+// as much as the analysis itself (docs/performance.md): overlapped, the two no longer add up.
+// The ring (not a single spare buffer) lets the thread run on without waiting for the caller to
+// hand a buffer back, so a thread wake-up is not paid per chunk.
+//
+// One thread per reader, started by the first get() that is not the whole rest of the file (a
+// small trace never starts it), stopped by the destructor. Bad input is the caller's business:
+// this class only reports what pread returned.
 #pragma once
 
 #include <sys/types.h>
@@ -11,8 +15,11 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
+
+#include "gpumem/trace_format.h"
 
 namespace gpumem::trace {
 
@@ -21,37 +28,50 @@ ssize_t read_at(int fd, char* dst, size_t len, uint64_t offset);
 
 class ReadAhead {
  public:
-  explicit ReadAhead(int fd) : fd_(fd) {}
+  static constexpr size_t kChunkBytes = 512 << 10;  // a multiple of kRecordSize
+  static constexpr int kChunks = 4;                 // the one in use and three read ahead
+
+  struct Chunk {
+    Record* data = nullptr;  // kChunkBytes of buffer; the first `got` bytes are the file's
+    ssize_t got = 0;         // what read_at returned for this chunk
+    int error = 0;           // errno when got < 0
+  };
+
+  explicit ReadAhead(int fd);
   ~ReadAhead();
   ReadAhead(const ReadAhead&) = delete;
   ReadAhead& operator=(const ReadAhead&) = delete;
 
-  // Starts reading [offset, offset + len) into `dst` in the background. `dst` must stay untouched
-  // by the caller until take() or cancel() returns.
-  void start(char* dst, size_t len, uint64_t offset);
-  // If the read in flight (or done) is exactly [offset, offset + len), waits for it and returns
-  // true with *got = what read_at returned and *err = its errno; else cancels it (waits for it
-  // to end) and returns false. Either way nothing is in flight afterwards.
-  bool take(uint64_t offset, size_t len, ssize_t* got, int* err);
-  // Waits for any read in flight and forgets it.
-  void cancel();
+  // The file's bytes [offset, min(offset + kChunkBytes, end)). Valid until the next get() or
+  // stop(); the chunk returned before is handed back to the ring. The chunks after it, up to
+  // `end`, are read ahead. Any offset may be asked for (a rewind, a jump): the read-ahead
+  // restarts there.
+  Chunk get(uint64_t offset, uint64_t end);
+  // Ends any reading in flight (before the file is closed).
+  void stop();
 
  private:
+  struct Slot {
+    std::unique_ptr<Record[]> buffer;
+    uint64_t offset = 0;
+    size_t len = 0;
+    ssize_t got = 0;
+    int error = 0;
+    enum State { free, reading, ready, held } state = free;
+  };
   void run();
+  Slot* slot_for(uint64_t offset);  // the slot holding (or reading) the chunk at offset
 
   int fd_;
+  Slot slots_[kChunks];
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable cv_;
   // Guarded by mutex_.
   bool stop_ = false;
-  bool requested_ = false;  // a read is asked for and not yet done
-  bool in_flight_ = false;  // asked for and not yet taken or cancelled
-  char* dst_ = nullptr;
-  size_t len_ = 0;
-  uint64_t offset_ = 0;
-  ssize_t got_ = 0;
-  int err_ = 0;
+  uint64_t next_offset_ = 0;  // the next chunk the thread reads
+  uint64_t end_ = 0;          // where it stops
+  uint64_t generation_ = 0;   // bumped by a jump: reads started before it are discarded
 };
 
 }  // namespace gpumem::trace

@@ -16,8 +16,7 @@
 namespace gpumem::trace {
 namespace {
 
-constexpr size_t kBufferBytes = 1 << 20;     // multiple of kRecordSize
-constexpr size_t kBufferRecords = kBufferBytes / kRecordSize;
+constexpr size_t kBufferBytes = ReadAhead::kChunkBytes;  // multiple of kRecordSize
 constexpr size_t kMaxBatch = 256;            // 16 KiB: checked and then read while still in L1
 constexpr uint64_t kMaxBlobSlots = 1 << 16;  // 3.9 MB payload; the writer never comes close
 
@@ -42,16 +41,12 @@ class FileReader final : public Reader {
         path_(std::move(path)),
         file_size_(size),
         header_(std::move(header)),
-        chunks_{std::unique_ptr<Record[]>(new Record[kBufferRecords]),  // not zeroed: only
-                std::unique_ptr<Record[]>(new Record[kBufferRecords])},  // bytes read are used
-        records_(chunks_[0].get()),
-        buffer_(reinterpret_cast<char*>(records_)),
         ahead_(fd) {
     find_data_end();
     rewind();
   }
   ~FileReader() override {
-    ahead_.cancel();  // no read in flight on the descriptor once it is closed
+    ahead_.stop();  // no read in flight on the descriptor once it is closed
     ::close(fd_);
   }
 
@@ -77,7 +72,7 @@ class FileReader final : public Reader {
       const uint64_t end = std::min(data_end_, buffer_offset_ + buffer_len_);
       const size_t available = end > pos_ ? (end - pos_) / kRecordSize : 0;
       const size_t limit = std::min(available, kMaxBatch);
-      const Record* first = records_ + (pos_ - buffer_offset_) / kRecordSize;
+      const Record* first = limit > 0 ? records_ + (pos_ - buffer_offset_) / kRecordSize : nullptr;
       size_t n = 0;
       while (n < limit && first[n].commit == kCommitted && !is_blob(first[n].op)) ++n;
       if (n > 0) {
@@ -191,16 +186,11 @@ class FileReader final : public Reader {
   bool copy_slot(uint64_t offset, Record* out) {
     if (offset < buffer_offset_ || offset + kRecordSize > buffer_offset_ + buffer_len_) {
       const uint64_t want = std::min<uint64_t>(kBufferBytes, data_end_ - offset);
-      ssize_t got = 0;
-      int err = 0;
-      if (ahead_.take(offset, want, &got, &err)) {  // read ahead into the other chunk: use it
-        current_chunk_ = 1 - current_chunk_;
-        records_ = chunks_[current_chunk_].get();
-        buffer_ = reinterpret_cast<char*>(records_);
-      } else {
-        got = read_at(fd_, buffer_, want, offset);
-        err = errno;
-      }
+      const ReadAhead::Chunk chunk = ahead_.get(offset, data_end_);  // usually read already
+      records_ = chunk.data;
+      buffer_ = reinterpret_cast<char*>(records_);
+      const ssize_t got = chunk.got;
+      const int err = chunk.error;
       buffer_offset_ = offset;
       buffer_len_ = got < 0 ? 0 : static_cast<uint64_t>(got);
       if (buffer_len_ < want) {  // the file shrank under us or cannot be read: stop there
@@ -208,10 +198,6 @@ class FileReader final : public Reader {
         open_reasons_.push_back(got < 0 ? "read error: " + std::string(std::strerror(err))
                                         : "file became shorter while being read");
         update_reason();
-      } else if (const uint64_t next = offset + buffer_len_; next < data_end_) {
-        // Records are read in file order: copy the next chunk while this one is used.
-        ahead_.start(reinterpret_cast<char*>(chunks_[1 - current_chunk_].get()),
-                     std::min<uint64_t>(kBufferBytes, data_end_ - next), next);
       }
       if (offset + kRecordSize > buffer_offset_ + buffer_len_) return false;
     }
@@ -246,18 +232,15 @@ class FileReader final : public Reader {
   uint64_t data_end_ = kHeaderSize;        // records lie in [kHeaderSize, data_end_)
   uint64_t pos_ = kHeaderSize;
   uint64_t pending_zero_slots_ = 0;
-  // Two read buffers ("chunks"): the one in use and the one the read-ahead fills. Typed, so that
-  // runs of records in them are Record arrays.
-  std::unique_ptr<Record[]> chunks_[2];
-  int current_chunk_ = 0;
-  Record* records_;  // chunks_[current_chunk_]
-  char* buffer_;     // the same bytes, for reads and byte offsets
+  // The chunk in use, owned by ahead_ (typed, so that runs of records in it are Record arrays).
+  Record* records_ = nullptr;
+  char* buffer_ = nullptr;  // the same bytes, for byte offsets
   uint64_t buffer_offset_ = 0;  // file offset of buffer_[0]
   uint64_t buffer_len_ = 0;
   std::string payload_;
   Event batch_event_;  // the one record next_batch() delivers from the careful path
   ReadStats stats_;
-  ReadAhead ahead_;  // last: its thread stops before the buffers it may be filling go away
+  ReadAhead ahead_;  // owns the buffers and the read-ahead thread
 };
 
 }  // namespace
