@@ -13,14 +13,13 @@ std::map<uint64_t, SegmentSpace::Segment>::iterator SegmentSpace::segment_contai
 void SegmentSpace::add_free(uint64_t start, uint64_t end) {
   if (end <= start) return;
   free_.emplace(start, end);
-  ++sizes_[end - start];
+  sizes_.add(end - start);
   total_free_ += end - start;
 }
 
 void SegmentSpace::remove_free(std::map<uint64_t, uint64_t>::iterator it) {
   uint64_t size = it->second - it->first;
-  auto s = sizes_.find(size);
-  if (--s->second == 0) sizes_.erase(s);
+  sizes_.remove(size);
   total_free_ -= size;
   free_.erase(it);
 }
@@ -49,18 +48,36 @@ bool SegmentSpace::release(uint64_t address, uint64_t* bytes, uint64_t* used) {
   return true;
 }
 
+// take and give_back run once per pooled event: they change the free extents in place (a node
+// re-keyed, an end moved, an insertion with its position as hint) rather than removing and
+// re-adding them, so most events allocate nothing and search the tree once.
 uint64_t SegmentSpace::take(uint64_t address, uint64_t bytes) {
   if (bytes == 0 || address + bytes < address) return 0;
   auto it = free_.upper_bound(address);
   if (it == free_.begin()) return 0;
   --it;
-  uint64_t start = it->first, end = it->second;
-  if (address + bytes > end) return 0;
+  const uint64_t start = it->first, end = it->second, taken_end = address + bytes;
+  if (taken_end > end) return 0;
   auto seg = segment_containing(address);
   if (seg == segments_.end()) return 0;
-  remove_free(it);
-  add_free(start, address);
-  add_free(address + bytes, end);
+  sizes_.remove(end - start);
+  total_free_ -= bytes;
+  if (start < address) {
+    it->second = address;  // the part before stays in this node
+    sizes_.add(address - start);
+    if (taken_end < end) {
+      free_.emplace_hint(std::next(it), taken_end, end);
+      sizes_.add(end - taken_end);
+    }
+  } else if (taken_end < end) {
+    auto next = std::next(it);  // the part after: the same node, re-keyed
+    auto node = free_.extract(it);
+    node.key() = taken_end;
+    free_.insert(next, std::move(node));
+    sizes_.add(end - taken_end);
+  } else {
+    free_.erase(it);
+  }
   seg->second.used += bytes;
   return seg->second.id;
 }
@@ -70,23 +87,33 @@ bool SegmentSpace::give_back(uint64_t address, uint64_t bytes, uint64_t id) {
   if (seg == segments_.end() || seg->second.id != id || address + bytes > seg->second.end)
     return false;
   seg->second.used -= bytes;
-  uint64_t start = address, end = address + bytes;
+  total_free_ += bytes;
+  const uint64_t end = address + bytes;
   // Neighbours in free_ are inside this segment whenever they touch the range (extents never
   // cross segment bounds, and the range is inside the segment).
   auto next = free_.lower_bound(address);
-  if (next != free_.end() && next->first == end && end < seg->second.end) {
-    end = next->second;
-    remove_free(next);
-  }
-  auto after = free_.lower_bound(address);
-  if (after != free_.begin()) {
-    auto prev = std::prev(after);
-    if (prev->second == start && prev->first >= seg->first) {
-      start = prev->first;
-      remove_free(prev);
+  const bool merge_next = next != free_.end() && next->first == end && end < seg->second.end;
+  auto prev = next == free_.begin() ? free_.end() : std::prev(next);
+  const bool merge_prev = prev != free_.end() && prev->second == address && prev->first >= seg->first;
+  if (merge_prev) {
+    sizes_.remove(prev->second - prev->first);
+    prev->second = merge_next ? next->second : end;
+    if (merge_next) {
+      sizes_.remove(next->second - next->first);
+      free_.erase(next);
     }
+    sizes_.add(prev->second - prev->first);
+  } else if (merge_next) {
+    sizes_.remove(next->second - next->first);
+    sizes_.add(next->second - address);
+    auto after = std::next(next);
+    auto node = free_.extract(next);
+    node.key() = address;
+    free_.insert(after, std::move(node));
+  } else {
+    free_.emplace_hint(next, address, end);
+    sizes_.add(bytes);
   }
-  add_free(start, end);
   return true;
 }
 

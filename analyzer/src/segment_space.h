@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <map>
 
+#include "largest_value.h"
+
 namespace gpumem::analyzer {
 
 class SegmentSpace {
@@ -24,8 +26,8 @@ class SegmentSpace {
   bool give_back(uint64_t address, uint64_t bytes, uint64_t id);
 
   uint64_t total_free() const { return total_free_; }
-  uint64_t largest_free() const { return sizes_.empty() ? 0 : sizes_.rbegin()->first; }
-  double external_fragmentation() const {
+  uint64_t largest_free() { return sizes_.largest(); }
+  double external_fragmentation() {
     return total_free_ == 0 ? 0.0
                             : 1.0 - static_cast<double>(largest_free()) /
                                         static_cast<double>(total_free_);
@@ -43,7 +45,7 @@ class SegmentSpace {
 
   std::map<uint64_t, Segment> segments_;  // start -> segment
   std::map<uint64_t, uint64_t> free_;     // start -> end of each free extent
-  std::map<uint64_t, uint64_t> sizes_;    // free extent size -> how many
+  LargestValue sizes_;                    // the sizes of the free extents
   uint64_t total_free_ = 0;
   uint64_t next_id_ = 1;
 };

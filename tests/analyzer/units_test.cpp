@@ -1,6 +1,11 @@
 // The building blocks on their own: segment free extents and the max-box timeline.
 #include <gtest/gtest.h>
 
+#include <random>
+#include <set>
+#include <vector>
+
+#include "largest_value.h"
 #include "metrics.h"
 #include "segment_space.h"
 #include "timeline.h"
@@ -46,6 +51,76 @@ TEST(SegmentSpace, AdjacentSegmentsDoNotMerge) {
   EXPECT_EQ(used, 0u);
   EXPECT_EQ(s.total_free(), 100u);
   EXPECT_FALSE(s.release(100, &bytes, &used));
+}
+
+// Random takes and give-backs in three adjacent segments, checked after every step against a
+// brute-force model (one flag per 16-byte granule): total free and the largest free extent
+// (extents never span two segments), and that take refuses exactly what is not entirely free.
+TEST(SegmentSpace, MatchesABruteForceModelUnderRandomUse) {
+  constexpr uint64_t kGranule = 16, kSegments = 3, kSegmentGranules = 64;
+  SegmentSpace s;
+  uint64_t ids[kSegments];
+  for (uint64_t i = 0; i < kSegments; ++i)
+    ids[i] = s.reserve(i * kSegmentGranules * kGranule, kSegmentGranules * kGranule);
+  std::vector<bool> used(kSegments * kSegmentGranules, false);
+  struct Live {
+    uint64_t first, count, id;
+  };
+  std::vector<Live> live;
+  std::mt19937_64 rng(7);
+  for (int step = 0; step < 20000; ++step) {
+    if (live.empty() || rng() % 2 == 0) {
+      const uint64_t first = rng() % used.size();
+      const uint64_t count = 1 + rng() % 12;
+      const uint64_t seg = first / kSegmentGranules;
+      bool fits = first + count <= (seg + 1) * kSegmentGranules;
+      for (uint64_t g = first; fits && g < first + count; ++g) fits = !used[g];
+      const uint64_t id = s.take(first * kGranule, count * kGranule);
+      ASSERT_EQ(id, fits ? ids[seg] : 0u) << "step " << step;
+      if (fits) {
+        for (uint64_t g = first; g < first + count; ++g) used[g] = true;
+        live.push_back({first, count, id});
+      }
+    } else {
+      const size_t k = rng() % live.size();
+      const Live l = live[k];
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(k));
+      ASSERT_TRUE(s.give_back(l.first * kGranule, l.count * kGranule, l.id));
+      for (uint64_t g = l.first; g < l.first + l.count; ++g) used[g] = false;
+    }
+    uint64_t total = 0, largest = 0, run = 0;
+    for (uint64_t g = 0; g < used.size(); ++g) {
+      if (g % kSegmentGranules == 0) run = 0;  // extents stop at segment bounds
+      run = used[g] ? 0 : run + 1;
+      total += !used[g];
+      largest = std::max(largest, run);
+    }
+    ASSERT_EQ(s.total_free(), total * kGranule) << "step " << step;
+    ASSERT_EQ(s.largest_free(), largest * kGranule) << "step " << step;
+  }
+}
+
+TEST(LargestValue, LargestSurvivesRemovalsAndSweeps) {
+  LargestValue v;
+  EXPECT_EQ(v.largest(), 0u);
+  std::multiset<uint64_t> model;
+  std::mt19937_64 rng(3);
+  for (int step = 0; step < 50000; ++step) {
+    if (model.empty() || rng() % 3 != 0) {
+      const uint64_t x = 1 + rng() % 1000;
+      v.add(x);
+      model.insert(x);
+    } else {
+      auto it = model.begin();
+      std::advance(it, static_cast<std::ptrdiff_t>(rng() % model.size()));
+      v.remove(*it);
+      model.erase(it);
+    }
+    if (step % 7 == 0) {
+      ASSERT_EQ(v.largest(), model.empty() ? 0u : *model.rbegin()) << step;
+    }
+  }
+  EXPECT_EQ(v.size(), model.size());
 }
 
 TEST(SegmentSpace, ReleaseReportsBytesStillUsed) {
