@@ -24,8 +24,9 @@ class AddressMap {
 
   Value* find(uint64_t key) {
     if (key == 0) return has_zero_ ? &zero_value_ : nullptr;
-    for (size_t i = home(key);; i = (i + 1) & mask()) {
-      Slot& s = slots_[i];
+    Slot* slots = slots_.data();
+    for (size_t i = home(key);; i = (i + 1) & mask_) {
+      Slot& s = slots[i];
       if (s.key == key) return &s.value;
       if (s.key == 0) return nullptr;
     }
@@ -51,9 +52,10 @@ class AddressMap {
       }
       return zero_value_;
     }
-    if ((stored_ + 1) * 2 > slots_.size()) grow();
-    for (size_t i = home(key);; i = (i + 1) & mask()) {
-      Slot& s = slots_[i];
+    if ((stored_ + 1) * 2 > mask_ + 1) grow();
+    Slot* slots = slots_.data();
+    for (size_t i = home(key);; i = (i + 1) & mask_) {
+      Slot& s = slots[i];
       if (s.key == key) return s.value;
       if (s.key == 0) {
         s.key = key;

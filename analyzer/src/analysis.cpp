@@ -60,21 +60,30 @@ class Analysis::TraceState {
     dispatch(r, t, payload);
   }
 
-  // The same for a run of records; the time range and site flag are kept in registers.
+  // The same for a run of records; the time range and site flag are kept in registers, and the
+  // two ops nearly every record is are tested first.
   void feed(const trace::Record* records, size_t count, std::string_view payload) {
     int64_t first = first_ns_, last = last_ns_;
-    bool site = saw_site_;
+    uint32_t sites = 0;
     for (size_t i = 0; i < count; ++i) {
       const trace::Record& r = records[i];
       const int64_t t = static_cast<int64_t>(r.t_ns - clock_base_);
       first = std::min(first, t);
       last = std::max(last, t);
-      site |= r.site != 0;
-      dispatch(r, t, payload);
+      sites |= r.site;
+      if (r.op == static_cast<uint16_t>(trace::Op::alloc)) {
+        ++index_;
+        on_alloc(r, t);
+      } else if (r.op == static_cast<uint16_t>(trace::Op::free)) {
+        ++index_;
+        on_free(r, t);
+      } else {
+        dispatch(r, t, payload);
+      }
     }
     first_ns_ = first;
     last_ns_ = last;
-    saw_site_ = site;
+    saw_site_ |= sites != 0;
   }
 
   void dispatch(const trace::Record& r, int64_t t, std::string_view payload) {

@@ -32,7 +32,7 @@ void DeviceState::segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns
                                   uint64_t phase) {
   ++counts_.segment_reserve;
   if (segments_.reserve(address, bytes) != 0) segment_bytes_ += bytes;
-  segments_changed();
+  segments_changed(t_ns);
   after_change(t_ns, phase);
 }
 
@@ -45,7 +45,7 @@ void DeviceState::segment_release(uint64_t address, int64_t t_ns, uint64_t phase
     // free will find the segment gone and take them out of outside_bytes_.
     outside_bytes_ += used;
   }
-  segments_changed();
+  segments_changed(t_ns);
   after_change(t_ns, phase);
 }
 

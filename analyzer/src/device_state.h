@@ -60,8 +60,14 @@ class DeviceState {
   // segments did not change, so no maximum can be new; only the timeline may be in a new box.
   void after_plain_free(int64_t t_ns) { timeline_.add(t_ns, allocated_, reserved(), fragmentation_); }
   void new_peak(int64_t t_ns, uint64_t phase, uint64_t reserved);
-  // The segment space changed: fragmentation is recomputed only then.
-  void segments_changed() { fragmentation_ = segments_.external_fragmentation(); }
+  // The segment space changed: fragmentation is recomputed (and its maximum kept) only then.
+  void segments_changed(int64_t t_ns) {
+    fragmentation_ = segments_.external_fragmentation();
+    if (fragmentation_ > frag_max_) {
+      frag_max_ = fragmentation_;
+      frag_max_t_ = t_ns;
+    }
+  }
   Aggregate& site_aggregate(uint32_t site) {
     // Entries are never erased and unordered_map nodes never move: the pointer stays valid.
     if (last_site_agg_ == nullptr || last_site_ != site) {
@@ -120,10 +126,6 @@ void DeviceState::after_change(int64_t t_ns, uint64_t phase) {
     peak_reserved_t_ = t_ns;
     peak_reserved_phase_ = phase;
   }
-  if (fragmentation_ > frag_max_) {
-    frag_max_ = fragmentation_;
-    frag_max_t_ = t_ns;
-  }
   timeline_.add(t_ns, allocated_, res, fragmentation_);
 }
 
@@ -140,7 +142,7 @@ void DeviceState::alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t ph
   a.segment_id = 0;
   if (pooled) {
     a.segment_id = segments_.take(address, a.bytes);
-    segments_changed();
+    segments_changed(a.t_ns);
   }
   if (a.segment_id == 0) outside_bytes_ += a.bytes;
   after_change(a.t_ns, phase);
@@ -163,7 +165,7 @@ void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint6
     return;
   }
   if (!segments_.give_back(address, a.bytes, a.segment_id)) outside_bytes_ -= a.bytes;
-  segments_changed();
+  segments_changed(t_ns);
   after_change(t_ns, phase);
 }
 
