@@ -8,7 +8,7 @@ namespace {
 
 using DlsymFn = void* (*)(void*, const char*);
 
-DlsymFn resolve_real_dlsym() {
+GPUMEM_UNINSTRUMENTED DlsymFn resolve_real_dlsym() {
   // glibc >= 2.34 has dlsym in libc under GLIBC_2.34; older ones in libdl under GLIBC_2.2.5.
   void* f = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
   if (f == nullptr) f = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
@@ -22,21 +22,26 @@ std::atomic<void*> g_driver{nullptr};
 // Read by the assembly entry of our dlsym override (hooks/dlsym.cpp) for RTLD_NEXT tail calls.
 extern "C" {
 __attribute__((visibility("hidden"))) DlsymFn gpumem_real_dlsym_ptr = nullptr;
-}
 
-void* real_dlsym(void* handle, const char* name) {
+// glibc's dlsym, resolved on first use. Also called by that assembly entry when an RTLD_NEXT
+// lookup comes before the library constructor (a sanitizer runtime's start-up does that).
+__attribute__((visibility("hidden"))) GPUMEM_UNINSTRUMENTED DlsymFn gpumem_resolve_real_dlsym() {
   DlsymFn f = __atomic_load_n(&gpumem_real_dlsym_ptr, __ATOMIC_ACQUIRE);
   if (f == nullptr) {
     f = resolve_real_dlsym();
-    if (f == nullptr) return nullptr;
-    __atomic_store_n(&gpumem_real_dlsym_ptr, f, __ATOMIC_RELEASE);
+    if (f != nullptr) __atomic_store_n(&gpumem_real_dlsym_ptr, f, __ATOMIC_RELEASE);
   }
-  return f(handle, name);
+  return f;
+}
+}
+
+void* real_dlsym(void* handle, const char* name) {
+  DlsymFn f = gpumem_resolve_real_dlsym();
+  return f != nullptr ? f(handle, name) : nullptr;
 }
 
 void resolve_real_dlsym_now() {
-  if (__atomic_load_n(&gpumem_real_dlsym_ptr, __ATOMIC_ACQUIRE) == nullptr)
-    __atomic_store_n(&gpumem_real_dlsym_ptr, resolve_real_dlsym(), __ATOMIC_RELEASE);
+  gpumem_resolve_real_dlsym();
 }
 
 void* real_runtime_symbol(const char* name) {

@@ -8,8 +8,15 @@
 
 namespace gpumem {
 
+// Functions on the path of our exported dlsym (hooks/dlsym.cpp) before it has glibc's answer.
+// A sanitizer runtime's start-up looks up its interceptors through that dlsym before its shadow
+// memory (ASan) or thread state (TSan) exists, so this path is never instrumented, calls only
+// builtins and glibc, and inlines nothing from instrumented code (gcc never inlines across
+// differing sanitize attributes: an inline helper here would be an instrumented call).
+#define GPUMEM_UNINSTRUMENTED __attribute__((no_sanitize("address", "undefined", "thread")))
+
 // glibc's own dlsym (we export an override of `dlsym`; never call that from inside the library).
-void* real_dlsym(void* handle, const char* name);
+GPUMEM_UNINSTRUMENTED void* real_dlsym(void* handle, const char* name);
 // Resolves glibc's dlsym now (library constructor), so the dlsym entry can tail-call it.
 void resolve_real_dlsym_now();
 void* real_runtime_symbol(const char* name);  // nullptr when no CUDA runtime is loaded
