@@ -71,7 +71,6 @@ class ReadAhead {
   bool stop_ = false;
   uint64_t next_offset_ = 0;  // the next chunk the thread reads
   uint64_t end_ = 0;          // where it stops
-  uint64_t generation_ = 0;   // bumped by a jump: reads started before it are discarded
 };
 
 }  // namespace gpumem::trace
