@@ -223,7 +223,7 @@ void expect_same_reading(const ReadResult& a, const ReadResult& b) {
 // A trace of several read chunks (the reader reads 512 KiB at a time, the next ones ahead on a
 // thread) with blobs, torn slots and holes spread over it, some across chunk boundaries:
 // next_batch() delivers exactly what next() does, and so does a mix of the two.
-TEST(TraceReader, BatchesDeliverTheSameRecordsAsNext) {
+TEST(TraceReader, BatchesMatchNextAcrossReadAheadThreadChunks) {
   ScratchDir dir;
   constexpr size_t kSlots = 6 * 8192 + 777;  // 8192 slots per 512 KiB chunk
   std::vector<Record> slots;
@@ -282,7 +282,7 @@ TEST(TraceReader, BatchesDeliverTheSameRecordsAsNext) {
 
 // A file cut while it is being read (the read-ahead thread may be copying the cut part): what
 // was read before stays, the rest is a clean end marked truncated, never a crash.
-TEST(TraceReader, FileCutWhileBeingReadEndsCleanly) {
+TEST(TraceReader, FileCutWhileTheReadAheadThreadReadsEndsCleanly) {
   ScratchDir dir;
   constexpr size_t kSlots = 8 * 8192;
   std::vector<Record> slots;
