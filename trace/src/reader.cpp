@@ -1,6 +1,7 @@
-// The streaming trace reader: pread() into a fixed buffer, one record at a time, so memory stays
-// bounded whatever the trace size. Every field read from the file is checked before it is used:
-// bad input is reported or skipped, never trusted.
+// The streaming trace reader: pread() into a few fixed 512 KiB chunks (read ahead on a thread,
+// read_ahead.h), records handed out one at a time or in runs, so memory stays bounded whatever
+// the trace size. Every field read from the file is checked before it is used: bad input is
+// reported or skipped, never trusted.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
