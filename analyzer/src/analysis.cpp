@@ -60,8 +60,8 @@ class Analysis::TraceState {
     dispatch(r, t, payload);
   }
 
-  // The same for a run of records; the time range and site flag are kept in registers, and the
-  // two ops nearly every record is are tested first.
+  // The same for a run of records: the time range and site flag are kept in registers, and the
+  // two ops that nearly every record has are tested first.
   void feed(const trace::Record* records, size_t count, std::string_view payload) {
     int64_t first = first_ns_, last = last_ns_;
     uint32_t sites = 0;
@@ -318,8 +318,8 @@ class Analysis::TraceState {
     freed_entries_ = 0;
   }
 
-  // The per-event handlers are forced inline into feed(): a call each would cost as much as the
-  // work (measured with callgrind: 345 -> 240 instructions per event with the rest of this).
+  // The per-event handlers are forced inline into feed(): a call each costs about as much as the
+  // work it does (docs/performance.md has the instruction counts).
   [[gnu::always_inline]] void release(uint64_t address, const LiveAlloc& a, int64_t t) {
     if (a.kind == static_cast<uint8_t>(trace::MemKind::pinned_host)) {
       ++summary_.pinned_host.free;
@@ -458,8 +458,7 @@ void Analysis::feed(const trace::Event& event) {
 }
 
 // Flattened: the whole per-event path (handlers, device state, timeline, address map) inlined
-// into this loop, with the rare paths kept out of line by noinline. callgrind: ~240 -> see
-// docs/performance.md for the instructions per event.
+// into this loop, with the rare paths kept out of line by noinline (docs/performance.md).
 [[gnu::flatten]] void Analysis::feed(const trace::Batch& batch) {
   if (!current_) return;
   current_->feed(batch.records, batch.count, batch.payload);
