@@ -31,17 +31,8 @@ class AddressMap {
       if (s.key == 0) return nullptr;
     }
   }
-  bool contains(uint64_t key) { return find(key) != nullptr; }
-
-  // Inserts `value` under `key` unless the key is present (then nothing changes, like emplace).
-  void insert(uint64_t key, const Value& value) {
-    bool inserted = false;
-    Value& v = find_or_insert(key, &inserted);
-    if (inserted) v = value;
-  }
-
   // The value under `key`, inserted value-initialised when absent (*inserted says which). One
-  // probe sequence for a lookup that may turn into an insert. Valid until the next insert.
+  // probe sequence for a lookup that may turn into an insert. Valid until the next insertion.
   Value& find_or_insert(uint64_t key, bool* inserted) {
     *inserted = false;
     if (key == 0) {
@@ -115,13 +106,6 @@ class AddressMap {
     --stored_;
     --size_;
     return true;
-  }
-
-  void clear() {
-    slots_.assign(kMinCapacity, Slot{});
-    resized();
-    stored_ = size_ = 0;
-    has_zero_ = false;
   }
 
   template <class F>
