@@ -60,30 +60,31 @@ class Analysis::TraceState {
     dispatch(r, t, payload);
   }
 
-  // The same for a run of records: the time range and site flag are kept in registers, and the
-  // two ops that nearly every record has are tested first.
+  // The same for a run of records. Runs of plain allocations and frees go to the device's fast
+  // path (DeviceState::plain_run); whatever it stops at takes the general path, one record.
   void feed(const trace::Record* records, size_t count, std::string_view payload) {
-    int64_t first = first_ns_, last = last_ns_;
-    uint32_t sites = 0;
-    for (size_t i = 0; i < count; ++i) {
-      const trace::Record& r = records[i];
-      const int64_t t = static_cast<int64_t>(r.t_ns - clock_base_);
-      first = std::min(first, t);
-      last = std::max(last, t);
-      sites |= r.site;
-      if (r.op == static_cast<uint16_t>(trace::Op::alloc)) {
-        ++index_;
-        on_alloc(r, t);
-      } else if (r.op == static_cast<uint16_t>(trace::Op::free)) {
-        ++index_;
-        on_free(r, t);
-      } else {
-        dispatch(r, t, payload);
+    size_t i = 0;
+    while (i < count) {
+      if (current_phase_ == 0 && last_device_ != nullptr) {
+        PlainRunTotals run;
+        run.first_ns = first_ns_;
+        run.last_ns = last_ns_;
+        const size_t n = last_device_->plain_run(records + i, count - i, clock_base_, live_,
+                                                 freed_entries_, kMaxRememberedFrees + 1, &run);
+        if (n > 0) {
+          index_ += n;
+          first_ns_ = run.first_ns;
+          last_ns_ = run.last_ns;
+          saw_site_ |= run.sites != 0;
+          freed_entries_ += static_cast<size_t>(run.freed_entries);  // modulo 2^64: may be < 0
+          if (freed_entries_ > kMaxRememberedFrees) forget_freed();
+          i += n;
+          if (i == count) break;
+        }
       }
+      feed(records[i], payload);
+      ++i;
     }
-    first_ns_ = first;
-    last_ns_ = last;
-    saw_site_ |= sites != 0;
   }
 
   void dispatch(const trace::Record& r, int64_t t, std::string_view payload) {
@@ -313,7 +314,9 @@ class Analysis::TraceState {
   }
 
   void forget_freed_if_too_many() {
-    if (++freed_entries_ <= kMaxRememberedFrees) return;
+    if (++freed_entries_ > kMaxRememberedFrees) forget_freed();
+  }
+  [[gnu::noinline]] void forget_freed() {
     live_.retain_if([](uint64_t, const LiveAlloc& a) { return !a.freed; });
     freed_entries_ = 0;
   }

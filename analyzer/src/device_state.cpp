@@ -28,6 +28,14 @@ void DeviceState::new_peak(int64_t t_ns, uint64_t phase, uint64_t reserved) {
   largest_at_peak_ = segments_.largest_free();
 }
 
+// new_peak() for plain_run(), which holds allocated_ in a register meanwhile: no phase is open.
+void DeviceState::new_plain_peak(int64_t t_ns, uint64_t allocated, uint64_t reserved) {
+  const uint64_t held = allocated_;
+  allocated_ = allocated;
+  new_peak(t_ns, 0, reserved);
+  allocated_ = held;
+}
+
 void DeviceState::segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns,
                                   uint64_t phase) {
   ++counts_.segment_reserve;
@@ -65,6 +73,11 @@ void DeviceState::report(DeviceReport* out, bool grouped_by_site, double duratio
   out->final.allocated_bytes = allocated_;
   out->final.reserved_bytes = reserved();
   out->counts = counts_;
+  uint64_t bytes_total = 0;
+  for (const Aggregate& k : histogram_) {
+    out->counts.alloc += k.count;
+    bytes_total += k.bytes;
+  }
 
   Fragmentation& f = out->fragmentation;
   f.external_at_peak = frag_at_peak_;
@@ -79,13 +92,14 @@ void DeviceState::report(DeviceReport* out, bool grouped_by_site, double duratio
   out->size_histogram = histogram_rows(histogram_);
   Churn& c = out->churn;
   c.duration_s = duration_s;
-  c.allocs_per_second = duration_s > 0 ? static_cast<double>(counts_.alloc) / duration_s : 0;
+  c.allocs_per_second = duration_s > 0 ? static_cast<double>(out->counts.alloc) / duration_s : 0;
   c.short_lived_threshold_ns = options_.short_lived_ns;
-  c.freed = freed_;
+  c.freed = counts_.free;
   c.short_lived = short_lived_;
-  c.short_lived_share =
-      freed_ > 0 ? static_cast<double>(short_lived_) / static_cast<double>(freed_) : 0;
-  c.allocated_bytes_total = bytes_total_;
+  c.short_lived_share = counts_.free > 0 ? static_cast<double>(short_lived_) /
+                                               static_cast<double>(counts_.free)
+                                         : 0;
+  c.allocated_bytes_total = bytes_total;
   out->timeline = timeline_.points();
 }
 

@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "address_map.h"
 #include "gpumem/analyzer/analysis.h"
 #include "gpumem/analyzer/model.h"
+#include "gpumem/trace_format.h"
 #include "metrics.h"
 #include "segment_space.h"
 #include "time_span.h"
@@ -26,6 +28,14 @@ struct LiveAlloc {
   bool freed = false;       // the map keeps freed addresses a while, to tell a double free
 };
 
+// What plain_run() consumed, for the trace level's own counters.
+struct PlainRunTotals {
+  int64_t first_ns = INT64_MAX;
+  int64_t last_ns = INT64_MIN;
+  uint32_t sites = 0;          // OR of the records' sites
+  int64_t freed_entries = 0;   // change in the address map's freed entries
+};
+
 class DeviceState {
  public:
   DeviceState(int device, const AnalysisOptions& options);
@@ -34,6 +44,16 @@ class DeviceState {
   // run once per event: they are inline, below.
   inline void alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t phase);
   inline void free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint64_t phase);
+  // The fast path: replays records from the first while each is a plain allocation or free of
+  // this device (outside any pool segment, not pinned host memory, not zero bytes, freeing a
+  // live allocation of this device) and no phase is open; stops at the first other record
+  // without touching it, or after the free that brings the map's freed entries to
+  // `freed_limit`. Nearly every record of a trace is such, and here the running numbers stay in
+  // registers for the whole run. Equivalent to alloc()/free() record by record (the analyzer's
+  // tests and bench/ compare the reports).
+  inline size_t plain_run(const trace::Record* records, size_t count, uint64_t clock_base,
+                          AddressMap<LiveAlloc>& live, size_t freed_entries, size_t freed_limit,
+                          PlainRunTotals* totals);
   void segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase);
   void segment_release(uint64_t address, int64_t t_ns, uint64_t phase);
   void count_failed() { ++counts_.alloc_failed; }
@@ -60,6 +80,7 @@ class DeviceState {
   // segments did not change, so no maximum can be new; only the timeline may be in a new box.
   void after_plain_free(int64_t t_ns) { timeline_.add(t_ns, allocated_, reserved(), fragmentation_); }
   void new_peak(int64_t t_ns, uint64_t phase, uint64_t reserved);
+  void new_plain_peak(int64_t t_ns, uint64_t allocated, uint64_t reserved);
   // The segment space changed: fragmentation is recomputed (and its maximum kept) only then.
   void segments_changed(int64_t t_ns) {
     fragmentation_ = segments_.external_fragmentation();
@@ -112,8 +133,6 @@ class DeviceState {
 
   Counts counts_;
   ClassAggregates histogram_{};
-  uint64_t bytes_total_ = 0;
-  uint64_t freed_ = 0;
   uint64_t short_lived_ = 0;
   MaxBoxTimeline timeline_;
 };
@@ -132,11 +151,10 @@ void DeviceState::after_change(int64_t t_ns, uint64_t phase) {
 void DeviceState::alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t phase) {
   // A zero-byte allocation changes the live set without raising the total: not a new peak.
   if (a.bytes == 0) snapshot_if_pending();
-  ++counts_.alloc;
+  // counts.alloc and the bytes allocated in all are the histogram's sums (report()).
   const int cls = size_class(a.bytes);
   histogram_[cls].add(a.bytes);
   live_by_class_[cls].add(a.bytes);
-  bytes_total_ += a.bytes;
   allocated_ += a.bytes;
   site_aggregate(a.site).add(a.bytes);
   a.segment_id = 0;
@@ -151,7 +169,6 @@ void DeviceState::alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t ph
 void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint64_t phase) {
   snapshot_if_pending();
   ++counts_.free;
-  ++freed_;
   if (span_ns(a.t_ns, t_ns) < static_cast<int64_t>(options_.short_lived_ns)) ++short_lived_;
   allocated_ -= a.bytes;
   // Emptied sites stay (count 0, skipped by every reader of the map): erasing and re-inserting
@@ -167,6 +184,96 @@ void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint6
   if (!segments_.give_back(address, a.bytes, a.segment_id)) outside_bytes_ -= a.bytes;
   segments_changed(t_ns);
   after_change(t_ns, phase);
+}
+
+size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64_t clock_base,
+                              AddressMap<LiveAlloc>& live, size_t freed_entries,
+                              size_t freed_limit, PlainRunTotals* totals) {
+  constexpr uint16_t kAlloc = static_cast<uint16_t>(trace::Op::alloc);
+  constexpr uint16_t kFree = static_cast<uint16_t>(trace::Op::free);
+  constexpr uint8_t kPinned = static_cast<uint8_t>(trace::MemKind::pinned_host);
+  // The running numbers, in registers: stores to the aggregates below could alias members.
+  uint64_t allocated = allocated_, outside = outside_bytes_, peak = peak_allocated_;
+  uint64_t peak_reserved = peak_reserved_, frees = counts_.free, short_lived = short_lived_;
+  bool has_peak = has_peak_;
+  const uint64_t segment_bytes = segment_bytes_;
+  const int64_t short_ns = static_cast<int64_t>(options_.short_lived_ns);
+  int64_t first = totals->first_ns, last = totals->last_ns;
+  uint32_t sites = totals->sites;
+  int64_t freed_change = 0;
+  size_t i = 0;
+  for (; i < count; ++i) {
+    const trace::Record& r = records[i];
+    const int64_t t = static_cast<int64_t>(r.t_ns - clock_base);
+    if (r.op == kAlloc) {
+      if (r.device != device_ || (r.flags & trace::kFlagPooled) != 0 ||
+          (r.flags & trace::kFlagKindMask) == kPinned || r.bytes == 0)
+        break;
+      bool inserted = false;
+      LiveAlloc& a = live.find_or_insert(r.address, &inserted);
+      if (!inserted && !a.freed) break;  // the previous owner's free was lost: alloc() closes it
+      if (!inserted) --freed_change;
+      a.bytes = r.bytes;
+      a.t_ns = t;
+      a.segment_id = 0;
+      a.site = r.site;
+      a.device = r.device;
+      a.kind = static_cast<uint8_t>(r.flags & trace::kFlagKindMask);
+      a.freed = false;
+      const int cls = size_class(r.bytes);
+      histogram_[cls].add(r.bytes);
+      live_by_class_[cls].add(r.bytes);
+      site_aggregate(r.site).add(r.bytes);
+      allocated += r.bytes;
+      outside += r.bytes;
+      const uint64_t res = segment_bytes + outside;
+      if (allocated > peak || !has_peak) {
+        new_plain_peak(t, allocated, res);
+        peak = allocated;
+        has_peak = true;
+      }
+      if (res > peak_reserved) {
+        peak_reserved = res;
+        peak_reserved_t_ = t;
+        peak_reserved_phase_ = 0;
+      }
+      timeline_.add(t, allocated, res, fragmentation_);
+    } else if (r.op == kFree) {
+      LiveAlloc* a = r.address != 0 ? live.find(r.address) : nullptr;
+      if (a == nullptr || a->freed || a->device != device_ || a->kind == kPinned ||
+          a->segment_id != 0)
+        break;
+      snapshot_if_pending();
+      ++frees;
+      if (span_ns(a->t_ns, t) < short_ns) ++short_lived;
+      allocated -= a->bytes;
+      outside -= a->bytes;
+      site_aggregate(a->site).remove(a->bytes);
+      live_by_class_[size_class(a->bytes)].remove(a->bytes);
+      timeline_.add(t, allocated, segment_bytes + outside, fragmentation_);
+      a->freed = true;
+      ++freed_change;
+    } else {
+      break;
+    }
+    first = std::min(first, t);
+    last = std::max(last, t);
+    sites |= r.site;
+    if (freed_entries + freed_change >= freed_limit) {
+      ++i;
+      break;
+    }
+  }
+  allocated_ = allocated;
+  outside_bytes_ = outside;
+  peak_reserved_ = peak_reserved;
+  counts_.free = frees;
+  short_lived_ = short_lived;
+  totals->first_ns = first;
+  totals->last_ns = last;
+  totals->sites = sites;
+  totals->freed_entries += freed_change;
+  return i;
 }
 
 }  // namespace gpumem::analyzer

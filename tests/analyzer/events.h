@@ -102,12 +102,14 @@ class Events {
   }
 
   void feed(Analysis& a) const {
-    for (size_t i = 0; i < records_.size(); ++i) {
-      trace::Event ev;
-      ev.rec = records_[i];
-      if (payload_index_[i]) ev.payload = payloads_[payload_index_[i] - 1];
-      a.feed(ev);
-    }
+    for (size_t i = 0; i < records_.size(); ++i) feed_one(a, i);
+  }
+  // Record i alone, as an Event (the one-record path).
+  void feed_one(Analysis& a, size_t i) const {
+    trace::Event ev;
+    ev.rec = records_[i];
+    if (payload_index_[i]) ev.payload = payloads_[payload_index_[i] - 1];
+    a.feed(ev);
   }
 
   // Analyses this stream as one trace.

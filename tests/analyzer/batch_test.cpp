@@ -1,0 +1,128 @@
+// The reader hands records to the analysis in runs (Analysis::feed(Batch)), and runs of plain
+// allocations and frees take the device's fast path (DeviceState::plain_run). Whatever the mix of
+// records and wherever the runs are cut, the report must be the one that feeding the same records
+// one at a time gives, to the byte.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "events.h"
+#include "gpumem/analyzer/render_json.h"
+
+namespace gpumem::analyzer {
+namespace {
+
+using testing::Events;
+using testing::make_header;
+
+// Random records of every kind the fast path must step aside for: pooled allocations inside
+// segments, pinned and managed memory, zero-byte allocations, a second device, phases, lost
+// frees (an address allocated again while live), double and unknown frees, free(NULL), failed
+// allocations, out-of-order times and call sites.
+Events mixed_trace(uint32_t seed, size_t n) {
+  std::mt19937_64 rng(seed);
+  Events e;
+  e.string(1, "forward").string(2, "backward").stack(3, {0x401000, 0x402000});
+  auto pick = [&](uint64_t below) { return rng() % below; };
+  int64_t t = 0;
+  bool phase_open = false;
+  for (size_t i = 0; i < n; ++i) {
+    t += static_cast<int64_t>(pick(2000));
+    const int64_t when = pick(50) == 0 ? t - static_cast<int64_t>(pick(5000)) : t;  // out of order
+    const uint64_t address = 0x100000 + pick(64) * 0x1000;
+    const int dev = pick(10) == 0 ? 1 : 0;
+    const uint32_t site = pick(4) == 0 ? static_cast<uint32_t>(pick(4)) : 0;
+    const uint64_t roll = pick(1000);
+    if (roll < 430) {
+      uint16_t flags = 0;
+      if (pick(20) == 0) flags = static_cast<uint16_t>(trace::MemKind::pinned_host);
+      if (pick(20) == 0) flags = static_cast<uint16_t>(trace::MemKind::managed);
+      const uint64_t bytes = pick(30) == 0 ? 0 : 1 + pick(1 << 20);
+      e.alloc(when, address, bytes, site, dev, flags);
+    } else if (roll < 900) {
+      const uint64_t pooled = 0x40000000 + pick(4) * 0x1000000 + pick(16) * 0x10000;
+      e.free(when, pick(40) == 0 ? 0 : (pick(4) == 0 ? pooled : address), dev);
+    } else if (roll < 930) {
+      const uint64_t segment = 0x40000000 + pick(4) * 0x1000000;
+      if (pick(3) == 0)
+        e.release(when, segment, 0x1000000, dev);
+      else
+        e.segment(when, segment, 0x1000000, dev);
+    } else if (roll < 970) {
+      e.pooled(when, 0x40000000 + pick(4) * 0x1000000 + pick(16) * 0x10000, 1 + pick(0x10000), dev);
+    } else if (roll < 985) {
+      if (phase_open)
+        e.end(when, 1 + pick(2));
+      else
+        e.begin(when, 1 + pick(2));
+      phase_open = !phase_open;
+    } else {
+      e.failed(when, 1 + pick(1 << 30), pick(1 << 30), dev);
+    }
+  }
+  return e;
+}
+
+// Feeds plain records in runs of random length (blobs one at a time, as the reader does).
+Report analyze_in_batches(const Events& e, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  Analysis a;
+  a.begin_trace(make_header(), "test.trace");
+  const std::vector<trace::Record>& recs = e.records();
+  size_t i = 0;
+  while (i < recs.size()) {
+    const uint16_t op = recs[i].op;
+    if (op == static_cast<uint16_t>(trace::Op::string) ||
+        op == static_cast<uint16_t>(trace::Op::stack)) {
+      e.feed_one(a, i++);
+      continue;
+    }
+    size_t n = 1 + rng() % 300;
+    size_t end = i;
+    while (end < recs.size() && end - i < n &&
+           recs[end].op != static_cast<uint16_t>(trace::Op::string) &&
+           recs[end].op != static_cast<uint16_t>(trace::Op::stack))
+      ++end;
+    trace::Batch b;
+    b.records = recs.data() + i;
+    b.count = end - i;
+    a.feed(b);
+    i = end;
+  }
+  a.end_trace(trace::ReadStats{});
+  return a.finish();
+}
+
+TEST(Batch, RunsGiveTheReportOfOneRecordAtATime) {
+  size_t plain = 0;
+  for (uint32_t seed = 1; seed <= 30; ++seed) {
+    Events e = mixed_trace(seed, 6000);
+    const std::string one_by_one = render_json(e.analyze());
+    const std::string batched = render_json(analyze_in_batches(e, seed));
+    ASSERT_EQ(batched, one_by_one) << "seed " << seed;
+    plain += one_by_one.size();
+  }
+  EXPECT_GT(plain, 0u);
+}
+
+// A trace of nothing but plain pairs goes through the fast path whole: the numbers must still be
+// the exact ones.
+TEST(Batch, PlainPairsInOneRunAreCountedExactly) {
+  Events e;
+  for (int i = 0; i < 1000; ++i) {
+    e.alloc(10 * i, 0x1000 + (i % 8) * 0x100, 64 + static_cast<uint64_t>(i % 4), 0);
+    e.free(10 * i + 5, 0x1000 + (i % 8) * 0x100);
+  }
+  const Report r = analyze_in_batches(e, 1);
+  ASSERT_EQ(render_json(r), render_json(e.analyze()));
+  const DeviceReport& d = r.devices[0];
+  EXPECT_EQ(d.counts.alloc, 1000u);
+  EXPECT_EQ(d.counts.free, 1000u);
+  EXPECT_EQ(d.peak.allocated_bytes, 67u);  // one allocation live at a time, the largest 67 B
+  EXPECT_EQ(d.final.allocated_bytes, 0u);
+  EXPECT_EQ(d.churn.short_lived, 1000u);
+  EXPECT_EQ(d.churn.allocated_bytes_total, 1000u * 64 + 250 * (0 + 1 + 2 + 3));
+}
+
+}  // namespace
+}  // namespace gpumem::analyzer
