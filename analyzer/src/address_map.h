@@ -31,6 +31,9 @@ class AddressMap {
       if (s.key == 0) return nullptr;
     }
   }
+  // Starts loading the slot where a lookup of `key` begins (a hint; no effect on the contents).
+  void prefetch(uint64_t key) const { __builtin_prefetch(slots_.data() + home(key)); }
+
   // The value under `key`, inserted value-initialised when absent (*inserted says which). One
   // probe sequence for a lookup that may turn into an insert. Valid until the next insertion.
   Value& find_or_insert(uint64_t key, bool* inserted) {
