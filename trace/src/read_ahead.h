@@ -52,17 +52,19 @@ class ReadAhead {
 
  private:
   struct Slot {
-    std::unique_ptr<Record[]> buffer;
+    Record* buffer = nullptr;  // kChunkBytes inside ring_
     uint64_t offset = 0;
     size_t len = 0;
     ssize_t got = 0;
     int error = 0;
     enum State { free, reading, ready, held } state = free;
   };
+  void start_thread();
   void run();
   Slot* slot_for(uint64_t offset);  // the slot holding (or reading) the chunk at offset
 
   int fd_;
+  void* ring_ = nullptr;  // the chunks' buffers, one block (a huge page where the kernel gives one)
   Slot slots_[kChunks];
   std::thread thread_;
   std::mutex mutex_;
