@@ -46,12 +46,15 @@ class AddressMap {
       }
       return zero_value_;
     }
-    if ((stored_ + 1) * 2 > mask_ + 1) grow();
     Slot* slots = slots_.data();
     for (size_t i = home(key);; i = (i + 1) & mask_) {
       Slot& s = slots[i];
       if (s.key == key) return s.value;
       if (s.key == 0) {
+        if ((stored_ + 1) * 2 > mask_ + 1) {  // at most half full: grow, then probe again
+          grow();
+          return find_or_insert(key, inserted);
+        }
         s.key = key;
         s.value = Value{};
         ++stored_;

@@ -46,7 +46,7 @@ class DeviceState {
   inline void free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint64_t phase);
   // The fast path: replays records from the first while each is a plain allocation or free of
   // this device (outside any pool segment, not pinned host memory, not zero bytes, freeing a
-  // live allocation of this device) and no phase is open; stops at the first other record
+  // live allocation of this device of a non-zero size) and no phase is open; stops at the first other record
   // without touching it, or after the free that brings the map's freed entries to
   // `freed_limit`. Nearly every record of a trace is such, and here the running numbers stay in
   // registers for the whole run. Equivalent to alloc()/free() record by record (the analyzer's
@@ -244,7 +244,7 @@ size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64
     } else if (r.op == kFree) {
       LiveAlloc* a = r.address != 0 ? live.find(r.address) : nullptr;
       if (a == nullptr || a->freed || a->device != device_ || a->kind == kPinned ||
-          a->segment_id != 0)
+          a->segment_id != 0 || a->bytes == 0)
         break;
       snapshot_if_pending();
       ++frees;
@@ -253,7 +253,7 @@ size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64
       outside -= a->bytes;
       site_aggregate(a->site).remove(a->bytes);
       live_by_class_[size_class(a->bytes)].remove(a->bytes);
-      timeline_.add(t, allocated, segment_bytes + outside, fragmentation_);
+      timeline_.add_lower(t, allocated, segment_bytes + outside, fragmentation_);
       a->freed = true;
       ++freed_change;
     } else {

@@ -32,6 +32,14 @@ class MaxBoxTimeline {
     if (fragmentation > b.fragmentation) b.fragmentation = fragmentation;
   }
 
+  // The same after a change that lowered allocated and reserved and left fragmentation as it was
+  // (a free outside any pool, of a non-zero size): the box of the event before already holds
+  // larger values, so only a move to another box has anything to record.
+  void add_lower(int64_t t_ns, uint64_t allocated, uint64_t reserved, double fragmentation) {
+    if (t_ns < box_lo_ns_ || t_ns >= box_hi_ns_)
+      add_to_another_box(t_ns, allocated, reserved, fragmentation);
+  }
+
   // Non-empty boxes in time order. A point's t_ns is when `allocated` reached its box maximum.
   Timeline points() const;
 
