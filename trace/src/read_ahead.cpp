@@ -39,9 +39,9 @@ ReadAhead::ReadAhead(int fd) : fd_(fd) {
 }
 
 void ReadAhead::start_thread() {
-  // A trace long enough to read ahead: let the kernel back the ring with one huge page. The copy
+  // A trace long enough to read ahead: let the kernel back the ring with huge pages. The copy
   // into it then costs about a fifth less kernel time (docs/performance.md); a small trace, read
-  // in one chunk, never pays for zeroing 2 MiB.
+  // in one chunk, never pays for zeroing them.
   madvise(slots_[0].buffer, kRingBytes, MADV_HUGEPAGE);
   thread_ = std::thread([this] { run(); });
 }

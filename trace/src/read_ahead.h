@@ -28,7 +28,7 @@ ssize_t read_at(int fd, char* dst, size_t len, uint64_t offset);
 
 class ReadAhead {
  public:
-  static constexpr size_t kChunkBytes = 512 << 10;  // a multiple of kRecordSize
+  static constexpr size_t kChunkBytes = 1 << 20;  // a multiple of kRecordSize
   static constexpr int kChunks = 4;                 // the one in use and three read ahead
 
   struct Chunk {
@@ -64,7 +64,7 @@ class ReadAhead {
   Slot* slot_for(uint64_t offset);  // the slot holding (or reading) the chunk at offset
 
   int fd_;
-  void* ring_ = nullptr;  // the chunks' buffers, one block (a huge page where the kernel gives one)
+  void* ring_ = nullptr;  // the chunks' buffers, one block (huge pages where the kernel gives them)
   Slot slots_[kChunks];
   std::thread thread_;
   std::mutex mutex_;

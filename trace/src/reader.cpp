@@ -1,4 +1,4 @@
-// The streaming trace reader: pread() into a few fixed 512 KiB chunks (read ahead on a thread,
+// The streaming trace reader: pread() into a few fixed 1 MiB chunks (read ahead on a thread,
 // read_ahead.h), records handed out one at a time or in runs, so memory stays bounded whatever
 // the trace size. Every field read from the file is checked before it is used: bad input is
 // reported or skipped, never trusted.

@@ -1,5 +1,5 @@
 // Reading gpumem traces: the one reader every tool uses (gpumem dump, the analyzer, replay, tests).
-// It streams: memory stays bounded whatever the trace size (pread() into four 512 KiB chunks, the
+// It streams: memory stays bounded whatever the trace size (pread() into four 1 MiB chunks, the
 // next ones read ahead on a thread; never a whole-file load). Bad input never crashes it: a bad header is an error with a message that says
 // what to do; torn records are skipped and counted; a cut-off file is read up to the cut.
 #pragma once
