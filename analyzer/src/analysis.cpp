@@ -69,8 +69,11 @@ class Analysis::TraceState {
         PlainRunTotals run;
         run.first_ns = first_ns_;
         run.last_ns = last_ns_;
-        const size_t n = last_device_->plain_run(records + i, count - i, clock_base_, live_,
-                                                 freed_entries_, kMaxRememberedFrees + 1, &run);
+        // Each record adds at most one freed entry, so a run this long passes the bound, if at
+        // all, with its last record; the entries are forgotten right after it, as free() does.
+        const size_t room = kMaxRememberedFrees + 1 - freed_entries_;
+        const size_t n = last_device_->plain_run(records + i, std::min(count - i, room),
+                                                 clock_base_, live_, &run);
         if (n > 0) {
           index_ += n;
           first_ns_ = run.first_ns;

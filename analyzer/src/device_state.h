@@ -46,14 +46,12 @@ class DeviceState {
   inline void free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint64_t phase);
   // The fast path: replays records from the first while each is a plain allocation or free of
   // this device (outside any pool segment, not pinned host memory, not zero bytes, freeing a
-  // live allocation of this device of a non-zero size) and no phase is open; stops at the first other record
-  // without touching it, or after the free that brings the map's freed entries to
-  // `freed_limit`. Nearly every record of a trace is such, and here the running numbers stay in
-  // registers for the whole run. Equivalent to alloc()/free() record by record (the analyzer's
-  // tests and bench/ compare the reports).
+  // live allocation of this device of a non-zero size) and no phase is open; stops at the first
+  // other record without touching it. Nearly every record of a trace is such, and here the
+  // running numbers stay in registers for the whole run. Equivalent to alloc()/free() record by
+  // record (analyzer.Batch.* compares the reports).
   inline size_t plain_run(const trace::Record* records, size_t count, uint64_t clock_base,
-                          AddressMap<LiveAlloc>& live, size_t freed_entries, size_t freed_limit,
-                          PlainRunTotals* totals);
+                          AddressMap<LiveAlloc>& live, PlainRunTotals* totals);
   void segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase);
   void segment_release(uint64_t address, int64_t t_ns, uint64_t phase);
   void count_failed() { ++counts_.alloc_failed; }
@@ -187,18 +185,14 @@ void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint6
 }
 
 size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64_t clock_base,
-                              AddressMap<LiveAlloc>& live, size_t freed_entries,
-                              size_t freed_limit, PlainRunTotals* totals) {
+                              AddressMap<LiveAlloc>& live, PlainRunTotals* totals) {
   constexpr uint16_t kAlloc = static_cast<uint16_t>(trace::Op::alloc);
   constexpr uint16_t kFree = static_cast<uint16_t>(trace::Op::free);
   constexpr uint8_t kPinned = static_cast<uint8_t>(trace::MemKind::pinned_host);
   constexpr size_t kPrefetchAhead = 8;  // records; 4 and 16 measured no better
-  // The running numbers, in registers: stores to the aggregates below could alias members.
+  // The numbers every record changes, in registers: stores to the aggregates below could alias
+  // members, which would then be reloaded after each. The rest stay members (few registers).
   uint64_t allocated = allocated_, outside = outside_bytes_, peak = peak_allocated_;
-  uint64_t peak_reserved = peak_reserved_, frees = counts_.free, short_lived = short_lived_;
-  bool has_peak = has_peak_;
-  const uint64_t segment_bytes = segment_bytes_;
-  const int64_t short_ns = static_cast<int64_t>(options_.short_lived_ns);
   int64_t first = totals->first_ns, last = totals->last_ns;
   uint32_t sites = totals->sites;
   int64_t freed_change = 0;
@@ -229,14 +223,13 @@ size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64
       site_aggregate(r.site).add(r.bytes);
       allocated += r.bytes;
       outside += r.bytes;
-      const uint64_t res = segment_bytes + outside;
-      if (allocated > peak || !has_peak) {
+      const uint64_t res = segment_bytes_ + outside;
+      if (allocated > peak || !has_peak_) {
         new_plain_peak(t, allocated, res);
         peak = allocated;
-        has_peak = true;
       }
-      if (res > peak_reserved) {
-        peak_reserved = res;
+      if (res > peak_reserved_) {
+        peak_reserved_ = res;
         peak_reserved_t_ = t;
         peak_reserved_phase_ = 0;
       }
@@ -247,13 +240,13 @@ size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64
           a->segment_id != 0 || a->bytes == 0)
         break;
       snapshot_if_pending();
-      ++frees;
-      if (span_ns(a->t_ns, t) < short_ns) ++short_lived;
+      ++counts_.free;
+      if (span_ns(a->t_ns, t) < static_cast<int64_t>(options_.short_lived_ns)) ++short_lived_;
       allocated -= a->bytes;
       outside -= a->bytes;
       site_aggregate(a->site).remove(a->bytes);
       live_by_class_[size_class(a->bytes)].remove(a->bytes);
-      timeline_.add_lower(t, allocated, segment_bytes + outside, fragmentation_);
+      timeline_.add_lower(t, allocated, segment_bytes_ + outside, fragmentation_);
       a->freed = true;
       ++freed_change;
     } else {
@@ -262,16 +255,9 @@ size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64
     first = std::min(first, t);
     last = std::max(last, t);
     sites |= r.site;
-    if (freed_entries + freed_change >= freed_limit) {
-      ++i;
-      break;
-    }
   }
   allocated_ = allocated;
   outside_bytes_ = outside;
-  peak_reserved_ = peak_reserved;
-  counts_.free = frees;
-  short_lived_ = short_lived;
   totals->first_ns = first;
   totals->last_ns = last;
   totals->sites = sites;
