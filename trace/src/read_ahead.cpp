@@ -101,39 +101,52 @@ ReadAhead::Chunk ReadAhead::get(uint64_t offset, uint64_t end) {
   } else {
     cv_.notify_all();  // a slot was handed back: the thread may read on
   }
-  cv_.wait(lock, [slot] { return slot->state == Slot::ready; });
+  // While the thread is still reading the chunk wanted, read the next one here rather than
+  // sleep: when the caller's work on a chunk takes less time than reading one, both cores copy.
+  while (slot->state != Slot::ready) {
+    Slot* spare = nullptr;
+    cv_.wait(lock, [&] { return slot->state == Slot::ready || (spare = claim()) != nullptr; });
+    if (spare != nullptr) fill(spare, lock);
+  }
   slot->state = Slot::held;
   return {slot->buffer, slot->got, slot->error};
+}
+
+ReadAhead::Slot* ReadAhead::claim() {
+  if (stop_ || next_offset_ >= end_) return nullptr;
+  for (Slot& s : slots_) {
+    if (s.state != Slot::free) continue;
+    s.state = Slot::reading;
+    s.offset = next_offset_;
+    s.len = static_cast<size_t>(std::min<uint64_t>(kChunkBytes, end_ - next_offset_));
+    next_offset_ += s.len;
+    return &s;
+  }
+  return nullptr;
+}
+
+void ReadAhead::fill(Slot* slot, std::unique_lock<std::mutex>& lock) {
+  char* dst = reinterpret_cast<char*>(slot->buffer);
+  const size_t len = slot->len;
+  const uint64_t offset = slot->offset;
+  lock.unlock();
+  const ssize_t got = read_at(fd_, dst, len, offset);
+  const int error = got < 0 ? errno : 0;
+  lock.lock();
+  slot->got = got;
+  slot->error = error;
+  slot->state = Slot::ready;
+  if (got < static_cast<ssize_t>(len)) next_offset_ = end_;  // the file ends sooner: stop there
+  cv_.notify_all();
 }
 
 void ReadAhead::run() {
   std::unique_lock lock(mutex_);
   for (;;) {
     Slot* slot = nullptr;
-    cv_.wait(lock, [&] {
-      if (stop_) return true;
-      if (next_offset_ >= end_) return false;
-      for (Slot& s : slots_)
-        if (s.state == Slot::free) slot = &s;
-      return slot != nullptr;
-    });
+    cv_.wait(lock, [&] { return stop_ || (slot = claim()) != nullptr; });
     if (stop_) return;
-    slot->state = Slot::reading;
-    slot->offset = next_offset_;
-    slot->len = static_cast<size_t>(std::min<uint64_t>(kChunkBytes, end_ - next_offset_));
-    next_offset_ += slot->len;
-    char* dst = reinterpret_cast<char*>(slot->buffer);
-    const size_t len = slot->len;
-    const uint64_t offset = slot->offset;
-    lock.unlock();
-    const ssize_t got = read_at(fd_, dst, len, offset);
-    const int error = got < 0 ? errno : 0;
-    lock.lock();
-    slot->got = got;
-    slot->error = error;
-    slot->state = Slot::ready;
-    if (got < static_cast<ssize_t>(len)) next_offset_ = end_;  // the file ends sooner: stop there
-    cv_.notify_all();
+    fill(slot, lock);
   }
 }
 

@@ -5,6 +5,9 @@
 // The ring (not a single spare buffer) lets the thread run on without waiting for the caller to
 // hand a buffer back, so a thread wake-up is not paid per chunk.
 //
+// When the caller asks for a chunk the thread is still reading, it reads the next one itself
+// instead of sleeping: with an analysis faster than the copy, both cores then copy.
+//
 // One thread per reader, started by the first get() that is not the whole rest of the file (a
 // small trace never starts it), stopped by the destructor. Bad input is the caller's business:
 // this class only reports what pread returned.
@@ -61,6 +64,10 @@ class ReadAhead {
   };
   void start_thread();
   void run();
+  // With mutex_ held: the next chunk to read, in a free slot now marked reading; or nullptr.
+  Slot* claim();
+  // Reads a claimed slot's chunk with the lock released, then marks it ready.
+  void fill(Slot* slot, std::unique_lock<std::mutex>& lock);
   Slot* slot_for(uint64_t offset);  // the slot holding (or reading) the chunk at offset
 
   int fd_;
