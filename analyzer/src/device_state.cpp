@@ -12,7 +12,10 @@ void DeviceState::take_peak_snapshot() {
   peak_sites_.clear();
   for (const auto& [site, agg] : live_by_site_)
     if (agg.count != 0) peak_sites_.emplace(site, agg);
-  peak_classes_ = live_by_class_;
+  for (int k = 0; k < kSizeClasses; ++k) {
+    peak_classes_[k].count = histogram_[k].count - freed_by_class_[k].count;
+    peak_classes_[k].bytes = histogram_[k].bytes - freed_by_class_[k].bytes;
+  }
 }
 
 // The live set itself is copied later, by take_peak_snapshot(): see peak_sites_.

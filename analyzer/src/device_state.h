@@ -106,7 +106,9 @@ class DeviceState {
   SiteAggregates live_by_site_;  // emptied sites stay, with count 0
   uint32_t last_site_ = 0;
   Aggregate* last_site_agg_ = nullptr;  // &live_by_site_[last_site_]
-  ClassAggregates live_by_class_{};
+  // What is live by size class is histogram_ minus freed_by_class_ (take_peak_snapshot): an
+  // allocation then updates one class array, not two.
+  ClassAggregates freed_by_class_{};
 
   // Peak allocated, and the live set at that instant. The live set is copied lazily: on the
   // first change after a new peak that is not itself a new peak (the state just before it is
@@ -152,7 +154,6 @@ void DeviceState::alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t ph
   // counts.alloc and the bytes allocated in all are the histogram's sums (report()).
   const int cls = size_class(a.bytes);
   histogram_[cls].add(a.bytes);
-  live_by_class_[cls].add(a.bytes);
   allocated_ += a.bytes;
   site_aggregate(a.site).add(a.bytes);
   a.segment_id = 0;
@@ -173,7 +174,7 @@ void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint6
   // the same site on every alloc/free pair would allocate a node each time. Sites are interned
   // call stacks, so the map stays as small as the set of stacks.
   site_aggregate(a.site).remove(a.bytes);
-  live_by_class_[size_class(a.bytes)].remove(a.bytes);
+  freed_by_class_[size_class(a.bytes)].add(a.bytes);
   if (a.segment_id == 0) {
     outside_bytes_ -= a.bytes;
     after_plain_free(t_ns);
@@ -219,7 +220,6 @@ size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64
       a.freed = false;
       const int cls = size_class(r.bytes);
       histogram_[cls].add(r.bytes);
-      live_by_class_[cls].add(r.bytes);
       site_aggregate(r.site).add(r.bytes);
       allocated += r.bytes;
       outside += r.bytes;
@@ -245,7 +245,7 @@ size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64
       allocated -= a->bytes;
       outside -= a->bytes;
       site_aggregate(a->site).remove(a->bytes);
-      live_by_class_[size_class(a->bytes)].remove(a->bytes);
+      freed_by_class_[size_class(a->bytes)].add(a->bytes);
       timeline_.add_lower(t, allocated, segment_bytes_ + outside, fragmentation_);
       a->freed = true;
       ++freed_change;
