@@ -139,7 +139,7 @@ class AddressMap {
     shift_ = 64 - static_cast<unsigned>(std::countr_zero(slots_.size()));
   }
 
-  void grow() {
+  [[gnu::noinline, gnu::cold]] void grow() {
     std::vector<Slot> old(slots_.size() * 2);
     old.swap(slots_);
     resized();

@@ -72,13 +72,13 @@ class DeviceState {
   void snapshot_if_pending() {
     if (snapshot_pending_) take_peak_snapshot();
   }
-  void take_peak_snapshot();
+  [[gnu::cold]] void take_peak_snapshot();
   inline void after_change(int64_t t_ns, uint64_t phase);
   // After a free outside any pool segment: allocated and reserved only went down and the
   // segments did not change, so no maximum can be new; only the timeline may be in a new box.
   void after_plain_free(int64_t t_ns) { timeline_.add(t_ns, allocated_, reserved(), fragmentation_); }
   void new_peak(int64_t t_ns, uint64_t phase, uint64_t reserved);
-  void new_plain_peak(int64_t t_ns, uint64_t allocated, uint64_t reserved);
+  [[gnu::cold]] void new_plain_peak(int64_t t_ns, uint64_t allocated, uint64_t reserved);
   // The segment space changed: fragmentation is recomputed (and its maximum kept) only then.
   void segments_changed(int64_t t_ns) {
     fragmentation_ = segments_.external_fragmentation();
@@ -88,12 +88,13 @@ class DeviceState {
     }
   }
   Aggregate& site_aggregate(uint32_t site) {
-    // Entries are never erased and unordered_map nodes never move: the pointer stays valid.
-    if (last_site_agg_ == nullptr || last_site_ != site) {
-      last_site_ = site;
-      last_site_agg_ = &live_by_site_[site];
-    }
+    if (last_site_agg_ == nullptr || last_site_ != site) switch_site(site);
     return *last_site_agg_;
+  }
+  // Entries are never erased and unordered_map nodes never move: the pointer stays valid.
+  [[gnu::noinline, gnu::cold]] void switch_site(uint32_t site) {
+    last_site_ = site;
+    last_site_agg_ = &live_by_site_[site];
   }
 
   int device_;

@@ -52,7 +52,7 @@ class MaxBoxTimeline {
     double fragmentation = 0;
   };
   static void merge_into(Box& into, const Box& from);
-  void add_to_another_box(int64_t t_ns, uint64_t allocated, uint64_t reserved,
+  [[gnu::cold]] void add_to_another_box(int64_t t_ns, uint64_t allocated, uint64_t reserved,
                           double fragmentation);
   void coarsen();
 
