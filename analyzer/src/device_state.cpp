@@ -18,25 +18,18 @@ void DeviceState::take_peak_snapshot() {
   }
 }
 
-// The live set itself is copied later, by take_peak_snapshot(): see peak_sites_.
-void DeviceState::new_peak(int64_t t_ns, uint64_t phase, uint64_t reserved) {
+// The live set itself is copied later, by take_peak_snapshot(): see peak_sites_. `allocated` is
+// passed in: plain_run() holds it in a register meanwhile.
+void DeviceState::new_peak(int64_t t_ns, uint64_t phase, uint64_t allocated, uint64_t reserved) {
   has_peak_ = true;
   snapshot_pending_ = true;
-  peak_allocated_ = allocated_;
+  peak_allocated_ = allocated;
   peak_t_ = t_ns;
   peak_phase_ = phase;
   reserved_at_peak_ = reserved;
   frag_at_peak_ = fragmentation_;
   free_at_peak_ = segments_.total_free();
   largest_at_peak_ = segments_.largest_free();
-}
-
-// new_peak() for plain_run(), which holds allocated_ in a register meanwhile: no phase is open.
-void DeviceState::new_plain_peak(int64_t t_ns, uint64_t allocated, uint64_t reserved) {
-  const uint64_t held = allocated_;
-  allocated_ = allocated;
-  new_peak(t_ns, 0, reserved);
-  allocated_ = held;
 }
 
 void DeviceState::segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns,

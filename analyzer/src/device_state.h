@@ -77,8 +77,7 @@ class DeviceState {
   // After a free outside any pool segment: allocated and reserved only went down and the
   // segments did not change, so no maximum can be new; only the timeline may be in a new box.
   void after_plain_free(int64_t t_ns) { timeline_.add(t_ns, allocated_, reserved(), fragmentation_); }
-  void new_peak(int64_t t_ns, uint64_t phase, uint64_t reserved);
-  [[gnu::cold]] void new_plain_peak(int64_t t_ns, uint64_t allocated, uint64_t reserved);
+  [[gnu::cold]] void new_peak(int64_t t_ns, uint64_t phase, uint64_t allocated, uint64_t reserved);
   // The segment space changed: fragmentation is recomputed (and its maximum kept) only then.
   void segments_changed(int64_t t_ns) {
     fragmentation_ = segments_.external_fragmentation();
@@ -140,7 +139,8 @@ class DeviceState {
 
 void DeviceState::after_change(int64_t t_ns, uint64_t phase) {
   const uint64_t res = reserved();
-  if (allocated_ > peak_allocated_ || (!has_peak_ && allocated_ > 0)) new_peak(t_ns, phase, res);
+  if (allocated_ > peak_allocated_ || (!has_peak_ && allocated_ > 0))
+    new_peak(t_ns, phase, allocated_, res);
   if (res > peak_reserved_) {
     peak_reserved_ = res;
     peak_reserved_t_ = t_ns;
@@ -226,7 +226,7 @@ size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64
       outside += r.bytes;
       const uint64_t res = segment_bytes_ + outside;
       if (allocated > peak || !has_peak_) {
-        new_plain_peak(t, allocated, res);
+        new_peak(t, 0, allocated, res);  // no phase is open
         peak = allocated;
       }
       if (res > peak_reserved_) {
