@@ -2,6 +2,7 @@
 #include "read_ahead.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,12 @@ ssize_t read_at(int fd, char* dst, size_t len, uint64_t offset) {
     if (n == 0) break;
     done += static_cast<size_t>(n);
   }
+  // A truncation racing the copy can leave the bytes past the new end torn: some zeroed, some
+  // stale (seen: the records after a cut mid-chunk delivered with a hole before them). Bytes
+  // before the end the file has now were never touched by it, so keep only those.
+  struct stat st;
+  if (done > 0 && fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) < offset + done)
+    done = static_cast<uint64_t>(st.st_size) > offset ? static_cast<size_t>(st.st_size - offset) : 0;
   return static_cast<ssize_t>(done);
 }
 

@@ -26,7 +26,8 @@
 
 namespace gpumem::trace {
 
-// pread until `len` bytes or end of file; returns bytes read, or -1 on error (errno set).
+// pread until `len` bytes or end of file; returns bytes read, or -1 on error (errno set). Never
+// counts bytes past the file's end as it is after the read (a truncation may race it).
 ssize_t read_at(int fd, char* dst, size_t len, uint64_t offset);
 
 class ReadAhead {
