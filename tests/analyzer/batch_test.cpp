@@ -102,8 +102,7 @@ TEST(Batch, RunsGiveTheReportOfOneRecordAtATime) {
     ASSERT_GT(one_by_one.devices[0].counts.double_free + one_by_one.devices[0].counts.free_unknown,
               0u);
     ASSERT_GT(one_by_one.devices[0].counts.alloc_failed, 0u);
-    ASSERT_EQ(render_json(analyze_in_batches(e, seed)), render_json(one_by_one))
-        << "seed " << seed;
+    ASSERT_EQ(render_json(analyze_in_batches(e, seed)), render_json(one_by_one)) << "seed " << seed;
   }
 }
 
