@@ -12,6 +12,7 @@
 #include "address_map.h"
 #include "device_state.h"
 #include "metrics.h"
+#include "python_lines.h"
 
 namespace gpumem::analyzer {
 
@@ -163,9 +164,11 @@ class Analysis::TraceState {
       d.peak.phase = phase_name(state->peak_phase_id());
       d.peak.reserved_phase = phase_name(state->peak_reserved_phase_id());
       add_frames(d.peak.live_at_peak);
+      if (merge_by_python_line(d.peak.live_at_peak)) d.peak.grouped_by = "python_line";
       if (auto it = leaks.find(ordinal); it != leaks.end()) {
         d.leaks = by_site ? rows_by_site(it->second.first) : rows_by_class(it->second.second);
         add_frames(d.leaks);
+        merge_by_python_line(d.leaks);
       }
       for (const GroupRow& row : d.leaks) {
         d.final.leaked_allocations += row.count;
@@ -308,10 +311,12 @@ class Analysis::TraceState {
       auto stack = stacks_.find(row.site);
       if (stack == stacks_.end()) continue;
       for (uint64_t pc : stack->second) {
-        if (row.frames.size() >= options_.max_frames) break;
         auto sym = symbols_.find(pc);
-        row.frames.push_back(sym != symbols_.end() ? string_or_id(sym->second)
-                                                   : fmt::format("{:#x}", pc));
+        std::string frame =
+            sym != symbols_.end() ? string_or_id(sym->second) : fmt::format("{:#x}", pc);
+        // The innermost Python frame names the row's source line (python_lines.h).
+        if (row.python_line.empty() && trace::is_python_frame(pc)) row.python_line = frame;
+        if (row.frames.size() < options_.max_frames) row.frames.push_back(std::move(frame));
       }
     }
   }

@@ -14,6 +14,10 @@ Json rows_json(const std::vector<GroupRow>& rows) {
     if (r.by_site) {
       j["site"] = r.site;
       j["frames"] = r.frames;
+      if (!r.python_line.empty()) {  // Python stacks: grouped by source line (python_lines.h)
+        j["python_line"] = r.python_line;
+        j["sites"] = r.sites;
+      }
     } else {
       j["size_class"] = {{"min_bytes", r.min_bytes}, {"max_bytes", r.max_bytes}};
     }

@@ -30,6 +30,17 @@ std::string row_label(const GroupRow& r, size_t max_frames) {
   if (r.site == 0) return "(no call stack recorded)";
   if (r.frames.empty()) return fmt::format("site {} (stack not in trace)", r.site);
   std::string out;
+  size_t first = 0;
+  if (!r.python_line.empty()) {
+    // Grouped by Python line: that line, then its callers (the frames after it in the stack).
+    auto at = std::find(r.frames.begin(), r.frames.end(), r.python_line);
+    first = at != r.frames.end() ? static_cast<size_t>(at - r.frames.begin()) : r.frames.size();
+    out = r.python_line;
+    if (r.sites > 1) out += fmt::format("  [{} stacks]", r.sites);
+    for (size_t i = first + 1; i < r.frames.size() && i <= first + max_frames; ++i)
+      out += "\n            from " + r.frames[i];
+    return out;
+  }
   for (size_t i = 0; i < r.frames.size() && i < max_frames; ++i) {
     if (i) out += "\n          ";
     out += (i ? "  from " : "") + r.frames[i];
@@ -63,8 +74,9 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
                      seconds(p.reserved_time_ns),
                      p.reserved_phase ? " in phase \"" + *p.reserved_phase + "\"" : "");
   if (p.allocated_bytes > 0) {
-    out += fmt::format("live at peak ({}):\n", p.grouped_by == "site" ? "by call site"
-                                                                       : "by size class");
+    out += fmt::format("live at peak ({}):\n", p.grouped_by == "site"          ? "by call site"
+                                         : p.grouped_by == "python_line" ? "by Python line"
+                                                                         : "by size class");
     rows(out, p.live_at_peak, o);
   }
   const Fragmentation& f = d.fragmentation;

@@ -57,6 +57,9 @@ enum class Op : uint16_t {
   unmap = 15,           // VMM cuMemUnmap: address, bytes
   device_info = 16,     // device, bytes = capacity, aux = limit (0 = none); also in the header
   trim = 17,            // cuMemPoolTrimTo / empty-cache: bytes = target or bytes released
+  // The real free after an Op::free record failed: the allocation stays live. address, bytes as
+  // in that free, result = the API's error, aux = t_ns of the free record it cancels.
+  free_failed = 18,
 };
 
 // Which API made the record. Values are stable: append, never renumber.
@@ -110,6 +113,14 @@ inline constexpr uint16_t kFlagLookupShift = 4;
 inline constexpr uint16_t kFlagLookupMask = 0x0030;
 inline constexpr uint16_t kFlagAsync = 0x0040;  // stream-ordered call
 inline constexpr uint16_t kFlagPooled = 0x0080;  // served by a gpumem pool, not the device directly
+
+// Stack payloads hold return addresses, innermost first; an entry with this bit set is a Python
+// frame instead (GPUMEM_STACKS=python|mixed): its low 32 bits are a frame id, named by an
+// Op::symbol record ("function (file:line)") like any return address. Id 0 is the marker
+// "[no Python frame]": the allocating thread ran no Python code. User-space code addresses never
+// have bit 63 set.
+inline constexpr uint64_t kPythonFrameTag = 1ull << 63;
+inline constexpr bool is_python_frame(uint64_t pc) { return (pc & kPythonFrameTag) != 0; }
 
 enum class AnomalyKind : uint64_t {
   none = 0,
@@ -192,6 +203,7 @@ inline const char* op_name(Op op) {
     case Op::unmap: return "unmap";
     case Op::device_info: return "device_info";
     case Op::trim: return "trim";
+    case Op::free_failed: return "free_failed";
     case Op::invalid: break;
   }
   return "invalid";

@@ -23,6 +23,11 @@ struct GroupRow {
   uint64_t max_bytes = 0;
   uint64_t count = 0;
   uint64_t bytes = 0;
+  // Python stacks (GPUMEM_STACKS=python|mixed): the innermost Python frame, "function
+  // (file:line)", or "[no Python frame] (native thread)"; empty for native-only stacks. Rows are
+  // then grouped by it, and `sites` says how many distinct stacks were merged into the row.
+  std::string python_line;
+  uint64_t sites = 0;
 };
 
 struct Peak {
@@ -33,7 +38,7 @@ struct Peak {
   uint64_t reserved_bytes = 0;            // max over the run of reserved (may be another instant)
   int64_t reserved_time_ns = 0;
   std::optional<std::string> reserved_phase;
-  std::string grouped_by;                 // "site" or "size_class": how live_at_peak is grouped
+  std::string grouped_by;  // "site", "python_line" or "size_class": how live_at_peak is grouped
   std::vector<GroupRow> live_at_peak;     // sums to allocated_bytes exactly; largest first
   std::vector<GroupRow> live_at_peak_by_size_class;  // always by size class; same sum
 };
