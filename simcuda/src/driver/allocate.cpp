@@ -1,4 +1,5 @@
-// Allocation and free: charge under the lock, map host memory outside it, roll back on failure.
+// Allocation and free: map or unmap host memory outside the lock; charge and record (or uncharge
+// and forget) in one critical section.
 #include "allocate.h"
 
 namespace simcuda {
@@ -10,37 +11,36 @@ CUresult allocate(int device, uint64_t size, Kind kind, CUmemPoolHandle_st* pool
   State& s = state();
   Device& dev = *s.devices[device];
   Allocation a{device, size, 0, 0, 0, kind, pool};
-  uint64_t pool_reserved_before = 0;
+  // Map first, then charge and record in one critical section: the accounting never holds a
+  // charge without its record, even in the child of a fork taken between the two steps.
+  void* p = map_memory(size, &a.mapped);
+  if (p == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;  // the host is out of address space
   {
     std::lock_guard lock(s.mu);
+    bool fits = false;
     if (pool != nullptr) {
       a.small_charge = round_up(size, kSmallQuantum);  // bytes of the pool this block uses
-      pool_reserved_before = pool->reserved;
-      if (!pool_grow(dev, *pool, a.small_charge)) return CUDA_ERROR_OUT_OF_MEMORY;
-      pool->used += a.small_charge;
-      if (pool->used > pool->used_high) pool->used_high = pool->used;
+      fits = pool_grow(dev, *pool, a.small_charge);
+      if (fits) {
+        pool->used += a.small_charge;
+        if (pool->used > pool->used_high) pool->used_high = pool->used;
+      }
     } else {
       charge_for(size, &a.large_charge, &a.small_charge);
-      if (!dev.fits(a.large_charge, a.small_charge)) return CUDA_ERROR_OUT_OF_MEMORY;
-      dev.large_bytes += a.large_charge;
-      dev.small_bytes += a.small_charge;
+      fits = dev.fits(a.large_charge, a.small_charge);
+      if (fits) {
+        dev.large_bytes += a.large_charge;
+        dev.small_bytes += a.small_charge;
+      }
+    }
+    if (fits) {
+      s.allocations.emplace(reinterpret_cast<uintptr_t>(p), a);
+      *out = reinterpret_cast<CUdeviceptr>(p);
+      return CUDA_SUCCESS;
     }
   }
-  void* p = map_memory(size, &a.mapped);
-  std::lock_guard lock(s.mu);
-  if (p == nullptr) {  // the host itself is out of address space: undo the charge
-    if (pool != nullptr) {
-      pool->used -= a.small_charge;
-      pool_release_to(dev, *pool, pool_reserved_before);
-    } else {
-      dev.large_bytes -= a.large_charge;
-      dev.small_bytes -= a.small_charge;
-    }
-    return CUDA_ERROR_OUT_OF_MEMORY;
-  }
-  s.allocations.emplace(reinterpret_cast<uintptr_t>(p), a);
-  *out = reinterpret_cast<CUdeviceptr>(p);
-  return CUDA_SUCCESS;
+  unmap_memory(p, a.mapped);
+  return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
 CUresult release(CUdeviceptr ptr) {

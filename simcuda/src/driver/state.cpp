@@ -1,16 +1,50 @@
-// Driver state, initialisation helpers, fault injection and the host memory behind allocations.
+// Driver state, initialisation helpers, fork handling, fault injection and the host memory
+// behind allocations.
 #include "state.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <time.h>
+
+#include <new>
+#include <type_traits>
 
 namespace simcuda {
 namespace {
 
 std::atomic<bool> g_initialized{false};
 
+// The state lives in static storage and is never destroyed: exit() from one thread runs static
+// destructors while other threads may still be inside simcuda calls, and those must find it
+// intact (the real driver survives that too). The config is read once and is trivially
+// destructible, so exit() has nothing of simcuda's to tear down.
+static_assert(std::is_trivially_destructible_v<Config>);
+alignas(State) unsigned char g_state_storage[sizeof(State)];
+
+State& storage() {
+  static State* s = new (g_state_storage) State();
+  return *s;
+}
+
+// Who takes the lock around fork(): nobody yet, the driver's own pthread_atfork handlers
+// (registered at cuInit), or simcuda's runtime, whose handlers are registered when libcudart
+// loads, before an LD_PRELOAD interposer registers its own, and call simcuda_driver_fork. The
+// earlier a prepare handler is registered, the later it runs: the runtime's order lets an
+// interposer that calls simcuda while holding its own locks take them before simcuda's.
+enum ForkOwner : int { kNobody, kDriver, kRuntime };
+std::atomic<int> g_fork_owner{kNobody};
+
+void fork_prepare() {
+  storage().mu.lock();
+}
+// Parent and child both release: the child's copy of the state is whole, because every change
+// to it happens inside one critical section.
+void fork_release() {
+  storage().mu.unlock();
+}
+
 State& make_state() {
-  static State s;
+  State& s = storage();
   const Config& c = config();
   for (int i = 0; i < c.devices; ++i) {
     auto d = std::make_unique<Device>();
@@ -20,6 +54,9 @@ State& make_state() {
     d->default_pool.device = i;
     s.devices.push_back(std::move(d));
   }
+  int nobody = kNobody;
+  if (g_fork_owner.compare_exchange_strong(nobody, kDriver))
+    pthread_atfork(fork_prepare, fork_release, fork_release);
   g_initialized.store(true, std::memory_order_release);
   return s;
 }
@@ -123,3 +160,16 @@ void pool_release_to(Device& dev, CUmemPoolHandle_st& pool, uint64_t keep) {
 }
 
 }  // namespace simcuda
+
+SIMCUDA_EXPORT int simcuda_driver_fork_adopt(void) {
+  int nobody = simcuda::kNobody;
+  return simcuda::g_fork_owner.compare_exchange_strong(nobody, simcuda::kRuntime) ||
+         nobody == simcuda::kRuntime;
+}
+
+SIMCUDA_EXPORT void simcuda_driver_fork(int phase) {
+  if (phase == 0)
+    simcuda::fork_prepare();
+  else
+    simcuda::fork_release();
+}

@@ -1,6 +1,8 @@
 // The simulated driver's state: devices, their accounting, contexts, streams, events, pools and
 // every live allocation. One mutex guards it all; simcuda is a test device, not a hot path, and
-// the expensive parts (mmap, munmap, simulated latency) run outside the lock.
+// the expensive parts (mmap, munmap, simulated latency) run outside the lock. Each call changes
+// the state in a single critical section, so a fork (which takes the lock, see state.cpp) always
+// leaves the child a consistent copy. The state is never destroyed (exit-safe).
 #pragma once
 
 #include <cuda.h>
@@ -115,7 +117,7 @@ struct State {
   std::atomic<uint64_t> alloc_attempts{0};
 };
 
-// The driver state, valid after cuInit succeeded.
+// The driver state, valid after cuInit succeeded. Never destroyed.
 State& state();
 bool initialized();
 
@@ -150,3 +152,10 @@ void pool_release_to(Device& dev, CUmemPoolHandle_st& pool, uint64_t keep);
 }  // namespace simcuda
 
 #define SIMCUDA_EXPORT extern "C" __attribute__((visibility("default")))
+
+// For simcuda's runtime, outside the CUDA ABI. simcuda_driver_fork_adopt() returns 1 when the
+// caller now takes the driver's lock around fork() by calling simcuda_driver_fork(0) in its
+// prepare handler and simcuda_driver_fork(1) in its parent and child handlers, and 0 when the
+// driver already registered its own handlers (cuInit came first).
+SIMCUDA_EXPORT int simcuda_driver_fork_adopt(void);
+SIMCUDA_EXPORT void simcuda_driver_fork(int phase);

@@ -96,24 +96,26 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle* handle
   if (!count_allocation()) return CUDA_ERROR_OUT_OF_MEMORY;
   alloc_latency();
   int device = prop->location.id;
-  {
-    std::lock_guard lock(state().mu);
-    Device& dev = *state().devices[device];
-    if (!dev.fits(size, 0)) return CUDA_ERROR_OUT_OF_MEMORY;
-    dev.large_bytes += size;
-  }
+  // The memfd first, then charge and record in one critical section (fork-consistent).
   int fd = memfd_create("simcuda-vmm", MFD_CLOEXEC);
   if (fd < 0 || ftruncate(fd, static_cast<off_t>(size)) != 0) {
     if (fd >= 0) close(fd);
-    std::lock_guard lock(state().mu);
-    state().devices[device]->large_bytes -= size;
     return CUDA_ERROR_OUT_OF_MEMORY;
   }
   auto* h = new PhysicalAllocation{device, size, fd, 1, 0};
-  std::lock_guard lock(state().mu);
-  state().handles.insert(h);
-  *handle = reinterpret_cast<CUmemGenericAllocationHandle>(h);
-  return CUDA_SUCCESS;
+  {
+    std::lock_guard lock(state().mu);
+    Device& dev = *state().devices[device];
+    if (dev.fits(size, 0)) {
+      dev.large_bytes += size;
+      state().handles.insert(h);
+      *handle = reinterpret_cast<CUmemGenericAllocationHandle>(h);
+      return CUDA_SUCCESS;
+    }
+  }
+  close(fd);
+  delete h;
+  return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
 SIMCUDA_EXPORT CUresult CUDAAPI cuMemRelease(CUmemGenericAllocationHandle handle) {

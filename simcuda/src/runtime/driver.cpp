@@ -1,10 +1,14 @@
-// Loading the driver, resolving its entry points, and the runtime's per-thread state.
+// Loading the driver, resolving its entry points, the runtime's per-thread state, and fork.
 #include "driver.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 
+#include <atomic>
 #include <cstdio>
 #include <mutex>
+#include <new>
+#include <type_traits>
 
 namespace simcuda::rt {
 namespace {
@@ -13,6 +17,11 @@ struct Loaded {
   Driver d{};
   cudaError_t error = cudaSuccess;
 };
+// No destructor runs at exit(), so threads still inside runtime calls keep a valid driver table.
+static_assert(std::is_trivially_destructible_v<Loaded>);
+
+// simcuda's driver lock around fork(), when the driver left it to us (see on_load below).
+std::atomic<void (*)(int)> g_driver_fork{nullptr};
 
 template <typename Pfn>
 bool resolve(PFN_cuGetProcAddress_v12000 get, const char* name, Pfn* out, cuuint64_t flags) {
@@ -36,6 +45,12 @@ Loaded load() {
     l.error = cudaErrorInsufficientDriver;
     return l;
   }
+  // Before cuInit, so that simcuda's driver leaves fork handling to our early-registered
+  // handlers. A real libcuda.so.1 has neither symbol.
+  auto adopt = reinterpret_cast<int (*)()>(dlsym(h, "simcuda_driver_fork_adopt"));
+  auto driver_fork = reinterpret_cast<void (*)(int)>(dlsym(h, "simcuda_driver_fork"));
+  if (adopt != nullptr && driver_fork != nullptr && adopt() != 0)
+    g_driver_fork.store(driver_fork, std::memory_order_release);
   auto get = reinterpret_cast<PFN_cuGetProcAddress_v12000>(dlsym(h, "cuGetProcAddress_v2"));
   if (get == nullptr) {
     l.error = cudaErrorInsufficientDriver;
@@ -99,9 +114,29 @@ Loaded load() {
   return l;
 }
 
+// Serialises the first retain of each device's primary context. Not taken around fork (a thread
+// holds it while calling the driver, whose lock fork does take); a forked child gets a fresh
+// one, and at worst retains a primary context once more.
 std::mutex g_primary_mu;
-bool g_primary_retained[64] = {};
-CUcontext g_primary[64] = {};
+std::atomic<CUcontext> g_primary[64] = {};
+
+void fork_prepare() {
+  if (auto f = g_driver_fork.load(std::memory_order_acquire)) f(0);
+}
+void fork_parent() {
+  if (auto f = g_driver_fork.load(std::memory_order_acquire)) f(1);
+}
+void fork_child() {
+  if (auto f = g_driver_fork.load(std::memory_order_acquire)) f(1);
+  new (&g_primary_mu) std::mutex();  // if held at fork, it was by a thread the child lacks
+}
+
+// Registered when the library loads, before an LD_PRELOAD interposer's constructor registers
+// its own handlers: prepare handlers run in reverse order of registration, so the interposer
+// takes its locks (held while it calls into CUDA) before simcuda takes the driver's.
+__attribute__((constructor)) void on_load() {
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
 
 }  // namespace
 
@@ -120,14 +155,14 @@ cudaError_t bind_device(const Driver& d, int device) {
   int count = 0;
   if (CUresult r = d.cuDeviceGetCount(&count)) return to_runtime(r);
   if (device < 0 || device >= count || device >= 64) return cudaErrorInvalidDevice;
-  CUcontext ctx = nullptr;
-  {
+  CUcontext ctx = g_primary[device].load(std::memory_order_acquire);
+  if (ctx == nullptr) {
     std::lock_guard lock(g_primary_mu);
-    if (!g_primary_retained[device]) {
-      if (CUresult r = d.cuDevicePrimaryCtxRetain(&g_primary[device], device)) return to_runtime(r);
-      g_primary_retained[device] = true;
+    ctx = g_primary[device].load(std::memory_order_relaxed);
+    if (ctx == nullptr) {
+      if (CUresult r = d.cuDevicePrimaryCtxRetain(&ctx, device)) return to_runtime(r);
+      g_primary[device].store(ctx, std::memory_order_release);
     }
-    ctx = g_primary[device];
   }
   if (CUresult r = d.cuCtxSetCurrent(ctx)) return to_runtime(r);
   thread_device() = device;

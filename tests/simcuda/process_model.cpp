@@ -1,0 +1,153 @@
+// Process models on the simulated device, run by process_test.cpp (each mode is one process):
+//   fork <n>            4 threads loop cudaMalloc/cudaFree while the main thread forks n times;
+//                       each child must allocate, check the accounting, free and exit 0 within
+//                       10 s. Exit 0 when every child did; else a line on stderr and exit 1.
+//   thread-exit <code>  4 threads loop cudaMalloc/cudaFree; a fifth calls exit(code) while they
+//                       run. The process must end with that status and no signal.
+// Linked against the real toolkit's cudart; LD_LIBRARY_PATH selects simcuda's.
+#include <cuda_runtime_api.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr size_t kMiB = 1ull << 20;
+constexpr int kThreads = 4;
+
+std::atomic<bool> g_stop{false};
+std::atomic<long> g_failures{0};
+
+// One allocating thread: small (packed) and large (whole pages) blocks, each freed 256
+// allocations later, so that simcuda's tables are large. The queries in between hold simcuda's
+// lock without a system call, so that forks often find it taken.
+void churn(int id) {
+  const size_t sizes[] = {512, 64 * 1024, 3 * kMiB};
+  constexpr unsigned kLive = 256;
+  void* live[kLive] = {};
+  for (unsigned i = static_cast<unsigned>(id); !g_stop.load(std::memory_order_relaxed); ++i) {
+    void*& slot = live[i % kLive];
+    if (slot != nullptr && cudaFree(slot) != cudaSuccess) g_failures.fetch_add(1);
+    slot = nullptr;
+    if (cudaMalloc(&slot, sizes[i % 3]) != cudaSuccess) {
+      g_failures.fetch_add(1);
+      continue;
+    }
+    static_cast<unsigned char*>(slot)[0] = 1;
+    for (unsigned q = 0; q < 16; ++q) {
+      cudaPointerAttributes attr{};
+      size_t free = 0, total = 0;
+      void* p = live[(i + q * 17) % kLive];
+      if ((p != nullptr && (cudaPointerGetAttributes(&attr, p) != cudaSuccess ||
+                            attr.type != cudaMemoryTypeDevice)) ||
+          cudaMemGetInfo(&free, &total) != cudaSuccess)
+        g_failures.fetch_add(1);
+    }
+  }
+  for (void* p : live)
+    if (p != nullptr && cudaFree(p) != cudaSuccess) g_failures.fetch_add(1);
+}
+
+// The child of a fork: its own allocation must be charged and returned exactly, and a block the
+// parent allocated before the fork is a private copy that the child can read and free.
+[[noreturn]] void child(unsigned char* inherited) {
+  size_t free0 = 0, total = 0, free1 = 0, free2 = 0;
+  if (cudaMemGetInfo(&free0, &total) != cudaSuccess) std::_Exit(10);
+  void* p = nullptr;
+  if (cudaMalloc(&p, 3 * kMiB) != cudaSuccess) std::_Exit(11);
+  std::memset(p, 0x5a, 3 * kMiB);
+  if (cudaMemGetInfo(&free1, &total) != cudaSuccess || free0 - free1 != 4 * kMiB) std::_Exit(12);
+  if (cudaFree(p) != cudaSuccess) std::_Exit(13);
+  if (cudaMemGetInfo(&free2, &total) != cudaSuccess || free2 != free0) std::_Exit(14);
+  if (inherited[0] != 0xab || inherited[kMiB - 1] != 0xab) std::_Exit(15);
+  inherited[0] = 0xcd;  // copy-on-write: the parent must still read 0xab
+  if (cudaFree(inherited) != cudaSuccess) std::_Exit(16);
+  std::exit(0);  // a normal exit: static destructors and atexit handlers run in the child
+}
+
+// Waits for pid up to `seconds`; kills it on timeout. Returns its wait status, or -1 on timeout.
+int wait_for(pid_t pid, int seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return status;
+}
+
+int fork_mode(int forks) {
+  if (cudaFree(nullptr) != cudaSuccess) return 1;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back(churn, t);
+  int result = 0;
+  for (int i = 0; i < forks && result == 0; ++i) {
+    void* inherited = nullptr;
+    if (cudaMalloc(&inherited, kMiB) != cudaSuccess) {
+      std::fprintf(stderr, "process_model: cudaMalloc before fork %d failed\n", i);
+      result = 1;
+      break;
+    }
+    std::memset(inherited, 0xab, kMiB);
+    std::this_thread::sleep_for(std::chrono::microseconds(200 + 37 * i));  // vary the fork point
+    pid_t pid = fork();
+    if (pid == 0) child(static_cast<unsigned char*>(inherited));
+    int status = pid < 0 ? 0 : wait_for(pid, 10);
+    if (pid < 0) {
+      std::fprintf(stderr, "process_model: fork %d failed: %s\n", i, std::strerror(errno));
+      result = 1;
+    } else if (status == -1) {
+      std::fprintf(stderr, "process_model: child of fork %d hung (killed after 10 s)\n", i);
+      result = 1;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::fprintf(stderr, "process_model: child of fork %d ended with %s %d\n", i,
+                   WIFEXITED(status) ? "status" : "signal",
+                   WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+      result = 1;
+    } else if (static_cast<unsigned char*>(inherited)[0] != 0xab) {
+      std::fprintf(stderr, "process_model: the child's write reached the parent (fork %d)\n", i);
+      result = 1;
+    }
+    if (cudaFree(inherited) != cudaSuccess) result = 1;
+  }
+  g_stop = true;
+  for (auto& t : threads) t.join();
+  if (g_failures.load() != 0) {
+    std::fprintf(stderr, "process_model: %ld allocation calls failed in the parent\n",
+                 g_failures.load());
+    result = 1;
+  }
+  return result;
+}
+
+int thread_exit_mode(int code) {
+  if (cudaFree(nullptr) != cudaSuccess) return 1;
+  for (int t = 0; t < kThreads; ++t) std::thread(churn, t).detach();
+  std::thread([code] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::exit(code);
+  }).detach();
+  for (;;) pause();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::strcmp(argv[1], "fork") == 0) return fork_mode(std::atoi(argv[2]));
+  if (argc == 3 && std::strcmp(argv[1], "thread-exit") == 0)
+    return thread_exit_mode(std::atoi(argv[2]));
+  std::fprintf(stderr, "usage: %s fork <n> | thread-exit <status>\n", argv[0]);
+  return 2;
+}
