@@ -23,6 +23,9 @@
 
 #include "command.h"
 #include "gpumem/trace_name.h"
+#include "gpumem/trace_reader.h"
+#include "gpumem/units.h"
+#include "gpumem/visible_text.h"
 
 #if __has_include("gpumem/analyzer/report.h")
 #include "gpumem/analyzer/report.h"
@@ -92,7 +95,6 @@ void prepend_env(const char* name, const std::string& value) {
   ::setenv(name, v.c_str(), 1);
 }
 
-
 // The trace path the child will use (as libgpumem expands GPUMEM_TRACE); %t cannot be known
 // here and stays a wildcard.
 std::string expected_trace(const std::string& tmpl, pid_t pid) {
@@ -103,6 +105,57 @@ std::string expected_trace(const std::string& tmpl, pid_t pid) {
                              rank_from_environment(std::getenv), 0, path, sizeof path))
     return tmpl;
   return path;
+}
+
+// The file the child wrote: the preload creates the expected path exclusively and, when it
+// exists already, takes PATH.1, PATH.2, ... (the first free one). The candidates are read up to
+// the first missing suffix; the one whose header names the child's pid is the child's. A trace
+// written by a process the child started (another pid) is recognised as new since `started`.
+// Empty when there is none.
+std::string find_child_trace(const std::string& path, pid_t child, time_t started) {
+  std::string newest;
+  for (unsigned long n = 0;; ++n) {
+    const std::string candidate = n == 0 ? path : path + "." + std::to_string(n);
+    struct stat st;
+    if (::stat(candidate.c_str(), &st) != 0) {
+      if (n == 0) continue;  // the base name may be gone while PATH.1 holds this run
+      break;
+    }
+    std::string error;
+    if (auto reader = trace::Reader::open(candidate, &error))
+      if (reader->header().pid == static_cast<uint32_t>(child)) return candidate;
+    if (st.st_mtime >= started) newest = candidate;
+  }
+  return newest;
+}
+
+// Checks --limit before the program starts, by the rules the preload applies to GPUMEM_LIMIT
+// (gpumem/units.h), so a bad value costs no run. A percentage that is 0 bytes of the real
+// device is found by the preload, which stops the program with status 2.
+bool limit_ok(const std::string& limit, const std::string& pool) {
+  const char* pool_size = std::getenv("GPUMEM_POOL_SIZE");
+  const bool sizes_pool = pool == "fixed" && (pool_size == nullptr || *pool_size == '\0');
+  uint64_t bytes = 0;
+  double percent = 0;
+  const char* why = limit_problem(limit.c_str(), sizes_pool, &bytes, &percent);
+  if (why == nullptr) return true;
+  std::fprintf(stderr,
+               "gpumem run: --limit '%s' is not valid: %s; accepted: a size such as 512MiB, 8GiB, "
+               "1.5GiB, 1073741824, or a percentage such as 60%%\n",
+               visible(limit).c_str(), why);
+  return false;
+}
+
+// CLI11 takes the next word as an option's value even when it is `--`: `--trace -- prog` would
+// trace into a file named "--" and lose the option. Refused with what to write instead.
+CLI::Validator value_given(const char* option) {
+  return CLI::Validator(
+      [option](std::string& value) -> std::string {
+        if (value != "--") return "";
+        return std::string("no value given (it was followed by --); write ") + option +
+               " VALUE before -- CMD";
+      },
+      "", "value given");
 }
 
 pid_t g_child = -1;
@@ -188,7 +241,12 @@ int run_command(const RunOptions& o) {
   trace = tmpl != nullptr && *tmpl != '\0' ? tmpl : "gpumem-%p.trace";
   if (o.stacks) ::setenv("GPUMEM_STACKS", "1", 1);
   if (!o.pool.empty()) ::setenv("GPUMEM_POOL", o.pool.c_str(), 1);
-  if (!o.limit.empty()) ::setenv("GPUMEM_LIMIT", o.limit.c_str(), 1);
+  if (!o.limit.empty()) {
+    const char* env_pool = std::getenv("GPUMEM_POOL");
+    if (!limit_ok(o.limit, !o.pool.empty() ? o.pool : env_pool != nullptr ? env_pool : ""))
+      return 2;
+    ::setenv("GPUMEM_LIMIT", o.limit.c_str(), 1);
+  }
 
   struct sigaction sa {};
   sa.sa_handler = forward_signal;
@@ -199,6 +257,7 @@ int run_command(const RunOptions& o) {
   std::vector<char*> argv;
   for (const auto& a : o.command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  const time_t started = std::time(nullptr);
   g_child = ::fork();
   if (g_child < 0) {
     std::fprintf(stderr, "gpumem run: cannot start '%s': %s\n", argv[0], std::strerror(errno));
@@ -216,18 +275,20 @@ int run_command(const RunOptions& o) {
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 
   if (trace != "off") {
-    const std::string path = expected_trace(trace, g_child);
-    if (path.find('*') != std::string::npos || exists(path))
-      std::fprintf(stderr, "gpumem run: trace: %s\n", path.c_str());
+    const std::string expected = expected_trace(trace, g_child);
+    const bool wildcard = expected.find('*') != std::string::npos;
+    const std::string path = wildcard ? expected : find_child_trace(expected, g_child, started);
+    if (!path.empty())
+      std::fprintf(stderr, "gpumem run: trace: %s\n", visible(path).c_str());
     else
       std::fprintf(stderr,
                    "gpumem run: no trace at %s (the program made no CUDA allocation, or "
                    "the path was not writable)\n",
-                   path.c_str());
+                   visible(expected).c_str());
     if (!o.report_dir.empty()) {
 #ifdef GPUMEM_RUN_HAS_REPORT
       analyzer::ReportOptions ro;
-      ro.inputs = {exists(path) ? path : o.report_dir};
+      ro.inputs = {!path.empty() && !wildcard ? path : o.report_dir};
       ro.json_path = o.report_dir + "/report.json";
       ro.html_path = o.report_dir + "/report.html";
       ro.text = true;  // the summary follows the program's own output
@@ -239,7 +300,7 @@ int run_command(const RunOptions& o) {
       std::fprintf(stderr,
                    "gpumem run: --report needs the analyzer, which this build lacks; run "
                    "`gpumem report %s` where it is available\n",
-                   path.c_str());
+                   visible(path.empty() ? expected : path).c_str());
 #endif
     }
   }
@@ -251,18 +312,24 @@ void register_run(CLI::App& app, std::function<int()>* run) {
   CLI::App* cmd = app.add_subcommand("run", "Run a program with gpumem recording its GPU memory");
   cmd->add_option("--trace", opts->trace,
                   "trace path template: %p pid, %h host, %r rank, %t start time; 'off' for none "
-                  "(default: $GPUMEM_TRACE or gpumem-%p.trace)");
+                  "(default: $GPUMEM_TRACE or gpumem-%p.trace)")
+      ->check(value_given("--trace"));
   cmd->add_option("--device", opts->device,
                   "auto (real driver if present, else simulated), sim, real")
       ->check(CLI::IsMember({"auto", "sim", "real"}));
   cmd->add_flag("--stacks", opts->stacks, "record native call stacks per allocation");
-  cmd->add_option("--pool", opts->pool, "none, growth or fixed (GPUMEM_POOL)");
-  cmd->add_option("--limit", opts->limit, "cap per device: 512MiB, 8GiB, 60% (GPUMEM_LIMIT)");
+  cmd->add_option("--pool", opts->pool, "none, growth or fixed (GPUMEM_POOL)")
+      ->check(value_given("--pool"));
+  cmd->add_option("--limit", opts->limit, "cap per device: 512MiB, 8GiB, 60% (GPUMEM_LIMIT)")
+      ->check(value_given("--limit"));
   cmd->add_option("--capture", opts->capture,
                   "preload (interpose CUDA calls; default) or cupti (CUPTI activity records "
                   "through CUDA_INJECTION64_PATH; observation only, real GPU only)")
       ->check(CLI::IsMember({"preload", "cupti"}));
-  cmd->add_option("--report", opts->report_dir, "write the trace, DIR/report.json and DIR/report.html into DIR, and print the summary");
+  cmd->add_option(
+         "--report", opts->report_dir,
+         "write the trace, DIR/report.json and DIR/report.html into DIR, and print the summary")
+      ->check(value_given("--report"));
   cmd->add_option("command", opts->command, "the program and its arguments (after --)")->required();
   cmd->prefix_command(false);
   cmd->callback([run, opts] { *run = [opts] { return run_command(*opts); }; });

@@ -12,38 +12,53 @@
 #include <ctime>
 
 #include "gpumem/units.h"
+#include "gpumem/visible_text.h"
 #include "log.h"
+#include "resources/block.h"
 
 namespace gpumem {
 namespace {
 
+static_assert(kPoolGranuleBytes == resources::kBlockAlign, "units.h's pool granule is the pools'");
+
 Config g_config;
 
-bool fail(char* err, size_t errlen, const char* var, const char* value, const char* accepted) {
-  std::snprintf(err, errlen, "%s='%s' is not valid; accepted: %s. Fix or unset %s.", var, value,
-                accepted, var);
+// "VAR='value' is not valid[: reason]; accepted: .... Fix or unset VAR." The value is shown with
+// its control characters escaped, so the message stays one line whatever bytes it holds.
+bool fail(char* err, size_t errlen, const char* var, const char* value, const char* accepted,
+          const char* reason = nullptr) {
+  char shown[160];
+  size_t len = 0;
+  bool cut = false;
+  put_visible(value, [&](char ch) {
+    if (len < sizeof shown - 4)
+      shown[len++] = ch;
+    else
+      cut = true;
+  });
+  if (cut) {
+    std::memcpy(shown + len, "...", 3);  // room kept above
+    len += 3;
+  }
+  shown[len] = '\0';
+  std::snprintf(err, errlen, "%s='%s' is not valid%s%s; accepted: %s. Fix or unset %s.", var, shown,
+                reason != nullptr ? ": " : "", reason != nullptr ? reason : "", accepted, var);
   return false;
 }
 
 constexpr const char* kLimitForms =
     "a size such as 512MiB, 8GiB, 1.5GiB, 1073741824, or a percentage such as 60%";
 
-bool parse_limit(const char* var, const char* text, LimitSpec* out, char* err, size_t errlen) {
+bool parse_limit(const char* var, const char* text, bool sizes_fixed_pool, LimitSpec* out,
+                 char* err, size_t errlen) {
   uint64_t bytes = 0;
   double percent = 0;
-  switch (parse_size(text, &bytes, &percent)) {
-    case SizeParse::ok:
-      if (bytes == 0) return fail(err, errlen, var, text, kLimitForms);  // "0" caps nothing useful
-      out->set = true;
-      out->bytes = bytes;
-      return true;
-    case SizeParse::percent:
-      out->set = true;
-      out->percent = percent;
-      return true;
-    default:
-      return fail(err, errlen, var, text, kLimitForms);
-  }
+  if (const char* why = limit_problem(text, sizes_fixed_pool, &bytes, &percent))
+    return fail(err, errlen, var, text, kLimitForms, why);
+  out->set = true;
+  out->bytes = bytes;
+  out->percent = percent;
+  return true;
 }
 
 // Appends "KEY=VALUE\n" to the summary, silently truncating (the summary is informational).
@@ -53,7 +68,6 @@ void note(Config* c, const char* key, const char* value) {
   int n = std::snprintf(c->summary + used, sizeof c->summary - used, "%s=%s\n", key, value);
   if (n < 0) c->summary[used] = '\0';
 }
-
 
 }  // namespace
 
@@ -117,8 +131,19 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
   }
   note(c, "GPUMEM_POOL", pool_kind_name(c->pool));
 
+  // The pool size first: without it a fixed pool takes the limit as its size, which then must
+  // hold one pool block.
+  if (const char* v = env("GPUMEM_POOL_SIZE"); v != nullptr && *v != '\0') {
+    uint64_t bytes = 0;
+    if (const char* why = pool_size_problem(v, &bytes))
+      return fail(err, errlen, "GPUMEM_POOL_SIZE", v,
+                  "a size of at least 512 B such as 512MiB or 8GiB (not a percentage)", why);
+    c->pool_size = bytes;
+  }
+  const bool limit_sizes_pool = c->pool == PoolKind::fixed && c->pool_size == 0;
+
   if (const char* v = env("GPUMEM_LIMIT"); v != nullptr && *v != '\0') {
-    if (!parse_limit("GPUMEM_LIMIT", v, &c->limit, err, errlen)) return false;
+    if (!parse_limit("GPUMEM_LIMIT", v, limit_sizes_pool, &c->limit, err, errlen)) return false;
     note(c, "GPUMEM_LIMIT", v);
   }
   for (int d = 0; d < trace::kMaxDevices; ++d) {
@@ -126,18 +151,10 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
     std::snprintf(name, sizeof name, "GPUMEM_LIMIT_%d", d);
     const char* v = env(name);
     if (v == nullptr || *v == '\0') continue;
-    if (!parse_limit(name, v, &c->device_limit[d], err, errlen)) return false;
+    if (!parse_limit(name, v, limit_sizes_pool, &c->device_limit[d], err, errlen)) return false;
     note(c, name, v);
   }
-
-  if (const char* v = env("GPUMEM_POOL_SIZE"); v != nullptr && *v != '\0') {
-    uint64_t bytes = 0;
-    if (parse_size(v, &bytes) != SizeParse::ok || bytes == 0)
-      return fail(err, errlen, "GPUMEM_POOL_SIZE", v,
-                  "a size such as 512MiB or 8GiB (not 0, not a percentage)");
-    c->pool_size = bytes;
-    note(c, "GPUMEM_POOL_SIZE", v);
-  }
+  if (c->pool_size != 0) note(c, "GPUMEM_POOL_SIZE", env("GPUMEM_POOL_SIZE"));
 
   if (c->pool == PoolKind::fixed && c->pool_size == 0 && !c->limit.set) {
     return fail(err, errlen, "GPUMEM_POOL", "fixed",
@@ -147,6 +164,24 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
 
   c->rank = rank_from_environment(env);
   return true;
+}
+
+void check_resolved_limit(const char* var, const LimitSpec& spec, int device, uint64_t capacity,
+                          uint64_t bytes) {
+  const Config& c = config();
+  const uint64_t least = c.pool == PoolKind::fixed && c.pool_size == 0 ? kPoolGranuleBytes : 1;
+  if (!spec.set || spec.percent <= 0 || bytes >= least) return;
+  char cap[32], min[32];
+  log_message(LogLevel::error,
+              "%s=%g%% is not valid: it is %llu bytes of device %d's capacity (%s)%s; accepted: a "
+              "percentage giving at least %s there (%.3g%% or more), or a size such as 512MiB. "
+              "Raise the limit or unset it.",
+              var, spec.percent, static_cast<unsigned long long>(bytes), device,
+              format_bytes(capacity, cap, sizeof cap),
+              least > 1 ? ", and it sizes the fixed pool" : "",
+              format_bytes(least, min, sizeof min),
+              100.0 * static_cast<double>(least) / static_cast<double>(capacity));
+  std::_Exit(2);  // as build_stack's other limit errors: before the first request is served
 }
 
 const Config& config() {
@@ -163,6 +198,5 @@ void load_config() {
   }
   set_log_level(g_config.log);
 }
-
 
 }  // namespace gpumem

@@ -46,6 +46,12 @@ const Config& config();
 // Reads the environment once; on a bad value prints the message and exits with status 2.
 void load_config();
 
+// A percentage limit is known in bytes only once the device's capacity is read (build_stack):
+// when `bytes` (spec's share of `capacity`) is 0, or below one pool block while the limit sizes
+// the fixed pool, prints one line naming `var` and exits with status 2, as a bad value does.
+void check_resolved_limit(const char* var, const LimitSpec& spec, int device, uint64_t capacity,
+                          uint64_t bytes);
+
 // Trace names: expand_trace_template and rank_from_environment in gpumem/trace_name.h.
 
 const char* pool_kind_name(PoolKind kind);

@@ -1,11 +1,17 @@
-// See log.h. Messages are capped at one 512-byte line.
+// See log.h. Messages are capped at one 512-byte line. Control characters in a message (an
+// environment value with a newline, a path with an escape sequence) are written as visible escapes
+// (gpumem/visible_text.h), so a message is always exactly one line.
 #include "log.h"
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdarg>
 #include <cstdio>
+#include <string_view>
+
+#include "gpumem/visible_text.h"
 
 namespace gpumem {
 namespace {
@@ -21,15 +27,19 @@ bool log_enabled(LogLevel level) {
 }
 
 void log_message(LogLevel, const char* fmt, ...) {
-  char buf[512];
-  int n = std::snprintf(buf, sizeof buf, "gpumem: ");
+  char text[512];
   va_list ap;
   va_start(ap, fmt);
-  int m = std::vsnprintf(buf + n, sizeof buf - static_cast<size_t>(n) - 1, fmt, ap);
+  const int m = std::vsnprintf(text, sizeof text, fmt, ap);
   va_end(ap);
   if (m < 0) return;
-  size_t len = static_cast<size_t>(n) + static_cast<size_t>(m);
-  if (len > sizeof buf - 2) len = sizeof buf - 2;
+  const size_t text_len = std::min(static_cast<size_t>(m), sizeof text - 1);
+  char buf[512];
+  constexpr std::string_view kPrefix = "gpumem: ";
+  size_t len = kPrefix.copy(buf, kPrefix.size());
+  put_visible(std::string_view(text, text_len), [&](char c) {
+    if (len < sizeof buf - 1) buf[len++] = c;  // one byte kept for the newline
+  });
   buf[len++] = '\n';
   ssize_t ignored = ::write(STDERR_FILENO, buf, len);
   (void)ignored;

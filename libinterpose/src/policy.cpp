@@ -193,6 +193,7 @@ DeviceStack* build_stack(int device) {
         std::_Exit(2);
       }
       sc.limit = static_cast<uint64_t>(static_cast<double>(physical) * spec.percent / 100.0);
+      check_resolved_limit(var, spec, device, physical, sc.limit);  // exits on 0 bytes
     } else {
       sc.limit = spec.bytes;
       if (physical != 0 && sc.limit > physical)

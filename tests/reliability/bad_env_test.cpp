@@ -19,19 +19,30 @@ struct Case {
 const std::vector<std::string> kBadSizes = {"abc", "-1", "0", "0.1", "12XB", "1.5.5", "nan", "inf", "1e400",
                                             "99999999999999999999999", "GiB", "8 GiB extra", "\xff\xfe",
                                             "+5", "5MiBs", "0x10", "0x1p20"};
-const std::vector<std::string> kBadPercents = {"200%", "0%", "%", "-5%", "50%%", "101%"};
+// "1e-12%" is under one byte of any device (refused as it is read); "1e-10%" is 0 bytes of the
+// simulated 16 GiB device (refused when the device's capacity is read, before the first request).
+const std::vector<std::string> kBadPercents = {"200%", "0%", "%", "-5%", "50%%", "101%", "1e-12%", "1e-10%"};
+// A newline, a carriage return, escape sequences and a C1 byte: the message must stay one line.
+const std::vector<std::string> kControlValues = {"8GiB\nsecond line", "1\r\n2", "\x1b[2J\x1b[H", "x\x9b" "2J\x07\b"};
 
 std::vector<Case> cases() {
   std::vector<std::string> limits = kBadSizes;
   limits.insert(limits.end(), kBadPercents.begin(), kBadPercents.end());
+  limits.insert(limits.end(), kControlValues.begin(), kControlValues.end());
   std::vector<std::string> pool_sizes = kBadSizes;
-  pool_sizes.push_back("60%");
+  // Below the fixed pool's 512-byte block: every allocation would fail.
+  pool_sizes.insert(pool_sizes.end(), {"60%", "8b", "1", "511", "0.4KiB"});
+  pool_sizes.insert(pool_sizes.end(), kControlValues.begin(), kControlValues.end());
+  const auto with_controls = [](std::vector<std::string> values) {
+    values.insert(values.end(), kControlValues.begin(), kControlValues.end());
+    return values;
+  };
   const std::vector<std::string> counts = {"", "abc", "-1", "1.5", " 1", "99999999999999999999999", "1e3"};
   return {
       {"GPUMEM_TRACE", {std::string(5000, 'x')}},
-      {"GPUMEM_STACKS", {"2", "yes", "true", "-1", " 1", "1 ", "\xff"}},
-      {"GPUMEM_LOG", {"verbose", "WARN", "0", "warning", "debug "}},
-      {"GPUMEM_POOL", {"grow", "Growth", "fixed ", "1", "none,growth"}},
+      {"GPUMEM_STACKS", with_controls({"2", "yes", "true", "-1", " 1", "1 ", "\xff", "1\n"})},
+      {"GPUMEM_LOG", with_controls({"verbose", "WARN", "0", "warning", "debug "})},
+      {"GPUMEM_POOL", with_controls({"grow", "Growth", "fixed ", "1", "none,growth", "fixed\n"})},
       {"GPUMEM_LIMIT", limits},
       {"GPUMEM_LIMIT_0", limits},
       {"GPUMEM_LIMIT_63", {"abc", "0", "200%"}},
@@ -61,6 +72,13 @@ TEST_F(BadEnv, EveryVariableMalformedExitsTwoWithOneClearLine) {
       EXPECT_NE(o.err.find(c.var), std::string::npos) << o.err;
       EXPECT_NE(o.err.find("not valid"), std::string::npos) << o.err;
       if (c.var.rfind("GPUMEM_", 0) == 0) {
+        for (char ch : o.err) {  // the value is echoed with its control characters escaped
+          const auto byte = static_cast<unsigned char>(ch);
+          EXPECT_TRUE(ch == '\n' || (byte >= 0x20 && byte != 0x7f && byte != 0x9b))
+              << "raw control byte " << static_cast<int>(byte) << " in " << o.err;
+        }
+      }
+      if (c.var.rfind("GPUMEM_", 0) == 0) {
         struct stat st;
         EXPECT_NE(::stat(trace.c_str(), &st), 0) << "a trace was written despite the bad setting";
       }
@@ -69,11 +87,56 @@ TEST_F(BadEnv, EveryVariableMalformedExitsTwoWithOneClearLine) {
   std::printf("reliability.bad_env: %d malformed values tried\n", tried);
 }
 
+// Values that are fine alone but leave nothing to allocate together: a fixed pool sized by a
+// limit below one 512-byte block (as bytes, or as a percentage of the device), and `gpumem run
+// --limit` with a value the preload refuses. Each: status 2, one line naming the variable.
+TEST_F(BadEnv, CapsThatHoldNothingExitTwoWithOneLine) {
+  const std::vector<std::vector<std::string>> combos = {
+      {"GPUMEM_POOL=fixed", "GPUMEM_LIMIT=100"},
+      {"GPUMEM_POOL=fixed", "GPUMEM_LIMIT_0=511"},
+      {"GPUMEM_POOL=fixed", "GPUMEM_LIMIT=1e-9%"},  // 0.17 B of 16 GiB
+      {"GPUMEM_POOL=fixed", "GPUMEM_LIMIT=2e-6%"},  // 343 B of 16 GiB: under one pool block
+      {"GPUMEM_POOL=fixed", "GPUMEM_LIMIT=1GiB", "GPUMEM_POOL_SIZE=511"},
+  };
+  for (const auto& extra_vars : combos) {
+    SCOPED_TRACE(extra_vars[1]);
+    std::vector<std::string> extra = extra_vars;
+    extra.push_back("GPUMEM_TRACE=" + dir_ + "/bad.trace");
+    const Outcome o = run({RELIABILITY_WORKLOAD, "one"}, child_environment(true, extra), dir_);
+    EXPECT_FALSE(o.signaled) << o.err;
+    EXPECT_EQ(o.status, 2) << o.err;
+    EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
+    EXPECT_NE(o.err.find(extra_vars.back().substr(0, extra_vars.back().find('='))), std::string::npos) << o.err;
+    EXPECT_NE(o.err.find("512 B"), std::string::npos) << "the minimum is named: " << o.err;
+    struct stat st;
+    EXPECT_NE(::stat((dir_ + "/bad.trace").c_str(), &st), 0) << "a trace was written despite the bad setting";
+  }
+  // The CLI takes the same rules: it refuses before starting the program.
+  for (const std::string limit : {"1e-12%", "0", "8 GiB extra", "8GiB\nx"}) {
+    SCOPED_TRACE(limit);
+    const Outcome o = run({GPUMEM_CLI, "run", "--device", "sim", "--trace", dir_ + "/cli.trace", "--limit", limit,
+                           "--", RELIABILITY_WORKLOAD, "one"},
+                          child_environment(false, {}), dir_);
+    EXPECT_EQ(o.status, 2) << o.err;
+    EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
+    EXPECT_NE(o.err.find("gpumem run: --limit '" + limit.substr(0, 4)), std::string::npos) << o.err;
+    EXPECT_NE(o.err.find("not valid"), std::string::npos) << o.err;
+  }
+  // 0 bytes of this device only: the preload finds it once the capacity is read.
+  const Outcome o = run({GPUMEM_CLI, "run", "--device", "sim", "--trace", dir_ + "/cli.trace", "--limit", "1e-10%",
+                         "--", RELIABILITY_WORKLOAD, "one"},
+                        child_environment(false, {}), dir_);
+  EXPECT_EQ(o.status, 2) << o.err;
+  EXPECT_NE(o.err.find("gpumem: GPUMEM_LIMIT=1e-10% is not valid: it is 0 bytes of device 0's capacity (16.00 GiB)"),
+            std::string::npos)
+      << o.err;
+}
+
 // The same variables with good values run (so the matrix above tests the values, not the names).
 TEST_F(BadEnv, WellFormedValuesRun) {
   const std::vector<std::string> good = {
       "GPUMEM_STACKS=1",        "GPUMEM_LOG=debug",        "GPUMEM_POOL=none",
-      "GPUMEM_LIMIT=60%",       "GPUMEM_LIMIT_0=1.5GiB",   "GPUMEM_POOL_SIZE=512MiB",
+      "GPUMEM_LIMIT=60%",       "GPUMEM_LIMIT_0=1.5GiB",   "GPUMEM_POOL_SIZE=512MiB", "GPUMEM_POOL_SIZE=512",
       "SIMCUDA_DEVICES=2",      "SIMCUDA_MEMORY=8GiB",     "SIMCUDA_FAIL_ALLOC_AFTER=5",
       "SIMCUDA_ALLOC_LATENCY_US=0", "SIMCUDA_FREE_LATENCY_US=0"};
   for (const std::string& kv : good) {
