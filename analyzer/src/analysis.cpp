@@ -108,6 +108,7 @@ class Analysis::TraceState {
       case trace::Op::mark_begin: on_mark_begin(r.aux, t); break;
       case trace::Op::mark_end: on_mark_end(r.aux, t); break;
       case trace::Op::anomaly: on_anomaly(r, t); break;
+      case trace::Op::free_failed: on_free_failed(r, t); break;
       case trace::Op::string: strings_[r.aux] = std::string(payload); break;
       case trace::Op::stack: {
         std::vector<uint64_t> pcs(payload.size() / sizeof(uint64_t));
@@ -386,7 +387,34 @@ class Analysis::TraceState {
 
   void on_anomaly(const trace::Record& r, int64_t t) {
     switch (static_cast<trace::AnomalyKind>(r.aux)) {
-      case trace::AnomalyKind::free_unknown: add_anomaly(r, t, "free_unknown"); break;
+  // The real free after an Op::free failed: the allocation is live again (revived from the
+  // freed entry the free left), and the failure is listed with its API and code.
+  void on_free_failed(const trace::Record& r, int64_t t) {
+    LiveAlloc* a = live_.find(r.address);
+    if (a != nullptr && a->freed) {
+      a->freed = false;
+      --freed_entries_;
+      // aux: the time of the free record it cancels (the preload's), else this record's.
+      const int64_t free_t = r.aux != 0 ? static_cast<int64_t>(r.aux - clock_base_) : t;
+      if (a->kind == static_cast<uint8_t>(trace::MemKind::pinned_host)) {
+        --summary_.pinned_host.free;
+        pinned_live_ += a->bytes;
+        summary_.pinned_host.peak_bytes = std::max(summary_.pinned_host.peak_bytes, pinned_live_);
+      } else {
+        device(a->device).unfree(r.address, *a, free_t, t, current_phase());
+        update_phases(a->device, t);
+      }
+    }
+    add_anomaly(r, t, "free_failed");
+  }
+
+      case trace::AnomalyKind::free_unknown: {
+        // The preload knows only its live allocations; an address this trace shows freed and
+        // not allocated again since is freed twice.
+        const LiveAlloc* a = live_.find(r.address);
+        add_anomaly(r, t, a != nullptr && a->freed ? "double_free" : "free_unknown");
+        break;
+      }
       case trace::AnomalyKind::double_free: add_anomaly(r, t, "double_free"); break;
       case trace::AnomalyKind::null_out_param: add_anomaly(r, t, "null_out_param"); break;
       default: add_anomaly(r, t, fmt::format("anomaly_{}", r.aux)); break;
@@ -419,6 +447,7 @@ class Analysis::TraceState {
     a.kind = std::move(kind);
     a.address = r.address;
     a.bytes = r.bytes;
+    a.api = trace::api_name(static_cast<trace::Api>(r.api));
     a.t_ns = t;
     a.result = r.result;
     a.site = r.site;

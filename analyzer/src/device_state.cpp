@@ -32,8 +32,26 @@ void DeviceState::new_peak(int64_t t_ns, uint64_t phase, uint64_t allocated, uin
   largest_at_peak_ = segments_.largest_free();
 }
 
-void DeviceState::segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns,
-                                  uint64_t phase) {
+void DeviceState::unfree(uint64_t address, LiveAlloc& a, int64_t free_t_ns, int64_t t_ns,
+                         uint64_t phase) {
+  if (a.bytes == 0) snapshot_if_pending();  // as alloc(): more bytes are a new peak anyway
+  --counts_.free;
+  if (span_ns(a.t_ns, free_t_ns) < static_cast<int64_t>(options_.short_lived_ns)) --short_lived_;
+  allocated_ += a.bytes;
+  site_aggregate(a.site).add(a.bytes);
+  freed_by_class_[size_class(a.bytes)].remove(a.bytes);
+  // Back into its pool segment when it had one and the segment is still reserved.
+  const bool pooled = a.segment_id != 0;
+  a.segment_id = 0;
+  if (pooled) {
+    a.segment_id = segments_.take(address, a.bytes);
+    segments_changed(t_ns);
+  }
+  if (a.segment_id == 0) outside_bytes_ += a.bytes;
+  after_change(t_ns, phase);
+}
+
+void DeviceState::segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase) {
   ++counts_.segment_reserve;
   if (segments_.reserve(address, bytes) != 0) segment_bytes_ += bytes;
   segments_changed(t_ns);
@@ -92,9 +110,8 @@ void DeviceState::report(DeviceReport* out, bool grouped_by_site, double duratio
   c.short_lived_threshold_ns = options_.short_lived_ns;
   c.freed = counts_.free;
   c.short_lived = short_lived_;
-  c.short_lived_share = counts_.free > 0 ? static_cast<double>(short_lived_) /
-                                               static_cast<double>(counts_.free)
-                                         : 0;
+  c.short_lived_share =
+      counts_.free > 0 ? static_cast<double>(short_lived_) / static_cast<double>(counts_.free) : 0;
   c.allocated_bytes_total = bytes_total;
   out->timeline = timeline_.points();
 }

@@ -24,16 +24,16 @@ struct LiveAlloc {
   uint64_t segment_id = 0;  // SegmentSpace id when it lives inside a pool segment, else 0
   uint32_t site = 0;
   int16_t device = -1;
-  uint8_t kind = 0;         // trace::MemKind
-  bool freed = false;       // the map keeps freed addresses a while, to tell a double free
+  uint8_t kind = 0;    // trace::MemKind
+  bool freed = false;  // the map keeps freed addresses a while, to tell a double free
 };
 
 // What plain_run() consumed, for the trace level's own counters.
 struct PlainRunTotals {
   int64_t first_ns = INT64_MAX;
   int64_t last_ns = INT64_MIN;
-  uint32_t sites = 0;          // OR of the records' sites
-  int64_t freed_entries = 0;   // change in the address map's freed entries
+  uint32_t sites = 0;         // OR of the records' sites
+  int64_t freed_entries = 0;  // change in the address map's freed entries
 };
 
 class DeviceState {
@@ -44,6 +44,9 @@ class DeviceState {
   // run once per event: they are inline, below.
   inline void alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t phase);
   inline void free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint64_t phase);
+  // Undoes free() of `a` (made at free_t_ns) because the real free failed (Op::free_failed): the
+  // allocation is live again, neither a new allocation nor a free in any count.
+  void unfree(uint64_t address, LiveAlloc& a, int64_t free_t_ns, int64_t t_ns, uint64_t phase);
   // The fast path: replays records from the first while each is a plain allocation or free of
   // this device (outside any pool segment, not pinned host memory, not zero bytes, freeing a
   // live allocation of this device of a non-zero size) and no phase is open; stops at the first
@@ -76,7 +79,9 @@ class DeviceState {
   inline void after_change(int64_t t_ns, uint64_t phase);
   // After a free outside any pool segment: allocated and reserved only went down and the
   // segments did not change, so no maximum can be new; only the timeline may be in a new box.
-  void after_plain_free(int64_t t_ns) { timeline_.add(t_ns, allocated_, reserved(), fragmentation_); }
+  void after_plain_free(int64_t t_ns) {
+    timeline_.add(t_ns, allocated_, reserved(), fragmentation_);
+  }
   [[gnu::cold]] void new_peak(int64_t t_ns, uint64_t phase, uint64_t allocated, uint64_t reserved);
   // The segment space changed: fragmentation is recomputed (and its maximum kept) only then.
   void segments_changed(int64_t t_ns) {
@@ -100,9 +105,10 @@ class DeviceState {
   const AnalysisOptions& options_;
   uint64_t allocated_ = 0;
   uint64_t segment_bytes_ = 0;  // live pool segments
-  uint64_t outside_bytes_ = 0;  // live allocations not inside a pool segment (reserved by themselves)
+  // Live allocations not inside a pool segment (reserved by themselves).
+  uint64_t outside_bytes_ = 0;
   SegmentSpace segments_;
-  double fragmentation_ = 0;  // segments_.external_fragmentation(), kept up to date
+  double fragmentation_ = 0;     // segments_.external_fragmentation(), kept up to date
   SiteAggregates live_by_site_;  // emptied sites stay, with count 0
   uint32_t last_site_ = 0;
   Aggregate* last_site_agg_ = nullptr;  // &live_by_site_[last_site_]

@@ -144,9 +144,9 @@ nlohmann::ordered_json report_to_json(const Report& report) {
   for (const DeviceReport& d : report.devices) j["devices"].push_back(device_json(d));
   j["anomalies"] = Json::array();
   for (const Anomaly& a : report.anomalies) {
-    Json x = {{"pid", a.pid},         {"device", a.device}, {"kind", a.kind},
-              {"address", a.address}, {"bytes", a.bytes},   {"t_ns", a.t_ns},
-              {"result", a.result},   {"site", a.site}};
+    Json x = {{"pid", a.pid},   {"device", a.device},   {"kind", a.kind},
+              {"api", a.api},   {"address", a.address}, {"bytes", a.bytes},
+              {"t_ns", a.t_ns}, {"result", a.result},   {"site", a.site}};
     if (a.in_use_bytes) x["in_use_bytes"] = *a.in_use_bytes;
     j["anomalies"].push_back(std::move(x));
   }

@@ -62,6 +62,28 @@ void write(TraceWriter* w, trace::Record& r, bool with_stack) {
   w->append(r);
 }
 
+void raise_peak(PathCounters& c, uint64_t now) {
+  uint64_t peak = c.peak.load(std::memory_order_relaxed);
+  while (now > peak && !c.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+// The real free failed (cudaFreeHost of a device pointer, a free on the wrong context...): the
+// program still holds the allocation, so the path takes it back (live map, counters; a limit
+// below releases its bytes only on success) and cancels the free record it wrote before the call.
+[[gnu::cold]] void undo_free(LiveMap& live, PathCounters& c, const Request& freed, uint64_t address,
+                             const LiveInfo& info, uint64_t free_t_ns, int32_t result) {
+  live.insert(address, info);
+  raise_peak(c, c.allocated.fetch_add(info.bytes, std::memory_order_relaxed) + info.bytes);
+  c.frees.fetch_sub(1, std::memory_order_relaxed);
+  TraceWriter* w = session::writer();
+  if (w == nullptr) return;
+  trace::Record r = make_record(trace::Op::free_failed, freed, address, info.bytes);
+  r.aux = free_t_ns;
+  r.result = result;
+  write(w, r, true);
+}
+
 }  // namespace
 
 AllocationPath& path_for(int device) {
@@ -89,10 +111,7 @@ Answer AllocationPath::allocate(const Request& req, CallRef<Answer> real) {
         .insert(a.address, LiveInfo{req.bytes, req.device,
                                     static_cast<uint16_t>(req.flags & trace::kFlagKindMask),
                                     static_cast<uint8_t>(route)});
-    uint64_t now = c.allocated.fetch_add(req.bytes, std::memory_order_relaxed) + req.bytes;
-    uint64_t peak = c.peak.load(std::memory_order_relaxed);
-    while (now > peak && !c.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
-    }
+    raise_peak(c, c.allocated.fetch_add(req.bytes, std::memory_order_relaxed) + req.bytes);
     c.allocs.fetch_add(1, std::memory_order_relaxed);
     if (w != nullptr) {
       trace::Record r = make_record(trace::Op::alloc, rec, a.address, req.bytes);
@@ -112,37 +131,43 @@ Answer AllocationPath::allocate(const Request& req, CallRef<Answer> real) {
 
 int32_t AllocationPath::deallocate(const Request& req, uint64_t address, CallRef<int32_t> real) {
   if (address == 0) return real();  // cudaFree(0) is how programs initialise CUDA: no event
+  LiveMap& live = is_handle(req.flags) ? live_handles() : live_pointers();
   LiveInfo info;
-  const bool known =
-      (is_handle(req.flags) ? live_handles() : live_pointers()).erase(address, &info);
+  const bool known = live.erase(address, &info);
   TraceWriter* w = session::writer();
   if (known) {
     PathCounters& c = g_counters[path_index(info.device)];
     c.allocated.fetch_sub(info.bytes, std::memory_order_relaxed);
     c.frees.fetch_add(1, std::memory_order_relaxed);
+    Request freed = req;  // the free carries the allocation's device and kind of memory
+    freed.device = info.device;
+    freed.flags = static_cast<uint16_t>((req.flags & ~trace::kFlagKindMask) | info.kind);
+    if (info.route == policy::kPooled) freed.flags |= trace::kFlagPooled;
+    uint64_t free_t_ns = 0;
     if (w != nullptr) {
-      Request freed = req;  // the free carries the allocation's device and kind of memory
-      freed.device = info.device;
-      freed.flags = static_cast<uint16_t>((req.flags & ~trace::kFlagKindMask) | info.kind);
-      if (info.route == policy::kPooled) freed.flags |= trace::kFlagPooled;
+      // Recorded before the real free: once it returns, the driver (or a pool) may hand the
+      // address to another thread, whose alloc record must come after this free.
       trace::Record r = make_record(trace::Op::free, freed, address, info.bytes);
+      r.t_ns = free_t_ns = monotonic_ns();
       write(w, r, false);
     }
-    // Recorded before the block can be handed out again (a pool may reuse it at once).
-    if (info.route != policy::kNone) return policy::deallocate(req, info, address, real);
-  } else {
-    if (w != nullptr) {
-      Request unknown = req;
-      if (unknown.device == kDeviceUnresolved)
-        unknown.device = unknown.resolve_device != nullptr ? unknown.resolve_device() : -1;
-      trace::Record r = make_record(trace::Op::anomaly, unknown, address, 0);
-      r.aux = static_cast<uint64_t>(trace::AnomalyKind::free_unknown);
-      write(w, r, true);
-    }
-    // Inside a pool segment (a block freed twice, an interior pointer): CUDA's own free would
-    // release the whole segment under the pool's feet. Refuse it as CUDA refuses a double free.
-    if (!is_handle(req.flags) && policy::pool_owns(address)) return 1;  // *InvalidValue
+    const int32_t result =
+        info.route != policy::kNone ? policy::deallocate(req, info, address, real) : real();
+    if (result != 0) [[unlikely]]
+      undo_free(live, c, freed, address, info, free_t_ns, result);
+    return result;
   }
+  if (w != nullptr) {
+    Request unknown = req;
+    if (unknown.device == kDeviceUnresolved)
+      unknown.device = unknown.resolve_device != nullptr ? unknown.resolve_device() : -1;
+    trace::Record r = make_record(trace::Op::anomaly, unknown, address, 0);
+    r.aux = static_cast<uint64_t>(trace::AnomalyKind::free_unknown);
+    write(w, r, true);
+  }
+  // Inside a pool segment (a block freed twice, an interior pointer): CUDA's own free would
+  // release the whole segment under the pool's feet. Refuse it as CUDA refuses a double free.
+  if (!is_handle(req.flags) && policy::pool_owns(address)) return 1;  // *InvalidValue
   return real();
 }
 

@@ -62,7 +62,9 @@ class AllocationPath {
   // real(): performs the real allocation and reports its address and return code.
   Answer allocate(const Request& req, CallRef<Answer> real);
   // Records the free (before it happens, so the address cannot be handed out again while the
-  // trace still shows it live), then calls real() and returns its code. address 0: no event.
+  // trace still shows it live), then calls real() and returns its code. When real() fails the
+  // allocation stays live: it goes back into the live map and counters, and an Op::free_failed
+  // record cancels the free. address 0: no event.
   int32_t deallocate(const Request& req, uint64_t address, CallRef<int32_t> real);
   // Capacity query (cudaMemGetInfo, cuMemGetInfo_v2, cuDeviceTotalMem_v2): real() fills
   // *total and *free_bytes; under a limit they are clamped (policy::clamp_capacity), and the path

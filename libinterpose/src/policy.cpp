@@ -248,6 +248,9 @@ resources::Request to_resource_request(const Request& req, int device, uint64_t 
 
 Route route_for(const Request& req) {
   if (req.device < 0 || req.device >= trace::kMaxDevices || req.bytes == 0) return kNone;
+  // A size that overflowed (saturated by the hook) fits no device: the real call gives the
+  // program its own answer, as without gpumem.
+  if (req.bytes == UINT64_MAX) return kNone;
   const auto kind = static_cast<trace::MemKind>(req.flags & trace::kFlagKindMask);
   if (kind == trace::MemKind::pinned_host || !has_policy(req.device)) return kNone;
   const bool plain = req.api == trace::Api::cudaMalloc || req.api == trace::Api::cuMemAlloc ||
@@ -300,6 +303,12 @@ bool pool_owns(uint64_t address) {
       return true;
   }
   return false;
+}
+
+uint64_t resolved_limit(int device) {
+  if (device < 0 || device >= trace::kMaxDevices || !limit_spec(device).set) return 0;
+  const DeviceStack* s = stack_for(device);
+  return s->limit() != nullptr ? s->limit()->limit_bytes() : 0;
 }
 
 bool clamp_capacity(int device, uint64_t* total, uint64_t* free_bytes) {

@@ -37,6 +37,8 @@ int32_t deallocate(const Request& req, const LiveInfo& info, uint64_t address,
 // True when address lies in a segment of any pool: such an address must never reach CUDA's free.
 bool pool_owns(uint64_t address);
 
+// The device's limit in bytes, percentages resolved (building its stack if need be); 0 = none.
+uint64_t resolved_limit(int device);
 // Capacity queries under a limit: *total = min(limit, physical), *free_bytes = max(0, total − in
 // use) (never more than the device reports free). False when the device has no limit.
 bool clamp_capacity(int device, uint64_t* total, uint64_t* free_bytes);

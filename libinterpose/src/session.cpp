@@ -191,7 +191,9 @@ void note_device(int device) {
     if (name_fn != nullptr && name_fn(name, sizeof name, handle) != 0) std::strcpy(name, "unknown");
     if (total_fn != nullptr && total_fn(&total, handle) != 0) total = 0;
   }
-  w->set_device(device, total, 0, name);
+  // The limit as enforced (a percentage resolved against the capacity), so that readers such as
+  // `gpumem replay` judge the run by the cap it ran under.
+  w->set_device(device, total, policy::resolved_limit(device), name);
 }
 
 void shutdown() {

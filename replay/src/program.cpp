@@ -16,7 +16,17 @@ using trace::Op;
 struct LiveEntry {
   size_t device_index;
   uint32_t slot;
+  size_t alloc_step;  // index of its alloc step in the device's steps
 };
+
+// The last frees, remembered so that an Op::free_failed (which follows its free closely) can undo
+// one: direct-mapped by address, bounded.
+struct RecentFree {
+  uint64_t key = 0;  // 0: empty
+  LiveEntry entry{};
+  size_t free_step = 0;  // index of the free step in the device's steps
+};
+constexpr size_t kRecentFrees = 4096;
 
 class Compiler {
  public:
@@ -41,6 +51,9 @@ class Compiler {
       case Op::free:
         on_free(r, t);
         break;
+      case Op::free_failed:
+        on_free_failed(r);
+        break;
       case Op::trim:
         on_trim(r, t);
         break;
@@ -60,6 +73,16 @@ class Compiler {
   }
 
   void finish() {
+    // Frees that the program's real call refused (Op::free_failed) never happened: drop them.
+    for (size_t di = 0; di < cancelled_.size(); ++di) {
+      auto& steps = program_.devices[di].steps;
+      std::vector<bool>& gone = cancelled_[di];
+      if (gone.empty()) continue;
+      size_t kept = 0;
+      for (size_t i = 0; i < steps.size(); ++i)
+        if (i >= gone.size() || !gone[i]) steps[kept++] = steps[i];
+      steps.resize(kept);
+    }
     for (size_t i = 1; i < program_.phases.size(); ++i) {
       auto it = strings_.find(phase_string_ids_[i]);
       program_.phases[i] =
@@ -113,6 +136,10 @@ class Compiler {
     return s;
   }
 
+  static size_t recent_index(uint64_t key) {
+    return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> 52) % kRecentFrees;
+  }
+
   static uint64_t key(const trace::Record& r) {
     // VMM handles and pointers are different value spaces: keep them apart.
     const bool handle = trace::mem_kind(r) == MemKind::physical;
@@ -139,7 +166,10 @@ class Compiler {
       free_slots_[di].push_back(s.slot);
       return;
     }
-    live_[key(r)] = LiveEntry{di, s.slot};
+    live_[key(r)] = LiveEntry{di, s.slot, dp.steps.size() - 1};
+    // A free of this address before its reallocation can no longer be cancelled.
+    RecentFree& recent = recent_frees_[recent_index(key(r))];
+    if (recent.key == key(r)) recent.key = 0;
   }
 
   void on_free(const trace::Record& r, int64_t t) {
@@ -154,7 +184,27 @@ class Compiler {
     s.slot = it->second.slot;
     program_.devices[di].steps.push_back(s);
     free_slots_[di].push_back(s.slot);
+    RecentFree& recent = recent_frees_[recent_index(key(r))];
+    recent = RecentFree{key(r), it->second, program_.devices[di].steps.size() - 1};
     live_.erase(it);
+  }
+
+  // The real free failed: the allocation stays live and its free step is cancelled.
+  void on_free_failed(const trace::Record& r) {
+    RecentFree& recent = recent_frees_[recent_index(key(r))];
+    if (recent.key != key(r) || recent.key == 0) return;  // too long ago: nothing to undo
+    const size_t di = recent.entry.device_index;
+    DeviceProgram& dp = program_.devices[di];
+    // A slot of its own: its old one is spare from the cancelled free on and may have served
+    // another allocation since.
+    LiveEntry entry = recent.entry;
+    entry.slot = dp.slots++;
+    dp.steps[entry.alloc_step].slot = entry.slot;
+    if (cancelled_.size() <= di) cancelled_.resize(di + 1);
+    if (cancelled_[di].size() <= recent.free_step) cancelled_[di].resize(recent.free_step + 1);
+    cancelled_[di][recent.free_step] = true;
+    live_[key(r)] = entry;
+    recent.key = 0;
   }
 
   void on_trim(const trace::Record& r, int64_t t) {
@@ -196,6 +246,8 @@ class Compiler {
   std::unordered_map<int, size_t> by_device_;
   std::vector<std::vector<uint32_t>> free_slots_;
   std::unordered_map<uint64_t, LiveEntry> live_;
+  std::vector<RecentFree> recent_frees_ = std::vector<RecentFree>(kRecentFrees);
+  std::vector<std::vector<bool>> cancelled_;  // per device: steps to drop at finish()
   std::unordered_map<uint64_t, std::string> strings_;
   std::unordered_map<uint64_t, uint32_t> phase_by_string_;
   std::vector<uint64_t> phase_string_ids_{0};

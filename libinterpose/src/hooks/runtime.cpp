@@ -26,6 +26,17 @@ using trace::Api;
 using trace::Lookup;
 using trace::MemKind;
 
+// The bytes an extent asks for, saturated at UINT64_MAX: a product that wraps would record a
+// huge request as a few bytes (and let it pass a limit).
+uint64_t saturating_product(uint64_t a, uint64_t b, uint64_t c = 1) {
+  uint64_t ab = 0, abc = 0;
+  if (__builtin_mul_overflow(a, b, &ab) || __builtin_mul_overflow(ab, c, &abc)) {
+    // Zero times anything is zero, whatever the other factors.
+    return a == 0 || b == 0 || c == 0 ? 0 : UINT64_MAX;
+  }
+  return abc;
+}
+
 struct Runtime {
   using Result = cudaError_t;
   using Stream = cudaStream_t;
@@ -127,8 +138,8 @@ cudaError_t hook_cudaMallocManaged(void** ptr, size_t size, unsigned int flags) 
 template <Lookup L>
 cudaError_t hook_cudaMallocPitch(void** ptr, size_t* pitch, size_t width, size_t height) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocPitch, ptr, pitch, width, height);
-  Request req = request<Runtime, L>(Api::cudaMallocPitch, static_cast<uint64_t>(width) * height,
-                                    MemKind::device);
+  Request req =
+      request<Runtime, L>(Api::cudaMallocPitch, saturating_product(width, height), MemKind::device);
   if (ptr == nullptr || pitch == nullptr) return null_out_param<Runtime>(req);
   return allocate<Runtime>(req, ptr, [&] { return real(ptr, pitch, width, height); });
 }
@@ -136,9 +147,9 @@ cudaError_t hook_cudaMallocPitch(void** ptr, size_t* pitch, size_t width, size_t
 template <Lookup L>
 cudaError_t hook_cudaMalloc3D(cudaPitchedPtr* pitched, cudaExtent extent) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMalloc3D, pitched, extent);
-  Request req = request<Runtime, L>(
-      Api::cudaMalloc3D, static_cast<uint64_t>(extent.width) * extent.height * extent.depth,
-      MemKind::device);
+  Request req = request<Runtime, L>(Api::cudaMalloc3D,
+                                    saturating_product(extent.width, extent.height, extent.depth),
+                                    MemKind::device);
   if (pitched == nullptr) return null_out_param<Runtime>(req);
   void* out = nullptr;
   return allocate<Runtime>(req, &out, [&] {

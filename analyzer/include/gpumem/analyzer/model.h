@@ -128,6 +128,7 @@ struct Anomaly {
   uint32_t pid = 0;
   int device = -1;
   std::string kind;  // "free_unknown", "double_free", "alloc_failed", "null_out_param", ...
+  std::string api;   // the call that caused it (trace::api_name)
   uint64_t address = 0;
   uint64_t bytes = 0;
   int64_t t_ns = 0;

@@ -1,0 +1,115 @@
+// The program the accounting tests (accounting_test.cpp) run under LD_PRELOAD=libgpumem.so on
+// simcuda: calls whose counts the trace, the report and the cap must get exactly right. Prints
+// "key value" lines (return codes, addresses) and exits 0 when every call answered as expected.
+//
+//   accounting failed_free     cudaMalloc 32 MiB, cudaFreeHost of it (fails), cudaFree of it,
+//                              cudaMalloc 48 MiB, cudaFree (run it under GPUMEM_LIMIT=64MiB)
+//   accounting refused         cudaMalloc 64 MiB twice (the second is refused under a 110 MiB
+//                              limit), then frees; exits 0 whatever the second call answers
+//   accounting double_free     a pointer freed twice by cudaFree, another twice by cuMemFree_v2,
+//                              and one free of a pointer CUDA never gave out
+//   accounting malloc3d        a cudaMalloc3D whose extent overflows size_t
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace {
+
+constexpr size_t kMiB = size_t{1} << 20;
+
+bool init_driver() {
+  CUdevice dev;
+  CUcontext ctx;
+  return cuInit(0) == CUDA_SUCCESS && cuDeviceGet(&dev, 0) == CUDA_SUCCESS &&
+         cuDevicePrimaryCtxRetain(&ctx, dev) == CUDA_SUCCESS &&
+         cuCtxSetCurrent(ctx) == CUDA_SUCCESS;
+}
+
+void print(const char* key, long long value) {
+  std::printf("%s %lld\n", key, value);
+}
+void print_address(const char* key, const void* p) {
+  std::printf("%s %llu\n", key, static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(p)));
+}
+
+int failed_free() {
+  void* p = nullptr;
+  const cudaError_t alloc = cudaMalloc(&p, 32 * kMiB);
+  print("alloc32", alloc);
+  print_address("address", p);
+  if (alloc != cudaSuccess) return 1;
+  const cudaError_t wrong = cudaFreeHost(p);  // a device pointer: CUDA refuses it
+  print("free_host", wrong);
+  const cudaError_t right = cudaFree(p);
+  print("free", right);
+  void* q = nullptr;
+  const cudaError_t alloc48 = cudaMalloc(&q, 48 * kMiB);
+  print("alloc48", alloc48);
+  const cudaError_t free48 = alloc48 == cudaSuccess ? cudaFree(q) : cudaSuccess;
+  print("free48", free48);
+  return wrong != cudaSuccess && right == cudaSuccess && alloc48 == cudaSuccess &&
+                 free48 == cudaSuccess
+             ? 0
+             : 1;
+}
+
+int refused() {
+  void* a = nullptr;
+  void* b = nullptr;
+  const cudaError_t first = cudaMalloc(&a, 64 * kMiB);
+  const cudaError_t second = cudaMalloc(&b, 64 * kMiB);
+  print("first", first);
+  print("second", second);
+  if (second == cudaSuccess) cudaFree(b);
+  if (first == cudaSuccess) cudaFree(a);
+  return first == cudaSuccess ? 0 : 1;
+}
+
+int double_free() {
+  if (!init_driver()) return 1;
+  void* p = nullptr;
+  if (cudaMalloc(&p, 1000) != cudaSuccess) return 1;
+  print_address("runtime", p);
+  print("runtime_first", cudaFree(p));
+  print("runtime_second", cudaFree(p));
+  CUdeviceptr d = 0;
+  if (cuMemAlloc(&d, 3000) != CUDA_SUCCESS) return 1;
+  print_address("driver", reinterpret_cast<void*>(d));
+  print("driver_first", cuMemFree(d));
+  print("driver_second", cuMemFree(d));
+  static int never_allocated[4];
+  print_address("unknown", &never_allocated[1]);
+  print("unknown_free", cudaFree(&never_allocated[1]));
+  return 0;
+}
+
+int malloc3d() {
+  // width * height * depth = 2^64 + 4: wraps to 4 in 64-bit arithmetic.
+  const cudaExtent extent{(size_t{1} << 62) + 1, 4, 1};
+  cudaPitchedPtr out{};
+  const cudaError_t e = cudaMalloc3D(&out, extent);
+  print("malloc3d", e);
+  print_address("ptr", out.ptr);
+  if (e == cudaSuccess) cudaFree(out.ptr);
+  // A normal 3D allocation next to it is recorded as asked: 64 * 32 * 2 bytes.
+  cudaPitchedPtr ok{};
+  const cudaError_t e2 = cudaMalloc3D(&ok, cudaExtent{64, 32, 2});
+  print("malloc3d_small", e2);
+  if (e2 == cudaSuccess) cudaFree(ok.ptr);
+  return e2 == cudaSuccess ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "failed_free") return failed_free();
+  if (mode == "refused") return refused();
+  if (mode == "double_free") return double_free();
+  if (mode == "malloc3d") return malloc3d();
+  std::fprintf(stderr, "usage: accounting failed_free|refused|double_free|malloc3d\n");
+  return 2;
+}
