@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -221,6 +222,7 @@ int fit_main(FitOptions o) {
            {"margin", margin},
            {"accum_rule", gpumem::replay::accum_rule_name(rule)},
            {"peak_measure", "peak_reserved"},
+           {"warning", nullptr},
            {"measured", measured},
            {"fit",
             {{"fixed_bytes", fit.fixed_bytes},
@@ -252,7 +254,33 @@ int fit_main(FitOptions o) {
                   bytes_text(fit.fixed_bytes), bytes_text(fit.per_sample_bytes),
                   bytes_text(fit.max_abs_residual_bytes), fit.r2);
 
-  // 2. Recommend.
+  // 2. Recommend, when the measurements say something: peaks that are all 0 (the command made no
+  // GPU allocation) or all equal give a line with no slope, and "the largest micro-batch fits"
+  // would then be a guess presented as a measurement.
+  const bool all_zero = std::all_of(points.begin(), points.end(),
+                                    [](const Measurement& m) { return m.peak_bytes == 0; });
+  const bool flat = std::all_of(points.begin(), points.end(), [&](const Measurement& m) {
+    return m.peak_bytes == points.front().peak_bytes;
+  });
+  if (all_zero || flat) {
+    const std::string warning =
+        all_zero ? fmt::format(
+                       "the command allocated no GPU memory at any measured micro-batch "
+                       "(every peak is 0 B), so the fit says nothing about its memory; "
+                       "check that it runs on the GPU and takes {{batch}}")
+                 : fmt::format(
+                       "the measured peak is {} at every micro-batch, so the fit cannot "
+                       "tell how memory grows with it; measure micro-batches far enough "
+                       "apart (--batches) for the peak to change",
+                       bytes_text(static_cast<double>(points.front().peak_bytes)));
+    doc["recommendation"] = nullptr;
+    doc["warning"] = warning;
+    text += "warning: " + warning + "; no recommendation\n";
+    if (o.json_path != "-") std::fputs(text.c_str(), stdout);
+    if (o.json_path == "-") std::printf("%s\n", doc.dump(2).c_str());
+    std::fprintf(stderr, "gpumem fit: warning: %s; no recommendation\n", warning.c_str());
+    return finish(4);
+  }
   if (fit.fixed_bytes * (1 + margin) > static_cast<double>(limit)) {
     doc["recommendation"] = nullptr;
     std::fputs(text.c_str(), stdout);

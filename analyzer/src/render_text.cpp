@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "gpumem/units.h"
+#include "gpumem/visible_text.h"
 
 namespace gpumem::analyzer {
 
@@ -23,7 +24,9 @@ std::string seconds(int64_t ns) {
   return fmt::format("{:.3f} us", v / 1e3);
 }
 
-std::string percent(double share) { return fmt::format("{:.1f}%", share * 100.0); }
+std::string percent(double share) {
+  return fmt::format("{:.1f}%", share * 100.0);
+}
 
 std::string row_label(const GroupRow& r, size_t max_frames) {
   if (!r.by_site) return fmt::format("size {} .. {}", human(r.min_bytes), human(r.max_bytes));
@@ -35,15 +38,15 @@ std::string row_label(const GroupRow& r, size_t max_frames) {
     // Grouped by Python line: that line, then its callers (the frames after it in the stack).
     auto at = std::find(r.frames.begin(), r.frames.end(), r.python_line);
     first = at != r.frames.end() ? static_cast<size_t>(at - r.frames.begin()) : r.frames.size();
-    out = r.python_line;
+    out = visible(r.python_line);
     if (r.sites > 1) out += fmt::format("  [{} stacks]", r.sites);
     for (size_t i = first + 1; i < r.frames.size() && i <= first + max_frames; ++i)
-      out += "\n            from " + r.frames[i];
+      out += "\n            from " + visible(r.frames[i]);
     return out;
   }
   for (size_t i = 0; i < r.frames.size() && i < max_frames; ++i) {
     if (i) out += "\n          ";
-    out += (i ? "  from " : "") + r.frames[i];
+    out += (i ? "  from " : "") + visible(r.frames[i]);
   }
   return out;
 }
@@ -64,19 +67,19 @@ void rows(std::string& out, const std::vector<GroupRow>& rs, const TextOptions& 
 void device_section(std::string& out, const DeviceReport& d, const TextOptions& o) {
   out += fmt::format("\n== pid {}{} device {}{}{}\n", d.pid,
                      d.rank >= 0 ? fmt::format(" rank {}", d.rank) : "", d.device,
-                     d.name.empty() ? "" : " (" + d.name + ")",
+                     d.name.empty() ? "" : " (" + visible(d.name) + ")",
                      d.capacity_bytes ? ", capacity " + human(d.capacity_bytes) : "");
   if (d.limit_bytes) out += fmt::format("limit: {}\n", human(d.limit_bytes));
   const Peak& p = d.peak;
   out += fmt::format("peak allocated: {} at {}{}\n", human(p.allocated_bytes), seconds(p.time_ns),
-                     p.phase ? " in phase \"" + *p.phase + "\"" : "");
+                     p.phase ? " in phase \"" + visible(*p.phase) + "\"" : "");
   out += fmt::format("peak reserved:  {} at {}{}\n", human(p.reserved_bytes),
                      seconds(p.reserved_time_ns),
-                     p.reserved_phase ? " in phase \"" + *p.reserved_phase + "\"" : "");
+                     p.reserved_phase ? " in phase \"" + visible(*p.reserved_phase) + "\"" : "");
   if (p.allocated_bytes > 0) {
     out += fmt::format("live at peak ({}):\n", p.grouped_by == "site"          ? "by call site"
-                                         : p.grouped_by == "python_line" ? "by Python line"
-                                                                         : "by size class");
+                                               : p.grouped_by == "python_line" ? "by Python line"
+                                                                               : "by size class");
     rows(out, p.live_at_peak, o);
   }
   const Fragmentation& f = d.fragmentation;
@@ -90,8 +93,8 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
   out += fmt::format("calls: {} allocs, {} frees, {} failed, {} unknown frees, {} double frees\n",
                      c.alloc, c.free, c.alloc_failed, c.free_unknown, c.double_free);
   out += fmt::format("churn: {:.1f} allocs/s, {} of {} freed allocations lived < {}\n",
-                     d.churn.allocs_per_second, percent(d.churn.short_lived_share),
-                     d.churn.freed, seconds(static_cast<int64_t>(d.churn.short_lived_threshold_ns)));
+                     d.churn.allocs_per_second, percent(d.churn.short_lived_share), d.churn.freed,
+                     seconds(static_cast<int64_t>(d.churn.short_lived_threshold_ns)));
   if (!d.phases.empty()) {
     // Training loops repeat the same phases thousands of times: one row per phase name (how
     // often it ran, its largest peak, where that peak was, its total time), largest peak first.
@@ -122,9 +125,9 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
     for (size_t i = 0; i < names.size() && i < o.max_phases; ++i) {
       const ByName& n = names[i];
       out += fmt::format("  {:>12}  {:<16} {:>6}x  {:>10} in all, largest at {}{}\n",
-                         human(n.largest->peak_allocated_bytes), n.name, n.count,
-                         seconds(static_cast<int64_t>(std::clamp(n.total_ns, -9e18, 9e18))), seconds(n.largest->peak_time_ns),
-                         n.open ? " (one never ended)" : "");
+                         human(n.largest->peak_allocated_bytes), visible(n.name), n.count,
+                         seconds(static_cast<int64_t>(std::clamp(n.total_ns, -9e18, 9e18))),
+                         seconds(n.largest->peak_time_ns), n.open ? " (one never ended)" : "");
     }
   }
   if (d.final.leaked_allocations > 0) {
@@ -140,10 +143,12 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
 std::string render_text(const Report& report, const TextOptions& o) {
   std::string out;
   for (const TraceSummary& t : report.traces) {
-    out += fmt::format("trace {}: pid {}{} on {}, {} events{}\n", t.path, t.pid,
-                       t.rank >= 0 ? fmt::format(" rank {}", t.rank) : "", t.host, t.events,
-                       t.truncated ? " — TRUNCATED: " + t.truncated_reason : "");
-    if (!t.command.empty()) out += fmt::format("  command: {}\n", t.command);
+    // Everything a trace holds is escaped (gpumem/visible_text.h): a phase name, command line or
+    // host with escape sequences must not reach the terminal raw.
+    out += fmt::format("trace {}: pid {}{} on {}, {} events{}\n", visible(t.path), t.pid,
+                       t.rank >= 0 ? fmt::format(" rank {}", t.rank) : "", visible(t.host),
+                       t.events, t.truncated ? " — TRUNCATED: " + visible(t.truncated_reason) : "");
+    if (!t.command.empty()) out += fmt::format("  command: {}\n", visible(t.command));
     if (t.pinned_host.alloc > 0)
       out += fmt::format("  pinned host memory: peak {}, {} at exit\n",
                          human(t.pinned_host.peak_bytes), human(t.pinned_host.final_bytes));
@@ -154,8 +159,8 @@ std::string render_text(const Report& report, const TextOptions& o) {
     out += fmt::format("\nanomalies ({} listed):\n", report.anomalies.size());
     for (size_t i = 0; i < report.anomalies.size() && i < o.max_anomalies; ++i) {
       const Anomaly& a = report.anomalies[i];
-      out += fmt::format("  {:<14} pid {} device {} at {}: address {:#x}, {}", a.kind, a.pid,
-                         a.device, seconds(a.t_ns), a.address, human(a.bytes));
+      out += fmt::format("  {:<14} pid {} device {} at {}: address {:#x}, {}", visible(a.kind),
+                         a.pid, a.device, seconds(a.t_ns), a.address, human(a.bytes));
       if (a.in_use_bytes) out += fmt::format(" ({} in use)", human(*a.in_use_bytes));
       out += "\n";
     }

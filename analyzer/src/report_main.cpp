@@ -18,6 +18,7 @@
 #ifdef GPUMEM_HAVE_TRACE_READER
 #include "gpumem/trace_reader.h"
 #endif
+#include "gpumem/visible_text.h"
 
 namespace gpumem::analyzer {
 
@@ -65,7 +66,8 @@ class Progress {
     last_ = now;
     shown_ = true;
     double pct = total ? 100.0 * static_cast<double>(done) / static_cast<double>(total) : 0;
-    std::fprintf(stderr, "\ranalysing %s: %.0f%%   ", fs::path(path).filename().c_str(), pct);
+    std::fprintf(stderr, "\ranalysing %s: %.0f%%   ",
+                 visible(fs::path(path).filename().string()).c_str(), pct);
   }
 
  private:
@@ -122,7 +124,7 @@ bool write_file(const std::string& path, const std::string& text) {
     std::fprintf(stderr,
                  "gpumem report: cannot write %s; check that its directory exists and is "
                  "writable\n",
-                 path.c_str());
+                 visible(path).c_str());
     return false;
   }
   return true;
@@ -136,7 +138,9 @@ int report_main(const ReportOptions& options) {
   analysis_options.max_points = std::max<size_t>(options.points, 1);
   Analysis analysis(analysis_options);
   size_t analysed = analyze_files(files, analysis, &errors, options.progress);
-  for (const std::string& e : errors) std::fprintf(stderr, "gpumem report: %s\n", e.c_str());
+  // Errors name files and echo trace bytes: escaped, one line each.
+  for (const std::string& e : errors)
+    std::fprintf(stderr, "gpumem report: %s\n", visible(e).c_str());
   if (analysed == 0) {
     std::fprintf(stderr,
                  "gpumem report: no trace could be read; pass gpumem trace files (written by "

@@ -6,6 +6,7 @@
 
 #include "gpumem/replay/replay_command.h"
 #include "gpumem/units.h"
+#include "gpumem/visible_text.h"
 
 namespace gpumem::replay {
 namespace {
@@ -23,14 +24,16 @@ bool parse_limit(const std::string& text, uint64_t capacity, const char* what, u
   double percent = 0;
   const SizeParse p = parse_size(text.c_str(), out, &percent);
   if (p == SizeParse::percent) {
-    *out = static_cast<uint64_t>(static_cast<double>(capacity) * percent / 100.0);
+    *out = percent_of(capacity, percent);
   } else if (p != SizeParse::ok) {
     *error = fmt::format("{} '{}' is not a size; use bytes or a unit: 512MiB, 8GiB, 1.5GiB, or 60%",
                          what, text);
     return false;
   }
   if (*out == 0) {
-    *error = fmt::format("{} '{}' is zero; give a positive size such as 512MiB", what, text);
+    *error =
+        fmt::format("{} '{}' is 0 bytes{}; give a positive size such as 512MiB", what, text,
+                    p == SizeParse::percent ? fmt::format(" of {}", bytes_text(capacity)) : "");
     return false;
   }
   return true;
@@ -82,6 +85,15 @@ bool replay_to_json(const Program& program, Policy policy, const std::string& li
             limit_text, bytes_text(limit), dp.device, bytes_text(cap));
         return false;
       }
+      if (policy == Policy::fixed && limit < kPoolGranuleBytes) {
+        // As GPUMEM_LIMIT under GPUMEM_POOL=fixed: the limit is the pool's size, which must
+        // hold one pool block.
+        *error = fmt::format(
+            "--limit {} ({}) sizes the fixed pool, which needs at least {} B (one pool block); "
+            "give a larger limit or another --pool",
+            visible(limit_text), bytes_text(limit), kPoolGranuleBytes);
+        return false;
+      }
     } else {
       limit = std::min(dp.recorded_limit_bytes, cap);
     }
@@ -131,27 +143,31 @@ bool replay_to_json(const Program& program, Policy policy, const std::string& li
 }
 
 std::string render_replay_text(const json& doc) {
-  std::string s = fmt::format("gpumem replay {}: policy {}", doc["trace"].get<std::string>(),
-                              doc["policy"].get<std::string>());
+  // Strings from the trace (its path, pool, device names, phases) are escaped (visible_text.h).
+  std::string s =
+      fmt::format("gpumem replay {}: policy {}", visible(doc["trace"].get<std::string>()),
+                  doc["policy"].get<std::string>());
   const std::string recorded = doc["recorded_pool"].get<std::string>();
-  if (!recorded.empty()) s += fmt::format(" (recorded with pool={})", recorded);
+  if (!recorded.empty()) s += fmt::format(" (recorded with pool={})", visible(recorded));
   s += "\n";
   if (doc["truncated"].get<bool>())
     s += "note: the trace did not end cleanly; replay covers what was recorded\n";
   for (const json& d : doc["devices"]) {
     const auto u = [&](const char* k) { return d[k].get<uint64_t>(); };
-    s +=
-        fmt::format("device {} ({}capacity {}), limit {}: {}\n", d["device"].get<int>(),
-                    d["name"].get<std::string>().empty() ? "" : d["name"].get<std::string>() + ", ",
-                    bytes_text(u("capacity_bytes")), bytes_text(u("limit_bytes")),
-                    d["fits"].get<bool>() ? "FITS" : "DOES NOT FIT");
+    s += fmt::format(
+        "device {} ({}capacity {}), limit {}: {}\n", d["device"].get<int>(),
+        d["name"].get<std::string>().empty() ? "" : visible(d["name"].get<std::string>()) + ", ",
+        bytes_text(u("capacity_bytes")), bytes_text(u("limit_bytes")),
+        d["fits"].get<bool>() ? "FITS" : "DOES NOT FIT");
     if (!d["failure"].is_null()) {
       const json& f = d["failure"];
       s += fmt::format(
           "  first failing allocation: record {} at {:.3f} s{}, {} of {} refused by the {}\n"
           "    in use {} (as the {} counts), program held {}, policy reserved {}{}\n",
           f["record"].get<uint64_t>(), static_cast<double>(f["t_ns"].get<int64_t>()) / 1e9,
-          f["phase"].is_null() ? "" : fmt::format(", phase '{}'", f["phase"].get<std::string>()),
+          f["phase"].is_null()
+              ? ""
+              : fmt::format(", phase '{}'", visible(f["phase"].get<std::string>())),
           f["api"].get<std::string>(), bytes_text(f["bytes"].get<uint64_t>()),
           f["refused_by"].get<std::string>(), bytes_text(f["in_use_bytes"].get<uint64_t>()),
           f["refused_by"].get<std::string>(), bytes_text(f["allocated_bytes"].get<uint64_t>()),
@@ -204,19 +220,19 @@ int replay_main(const ReplayCommandOptions& options) {
   Policy policy;
   if (!parse_policy(options.pool, &policy)) {
     std::fprintf(stderr, "gpumem replay: --pool '%s' is not a policy; use none, growth or fixed\n",
-                 options.pool.c_str());
+                 visible(options.pool).c_str());
     return 2;
   }
   std::string error;
   std::unique_ptr<Program> program = load_program(options.trace, &error);
   if (!program) {
-    std::fprintf(stderr, "gpumem replay: %s\n", error.c_str());
+    std::fprintf(stderr, "gpumem replay: %s\n", visible(error).c_str());
     return 1;
   }
   json doc;
   if (!replay_to_json(*program, policy, options.limit, options.capacity, options.search, &doc,
                       &error)) {
-    std::fprintf(stderr, "gpumem replay: %s\n", error.c_str());
+    std::fprintf(stderr, "gpumem replay: %s\n", visible(error).c_str());
     return 2;
   }
   if (options.json_path == "-") {
@@ -230,7 +246,7 @@ int replay_main(const ReplayCommandOptions& options) {
       std::fprintf(stderr,
                    "gpumem replay: cannot write %s; check the directory exists and is "
                    "writable\n",
-                   options.json_path.c_str());
+                   visible(options.json_path).c_str());
       return 1;
     }
   }

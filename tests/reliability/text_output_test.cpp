@@ -1,0 +1,186 @@
+// Text output and command-line input (issue 29, items 10 and 11): a trace's strings never reach a
+// terminal raw (`gpumem report --text`, `gpumem replay`), an option without its value is refused,
+// `gpumem run` names the file the child really wrote, and `gpumem fit` does not recommend from
+// measurements that say nothing.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "process.h"
+#include "support.h"
+#include "trace_writer.h"
+
+namespace reliability {
+namespace {
+
+namespace tr = gpumem::trace;
+using TextOutput = ScratchTest;
+
+// Clears the screen, moves the cursor home, returns to column 0, backspaces, rings the bell,
+// and an 8-bit CSI (0x9b) both raw and as UTF-8 (U+009B), plus DEL.
+const std::string kHostile =
+    "A\x1b[2J\x1b[H\r\b\x07\x9b"
+    "31m\xc2\x9b"
+    "0m\x7f"
+    "Z";
+
+// The bytes a terminal could act on: C0 controls except the newline that ends each line, DEL,
+// the raw 8-bit CSI, and the C1 controls as UTF-8 (0xC2 0x80..0x9F).
+std::string raw_controls(const std::string& text) {
+  std::string found;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const bool c1 = c == 0xC2 && i + 1 < text.size() &&
+                    static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+                    static_cast<unsigned char>(text[i + 1]) <= 0x9F;
+    if ((c < 0x20 && c != '\n') || c == 0x7F || c == 0x9B || c1)
+      found += std::to_string(c) + "@" + std::to_string(i) + " ";
+  }
+  return found;
+}
+
+// A trace whose every string is hostile: host, command, device name and a phase name (open at
+// the peak, so the peak line names it too).
+std::string make_hostile_trace(const std::string& dir, const std::string& name) {
+  const std::string trace = dir + "/" + name;
+  gpumem::TraceWriter w;
+  tr::Header header{};
+  std::snprintf(header.host, sizeof header.host, "host%s", kHostile.c_str());
+  std::snprintf(header.command, sizeof header.command, "train.py --name %s", kHostile.c_str());
+  std::snprintf(header.pool, sizeof header.pool, "none");
+  char err[512];
+  EXPECT_TRUE(w.open(trace.c_str(), header, err, sizeof err)) << err;
+  w.set_device(0, 16ull << 30, 0, ("gpu" + kHostile).c_str());
+  tr::Record r{};
+  r.op = static_cast<uint16_t>(tr::Op::mark_begin);
+  r.aux = w.intern_string(("phase" + kHostile).c_str());
+  w.append(r);
+  for (uint64_t i = 0; i < 3; ++i) {
+    r = {};
+    r.op = static_cast<uint16_t>(tr::Op::alloc);
+    r.api = static_cast<uint16_t>(tr::Api::cudaMalloc);
+    r.address = 0x7f0000000000ull + i * 4096;
+    r.bytes = 4096;
+    w.append(r);
+  }
+  r = {};
+  r.op = static_cast<uint16_t>(tr::Op::mark_end);
+  w.append(r);
+  r = {};
+  r.op = static_cast<uint16_t>(tr::Op::free);
+  r.api = static_cast<uint16_t>(tr::Api::cudaFree);
+  r.address = 0x7f0000000000ull;
+  r.bytes = 4096;
+  w.append(r);
+  w.close();
+  return trace;
+}
+
+TEST_F(TextOutput, ReportTextEscapesEveryTraceString) {
+  // The file name carries the escapes too: it is printed as the trace's path.
+  const std::string trace = make_hostile_trace(dir_, "hostile" + kHostile + ".trace");
+  const Outcome o =
+      run({GPUMEM_CLI, "report", "--text", trace}, child_environment(false, {}), dir_);
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(raw_controls(o.out), "") << o.out;
+  EXPECT_EQ(raw_controls(o.err), "") << o.err;
+  // Every hostile string is there, escaped: host, command, device, phase (table and peak line).
+  const std::string shown = "A\\x1b[2J\\x1b[H\\r\\x08\\x07\\x9b31m\\xc2\\x9b0m\\x7fZ";
+  EXPECT_NE(o.out.find("on host" + shown), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("command: train.py --name " + shown), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("(gpu" + shown + ")"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("in phase \"phase" + shown + "\""), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("trace " + dir_ + "/hostile" + shown + ".trace"), std::string::npos)
+      << o.out;
+
+  // `gpumem replay` prints the same strings (path, device name).
+  const Outcome r =
+      run({GPUMEM_CLI, "replay", trace, "--no-search"}, child_environment(false, {}), dir_);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(raw_controls(r.out), "") << r.out;
+  EXPECT_NE(r.out.find("(gpu" + shown + ", capacity"), std::string::npos) << r.out;
+
+  // An unreadable file with a hostile name: the error line is escaped as well.
+  const std::string bad = dir_ + "/bad" + kHostile + ".trace";
+  std::ofstream(bad) << "not a trace";
+  const Outcome e = run({GPUMEM_CLI, "report", "--text", bad}, child_environment(false, {}), dir_);
+  EXPECT_EQ(e.status, 1) << e.err;
+  EXPECT_EQ(raw_controls(e.err), "") << e.err;
+  const Outcome re = run({GPUMEM_CLI, "replay", bad}, child_environment(false, {}), dir_);
+  EXPECT_EQ(re.status, 1) << re.err;
+  EXPECT_EQ(raw_controls(re.err), "") << re.err;
+}
+
+// CLI11 would take `--` as --trace's value and run with a trace named "--": refused, the program
+// never starts, and the message says what to write.
+TEST_F(TextOutput, OptionWithoutValueIsRefused) {
+  const std::string marker = dir_ + "/started";
+  for (const char* option : {"--trace", "--limit", "--pool", "--report"}) {
+    SCOPED_TRACE(option);
+    const Outcome o = run({GPUMEM_CLI, "run", "--device", "sim", option, "--", "touch", marker},
+                          child_environment(false, {}), dir_);
+    EXPECT_EQ(o.status, 2) << o.err;
+    EXPECT_NE(o.err.find(std::string(option) + ": no value given"), std::string::npos) << o.err;
+    EXPECT_NE(o.err.find(std::string("write ") + option + " VALUE before -- CMD"),
+              std::string::npos)
+        << o.err;
+    struct stat st;
+    EXPECT_NE(::stat(marker.c_str(), &st), 0) << "the program ran";
+    EXPECT_NE(::stat((dir_ + "/--").c_str(), &st), 0) << "a trace named -- was written";
+  }
+}
+
+// The trace path exists already (an earlier run, another process): the preload writes PATH.1 (or
+// the next free suffix) and `gpumem run` names that file, found by the pid in its header.
+TEST_F(TextOutput, RunNamesTheSuffixedTraceTheChildWrote) {
+  const std::string path = dir_ + "/same.trace";
+  std::vector<std::string> said;
+  for (int i = 0; i < 3; ++i) {
+    const Outcome o = run(
+        {GPUMEM_CLI, "run", "--device", "sim", "--trace", path, "--", RELIABILITY_WORKLOAD, "one"},
+        child_environment(false, {}), dir_);
+    ASSERT_EQ(o.status, 0) << o.err;
+    const std::string prefix = "gpumem run: trace: ";
+    const size_t at = o.err.find(prefix);
+    ASSERT_NE(at, std::string::npos) << o.err;
+    said.push_back(o.err.substr(at + prefix.size(), o.err.find('\n', at) - at - prefix.size()));
+  }
+  EXPECT_EQ(said, (std::vector<std::string>{path, path + ".1", path + ".2"}));
+  // Each named file is that run's: three different pids.
+  std::set<uint32_t> pids;
+  for (const std::string& p : said) {
+    const LoadedTrace t = load_trace(p);
+    ASSERT_TRUE(t.opened) << t.error;
+    pids.insert(t.header.pid);
+  }
+  EXPECT_EQ(pids.size(), 3u);
+}
+
+// A command that allocates nothing: every peak is 0, the line has no slope, and "the largest
+// micro-batch fits" would be a guess. fit warns (stderr and its output), recommends nothing and
+// exits 4.
+TEST_F(TextOutput, FitWarnsWhenTheCommandAllocatesNothing) {
+  const std::string json = dir_ + "/fit.json";
+  const Outcome o = run({GPUMEM_CLI, "fit", "--limit", "1GiB", "--effective-batch", "8", "--device",
+                         "sim", "--json", json, "--", "true", "{batch}", "{accum}"},
+                        child_environment(false, {}), dir_);
+  EXPECT_EQ(o.status, 4) << o.out << o.err;
+  EXPECT_NE(o.err.find("gpumem fit: warning: the command allocated no GPU memory at any measured "
+                       "micro-batch (every peak is 0 B)"),
+            std::string::npos)
+      << o.err;
+  EXPECT_NE(o.out.find("warning: the command allocated no GPU memory"), std::string::npos) << o.out;
+  EXPECT_EQ(o.out.find("recommendation:"), std::string::npos) << o.out;
+  EXPECT_EQ(o.out.find("verification"), std::string::npos) << o.out;
+  std::ifstream f(json);
+  const nlohmann::json doc = nlohmann::json::parse(f);
+  EXPECT_TRUE(doc["recommendation"].is_null());
+  EXPECT_TRUE(doc["warning"].is_string());
+  EXPECT_EQ(doc.count("verification"), 0u);
+}
+
+}  // namespace
+}  // namespace reliability
