@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "gpumem/visible_text.h"
 #include "process.h"
 #include "support.h"
 #include "trace_writer.h"
@@ -77,6 +78,24 @@ std::string make_hostile_trace(const std::string& dir, const std::string& name) 
   w.append(r);
   w.close();
   return trace;
+}
+
+// The one escaping helper, byte by byte: printable ASCII and valid UTF-8 pass; controls, C1 as
+// UTF-8, and bytes that are not UTF-8 (lone, cut, overlong, surrogate) become escapes.
+TEST(VisibleText, EscapesControlsAndInvalidBytesOnly) {
+  using gpumem::visible;
+  EXPECT_EQ(visible("plain / path-1.trace"), "plain / path-1.trace");
+  EXPECT_EQ(visible("a\tb\nc\rd"), "a\\tb\\nc\\rd");
+  EXPECT_EQ(visible(std::string("\0\x01\x1b\x7f", 4)), "\\x00\\x01\\x1b\\x7f");
+  EXPECT_EQ(visible("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(visible("\xc2\x9b\xc2\x85\xc2\xa0"),
+            "\\xc2\\x9b\\xc2\\x85\xc2\xa0");  // C1 escaped, NBSP kept
+  EXPECT_EQ(visible("\x9b"), "\\x9b");
+  EXPECT_EQ(visible("\xe2\x82"), "\\xe2\\x82");                    // cut sequence
+  EXPECT_EQ(visible("\xc0\xaf"), "\\xc0\\xaf");                    // overlong '/'
+  EXPECT_EQ(visible("\xed\xa0\x80"), "\\xed\\xa0\\x80");           // surrogate
+  EXPECT_EQ(visible("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");  // above U+10FFFF
 }
 
 TEST_F(TextOutput, ReportTextEscapesEveryTraceString) {
