@@ -53,6 +53,7 @@ json header_json(const tr::Reader& reader) {
       {"clock_base_ns", h.clock_base_ns},
       {"start_unix_ns", h.start_unix_ns},
       {"end_offset", h.end_offset},
+      {"records_dropped", h.records_dropped},
       {"device_count", h.device_count},
       {"host", h.host},
       {"pool", h.pool},
@@ -168,6 +169,8 @@ int dump(const std::string& path) {
   print_line({{"summary",
                {{"records", stats.records},
                 {"torn", stats.torn},
+                {"abandoned", stats.abandoned},
+                {"dropped", stats.dropped},
                 {"truncated", stats.truncated},
                 {"reason", stats.reason}}}});
   if (std::fflush(stdout) != 0) {

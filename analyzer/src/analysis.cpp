@@ -132,6 +132,8 @@ class Analysis::TraceState {
     summary_.events = index_;
     if (index_ > 0) summary_.first_ns = first_ns_, summary_.last_ns = last_ns_;
     summary_.torn = stats.torn;
+    summary_.records_dropped = stats.dropped;
+    summary_.records_abandoned = stats.abandoned;
     summary_.truncated = stats.truncated;
     summary_.truncated_reason = stats.reason;
     summary_.pinned_host.final_bytes = pinned_live_;

@@ -175,13 +175,15 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
 }
 
 Json trace_json(const TraceSummary& t) {
-  return {{"path", t.path},           {"pid", t.pid},
-          {"rank", t.rank},           {"host", t.host},
-          {"command", t.command},     {"pool", t.pool},
-          {"simulated", t.simulated}, {"events", t.events},
-          {"first", t.first_ns},      {"last", t.last_ns},
-          {"truncated", t.truncated}, {"truncated_reason", t.truncated_reason},
-          {"torn", t.torn},           {"anomalies_omitted", t.anomalies_omitted}};
+  Json j = {{"path", t.path},           {"pid", t.pid},
+            {"rank", t.rank},           {"host", t.host},
+            {"command", t.command},     {"pool", t.pool},
+            {"simulated", t.simulated}, {"events", t.events},
+            {"first", t.first_ns},      {"last", t.last_ns},
+            {"truncated", t.truncated}, {"truncated_reason", t.truncated_reason},
+            {"torn", t.torn},           {"anomalies_omitted", t.anomalies_omitted}};
+  j["records_dropped"] = t.records_dropped;  // > 0: the page says the trace is incomplete
+  return j;
 }
 
 std::string page_title(const Report& report) {

@@ -42,6 +42,8 @@ Json trace_json(const TraceSummary& t) {
   j["start_unix_ns"] = t.start_unix_ns;
   j["events"] = t.events;
   j["torn"] = t.torn;
+  j["records_dropped"] = t.records_dropped;
+  j["records_abandoned"] = t.records_abandoned;
   j["truncated"] = t.truncated;
   j["truncated_reason"] = t.truncated ? Json(t.truncated_reason) : Json(nullptr);
   j["first_ns"] = t.first_ns;

@@ -148,6 +148,12 @@ std::string render_text(const Report& report, const TextOptions& o) {
     out += fmt::format("trace {}: pid {}{} on {}, {} events{}\n", visible(t.path), t.pid,
                        t.rank >= 0 ? fmt::format(" rank {}", t.rank) : "", visible(t.host),
                        t.events, t.truncated ? " — TRUNCATED: " + visible(t.truncated_reason) : "");
+    if (t.records_dropped > 0)
+      out += fmt::format(
+          "  INCOMPLETE: {} records dropped (the trace file could not grow: disk full or file-size "
+          "limit); every number below misses them: free disk space or set GPUMEM_TRACE to a "
+          "larger volume, then run again\n",
+          t.records_dropped);
     if (!t.command.empty()) out += fmt::format("  command: {}\n", visible(t.command));
     if (t.pinned_host.alloc > 0)
       out += fmt::format("  pinned host memory: peak {}, {} at exit\n",

@@ -61,12 +61,44 @@ void read_command_line(char* out, size_t len) {
   while (n > 0 && out[n - 1] == ' ') out[--n] = '\0';
 }
 
-// Never clobber an existing trace: exec keeps the pid, so "%p" names the same file twice.
-void unused_path(const char* wanted, char* out, size_t len) {
-  std::snprintf(out, len, "%s", wanted);
+// Set while this thread holds g_open_mutex: a signal handler that interrupts it and calls into
+// the library (gpumem_mark) must not wait for the lock its own thread holds.
+thread_local bool t_holds_open_mutex __attribute__((tls_model("initial-exec"))) = false;
+
+void report_trace_error(const char* err) {
+  constexpr char kPrefix[] = "gpumem: ";  // the writer's messages carry it; log_message adds it
+  if (std::strncmp(err, kPrefix, sizeof kPrefix - 1) == 0) err += sizeof kPrefix - 1;
+  log_message(LogLevel::warn, "%s; the program runs on without a trace", err);
+}
+
+void warn_from_writer(const char* line) {
+  GPUMEM_WARN("%s", line);
+}
+
+// Where the trace goes for `expanded` (GPUMEM_TRACE after expansion): a directory means "in this
+// folder" (DIR/gpumem-<pid>.trace); a device, pipe or socket cannot hold a trace (it must be
+// mapped) and is refused. False (and a message) when refused.
+bool choose_trace_path(const char* expanded, uint32_t pid, char* out, size_t len) {
+  std::snprintf(out, len, "%s", expanded);
   struct stat st;
-  for (int i = 1; i < 1000 && ::lstat(out, &st) == 0; ++i)
-    std::snprintf(out, len, "%s.%d", wanted, i);
+  if (::stat(expanded, &st) != 0) return true;  // nothing there yet, or a dangling link
+  if (S_ISDIR(st.st_mode)) {
+    size_t n = std::strlen(expanded);
+    while (n > 1 && expanded[n - 1] == '/') --n;
+    const int written = std::snprintf(out, len, "%.*s/gpumem-%u.trace", static_cast<int>(n),
+                                      expanded, static_cast<unsigned>(pid));
+    return written > 0 && static_cast<size_t>(written) < len;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    log_message(LogLevel::warn,
+                "GPUMEM_TRACE='%s' is not a regular file (a device, pipe or socket), and a trace "
+                "must be a file on disk; the program runs on without a trace. Set GPUMEM_TRACE "
+                "to a file path (e.g. gpumem-%%p.trace) or to a directory, then read the trace "
+                "with gpumem report",
+                expanded);
+    return false;
+  }
+  return true;
 }
 
 bool open_trace() {
@@ -98,25 +130,36 @@ bool open_trace() {
                 cfg.trace_template);
     return false;
   }
-  char path[4096 + 8];
-  unused_path(expanded, path, sizeof path);
-  char err[512] = {};
-  if (!the_writer().open(path, h, err, sizeof err)) {
-    log_message(LogLevel::warn,
-                "cannot write the trace to '%s' (%s); the program runs on "
-                "without a trace. Set GPUMEM_TRACE to a writable path.",
-                path, err);
+  char wanted[4096 + 32];
+  if (!choose_trace_path(expanded, h.pid, wanted, sizeof wanted)) return false;
+  char err[1024] = {};
+  TraceWriter& w = the_writer();
+  w.set_warning_sink(warn_from_writer);
+  // Never clobber an existing file: another process may have been given the same name (no %p in
+  // GPUMEM_TRACE, or an exec, which keeps the pid): the first free name.1, name.2... is ours.
+  if (!w.open_unused(wanted, h, err, sizeof err)) {
+    report_trace_error(err);
     return false;
   }
-  GPUMEM_INFO("tracing to %s", path);
+  if (std::strcmp(w.path(), expanded) != 0) {
+    if (std::strcmp(wanted, expanded) != 0)
+      log_message(LogLevel::warn, "GPUMEM_TRACE='%s' is a directory: the trace goes to '%s'",
+                  expanded, w.path());
+    else
+      log_message(LogLevel::warn, "'%s' exists already (kept as it is): the trace goes to '%s'",
+                  expanded, w.path());
+  }
+  GPUMEM_INFO("tracing to %s", w.path());
   return true;
 }
 
 void before_fork() {
   g_open_mutex.lock();
+  t_holds_open_mutex = true;
   g_pid_at_fork = static_cast<uint32_t>(::getpid());
 }
 void after_fork_parent() {
+  t_holds_open_mutex = false;
   g_open_mutex.unlock();
 }
 void after_fork_child() {
@@ -128,6 +171,7 @@ void after_fork_child() {
   for (auto& word : g_devices_seen) word.store(0, std::memory_order_relaxed);
   g_parent_pid = g_pid_at_fork;
   new (&g_open_mutex) std::mutex();  // the lock held across fork belongs to the parent
+  t_holds_open_mutex = false;
 }
 
 }  // namespace
@@ -157,13 +201,18 @@ TraceWriter* writer() {
   if (state == kOpen) [[likely]]
     return g_writer_ptr;
   if (state != kUnopened) return nullptr;
+  // A signal handler interrupting this thread's own open (or fork, or exit): its event is
+  // dropped rather than waiting forever for a lock that this thread holds.
+  if (t_holds_open_mutex) return nullptr;
   std::lock_guard<std::mutex> lock(g_open_mutex);
+  t_holds_open_mutex = true;
   if (!g_initialized) init();  // a hook ran before the library constructor
   state = g_state.load(std::memory_order_acquire);
   if (state == kUnopened) {
     state = open_trace() ? kOpen : kDisabled;
     g_state.store(state, std::memory_order_release);
   }
+  t_holds_open_mutex = false;
   return state == kOpen ? g_writer_ptr : nullptr;
 }
 
@@ -199,6 +248,7 @@ void note_device(int device) {
 void shutdown() {
   policy::log_summary();
   std::lock_guard<std::mutex> lock(g_open_mutex);
+  t_holds_open_mutex = true;
   if (g_state.load(std::memory_order_acquire) == kOpen) {
     g_state.store(kClosed, std::memory_order_release);
     if (config().stacks) the_writer().write_symbols();
@@ -206,6 +256,7 @@ void shutdown() {
   } else {
     g_state.store(kClosed, std::memory_order_release);
   }
+  t_holds_open_mutex = false;
 }
 
 }  // namespace gpumem::session

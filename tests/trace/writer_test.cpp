@@ -274,18 +274,26 @@ TEST(TraceWriter, CreatesFileWithMode0600) {
   w.close();
 }
 
-TEST(TraceWriter, TightensModeOfOwnExistingFile) {
+TEST(TraceWriter, NeverOpensAnExistingFileOpenUnusedTakesTheNextName) {
   ScratchDir dir;
   const std::string path = dir.file("old.trace");
   std::ofstream(path) << "stale contents";
   chmod(path.c_str(), 0644);
   TraceWriter w;
-  ASSERT_TRUE(open_writer(w, path));
+  char err[512] = {};
+  EXPECT_FALSE(w.open(path.c_str(), test_header(), err, sizeof(err)));
+  EXPECT_NE(std::string(err).find("exists already"), std::string::npos) << err;
+  ASSERT_TRUE(w.open_unused(path.c_str(), test_header(), err, sizeof(err))) << err;
+  EXPECT_EQ(std::string(w.path()), path + ".1");
   w.close();
+  std::ifstream in(path);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(in)), {}), "stale contents");
   struct stat st;
   ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u);  // not ours to change
+  ASSERT_EQ(stat((path + ".1").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0600u);
-  EXPECT_EQ(read_trace(path).events.size(), 0u);  // stale bytes gone, valid empty trace
+  EXPECT_EQ(read_trace(path + ".1").events.size(), 0u);
 }
 
 TEST(TraceWriter, RefusesSymlinkAtPath) {

@@ -61,7 +61,9 @@ class FileReader final : public Reader {
     pending_zero_slots_ = 0;
     buffer_offset_ = 0;
     buffer_len_ = 0;
+    in_abandoned_blob_ = false;
     stats_ = ReadStats{};
+    stats_.dropped = header_->records_dropped;
     update_reason();
   }
 
@@ -112,6 +114,15 @@ class FileReader final : public Reader {
     while (pos_ + kRecordSize <= data_end_) {
       Record rec;
       if (!copy_slot(pos_, &rec)) break;
+      if (rec.commit == kAbandoned || (rec.commit == kContinuation && in_abandoned_blob_)) {
+        // In flight at a clean exit (the call had not returned), with its blob payload if any.
+        count_zero_slots_as_torn();
+        in_abandoned_blob_ = true;
+        ++stats_.abandoned;
+        pos_ += kRecordSize;
+        continue;
+      }
+      in_abandoned_blob_ = false;
       if (rec.commit == kCommitted) {
         count_zero_slots_as_torn();  // records follow: the zeros before them were holes
         if (is_blob(rec.op)) {
@@ -145,6 +156,11 @@ class FileReader final : public Reader {
  private:
   // Where the records end: the clean-close mark if it is sane, else the end of the file.
   void find_data_end() {
+    if (header_->records_dropped > 0)
+      open_reasons_.push_back(std::to_string(header_->records_dropped) +
+                              " record(s) dropped by the writer: the trace file could not grow "
+                              "(disk full or file-size limit); free disk space or set "
+                              "GPUMEM_TRACE to a larger volume, then run again");
     const bool closed = (header_->flags & kHeaderClosed) != 0;
     const uint64_t end = header_->end_offset;
     uint64_t limit = file_size_;
@@ -233,6 +249,7 @@ class FileReader final : public Reader {
   uint64_t data_end_ = kHeaderSize;        // records lie in [kHeaderSize, data_end_)
   uint64_t pos_ = kHeaderSize;
   uint64_t pending_zero_slots_ = 0;
+  bool in_abandoned_blob_ = false;  // continuation slots after an abandoned slot are its payload
   // The chunk in use, owned by ahead_ (typed, so that runs of records in it are Record arrays).
   Record* records_ = nullptr;
   char* buffer_ = nullptr;  // the same bytes, for byte offsets

@@ -40,7 +40,15 @@ uint64_t TraceWriter::intern_string(const char* text) {
   if (text == nullptr) text = "";
   const size_t len = strnlen(text, kMaxStringBytes);
   const uint64_t h = hash_string(text, len);
-  std::lock_guard lock(strings_mutex_);
+  // try_lock: a signal handler interrupting this thread inside the table (gpumem_mark from a
+  // handler) must not wait for itself; without the table the string is written again, under a
+  // fresh id: more bytes, never a wrong one.
+  std::unique_lock lock(strings_mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    const uint64_t id = next_string_id_.fetch_add(1, std::memory_order_relaxed);
+    append_blob(trace::Op::string, id, text, len);
+    return id;
+  }
   StringSlot* slot = nullptr;
   for (size_t probe = 0; strings_ != nullptr && probe < kMaxProbes; ++probe) {
     StringSlot& s = strings_[(h + probe) % kStringTableSize];

@@ -3,8 +3,10 @@
 #include "trace_writer.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +56,87 @@ void commit(void* slot, uint32_t word, std::memory_order order) {
   std::atomic_ref<uint32_t>(static_cast<Record*>(slot)->commit).store(word, order);
 }
 
+void warn_to_stderr(const char* line) {
+  char buf[768];
+  const int n = std::snprintf(buf, sizeof buf, "gpumem: %s\n", line);
+  if (n <= 0) return;
+  ssize_t ignored = ::write(STDERR_FILENO, buf, std::min(static_cast<size_t>(n), sizeof buf - 1));
+  (void)ignored;
+}
+
+// Appends in flight, so that close() can wait for them and mark the unfinished ones: one entry
+// per thread, which only that thread writes (no shared cache line on the hot path). The entry
+// holds the address of the slot being written, kReserving between announcing an append and
+// knowing its slot, 0 when idle. Process-wide (an address tells which writer it belongs to).
+struct alignas(64) InFlight {
+  std::atomic<uintptr_t> slot{0};
+  std::atomic<uint64_t> slots{0};  // slots of that reservation (a blob's payload too)
+  std::atomic<uint32_t> owner{0};  // tid of the thread holding the entry, 0 = free
+};
+constexpr size_t kInFlightEntries = 1024;
+constexpr uintptr_t kReserving = 1;
+InFlight g_in_flight[kInFlightEntries];
+std::atomic<uint32_t> g_in_flight_used{0};  // entries handed out so far
+// Appends of threads beyond the table's size (more than kInFlightEntries alive at once): only
+// counted, so close() can wait for them but not mark them.
+std::atomic<uint64_t> g_untracked_in_flight{0};
+thread_local InFlight* t_in_flight __attribute__((tls_model("initial-exec"))) = nullptr;
+thread_local bool t_no_entry __attribute__((tls_model("initial-exec"))) = false;
+
+// A thread's first append: a fresh entry, or the entry of a thread that has exited.
+InFlight* claim_in_flight() {
+  const uint32_t tid = current_tid();
+  uint32_t used = g_in_flight_used.load(std::memory_order_relaxed);
+  while (used < kInFlightEntries) {
+    if (g_in_flight_used.compare_exchange_weak(used, used + 1, std::memory_order_relaxed)) {
+      g_in_flight[used].owner.store(tid, std::memory_order_relaxed);
+      return &g_in_flight[used];
+    }
+  }
+  const long pid = static_cast<long>(getpid());
+  for (InFlight& e : g_in_flight) {
+    uint32_t owner = e.owner.load(std::memory_order_relaxed);
+    if (owner == 0 || owner == tid || e.slot.load(std::memory_order_relaxed) != 0) continue;
+    if (syscall(SYS_tgkill, pid, static_cast<long>(owner), 0) == 0 || errno != ESRCH) continue;
+    if (e.owner.compare_exchange_strong(owner, tid, std::memory_order_relaxed)) return &e;
+  }
+  return nullptr;
+}
+
+// Announces an append before its slot is reserved and clears the announcement when the slot is
+// committed (or the append gave up). Plain stores to the thread's own entry: the ordering with
+// close() comes from the cursor's fetch_add (release here, acquire in close()).
+class InFlightScope {
+ public:
+  InFlightScope() {
+    entry_ = t_in_flight;
+    if (entry_ == nullptr && !t_no_entry) [[unlikely]] {
+      entry_ = t_in_flight = claim_in_flight();
+      t_no_entry = entry_ == nullptr;
+    }
+    if (entry_ != nullptr) [[likely]]
+      entry_->slot.store(kReserving, std::memory_order_relaxed);
+    else
+      g_untracked_in_flight.fetch_add(1, std::memory_order_relaxed);
+  }
+  void writing(char* slot, uint64_t slots) {
+    if (entry_ == nullptr) return;
+    entry_->slots.store(slots, std::memory_order_relaxed);
+    entry_->slot.store(reinterpret_cast<uintptr_t>(slot), std::memory_order_release);
+  }
+  ~InFlightScope() {
+    if (entry_ != nullptr) [[likely]]
+      entry_->slot.store(0, std::memory_order_release);
+    else
+      g_untracked_in_flight.fetch_sub(1, std::memory_order_release);
+  }
+  InFlightScope(const InFlightScope&) = delete;
+  InFlightScope& operator=(const InFlightScope&) = delete;
+
+ private:
+  InFlight* entry_;
+};
+
 }  // namespace
 
 TraceWriter::~TraceWriter() {
@@ -62,6 +145,33 @@ TraceWriter::~TraceWriter() {
 }
 
 bool TraceWriter::open(const char* path, const Header& header, char* err, size_t errlen) {
+  bool exists = false;
+  return create(path, header, err, errlen, &exists);
+}
+
+bool TraceWriter::open_unused(const char* wanted, const Header& header, char* err, size_t errlen) {
+  if (wanted == nullptr || wanted[0] == '\0') return open(wanted, header, err, errlen);
+  char candidate[sizeof(path_)];
+  for (unsigned long i = 0; i <= kMaxSuffix; ++i) {
+    const int n = i == 0 ? std::snprintf(candidate, sizeof candidate, "%s", wanted)
+                         : std::snprintf(candidate, sizeof candidate, "%s.%lu", wanted, i);
+    if (n < 0 || static_cast<size_t>(n) >= sizeof candidate)
+      return open(wanted, header, err, errlen);
+    bool exists = false;
+    if (create(candidate, header, err, errlen, &exists)) return true;
+    if (!exists) return false;
+  }
+  if (err != nullptr && errlen > 0)
+    std::snprintf(err, errlen,
+                  "gpumem: '%s' and '%s.1' to '%s.%lu' all exist already; remove old traces or "
+                  "choose another GPUMEM_TRACE path",
+                  wanted, wanted, wanted, kMaxSuffix);
+  return false;
+}
+
+bool TraceWriter::create(const char* path, const Header& header, char* err, size_t errlen,
+                         bool* exists) {
+  *exists = false;
   auto fail = [&](const char* fmt, auto... args) {
     if (err != nullptr && errlen > 0) std::snprintf(err, errlen, fmt, args...);
     return false;
@@ -73,46 +183,74 @@ bool TraceWriter::open(const char* path, const Header& header, char* err, size_t
     return fail("gpumem: trace path is longer than %zu bytes; choose a shorter GPUMEM_TRACE",
                 sizeof(path_) - 1);
 
-  // O_NOFOLLOW: a symlink planted at the path (in a shared /tmp, say) must not make us write
-  // through it. Nothing is truncated before the checks below have passed.
-  int fd = ::open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  // O_EXCL: only a file this call creates is ever written, so two processes given the same name
+  // never share (or truncate) one file. With O_CREAT it also refuses a symlink at the path, even
+  // a dangling one, so a link planted in a shared /tmp never makes us write through it.
+  int fd = ::open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) {
-    if (errno == ELOOP)
+    const int error = errno;
+    struct stat st;
+    if (error == EEXIST && ::lstat(path, &st) == 0) {
+      *exists = true;
+      if (S_ISLNK(st.st_mode))
+        return fail(
+            "gpumem: trace path '%s' is a symbolic link; refusing to write through it "
+            "(it could point anywhere): remove it or choose another GPUMEM_TRACE path",
+            path);
+      if (!S_ISREG(st.st_mode))
+        return fail(
+            "gpumem: trace path '%s' exists and is not a regular file; refusing to "
+            "write there: remove it or choose another GPUMEM_TRACE path",
+            path);
+      if (st.st_uid != geteuid())
+        return fail(
+            "gpumem: trace path '%s' belongs to another user (uid %u); refusing to "
+            "overwrite it: remove it or choose another GPUMEM_TRACE path",
+            path, static_cast<unsigned>(st.st_uid));
+      if (st.st_nlink > 1)
+        return fail(
+            "gpumem: trace path '%s' has other hard links; refusing to overwrite the "
+            "file they share: remove it or choose another GPUMEM_TRACE path",
+            path);
       return fail(
-          "gpumem: trace path '%s' is a symbolic link; refusing to write through it "
-          "(it could point anywhere): remove it or choose another GPUMEM_TRACE path",
+          "gpumem: trace path '%s' exists already; refusing to overwrite it: remove it or "
+          "choose another GPUMEM_TRACE path",
           path);
+    }
+    *exists = error == EEXIST;
     return fail(
         "gpumem: cannot create trace file '%s': %s; choose a writable GPUMEM_TRACE path "
         "(or GPUMEM_TRACE=off)",
-        path, std::strerror(errno));
+        path, std::strerror(error));
   }
-  auto fail_closing = [&](const char* fmt, auto... args) {
+  // Off descriptors 0-2: with stderr closed the file would be fd 2, and every log line would
+  // land in the trace's header.
+  if (fd < 3) {
+    const int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    const int error = errno;
     ::close(fd);
+    if (high < 0) {
+      ::unlink(path);
+      return fail(
+          "gpumem: cannot move trace file '%s' off descriptors 0-2: %s; set "
+          "GPUMEM_TRACE=off or raise the open-files limit (ulimit -n)",
+          path, std::strerror(error));
+    }
+    fd = high;
+  }
+  // What this call created is removed again when the rest of the open fails: no empty file left.
+  auto fail_removing = [&](const char* fmt, auto... args) {
+    ::close(fd);
+    ::unlink(path);
     return fail(fmt, args...);
   };
   struct stat st;
   if (fstat(fd, &st) != 0)
-    return fail_closing("gpumem: cannot stat trace file '%s': %s", path, std::strerror(errno));
-  if (!S_ISREG(st.st_mode))
-    return fail_closing(
-        "gpumem: trace path '%s' exists and is not a regular file; refusing to "
-        "write there: remove it or choose another GPUMEM_TRACE path",
-        path);
-  if (st.st_uid != geteuid())
-    return fail_closing(
-        "gpumem: trace path '%s' belongs to another user (uid %u); refusing to "
-        "overwrite it: remove it or choose another GPUMEM_TRACE path",
-        path, static_cast<unsigned>(st.st_uid));
-  if (st.st_nlink > 1)
-    return fail_closing(
-        "gpumem: trace path '%s' has other hard links; refusing to overwrite the "
-        "file they share: remove it or choose another GPUMEM_TRACE path",
-        path);
-  if ((st.st_mode & 07777) != 0600) fchmod(fd, 0600);  // an older file of ours: tighten it
+    return fail_removing("gpumem: cannot stat trace file '%s': %s", path, std::strerror(errno));
+  if ((st.st_mode & 07777) != 0600) fchmod(fd, 0600);  // a umask never widens (or narrows) it
   const uint64_t initial = trace::kHeaderSize + kFirstGrowth;
-  if (ftruncate(fd, 0) != 0 || !extend_file(fd, 0, initial))
-    return fail_closing(
+  if (!extend_file(fd, 0, initial))
+    return fail_removing(
         "gpumem: cannot size trace file '%s': %s; free disk space or choose "
         "another GPUMEM_TRACE path",
         path, std::strerror(errno));
@@ -125,7 +263,7 @@ bool TraceWriter::open(const char* path, const Header& header, char* err, size_t
     if (map != MAP_FAILED) break;
   }
   if (map == MAP_FAILED)
-    return fail_closing(
+    return fail_removing(
         "gpumem: cannot map trace file '%s': %s; raise the address-space limit "
         "(ulimit -v) or set GPUMEM_TRACE=off",
         path, std::strerror(errno));
@@ -154,6 +292,7 @@ bool TraceWriter::open(const char* path, const Header& header, char* err, size_t
   if (h->clock_base_ns == 0) h->clock_base_ns = monotonic_ns();
   if (h->start_unix_ns == 0) h->start_unix_ns = realtime_ns();
   h->end_offset = 0;
+  h->records_dropped = 0;
   h->flags &= ~trace::kHeaderClosed;
   if (h->device_count > trace::kMaxDevices) h->device_count = trace::kMaxDevices;
   terminate_string(h->host);
@@ -168,6 +307,8 @@ bool TraceWriter::open(const char* path, const Header& header, char* err, size_t
   cursor_.store(trace::kHeaderSize, std::memory_order_relaxed);
   file_bytes_.store(initial, std::memory_order_relaxed);
   dropped_.store(0, std::memory_order_relaxed);
+  full_.store(false, std::memory_order_relaxed);
+  full_errno_ = 0;
   closing_.store(false, std::memory_order_relaxed);
   next_string_id_.store(1, std::memory_order_relaxed);
   next_stack_id_.store(1, std::memory_order_relaxed);
@@ -177,6 +318,7 @@ bool TraceWriter::open(const char* path, const Header& header, char* err, size_t
 }
 
 bool TraceWriter::ensure_capacity(uint64_t end, bool wait) {
+  if (full_.load(std::memory_order_relaxed)) return false;  // tried once, failed: never again
   std::unique_lock lock(grow_mutex_, std::defer_lock);
   if (wait) {
     lock.lock();
@@ -185,32 +327,68 @@ bool TraceWriter::ensure_capacity(uint64_t end, bool wait) {
   }
   uint64_t size = file_bytes_.load(std::memory_order_relaxed);
   if (end <= size) return true;
-  if (closing_.load(std::memory_order_relaxed) || end > mapped_bytes_) return false;
+  if (closing_.load(std::memory_order_relaxed) || full_.load(std::memory_order_relaxed))
+    return false;
+  if (end > mapped_bytes_) {
+    full_errno_ = EFBIG;
+    full_.store(true, std::memory_order_relaxed);
+    return false;
+  }
   const uint64_t step = std::clamp(size - trace::kHeaderSize, kFirstGrowth, kMaxGrowth);
   uint64_t target = size;
   while (target < end) target += step;
   target = std::min(target, mapped_bytes_);
-  if (!extend_file(fd_, size, target)) return false;
+  if (!extend_file(fd_, size, target)) {
+    // A full disk (or a file-size limit): retrying for every later record would cost a system
+    // call each (~1500x slower) for nothing. What fits in the file so far is still written.
+    full_errno_ = errno;
+    full_.store(true, std::memory_order_relaxed);
+    return false;
+  }
   file_bytes_.store(target, std::memory_order_release);
   return true;
+}
+
+void TraceWriter::note_dropped() {
+  const uint64_t before = dropped_.fetch_add(1, std::memory_order_relaxed);
+  // Into the header as it happens (its page is allocated, so this write cannot fail), so that a
+  // process killed later still tells how many records it lost.
+  if (char* base = base_.load(std::memory_order_acquire); base != nullptr)
+    std::atomic_ref<uint64_t>(reinterpret_cast<Header*>(base)->records_dropped)
+        .fetch_add(1, std::memory_order_relaxed);
+  if (before != 0) return;
+  char line[640];
+  std::snprintf(line, sizeof line,
+                "cannot grow the trace file '%.300s' (%s); records from here on are dropped, and "
+                "counted in the trace, which every report then shows as incomplete: free disk "
+                "space or set GPUMEM_TRACE to a larger volume",
+                path_, std::strerror(full_errno_ != 0 ? full_errno_ : ENOSPC));
+  (warning_sink_ != nullptr ? warning_sink_ : warn_to_stderr)(line);
+}
+
+bool TraceWriter::grow_for(uint64_t end, uint64_t size) {
+  if (end <= size) {
+    ensure_capacity(end + kGrowAhead, /*wait=*/false);  // extend early, if nobody else is
+    return true;
+  }
+  // Past the end of the file: touching it would be SIGBUS, so wait for the extension.
+  if (ensure_capacity(end, /*wait=*/true)) return true;
+  // A reservation racing with close() is not a record lost from the trace: its call had not
+  // returned when the process ended.
+  if (!closing_.load(std::memory_order_relaxed)) note_dropped();
+  return false;
 }
 
 char* TraceWriter::reserve(uint64_t bytes) {
   char* base = base_.load(std::memory_order_acquire);
   if (base == nullptr) return nullptr;
-  const uint64_t offset = cursor_.fetch_add(bytes, std::memory_order_relaxed);
+  // acq_rel: publishes this thread's in-flight announcement to close(), whose own fetch_add on
+  // the cursor comes after this one when the slot lies inside the file.
+  const uint64_t offset = cursor_.fetch_add(bytes, std::memory_order_acq_rel);
   const uint64_t end = offset + bytes;
   const uint64_t size = file_bytes_.load(std::memory_order_acquire);
   if (end + kGrowAhead > size) [[unlikely]] {
-    if (end > size) {
-      // Past the end of the file: touching it would be SIGBUS, so wait for the extension.
-      if (!ensure_capacity(end, /*wait=*/true)) {
-        dropped_.fetch_add(bytes / trace::kRecordSize, std::memory_order_relaxed);
-        return nullptr;
-      }
-    } else {
-      ensure_capacity(end + kGrowAhead, /*wait=*/false);  // extend early, if nobody else is
-    }
+    if (!grow_for(end, size)) return nullptr;
   }
   return base + offset;
 }
@@ -218,8 +396,10 @@ char* TraceWriter::reserve(uint64_t bytes) {
 void TraceWriter::append(Record r) {
   if (r.t_ns == 0) r.t_ns = monotonic_ns();
   if (r.tid == 0) r.tid = current_tid();
+  InFlightScope in_flight;
   char* slot = reserve(trace::kRecordSize);
   if (slot == nullptr) return;
+  in_flight.writing(slot, 1);
   std::memcpy(slot, &r, offsetof(Record, commit));
   commit(slot, trace::kCommitted, std::memory_order_release);
 }
@@ -227,8 +407,10 @@ void TraceWriter::append(Record r) {
 void TraceWriter::append_blob(trace::Op op, uint64_t id, const void* data, size_t len) {
   if (data == nullptr) len = 0;
   const uint64_t slots = (len + trace::kBlobBytesPerSlot - 1) / trace::kBlobBytesPerSlot;
+  InFlightScope in_flight;
   char* head = reserve((1 + slots) * trace::kRecordSize);
   if (head == nullptr) return;
+  in_flight.writing(head, 1 + slots);
   // Payload first, head last: a committed head always has its payload.
   const auto* src = static_cast<const char*>(data);
   for (uint64_t i = 0; i < slots; ++i) {
@@ -285,16 +467,59 @@ uint64_t TraceWriter::records_written() const {
   return end > trace::kHeaderSize ? (end - trace::kHeaderSize) / trace::kRecordSize : 0;
 }
 
+void TraceWriter::settle_in_flight(char* base, uint64_t cursor_at_close) {
+  // Slots below the cursor as it was at close belong to appends that were reserved before it;
+  // those reserved later land past the file. Wait for the first kind, briefly: a thread that
+  // called exit() must not be held up by others that go on appending.
+  const uintptr_t low = reinterpret_cast<uintptr_t>(base) + trace::kHeaderSize;
+  const uintptr_t high =
+      reinterpret_cast<uintptr_t>(base) + std::min(cursor_at_close, mapped_bytes_);
+  auto ours = [&](uintptr_t slot) { return slot == kReserving || (slot >= low && slot < high); };
+  const uint32_t used =
+      std::min<uint32_t>(g_in_flight_used.load(std::memory_order_acquire), kInFlightEntries);
+  const uint64_t deadline = monotonic_ns() + kCloseWaitNs;
+  for (;;) {
+    bool pending = g_untracked_in_flight.load(std::memory_order_acquire) != 0;
+    for (uint32_t i = 0; i < used && !pending; ++i)
+      // This thread's own entry is an append that a signal handler (calling exit) interrupted:
+      // it cannot finish while we wait.
+      pending = &g_in_flight[i] != t_in_flight &&
+                ours(g_in_flight[i].slot.load(std::memory_order_acquire));
+    if (!pending || monotonic_ns() > deadline) break;
+    sched_yield();
+  }
+  // Still unfinished: mark the slots, so that the reader skips them as "in flight at exit"
+  // rather than "torn by a kill". A slot committed meanwhile keeps its commit word.
+  for (uint32_t i = 0; i < used; ++i) {
+    const uintptr_t slot = g_in_flight[i].slot.load(std::memory_order_acquire);
+    if (slot == kReserving || !ours(slot)) continue;
+    const uint64_t slots = g_in_flight[i].slots.load(std::memory_order_relaxed);
+    for (uint64_t k = 0; k < slots; ++k) {
+      char* at = reinterpret_cast<char*>(slot) + k * trace::kRecordSize;
+      if (reinterpret_cast<uintptr_t>(at) >= high) break;
+      std::atomic_ref<uint32_t> word(reinterpret_cast<Record*>(at)->commit);
+      uint32_t seen = word.load(std::memory_order_acquire);
+      while (seen != trace::kCommitted && seen != trace::kContinuation &&
+             !word.compare_exchange_weak(seen, trace::kAbandoned, std::memory_order_acq_rel)) {
+      }
+    }
+  }
+}
+
 void TraceWriter::close() {
   char* base = base_.load(std::memory_order_acquire);
-  if (base == nullptr) return;
+  if (base == nullptr || closing_.exchange(true, std::memory_order_relaxed)) return;
+  // From here on no reservation lands in the file (acquire: see reserve()).
+  const uint64_t cursor_at_close = cursor_.fetch_add(kClosedCursorJump, std::memory_order_acq_rel);
+  settle_in_flight(base, cursor_at_close);
   std::lock_guard lock(grow_mutex_);  // the file stops growing here
-  closing_.store(true, std::memory_order_relaxed);
   const uint64_t size = file_bytes_.load(std::memory_order_relaxed);
-  const uint64_t end = std::min(cursor_.fetch_add(kClosedCursorJump), size);
+  const uint64_t end = std::min(cursor_at_close, size);
   end_at_close_ = end;
   auto* h = reinterpret_cast<Header*>(base);
   h->end_offset = end;
+  std::atomic_ref<uint64_t>(h->records_dropped)
+      .store(dropped_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   std::atomic_ref<uint32_t>(h->flags).fetch_or(trace::kHeaderClosed, std::memory_order_release);
   base_.store(nullptr, std::memory_order_release);
   // An append racing with close may still hold a pointer into the file's pages: swap them for
@@ -311,9 +536,18 @@ void TraceWriter::close() {
 
 void TraceWriter::abandon() {
   // Only the forking thread lives on in the child: a mutex another thread held at fork() would
-  // stay locked forever, so start with fresh ones.
+  // stay locked forever, so start with fresh ones; the parent's threads' in-flight entries mean
+  // nothing here either.
   new (&grow_mutex_) std::mutex();
   new (&strings_mutex_) std::mutex();
+  for (InFlight& e : g_in_flight) {
+    e.slot.store(0, std::memory_order_relaxed);
+    e.owner.store(0, std::memory_order_relaxed);
+  }
+  g_in_flight_used.store(0, std::memory_order_relaxed);
+  g_untracked_in_flight.store(0, std::memory_order_relaxed);
+  t_in_flight = nullptr;
+  t_no_entry = false;
   char* base = base_.exchange(nullptr, std::memory_order_acq_rel);
   if (base != nullptr) munmap(base, mapped_bytes_);
   if (fd_ >= 0) ::close(fd_);

@@ -6,9 +6,15 @@
 // no system call except the rare file extension; the caller never waits for the disk. Records of
 // calls that returned survive SIGKILL because they live in the page cache of a shared mapping.
 //
-// Lifetime: open() once, then any thread may append. close() must not race with appends that
-// matter: an append racing with close() is dropped or lands in memory that is no longer the file,
-// but never faults. In a forked child call abandon() before anything else touches the writer.
+// Lifetime: open() once, then any thread may append. close() waits (briefly, bounded) for the
+// appends in flight, and marks the slots of those still unfinished kAbandoned, so a clean exit
+// from one thread while others append reads as a clean close; an append that starts after close()
+// is dropped or lands in memory that is no longer the file, but never faults. In a forked child
+// call abandon() before anything else touches the writer.
+//
+// A full disk: the first time the file cannot grow, the writer stops trying (every later append
+// past the end only counts), says so once through the warning sink, and keeps the count of lost
+// records in the header (Header::records_dropped), so every reader reports the trace incomplete.
 #pragma once
 
 #include <atomic>
@@ -30,12 +36,22 @@ class TraceWriter {
   TraceWriter(const TraceWriter&) = delete;
   TraceWriter& operator=(const TraceWriter&) = delete;
 
-  // Creates `path` with mode 0600, refusing to follow a symlink planted at that path (O_NOFOLLOW),
-  // and refusing anything that is not a regular file owned by us; an existing file of ours is
-  // truncated. Copies `header` (magic/version/sizes are filled in; pid, clock_base_ns and
-  // start_unix_ns too when 0). On failure returns false and writes one line to err saying what is
-  // wrong and what to do.
+  // Creates `path`, which must not exist (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600): a file that is
+  // there already (another process's trace, a planted symlink, a device) is never opened, let
+  // alone truncated. The descriptor is kept at 3 or above, off stdin/stdout/stderr. Copies
+  // `header` (magic/version/sizes are filled in; pid, clock_base_ns and start_unix_ns too when
+  // 0). On failure removes what it created, returns false and writes one line to err saying what
+  // is wrong and what to do.
   bool open(const char* path, const trace::Header& header, char* err, size_t errlen);
+  // As open(), under the first of `wanted`, `wanted.1`, `wanted.2`, ... that does not exist yet
+  // (processes racing on one name each get their own file); path() tells which.
+  bool open_unused(const char* wanted, const trace::Header& header, char* err, size_t errlen);
+  static constexpr unsigned long kMaxSuffix = 999999;  // then open_unused gives up, clearly
+
+  // Where the one "records are being dropped" warning goes (one line, no "gpumem: " prefix, no
+  // newline); by default straight to stderr with write(2). Must not allocate.
+  using WarningSink = void (*)(const char* line);
+  void set_warning_sink(WarningSink sink) { warning_sink_ = sink; }
   bool is_open() const { return base_.load(std::memory_order_acquire) != nullptr; }
 
   // Reserves one slot, fills it and commits it. Fills t_ns (if 0) and tid (if 0).
@@ -64,15 +80,19 @@ class TraceWriter {
   // demangled). Returns how many symbol records it wrote.
   size_t write_symbols();
 
-  // Clean shutdown: sets end_offset and kHeaderClosed, unmaps, trims the file to its records.
+  // Clean shutdown: waits up to kCloseWait for appends in flight and marks the slots of those
+  // still unfinished kAbandoned, then sets end_offset and kHeaderClosed, unmaps, trims the file to
+  // its records.
   void close();
+  static constexpr uint64_t kCloseWaitNs = 100'000'000;
   // In a forked child: drop the parent's mapping without writing to it, so the parent's trace is
   // untouched; the child may then open() its own file.
   void abandon();
 
   // Slots reserved and backed by the file so far (blob payload slots included).
   uint64_t records_written() const;
-  // Slots that could not be written (file could not grow: disk full, address range exhausted).
+  // Records that could not be written (file could not grow: disk full, file-size limit, address
+  // range exhausted); a blob counts once. Also in the header (Header::records_dropped).
   uint64_t records_dropped() const { return dropped_.load(std::memory_order_relaxed); }
   const char* path() const { return path_; }
 
@@ -93,9 +113,14 @@ class TraceWriter {
   };
 
   // Reserves `bytes` at the cursor; returns where to write, or nullptr when the slot cannot be
-  // backed by the file (counted as dropped).
+  // backed by the file (counted as dropped, unless the writer is closing).
   char* reserve(uint64_t bytes);
-  bool ensure_capacity(uint64_t end, bool wait);  // slow path: extends the file (rare, mutex)
+  bool grow_for(uint64_t end, uint64_t size);     // reserve's slow path (cold)
+  bool ensure_capacity(uint64_t end, bool wait);  // extends the file (rare, mutex)
+  void note_dropped();                            // counts one lost record; warns the first time
+  bool create(const char* path, const trace::Header& header, char* err, size_t errlen,
+              bool* exists);
+  void settle_in_flight(char* base, uint64_t cursor_at_close);  // close(): wait, then mark
   void release_tables();
 
   std::atomic<char*> base_{nullptr};  // mapping of the whole reserved virtual range
@@ -106,7 +131,10 @@ class TraceWriter {
   alignas(64) std::atomic<uint64_t> cursor_{trace::kHeaderSize};  // next free byte
   alignas(64) std::atomic<uint64_t> file_bytes_{0};  // current file size (valid to touch below it)
   std::atomic<uint64_t> dropped_{0};
+  std::atomic<bool> full_{false};  // the file could not grow once: never try again
+  int full_errno_ = 0;             // why (under grow_mutex_)
   std::atomic<bool> closing_{false};
+  WarningSink warning_sink_ = nullptr;
   uint64_t end_at_close_ = 0;
   std::mutex grow_mutex_;     // file extension only
   std::mutex strings_mutex_;  // intern_string and set_device

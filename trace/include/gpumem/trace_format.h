@@ -13,6 +13,9 @@
 // word, written last with release ordering, equals kCommitted. A reader therefore sees:
 //   commit == kCommitted      a complete record
 //   commit == kContinuation   a payload slot of the blob record (string/stack) that precedes it
+//   commit == kAbandoned      a slot still being written when the process exited cleanly (the
+//                             call had not returned): skipped, counted apart, not damage; a
+//                             blob's kContinuation slots right after it belong to it
 //   commit == 0, slot all 0   unused space (end of trace when nothing valid follows)
 //   anything else             a record cut by a kill: skipped and counted as torn
 //
@@ -34,6 +37,7 @@ inline constexpr uint32_t kHeaderSize = 65536;
 inline constexpr uint32_t kRecordSize = 64;
 inline constexpr uint32_t kCommitted = 0x474D5243u;     // "CRMG"
 inline constexpr uint32_t kContinuation = 0x474D4E43u;  // "CNMG"
+inline constexpr uint32_t kAbandoned = 0x474D4241u;     // "ABMG": in flight at a clean close
 inline constexpr int kMaxDevices = 64;
 inline constexpr size_t kBlobBytesPerSlot = 60;
 
@@ -177,12 +181,16 @@ struct Header {
   uint32_t parent_pid;     // pid of the process this one was forked from, 0 = none
   char host[64];
   char pool[16];           // "none", "growth", "fixed"
-  char reserved0[48];
+  // Records the writer could not keep because the file could not grow (disk full, file-size
+  // limit); counted as they are lost, so a killed process tells it too. 0 in older traces.
+  uint64_t records_dropped;
+  char reserved0[40];
   DeviceInfo devices[kMaxDevices];
   char command[8192];      // argv joined by single spaces, NUL-terminated, truncated to fit
   char config[4096];       // the GPUMEM_* settings in force, "KEY=VALUE" lines, NUL-terminated
 };
 static_assert(sizeof(Header) <= kHeaderSize, "the header fits its reserved space");
+static_assert(offsetof(Header, records_dropped) == 144, "version 1 layout: was reserved (zero)");
 
 inline const char* op_name(Op op) {
   switch (op) {

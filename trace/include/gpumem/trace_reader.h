@@ -17,8 +17,10 @@ namespace gpumem::trace {
 struct ReadStats {
   uint64_t records = 0;      // complete records delivered (blob heads count once)
   uint64_t torn = 0;         // slots skipped because a kill cut them (commit word not set)
+  uint64_t abandoned = 0;    // slots skipped that were in flight at a clean exit (not damage)
+  uint64_t dropped = 0;      // records the writer could not keep (Header::records_dropped)
   uint64_t bytes_read = 0;   // bytes consumed so far, for progress reporting
-  bool truncated = false;    // the trace did not end cleanly (not closed, torn or cut records)
+  bool truncated = false;    // incomplete: not closed, torn or cut records, or records dropped
   std::string reason;        // why it is marked truncated, for people; empty when not truncated
 };
 

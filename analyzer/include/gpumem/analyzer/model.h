@@ -157,6 +157,8 @@ struct TraceSummary {
   uint64_t start_unix_ns = 0;
   uint64_t events = 0;       // records analysed
   uint64_t torn = 0;
+  uint64_t records_dropped = 0;    // the writer could not keep them (disk full): incomplete
+  uint64_t records_abandoned = 0;  // slots in flight at a clean exit (calls that never returned)
   bool truncated = false;
   std::string truncated_reason;
   int64_t first_ns = 0;

@@ -1,0 +1,122 @@
+// The program the trace-file tests (trace_file_test.cpp) run under LD_PRELOAD=libgpumem.so on
+// simcuda. Every mode prints nothing on success and exits 0.
+//
+//   trace_child pairs N [FSIZE]    N cudaMalloc(4096)/cudaFree pairs on the main thread. With
+//                                  FSIZE, first limits the size of any file it writes to FSIZE
+//                                  bytes (RLIMIT_FSIZE, SIGXFSZ ignored): a full disk without one.
+//   trace_child pairs-at N T       the same, with the first allocation (which opens the trace) at
+//                                  CLOCK_REALTIME T ns: processes started together race on it.
+//   trace_child thread-exit N      N threads allocate and free in a loop; once each has made
+//                                  1000 calls, another thread calls exit(0) while they go on.
+//   trace_child mark-signal        a 20 us interval timer whose handler calls gpumem_mark, armed
+//                                  just before the first allocation (which opens the trace).
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gpumem/gpumem.h"
+
+namespace {
+
+bool init_driver() {
+  CUdevice dev;
+  CUcontext ctx;
+  return cuInit(0) == CUDA_SUCCESS && cuDeviceGet(&dev, 0) == CUDA_SUCCESS &&
+         cuDevicePrimaryCtxRetain(&ctx, dev) == CUDA_SUCCESS &&
+         cuCtxSetCurrent(ctx) == CUDA_SUCCESS;
+}
+
+int pairs(unsigned long long n) {
+  for (unsigned long long i = 0; i < n; ++i) {
+    void* p = nullptr;
+    if (cudaMalloc(&p, 4096) != cudaSuccess) return 3;
+    if (cudaFree(p) != cudaSuccess) return 4;
+  }
+  return 0;
+}
+
+int thread_exit(int threads) {
+  if (!init_driver()) return 1;
+  std::vector<std::atomic<unsigned long long>> calls(static_cast<size_t>(threads));
+  for (int t = 0; t < threads; ++t) {
+    std::thread([&calls, t] {
+      CUcontext ctx;
+      cuDevicePrimaryCtxRetain(&ctx, 0);
+      cuCtxSetCurrent(ctx);
+      for (;;) {
+        void* p = nullptr;
+        if (cudaMalloc(&p, 512) == cudaSuccess) cudaFree(p);
+        calls[static_cast<size_t>(t)].fetch_add(2, std::memory_order_relaxed);
+      }
+    }).detach();
+  }
+  std::thread([&calls] {
+    for (auto& c : calls)
+      while (c.load(std::memory_order_relaxed) < 1000) std::this_thread::yield();
+    std::exit(0);  // the other threads are still allocating
+  }).join();
+  return 5;  // never reached
+}
+
+void on_tick(int) {
+  gpumem_mark("tick");
+}
+
+int mark_signal() {
+  if (!init_driver()) return 1;
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_tick;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGALRM, &sa, nullptr);
+  const itimerval every_20us{{0, 20}, {0, 20}};
+  setitimer(ITIMER_REAL, &every_20us, nullptr);
+  const int rc = pairs(20);
+  const itimerval off{};
+  setitimer(ITIMER_REAL, &off, nullptr);
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string cmd = argc > 1 ? argv[1] : "";
+  if (cmd == "pairs" && (argc == 3 || argc == 4)) {
+    if (argc == 4) {
+      signal(SIGXFSZ, SIG_IGN);  // a write past the limit fails with EFBIG instead of killing
+      const rlim_t limit = std::strtoull(argv[3], nullptr, 10);
+      const rlimit r{limit, limit};
+      if (setrlimit(RLIMIT_FSIZE, &r) != 0) return 6;
+    }
+    return pairs(std::strtoull(argv[2], nullptr, 10));
+  }
+  if (cmd == "pairs-at" && argc == 4) {
+    if (!init_driver()) return 1;
+    const unsigned long long at = std::strtoull(argv[3], nullptr, 10);
+    for (;;) {
+      timespec now;
+      clock_gettime(CLOCK_REALTIME, &now);
+      if (static_cast<unsigned long long>(now.tv_sec) * 1000000000ull +
+              static_cast<unsigned long long>(now.tv_nsec) >=
+          at)
+        break;
+    }
+    return pairs(std::strtoull(argv[2], nullptr, 10));
+  }
+  if (cmd == "thread-exit" && argc == 3) return thread_exit(std::atoi(argv[2]));
+  if (cmd == "mark-signal") return mark_signal();
+  std::fprintf(stderr,
+               "usage: trace_child pairs N [FSIZE] | pairs-at N T | thread-exit N | mark-signal\n");
+  return 2;
+}

@@ -1,0 +1,356 @@
+// The trace file never crashes, hangs or lies (issue 29 items 1, 2, 6, 9, 11): processes racing
+// on one path each get their own file with every record; a full disk drops records without
+// slowing the program, warns once and writes the count into the trace for every reader; the trace
+// keeps its descriptor off stderr; an exit() from a thread reads as a clean close; a mark from a
+// signal handler during the open never hangs; bad paths are refused or redirected, and said so.
+// The programs run: tests/reliability/trace_child.cpp under the preload, on simcuda.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "process.h"
+#include "support.h"
+
+namespace reliability {
+namespace {
+
+namespace tr = gpumem::trace;
+using Clock = std::chrono::steady_clock;
+
+struct Counts {
+  uint64_t alloc = 0, free = 0;
+};
+Counts count_pairs(const LoadedTrace& t) {
+  Counts c;
+  for (const tr::Record& r : t.records) {
+    if (r.op == static_cast<uint16_t>(tr::Op::alloc)) ++c.alloc;
+    if (r.op == static_cast<uint16_t>(tr::Op::free)) ++c.free;
+  }
+  return c;
+}
+
+size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// Waits for pid at most `seconds`; kills it (SIGKILL) past that. Sets *hung when it was killed.
+Outcome wait_at_most(pid_t pid, const std::string& out, const std::string& err, int seconds,
+                     bool* hung) {
+  *hung = false;
+  const auto deadline = Clock::now() + std::chrono::seconds(seconds);
+  int st = 0;
+  while (waitpid(pid, &st, WNOHANG) == 0) {
+    if (Clock::now() > deadline) {
+      *hung = true;
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (*hung) waitpid(pid, &st, 0);
+  Outcome o;
+  o.signaled = WIFSIGNALED(st);
+  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  o.out = slurp(out);
+  o.err = slurp(err);
+  return o;
+}
+
+std::vector<std::string> child(std::vector<std::string> args) {
+  args.insert(args.begin(), RELIABILITY_TRACE_CHILD);
+  return args;
+}
+
+// Every file in dir whose name starts with `stem`.
+std::vector<std::string> files_named(const std::string& dir, const std::string& stem) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().filename().string().rfind(stem, 0) == 0) out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// --- item 1: processes racing on one trace path ----------------------------------------------
+
+// Starts one process per entry of `pairs_each`, all with the same GPUMEM_TRACE (no %p), whose
+// first allocations (which open the trace) happen at the same instant; checks that each wrote its
+// own complete file.
+void race_on_one_path(const std::string& dir, const std::vector<unsigned long long>& pairs_each) {
+  const std::string trace = dir + "/same.trace";
+  const auto env = child_environment(true, {"GPUMEM_TRACE=" + trace});
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  const unsigned long long at = static_cast<unsigned long long>(now.tv_sec + 1) * 1000000000ull +
+                                static_cast<unsigned long long>(now.tv_nsec);
+  std::vector<pid_t> pids;
+  for (size_t i = 0; i < pairs_each.size(); ++i) {
+    const std::string tag = dir + "/p" + std::to_string(i);
+    pids.push_back(start(child({"pairs-at", std::to_string(pairs_each[i]), std::to_string(at)}),
+                         env, tag + ".out", tag + ".err"));
+    ASSERT_GT(pids.back(), 0);
+  }
+  std::map<uint32_t, unsigned long long> expected;  // pid -> pairs
+  for (size_t i = 0; i < pids.size(); ++i) {
+    const std::string tag = dir + "/p" + std::to_string(i);
+    const Outcome o = wait_for(pids[i], tag + ".out", tag + ".err");
+    EXPECT_FALSE(o.signaled) << "process " << i << " died of signal " << o.status - 128;
+    EXPECT_EQ(o.status, 0) << o.err;
+    expected[static_cast<uint32_t>(pids[i])] = pairs_each[i];
+  }
+  const std::vector<std::string> traces = files_named(dir, "same.trace");
+  ASSERT_EQ(traces.size(), pairs_each.size()) << "one file per process";
+  std::set<uint32_t> seen;
+  for (const std::string& path : traces) {
+    SCOPED_TRACE(path);
+    const LoadedTrace t = load_trace(path);
+    ASSERT_TRUE(t.opened) << t.error;
+    EXPECT_TRUE(seen.insert(t.header.pid).second) << "two files of pid " << t.header.pid;
+    ASSERT_EQ(expected.count(t.header.pid), 1u) << "a file of an unknown pid " << t.header.pid;
+    const Counts c = count_pairs(t);
+    EXPECT_EQ(c.alloc, expected[t.header.pid]);
+    EXPECT_EQ(c.free, expected[t.header.pid]);
+    EXPECT_EQ(t.stats.torn, 0u);
+    EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
+    EXPECT_EQ(t.header.records_dropped, 0u);
+  }
+}
+
+using ConcurrentTraceWriters = ScratchTest;
+
+TEST_F(ConcurrentTraceWriters, FourProcessesOnOnePathEachKeepEveryRecordInTheirOwnFile) {
+  race_on_one_path(dir_, {20000, 20000, 20000, 20000});
+}
+
+TEST_F(ConcurrentTraceWriters, ShortProcessNeverCutsTheLongOnesFile) {
+  // Before: the short one truncated the shared file at exit and the long one died of SIGBUS.
+  race_on_one_path(dir_, {100000, 50});
+}
+
+using TraceFileNaming = ScratchTest;
+
+TEST_F(TraceFileNaming, ExistingFileIsNeverTouchedAndStderrSaysWhereTheTraceWent) {
+  const std::string trace = dir_ + "/t.trace";
+  { std::ofstream(trace) << "someone else's file"; }
+  const Outcome o =
+      run(child({"pairs", "3"}), child_environment(true, {"GPUMEM_TRACE=" + trace}), dir_);
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(slurp(trace), "someone else's file");
+  const LoadedTrace t = load_trace(trace + ".1");
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_EQ(count_pairs(t).alloc, 3u);
+  EXPECT_NE(o.err.find(trace + ".1"), std::string::npos) << o.err;
+}
+
+TEST_F(TraceFileNaming, SuffixSearchGoesPast999WithoutOverwriting) {
+  const std::string trace = dir_ + "/t.trace";
+  { std::ofstream(trace) << "0"; }
+  for (int i = 1; i <= 999; ++i) std::ofstream(trace + "." + std::to_string(i)) << i;
+  const Outcome o =
+      run(child({"pairs", "2"}), child_environment(true, {"GPUMEM_TRACE=" + trace}), dir_);
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(slurp(trace + ".999"), "999");
+  EXPECT_EQ(slurp(trace + ".1"), "1");
+  const LoadedTrace t = load_trace(trace + ".1000");
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_EQ(count_pairs(t).free, 2u);
+}
+
+TEST_F(TraceFileNaming, DirectoryGetsAPidNamedTraceInsideAndStderrSaysSo) {
+  const std::string folder = dir_ + "/traces";
+  ASSERT_EQ(::mkdir(folder.c_str(), 0700), 0);
+  const std::string out = dir_ + "/stdout", err = dir_ + "/stderr";
+  const pid_t pid =
+      start(child({"pairs", "4"}), child_environment(true, {"GPUMEM_TRACE=" + folder}), out, err);
+  const Outcome o = wait_for(pid, out, err);
+  ASSERT_EQ(o.status, 0) << o.err;
+  const std::string expected = folder + "/gpumem-" + std::to_string(pid) + ".trace";
+  const LoadedTrace t = load_trace(expected);
+  ASSERT_TRUE(t.opened) << t.error << "\n" << o.err;
+  EXPECT_EQ(t.header.pid, static_cast<uint32_t>(pid));
+  EXPECT_EQ(count_pairs(t).alloc, 4u);
+  EXPECT_NE(o.err.find(expected), std::string::npos) << o.err;
+  struct stat st;
+  EXPECT_NE(::lstat((folder + ".1").c_str(), &st), 0) << "no sibling file beside the folder";
+}
+
+TEST_F(TraceFileNaming, NonRegularPathIsRefusedWithAMessageAndNothingIsCreated) {
+  const std::string fifo = dir_ + "/pipe", to_device = dir_ + "/null-link";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ASSERT_EQ(::symlink("/dev/null", to_device.c_str()), 0);
+  for (const std::string& path : {fifo, to_device}) {
+    SCOPED_TRACE(path);
+    const Outcome o =
+        run(child({"pairs", "2"}), child_environment(true, {"GPUMEM_TRACE=" + path}), dir_);
+    EXPECT_EQ(o.status, 0) << o.err;  // the program runs on, without a trace
+    EXPECT_NE(o.err.find("not a regular file"), std::string::npos) << o.err;
+    EXPECT_NE(o.err.find("GPUMEM_TRACE"), std::string::npos) << o.err;
+    struct stat st;
+    EXPECT_NE(::lstat((path + ".1").c_str(), &st), 0) << "a trace was written beside it";
+  }
+}
+
+TEST_F(TraceFileNaming, FailedOpenLeavesNoFile) {
+  // 1 MiB file-size limit: the trace's first 4 MiB cannot be reserved, so the open fails.
+  const std::string trace = dir_ + "/t.trace";
+  const Outcome o = run(child({"pairs", "2", std::to_string(1 << 20)}),
+                        child_environment(true, {"GPUMEM_TRACE=" + trace}), dir_);
+  EXPECT_EQ(o.status, 0) << o.err;
+  EXPECT_NE(o.err.find("cannot"), std::string::npos) << o.err;
+  EXPECT_EQ(files_named(dir_, "t.trace").size(), 0u) << "a failed open left a file behind";
+}
+
+// --- item 2: a full disk ---------------------------------------------------------------------
+
+using TraceFullDisk = ScratchTest;
+
+TEST_F(TraceFullDisk, DroppedRecordsAreCountedWarnedOnceAndReportedByEveryReader) {
+  constexpr unsigned long long kPairs = 100000;
+  // A 6 MiB tmpfs when we may mount one; else the same limit as RLIMIT_FSIZE in the child.
+  const std::string volume = dir_ + "/small";
+  ASSERT_EQ(::mkdir(volume.c_str(), 0700), 0);
+  const bool mounted = ::mount("tmpfs", volume.c_str(), "tmpfs", 0, "size=6m") == 0;
+  std::vector<std::string> argv = child({"pairs", std::to_string(kPairs)});
+  if (!mounted) argv.push_back(std::to_string(6 << 20));
+  const std::string trace = volume + "/t.trace";
+  const auto started = Clock::now();
+  const Outcome o = run(argv, child_environment(true, {"GPUMEM_TRACE=" + trace}), dir_);
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  std::string copy = dir_ + "/t.trace";
+  std::filesystem::copy_file(trace, copy);
+  if (mounted) ::umount(volume.c_str());
+
+  ASSERT_FALSE(o.signaled) << o.status;
+  ASSERT_EQ(o.status, 0) << o.err;
+  // Warned once, not once per dropped record (each of which retried the disk before).
+  EXPECT_EQ(occurrences(o.err, "cannot grow the trace file"), 1u) << o.err;
+  EXPECT_NE(o.err.find("free disk space"), std::string::npos) << o.err;
+  EXPECT_LT(seconds, 60.0) << "a full disk slowed the program down";
+
+  const LoadedTrace t = load_trace(copy);
+  ASSERT_TRUE(t.opened) << t.error;
+  const Counts c = count_pairs(t);
+  const uint64_t dropped = t.header.records_dropped;
+  EXPECT_GT(dropped, 0u);
+  EXPECT_LT(c.alloc + c.free, 2 * kPairs);
+  EXPECT_EQ(c.alloc + c.free + dropped, 2 * kPairs) << "every call is either kept or counted";
+  EXPECT_EQ(t.stats.dropped, dropped);
+  EXPECT_TRUE(t.stats.truncated);
+  const std::string count = std::to_string(dropped);
+  EXPECT_NE(t.stats.reason.find(count + " record(s) dropped"), std::string::npos) << t.stats.reason;
+
+  const auto env = child_environment(false, {});
+  const Outcome json = run({GPUMEM_CLI, "report", copy, "--json", "-"}, env, dir_);
+  ASSERT_EQ(json.status, 0) << json.err;
+  const auto report = nlohmann::json::parse(json.out);
+  const auto& tj = report.at("traces").at(0);
+  EXPECT_EQ(tj.at("records_dropped").get<uint64_t>(), dropped);
+  EXPECT_TRUE(tj.at("truncated").get<bool>());
+  EXPECT_NE(tj.at("truncated_reason").get<std::string>().find(count), std::string::npos);
+
+  const Outcome text = run({GPUMEM_CLI, "report", copy, "--text"}, env, dir_);
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find("INCOMPLETE: " + count + " records dropped"), std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("free disk space"), std::string::npos) << text.out;
+
+  const std::string html = dir_ + "/r.html";
+  ASSERT_EQ(run({GPUMEM_CLI, "report", copy, "--html", html}, env, dir_).status, 0);
+  EXPECT_NE(slurp(html).find("\"records_dropped\":" + count), std::string::npos);
+
+  const Outcome dump = run({GPUMEM_CLI, "dump", copy}, env, dir_);
+  ASSERT_EQ(dump.status, 0) << dump.err;
+  EXPECT_NE(dump.out.find("\"records_dropped\":" + count), std::string::npos);
+  EXPECT_NE(dump.err.find(count + " record(s) dropped"), std::string::npos) << dump.err;
+}
+
+// --- item 6: stderr closed -------------------------------------------------------------------
+
+using TraceFileDescriptor = ScratchTest;
+
+TEST_F(TraceFileDescriptor, StderrClosedTheTraceNeverTakesFd2) {
+  const std::string trace = dir_ + "/t.trace";
+  // GPUMEM_LOG=info: the preload writes lines to fd 2 (where the trace was before the fix).
+  const auto env = child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_LOG=info"});
+  const auto argv = child({"pairs", "50"});
+  std::vector<char*> a, e;
+  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+  a.push_back(nullptr);
+  for (const auto& s : env) e.push_back(const_cast<char*>(s.c_str()));
+  e.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addclose(&fa, 2);
+  pid_t pid = -1;
+  ASSERT_EQ(posix_spawn(&pid, a[0], &fa, nullptr, a.data(), e.data()), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_EQ(count_pairs(t).alloc, 50u);
+  EXPECT_EQ(count_pairs(t).free, 50u);
+  EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
+  EXPECT_EQ(t.stats.torn, 0u);
+}
+
+// --- item 9: exit() from a thread ------------------------------------------------------------
+
+using ThreadExit = ScratchTest;
+
+TEST_F(ThreadExit, ExitFromAThreadWhileOthersAllocateReadsAsACleanClose) {
+  for (int run_index = 0; run_index < 10; ++run_index) {
+    SCOPED_TRACE("run " + std::to_string(run_index));
+    const std::string trace = dir_ + "/t" + std::to_string(run_index) + ".trace";
+    const Outcome o =
+        run(child({"thread-exit", "4"}), child_environment(true, {"GPUMEM_TRACE=" + trace}), dir_);
+    ASSERT_FALSE(o.signaled) << "died of signal " << o.status - 128 << ": " << o.err;
+    ASSERT_EQ(o.status, 0) << o.err;
+    const LoadedTrace t = load_trace(trace);
+    ASSERT_TRUE(t.opened) << t.error;
+    EXPECT_NE(t.header.flags & tr::kHeaderClosed, 0u);
+    EXPECT_EQ(t.stats.torn, 0u);
+    EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
+    EXPECT_GE(count_pairs(t).alloc, 4 * 500u);
+  }
+}
+
+// --- item 11: a mark from a signal handler while the trace is being opened ------------------
+
+TEST_F(TraceFileNaming, MarkFromASignalHandlerDuringTheOpenNeverHangs) {
+  for (int run_index = 0; run_index < 5; ++run_index) {
+    SCOPED_TRACE("run " + std::to_string(run_index));
+    const std::string trace = dir_ + "/t" + std::to_string(run_index) + ".trace";
+    const std::string out = dir_ + "/stdout", err = dir_ + "/stderr";
+    const pid_t pid =
+        start(child({"mark-signal"}), child_environment(true, {"GPUMEM_TRACE=" + trace}), out, err);
+    bool hung = false;
+    const Outcome o = wait_at_most(pid, out, err, 20, &hung);
+    ASSERT_FALSE(hung) << "the program hung (deadlock in the preload)";
+    ASSERT_EQ(o.status, 0) << o.err;
+    const LoadedTrace t = load_trace(trace);
+    ASSERT_TRUE(t.opened) << t.error;
+    EXPECT_EQ(count_pairs(t).alloc, 20u);
+    EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
+  }
+}
+
+}  // namespace
+}  // namespace reliability
