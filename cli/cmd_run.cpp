@@ -140,8 +140,8 @@ bool limit_ok(const std::string& limit, const std::string& pool) {
   const char* why = limit_problem(limit.c_str(), sizes_pool, &bytes, &percent);
   if (why == nullptr) return true;
   std::fprintf(stderr,
-               "gpumem run: --limit '%s' is not valid: %s; accepted: a size such as 512MiB, 8GiB, "
-               "1.5GiB, 1073741824, or a percentage such as 60%%\n",
+               "gpumem run: --limit sets GPUMEM_LIMIT='%s', which is not valid: %s; accepted: a "
+               "size such as 512MiB, 8GiB, 1.5GiB, 1073741824, or a percentage such as 60%%\n",
                visible(limit).c_str(), why);
   return false;
 }

@@ -119,7 +119,8 @@ TEST_F(BadEnv, CapsThatHoldNothingExitTwoWithOneLine) {
                           child_environment(false, {}), dir_);
     EXPECT_EQ(o.status, 2) << o.err;
     EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
-    EXPECT_NE(o.err.find("gpumem run: --limit '" + limit.substr(0, 4)), std::string::npos) << o.err;
+    EXPECT_NE(o.err.find("gpumem run: --limit sets GPUMEM_LIMIT='" + limit.substr(0, 4)), std::string::npos)
+        << o.err;
     EXPECT_NE(o.err.find("not valid"), std::string::npos) << o.err;
   }
   // 0 bytes of this device only: the preload finds it once the capacity is read.
