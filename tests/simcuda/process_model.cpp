@@ -2,10 +2,15 @@
 //   fork <n>            4 threads loop cudaMalloc/cudaFree while the main thread forks n times;
 //                       each child must allocate, check the accounting, free and exit 0 within
 //                       10 s. Exit 0 when every child did; else a line on stderr and exit 1.
+//   driver-fork <n>     the same through the driver API alone (cuInit before any runtime call,
+//                       so the driver's own fork handlers are the ones at work).
 //   thread-exit <code>  4 threads loop cudaMalloc/cudaFree; a fifth calls exit(code) while they
 //                       run. The process must end with that status and no signal.
 // Linked against the real toolkit's cudart; LD_LIBRARY_PATH selects simcuda's.
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +21,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -27,50 +33,117 @@ std::atomic<bool> g_stop{false};
 std::atomic<long> g_failures{0};
 std::atomic<int> g_exiting_from_thread{0};
 
+// The calls the model makes, through the runtime or through the driver.
+struct Api {
+  bool (*alloc)(void** p, size_t bytes);
+  bool (*free)(void* p);
+  bool (*free_bytes)(size_t* free);
+  bool (*is_device)(void* p);  // pointer attributes say device memory
+  bool (*bind)();              // makes the calling thread ready to allocate
+};
+
+const Api kRuntime = {
+    [](void** p, size_t n) { return cudaMalloc(p, n) == cudaSuccess; },
+    [](void* p) { return cudaFree(p) == cudaSuccess; },
+    [](size_t* free) {
+      size_t total = 0;
+      return cudaMemGetInfo(free, &total) == cudaSuccess;
+    },
+    [](void* p) {
+      cudaPointerAttributes attr{};
+      return cudaPointerGetAttributes(&attr, p) == cudaSuccess && attr.type == cudaMemoryTypeDevice;
+    },
+    [] { return true; },  // the runtime binds device 0 at the first call
+};
+
+struct Driver {
+  PFN_cuInit_v2000 init;
+  PFN_cuDevicePrimaryCtxRetain_v7000 retain;
+  PFN_cuCtxSetCurrent_v4000 set_current;
+  PFN_cuMemAlloc_v3020 alloc;
+  PFN_cuMemFree_v3020 free;
+  PFN_cuMemGetInfo_v3020 info;
+  PFN_cuPointerGetAttribute_v4000 attribute;
+} g_driver;
+
+bool load_driver() {
+  void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (h == nullptr) return false;
+  auto sym = [h](auto* out, const char* name) {
+    *out = reinterpret_cast<std::remove_reference_t<decltype(*out)>>(dlsym(h, name));
+    return *out != nullptr;
+  };
+  return sym(&g_driver.init, "cuInit") && sym(&g_driver.retain, "cuDevicePrimaryCtxRetain") &&
+         sym(&g_driver.set_current, "cuCtxSetCurrent") && sym(&g_driver.alloc, "cuMemAlloc_v2") &&
+         sym(&g_driver.free, "cuMemFree_v2") && sym(&g_driver.info, "cuMemGetInfo_v2") &&
+         sym(&g_driver.attribute, "cuPointerGetAttribute") && g_driver.init(0) == CUDA_SUCCESS;
+}
+
+const Api kDriver = {
+    [](void** p, size_t n) {
+      CUdeviceptr d = 0;
+      if (g_driver.alloc(&d, n) != CUDA_SUCCESS) return false;
+      *p = reinterpret_cast<void*>(d);
+      return true;
+    },
+    [](void* p) { return g_driver.free(reinterpret_cast<CUdeviceptr>(p)) == CUDA_SUCCESS; },
+    [](size_t* free) {
+      size_t total = 0;
+      return g_driver.info(free, &total) == CUDA_SUCCESS;
+    },
+    [](void* p) {
+      unsigned type = 0;
+      return g_driver.attribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+                                reinterpret_cast<CUdeviceptr>(p)) == CUDA_SUCCESS &&
+             type == CU_MEMORYTYPE_DEVICE;
+    },
+    [] {
+      CUcontext ctx = nullptr;
+      return g_driver.retain(&ctx, 0) == CUDA_SUCCESS && g_driver.set_current(ctx) == CUDA_SUCCESS;
+    },
+};
+
 // One allocating thread: small (packed) and large (whole pages) blocks, each freed 256
 // allocations later, so that simcuda's tables are large. The queries in between hold simcuda's
 // lock without a system call, so that forks often find it taken.
-void churn(int id) {
+void churn(const Api* api, int id) {
+  if (!api->bind()) g_failures.fetch_add(1);
   const size_t sizes[] = {512, 64 * 1024, 3 * kMiB};
   constexpr unsigned kLive = 256;
   void* live[kLive] = {};
   for (unsigned i = static_cast<unsigned>(id); !g_stop.load(std::memory_order_relaxed); ++i) {
     void*& slot = live[i % kLive];
-    if (slot != nullptr && cudaFree(slot) != cudaSuccess) g_failures.fetch_add(1);
+    if (slot != nullptr && !api->free(slot)) g_failures.fetch_add(1);
     slot = nullptr;
-    if (cudaMalloc(&slot, sizes[i % 3]) != cudaSuccess) {
+    if (!api->alloc(&slot, sizes[i % 3])) {
       g_failures.fetch_add(1);
       continue;
     }
     static_cast<unsigned char*>(slot)[0] = 1;
     for (unsigned q = 0; q < 16; ++q) {
-      cudaPointerAttributes attr{};
-      size_t free = 0, total = 0;
+      size_t free = 0;
       void* p = live[(i + q * 17) % kLive];
-      if ((p != nullptr && (cudaPointerGetAttributes(&attr, p) != cudaSuccess ||
-                            attr.type != cudaMemoryTypeDevice)) ||
-          cudaMemGetInfo(&free, &total) != cudaSuccess)
-        g_failures.fetch_add(1);
+      if ((p != nullptr && !api->is_device(p)) || !api->free_bytes(&free)) g_failures.fetch_add(1);
     }
   }
   for (void* p : live)
-    if (p != nullptr && cudaFree(p) != cudaSuccess) g_failures.fetch_add(1);
+    if (p != nullptr && !api->free(p)) g_failures.fetch_add(1);
 }
 
 // The child of a fork: its own allocation must be charged and returned exactly, and a block the
 // parent allocated before the fork is a private copy that the child can read and free.
-[[noreturn]] void child(unsigned char* inherited) {
-  size_t free0 = 0, total = 0, free1 = 0, free2 = 0;
-  if (cudaMemGetInfo(&free0, &total) != cudaSuccess) std::_Exit(10);
+[[noreturn]] void child(const Api& api, unsigned char* inherited) {
+  size_t free0 = 0, free1 = 0, free2 = 0;
+  if (!api.free_bytes(&free0)) std::_Exit(10);
   void* p = nullptr;
-  if (cudaMalloc(&p, 3 * kMiB) != cudaSuccess) std::_Exit(11);
+  if (!api.alloc(&p, 3 * kMiB)) std::_Exit(11);
   std::memset(p, 0x5a, 3 * kMiB);
-  if (cudaMemGetInfo(&free1, &total) != cudaSuccess || free0 - free1 != 4 * kMiB) std::_Exit(12);
-  if (cudaFree(p) != cudaSuccess) std::_Exit(13);
-  if (cudaMemGetInfo(&free2, &total) != cudaSuccess || free2 != free0) std::_Exit(14);
+  if (!api.free_bytes(&free1) || free0 - free1 != 4 * kMiB) std::_Exit(12);
+  if (!api.free(p)) std::_Exit(13);
+  if (!api.free_bytes(&free2) || free2 != free0) std::_Exit(14);
   if (inherited[0] != 0xab || inherited[kMiB - 1] != 0xab) std::_Exit(15);
   inherited[0] = 0xcd;  // copy-on-write: the parent must still read 0xab
-  if (cudaFree(inherited) != cudaSuccess) std::_Exit(16);
+  if (!api.free(inherited)) std::_Exit(16);
   std::exit(0);  // a normal exit: static destructors and atexit handlers run in the child
 }
 
@@ -89,22 +162,22 @@ int wait_for(pid_t pid, int seconds) {
   return status;
 }
 
-int fork_mode(int forks) {
-  if (cudaFree(nullptr) != cudaSuccess) return 1;
+int fork_mode(const Api& api, int forks) {
+  if (!api.bind()) return 1;
   std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) threads.emplace_back(churn, t);
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back(churn, &api, t);
   int result = 0;
   for (int i = 0; i < forks && result == 0; ++i) {
     void* inherited = nullptr;
-    if (cudaMalloc(&inherited, kMiB) != cudaSuccess) {
-      std::fprintf(stderr, "process_model: cudaMalloc before fork %d failed\n", i);
+    if (!api.alloc(&inherited, kMiB)) {
+      std::fprintf(stderr, "process_model: the allocation before fork %d failed\n", i);
       result = 1;
       break;
     }
     std::memset(inherited, 0xab, kMiB);
     std::this_thread::sleep_for(std::chrono::microseconds(200 + 37 * i));  // vary the fork point
     pid_t pid = fork();
-    if (pid == 0) child(static_cast<unsigned char*>(inherited));
+    if (pid == 0) child(api, static_cast<unsigned char*>(inherited));
     int status = pid < 0 ? 0 : wait_for(pid, 10);
     if (pid < 0) {
       std::fprintf(stderr, "process_model: fork %d failed: %s\n", i, std::strerror(errno));
@@ -121,7 +194,7 @@ int fork_mode(int forks) {
       std::fprintf(stderr, "process_model: the child's write reached the parent (fork %d)\n", i);
       result = 1;
     }
-    if (cudaFree(inherited) != cudaSuccess) result = 1;
+    if (!api.free(inherited)) result = 1;
   }
   g_stop = true;
   for (auto& t : threads) t.join();
@@ -136,7 +209,7 @@ int fork_mode(int forks) {
 int thread_exit_mode(int code) {
   g_exiting_from_thread = 1;
   if (cudaFree(nullptr) != cudaSuccess) return 1;
-  for (int t = 0; t < kThreads; ++t) std::thread(churn, t).detach();
+  for (int t = 0; t < kThreads; ++t) std::thread(churn, &kRuntime, t).detach();
   std::thread([code] {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     std::exit(code);
@@ -154,9 +227,17 @@ extern "C" __attribute__((visibility("default"))) int __lsan_is_turned_off() {
 }
 
 int main(int argc, char** argv) {
-  if (argc == 3 && std::strcmp(argv[1], "fork") == 0) return fork_mode(std::atoi(argv[2]));
+  if (argc == 3 && std::strcmp(argv[1], "fork") == 0)
+    return fork_mode(kRuntime, std::atoi(argv[2]));
+  if (argc == 3 && std::strcmp(argv[1], "driver-fork") == 0) {
+    if (!load_driver()) {
+      std::fprintf(stderr, "process_model: cannot load simcuda's libcuda.so.1 and run cuInit\n");
+      return 1;
+    }
+    return fork_mode(kDriver, std::atoi(argv[2]));
+  }
   if (argc == 3 && std::strcmp(argv[1], "thread-exit") == 0)
     return thread_exit_mode(std::atoi(argv[2]));
-  std::fprintf(stderr, "usage: %s fork <n> | thread-exit <status>\n", argv[0]);
+  std::fprintf(stderr, "usage: %s fork <n> | driver-fork <n> | thread-exit <status>\n", argv[0]);
   return 2;
 }

@@ -78,6 +78,13 @@ TEST(ProcessModel, ForkWhileThreadsAllocate) {
   EXPECT_TRUE(!o.timed_out && WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0) << describe(o);
 }
 
+// The same through the driver API alone: cuInit comes before any runtime call, so the driver's
+// own fork handlers (registered at cuInit) are the ones at work.
+TEST(ProcessModel, DriverForkWhileThreadsAllocate) {
+  Outcome o = run_model({"driver-fork", "50"}, 120);
+  EXPECT_TRUE(!o.timed_out && WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0) << describe(o);
+}
+
 // exit() from one thread while 4 others are inside simcuda: the process ends with exit's status,
 // never a crash in simcuda's destroyed state. 20 runs, each with a different status.
 TEST(ProcessModel, ExitFromThreadWhileOthersAllocate) {
