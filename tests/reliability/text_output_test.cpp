@@ -201,5 +201,17 @@ TEST_F(TextOutput, FitWarnsWhenTheCommandAllocatesNothing) {
   EXPECT_EQ(doc.count("verification"), 0u);
 }
 
+// A command whose peak is the same at every micro-batch (4 KiB): no slope, so no recommendation.
+TEST_F(TextOutput, FitWarnsWhenThePeakIsFlat) {
+  const Outcome o = run({GPUMEM_CLI, "fit", "--limit", "1GiB", "--effective-batch", "8", "--device",
+                         "sim", "--", RELIABILITY_WORKLOAD, "one", "{batch}", "{accum}"},
+                        child_environment(false, {}), dir_);
+  EXPECT_EQ(o.status, 4) << o.out << o.err;
+  EXPECT_NE(o.err.find("gpumem fit: warning: the measured peak is 4.00 KiB at every micro-batch"),
+            std::string::npos)
+      << o.err;
+  EXPECT_EQ(o.out.find("recommendation:"), std::string::npos) << o.out;
+}
+
 }  // namespace
 }  // namespace reliability
