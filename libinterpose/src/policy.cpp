@@ -6,6 +6,9 @@
 // cuda.h renames cuMemAlloc to cuMemAlloc_v2; here the name is trace::Api's (after policy.h).
 #undef cuMemAlloc
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -222,10 +225,48 @@ DeviceStack* build_stack(int device) {
   return stack;
 }
 
+// fork() while other threads are inside the policy step: the forking thread takes every lock
+// they may hold (the build mutex, then each pool's lock, device order) in its prepare handler and
+// releases them in the parent and in the child, so the child's pools are whole and unlocked.
+// Prepare handlers run in reverse order of registration: these are registered after simcuda's
+// and the session's (see register_fork_handlers), so they run first, while a thread that holds a
+// pool lock can still take what it needs to finish (the trace, the driver's lock).
+void before_fork() {
+  g_build_mutex.lock();
+  for (auto& slot : g_stacks)
+    if (DeviceStack* s = slot.load(std::memory_order_acquire); s != nullptr && s->pool())
+      s->pool()->lock_for_fork();
+}
+void after_fork() {
+  for (int d = trace::kMaxDevices - 1; d >= 0; --d)
+    if (DeviceStack* s = g_stacks[d].load(std::memory_order_acquire); s != nullptr && s->pool())
+      s->pool()->unlock_after_fork();
+  g_build_mutex.unlock();
+}
+
+// Once, before the first stack exists, and never under g_build_mutex (pthread_atfork waits for a
+// fork in progress, whose prepare handler may wait for that mutex). cuInit first: a driver that
+// registers its own fork handlers at cuInit has then done so, and ours run before them.
+void register_fork_handlers() {
+  static std::atomic<int> state{0};  // 0 not yet, 1 being registered, 2 registered
+  int expected = 0;
+  if (state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    {
+      HookScope scope;
+      if (auto init = GPUMEM_REAL_DRIVER(cuInit)) (void)init(0);
+    }
+    pthread_atfork(before_fork, after_fork, after_fork);
+    state.store(2, std::memory_order_release);
+    return;
+  }
+  while (state.load(std::memory_order_acquire) != 2) sched_yield();
+}
+
 DeviceStack* stack_for(int device) {
   DeviceStack* s = g_stacks[device].load(std::memory_order_acquire);
   if (s != nullptr) [[likely]]
     return s;
+  register_fork_handlers();
   std::lock_guard lock(g_build_mutex);
   s = g_stacks[device].load(std::memory_order_acquire);
   if (s == nullptr) {

@@ -10,6 +10,8 @@
 // cuda.h maps cuGetProcAddress to cuGetProcAddress_v2; the unversioned export is wrapped too.
 #undef cuGetProcAddress
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -47,7 +49,19 @@ size_t g_mapped = 0;
 std::atomic<bool> g_map_ready{false};
 std::mutex g_map_mutex;
 
+// A fork while another thread builds the map would leave the child's copy of the mutex locked
+// forever: the forking thread holds it across fork() instead (registered once, outside the lock).
+void lock_map_for_fork() {
+  g_map_mutex.lock();
+}
+void unlock_map_after_fork() {
+  g_map_mutex.unlock();
+}
+
 void build_map() {
+  static std::atomic<bool> fork_handlers{false};
+  if (!fork_handlers.exchange(true))
+    pthread_atfork(lock_map_for_fork, unlock_map_after_fork, unlock_map_after_fork);
   std::lock_guard<std::mutex> lock(g_map_mutex);
   if (g_map_ready.load(std::memory_order_acquire)) return;
   if (driver_handle() == nullptr) return;

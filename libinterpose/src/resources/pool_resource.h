@@ -38,6 +38,12 @@ class PoolResource : public MemoryResource {
   // preload library must never hand such an address to the device's own free.
   bool owns(const void* p) const;
   size_t pending_count() const;
+  // Around fork(): the forking thread holds the pool's lock from its prepare handler to the
+  // parent and child handlers, so no other thread is inside the pool when the process is copied
+  // and the child's copy is consistent (a lock merely reset in the child could guard blocks
+  // half-changed by a thread that does not exist there).
+  void lock_for_fork() const { mutex_.lock(); }
+  void unlock_after_fork() const { mutex_.unlock(); }
 
  protected:
   PoolResource(MemoryResource& upstream, int device, PoolObserver* observer)
