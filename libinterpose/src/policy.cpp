@@ -245,8 +245,9 @@ void after_fork() {
 }
 
 // Once, before the first stack exists, and never under g_build_mutex (pthread_atfork waits for a
-// fork in progress, whose prepare handler may wait for that mutex). cuInit first: a driver that
-// registers its own fork handlers at cuInit has then done so, and ours run before them.
+// fork in progress, whose prepare handler may wait for that mutex). The session registered its
+// handlers in the library constructor; cuInit first: a driver that registers its own fork
+// handlers at cuInit has then done so, and ours run before both.
 void register_fork_handlers() {
   static std::atomic<int> state{0};  // 0 not yet, 1 being registered, 2 registered
   int expected = 0;
