@@ -308,7 +308,7 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   file_bytes_.store(initial, std::memory_order_relaxed);
   dropped_.store(0, std::memory_order_relaxed);
   full_.store(false, std::memory_order_relaxed);
-  full_errno_ = 0;
+  full_errno_.store(0, std::memory_order_relaxed);
   closing_.store(false, std::memory_order_relaxed);
   next_string_id_.store(1, std::memory_order_relaxed);
   next_stack_id_.store(1, std::memory_order_relaxed);
@@ -318,7 +318,7 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
 }
 
 bool TraceWriter::ensure_capacity(uint64_t end, bool wait) {
-  if (full_.load(std::memory_order_relaxed)) return false;  // tried once, failed: never again
+  if (full_.load(std::memory_order_acquire)) return false;  // tried once, failed: never again
   std::unique_lock lock(grow_mutex_, std::defer_lock);
   if (wait) {
     lock.lock();
@@ -330,8 +330,8 @@ bool TraceWriter::ensure_capacity(uint64_t end, bool wait) {
   if (closing_.load(std::memory_order_relaxed) || full_.load(std::memory_order_relaxed))
     return false;
   if (end > mapped_bytes_) {
-    full_errno_ = EFBIG;
-    full_.store(true, std::memory_order_relaxed);
+    full_errno_.store(EFBIG, std::memory_order_relaxed);
+    full_.store(true, std::memory_order_release);
     return false;
   }
   const uint64_t step = std::clamp(size - trace::kHeaderSize, kFirstGrowth, kMaxGrowth);
@@ -341,8 +341,8 @@ bool TraceWriter::ensure_capacity(uint64_t end, bool wait) {
   if (!extend_file(fd_, size, target)) {
     // A full disk (or a file-size limit): retrying for every later record would cost a system
     // call each (~1500x slower) for nothing. What fits in the file so far is still written.
-    full_errno_ = errno;
-    full_.store(true, std::memory_order_relaxed);
+    full_errno_.store(errno, std::memory_order_relaxed);
+    full_.store(true, std::memory_order_release);
     return false;
   }
   file_bytes_.store(target, std::memory_order_release);
@@ -357,12 +357,13 @@ void TraceWriter::note_dropped() {
     std::atomic_ref<uint64_t>(reinterpret_cast<Header*>(base)->records_dropped)
         .fetch_add(1, std::memory_order_relaxed);
   if (before != 0) return;
+  const int error = full_errno_.load(std::memory_order_relaxed);
   char line[640];
   std::snprintf(line, sizeof line,
                 "cannot grow the trace file '%.300s' (%s); records from here on are dropped, and "
                 "counted in the trace, which every report then shows as incomplete: free disk "
                 "space or set GPUMEM_TRACE to a larger volume",
-                path_, std::strerror(full_errno_ != 0 ? full_errno_ : ENOSPC));
+                path_, std::strerror(error != 0 ? error : ENOSPC));
   (warning_sink_ != nullptr ? warning_sink_ : warn_to_stderr)(line);
 }
 
@@ -379,7 +380,8 @@ bool TraceWriter::grow_for(uint64_t end, uint64_t size) {
   return false;
 }
 
-char* TraceWriter::reserve(uint64_t bytes) {
+// Inlined into both appends: the common path is a handful of instructions.
+[[gnu::always_inline]] inline char* TraceWriter::reserve(uint64_t bytes) {
   char* base = base_.load(std::memory_order_acquire);
   if (base == nullptr) return nullptr;
   // acq_rel: publishes this thread's in-flight announcement to close(), whose own fetch_add on

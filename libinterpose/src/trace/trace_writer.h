@@ -131,8 +131,8 @@ class TraceWriter {
   alignas(64) std::atomic<uint64_t> cursor_{trace::kHeaderSize};  // next free byte
   alignas(64) std::atomic<uint64_t> file_bytes_{0};  // current file size (valid to touch below it)
   std::atomic<uint64_t> dropped_{0};
-  std::atomic<bool> full_{false};  // the file could not grow once: never try again
-  int full_errno_ = 0;             // why (under grow_mutex_)
+  std::atomic<bool> full_{false};   // the file could not grow once: never try again
+  std::atomic<int> full_errno_{0};  // why
   std::atomic<bool> closing_{false};
   WarningSink warning_sink_ = nullptr;
   uint64_t end_at_close_ = 0;
