@@ -387,8 +387,6 @@ class Analysis::TraceState {
     a.in_use_bytes = r.aux;
   }
 
-  void on_anomaly(const trace::Record& r, int64_t t) {
-    switch (static_cast<trace::AnomalyKind>(r.aux)) {
   // The real free after an Op::free failed: the allocation is live again (revived from the
   // freed entry the free left), and the failure is listed with its API and code.
   void on_free_failed(const trace::Record& r, int64_t t) {
@@ -410,6 +408,8 @@ class Analysis::TraceState {
     add_anomaly(r, t, "free_failed");
   }
 
+  void on_anomaly(const trace::Record& r, int64_t t) {
+    switch (static_cast<trace::AnomalyKind>(r.aux)) {
       case trace::AnomalyKind::free_unknown: {
         // The preload knows only its live allocations; an address this trace shows freed and
         // not allocated again since is freed twice.
@@ -447,9 +447,9 @@ class Analysis::TraceState {
     a.pid = summary_.pid;
     a.device = r.device;
     a.kind = std::move(kind);
+    a.api = trace::api_name(static_cast<trace::Api>(r.api));
     a.address = r.address;
     a.bytes = r.bytes;
-    a.api = trace::api_name(static_cast<trace::Api>(r.api));
     a.t_ns = t;
     a.result = r.result;
     a.site = r.site;
