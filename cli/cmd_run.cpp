@@ -1,4 +1,5 @@
-// `gpumem run [--trace PATH] [--device auto|sim|real] [--stacks] [--pool P] [--limit L]
+// `gpumem run [--trace PATH] [--device auto|sim|real] [--stacks [native|python|mixed]]
+//              [--tensors] [--pool P] [--limit L]
 //              [--report DIR] [--capture preload|cupti] -- CMD ARGS...`
 // Runs CMD with libgpumem.so preloaded (prepended to any LD_PRELOAD) and the GPUMEM_* variables
 // set, on the simulated device when asked (or when `auto` finds no driver), forwards signals,
@@ -26,6 +27,7 @@
 #include "gpumem/trace_reader.h"
 #include "gpumem/units.h"
 #include "gpumem/visible_text.h"
+#include "tensor_env.h"
 
 #if __has_include("gpumem/analyzer/report.h")
 #include "gpumem/analyzer/report.h"
@@ -38,7 +40,8 @@ namespace {
 struct RunOptions {
   std::string trace;
   std::string device = "auto";
-  bool stacks = false;
+  std::string stacks;  // "" = not asked; native, python or mixed
+  bool tensors = false;
   std::string pool;
   std::string limit;
   std::string report_dir;
@@ -239,7 +242,18 @@ int run_command(const RunOptions& o) {
   if (!trace.empty()) ::setenv("GPUMEM_TRACE", trace.c_str(), 1);
   const char* tmpl = std::getenv("GPUMEM_TRACE");
   trace = tmpl != nullptr && *tmpl != '\0' ? tmpl : "gpumem-%p.trace";
-  if (o.stacks) ::setenv("GPUMEM_STACKS", "1", 1);
+  if (!o.stacks.empty())
+    ::setenv("GPUMEM_STACKS", o.stacks == "native" ? "1" : o.stacks.c_str(), 1);
+  if (o.tensors) {
+    const TensorEnvironment env = tensor_environment([](const char* n) { return std::getenv(n); });
+    for (const auto& s : env.set) ::setenv(s.name.c_str(), s.value.c_str(), 1);
+    for (const auto& note : env.notes)
+      std::fprintf(stderr, "gpumem run: --tensors: %s\n", note.c_str());
+    // Recorded in the trace's header, so the report says whether a cache still hides tensors.
+    std::string summary = "on";
+    for (const auto& w : env.in_the_way) summary += (summary == "on" ? "; in the way: " : "; ") + w;
+    ::setenv("GPUMEM_TENSORS", summary.c_str(), 1);
+  }
   if (!o.pool.empty()) ::setenv("GPUMEM_POOL", o.pool.c_str(), 1);
   if (!o.limit.empty()) {
     const char* env_pool = std::getenv("GPUMEM_POOL");
@@ -317,7 +331,15 @@ void register_run(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("--device", opts->device,
                   "auto (real driver if present, else simulated), sim, real")
       ->check(CLI::IsMember({"auto", "sim", "real"}));
-  cmd->add_flag("--stacks", opts->stacks, "record native call stacks per allocation");
+  CLI::Option* stacks =
+      cmd->add_option("--stacks", opts->stacks,
+                      "record a call stack per allocation: native (the default when no mode is "
+                      "given), python (Python source lines) or mixed (GPUMEM_STACKS)")
+          ->expected(0, 1)
+          ->check(CLI::IsMember({"", "native", "python", "mixed"}));
+  cmd->add_flag("--tensors", opts->tensors,
+                "make PyTorch, TensorFlow and JAX take each tensor from CUDA instead of their own "
+                "cache, so the trace counts tensors (merges with your settings; says what it did)");
   cmd->add_option("--pool", opts->pool, "none, growth or fixed (GPUMEM_POOL)")
       ->check(value_given("--pool"));
   cmd->add_option("--limit", opts->limit, "cap per device: 512MiB, 8GiB, 60% (GPUMEM_LIMIT)")
@@ -332,7 +354,10 @@ void register_run(CLI::App& app, std::function<int()>* run) {
       ->check(value_given("--report"));
   cmd->add_option("command", opts->command, "the program and its arguments (after --)")->required();
   cmd->prefix_command(false);
-  cmd->callback([run, opts] { *run = [opts] { return run_command(*opts); }; });
+  cmd->callback([run, opts, stacks] {
+    if (stacks->count() > 0 && opts->stacks.empty()) opts->stacks = "native";  // bare --stacks
+    *run = [opts] { return run_command(*opts); };
+  });
 }
 
 GPUMEM_COMMAND(register_run);

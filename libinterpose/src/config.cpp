@@ -99,12 +99,33 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
   note(c, "GPUMEM_TRACE", c->trace_off ? "off" : c->trace_template);
 
   if (const char* v = env("GPUMEM_STACKS"); v != nullptr && *v != '\0') {
-    if (std::strcmp(v, "1") == 0)
-      c->stacks = true;
-    else if (std::strcmp(v, "0") != 0)
-      return fail(err, errlen, "GPUMEM_STACKS", v, "0 or 1");
+    static constexpr struct {
+      const char* name;
+      stacks::Mode mode;
+    } kModes[] = {{"0", stacks::Mode::off},         {"off", stacks::Mode::off},
+                  {"1", stacks::Mode::native},      {"native", stacks::Mode::native},
+                  {"python", stacks::Mode::python}, {"mixed", stacks::Mode::mixed}};
+    bool found = false;
+    for (const auto& m : kModes) {
+      if (std::strcmp(v, m.name) != 0) continue;
+      c->stack_mode = m.mode;
+      found = true;
+    }
+    if (!found)
+      return fail(err, errlen, "GPUMEM_STACKS", v,
+                  "0 (off), 1 or native (native call stacks), python (Python source lines), "
+                  "mixed (both)");
+    c->stacks = c->stack_mode != stacks::Mode::off;
   }
-  note(c, "GPUMEM_STACKS", c->stacks ? "1" : "0");
+  static constexpr const char* kModeNames[] = {"0", "1", "python", "mixed"};
+  note(c, "GPUMEM_STACKS", kModeNames[static_cast<int>(c->stack_mode)]);
+
+  // What `gpumem run --tensors` did to the frameworks' allocator settings: recorded in the
+  // header so that the report can say whether a framework's cache still hides tensors.
+  if (const char* v = env("GPUMEM_TENSORS"); v != nullptr && *v != '\0') {
+    std::snprintf(c->tensors, sizeof c->tensors, "%s", v);
+    note(c, "GPUMEM_TENSORS", c->tensors);
+  }
 
   if (const char* v = env("GPUMEM_LOG"); v != nullptr && *v != '\0') {
     static const char* const kLevels[] = {"error", "warn", "info", "debug"};

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "gpumem/trace_format.h"
+#include "stacks/stacks.h"
 
 namespace gpumem {
 
@@ -24,15 +25,17 @@ struct LimitSpec {
 };
 
 struct Config {
-  bool trace_off = false;                      // GPUMEM_TRACE=off
-  char trace_template[4096] = {};              // GPUMEM_TRACE, default "gpumem-%p.trace"
-  bool stacks = false;                         // GPUMEM_STACKS=1
-  LogLevel log = LogLevel::warn;               // GPUMEM_LOG
-  PoolKind pool = PoolKind::none;              // GPUMEM_POOL
-  LimitSpec limit;                             // GPUMEM_LIMIT (every device)
-  LimitSpec device_limit[trace::kMaxDevices];  // GPUMEM_LIMIT_<n> (overrides GPUMEM_LIMIT)
-  uint64_t pool_size = 0;                      // GPUMEM_POOL_SIZE, 0 = not set
-  int rank = -1;                               // RANK / LOCAL_RANK / OMPI_COMM_WORLD_RANK / ...
+  bool trace_off = false;                       // GPUMEM_TRACE=off
+  char trace_template[4096] = {};               // GPUMEM_TRACE, default "gpumem-%p.trace"
+  bool stacks = false;                          // GPUMEM_STACKS: any stacks recorded
+  stacks::Mode stack_mode = stacks::Mode::off;  // GPUMEM_STACKS=1|native|python|mixed
+  char tensors[512] = {};                       // GPUMEM_TENSORS (set by gpumem run --tensors)
+  LogLevel log = LogLevel::warn;                // GPUMEM_LOG
+  PoolKind pool = PoolKind::none;               // GPUMEM_POOL
+  LimitSpec limit;                              // GPUMEM_LIMIT (every device)
+  LimitSpec device_limit[trace::kMaxDevices];   // GPUMEM_LIMIT_<n> (overrides GPUMEM_LIMIT)
+  uint64_t pool_size = 0;                       // GPUMEM_POOL_SIZE, 0 = not set
+  int rank = -1;                                // RANK / LOCAL_RANK / OMPI_COMM_WORLD_RANK / ...
   char summary[4096] = {};  // "KEY=VALUE" lines of the settings in force (trace header)
 };
 

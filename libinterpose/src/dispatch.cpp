@@ -7,7 +7,7 @@
 #include "live_map.h"
 #include "policy.h"
 #include "session.h"
-#include "stacks.h"
+#include "stacks/stacks.h"
 #include "trace/trace_writer.h"
 
 namespace gpumem {
@@ -58,7 +58,7 @@ trace::Record make_record(trace::Op op, const Request& req, uint64_t address, ui
 }
 
 void write(TraceWriter* w, trace::Record& r, bool with_stack) {
-  if (with_stack && config().stacks) r.site = stacks::capture(*w);
+  if (with_stack && config().stacks) r.site = stacks::capture(*w, config().stack_mode);
   w->append(r);
 }
 

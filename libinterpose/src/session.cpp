@@ -20,7 +20,8 @@
 #include "policy.h"
 #include "real.h"
 #include "reentry.h"
-#include "stacks.h"
+#include "stacks/python_frames.h"
+#include "stacks/stacks.h"
 #include "trace/trace_writer.h"
 
 namespace gpumem::session {
@@ -59,6 +60,21 @@ void read_command_line(char* out, size_t len) {
   for (ssize_t i = 0; i < n; ++i)
     if (out[i] == '\0') out[i] = ' ';
   while (n > 0 && out[n - 1] == ' ') out[--n] = '\0';
+}
+
+// GPUMEM_STACKS=python|mixed: whether this process's Python can be read, so that every reader of
+// the trace can say why a run has native stacks only ("python_frames=..." in the config lines).
+void note_python_frames(const Config& cfg, char* config_text, size_t len) {
+  if (cfg.stack_mode != stacks::Mode::python && cfg.stack_mode != stacks::Mode::mixed) return;
+  const stacks::python::RuntimeInfo& py = stacks::python::runtime();
+  const size_t used = std::strlen(config_text);
+  if (used + 1 >= len) return;
+  if (py.state == stacks::python::State::supported)
+    std::snprintf(config_text + used, len - used, "python_frames=Python %u.%u.%u\n", py.major,
+                  py.minor, py.micro);
+  else
+    std::snprintf(config_text + used, len - used, "python_frames=off: %s; native stacks recorded\n",
+                  py.reason);
 }
 
 // Set while this thread holds g_open_mutex: a signal handler that interrupts it and calls into
@@ -120,6 +136,7 @@ bool open_trace() {
   std::snprintf(h.pool, sizeof h.pool, "%s", pool_kind_name(cfg.pool));
   read_command_line(h.command, sizeof h.command);
   std::snprintf(h.config, sizeof h.config, "%s", cfg.summary);
+  note_python_frames(cfg, h.config, sizeof h.config);
 
   char expanded[4096];
   if (!expand_trace_template(cfg.trace_template, static_cast<int>(h.pid), h.host, h.rank,
@@ -172,6 +189,7 @@ void after_fork_child() {
   g_parent_pid = g_pid_at_fork;
   new (&g_open_mutex) std::mutex();  // the lock held across fork belongs to the parent
   t_holds_open_mutex = false;
+  stacks::reset_after_fork();
 }
 
 }  // namespace
@@ -191,7 +209,7 @@ void init() {
   if (g_initialized) return;
   g_initialized = true;
   load_config();
-  if (config().stacks) stacks::warm_up();
+  if (config().stacks) stacks::warm_up(config().stack_mode);
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   std::atexit(shutdown);
 }

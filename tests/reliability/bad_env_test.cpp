@@ -136,7 +136,8 @@ TEST_F(BadEnv, CapsThatHoldNothingExitTwoWithOneLine) {
 // The same variables with good values run (so the matrix above tests the values, not the names).
 TEST_F(BadEnv, WellFormedValuesRun) {
   const std::vector<std::string> good = {
-      "GPUMEM_STACKS=1",        "GPUMEM_LOG=debug",        "GPUMEM_POOL=none",
+      "GPUMEM_STACKS=1",        "GPUMEM_STACKS=native",    "GPUMEM_STACKS=python",
+      "GPUMEM_STACKS=mixed",    "GPUMEM_STACKS=off",       "GPUMEM_LOG=debug",        "GPUMEM_POOL=none",
       "GPUMEM_LIMIT=60%",       "GPUMEM_LIMIT_0=1.5GiB",   "GPUMEM_POOL_SIZE=512MiB", "GPUMEM_POOL_SIZE=512",
       "SIMCUDA_DEVICES=2",      "SIMCUDA_MEMORY=8GiB",     "SIMCUDA_FAIL_ALLOC_AFTER=5",
       "SIMCUDA_ALLOC_LATENCY_US=0", "SIMCUDA_FREE_LATENCY_US=0"};

@@ -1,0 +1,136 @@
+// Python frames per allocation: a Python program allocates through ctypes (which releases the
+// GIL) under the preload with GPUMEM_STACKS=python, while another Python thread spins and a C++
+// thread allocates too; the report must name each allocating line, to the byte.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "shell.h"
+
+namespace {
+
+using nlohmann::json;
+
+class Attribution : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/gpumem-attribution-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    if (!HasFailure()) std::system(("rm -rf '" + dir_ + "'").c_str());
+  }
+  std::string env(const std::string& stacks) const {
+    return "env -u LD_PRELOAD LD_LIBRARY_PATH=" GPUMEM_SIMCUDA_DIR
+           " LD_PRELOAD=" GPUMEM_PRELOAD_PATH " GPUMEM_STACKS=" +
+           stacks + " GPUMEM_TRACE=" + dir_ + "/t.trace ";
+  }
+  json report() const {
+    auto r = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + dir_ + "/t.trace --json " +
+                              dir_ + "/r.json");
+    EXPECT_EQ(r.status, 0) << r.out;
+    std::ifstream in(dir_ + "/r.json");
+    return json::parse(in);
+  }
+  std::string dir_;
+};
+
+std::string last_line(const std::string& s) {
+  std::string line, last;
+  std::istringstream in(s);
+  while (std::getline(in, line))
+    if (!line.empty() && line[0] == '{') last = line;
+  return last;
+}
+
+std::string function_of(const std::string& frame) {
+  return frame.substr(0, frame.find(" ("));
+}
+
+TEST_P(Attribution, EveryAllocationNamesItsPythonLineToTheByte) {
+  // Debian's python3, and whichever python3 comes first on PATH (a pyenv build, say: linked
+  // against libpython3.x.so instead of carrying the interpreter in the executable).
+  auto which = gpumem::test::sh("command -v " + GetParam());
+  const std::string python = which.out.substr(0, which.out.find('\n'));
+  if (which.status != 0 || python.empty()) GTEST_SKIP() << GetParam() << " is not installed";
+  auto run = gpumem::test::sh(env("python") + python +
+                              " " ALLOC_LINES_PY " " GPUMEM_SIMCUDA_DIR
+                              "/libcudart.so.13 " ATTRIBUTION_NATIVE);
+  ASSERT_EQ(run.status, 0) << run.out;
+  const json expected = json::parse(last_line(run.out));
+  const json r = report();
+  ASSERT_EQ(r["devices"].size(), 1u);
+  const json& peak = r["devices"][0]["peak"];
+  EXPECT_EQ(peak["grouped_by"], "python_line");
+  std::map<std::string, uint64_t> got;
+  uint64_t sum = 0;
+  for (const json& row : peak["live_at_peak"]) {
+    ASSERT_TRUE(row.contains("python_line")) << row.dump();
+    got[row["python_line"].get<std::string>()] += row["bytes"].get<uint64_t>();
+    sum += row["bytes"].get<uint64_t>();
+  }
+  std::map<std::string, uint64_t> want;
+  for (auto& [line, bytes] : expected["live_at_peak"].items()) want[line] = bytes.get<uint64_t>();
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(sum, peak["allocated_bytes"].get<uint64_t>());
+
+  // The nested helpers appear in order, innermost first; the native thread says it had no
+  // Python frame and still has its native stack after the marker.
+  bool saw_nested = false, saw_native = false;
+  for (const json& row : peak["live_at_peak"]) {
+    const auto frames = row["frames"].get<std::vector<std::string>>();
+    if (function_of(row["python_line"]) == "Model.inner") {
+      ASSERT_GE(frames.size(), 3u);
+      std::vector<std::string> names;
+      for (size_t i = 0; i < 3; ++i) names.push_back(function_of(frames[i]));
+      EXPECT_EQ(names, expected["nested"].get<std::vector<std::string>>());
+      saw_nested = true;
+    }
+    if (row["python_line"] == "[no Python frame] (native thread)") {
+      ASSERT_GE(frames.size(), 2u);
+      EXPECT_EQ(frames[0], "[no Python frame] (native thread)");
+      EXPECT_NE(frames[1].find("native_thread"), std::string::npos) << frames[1];
+      saw_native = true;
+    }
+  }
+  EXPECT_TRUE(saw_nested);
+  EXPECT_TRUE(saw_native);
+}
+
+INSTANTIATE_TEST_SUITE_P(Pythons, Attribution, ::testing::Values("/usr/bin/python3", "python3"),
+                         [](const auto& info) { return info.index == 0 ? "debian" : "path"; });
+
+// Without Python in the process, GPUMEM_STACKS=python records native stacks, with no marker.
+TEST(AttributionNative, NoPythonMeansNativeStacks) {
+  char tmpl[] = "/tmp/gpumem-attribution-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  auto run = gpumem::test::sh("env -u LD_PRELOAD LD_LIBRARY_PATH=" GPUMEM_SIMCUDA_DIR
+                              " LD_PRELOAD=" GPUMEM_PRELOAD_PATH
+                              " GPUMEM_STACKS=python "
+                              "GPUMEM_TRACE=" +
+                              dir + "/t.trace " RELIABILITY_WORKLOAD " one");
+  ASSERT_EQ(run.status, 0) << run.out;
+  auto rep = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + dir + "/t.trace --json " +
+                              dir + "/r.json");
+  ASSERT_EQ(rep.status, 0) << rep.out;
+  std::ifstream in(dir + "/r.json");
+  const json r = json::parse(in);
+  ASSERT_EQ(r["devices"].size(), 1u);
+  const json& leaks_or_peak = r["devices"][0]["peak"]["live_at_peak"];
+  ASSERT_EQ(leaks_or_peak.size(), 1u);
+  EXPECT_EQ(r["devices"][0]["peak"]["grouped_by"], "site");
+  EXPECT_FALSE(leaks_or_peak[0].contains("python_line"));
+  EXPECT_FALSE(leaks_or_peak[0]["frames"].empty());
+  std::system(("rm -rf '" + dir + "'").c_str());
+}
+
+}  // namespace
