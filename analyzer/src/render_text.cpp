@@ -168,6 +168,8 @@ std::string render_text(const Report& report, const TextOptions& o) {
       out += fmt::format("  {:<14} pid {} device {} at {}: address {:#x}, {}", visible(a.kind),
                          a.pid, a.device, seconds(a.t_ns), a.address, human(a.bytes));
       if (a.in_use_bytes) out += fmt::format(" ({} in use)", human(*a.in_use_bytes));
+      if (a.kind == "free_failed")
+        out += fmt::format(" ({} failed with {}; still allocated)", visible(a.api), a.result);
       out += "\n";
     }
   }

@@ -99,6 +99,11 @@ TEST_F(Accounting, FailedWrongApiFreeKeepsTheAllocationLive) {
   EXPECT_EQ(a["result"], free_host_code);
   EXPECT_EQ(a["address"], address);
   EXPECT_EQ(a["bytes"], 32 * kMiB);
+  const Outcome text = run({GPUMEM_CLI, "report", trace}, child_environment(false, {}), dir_);
+  EXPECT_NE(text.out.find("(cudaFreeHost failed with " + std::to_string(free_host_code) +
+                          "; still allocated)"),
+            std::string::npos)
+      << text.out;
 }
 
 // Item 5: the limit as enforced is in the header and the device_info record, in the report, and
