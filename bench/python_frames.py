@@ -2,11 +2,11 @@
 """The cost of Python frame capture per allocation (GPUMEM_STACKS=python), at 10 and 40 Python
 frames deep, against the same Python loop under the preload without stacks, a moment apart.
 
-A child Python recurses to the depth, then times N cudaMalloc(256)/cudaFree pairs through ctypes
+A child Python recurses to the depth, then times N cudaMalloc(256) calls through ctypes
 (as PyTorch's bindings call CUDA: GIL released) on the simulated device. Each configuration runs
 ROUNDS times, interleaved; the median is kept. Prints one JSON object:
   {"depth": {"10": {"none": ns, "off": ns, "python": ns, "native": ns}, "40": {...}}, ...}
-where each figure is ns per alloc/free pair and
+where each figure is ns per cudaMalloc (the frees follow, untimed) and
   none    no preload at all
   off     the preload, GPUMEM_STACKS=0 (tracing only)
   python  the preload, GPUMEM_STACKS=python
@@ -28,15 +28,19 @@ cudart = ctypes.CDLL(sys.argv[1])
 depth, n = int(sys.argv[2]), int(sys.argv[3])
 malloc, free = cudart.cudaMalloc, cudart.cudaFree
 def loop():
-    p = ctypes.c_void_p()
-    ref = ctypes.byref(p)
+    ptrs = [ctypes.c_void_p() for _ in range(n)]
     size = ctypes.c_size_t(256)
-    for _ in range(n // 10):  # warm-up: first sight of each frame is named once
-        malloc(ref, size); free(p)
+    for p in ptrs[: n // 10]:  # warm-up: the first sight of each frame is named once
+        malloc(ctypes.byref(p), size)
+        free(p)
+    refs = [ctypes.byref(p) for p in ptrs]
     t0 = time.perf_counter_ns()
-    for _ in range(n):
-        malloc(ref, size); free(p)
-    return (time.perf_counter_ns() - t0) / n
+    for ref in refs:
+        malloc(ref, size)
+    elapsed = time.perf_counter_ns() - t0
+    for p in ptrs:
+        free(p)
+    return elapsed / n
 def down(k):
     return down(k - 1) if k > 2 else loop()   # <module> + down frames + loop = depth
 print(down(depth - 1))
