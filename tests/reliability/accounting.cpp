@@ -4,6 +4,8 @@
 //
 //   accounting failed_free     cudaMalloc 32 MiB, cudaFreeHost of it (fails), cudaFree of it,
 //                              cudaMalloc 48 MiB, cudaFree (run it under GPUMEM_LIMIT=64MiB)
+//   accounting failed_free_held  the same, with the 48 MiB asked while the 32 MiB is held (refused
+//                              under the cap), then the cudaFree
 //   accounting refused         cudaMalloc 64 MiB twice (the second is refused under a 110 MiB
 //                              limit), then frees; exits 0 whatever the second call answers
 //   accounting double_free     a pointer freed twice by cudaFree, another twice by cuMemFree_v2,
@@ -54,6 +56,20 @@ int failed_free() {
                  free48 == cudaSuccess
              ? 0
              : 1;
+}
+
+// The same wrong free, but the 48 MiB comes while the 32 MiB is still held: under a 64 MiB cap it
+// is refused, and a replay of the trace must fail there too.
+int failed_free_held() {
+  void* p = nullptr;
+  if (cudaMalloc(&p, 32 * kMiB) != cudaSuccess) return 1;
+  const cudaError_t wrong = cudaFreeHost(p);
+  void* q = nullptr;
+  const cudaError_t alloc48 = cudaMalloc(&q, 48 * kMiB);
+  print("free_host", wrong);
+  print("alloc48", alloc48);
+  if (alloc48 == cudaSuccess) cudaFree(q);
+  return wrong != cudaSuccess && cudaFree(p) == cudaSuccess ? 0 : 1;
 }
 
 int refused() {
@@ -107,9 +123,11 @@ int malloc3d() {
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "failed_free") return failed_free();
+  if (mode == "failed_free_held") return failed_free_held();
   if (mode == "refused") return refused();
   if (mode == "double_free") return double_free();
   if (mode == "malloc3d") return malloc3d();
-  std::fprintf(stderr, "usage: accounting failed_free|refused|double_free|malloc3d\n");
+  std::fprintf(stderr,
+               "usage: accounting failed_free|failed_free_held|refused|double_free|malloc3d\n");
   return 2;
 }

@@ -106,6 +106,28 @@ TEST_F(Accounting, FailedWrongApiFreeKeepsTheAllocationLive) {
       << text.out;
 }
 
+// Item 4 in replay: the cancelled free is dropped, so the 32 MiB is still held when the 48 MiB is
+// asked for, and the replay under the recorded 64 MiB cap fails where the run failed.
+TEST_F(Accounting, ReplayKeepsTheAllocationWhoseFreeFailed) {
+  const std::string trace = dir_ + "/held.trace";
+  const Outcome o =
+      run({RELIABILITY_ACCOUNTING, "failed_free_held"},
+          child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_LIMIT=64MiB"}), dir_);
+  ASSERT_EQ(o.status, 0) << o.out << o.err;
+  EXPECT_EQ(key_values(o.out)["alloc48"], 2) << "refused: 32 + 48 MiB > 64 MiB";
+  const json r = report_of(trace, dir_);
+  ASSERT_EQ(r["devices"].size(), 1u);
+  EXPECT_EQ(r["devices"][0]["peak"]["allocated_bytes"], 32 * kMiB);
+  EXPECT_EQ(r["devices"][0]["counts"]["alloc_failed"], 1);
+  const Outcome js = run({GPUMEM_CLI, "replay", trace, "--no-search", "--json", "-"},
+                         child_environment(false, {}), dir_);
+  const json rep = json::parse(js.out, nullptr, false);
+  ASSERT_FALSE(rep.is_discarded()) << js.out << js.err;
+  EXPECT_EQ(rep["fits"], false) << "the 48 MiB cannot fit beside the 32 MiB still held";
+  ASSERT_EQ(rep["devices"].size(), 1u);
+  EXPECT_EQ(rep["devices"][0]["steps"], 3) << "alloc 32, alloc 48 (refused in the run), free 32";
+}
+
 // Item 5: the limit as enforced is in the header and the device_info record, in the report, and
 // `gpumem replay` judges the trace by it when no --limit is given.
 TEST_F(Accounting, RecordedLimitIsTheEnforcedOneAndReplayUsesIt) {
