@@ -103,39 +103,50 @@ InFlight* claim_in_flight() {
   return nullptr;
 }
 
-// Announces an append before its slot is reserved and clears the announcement when the slot is
-// committed (or the append gave up). Plain stores to the thread's own entry: the ordering with
-// close() comes from the cursor's fetch_add (release here, acquire in close()).
-class InFlightScope {
- public:
-  InFlightScope() {
-    entry_ = t_in_flight;
-    if (entry_ == nullptr && !t_no_entry) [[unlikely]] {
-      entry_ = t_in_flight = claim_in_flight();
-      t_no_entry = entry_ == nullptr;
-    }
-    if (entry_ != nullptr) [[likely]]
-      entry_->slot.store(kReserving, std::memory_order_relaxed);
-    else
-      g_untracked_in_flight.fetch_add(1, std::memory_order_relaxed);
-  }
-  void writing(char* slot, uint64_t slots) {
-    if (entry_ == nullptr) return;
-    entry_->slots.store(slots, std::memory_order_relaxed);
-    entry_->slot.store(reinterpret_cast<uintptr_t>(slot), std::memory_order_release);
-  }
-  ~InFlightScope() {
-    if (entry_ != nullptr) [[likely]]
-      entry_->slot.store(0, std::memory_order_release);
-    else
-      g_untracked_in_flight.fetch_sub(1, std::memory_order_release);
-  }
-  InFlightScope(const InFlightScope&) = delete;
-  InFlightScope& operator=(const InFlightScope&) = delete;
-
- private:
-  InFlight* entry_;
+// Announces an append before its slot is reserved (begin_append), names the slot once it is known
+// (writing_slot) and clears the announcement when the slot is committed or the append gave up
+// (end_append). Plain stores to the thread's own entry: the ordering with close() comes from the
+// cursor's fetch_add (release here, acquire in close()). Free functions on locals, so that the
+// compiler keeps everything in registers.
+struct Announced {
+  InFlight* entry;
+  uintptr_t outer;  // non-zero only when a signal handler appends in the middle of this thread's
+  uint64_t outer_slots;  // own append: that one is announced again when the handler's is done
 };
+
+[[gnu::always_inline]] inline Announced begin_append() {
+  Announced a{t_in_flight, 0, 0};
+  if (a.entry == nullptr && !t_no_entry) [[unlikely]] {
+    a.entry = t_in_flight = claim_in_flight();
+    t_no_entry = a.entry == nullptr;
+  }
+  if (a.entry == nullptr) [[unlikely]] {
+    g_untracked_in_flight.fetch_add(1, std::memory_order_relaxed);
+    return a;
+  }
+  a.outer = a.entry->slot.load(std::memory_order_relaxed);
+  if (a.outer != 0) [[unlikely]]
+    a.outer_slots = a.entry->slots.load(std::memory_order_relaxed);
+  a.entry->slot.store(kReserving, std::memory_order_relaxed);
+  return a;
+}
+
+[[gnu::always_inline]] inline void writing_slot(const Announced& a, char* slot, uint64_t slots) {
+  if (a.entry == nullptr) [[unlikely]]
+    return;
+  a.entry->slots.store(slots, std::memory_order_relaxed);
+  a.entry->slot.store(reinterpret_cast<uintptr_t>(slot), std::memory_order_release);
+}
+
+[[gnu::always_inline]] inline void end_append(const Announced& a) {
+  if (a.entry == nullptr) [[unlikely]] {
+    g_untracked_in_flight.fetch_sub(1, std::memory_order_release);
+    return;
+  }
+  if (a.outer != 0) [[unlikely]]
+    a.entry->slots.store(a.outer_slots, std::memory_order_relaxed);
+  a.entry->slot.store(a.outer, std::memory_order_release);
+}
 
 }  // namespace
 
@@ -398,21 +409,22 @@ bool TraceWriter::grow_for(uint64_t end, uint64_t size) {
 void TraceWriter::append(Record r) {
   if (r.t_ns == 0) r.t_ns = monotonic_ns();
   if (r.tid == 0) r.tid = current_tid();
-  InFlightScope in_flight;
-  char* slot = reserve(trace::kRecordSize);
-  if (slot == nullptr) return;
-  in_flight.writing(slot, 1);
-  std::memcpy(slot, &r, offsetof(Record, commit));
-  commit(slot, trace::kCommitted, std::memory_order_release);
+  const Announced announced = begin_append();
+  if (char* slot = reserve(trace::kRecordSize); slot != nullptr) [[likely]] {
+    writing_slot(announced, slot, 1);
+    std::memcpy(slot, &r, offsetof(Record, commit));
+    commit(slot, trace::kCommitted, std::memory_order_release);
+  }
+  end_append(announced);
 }
 
 void TraceWriter::append_blob(trace::Op op, uint64_t id, const void* data, size_t len) {
   if (data == nullptr) len = 0;
   const uint64_t slots = (len + trace::kBlobBytesPerSlot - 1) / trace::kBlobBytesPerSlot;
-  InFlightScope in_flight;
+  const Announced announced = begin_append();
   char* head = reserve((1 + slots) * trace::kRecordSize);
-  if (head == nullptr) return;
-  in_flight.writing(head, 1 + slots);
+  if (head == nullptr) return end_append(announced);
+  writing_slot(announced, head, 1 + slots);
   // Payload first, head last: a committed head always has its payload.
   const auto* src = static_cast<const char*>(data);
   for (uint64_t i = 0; i < slots; ++i) {
@@ -433,6 +445,7 @@ void TraceWriter::append_blob(trace::Op op, uint64_t id, const void* data, size_
   r.aux = id;
   std::memcpy(head, &r, offsetof(Record, commit));
   commit(head, trace::kCommitted, std::memory_order_release);
+  end_append(announced);
 }
 
 void TraceWriter::set_device(int device, uint64_t capacity, uint64_t limit, const char* name) {
