@@ -31,6 +31,13 @@ find_package(GTest QUIET)
 gpumem_require(GTest_FOUND googletest)
 find_package(benchmark QUIET)
 gpumem_require(benchmark_FOUND libbenchmark-dev)
+# Python's headers, for the test that checks the Python frame reader's layouts against them
+# (tests/attribution); Debian's interpreter first, whatever else is on PATH.
+if(NOT Python3_EXECUTABLE AND EXISTS /usr/bin/python3)
+  set(Python3_EXECUTABLE /usr/bin/python3)
+endif()
+find_package(Python3 COMPONENTS Interpreter Development.Module QUIET)
+gpumem_require(Python3_Development.Module_FOUND python3-dev)
 
 # nvcc-compiled parts (the trainer's CUDA backend) are optional.
 set(GPUMEM_HAVE_NVCC OFF)

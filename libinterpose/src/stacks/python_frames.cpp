@@ -1,8 +1,4 @@
-// See python_frames.h. The offsets below are those of CPython's own headers (3.11:
-// Include/cpython/pystate.h, Include/internal/pycore_frame.h, Include/cpython/code.h,
-// Include/cpython/unicodeobject.h; 3.12 the same files), x86-64 and aarch64 (LP64) alike.
-// tests/interpose/python_layout_check.c compiles against the installed Python headers and checks
-// the table for that version.
+// See python_frames.h; the offsets are in python_layouts.h.
 #include "python_frames.h"
 
 #include <dlfcn.h>
@@ -12,42 +8,13 @@
 #include <cstring>
 #include <mutex>
 
+#include "python_layouts.h"
 #include "real.h"
 
 namespace gpumem::stacks::python {
 namespace {
 
-struct Layout {
-  unsigned minor;
-  // PyThreadState -> _PyCFrame -> the innermost _PyInterpreterFrame
-  size_t tstate_cframe;
-  size_t cframe_current_frame;
-  // _PyInterpreterFrame
-  size_t frame_code;
-  size_t frame_previous;
-  size_t frame_instr;  // prev_instr: the instruction being executed (a CALL, while we run)
-  size_t frame_owner;
-  int cstack_owner;  // owner value of the C-stack shim frames to skip, -1 = none
-  // PyCodeObject
-  size_t code_filename;
-  size_t code_qualname;
-  size_t code_adaptive;  // co_code_adaptive: the bytecode, what prev_instr points into
-  // PyASCIIObject / PyCompactUnicodeObject
-  size_t ascii_size;
-  size_t compact_size;
-  size_t compact_utf8_length;
-  size_t compact_utf8;
-};
-
-constexpr Layout kLayouts[] = {
-    {11, 56, 8, 32, 48, 56, 69, -1, 112, 128, 184, 48, 72, 48, 56},
-    {12, 56, 0, 0, 8, 56, 70, 3, 112, 128, 192, 40, 56, 40, 48},
-};
-
-constexpr size_t kObType = 8;          // PyObject::ob_type
-constexpr size_t kUnicodeLength = 16;  // PyASCIIObject::length
-constexpr size_t kUnicodeState = 32;   // PyASCIIObject::state (bit field word)
-constexpr int kMaxWalk = 4096;         // a frame chain longer than this is not a chain
+constexpr int kMaxWalk = 4096;  // a frame chain longer than this is not a chain
 
 using GetThreadState = void* (*)();
 using Addr2Line = int (*)(void* code, int byte_offset);
@@ -90,8 +57,7 @@ void detect(Interpreter* in) {
   in->info.minor = static_cast<unsigned>((*version >> 16) & 0xff);
   in->info.micro = static_cast<unsigned>((*version >> 8) & 0xff);
   in->info.state = State::unsupported;
-  for (const Layout& l : kLayouts)
-    if (in->info.major == 3 && in->info.minor == l.minor) in->layout = &l;
+  in->layout = layout_for(in->info.major, in->info.minor);
   if (in->layout == nullptr) {
     in->info.reason = "this Python version's frame layout is not known; supported: 3.11, 3.12";
     return;
