@@ -198,7 +198,8 @@ int start() {
   header->start_unix_ns = start_unix_ns;
   fill_header(header, rank, tmpl, s.api.path);
   s.writer = new TraceWriter;
-  bool opened = s.writer->open(path, *header, err, sizeof err);
+  // As the preload: never an existing file; the next free path.1, path.2... instead.
+  bool opened = s.writer->open_unused(path, *header, err, sizeof err);
   delete header;
   if (!opened) {
     std::fprintf(stderr, "gpumem-cupti: %s. No CUPTI trace is written; the program runs on.\n",
@@ -215,7 +216,7 @@ int start() {
       std::lock_guard<std::mutex> lock(s.writer_mutex);
       s.closed = true;
       s.writer->close();
-      unlink(path);  // an empty trace would read as "no allocations"
+      unlink(s.writer->path());  // an empty trace would read as "no allocations"
     }
     return give_up("cuptiActivityEnable(MEMORY2)", r);
   }

@@ -197,6 +197,7 @@ TEST(CuptiConvert, RoundTripThroughTheTrace) {
   int fd = mkstemp(path);
   ASSERT_GE(fd, 0);
   close(fd);
+  unlink(path);  // a unique name; the writer creates the file itself (never opens an existing one)
 
   auto* header = new gpumem::trace::Header{};
   gpumem::cupti::fill_header(header, -1, "gpumem-%p.trace", "/x/libcupti.so.13");
