@@ -24,9 +24,24 @@ namespace {
 // turns a freed entry back into a live one.)
 constexpr size_t kMaxRememberedFrees = size_t{1} << 18;
 constexpr size_t kMaxOpenPhases = 1024;
+constexpr size_t kSiteSeries = 10;  // timeline_by_site: the largest sites at the peak, then other
 
 std::string bounded_string(const char* text, size_t capacity) {
   return std::string(text, strnlen(text, capacity));
+}
+
+// The value of "KEY=VALUE" among the header's configuration lines; empty when absent.
+std::string config_value(const std::string& config, const std::string& key) {
+  const std::string prefix = key + "=";
+  size_t at = 0;
+  while (at < config.size()) {
+    size_t end = config.find('\n', at);
+    if (end == std::string::npos) end = config.size();
+    if (config.compare(at, prefix.size(), prefix) == 0)
+      return config.substr(at + prefix.size(), end - at - prefix.size());
+    at = end + 1;
+  }
+  return {};
 }
 }  // namespace
 
@@ -43,6 +58,9 @@ class Analysis::TraceState {
     summary_.pool = bounded_string(header.pool, sizeof header.pool);
     summary_.simulated = (header.flags & trace::kHeaderSimulated) != 0;
     summary_.stacks = (header.flags & trace::kHeaderStacks) != 0;
+    const std::string config = bounded_string(header.config, sizeof header.config);
+    summary_.python_frames = config_value(config, "python_frames");
+    summary_.tensor_capture = config_value(config, "GPUMEM_TENSORS");
     summary_.clock_base_ns = header.clock_base_ns;
     summary_.start_unix_ns = header.start_unix_ns;
     for (int d = 0; d < trace::kMaxDevices; ++d) {
@@ -94,9 +112,15 @@ class Analysis::TraceState {
   void dispatch(const trace::Record& r, int64_t t, std::string_view payload) {
     ++index_;
     switch (static_cast<trace::Op>(r.op)) {
-      case trace::Op::alloc: on_alloc(r, t); break;
-      case trace::Op::free: on_free(r, t); break;
-      case trace::Op::alloc_failed: on_failed(r, t); break;
+      case trace::Op::alloc:
+        on_alloc(r, t);
+        break;
+      case trace::Op::free:
+        on_free(r, t);
+        break;
+      case trace::Op::alloc_failed:
+        on_failed(r, t);
+        break;
       case trace::Op::segment_reserve:
         device(r.device).segment_reserve(r.address, r.bytes, t, current_phase());
         update_phases(r.device, t);
@@ -105,18 +129,30 @@ class Analysis::TraceState {
         device(r.device).segment_release(r.address, t, current_phase());
         update_phases(r.device, t);
         break;
-      case trace::Op::mark_begin: on_mark_begin(r.aux, t); break;
-      case trace::Op::mark_end: on_mark_end(r.aux, t); break;
-      case trace::Op::anomaly: on_anomaly(r, t); break;
-      case trace::Op::free_failed: on_free_failed(r, t); break;
-      case trace::Op::string: strings_[r.aux] = std::string(payload); break;
+      case trace::Op::mark_begin:
+        on_mark_begin(r.aux, t);
+        break;
+      case trace::Op::mark_end:
+        on_mark_end(r.aux, t);
+        break;
+      case trace::Op::anomaly:
+        on_anomaly(r, t);
+        break;
+      case trace::Op::free_failed:
+        on_free_failed(r, t);
+        break;
+      case trace::Op::string:
+        strings_[r.aux] = std::string(payload);
+        break;
       case trace::Op::stack: {
         std::vector<uint64_t> pcs(payload.size() / sizeof(uint64_t));
         if (!pcs.empty()) std::memcpy(pcs.data(), payload.data(), pcs.size() * 8);
         stacks_[static_cast<uint32_t>(r.aux)] = std::move(pcs);
         break;
       }
-      case trace::Op::symbol: symbols_[r.address] = r.aux; break;
+      case trace::Op::symbol:
+        symbols_[r.address] = r.aux;
+        break;
       case trace::Op::device_info:
         if (r.device >= 0) {
           auto& info = device_info_[r.device];
@@ -124,7 +160,8 @@ class Analysis::TraceState {
           info.limit = r.aux;
         }
         break;
-      default: break;  // mark, meminfo, map, unmap, trim: no effect on the numbers
+      default:
+        break;  // mark, meminfo, map, unmap, trim: no effect on the numbers
     }
   }
 
@@ -168,6 +205,8 @@ class Analysis::TraceState {
       d.peak.reserved_phase = phase_name(state->peak_reserved_phase_id());
       add_frames(d.peak.live_at_peak);
       if (merge_by_python_line(d.peak.live_at_peak)) d.peak.grouped_by = "python_line";
+      d.timeline_by_site = state->site_timeline(
+          d, [this](uint32_t site) { return python_line_of(site); }, kSiteSeries);
       if (auto it = leaks.find(ordinal); it != leaks.end()) {
         d.leaks = by_site ? rows_by_site(it->second.first) : rows_by_class(it->second.second);
         add_frames(d.leaks);
@@ -308,6 +347,18 @@ class Analysis::TraceState {
     return row;
   }
 
+  // The innermost Python frame of a site's stack, named as add_frames names it; "" for none.
+  std::string python_line_of(uint32_t site) const {
+    auto stack = stacks_.find(site);
+    if (stack == stacks_.end()) return {};
+    for (uint64_t pc : stack->second) {
+      if (!trace::is_python_frame(pc)) continue;
+      auto sym = symbols_.find(pc);
+      return sym != symbols_.end() ? string_or_id(sym->second) : fmt::format("{:#x}", pc);
+    }
+    return {};
+  }
+
   void add_frames(std::vector<GroupRow>& rows) const {
     for (GroupRow& row : rows) {
       if (!row.by_site || row.site == 0) continue;
@@ -417,9 +468,15 @@ class Analysis::TraceState {
         add_anomaly(r, t, a != nullptr && a->freed ? "double_free" : "free_unknown");
         break;
       }
-      case trace::AnomalyKind::double_free: add_anomaly(r, t, "double_free"); break;
-      case trace::AnomalyKind::null_out_param: add_anomaly(r, t, "null_out_param"); break;
-      default: add_anomaly(r, t, fmt::format("anomaly_{}", r.aux)); break;
+      case trace::AnomalyKind::double_free:
+        add_anomaly(r, t, "double_free");
+        break;
+      case trace::AnomalyKind::null_out_param:
+        add_anomaly(r, t, "null_out_param");
+        break;
+      default:
+        add_anomaly(r, t, fmt::format("anomaly_{}", r.aux));
+        break;
     }
   }
 

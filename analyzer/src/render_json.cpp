@@ -38,6 +38,8 @@ Json trace_json(const TraceSummary& t) {
   j["pool"] = t.pool;
   j["simulated"] = t.simulated;
   j["stacks"] = t.stacks;
+  j["python_frames"] = t.python_frames.empty() ? Json(nullptr) : Json(t.python_frames);
+  j["tensor_capture"] = t.tensor_capture.empty() ? Json(nullptr) : Json(t.tensor_capture);
   j["clock_base_ns"] = t.clock_base_ns;
   j["start_unix_ns"] = t.start_unix_ns;
   j["events"] = t.events;
@@ -127,6 +129,13 @@ Json device_json(const DeviceReport& d) {
                    {"allocated", d.timeline.allocated},
                    {"reserved", d.timeline.reserved},
                    {"fragmentation", d.timeline.fragmentation}};
+  if (d.timeline_by_site) {  // only when the device's allocations had call sites
+    const SiteTimeline& st = *d.timeline_by_site;
+    j["timeline_by_site"] = {{"grouped_by", st.grouped_by},
+                             {"sites", rows_json(st.sites)},
+                             {"bytes", st.bytes},
+                             {"other", st.other}};
+  }
   return j;
 }
 

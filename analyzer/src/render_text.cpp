@@ -155,6 +155,10 @@ std::string render_text(const Report& report, const TextOptions& o) {
           "larger volume, then run again\n",
           t.records_dropped);
     if (!t.command.empty()) out += fmt::format("  command: {}\n", visible(t.command));
+    if (!t.python_frames.empty())
+      out += fmt::format("  Python frames: {}\n", visible(t.python_frames));
+    if (!t.tensor_capture.empty())
+      out += fmt::format("  tensor capture (--tensors): {}\n", visible(t.tensor_capture));
     if (t.pinned_host.alloc > 0)
       out += fmt::format("  pinned host memory: peak {}, {} at exit\n",
                          human(t.pinned_host.peak_bytes), human(t.pinned_host.final_bytes));

@@ -70,6 +70,8 @@ TEST_P(Attribution, EveryAllocationNamesItsPythonLineToTheByte) {
   ASSERT_EQ(r["devices"].size(), 1u);
   const json& peak = r["devices"][0]["peak"];
   EXPECT_EQ(peak["grouped_by"], "python_line");
+  EXPECT_EQ(r["traces"][0]["python_frames"].get<std::string>().rfind("Python 3.", 0), 0u)
+      << r["traces"][0]["python_frames"];
   std::map<std::string, uint64_t> got;
   uint64_t sum = 0;
   for (const json& row : peak["live_at_peak"]) {
@@ -130,7 +132,108 @@ TEST(AttributionNative, NoPythonMeansNativeStacks) {
   EXPECT_EQ(r["devices"][0]["peak"]["grouped_by"], "site");
   EXPECT_FALSE(leaks_or_peak[0].contains("python_line"));
   EXPECT_FALSE(leaks_or_peak[0]["frames"].empty());
+  EXPECT_EQ(r["traces"][0]["python_frames"],
+            "off: no Python interpreter in the process; native stacks recorded");
   std::system(("rm -rf '" + dir + "'").c_str());
 }
 
 }  // namespace
+
+// gpumem run --tensors: what the child gets, what stderr says, and what the report says.
+struct TensorsRun {
+  std::string env_line;  // the child's view of the framework variables
+  std::string err;       // everything gpumem run printed
+};
+
+TensorsRun run_tensors(const std::string& user_env) {
+  auto r = gpumem::test::sh(
+      "env -u PYTORCH_CUDA_ALLOC_CONF -u PYTORCH_ALLOC_CONF -u TF_GPU_ALLOCATOR "
+      "-u XLA_PYTHON_CLIENT_ALLOCATOR -u XLA_PYTHON_CLIENT_PREALLOCATE " +
+      user_env +
+      " " GPUMEM_CLI
+      " run --tensors --trace off -- sh -c 'echo "
+      "\"ENV PT=$PYTORCH_CUDA_ALLOC_CONF PG=$PYTORCH_ALLOC_CONF "
+      "TF=$TF_GPU_ALLOCATOR X=$XLA_PYTHON_CLIENT_ALLOCATOR "
+      "P=$XLA_PYTHON_CLIENT_PREALLOCATE T=$GPUMEM_TENSORS\"'");
+  EXPECT_EQ(r.status, 0) << r.out;
+  TensorsRun t;
+  std::istringstream in(r.out);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("ENV ", 0) == 0)
+      t.env_line = line;
+    else
+      t.err += line + "\n";
+  }
+  return t;
+}
+
+TEST(Tensors, SetsEveryFrameworkWhenNothingIsSet) {
+  const TensorsRun t = run_tensors("");
+  EXPECT_EQ(t.env_line,
+            "ENV PT=backend:cudaMallocAsync PG= TF=cuda_malloc_async X=cuda_async P=false T=on");
+  EXPECT_NE(
+      t.err.find(
+          "gpumem run: --tensors: PyTorch: PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync\n"),
+      std::string::npos)
+      << t.err;
+  EXPECT_NE(t.err.find("gpumem run: --tensors: TensorFlow: TF_GPU_ALLOCATOR=cuda_malloc_async\n"),
+            std::string::npos);
+  EXPECT_NE(t.err.find("gpumem run: --tensors: JAX: XLA_PYTHON_CLIENT_ALLOCATOR=cuda_async\n"),
+            std::string::npos);
+}
+
+TEST(Tensors, MergesWithTheUsersSettingsAndSaysWhatIsIgnored) {
+  const TensorsRun t = run_tensors(
+      "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True,max_split_size_mb:128 "
+      "XLA_PYTHON_CLIENT_ALLOCATOR=platform XLA_PYTHON_CLIENT_PREALLOCATE=true");
+  EXPECT_EQ(t.env_line,
+            "ENV PT=expandable_segments:True,max_split_size_mb:128,backend:cudaMallocAsync PG= "
+            "TF=cuda_malloc_async X=platform P=true T=on");
+  EXPECT_NE(t.err.find("expandable_segments, max_split_size_mb only applies to the native caching "
+                       "allocator and is ignored under backend:cudaMallocAsync"),
+            std::string::npos)
+      << t.err;
+  EXPECT_NE(t.err.find("JAX: XLA_PYTHON_CLIENT_ALLOCATOR is already platform"), std::string::npos);
+}
+
+TEST(Tensors, TheGenericPyTorchVariableIsMergedWhenItIsTheOneSet) {
+  const TensorsRun t = run_tensors("PYTORCH_ALLOC_CONF=roundup_power2_divisions:4");
+  EXPECT_NE(t.env_line.find("PT= PG=roundup_power2_divisions:4,backend:cudaMallocAsync "),
+            std::string::npos)
+      << t.env_line;
+}
+
+TEST(Tensors, ACacheLeftInTheWayIsKeptSaidAndReported) {
+  const TensorsRun t = run_tensors("PYTORCH_CUDA_ALLOC_CONF=backend:native TF_GPU_ALLOCATOR=bfc");
+  EXPECT_NE(t.env_line.find("PT=backend:native PG= TF=bfc X=cuda_async P=false T=on; in the way: "
+                            "PyTorch: PYTORCH_CUDA_ALLOC_CONF=backend:native keeps the caching "
+                            "allocator; TensorFlow: TF_GPU_ALLOCATOR=bfc keeps the BFC allocator"),
+            std::string::npos)
+      << t.env_line;
+  EXPECT_NE(t.err.find("left as you set it"), std::string::npos) << t.err;
+
+  // The same run writing a trace: the report carries what stood in the way.
+  char tmpl[] = "/tmp/gpumem-attribution-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  auto run =
+      gpumem::test::sh("env -u TF_GPU_ALLOCATOR PYTORCH_CUDA_ALLOC_CONF=backend:native " GPUMEM_CLI
+                       " run --device sim --tensors --trace " +
+                       dir + "/t.trace -- " RELIABILITY_WORKLOAD " one");
+  ASSERT_EQ(run.status, 0) << run.out;
+  auto rep = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + dir + "/t.trace --json " +
+                              dir + "/r.json --text");
+  ASSERT_EQ(rep.status, 0) << rep.out;
+  EXPECT_NE(rep.out.find("  tensor capture (--tensors): on; in the way: PyTorch: "
+                         "PYTORCH_CUDA_ALLOC_CONF=backend:native keeps the caching allocator\n"),
+            std::string::npos)
+      << rep.out;
+  std::ifstream in(dir + "/r.json");
+  const json r = json::parse(in);
+  EXPECT_EQ(r["traces"][0]["tensor_capture"],
+            "on; in the way: PyTorch: PYTORCH_CUDA_ALLOC_CONF=backend:native keeps the caching "
+            "allocator");
+  EXPECT_TRUE(r["traces"][0]["python_frames"].is_null());
+  std::system(("rm -rf '" + dir + "'").c_str());
+}

@@ -104,6 +104,15 @@ struct Timeline {
   std::vector<double> fragmentation;
 };
 
+// Live bytes over time split by allocation site (the call stacks of GPUMEM_STACKS), on the points
+// of DeviceReport::timeline: at every point, other + the sum of the series = timeline.allocated.
+struct SiteTimeline {
+  std::string grouped_by;        // "python_line" or "site", as the peak's live_at_peak
+  std::vector<GroupRow> sites;   // the series: the largest rows of peak.live_at_peak
+  std::vector<std::vector<uint64_t>> bytes;  // bytes[k][i]: sites[k]'s live bytes at point i
+  std::vector<uint64_t> other;   // every other site's live bytes at point i
+};
+
 struct DeviceReport {
   size_t trace_index = 0;  // index into Report::traces of the process this device belongs to
   uint32_t pid = 0;
@@ -122,6 +131,7 @@ struct DeviceReport {
   Churn churn;
   std::vector<GroupRow> leaks;      // grouped like peak.grouped_by; largest first
   Timeline timeline;
+  std::optional<SiteTimeline> timeline_by_site;  // when the device's allocations had call sites
 };
 
 struct Anomaly {
@@ -153,6 +163,11 @@ struct TraceSummary {
   std::string pool;
   bool simulated = false;
   bool stacks = false;
+  // GPUMEM_STACKS=python|mixed: "Python 3.11.7" when frames were read, else why not ("off: ...").
+  std::string python_frames;
+  // gpumem run --tensors: "on", or "on; in the way: ..." naming each framework whose own cache
+  // still hides tensors; empty when tensor capture was not asked for.
+  std::string tensor_capture;
   uint64_t clock_base_ns = 0;
   uint64_t start_unix_ns = 0;
   uint64_t events = 0;       // records analysed
