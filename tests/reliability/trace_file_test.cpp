@@ -24,6 +24,7 @@
 
 #include "process.h"
 #include "support.h"
+#include "trace_writer.h"
 
 namespace reliability {
 namespace {
@@ -330,6 +331,45 @@ TEST_F(ThreadExit, ExitFromAThreadWhileOthersAllocateReadsAsACleanClose) {
     EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
     EXPECT_GE(count_pairs(t).alloc, 4 * 500u);
   }
+}
+
+// How the reader takes the kAbandoned commit word that close() gives slots still being written:
+// skipped and counted apart, a blob's payload with its head, and the trace is not damaged.
+TEST_F(ThreadExit, AbandonedSlotsAreSkippedWithoutCallingTheTraceDamaged) {
+  const std::string path = dir_ + "/a.trace";
+  {
+    gpumem::TraceWriter w;
+    char err[512];
+    ASSERT_TRUE(w.open(path.c_str(), tr::Header{}, err, sizeof err)) << err;
+    for (uint64_t i = 1; i <= 3; ++i) {
+      tr::Record r{};
+      r.op = static_cast<uint16_t>(tr::Op::alloc);
+      r.address = i;
+      w.append(r);
+    }
+    w.intern_string(std::string(100, 'x').c_str());  // a head and 2 payload slots
+    tr::Record last{};
+    last.op = static_cast<uint16_t>(tr::Op::free);
+    w.append(last);
+    w.close();
+  }
+  // As close() leaves slots it found unfinished: the second record and the string's head.
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  for (uint64_t slot : {1u, 3u}) {
+    const off_t at = tr::kHeaderSize + slot * tr::kRecordSize + offsetof(tr::Record, commit);
+    ASSERT_EQ(::pwrite(fd, &tr::kAbandoned, sizeof tr::kAbandoned, at), 4);
+  }
+  ::close(fd);
+  const LoadedTrace t = load_trace(path);
+  ASSERT_TRUE(t.opened) << t.error;
+  ASSERT_EQ(t.records.size(), 3u);  // records 1 and 3, and the free
+  EXPECT_EQ(t.records[0].address, 1u);
+  EXPECT_EQ(t.records[1].address, 3u);
+  EXPECT_EQ(t.records[2].op, static_cast<uint16_t>(tr::Op::free));
+  EXPECT_EQ(t.stats.abandoned, 4u);  // 1 record + the blob's head and its 2 payload slots
+  EXPECT_EQ(t.stats.torn, 0u);
+  EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
 }
 
 // --- item 11: a mark from a signal handler while the trace is being opened ------------------
