@@ -3,6 +3,7 @@
 // Reading the file is the trace reader's own benchmark; this measures the model.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -14,7 +15,7 @@ namespace {
 using gpumem::trace::Event;
 using gpumem::trace::Op;
 
-std::vector<Event> generate(size_t n, bool pooled) {
+std::vector<Event> generate(size_t n, bool pooled, bool sites = true) {
   std::mt19937_64 rng(1);
   std::vector<Event> events(n);
   std::vector<uint64_t> live(4096, 0);
@@ -32,7 +33,8 @@ std::vector<Event> generate(size_t n, bool pooled) {
     } else {
       r.op = static_cast<uint16_t>(Op::alloc);
       r.bytes = 1 + rng() % (1 << 20);
-      r.site = static_cast<uint32_t>(rng() % 64);
+      const uint32_t site = static_cast<uint32_t>(rng() % 64);
+      if (sites) r.site = site;
       if (pooled) r.flags = gpumem::trace::kFlagPooled;
       live[slot] = r.bytes;
     }
@@ -69,11 +71,45 @@ void run(benchmark::State& state, bool pooled) {
       static_cast<double>(state.iterations() * events.size()), benchmark::Counter::kIsRate);
 }
 
-void BM_AnalyzeNoPool(benchmark::State& state) { run(state, false); }
-void BM_AnalyzePooled(benchmark::State& state) { run(state, true); }
+// The reader's way: records in runs (Analysis::feed(Batch)), so plain allocations and frees take
+// the fast path (DeviceState::plain_run). With call sites (GPUMEM_STACKS) or without.
+void run_batched(benchmark::State& state, bool sites) {
+  const auto events = generate(static_cast<size_t>(state.range(0)), false, sites);
+  std::vector<gpumem::trace::Record> records;
+  for (const Event& e : events) records.push_back(e.rec);
+  for (auto _ : state) {
+    gpumem::analyzer::Analysis a;
+    a.begin_trace(header(), "bench.trace");
+    for (size_t i = 0; i < records.size(); i += 4096) {
+      gpumem::trace::Batch b;
+      b.records = records.data() + i;
+      b.count = std::min<size_t>(4096, records.size() - i);
+      a.feed(b);
+    }
+    a.end_trace({});
+    auto report = a.finish();
+    benchmark::DoNotOptimize(gpumem::analyzer::render_json(report).size());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(records.size()));
+}
+
+void BM_AnalyzeNoPool(benchmark::State& state) {
+  run(state, false);
+}
+void BM_AnalyzePooled(benchmark::State& state) {
+  run(state, true);
+}
+void BM_AnalyzeBatchNoSites(benchmark::State& state) {
+  run_batched(state, false);
+}
+void BM_AnalyzeBatchSites(benchmark::State& state) {
+  run_batched(state, true);
+}
 
 BENCHMARK(BM_AnalyzeNoPool)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzePooled)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AnalyzeBatchNoSites)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AnalyzeBatchSites)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

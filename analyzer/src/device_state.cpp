@@ -39,6 +39,7 @@ void DeviceState::unfree(uint64_t address, LiveAlloc& a, int64_t free_t_ns, int6
   if (span_ns(a.t_ns, free_t_ns) < static_cast<int64_t>(options_.short_lived_ns)) --short_lived_;
   allocated_ += a.bytes;
   site_aggregate(a.site).add(a.bytes);
+  site_changed(a.site, a.bytes);
   freed_by_class_[size_class(a.bytes)].remove(a.bytes);
   // Back into its pool segment when it had one and the segment is still reserved.
   const bool pooled = a.segment_id != 0;
@@ -114,6 +115,14 @@ void DeviceState::report(DeviceReport* out, bool grouped_by_site, double duratio
       counts_.free > 0 ? static_cast<double>(short_lived_) / static_cast<double>(counts_.free) : 0;
   c.allocated_bytes_total = bytes_total;
   out->timeline = timeline_.points();
+  if (site_series_) sites_.flush();
+}
+
+std::optional<SiteTimeline> DeviceState::site_timeline(
+    const DeviceReport& report, const std::function<std::string(uint32_t)>& python_line_of,
+    size_t max_series) const {
+  return build_site_timeline(site_series_ ? &sites_ : nullptr, timeline_.point_details(),
+                             report.timeline, report.peak, python_line_of, max_series);
 }
 
 }  // namespace gpumem::analyzer

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "address_map.h"
@@ -12,6 +15,7 @@
 #include "gpumem/trace_format.h"
 #include "metrics.h"
 #include "segment_space.h"
+#include "site_timeline.h"
 #include "time_span.h"
 #include "timeline.h"
 
@@ -53,8 +57,13 @@ class DeviceState {
   // other record without touching it. Nearly every record of a trace is such, and here the
   // running numbers stay in registers for the whole run. Equivalent to alloc()/free() record by
   // record (analyzer.Batch.* compares the reports).
-  inline size_t plain_run(const trace::Record* records, size_t count, uint64_t clock_base,
-                          AddressMap<LiveAlloc>& live, PlainRunTotals* totals);
+  // Once the device's allocations have call sites (timeline_by_site is kept), a second copy of
+  // the loop runs: one without them pays nothing for it.
+  size_t plain_run(const trace::Record* records, size_t count, uint64_t clock_base,
+                   AddressMap<LiveAlloc>& live, PlainRunTotals* totals) {
+    return site_series_ ? plain_run_impl<true>(records, count, clock_base, live, totals)
+                        : plain_run_impl<false>(records, count, clock_base, live, totals);
+  }
   void segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase);
   void segment_release(uint64_t address, int64_t t_ns, uint64_t phase);
   void count_failed() { ++counts_.alloc_failed; }
@@ -69,9 +78,32 @@ class DeviceState {
   // `grouped_by_site` picks how live_at_peak is grouped. Phase ids are left in peak_phase_id().
   void report(DeviceReport* out, bool grouped_by_site, double duration_s);
   uint64_t peak_phase_id() const { return peak_phase_; }
+  // Live bytes over time by site, on the timeline of `report` (filled by report(), with
+  // live_at_peak merged by Python line: site_timeline.h). Nothing when no allocation had a site.
+  std::optional<SiteTimeline> site_timeline(
+      const DeviceReport& report, const std::function<std::string(uint32_t)>& python_line_of,
+      size_t max_series) const;
   uint64_t peak_reserved_phase_id() const { return peak_reserved_phase_; }
 
  private:
+  template <bool kSites>
+  inline size_t plain_run_impl(const trace::Record* records, size_t count, uint64_t clock_base,
+                               AddressMap<LiveAlloc>& live, PlainRunTotals* totals);
+  // The first allocation with a call site: from now on the live bytes by site are logged for
+  // timeline_by_site. Until now everything live was site 0's (see SiteCapture::breakdown).
+  [[gnu::cold, gnu::noinline]] void start_site_series() {
+    site_series_ = true;
+    sites_.start();
+  }
+  void timeline_add(int64_t t_ns, uint64_t allocated, uint64_t reserved) {
+    if (site_series_)
+      sites_.after(timeline_.add_tracked(t_ns, allocated, reserved, fragmentation_), timeline_);
+    else
+      timeline_.add(t_ns, allocated, reserved, fragmentation_);
+  }
+  void site_changed(uint32_t site, uint64_t delta) {
+    if (site_series_) sites_.changed(site_aggregate(site), delta);
+  }
   void snapshot_if_pending() {
     if (snapshot_pending_) take_peak_snapshot();
   }
@@ -79,9 +111,7 @@ class DeviceState {
   inline void after_change(int64_t t_ns, uint64_t phase);
   // After a free outside any pool segment: allocated and reserved only went down and the
   // segments did not change, so no maximum can be new; only the timeline may be in a new box.
-  void after_plain_free(int64_t t_ns) {
-    timeline_.add(t_ns, allocated_, reserved(), fragmentation_);
-  }
+  void after_plain_free(int64_t t_ns) { timeline_add(t_ns, allocated_, reserved()); }
   [[gnu::cold]] void new_peak(int64_t t_ns, uint64_t phase, uint64_t allocated, uint64_t reserved);
   // The segment space changed: fragmentation is recomputed (and its maximum kept) only then.
   void segments_changed(int64_t t_ns) {
@@ -141,6 +171,8 @@ class DeviceState {
   ClassAggregates histogram_{};
   uint64_t short_lived_ = 0;
   MaxBoxTimeline timeline_;
+  bool site_series_ = false;  // an allocation had a call site: sites_ is kept
+  SiteCapture sites_{live_by_site_};
 };
 
 void DeviceState::after_change(int64_t t_ns, uint64_t phase) {
@@ -152,7 +184,7 @@ void DeviceState::after_change(int64_t t_ns, uint64_t phase) {
     peak_reserved_t_ = t_ns;
     peak_reserved_phase_ = phase;
   }
-  timeline_.add(t_ns, allocated_, res, fragmentation_);
+  timeline_add(t_ns, allocated_, res);
 }
 
 void DeviceState::alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t phase) {
@@ -162,7 +194,9 @@ void DeviceState::alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t ph
   const int cls = size_class(a.bytes);
   histogram_[cls].add(a.bytes);
   allocated_ += a.bytes;
+  if (a.site != 0 && !site_series_) start_site_series();
   site_aggregate(a.site).add(a.bytes);
+  site_changed(a.site, a.bytes);
   a.segment_id = 0;
   if (pooled) {
     a.segment_id = segments_.take(address, a.bytes);
@@ -181,6 +215,7 @@ void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint6
   // the same site on every alloc/free pair would allocate a node each time. Sites are interned
   // call stacks, so the map stays as small as the set of stacks.
   site_aggregate(a.site).remove(a.bytes);
+  site_changed(a.site, 0 - a.bytes);
   freed_by_class_[size_class(a.bytes)].add(a.bytes);
   if (a.segment_id == 0) {
     outside_bytes_ -= a.bytes;
@@ -192,8 +227,9 @@ void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint6
   after_change(t_ns, phase);
 }
 
-size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64_t clock_base,
-                              AddressMap<LiveAlloc>& live, PlainRunTotals* totals) {
+template <bool kSites>
+size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, uint64_t clock_base,
+                                   AddressMap<LiveAlloc>& live, PlainRunTotals* totals) {
   constexpr uint16_t kAlloc = static_cast<uint16_t>(trace::Op::alloc);
   constexpr uint16_t kFree = static_cast<uint16_t>(trace::Op::free);
   constexpr uint8_t kPinned = static_cast<uint8_t>(trace::MemKind::pinned_host);
@@ -211,8 +247,9 @@ size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64
     if (i + kPrefetchAhead < count) live.prefetch(records[i + kPrefetchAhead].address);
     const int64_t t = static_cast<int64_t>(r.t_ns - clock_base);
     if (r.op == kAlloc) {
+      // Without sites so far, the first allocation with one leaves: alloc() starts the series.
       if (r.device != device_ || (r.flags & trace::kFlagPooled) != 0 ||
-          (r.flags & trace::kFlagKindMask) == kPinned || r.bytes == 0)
+          (r.flags & trace::kFlagKindMask) == kPinned || r.bytes == 0 || (!kSites && r.site != 0))
         break;
       bool inserted = false;
       LiveAlloc& a = live.find_or_insert(r.address, &inserted);
@@ -227,7 +264,9 @@ size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64
       a.freed = false;
       const int cls = size_class(r.bytes);
       histogram_[cls].add(r.bytes);
-      site_aggregate(r.site).add(r.bytes);
+      Aggregate& site = site_aggregate(r.site);
+      site.add(r.bytes);
+      if constexpr (kSites) sites_.changed(site, r.bytes);
       allocated += r.bytes;
       outside += r.bytes;
       const uint64_t res = segment_bytes_ + outside;
@@ -240,7 +279,10 @@ size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64
         peak_reserved_t_ = t;
         peak_reserved_phase_ = 0;
       }
-      timeline_.add(t, allocated, res, fragmentation_);
+      if constexpr (kSites)
+        sites_.after(timeline_.add_tracked(t, allocated, res, fragmentation_), timeline_);
+      else
+        timeline_.add(t, allocated, res, fragmentation_);
     } else if (r.op == kFree) {
       LiveAlloc* a = r.address != 0 ? live.find(r.address) : nullptr;
       if (a == nullptr || a->freed || a->device != device_ || a->kind == kPinned ||
@@ -251,9 +293,16 @@ size_t DeviceState::plain_run(const trace::Record* records, size_t count, uint64
       if (span_ns(a->t_ns, t) < static_cast<int64_t>(options_.short_lived_ns)) ++short_lived_;
       allocated -= a->bytes;
       outside -= a->bytes;
-      site_aggregate(a->site).remove(a->bytes);
+      Aggregate& site = site_aggregate(a->site);
+      site.remove(a->bytes);
+      if constexpr (kSites) sites_.changed(site, 0 - a->bytes);
       freed_by_class_[size_class(a->bytes)].add(a->bytes);
-      timeline_.add_lower(t, allocated, segment_bytes_ + outside, fragmentation_);
+      if constexpr (kSites)
+        sites_.after(
+            timeline_.add_lower_tracked(t, allocated, segment_bytes_ + outside, fragmentation_),
+            timeline_);
+      else
+        timeline_.add_lower(t, allocated, segment_bytes_ + outside, fragmentation_);
       a->freed = true;
       ++freed_change;
     } else {

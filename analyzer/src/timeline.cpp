@@ -4,28 +4,39 @@
 
 namespace gpumem::analyzer {
 
-MaxBoxTimeline::MaxBoxTimeline(size_t max_points)
-    : max_points_(std::max<size_t>(max_points, 1)) {}
+MaxBoxTimeline::MaxBoxTimeline(size_t max_points) : max_points_(std::max<size_t>(max_points, 1)) {}
 
-void MaxBoxTimeline::merge_into(Box& into, const Box& from) {
-  if (!from.used) return;
+bool MaxBoxTimeline::merge_into(Box& into, const Box& from) {
+  if (!from.used) return false;
   if (!into.used) {
     into = from;
-    return;
+    return true;
   }
+  bool took = false;
   // Keep the time of the larger allocated value; on a tie the earlier one (first reached).
   if (from.allocated > into.allocated ||
       (from.allocated == into.allocated && from.t_ns < into.t_ns)) {
     into.allocated = from.allocated;
     into.t_ns = from.t_ns;
+    took = true;
   }
   into.reserved = std::max(into.reserved, from.reserved);
   into.fragmentation = std::max(into.fragmentation, from.fragmentation);
+  return took;
 }
 
 void MaxBoxTimeline::coarsen() {
   std::vector<Box> merged(boxes_.size() / 2 + 1);
-  for (size_t i = 0; i < boxes_.size(); ++i) merge_into(merged[i / 2], boxes_[i]);
+  for (size_t i = 0; i < boxes_.size(); ++i) {
+    Box& into = merged[i / 2];
+    const uint32_t kept = into.detail;
+    if (merge_into(into, boxes_[i])) {
+      into.detail = boxes_[i].detail;
+      if (kept != 0) dropped_details_.push_back(kept);
+    } else if (boxes_[i].detail != 0) {
+      dropped_details_.push_back(boxes_[i].detail);
+    }
+  }
   merged.resize(std::min(merged.size(), max_points_));
   boxes_.swap(merged);
   width_ns_ *= 2;
@@ -33,8 +44,8 @@ void MaxBoxTimeline::coarsen() {
   box_hi_ns_ = INT64_MIN;
 }
 
-void MaxBoxTimeline::add_to_another_box(int64_t t_ns, uint64_t allocated, uint64_t reserved,
-                                        double fragmentation) {
+uint32_t* MaxBoxTimeline::add_to_another_box(int64_t t_ns, uint64_t allocated, uint64_t reserved,
+                                             double fragmentation) {
   if (!started_) {
     started_ = true;
     origin_ns_ = t_ns;
@@ -46,7 +57,10 @@ void MaxBoxTimeline::add_to_another_box(int64_t t_ns, uint64_t allocated, uint64
   while (rel / width_ns_ >= max_points_) coarsen();
   box_index_ = static_cast<size_t>(rel / width_ns_);
   if (box_index_ >= boxes_.size()) boxes_.resize(box_index_ + 1);
-  merge_into(boxes_[box_index_], Box{true, t_ns, allocated, reserved, fragmentation});
+  Box& box = boxes_[box_index_];
+  const uint32_t detail = box.detail;
+  const bool raised = merge_into(box, Box{true, t_ns, allocated, reserved, fragmentation, 0});
+  box.detail = detail;  // the new maximum's detail is the caller's to fill in
   // Cache the box's time range for the next events, unless its bounds leave int64 (a corrupt
   // trace's times may be anywhere): then every event comes here, which is only slower.
   const uint64_t start = box_index_ * width_ns_;
@@ -61,6 +75,7 @@ void MaxBoxTimeline::add_to_another_box(int64_t t_ns, uint64_t allocated, uint64
     box_lo_ns_ = INT64_MAX;  // box 0 also takes early (out of order) events: not cached
     box_hi_ns_ = INT64_MIN;
   }
+  return raised ? &box.detail : nullptr;
 }
 
 Timeline MaxBoxTimeline::points() const {
@@ -72,6 +87,13 @@ Timeline MaxBoxTimeline::points() const {
     out.reserved.push_back(b.reserved);
     out.fragmentation.push_back(b.fragmentation);
   }
+  return out;
+}
+
+std::vector<uint32_t> MaxBoxTimeline::point_details() const {
+  std::vector<uint32_t> out;
+  for (const Box& b : boxes_)
+    if (b.used) out.push_back(b.detail);
   return out;
 }
 

@@ -40,8 +40,35 @@ class MaxBoxTimeline {
       add_to_another_box(t_ns, allocated, reserved, fragmentation);
   }
 
+  // The same two for a caller that keeps a detail of each box's maximum (SiteCapture): they
+  // return the box's detail slot when this state became its box's maximum, else nullptr. A box
+  // merged away by coarsening hands its detail to dropped_details(), for reuse.
+  uint32_t* add_tracked(int64_t t_ns, uint64_t allocated, uint64_t reserved, double fragmentation) {
+    if (t_ns < box_lo_ns_ || t_ns >= box_hi_ns_)
+      return add_to_another_box(t_ns, allocated, reserved, fragmentation);
+    Box& b = boxes_[box_index_];
+    uint32_t* raised = nullptr;
+    if (allocated > b.allocated || (allocated == b.allocated && t_ns < b.t_ns)) {
+      b.allocated = allocated;
+      b.t_ns = t_ns;
+      raised = &b.detail;
+    }
+    if (reserved > b.reserved) b.reserved = reserved;
+    if (fragmentation > b.fragmentation) b.fragmentation = fragmentation;
+    return raised;
+  }
+  uint32_t* add_lower_tracked(int64_t t_ns, uint64_t allocated, uint64_t reserved,
+                              double fragmentation) {
+    if (t_ns < box_lo_ns_ || t_ns >= box_hi_ns_)
+      return add_to_another_box(t_ns, allocated, reserved, fragmentation);
+    return nullptr;
+  }
+  std::vector<uint32_t>& dropped_details() { return dropped_details_; }
+
   // Non-empty boxes in time order. A point's t_ns is when `allocated` reached its box maximum.
   Timeline points() const;
+  // The detail slot of each of points(), in the same order (0 = none was attached).
+  std::vector<uint32_t> point_details() const;
 
  private:
   struct Box {
@@ -50,10 +77,13 @@ class MaxBoxTimeline {
     uint64_t allocated = 0;
     uint64_t reserved = 0;
     double fragmentation = 0;
+    uint32_t detail = 0;  // the caller's detail of the maximum (add_tracked), 0 = none
   };
-  static void merge_into(Box& into, const Box& from);
-  [[gnu::cold]] void add_to_another_box(int64_t t_ns, uint64_t allocated, uint64_t reserved,
-                          double fragmentation);
+  // Returns true when `from`'s maximum became `into`'s (its detail then goes with it).
+  static bool merge_into(Box& into, const Box& from);
+  // Returns the box's detail slot when the state became its box's maximum (see add_tracked).
+  [[gnu::cold]] uint32_t* add_to_another_box(int64_t t_ns, uint64_t allocated, uint64_t reserved,
+                                             double fragmentation);
   void coarsen();
 
   size_t max_points_;
@@ -61,6 +91,7 @@ class MaxBoxTimeline {
   int64_t origin_ns_ = 0;
   uint64_t width_ns_ = 1024;
   std::vector<Box> boxes_;
+  std::vector<uint32_t> dropped_details_;  // details of maxima that coarsening merged away
   // The box the last event fell in: boxes_[box_index_], times [box_lo_ns_, box_hi_ns_); an
   // empty range when none is cached.
   size_t box_index_ = 0;
