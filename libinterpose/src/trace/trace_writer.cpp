@@ -493,6 +493,7 @@ void TraceWriter::settle_in_flight(char* base, uint64_t cursor_at_close) {
   const uint32_t used =
       std::min<uint32_t>(g_in_flight_used.load(std::memory_order_acquire), kInFlightEntries);
   const uint64_t deadline = monotonic_ns() + kCloseWaitNs;
+  bool timed_out = false;
   for (;;) {
     bool pending = g_untracked_in_flight.load(std::memory_order_acquire) != 0;
     for (uint32_t i = 0; i < used && !pending; ++i)
@@ -500,30 +501,52 @@ void TraceWriter::settle_in_flight(char* base, uint64_t cursor_at_close) {
       // it cannot finish while we wait.
       pending = &g_in_flight[i] != t_in_flight &&
                 ours(g_in_flight[i].slot.load(std::memory_order_acquire));
-    if (!pending || monotonic_ns() > deadline) break;
+    if (!pending) break;
+    if (monotonic_ns() > deadline) {
+      timed_out = true;
+      break;
+    }
     sched_yield();
   }
   // Still unfinished: mark the slots, so that the reader skips them as "in flight at exit"
   // rather than "torn by a kill". A slot committed meanwhile keeps its commit word.
+  auto abandon = [](char* at) {
+    std::atomic_ref<uint32_t> word(reinterpret_cast<Record*>(at)->commit);
+    uint32_t seen = word.load(std::memory_order_acquire);
+    while (seen != trace::kCommitted && seen != trace::kContinuation && seen != trace::kAbandoned &&
+           !word.compare_exchange_weak(seen, trace::kAbandoned, std::memory_order_acq_rel)) {
+    }
+  };
+  // An append announced after the wait reserves past the file: only one still announced when the
+  // wait gave up (or this thread's own) may hold a slot below the end that nobody has named.
+  bool unknown_slot = timed_out && g_untracked_in_flight.load(std::memory_order_acquire) != 0;
   for (uint32_t i = 0; i < used; ++i) {
     const uintptr_t slot = g_in_flight[i].slot.load(std::memory_order_acquire);
+    if (slot == kReserving && (timed_out || &g_in_flight[i] == t_in_flight)) unknown_slot = true;
     if (slot == kReserving || !ours(slot)) continue;
     const uint64_t slots = g_in_flight[i].slots.load(std::memory_order_relaxed);
     for (uint64_t k = 0; k < slots; ++k) {
       char* at = reinterpret_cast<char*>(slot) + k * trace::kRecordSize;
       if (reinterpret_cast<uintptr_t>(at) >= high) break;
-      std::atomic_ref<uint32_t> word(reinterpret_cast<Record*>(at)->commit);
-      uint32_t seen = word.load(std::memory_order_acquire);
-      while (seen != trace::kCommitted && seen != trace::kContinuation &&
-             !word.compare_exchange_weak(seen, trace::kAbandoned, std::memory_order_acq_rel)) {
-      }
+      abandon(at);
     }
   }
+  if (!unknown_slot) return;
+  // A thread stopped between reserving its slot and naming it (a few instructions), or one
+  // without an entry: its slot is unknown, but every slot below the end that is not committed
+  // by now is in flight. Rare (a thread stopped there for all of the wait), so a scan is fine.
+  const uint64_t backed = std::min(cursor_at_close, file_bytes_.load(std::memory_order_acquire));
+  for (uint64_t offset = trace::kHeaderSize; offset + trace::kRecordSize <= backed;
+       offset += trace::kRecordSize)
+    abandon(base + offset);
 }
 
 void TraceWriter::close() {
   char* base = base_.load(std::memory_order_acquire);
   if (base == nullptr || closing_.exchange(true, std::memory_order_relaxed)) return;
+  // New appends stop at once (base_); the mapping stays the file's until the appends in flight
+  // are settled.
+  base_.store(nullptr, std::memory_order_release);
   // From here on no reservation lands in the file (acquire: see reserve()).
   const uint64_t cursor_at_close = cursor_.fetch_add(kClosedCursorJump, std::memory_order_acq_rel);
   settle_in_flight(base, cursor_at_close);
@@ -536,7 +559,6 @@ void TraceWriter::close() {
   std::atomic_ref<uint64_t>(h->records_dropped)
       .store(dropped_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   std::atomic_ref<uint32_t>(h->flags).fetch_or(trace::kHeaderClosed, std::memory_order_release);
-  base_.store(nullptr, std::memory_order_release);
   // An append racing with close may still hold a pointer into the file's pages: swap them for
   // anonymous memory (kept, address space only) so such a write is lost instead of faulting.
   mmap(base, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
