@@ -97,15 +97,20 @@ void warn_from_writer(const char* line) {
 bool choose_trace_path(const char* expanded, uint32_t pid, char* out, size_t len) {
   std::snprintf(out, len, "%s", expanded);
   struct stat st;
-  if (::stat(expanded, &st) != 0) return true;  // nothing there yet, or a dangling link
-  if (S_ISDIR(st.st_mode)) {
+  // /dev/stdout and the like name streams even when they resolve to a file: never a trace there
+  // (nor a /dev/stdout.1 beside them). /dev/shm is a file system like any other.
+  const bool stream =
+      std::strncmp(expanded, "/proc/", 6) == 0 ||
+      (std::strncmp(expanded, "/dev/", 5) == 0 && std::strncmp(expanded, "/dev/shm/", 9) != 0);
+  if (!stream && ::stat(expanded, &st) != 0) return true;  // nothing there yet, or a dangling link
+  if (!stream && S_ISDIR(st.st_mode)) {
     size_t n = std::strlen(expanded);
     while (n > 1 && expanded[n - 1] == '/') --n;
     const int written = std::snprintf(out, len, "%.*s/gpumem-%u.trace", static_cast<int>(n),
                                       expanded, static_cast<unsigned>(pid));
     return written > 0 && static_cast<size_t>(written) < len;
   }
-  if (!S_ISREG(st.st_mode)) {
+  if (stream || !S_ISREG(st.st_mode)) {
     log_message(LogLevel::warn,
                 "GPUMEM_TRACE='%s' is not a regular file (a device, pipe or socket), and a trace "
                 "must be a file on disk; the program runs on without a trace. Set GPUMEM_TRACE "

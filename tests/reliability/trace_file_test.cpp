@@ -196,7 +196,8 @@ TEST_F(TraceFileNaming, NonRegularPathIsRefusedWithAMessageAndNothingIsCreated) 
   const std::string fifo = dir_ + "/pipe", to_device = dir_ + "/null-link";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   ASSERT_EQ(::symlink("/dev/null", to_device.c_str()), 0);
-  for (const std::string& path : {fifo, to_device}) {
+  // /dev/stdout resolves to the file the child's stdout goes to here: still a stream, refused.
+  for (const std::string& path : {fifo, to_device, std::string("/dev/stdout")}) {
     SCOPED_TRACE(path);
     const Outcome o =
         run(child({"pairs", "2"}), child_environment(true, {"GPUMEM_TRACE=" + path}), dir_);
