@@ -2,12 +2,15 @@
 """A small JAX program (JAX reaches the CUDA driver through dlopen/dlsym, not through cudart).
 
     gpumem run -- python3 sample_workloads/python/jax_train.py
+    gpumem run --tensors --stacks python -- python3 sample_workloads/python/jax_train.py
     XLA_PYTHON_CLIENT_PREALLOCATE=false gpumem run --limit 2GiB -- \
         python3 sample_workloads/python/jax_train.py --exceed
 
 By default XLA preallocates 75% of the capacity that cuMemGetInfo reports (under a gpumem cap, 75%
 of the cap); with XLA_PYTHON_CLIENT_PREALLOCATE=false it grows on demand. --exceed keeps
-allocating 256 MiB arrays until JAX reports that it is out of memory. Prints one JSON line.
+allocating 256 MiB arrays until JAX reports that it is out of memory. Prints one JSON line, with
+XLA's allocator statistics (device.memory_stats(): num_allocs, bytes_in_use, peak_bytes_in_use...;
+under XLA_PYTHON_CLIENT_ALLOCATOR=cuda_async they count every buffer's cuMemAllocFromPoolAsync).
 """
 import argparse
 import json
@@ -55,13 +58,16 @@ def main() -> int:
 
     out = {"example": "jax_train", "jax": jax.__version__, "device": str(gpus[0]),
            "first_loss": first, "final_loss": last,
-           "preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "true")}
+           "preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "true"),
+           "allocator": os.environ.get("XLA_PYTHON_CLIENT_ALLOCATOR", "default"),
+           "script": __file__}
     try:
-        stats = gpus[0].memory_stats() or {}
-        out["bytes_in_use"] = stats.get("bytes_in_use")
-        out["peak_bytes_in_use"] = stats.get("peak_bytes_in_use")
-        out["bytes_limit"] = stats.get("bytes_limit")
-        out["bytes_reserved"] = stats.get("bytes_reserved")
+        stats = gpus[0].memory_stats()
+        out["memory_stats"] = "none" if stats is None else "yes"
+        stats = stats or {}
+        for name in ("num_allocs", "bytes_in_use", "peak_bytes_in_use", "largest_alloc_size",
+                     "bytes_limit", "bytes_reserved"):
+            out[name] = stats.get(name)
     except Exception as e:  # noqa: BLE001
         out["memory_stats"] = f"unavailable: {type(e).__name__}"
 
