@@ -440,6 +440,119 @@
     fillTable(table, cols, rows, emptyText, extra);
   }
 
+  // ---- memory over time by allocation site (timeline_by_site): stacked step areas ----
+  const siteColor = (k, n) => (k < n ? "var(--s" + (k % 10) + ")" : "var(--s-other)");
+  function siteName(s) {
+    if (s.python_line) return s.python_line;
+    return rowLabel(s);
+  }
+  // The layers bottom to top: the series (largest at the peak first), then other.
+  function siteLayers(bs) {
+    return bs.s.concat([bs.other]);
+  }
+  // Area between two step functions over points i0..i1: top left to right, bottom back.
+  function bandPath(ts, top, bottom, i0, i1, x, y, xEnd) {
+    let d = stepPath(ts, top, i0, i1, x, y, xEnd);
+    d += "V" + y(bottom[i1]).toFixed(1);
+    for (let i = i1; i > i0; i--) d += "H" + x(ts[i]).toFixed(1) + "V" + y(bottom[i - 1]).toFixed(1);
+    return d + "H" + x(ts[i0]).toFixed(1) + "Z";
+  }
+  function drawSites(container, dev, domain, onHover, onZoom) {
+    clear(container);
+    const tl = dev.timeline, bs = dev.by_site, layers = siteLayers(bs);
+    const W = Math.max(container.clientWidth || 800, 400), H = 300;
+    const m = { l: 72, r: 16, t: 12, b: 30 };
+    const pw = W - m.l - m.r, ph = H - m.t - m.b;
+    const [t0, t1] = domain;
+    const x = linear(t0, t1, m.l, m.l + pw);
+    const ymax = Math.max(dev.peak.allocated, 1);
+    const yTicks = byteTicks(ymax * 1.05, 5);
+    const y = linear(0, Math.max(yTicks[yTicks.length - 1].value, ymax * 1.05), m.t + ph, m.t);
+    const svg = svgEl("svg", { id: "sites-svg", viewBox: "0 0 " + W + " " + H, height: H, role: "img",
+                               "aria-label": "allocated bytes over time, stacked by allocation site" });
+    const defs = svgEl("defs");
+    const clip = svgEl("clipPath", { id: "sites-clip" });
+    clip.appendChild(svgEl("rect", { x: m.l, y: m.t, width: pw, height: ph }));
+    defs.appendChild(clip);
+    svg.appendChild(defs);
+    const axis = svgEl("g", { class: "axis" });
+    for (const tk of yTicks) {
+      axis.appendChild(svgEl("line", { class: "gridline", x1: m.l, x2: m.l + pw, y1: y(tk.value), y2: y(tk.value) }));
+      axis.appendChild(svgEl("text", { x: m.l - 8, y: y(tk.value) + 4, "text-anchor": "end" }, tk.label));
+    }
+    for (const tk of timeTicks(t0, t1, Math.max(2, Math.floor(pw / 110)))) {
+      const px = x(tk.value);
+      if (px < m.l - 0.5 || px > m.l + pw + 0.5) continue;
+      axis.appendChild(svgEl("line", { x1: px, x2: px, y1: m.t + ph, y2: m.t + ph + 5, class: "axis-line" }));
+      axis.appendChild(svgEl("text", { x: px, y: m.t + ph + 19, "text-anchor": "middle" }, tk.label));
+    }
+    axis.appendChild(svgEl("line", { class: "axis-line", x1: m.l, x2: m.l + pw, y1: m.t + ph, y2: m.t + ph }));
+    svg.appendChild(axis);
+    const plot = svgEl("g", { "clip-path": "url(#sites-clip)", id: "sites-areas" });
+    const n = tl.t.length;
+    if (n > 0) {
+      const i0 = Math.max(pointAt(tl.t, t0), 0);
+      const i1 = Math.min(Math.max(pointAt(tl.t, t1) + 1, i0), n - 1);
+      const xEnd = Math.min(x(Math.max(dev.last, tl.t[n - 1])), m.l + pw);
+      let below = new Array(n).fill(0);
+      layers.forEach((vs, k) => {
+        const top = below.map((b, i) => b + vs[i]);
+        const path = svgEl("path", { class: "site-area", "data-series": String(k),
+                                     d: bandPath(tl.t, top, below, i0, i1, x, y, xEnd) });
+        path.style.fill = siteColor(k, bs.sites.length);
+        plot.appendChild(path);
+        below = top;
+      });
+    }
+    svg.appendChild(plot);
+    const cursor = svgEl("line", { class: "cursor", y1: m.t, y2: m.t + ph, visibility: "hidden" });
+    const sel = svgEl("rect", { class: "selection", y: m.t, height: ph, width: 0, visibility: "hidden" });
+    const overlay = svgEl("rect", { x: m.l, y: m.t, width: pw, height: ph, fill: "transparent",
+                                    style: "cursor: crosshair" });
+    svg.appendChild(cursor);
+    svg.appendChild(sel);
+    svg.appendChild(overlay);
+    container.appendChild(svg);
+
+    const toPlotX = (evt) => {
+      const box = svg.getBoundingClientRect();
+      return ((evt.clientX - box.left) / box.width) * W;
+    };
+    let dragFrom = null;
+    overlay.addEventListener("mousedown", (evt) => {
+      dragFrom = toPlotX(evt);
+      evt.preventDefault();
+    });
+    overlay.addEventListener("mousemove", (evt) => {
+      const px = Math.min(Math.max(toPlotX(evt), m.l), m.l + pw);
+      cursor.setAttribute("x1", px);
+      cursor.setAttribute("x2", px);
+      cursor.setAttribute("visibility", "visible");
+      if (dragFrom !== null) {
+        sel.setAttribute("x", Math.min(dragFrom, px));
+        sel.setAttribute("width", Math.abs(px - dragFrom));
+        sel.setAttribute("visibility", "visible");
+      }
+      onHover(x.invert(px), evt);
+    });
+    overlay.addEventListener("mouseleave", () => {
+      cursor.setAttribute("visibility", "hidden");
+      onHover(null, null);
+    });
+    window.addEventListener("mouseup", function up(evt) {
+      if (dragFrom === null) return;
+      const px = Math.min(Math.max(toPlotX(evt), m.l), m.l + pw);
+      const a = Math.min(dragFrom, px), b = Math.max(dragFrom, px);
+      dragFrom = null;
+      sel.setAttribute("visibility", "hidden");
+      if (b - a >= 4) {
+        window.removeEventListener("mouseup", up);
+        onZoom([x.invert(a), x.invert(b)]);
+      }
+    });
+    overlay.addEventListener("dblclick", () => onZoom(null));
+  }
+
   // ---- the page ----
   const data = JSON.parse(byId("report-data").textContent);
   const devices = data.devices;
@@ -563,6 +676,96 @@
                   Math.max(d.last, d.timeline.t.length ? d.timeline.t[d.timeline.t.length - 1] : d.last)];
     if (full[1] <= full[0]) full[1] = full[0] + 1;
     drawTimeline(byId("timeline"), d, zoom || full, (z) => {
+      zoom = z;
+      renderTimeline(d);
+    });
+    renderSites(d);  // the same window of time
+  }
+
+  // The breakdown beside the chart: at point i (the peak's until the cursor moves).
+  function siteTable(d, i, label) {
+    const bs = d.by_site, layers = siteLayers(bs), tl = d.timeline;
+    const total = i >= 0 ? tl.a[i] : 0;
+    const at = clear(byId("sites-at"));
+    at.appendChild(document.createTextNode(label + " "));
+    at.appendChild(el("b", {}, i >= 0 ? fmtTime(tl.t[i]) : "the start"));
+    at.appendChild(document.createTextNode(" · allocated "));
+    at.appendChild(el("b", {}, fmtBytes(total)));
+    const rows = layers.map((vs, k) => ({ k: k, bytes: i >= 0 ? vs[i] : 0, site: bs.sites[k] }));
+    const cols = [
+      { title: "", cell: (r) => {
+          const sw = el("span", { class: "swatch" });
+          sw.style.background = siteColor(r.k, bs.sites.length);
+          return sw;
+        } },
+      { title: bs.grouped_by === "python_line" ? "Python line (or site)" : "call site", cell: (r) => {
+          const cell = el("div", { class: "where" });
+          if (!r.site) {
+            cell.textContent = "other sites";
+            return cell;
+          }
+          cell.textContent = siteName(r.site);
+          cell.title = r.site.frames.join("\n");
+          return cell;
+        } },
+      { title: "bytes", num: true, cell: (r) => fmtBytes(r.bytes) },
+      { title: "share", num: true, cell: (r) => (total > 0 ? fmtPct(r.bytes / total) : "") },
+    ];
+    for (const r of rows)
+      if (r.site)
+        r.onclick = (evt) => {
+          // The whole stack one click away: the row's cell shows every frame, or just the first.
+          const cell = evt.currentTarget.querySelector("div.where");
+          const open = cell.getAttribute("data-open") === "1";
+          cell.textContent = open ? siteName(r.site) : [siteName(r.site)].concat(
+            r.site.frames.map((f) => "  " + f)).join("\n");
+          cell.setAttribute("data-open", open ? "0" : "1");
+        };
+    fillTable(byId("sites-table"), cols, rows, "", [
+      { cls: "total", cells: ["", "total", fmtBytes(total), total > 0 ? "100.0%" : ""] }]);
+    const trs = byId("sites-table").querySelectorAll("tbody tr");
+    rows.forEach((r, k) => { if (!r.site && trs[k]) trs[k].classList.add("other"); });
+  }
+
+  function renderSites(d) {
+    const panel = byId("sites-panel");
+    panel.hidden = !d.by_site;
+    if (!d.by_site) return;
+    const bs = d.by_site;
+    byId("sites-sub").textContent = (bs.grouped_by === "python_line" ? "by Python source line" : "by call site") +
+      "; the " + plural(bs.sites.length, "largest site") + " at the peak, then every other site";
+    const full = [Math.min(d.first, d.timeline.t.length ? d.timeline.t[0] : d.first),
+                  Math.max(d.last, d.timeline.t.length ? d.timeline.t[d.timeline.t.length - 1] : d.last)];
+    if (full[1] <= full[0]) full[1] = full[0] + 1;
+    const peakPoint = pointAt(d.timeline.t, d.peak.t);
+    siteTable(d, peakPoint, "at the peak,");
+    const tip = byId("tooltip");
+    drawSites(byId("sites-chart"), d, zoom || full, (t, evt) => {
+      if (t === null) {
+        tip.hidden = true;
+        siteTable(d, peakPoint, "at the peak,");
+        return;
+      }
+      const i = pointAt(d.timeline.t, t);
+      siteTable(d, i, "at");
+      clear(tip);
+      const line = (k, v) => {
+        const div = el("div");
+        div.appendChild(el("span", { class: "k" }, k));
+        div.appendChild(document.createTextNode(v));
+        tip.appendChild(div);
+      };
+      line("time", fmtTime(Math.round(t)));
+      line("allocated", i >= 0 ? fmtBytes(d.timeline.a[i]) : "0 B");
+      siteLayers(bs).forEach((vs, k) => {
+        if (i < 0 || vs[i] === 0) return;
+        const name = k < bs.sites.length ? siteName(bs.sites[k]) : "other sites";
+        line(name.length > 40 ? name.slice(0, 39) + "…" : name, fmtBytes(vs[i]));
+      });
+      tip.hidden = false;
+      tip.style.left = Math.min(evt.clientX + 14, window.innerWidth - tip.offsetWidth - 8) + "px";
+      tip.style.top = evt.clientY + 14 + "px";
+    }, (z) => {
       zoom = z;
       renderTimeline(d);
     });

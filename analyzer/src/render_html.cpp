@@ -107,6 +107,24 @@ Json phases_json(const DeviceReport& d, const HtmlOptions& o, Json* bands) {
   return rows;
 }
 
+// timeline_by_site (null when the device's allocations had no call sites: the page hides it).
+Json sites_json(const DeviceReport& d, const HtmlOptions& o) {
+  if (!d.timeline_by_site) return nullptr;
+  const SiteTimeline& st = *d.timeline_by_site;
+  Json sites = Json::array();
+  for (const GroupRow& r : st.sites) {
+    const size_t frames = std::min(r.frames.size(), o.max_frames);
+    sites.push_back(
+        {{"site", r.site},
+         {"python_line", r.python_line},
+         {"frames", std::vector<std::string>(
+                        r.frames.begin(), r.frames.begin() + static_cast<std::ptrdiff_t>(frames))},
+         {"count", r.count},
+         {"bytes", r.bytes}});
+  }
+  return {{"grouped_by", st.grouped_by}, {"sites", sites}, {"s", st.bytes}, {"other", st.other}};
+}
+
 Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions& o) {
   Json j;
   const TraceSummary* t =
@@ -151,6 +169,7 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
   for (double v : d.timeline.fragmentation) frag.push_back(round4(v));
   j["timeline"] = {
       {"t", d.timeline.t_ns}, {"a", d.timeline.allocated}, {"r", d.timeline.reserved}, {"f", frag}};
+  j["by_site"] = sites_json(d, o);
   Json bands;
   j["phase_rows"] = phases_json(d, o, &bands);
   j["bands"] = std::move(bands);

@@ -320,8 +320,114 @@ TEST_F(Browser, ComparesRanksWhenThereAreSeveralProcesses) {
   EXPECT_NE(ranks.find("<td>rank 1 · GPU 0</td><td>testhost</td><td class=\"num\">200.00 MiB</td>"),
             std::string::npos);
   EXPECT_FALSE(element(dom, "svg", "ranks-svg").empty());
+  // No call sites in these traces: no view by site.
+  EXPECT_NE(dom.find("id=\"sites-panel\" hidden"), std::string::npos);
   // The page opens on the device with the largest peak.
   EXPECT_EQ(text_after(dom, "id=\"card-peak-allocated\"", "class=\"value\">"), "200.00 MiB");
+}
+
+// A training-shaped trace with Python frames: weights (train.py:10), activations
+// (model.py:21, two per step), gradients (model.py:35) and a native library's workspace, three
+// steps of 10 ms. The peak, 208 MiB at 5 ms, is 100 + 80 + 20 + 8 MiB.
+Report python_sites_report() {
+  constexpr uint64_t kPy = trace::kPythonFrameTag;
+  Events e;
+  e.string(1, "Model.__init__ (train.py:10)")
+      .string(2, "forward (model.py:21)")
+      .string(3, "backward (model.py:35)")
+      .string(4, "main (train.py:50)")
+      .string(5, "cublasCreate (libcublas.so+0x10)")
+      .stack(1, {0x1000, kPy | 1, kPy | 4})
+      .stack(2, {0x1000, kPy | 2, kPy | 4})
+      .stack(3, {0x1000, kPy | 3, kPy | 4})
+      .stack(4, {0x5000})
+      .symbol(kPy | 1, 1)
+      .symbol(kPy | 2, 2)
+      .symbol(kPy | 3, 3)
+      .symbol(kPy | 4, 4)
+      .symbol(0x5000, 5);
+  e.alloc(kMs / 2, 0x900000000, 8 * kMiB, 4).alloc(1 * kMs, 0x100000000, 100 * kMiB, 1);
+  for (int64_t step = 0; step < 3; ++step) {
+    const int64_t t = step * 10 * kMs;
+    e.alloc(t + 2 * kMs, 0x200000000, 40 * kMiB, 2)
+        .alloc(t + 3 * kMs, 0x300000000, 40 * kMiB, 2)
+        .alloc(t + 5 * kMs, 0x400000000, 20 * kMiB, 3)
+        .free(t + 6 * kMs, 0x300000000)
+        .free(t + 7 * kMs, 0x200000000)
+        .free(t + 8 * kMs, 0x400000000);
+  }
+  return e.analyze(sample_header(false));
+}
+
+// The stacked view by Python line: one band per line and one for every other site, the peak's
+// breakdown beside it, and the breakdown at the cursor when hovering (then back to the peak).
+TEST_F(Browser, MemoryBySiteStacksPythonLinesAndShowsTheBreakdown) {
+  const Report report = python_sites_report();
+  ASSERT_TRUE(report.devices[0].timeline_by_site);
+  ASSERT_EQ(report.devices[0].timeline_by_site->sites.size(), 4u);
+  std::string page = write_page(report, "sites.html");
+  std::ofstream(page, std::ios::app) << R"(<script>
+(function () {
+  const out = {};
+  const svg = document.getElementById("sites-svg");
+  const overlay = svg.lastElementChild;
+  const data = JSON.parse(document.getElementById("report-data").textContent).devices[0];
+  const rows = () => [...document.querySelectorAll("#sites-table tbody tr")].map(
+    (tr) => [...tr.children].slice(1).map((td) => td.textContent).join("|"));
+  out.peakRows = rows();
+  out.peakAt = document.getElementById("sites-at").textContent;
+  // clientX of time t: the overlay spans the plot, whose window is [0, last] before any zoom
+  const at = (t) => { const b = svg.getBoundingClientRect(), W = svg.viewBox.baseVal.width;
+    const x0 = Number(overlay.getAttribute("x")), pw = Number(overlay.getAttribute("width"));
+    const vx = x0 + (t / data.last) * pw;
+    return { clientX: b.left + (vx / W) * b.width, clientY: b.top + b.height / 2, bubbles: true }; };
+  overlay.dispatchEvent(new MouseEvent("mousemove", at(13.5e6)));
+  out.hoverRows = rows();
+  out.hoverAt = document.getElementById("sites-at").textContent;
+  const tip = document.getElementById("tooltip");
+  out.tip = tip.hidden ? "" : [...tip.children].map((d) => d.textContent).join("|");
+  overlay.dispatchEvent(new MouseEvent("mouseleave", at(13.5e6)));
+  out.leftRows = rows();
+  document.querySelector("#sites-table tbody tr").dispatchEvent(new MouseEvent("click", { bubbles: true }));
+  out.opened = document.querySelector("#sites-table tbody tr div.where").textContent;
+  const pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>)";
+  std::string dom = dom_of(page);
+  EXPECT_EQ(dom.find("id=\"sites-panel\" hidden"), std::string::npos);
+  std::string svg = element(dom, "svg", "sites-svg");
+  ASSERT_FALSE(svg.empty()) << "no chart by site";
+  EXPECT_EQ(count(svg, "class=\"site-area\""), 5u);  // four lines and other
+  std::string probe = text_after(dom, "<pre id=\"probe\"", ">");
+  ASSERT_NE(probe.find('{'), std::string::npos) << "the probe did not run";
+  nlohmann::json out = nlohmann::json::parse(probe);
+  const std::vector<std::string> at_peak = {"Model.__init__ (train.py:10)|100.00 MiB|48.1%",
+                                            "forward (model.py:21)|80.00 MiB|38.5%",
+                                            "backward (model.py:35)|20.00 MiB|9.6%",
+                                            "cublasCreate (libcublas.so+0x10)|8.00 MiB|3.8%",
+                                            "other sites|0 B|0.0%",
+                                            "total|208.00 MiB|100.0%"};
+  EXPECT_EQ(out["peakRows"].get<std::vector<std::string>>(), at_peak) << out["peakRows"];
+  EXPECT_EQ(out["peakAt"], "at the peak, 5.00 ms · allocated 208.00 MiB");
+  // At 13.5 ms the last point is 13 ms: weights, both activations of step 1, the workspace.
+  const std::vector<std::string> at_hover = {"Model.__init__ (train.py:10)|100.00 MiB|53.2%",
+                                             "forward (model.py:21)|80.00 MiB|42.6%",
+                                             "backward (model.py:35)|0 B|0.0%",
+                                             "cublasCreate (libcublas.so+0x10)|8.00 MiB|4.3%",
+                                             "other sites|0 B|0.0%",
+                                             "total|188.00 MiB|100.0%"};
+  EXPECT_EQ(out["hoverRows"].get<std::vector<std::string>>(), at_hover) << out["hoverRows"];
+  EXPECT_EQ(out["hoverAt"], "at 13.00 ms · allocated 188.00 MiB");
+  EXPECT_EQ(out["tip"],
+            "time13.50 ms|allocated188.00 MiB|Model.__init__ (train.py:10)100.00 MiB|"
+            "forward (model.py:21)80.00 MiB|cublasCreate (libcublas.so+0x10)8.00 MiB");
+  EXPECT_EQ(out["leftRows"], out["peakRows"]);
+  EXPECT_EQ(out["opened"],
+            "Model.__init__ (train.py:10)\n  0x1000\n  Model.__init__ (train.py:10)\n"
+            "  main (train.py:50)");
 }
 
 TEST_F(Browser, SavesAScreenshot) {
