@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -391,7 +392,7 @@ TEST_F(ThreadExit, AppendStuckInASignalHandlerAtCloseIsMarkedAbandonedNotTorn) {
   for (int round = 0; round < 5; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     const std::string path = dir_ + "/s" + std::to_string(round) + ".trace";
-    auto* w = new gpumem::TraceWriter;  // never destroyed: the thread may still touch it
+    auto w = std::make_unique<gpumem::TraceWriter>();  // outlives both threads (joined below)
     char err[512];
     ASSERT_TRUE(w->open(path.c_str(), tr::Header{}, err, sizeof err)) << err;
     std::atomic<bool> go{true};
