@@ -1,4 +1,4 @@
-// `gpumem run [--trace PATH] [--device auto|sim|real] [--stacks [native|python|mixed]]
+// `gpumem run [--trace PATH] [--device auto|sim|real] [--stacks[=native|python|mixed]]
 //              [--tensors] [--pool P] [--limit L]
 //              [--report DIR] [--capture preload|cupti] -- CMD ARGS...`
 // Runs CMD with libgpumem.so preloaded (prepended to any LD_PRELOAD) and the GPUMEM_* variables
@@ -331,12 +331,12 @@ void register_run(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("--device", opts->device,
                   "auto (real driver if present, else simulated), sim, real")
       ->check(CLI::IsMember({"auto", "sim", "real"}));
-  CLI::Option* stacks =
-      cmd->add_option("--stacks", opts->stacks,
-                      "record a call stack per allocation: native (the default when no mode is "
-                      "given), python (Python source lines) or mixed (GPUMEM_STACKS)")
-          ->expected(0, 1)
-          ->check(CLI::IsMember({"", "native", "python", "mixed"}));
+  // A flag whose mode is given as --stacks=MODE: a separate value would swallow the "--" before
+  // the command (or the command itself).
+  cmd->add_flag("--stacks{native}", opts->stacks,
+                "record a call stack per allocation: --stacks (native), --stacks=python (Python "
+                "source lines) or --stacks=mixed (both) (GPUMEM_STACKS)")
+      ->check(CLI::IsMember({"native", "python", "mixed"}));
   cmd->add_flag("--tensors", opts->tensors,
                 "make PyTorch, TensorFlow and JAX take each tensor from CUDA instead of their own "
                 "cache, so the trace counts tensors (merges with your settings; says what it did)");
@@ -354,10 +354,7 @@ void register_run(CLI::App& app, std::function<int()>* run) {
       ->check(value_given("--report"));
   cmd->add_option("command", opts->command, "the program and its arguments (after --)")->required();
   cmd->prefix_command(false);
-  cmd->callback([run, opts, stacks] {
-    if (stacks->count() > 0 && opts->stacks.empty()) opts->stacks = "native";  // bare --stacks
-    *run = [opts] { return run_command(*opts); };
-  });
+  cmd->callback([run, opts] { *run = [opts] { return run_command(*opts); }; });
 }
 
 GPUMEM_COMMAND(register_run);

@@ -224,7 +224,18 @@ class Analysis::TraceState {
       }
       report->devices.push_back(std::move(d));
     }
-    for (Anomaly& a : anomalies_) report->anomalies.push_back(std::move(a));
+    for (Anomaly& a : anomalies_) {
+      if (a.site != 0) {  // where it happened, in the same terms as the peak's rows
+        GroupRow where;
+        where.by_site = true;
+        where.site = a.site;
+        std::vector<GroupRow> one{std::move(where)};
+        add_frames(one);
+        a.frames = std::move(one[0].frames);
+        a.python_line = std::move(one[0].python_line);
+      }
+      report->anomalies.push_back(std::move(a));
+    }
     report->traces.push_back(std::move(summary_));
   }
 

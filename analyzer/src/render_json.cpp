@@ -159,6 +159,8 @@ nlohmann::ordered_json report_to_json(const Report& report) {
               {"api", a.api},   {"address", a.address}, {"bytes", a.bytes},
               {"t_ns", a.t_ns}, {"result", a.result},   {"site", a.site}};
     if (a.in_use_bytes) x["in_use_bytes"] = *a.in_use_bytes;
+    if (!a.frames.empty()) x["frames"] = a.frames;
+    if (!a.python_line.empty()) x["python_line"] = a.python_line;
     j["anomalies"].push_back(std::move(x));
   }
   if (report.ranks) {

@@ -138,6 +138,35 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
     out += "leaked at exit: nothing\n";
   }
 }
+// Failed allocations summed by the Python line that asked for them (Python stacks only).
+void failed_by_python_line(std::string& out, const std::vector<Anomaly>& anomalies,
+                           const TextOptions& o) {
+  std::vector<GroupRow> by_line;
+  for (const Anomaly& a : anomalies) {
+    if (a.kind != "alloc_failed" || a.python_line.empty()) continue;
+    auto it = std::find_if(by_line.begin(), by_line.end(),
+                           [&](const GroupRow& r) { return r.python_line == a.python_line; });
+    if (it == by_line.end()) {
+      GroupRow r;
+      r.by_site = true;
+      r.site = a.site;
+      r.frames = a.frames;
+      r.python_line = a.python_line;
+      by_line.push_back(std::move(r));
+      it = by_line.end() - 1;
+    }
+    it->count += 1;
+    it->bytes += a.bytes;
+  }
+  if (by_line.empty()) return;
+  std::stable_sort(by_line.begin(), by_line.end(),
+                   [](const GroupRow& a, const GroupRow& b) { return a.bytes > b.bytes; });
+  out += "failed allocations by Python line (bytes asked for):\n";
+  TextOptions one_frame = o;
+  one_frame.max_frames = 1;
+  rows(out, by_line, one_frame);
+}
+
 }  // namespace
 
 std::string render_text(const Report& report, const TextOptions& o) {
@@ -174,8 +203,13 @@ std::string render_text(const Report& report, const TextOptions& o) {
       if (a.in_use_bytes) out += fmt::format(" ({} in use)", human(*a.in_use_bytes));
       if (a.kind == "free_failed")
         out += fmt::format(" ({} failed with {}; still allocated)", visible(a.api), a.result);
+      if (!a.python_line.empty())
+        out += " at " + visible(a.python_line);
+      else if (!a.frames.empty())
+        out += " at " + visible(a.frames[0]);
       out += "\n";
     }
+    failed_by_python_line(out, report.anomalies, o);
   }
   if (report.ranks) {
     const RankStat& s = report.ranks->peak_allocated;

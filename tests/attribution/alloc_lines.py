@@ -39,6 +39,16 @@ def stream_ordered(n):
     live.append(p)
 
 
+failed = {}   # "function (file:line)" -> bytes of the allocation that failed there
+
+
+def too_big():
+    p = ctypes.c_void_p()
+    line = sys._getframe().f_lineno + 1
+    assert cudart.cudaMalloc(ctypes.byref(p), ctypes.c_size_t(1 << 50)) != 0
+    failed[f"too_big ({FILE}:{line})"] = 1 << 50
+
+
 class Model:
     def layer(self, n):
         return self.inner(n)
@@ -69,6 +79,8 @@ for i in range(20):
     stream_ordered(3 << 19)
     Model().layer(1 << 18)
 
+too_big()
+
 # A C++ thread with no Python frame at all (like PyTorch's autograd engine threads).
 native_ptr = ctypes.c_void_p()
 assert native.allocate_on_native_thread(ctypes.c_size_t(5 << 20), ctypes.byref(native_ptr)) == 0
@@ -79,5 +91,5 @@ spinner.join()
 for p in live:
     assert cudart.cudaFree(p) == 0
 assert cudart.cudaFree(native_ptr) == 0
-print(json.dumps({"live_at_peak": expect,
+print(json.dumps({"live_at_peak": expect, "failed": failed,
                   "nested": ["Model.inner", "Model.layer", "<module>"]}))

@@ -105,6 +105,21 @@ TEST_P(Attribution, EveryAllocationNamesItsPythonLineToTheByte) {
   }
   EXPECT_TRUE(saw_nested);
   EXPECT_TRUE(saw_native);
+
+  // The failed allocation names its line too, in the JSON and in the text summary.
+  std::map<std::string, uint64_t> failed;
+  for (const json& a : r["anomalies"])
+    if (a["kind"] == "alloc_failed")
+      failed[a.value("python_line", "")] += a["bytes"].get<uint64_t>();
+  std::map<std::string, uint64_t> want_failed;
+  for (auto& [line, bytes] : expected["failed"].items()) want_failed[line] = bytes.get<uint64_t>();
+  EXPECT_EQ(failed, want_failed);
+  auto text = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + dir_ + "/t.trace --text");
+  EXPECT_NE(text.out.find("failed allocations by Python line (bytes asked for):\n"),
+            std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("in      1 allocs  " + want_failed.begin()->first), std::string::npos)
+      << text.out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Pythons, Attribution, ::testing::Values("/usr/bin/python3", "python3"),
@@ -236,4 +251,23 @@ TEST(Tensors, ACacheLeftInTheWayIsKeptSaidAndReported) {
             "allocator");
   EXPECT_TRUE(r["traces"][0]["python_frames"].is_null());
   std::system(("rm -rf '" + dir + "'").c_str());
+}
+
+// --stacks takes its mode only as --stacks=MODE, so neither "--" nor the command's own dashed
+// arguments are ever taken for a mode.
+TEST(StacksOption, ModesReachThePreloadAndDashedArgumentsReachTheProgram) {
+  for (const auto& [option, expected] :
+       std::vector<std::pair<std::string, std::string>>{{"--stacks", "1"},
+                                                        {"--stacks=native", "1"},
+                                                        {"--stacks=python", "python"},
+                                                        {"--stacks=mixed", "mixed"}}) {
+    auto r = gpumem::test::sh(
+        std::string(GPUMEM_CLI) + " run " + option +
+        " --trace off -- sh -c 'printf \"S=%s %s\\n\" \"$GPUMEM_STACKS\" \"$1\"' sh -n");
+    EXPECT_EQ(r.status, 0) << option << ": " << r.out;
+    EXPECT_NE(r.out.find("S=" + expected + " -n\n"), std::string::npos) << option << ": " << r.out;
+  }
+  auto bad = gpumem::test::sh(std::string(GPUMEM_CLI) + " run --stacks=bogus -- true");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find("bogus not in {native,python,mixed}"), std::string::npos) << bad.out;
 }

@@ -145,6 +145,8 @@ struct Anomaly {
   std::optional<uint64_t> in_use_bytes;  // alloc_failed only: bytes in use on the device then
   int32_t result = 0;
   uint32_t site = 0;
+  std::vector<std::string> frames;  // the site's stack, innermost first (when recorded)
+  std::string python_line;          // its innermost Python frame, as GroupRow::python_line
 };
 
 struct PinnedHost {
