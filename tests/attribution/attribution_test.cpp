@@ -5,11 +5,13 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "shell.h"
@@ -18,7 +20,8 @@ namespace {
 
 using nlohmann::json;
 
-class Attribution : public ::testing::TestWithParam<std::string> {
+// Parameters: the interpreter, and GPUMEM_STACKS (python, or mixed: native frames first).
+class Attribution : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/gpumem-attribution-XXXXXX";
@@ -58,10 +61,12 @@ std::string function_of(const std::string& frame) {
 TEST_P(Attribution, EveryAllocationNamesItsPythonLineToTheByte) {
   // Debian's python3, and whichever python3 comes first on PATH (a pyenv build, say: linked
   // against libpython3.x.so instead of carrying the interpreter in the executable).
-  auto which = gpumem::test::sh("command -v " + GetParam());
+  const auto& [interpreter, mode] = GetParam();
+  const bool mixed = mode == "mixed";
+  auto which = gpumem::test::sh("command -v " + interpreter);
   const std::string python = which.out.substr(0, which.out.find('\n'));
-  if (which.status != 0 || python.empty()) GTEST_SKIP() << GetParam() << " is not installed";
-  auto run = gpumem::test::sh(env("python") + python +
+  if (which.status != 0 || python.empty()) GTEST_SKIP() << interpreter << " is not installed";
+  auto run = gpumem::test::sh(env(mode) + python +
                               " " ALLOC_LINES_PY " " GPUMEM_SIMCUDA_DIR
                               "/libcudart.so.13 " ATTRIBUTION_NATIVE);
   ASSERT_EQ(run.status, 0) << run.out;
@@ -84,22 +89,29 @@ TEST_P(Attribution, EveryAllocationNamesItsPythonLineToTheByte) {
   EXPECT_EQ(got, want);
   EXPECT_EQ(sum, peak["allocated_bytes"].get<uint64_t>());
 
-  // The nested helpers appear in order, innermost first; the native thread says it had no
-  // Python frame and still has its native stack after the marker.
+  // The nested helpers appear in order, innermost first (after the native frames in mixed
+  // mode); the native thread says it had no Python frame and keeps its native stack (after the
+  // marker; in mixed mode the marker ends the stack).
   bool saw_nested = false, saw_native = false;
   for (const json& row : peak["live_at_peak"]) {
     const auto frames = row["frames"].get<std::vector<std::string>>();
     if (function_of(row["python_line"]) == "Model.inner") {
-      ASSERT_GE(frames.size(), 3u);
+      const auto at = std::find(frames.begin(), frames.end(), row["python_line"]);
+      ASSERT_TRUE(at != frames.end());
+      EXPECT_EQ(at == frames.begin(), !mixed) << "native frames come first only in mixed mode";
+      ASSERT_GE(frames.end() - at, 3);
       std::vector<std::string> names;
-      for (size_t i = 0; i < 3; ++i) names.push_back(function_of(frames[i]));
+      for (auto f = at; f != at + 3; ++f) names.push_back(function_of(*f));
       EXPECT_EQ(names, expected["nested"].get<std::vector<std::string>>());
       saw_nested = true;
     }
     if (row["python_line"] == "[no Python frame] (native thread)") {
       ASSERT_GE(frames.size(), 2u);
-      EXPECT_EQ(frames[0], "[no Python frame] (native thread)");
-      EXPECT_NE(frames[1].find("native_thread"), std::string::npos) << frames[1];
+      const std::string& first_native = mixed ? frames[0] : frames[1];
+      if (!mixed) {
+        EXPECT_EQ(frames[0], "[no Python frame] (native thread)");
+      }
+      EXPECT_NE(first_native.find("native_thread"), std::string::npos) << first_native;
       saw_native = true;
     }
   }
@@ -122,8 +134,14 @@ TEST_P(Attribution, EveryAllocationNamesItsPythonLineToTheByte) {
       << text.out;
 }
 
-INSTANTIATE_TEST_SUITE_P(Pythons, Attribution, ::testing::Values("/usr/bin/python3", "python3"),
-                         [](const auto& info) { return info.index == 0 ? "debian" : "path"; });
+INSTANTIATE_TEST_SUITE_P(Pythons, Attribution,
+                         ::testing::Combine(::testing::Values("/usr/bin/python3", "python3"),
+                                            ::testing::Values("python", "mixed")),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param) == "python3" ? "path_"
+                                                                                   : "debian_") +
+                                  std::get<1>(info.param);
+                         });
 
 // Without Python in the process, GPUMEM_STACKS=python records native stacks, with no marker.
 TEST(AttributionNative, NoPythonMeansNativeStacks) {
