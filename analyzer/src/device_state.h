@@ -128,7 +128,9 @@ class DeviceState {
   // Entries are never erased and unordered_map nodes never move: the pointer stays valid.
   [[gnu::noinline, gnu::cold]] void switch_site(uint32_t site) {
     last_site_ = site;
-    last_site_agg_ = &live_by_site_[site];
+    auto [it, inserted] = live_by_site_.try_emplace(site);
+    if (inserted) sites_.add_site(site, it->second);
+    last_site_agg_ = &it->second;
   }
 
   int device_;
@@ -172,7 +174,7 @@ class DeviceState {
   uint64_t short_lived_ = 0;
   MaxBoxTimeline timeline_;
   bool site_series_ = false;  // an allocation had a call site: sites_ is kept
-  SiteCapture sites_{live_by_site_};
+  SiteCapture sites_;
 };
 
 void DeviceState::after_change(int64_t t_ns, uint64_t phase) {

@@ -21,17 +21,17 @@ void SiteCapture::raise(uint32_t* slot, MaxBoxTimeline& timeline) {
     }
   }
   pending_ = *slot;
-  log_.clear();
+  logged_ = 0;
 }
 
 void SiteCapture::capture() {
   SiteBreakdown& out = details_[pending_ - 1];
   out.sites.clear();
   out.rest = 0;
-  for (auto c = log_.rbegin(); c != log_.rend(); ++c) c->site->bytes -= c->delta;
-  for (const auto& [site, agg] : live_)
-    if (agg.bytes != 0) out.sites.emplace_back(site, agg.bytes);
-  for (const Change& c : log_) c.site->bytes += c.delta;
+  for (size_t i = logged_; i-- > 0;) log_[i].site->bytes -= log_[i].delta;
+  for (const auto& [site, live] : sites_)
+    if (live->bytes != 0) out.sites.emplace_back(site, live->bytes);
+  for (size_t i = 0; i < logged_; ++i) log_[i].site->bytes += log_[i].delta;
   if (out.sites.size() > kSitesPerPoint) {
     // The largest sites; ties by site, so the choice never depends on the map's order.
     auto larger = [](const auto& a, const auto& b) {
@@ -43,7 +43,7 @@ void SiteCapture::capture() {
     out.sites.resize(kSitesPerPoint);
   }
   pending_ = 0;
-  log_.clear();
+  logged_ = 0;
 }
 
 std::optional<SiteTimeline> build_site_timeline(

@@ -32,25 +32,25 @@ struct SiteBreakdown {
 class SiteCapture {
  public:
   static constexpr size_t kSitesPerPoint = 64;
-  static constexpr size_t kMaxLog = 256;
+  static constexpr size_t kMaxLog = 1024;
 
-  // `live`: the device's live bytes by site (DeviceState::live_by_site_), whose nodes never move.
-  explicit SiteCapture(SiteAggregates& live) : live_(live) {}
+  // Every site the device's live-bytes map (whose nodes never move) holds: a breakdown reads
+  // them from this list, faster than walking the map.
+  void add_site(uint32_t site, Aggregate& live) { sites_.push_back({site, &live}); }
 
-  void start() { log_.reserve(kMaxLog + 1); }
+  void start() { log_.resize(kMaxLog); }
   // `site`'s aggregate just changed by `delta` bytes (modulo 2^64: a free is 0 - bytes).
   void changed(Aggregate& site, uint64_t delta) {
-    if (pending_ != 0) log_.push_back({&site, delta});
+    if (pending_ == 0) return;
+    log_[logged_++] = {&site, delta};
+    if (logged_ == kMaxLog) capture();  // the log holds this change too: undone with the rest
   }
   // After the timeline took the state: `raised` is the detail slot of the box whose maximum this
   // state became (MaxBoxTimeline::add_tracked), or nullptr.
   void after(uint32_t* raised, MaxBoxTimeline& timeline) {
-    if (raised == nullptr) {
-      if (log_.size() >= kMaxLog) capture();
-      return;
-    }
+    if (raised == nullptr) return;
     if (*raised != 0 && *raised == pending_) {  // the same box's maximum, later: nothing to undo
-      log_.clear();
+      logged_ = 0;
       return;
     }
     raise(raised, timeline);
@@ -73,10 +73,11 @@ class SiteCapture {
   [[gnu::cold, gnu::noinline]] void raise(uint32_t* slot, MaxBoxTimeline& timeline);
   [[gnu::cold, gnu::noinline]] void capture();
 
-  SiteAggregates& live_;
+  std::vector<std::pair<uint32_t, Aggregate*>> sites_;
   std::vector<SiteBreakdown> details_;  // detail slot d is details_[d - 1]
-  uint32_t pending_ = 0;                // the slot whose breakdown is live_ minus log_
-  std::vector<Change> log_;
+  uint32_t pending_ = 0;                // the slot whose breakdown is sites_ minus the log
+  std::vector<Change> log_;  // kMaxLog entries, the first logged_ in use: never reallocated
+  size_t logged_ = 0;
 };
 
 // Builds the series: `rows` are peak.live_at_peak (largest first, already merged by Python line),
