@@ -12,11 +12,11 @@
 #ifndef GPUMEM_NO_RESOURCES
 #include <chrono>
 
-#include "resources/device_resource.h"
-#include "resources/fixed_pool.h"
-#include "resources/growth_pool.h"
-#include "resources/limit_resource.h"
-#include "resources/simulated_upstream.h"
+#include "gpumem/resources/device_resource.h"
+#include "gpumem/resources/fixed_pool.h"
+#include "gpumem/resources/growth_pool.h"
+#include "gpumem/resources/limit_resource.h"
+#include "gpumem/resources/simulated_upstream.h"
 
 namespace {
 using namespace gpumem::resources;

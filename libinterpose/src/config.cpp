@@ -11,10 +11,10 @@
 #include <cstring>
 #include <ctime>
 
+#include "gpumem/resources/block.h"
 #include "gpumem/units.h"
 #include "gpumem/visible_text.h"
 #include "log.h"
-#include "resources/block.h"
 
 namespace gpumem {
 namespace {

@@ -15,11 +15,11 @@
 #include <mutex>
 
 #include "config.h"
+#include "gpumem/resources/stack.h"
 #include "gpumem/units.h"
 #include "log.h"
 #include "real.h"
 #include "reentry.h"
-#include "resources/stack.h"
 #include "session.h"
 #include "trace/trace_writer.h"
 

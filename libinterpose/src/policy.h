@@ -13,8 +13,8 @@
 #include <cstdint>
 
 #include "dispatch.h"
+#include "gpumem/resources/request.h"
 #include "live_map.h"
-#include "resources/request.h"
 
 namespace gpumem::policy {
 

@@ -10,11 +10,11 @@
 #include <memory>
 
 #include "gpumem/replay/replay.h"
+#include "gpumem/resources/device_resource.h"
+#include "gpumem/resources/fixed_pool.h"
+#include "gpumem/resources/growth_pool.h"
+#include "gpumem/resources/limit_resource.h"
 #include "gpumem/trace_format.h"
-#include "resources/device_resource.h"
-#include "resources/fixed_pool.h"
-#include "resources/growth_pool.h"
-#include "resources/limit_resource.h"
 #include "simcuda_upstream.h"
 
 namespace gpumem::replay {

@@ -13,7 +13,7 @@
 
 #include <unordered_map>
 
-#include "resources/simulated_upstream.h"
+#include "gpumem/resources/simulated_upstream.h"
 
 namespace gpumem::replay {
 

@@ -7,10 +7,10 @@
 #include <random>
 
 #include "gpumem/replay/replay.h"
-#include "resources/device_resource.h"
-#include "resources/growth_pool.h"
-#include "resources/limit_resource.h"
-#include "resources/simulated_upstream.h"
+#include "gpumem/resources/device_resource.h"
+#include "gpumem/resources/growth_pool.h"
+#include "gpumem/resources/limit_resource.h"
+#include "gpumem/resources/simulated_upstream.h"
 #include "trace_file.h"
 
 #if GPUMEM_REPLAY_HAVE_ANALYZER

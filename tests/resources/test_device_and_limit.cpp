@@ -1,10 +1,10 @@
 // DeviceResource (the upstream adaptor) and LimitResource (the cap) on a simulated device.
 #include <gtest/gtest.h>
 
-#include "resources/device_resource.h"
-#include "resources/growth_pool.h"
-#include "resources/limit_resource.h"
-#include "resources/simulated_upstream.h"
+#include "gpumem/resources/device_resource.h"
+#include "gpumem/resources/growth_pool.h"
+#include "gpumem/resources/limit_resource.h"
+#include "gpumem/resources/simulated_upstream.h"
 #include "test_support.h"
 
 namespace gpumem::resources {

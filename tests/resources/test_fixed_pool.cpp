@@ -2,9 +2,9 @@
 // the same best-fit/split/coalesce bookkeeping as the growth pool.
 #include <gtest/gtest.h>
 
-#include "resources/device_resource.h"
-#include "resources/fixed_pool.h"
-#include "resources/simulated_upstream.h"
+#include "gpumem/resources/device_resource.h"
+#include "gpumem/resources/fixed_pool.h"
+#include "gpumem/resources/simulated_upstream.h"
 #include "test_support.h"
 
 namespace gpumem::resources {

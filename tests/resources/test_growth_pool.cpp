@@ -2,9 +2,9 @@
 // rule, empty_cache, pointer lookup and bad input.
 #include <gtest/gtest.h>
 
-#include "resources/device_resource.h"
-#include "resources/growth_pool.h"
-#include "resources/simulated_upstream.h"
+#include "gpumem/resources/device_resource.h"
+#include "gpumem/resources/growth_pool.h"
+#include "gpumem/resources/simulated_upstream.h"
 #include "test_support.h"
 
 namespace gpumem::resources {

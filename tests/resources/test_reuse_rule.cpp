@@ -3,9 +3,9 @@
 // at once on its stream, and on other streams only after a synchronization.
 #include <gtest/gtest.h>
 
-#include "resources/device_resource.h"
-#include "resources/growth_pool.h"
-#include "resources/simulated_upstream.h"
+#include "gpumem/resources/device_resource.h"
+#include "gpumem/resources/growth_pool.h"
+#include "gpumem/resources/simulated_upstream.h"
 #include "test_support.h"
 
 namespace gpumem::resources {

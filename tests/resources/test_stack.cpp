@@ -1,8 +1,8 @@
 // DeviceStack: the per-device stack in the recommended order.
 #include <gtest/gtest.h>
 
-#include "resources/simulated_upstream.h"
-#include "resources/stack.h"
+#include "gpumem/resources/simulated_upstream.h"
+#include "gpumem/resources/stack.h"
 #include "test_support.h"
 
 namespace gpumem::resources {

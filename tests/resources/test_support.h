@@ -5,8 +5,8 @@
 #include <mutex>
 #include <vector>
 
-#include "resources/pool_observer.h"
-#include "resources/request.h"
+#include "gpumem/resources/pool_observer.h"
+#include "gpumem/resources/request.h"
 
 namespace gpumem::resources::testing {
 

@@ -9,11 +9,11 @@
 #include <thread>
 #include <vector>
 
-#include "resources/device_resource.h"
-#include "resources/fixed_pool.h"
-#include "resources/growth_pool.h"
-#include "resources/limit_resource.h"
-#include "resources/simulated_upstream.h"
+#include "gpumem/resources/device_resource.h"
+#include "gpumem/resources/fixed_pool.h"
+#include "gpumem/resources/growth_pool.h"
+#include "gpumem/resources/limit_resource.h"
+#include "gpumem/resources/simulated_upstream.h"
 #include "test_support.h"
 
 namespace gpumem::resources {

@@ -13,13 +13,23 @@
 #include <atomic>
 #include <cstdint>
 
-#include "gpumem/gpumem.h"
-#include "resources/request.h"
+#include "gpumem/resources/request.h"
 
 namespace gpumem::resources {
 
-// Exactly the public C API's statistics (gpumem_get_stats), so the hooks copy it as is.
-using Stats = ::gpumem_stats;
+// A resource's numbers in one read (the preload's gpumem_get_stats reports the same fields, taken
+// from the stack's layers).
+struct Stats {
+  uint64_t allocated_bytes = 0;  // what the program holds (requested bytes)
+  uint64_t reserved_bytes = 0;   // taken from the device (== allocated without a pool)
+  uint64_t peak_allocated_bytes = 0;
+  uint64_t peak_reserved_bytes = 0;
+  uint64_t alloc_count = 0;
+  uint64_t free_count = 0;
+  uint64_t failed_count = 0;
+  uint64_t largest_free_block_bytes = 0;  // inside pool segments; 0 without a pool
+  uint64_t limit_bytes = 0;               // 0 = no limit
+};
 
 // Requests above this can never be served; refused with out_of_memory before any rounding.
 inline constexpr uint64_t kMaxRequestBytes = uint64_t{1} << 56;

@@ -9,7 +9,7 @@
 
 #include <atomic>
 
-#include "resources/memory_resource.h"
+#include "gpumem/resources/memory_resource.h"
 
 namespace gpumem::resources {
 

@@ -13,10 +13,10 @@
 #include <atomic>
 #include <vector>
 
-#include "resources/block_manager.h"
-#include "resources/memory_resource.h"
-#include "resources/pool_lock.h"
-#include "resources/pool_observer.h"
+#include "gpumem/resources/block_manager.h"
+#include "gpumem/resources/memory_resource.h"
+#include "gpumem/resources/pool_lock.h"
+#include "gpumem/resources/pool_observer.h"
 
 namespace gpumem::resources {
 

@@ -1,4 +1,4 @@
-#include "resources/limit_resource.h"
+#include "gpumem/resources/limit_resource.h"
 
 #include <algorithm>
 

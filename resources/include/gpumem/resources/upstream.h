@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "resources/request.h"
+#include "gpumem/resources/request.h"
 
 namespace gpumem::resources {
 

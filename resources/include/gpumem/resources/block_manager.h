@@ -13,10 +13,10 @@
 #include <memory>
 #include <vector>
 
-#include "resources/block.h"
-#include "resources/free_bins.h"
-#include "resources/live_table.h"
-#include "resources/request.h"
+#include "gpumem/resources/block.h"
+#include "gpumem/resources/free_bins.h"
+#include "gpumem/resources/live_table.h"
+#include "gpumem/resources/request.h"
 
 namespace gpumem::resources {
 

@@ -1,4 +1,4 @@
-#include "resources/growth_pool.h"
+#include "gpumem/resources/growth_pool.h"
 
 namespace gpumem::resources {
 

@@ -9,10 +9,10 @@
 
 #include <memory>
 
-#include "resources/device_resource.h"
-#include "resources/limit_resource.h"
-#include "resources/pool_observer.h"
-#include "resources/pool_resource.h"
+#include "gpumem/resources/device_resource.h"
+#include "gpumem/resources/limit_resource.h"
+#include "gpumem/resources/pool_observer.h"
+#include "gpumem/resources/pool_resource.h"
 
 namespace gpumem::resources {
 

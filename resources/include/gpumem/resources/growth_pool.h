@@ -8,7 +8,7 @@
 // the segment is asked for once more.
 #pragma once
 
-#include "resources/pool_resource.h"
+#include "gpumem/resources/pool_resource.h"
 
 namespace gpumem::resources {
 

@@ -1,4 +1,4 @@
-#include "resources/block_manager.h"
+#include "gpumem/resources/block_manager.h"
 
 #include <algorithm>
 #include <iterator>

@@ -2,8 +2,8 @@
 // call) and turns its raw code into a Status. Counts what it holds (allocated == reserved here).
 #pragma once
 
-#include "resources/memory_resource.h"
-#include "resources/upstream.h"
+#include "gpumem/resources/memory_resource.h"
+#include "gpumem/resources/upstream.h"
 
 namespace gpumem::resources {
 

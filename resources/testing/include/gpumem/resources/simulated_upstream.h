@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "resources/upstream.h"
+#include "gpumem/resources/upstream.h"
 
 namespace gpumem::resources {
 

@@ -1,4 +1,4 @@
-#include "resources/pool_resource.h"
+#include "gpumem/resources/pool_resource.h"
 
 namespace gpumem::resources {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "resources/block.h"
+#include "gpumem/resources/block.h"
 
 namespace gpumem::resources {
 

@@ -1,4 +1,4 @@
-#include "resources/fixed_pool.h"
+#include "gpumem/resources/fixed_pool.h"
 
 namespace gpumem::resources {
 

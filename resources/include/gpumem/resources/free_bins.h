@@ -13,7 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "resources/block.h"
+#include "gpumem/resources/block.h"
 
 namespace gpumem::resources {
 

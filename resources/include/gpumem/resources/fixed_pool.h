@@ -4,7 +4,7 @@
 // reservation back while alive (empty_cache returns 0).
 #pragma once
 
-#include "resources/pool_resource.h"
+#include "gpumem/resources/pool_resource.h"
 
 namespace gpumem::resources {
 

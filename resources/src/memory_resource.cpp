@@ -1,4 +1,4 @@
-#include "resources/memory_resource.h"
+#include "gpumem/resources/memory_resource.h"
 
 namespace gpumem::resources {
 

@@ -1,4 +1,4 @@
-#include "resources/simulated_upstream.h"
+#include "gpumem/resources/simulated_upstream.h"
 
 #include <chrono>
 #include <cstdlib>

@@ -1,7 +1,7 @@
-#include "resources/stack.h"
+#include "gpumem/resources/stack.h"
 
-#include "resources/fixed_pool.h"
-#include "resources/growth_pool.h"
+#include "gpumem/resources/fixed_pool.h"
+#include "gpumem/resources/growth_pool.h"
 
 namespace gpumem::resources {
 

@@ -1,4 +1,4 @@
-#include "resources/device_resource.h"
+#include "gpumem/resources/device_resource.h"
 
 namespace gpumem::resources {
 
