@@ -95,13 +95,15 @@ class DeviceState {
     site_series_ = true;
     sites_.start();
   }
-  void timeline_add(int64_t t_ns, uint64_t allocated, uint64_t reserved) {
+  // Forced inline, so that alloc() and free() stay small enough to inline into feed(Event),
+  // which is not flattened as feed(Batch) is.
+  [[gnu::always_inline]] void timeline_add(int64_t t_ns, uint64_t allocated, uint64_t reserved) {
     if (site_series_)
       sites_.after(timeline_.add_tracked(t_ns, allocated, reserved, fragmentation_), timeline_);
     else
       timeline_.add(t_ns, allocated, reserved, fragmentation_);
   }
-  void site_changed(uint32_t site, uint64_t delta) {
+  [[gnu::always_inline]] void site_changed(uint32_t site, uint64_t delta) {
     if (site_series_) sites_.changed(site_aggregate(site), delta);
   }
   void snapshot_if_pending() {
@@ -249,9 +251,12 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
     if (i + kPrefetchAhead < count) live.prefetch(records[i + kPrefetchAhead].address);
     const int64_t t = static_cast<int64_t>(r.t_ns - clock_base);
     if (r.op == kAlloc) {
-      // Without sites so far, the first allocation with one leaves: alloc() starts the series.
+      // Without sites so far every allocation is site 0's, the cached one: another site (the
+      // first allocation with a call site) leaves, and alloc() starts the series. The test is
+      // the one site_aggregate() makes anyway, so a trace without sites pays nothing for it.
       if (r.device != device_ || (r.flags & trace::kFlagPooled) != 0 ||
-          (r.flags & trace::kFlagKindMask) == kPinned || r.bytes == 0 || (!kSites && r.site != 0))
+          (r.flags & trace::kFlagKindMask) == kPinned || r.bytes == 0 ||
+          (!kSites && (r.site != last_site_ || last_site_agg_ == nullptr)))
         break;
       bool inserted = false;
       LiveAlloc& a = live.find_or_insert(r.address, &inserted);
@@ -266,7 +271,7 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
       a.freed = false;
       const int cls = size_class(r.bytes);
       histogram_[cls].add(r.bytes);
-      Aggregate& site = site_aggregate(r.site);
+      Aggregate& site = kSites ? site_aggregate(r.site) : *last_site_agg_;
       site.add(r.bytes);
       if constexpr (kSites) sites_.changed(site, r.bytes);
       allocated += r.bytes;
