@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "trace_writer.h"
+#include "gpumem/trace/writer.h"
 
 namespace {
 

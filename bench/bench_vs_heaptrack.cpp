@@ -16,8 +16,8 @@
 // GPUMEM_BENCH_EVENTS overrides the event count (bench/run --smoke uses a small one).
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
-#include <sys/wait.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "bench_util.h"
-#include "trace_writer.h"
+#include "gpumem/trace/writer.h"
 
 namespace {
 
@@ -119,7 +119,9 @@ std::pair<double, double> best_pair(benchmark::State& state, const Run& base, co
       Child c = spawn(r->argv, r->env, true);
       if (!r->cleanup.empty()) remove_prefix(r->cleanup);
       if (!c.ok || c.printed <= 0) {
-        state.SkipWithError(("worker failed: " + r->argv[0] + " " + (r->argv.size() > 1 ? r->argv[1] : "")).c_str());
+        state.SkipWithError(
+            ("worker failed: " + r->argv[0] + " " + (r->argv.size() > 1 ? r->argv[1] : ""))
+                .c_str());
         return {-1, -1};
       }
       if (i == 1) state.SetIterationTime(c.printed * 1e-9);
@@ -138,8 +140,9 @@ void BM_CaptureOverhead(benchmark::State& state) {
   const std::string trace = g_tmp + "/gpumem-bench-vs-" + std::to_string(getpid());
   std::pair<double, double> t;
   if (state.range(0) == 0) {  // heaptrack on malloc/free
-    t = best_pair(state, {{g_self, "--host-worker", n}, {}, ""},
-                  {{"heaptrack", "-o", trace + "-ht", g_self, "--host-worker", n}, {}, trace + "-ht"});
+    t = best_pair(
+        state, {{g_self, "--host-worker", n}, {}, ""},
+        {{"heaptrack", "-o", trace + "-ht", g_self, "--host-worker", n}, {}, trace + "-ht"});
   } else {  // libgpumem.so on cuMemAlloc_v2/cuMemFree_v2
     auto env = simcuda_env();
     Run plain_run{{g_self, "--cuda-worker", n}, env, ""};
@@ -154,8 +157,14 @@ void BM_CaptureOverhead(benchmark::State& state) {
   state.counters["tool_ns_per_event"] = tool / events;
   state.counters["overhead_ns_per_event"] = (tool - plain) / events;
 }
-BENCHMARK(BM_CaptureOverhead)->ArgName("heaptrack_gpumem_stacks")->Arg(0)->Arg(1)->Arg(2)
-    ->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CaptureOverhead)
+    ->ArgName("heaptrack_gpumem_stacks")
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
 
 void BM_PolicyThroughPreload(benchmark::State& state) {
   const long pairs = static_cast<long>(events_wanted(200000) / 200);  // 20 us per raw call
@@ -227,8 +236,10 @@ void BM_AnalyzerVsHeaptrackPrint(benchmark::State& state) {
   const double events = 2.0 * static_cast<double>(pairs);
   const std::string base = g_tmp + "/gpumem-bench-analyze-" + std::to_string(getpid());
   const std::string gm_trace = base + ".trace", ht_trace = base + "-ht";
-  if (!write_gpumem_trace_elsewhere(gm_trace, pairs)) return state.SkipWithError("cannot write the gpumem trace");
-  Child rec = spawn({"heaptrack", "-o", ht_trace, g_self, "--host-worker", std::to_string(pairs)}, {}, false);
+  if (!write_gpumem_trace_elsewhere(gm_trace, pairs))
+    return state.SkipWithError("cannot write the gpumem trace");
+  Child rec = spawn({"heaptrack", "-o", ht_trace, g_self, "--host-worker", std::to_string(pairs)},
+                    {}, false);
   std::string ht_file = ht_trace + ".zst";
   if (file_size(ht_file) == 0) ht_file = ht_trace + ".gz";
   if (!rec.ok || file_size(ht_file) == 0) {
@@ -253,8 +264,10 @@ void BM_AnalyzerVsHeaptrackPrint(benchmark::State& state) {
   state.counters["heaptrack_print_events_per_s"] = events / (ht_best * 1e-9);
   state.counters["gpumem_peak_rss_mib"] = gm_rss / 1024;
   state.counters["heaptrack_print_peak_rss_mib"] = ht_rss / 1024;
-  state.counters["gpumem_trace_bytes_per_event"] = static_cast<double>(file_size(gm_trace)) / events;
-  state.counters["heaptrack_trace_bytes_per_event"] = static_cast<double>(file_size(ht_file)) / events;
+  state.counters["gpumem_trace_bytes_per_event"] =
+      static_cast<double>(file_size(gm_trace)) / events;
+  state.counters["heaptrack_trace_bytes_per_event"] =
+      static_cast<double>(file_size(ht_file)) / events;
   state.counters["events"] = events;
   remove_prefix(base);
 }
@@ -274,7 +287,8 @@ void BM_AnalyzerPeakMemory(benchmark::State& state) {
   const char* v = std::getenv("GPUMEM_BENCH_BIG_EVENTS");
   const uint64_t pairs = (v != nullptr ? std::strtoull(v, nullptr, 10) : 4'000'000) / 2;
   const std::string trace = g_tmp + "/gpumem-bench-big-" + std::to_string(getpid()) + ".trace";
-  if (!write_gpumem_trace_elsewhere(trace, pairs)) return state.SkipWithError("cannot write the trace");
+  if (!write_gpumem_trace_elsewhere(trace, pairs))
+    return state.SkipWithError("cannot write the trace");
   double rss = 0, wall = 0;
   for (auto _ : state) {
     Child gm = spawn({GPUMEM_CLI, "report", trace, "--json", "/dev/null"}, {}, false);
@@ -296,8 +310,10 @@ BENCHMARK(BM_AnalyzerPeakMemory)->UseManualTime()->Iterations(1)->Unit(benchmark
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 3 && std::strcmp(argv[1], "--host-worker") == 0) return host_worker(std::atol(argv[2]));
-  if (argc == 3 && std::strcmp(argv[1], "--cuda-worker") == 0) return cuda_worker(std::atol(argv[2]));
+  if (argc == 3 && std::strcmp(argv[1], "--host-worker") == 0)
+    return host_worker(std::atol(argv[2]));
+  if (argc == 3 && std::strcmp(argv[1], "--cuda-worker") == 0)
+    return cuda_worker(std::atol(argv[2]));
   g_self = gpumem::bench::self_path();
   if (g_self.empty()) return 1;
   const char* tmp = std::getenv("TMPDIR");

@@ -16,8 +16,8 @@
 
 #include "convert.h"
 #include "cupti_api.h"
+#include "gpumem/trace/writer.h"
 #include "trace_setup.h"
-#include "trace_writer.h"
 
 namespace gpumem::cupti {
 namespace {

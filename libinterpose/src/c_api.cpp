@@ -4,11 +4,11 @@
 
 #include "dispatch.h"
 #include "gpumem/gpumem.h"
+#include "gpumem/trace/writer.h"
 #include "policy.h"
 #include "real.h"
 #include "reentry.h"
 #include "session.h"
-#include "trace/trace_writer.h"
 
 namespace {
 

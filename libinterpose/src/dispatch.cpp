@@ -4,11 +4,11 @@
 #include <atomic>
 
 #include "config.h"
+#include "gpumem/trace/writer.h"
 #include "live_map.h"
 #include "policy.h"
 #include "session.h"
 #include "stacks/stacks.h"
-#include "trace/trace_writer.h"
 
 namespace gpumem {
 namespace {

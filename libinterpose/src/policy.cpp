@@ -16,12 +16,12 @@
 
 #include "config.h"
 #include "gpumem/resources/stack.h"
+#include "gpumem/trace/writer.h"
 #include "gpumem/units.h"
 #include "log.h"
 #include "real.h"
 #include "reentry.h"
 #include "session.h"
-#include "trace/trace_writer.h"
 
 namespace gpumem::policy {
 namespace {

@@ -16,13 +16,13 @@
 #include <new>
 
 #include "config.h"
+#include "gpumem/trace/writer.h"
 #include "log.h"
 #include "policy.h"
 #include "real.h"
 #include "reentry.h"
 #include "stacks/python_frames.h"
 #include "stacks/stacks.h"
-#include "trace/trace_writer.h"
 
 namespace gpumem::session {
 namespace {

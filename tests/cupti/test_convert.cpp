@@ -9,9 +9,9 @@
 
 #include "convert.h"
 #include "cupti_api.h"
+#include "gpumem/trace/writer.h"
 #include "gpumem/trace_reader.h"
 #include "trace_setup.h"
-#include "trace_writer.h"
 
 namespace {
 
@@ -265,11 +265,11 @@ TEST(CuptiConvert, RoundTripThroughTheTrace) {
 
 TEST(CuptiTracePath, TemplateLikeThePreload) {
   char out[256];
-  ASSERT_TRUE(gpumem::expand_trace_template("t-%p-%h-%r-%%.trace", 42, "node1", -1, 0, out,
-                                                   sizeof out));
+  ASSERT_TRUE(
+      gpumem::expand_trace_template("t-%p-%h-%r-%%.trace", 42, "node1", -1, 0, out, sizeof out));
   EXPECT_STREQ(out, "t-42-node1-norank-%.trace");
-  ASSERT_TRUE(gpumem::expand_trace_template("%r/%t/%x", 1, "h", 3,
-                                                   1700000000ull * 1000000000ull, out, sizeof out));
+  ASSERT_TRUE(gpumem::expand_trace_template("%r/%t/%x", 1, "h", 3, 1700000000ull * 1000000000ull,
+                                            out, sizeof out));
   EXPECT_STREQ(out, "3/20231114-221320/%x");
   EXPECT_FALSE(gpumem::expand_trace_template("%h%h%h", 1, "0123456789", 0, 0, out, 25));
 }

@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gpumem/trace/writer.h"
 #include "process.h"
 #include "support.h"
-#include "trace_writer.h"
 
 namespace reliability {
 namespace {
@@ -127,7 +127,8 @@ TEST_F(BadTrace, CutAtByteOffsetsNeverCrashesNorInventsRecords) {
   const LoadedTrace t = load_trace(cut);
   ASSERT_TRUE(t.opened);
   EXPECT_GE(previous_records, static_cast<int>(t.records.size()));
-  std::printf("reliability.bad_trace: %zu cut offsets, %d dump/report runs\n", offsets.size(), runs);
+  std::printf("reliability.bad_trace: %zu cut offsets, %d dump/report runs\n", offsets.size(),
+              runs);
 }
 
 TEST_F(BadTrace, EmptyFileIsRefusedWithAMessage) {

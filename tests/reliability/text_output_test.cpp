@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "gpumem/trace/writer.h"
 #include "gpumem/visible_text.h"
 #include "process.h"
 #include "support.h"
-#include "trace_writer.h"
 
 namespace reliability {
 namespace {

@@ -25,9 +25,9 @@
 #include <set>
 #include <thread>
 
+#include "gpumem/trace/writer.h"
 #include "process.h"
 #include "support.h"
-#include "trace_writer.h"
 
 namespace reliability {
 namespace {

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "gpumem/trace/writer.h"
 #include "gpumem/trace_reader.h"
-#include "trace_writer.h"
 
 namespace gpumem::test {
 
@@ -63,7 +63,8 @@ inline ReadResult read_trace(const std::string& path, bool batched = false) {
     }
     EXPECT_GE(b.count, 1u);
     EXPECT_TRUE(b.count == 1 || b.payload.empty()) << "a blob comes alone with its payload";
-    for (size_t i = 0; i < b.count; ++i) out.events.push_back({b.records[i], std::string(b.payload)});
+    for (size_t i = 0; i < b.count; ++i)
+      out.events.push_back({b.records[i], std::string(b.payload)});
   }
   out.stats = reader->stats();
   return out;

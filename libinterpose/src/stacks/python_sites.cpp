@@ -5,7 +5,7 @@
 
 #include <atomic>
 
-#include "trace/trace_writer.h"
+#include "gpumem/trace/writer.h"
 
 namespace gpumem::stacks::python_sites {
 namespace {

@@ -6,8 +6,8 @@
 
 #include <cstdint>
 
+#include "gpumem/trace/writer.h"
 #include "python_sites.h"
-#include "trace/trace_writer.h"
 
 namespace gpumem::stacks {
 namespace {

@@ -1,4 +1,4 @@
-// The gpumem trace file format, version 1. Shared by the writer (libinterpose/src/trace) and every
+// The gpumem trace file format, version 1. Shared by the writer (gpumem/trace/writer.h) and every
 // reader (trace/, analyzer/, cli dump). Documented for people in docs/trace-format.md; this header
 // is the definition, and the two must agree.
 //

@@ -5,7 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "trace_writer.h"
+#include "gpumem/trace/writer.h"
 
 namespace gpumem {
 namespace {

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "elf_symbols.h"
-#include "trace_writer.h"
+#include "gpumem/trace/writer.h"
 
 namespace gpumem {
 namespace {

@@ -3,7 +3,7 @@
 // entries are written again under fresh ids, which costs bytes but never correctness.
 #include <cstring>
 
-#include "trace_writer.h"
+#include "gpumem/trace/writer.h"
 
 namespace gpumem {
 namespace {

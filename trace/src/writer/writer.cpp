@@ -1,6 +1,6 @@
 // Opening, growing, appending to and closing the trace file. The commit protocol is described in
 // trace_format.h and docs/trace-format.md.
-#include "trace_writer.h"
+#include "gpumem/trace/writer.h"
 
 #include <fcntl.h>
 #include <sched.h>
