@@ -68,10 +68,16 @@ Result PoolResource::reserve_segment(uint64_t bytes, uint8_t kind) {
 uint64_t PoolResource::release_empty_segments() {
   return blocks_.remove_empty_segments([&](uintptr_t addr, uint64_t size) {
     void* p = reinterpret_cast<void*>(addr);
-    if (upstream_resource()->deallocate(p, segment_request(device_, size)) != Status::ok)
-      return false;  // the device still holds it: keep it as a cached segment
-    reserved_.fetch_sub(size, std::memory_order_relaxed);
+    // Told before the device has the address back, as frees are: once it is freed, another thread
+    // may be handed the same address, and its record must not fall inside a segment still shown
+    // reserved.
     if (observer_) observer_->on_segment_release(device_, p, size);
+    if (upstream_resource()->deallocate(p, segment_request(device_, size)) != Status::ok) {
+      // The device still holds it: it stays a cached segment, and is told reserved again.
+      if (observer_) observer_->on_segment_reserve(device_, p, size);
+      return false;
+    }
+    reserved_.fetch_sub(size, std::memory_order_relaxed);
     return true;
   });
 }

@@ -12,6 +12,8 @@ class PoolObserver {
  public:
   virtual ~PoolObserver() = default;
   virtual void on_segment_reserve(int device, void* base, uint64_t bytes) = 0;
+  // Before the segment goes back to the device (the address may be handed out again at once);
+  // when the device refuses it, on_segment_reserve follows for the same segment, which stays.
   virtual void on_segment_release(int device, void* base, uint64_t bytes) = 0;
 };
 
