@@ -405,15 +405,19 @@
   // A group row's description: its call stack, or its size class.
   function rowLabel(r) {
     if (r.frames === undefined) return sizeRange(r.min, r.max);
+    if (r.python_line) return r.python_line;
     if (r.site === 0) return "(no call stack recorded)";
     if (r.frames.length === 0) return "site " + r.site + " (stack not in trace)";
     return r.frames[0];
   }
   function rowCell(r) {
     if (r.frames === undefined || r.frames.length <= 1) return rowLabel(r);
+    // A Python line's row: that line, then its callers (the frames after it in the stack).
+    const at = r.python_line ? r.frames.indexOf(r.python_line) : 0;
+    const frames = at >= 0 ? r.frames.slice(at) : [r.python_line].concat(r.frames);
     const box = el("div", { class: "frames" });
-    box.appendChild(document.createTextNode(r.frames[0]));
-    for (const f of r.frames.slice(1)) {
+    box.appendChild(document.createTextNode(frames[0]));
+    for (const f of frames.slice(1)) {
       box.appendChild(document.createTextNode("\n"));
       box.appendChild(el("span", { class: "from" }, "  from " + f));
     }
@@ -772,7 +776,8 @@
   }
 
   function renderLive(d) {
-    byId("live-sub").textContent = "grouped by " + (d.peak.grouped_by === "site" ? "call site" : "size class") +
+    const by = { site: "call site", python_line: "Python source line" }[d.peak.grouped_by] || "size class";
+    byId("live-sub").textContent = "grouped by " + by +
       "; rows add up to the peak, " + fmtBytes(d.peak.allocated);
     drawBars(byId("live-chart"), d.live.slice(0, 8).map((r) => ({
       label: rowLabel(r), value: r.bytes, text: fmtBytes(r.bytes) })), "live-svg");

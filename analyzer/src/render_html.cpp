@@ -30,6 +30,7 @@ Json rows_json(const std::vector<GroupRow>& rows, const HtmlOptions& o) {
           r.frames.begin(),
           r.frames.begin() + static_cast<std::ptrdiff_t>(std::min(r.frames.size(), o.max_frames)));
       j["frames"] = frames;
+      if (!r.python_line.empty()) j["python_line"] = r.python_line;
     } else {
       j["min"] = r.min_bytes;
       j["max"] = r.max_bytes;

@@ -390,6 +390,8 @@ TEST_F(Browser, MemoryBySiteStacksPythonLinesAndShowsTheBreakdown) {
   out.leftRows = rows();
   document.querySelector("#sites-table tbody tr").dispatchEvent(new MouseEvent("click", { bubbles: true }));
   out.opened = document.querySelector("#sites-table tbody tr div.where").textContent;
+  out.liveSub = document.getElementById("live-sub").textContent;
+  out.liveFirst = document.querySelector("#live-table tbody tr").children[1].textContent;
   const pre = document.createElement("pre");
   pre.id = "probe";
   pre.textContent = JSON.stringify(out);
@@ -428,6 +430,10 @@ TEST_F(Browser, MemoryBySiteStacksPythonLinesAndShowsTheBreakdown) {
   EXPECT_EQ(out["opened"],
             "Model.__init__ (train.py:10)\n  0x1000\n  Model.__init__ (train.py:10)\n"
             "  main (train.py:50)");
+  // The live-at-peak table is grouped by Python line too: the line, then its callers.
+  EXPECT_EQ(out["liveSub"].get<std::string>().rfind("grouped by Python source line;", 0), 0u)
+      << out["liveSub"];
+  EXPECT_EQ(out["liveFirst"], "Model.__init__ (train.py:10)\n  from main (train.py:50)");
 }
 
 TEST_F(Browser, SavesAScreenshot) {
