@@ -3,8 +3,8 @@
 //   none:   [limit →] device
 //   growth: growth pool → [limit →] device
 //   fixed:  fixed pool (pool_size, or the limit when 0) → [limit →] device
-// The tracking layer (which writes the trace) goes on top of `top()`. The preload library and
-// `gpumem replay` build their stacks with this, so both run the same policy.
+// The tracking layer (which writes the trace) goes on top of `top()`. The preload library builds
+// its stacks with this; `gpumem replay` still assembles the same classes itself (replayer.cpp).
 #pragma once
 
 #include <memory>
