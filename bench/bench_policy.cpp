@@ -9,7 +9,6 @@
 // (the pool benchmarks already repeat 5 times and report mean/median/stddev).
 #include <benchmark/benchmark.h>
 
-#ifndef GPUMEM_NO_RESOURCES
 #include <chrono>
 
 #include "gpumem/resources/device_resource.h"
@@ -166,6 +165,5 @@ void BM_growth_2_threads(benchmark::State& state) {
 BENCHMARK(BM_growth_2_threads)->UseRealTime()->Threads(2);
 
 }  // namespace
-#endif
 
 BENCHMARK_MAIN();
