@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <sstream>
 
 namespace gpumem::cli {
@@ -76,42 +78,60 @@ void pytorch(const LookupEnv& getenv, TensorEnvironment* env) {
   }
 }
 
-void tensorflow(const LookupEnv& getenv, TensorEnvironment* env) {
-  const char* v = getenv("TF_GPU_ALLOCATOR");
+// A framework whose allocator is one variable: set `wanted` when it is unset, accept any of
+// `tensor_level`, keep (and say) anything else. Returns whether the framework is tensor-level.
+struct AllocatorVariable {
+  const char* framework;
+  const char* name;
+  const char* wanted;
+  std::vector<std::string> tensor_level;  // values that already allocate per tensor
+  const char* cache;                      // what any other value keeps in the way
+};
+
+bool one_variable(const LookupEnv& getenv, const AllocatorVariable& var, TensorEnvironment* env) {
+  const char* v = getenv(var.name);
   if (v == nullptr || *v == '\0') {
-    env->set.push_back({"TF_GPU_ALLOCATOR", "cuda_malloc_async"});
-    env->notes.push_back("TensorFlow: TF_GPU_ALLOCATOR=cuda_malloc_async");
-  } else if (std::string(v) == "cuda_malloc_async") {
-    env->notes.push_back("TensorFlow: TF_GPU_ALLOCATOR is already cuda_malloc_async");
-  } else {
-    env->notes.push_back(fmt::format(
-        "TensorFlow: TF_GPU_ALLOCATOR={} left as you set it; its BFC allocator hides tensors "
-        "(set cuda_malloc_async for tensor-level capture)",
-        v));
-    env->in_the_way.push_back(
-        fmt::format("TensorFlow: TF_GPU_ALLOCATOR={} keeps the BFC allocator", v));
+    env->set.push_back({var.name, var.wanted});
+    env->notes.push_back(fmt::format("{}: {}={}", var.framework, var.name, var.wanted));
+    return true;
   }
+  const auto& ok = var.tensor_level;
+  if (std::find(ok.begin(), ok.end(), v) != ok.end()) {
+    env->notes.push_back(fmt::format("{}: {} is already {}", var.framework, var.name, v));
+    return true;
+  }
+  std::string accepted;
+  for (const auto& a : ok) accepted += (accepted.empty() ? "" : " or ") + a;
+  env->notes.push_back(fmt::format(
+      "{}: {}={} left as you set it; {} hides its tensors (set {} for tensor-level capture)",
+      var.framework, var.name, v, var.cache, accepted));
+  env->in_the_way.push_back(
+      fmt::format("{}: {}={} keeps {}", var.framework, var.name, v, var.cache));
+  return false;
+}
+
+void tensorflow(const LookupEnv& getenv, TensorEnvironment* env) {
+  one_variable(getenv,
+               {"TensorFlow",
+                "TF_GPU_ALLOCATOR",
+                "cuda_malloc_async",
+                {"cuda_malloc_async"},
+                "the BFC allocator"},
+               env);
 }
 
 void jax(const LookupEnv& getenv, TensorEnvironment* env) {
-  const char* v = getenv("XLA_PYTHON_CLIENT_ALLOCATOR");
-  if (v == nullptr || *v == '\0') {
-    // cuda_async: one cuMemAllocAsync per buffer from CUDA's own stream-ordered pool, which keeps
-    // it fast; "platform" (one synchronous cuMemAlloc/cuMemFree per buffer) is the documented
-    // slow alternative for jaxlib versions that lack cuda_async (docs/attribution.md).
-    env->set.push_back({"XLA_PYTHON_CLIENT_ALLOCATOR", "cuda_async"});
-    env->notes.push_back("JAX: XLA_PYTHON_CLIENT_ALLOCATOR=cuda_async");
-  } else if (std::string(v) == "cuda_async" || std::string(v) == "platform") {
-    env->notes.push_back(fmt::format("JAX: XLA_PYTHON_CLIENT_ALLOCATOR is already {}", v));
-  } else {
-    env->notes.push_back(fmt::format(
-        "JAX: XLA_PYTHON_CLIENT_ALLOCATOR={} left as you set it; XLA's BFC allocator hides "
-        "buffers (set cuda_async or platform for buffer-level capture)",
-        v));
-    env->in_the_way.push_back(
-        fmt::format("JAX: XLA_PYTHON_CLIENT_ALLOCATOR={} keeps the BFC allocator", v));
+  // cuda_async: one stream-ordered allocation per buffer from CUDA's memory pool, which keeps it
+  // fast; "platform" (one synchronous cuMemAlloc/cuMemFree per buffer) is the documented slow
+  // alternative for jaxlib versions that lack cuda_async (docs/attribution.md).
+  if (!one_variable(getenv,
+                    {"JAX",
+                     "XLA_PYTHON_CLIENT_ALLOCATOR",
+                     "cuda_async",
+                     {"cuda_async", "platform"},
+                     "XLA's BFC allocator"},
+                    env))
     return;
-  }
   const char* pre = getenv("XLA_PYTHON_CLIENT_PREALLOCATE");
   if (pre == nullptr || *pre == '\0') {
     env->set.push_back({"XLA_PYTHON_CLIENT_PREALLOCATE", "false"});

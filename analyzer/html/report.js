@@ -268,6 +268,17 @@
     svg.appendChild(plot);
 
     // interaction: hover, drag to zoom, double-click to reset
+    const tip = byId("tooltip");
+    attachCursor(container, svg, W, m, pw, ph, x, (t, evt) => {
+      if (t === null) tip.hidden = true;
+      else showPointTip(tip, dev, t, evt);
+    }, onZoom);
+  }
+
+  // A time chart's interaction, shared by the timeline and the chart by site: a cursor that
+  // follows the mouse (onHover(t, evt); onHover(null) when it leaves), drag to zoom
+  // (onZoom([t0, t1])), double-click to reset (onZoom(null)).
+  function attachCursor(container, svg, W, m, pw, ph, x, onHover, onZoom) {
     const cursor = svgEl("line", { class: "cursor", y1: m.t, y2: m.t + ph, visibility: "hidden" });
     const sel = svgEl("rect", { class: "selection", y: m.t, height: ph, width: 0, visibility: "hidden" });
     const overlay = svgEl("rect", { x: m.l, y: m.t, width: pw, height: ph, fill: "transparent",
@@ -277,7 +288,6 @@
     svg.appendChild(overlay);
     container.appendChild(svg);
 
-    const tip = byId("tooltip");
     const toPlotX = (evt) => {
       const box = svg.getBoundingClientRect();
       return ((evt.clientX - box.left) / box.width) * W;
@@ -297,11 +307,11 @@
         sel.setAttribute("width", Math.abs(px - dragFrom));
         sel.setAttribute("visibility", "visible");
       }
-      showPointTip(tip, dev, x.invert(px), evt);
+      onHover(x.invert(px), evt);
     });
     overlay.addEventListener("mouseleave", () => {
       cursor.setAttribute("visibility", "hidden");
-      tip.hidden = true;
+      onHover(null, null);
     });
     window.addEventListener("mouseup", function up(evt) {
       if (dragFrom === null) return;
@@ -509,52 +519,7 @@
       });
     }
     svg.appendChild(plot);
-    const cursor = svgEl("line", { class: "cursor", y1: m.t, y2: m.t + ph, visibility: "hidden" });
-    const sel = svgEl("rect", { class: "selection", y: m.t, height: ph, width: 0, visibility: "hidden" });
-    const overlay = svgEl("rect", { x: m.l, y: m.t, width: pw, height: ph, fill: "transparent",
-                                    style: "cursor: crosshair" });
-    svg.appendChild(cursor);
-    svg.appendChild(sel);
-    svg.appendChild(overlay);
-    container.appendChild(svg);
-
-    const toPlotX = (evt) => {
-      const box = svg.getBoundingClientRect();
-      return ((evt.clientX - box.left) / box.width) * W;
-    };
-    let dragFrom = null;
-    overlay.addEventListener("mousedown", (evt) => {
-      dragFrom = toPlotX(evt);
-      evt.preventDefault();
-    });
-    overlay.addEventListener("mousemove", (evt) => {
-      const px = Math.min(Math.max(toPlotX(evt), m.l), m.l + pw);
-      cursor.setAttribute("x1", px);
-      cursor.setAttribute("x2", px);
-      cursor.setAttribute("visibility", "visible");
-      if (dragFrom !== null) {
-        sel.setAttribute("x", Math.min(dragFrom, px));
-        sel.setAttribute("width", Math.abs(px - dragFrom));
-        sel.setAttribute("visibility", "visible");
-      }
-      onHover(x.invert(px), evt);
-    });
-    overlay.addEventListener("mouseleave", () => {
-      cursor.setAttribute("visibility", "hidden");
-      onHover(null, null);
-    });
-    window.addEventListener("mouseup", function up(evt) {
-      if (dragFrom === null) return;
-      const px = Math.min(Math.max(toPlotX(evt), m.l), m.l + pw);
-      const a = Math.min(dragFrom, px), b = Math.max(dragFrom, px);
-      dragFrom = null;
-      sel.setAttribute("visibility", "hidden");
-      if (b - a >= 4) {
-        window.removeEventListener("mouseup", up);
-        onZoom([x.invert(a), x.invert(b)]);
-      }
-    });
-    overlay.addEventListener("dblclick", () => onZoom(null));
+    attachCursor(container, svg, W, m, pw, ph, x, onHover, onZoom);
   }
 
   // ---- the page ----
