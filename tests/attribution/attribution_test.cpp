@@ -14,36 +14,33 @@
 #include <tuple>
 #include <vector>
 
+#include "scratch.h"
 #include "shell.h"
 
 namespace {
 
 using nlohmann::json;
 
+// The environment that preloads gpumem on simcuda with GPUMEM_STACKS=stacks, tracing into dir.
+std::string preload_env(const gpumem::test::ScratchDir& dir, const std::string& stacks) {
+  return "env -u LD_PRELOAD LD_LIBRARY_PATH=" GPUMEM_SIMCUDA_DIR " LD_PRELOAD=" GPUMEM_PRELOAD_PATH
+         " GPUMEM_STACKS=" +
+         stacks + " GPUMEM_TRACE=" + (dir / "t.trace") + " ";
+}
+
+// `gpumem report DIR/t.trace --json` as parsed JSON.
+json report_of(const gpumem::test::ScratchDir& dir) {
+  auto r = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + (dir / "t.trace") + " --json " +
+                            (dir / "r.json"));
+  EXPECT_EQ(r.status, 0) << r.out;
+  std::ifstream in(dir / "r.json");
+  return json::parse(in);
+}
+
 // Parameters: the interpreter, and GPUMEM_STACKS (python, or mixed: native frames first).
 class Attribution : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/gpumem-attribution-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    if (!HasFailure()) std::system(("rm -rf '" + dir_ + "'").c_str());
-  }
-  std::string env(const std::string& stacks) const {
-    return "env -u LD_PRELOAD LD_LIBRARY_PATH=" GPUMEM_SIMCUDA_DIR
-           " LD_PRELOAD=" GPUMEM_PRELOAD_PATH " GPUMEM_STACKS=" +
-           stacks + " GPUMEM_TRACE=" + dir_ + "/t.trace ";
-  }
-  json report() const {
-    auto r = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + dir_ + "/t.trace --json " +
-                              dir_ + "/r.json");
-    EXPECT_EQ(r.status, 0) << r.out;
-    std::ifstream in(dir_ + "/r.json");
-    return json::parse(in);
-  }
-  std::string dir_;
+  gpumem::test::ScratchDir dir_{"gpumem-attribution"};
 };
 
 std::string last_line(const std::string& s) {
@@ -66,12 +63,13 @@ TEST_P(Attribution, EveryAllocationNamesItsPythonLineToTheByte) {
   auto which = gpumem::test::sh("command -v " + interpreter);
   const std::string python = which.out.substr(0, which.out.find('\n'));
   if (which.status != 0 || python.empty()) GTEST_SKIP() << interpreter << " is not installed";
-  auto run = gpumem::test::sh(env(mode) + python +
+  ASSERT_TRUE(dir_.ok());
+  auto run = gpumem::test::sh(preload_env(dir_, mode) + python +
                               " " ALLOC_LINES_PY " " GPUMEM_SIMCUDA_DIR
                               "/libcudart.so.13 " ATTRIBUTION_NATIVE);
   ASSERT_EQ(run.status, 0) << run.out;
   const json expected = json::parse(last_line(run.out));
-  const json r = report();
+  const json r = report_of(dir_);
   ASSERT_EQ(r["devices"].size(), 1u);
   const json& peak = r["devices"][0]["peak"];
   EXPECT_EQ(peak["grouped_by"], "python_line");
@@ -126,7 +124,8 @@ TEST_P(Attribution, EveryAllocationNamesItsPythonLineToTheByte) {
   std::map<std::string, uint64_t> want_failed;
   for (auto& [line, bytes] : expected["failed"].items()) want_failed[line] = bytes.get<uint64_t>();
   EXPECT_EQ(failed, want_failed);
-  auto text = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + dir_ + "/t.trace --text");
+  auto text =
+      gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + (dir_ / "t.trace") + " --text");
   EXPECT_NE(text.out.find("failed allocations by Python line (bytes asked for):\n"),
             std::string::npos)
       << text.out;
@@ -145,29 +144,19 @@ INSTANTIATE_TEST_SUITE_P(Pythons, Attribution,
 
 // Without Python in the process, GPUMEM_STACKS=python records native stacks, with no marker.
 TEST(AttributionNative, NoPythonMeansNativeStacks) {
-  char tmpl[] = "/tmp/gpumem-attribution-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
-  auto run = gpumem::test::sh("env -u LD_PRELOAD LD_LIBRARY_PATH=" GPUMEM_SIMCUDA_DIR
-                              " LD_PRELOAD=" GPUMEM_PRELOAD_PATH
-                              " GPUMEM_STACKS=python "
-                              "GPUMEM_TRACE=" +
-                              dir + "/t.trace " RELIABILITY_WORKLOAD " one");
+  gpumem::test::ScratchDir dir("gpumem-attribution");
+  ASSERT_TRUE(dir.ok());
+  auto run = gpumem::test::sh(preload_env(dir, "python") + RELIABILITY_WORKLOAD " one");
   ASSERT_EQ(run.status, 0) << run.out;
-  auto rep = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + dir + "/t.trace --json " +
-                              dir + "/r.json");
-  ASSERT_EQ(rep.status, 0) << rep.out;
-  std::ifstream in(dir + "/r.json");
-  const json r = json::parse(in);
+  const json r = report_of(dir);
   ASSERT_EQ(r["devices"].size(), 1u);
-  const json& leaks_or_peak = r["devices"][0]["peak"]["live_at_peak"];
-  ASSERT_EQ(leaks_or_peak.size(), 1u);
+  const json& live = r["devices"][0]["peak"]["live_at_peak"];
+  ASSERT_EQ(live.size(), 1u);
   EXPECT_EQ(r["devices"][0]["peak"]["grouped_by"], "site");
-  EXPECT_FALSE(leaks_or_peak[0].contains("python_line"));
-  EXPECT_FALSE(leaks_or_peak[0]["frames"].empty());
+  EXPECT_FALSE(live[0].contains("python_line"));
+  EXPECT_FALSE(live[0]["frames"].empty());
   EXPECT_EQ(r["traces"][0]["python_frames"],
             "off: no Python interpreter in the process; native stacks recorded");
-  std::system(("rm -rf '" + dir + "'").c_str());
 }
 
 }  // namespace
@@ -247,28 +236,24 @@ TEST(Tensors, ACacheLeftInTheWayIsKeptSaidAndReported) {
   EXPECT_NE(t.err.find("left as you set it"), std::string::npos) << t.err;
 
   // The same run writing a trace: the report carries what stood in the way.
-  char tmpl[] = "/tmp/gpumem-attribution-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
+  gpumem::test::ScratchDir dir("gpumem-attribution");
+  ASSERT_TRUE(dir.ok());
   auto run =
       gpumem::test::sh("env -u TF_GPU_ALLOCATOR PYTORCH_CUDA_ALLOC_CONF=backend:native " GPUMEM_CLI
                        " run --device sim --tensors --trace " +
-                       dir + "/t.trace -- " RELIABILITY_WORKLOAD " one");
+                       (dir / "t.trace") + " -- " RELIABILITY_WORKLOAD " one");
   ASSERT_EQ(run.status, 0) << run.out;
-  auto rep = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + dir + "/t.trace --json " +
-                              dir + "/r.json --text");
-  ASSERT_EQ(rep.status, 0) << rep.out;
-  EXPECT_NE(rep.out.find("  tensor capture (--tensors): on; in the way: PyTorch: "
-                         "PYTORCH_CUDA_ALLOC_CONF=backend:native keeps the caching allocator\n"),
+  auto text =
+      gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + (dir / "t.trace") + " --text");
+  EXPECT_NE(text.out.find("  tensor capture (--tensors): on; in the way: PyTorch: "
+                          "PYTORCH_CUDA_ALLOC_CONF=backend:native keeps the caching allocator\n"),
             std::string::npos)
-      << rep.out;
-  std::ifstream in(dir + "/r.json");
-  const json r = json::parse(in);
+      << text.out;
+  const json r = report_of(dir);
   EXPECT_EQ(r["traces"][0]["tensor_capture"],
             "on; in the way: PyTorch: PYTORCH_CUDA_ALLOC_CONF=backend:native keeps the caching "
             "allocator");
   EXPECT_TRUE(r["traces"][0]["python_frames"].is_null());
-  std::system(("rm -rf '" + dir + "'").c_str());
 }
 
 // --stacks takes its mode only as --stacks=MODE, so neither "--" nor the command's own dashed
