@@ -46,6 +46,8 @@ std::string config_value(const std::string& config, const std::string& key) {
 }  // namespace
 
 class Analysis::TraceState {
+  using Kind = Anomaly::Kind;
+
  public:
   TraceState(const AnalysisOptions& options, const trace::Header& header, const std::string& path,
              size_t trace_index)
@@ -440,12 +442,12 @@ class Analysis::TraceState {
       forget_freed_if_too_many();
       return;
     }
-    add_anomaly(r, t, a != nullptr ? "double_free" : "free_unknown");
+    add_anomaly(r, t, a != nullptr ? Kind::double_free : Kind::free_unknown);
   }
 
   void on_failed(const trace::Record& r, int64_t t) {
     if (trace::mem_kind(r) != trace::MemKind::pinned_host) device(r.device).count_failed();
-    Anomaly& a = add_anomaly(r, t, "alloc_failed");
+    Anomaly& a = add_anomaly(r, t, Kind::alloc_failed);
     a.in_use_bytes = r.aux;
   }
 
@@ -467,7 +469,7 @@ class Analysis::TraceState {
         update_phases(a->device, t);
       }
     }
-    add_anomaly(r, t, "free_failed");
+    add_anomaly(r, t, Kind::free_failed);
   }
 
   void on_anomaly(const trace::Record& r, int64_t t) {
@@ -476,25 +478,25 @@ class Analysis::TraceState {
         // The preload knows only its live allocations; an address this trace shows freed and
         // not allocated again since is freed twice.
         const LiveAlloc* a = live_.find(r.address);
-        add_anomaly(r, t, a != nullptr && a->freed ? "double_free" : "free_unknown");
+        add_anomaly(r, t, a != nullptr && a->freed ? Kind::double_free : Kind::free_unknown);
         break;
       }
       case trace::AnomalyKind::double_free:
-        add_anomaly(r, t, "double_free");
+        add_anomaly(r, t, Kind::double_free);
         break;
       case trace::AnomalyKind::null_out_param:
-        add_anomaly(r, t, "null_out_param");
+        add_anomaly(r, t, Kind::null_out_param);
         break;
       default:
-        add_anomaly(r, t, fmt::format("anomaly_{}", r.aux));
+        add_anomaly(r, t, Kind::unrecognised);
         break;
     }
   }
 
   // Counts and lists one anomaly. A free reported both as an Op::anomaly record and as an
   // Op::free of an unknown pointer, back to back from one thread, is one anomaly.
-  Anomaly& add_anomaly(const trace::Record& r, int64_t t, std::string kind) {
-    bool free_kind = kind == "free_unknown" || kind == "double_free";
+  Anomaly& add_anomaly(const trace::Record& r, int64_t t, Kind kind) {
+    bool free_kind = kind == Kind::free_unknown || kind == Kind::double_free;
     bool duplicate = free_kind && last_free_anomaly_index_ + 1 == index_ &&
                      last_free_anomaly_address_ == r.address && last_free_anomaly_tid_ == r.tid;
     if (free_kind) {
@@ -504,8 +506,8 @@ class Analysis::TraceState {
     }
     if (duplicate) return scratch_;
     if (r.device >= 0 || devices_.count(r.device)) {
-      if (kind == "free_unknown") device(r.device).count_free_unknown();
-      if (kind == "double_free") device(r.device).count_double_free();
+      if (kind == Kind::free_unknown) device(r.device).count_free_unknown();
+      if (kind == Kind::double_free) device(r.device).count_double_free();
     }
     if (anomalies_.size() >= options_.max_anomalies_per_trace) {
       ++anomalies_omitted_;
@@ -514,7 +516,8 @@ class Analysis::TraceState {
     Anomaly a;
     a.pid = summary_.pid;
     a.device = r.device;
-    a.kind = std::move(kind);
+    a.kind = kind;
+    if (kind == Kind::unrecognised) a.trace_code = r.aux;
     a.api = trace::api_name(static_cast<trace::Api>(r.api));
     a.address = r.address;
     a.bytes = r.bytes;

@@ -185,7 +185,7 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
   j["leaks_rest"] = rest_json(d.leaks, o.max_rows);
   Json failed = Json::array();
   for (const Anomaly& a : report.anomalies)
-    if (a.kind == "alloc_failed" && a.pid == d.pid && a.device == d.device &&
+    if (a.kind == Anomaly::Kind::alloc_failed && a.pid == d.pid && a.device == d.device &&
         failed.size() < o.max_failed_marks)
       failed.push_back({{"t", a.t_ns},
                         {"bytes", a.bytes},
@@ -299,7 +299,7 @@ Json html_data(const Report& report, const HtmlOptions& o) {
     const Anomaly& a = report.anomalies[i];
     j["anomalies"].push_back({{"pid", a.pid},
                               {"device", a.device},
-                              {"kind", a.kind},
+                              {"kind", kind_name(a)},
                               {"address", fmt::format("{:#x}", a.address)},
                               {"bytes", a.bytes},
                               {"t", a.t_ns},

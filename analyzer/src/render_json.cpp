@@ -5,7 +5,9 @@ namespace gpumem::analyzer {
 namespace {
 using Json = nlohmann::ordered_json;
 
-Json optional_string(const std::optional<std::string>& s) { return s ? Json(*s) : Json(nullptr); }
+Json optional_string(const std::optional<std::string>& s) {
+  return s ? Json(*s) : Json(nullptr);
+}
 
 Json rows_json(const std::vector<GroupRow>& rows) {
   Json out = Json::array();
@@ -155,7 +157,7 @@ nlohmann::ordered_json report_to_json(const Report& report) {
   for (const DeviceReport& d : report.devices) j["devices"].push_back(device_json(d));
   j["anomalies"] = Json::array();
   for (const Anomaly& a : report.anomalies) {
-    Json x = {{"pid", a.pid},   {"device", a.device},   {"kind", a.kind},
+    Json x = {{"pid", a.pid},   {"device", a.device},   {"kind", kind_name(a)},
               {"api", a.api},   {"address", a.address}, {"bytes", a.bytes},
               {"t_ns", a.t_ns}, {"result", a.result},   {"site", a.site}};
     if (a.in_use_bytes) x["in_use_bytes"] = *a.in_use_bytes;

@@ -167,7 +167,7 @@ Json perfetto_json(const Report& report) {
 
   // Failed allocations come from the anomaly list (listed ones; the counts hold them all).
   for (const Anomaly& a : report.anomalies) {
-    if (a.kind != "alloc_failed") continue;
+    if (a.kind != Anomaly::Kind::alloc_failed) continue;
     auto t = std::find_if(report.traces.begin(), report.traces.end(),
                           [&](const TraceSummary& s) { return s.pid == a.pid; });
     size_t ti = t == report.traces.end() ? 0 : static_cast<size_t>(t - report.traces.begin());

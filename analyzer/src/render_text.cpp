@@ -143,7 +143,7 @@ void failed_by_python_line(std::string& out, const std::vector<Anomaly>& anomali
                            const TextOptions& o) {
   std::vector<GroupRow> by_line;
   for (const Anomaly& a : anomalies) {
-    if (a.kind != "alloc_failed" || a.python_line.empty()) continue;
+    if (a.kind != Anomaly::Kind::alloc_failed || a.python_line.empty()) continue;
     auto it = std::find_if(by_line.begin(), by_line.end(),
                            [&](const GroupRow& r) { return r.python_line == a.python_line; });
     if (it == by_line.end()) {
@@ -198,10 +198,11 @@ std::string render_text(const Report& report, const TextOptions& o) {
     out += fmt::format("\nanomalies ({} listed):\n", report.anomalies.size());
     for (size_t i = 0; i < report.anomalies.size() && i < o.max_anomalies; ++i) {
       const Anomaly& a = report.anomalies[i];
-      out += fmt::format("  {:<14} pid {} device {} at {}: address {:#x}, {}", visible(a.kind),
-                         a.pid, a.device, seconds(a.t_ns), a.address, human(a.bytes));
+      out +=
+          fmt::format("  {:<14} pid {} device {} at {}: address {:#x}, {}", visible(kind_name(a)),
+                      a.pid, a.device, seconds(a.t_ns), a.address, human(a.bytes));
       if (a.in_use_bytes) out += fmt::format(" ({} in use)", human(*a.in_use_bytes));
-      if (a.kind == "free_failed")
+      if (a.kind == Anomaly::Kind::free_failed)
         out += fmt::format(" ({} failed with {}; still allocated)", visible(a.api), a.result);
       if (!a.python_line.empty())
         out += " at " + visible(a.python_line);

@@ -135,9 +135,21 @@ struct DeviceReport {
 };
 
 struct Anomaly {
+  // What went wrong. The trace's own codes (trace::AnomalyKind) cover only what the preload sees;
+  // the analyzer adds what it finds by replaying (alloc_failed, free_failed, a free it knows to
+  // be a double free). Reports name it with kind_name().
+  enum class Kind : uint8_t {
+    free_unknown,
+    double_free,
+    null_out_param,
+    alloc_failed,
+    free_failed,
+    unrecognised,  // a trace::AnomalyKind this analyzer does not know: trace_code holds it
+  };
   uint32_t pid = 0;
   int device = -1;
-  std::string kind;  // "free_unknown", "double_free", "alloc_failed", "null_out_param", ...
+  Kind kind = Kind::unrecognised;
+  uint64_t trace_code = 0;  // unrecognised only: the record's trace::AnomalyKind value
   std::string api;   // the call that caused it (trace::api_name)
   uint64_t address = 0;
   uint64_t bytes = 0;
@@ -148,6 +160,25 @@ struct Anomaly {
   std::vector<std::string> frames;  // the site's stack, innermost first (when recorded)
   std::string python_line;          // its innermost Python frame, as GroupRow::python_line
 };
+
+// The report's name of an anomaly's kind (docs/report-schema.md, "anomalies").
+inline std::string kind_name(const Anomaly& a) {
+  switch (a.kind) {
+    case Anomaly::Kind::free_unknown:
+      return "free_unknown";
+    case Anomaly::Kind::double_free:
+      return "double_free";
+    case Anomaly::Kind::null_out_param:
+      return "null_out_param";
+    case Anomaly::Kind::alloc_failed:
+      return "alloc_failed";
+    case Anomaly::Kind::free_failed:
+      return "free_failed";
+    case Anomaly::Kind::unrecognised:
+      break;
+  }
+  return "anomaly_" + std::to_string(a.trace_code);
+}
 
 struct PinnedHost {
   uint64_t peak_bytes = 0;
