@@ -1,4 +1,2 @@
 # bench_trace_writer: the trace writer's cost per recorded event.
-if(TARGET gpumem_trace_writer)
-  target_link_libraries(${name} PRIVATE gpumem_trace_writer)
-endif()
+target_link_libraries(${name} PRIVATE gpumem_trace_writer)

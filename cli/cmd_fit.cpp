@@ -6,7 +6,6 @@
 // docs/replay-fit.md.
 #include "command.h"
 
-#if __has_include("gpumem/replay/fit_model.h") && __has_include("gpumem/analyzer/report.h")
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <stdlib.h>
@@ -375,4 +374,3 @@ void register_fit(CLI::App& app, std::function<int()>* run) {
 GPUMEM_COMMAND(register_fit);
 
 }  // namespace
-#endif

@@ -2,7 +2,6 @@
 // [--no-search]`: the recorded allocations through a policy's resources on a simulated device.
 #include "command.h"
 
-#if __has_include("gpumem/replay/replay_command.h")
 #include "gpumem/replay/replay_command.h"
 
 namespace {
@@ -33,4 +32,3 @@ void register_replay(CLI::App& app, std::function<int()>* run) {
 GPUMEM_COMMAND(register_replay);
 
 }  // namespace
-#endif

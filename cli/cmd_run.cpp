@@ -23,16 +23,12 @@
 #include <vector>
 
 #include "command.h"
+#include "gpumem/analyzer/report.h"
 #include "gpumem/trace_name.h"
 #include "gpumem/trace_reader.h"
 #include "gpumem/units.h"
 #include "gpumem/visible_text.h"
 #include "tensor_env.h"
-
-#if __has_include("gpumem/analyzer/report.h")
-#include "gpumem/analyzer/report.h"
-#define GPUMEM_RUN_HAS_REPORT 1
-#endif
 
 namespace gpumem::cli {
 namespace {
@@ -300,7 +296,6 @@ int run_command(const RunOptions& o) {
                    "the path was not writable)\n",
                    visible(expected).c_str());
     if (!o.report_dir.empty()) {
-#ifdef GPUMEM_RUN_HAS_REPORT
       analyzer::ReportOptions ro;
       ro.inputs = {!path.empty() && !wildcard ? path : o.report_dir};
       ro.json_path = o.report_dir + "/report.json";
@@ -310,12 +305,6 @@ int run_command(const RunOptions& o) {
       if (analyzer::report_main(ro) == 0)
         std::fprintf(stderr, "gpumem run: report: %s and %s\n", ro.json_path.c_str(),
                      ro.html_path.c_str());
-#else
-      std::fprintf(stderr,
-                   "gpumem run: --report needs the analyzer, which this build lacks; run "
-                   "`gpumem report %s` where it is available\n",
-                   visible(path.empty() ? expected : path).c_str());
-#endif
     }
   }
   return code;

@@ -39,9 +39,26 @@ endif()
 find_package(Python3 COMPONENTS Interpreter Development.Module QUIET)
 gpumem_require(Python3_Development.Module_FOUND python3-dev)
 
+# The static CUDA runtime: the allocation probe is built against both runtimes (tests/cupti).
+if(NOT TARGET CUDA::cudart_static)
+  message(FATAL_ERROR
+    "gpumem: libcudart_static.a was not found in the CUDA toolkit at ${CUDAToolkit_LIBRARY_DIR}. "
+    "Install the toolkit's runtime development files (cuda-cudart-dev-13-0) or pass "
+    "-DCUDAToolkit_ROOT=/path/to/cuda.")
+endif()
+
 # nvcc-compiled parts (the trainer's CUDA backend) are optional.
 set(GPUMEM_HAVE_NVCC OFF)
 if(GPUMEM_CUDA_KERNELS AND CUDAToolkit_NVCC_EXECUTABLE AND EXISTS ${CUDAToolkit_NVCC_EXECUTABLE})
   set(GPUMEM_HAVE_NVCC ON)
 endif()
 message(STATUS "gpumem: CUDA ${CUDAToolkit_VERSION} at ${CUDAToolkit_BIN_DIR}; nvcc parts: ${GPUMEM_HAVE_NVCC}")
+if(NOT GPUMEM_HAVE_NVCC)
+  if(GPUMEM_CUDA_KERNELS)
+    set(_why "nvcc was not found in ${CUDAToolkit_BIN_DIR}; install the toolkit's compiler (cuda-nvcc-13-0)")
+  else()
+    set(_why "GPUMEM_CUDA_KERNELS=OFF; configure with -DGPUMEM_CUDA_KERNELS=ON")
+  endif()
+  message(STATUS "gpumem: the trainer's CUDA backend (gpumem-train --backend cuda) is skipped: "
+                 "${_why} to build it.")
+endif()

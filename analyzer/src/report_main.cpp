@@ -13,12 +13,10 @@
 
 #include "gpumem/analyzer/render_json.h"
 #include "gpumem/analyzer/render_text.h"
+#include "gpumem/trace_reader.h"
+#include "gpumem/visible_text.h"
 #include "render_html.h"
 #include "render_perfetto.h"
-#ifdef GPUMEM_HAVE_TRACE_READER
-#include "gpumem/trace_reader.h"
-#endif
-#include "gpumem/visible_text.h"
 
 namespace gpumem::analyzer {
 
@@ -49,7 +47,6 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs,
   return files;
 }
 
-#ifdef GPUMEM_HAVE_TRACE_READER
 namespace {
 // Progress on stderr, only when it is a terminal and the analysis has run for a second.
 class Progress {
@@ -101,15 +98,6 @@ size_t analyze_files(const std::vector<std::string>& files, Analysis& analysis,
   }
   return analysed;
 }
-#else
-size_t analyze_files(const std::vector<std::string>& files, Analysis&,
-                     std::vector<std::string>* errors, bool) {
-  for (const std::string& path : files)
-    errors->push_back(path + ": this gpumem was built without the trace reader (gpumem_trace); "
-                             "rebuild with the trace/ folder present");
-  return 0;
-}
-#endif
 
 namespace {
 bool write_file(const std::string& path, const std::string& text) {

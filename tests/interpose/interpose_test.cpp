@@ -565,7 +565,6 @@ TEST_F(Interpose, BadSettingsExitWithStatus2AndSayWhy) {
   EXPECT_EQ(ok.status, 0) << ok.err;
 }
 
-#ifdef GPUMEM_CLI
 TEST_F(Interpose, GpumemRunSetsThePreloadAndReturnsTheExitStatus) {
   if (access(GPUMEM_SIMCUDA_DIR "/libcuda.so.1", F_OK) != 0)
     GTEST_SKIP() << "needs simcuda (--device sim)";
@@ -592,7 +591,6 @@ TEST_F(Interpose, GpumemRunSetsThePreloadAndReturnsTheExitStatus) {
                         dir_ + "/s-%p.trace", "--", INTERPOSE_PROG, "stacks"});
   ASSERT_EQ(stacks.status, 0) << stacks.err;
 }
-#endif
 
 // ---- Policies (GPUMEM_POOL, GPUMEM_LIMIT) through the preload: exact codes and records. ----
 
@@ -850,7 +848,6 @@ TEST_F(Policy, BadConfigurationExitsWithStatus2AndSaysWhy) {
   }
 }
 
-#ifdef GPUMEM_CLI
 TEST_F(Policy, GpumemRunPassesPoolAndLimit) {
   if (access(GPUMEM_SIMCUDA_DIR "/libcuda.so.1", F_OK) != 0)
     GTEST_SKIP() << "needs simcuda (--device sim)";
@@ -866,6 +863,5 @@ TEST_F(Policy, GpumemRunPassesPoolAndLimit) {
   EXPECT_NE(std::string(t.header.config).find("GPUMEM_LIMIT=64MiB"), std::string::npos);
   EXPECT_EQ(t.count(Op::segment_reserve), 2u);
 }
-#endif
 
 }  // namespace
