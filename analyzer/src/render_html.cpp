@@ -290,6 +290,7 @@ std::string json_for_script(const Json& value) {
 
 Json html_data(const Report& report, const HtmlOptions& o) {
   Json j;
+  j["schema"] = kReportPageSchema;
   j["traces"] = Json::array();
   for (const TraceSummary& t : report.traces) j["traces"].push_back(trace_json(t));
   j["devices"] = Json::array();

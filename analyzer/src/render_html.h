@@ -23,7 +23,9 @@ struct HtmlOptions {
   size_t max_anomalies = 200;
 };
 
-// The page's data, as embedded in it (also handy for tests).
+// The page's data, as embedded in it: its own shape, capped and shaped for drawing (not the
+// report's gpumem.report/1), documented field by field in docs/report-html.md.
+inline constexpr const char* kReportPageSchema = "gpumem.report-page/1";
 nlohmann::json html_data(const Report& report, const HtmlOptions& options = {});
 std::string render_html(const Report& report, const HtmlOptions& options = {});
 

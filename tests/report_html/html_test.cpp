@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 
 #include "browser.h"
 #include "render_html.h"
@@ -434,6 +435,53 @@ TEST_F(Browser, MemoryBySiteStacksPythonLinesAndShowsTheBreakdown) {
   EXPECT_EQ(out["liveSub"].get<std::string>().rfind("grouped by Python source line;", 0), 0u)
       << out["liveSub"];
   EXPECT_EQ(out["liveFirst"], "Model.__init__ (train.py:10)\n  from main (train.py:50)");
+}
+
+// Every field of the page's data as a path: "devices[].peak.allocated", "devices[].timeline.t[]";
+// a null names the field itself ("ranks"). Empty arrays name nothing (another report fills them).
+void data_paths(const nlohmann::json& j, const std::string& at, std::set<std::string>* out) {
+  if (j.is_object()) {
+    for (const auto& [key, value] : j.items())
+      data_paths(value, at.empty() ? key : at + "." + key, out);
+  } else if (j.is_array()) {
+    for (const nlohmann::json& v : j) data_paths(v, at + "[]", out);
+  } else {
+    out->insert(at);
+  }
+}
+
+// The page reads its own shape, gpumem.report-page/1: the fields of three reports that between
+// them fill every one (size classes; sites with Python lines; two ranks) are exactly the fields
+// docs/report-html.md lists, so the document cannot miss a field or keep a stale one.
+TEST(Page, DataIsTheDocumentedReportPageSchema) {
+  Analysis ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    Events e;
+    e.alloc(1 * kMs, 0x1000, (rank + 1) * 100 * kMiB).free(2 * kMs, 0x1000);
+    ranks.begin_trace(make_header(500 + static_cast<uint32_t>(rank), rank), "rank.trace");
+    e.feed(ranks);
+    ranks.end_trace(trace::ReadStats{});
+  }
+  std::set<std::string> fields;
+  for (const Report& r : {sample_report(), python_sites_report(), ranks.finish()}) {
+    nlohmann::json data = html_data(r);
+    EXPECT_EQ(data["schema"], "gpumem.report-page/1");
+    data_paths(data, "", &fields);
+  }
+  std::set<std::string> documented;
+  std::ifstream doc(REPORT_HTML_DOC);
+  ASSERT_TRUE(doc) << REPORT_HTML_DOC;
+  std::string line;
+  bool in_schema = false;
+  const std::regex row("^\\| `([^`]+)` \\|");
+  while (std::getline(doc, line)) {
+    if (line.rfind("## ", 0) == 0)
+      in_schema = line.find("gpumem.report-page/1") != std::string::npos;
+    std::smatch m;
+    if (in_schema && std::regex_search(line, m, row)) documented.insert(m[1]);
+  }
+  for (const std::string& f : fields) EXPECT_TRUE(documented.count(f)) << "undocumented: " << f;
+  for (const std::string& f : documented) EXPECT_TRUE(fields.count(f)) << "not in the data: " << f;
 }
 
 TEST_F(Browser, SavesAScreenshot) {
