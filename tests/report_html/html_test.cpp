@@ -303,7 +303,8 @@ TEST_F(Browser, TraceStringsShowAsTextAndInjectNothing) {
             std::string::npos);
 }
 
-TEST_F(Browser, ComparesRanksWhenThereAreSeveralProcesses) {
+// Two processes, ranks 0 and 1, whose peaks are 100 and 200 MiB.
+Report two_ranks_report() {
   Analysis a;
   for (int rank = 0; rank < 2; ++rank) {
     Events e;
@@ -312,7 +313,11 @@ TEST_F(Browser, ComparesRanksWhenThereAreSeveralProcesses) {
     e.feed(a);
     a.end_trace(trace::ReadStats{});
   }
-  std::string dom = dom_of(write_page(a.finish(), "ranks.html"));
+  return a.finish();
+}
+
+TEST_F(Browser, ComparesRanksWhenThereAreSeveralProcesses) {
+  std::string dom = dom_of(write_page(two_ranks_report(), "ranks.html"));
   EXPECT_EQ(dom.find("id=\"ranks-panel\" hidden"), std::string::npos);
   std::string ranks = element(dom, "table", "rank-table");
   EXPECT_NE(ranks.find("<td>rank 0 · GPU 0</td><td>testhost</td><td class=\"num\">100.00 MiB</td>"),
@@ -454,16 +459,8 @@ void data_paths(const nlohmann::json& j, const std::string& at, std::set<std::st
 // them fill every one (size classes; sites with Python lines; two ranks) are exactly the fields
 // docs/report-html.md lists, so the document cannot miss a field or keep a stale one.
 TEST(Page, DataIsTheDocumentedReportPageSchema) {
-  Analysis ranks;
-  for (int rank = 0; rank < 2; ++rank) {
-    Events e;
-    e.alloc(1 * kMs, 0x1000, (rank + 1) * 100 * kMiB).free(2 * kMs, 0x1000);
-    ranks.begin_trace(make_header(500 + static_cast<uint32_t>(rank), rank), "rank.trace");
-    e.feed(ranks);
-    ranks.end_trace(trace::ReadStats{});
-  }
   std::set<std::string> fields;
-  for (const Report& r : {sample_report(), python_sites_report(), ranks.finish()}) {
+  for (const Report& r : {sample_report(), python_sites_report(), two_ranks_report()}) {
     nlohmann::json data = html_data(r);
     EXPECT_EQ(data["schema"], "gpumem.report-page/1");
     data_paths(data, "", &fields);
