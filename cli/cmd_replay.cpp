@@ -1,5 +1,6 @@
-// `gpumem replay TRACE [--pool none|growth|fixed] [--limit X] [--capacity X] [--json F]
-// [--no-search]`: the recorded allocations through a policy's resources on a simulated device.
+// `gpumem replay TRACE [--pool none|growth|fixed] [--limit X] [--pool-size X] [--capacity X]
+// [--json F] [--no-search]`: the recorded allocations through a policy's resources on a simulated
+// device.
 #include "command.h"
 
 #include "gpumem/replay/replay_command.h"
@@ -19,6 +20,9 @@ void register_replay(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("--limit", o->limit,
                   "cap per device: 512MiB, 8GiB, 60% of capacity (default: the recorded limit, "
                   "else none)");
+  cmd->add_option("--pool-size", o->pool_size,
+                  "fixed pool's size: 512MiB, 8GiB (default: the recorded GPUMEM_POOL_SIZE, else "
+                  "the limit)");
   cmd->add_option("--capacity", o->capacity,
                   "simulated device size (default: the capacity recorded in the trace)");
   cmd->add_option("--json", o->json_path, "write the JSON result (gpumem.replay/1); - = stdout");

@@ -71,18 +71,6 @@ void note(Config* c, const char* key, const char* value) {
 
 }  // namespace
 
-const char* pool_kind_name(PoolKind kind) {
-  switch (kind) {
-    case PoolKind::growth:
-      return "growth";
-    case PoolKind::fixed:
-      return "fixed";
-    case PoolKind::none:
-      break;
-  }
-  return "none";
-}
-
 bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
   *c = Config{};
   const char* trace = env("GPUMEM_TRACE");
@@ -141,13 +129,7 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
   }
 
   if (const char* v = env("GPUMEM_POOL"); v != nullptr && *v != '\0') {
-    if (std::strcmp(v, "none") == 0)
-      c->pool = PoolKind::none;
-    else if (std::strcmp(v, "growth") == 0)
-      c->pool = PoolKind::growth;
-    else if (std::strcmp(v, "fixed") == 0)
-      c->pool = PoolKind::fixed;
-    else
+    if (!resources::parse_pool_kind(v, &c->pool))
       return fail(err, errlen, "GPUMEM_POOL", v, "none, growth or fixed");
   }
   note(c, "GPUMEM_POOL", pool_kind_name(c->pool));

@@ -9,13 +9,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "gpumem/resources/pool_kind.h"
 #include "gpumem/trace_format.h"
 #include "stacks/stacks.h"
 
 namespace gpumem {
 
 enum class LogLevel : int { error = 0, warn = 1, info = 2, debug = 3 };
-enum class PoolKind : int { none = 0, growth = 1, fixed = 2 };
+using resources::PoolKind;  // GPUMEM_POOL's values, shared with the stack builder and replay
 
 // A cap as the user wrote it: absolute bytes, or a percentage of the device's capacity.
 struct LimitSpec {
@@ -57,6 +58,6 @@ void check_resolved_limit(const char* var, const LimitSpec& spec, int device, ui
 
 // Trace names: expand_trace_template and rank_from_environment in gpumem/trace_name.h.
 
-const char* pool_kind_name(PoolKind kind);
+using resources::pool_kind_name;
 
 }  // namespace gpumem

@@ -203,9 +203,7 @@ DeviceStack* build_stack(int device) {
         bad_size(var, sc.limit, what, physical, "Lower the limit or unset it.");
     }
   }
-  sc.pool = c.pool == PoolKind::growth  ? resources::PoolKind::growth
-            : c.pool == PoolKind::fixed ? resources::PoolKind::fixed
-                                        : resources::PoolKind::none;
+  sc.pool = c.pool;
   sc.pool_size = c.pool == PoolKind::fixed ? c.pool_size : 0;
   if (sc.pool_size != 0 && physical != 0 && sc.pool_size > physical)
     bad_size("GPUMEM_POOL_SIZE", sc.pool_size, what, physical, "Lower GPUMEM_POOL_SIZE.");

@@ -6,6 +6,7 @@
 
 #include "gpumem/replay/replay.h"
 #include "gpumem/trace_reader.h"
+#include "gpumem/units.h"
 
 namespace gpumem::replay {
 namespace {
@@ -254,6 +255,24 @@ class Compiler {
   std::vector<uint32_t> open_;
 };
 
+// The preload's GPUMEM_POOL_SIZE, from the header's "KEY=VALUE" configuration lines; 0 when the
+// line is absent (the limit sized the pool) or not a pool size (the preload refuses to start then).
+uint64_t recorded_pool_size(const trace::Header& h) {
+  const std::string_view config(h.config, strnlen(h.config, sizeof h.config));
+  constexpr std::string_view kKey = "GPUMEM_POOL_SIZE=";
+  for (size_t at = 0; at < config.size();) {
+    const size_t end = std::min(config.find('\n', at), config.size());
+    const std::string_view line = config.substr(at, end - at);
+    if (line.starts_with(kKey)) {
+      const std::string value(line.substr(kKey.size()));
+      uint64_t bytes = 0;
+      return pool_size_problem(value.c_str(), &bytes) == nullptr ? bytes : 0;
+    }
+    at = end + 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 std::unique_ptr<Program> load_program(const std::string& path, std::string* error) {
@@ -263,6 +282,7 @@ std::unique_ptr<Program> load_program(const std::string& path, std::string* erro
   const trace::Header& h = reader->header();
   program->path = path;
   program->recorded_pool.assign(h.pool, strnlen(h.pool, sizeof h.pool));
+  program->recorded_pool_size = recorded_pool_size(h);
   program->command.assign(h.command, strnlen(h.command, sizeof h.command));
   Compiler compiler(*program);
   compiler.header(h);

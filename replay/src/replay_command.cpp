@@ -66,7 +66,22 @@ json search_json(const LimitSearch& s) {
 }  // namespace
 
 bool replay_to_json(const Program& program, Policy policy, const std::string& limit_text,
-                    const std::string& capacity_text, bool search, json* out, std::string* error) {
+                    const std::string& capacity_text, const std::string& pool_size_text,
+                    bool search, json* out, std::string* error) {
+  // The fixed pool's size, as the preload sizes it: --pool-size, else the recorded
+  // GPUMEM_POOL_SIZE, else (0) the limit. Other policies have no size.
+  uint64_t pool_size = 0;
+  if (policy == Policy::fixed) {
+    pool_size = program.recorded_pool_size;
+    if (!pool_size_text.empty()) {
+      if (const char* why = pool_size_problem(pool_size_text.c_str(), &pool_size)) {
+        *error = fmt::format(
+            "--pool-size '{}' is not valid: {}; give a size of at least {} B such as 512MiB",
+            visible(pool_size_text), why, kPoolGranuleBytes);
+        return false;
+      }
+    }
+  }
   json devices = json::array();
   bool all_fit = true;
   for (const DeviceProgram& dp : program.devices) {
@@ -97,10 +112,20 @@ bool replay_to_json(const Program& program, Policy policy, const std::string& li
     } else {
       limit = std::min(dp.recorded_limit_bytes, cap);
     }
+    if (pool_size > (limit != 0 ? limit : cap)) {
+      // As the preload refuses GPUMEM_POOL_SIZE above the limit or the device.
+      *error = fmt::format(
+          "the fixed pool's size {} is above device {}'s {} {}; give a smaller --pool-size or a "
+          "larger {}",
+          bytes_text(pool_size), dp.device, limit != 0 ? "limit" : "capacity",
+          bytes_text(limit != 0 ? limit : cap), limit != 0 ? "--limit" : "--capacity");
+      return false;
+    }
     ReplayOptions o;
     o.policy = policy;
     o.limit = limit;
     o.capacity = capacity;
+    o.pool_size = pool_size;
     const DeviceRun run = replay_device(program, dp, o);
     all_fit = all_fit && run.fits;
     json d{{"device", dp.device},
@@ -108,6 +133,9 @@ bool replay_to_json(const Program& program, Policy policy, const std::string& li
            {"capacity_bytes", run.capacity_bytes},
            {"limit_bytes", run.limit_bytes},
            {"recorded_limit_bytes", dp.recorded_limit_bytes},
+           {"pool_size_bytes", policy == Policy::fixed
+                                   ? json(pool_size != 0 ? pool_size : run.limit_bytes)
+                                   : json(nullptr)},
            {"fits", run.fits},
            {"failure", run.failure ? failure_json(*run.failure) : json(nullptr)},
            {"steps", dp.steps.size()},
@@ -126,7 +154,7 @@ bool replay_to_json(const Program& program, Policy policy, const std::string& li
              {"utilization", run.utilization ? json(*run.utilization) : json(nullptr)}}}};
     json smallest = json::object();
     if (search)
-      for (Policy p : {Policy::none, Policy::growth, Policy::fixed})
+      for (Policy p : resources::kPoolKinds)
         smallest[policy_name(p)] = search_json(smallest_limit(program, dp, p, capacity));
     d["smallest_limit"] = search ? smallest : json(nullptr);
     devices.push_back(std::move(d));
@@ -218,7 +246,7 @@ std::string render_replay_text(const json& doc) {
 
 int replay_main(const ReplayCommandOptions& options) {
   Policy policy;
-  if (!parse_policy(options.pool, &policy)) {
+  if (!resources::parse_pool_kind(options.pool, &policy)) {
     std::fprintf(stderr, "gpumem replay: --pool '%s' is not a policy; use none, growth or fixed\n",
                  visible(options.pool).c_str());
     return 2;
@@ -230,8 +258,8 @@ int replay_main(const ReplayCommandOptions& options) {
     return 1;
   }
   json doc;
-  if (!replay_to_json(*program, policy, options.limit, options.capacity, options.search, &doc,
-                      &error)) {
+  if (!replay_to_json(*program, policy, options.limit, options.capacity, options.pool_size,
+                      options.search, &doc, &error)) {
     std::fprintf(stderr, "gpumem replay: %s\n", visible(error).c_str());
     return 2;
   }

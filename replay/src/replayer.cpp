@@ -1,19 +1,16 @@
-// One device's program through one policy stack, built from gpumem_resources exactly as the
-// preload library builds it (docs/policies.md "The stack per device"):
-//   none:   limit -> device
-//   growth: growth pool -> limit -> device
-//   fixed:  fixed pool (size = limit) -> limit -> device
+// One device's program through the preload's own stack: resources::DeviceStack, built from the
+// same StackConfig as libgpumem.so builds it (policy.cpp; docs/policies.md "The stack per
+// device"), over a simulated device that charges as simcuda does (simcuda_upstream.h).
 // Device memory goes to the top of the stack; managed memory and VMM physical allocations, which
-// no gpumem pool serves, go straight to the limit, so they count against the cap but are never
-// pooled. Without a limit the limit is the device's capacity.
+// no gpumem pool serves, go to what sits below the pool, so they count against the cap but are
+// never pooled. Without a limit the limit is the device's capacity.
 #include <algorithm>
 #include <memory>
 
 #include "gpumem/replay/replay.h"
-#include "gpumem/resources/device_resource.h"
-#include "gpumem/resources/fixed_pool.h"
+#include "gpumem/resources/block.h"
 #include "gpumem/resources/growth_pool.h"
-#include "gpumem/resources/limit_resource.h"
+#include "gpumem/resources/stack.h"
 #include "gpumem/trace_format.h"
 #include "simcuda_upstream.h"
 
@@ -34,28 +31,26 @@ struct Held {
   bool pooled = false;
 };
 
+// The simulated device and the stack over it; the upstream is declared first so it outlives the
+// stack, whose pool gives its segments back when destroyed.
 class Stack {
  public:
-  Stack(Policy policy, int device, uint64_t capacity, uint64_t limit)
-      : upstream_(capacity), device_(upstream_), limit_(device_, limit) {
-    if (policy == Policy::growth) pool_ = std::make_unique<resources::GrowthPool>(limit_, device);
-    if (policy == Policy::fixed)
-      pool_ = std::make_unique<resources::FixedPool>(limit_, device, limit);
-  }
+  Stack(Policy policy, int device, uint64_t capacity, uint64_t limit, uint64_t pool_size)
+      : upstream_(capacity),
+        stack_(upstream_, device, resources::StackConfig{policy, limit, pool_size}) {}
 
   MemoryResource& top(bool pooled_kind) {
-    return pooled_kind && pool_ ? static_cast<MemoryResource&>(*pool_) : limit_;
+    return pooled_kind && stack_.pool() ? *stack_.top() : *stack_.below_pool();
   }
-  resources::PoolResource* pool() { return pool_.get(); }
-  const resources::LimitResource& limit() const { return limit_; }
-  const resources::DeviceResource& device() const { return device_; }
+  resources::PoolResource* pool() { return stack_.pool(); }
+  // Replay always runs with a limit (the capacity when none is given), so limit() is never null.
+  const resources::LimitResource& limit() const { return *stack_.limit(); }
+  const resources::DeviceResource& device() const { return *stack_.device(); }
   const SimcudaUpstream& upstream() const { return upstream_; }
 
  private:
   SimcudaUpstream upstream_;
-  resources::DeviceResource device_;
-  resources::LimitResource limit_;
-  std::unique_ptr<resources::PoolResource> pool_;
+  resources::DeviceStack stack_;
 };
 
 Request request_for(const DeviceProgram& dp, const Step& s, uint64_t bytes) {
@@ -70,7 +65,7 @@ class Replayer {
         dp_(dp),
         options_(options),
         run_(run),
-        stack_(options.policy, dp.device, run.capacity_bytes, run.limit_bytes),
+        stack_(options.policy, dp.device, run.capacity_bytes, run.limit_bytes, options.pool_size),
         held_(dp.slots) {}
 
   void run() {
@@ -115,7 +110,8 @@ class Replayer {
       peak_allocated_ = allocated_;
       new_peak_ = true;
     }
-    if (s.pooled_kind && stack_.pool()) pooled_blocks_ += round_up_512(s.bytes);
+    if (s.pooled_kind && stack_.pool())
+      pooled_blocks_ += resources::round_up(s.bytes, resources::kBlockAlign);
     if (s.recorded_failed) {
       // The program wanted it but never held it: it counts at this instant, then goes back.
       if (options_.metrics) measure();
@@ -130,7 +126,8 @@ class Replayer {
     Request req = request_for(dp_, s, h.bytes);
     (void)stack_.top(h.pooled).deallocate(h.ptr, req);
     allocated_ -= h.bytes;
-    if (h.pooled && stack_.pool()) pooled_blocks_ -= round_up_512(h.bytes);
+    if (h.pooled && stack_.pool())
+      pooled_blocks_ -= resources::round_up(h.bytes, resources::kBlockAlign);
     h = Held{};
   }
 
@@ -173,8 +170,6 @@ class Replayer {
     }
   }
 
-  static uint64_t round_up_512(uint64_t b) { return (b + 511) / 512 * 512; }
-
   const Program& program_;
   const DeviceProgram& dp_;
   const ReplayOptions& options_;
@@ -188,27 +183,6 @@ class Replayer {
 };
 
 }  // namespace
-
-const char* policy_name(Policy p) {
-  switch (p) {
-    case Policy::none:
-      return "none";
-    case Policy::growth:
-      return "growth";
-    case Policy::fixed:
-      return "fixed";
-  }
-  return "unknown";
-}
-
-bool parse_policy(const std::string& text, Policy* out) {
-  for (Policy p : {Policy::none, Policy::growth, Policy::fixed})
-    if (text == policy_name(p)) {
-      *out = p;
-      return true;
-    }
-  return false;
-}
 
 uint64_t limit_granularity(Policy p) {
   switch (p) {

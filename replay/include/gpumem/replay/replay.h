@@ -15,12 +15,15 @@
 #include <string>
 #include <vector>
 
+#include "gpumem/resources/pool_kind.h"
+
 namespace gpumem::replay {
 
-enum class Policy { none, growth, fixed };
-const char* policy_name(Policy p);
-// "none", "growth", "fixed"; false for anything else.
-bool parse_policy(const std::string& text, Policy* out);
+// The preload's pool kinds (GPUMEM_POOL): replay builds the very stack the preload builds.
+using Policy = resources::PoolKind;
+inline const char* policy_name(Policy p) {
+  return resources::pool_kind_name(p);
+}
 
 // The bytes between two limits that can behave differently under a policy: none counts requested
 // bytes exactly (1 B), the fixed pool's size is rounded down to 512 B, the growth pool takes whole
@@ -58,7 +61,8 @@ struct DeviceProgram {
 
 struct Program {
   std::string path;
-  std::string recorded_pool;  // header pool ("none", "growth", "fixed" or "")
+  std::string recorded_pool;        // header pool ("none", "growth", "fixed" or "")
+  uint64_t recorded_pool_size = 0;  // the header's GPUMEM_POOL_SIZE line in bytes; 0 = not set
   std::string command;
   bool truncated = false;
   std::vector<std::string> phases;  // [0] = "" (no phase)
@@ -71,9 +75,10 @@ std::unique_ptr<Program> load_program(const std::string& path, std::string* erro
 
 struct ReplayOptions {
   Policy policy = Policy::none;
-  uint64_t limit = 0;     // 0 = no limit: the device's capacity bounds it
-  uint64_t capacity = 0;  // 0 = the program's capacity (or unbounded when the trace has none)
-  bool metrics = true;    // fragmentation and peaks; off makes searches faster
+  uint64_t limit = 0;      // 0 = no limit: the device's capacity bounds it
+  uint64_t pool_size = 0;  // the fixed pool's size (GPUMEM_POOL_SIZE); 0 = the limit, as there
+  uint64_t capacity = 0;   // 0 = the program's capacity (or unbounded when the trace has none)
+  bool metrics = true;     // fragmentation and peaks; off makes searches faster
 };
 
 struct Failure {

@@ -1,5 +1,5 @@
-// `gpumem replay TRACE [--pool none|growth|fixed] [--limit X] [--capacity X] [--json F]
-// [--no-search]`: the whole command, for cli/cmd_replay.cpp and tests.
+// `gpumem replay TRACE [--pool none|growth|fixed] [--limit X] [--pool-size X] [--capacity X]
+// [--json F] [--no-search]`: the whole command, for cli/cmd_replay.cpp and tests.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -14,6 +14,7 @@ struct ReplayCommandOptions {
   std::string pool = "none";
   std::string limit;      // "" = the recorded limit, else none (the capacity)
   std::string capacity;   // "" = the trace's capacity
+  std::string pool_size;  // fixed pool's size; "" = the recorded GPUMEM_POOL_SIZE, else the limit
   std::string json_path;  // "" = none, "-" = stdout (then no text)
   bool search = true;     // smallest limit per policy
 };
@@ -25,8 +26,8 @@ int replay_main(const ReplayCommandOptions& options);
 // The analysis behind it, as the JSON document (schema "gpumem.replay/1", docs/replay-fit.md).
 // Returns false and sets *error for bad options.
 bool replay_to_json(const Program& program, Policy policy, const std::string& limit,
-                    const std::string& capacity, bool search, nlohmann::json* out,
-                    std::string* error);
+                    const std::string& capacity, const std::string& pool_size, bool search,
+                    nlohmann::json* out, std::string* error);
 
 // The text rendering of that JSON document.
 std::string render_replay_text(const nlohmann::json& doc);

@@ -3,25 +3,25 @@
 //   none:   [limit →] device
 //   growth: growth pool → [limit →] device
 //   fixed:  fixed pool (pool_size, or the limit when 0) → [limit →] device
-// The tracking layer (which writes the trace) goes on top of `top()`. The preload library builds
-// its stacks with this; `gpumem replay` still assembles the same classes itself (replayer.cpp).
+// The tracking layer (which writes the trace) goes on top of `top()`. The preload library
+// (policy.cpp), `gpumem replay` (replayer.cpp) and the benchmarks all build their stacks with this,
+// from the same StackConfig, so what replay predicts is what the preload does.
 #pragma once
 
 #include <memory>
 
 #include "gpumem/resources/device_resource.h"
 #include "gpumem/resources/limit_resource.h"
+#include "gpumem/resources/pool_kind.h"
 #include "gpumem/resources/pool_observer.h"
 #include "gpumem/resources/pool_resource.h"
 
 namespace gpumem::resources {
 
-enum class PoolKind { none, growth, fixed };
-
 struct StackConfig {
   PoolKind pool = PoolKind::none;
   uint64_t limit = 0;      // bytes, 0 = no limit (percentages are resolved by the caller)
-  uint64_t pool_size = 0;  // fixed pool size, 0 = the limit
+  uint64_t pool_size = 0;  // fixed pool size (GPUMEM_POOL_SIZE), 0 = the limit
 };
 
 class DeviceStack {
@@ -34,6 +34,7 @@ class DeviceStack {
   MemoryResource* top() const { return top_; }
   PoolResource* pool() const { return pool_.get(); }     // null for PoolKind::none
   LimitResource* limit() const { return limit_.get(); }  // null without a limit
+  DeviceResource* device() const { return device_.get(); }
   // What sits below the pool (the limit, else the device): requests that a pool must not serve
   // (managed, pitched, stream-ordered, VMM) go here, so they still count against the cap.
   MemoryResource* below_pool() const {

@@ -1,0 +1,102 @@
+// Replay sizes the fixed pool as the preload does: GPUMEM_POOL_SIZE from the trace header's
+// configuration lines, `--pool-size` over it, else the limit (docs/replay-fit.md).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "gpumem/replay/replay_command.h"
+#include "trace_file.h"
+
+namespace gpumem::replay {
+namespace {
+
+using nlohmann::json;
+using replay_test::TraceFile;
+constexpr uint64_t MiB = uint64_t{1} << 20;
+
+// Recorded with GPUMEM_POOL=fixed GPUMEM_LIMIT=32MiB GPUMEM_POOL_SIZE=8MiB: 6 MiB, then 3 MiB
+// more. The 8 MiB pool cannot hold both (9 MiB); a pool of the limit's 32 MiB could.
+std::unique_ptr<Program> fixed_pool_trace() {
+  TraceFile t(64 * MiB, "fixed", 32 * MiB);
+  std::snprintf(t.header().config, sizeof t.header().config, "%s",
+                "GPUMEM_TRACE=x.trace\nGPUMEM_POOL=fixed\nGPUMEM_LIMIT=32MiB\n"
+                "GPUMEM_POOL_SIZE=8MiB\n");
+  t.alloc(0x1000, 6 * MiB);
+  t.alloc(0x2000, 3 * MiB);
+  t.free(0x2000, 3 * MiB);
+  t.free(0x1000, 6 * MiB);
+  const std::string path = replay_test::temp_path("pool-size");
+  t.write(path);
+  std::string error;
+  auto p = load_program(path, &error);
+  EXPECT_NE(p, nullptr) << error;
+  ::unlink(path.c_str());
+  return p;
+}
+
+json replay_fixed(const Program& p, const std::string& pool_size, const std::string& limit = "") {
+  json doc;
+  std::string error;
+  EXPECT_TRUE(replay_to_json(p, Policy::fixed, limit, "", pool_size, false, &doc, &error)) << error;
+  return doc;
+}
+
+TEST(PoolSize, ReadFromTheTraceHeader) {
+  auto p = fixed_pool_trace();
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->recorded_pool_size, 8 * MiB);
+  const json doc = replay_fixed(*p, "");
+  const json& d = doc["devices"][0];
+  EXPECT_EQ(d["limit_bytes"], 32 * MiB);
+  EXPECT_EQ(d["pool_size_bytes"], 8 * MiB);
+  ASSERT_FALSE(d["fits"].get<bool>());
+  EXPECT_EQ(d["failure"]["record"], 1u);
+  EXPECT_EQ(d["failure"]["bytes"], 3 * MiB);
+  EXPECT_EQ(d["failure"]["refused_by"], "pool");
+  EXPECT_EQ(d["peak_reserved_bytes"], 8 * MiB);  // the whole pool, taken through the limit
+}
+
+TEST(PoolSize, OptionOverridesTheRecordedSize) {
+  auto p = fixed_pool_trace();
+  ASSERT_NE(p, nullptr);
+  const json doc = replay_fixed(*p, "9MiB");
+  const json& d = doc["devices"][0];
+  EXPECT_EQ(d["pool_size_bytes"], 9 * MiB);
+  EXPECT_TRUE(d["fits"].get<bool>());
+  EXPECT_EQ(d["peak_reserved_bytes"], 9 * MiB);
+}
+
+TEST(PoolSize, WithoutASizeTheLimitSizesThePool) {
+  TraceFile t(64 * MiB, "fixed", 32 * MiB);
+  t.alloc(0x1000, 9 * MiB);
+  const std::string path = replay_test::temp_path("pool-size-limit");
+  t.write(path);
+  std::string error;
+  auto p = load_program(path, &error);
+  ::unlink(path.c_str());
+  ASSERT_NE(p, nullptr) << error;
+  EXPECT_EQ(p->recorded_pool_size, 0u);
+  const json doc = replay_fixed(*p, "");
+  const json& d = doc["devices"][0];
+  EXPECT_EQ(d["pool_size_bytes"], 32 * MiB);
+  EXPECT_TRUE(d["fits"].get<bool>());
+}
+
+TEST(PoolSize, AboveTheLimitOrNotASizeIsAnError) {
+  auto p = fixed_pool_trace();
+  ASSERT_NE(p, nullptr);
+  json doc;
+  std::string error;
+  EXPECT_FALSE(replay_to_json(*p, Policy::fixed, "4MiB", "", "", false, &doc, &error));
+  EXPECT_EQ(error,
+            "the fixed pool's size 8.00 MiB is above device 0's limit 4.00 MiB; give a smaller "
+            "--pool-size or a larger --limit");
+  EXPECT_FALSE(replay_to_json(*p, Policy::fixed, "", "", "100", false, &doc, &error));
+  EXPECT_EQ(error,
+            "--pool-size '100' is not valid: it is below 512 B, the fixed pool's smallest block, "
+            "so every allocation would fail; give a size of at least 512 B such as 512MiB");
+}
+
+}  // namespace
+}  // namespace gpumem::replay
