@@ -110,7 +110,7 @@ TEST_P(Soak, ExactAccountingAndBoundedLibraryMemory) {
   // warm-up, +67-105 MiB over 600k calls): the bound is judged in the other builds; here the
   // test is about races and exact accounting.
 #endif
-  std::printf("reliability.soak.%s: %llu calls, %llu records checked, RssAnon %ld -> %ld KiB, reserve +%ld KiB\n",
+  std::printf("reliability.soak.%s: %llu calls, %llu records checked, RssAnon %ld -> %ld KiB, pool reserve %+ld KiB\n",
               GetParam().name, static_cast<unsigned long long>(ops), static_cast<unsigned long long>(events),
               warm, end, reserved_growth_kib);
 }
