@@ -7,15 +7,19 @@
 // Each benchmark's time is per pair; "x_raw" is (raw pair time) / (this pair time), with the raw
 // pair measured once at start-up over the same sizes. Run with --benchmark_repetitions for medians
 // (the pool benchmarks already repeat 5 times and report mean/median/stddev).
+//
+// Each policy's stack is built by resources::DeviceStack from a StackConfig, as libgpumem.so and
+// `gpumem replay` build theirs, so the numbers are the preload's stack's. Only
+// BM_limit_over_growth, an order the preload never builds, is assembled by hand for comparison.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 
 #include "gpumem/resources/device_resource.h"
-#include "gpumem/resources/fixed_pool.h"
 #include "gpumem/resources/growth_pool.h"
 #include "gpumem/resources/limit_resource.h"
 #include "gpumem/resources/simulated_upstream.h"
+#include "gpumem/resources/stack.h"
 
 namespace {
 using namespace gpumem::resources;
@@ -60,6 +64,8 @@ double raw_pair_ns() {
   return ns;
 }
 
+constexpr uint64_t kLimit = uint64_t{8} << 30;
+
 // Runs pairs through `mr` and reports the speed-up over the raw calls.
 void run_pairs(benchmark::State& state, MemoryResource& mr, bool stream_ordered) {
   size_t i = 0;
@@ -78,6 +84,13 @@ void run_pairs(benchmark::State& state, MemoryResource& mr, bool stream_ordered)
   state.counters["x_raw"] = raw_pair_ns() / ns;
 }
 
+// Pairs through the preload's stack for `config` over the slow device.
+void run_stack(benchmark::State& state, const StackConfig& config, bool stream_ordered) {
+  SimulatedUpstream sim(slow_device());
+  DeviceStack stack(sim, 0, config);
+  run_pairs(state, *stack.top(), stream_ordered);
+}
+
 void BM_raw_device_calls(benchmark::State& state) {
   SimulatedUpstream sim(slow_device());
   size_t i = 0;
@@ -92,44 +105,29 @@ void BM_raw_device_calls(benchmark::State& state) {
 BENCHMARK(BM_raw_device_calls)->UseRealTime();
 
 void BM_none(benchmark::State& state) {
-  SimulatedUpstream sim(slow_device());
-  DeviceResource dev(sim);
-  run_pairs(state, dev, false);
+  run_stack(state, {PoolKind::none, 0, 0}, false);
 }
 BENCHMARK(BM_none)->UseRealTime();
 
 void BM_none_limit(benchmark::State& state) {
-  SimulatedUpstream sim(slow_device());
-  DeviceResource dev(sim);
-  LimitResource limit(dev, uint64_t{8} << 30);
-  run_pairs(state, limit, false);
+  run_stack(state, {PoolKind::none, kLimit, 0}, false);
 }
 BENCHMARK(BM_none_limit)->UseRealTime();
 
 void BM_growth_cudaFree(benchmark::State& state) {
-  SimulatedUpstream sim(slow_device());
-  DeviceResource dev(sim);
-  GrowthPool pool(dev, 0);
-  run_pairs(state, pool, false);
+  run_stack(state, {PoolKind::growth, 0, 0}, false);
 }
 BENCHMARK(BM_growth_cudaFree)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
 
 void BM_growth_cudaFreeAsync(benchmark::State& state) {
-  SimulatedUpstream sim(slow_device());
-  DeviceResource dev(sim);
-  GrowthPool pool(dev, 0);
-  run_pairs(state, pool, true);
+  run_stack(state, {PoolKind::growth, 0, 0}, true);
 }
 BENCHMARK(BM_growth_cudaFreeAsync)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
 
 // The recommended stack for GPUMEM_POOL=growth with GPUMEM_LIMIT (docs/policies.md): the limit
 // below the pool, so it is only consulted when the pool takes or gives back a segment.
 void BM_growth_over_limit(benchmark::State& state) {
-  SimulatedUpstream sim(slow_device());
-  DeviceResource dev(sim);
-  LimitResource limit(dev, uint64_t{8} << 30);
-  GrowthPool pool(limit, 0);
-  run_pairs(state, pool, false);
+  run_stack(state, {PoolKind::growth, kLimit, 0}, false);
 }
 BENCHMARK(BM_growth_over_limit)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
 
@@ -138,29 +136,22 @@ void BM_limit_over_growth(benchmark::State& state) {
   SimulatedUpstream sim(slow_device());
   DeviceResource dev(sim);
   GrowthPool pool(dev, 0);
-  LimitResource limit(pool, uint64_t{8} << 30);
+  LimitResource limit(pool, kLimit);
   run_pairs(state, limit, false);
 }
 BENCHMARK(BM_limit_over_growth)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
 
 void BM_fixed(benchmark::State& state) {
-  SimulatedUpstream sim(slow_device());
-  DeviceResource dev(sim);
-  FixedPool pool(dev, 0, uint64_t{1} << 30);
-  run_pairs(state, pool, false);
+  run_stack(state, {PoolKind::fixed, 0, uint64_t{1} << 30}, false);
 }
 BENCHMARK(BM_fixed)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
 
 // Growth pool with 2 threads sharing it (one mutex per pool): contention cost. The stack is
 // built once (thread-safe static) and kept for the whole run.
 void BM_growth_2_threads(benchmark::State& state) {
-  struct Stack {
-    SimulatedUpstream sim{slow_device()};
-    DeviceResource dev{sim};
-    GrowthPool pool{dev, 0};
-  };
-  static Stack* const stack = new Stack;
-  run_pairs(state, stack->pool, true);
+  static SimulatedUpstream* const sim = new SimulatedUpstream(slow_device());
+  static DeviceStack* const stack = new DeviceStack(*sim, 0, {PoolKind::growth, 0, 0});
+  run_pairs(state, *stack->top(), true);
 }
 BENCHMARK(BM_growth_2_threads)->UseRealTime()->Threads(2);
 
