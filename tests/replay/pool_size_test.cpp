@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "gpumem/replay/replay_command.h"
+#include "shell.h"
 #include "trace_file.h"
 
 namespace gpumem::replay {
@@ -97,6 +98,34 @@ TEST(PoolSize, AboveTheLimitOrNotASizeIsAnError) {
             "--pool-size '100' is not valid: it is below 512 B, the fixed pool's smallest block, "
             "so every allocation would fail; give a size of at least 512 B such as 512MiB");
 }
+
+#if defined(GPUMEM_CLI) && defined(GPUMEM_TRAIN) && defined(GPUMEM_PRELOAD)
+// A trace the preload recorded with GPUMEM_POOL=fixed GPUMEM_POOL_SIZE=24MiB under a 64 MiB limit
+// replays with a 24 MiB pool: its one segment, the recorded peak reserved, not the limit's 64 MiB.
+TEST(PoolSize, PreloadFixedTraceReplaysWithItsPoolSize) {
+  using gpumem::test::Output;
+  using gpumem::test::sh;
+  const std::string cli = GPUMEM_CLI;
+  const std::string trace = replay_test::temp_path("preload-fixed");
+  Output run = sh("GPUMEM_POOL_SIZE=24MiB " + cli + " run --device sim --pool fixed --limit 64MiB" +
+                  " --trace " + trace + " -- " + GPUMEM_TRAIN +
+                  " --epochs 1 --samples 1024 --hidden 512 --layers 2 --batch 256");
+  ASSERT_EQ(run.status, 0) << run.out;
+  Output rep = sh(cli + " report " + trace + " --json - 2>/dev/null");
+  ASSERT_EQ(rep.status, 0) << rep.out;
+  const uint64_t recorded =
+      json::parse(rep.out)["devices"][0]["peak"]["reserved_bytes"].get<uint64_t>();
+  EXPECT_EQ(recorded, 24 * MiB);
+  Output rp = sh(cli + " replay " + trace + " --pool fixed --no-search --json - 2>/dev/null");
+  ASSERT_EQ(rp.status, 0) << rp.out;
+  const json replayed = json::parse(rp.out)["devices"][0];
+  EXPECT_EQ(replayed["limit_bytes"], 64 * MiB);
+  EXPECT_EQ(replayed["pool_size_bytes"], 24 * MiB);
+  EXPECT_TRUE(replayed["fits"].get<bool>());
+  EXPECT_EQ(replayed["peak_reserved_bytes"].get<uint64_t>(), recorded);
+  ::unlink(trace.c_str());
+}
+#endif
 
 }  // namespace
 }  // namespace gpumem::replay
