@@ -8,18 +8,9 @@
 namespace gpumem::replay {
 namespace {
 
+using replay_test::load;
 using replay_test::TraceFile;
 constexpr uint64_t MiB = uint64_t{1} << 20;
-
-std::unique_ptr<Program> load(TraceFile& t, const std::string& name) {
-  const std::string path = replay_test::temp_path(name);
-  t.write(path);
-  std::string error;
-  auto p = load_program(path, &error);
-  EXPECT_NE(p, nullptr) << error;
-  ::unlink(path.c_str());
-  return p;
-}
 
 DeviceRun run(const Program& p, Policy policy, uint64_t limit, uint64_t capacity = 0) {
   ReplayOptions o;

@@ -27,13 +27,7 @@ std::unique_ptr<Program> fixed_pool_trace() {
   t.alloc(0x2000, 3 * MiB);
   t.free(0x2000, 3 * MiB);
   t.free(0x1000, 6 * MiB);
-  const std::string path = replay_test::temp_path("pool-size");
-  t.write(path);
-  std::string error;
-  auto p = load_program(path, &error);
-  EXPECT_NE(p, nullptr) << error;
-  ::unlink(path.c_str());
-  return p;
+  return replay_test::load(t, "pool-size");
 }
 
 json replay_fixed(const Program& p, const std::string& pool_size, const std::string& limit = "") {
@@ -71,12 +65,8 @@ TEST(PoolSize, OptionOverridesTheRecordedSize) {
 TEST(PoolSize, WithoutASizeTheLimitSizesThePool) {
   TraceFile t(64 * MiB, "fixed", 32 * MiB);
   t.alloc(0x1000, 9 * MiB);
-  const std::string path = replay_test::temp_path("pool-size-limit");
-  t.write(path);
-  std::string error;
-  auto p = load_program(path, &error);
-  ::unlink(path.c_str());
-  ASSERT_NE(p, nullptr) << error;
+  auto p = replay_test::load(t, "pool-size-limit");
+  ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->recorded_pool_size, 0u);
   const json doc = replay_fixed(*p, "");
   const json& d = doc["devices"][0];

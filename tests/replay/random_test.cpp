@@ -21,6 +21,7 @@
 namespace gpumem::replay {
 namespace {
 
+using replay_test::load;
 using replay_test::TraceFile;
 constexpr uint64_t KiB = 1024, MiB = KiB * 1024;
 
@@ -74,15 +75,6 @@ TraceFile to_trace(const std::vector<Op>& ops, uint64_t capacity) {
     }
   }
   return t;
-}
-
-std::unique_ptr<Program> load(TraceFile& t, const std::string& name) {
-  const std::string path = replay_test::temp_path(name);
-  t.write(path);
-  std::string error;
-  auto p = load_program(path, &error);
-  ::unlink(path.c_str());
-  return p;
 }
 
 bool fits(const Program& p, Policy policy, uint64_t limit) {

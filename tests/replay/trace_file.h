@@ -1,16 +1,20 @@
 // Writes gpumem trace files directly from trace_format.h structs, for replay tests with known
-// answers: a header (devices, capacities, limits, pool) and 64-byte records, closed cleanly.
+// answers: a header (devices, capacities, limits, pool) and 64-byte records, closed cleanly;
+// load() compiles one into a replay program.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "gpumem/replay/replay.h"
 #include "gpumem/trace_format.h"
 
 namespace gpumem::replay_test {
@@ -100,6 +104,17 @@ inline std::string temp_path(const std::string& name) {
   const char* dir = std::getenv("TMPDIR");
   return std::string(dir && *dir ? dir : "/tmp") + "/gpumem-replay-" + std::to_string(getpid()) +
          "-" + name + ".trace";
+}
+
+// Writes `t` to a temporary file, compiles it (load_program) and removes the file.
+inline std::unique_ptr<replay::Program> load(TraceFile& t, const std::string& name) {
+  const std::string path = temp_path(name);
+  t.write(path);
+  std::string error;
+  auto p = replay::load_program(path, &error);
+  EXPECT_NE(p, nullptr) << error;
+  ::unlink(path.c_str());
+  return p;
 }
 
 }  // namespace gpumem::replay_test
