@@ -10,42 +10,34 @@ resources::SimulatedUpstream::Options one_device(uint64_t capacity) {
   o.capacity = capacity;
   return o;
 }
-}  // namespace
 
-SimcudaUpstream::SimcudaUpstream(uint64_t capacity)
-    : sim_(one_device(capacity)), capacity_(capacity) {}
-
-SimcudaUpstream::Bucket SimcudaUpstream::bucket_for(const resources::Request& req,
-                                                    uint64_t rounded) {
+// cudaMallocAsync and its kin: served by the device's default pool, not by cudaMalloc's pages.
+bool is_stream_ordered_alloc(const resources::Request& req) {
   using trace::Api;
   switch (static_cast<Api>(req.api)) {
     case Api::cudaMallocAsync:
     case Api::cudaMallocFromPoolAsync:
     case Api::cuMemAllocAsync:
     case Api::cuMemAllocFromPoolAsync:
-      return Bucket::async;
+      return true;
     default:
-      break;
+      return false;
   }
-  return rounded >= kSmallBelow ? Bucket::large : Bucket::small;
 }
+}  // namespace
+
+SimcudaUpstream::SimcudaUpstream(uint64_t capacity)
+    : sim_(one_device(capacity)), capacity_(capacity) {}
 
 int SimcudaUpstream::alloc(void** p, const resources::Request& req) {
   if (p == nullptr || req.bytes == 0) return resources::SimulatedUpstream::kInvalidValue;
-  const uint64_t rounded = (req.bytes + 511) / 512 * 512;
-  const Bucket b = bucket_for(req, rounded);
-  uint64_t after = charged_large_ + pages(small_) + pages(async_);
-  switch (b) {
-    case Bucket::large:
-      after += pages(rounded);
-      break;
-    case Bucket::small:
-      after += pages(small_ + rounded) - pages(small_);
-      break;
-    case Bucket::async:
-      after += pages(async_ + rounded) - pages(async_);
-      break;
-  }
+  uint64_t large = 0, small = 0, async = 0;
+  if (is_stream_ordered_alloc(req))
+    async = simcuda::round_up(req.bytes, simcuda::kSmallQuantum);
+  else
+    simcuda::charge_for(req.bytes, &large, &small);
+  const uint64_t after = simcuda::charged_bytes(charged_large_ + large, small_ + small) +
+                         simcuda::charged_bytes(0, async_ + async);
   if (after > capacity_) {
     *p = nullptr;
     return resources::SimulatedUpstream::kOutOfMemory;
@@ -54,9 +46,13 @@ int SimcudaUpstream::alloc(void** p, const resources::Request& req) {
   inner.device = 0;
   const int code = sim_.alloc(p, inner);
   if (code != 0) return code;
-  const uint64_t charge = b == Bucket::large ? pages(rounded) : rounded;
-  (b == Bucket::large ? charged_large_ : b == Bucket::small ? small_ : async_) += charge;
-  live_.emplace(*p, Live{charge, b});
+  charged_large_ += large;
+  small_ += small;
+  async_ += async;
+  const Live live = large != 0   ? Live{large, Bucket::large}
+                    : small != 0 ? Live{small, Bucket::small}
+                                 : Live{async, Bucket::async};
+  live_.emplace(*p, live);
   if (used() > peak_) peak_ = used();
   return 0;
 }

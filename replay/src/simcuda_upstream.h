@@ -1,12 +1,12 @@
 // The simulated device replay runs against: gpumem_resources' SimulatedUpstream (addresses,
-// capacity, call counts) with simcuda's page accounting in front of it (docs/simcuda.md,
-// "Accounting"), so a replay fails exactly where simcuda's cudaMalloc would:
-//   - an allocation of 1 MiB or more is charged whole 2 MiB pages: round_up(size, 2 MiB);
-//   - smaller ones are rounded to 512 B and packed into shared 2 MiB small pages: the device is
-//     charged round_up(sum of small allocations, 2 MiB) for all of them together;
+// capacity, call counts) charged by simcuda's own rule (gpumem/simcuda/accounting.h, the code the
+// simulated driver runs; docs/simcuda.md, "Accounting"), so a replay fails exactly where simcuda's
+// cudaMalloc would:
+//   - an allocation of 1 MiB or more is charged whole 2 MiB pages;
+//   - smaller ones are rounded to 512 B and packed into shared 2 MiB small pages;
 //   - stream-ordered allocations (cudaMallocAsync, cuMemAllocAsync, ...FromPoolAsync) come from the
-//     device's default pool with release threshold 0: it holds round_up(sum of its live
-//     allocations rounded to 512 B, 2 MiB).
+//     device's default pool with release threshold 0: it holds its live allocations, each rounded
+//     to 512 B, in whole 2 MiB pages.
 // SimulatedUpstream alone rounds to 512 B only; it still sees every call, so its own capacity
 // check never refuses what this accounting allowed.
 #pragma once
@@ -14,14 +14,12 @@
 #include <unordered_map>
 
 #include "gpumem/resources/simulated_upstream.h"
+#include "gpumem/simcuda/accounting.h"
 
 namespace gpumem::replay {
 
 class SimcudaUpstream final : public resources::Upstream {
  public:
-  static constexpr uint64_t kPage = uint64_t{2} << 20;
-  static constexpr uint64_t kSmallBelow = uint64_t{1} << 20;
-
   explicit SimcudaUpstream(uint64_t capacity);
 
   int alloc(void** p, const resources::Request& req) override;
@@ -31,7 +29,9 @@ class SimcudaUpstream final : public resources::Upstream {
   int synchronize(int /*device*/) override { return sim_.synchronize(0); }
   uint64_t capacity(int /*device*/) const override { return sim_.capacity(0); }
 
-  uint64_t used() const { return charged_large_ + pages(small_) + pages(async_); }
+  uint64_t used() const {
+    return simcuda::charged_bytes(charged_large_, small_) + simcuda::charged_bytes(0, async_);
+  }
   uint64_t peak() const { return peak_; }
 
  private:
@@ -40,8 +40,6 @@ class SimcudaUpstream final : public resources::Upstream {
     uint64_t charge;  // large: pages; small/async: bytes rounded to 512
     Bucket bucket;
   };
-  static uint64_t pages(uint64_t bytes) { return (bytes + kPage - 1) / kPage * kPage; }
-  static Bucket bucket_for(const resources::Request& req, uint64_t rounded);
 
   resources::SimulatedUpstream sim_;
   uint64_t capacity_;

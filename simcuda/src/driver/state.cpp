@@ -130,16 +130,6 @@ void unmap_memory(void* p, uint64_t mapped) {
   munmap(p, mapped);
 }
 
-void charge_for(uint64_t size, uint64_t* large, uint64_t* small) {
-  if (size >= kSmallLimit) {
-    *large = round_up(size, kPage);
-    *small = 0;
-  } else {
-    *large = 0;
-    *small = round_up(size, kSmallQuantum);
-  }
-}
-
 bool pool_grow(Device& dev, CUmemPoolHandle_st& pool, uint64_t bytes) {
   uint64_t need = pool.used + bytes;
   if (need <= pool.reserved) return true;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "config.h"
+#include "gpumem/simcuda/accounting.h"
 
 // Opaque CUDA handle types, defined here for the simulated driver only.
 struct CUctx_st {
@@ -43,15 +44,7 @@ struct CUmemPoolHandle_st {
 
 namespace simcuda {
 
-inline constexpr uint64_t kPage = 2ull << 20;        // large-allocation and VMM granularity
-inline constexpr uint64_t kSmallLimit = 1ull << 20;  // below this, allocations are packed
-inline constexpr uint64_t kSmallQuantum = 512;       // small allocations round up to this
-
-inline uint64_t round_up(uint64_t v, uint64_t q) {
-  uint64_t r = v % q;
-  if (r == 0) return v;
-  return v > UINT64_MAX - (q - r) ? UINT64_MAX - (UINT64_MAX % q) : v + (q - r);
-}
+// kPage, kSmallLimit, kSmallQuantum, round_up, charge_for: gpumem/simcuda/accounting.h.
 
 enum class Kind { device, managed, pool };
 
@@ -96,9 +89,9 @@ struct Device {
   CUmemPoolHandle_st default_pool{};
 
   // Charged bytes: whole pages plus as many 2 MiB small pages as the small bytes need.
-  [[nodiscard]] uint64_t used() const { return large_bytes + round_up(small_bytes, kPage); }
+  [[nodiscard]] uint64_t used() const { return charged_bytes(large_bytes, small_bytes); }
   [[nodiscard]] bool fits(uint64_t large, uint64_t small) const {
-    uint64_t after = large_bytes + large + round_up(small_bytes + small, kPage);
+    uint64_t after = charged_bytes(large_bytes + large, small_bytes + small);
     return after >= large_bytes && after <= capacity;
   }
 };
@@ -140,9 +133,6 @@ void free_latency();
 // Host memory that backs simulated device memory: reserved lazily, never zeroed by us.
 void* map_memory(uint64_t bytes, uint64_t* mapped);
 void unmap_memory(void* p, uint64_t mapped);
-
-// Charges/uncharges the device for an allocation of `size` bytes (the accounting rule).
-void charge_for(uint64_t size, uint64_t* large, uint64_t* small);
 
 // Pool bookkeeping (caller holds the lock): reserve room for `bytes` more, or release cached
 // memory above `keep`.
