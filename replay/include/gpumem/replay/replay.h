@@ -1,6 +1,6 @@
 // `gpumem replay`: run a recorded allocation sequence again, per device and in order, through the
-// very resource classes the preload library uses (gpumem_resources: LimitResource, GrowthPool,
-// FixedPool) over a simulated device of the trace's capacity, and answer "does it fit under this
+// stack the preload library builds (resources::DeviceStack from the same StackConfig: pool kind,
+// limit, fixed pool size) over a simulated device of the trace's capacity, and answer "does it fit under this
 // policy and limit?" and "what is the smallest limit under which it fits?". docs/replay-fit.md.
 //
 //   std::string error;
