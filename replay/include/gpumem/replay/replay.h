@@ -1,7 +1,8 @@
 // `gpumem replay`: run a recorded allocation sequence again, per device and in order, through the
 // stack the preload library builds (resources::DeviceStack from the same StackConfig: pool kind,
-// limit, fixed pool size) over a simulated device of the trace's capacity, and answer "does it fit under this
-// policy and limit?" and "what is the smallest limit under which it fits?". docs/replay-fit.md.
+// limit, fixed pool size) over a simulated device of the trace's capacity, and answer "does it fit
+// under this policy and limit?" and "what is the smallest limit under which it fits?".
+// docs/replay-fit.md.
 //
 //   std::string error;
 //   auto program = gpumem::replay::load_program(path, &error);   // reads the trace once
