@@ -183,9 +183,10 @@ std::string render_replay_text(const json& doc) {
   for (const json& d : doc["devices"]) {
     const auto u = [&](const char* k) { return d[k].get<uint64_t>(); };
     s += fmt::format(
-        "device {} ({}capacity {}), limit {}: {}\n", d["device"].get<int>(),
+        "device {} ({}capacity {}), limit {}{}: {}\n", d["device"].get<int>(),
         d["name"].get<std::string>().empty() ? "" : visible(d["name"].get<std::string>()) + ", ",
         bytes_text(u("capacity_bytes")), bytes_text(u("limit_bytes")),
+        d["pool_size_bytes"].is_null() ? "" : ", fixed pool " + bytes_text(u("pool_size_bytes")),
         d["fits"].get<bool>() ? "FITS" : "DOES NOT FIT");
     if (!d["failure"].is_null()) {
       const json& f = d["failure"];

@@ -50,6 +50,9 @@ TEST(PoolSize, ReadFromTheTraceHeader) {
   EXPECT_EQ(d["failure"]["bytes"], 3 * MiB);
   EXPECT_EQ(d["failure"]["refused_by"], "pool");
   EXPECT_EQ(d["peak_reserved_bytes"], 8 * MiB);  // the whole pool, taken through the limit
+  const std::string text = render_replay_text(doc);
+  EXPECT_NE(text.find("limit 32.00 MiB, fixed pool 8.00 MiB: DOES NOT FIT\n"), std::string::npos)
+      << text;
 }
 
 TEST(PoolSize, OptionOverridesTheRecordedSize) {
