@@ -1,16 +1,15 @@
 // `gpumem replay` end to end: text table, JSON, and the error cases.
 #include <gtest/gtest.h>
 
-#include "shell.h"
 #include <sys/wait.h>
 #include <unistd.h>
+#include "shell.h"
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "trace_file.h"
 
-#ifdef GPUMEM_CLI
 namespace gpumem::replay {
 namespace {
 
@@ -90,7 +89,6 @@ TEST(Command, Errors) {
   ::unlink(path.c_str());
 }
 
-#if defined(GPUMEM_TRAIN) && defined(GPUMEM_PRELOAD)
 // The promise end to end: a trace recorded through the preload's growth pool (real
 // segment events from the library, not from the test) replays under the same policy to exactly
 // the recorded peak reserved, which `gpumem report` measures from the segment records.
@@ -112,8 +110,6 @@ TEST(Command, PreloadGrowthTraceReplaysToItsRecordedPeak) {
   EXPECT_EQ(replayed["peak_allocated_bytes"].get<uint64_t>(), allocated);
   ::unlink(trace.c_str());
 }
-#endif
 
 }  // namespace
 }  // namespace gpumem::replay
-#endif

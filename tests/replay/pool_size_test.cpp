@@ -92,7 +92,6 @@ TEST(PoolSize, AboveTheLimitOrNotASizeIsAnError) {
             "so every allocation would fail; give a size of at least 512 B such as 512MiB");
 }
 
-#if defined(GPUMEM_CLI) && defined(GPUMEM_TRAIN) && defined(GPUMEM_PRELOAD)
 // A trace the preload recorded with GPUMEM_POOL=fixed GPUMEM_POOL_SIZE=24MiB under a 64 MiB limit
 // replays with a 24 MiB pool: its one segment, the recorded peak reserved, not the limit's 64 MiB.
 TEST(PoolSize, PreloadFixedTraceReplaysWithItsPoolSize) {
@@ -118,7 +117,6 @@ TEST(PoolSize, PreloadFixedTraceReplaysWithItsPoolSize) {
   EXPECT_EQ(replayed["peak_reserved_bytes"].get<uint64_t>(), recorded);
   ::unlink(trace.c_str());
 }
-#endif
 
 }  // namespace
 }  // namespace gpumem::replay

@@ -13,10 +13,8 @@
 #include "gpumem/resources/simulated_upstream.h"
 #include "trace_file.h"
 
-#if GPUMEM_REPLAY_HAVE_ANALYZER
 #include "gpumem/analyzer/analysis.h"
 #include "gpumem/trace_reader.h"
-#endif
 
 namespace gpumem::replay {
 namespace {
@@ -180,7 +178,6 @@ class Recorder : public resources::PoolObserver {
   TraceFile& t_;
 };
 
-#if GPUMEM_REPLAY_HAVE_ANALYZER
 uint64_t analyzer_peak_reserved(const std::string& path) {
   std::string error;
   auto reader = trace::Reader::open(path, &error);
@@ -193,7 +190,6 @@ uint64_t analyzer_peak_reserved(const std::string& path) {
   analyzer::Report r = a.finish();
   return r.devices.at(0).peak.reserved_bytes;
 }
-#endif
 
 // Records a random program through tracking -> growth pool -> limit -> device, as the preload
 // does, and replays it under the recorded policy and limit.
@@ -252,9 +248,7 @@ TEST(Reproduce, GrowthRecordedPeakExactly) {
     EXPECT_TRUE(run.fits) << "seed " << seed;
     EXPECT_EQ(run.peak_reserved_bytes, pool.peak_reserved_bytes()) << "seed " << seed;
     EXPECT_EQ(run.peak_allocated_bytes, pool.peak_allocated_bytes()) << "seed " << seed;
-#if GPUMEM_REPLAY_HAVE_ANALYZER
     EXPECT_EQ(run.peak_reserved_bytes, analyzer_peak_reserved(path)) << "seed " << seed;
-#endif
     ::unlink(path.c_str());
     ++exact;
     with_release += released ? 1 : 0;
@@ -289,9 +283,7 @@ TEST(Reproduce, NoneRecordedAllocatedPeak) {
   ReplayOptions o;
   DeviceRun run = replay_device(*p, p->devices[0], o);
   EXPECT_EQ(run.peak_reserved_bytes, peak);
-#if GPUMEM_REPLAY_HAVE_ANALYZER
   EXPECT_EQ(run.peak_reserved_bytes, analyzer_peak_reserved(path));
-#endif
   ::unlink(path.c_str());
 }
 
