@@ -116,6 +116,12 @@ TEST_P(Attribution, EveryAllocationNamesItsPythonLineToTheByte) {
   EXPECT_TRUE(saw_nested);
   EXPECT_TRUE(saw_native);
 
+  // The allocation made by a C exit handler after Python finalized: no Python frame, no crash.
+  const json& leaks = r["devices"][0]["leaks"];
+  ASSERT_EQ(leaks.size(), 1u) << leaks.dump();
+  EXPECT_EQ(leaks[0]["python_line"], "[no Python frame] (native thread)");
+  EXPECT_EQ(leaks[0]["bytes"], 4096u);
+
   // The failed allocation names its line too, in the JSON and in the text summary.
   std::map<std::string, uint64_t> failed;
   for (const json& a : r["anomalies"])

@@ -17,12 +17,14 @@ namespace {
 constexpr int kMaxWalk = 4096;  // a frame chain longer than this is not a chain
 
 using GetThreadState = void* (*)();
+using IsInitialized = int (*)();
 using Addr2Line = int (*)(void* code, int byte_offset);
 
 struct Interpreter {
   RuntimeInfo info;
   const Layout* layout = nullptr;
   GetThreadState thread_state = nullptr;
+  IsInitialized is_initialized = nullptr;
   Addr2Line addr2line = nullptr;
   const void* code_type = nullptr;
   const void* unicode_type = nullptr;
@@ -63,11 +65,14 @@ void detect(Interpreter* in) {
     return;
   }
   in->addr2line = reinterpret_cast<Addr2Line>(sym("PyCode_Addr2Line"));
+  in->is_initialized = reinterpret_cast<IsInitialized>(sym("Py_IsInitialized"));
   in->code_type = sym("PyCode_Type");
   in->unicode_type = sym("PyUnicode_Type");
-  if (in->addr2line == nullptr || in->code_type == nullptr || in->unicode_type == nullptr) {
+  if (in->addr2line == nullptr || in->is_initialized == nullptr || in->code_type == nullptr ||
+      in->unicode_type == nullptr) {
     in->info.reason =
-        "the interpreter does not export PyCode_Addr2Line, PyCode_Type, PyUnicode_Type";
+        "the interpreter does not export PyCode_Addr2Line, Py_IsInitialized, PyCode_Type, "
+        "PyUnicode_Type";
     return;
   }
   in->info.state = State::supported;
@@ -146,6 +151,9 @@ int walk(Frame* out, int max) {
   const Interpreter* in = supported();
   if (in == nullptr) return -1;
   const Layout& l = *in->layout;
+  // Before the interpreter starts or once it is finalizing (an allocation from an exit handler),
+  // thread states are not there to read: no frames.
+  if (in->is_initialized() == 0) return 0;
   // The thread state bound to this thread, whether or not it holds the GIL (a TSS read).
   const auto* tstate = static_cast<const char*>(in->thread_state());
   if (tstate == nullptr) return 0;
