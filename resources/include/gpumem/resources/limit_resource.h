@@ -1,6 +1,8 @@
 // A hard cap on the bytes that pass through it, like RMM's limiting_resource_adaptor: reserve the
-// bytes on one atomic counter, forward, roll back if the upstream fails. Lock-free; the counter
-// never exceeds the limit, even for a moment, so the upstream never holds more than the limit.
+// bytes on one atomic counter, forward, roll back if the upstream fails. Lock-free. A refused
+// request's bytes sit on the counter between its add and its roll-back, so the counter may pass
+// the limit for that moment (a concurrent request may then be refused although it would fit);
+// nothing is forwarded unless the sum fits, so the upstream never holds more than the limit.
 //
 // Counts requested bytes exactly (no rounding). Placed above a pool it caps what the program
 // holds; placed below a pool it caps what the pool reserves from the device (segments). See
