@@ -388,20 +388,24 @@ TEST_F(ThreadExit, AppendStuckInASignalHandlerAtCloseIsMarkedAbandonedNotTorn) {
   }, old{};
   sa.sa_handler = sleep_past_the_close_wait;
   ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);
+  // At least 5 rounds, and more (up to 40) until the signal has caught the thread inside
+  // append() once: on a loaded machine the thread may not run in the moment the signal comes.
   int rounds_with_abandoned = 0;
-  for (int round = 0; round < 5; ++round) {
+  for (int round = 0; round < 5 || (rounds_with_abandoned == 0 && round < 40); ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     const std::string path = dir_ + "/s" + std::to_string(round) + ".trace";
     auto w = std::make_unique<gpumem::TraceWriter>();  // outlives both threads (joined below)
     char err[512];
     ASSERT_TRUE(w->open(path.c_str(), tr::Header{}, err, sizeof err)) << err;
     std::atomic<bool> go{true};
+    std::atomic<uint64_t> appended{0};
     std::thread appender([&] {
       for (uint64_t i = 1; go.load(std::memory_order_relaxed); ++i) {
         tr::Record r{};
         r.op = static_cast<uint16_t>(tr::Op::alloc);
         r.address = i;
         w->append(r);
+        appended.store(i, std::memory_order_relaxed);
       }
     });
     std::thread other([&] {  // goes on appending: the stopped slot is not the last one
@@ -412,7 +416,8 @@ TEST_F(ThreadExit, AppendStuckInASignalHandlerAtCloseIsMarkedAbandonedNotTorn) {
         w->append(r);
       }
     });
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    // The appender is running its loop (nearly all of which is append()) before the signal.
+    while (appended.load(std::memory_order_relaxed) < 1000) std::this_thread::yield();
     pthread_kill(appender.native_handle(), SIGUSR1);  // almost always inside append()
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     w->close();
