@@ -18,6 +18,16 @@ using gpumem::trace::Op;
 constexpr int kMaxPhaseDepth = 64;
 thread_local uint64_t t_phases[kMaxPhaseDepth] __attribute__((tls_model("initial-exec")));
 thread_local int t_phase_depth __attribute__((tls_model("initial-exec"))) = 0;
+// The id a begin gets when it is dropped, so that its end is dropped too.
+constexpr uint64_t kDroppedPhase = ~0ull;
+
+// A mark can only arrive while this thread is inside one of gpumem's hooks from a signal handler
+// that interrupted the hook. The hook may be inside the dynamic linker (resolving a real
+// function) or inside the trace's open, neither of which may be entered again: such a mark is
+// dropped (docs/interception.md).
+bool interrupting_a_hook() {
+  return gpumem::t_hook_depth > 0;
+}
 
 void write_mark(Op op, uint64_t string_id) {
   gpumem::TraceWriter* w = gpumem::session::writer();
@@ -40,10 +50,11 @@ uint64_t intern(const char* name) {
 extern "C" {
 
 void gpumem_mark_begin(const char* name) {
-  const uint64_t id = intern(name);
+  const bool dropped = interrupting_a_hook();
+  const uint64_t id = dropped ? kDroppedPhase : intern(name);
   if (t_phase_depth < kMaxPhaseDepth) t_phases[t_phase_depth] = id;
   ++t_phase_depth;
-  write_mark(Op::mark_begin, id);
+  if (!dropped) write_mark(Op::mark_begin, id);
 }
 
 void gpumem_mark_end(void) {
@@ -52,10 +63,12 @@ void gpumem_mark_end(void) {
     --t_phase_depth;
     if (t_phase_depth < kMaxPhaseDepth) id = t_phases[t_phase_depth];
   }
+  if (id == kDroppedPhase || interrupting_a_hook()) return;
   write_mark(Op::mark_end, id);
 }
 
 void gpumem_mark(const char* name) {
+  if (interrupting_a_hook()) return;
   write_mark(Op::mark, intern(name));
 }
 

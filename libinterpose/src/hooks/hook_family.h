@@ -152,9 +152,11 @@ inline typename F::Result capacity(const Request& req, size_t* free_bytes, size_
 
 // Opens a hook: `real` is the real function (get_real, e.g. GPUMEM_REAL_DRIVER(name)); without it
 // the family's not-initialised code is returned; a call nested in another hook (CUDA calling
-// itself) passes straight through.
+// itself) passes straight through. The scope opens first, so that the lookup of the real function
+// (the dynamic linker, on first use) is inside the hook too: a signal handler calling gpumem_mark
+// there must see that it interrupted the library (c_api.cpp).
 #define GPUMEM_HOOK_PROLOGUE(Family, get_real, name_string, ...)             \
+  ::gpumem::HookScope scope;                                                 \
   auto real = get_real;                                                      \
   if (real == nullptr) return ::gpumem::hooks::missing<Family>(name_string); \
-  ::gpumem::HookScope scope;                                                 \
   if (!scope.outermost()) return real(__VA_ARGS__)
