@@ -18,17 +18,13 @@
 #include <cstdio>
 #include <string>
 
+#include "driver_context.h"
+
 namespace {
 
 constexpr size_t kMiB = size_t{1} << 20;
 
-bool init_driver() {
-  CUdevice dev;
-  CUcontext ctx;
-  return cuInit(0) == CUDA_SUCCESS && cuDeviceGet(&dev, 0) == CUDA_SUCCESS &&
-         cuDevicePrimaryCtxRetain(&ctx, dev) == CUDA_SUCCESS &&
-         cuCtxSetCurrent(ctx) == CUDA_SUCCESS;
-}
+using reliability::init_driver;
 
 void print(const char* key, long long value) {
   std::printf("%s %lld\n", key, value);

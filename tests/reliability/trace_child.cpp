@@ -26,16 +26,11 @@
 #include <vector>
 
 #include "gpumem/gpumem.h"
+#include "driver_context.h"
 
 namespace {
 
-bool init_driver() {
-  CUdevice dev;
-  CUcontext ctx;
-  return cuInit(0) == CUDA_SUCCESS && cuDeviceGet(&dev, 0) == CUDA_SUCCESS &&
-         cuDevicePrimaryCtxRetain(&ctx, dev) == CUDA_SUCCESS &&
-         cuCtxSetCurrent(ctx) == CUDA_SUCCESS;
-}
+using reliability::init_driver;
 
 int pairs(unsigned long long n) {
   for (unsigned long long i = 0; i < n; ++i) {

@@ -31,17 +31,13 @@
 
 #include "gpumem/gpumem.h"
 #include "progress.h"
+#include "driver_context.h"
 
 namespace {
 
 uint32_t thread_id() { return static_cast<uint32_t>(syscall(SYS_gettid)); }
 
-bool init_driver() {
-  CUdevice dev;
-  CUcontext ctx;
-  return cuInit(0) == CUDA_SUCCESS && cuDeviceGet(&dev, 0) == CUDA_SUCCESS &&
-         cuDevicePrimaryCtxRetain(&ctx, dev) == CUDA_SUCCESS && cuCtxSetCurrent(ctx) == CUDA_SUCCESS;
-}
+using reliability::init_driver;
 
 void bind_context() {
   CUcontext ctx;
