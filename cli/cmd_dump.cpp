@@ -11,7 +11,7 @@
 #include <unordered_map>
 
 #include "command.h"
-#include "gpumem/trace_reader.h"
+#include "gpumem/trace/reader.h"
 
 namespace gpumem::cli {
 namespace {

@@ -24,8 +24,8 @@
 
 #include "command.h"
 #include "gpumem/analyzer/report.h"
+#include "gpumem/trace/reader.h"
 #include "gpumem/trace_name.h"
-#include "gpumem/trace_reader.h"
 #include "gpumem/units.h"
 #include "gpumem/visible_text.h"
 #include "tensor_env.h"

@@ -1,6 +1,6 @@
 #include "device_state.h"
 
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 
 namespace gpumem::analyzer {
 

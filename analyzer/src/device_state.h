@@ -12,7 +12,7 @@
 #include "address_map.h"
 #include "gpumem/analyzer/analysis.h"
 #include "gpumem/analyzer/model.h"
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 #include "metrics.h"
 #include "segment_space.h"
 #include "site_timeline.h"

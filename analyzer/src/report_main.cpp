@@ -13,7 +13,7 @@
 
 #include "gpumem/analyzer/render_json.h"
 #include "gpumem/analyzer/render_text.h"
-#include "gpumem/trace_reader.h"
+#include "gpumem/trace/reader.h"
 #include "gpumem/visible_text.h"
 #include "render_html.h"
 #include "render_perfetto.h"

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 
 namespace gpumem::cupti {
 

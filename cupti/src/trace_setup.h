@@ -9,7 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 
 namespace gpumem::cupti {
 

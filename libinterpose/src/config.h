@@ -10,7 +10,7 @@
 #include <cstdint>
 
 #include "gpumem/resources/pool_kind.h"
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 #include "stacks/stacks.h"
 
 namespace gpumem {

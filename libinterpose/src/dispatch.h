@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "gpumem/gpumem.h"
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 
 namespace gpumem {
 

@@ -5,7 +5,7 @@
 #include <unordered_map>
 
 #include "gpumem/replay/replay.h"
-#include "gpumem/trace_reader.h"
+#include "gpumem/trace/reader.h"
 #include "gpumem/units.h"
 
 namespace gpumem::replay {

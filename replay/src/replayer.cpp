@@ -11,7 +11,7 @@
 #include "gpumem/resources/block.h"
 #include "gpumem/resources/growth_pool.h"
 #include "gpumem/resources/stack.h"
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 #include "simcuda_upstream.h"
 
 namespace gpumem::replay {

@@ -1,6 +1,6 @@
 #include "simcuda_upstream.h"
 
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 
 namespace gpumem::replay {
 namespace {

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "gpumem/analyzer/analysis.h"
-#include "gpumem/trace_format.h"
-#include "gpumem/trace_reader.h"
+#include "gpumem/trace/format.h"
+#include "gpumem/trace/reader.h"
 
 namespace gpumem::analyzer::testing {
 

@@ -9,8 +9,8 @@
 
 #include "convert.h"
 #include "cupti_api.h"
+#include "gpumem/trace/reader.h"
 #include "gpumem/trace/writer.h"
-#include "gpumem/trace_reader.h"
 #include "trace_setup.h"
 
 namespace {

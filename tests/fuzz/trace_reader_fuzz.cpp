@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <string>
 
-#include "gpumem/trace_reader.h"
+#include "gpumem/trace/reader.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string path = "/tmp/gpumem-fuzz-reader-" + std::to_string(getpid()) + ".trace";

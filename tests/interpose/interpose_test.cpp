@@ -22,7 +22,7 @@
 #include <thread>
 #include <vector>
 
-#include "gpumem/trace_reader.h"
+#include "gpumem/trace/reader.h"
 
 extern char** environ;
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "gpumem/trace_reader.h"
+#include "gpumem/trace/reader.h"
 
 namespace reliability {
 

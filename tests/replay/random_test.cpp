@@ -14,7 +14,7 @@
 #include "trace_file.h"
 
 #include "gpumem/analyzer/analysis.h"
-#include "gpumem/trace_reader.h"
+#include "gpumem/trace/reader.h"
 
 namespace gpumem::replay {
 namespace {

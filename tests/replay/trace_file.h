@@ -1,5 +1,5 @@
-// Writes gpumem trace files directly from trace_format.h structs, for replay tests with known
-// answers: a header (devices, capacities, limits, pool) and 64-byte records, closed cleanly;
+// Writes gpumem trace files directly from gpumem/trace/format.h structs, for replay tests with
+// known answers: a header (devices, capacities, limits, pool) and 64-byte records, closed cleanly;
 // load() compiles one into a replay program.
 #pragma once
 
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "gpumem/replay/replay.h"
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 
 namespace gpumem::replay_test {
 

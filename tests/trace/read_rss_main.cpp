@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-#include "gpumem/trace_reader.h"
+#include "gpumem/trace/reader.h"
 
 static long maxrss_kib() {
   rusage ru{};

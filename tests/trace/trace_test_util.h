@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "gpumem/trace/reader.h"
 #include "gpumem/trace/writer.h"
-#include "gpumem/trace_reader.h"
 
 namespace gpumem::test {
 

@@ -22,7 +22,7 @@
 #include <mutex>
 #include <thread>
 
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 
 namespace gpumem::trace {
 

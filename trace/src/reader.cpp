@@ -11,7 +11,7 @@
 #include <cstring>
 #include <vector>
 
-#include "gpumem/trace_reader.h"
+#include "gpumem/trace/reader.h"
 #include "read_ahead.h"
 
 namespace gpumem::trace {

@@ -5,7 +5,7 @@
 
 #include <cstddef>
 
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 
 #define GPUMEM_EXPORT extern "C" __attribute__((visibility("default")))
 

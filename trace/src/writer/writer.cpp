@@ -1,5 +1,5 @@
 // Opening, growing, appending to and closing the trace file. The commit protocol is described in
-// trace_format.h and docs/trace-format.md.
+// gpumem/trace/format.h and docs/trace-format.md.
 #include "gpumem/trace/writer.h"
 
 #include <fcntl.h>

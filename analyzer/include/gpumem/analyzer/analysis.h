@@ -16,8 +16,8 @@
 #include <string>
 
 #include "gpumem/analyzer/model.h"
-#include "gpumem/trace_format.h"
-#include "gpumem/trace_reader.h"
+#include "gpumem/trace/format.h"
+#include "gpumem/trace/reader.h"
 
 namespace gpumem::analyzer {
 

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 
 namespace gpumem::resources {
 

@@ -1,6 +1,6 @@
 // The trace writer (gpumem_trace_writer: the preload, the CUPTI mode and tests write with it): one
 // file per process, written by all threads through a MAP_SHARED mapping and one atomic cursor.
-// Format: gpumem/trace_format.h, explained for people in docs/trace-format.md.
+// Format: gpumem/trace/format.h, explained for people in docs/trace-format.md.
 //
 // Hot-path contract (append, append_blob, intern_stack): no heap allocation, no lock, no getenv,
 // no system call except the rare file extension; the caller never waits for the disk. Records of
@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <mutex>
 
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 
 namespace gpumem {
 

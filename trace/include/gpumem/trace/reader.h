@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "gpumem/trace_format.h"
+#include "gpumem/trace/format.h"
 
 namespace gpumem::trace {
 
