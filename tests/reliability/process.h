@@ -37,9 +37,14 @@ inline std::vector<std::string> child_environment(bool preload, const std::vecto
   return env;
 }
 
-// Starts argv with env; stdout/stderr go to the files (or /dev/null when empty). Returns the pid.
+// closed: the child starts with no fd 2, as under a daemon that closed it.
+enum class Stderr { to_file, closed };
+
+// Starts argv with env; stdout/stderr go to the files (or /dev/null when empty). Returns the pid,
+// or -1 when it could not start.
 inline pid_t start(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                   const std::string& out_file = "", const std::string& err_file = "") {
+                   const std::string& out_file = "", const std::string& err_file = "",
+                   Stderr err_mode = Stderr::to_file) {
   std::vector<char*> a, e;
   for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
   a.push_back(nullptr);
@@ -49,8 +54,11 @@ inline pid_t start(const std::vector<std::string>& argv, const std::vector<std::
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, out_file.empty() ? "/dev/null" : out_file.c_str(),
                                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err_file.empty() ? "/dev/null" : err_file.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (err_mode == Stderr::closed)
+    posix_spawn_file_actions_addclose(&fa, 2);
+  else
+    posix_spawn_file_actions_addopen(&fa, 2, err_file.empty() ? "/dev/null" : err_file.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid = -1;
   if (posix_spawn(&pid, a[0], &fa, nullptr, a.data(), e.data()) != 0) pid = -1;
   posix_spawn_file_actions_destroy(&fa);

@@ -292,22 +292,10 @@ TEST_F(TraceFileDescriptor, StderrClosedTheTraceNeverTakesFd2) {
   const std::string trace = dir_ + "/t.trace";
   // GPUMEM_LOG=info: the preload writes lines to fd 2 (where the trace was before the fix).
   const auto env = child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_LOG=info"});
-  const auto argv = child({"pairs", "50"});
-  std::vector<char*> a, e;
-  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-  a.push_back(nullptr);
-  for (const auto& s : env) e.push_back(const_cast<char*>(s.c_str()));
-  e.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addclose(&fa, 2);
-  pid_t pid = -1;
-  ASSERT_EQ(posix_spawn(&pid, a[0], &fa, nullptr, a.data(), e.data()), 0);
-  posix_spawn_file_actions_destroy(&fa);
-  int st = 0;
-  ASSERT_EQ(waitpid(pid, &st, 0), pid);
-  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  const pid_t pid = start(child({"pairs", "50"}), env, "", "", Stderr::closed);
+  ASSERT_GT(pid, 0);
+  const Outcome o = wait_for(pid, "", "");
+  ASSERT_EQ(o.status, 0);
   const LoadedTrace t = load_trace(trace);
   ASSERT_TRUE(t.opened) << t.error;
   EXPECT_EQ(count_pairs(t).alloc, 50u);

@@ -150,6 +150,22 @@ class Browser : public ::testing::Test {
     return run.dom;
   }
 
+  // Appends a probe script to the page: `body` runs after the page's own scripts and fills
+  // `out`, which comes back parsed. *dom receives the page's DOM for further checks.
+  nlohmann::json probe(const std::string& page, const std::string& body, std::string* dom) {
+    std::ofstream(page, std::ios::app)
+        << "<script>\n(function () {\n  const out = {};\n"
+        << body
+        << "  const pre = document.createElement(\"pre\");\n  pre.id = \"probe\";\n"
+           "  pre.textContent = JSON.stringify(out);\n  document.body.appendChild(pre);\n"
+           "})();\n</script>";
+    *dom = dom_of(page);
+    const std::string text = text_after(*dom, "<pre id=\"probe\"", ">");
+    EXPECT_NE(text.find('{'), std::string::npos) << "the probe did not run";
+    // The DOM dump escapes quotes only in attributes; this is a text node.
+    return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  }
+
   fs::path dir_;
 };
 
@@ -242,9 +258,8 @@ TEST_F(Browser, DrawsTheTimelineCardsAndTablesWithTheExactNumbers) {
 // appended to the page; the probe writes what it saw into <pre id="probe">.
 TEST_F(Browser, HoverShowsValuesDragZoomsDoubleClickResets) {
   std::string page = write_page(sample_report(), "interactive.html");
-  std::ofstream(page, std::ios::app) << R"(<script>
-(function () {
-  const out = {};
+  std::string dom;
+  nlohmann::json out = probe(page, R"(
   const svg = () => document.getElementById("timeline-svg");
   const overlay = () => svg().lastElementChild;
   const W = () => svg().viewBox.baseVal.width;
@@ -265,17 +280,8 @@ TEST_F(Browser, HoverShowsValuesDragZoomsDoubleClickResets) {
   out.peakAfterZoom = !!document.getElementById("peak-dot");
   overlay().dispatchEvent(new MouseEvent("dblclick", at(p)));
   out.reset = xLabels();
-  const pre = document.createElement("pre");
-  pre.id = "probe";
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
-})();
-</script>)";
-  std::string dom = dom_of(page);
-  std::string probe = text_after(dom, "<pre id=\"probe\"", ">");
-  ASSERT_NE(probe.find('{'), std::string::npos) << "the probe did not run";
-  // The DOM dump escapes quotes only in attributes; this is a text node.
-  nlohmann::json out = nlohmann::json::parse(probe);
+)", &dom);
+  ASSERT_TRUE(out.is_object());
   EXPECT_EQ(out["tip"].get<std::string>().find("time10."), 0u) << out["tip"];
   EXPECT_NE(out["tip"].get<std::string>().find("|allocated576.00 MiB|reserved768.00 MiB|"
                                                "fragmentation33.3%|phasestep 2"),
@@ -372,9 +378,8 @@ TEST_F(Browser, MemoryBySiteStacksPythonLinesAndShowsTheBreakdown) {
   ASSERT_TRUE(report.devices[0].timeline_by_site);
   ASSERT_EQ(report.devices[0].timeline_by_site->sites.size(), 4u);
   std::string page = write_page(report, "sites.html");
-  std::ofstream(page, std::ios::app) << R"(<script>
-(function () {
-  const out = {};
+  std::string dom;
+  nlohmann::json out = probe(page, R"(
   const svg = document.getElementById("sites-svg");
   const overlay = svg.lastElementChild;
   const data = JSON.parse(document.getElementById("report-data").textContent).devices[0];
@@ -398,20 +403,12 @@ TEST_F(Browser, MemoryBySiteStacksPythonLinesAndShowsTheBreakdown) {
   out.opened = document.querySelector("#sites-table tbody tr div.where").textContent;
   out.liveSub = document.getElementById("live-sub").textContent;
   out.liveFirst = document.querySelector("#live-table tbody tr").children[1].textContent;
-  const pre = document.createElement("pre");
-  pre.id = "probe";
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
-})();
-</script>)";
-  std::string dom = dom_of(page);
+)", &dom);
+  ASSERT_TRUE(out.is_object());
   EXPECT_EQ(dom.find("id=\"sites-panel\" hidden"), std::string::npos);
   std::string svg = element(dom, "svg", "sites-svg");
   ASSERT_FALSE(svg.empty()) << "no chart by site";
   EXPECT_EQ(count(svg, "class=\"site-area\""), 5u);  // four lines and other
-  std::string probe = text_after(dom, "<pre id=\"probe\"", ">");
-  ASSERT_NE(probe.find('{'), std::string::npos) << "the probe did not run";
-  nlohmann::json out = nlohmann::json::parse(probe);
   const std::vector<std::string> at_peak = {"Model.__init__ (train.py:10)|100.00 MiB|48.1%",
                                             "forward (model.py:21)|80.00 MiB|38.5%",
                                             "backward (model.py:35)|20.00 MiB|9.6%",
