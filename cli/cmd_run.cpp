@@ -223,6 +223,18 @@ int run_command(const RunOptions& o) {
     ::setenv("CUDA_INJECTION64_PATH", injection.c_str(), 1);
   else
     prepend_env("LD_PRELOAD", preload);
+  if (!cupti) {
+    // NVTX ranges become phases through NVTX's injection (docs/interception.md, "NVTX"). NVTX
+    // loads one injection library only: a tool that already owns it keeps it.
+    const char* nvtx = std::getenv("NVTX_INJECTION64_PATH");
+    if (nvtx == nullptr || *nvtx == '\0')
+      ::setenv("NVTX_INJECTION64_PATH", preload.c_str(), 1);
+    else if (preload != nvtx)
+      std::fprintf(stderr,
+                   "gpumem run: NVTX_INJECTION64_PATH is already set (%s): NVTX ranges go to that "
+                   "tool and are not recorded as phases; unset it to record them\n",
+                   visible(nvtx).c_str());
+  }
 
   std::string trace = o.trace;
   if (!o.report_dir.empty()) {

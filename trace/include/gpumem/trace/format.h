@@ -64,6 +64,14 @@ enum class Op : uint16_t {
   // The real free after an Op::free record failed: the allocation stays live. address, bytes as
   // in that free, result = the API's error, aux = t_ns of the free record it cancels.
   free_failed = 18,
+  // NVTX memory extension (api nvtx): an allocator describing its own sub-allocations. aux = heap
+  // id (0 = the process-wide heap), stream = string id of the NVTX domain (0 = default domain).
+  heap_register = 19,      // address..address+bytes is a heap inside memory allocated earlier
+  heap_unregister = 20,    // the heap aux and every region in it are gone
+  heap_reset = 21,         // every region of heap aux is gone; the heap stays
+  region_register = 22,    // address, bytes: a sub-allocation in heap aux
+  region_resize = 23,      // address: the region now has `bytes` bytes
+  region_unregister = 24,  // address: the region is gone
 };
 
 // Which API made the record. Values are stable: append, never renumber.
@@ -100,6 +108,7 @@ enum class Api : uint16_t {
   torch = 29,   // gpumem_torch_malloc / gpumem_torch_free (PyTorch pluggable allocator)
   cupti = 30,   // recorded by the CUPTI capture mode
   cudaMemPoolTrimTo = 31,
+  nvtx = 32,  // NVTX ranges, marks and memory regions (libinterpose/src/nvtx, docs/interception.md)
   count
 };
 
@@ -117,6 +126,10 @@ inline constexpr uint16_t kFlagLookupShift = 4;
 inline constexpr uint16_t kFlagLookupMask = 0x0030;
 inline constexpr uint16_t kFlagAsync = 0x0040;  // stream-ordered call
 inline constexpr uint16_t kFlagPooled = 0x0080;  // served by a gpumem pool, not the device directly
+// NVTX phases (api nvtx, Op::mark_begin/mark_end): the range was opened by nvtxRangeStart and
+// closed by nvtxRangeEnd, possibly on another thread; without it, a push/pop range of `tid`.
+// Their `address` is the range id (the same on begin and end), `stream` the domain's string id.
+inline constexpr uint16_t kFlagProcessRange = 0x0100;
 
 // Stack payloads hold return addresses, innermost first; an entry with this bit set is a Python
 // frame instead (GPUMEM_STACKS=python|mixed): its low 32 bits are a frame id, named by an
@@ -212,6 +225,12 @@ inline const char* op_name(Op op) {
     case Op::device_info: return "device_info";
     case Op::trim: return "trim";
     case Op::free_failed: return "free_failed";
+    case Op::heap_register: return "heap_register";
+    case Op::heap_unregister: return "heap_unregister";
+    case Op::heap_reset: return "heap_reset";
+    case Op::region_register: return "region_register";
+    case Op::region_resize: return "region_resize";
+    case Op::region_unregister: return "region_unregister";
     case Op::invalid: break;
   }
   return "invalid";
@@ -250,6 +269,7 @@ inline const char* api_name(Api api) {
     case Api::torch: return "torch";
     case Api::cupti: return "cupti";
     case Api::cudaMemPoolTrimTo: return "cudaMemPoolTrimTo";
+    case Api::nvtx: return "nvtx";
     case Api::unknown:
     case Api::count: break;
   }

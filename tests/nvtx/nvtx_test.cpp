@@ -1,0 +1,226 @@
+// NVTX without a code change (prefix nvtx.): nvtx_program, annotated with the toolkit's NVTX v3
+// headers only, runs under `gpumem run` on simcuda; its ranges must be in the trace with their
+// exact nesting and thread, its marks and memory-extension regions too, and the report's phases
+// must be the ranges it opened (docs/interception.md, "NVTX").
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gpumem/trace/reader.h"
+#include "scratch.h"
+#include "shell.h"
+
+namespace {
+
+using gpumem::trace::Api;
+using gpumem::trace::Op;
+using gpumem::trace::Record;
+using nlohmann::json;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+struct Trace {
+  std::vector<Record> nvtx;  // the api nvtx records, in file order
+  std::map<uint64_t, std::string> strings;
+  std::string name(uint64_t id) const {
+    auto it = strings.find(id);
+    return it != strings.end() ? it->second : "?" + std::to_string(id);
+  }
+  uint64_t id_of(const std::string& s) const {
+    for (const auto& [id, text] : strings)
+      if (text == s) return id;
+    return 0;
+  }
+};
+
+Trace load(const std::string& path) {
+  Trace t;
+  std::string err;
+  auto reader = gpumem::trace::Reader::open(path, &err);
+  EXPECT_NE(reader, nullptr) << err;
+  if (reader == nullptr) return t;
+  gpumem::trace::Event ev;
+  while (reader->next(&ev)) {
+    if (ev.rec.op == static_cast<uint16_t>(Op::string))
+      t.strings[ev.rec.aux] = std::string(ev.payload);
+    else if (ev.rec.api == static_cast<uint16_t>(Api::nvtx))
+      t.nvtx.push_back(ev.rec);
+  }
+  return t;
+}
+
+// "tid NAME N" and "heap 0xADDR" lines of the program's output.
+struct Printed {
+  std::map<std::string, uint32_t> tids;
+  uint64_t heap = 0;
+};
+
+Printed parse(const std::string& out) {
+  Printed p;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string what, name;
+    words >> what;
+    if (what == "tid") {
+      uint32_t tid = 0;
+      words >> name >> tid;
+      p.tids[name] = tid;
+    } else if (what == "heap") {
+      words >> name;
+      p.heap = std::stoull(name, nullptr, 16);
+    }
+  }
+  return p;
+}
+
+std::string op_and_name(const Trace& t, const Record& r) {
+  return std::string(gpumem::trace::op_name(static_cast<Op>(r.op))) + " " + t.name(r.aux);
+}
+
+class Nvtx : public ::testing::Test {
+ protected:
+  gpumem::test::ScratchDir dir_{"gpumem-nvtx"};
+  std::string trace() const { return dir_ / "t.trace"; }
+  gpumem::test::Output run(const std::string& env, const std::string& args) {
+    return gpumem::test::sh("env -u LD_PRELOAD -u NVTX_INJECTION64_PATH " + env + " " GPUMEM_CLI
+                            " run --device sim --trace " + trace() + " -- " NVTX_PROGRAM " " +
+                            args);
+  }
+};
+
+TEST_F(Nvtx, RangesNestPerThreadWithTheirDomainsInTheTrace) {
+  auto out = run("", "levels");  // the program checks NVTX's push/pop levels itself (exit 3)
+  ASSERT_EQ(out.status, 0) << out.out;
+  const Printed p = parse(out.out);
+  ASSERT_EQ(p.tids.size(), 6u) << out.out;
+  const Trace t = load(trace());
+
+  // Per thread: the exact sequence of begins, ends and marks.
+  std::map<uint32_t, std::vector<std::string>> by_thread;
+  for (const Record& r : t.nvtx)
+    if (r.op == static_cast<uint16_t>(Op::mark_begin) || r.op == static_cast<uint16_t>(Op::mark_end) ||
+        r.op == static_cast<uint16_t>(Op::mark))
+      by_thread[r.tid].push_back(op_and_name(t, r));
+  for (int i = 0; i < 4; ++i) {
+    const std::string layer = "layer" + std::to_string(i);
+    EXPECT_EQ(by_thread[p.tids.at("worker" + std::to_string(i))],
+              (std::vector<std::string>{"mark_begin step", "mark_begin " + layer,
+                                        "mark_end " + layer, "mark_end step"}))
+        << "worker " << i;
+  }
+  EXPECT_EQ(by_thread[p.tids.at("main")],
+            (std::vector<std::string>{"mark_begin load", "mark_begin \xc3\xa9valuation",
+                                      "mark_end \xc3\xa9valuation", "mark_begin trainer::forward",
+                                      "mark_begin attention", "mark_end attention",
+                                      "mark_end trainer::forward", "mark checkpoint",
+                                      "mark trainer::epoch-end"}));
+  EXPECT_EQ(by_thread[p.tids.at("ender")], (std::vector<std::string>{"mark_end load"}));
+  EXPECT_EQ(by_thread.size(), 6u);
+
+  // Every begin has exactly one end with its range id; start/end ranges say so in their flags;
+  // the domain is the string id of "trainer" for trainer's events, 0 for the default domain.
+  const uint64_t trainer = t.id_of("trainer");
+  ASSERT_NE(trainer, 0u);
+  std::map<uint64_t, int> open;
+  int ranges = 0;
+  for (const Record& r : t.nvtx) {
+    const std::string name = t.name(r.aux);
+    const bool in_trainer = name.rfind("trainer::", 0) == 0;
+    if (r.op == static_cast<uint16_t>(Op::mark_begin) || r.op == static_cast<uint16_t>(Op::mark_end) ||
+        r.op == static_cast<uint16_t>(Op::mark)) {
+      EXPECT_EQ(r.stream, in_trainer ? trainer : 0u) << name;
+    }
+    if (r.op == static_cast<uint16_t>(Op::mark_begin)) {
+      EXPECT_NE(r.address, 0u);
+      EXPECT_EQ(open.count(r.address), 0u) << "range id reused while open: " << name;
+      open[r.address] = 1;
+      ++ranges;
+    } else if (r.op == static_cast<uint16_t>(Op::mark_end)) {
+      EXPECT_EQ(open.erase(r.address), 1u) << "end without its begin: " << name;
+    }
+    if (r.op == static_cast<uint16_t>(Op::mark_begin) || r.op == static_cast<uint16_t>(Op::mark_end)) {
+      EXPECT_EQ(r.flags, name == "load" ? gpumem::trace::kFlagProcessRange : 0) << name;
+    }
+  }
+  EXPECT_TRUE(open.empty());
+  EXPECT_EQ(ranges, 12);  // 4 x (step, layer), load, évaluation, trainer::forward, attention
+}
+
+TEST_F(Nvtx, MemoryExtensionRegionsAreRecordedWithExactSizes) {
+  auto out = run("", "");
+  ASSERT_EQ(out.status, 0) << out.out;
+  const Printed p = parse(out.out);
+  ASSERT_NE(p.heap, 0u) << out.out;
+  const Trace t = load(trace());
+  std::vector<std::string> mem;
+  uint64_t heap_id = 0;
+  for (const Record& r : t.nvtx) {
+    const Op op = static_cast<Op>(r.op);
+    if (op < Op::heap_register || op > Op::region_unregister) continue;
+    if (op == Op::heap_register) heap_id = r.aux;
+    std::ostringstream s;
+    s << gpumem::trace::op_name(op) << " "
+      << (r.address != 0 ? "+" + std::to_string((r.address - p.heap) / kMiB) + "MiB" : "-") << " "
+      << r.bytes / kMiB << "MiB heap" << (r.aux == heap_id ? "=" : "!") << " domain "
+      << t.name(r.stream);
+    mem.push_back(s.str());
+    EXPECT_EQ(r.tid, p.tids.at("main"));
+  }
+  ASSERT_NE(heap_id, 0u);
+  // Resize and unregister name the region by address only (NVTX gives no heap there): aux 0.
+  EXPECT_EQ(mem, (std::vector<std::string>{
+                     "heap_register +0MiB 16MiB heap= domain trainer",
+                     "region_register +0MiB 1MiB heap= domain trainer",
+                     "region_register +2MiB 2MiB heap= domain trainer",
+                     "region_register +6MiB 3MiB heap= domain trainer",
+                     "region_resize +2MiB 4MiB heap! domain trainer",
+                     "region_unregister +0MiB 0MiB heap! domain trainer",
+                     "region_unregister +6MiB 0MiB heap! domain trainer",
+                     "heap_unregister - 0MiB heap= domain trainer"}));
+}
+
+TEST_F(Nvtx, ReportPhasesAreTheRangesTheProgramOpened) {
+  auto out = run("", "");
+  ASSERT_EQ(out.status, 0) << out.out;
+  auto rep = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + trace() + " --json " +
+                              (dir_ / "r.json"));
+  ASSERT_EQ(rep.status, 0) << rep.out;
+  std::ifstream in(dir_ / "r.json");
+  const json r = json::parse(in);
+  ASSERT_EQ(r["devices"].size(), 1u);
+  const json& d = r["devices"][0];
+  std::multiset<std::string> phases;
+  for (const auto& ph : d["phases"]) {
+    phases.insert(ph["name"].get<std::string>());
+    EXPECT_TRUE(ph["closed"].get<bool>()) << ph.dump();
+  }
+  EXPECT_EQ(phases, (std::multiset<std::string>{
+                        "step", "step", "step", "step", "layer0", "layer1", "layer2", "layer3",
+                        "load", "\xc3\xa9valuation", "trainer::forward", "attention"}));
+  EXPECT_EQ(d["peak"]["allocated_bytes"].get<uint64_t>(), 32 * kMiB);
+  EXPECT_EQ(d["peak"]["phase"], "attention");
+}
+
+TEST_F(Nvtx, AnInjectionTheUserSetIsLeftAloneAndSaidSo) {
+  // Another tool owns NVTX's one injection slot: gpumem keeps out of it and says so.
+  auto out = run("NVTX_INJECTION64_PATH=/nonexistent/libother-tool.so", "");
+  ASSERT_EQ(out.status, 0) << out.out;
+  EXPECT_NE(out.out.find("gpumem run: NVTX_INJECTION64_PATH is already set "
+                         "(/nonexistent/libother-tool.so): NVTX ranges go to that tool and are not "
+                         "recorded as phases; unset it to record them"),
+            std::string::npos)
+      << out.out;
+  const Trace t = load(trace());
+  EXPECT_TRUE(t.nvtx.empty()) << t.nvtx.size() << " NVTX records";
+}
+
+}  // namespace
