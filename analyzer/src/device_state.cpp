@@ -37,9 +37,6 @@ void DeviceState::unfree(uint64_t address, LiveAlloc& a, int64_t free_t_ns, int6
   if (a.bytes == 0) snapshot_if_pending();  // as alloc(): more bytes are a new peak anyway
   --counts_.free;
   if (span_ns(a.t_ns, free_t_ns) < static_cast<int64_t>(options_.short_lived_ns)) --short_lived_;
-  allocated_ += a.bytes;
-  site_aggregate(a.site).add(a.bytes);
-  site_changed(a.site, a.bytes);
   freed_by_class_[size_class(a.bytes)].remove(a.bytes);
   // Back into its pool segment when it had one and the segment is still reserved.
   const bool pooled = a.segment_id != 0;
@@ -48,8 +45,10 @@ void DeviceState::unfree(uint64_t address, LiveAlloc& a, int64_t free_t_ns, int6
     a.segment_id = segments_.take(address, a.bytes);
     segments_changed(t_ns);
   }
-  if (a.segment_id == 0) outside_bytes_ += a.bytes;
-  after_change(t_ns, phase);
+  Running n = running();
+  add_live(n, a.bytes, site_aggregate(a.site), a.segment_id == 0, site_series_);
+  after_change(n, t_ns, phase, site_series_);
+  store(n);
 }
 
 void DeviceState::segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase) {

@@ -1,6 +1,7 @@
 // The replayed state of one device in one process: what is allocated and reserved now, the
 // pool's segments, and every running metric (peaks, fragmentation, histogram, churn, timeline).
-// The trace-level code (analysis.cpp) owns the address -> allocation map and calls in here.
+// The trace level (analysis.cpp) owns the address -> allocation map (live_allocations.h) and
+// calls in here.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include "gpumem/analyzer/analysis.h"
 #include "gpumem/analyzer/model.h"
 #include "gpumem/trace/format.h"
+#include "live_allocations.h"
 #include "metrics.h"
 #include "segment_space.h"
 #include "site_timeline.h"
@@ -20,17 +22,6 @@
 #include "timeline.h"
 
 namespace gpumem::analyzer {
-
-// One live device allocation, as the trace-level map keeps it.
-struct LiveAlloc {
-  uint64_t bytes = 0;
-  int64_t t_ns = 0;
-  uint64_t segment_id = 0;  // SegmentSpace id when it lives inside a pool segment, else 0
-  uint32_t site = 0;
-  int16_t device = -1;
-  uint8_t kind = 0;    // trace::MemKind
-  bool freed = false;  // the map keeps freed addresses a while, to tell a double free
-};
 
 // What plain_run() consumed, for the trace level's own counters.
 struct PlainRunTotals {
@@ -55,8 +46,8 @@ class DeviceState {
   // this device (outside any pool segment, not pinned host memory, not zero bytes, freeing a
   // live allocation of this device of a non-zero size) and no phase is open; stops at the first
   // other record without touching it. Nearly every record of a trace is such, and here the
-  // running numbers stay in registers for the whole run. Equivalent to alloc()/free() record by
-  // record (analyzer.Batch.* compares the reports).
+  // running numbers stay in registers for the whole run. It counts through the same
+  // count_alloc()/count_free() as alloc()/free(); analyzer.Batch.* compares the reports.
   // Once the device's allocations have call sites (timeline_by_site is kept), a second copy of
   // the loop runs: one without them pays nothing for it.
   size_t plain_run(const trace::Record* records, size_t count, uint64_t clock_base,
@@ -86,6 +77,87 @@ class DeviceState {
   uint64_t peak_reserved_phase_id() const { return peak_reserved_phase_; }
 
  private:
+  // The numbers every allocation and free changes, copied out of the members for as long as
+  // the caller counts: one record (alloc(), free()) or a whole run (plain_run(), where they then
+  // stay in registers; stores to the aggregates could alias members, which would be reloaded
+  // after each). Nothing called meanwhile reads allocated_ or outside_bytes_.
+  struct Running {
+    uint64_t allocated;
+    uint64_t outside;  // outside_bytes_
+    uint64_t peak;     // peak_allocated_ (written by new_peak(); only read here)
+  };
+  Running running() const { return {allocated_, outside_bytes_, peak_allocated_}; }
+  void store(const Running& n) {
+    allocated_ = n.allocated;
+    outside_bytes_ = n.outside;
+  }
+
+  // What one allocation or free counts, written once for both paths. `sites` is site_series_
+  // as the caller knows it: a constant in plain_run(), so each copy of its loop keeps only its
+  // half; `site` is the record's site aggregate. Forced inline (see timeline_add()).
+  // An allocation, once its place (in a pool segment or outside) is known.
+  [[gnu::always_inline]] void count_alloc(Running& n, uint64_t bytes, Aggregate& site, bool outside,
+                                          int64_t t_ns, uint64_t phase, bool sites) {
+    histogram_[size_class(bytes)].add(bytes);  // counts.alloc and bytes in all are its sums
+    add_live(n, bytes, site, outside, sites);
+    after_change(n, t_ns, phase, sites);
+  }
+  // The live numbers of an allocation or of one made live again (unfree()).
+  [[gnu::always_inline]] void add_live(Running& n, uint64_t bytes, Aggregate& site, bool outside,
+                                       bool sites) {
+    n.allocated += bytes;
+    site.add(bytes);
+    if (sites) sites_.changed(site, bytes);
+    if (outside) n.outside += bytes;
+  }
+  // A free, before the segment (if any) gets the bytes back.
+  [[gnu::always_inline]] void count_free(Running& n, uint64_t bytes, int64_t alloc_t_ns,
+                                         Aggregate& site, int64_t t_ns, bool sites) {
+    snapshot_if_pending();
+    ++counts_.free;
+    if (span_ns(alloc_t_ns, t_ns) < static_cast<int64_t>(options_.short_lived_ns)) ++short_lived_;
+    n.allocated -= bytes;
+    // Emptied sites stay (count 0, skipped by every reader of the map): erasing and re-inserting
+    // the same site on every alloc/free pair would allocate a node each time. Sites are interned
+    // call stacks, so the map stays as small as the set of stacks.
+    site.remove(bytes);
+    if (sites) sites_.changed(site, 0 - bytes);
+    freed_by_class_[size_class(bytes)].add(bytes);
+  }
+  // The end of a free outside any pool segment: allocated and reserved only went down and the
+  // segments did not change, so no maximum can be new; only the timeline may be in a new box.
+  // Zero bytes left allocated as it was: then an earlier time (records out of order) still
+  // moves the box's time, so the full add.
+  [[gnu::always_inline]] void count_free_outside(Running& n, uint64_t bytes, int64_t t_ns,
+                                                 bool sites) {
+    n.outside -= bytes;
+    const uint64_t res = segment_bytes_ + n.outside;
+    if (bytes == 0) [[unlikely]]
+      timeline_add(t_ns, n.allocated, res, sites);
+    else if (sites)
+      sites_.after(timeline_.add_lower_tracked(t_ns, n.allocated, res, fragmentation_), timeline_);
+    else
+      timeline_.add_lower(t_ns, n.allocated, res, fragmentation_);
+  }
+  [[gnu::always_inline]] void after_change(Running& n, int64_t t_ns, uint64_t phase, bool sites) {
+    const uint64_t res = segment_bytes_ + n.outside;
+    if (n.allocated > n.peak || (!has_peak_ && n.allocated > 0)) {
+      new_peak(t_ns, phase, n.allocated, res);
+      n.peak = n.allocated;
+    }
+    if (res > peak_reserved_) {
+      peak_reserved_ = res;
+      peak_reserved_t_ = t_ns;
+      peak_reserved_phase_ = phase;
+    }
+    timeline_add(t_ns, n.allocated, res, sites);
+  }
+  // The same after a segment changed.
+  void after_change(int64_t t_ns, uint64_t phase) {
+    Running n = running();
+    after_change(n, t_ns, phase, site_series_);
+  }
+
   template <bool kSites>
   inline size_t plain_run_impl(const trace::Record* records, size_t count, uint64_t clock_base,
                                AddressMap<LiveAlloc>& live, PlainRunTotals* totals);
@@ -97,23 +169,17 @@ class DeviceState {
   }
   // Forced inline, so that alloc() and free() stay small enough to inline into feed(Event),
   // which is not flattened as feed(Batch) is.
-  [[gnu::always_inline]] void timeline_add(int64_t t_ns, uint64_t allocated, uint64_t reserved) {
-    if (site_series_)
+  [[gnu::always_inline]] void timeline_add(int64_t t_ns, uint64_t allocated, uint64_t reserved,
+                                           bool sites) {
+    if (sites)
       sites_.after(timeline_.add_tracked(t_ns, allocated, reserved, fragmentation_), timeline_);
     else
       timeline_.add(t_ns, allocated, reserved, fragmentation_);
-  }
-  [[gnu::always_inline]] void site_changed(uint32_t site, uint64_t delta) {
-    if (site_series_) sites_.changed(site_aggregate(site), delta);
   }
   void snapshot_if_pending() {
     if (snapshot_pending_) take_peak_snapshot();
   }
   [[gnu::cold]] void take_peak_snapshot();
-  inline void after_change(int64_t t_ns, uint64_t phase);
-  // After a free outside any pool segment: allocated and reserved only went down and the
-  // segments did not change, so no maximum can be new; only the timeline may be in a new box.
-  void after_plain_free(int64_t t_ns) { timeline_add(t_ns, allocated_, reserved()); }
   [[gnu::cold]] void new_peak(int64_t t_ns, uint64_t phase, uint64_t allocated, uint64_t reserved);
   // The segment space changed: fragmentation is recomputed (and its maximum kept) only then.
   void segments_changed(int64_t t_ns) {
@@ -179,56 +245,31 @@ class DeviceState {
   SiteCapture sites_;
 };
 
-void DeviceState::after_change(int64_t t_ns, uint64_t phase) {
-  const uint64_t res = reserved();
-  if (allocated_ > peak_allocated_ || (!has_peak_ && allocated_ > 0))
-    new_peak(t_ns, phase, allocated_, res);
-  if (res > peak_reserved_) {
-    peak_reserved_ = res;
-    peak_reserved_t_ = t_ns;
-    peak_reserved_phase_ = phase;
-  }
-  timeline_add(t_ns, allocated_, res);
-}
-
 void DeviceState::alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t phase) {
   // A zero-byte allocation changes the live set without raising the total: not a new peak.
   if (a.bytes == 0) snapshot_if_pending();
-  // counts.alloc and the bytes allocated in all are the histogram's sums (report()).
-  const int cls = size_class(a.bytes);
-  histogram_[cls].add(a.bytes);
-  allocated_ += a.bytes;
   if (a.site != 0 && !site_series_) start_site_series();
-  site_aggregate(a.site).add(a.bytes);
-  site_changed(a.site, a.bytes);
   a.segment_id = 0;
   if (pooled) {
     a.segment_id = segments_.take(address, a.bytes);
     segments_changed(a.t_ns);
   }
-  if (a.segment_id == 0) outside_bytes_ += a.bytes;
-  after_change(a.t_ns, phase);
+  Running n = running();
+  count_alloc(n, a.bytes, site_aggregate(a.site), a.segment_id == 0, a.t_ns, phase, site_series_);
+  store(n);
 }
 
 void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint64_t phase) {
-  snapshot_if_pending();
-  ++counts_.free;
-  if (span_ns(a.t_ns, t_ns) < static_cast<int64_t>(options_.short_lived_ns)) ++short_lived_;
-  allocated_ -= a.bytes;
-  // Emptied sites stay (count 0, skipped by every reader of the map): erasing and re-inserting
-  // the same site on every alloc/free pair would allocate a node each time. Sites are interned
-  // call stacks, so the map stays as small as the set of stacks.
-  site_aggregate(a.site).remove(a.bytes);
-  site_changed(a.site, 0 - a.bytes);
-  freed_by_class_[size_class(a.bytes)].add(a.bytes);
+  Running n = running();
+  count_free(n, a.bytes, a.t_ns, site_aggregate(a.site), t_ns, site_series_);
   if (a.segment_id == 0) {
-    outside_bytes_ -= a.bytes;
-    after_plain_free(t_ns);
-    return;
+    count_free_outside(n, a.bytes, t_ns, site_series_);
+  } else {
+    if (!segments_.give_back(address, a.bytes, a.segment_id)) n.outside -= a.bytes;
+    segments_changed(t_ns);
+    after_change(n, t_ns, phase, site_series_);
   }
-  if (!segments_.give_back(address, a.bytes, a.segment_id)) outside_bytes_ -= a.bytes;
-  segments_changed(t_ns);
-  after_change(t_ns, phase);
+  store(n);
 }
 
 template <bool kSites>
@@ -238,9 +279,7 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
   constexpr uint16_t kFree = static_cast<uint16_t>(trace::Op::free);
   constexpr uint8_t kPinned = static_cast<uint8_t>(trace::MemKind::pinned_host);
   constexpr size_t kPrefetchAhead = 8;  // records; 4 and 16 measured no better
-  // The numbers every record changes, in registers: stores to the aggregates below could alias
-  // members, which would then be reloaded after each. The rest stay members (few registers).
-  uint64_t allocated = allocated_, outside = outside_bytes_, peak = peak_allocated_;
+  Running n = running();
   int64_t first = totals->first_ns, last = totals->last_ns;
   uint32_t sites = totals->sites;
   int64_t freed_change = 0;
@@ -254,62 +293,26 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
       // Without sites so far every allocation is site 0's, the cached one: another site (the
       // first allocation with a call site) leaves, and alloc() starts the series. The test is
       // the one site_aggregate() makes anyway, so a trace without sites pays nothing for it.
+      const uint64_t bytes = r.bytes;
       if (r.device != device_ || (r.flags & trace::kFlagPooled) != 0 ||
-          (r.flags & trace::kFlagKindMask) == kPinned || r.bytes == 0 ||
+          (r.flags & trace::kFlagKindMask) == kPinned || bytes == 0 ||
           (!kSites && (r.site != last_site_ || last_site_agg_ == nullptr)))
         break;
       bool inserted = false;
       LiveAlloc& a = live.find_or_insert(r.address, &inserted);
       if (!inserted && !a.freed) break;  // the previous owner's free was lost: alloc() closes it
       if (!inserted) --freed_change;
-      a.bytes = r.bytes;
-      a.t_ns = t;
-      a.segment_id = 0;
-      a.site = r.site;
-      a.device = r.device;
-      a.kind = static_cast<uint8_t>(r.flags & trace::kFlagKindMask);
-      a.freed = false;
-      const int cls = size_class(r.bytes);
-      histogram_[cls].add(r.bytes);
-      Aggregate& site = kSites ? site_aggregate(r.site) : *last_site_agg_;
-      site.add(r.bytes);
-      if constexpr (kSites) sites_.changed(site, r.bytes);
-      allocated += r.bytes;
-      outside += r.bytes;
-      const uint64_t res = segment_bytes_ + outside;
-      if (allocated > peak || !has_peak_) {
-        new_peak(t, 0, allocated, res);  // no phase is open
-        peak = allocated;
-      }
-      if (res > peak_reserved_) {
-        peak_reserved_ = res;
-        peak_reserved_t_ = t;
-        peak_reserved_phase_ = 0;
-      }
-      if constexpr (kSites)
-        sites_.after(timeline_.add_tracked(t, allocated, res, fragmentation_), timeline_);
-      else
-        timeline_.add(t, allocated, res, fragmentation_);
+      a = {bytes, t, 0, r.site, r.device, static_cast<uint8_t>(r.flags & trace::kFlagKindMask),
+           false};
+      count_alloc(n, bytes, kSites ? site_aggregate(r.site) : *last_site_agg_, true, t, 0, kSites);
     } else if (r.op == kFree) {
       LiveAlloc* a = r.address != 0 ? live.find(r.address) : nullptr;
       if (a == nullptr || a->freed || a->device != device_ || a->kind == kPinned ||
           a->segment_id != 0 || a->bytes == 0)
         break;
-      snapshot_if_pending();
-      ++counts_.free;
-      if (span_ns(a->t_ns, t) < static_cast<int64_t>(options_.short_lived_ns)) ++short_lived_;
-      allocated -= a->bytes;
-      outside -= a->bytes;
-      Aggregate& site = site_aggregate(a->site);
-      site.remove(a->bytes);
-      if constexpr (kSites) sites_.changed(site, 0 - a->bytes);
-      freed_by_class_[size_class(a->bytes)].add(a->bytes);
-      if constexpr (kSites)
-        sites_.after(
-            timeline_.add_lower_tracked(t, allocated, segment_bytes_ + outside, fragmentation_),
-            timeline_);
-      else
-        timeline_.add_lower(t, allocated, segment_bytes_ + outside, fragmentation_);
+      const uint64_t bytes = a->bytes;
+      count_free(n, bytes, a->t_ns, site_aggregate(a->site), t, kSites);
+      count_free_outside(n, bytes, t, kSites);
       a->freed = true;
       ++freed_change;
     } else {
@@ -319,8 +322,7 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
     last = std::max(last, t);
     sites |= r.site;
   }
-  allocated_ = allocated;
-  outside_bytes_ = outside;
+  store(n);
   totals->first_ns = first;
   totals->last_ns = last;
   totals->sites = sites;

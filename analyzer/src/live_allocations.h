@@ -1,0 +1,88 @@
+// The trace's address -> allocation map: what is live now, across all devices and pinned host
+// memory, and the addresses freed recently (kept to tell a double free from a free of an
+// address never allocated). Memory stays proportional to what is live: see kMaxRememberedFrees.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <utility>
+
+#include "address_map.h"
+#include "gpumem/trace/format.h"
+#include "metrics.h"
+
+namespace gpumem::analyzer {
+
+// One allocation, live or recently freed.
+struct LiveAlloc {
+  uint64_t bytes = 0;
+  int64_t t_ns = 0;
+  uint64_t segment_id = 0;  // SegmentSpace id when it lives inside a pool segment, else 0
+  uint32_t site = 0;
+  int16_t device = -1;
+  uint8_t kind = 0;    // trace::MemKind
+  bool freed = false;  // the map keeps freed addresses a while, to tell a double free
+};
+
+class LiveAllocations {
+ public:
+  // Past this many freed entries they are all forgotten, and a double free of an address freed
+  // that long ago is reported as free_unknown. Allocators reuse addresses, so a real trace rarely
+  // gets near it: every reuse turns a freed entry back into a live one.
+  static constexpr size_t kMaxRememberedFrees = size_t{1} << 18;
+
+  // The entry of an allocation at `address`, to be overwritten by the caller. *was_live: the
+  // address still held a live allocation (its free was lost: the caller closes it first).
+  LiveAlloc& claim(uint64_t address, bool* was_live) {
+    bool inserted = false;
+    LiveAlloc& a = map_.find_or_insert(address, &inserted);
+    *was_live = !inserted && !a.freed;
+    if (!inserted && a.freed) --freed_entries_;
+    return a;
+  }
+  // Live or freed; nullptr when the address is unknown (or forgotten).
+  LiveAlloc* find(uint64_t address) { return map_.find(address); }
+  void mark_freed(LiveAlloc& a) {
+    a.freed = true;
+    if (++freed_entries_ > kMaxRememberedFrees) forget_freed();
+  }
+  // Live again after a failed free.
+  void revive(LiveAlloc& a) {
+    a.freed = false;
+    --freed_entries_;
+  }
+
+  // For DeviceState::plain_run: the map itself, how many records it may take (each adds at most
+  // one freed entry, so a run this long passes the bound, if at all, with its last record), and
+  // the change in freed entries it made (modulo 2^64: may be negative).
+  AddressMap<LiveAlloc>& map() { return map_; }
+  size_t run_room() const { return kMaxRememberedFrees + 1 - freed_entries_; }
+  void after_run(int64_t freed_change) {
+    freed_entries_ += static_cast<size_t>(freed_change);
+    if (freed_entries_ > kMaxRememberedFrees) forget_freed();
+  }
+
+  // What is still live on each device (pinned host memory left out), by site and by size class.
+  std::map<int, std::pair<SiteAggregates, ClassAggregates>> leaks_by_device() const {
+    std::map<int, std::pair<SiteAggregates, ClassAggregates>> leaks;
+    map_.for_each([&](uint64_t /*address*/, const LiveAlloc& a) {
+      if (a.freed || a.kind == static_cast<uint8_t>(trace::MemKind::pinned_host)) return;
+      auto& [sites, classes] = leaks[a.device];
+      sites[a.site].add(a.bytes);
+      classes[size_class(a.bytes)].add(a.bytes);
+    });
+    return leaks;
+  }
+
+ private:
+  [[gnu::noinline]] void forget_freed() {
+    map_.retain_if([](uint64_t, const LiveAlloc& a) { return !a.freed; });
+    freed_entries_ = 0;
+  }
+
+  AddressMap<LiveAlloc> map_;
+  size_t freed_entries_ = 0;
+};
+
+}  // namespace gpumem::analyzer
