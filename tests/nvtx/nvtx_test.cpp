@@ -90,9 +90,11 @@ class Nvtx : public ::testing::Test {
  protected:
   gpumem::test::ScratchDir dir_{"gpumem-nvtx"};
   std::string trace() const { return dir_ / "t.trace"; }
-  gpumem::test::Output run(const std::string& env, const std::string& args) {
+  // `gpumem run` on simcuda of `command` (nvtx_program with `args` by default).
+  gpumem::test::Output run(const std::string& env, const std::string& args,
+                           const std::string& command = NVTX_PROGRAM) {
     return gpumem::test::sh("env -u LD_PRELOAD -u NVTX_INJECTION64_PATH " + env + " " GPUMEM_CLI
-                            " run --device sim --trace " + trace() + " -- " NVTX_PROGRAM " " +
+                            " run --device sim --trace " + trace() + " -- " + command + " " +
                             args);
   }
 };
@@ -221,6 +223,45 @@ TEST_F(Nvtx, AnInjectionTheUserSetIsLeftAloneAndSaidSo) {
       << out.out;
   const Trace t = load(trace());
   EXPECT_TRUE(t.nvtx.empty()) << t.nvtx.size() << " NVTX records";
+}
+
+// The same through Python: NVTX's C API called with ctypes (as a Python binding does), ranges on
+// Python threads, a named domain and a start/end range ended by another thread.
+TEST_F(Nvtx, PythonThroughCtypesShowsUpTheSameWay) {
+  auto which = gpumem::test::sh("command -v python3");
+  if (which.status != 0) GTEST_SKIP() << "python3 is not installed";
+  auto out = run("", NVTX_CTYPES_PY " " NVTX_EXPORT_LIBRARY " " GPUMEM_SIMCUDA_DIR "/libcudart.so.13",
+                 "python3");
+  ASSERT_EQ(out.status, 0) << out.out;
+  const Printed p = parse(out.out);
+  ASSERT_EQ(p.tids.size(), 4u) << out.out;
+  const Trace t = load(trace());
+  std::map<uint32_t, std::vector<std::string>> by_thread;
+  for (const Record& r : t.nvtx) by_thread[r.tid].push_back(op_and_name(t, r));
+  for (int i = 0; i < 2; ++i) {
+    const std::string layer = "py.layer" + std::to_string(i);
+    EXPECT_EQ(by_thread[p.tids.at("worker" + std::to_string(i))],
+              (std::vector<std::string>{"mark_begin py.step", "mark_begin " + layer,
+                                        "mark_end " + layer, "mark_end py.step"}));
+  }
+  EXPECT_EQ(by_thread[p.tids.at("main")],
+            (std::vector<std::string>{"mark_begin py.load", "mark_begin py::infer",
+                                      "mark_end py::infer", "mark py.done"}));
+  EXPECT_EQ(by_thread[p.tids.at("ender")], (std::vector<std::string>{"mark_end py.load"}));
+  EXPECT_EQ(by_thread.size(), 4u);
+
+  auto rep = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + trace() + " --json " +
+                              (dir_ / "r.json"));
+  ASSERT_EQ(rep.status, 0) << rep.out;
+  std::ifstream in(dir_ / "r.json");
+  const json r = json::parse(in);
+  const json& d = r["devices"][0];
+  std::multiset<std::string> phases;
+  for (const auto& ph : d["phases"]) phases.insert(ph["name"].get<std::string>());
+  EXPECT_EQ(phases, (std::multiset<std::string>{"py.step", "py.step", "py.layer0", "py.layer1",
+                                                "py.load", "py::infer"}));
+  EXPECT_EQ(d["peak"]["allocated_bytes"].get<uint64_t>(), 8 * kMiB);
+  EXPECT_EQ(d["peak"]["phase"], "py::infer");
 }
 
 }  // namespace
