@@ -3,7 +3,11 @@
 // device.
 #include "command.h"
 
+#include <cstdio>
+
+#include "gpumem/formats/convert.h"
 #include "gpumem/replay/replay_command.h"
+#include "gpumem/visible_text.h"
 
 namespace {
 
@@ -14,7 +18,10 @@ void register_replay(CLI::App& app, std::function<int()>* run) {
       "replay",
       "Replay a trace's allocations under a policy and limit: does it fit, where it fails, and "
       "the smallest limit per policy");
-  cmd->add_option("trace", o->trace, "a trace file written by `gpumem run`")->required();
+  cmd->add_option("trace", o->trace,
+                  "a trace file written by `gpumem run`, a PyTorch memory snapshot (pickle) or an "
+                  "RMM logging-adaptor CSV (recognised by content)")
+      ->required();
   cmd->add_option("--pool", o->pool,
                   "policy to replay under: none, growth or fixed (default none)");
   cmd->add_option("--limit", o->limit,
@@ -29,7 +36,19 @@ void register_replay(CLI::App& app, std::function<int()>* run) {
   cmd->add_flag("--no-search", *no_search, "skip the smallest-limit search (faster on big traces)");
   cmd->callback([run, o, no_search] {
     o->search = !*no_search;
-    *run = [o] { return gpumem::replay::replay_main(*o); };
+    *run = [o] {
+      // A snapshot or an RMM log becomes a temporary trace, removed when the replay is done.
+      gpumem::formats::ForeignInputs foreign;
+      gpumem::replay::ReplayCommandOptions options = *o;
+      std::vector<std::string> paths{options.trace};
+      std::string error;
+      if (!foreign.convert(&paths, &error)) {
+        std::fprintf(stderr, "gpumem replay: %s\n", gpumem::visible(error).c_str());
+        return 1;
+      }
+      options.trace = paths[0];
+      return gpumem::replay::replay_main(options);
+    };
   });
 }
 

@@ -1,6 +1,10 @@
 // `gpumem report TRACE_OR_DIR... [--json F] [--text] [--html F] [--perfetto F] [--points N]`
+#include <cstdio>
+
 #include "command.h"
 #include "gpumem/analyzer/report.h"
+#include "gpumem/formats/convert.h"
+#include "gpumem/visible_text.h"
 
 namespace {
 
@@ -8,7 +12,9 @@ void register_report(CLI::App& app, std::function<int()>* run) {
   auto options = std::make_shared<gpumem::analyzer::ReportOptions>();
   CLI::App* cmd = app.add_subcommand(
       "report", "Analyse traces: peak, fragmentation, leaks, phases (terminal summary by default)");
-  cmd->add_option("traces", options->inputs, "trace files, or directories of *.trace files")
+  cmd->add_option("traces", options->inputs,
+                  "trace files, directories of *.trace files, PyTorch memory snapshots (pickle) "
+                  "or RMM logging-adaptor CSV files (recognised by content)")
       ->required();
   cmd->add_option("--json", options->json_path, "write the JSON report (gpumem.report/1); - = stdout");
   cmd->add_flag("--text", options->text, "print the terminal summary (default when no output named)");
@@ -19,7 +25,17 @@ void register_report(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("--points", options->points, "timeline points per device (max-box filter)")
       ->check(CLI::Range(size_t{1}, size_t{1000000}));
   cmd->callback([run, options] {
-    *run = [options] { return gpumem::analyzer::report_main(*options); };
+    *run = [options] {
+      // Snapshots and RMM logs become temporary traces, removed when the report is done.
+      gpumem::formats::ForeignInputs foreign;
+      gpumem::analyzer::ReportOptions o = *options;
+      std::string error;
+      if (!foreign.convert(&o.inputs, &error)) {
+        std::fprintf(stderr, "gpumem report: %s\n", gpumem::visible(error).c_str());
+        return 1;
+      }
+      return gpumem::analyzer::report_main(o);
+    };
   });
 }
 

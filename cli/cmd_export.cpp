@@ -1,0 +1,70 @@
+// `gpumem export TRACE (--pytorch-snapshot OUT.pickle | --rmm-csv OUT.csv) [--device N]`: a gpumem
+// trace in the formats other tools read: PyTorch's memory_viz and RMM's replay benchmark.
+// docs/formats.md.
+#include <cstdio>
+#include <fstream>
+
+#include "command.h"
+#include "gpumem/formats/convert.h"
+#include "gpumem/visible_text.h"
+
+namespace {
+
+struct ExportOptions {
+  std::string trace;
+  std::string snapshot_path;
+  std::string csv_path;
+  int device = -1;
+};
+
+bool write_out(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+  out.close();
+  if (!out)
+    std::fprintf(stderr,
+                 "gpumem export: cannot write %s; check that its directory exists and is "
+                 "writable\n",
+                 gpumem::visible(path).c_str());
+  return static_cast<bool>(out);
+}
+
+int export_main(const ExportOptions& o) {
+  if (o.snapshot_path.empty() == o.csv_path.empty()) {
+    std::fprintf(stderr,
+                 "gpumem export: name one output: --pytorch-snapshot OUT.pickle or --rmm-csv "
+                 "OUT.csv\n");
+    return 2;
+  }
+  std::string bytes, error;
+  const bool ok = o.snapshot_path.empty()
+                      ? gpumem::formats::trace_to_rmm_csv(o.trace, o.device, &bytes, &error)
+                      : gpumem::formats::trace_to_snapshot(o.trace, &bytes, &error);
+  if (!ok) {
+    std::fprintf(stderr, "gpumem export: %s\n", gpumem::visible(error).c_str());
+    return 1;
+  }
+  return write_out(o.snapshot_path.empty() ? o.csv_path : o.snapshot_path, bytes) ? 0 : 1;
+}
+
+void register_export(CLI::App& app, std::function<int()>* run) {
+  auto o = std::make_shared<ExportOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "export",
+      "Write a trace as a PyTorch memory snapshot (for pytorch.org/memory_viz) or an RMM "
+      "logging-adaptor CSV (for RMM's REPLAY_BENCHMARK)");
+  cmd->add_option("trace", o->trace, "a trace file written by `gpumem run`")->required();
+  cmd->add_option("--pytorch-snapshot", o->snapshot_path,
+                  "write the snapshot pickle (torch.cuda.memory._snapshot()'s dict) here");
+  cmd->add_option("--rmm-csv", o->csv_path,
+                  "write the CSV (Thread,Time,Action,Pointer,Size,Stream) here");
+  cmd->add_option("--device", o->device,
+                  "with --rmm-csv: the device to log (RMM writes one log per device; default: "
+                  "the only device with allocations)")
+      ->check(CLI::Range(0, 63));
+  cmd->callback([run, o] { *run = [o] { return export_main(*o); }; });
+}
+
+GPUMEM_COMMAND(register_export);
+
+}  // namespace

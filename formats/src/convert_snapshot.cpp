@@ -1,0 +1,574 @@
+// gpumem trace <-> PyTorch memory snapshot (the dict torch.cuda.memory._snapshot() returns,
+// pickled by _dump_snapshot). Field by field: docs/formats.md.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <unordered_set>
+
+#include "gpumem/formats/convert.h"
+#include "gpumem/formats/pickle.h"
+#include "loaded_trace.h"
+
+namespace gpumem::formats {
+
+namespace {
+
+using detail::LoadedTrace;
+using trace::Op;
+using trace::Record;
+
+constexpr size_t kMaxFrames = 64;  // per entry, both ways: bounds work on shared frame lists
+
+struct Frame {
+  std::string filename;
+  int64_t line = 0;
+  std::string name;
+};
+
+// "function (file:line)" for a Python frame, "function (module+0xoff)" for a native one.
+Frame parse_symbol(const std::string& text, uint64_t pc, bool python) {
+  Frame f;
+  const size_t open = text.rfind(" (");
+  if (text.empty() || open == std::string::npos || text.back() != ')') {
+    f.name = text.empty() ? fmt::format("{:#x}", pc) : text;
+    f.filename = "??";
+    return f;
+  }
+  f.name = text.substr(0, open);
+  std::string inside = text.substr(open + 2, text.size() - open - 3);
+  const size_t colon = inside.rfind(':');
+  if (python && colon != std::string::npos && colon + 1 < inside.size() &&
+      std::all_of(inside.begin() + static_cast<long>(colon) + 1, inside.end(),
+                  [](char c) { return c >= '0' && c <= '9'; })) {
+    f.filename = inside.substr(0, colon);
+    f.line = std::strtoll(inside.c_str() + colon + 1, nullptr, 10);
+  } else {
+    f.filename = inside;
+  }
+  return f;
+}
+
+// Python frames when the stack has any (GPUMEM_STACKS=python|mixed), native frames otherwise.
+std::vector<Frame> frames_of(const LoadedTrace& t, uint32_t site) {
+  std::vector<Frame> out;
+  auto it = t.stacks.find(site);
+  if (site == 0 || it == t.stacks.end()) return out;
+  const auto real_python = [](uint64_t pc) {
+    return trace::is_python_frame(pc) && (pc & 0xFFFFFFFFu) != 0;  // id 0: "[no Python frame]"
+  };
+  const bool python = std::any_of(it->second.begin(), it->second.end(), real_python);
+  for (uint64_t pc : it->second) {
+    if (out.size() == kMaxFrames) break;
+    if (python ? !real_python(pc) : trace::is_python_frame(pc)) continue;
+    auto sym = t.symbols.find(pc);
+    out.push_back(parse_symbol(sym == t.symbols.end() ? std::string() : t.string_of(sym->second),
+                               pc, python));
+  }
+  return out;
+}
+
+void write_frames(PickleWriter& w, const std::vector<Frame>& frames) {
+  w.begin_list();
+  for (const Frame& f : frames) {
+    w.begin_dict();
+    w.key("filename");
+    w.string(f.filename);
+    w.key("line");
+    w.integer(f.line);
+    w.key("name");
+    w.string(f.name);
+    w.end_dict();
+  }
+  w.end_list();
+}
+
+struct Live {
+  uint64_t bytes = 0;
+  uint64_t stream = 0;
+  uint32_t site = 0;
+  bool pooled = false;
+};
+struct Segment {
+  uint64_t bytes = 0;
+  uint64_t stream = 0;
+  uint32_t site = 0;
+  bool pooled = false;  // false: one allocation of an unpooled trace, its own segment
+};
+struct DeviceState {
+  std::map<uint64_t, Live> live;
+  std::map<uint64_t, Segment> segments;
+};
+
+void trace_entry(PickleWriter& w, const char* action, uint64_t addr, uint64_t size, uint64_t stream,
+                 uint64_t time_us, const std::vector<Frame>& frames, const std::string& phase) {
+  w.begin_dict();
+  w.key("action");
+  w.string(action);
+  w.key("addr");
+  w.unsigned_integer(addr);
+  w.key("size");
+  w.unsigned_integer(size);
+  w.key("stream");
+  w.unsigned_integer(stream);
+  w.key("time_us");
+  w.unsigned_integer(time_us);
+  w.key("frames");
+  write_frames(w, frames);
+  if (!phase.empty()) {
+    w.key("user_metadata");
+    w.string(phase);
+  }
+  w.end_dict();
+}
+
+}  // namespace
+
+bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::string* error) {
+  LoadedTrace t;
+  if (!detail::load_trace(trace_path, &t, error)) return false;
+  const int devices = std::max<int>(1, static_cast<int>(t.header.device_count));
+  // A free whose real free then failed (Op::free_failed, aux = that free's t_ns) never happened.
+  std::set<std::pair<uint64_t, uint64_t>> cancelled;
+  for (const Record& r : t.records)
+    if (static_cast<Op>(r.op) == Op::free_failed) cancelled.insert({r.aux, r.address});
+
+  PickleWriter w;
+  std::vector<DeviceState> state(static_cast<size_t>(devices));
+  std::vector<std::string> phases;  // open phases, innermost last
+  // device_traces first in time; the dict is written with "segments" (the end state) after it,
+  // which a dict does not mind.
+  w.begin_dict();
+  w.key("device_traces");
+  w.begin_list();
+  for (int d = 0; d < devices; ++d) {
+    w.begin_list();
+    DeviceState& s = state[static_cast<size_t>(d)];
+    phases.clear();
+    for (const Record& r : t.records) {
+      const auto op = static_cast<Op>(r.op);
+      if (op == Op::mark_begin) {
+        phases.push_back(t.string_of(r.aux));
+        continue;
+      }
+      if (op == Op::mark_end) {
+        const std::string name = t.string_of(r.aux);
+        auto it = std::find(phases.rbegin(), phases.rend(), name);
+        if (it != phases.rend()) phases.erase(std::next(it).base());
+        continue;
+      }
+      if (r.device != d) continue;
+      const uint64_t us = t.unix_us(r);
+      const std::string phase = phases.empty() ? std::string() : phases.back();
+      switch (op) {
+        case Op::alloc: {
+          if (!detail::is_device_memory(r)) break;
+          const bool pooled = (r.flags & trace::kFlagPooled) != 0;
+          const auto frames = frames_of(t, r.site);
+          if (!pooled) {
+            trace_entry(w, "segment_alloc", r.address, r.bytes, r.stream, us, frames, phase);
+            s.segments[r.address] = {r.bytes, r.stream, r.site, false};
+          }
+          trace_entry(w, "alloc", r.address, r.bytes, r.stream, us, frames, phase);
+          s.live[r.address] = {r.bytes, r.stream, r.site, pooled};
+          break;
+        }
+        case Op::free: {
+          if (cancelled.count({r.t_ns, r.address})) break;
+          auto it = s.live.find(r.address);
+          if (it == s.live.end()) break;  // not a device allocation this trace saw
+          const auto frames = frames_of(t, it->second.site);
+          trace_entry(w, "free_requested", r.address, it->second.bytes, it->second.stream, us,
+                      frames, phase);
+          trace_entry(w, "free_completed", r.address, it->second.bytes, it->second.stream, us,
+                      frames, phase);
+          if (!it->second.pooled) {
+            trace_entry(w, "segment_free", r.address, it->second.bytes, it->second.stream, us,
+                        frames, phase);
+            s.segments.erase(r.address);
+          }
+          s.live.erase(it);
+          break;
+        }
+        case Op::alloc_failed: {
+          const uint64_t capacity = d < trace::kMaxDevices ? t.header.devices[d].capacity_bytes : 0;
+          w.begin_dict();
+          w.key("action");
+          w.string("oom");
+          w.key("addr");
+          w.integer(0);
+          w.key("size");
+          w.unsigned_integer(r.bytes);
+          w.key("stream");
+          w.unsigned_integer(r.stream);
+          w.key("time_us");
+          w.unsigned_integer(us);
+          w.key("device_free");
+          w.unsigned_integer(capacity > r.aux ? capacity - r.aux : 0);
+          w.key("frames");
+          write_frames(w, frames_of(t, r.site));
+          w.end_dict();
+          break;
+        }
+        case Op::segment_reserve:
+          trace_entry(w, "segment_alloc", r.address, r.bytes, r.stream, us, {}, phase);
+          s.segments[r.address] = {r.bytes, r.stream, 0, true};
+          break;
+        case Op::segment_release:
+          if (s.segments.erase(r.address) == 0) break;
+          trace_entry(w, "segment_free", r.address, r.bytes, r.stream, us, {}, phase);
+          break;
+        default:
+          break;
+      }
+    }
+    w.end_list();
+  }
+  w.end_list();
+
+  // The end state: every segment still held, its live blocks and the free gaps between them
+  // ("inactive"), so the blocks tile the segment as PyTorch's do.
+  w.key("segments");
+  w.begin_list();
+  for (int d = 0; d < devices; ++d) {
+    const DeviceState& s = state[static_cast<size_t>(d)];
+    for (const auto& [base, seg] : s.segments) {
+      struct Block {
+        uint64_t address, size;
+        bool active;
+        uint32_t site;
+      };
+      std::vector<Block> blocks;
+      uint64_t cursor = base, allocated = 0;
+      for (auto it = s.live.lower_bound(base); it != s.live.end() && it->first < base + seg.bytes;
+           ++it) {
+        if (it->second.pooled != seg.pooled || it->first < cursor) continue;
+        const uint64_t size = std::min(it->second.bytes, base + seg.bytes - it->first);
+        if (it->first > cursor) blocks.push_back({cursor, it->first - cursor, false, 0});
+        blocks.push_back({it->first, size, true, it->second.site});
+        allocated += size;
+        cursor = it->first + size;
+        if (!seg.pooled) break;
+      }
+      if (cursor < base + seg.bytes)
+        blocks.push_back({cursor, base + seg.bytes - cursor, false, 0});
+      w.begin_dict();
+      w.key("device");
+      w.integer(d);
+      w.key("address");
+      w.unsigned_integer(base);
+      w.key("total_size");
+      w.unsigned_integer(seg.bytes);
+      w.key("allocated_size");
+      w.unsigned_integer(allocated);
+      w.key("active_size");
+      w.unsigned_integer(allocated);
+      w.key("requested_size");
+      w.unsigned_integer(allocated);
+      w.key("stream");
+      w.unsigned_integer(seg.stream);
+      w.key("segment_type");
+      w.string(seg.bytes > (uint64_t{1} << 20) ? "large" : "small");
+      w.key("segment_pool_id");
+      w.begin_tuple();
+      w.integer(0);
+      w.integer(0);
+      w.end_tuple();
+      w.key("is_expandable");
+      w.boolean(false);
+      w.key("frames");
+      write_frames(w, frames_of(t, seg.site));
+      w.key("blocks");
+      w.begin_list();
+      for (const Block& b : blocks) {
+        w.begin_dict();
+        w.key("address");
+        w.unsigned_integer(b.address);
+        w.key("size");
+        w.unsigned_integer(b.size);
+        w.key("requested_size");
+        w.unsigned_integer(b.active ? b.size : 0);
+        w.key("state");
+        w.string(b.active ? "active_allocated" : "inactive");
+        w.key("frames");
+        write_frames(w, frames_of(t, b.site));
+        w.end_dict();
+      }
+      w.end_list();
+      w.end_dict();
+    }
+  }
+  w.end_list();
+  w.end_dict();
+  *pickle = w.finish();
+  return true;
+}
+
+// ---- snapshot -> trace --------------------------------------------------------------------------
+
+namespace {
+
+struct Entry {
+  std::string action;
+  uint64_t addr = 0, size = 0, stream = 0, time_us = 0, device_free = 0;
+  int device = 0;
+  uint32_t site = 0;
+};
+
+class SnapshotReader {
+ public:
+  SnapshotReader(const PickleDocument& doc, TraceImage* out, std::string* error)
+      : doc_(doc), out_(out), error_(error) {}
+
+  bool fail(const std::string& where, const std::string& what) {
+    *error_ = fmt::format("{}: {}", where, what);
+    return false;
+  }
+  bool uint_field(const PickleNode& dict, const char* key, const std::string& where, uint64_t* v,
+                  bool required = true) {
+    const PickleNode* n = doc_.find(dict, key);
+    if (n == nullptr && !required) return true;
+    if (n == nullptr || n->kind != PickleKind::integer || n->integer < 0 ||
+        n->integer > static_cast<__int128>(UINT64_MAX))
+      return fail(where, fmt::format("'{}' is missing or not a non-negative integer", key));
+    *v = static_cast<uint64_t>(n->integer);
+    return true;
+  }
+  uint32_t site(const PickleNode& dict) {
+    const PickleNode* frames = doc_.find(dict, "frames");
+    if (frames == nullptr || frames->kind != PickleKind::list) return 0;
+    std::vector<std::string> texts;
+    for (uint32_t i : frames->items) {
+      if (texts.size() == kMaxFrames) break;
+      const PickleNode& f = doc_.at(i);
+      const PickleNode* name = doc_.find(f, "name");
+      const PickleNode* file = doc_.find(f, "filename");
+      const PickleNode* line = doc_.find(f, "line");
+      texts.push_back(fmt::format(
+          "{} ({}:{})", name && name->kind == PickleKind::string ? name->string : "??",
+          file && file->kind == PickleKind::string ? file->string : "??",
+          line && line->kind == PickleKind::integer ? static_cast<int64_t>(line->integer) : 0));
+    }
+    return out_->intern_python_stack(texts);
+  }
+
+  bool run(const std::string& source) {
+    const PickleNode& root = doc_.root();
+    if (root.kind != PickleKind::dict)
+      return fail("the top level",
+                  "is not a dict; a memory snapshot is the dict "
+                  "torch.cuda.memory._snapshot() returns");
+    const PickleNode* traces = doc_.find(root, "device_traces");
+    const PickleNode* segments = doc_.find(root, "segments");
+    if (segments == nullptr || segments->kind != PickleKind::list)
+      return fail("the top level",
+                  "has no 'segments' list, so it is not a PyTorch memory "
+                  "snapshot (torch.cuda.memory._dump_snapshot writes one)");
+    if (traces != nullptr && traces->kind != PickleKind::list)
+      return fail("the top level", "'device_traces' is not a list");
+
+    std::vector<Entry> entries;
+    int max_device = 0;
+    if (traces != nullptr) {
+      for (size_t d = 0; d < traces->items.size(); ++d) {
+        const PickleNode& list = doc_.at(traces->items[d]);
+        if (list.kind != PickleKind::list)
+          return fail(fmt::format("device_traces[{}]", d), "is not a list");
+        if (d >= trace::kMaxDevices)
+          return fail("device_traces", fmt::format("has more than {} devices", trace::kMaxDevices));
+        for (size_t i = 0; i < list.items.size(); ++i) {
+          const std::string where = fmt::format("device_traces[{}][{}]", d, i);
+          const PickleNode& e = doc_.at(list.items[i]);
+          const PickleNode* action = doc_.find(e, "action");
+          if (action == nullptr || action->kind != PickleKind::string)
+            return fail(where, "has no 'action' string");
+          Entry en;
+          en.action = action->string;
+          en.device = static_cast<int>(d);
+          if (!uint_field(e, "addr", where, &en.addr, en.action != "oom") ||
+              !uint_field(e, "size", where, &en.size) ||
+              !uint_field(e, "stream", where, &en.stream, false) ||
+              !uint_field(e, "time_us", where, &en.time_us, false) ||
+              !uint_field(e, "device_free", where, &en.device_free, false))
+            return false;
+          if (en.action == "alloc" || en.action == "oom") en.site = site(e);
+          entries.push_back(std::move(en));
+          max_device = std::max(max_device, static_cast<int>(d));
+        }
+      }
+    }
+    struct EndSegment {
+      int device = 0;
+      uint64_t address = 0, size = 0, stream = 0;
+      std::vector<std::pair<uint64_t, uint64_t>> active;  // address, size
+      std::vector<uint32_t> sites;
+    };
+    std::vector<EndSegment> end;
+    for (size_t i = 0; i < segments->items.size(); ++i) {
+      const std::string where = fmt::format("segments[{}]", i);
+      const PickleNode& s = doc_.at(segments->items[i]);
+      EndSegment es;
+      uint64_t device = 0;
+      if (!uint_field(s, "address", where, &es.address) ||
+          !uint_field(s, "total_size", where, &es.size) ||
+          !uint_field(s, "stream", where, &es.stream, false) ||
+          !uint_field(s, "device", where, &device, false))
+        return false;
+      if (device >= trace::kMaxDevices)
+        return fail(where, fmt::format("device {} is beyond {}", device, trace::kMaxDevices - 1));
+      es.device = static_cast<int>(device);
+      const PickleNode* blocks = doc_.find(s, "blocks");
+      if (blocks != nullptr && blocks->kind == PickleKind::list) {
+        for (size_t b = 0; b < blocks->items.size(); ++b) {
+          const std::string bw = fmt::format("{}.blocks[{}]", where, b);
+          const PickleNode& block = doc_.at(blocks->items[b]);
+          const PickleNode* state = doc_.find(block, "state");
+          if (state == nullptr || state->kind != PickleKind::string)
+            return fail(bw, "has no 'state' string");
+          if (state->string != "active_allocated" && state->string != "active_pending_free")
+            continue;
+          uint64_t address = 0, size = 0;
+          if (!uint_field(block, "size", bw, &size) ||
+              !uint_field(block, "address", bw, &address, false))
+            return false;
+          if (doc_.find(block, "address") == nullptr) address = es.address;  // older snapshots
+          es.active.push_back({address, size});
+          es.sites.push_back(site(block));
+        }
+      }
+      max_device = std::max(max_device, es.device);
+      end.push_back(std::move(es));
+    }
+    // Devices in time order, each device's entries keeping their order.
+    std::stable_sort(entries.begin(), entries.end(),
+                     [](const Entry& a, const Entry& b) { return a.time_us < b.time_us; });
+
+    // Unpooled when every segment is one allocation for its whole life: the shape gpumem exports
+    // for a trace without a pool (segment_alloc+alloc, free_completed+segment_free in pairs).
+    bool unpooled = !entries.empty();
+    for (size_t i = 0; i < entries.size() && unpooled; ++i) {
+      const Entry& e = entries[i];
+      auto next_is = [&](const char* action) {
+        return i + 1 < entries.size() && entries[i + 1].action == action &&
+               entries[i + 1].addr == e.addr && entries[i + 1].size == e.size;
+      };
+      auto prev_is = [&](const char* action) {
+        return i > 0 && entries[i - 1].action == action && entries[i - 1].addr == e.addr &&
+               entries[i - 1].size == e.size;
+      };
+      if (e.action == "segment_alloc")
+        unpooled = next_is("alloc");
+      else if (e.action == "alloc")
+        unpooled = prev_is("segment_alloc");
+      else if (e.action == "free_completed")
+        unpooled = next_is("segment_free");
+      else if (e.action == "segment_free")
+        unpooled = prev_is("free_completed");
+      else if (e.action == "segment_map" || e.action == "segment_unmap")
+        unpooled = false;
+    }
+    for (const EndSegment& es : end)
+      if (unpooled && (es.active.size() != 1 || es.active[0].first != es.address)) unpooled = false;
+
+    trace::Header& h = out_->header();
+    std::snprintf(h.pool, sizeof h.pool, "%s", unpooled ? "none" : "growth");
+    std::snprintf(h.command, sizeof h.command, "converted from the PyTorch memory snapshot %s",
+                  source.c_str());
+    const uint64_t t0 = entries.empty() ? 0 : entries.front().time_us;
+    h.start_unix_ns = t0 * 1000;
+    for (int d = 0; d <= max_device; ++d)
+      out_->set_device(d, 0, fmt::format("PyTorch snapshot device {}", d));
+    const uint64_t base = h.clock_base_ns;
+    auto t_of = [&](uint64_t us) { return base + (us >= t0 ? us - t0 : 0) * 1000; };
+    const uint16_t pooled_flag = unpooled ? 0 : trace::kFlagPooled;
+    const uint16_t api =
+        static_cast<uint16_t>(unpooled ? trace::Api::cudaMalloc : trace::Api::torch);
+
+    // What was there before the first entry (the history is a ring buffer, or was off): blocks
+    // and segments freed without being allocated in it, and the end state's blocks and segments
+    // the history does not leave live. They are allocated at the start.
+    std::vector<std::map<uint64_t, uint64_t>> live(static_cast<size_t>(max_device) + 1),
+        segs(live.size());
+    std::vector<Entry> before;
+    for (const Entry& e : entries) {
+      auto& l = live[static_cast<size_t>(e.device)];
+      auto& sg = segs[static_cast<size_t>(e.device)];
+      if (e.action == "alloc")
+        l[e.addr] = e.size;
+      else if (e.action == "free_completed" && l.erase(e.addr) == 0)
+        before.push_back({"alloc", e.addr, e.size, e.stream, 0, 0, e.device, 0});
+      else if ((e.action == "segment_alloc" || e.action == "segment_map") && !unpooled)
+        sg[e.addr] = e.size;
+      else if ((e.action == "segment_free" || e.action == "segment_unmap") && !unpooled &&
+               sg.erase(e.addr) == 0)
+        before.push_back({"segment_alloc", e.addr, e.size, e.stream, 0, 0, e.device, 0});
+    }
+    for (const EndSegment& es : end) {
+      auto& l = live[static_cast<size_t>(es.device)];
+      if (!unpooled && segs[static_cast<size_t>(es.device)].count(es.address) == 0)
+        before.push_back({"segment_alloc", es.address, es.size, es.stream, 0, 0, es.device, 0});
+      for (size_t b = 0; b < es.active.size(); ++b) {
+        auto it = l.find(es.active[b].first);
+        if (it == l.end() || it->second != es.active[b].second)
+          before.push_back({"alloc", es.active[b].first, es.active[b].second, es.stream, 0, 0,
+                            es.device, es.sites[b]});
+      }
+    }
+    std::stable_sort(before.begin(), before.end(), [](const Entry& a, const Entry& b) {
+      return a.action == "segment_alloc" && b.action != "segment_alloc";
+    });
+    for (const Entry& e : before) emit(e, t_of(t0), unpooled, pooled_flag, api);
+    for (const Entry& e : entries) emit(e, t_of(e.time_us), unpooled, pooled_flag, api);
+    return true;
+  }
+
+  void emit(const Entry& e, uint64_t t_ns, bool unpooled, uint16_t pooled_flag, uint16_t api) {
+    Record* r = nullptr;
+    if (e.action == "alloc") {
+      r = &out_->add(Op::alloc, t_ns, e.device);
+      r->flags = pooled_flag;
+      r->site = e.site;
+    } else if (e.action == "free_completed") {
+      r = &out_->add(Op::free, t_ns, e.device);
+      r->flags = pooled_flag;
+    } else if (e.action == "oom") {
+      r = &out_->add(Op::alloc_failed, t_ns, e.device);
+      r->result = 2;  // cudaErrorMemoryAllocation
+      r->site = e.site;
+    } else if (!unpooled && (e.action == "segment_alloc" || e.action == "segment_map")) {
+      r = &out_->add(Op::segment_reserve, t_ns, e.device);
+      r->aux = 1;  // one pool: PyTorch's caching allocator
+    } else if (!unpooled && (e.action == "segment_free" || e.action == "segment_unmap")) {
+      r = &out_->add(Op::segment_release, t_ns, e.device);
+      r->aux = 1;
+    } else {
+      return;  // free_requested (free_completed is the free), snapshot, anything newer
+    }
+    r->api = (e.action == "segment_alloc" || e.action == "segment_free" ||
+              e.action == "segment_map" || e.action == "segment_unmap")
+                 ? static_cast<uint16_t>(trace::Api::pool)
+                 : api;
+    r->address = e.action == "oom" ? 0 : e.addr;
+    r->bytes = e.size;
+    r->stream = e.stream;
+    r->tid = 1;
+  }
+
+ private:
+  const PickleDocument& doc_;
+  TraceImage* out_;
+  std::string* error_;
+};
+
+}  // namespace
+
+bool snapshot_to_trace(std::string_view pickle, const std::string& source, TraceImage* out,
+                       std::string* error) {
+  PickleDocument doc;
+  if (!read_pickle(pickle, &doc, error)) return false;
+  SnapshotReader reader(doc, out, error);
+  return reader.run(source);
+}
+
+}  // namespace gpumem::formats

@@ -1,0 +1,80 @@
+// A gpumem trace read whole for export: the records that matter to the foreign formats (in file
+// order) plus the strings, stacks and symbols that name their call sites. Exports are one-off
+// conversions, so memory proportional to the trace is fine here (the analyzer streams instead).
+#pragma once
+
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "gpumem/trace/reader.h"
+
+namespace gpumem::formats::detail {
+
+struct LoadedTrace {
+  trace::Header header{};
+  std::vector<trace::Record> records;  // alloc, free, alloc_failed, segments, marks
+  std::unordered_map<uint64_t, std::string> strings;
+  std::unordered_map<uint32_t, std::vector<uint64_t>> stacks;
+  std::unordered_map<uint64_t, uint64_t> symbols;  // pc -> string id
+  bool truncated = false;
+  std::string reason;
+
+  // Unix time of a record in µs (PyTorch's time_us; RMM's clock): the trace's start plus the
+  // record's offset from the trace's clock base.
+  uint64_t unix_us(const trace::Record& r) const {
+    const int64_t rel = static_cast<int64_t>(r.t_ns) - static_cast<int64_t>(header.clock_base_ns);
+    return static_cast<uint64_t>(static_cast<int64_t>(header.start_unix_ns) + rel) / 1000;
+  }
+  std::string string_of(uint64_t id) const {
+    auto it = strings.find(id);
+    return it == strings.end() ? std::string() : it->second;
+  }
+};
+
+inline bool is_device_memory(const trace::Record& r) {
+  const auto kind = static_cast<trace::MemKind>(r.flags & trace::kFlagKindMask);
+  return kind == trace::MemKind::device || kind == trace::MemKind::managed;
+}
+
+inline bool load_trace(const std::string& path, LoadedTrace* out, std::string* error) {
+  auto reader = trace::Reader::open(path, error);
+  if (!reader) return false;
+  out->header = reader->header();
+  trace::Event ev;
+  while (reader->next(&ev)) {
+    const auto op = static_cast<trace::Op>(ev.rec.op);
+    switch (op) {
+      case trace::Op::string:
+        out->strings[ev.rec.aux] = std::string(ev.payload);
+        break;
+      case trace::Op::stack: {
+        std::vector<uint64_t> pcs(ev.payload.size() / sizeof(uint64_t));
+        if (!pcs.empty()) std::memcpy(pcs.data(), ev.payload.data(), pcs.size() * sizeof(uint64_t));
+        out->stacks[static_cast<uint32_t>(ev.rec.aux)] = std::move(pcs);
+        break;
+      }
+      case trace::Op::symbol:
+        out->symbols[ev.rec.address] = ev.rec.aux;
+        break;
+      case trace::Op::alloc:
+      case trace::Op::free:
+      case trace::Op::alloc_failed:
+      case trace::Op::segment_reserve:
+      case trace::Op::segment_release:
+      case trace::Op::mark_begin:
+      case trace::Op::mark_end:
+      case trace::Op::free_failed:
+        out->records.push_back(ev.rec);
+        break;
+      default:
+        break;
+    }
+  }
+  out->truncated = reader->stats().truncated;
+  out->reason = reader->stats().reason;
+  return true;
+}
+
+}  // namespace gpumem::formats::detail

@@ -1,0 +1,108 @@
+// Protocol-2 pickle writer: only opcodes every Python 3 unpickler (and PyTorch's in-browser
+// memory_viz unpickler) reads. No memo: each value is written where it is.
+#include <cstring>
+
+#include "gpumem/formats/pickle.h"
+
+namespace gpumem::formats {
+
+namespace {
+void put_le32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+}  // namespace
+
+PickleWriter::PickleWriter() {
+  out_.push_back(static_cast<char>(0x80));  // PROTO
+  out_.push_back(2);
+}
+
+void PickleWriter::none() {
+  out_.push_back('N');
+}
+
+void PickleWriter::boolean(bool v) {
+  out_.push_back(static_cast<char>(v ? 0x88 : 0x89));
+}
+
+void PickleWriter::long1(const uint8_t* le, size_t n) {
+  out_.push_back(static_cast<char>(0x8a));  // LONG1: n bytes of two's complement, little-endian
+  out_.push_back(static_cast<char>(n));
+  out_.append(reinterpret_cast<const char*>(le), n);
+}
+
+void PickleWriter::integer(int64_t v) {
+  if (v >= 0 && v < 256) {
+    out_.push_back('K');  // BININT1
+    out_.push_back(static_cast<char>(v));
+  } else if (v >= 0 && v < 65536) {
+    out_.push_back('M');  // BININT2
+    out_.push_back(static_cast<char>(v & 0xFF));
+    out_.push_back(static_cast<char>(v >> 8));
+  } else if (v >= INT32_MIN && v <= INT32_MAX) {
+    out_.push_back('J');  // BININT: signed 32-bit
+    put_le32(out_, static_cast<uint32_t>(static_cast<int32_t>(v)));
+  } else {
+    uint8_t le[8];
+    for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(static_cast<uint64_t>(v) >> (8 * i));
+    size_t n = 8;  // shortest form whose sign bit still says the sign
+    while (n > 1 &&
+           ((le[n - 1] == 0 && !(le[n - 2] & 0x80)) || (le[n - 1] == 0xFF && (le[n - 2] & 0x80))))
+      --n;
+    long1(le, n);
+  }
+}
+
+void PickleWriter::unsigned_integer(uint64_t v) {
+  if (v <= static_cast<uint64_t>(INT64_MAX)) return integer(static_cast<int64_t>(v));
+  uint8_t le[9] = {};
+  for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(v >> (8 * i));
+  long1(le, 9);  // a ninth zero byte keeps it positive
+}
+
+void PickleWriter::floating(double v) {
+  out_.push_back('G');  // BINFLOAT: big-endian IEEE 754 double
+  uint64_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  for (int i = 7; i >= 0; --i) out_.push_back(static_cast<char>((bits >> (8 * i)) & 0xFF));
+}
+
+void PickleWriter::string(std::string_view utf8) {
+  out_.push_back('X');  // BINUNICODE: 4-byte length, UTF-8
+  put_le32(out_, static_cast<uint32_t>(utf8.size()));
+  out_.append(utf8.data(), utf8.size());
+}
+
+void PickleWriter::begin_dict() {
+  out_.push_back('}');  // EMPTY_DICT, then MARK ... SETITEMS
+  out_.push_back('(');
+  ++open_;
+}
+void PickleWriter::end_dict() {
+  out_.push_back('u');
+  --open_;
+}
+void PickleWriter::begin_list() {
+  out_.push_back(']');  // EMPTY_LIST, then MARK ... APPENDS
+  out_.push_back('(');
+  ++open_;
+}
+void PickleWriter::end_list() {
+  out_.push_back('e');
+  --open_;
+}
+void PickleWriter::begin_tuple() {
+  out_.push_back('(');  // MARK ... TUPLE
+  ++open_;
+}
+void PickleWriter::end_tuple() {
+  out_.push_back('t');
+  --open_;
+}
+
+std::string PickleWriter::finish() {
+  out_.push_back('.');  // STOP
+  return std::move(out_);
+}
+
+}  // namespace gpumem::formats
