@@ -91,7 +91,7 @@ class Analysis::TraceState {
   void feed(const trace::Record* records, size_t count, std::string_view payload) {
     size_t i = 0;
     while (i < count) {
-      if (phases_.current() == 0 && devices_.last() != nullptr) {
+      if (!phases_.any_open() && devices_.last() != nullptr) {
         PlainRunTotals run;
         run.first_ns = first_ns_;
         run.last_ns = last_ns_;
@@ -129,21 +129,25 @@ class Analysis::TraceState {
         break;
       case trace::Op::segment_reserve: {
         DeviceState& d = devices_.get(r.device);
-        d.segment_reserve(r.address, r.bytes, t, phases_.current());
+        d.segment_reserve(r.address, r.bytes, t, phases_.current(r.tid));
         phases_.device_changed(d, t);
         break;
       }
       case trace::Op::segment_release: {
         DeviceState& d = devices_.get(r.device);
-        d.segment_release(r.address, t, phases_.current());
+        d.segment_release(r.address, t, phases_.current(r.tid));
         phases_.device_changed(d, t);
         break;
       }
       case trace::Op::mark_begin:
-        phases_.begin(r.aux, t, devices_);
+        if (r.api == static_cast<uint16_t>(trace::Api::nvtx))
+          phases_.begin(r.aux, t, devices_, r.address,
+                        (r.flags & trace::kFlagProcessRange) != 0 ? 0 : std::max(r.tid, 1u));
+        else
+          phases_.begin(r.aux, t, devices_);
         break;
       case trace::Op::mark_end:
-        phases_.end(r.aux, t);
+        phases_.end(r.aux, t, r.api == static_cast<uint16_t>(trace::Api::nvtx) ? r.address : 0);
         break;
       case trace::Op::anomaly:
         on_anomaly(r, t);
@@ -174,12 +178,13 @@ class Analysis::TraceState {
 
   // The per-event handlers are forced inline into feed(): a call each costs about as much as the
   // work it does (docs/performance.md has the instruction counts).
-  [[gnu::always_inline]] void release(uint64_t address, const LiveAlloc& a, int64_t t) {
+  [[gnu::always_inline]] void release(uint64_t address, const LiveAlloc& a, int64_t t,
+                                     uint32_t tid) {
     if (a.kind == static_cast<uint8_t>(trace::MemKind::pinned_host)) {
       pinned_.free(a.bytes);
     } else {
       DeviceState& d = devices_.get(a.device);
-      d.free(address, a, t, phases_.current());
+      d.free(address, a, t, phases_.current(tid));
       phases_.device_changed(d, t);
     }
   }
@@ -188,7 +193,7 @@ class Analysis::TraceState {
     bool was_live = false;
     LiveAlloc& a = live_.claim(r.address, &was_live);  // not touched by what follows
     // The free of the previous owner of this address was lost (torn record): close it here.
-    if (was_live) release(r.address, a, t);
+    if (was_live) release(r.address, a, t, r.tid);
     a = LiveAlloc{};
     a.bytes = r.bytes;
     a.t_ns = t;
@@ -199,7 +204,7 @@ class Analysis::TraceState {
       pinned_.alloc(r.bytes);
     } else {
       DeviceState& d = devices_.get(r.device);
-      d.alloc(r.address, a, (r.flags & trace::kFlagPooled) != 0, phases_.current());
+      d.alloc(r.address, a, (r.flags & trace::kFlagPooled) != 0, phases_.current(r.tid));
       phases_.device_changed(d, t);
     }
   }
@@ -208,7 +213,7 @@ class Analysis::TraceState {
     if (r.address == 0) return;  // cudaFree(nullptr) is a valid no-op
     LiveAlloc* a = live_.find(r.address);
     if (a != nullptr && !a->freed) {
-      release(r.address, *a, t);
+      release(r.address, *a, t, r.tid);
       live_.mark_freed(*a);
       return;
     }
@@ -232,7 +237,7 @@ class Analysis::TraceState {
         pinned_.unfree(a->bytes);
       } else {
         DeviceState& d = devices_.get(a->device);
-        d.unfree(r.address, *a, free_t, t, phases_.current());
+        d.unfree(r.address, *a, free_t, t, phases_.current(r.tid));
         phases_.device_changed(d, t);
       }
     }
@@ -327,8 +332,10 @@ DeviceReport Analysis::TraceState::device_report(
     d.capacity_bytes = info->capacity;
     d.limit_bytes = info->limit;
   }
-  d.peak.phase = Phases::name(state.peak_phase_id(), attribution_);
-  d.peak.reserved_phase = Phases::name(state.peak_reserved_phase_id(), attribution_);
+  d.peak.phase = phases_.name(state.peak_phase_id(), attribution_);
+  d.peak.phase_path = phases_.path(state.peak_phase_id(), attribution_);
+  d.peak.phase_tid = phases_.thread(state.peak_phase_id());
+  d.peak.reserved_phase = phases_.name(state.peak_reserved_phase_id(), attribution_);
   attribution_.add_frames(d.peak.live_at_peak);
   if (merge_by_python_line(d.peak.live_at_peak)) d.peak.grouped_by = "python_line";
   d.timeline_by_site = state.site_timeline(

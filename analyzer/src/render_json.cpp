@@ -79,6 +79,8 @@ Json device_json(const DeviceReport& d) {
                {"grouped_by", p.grouped_by},
                {"live_at_peak", rows_json(p.live_at_peak)},
                {"live_at_peak_by_size_class", rows_json(p.live_at_peak_by_size_class)}};
+  if (!p.phase_path.empty()) j["peak"]["phase_path"] = p.phase_path;  // NVTX push ranges only
+  if (p.phase_tid) j["peak"]["phase_tid"] = *p.phase_tid;
   j["final"] = {{"allocated_bytes", d.final.allocated_bytes},
                 {"reserved_bytes", d.final.reserved_bytes},
                 {"leaked_allocations", d.final.leaked_allocations},
@@ -101,7 +103,7 @@ Json device_json(const DeviceReport& d) {
       {"free_in_segments_at_peak_bytes", f.free_in_segments_at_peak_bytes},
       {"largest_free_block_at_peak_bytes", f.largest_free_block_at_peak_bytes}};
   Json phases = Json::array();
-  for (const PhasePeak& ph : d.phases)
+  for (const PhasePeak& ph : d.phases) {
     phases.push_back({{"name", ph.name},
                       {"start_ns", ph.start_ns},
                       {"end_ns", ph.end_ns},
@@ -109,6 +111,8 @@ Json device_json(const DeviceReport& d) {
                       {"peak_allocated_bytes", ph.peak_allocated_bytes},
                       {"peak_time_ns", ph.peak_time_ns},
                       {"peak_reserved_bytes", ph.peak_reserved_bytes}});
+    if (ph.tid) phases.back()["tid"] = *ph.tid;  // NVTX push/pop ranges only
+  }
   j["phases"] = std::move(phases);
   j["phases_omitted"] = d.phases_omitted;
   Json hist = Json::array();

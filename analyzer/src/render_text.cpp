@@ -71,8 +71,15 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
                      d.capacity_bytes ? ", capacity " + human(d.capacity_bytes) : "");
   if (d.limit_bytes) out += fmt::format("limit: {}\n", human(d.limit_bytes));
   const Peak& p = d.peak;
+  std::string in_phase = p.phase ? " in phase \"" + visible(*p.phase) + "\"" : "";
+  if (p.phase_path.size() > 1 || p.phase_tid) {  // an NVTX range: its ancestors and thread
+    std::string path;
+    for (const auto& name : p.phase_path) path += (path.empty() ? "" : " > ") + visible(name);
+    in_phase += fmt::format(" ({}thread {})", p.phase_path.size() > 1 ? path + ", " : "",
+                            p.phase_tid.value_or(0));
+  }
   out += fmt::format("peak allocated: {} at {}{}\n", human(p.allocated_bytes), seconds(p.time_ns),
-                     p.phase ? " in phase \"" + visible(*p.phase) + "\"" : "");
+                     in_phase);
   out += fmt::format("peak reserved:  {} at {}{}\n", human(p.reserved_bytes),
                      seconds(p.reserved_time_ns),
                      p.reserved_phase ? " in phase \"" + visible(*p.reserved_phase) + "\"" : "");

@@ -1,6 +1,6 @@
 // A program annotated with the CUDA toolkit's NVTX v3 headers and nothing of gpumem's: nested
 // push/pop on 4 threads, a start/end range that ends on another thread, a named domain, a
-// registered string, a wide name, marks, and a heap of the memory extension with 3 regions.
+// registered string, a wide name, a range open on another thread at the peak, marks, and a heap of the memory extension with 3 regions.
 // nvtx_test.cpp runs it under `gpumem run` on simcuda and checks the trace and the report.
 //
 // Prints "tid NAME N" for each thread it names, and "heap 0xADDR" (the heap's base), so the test
@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -83,9 +84,24 @@ int main(int argc, char** argv) {
   a.size = NVTX_EVENT_ATTRIB_STRUCT_SIZE;
   a.messageType = NVTX_MESSAGE_TYPE_REGISTERED;
   a.message.registered = forward;
+  // Meanwhile another thread opens "background" after "attention" began: the peak is still in the
+  // allocating thread's innermost range, not in the most recently begun one of the process.
+  std::atomic<int> step{0};
+  std::thread background([&step] {
+    print_tid("background");
+    while (step.load() != 1) std::this_thread::yield();
+    expect_level(nvtxRangePushA("background"), 0, "push background");
+    step.store(2);
+    while (step.load() != 3) std::this_thread::yield();
+    expect_level(nvtxRangePop(), 0, "pop background");
+  });
   expect_level(nvtxDomainRangePushEx(trainer, &a), 0, "push trainer::forward");
   expect_level(nvtxRangePushA("attention"), 0, "push attention");  // level in its own domain
+  step.store(1);
+  while (step.load() != 2) std::this_thread::yield();
   void* big = device_alloc(32 * kMiB);
+  step.store(3);
+  background.join();
   expect_level(nvtxRangePop(), 0, "pop attention");
   expect_level(nvtxDomainRangePop(trainer), 0, "pop trainer::forward");
   cudaFree(big);

@@ -103,7 +103,7 @@ TEST_F(Nvtx, RangesNestPerThreadWithTheirDomainsInTheTrace) {
   auto out = run("", "levels");  // the program checks NVTX's push/pop levels itself (exit 3)
   ASSERT_EQ(out.status, 0) << out.out;
   const Printed p = parse(out.out);
-  ASSERT_EQ(p.tids.size(), 6u) << out.out;
+  ASSERT_EQ(p.tids.size(), 7u) << out.out;
   const Trace t = load(trace());
 
   // Per thread: the exact sequence of begins, ends and marks.
@@ -126,7 +126,9 @@ TEST_F(Nvtx, RangesNestPerThreadWithTheirDomainsInTheTrace) {
                                       "mark_end trainer::forward", "mark checkpoint",
                                       "mark trainer::epoch-end"}));
   EXPECT_EQ(by_thread[p.tids.at("ender")], (std::vector<std::string>{"mark_end load"}));
-  EXPECT_EQ(by_thread.size(), 6u);
+  EXPECT_EQ(by_thread[p.tids.at("background")],
+            (std::vector<std::string>{"mark_begin background", "mark_end background"}));
+  EXPECT_EQ(by_thread.size(), 7u);
 
   // Every begin has exactly one end with its range id; start/end ranges say so in their flags;
   // the domain is the string id of "trainer" for trainer's events, 0 for the default domain.
@@ -154,7 +156,8 @@ TEST_F(Nvtx, RangesNestPerThreadWithTheirDomainsInTheTrace) {
     }
   }
   EXPECT_TRUE(open.empty());
-  EXPECT_EQ(ranges, 12);  // 4 x (step, layer), load, évaluation, trainer::forward, attention
+  EXPECT_EQ(ranges, 13);  // 4 x (step, layer), load, évaluation, trainer::forward, attention,
+                         // background
 }
 
 TEST_F(Nvtx, MemoryExtensionRegionsAreRecordedWithExactSizes) {
@@ -193,6 +196,7 @@ TEST_F(Nvtx, MemoryExtensionRegionsAreRecordedWithExactSizes) {
 TEST_F(Nvtx, ReportPhasesAreTheRangesTheProgramOpened) {
   auto out = run("", "");
   ASSERT_EQ(out.status, 0) << out.out;
+  const Printed p = parse(out.out);
   auto rep = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + trace() + " --json " +
                               (dir_ / "r.json"));
   ASSERT_EQ(rep.status, 0) << rep.out;
@@ -201,15 +205,33 @@ TEST_F(Nvtx, ReportPhasesAreTheRangesTheProgramOpened) {
   ASSERT_EQ(r["devices"].size(), 1u);
   const json& d = r["devices"][0];
   std::multiset<std::string> phases;
+  std::map<std::string, uint32_t> thread_of;
   for (const auto& ph : d["phases"]) {
     phases.insert(ph["name"].get<std::string>());
     EXPECT_TRUE(ph["closed"].get<bool>()) << ph.dump();
+    if (ph.contains("tid")) thread_of[ph["name"].get<std::string>()] = ph["tid"].get<uint32_t>();
   }
-  EXPECT_EQ(phases, (std::multiset<std::string>{
-                        "step", "step", "step", "step", "layer0", "layer1", "layer2", "layer3",
-                        "load", "\xc3\xa9valuation", "trainer::forward", "attention"}));
+  EXPECT_EQ(phases, (std::multiset<std::string>{"step", "step", "step", "step", "layer0", "layer1",
+                                                "layer2", "layer3", "load", "\xc3\xa9valuation",
+                                                "trainer::forward", "attention", "background"}));
+  // Push/pop ranges carry their thread; the start/end range "load" belongs to none.
+  EXPECT_EQ(thread_of["layer2"], p.tids.at("worker2"));
+  EXPECT_EQ(thread_of["attention"], p.tids.at("main"));
+  EXPECT_EQ(thread_of["background"], p.tids.at("background"));
+  EXPECT_EQ(thread_of.count("load"), 0u);
+  // The peak: the allocating thread's innermost range with its ancestors, not "background",
+  // which another thread began later and still had open.
   EXPECT_EQ(d["peak"]["allocated_bytes"].get<uint64_t>(), 32 * kMiB);
   EXPECT_EQ(d["peak"]["phase"], "attention");
+  EXPECT_EQ(d["peak"]["phase_path"], json::array({"trainer::forward", "attention"}));
+  EXPECT_EQ(d["peak"]["phase_tid"].get<uint32_t>(), p.tids.at("main"));
+
+  auto text = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + trace() + " --text");
+  EXPECT_NE(text.out.find("peak allocated: 32.00 MiB at"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(" in phase \"attention\" (trainer::forward > attention, thread " +
+                          std::to_string(p.tids.at("main")) + ")\n"),
+            std::string::npos)
+      << text.out;
 }
 
 TEST_F(Nvtx, AnInjectionTheUserSetIsLeftAloneAndSaidSo) {
@@ -262,6 +284,8 @@ TEST_F(Nvtx, PythonThroughCtypesShowsUpTheSameWay) {
                                                 "py.load", "py::infer"}));
   EXPECT_EQ(d["peak"]["allocated_bytes"].get<uint64_t>(), 8 * kMiB);
   EXPECT_EQ(d["peak"]["phase"], "py::infer");
+  EXPECT_EQ(d["peak"]["phase_path"], json::array({"py::infer"}));
+  EXPECT_EQ(d["peak"]["phase_tid"].get<uint32_t>(), p.tids.at("main"));
 }
 
 }  // namespace

@@ -33,7 +33,11 @@ struct GroupRow {
 struct Peak {
   uint64_t allocated_bytes = 0;           // max over the run of allocated
   int64_t time_ns = 0;                    // when allocated first reached it
-  std::optional<std::string> phase;       // most recently begun open phase at that time
+  std::optional<std::string> phase;       // the phase of the peak's event (docs/report-schema.md)
+  // When that phase is an NVTX push range: its ancestors and itself, outermost first, and the
+  // thread that had them open (the allocating thread). Empty / unset otherwise.
+  std::vector<std::string> phase_path;
+  std::optional<uint32_t> phase_tid;
   uint64_t reserved_at_peak_bytes = 0;    // reserved at that same instant
   uint64_t reserved_bytes = 0;            // max over the run of reserved (may be another instant)
   int64_t reserved_time_ns = 0;
@@ -78,6 +82,7 @@ struct PhasePeak {
   uint64_t peak_allocated_bytes = 0;
   int64_t peak_time_ns = 0;
   uint64_t peak_reserved_bytes = 0;
+  std::optional<uint32_t> tid;     // an NVTX push/pop range: the thread it nests in
 };
 
 struct HistogramBucket {
