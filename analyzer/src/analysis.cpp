@@ -12,6 +12,7 @@
 #include "devices.h"
 #include "live_allocations.h"
 #include "metrics.h"
+#include "nvtx_heaps.h"
 #include "phases.h"
 #include "python_lines.h"
 
@@ -171,6 +172,27 @@ class Analysis::TraceState {
           info.limit = r.aux;
         }
         break;
+      case trace::Op::heap_register: {
+        const LiveAlloc* a = live_.find(r.address);
+        heaps_.heap_register(r.aux, r.address, r.bytes, r.stream,
+                             a != nullptr && !a->freed ? a->device : -1, t);
+        break;
+      }
+      case trace::Op::heap_unregister:
+        heaps_.heap_unregister(r.aux, t);
+        break;
+      case trace::Op::heap_reset:
+        heaps_.heap_reset(r.aux, t);
+        break;
+      case trace::Op::region_register:
+        heaps_.region_register(r.aux, r.address, r.bytes, t);
+        break;
+      case trace::Op::region_resize:
+        heaps_.region_resize(r.address, r.bytes, t);
+        break;
+      case trace::Op::region_unregister:
+        heaps_.region_unregister(r.address, t);
+        break;
       default:
         break;  // mark, meminfo, map, unmap, trim: no effect on the numbers
     }
@@ -287,6 +309,7 @@ class Analysis::TraceState {
   PinnedHostCount pinned_;
   Attribution attribution_;
   Phases phases_;
+  NvtxHeaps heaps_;
   AnomalyLog anomalies_;
   uint64_t index_ = 0;            // records seen
   int64_t first_ns_ = INT64_MAX;  // earliest and latest event time (records may be out of order)
@@ -351,6 +374,7 @@ DeviceReport Analysis::TraceState::device_report(
   }
   d.phases_omitted = phases_.omitted();
   d.phases = phases_.rows(ordinal, summary_.last_ns, attribution_);
+  d.nvtx_heaps = heaps_.rows(ordinal, attribution_);
   return d;
 }
 

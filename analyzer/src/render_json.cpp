@@ -115,6 +115,22 @@ Json device_json(const DeviceReport& d) {
   }
   j["phases"] = std::move(phases);
   j["phases_omitted"] = d.phases_omitted;
+  if (!d.nvtx_heaps.empty()) {  // only for traces with NVTX memory-extension records
+    Json heaps = Json::array();
+    for (const NvtxHeapRow& h : d.nvtx_heaps)
+      heaps.push_back({{"domain", h.domain},
+                       {"address", h.address},
+                       {"bytes", h.bytes},
+                       {"start_ns", h.start_ns},
+                       {"end_ns", h.closed ? Json(h.end_ns) : Json(nullptr)},
+                       {"regions_registered", h.regions_registered},
+                       {"regions_peak_bytes", h.regions_peak_bytes},
+                       {"regions_peak_count", h.regions_peak_count},
+                       {"peak_time_ns", h.peak_time_ns},
+                       {"largest_free_at_peak_bytes", h.largest_free_at_peak_bytes},
+                       {"regions_final_bytes", h.regions_final_bytes}});
+    j["nvtx_heaps"] = std::move(heaps);
+  }
   Json hist = Json::array();
   for (const HistogramBucket& b : d.size_histogram)
     hist.push_back({{"min_bytes", b.min_bytes},

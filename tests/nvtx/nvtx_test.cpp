@@ -191,6 +191,28 @@ TEST_F(Nvtx, MemoryExtensionRegionsAreRecordedWithExactSizes) {
                      "region_unregister +0MiB 0MiB heap! domain trainer",
                      "region_unregister +6MiB 0MiB heap! domain trainer",
                      "heap_unregister - 0MiB heap= domain trainer"}));
+
+  // The report: the heap on the device of its allocation, how full the allocator's pool got
+  // (1 + 4 + 3 MiB after the resize), and the largest gap then (9..16 MiB).
+  auto rep = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + trace() + " --json " +
+                              (dir_ / "r.json"));
+  ASSERT_EQ(rep.status, 0) << rep.out;
+  std::ifstream in(dir_ / "r.json");
+  const json r = json::parse(in);
+  const json& heaps = r["devices"][0]["nvtx_heaps"];
+  ASSERT_EQ(heaps.size(), 1u) << r["devices"][0].dump();
+  const json& h = heaps[0];
+  EXPECT_EQ(h["domain"], "trainer");
+  EXPECT_EQ(h["address"].get<uint64_t>(), p.heap);
+  EXPECT_EQ(h["bytes"].get<uint64_t>(), 16 * kMiB);
+  EXPECT_EQ(h["regions_registered"].get<uint64_t>(), 3u);
+  EXPECT_EQ(h["regions_peak_bytes"].get<uint64_t>(), 8 * kMiB);
+  EXPECT_EQ(h["regions_peak_count"].get<uint64_t>(), 3u);
+  EXPECT_EQ(h["largest_free_at_peak_bytes"].get<uint64_t>(), 7 * kMiB);
+  EXPECT_EQ(h["regions_final_bytes"].get<uint64_t>(), 0u);
+  EXPECT_FALSE(h["end_ns"].is_null());
+  // The heap's memory is counted once, as its cudaMalloc: the regions add nothing to the peak.
+  EXPECT_EQ(r["devices"][0]["peak"]["allocated_bytes"].get<uint64_t>(), 32 * kMiB);
 }
 
 TEST_F(Nvtx, ReportPhasesAreTheRangesTheProgramOpened) {

@@ -85,6 +85,23 @@ struct PhasePeak {
   std::optional<uint32_t> tid;     // an NVTX push/pop range: the thread it nests in
 };
 
+// An NVTX memory-extension heap (an allocator's pool inside memory already allocated) and its
+// regions (the allocator's sub-allocations), on the device of the allocation holding it.
+struct NvtxHeapRow {
+  std::string domain;  // the NVTX domain, "" = default
+  uint64_t address = 0;
+  uint64_t bytes = 0;
+  int64_t start_ns = 0;
+  int64_t end_ns = 0;  // when unregistered; 0 while still registered at the end
+  bool closed = false;
+  uint64_t regions_registered = 0;      // regions ever registered in it
+  uint64_t regions_peak_bytes = 0;      // max over time of the bytes of its live regions
+  uint64_t regions_peak_count = 0;      // live regions then
+  int64_t peak_time_ns = 0;
+  uint64_t largest_free_at_peak_bytes = 0;  // the largest gap between regions then
+  uint64_t regions_final_bytes = 0;     // live region bytes at the end (0 once unregistered)
+};
+
 struct HistogramBucket {
   uint64_t min_bytes = 0;
   uint64_t max_bytes = 0;
@@ -132,6 +149,7 @@ struct DeviceReport {
   Fragmentation fragmentation;
   std::vector<PhasePeak> phases;
   uint64_t phases_omitted = 0;
+  std::vector<NvtxHeapRow> nvtx_heaps;
   std::vector<HistogramBucket> size_histogram;
   Churn churn;
   std::vector<GroupRow> leaks;      // grouped like peak.grouped_by; largest first
