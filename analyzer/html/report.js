@@ -166,9 +166,12 @@
   function drawTimeline(container, dev, domain, onZoom) {
     clear(container);
     const tl = dev.timeline;
-    const W = Math.max(container.clientWidth || 1100, 480), H = 340;
+    // NVTX ranges on several threads: one strip per thread under the chart (dev.lanes).
+    const lanes = dev.lanes || [], laneH = 14;
+    const extra = lanes.length ? lanes.length * (laneH + 2) + 6 : 0;
+    const W = Math.max(container.clientWidth || 1100, 480), H = 340 + extra;
     const m = { l: 72, r: 58, t: 24, b: 30 };
-    const pw = W - m.l - m.r, ph = H - m.t - m.b;
+    const pw = W - m.l - m.r, ph = H - extra - m.t - m.b;
     const [t0, t1] = domain;
     const x = linear(t0, t1, m.l, m.l + pw);
     let ymax = Math.max(dev.peak.reserved, dev.peak.allocated, 1);
@@ -183,15 +186,34 @@
     const clipId = "plot-clip";
     const defs = svgEl("defs");
     const clip = svgEl("clipPath", { id: clipId });
-    clip.appendChild(svgEl("rect", { x: m.l, y: m.t - 20, width: pw, height: ph + 20 }));
+    clip.appendChild(svgEl("rect", { x: m.l, y: m.t - 20, width: pw,
+                                     height: ph + 20 + (extra ? m.b + extra : 0) }));
     defs.appendChild(clip);
     svg.appendChild(defs);
 
     // phase bands (outermost phases) with their names
     const bands = svgEl("g", { "clip-path": "url(#" + clipId + ")", class: "bands" });
+    const laneY = (l) => m.t + ph + m.b + 2 + l * (laneH + 2);
+    const laneLabels = svgEl("g", { class: "lanes" });  // outside the clip: in the left margin
+    lanes.forEach((lane, l) => {
+      laneLabels.appendChild(svgEl("text", { class: "lane-label", x: m.l - 8,
+                                             y: laneY(l) + laneH - 3, "text-anchor": "end" },
+                                   lane.label));
+    });
+    svg.appendChild(laneLabels);
     dev.bands.forEach((b, i) => {
       if (b.end < t0 || b.start > t1) return;
       const xa = Math.max(x(b.start), m.l), xb = Math.min(x(Math.max(b.end, b.start)), m.l + pw);
+      if (lanes.length) {  // a bar in its thread's strip, named when there is room
+        const yl = laneY(b.lane || 0);
+        bands.appendChild(svgEl("rect", { class: "band lane-band" + (i % 2 ? " odd" : ""), x: xa,
+                                          y: yl, width: Math.max(xb - xa, 0.5), height: laneH }));
+        const fit = Math.floor((xb - xa - 4) / 6.2);
+        if (fit >= 3)
+          bands.appendChild(svgEl("text", { class: "band-label", x: xa + 2, y: yl + laneH - 3 },
+                                  b.name.length > fit ? b.name.slice(0, fit - 1) + "…" : b.name));
+        return;
+      }
       bands.appendChild(svgEl("rect", { class: "band" + (i % 2 ? " odd" : ""), x: xa, y: m.t,
                                         width: Math.max(xb - xa, 0.5), height: ph }));
       bands.appendChild(svgEl("line", { class: "band-edge", x1: xa, x2: xa, y1: m.t - 16, y2: m.t + ph }));

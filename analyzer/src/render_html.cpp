@@ -82,11 +82,43 @@ std::vector<int> phase_depths(const std::vector<PhasePeak>& phases) {
   return depth;
 }
 
-Json phases_json(const DeviceReport& d, const HtmlOptions& o, Json* bands) {
+// NVTX push/pop ranges nest per thread: one lane per thread (after a lane for the process-wide
+// phases, if any), each with its own depths. Empty when no phase has a thread: one lane, as before.
+std::vector<uint32_t> phase_lanes(const std::vector<PhasePeak>& phases) {
+  std::vector<uint32_t> lanes;
+  bool threads = false, process = false;
+  for (const PhasePeak& p : phases) (p.tid ? threads : process) = true;
+  if (!threads) return lanes;
+  if (process) lanes.push_back(0);
+  for (const PhasePeak& p : phases)
+    if (p.tid && std::find(lanes.begin(), lanes.end(), *p.tid) == lanes.end()) lanes.push_back(*p.tid);
+  return lanes;
+}
+
+Json phases_json(const DeviceReport& d, const HtmlOptions& o, Json* bands, Json* lanes_out) {
+  const std::vector<uint32_t> lanes = phase_lanes(d.phases);
   std::vector<int> depth = phase_depths(d.phases);
+  std::vector<int> lane(d.phases.size(), 0);
+  if (!lanes.empty()) {
+    *lanes_out = Json::array();
+    for (size_t l = 0; l < lanes.size(); ++l) {
+      lanes_out->push_back({{"tid", lanes[l] ? Json(lanes[l]) : Json(nullptr)},
+                            {"label", lanes[l] ? fmt::format("thread {}", lanes[l]) : "process"}});
+      std::vector<size_t> members;
+      std::vector<PhasePeak> subset;
+      for (size_t i = 0; i < d.phases.size(); ++i)
+        if (d.phases[i].tid.value_or(0) == lanes[l]) members.push_back(i), subset.push_back(d.phases[i]);
+      const std::vector<int> sub = phase_depths(subset);
+      for (size_t k = 0; k < members.size(); ++k) depth[members[k]] = sub[k], lane[members[k]] = int(l);
+    }
+  }
+  auto with_lane = [&](Json j, size_t i) {
+    if (!lanes.empty()) j["lane"] = lane[i];
+    return j;
+  };
   *bands = Json::array();
   for (size_t i = 0; i < d.phases.size() && bands->size() < o.max_phase_bands; ++i)
-    if (depth[i] == 0) bands->push_back(phase_json(d.phases[i], 0));
+    if (depth[i] == 0) bands->push_back(with_lane(phase_json(d.phases[i], 0), i));
   std::sort(bands->begin(), bands->end(),
             [](const Json& a, const Json& b) { return a["start"] < b["start"]; });
   // Rows: all phases in time order when they fit, else the largest peaks.
@@ -104,7 +136,7 @@ Json phases_json(const DeviceReport& d, const HtmlOptions& o, Json* bands) {
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return d.phases[a].start_ns < d.phases[b].start_ns; });
   Json rows = Json::array();
-  for (size_t i : order) rows.push_back(phase_json(d.phases[i], depth[i]));
+  for (size_t i : order) rows.push_back(with_lane(phase_json(d.phases[i], depth[i]), i));
   return rows;
 }
 
@@ -171,9 +203,10 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
   j["timeline"] = {
       {"t", d.timeline.t_ns}, {"a", d.timeline.allocated}, {"r", d.timeline.reserved}, {"f", frag}};
   j["by_site"] = sites_json(d, o);
-  Json bands;
-  j["phase_rows"] = phases_json(d, o, &bands);
+  Json bands, lanes;
+  j["phase_rows"] = phases_json(d, o, &bands, &lanes);
   j["bands"] = std::move(bands);
+  if (!lanes.is_null()) j["lanes"] = std::move(lanes);  // NVTX ranges on several threads
   j["phases_total"] = d.phases.size() + d.phases_omitted;
   j["live"] = rows_json(d.peak.live_at_peak, o);
   j["live_rest"] = rest_json(d.peak.live_at_peak, o.max_rows);

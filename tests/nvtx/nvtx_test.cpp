@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -247,6 +248,26 @@ TEST_F(Nvtx, ReportPhasesAreTheRangesTheProgramOpened) {
   EXPECT_EQ(d["peak"]["phase"], "attention");
   EXPECT_EQ(d["peak"]["phase_path"], json::array({"trainer::forward", "attention"}));
   EXPECT_EQ(d["peak"]["phase_tid"].get<uint32_t>(), p.tids.at("main"));
+
+  // The HTML page lays the ranges out in one strip per thread (docs/report-html.md): the
+  // process-wide "load" first, then the 7 threads.
+  auto html = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + trace() + " --html " +
+                               (dir_ / "r.html"));
+  ASSERT_EQ(html.status, 0) << html.out;
+  std::ifstream page_in(dir_ / "r.html");
+  const std::string page((std::istreambuf_iterator<char>(page_in)), {});
+  const size_t lanes = page.find("\"lanes\":[{\"label\":\"process\",\"tid\":null}");
+  EXPECT_NE(lanes, std::string::npos);
+  for (const auto& [name, tid] : p.tids) {
+    if (name == "ender") continue;  // it only ends "load": no range of its own
+    EXPECT_NE(page.find("{\"label\":\"thread " + std::to_string(tid) + "\",\"tid\":" +
+                            std::to_string(tid) + "}",
+                        lanes),
+              std::string::npos)
+        << name;
+  }
+  EXPECT_EQ(page.find("\"label\":\"thread " + std::to_string(p.tids.at("ender")) + "\""),
+            std::string::npos);
 
   auto text = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + trace() + " --text");
   EXPECT_NE(text.out.find("peak allocated: 32.00 MiB at"), std::string::npos) << text.out;
