@@ -225,6 +225,18 @@
     });
     svg.appendChild(bands);
 
+    // instant markers: a thin line and a diamond on top, named on hover
+    const marks = svgEl("g", { "clip-path": "url(#" + clipId + ")", class: "marks" });
+    (dev.marks || []).forEach((mk) => {
+      if (mk.t < t0 || mk.t > t1) return;
+      const xm = x(mk.t);
+      marks.appendChild(svgEl("line", { class: "mark-line", x1: xm, x2: xm, y1: m.t - 4, y2: m.t + ph }));
+      const d = svgEl("path", { class: "mark", d: "M" + xm + "," + (m.t - 10) + "l4,4l-4,4l-4,-4z" });
+      d.appendChild(svgEl("title", {}, mk.name + " (thread " + mk.tid + ")"));
+      marks.appendChild(d);
+    });
+    svg.appendChild(marks);
+
     // grid and axes
     const axis = svgEl("g", { class: "axis" });
     for (const tk of yTicks) {

@@ -172,6 +172,9 @@ class Analysis::TraceState {
           info.limit = r.aux;
         }
         break;
+      case trace::Op::mark:
+        phases_.mark(r.aux, t, r.tid);
+        break;
       case trace::Op::heap_register: {
         const LiveAlloc* a = live_.find(r.address);
         heaps_.heap_register(r.aux, r.address, r.bytes, r.stream,
@@ -194,7 +197,7 @@ class Analysis::TraceState {
         heaps_.region_unregister(r.address, t);
         break;
       default:
-        break;  // mark, meminfo, map, unmap, trim: no effect on the numbers
+        break;  // meminfo, map, unmap, trim: no effect on the numbers
     }
   }
 
@@ -375,6 +378,8 @@ DeviceReport Analysis::TraceState::device_report(
   d.phases_omitted = phases_.omitted();
   d.phases = phases_.rows(ordinal, summary_.last_ns, attribution_);
   d.nvtx_heaps = heaps_.rows(ordinal, attribution_);
+  d.marks = phases_.mark_rows(attribution_);
+  d.marks_omitted = phases_.marks_omitted();
   return d;
 }
 

@@ -136,4 +136,10 @@ PhasePeak Phases::row(const Closed& p, int ordinal, const Attribution& strings) 
   return row;
 }
 
+std::vector<MarkRow> Phases::mark_rows(const Attribution& strings) const {
+  std::vector<MarkRow> rows;
+  for (const Mark& m : marks_) rows.push_back({strings.string_or_id(m.name_id), m.t_ns, m.tid});
+  return rows;
+}
+
 }  // namespace gpumem::analyzer

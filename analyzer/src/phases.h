@@ -54,6 +54,17 @@ class Phases {
     if (current_ != 0) raise_peaks(device, t_ns);
   }
 
+  // An instant marker (Op::mark) of thread `tid`.
+  void mark(uint64_t name_id, int64_t t_ns, uint32_t tid) {
+    if (marks_.size() < kMaxMarks)
+      marks_.push_back({name_id, t_ns, tid});
+    else
+      ++marks_omitted_;
+  }
+  std::vector<MarkRow> mark_rows(const Attribution& strings) const;
+  uint64_t marks_omitted() const { return marks_omitted_; }
+  static constexpr size_t kMaxMarks = 10000;
+
   // The rows of one device: closed phases in the order they ended, then those still open
   // (ending at last_ns).
   std::vector<PhasePeak> rows(int ordinal, int64_t last_ns, const Attribution& strings) const;
@@ -100,6 +111,13 @@ class Phases {
   std::unordered_map<uint32_t, uint64_t> thread_top_;  // threads with push ranges open
   std::vector<PathNode> paths_;
   std::map<std::tuple<uint64_t, uint64_t, uint32_t>, uint64_t> path_index_;
+  struct Mark {
+    uint64_t name_id;
+    int64_t t_ns;
+    uint32_t tid;
+  };
+  std::vector<Mark> marks_;
+  uint64_t marks_omitted_ = 0;
   std::vector<Closed> closed_;
   uint64_t omitted_ = 0;
 };

@@ -207,6 +207,12 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
   j["phase_rows"] = phases_json(d, o, &bands, &lanes);
   j["bands"] = std::move(bands);
   if (!lanes.is_null()) j["lanes"] = std::move(lanes);  // NVTX ranges on several threads
+  if (!d.marks.empty()) {  // instant markers (gpumem_mark, nvtxMark*), at most max_phase_bands
+    Json marks = Json::array();
+    for (size_t i = 0; i < d.marks.size() && i < o.max_phase_bands; ++i)
+      marks.push_back({{"name", d.marks[i].name}, {"t", d.marks[i].t_ns}, {"tid", d.marks[i].tid}});
+    j["marks"] = std::move(marks);
+  }
   j["phases_total"] = d.phases.size() + d.phases_omitted;
   j["live"] = rows_json(d.peak.live_at_peak, o);
   j["live_rest"] = rest_json(d.peak.live_at_peak, o.max_rows);

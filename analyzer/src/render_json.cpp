@@ -115,6 +115,12 @@ Json device_json(const DeviceReport& d) {
   }
   j["phases"] = std::move(phases);
   j["phases_omitted"] = d.phases_omitted;
+  if (!d.marks.empty()) {  // only for traces with markers (gpumem_mark, nvtxMark*)
+    Json marks = Json::array();
+    for (const MarkRow& m : d.marks) marks.push_back({{"name", m.name}, {"t_ns", m.t_ns}, {"tid", m.tid}});
+    j["marks"] = std::move(marks);
+    j["marks_omitted"] = d.marks_omitted;
+  }
   if (!d.nvtx_heaps.empty()) {  // only for traces with NVTX memory-extension records
     Json heaps = Json::array();
     for (const NvtxHeapRow& h : d.nvtx_heaps)

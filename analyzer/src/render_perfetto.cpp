@@ -140,8 +140,46 @@ Json perfetto_json(const Report& report) {
                       {"args", peak_args}},
                      off + d.peak.time_ns});
 
-    if (phases_done.insert(ti).second && !d.phases.empty()) {
-      std::vector<int> tracks = phase_tracks(d.phases);
+    if (phases_done.insert(ti).second) {
+      // Markers, on their thread's track (a thread of the process, as Nsight shows them).
+      std::set<uint32_t> named;
+      auto name_thread = [&](uint32_t tid) {
+        if (!named.insert(tid).second) return;
+        metadata.push_back({{"ph", "M"},
+                            {"pid", pid},
+                            {"tid", tid},
+                            {"name", "thread_name"},
+                            {"args", {{"name", fmt::format("thread {}", tid)}}}});
+      };
+      for (const MarkRow& m : d.marks) {
+        name_thread(m.tid);
+        timed.push_back({{{"ph", "i"},
+                          {"s", "t"},
+                          {"pid", pid},
+                          {"tid", m.tid},
+                          {"name", m.name},
+                          {"cat", "mark"}},
+                         off + m.t_ns});
+      }
+      // NVTX push/pop ranges nest on their own thread's track.
+      std::vector<PhasePeak> shared;
+      for (const PhasePeak& ph : d.phases) {
+        if (!ph.tid) {
+          shared.push_back(ph);
+          continue;
+        }
+        name_thread(*ph.tid);
+        timed.push_back({{{"ph", "X"},
+                          {"pid", pid},
+                          {"tid", *ph.tid},
+                          {"name", ph.name},
+                          {"cat", "phase"},
+                          {"args", {{"closed", ph.closed}}}},
+                         off + ph.start_ns,
+                         std::max<int64_t>(span_ns(ph.start_ns, ph.end_ns), 0)});
+      }
+      if (shared.empty()) continue;
+      std::vector<int> tracks = phase_tracks(shared);
       int deepest = *std::max_element(tracks.begin(), tracks.end());
       for (int k = 0; k <= deepest; ++k)
         metadata.push_back(
@@ -151,8 +189,8 @@ Json perfetto_json(const Report& report) {
              {"name", "thread_name"},
              {"args",
               {{"name", k == 0 ? std::string("phases") : fmt::format("phases {}", k + 1)}}}});
-      for (size_t k = 0; k < d.phases.size(); ++k) {
-        const PhasePeak& ph = d.phases[k];
+      for (size_t k = 0; k < shared.size(); ++k) {
+        const PhasePeak& ph = shared[k];
         timed.push_back({{{"ph", "X"},
                           {"pid", pid},
                           {"tid", kFirstPhaseTid + tracks[k]},

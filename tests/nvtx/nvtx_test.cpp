@@ -249,6 +249,32 @@ TEST_F(Nvtx, ReportPhasesAreTheRangesTheProgramOpened) {
   EXPECT_EQ(d["peak"]["phase_path"], json::array({"trainer::forward", "attention"}));
   EXPECT_EQ(d["peak"]["phase_tid"].get<uint32_t>(), p.tids.at("main"));
 
+  // Marks are instant markers with their thread.
+  ASSERT_EQ(d["marks"].size(), 2u) << d.dump();
+  EXPECT_EQ(d["marks"][0]["name"], "checkpoint");
+  EXPECT_EQ(d["marks"][1]["name"], "trainer::epoch-end");
+  for (const auto& m : d["marks"]) EXPECT_EQ(m["tid"].get<uint32_t>(), p.tids.at("main"));
+  EXPECT_LE(d["marks"][0]["t_ns"].get<int64_t>(), d["marks"][1]["t_ns"].get<int64_t>());
+
+  // Perfetto: push ranges nest on their own thread's track, markers are instants there, the
+  // start/end range stays on the process's phase track.
+  auto pf = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + trace() + " --perfetto " +
+                             (dir_ / "p.json"));
+  ASSERT_EQ(pf.status, 0) << pf.out;
+  std::ifstream pf_in(dir_ / "p.json");
+  const json pj = json::parse(pf_in);
+  const json& events = pj.is_object() ? pj["traceEvents"] : pj;
+  std::map<std::string, std::vector<uint32_t>> track_of;  // "X name" / "i name" -> tids
+  for (const auto& e : events)
+    if (e.value("cat", "") == "phase" || e.value("cat", "") == "mark")
+      track_of[e["ph"].get<std::string>() + " " + e["name"].get<std::string>()].push_back(
+          e["tid"].get<uint32_t>());
+  EXPECT_EQ(track_of["X attention"], std::vector<uint32_t>{p.tids.at("main")});
+  EXPECT_EQ(track_of["X layer3"], std::vector<uint32_t>{p.tids.at("worker3")});
+  EXPECT_EQ(track_of["X step"].size(), 4u);
+  EXPECT_EQ(track_of["X load"], std::vector<uint32_t>{1u});  // the first phase track
+  EXPECT_EQ(track_of["i checkpoint"], std::vector<uint32_t>{p.tids.at("main")});
+
   // The HTML page lays the ranges out in one strip per thread (docs/report-html.md): the
   // process-wide "load" first, then the 7 threads.
   auto html = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + trace() + " --html " +

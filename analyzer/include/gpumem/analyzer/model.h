@@ -102,6 +102,13 @@ struct NvtxHeapRow {
   uint64_t regions_final_bytes = 0;     // live region bytes at the end (0 once unregistered)
 };
 
+// An instant marker (gpumem_mark, nvtxMark*): its name, time and thread.
+struct MarkRow {
+  std::string name;
+  int64_t t_ns = 0;
+  uint32_t tid = 0;
+};
+
 struct HistogramBucket {
   uint64_t min_bytes = 0;
   uint64_t max_bytes = 0;
@@ -150,6 +157,8 @@ struct DeviceReport {
   std::vector<PhasePeak> phases;
   uint64_t phases_omitted = 0;
   std::vector<NvtxHeapRow> nvtx_heaps;
+  std::vector<MarkRow> marks;  // the process's markers, in time order (at most 10000)
+  uint64_t marks_omitted = 0;
   std::vector<HistogramBucket> size_histogram;
   Churn churn;
   std::vector<GroupRow> leaks;      // grouped like peak.grouped_by; largest first
