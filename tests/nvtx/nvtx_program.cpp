@@ -48,7 +48,41 @@ void print_tid(const std::string& name) {
 
 }  // namespace
 
+// `bad`: what a careless program may hand NVTX; gpumem must neither crash nor record nonsense.
+int misuse() {
+  void* p = device_alloc(kMiB);  // so that the trace exists
+  nvtxRangePushA(nullptr);
+  nvtxRangePushW(nullptr);
+  nvtxRangePushEx(nullptr);
+  nvtxEventAttributes_t tiny{};  // size 0: an attributes struct NVTX cannot read
+  nvtxRangePushEx(&tiny);
+  for (int i = 0; i < 4; ++i) nvtxRangePop();
+  if (nvtxRangePop() != -1) return 3;  // a pop without a push
+  nvtxDomainHandle_t d = nvtxDomainCreateA(nullptr);
+  if (nvtxDomainRangePop(d) != -1) return 3;
+  nvtxMarkEx(nullptr);
+  nvtxMarkA(nullptr);
+  nvtxRangeEnd(0);
+  nvtxDomainRegisterStringA(d, nullptr);
+  nvtxMemHeapRegister(d, nullptr);
+  nvtxMemRegionsRegister(d, nullptr);
+  nvtxMemRegionsResize(d, nullptr);
+  nvtxMemRegionsUnregister(d, nullptr);
+  nvtxMemRegionsRegisterBatch_t wrong{};  // a region type gpumem does not read
+  wrong.regionType = 0x7;
+  wrong.regionCount = 1;
+  nvtxMemRegionsRegister(d, &wrong);
+  // Deeper than the 128 levels gpumem keeps: still balanced, levels still counted.
+  for (int i = 0; i < 200; ++i)
+    if (nvtxRangePushA("deep") != i) return 4;
+  for (int i = 199; i >= 0; --i)
+    if (nvtxRangePop() != i) return 4;
+  cudaFree(p);
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "bad") == 0) return misuse();
   g_check_levels = argc > 1 && std::strcmp(argv[1], "levels") == 0;
   print_tid("main");
   nvtxDomainHandle_t trainer = nvtxDomainCreateA("trainer");

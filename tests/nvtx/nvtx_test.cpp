@@ -303,6 +303,23 @@ TEST_F(Nvtx, ReportPhasesAreTheRangesTheProgramOpened) {
       << text.out;
 }
 
+// Null names, unreadable attributes, pops without pushes, null batches, unknown region types and
+// pushes past the 128 levels gpumem keeps: the program runs on (it checks NVTX's answers itself),
+// and the trace holds exactly the ranges it could name.
+TEST_F(Nvtx, MisuseNeverCrashesTheProgram) {
+  auto out = run("", "bad");
+  ASSERT_EQ(out.status, 0) << out.out;
+  const Trace t = load(trace());
+  std::map<std::string, int> seen;
+  for (const Record& r : t.nvtx) ++seen[op_and_name(t, r)];
+  EXPECT_EQ(seen["mark_begin "], 4);  // null ASCII, null wide, null and unreadable attributes
+  EXPECT_EQ(seen["mark_end "], 4);
+  EXPECT_EQ(seen["mark_begin deep"], 128);
+  EXPECT_EQ(seen["mark_end deep"], 128);
+  EXPECT_EQ(seen["mark "], 2);
+  EXPECT_EQ(seen.size(), 5u);  // no heap or region record from null or unknown batches
+}
+
 TEST_F(Nvtx, AnInjectionTheUserSetIsLeftAloneAndSaidSo) {
   // Another tool owns NVTX's one injection slot: gpumem keeps out of it and says so.
   auto out = run("NVTX_INJECTION64_PATH=/nonexistent/libother-tool.so", "");

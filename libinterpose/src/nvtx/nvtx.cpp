@@ -154,10 +154,11 @@ void write(gpumem::TraceWriter* w, Op op, uint64_t aux, uint64_t address, uint64
 // ---- ranges and marks ----
 
 int push(const Domain* d, const Name& n) {
-  int level = 0;
+  // Ranges past kMaxDepth are not kept: they count as this domain's (one domain nests that deep).
+  int level = t_depth > kMaxDepth ? t_depth - kMaxDepth : 0;
   for (int i = 0; i < t_depth && i < kMaxDepth; ++i) level += t_ranges[i].domain == d;
   uint64_t id = kDropped;
-  if (gpumem::t_hook_depth == 0) {
+  if (gpumem::t_hook_depth == 0 && t_depth < kMaxDepth) {
     gpumem::HookScope scope;
     gpumem::TraceWriter* w = writer();
     id = make_range_id(intern(w, n.text));
