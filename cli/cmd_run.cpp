@@ -4,7 +4,8 @@
 // Runs CMD with libgpumem.so preloaded (prepended to any LD_PRELOAD) and the GPUMEM_* variables
 // set, on the simulated device when asked (or when `auto` finds no driver), forwards signals,
 // returns CMD's exit status and says where the trace is. The same variables work without the
-// CLI: this command only sets them. With --capture cupti, libgpumem_cupti.so goes into
+// CLI: this command only sets them. NVTX_INJECTION64_PATH names libgpumem.so too (NVTX ranges
+// become phases), unless already set (then it says so). With --capture cupti, libgpumem_cupti.so goes into
 // CUDA_INJECTION64_PATH instead (docs/cupti.md): observation only, no caps or pools.
 #include <dlfcn.h>
 #include <limits.h>
