@@ -32,7 +32,7 @@ const char* format_name(InputFormat f) {
     case InputFormat::pytorch_snapshot:
       return "PyTorch memory snapshot (pickle)";
     case InputFormat::rmm_csv:
-      return "RMM logging_resource_adaptor CSV";
+      return "RAPIDS RMM logging_resource_adaptor CSV";
     case InputFormat::unknown:
       break;
   }

@@ -186,9 +186,10 @@ class PickleParser {
   bool fill(uint32_t into, size_t from, size_t to, size_t at, std::string* error) {
     for (size_t i = from; i < to; ++i) {
       const uint32_t child = stack_[i];
+      // depth = container levels below a node: [] and [1] are 0, [[]] is 1.
       const uint32_t d = is_container(child) ? doc_->nodes_[child].depth + 1 : 0;
       PickleNode& parent = doc_->nodes_[into];
-      if (d + 1 > parent.depth) parent.depth = d + 1;
+      if (d > parent.depth) parent.depth = d;
       if (parent.depth > limits_.max_depth)
         return fail(error, at,
                     fmt::format("containers nested deeper than {} levels; a memory "

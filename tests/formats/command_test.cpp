@@ -1,0 +1,111 @@
+// `gpumem export`, and `gpumem report` / `replay` given snapshots and RMM logs: recognised by
+// content, same numbers as the trace, and clear refusals.
+#include <gtest/gtest.h>
+
+#include "support.h"
+#include "trace_file.h"
+
+namespace gpumem::formats {
+namespace {
+
+using formats_test::read_all;
+using formats_test::shell;
+using formats_test::temp_file;
+using formats_test::write_all;
+
+constexpr uint64_t MiB = 1 << 20;
+
+std::string make_trace(const std::string& name) {
+  replay_test::TraceFile t(80ull << 30);
+  t.alloc(0x7f0000000000, 3 * MiB);
+  t.alloc(0x7f0000400000, MiB);
+  t.free(0x7f0000000000, 3 * MiB);
+  const std::string path = temp_file(name + ".trace");
+  t.write(path);
+  return path;
+}
+
+std::string cli(const std::string& args, int* status) {
+  return shell(std::string(GPUMEM_CLI) + " " + args + " 2>&1", status);
+}
+
+TEST(Command, ExportThenReportGivesTheTracesNumbers) {
+  const std::string trace = make_trace("cmd");
+  const std::string snap = temp_file("cmd.pickle"), csv = temp_file("cmd-log.trace");
+  int status = 0;
+  cli("export " + trace + " --pytorch-snapshot " + snap, &status);
+  ASSERT_EQ(status, 0);
+  // A CSV under a .trace name: the content decides.
+  cli("export " + trace + " --rmm-csv " + csv, &status);
+  ASSERT_EQ(status, 0);
+  EXPECT_EQ(read_all(csv).substr(0, 39), "Thread,Time,Action,Pointer,Size,Stream\n");
+  for (const std::string& input : {trace, snap, csv}) {
+    SCOPED_TRACE(input);
+    const std::string json = temp_file("cmd.json");
+    cli("report " + input + " --json " + json, &status);
+    ASSERT_EQ(status, 0);
+    const std::string text = read_all(json);
+    EXPECT_NE(text.find("\"allocated_bytes\": 4194304"), std::string::npos) << text.substr(0, 2000);
+    EXPECT_NE(text.find("\"leaked_bytes\": 1048576"), std::string::npos);
+    ::unlink(json.c_str());
+  }
+  const std::string out = cli("replay " + snap + " --no-search", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("peak allocated 4.00 MiB"), std::string::npos) << out;
+  for (const auto& p : {trace, snap, csv}) ::unlink(p.c_str());
+}
+
+TEST(Command, HostileOrDamagedInputIsRefusedWithWhereItBroke) {
+  const std::string evil = temp_file("evil.pickle");
+  write_all(evil, std::string("\x80\x02}(X\x08\x00\x00\x00segmentscos\nsystem\n.", 29));
+  int status = 0;
+  std::string out = cli("report " + evil, &status);
+  EXPECT_EQ(status, 1);
+  EXPECT_EQ(out, "gpumem report: '" + evil +
+                     "' looks like a PyTorch memory snapshot (pickle) but cannot be read: byte 17: "
+                     "opcode GLOBAL (0x63) imports or calls Python code; a memory snapshot is "
+                     "plain data, and gpumem never runs pickled code; pass a snapshot written by "
+                     "torch.cuda.memory._dump_snapshot, or a gpumem trace\n");
+  const std::string bad_csv = temp_file("bad.csv");
+  write_all(bad_csv,
+            "Thread,Time,Action,Pointer,Size,Stream\n1,10:00:00.000001,allocate,0x10,"
+            "5,0\n1,10:00:00.000002,resize,0x10,5,0\n");
+  out = cli("replay " + bad_csv, &status);
+  EXPECT_EQ(status, 1);
+  EXPECT_EQ(out,
+            "gpumem replay: '" + bad_csv +
+                "' looks like a RAPIDS RMM logging_resource_adaptor CSV but cannot be read: "
+                "line 3 (byte 75): action 'resize' is not allocate, free or allocate failure; pass "
+                "a log written by RMM's logging_resource_adaptor, or a gpumem trace\n");
+  out = cli("export " + evil, &status);
+  EXPECT_EQ(status, 2);
+  EXPECT_EQ(out,
+            "gpumem export: name one output: --pytorch-snapshot OUT.pickle or --rmm-csv "
+            "OUT.csv\n");
+  ::unlink(evil.c_str());
+  ::unlink(bad_csv.c_str());
+}
+
+TEST(Command, CsvOfATwoDeviceTraceNeedsADevice) {
+  replay_test::TraceFile t(80ull << 30, "none", 0, 2);
+  t.alloc(0x1000, 100, 0);
+  t.alloc(0x2000, 200, 1);
+  const std::string path = temp_file("two.trace"), csv = temp_file("two.csv");
+  t.write(path);
+  int status = 0;
+  std::string out = cli("export " + path + " --rmm-csv " + csv, &status);
+  EXPECT_EQ(status, 1);
+  EXPECT_EQ(out, "gpumem export: '" + path +
+                     "' has allocations on devices 0, 1; RMM writes one log per device: choose "
+                     "one with --device\n");
+  cli("export " + path + " --rmm-csv " + csv + " --device 1", &status);
+  EXPECT_EQ(status, 0);
+  const std::string text = read_all(csv);
+  EXPECT_NE(text.find(",allocate,0x2000,200,0\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("0x1000"), std::string::npos) << text;
+  ::unlink(path.c_str());
+  ::unlink(csv.c_str());
+}
+
+}  // namespace
+}  // namespace gpumem::formats

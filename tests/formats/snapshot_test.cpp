@@ -1,0 +1,153 @@
+// Snapshots in the shape PyTorch writes them (the dict torch.cuda.memory._snapshot() documents),
+// built with Python's own pickle, read into traces and analysed to exact numbers.
+#include <gtest/gtest.h>
+
+#include "gpumem/formats/pickle.h"
+#include "support.h"
+
+namespace gpumem::formats {
+namespace {
+
+using formats_test::analyze;
+using formats_test::python_pickle;
+
+constexpr uint64_t MiB = 1 << 20;
+
+// A caching-allocator history: one 2 MiB segment, a 1 MiB block from train.py:42 kept, a 512 KiB
+// block freed (free_requested then free_completed), an OOM, a snapshot marker.
+const char* kPooled =
+    "import pickle,sys\n"
+    "B = 0x7f0000000000\n"
+    "fwd = [{'filename': 'train.py', 'line': 42, 'name': 'forward'},\n"
+    "       {'filename': 'train.py', 'line': 90, 'name': 'main'}]\n"
+    "tmp = [{'filename': 'model.py', 'line': 7, 'name': 'attn'}]\n"
+    "T = 1700000000000000\n"
+    "traces = [\n"
+    " {'action': 'segment_alloc', 'addr': B, 'size': 2<<20, 'stream': 0, 'time_us': T, 'frames': "
+    "fwd},\n"
+    " {'action': 'alloc', 'addr': B, 'size': 1<<20, 'stream': 0, 'time_us': T+1, 'frames': fwd},\n"
+    " {'action': 'alloc', 'addr': B+(1<<20), 'size': 512<<10, 'stream': 7, 'time_us': T+2, "
+    "'frames': tmp},\n"
+    " {'action': 'free_requested', 'addr': B+(1<<20), 'size': 512<<10, 'stream': 7, 'time_us': "
+    "T+3, 'frames': tmp},\n"
+    " {'action': 'free_completed', 'addr': B+(1<<20), 'size': 512<<10, 'stream': 7, 'time_us': "
+    "T+4, 'frames': tmp},\n"
+    " {'action': 'oom', 'addr': 0, 'size': 8<<20, 'stream': 0, 'time_us': T+5, 'device_free': 0, "
+    "'frames': tmp},\n"
+    " {'action': 'snapshot', 'addr': 0, 'size': 0, 'stream': 0, 'time_us': T+6, 'frames': []},\n"
+    "]\n"
+    "seg = {'device': 0, 'address': B, 'total_size': 2<<20, 'allocated_size': 1<<20,\n"
+    "       'active_size': 1<<20, 'requested_size': 1000000, 'stream': 0, 'segment_type': "
+    "'large',\n"
+    "       'segment_pool_id': (0, 0), 'is_expandable': False, 'frames': fwd,\n"
+    "       'blocks': [{'address': B, 'size': 1<<20, 'requested_size': 1000000,\n"
+    "                   'state': 'active_allocated', 'frames': fwd},\n"
+    "                  {'address': B+(1<<20), 'size': 1<<20, 'requested_size': 0,\n"
+    "                   'state': 'inactive', 'frames': []}]}\n"
+    "d = {'segments': [seg], 'device_traces': [traces],\n"
+    "     'allocator_settings': {'PYTORCH_CUDA_ALLOC_CONF': None}}\n"
+    "pickle.dump(d, open(sys.argv[1], 'wb'), protocol=PROTO)\n";
+
+std::string fixture(const char* program, int protocol) {
+  std::string p = program;
+  p.replace(p.find("PROTO"), 5, std::to_string(protocol));
+  return python_pickle("fixture" + std::to_string(protocol), p);
+}
+
+TEST(Snapshot, PythonWrittenSnapshotReadsToExactNumbers) {
+  for (int protocol : {2, 4, 5}) {
+    SCOPED_TRACE(protocol);
+    TraceImage image;
+    std::string error;
+    ASSERT_TRUE(snapshot_to_trace(fixture(kPooled, protocol), "fixture.pickle", &image, &error))
+        << error;
+    EXPECT_STREQ(image.header().pool, "growth");
+    const analyzer::Report r = analyze(image, "fixture");
+    ASSERT_EQ(r.devices.size(), 1u);
+    const analyzer::DeviceReport& d = r.devices[0];
+    EXPECT_EQ(d.peak.allocated_bytes, MiB + MiB / 2);
+    EXPECT_EQ(d.peak.reserved_bytes, 2 * MiB);
+    EXPECT_EQ(d.peak.time_ns, 2000);  // time_us T+2, from the first entry at T
+    EXPECT_EQ(d.final.allocated_bytes, MiB);
+    EXPECT_EQ(d.final.reserved_bytes, 2 * MiB);
+    EXPECT_EQ(d.final.leaked_allocations, 1u);
+    EXPECT_EQ(d.final.leaked_bytes, MiB);
+    EXPECT_EQ(d.counts.alloc, 2u);
+    EXPECT_EQ(d.counts.free, 1u);
+    EXPECT_EQ(d.counts.alloc_failed, 1u);
+    EXPECT_EQ(d.counts.segment_reserve, 1u);
+    // Frames became Python frames: rows by the innermost frame's source line.
+    ASSERT_EQ(d.peak.grouped_by, "python_line");
+    ASSERT_EQ(d.peak.live_at_peak.size(), 2u);
+    EXPECT_EQ(d.peak.live_at_peak[0].python_line, "forward (train.py:42)");
+    EXPECT_EQ(d.peak.live_at_peak[0].bytes, MiB);
+    EXPECT_EQ(d.peak.live_at_peak[0].frames,
+              (std::vector<std::string>{"forward (train.py:42)", "main (train.py:90)"}));
+    EXPECT_EQ(d.peak.live_at_peak[1].python_line, "attn (model.py:7)");
+    EXPECT_EQ(d.peak.live_at_peak[1].bytes, MiB / 2);
+    ASSERT_EQ(d.leaks.size(), 1u);
+    EXPECT_EQ(d.leaks[0].python_line, "forward (train.py:42)");
+  }
+}
+
+// A history that starts late (a ring buffer): the end state's segment and block, and a block
+// freed without its alloc in the history, existed before the first entry.
+TEST(Snapshot, StateBeforeTheFirstEntryComesFromTheEndStateAndUnmatchedFrees) {
+  const std::string bytes = python_pickle(
+      "ring",
+      "import pickle,sys\n"
+      "B = 0x7f0000000000\n"
+      "T = 1700000000000000\n"
+      "traces = [\n"
+      " {'action': 'free_completed', 'addr': B+(4<<20), 'size': 1<<20, 'stream': 0, 'time_us': T, "
+      "'frames': []},\n"
+      " {'action': 'alloc', 'addr': B+(5<<20), 'size': 3<<20, 'stream': 0, 'time_us': T+1, "
+      "'frames': []},\n"
+      " {'action': 'free_completed', 'addr': B+(5<<20), 'size': 3<<20, 'stream': 0, 'time_us': "
+      "T+2, 'frames': []},\n"
+      "]\n"
+      "seg = {'device': 0, 'address': B, 'total_size': 20<<20, 'stream': 0,\n"
+      "       'blocks': [{'address': B, 'size': 2<<20, 'state': 'active_allocated', 'frames': "
+      "[]},\n"
+      "                  {'address': B+(2<<20), 'size': 18<<20, 'state': 'inactive', 'frames': "
+      "[]}]}\n"
+      "pickle.dump({'segments': [seg], 'device_traces': [traces]}, open(sys.argv[1], 'wb'))\n");
+  TraceImage image;
+  std::string error;
+  ASSERT_TRUE(snapshot_to_trace(bytes, "ring.pickle", &image, &error)) << error;
+  const analyzer::Report r = analyze(image, "ring");
+  ASSERT_EQ(r.devices.size(), 1u);
+  const analyzer::DeviceReport& d = r.devices[0];
+  // 2 MiB (end state) + 1 MiB (freed first) before; then 2 MiB + 3 MiB at T+1.
+  EXPECT_EQ(d.peak.allocated_bytes, 5 * MiB);
+  EXPECT_EQ(d.peak.reserved_bytes, 20 * MiB);
+  EXPECT_EQ(d.final.allocated_bytes, 2 * MiB);
+  EXPECT_EQ(d.counts.alloc, 3u);
+  EXPECT_EQ(d.counts.free, 2u);
+}
+
+TEST(Snapshot, WrongShapesSayWhereAndWhat) {
+  auto error_of = [](const std::string& program) {
+    TraceImage image;
+    std::string error;
+    EXPECT_FALSE(
+        snapshot_to_trace(python_pickle("shape", "import pickle,sys\nd = " + program +
+                                                     "\npickle.dump(d, open(sys.argv[1], 'wb'))\n"),
+                          "x.pickle", &image, &error));
+    return error;
+  };
+  EXPECT_EQ(error_of("[1, 2]"),
+            "the top level: is not a dict; a memory snapshot is the dict "
+            "torch.cuda.memory._snapshot() returns");
+  EXPECT_EQ(error_of("{'weights': 1}"),
+            "the top level: has no 'segments' list, so it is not a PyTorch memory snapshot "
+            "(torch.cuda.memory._dump_snapshot writes one)");
+  EXPECT_EQ(error_of("{'segments': [], 'device_traces': [[{'action': 'alloc', 'addr': -1, "
+                     "'size': 1}]]}"),
+            "device_traces[0][0]: 'addr' is missing or not a non-negative integer");
+  EXPECT_EQ(error_of("{'segments': [{'address': 1}]}"),
+            "segments[0]: 'total_size' is missing or not a non-negative integer");
+}
+
+}  // namespace
+}  // namespace gpumem::formats

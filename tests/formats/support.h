@@ -1,0 +1,77 @@
+// Shared by the formats tests: temporary files, Python runs, and a trace analysed into a Report.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "gpumem/analyzer/report.h"
+#include "gpumem/formats/convert.h"
+
+namespace gpumem::formats_test {
+
+inline std::string temp_file(const std::string& name) {
+  const char* dir = std::getenv("TMPDIR");
+  return std::string(dir && *dir ? dir : "/tmp") + "/gpumem-formats-" + std::to_string(getpid()) +
+         "-" + name;
+}
+
+inline std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+inline void write_all(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+// Runs a shell command; returns its stdout, *status its exit status.
+inline std::string shell(const std::string& command, int* status = nullptr) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while (p && (n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = p ? ::pclose(p) : -1;
+  if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
+}
+
+// python3 runs `program` (which writes the pickle to the path in sys.argv[1]); returns the bytes.
+inline std::string python_pickle(const std::string& name, const std::string& program) {
+  const std::string script = temp_file(name + ".py"), out = temp_file(name + ".pickle");
+  write_all(script, program);
+  int status = 0;
+  shell("python3 " + script + " " + out + " 2>&1", &status);
+  EXPECT_EQ(status, 0) << "python3 failed on " << script;
+  std::string bytes = read_all(out);
+  ::unlink(script.c_str());
+  ::unlink(out.c_str());
+  return bytes;
+}
+
+inline analyzer::Report analyze(const std::string& trace_path) {
+  analyzer::Analysis analysis;
+  std::vector<std::string> errors;
+  EXPECT_EQ(analyzer::analyze_files({trace_path}, analysis, &errors, false), 1u)
+      << (errors.empty() ? "" : errors[0]);
+  return analysis.finish();
+}
+
+inline analyzer::Report analyze(formats::TraceImage& image, const std::string& name) {
+  const std::string path = temp_file(name + ".trace");
+  ::unlink(path.c_str());
+  std::string error;
+  EXPECT_TRUE(image.write(path, &error)) << error;
+  analyzer::Report r = analyze(path);
+  ::unlink(path.c_str());
+  return r;
+}
+
+}  // namespace gpumem::formats_test
