@@ -9,7 +9,9 @@
 #include <cuda_runtime_api.h>
 #include <nvtx3/nvToolsExt.h>
 #include <nvtx3/nvToolsExtMem.h>
+#include <signal.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -81,8 +83,40 @@ int misuse() {
   return 0;
 }
 
+// `signal`: a 20 us timer whose handler pushes and pops a range while the program allocates, so
+// that handlers interrupt gpumem's hooks and its NVTX callbacks. NVTX is initialised first (its
+// first call dlopens the injection, which no handler may do). Prints "ticks N".
+std::atomic<int> g_ticks{0};
+void on_tick(int) {
+  nvtxRangePushA("tick");
+  nvtxRangePop();
+  g_ticks.fetch_add(1);
+}
+
+int ticks() {
+  nvtxMarkA("before the timer");
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_tick;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGALRM, &sa, nullptr);
+  const itimerval every_20us{{0, 20}, {0, 20}};
+  setitimer(ITIMER_REAL, &every_20us, nullptr);
+  for (int i = 0; i < 200000 && (i < 2000 || g_ticks.load() < 50); ++i) {
+    nvtxRangePushA("pair");
+    void* p = device_alloc(256 * static_cast<size_t>(i % 16 + 1));
+    cudaFree(p);
+    nvtxRangePop();
+  }
+  const itimerval off{};
+  setitimer(ITIMER_REAL, &off, nullptr);
+  std::printf("ticks %d\n", g_ticks.load());
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "bad") == 0) return misuse();
+  if (argc > 1 && std::strcmp(argv[1], "signal") == 0) return ticks();
   g_check_levels = argc > 1 && std::strcmp(argv[1], "levels") == 0;
   print_tid("main");
   nvtxDomainHandle_t trainer = nvtxDomainCreateA("trainer");

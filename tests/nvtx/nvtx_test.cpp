@@ -320,6 +320,24 @@ TEST_F(Nvtx, MisuseNeverCrashesTheProgram) {
   EXPECT_EQ(seen.size(), 5u);  // no heap or region record from null or unknown batches
 }
 
+// NVTX calls from a signal handler that interrupts gpumem's hooks or its NVTX callbacks: never a
+// hang or a crash; such a push is dropped together with its pop, so every recorded range closes.
+TEST_F(Nvtx, RangesFromSignalHandlersStayBalanced) {
+  auto out = run("", "signal");
+  ASSERT_EQ(out.status, 0) << out.out;
+  const size_t at = out.out.find("ticks ");
+  ASSERT_NE(at, std::string::npos) << out.out;
+  const int ticks = std::stoi(out.out.substr(at + 6));
+  EXPECT_GE(ticks, 50);
+  const Trace t = load(trace());
+  std::map<std::string, int> seen;
+  for (const Record& r : t.nvtx) ++seen[op_and_name(t, r)];
+  EXPECT_EQ(seen["mark_begin tick"], seen["mark_end tick"]);
+  EXPECT_LE(seen["mark_begin tick"], ticks);
+  EXPECT_EQ(seen["mark_begin pair"], seen["mark_end pair"]);
+  EXPECT_GE(seen["mark_begin pair"], 2000);
+}
+
 TEST_F(Nvtx, AnInjectionTheUserSetIsLeftAloneAndSaidSo) {
   // Another tool owns NVTX's one injection slot: gpumem keeps out of it and says so.
   auto out = run("NVTX_INJECTION64_PATH=/nonexistent/libother-tool.so", "");
