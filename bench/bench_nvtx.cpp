@@ -54,7 +54,8 @@ std::map<Mode, double> g_ns_per_pair;  // best (minimum) seen per mode
 double run_worker(Mode mode) {
   auto env = gpumem::bench::environment_without({"LD_PRELOAD=", "GPUMEM_", "NVTX_"});
   if (mode != Mode::plain) gpumem::bench::add_preload(env);
-  if (mode == Mode::nvtx) env.push_back(std::string("NVTX_INJECTION64_PATH=") + GPUMEM_PRELOAD_PATH);
+  if (mode == Mode::nvtx)
+    env.push_back(std::string("NVTX_INJECTION64_PATH=") + GPUMEM_PRELOAD_PATH);
   if (mode == Mode::marks) env.push_back("BENCH_NVTX_MARKS=1");
   env.push_back("GPUMEM_TRACE=/tmp/gpumem-bench-nvtx-%p.trace");
   const char* pairs = std::getenv("GPUMEM_BENCH_EVENTS");

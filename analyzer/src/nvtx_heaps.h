@@ -45,7 +45,7 @@ class NvtxHeaps {
   void changed(Heap& h, uint64_t key, int64_t t_ns);
   void drop_regions(uint64_t key, int64_t t_ns);
 
-  std::map<uint64_t, Heap> heaps_;  // by registration order (key), ids may be reused after
+  std::map<uint64_t, Heap> heaps_;         // by registration order (key), ids may be reused after
   std::map<uint64_t, uint64_t> open_ids_;  // heap id -> key of the open heap with that id
   uint64_t next_key_ = 0;
   std::map<uint64_t, Region> regions_;  // by address

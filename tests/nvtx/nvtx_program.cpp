@@ -1,7 +1,8 @@
 // A program annotated with the CUDA toolkit's NVTX v3 headers and nothing of gpumem's: nested
 // push/pop on 4 threads, a start/end range that ends on another thread, a named domain, a
-// registered string, a wide name, a range open on another thread at the peak, marks, and a heap of the memory extension with 3 regions.
-// nvtx_test.cpp runs it under `gpumem run` on simcuda and checks the trace and the report.
+// registered string, a wide name, a range open on another thread at the peak, marks, and a heap of
+// the memory extension with 3 regions. nvtx_test.cpp runs it under `gpumem run` on simcuda and
+// checks the trace and the report.
 //
 // Prints "tid NAME N" for each thread it names, and "heap 0xADDR" (the heap's base), so the test
 // knows what to expect. With the argument `levels` it also checks NVTX's answers to push and pop

@@ -94,9 +94,9 @@ class Nvtx : public ::testing::Test {
   // `gpumem run` on simcuda of `command` (nvtx_program with `args` by default).
   gpumem::test::Output run(const std::string& env, const std::string& args,
                            const std::string& command = NVTX_PROGRAM) {
-    return gpumem::test::sh("env -u LD_PRELOAD -u NVTX_INJECTION64_PATH " + env + " " GPUMEM_CLI
-                            " run --device sim --trace " + trace() + " -- " + command + " " +
-                            args);
+    return gpumem::test::sh("env -u LD_PRELOAD -u NVTX_INJECTION64_PATH " + env +
+                            " " GPUMEM_CLI " run --device sim --trace " + trace() + " -- " +
+                            command + " " + args);
   }
 };
 
@@ -110,8 +110,8 @@ TEST_F(Nvtx, RangesNestPerThreadWithTheirDomainsInTheTrace) {
   // Per thread: the exact sequence of begins, ends and marks.
   std::map<uint32_t, std::vector<std::string>> by_thread;
   for (const Record& r : t.nvtx)
-    if (r.op == static_cast<uint16_t>(Op::mark_begin) || r.op == static_cast<uint16_t>(Op::mark_end) ||
-        r.op == static_cast<uint16_t>(Op::mark))
+    if (r.op == static_cast<uint16_t>(Op::mark_begin) ||
+        r.op == static_cast<uint16_t>(Op::mark_end) || r.op == static_cast<uint16_t>(Op::mark))
       by_thread[r.tid].push_back(op_and_name(t, r));
   for (int i = 0; i < 4; ++i) {
     const std::string layer = "layer" + std::to_string(i);
@@ -121,11 +121,10 @@ TEST_F(Nvtx, RangesNestPerThreadWithTheirDomainsInTheTrace) {
         << "worker " << i;
   }
   EXPECT_EQ(by_thread[p.tids.at("main")],
-            (std::vector<std::string>{"mark_begin load", "mark_begin \xc3\xa9valuation",
-                                      "mark_end \xc3\xa9valuation", "mark_begin trainer::forward",
-                                      "mark_begin attention", "mark_end attention",
-                                      "mark_end trainer::forward", "mark checkpoint",
-                                      "mark trainer::epoch-end"}));
+            (std::vector<std::string>{
+                "mark_begin load", "mark_begin \xc3\xa9valuation", "mark_end \xc3\xa9valuation",
+                "mark_begin trainer::forward", "mark_begin attention", "mark_end attention",
+                "mark_end trainer::forward", "mark checkpoint", "mark trainer::epoch-end"}));
   EXPECT_EQ(by_thread[p.tids.at("ender")], (std::vector<std::string>{"mark_end load"}));
   EXPECT_EQ(by_thread[p.tids.at("background")],
             (std::vector<std::string>{"mark_begin background", "mark_end background"}));
@@ -140,8 +139,8 @@ TEST_F(Nvtx, RangesNestPerThreadWithTheirDomainsInTheTrace) {
   for (const Record& r : t.nvtx) {
     const std::string name = t.name(r.aux);
     const bool in_trainer = name.rfind("trainer::", 0) == 0;
-    if (r.op == static_cast<uint16_t>(Op::mark_begin) || r.op == static_cast<uint16_t>(Op::mark_end) ||
-        r.op == static_cast<uint16_t>(Op::mark)) {
+    if (r.op == static_cast<uint16_t>(Op::mark_begin) ||
+        r.op == static_cast<uint16_t>(Op::mark_end) || r.op == static_cast<uint16_t>(Op::mark)) {
       EXPECT_EQ(r.stream, in_trainer ? trainer : 0u) << name;
     }
     if (r.op == static_cast<uint16_t>(Op::mark_begin)) {
@@ -152,13 +151,14 @@ TEST_F(Nvtx, RangesNestPerThreadWithTheirDomainsInTheTrace) {
     } else if (r.op == static_cast<uint16_t>(Op::mark_end)) {
       EXPECT_EQ(open.erase(r.address), 1u) << "end without its begin: " << name;
     }
-    if (r.op == static_cast<uint16_t>(Op::mark_begin) || r.op == static_cast<uint16_t>(Op::mark_end)) {
+    if (r.op == static_cast<uint16_t>(Op::mark_begin) ||
+        r.op == static_cast<uint16_t>(Op::mark_end)) {
       EXPECT_EQ(r.flags, name == "load" ? gpumem::trace::kFlagProcessRange : 0) << name;
     }
   }
   EXPECT_TRUE(open.empty());
   EXPECT_EQ(ranges, 13);  // 4 x (step, layer), load, évaluation, trainer::forward, attention,
-                         // background
+                          // background
 }
 
 TEST_F(Nvtx, MemoryExtensionRegionsAreRecordedWithExactSizes) {
@@ -183,15 +183,14 @@ TEST_F(Nvtx, MemoryExtensionRegionsAreRecordedWithExactSizes) {
   }
   ASSERT_NE(heap_id, 0u);
   // Resize and unregister name the region by address only (NVTX gives no heap there): aux 0.
-  EXPECT_EQ(mem, (std::vector<std::string>{
-                     "heap_register +0MiB 16MiB heap= domain trainer",
-                     "region_register +0MiB 1MiB heap= domain trainer",
-                     "region_register +2MiB 2MiB heap= domain trainer",
-                     "region_register +6MiB 3MiB heap= domain trainer",
-                     "region_resize +2MiB 4MiB heap! domain trainer",
-                     "region_unregister +0MiB 0MiB heap! domain trainer",
-                     "region_unregister +6MiB 0MiB heap! domain trainer",
-                     "heap_unregister - 0MiB heap= domain trainer"}));
+  EXPECT_EQ(mem, (std::vector<std::string>{"heap_register +0MiB 16MiB heap= domain trainer",
+                                           "region_register +0MiB 1MiB heap= domain trainer",
+                                           "region_register +2MiB 2MiB heap= domain trainer",
+                                           "region_register +6MiB 3MiB heap= domain trainer",
+                                           "region_resize +2MiB 4MiB heap! domain trainer",
+                                           "region_unregister +0MiB 0MiB heap! domain trainer",
+                                           "region_unregister +6MiB 0MiB heap! domain trainer",
+                                           "heap_unregister - 0MiB heap= domain trainer"}));
 
   // The report: the heap on the device of its allocation, how full the allocator's pool got
   // (1 + 4 + 3 MiB after the resize), and the largest gap then (9..16 MiB).
@@ -286,8 +285,8 @@ TEST_F(Nvtx, ReportPhasesAreTheRangesTheProgramOpened) {
   EXPECT_NE(lanes, std::string::npos);
   for (const auto& [name, tid] : p.tids) {
     if (name == "ender") continue;  // it only ends "load": no range of its own
-    EXPECT_NE(page.find("{\"label\":\"thread " + std::to_string(tid) + "\",\"tid\":" +
-                            std::to_string(tid) + "}",
+    EXPECT_NE(page.find("{\"label\":\"thread " + std::to_string(tid) +
+                            "\",\"tid\":" + std::to_string(tid) + "}",
                         lanes),
               std::string::npos)
         << name;
@@ -356,8 +355,9 @@ TEST_F(Nvtx, AnInjectionTheUserSetIsLeftAloneAndSaidSo) {
 TEST_F(Nvtx, PythonThroughCtypesShowsUpTheSameWay) {
   auto which = gpumem::test::sh("command -v python3");
   if (which.status != 0) GTEST_SKIP() << "python3 is not installed";
-  auto out = run("", NVTX_CTYPES_PY " " NVTX_EXPORT_LIBRARY " " GPUMEM_SIMCUDA_DIR "/libcudart.so.13",
-                 "python3");
+  auto out =
+      run("", NVTX_CTYPES_PY " " NVTX_EXPORT_LIBRARY " " GPUMEM_SIMCUDA_DIR "/libcudart.so.13",
+          "python3");
   ASSERT_EQ(out.status, 0) << out.out;
   const Printed p = parse(out.out);
   ASSERT_EQ(p.tids.size(), 4u) << out.out;

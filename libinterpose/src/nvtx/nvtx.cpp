@@ -53,30 +53,20 @@ std::atomic<uintptr_t> g_next_heap{1};
 uint64_t make_range_id(uint64_t name_id) {
   return (name_id << 32) | g_next_range.fetch_add(1, std::memory_order_relaxed);
 }
-uint64_t name_of_range(uint64_t range_id) { return range_id >> 32; }
+uint64_t name_of_range(uint64_t range_id) {
+  return range_id >> 32;
+}
 
 // Encodes one UTF-32 wchar_t string as UTF-8 into out (cut to fit, always NUL-terminated).
 size_t append_utf8(const wchar_t* w, char* out, size_t at, size_t cap) {
   for (; w != nullptr && *w != 0; ++w) {
-    const uint32_t c = static_cast<uint32_t>(*w);
-    char b[4];
-    size_t n;
-    if (c < 0x80) {
-      b[0] = static_cast<char>(c), n = 1;
-    } else if (c < 0x800) {
-      b[0] = static_cast<char>(0xC0 | (c >> 6)), b[1] = static_cast<char>(0x80 | (c & 0x3F)), n = 2;
-    } else if (c < 0x10000) {
-      b[0] = static_cast<char>(0xE0 | (c >> 12)), b[1] = static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      b[2] = static_cast<char>(0x80 | (c & 0x3F)), n = 3;
-    } else if (c < 0x110000) {
-      b[0] = static_cast<char>(0xF0 | (c >> 18)), b[1] = static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-      b[2] = static_cast<char>(0x80 | ((c >> 6) & 0x3F)), b[3] = static_cast<char>(0x80 | (c & 0x3F));
-      n = 4;
-    } else {
-      b[0] = '?', n = 1;  // not a code point
-    }
+    uint32_t c = static_cast<uint32_t>(*w);
+    if (c >= 0x110000) c = '?';  // not a code point
+    const size_t n = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
     if (at + n + 1 > cap) break;
-    std::memcpy(out + at, b, n);
+    static constexpr unsigned char kLead[5] = {0, 0x00, 0xC0, 0xE0, 0xF0};
+    for (size_t k = n - 1; k > 0; --k, c >>= 6) out[at + k] = static_cast<char>(0x80 | (c & 0x3F));
+    out[at] = static_cast<char>(kLead[n] | c);
     at += n;
   }
   out[at] = '\0';
@@ -128,9 +118,13 @@ void compose(const Domain* domain, const nvtxEventAttributes_t* a, Name& n) {
   compose(domain, ascii, wide, n);
 }
 
-gpumem::TraceWriter* writer() { return gpumem::session::writer(); }
+gpumem::TraceWriter* writer() {
+  return gpumem::session::writer();
+}
 
-uint64_t intern(gpumem::TraceWriter* w, const char* s) { return w != nullptr ? w->intern_string(s) : 0; }
+uint64_t intern(gpumem::TraceWriter* w, const char* s) {
+  return w != nullptr ? w->intern_string(s) : 0;
+}
 
 uint64_t domain_id(gpumem::TraceWriter* w, const Domain* d) {
   return d != nullptr ? intern(w, d->name) : 0;
@@ -195,7 +189,8 @@ nvtxRangeId_t start(const Domain* d, const Name& n) {
   gpumem::HookScope scope;
   gpumem::TraceWriter* w = writer();
   const uint64_t id = make_range_id(intern(w, n.text));
-  write(w, Op::mark_begin, name_of_range(id), id, 0, domain_id(w, d), gpumem::trace::kFlagProcessRange);
+  write(w, Op::mark_begin, name_of_range(id), id, 0, domain_id(w, d),
+        gpumem::trace::kFlagProcessRange);
   return id;
 }
 
@@ -203,7 +198,8 @@ void end(const Domain* d, nvtxRangeId_t id) {
   if (id == 0 || gpumem::t_hook_depth != 0) return;
   gpumem::HookScope scope;
   gpumem::TraceWriter* w = writer();
-  write(w, Op::mark_end, name_of_range(id), id, 0, domain_id(w, d), gpumem::trace::kFlagProcessRange);
+  write(w, Op::mark_end, name_of_range(id), id, 0, domain_id(w, d),
+        gpumem::trace::kFlagProcessRange);
 }
 
 void mark(const Domain* d, const Name& n) {
@@ -213,7 +209,9 @@ void mark(const Domain* d, const Name& n) {
   write(w, Op::mark, intern(w, n.text), 0, 0, domain_id(w, d), 0);
 }
 
-const Domain* as_domain(nvtxDomainHandle_t h) { return reinterpret_cast<const Domain*>(h); }
+const Domain* as_domain(nvtxDomainHandle_t h) {
+  return reinterpret_cast<const Domain*>(h);
+}
 
 void NVTX_API mark_ex(const nvtxEventAttributes_t* a) {
   Name n;
@@ -245,7 +243,9 @@ nvtxRangeId_t NVTX_API start_w(const wchar_t* s) {
   compose(nullptr, nullptr, s, n);
   return start(nullptr, n);
 }
-void NVTX_API end_default(nvtxRangeId_t id) { end(nullptr, id); }
+void NVTX_API end_default(nvtxRangeId_t id) {
+  end(nullptr, id);
+}
 int NVTX_API push_ex(const nvtxEventAttributes_t* a) {
   Name n;
   compose(nullptr, a, n);
@@ -261,7 +261,9 @@ int NVTX_API push_w(const wchar_t* s) {
   compose(nullptr, nullptr, s, n);
   return push(nullptr, n);
 }
-int NVTX_API pop_default() { return pop(nullptr); }
+int NVTX_API pop_default() {
+  return pop(nullptr);
+}
 
 void NVTX_API domain_mark(nvtxDomainHandle_t d, const nvtxEventAttributes_t* a) {
   Name n;
@@ -273,13 +275,17 @@ nvtxRangeId_t NVTX_API domain_start(nvtxDomainHandle_t d, const nvtxEventAttribu
   compose(as_domain(d), a, n);
   return start(as_domain(d), n);
 }
-void NVTX_API domain_end(nvtxDomainHandle_t d, nvtxRangeId_t id) { end(as_domain(d), id); }
+void NVTX_API domain_end(nvtxDomainHandle_t d, nvtxRangeId_t id) {
+  end(as_domain(d), id);
+}
 int NVTX_API domain_push(nvtxDomainHandle_t d, const nvtxEventAttributes_t* a) {
   Name n;
   compose(as_domain(d), a, n);
   return push(as_domain(d), n);
 }
-int NVTX_API domain_pop(nvtxDomainHandle_t d) { return pop(as_domain(d)); }
+int NVTX_API domain_pop(nvtxDomainHandle_t d) {
+  return pop(as_domain(d));
+}
 
 // Registration and domain creation allocate: they are rare, and not made from signal handlers.
 nvtxStringHandle_t register_string(nvtxDomainHandle_t d, const char* ascii, const wchar_t* wide) {
@@ -307,15 +313,21 @@ nvtxDomainHandle_t create_domain(const char* ascii, const wchar_t* wide) {
     append_ascii(ascii, d->name, 0, sizeof d->name);
   return reinterpret_cast<nvtxDomainHandle_t>(d);
 }
-nvtxDomainHandle_t NVTX_API domain_create_a(const char* s) { return create_domain(s, nullptr); }
-nvtxDomainHandle_t NVTX_API domain_create_w(const wchar_t* s) { return create_domain(nullptr, s); }
+nvtxDomainHandle_t NVTX_API domain_create_a(const char* s) {
+  return create_domain(s, nullptr);
+}
+nvtxDomainHandle_t NVTX_API domain_create_w(const wchar_t* s) {
+  return create_domain(nullptr, s);
+}
 void NVTX_API domain_destroy(nvtxDomainHandle_t) {}  // kept: later events may still name it
 void NVTX_API initialize(const void*) {}
 
 // ---- the memory extension ----
 
 // Heap and region handles: a heap is a number we hand out; a region's handle is its address.
-uint64_t heap_of(nvtxMemHeapHandle_t h) { return reinterpret_cast<uintptr_t>(h); }
+uint64_t heap_of(nvtxMemHeapHandle_t h) {
+  return reinterpret_cast<uintptr_t>(h);
+}
 
 void write_mem(Op op, uint64_t heap, uint64_t address, uint64_t bytes, const Domain* d) {
   if (gpumem::t_hook_depth != 0) return;
@@ -374,7 +386,8 @@ void NVTX_API regions_resize(nvtxDomainHandle_t d, const nvtxMemRegionsResizeBat
 void NVTX_API regions_unregister(nvtxDomainHandle_t d, const nvtxMemRegionsUnregisterBatch_t* b) {
   if (b == nullptr || b->refElements == nullptr || b->refElementSize < sizeof(nvtxMemRegionRef_t))
     return;
-  if (b->refType != NVTX_MEM_REGION_REF_TYPE_POINTER && b->refType != NVTX_MEM_REGION_REF_TYPE_HANDLE)
+  if (b->refType != NVTX_MEM_REGION_REF_TYPE_POINTER &&
+      b->refType != NVTX_MEM_REGION_REF_TYPE_HANDLE)
     return;
   const auto* bytes = reinterpret_cast<const unsigned char*>(b->refElements);
   for (size_t i = 0; i < b->refCount; ++i) {
