@@ -65,6 +65,7 @@ int misuse() {
   if (nvtxDomainRangePop(d) != -1) return 3;
   nvtxMarkEx(nullptr);
   nvtxMarkA(nullptr);
+  nvtxMarkW(L"\u6b65\U0001F680");  // 3- and 4-byte UTF-8
   nvtxRangeEnd(0);
   nvtxDomainRegisterStringA(d, nullptr);
   nvtxMemHeapRegister(d, nullptr);
