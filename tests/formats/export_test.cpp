@@ -1,0 +1,113 @@
+// What `trace_to_snapshot` fills from a trace: frames (Python when recorded, native otherwise),
+// phases as user_metadata, OOM entries, the end state's blocks; read back by Python's pickle.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "support.h"
+#include "trace_file.h"
+
+namespace gpumem::formats {
+namespace {
+
+using formats_test::shell;
+using formats_test::temp_file;
+using formats_test::write_all;
+
+// Python prints `expression` of the snapshot d.
+std::string python_view(const std::string& pickle, const std::string& expression) {
+  const std::string path = temp_file("view.pickle");
+  write_all(path, pickle);
+  int status = 0;
+  const std::string out = shell(
+      "python3 -c \"import pickle,sys; d = pickle.load(open(sys.argv[1], "
+      "'rb')); print(" +
+          expression + ")\" " + path + " 2>&1",
+      &status);
+  ::unlink(path.c_str());
+  EXPECT_EQ(status, 0) << out;
+  return out;
+}
+
+std::string export_image(TraceImage& image, const std::string& name) {
+  const std::string path = temp_file(name + ".trace");
+  ::unlink(path.c_str());
+  std::string error, pickle;
+  EXPECT_TRUE(image.write(path, &error)) << error;
+  EXPECT_TRUE(trace_to_snapshot(path, &pickle, &error)) << error;
+  ::unlink(path.c_str());
+  return pickle;
+}
+
+TEST(Export, PythonFramesPhasesOomAndEndState) {
+  TraceImage image;
+  image.set_device(0, 1 << 30, "test device");
+  const uint64_t base = image.header().clock_base_ns;
+  image.header().start_unix_ns = 1'700'000'000'000'000'000ull;
+  const uint32_t site = image.intern_python_stack({"forward (model.py:12)", "main (train.py:3)"});
+  image.add(trace::Op::mark_begin, base + 1000, -1).aux = image.intern_string("step 1");
+  trace::Record& a = image.add(trace::Op::alloc, base + 2000, 0);
+  a.address = 0x7000;
+  a.bytes = 4096;
+  a.stream = 0x30;
+  a.site = site;
+  trace::Record& f = image.add(trace::Op::alloc_failed, base + 3000, 0);
+  f.bytes = uint64_t{2} << 30;
+  f.aux = 4096;
+  f.site = site;
+  image.add(trace::Op::mark_end, base + 4000, -1).aux = image.intern_string("step 1");
+  trace::Record& b = image.add(trace::Op::alloc, base + 5000, 0);
+  b.address = 0x9000;
+  b.bytes = 100;
+  image.add(trace::Op::free, base + 6000, 0).address = 0x9000;
+  const std::string pickle = export_image(image, "frames");
+  EXPECT_EQ(python_view(pickle,
+                        "[(e['action'], e['addr'], e['size'], e['stream'], e['time_us'], "
+                        "e.get('user_metadata'), e.get('device_free')) for e in "
+                        "d['device_traces'][0]]"),
+            "[('segment_alloc', 28672, 4096, 48, 1700000000000002, 'step 1', None), "
+            "('alloc', 28672, 4096, 48, 1700000000000002, 'step 1', None), "
+            "('oom', 0, 2147483648, 0, 1700000000000003, None, 1073737728), "
+            "('segment_alloc', 36864, 100, 0, 1700000000000005, None, None), "
+            "('alloc', 36864, 100, 0, 1700000000000005, None, None), "
+            "('free_requested', 36864, 100, 0, 1700000000000006, None, None), "
+            "('free_completed', 36864, 100, 0, 1700000000000006, None, None), "
+            "('segment_free', 36864, 100, 0, 1700000000000006, None, None)]\n");
+  EXPECT_EQ(python_view(pickle, "d['device_traces'][0][1]['frames']"),
+            "[{'filename': 'model.py', 'line': 12, 'name': 'forward'}, "
+            "{'filename': 'train.py', 'line': 3, 'name': 'main'}]\n");
+  EXPECT_EQ(python_view(pickle,
+                        "[(s['address'], s['total_size'], s['allocated_size'], "
+                        "s['segment_type'], [(b['address'], b['size'], b['state']) for b "
+                        "in s['blocks']]) for s in d['segments']]"),
+            "[(28672, 4096, 4096, 'small', [(28672, 4096, 'active_allocated')])]\n");
+}
+
+// Native stacks (GPUMEM_STACKS=1): frames from "function (module+0xoff)" symbols.
+TEST(Export, NativeFramesFromSymbols) {
+  const uint64_t pcs[2] = {0x401000, 0x402000};
+  const std::string path = temp_file("native.trace");
+  {
+    replay_test::TraceFile u(1 << 30);
+    u.string(1, "train_step (libtrain.so+0x1a2b)");
+    trace::Record& h = u.add(trace::Op::stack, 1, sizeof pcs, -1, trace::Api::gpumem);
+    h.aux = 5;
+    trace::Record& payload = u.add(trace::Op::invalid, 0, 0);
+    std::memset(&payload, 0, sizeof payload);
+    std::memcpy(&payload, pcs, sizeof pcs);
+    payload.commit = trace::kContinuation;
+    u.add(trace::Op::symbol, 0x401000, 0, -1, trace::Api::gpumem).aux = 1;
+    u.add(trace::Op::alloc, 0x5000, 64).site = 5;
+    u.write(path);
+  }
+  std::string pickle, error;
+  ASSERT_TRUE(trace_to_snapshot(path, &pickle, &error)) << error;
+  ::unlink(path.c_str());
+  EXPECT_EQ(python_view(pickle, "d['device_traces'][0][1]['frames']"),
+            "[{'filename': 'libtrain.so+0x1a2b', 'line': 0, 'name': 'train_step'}, "
+            "{'filename': '?"
+            "?', 'line': 0, 'name': '0x402000'}]\n");
+}
+
+}  // namespace
+}  // namespace gpumem::formats
