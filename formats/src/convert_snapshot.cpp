@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "gpumem/formats/convert.h"
 #include "gpumem/formats/pickle.h"
@@ -335,13 +335,27 @@ class SnapshotReader {
     *v = static_cast<uint64_t>(n->integer);
     return true;
   }
+  // Lookups in a dict are linear: a snapshot's dicts have a handful of keys, and one with more
+  // (a hostile file sharing one huge dict among every entry) is refused rather than scanned again
+  // and again.
+  bool small(const PickleNode& dict, const std::string& where) {
+    if (dict.kind != PickleKind::dict) return fail(where, "is not a dict");
+    if (dict.items.size() > 2 * kMaxKeys)
+      return fail(where, fmt::format("has {} keys; a snapshot's entries have a few",
+                                     dict.items.size() / 2));
+    return true;
+  }
   uint32_t site(const PickleNode& dict) {
     const PickleNode* frames = doc_.find(dict, "frames");
     if (frames == nullptr || frames->kind != PickleKind::list) return 0;
+    // Shared frame lists (the pickle's memo) are converted once.
+    auto cached = sites_.find(frames);
+    if (cached != sites_.end()) return cached->second;
     std::vector<std::string> texts;
     for (uint32_t i : frames->items) {
       if (texts.size() == kMaxFrames) break;
       const PickleNode& f = doc_.at(i);
+      if (f.kind != PickleKind::dict || f.items.size() > 2 * kMaxKeys) continue;
       const PickleNode* name = doc_.find(f, "name");
       const PickleNode* file = doc_.find(f, "filename");
       const PickleNode* line = doc_.find(f, "line");
@@ -350,7 +364,7 @@ class SnapshotReader {
           file && file->kind == PickleKind::string ? file->string : "??",
           line && line->kind == PickleKind::integer ? static_cast<int64_t>(line->integer) : 0));
     }
-    return out_->intern_python_stack(texts);
+    return sites_[frames] = out_->intern_python_stack(texts);
   }
 
   bool run(const std::string& source) {
@@ -380,6 +394,7 @@ class SnapshotReader {
         for (size_t i = 0; i < list.items.size(); ++i) {
           const std::string where = fmt::format("device_traces[{}][{}]", d, i);
           const PickleNode& e = doc_.at(list.items[i]);
+          if (!small(e, where)) return false;
           const PickleNode* action = doc_.find(e, "action");
           if (action == nullptr || action->kind != PickleKind::string)
             return fail(where, "has no 'action' string");
@@ -408,6 +423,7 @@ class SnapshotReader {
     for (size_t i = 0; i < segments->items.size(); ++i) {
       const std::string where = fmt::format("segments[{}]", i);
       const PickleNode& s = doc_.at(segments->items[i]);
+      if (!small(s, where)) return false;
       EndSegment es;
       uint64_t device = 0;
       if (!uint_field(s, "address", where, &es.address) ||
@@ -423,6 +439,7 @@ class SnapshotReader {
         for (size_t b = 0; b < blocks->items.size(); ++b) {
           const std::string bw = fmt::format("{}.blocks[{}]", where, b);
           const PickleNode& block = doc_.at(blocks->items[b]);
+          if (!small(block, bw)) return false;
           const PickleNode* state = doc_.find(block, "state");
           if (state == nullptr || state->kind != PickleKind::string)
             return fail(bw, "has no 'state' string");
@@ -556,9 +573,11 @@ class SnapshotReader {
   }
 
  private:
+  static constexpr size_t kMaxKeys = 64;
   const PickleDocument& doc_;
   TraceImage* out_;
   std::string* error_;
+  std::unordered_map<const PickleNode*, uint32_t> sites_;
 };
 
 }  // namespace

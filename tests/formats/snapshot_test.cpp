@@ -145,6 +145,10 @@ TEST(Snapshot, WrongShapesSayWhereAndWhat) {
   EXPECT_EQ(error_of("{'segments': [], 'device_traces': [[{'action': 'alloc', 'addr': -1, "
                      "'size': 1}]]}"),
             "device_traces[0][0]: 'addr' is missing or not a non-negative integer");
+  EXPECT_EQ(error_of("{'segments': [dict((str(i), i) for i in range(100))]}"),
+            "segments[0]: has 100 keys; a snapshot's entries have a few");
+  EXPECT_EQ(error_of("{'segments': [], 'device_traces': [[7]]}"),
+            "device_traces[0][0]: is not a dict");
   EXPECT_EQ(error_of("{'segments': [{'address': 1}]}"),
             "segments[0]: 'total_size' is missing or not a non-negative integer");
 }
