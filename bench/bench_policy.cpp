@@ -38,12 +38,11 @@ SimulatedUpstream::Options slow_device() {
 }
 
 Request alloc_req(uint64_t bytes, uint64_t stream = 0) {
-  return Request{0, bytes, stream, static_cast<uint16_t>(gpumem::trace::Api::cudaMalloc), 0};
+  return Request{0, bytes, stream, gpumem::trace::Api::cudaMalloc, 0};
 }
 Request free_req(uint64_t bytes, bool stream_ordered, uint64_t stream = 0) {
   return Request{0, bytes, stream,
-                 static_cast<uint16_t>(stream_ordered ? gpumem::trace::Api::cudaFreeAsync
-                                                      : gpumem::trace::Api::cudaFree),
+                 stream_ordered ? gpumem::trace::Api::cudaFreeAsync : gpumem::trace::Api::cudaFree,
                  static_cast<uint16_t>(stream_ordered ? gpumem::trace::kFlagAsync : 0)};
 }
 

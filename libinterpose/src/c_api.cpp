@@ -92,14 +92,15 @@ void* gpumem_torch_malloc(ssize_t size, int device, void* stream) {
   req.stream = reinterpret_cast<uint64_t>(stream);
   req.api = gpumem::trace::Api::torch;
   req.flags = gpumem::make_flags(gpumem::trace::MemKind::device, gpumem::trace::Lookup::direct);
-  void* ptr = nullptr;
-  auto call = [&]() {
-    const cudaError_t e = real(&ptr, static_cast<size_t>(size));
-    return gpumem::Answer{e == cudaSuccess ? gpumem::Status::ok : gpumem::Status::upstream_error,
-                          reinterpret_cast<uint64_t>(ptr), static_cast<int32_t>(e)};
+  req.family = gpumem::Family::runtime;
+  auto call = [&](void** p) {
+    const cudaError_t e = real(p, static_cast<size_t>(size));
+    if (e != cudaSuccess) *p = nullptr;
+    return static_cast<int>(e);
   };
-  gpumem::Answer a = gpumem::path_for(device).allocate(req, gpumem::CallRef<gpumem::Answer>(call));
-  return a.status == gpumem::Status::ok ? reinterpret_cast<void*>(a.address) : nullptr;
+  req.real_alloc = call;
+  const gpumem::Result r = gpumem::path_for(device).allocate(req);
+  return r.ok() ? r.ptr : nullptr;
 }
 
 void gpumem_torch_free(void* ptr, ssize_t, int device, void* stream) {
@@ -111,9 +112,10 @@ void gpumem_torch_free(void* ptr, ssize_t, int device, void* stream) {
   req.stream = reinterpret_cast<uint64_t>(stream);
   req.api = gpumem::trace::Api::torch;
   req.flags = gpumem::make_flags(gpumem::trace::MemKind::device, gpumem::trace::Lookup::direct);
-  auto call = [&]() { return static_cast<int32_t>(real(ptr)); };
-  gpumem::path_for(device).deallocate(req, reinterpret_cast<uint64_t>(ptr),
-                                      gpumem::CallRef<int32_t>(call));
+  req.family = gpumem::Family::runtime;
+  auto call = [&]() { return static_cast<int>(real(ptr)); };
+  req.real_free = call;
+  (void)gpumem::path_for(device).deallocate(req, reinterpret_cast<uint64_t>(ptr));
 }
 
 }  // extern "C"

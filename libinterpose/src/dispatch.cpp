@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "gpumem/trace/writer.h"
+#include "hooks/api_codes.h"
 #include "live_map.h"
 #include "policy.h"
 #include "session.h"
@@ -84,53 +85,66 @@ void raise_peak(PathCounters& c, uint64_t now) {
   write(w, r, true);
 }
 
+// The hook's own call, with no policy in between.
+Result run_real_alloc(const Request& req) {
+  Result r;
+  const int code = req.real_alloc(&r.ptr);
+  if (code != 0) r = Result{nullptr, Status::upstream_error, code, 0};
+  return r;
+}
+FreeResult run_real_free(const Request& req) {
+  const int code = req.real_free();
+  return code == 0 ? FreeResult{} : FreeResult{Status::upstream_error, code};
+}
+
 }  // namespace
 
 AllocationPath& path_for(int device) {
   return g_paths[path_index(device)];
 }
 
-Answer AllocationPath::allocate(const Request& req, CallRef<Answer> real) {
+Result AllocationPath::allocate(const Request& req) {
   const policy::Route route = policy::route_for(req);
   PathCounters& c = g_counters[this - g_paths];
-  uint64_t in_use = 0;
-  Answer a;
+  Result a;
   if (route == policy::kNone) {
-    a = real();
-    in_use = c.allocated.load(std::memory_order_relaxed);
+    a = run_real_alloc(req);
+    a.in_use = c.allocated.load(std::memory_order_relaxed);
   } else {
-    a = policy::allocate(req, route, real, &in_use);
+    a = policy::allocate(req, route);
   }
+  const uint64_t address = reinterpret_cast<uint64_t>(a.ptr);
   TraceWriter* w = session::writer();
   if (w != nullptr) session::note_device(req.device);
   Request rec = req;
   if (route == policy::kPooled) rec.flags |= trace::kFlagPooled;
-  if (a.status == Status::ok) {
-    if (a.address == 0) return a;  // a zero-byte request that returned NULL: nothing to track
+  if (a.ok()) {
+    if (address == 0) return a;  // a zero-byte request that returned NULL: nothing to track
     (is_handle(req.flags) ? live_handles() : live_pointers())
-        .insert(a.address, LiveInfo{req.bytes, req.device,
-                                    static_cast<uint16_t>(req.flags & trace::kFlagKindMask),
-                                    static_cast<uint8_t>(route)});
+        .insert(address, LiveInfo{req.bytes, req.device,
+                                  static_cast<uint16_t>(req.flags & trace::kFlagKindMask),
+                                  static_cast<uint8_t>(route)});
     raise_peak(c, c.allocated.fetch_add(req.bytes, std::memory_order_relaxed) + req.bytes);
     c.allocs.fetch_add(1, std::memory_order_relaxed);
     if (w != nullptr) {
-      trace::Record r = make_record(trace::Op::alloc, rec, a.address, req.bytes);
+      trace::Record r = make_record(trace::Op::alloc, rec, address, req.bytes);
       write(w, r, true);
     }
   } else {
     c.failed.fetch_add(1, std::memory_order_relaxed);
     if (w != nullptr) {
       trace::Record r = make_record(trace::Op::alloc_failed, rec, 0, req.bytes);
-      r.aux = in_use;
-      r.result = a.code;
+      r.aux = a.in_use;
+      r.result = hooks::api_code(req.family, a.status, a.upstream_code);
       write(w, r, true);
     }
   }
   return a;
 }
 
-int32_t AllocationPath::deallocate(const Request& req, uint64_t address, CallRef<int32_t> real) {
-  if (address == 0) return real();  // cudaFree(0) is how programs initialise CUDA: no event
+FreeResult AllocationPath::deallocate(const Request& req, uint64_t address) {
+  // cudaFree(0) is how programs initialise CUDA: no event
+  if (address == 0) return run_real_free(req);
   LiveMap& live = is_handle(req.flags) ? live_handles() : live_pointers();
   LiveInfo info;
   const bool known = live.erase(address, &info);
@@ -151,10 +165,11 @@ int32_t AllocationPath::deallocate(const Request& req, uint64_t address, CallRef
       r.t_ns = free_t_ns = monotonic_ns();
       write(w, r, false);
     }
-    const int32_t result =
-        info.route != policy::kNone ? policy::deallocate(req, info, address, real) : real();
-    if (result != 0) [[unlikely]]
-      undo_free(live, c, freed, address, info, free_t_ns, result);
+    const FreeResult result =
+        info.route != policy::kNone ? policy::deallocate(req, info, address) : run_real_free(req);
+    if (!result.ok()) [[unlikely]]
+      undo_free(live, c, freed, address, info, free_t_ns,
+                hooks::api_code(req.family, result.status, result.upstream_code));
     return result;
   }
   if (w != nullptr) {
@@ -167,12 +182,12 @@ int32_t AllocationPath::deallocate(const Request& req, uint64_t address, CallRef
   }
   // Inside a pool segment (a block freed twice, an interior pointer): CUDA's own free would
   // release the whole segment under the pool's feet. Refuse it as CUDA refuses a double free.
-  if (!is_handle(req.flags) && policy::pool_owns(address)) return 1;  // *InvalidValue
-  return real();
+  if (!is_handle(req.flags) && policy::pool_owns(address)) return {Status::invalid_value, 0};
+  return run_real_free(req);
 }
 
 int32_t AllocationPath::capacity(const Request& req, uint64_t* total, uint64_t* free_bytes,
-                                 CallRef<int32_t> real) {
+                                 CallRef<int32_t()> real) {
   const int32_t result = real();
   if (result == 0) policy::clamp_capacity(req.device, total, free_bytes);
   Request q = req;

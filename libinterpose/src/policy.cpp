@@ -18,6 +18,7 @@
 #include "gpumem/resources/stack.h"
 #include "gpumem/trace/writer.h"
 #include "gpumem/units.h"
+#include "hooks/api_codes.h"
 #include "log.h"
 #include "real.h"
 #include "reentry.h"
@@ -28,37 +29,6 @@ namespace {
 
 using resources::DeviceStack;
 using resources::MemoryResource;
-
-constexpr int kInvalidValue = 1;  // cudaErrorInvalidValue == CUDA_ERROR_INVALID_VALUE
-constexpr int kOutOfMemory = 2;   // cudaErrorMemoryAllocation == CUDA_ERROR_OUT_OF_MEMORY
-
-// The hook that is running on this thread: its real call, and whether it is a driver hook (pool
-// segments then use the driver's plain calls, which need no runtime). Set around each call into
-// a stack; the stack calls back into RealUpstream on the same thread.
-struct CallContext {
-  CallRef<Answer>* alloc;
-  CallRef<int32_t>* free;
-  int32_t free_code;
-  bool driver;
-};
-thread_local CallContext t_call __attribute__((tls_model("initial-exec"))) = {};
-
-class CallScope {
- public:
-  CallScope(CallRef<Answer>* alloc, CallRef<int32_t>* free, bool driver) : saved_(t_call) {
-    t_call = CallContext{alloc, free, 0, driver};
-  }
-  ~CallScope() { t_call = saved_; }
-  CallScope(const CallScope&) = delete;
-  CallScope& operator=(const CallScope&) = delete;
-
- private:
-  CallContext saved_;
-};
-
-bool is_driver_api(trace::Api api) {
-  return api >= trace::Api::cuMemAlloc && api <= trace::Api::cuMemPoolTrimTo;
-}
 
 // Physical capacity of a device through the real driver (cuInit is idempotent and harmless: the
 // program is about to use CUDA anyway). 0 when it cannot be read.
@@ -74,36 +44,32 @@ uint64_t physical_capacity(int device) {
   return bytes;
 }
 
-// The device, as the resources see it: the hook's own real call for the program's requests, the
-// calling family's plain allocation for pool segments.
+// The device, as the resources see it: the request's own real call for the program's requests,
+// its family's plain calls for pool segments and synchronization (a driver-only program may have
+// no runtime; a runtime request falls back to the driver when the runtime is missing).
 class RealUpstream final : public resources::Upstream {
  public:
-  int alloc(void** p, const resources::Request& req) override {
-    if (req.api == static_cast<uint16_t>(trace::Api::pool)) return alloc_segment(p, req.bytes);
-    if (t_call.alloc == nullptr) return kInvalidValue;
-    const Answer a = (*t_call.alloc)();
-    *p = reinterpret_cast<void*>(a.address);
-    if (a.status == Status::ok) return 0;
-    return a.code != 0 ? a.code : kOutOfMemory;
+  int alloc(void** p, const Request& req) override {
+    if (req.api == trace::Api::pool) return alloc_segment(p, req.bytes, req.family);
+    if (!req.real_alloc) return hooks::api_code(req.family, Status::invalid_value);
+    return req.real_alloc(p);
   }
-  int free(void* p, const resources::Request& req) override {
-    if (req.api == static_cast<uint16_t>(trace::Api::pool)) return free_segment(p);
-    if (t_call.free == nullptr) return kInvalidValue;
-    t_call.free_code = (*t_call.free)();
-    return t_call.free_code;
+  int free(void* p, const Request& req) override {
+    if (req.api == trace::Api::pool) return free_segment(p, req.family);
+    if (!req.real_free) return hooks::api_code(req.family, Status::invalid_value);
+    return req.real_free();
   }
-  bool is_oom(int code) const override { return code == kOutOfMemory; }
-  int synchronize(int /*device*/) override {
-    if (!t_call.driver)
+  bool is_oom(int code) const override { return hooks::is_out_of_memory(code); }
+  int synchronize(int /*device*/, Family family) override {
+    if (family == Family::runtime)
       if (auto f = GPUMEM_REAL_RUNTIME(cudaDeviceSynchronize)) return f();
     auto f = GPUMEM_REAL_DRIVER(cuCtxSynchronize);
     return f != nullptr ? f() : CUDA_ERROR_NOT_INITIALIZED;
   }
-  uint64_t capacity(int device) const override { return physical_capacity(device); }
 
  private:
-  static int alloc_segment(void** p, uint64_t bytes) {
-    if (!t_call.driver)
+  static int alloc_segment(void** p, uint64_t bytes, Family family) {
+    if (family == Family::runtime)
       if (auto f = GPUMEM_REAL_RUNTIME(cudaMalloc)) return f(p, bytes);
     auto f = GPUMEM_REAL_DRIVER(cuMemAlloc_v2);
     if (f == nullptr) return CUDA_ERROR_NOT_INITIALIZED;
@@ -112,8 +78,8 @@ class RealUpstream final : public resources::Upstream {
     *p = reinterpret_cast<void*>(d);
     return e;
   }
-  static int free_segment(void* p) {
-    if (!t_call.driver)
+  static int free_segment(void* p, Family family) {
+    if (family == Family::runtime)
       if (auto f = GPUMEM_REAL_RUNTIME(cudaFree)) return f(p);
     auto f = GPUMEM_REAL_DRIVER(cuMemFree_v2);
     return f != nullptr ? f(reinterpret_cast<CUdeviceptr>(p)) : CUDA_ERROR_NOT_INITIALIZED;
@@ -280,10 +246,6 @@ DeviceStack* built_stack(int device) {
   return g_stacks[device].load(std::memory_order_acquire);
 }
 
-resources::Request to_resource_request(const Request& req, int device, uint64_t bytes) {
-  return resources::Request{device, bytes, req.stream, static_cast<uint16_t>(req.api), req.flags};
-}
-
 }  // namespace
 
 Route route_for(const Request& req) {
@@ -301,39 +263,23 @@ Route route_for(const Request& req) {
   return kDirect;
 }
 
-Answer allocate(const Request& req, Route route, CallRef<Answer> real, uint64_t* in_use) {
+Result allocate(const Request& req, Route route) {
   DeviceStack* s = stack_for(req.device);
-  CallScope scope(&real, nullptr, is_driver_api(req.api));
   MemoryResource* mr = route == kPooled ? s->top() : s->below_pool();
-  const resources::Result r = mr->allocate(to_resource_request(req, req.device, req.bytes));
-  switch (r.status) {
-    case resources::Status::ok:
-      return Answer{Status::ok, reinterpret_cast<uint64_t>(r.ptr), 0};
-    case resources::Status::out_of_memory:
-      *in_use = r.in_use;
-      return Answer{Status::out_of_memory, 0,
-                    r.upstream_code != 0 ? r.upstream_code : kOutOfMemory};
-    case resources::Status::upstream_error:
-      *in_use = r.in_use;
-      return Answer{Status::upstream_error, 0, r.upstream_code};
-    case resources::Status::invalid_value:
-      break;
-  }
-  *in_use = r.in_use;
-  return Answer{Status::upstream_error, 0, kInvalidValue};
+  return mr->allocate(req);
 }
 
-int32_t deallocate(const Request& req, const LiveInfo& info, uint64_t address,
-                   CallRef<int32_t> real) {
+FreeResult deallocate(const Request& req, const LiveInfo& info, uint64_t address) {
   DeviceStack* s = built_stack(info.device);
-  if (s == nullptr) return real();  // cannot happen: the allocation built it
-  CallScope scope(nullptr, &real, is_driver_api(req.api));
+  if (s == nullptr) {  // cannot happen: the allocation built it
+    const int code = req.real_free();
+    return code == 0 ? FreeResult{} : FreeResult{Status::upstream_error, code};
+  }
   MemoryResource* mr = info.route == kPooled ? s->top() : s->below_pool();
-  const resources::Status st = mr->deallocate(reinterpret_cast<void*>(address),
-                                              to_resource_request(req, info.device, info.bytes));
-  if (st == resources::Status::ok) return 0;
-  if (info.route == kDirect && t_call.free_code != 0) return t_call.free_code;
-  return kInvalidValue;
+  Request freed = req;  // the allocation's device and size: the limit counts with them
+  freed.device = info.device;
+  freed.bytes = info.bytes;
+  return mr->deallocate(reinterpret_cast<void*>(address), freed);
 }
 
 bool pool_owns(uint64_t address) {
@@ -375,22 +321,21 @@ void add_stack_stats(int device, gpumem_stats* out) {
   DeviceStack* s = built_stack(device);
   if (s == nullptr) return;
   // Below the pool every byte taken from the device passes: segments and direct allocations.
-  out->reserved_bytes = s->below_pool()->allocated_bytes();
-  out->peak_reserved_bytes = s->below_pool()->peak_allocated_bytes();
+  out->reserved_bytes = s->reserved_counters().allocated_bytes();
+  out->peak_reserved_bytes = s->reserved_counters().peak_allocated_bytes();
   out->largest_free_block_bytes = s->pool() != nullptr ? s->pool()->largest_free_block() : 0;
   out->limit_bytes = s->limit() != nullptr ? s->limit()->limit_bytes() : 0;
 }
 
 uint64_t empty_cache(int device) {
   HookScope hook;  // the real frees below are ours, not the program's
-  const bool driver = GPUMEM_REAL_RUNTIME(cudaFree) == nullptr;
+  const Family family = GPUMEM_REAL_RUNTIME(cudaFree) == nullptr ? Family::driver : Family::runtime;
   uint64_t total = 0;
   for (int d = 0; d < trace::kMaxDevices; ++d) {
     if (device >= 0 && d != device) continue;
     DeviceStack* s = built_stack(d);
     if (s == nullptr || s->pool() == nullptr) continue;
-    CallScope scope(nullptr, nullptr, driver);
-    const uint64_t released = s->pool()->empty_cache();
+    const uint64_t released = s->pool()->empty_cache(family);
     Request req;
     req.device = d;
     req.bytes = released;

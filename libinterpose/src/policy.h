@@ -4,10 +4,10 @@
 // exit). Without GPUMEM_POOL and without a limit for a device there is no stack and every request
 // goes straight to CUDA, as before.
 //
-// The bottom of each stack is RealUpstream: it runs the hook's own real call (so cudaMallocPitch
-// gets its pitch, cudaMallocFromPoolAsync its pool, cuMemCreate its properties), except for pool
-// segments, which it takes with the plain allocation of the calling family (real cudaMalloc /
-// cudaFree from runtime hooks, cuMemAlloc_v2 / cuMemFree_v2 from driver hooks).
+// The bottom of each stack is RealUpstream: it runs the request's own real call (so
+// cudaMallocPitch gets its pitch, cudaMallocFromPoolAsync its pool, cuMemCreate its properties),
+// except for pool segments, which it takes with the plain allocation of the request's family (real
+// cudaMalloc / cudaFree for runtime hooks, cuMemAlloc_v2 / cuMemFree_v2 for driver hooks).
 #pragma once
 
 #include <cstdint>
@@ -28,12 +28,12 @@ enum Route : uint8_t {
 // Pure decision from the configuration and the request (no CUDA call).
 Route route_for(const Request& req);
 
-// Runs req through the device's stack. On a refusal *in_use is the bytes in use as the refusing
-// layer counts them (the aux of the alloc_failed record).
-Answer allocate(const Request& req, Route route, CallRef<Answer> real, uint64_t* in_use);
-// Frees an allocation that `route` served; returns the API's code (0 = success).
-int32_t deallocate(const Request& req, const LiveInfo& info, uint64_t address,
-                   CallRef<int32_t> real);
+// Runs req through the device's stack. On a refusal Result::in_use is the bytes in use as the
+// refusing layer counts them (the aux of the alloc_failed record).
+Result allocate(const Request& req, Route route);
+// Frees an allocation that info.route served, through the same layer; the real free's code comes
+// back in FreeResult::upstream_code.
+FreeResult deallocate(const Request& req, const LiveInfo& info, uint64_t address);
 // True when address lies in a segment of any pool: such an address must never reach CUDA's free.
 bool pool_owns(uint64_t address);
 

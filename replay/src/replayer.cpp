@@ -11,6 +11,7 @@
 #include "gpumem/resources/block.h"
 #include "gpumem/resources/growth_pool.h"
 #include "gpumem/resources/stack.h"
+#include "gpumem/resources/statistics.h"
 #include "gpumem/trace/format.h"
 #include "simcuda_upstream.h"
 
@@ -54,7 +55,7 @@ class Stack {
 };
 
 Request request_for(const DeviceProgram& dp, const Step& s, uint64_t bytes) {
-  return Request{dp.device, bytes, s.stream, s.api, s.flags};
+  return Request{dp.device, bytes, s.stream, static_cast<trace::Api>(s.api), s.flags};
 }
 
 class Replayer {

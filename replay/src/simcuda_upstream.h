@@ -26,8 +26,9 @@ class SimcudaUpstream final : public resources::Upstream {
   int free(void* p, const resources::Request& req) override;
   bool is_oom(int code) const override { return sim_.is_oom(code); }
   // Replay runs one device per stack: every device ordinal maps to the inner device 0.
-  int synchronize(int /*device*/) override { return sim_.synchronize(0); }
-  uint64_t capacity(int /*device*/) const override { return sim_.capacity(0); }
+  int synchronize(int /*device*/, resources::Family family) override {
+    return sim_.synchronize(0, family);
+  }
 
   uint64_t used() const {
     return simcuda::charged_bytes(charged_large_, small_) + simcuda::charged_bytes(0, async_);

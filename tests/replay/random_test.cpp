@@ -209,8 +209,7 @@ TEST(Reproduce, GrowthRecordedPeakExactly) {
     uint64_t failures = 0;
     for (const Op& op : ops) {
       resources::Request req{
-          0, op.bytes, op.stream,
-          static_cast<uint16_t>(op.async ? trace::Api::cudaMallocAsync : trace::Api::cudaMalloc),
+          0, op.bytes, op.stream, op.async ? trace::Api::cudaMallocAsync : trace::Api::cudaMalloc,
           static_cast<uint16_t>(trace::kFlagPooled | (op.async ? trace::kFlagAsync : 0))};
       if (op.alloc) {
         resources::Result r = pool.allocate(req);

@@ -6,8 +6,9 @@
 //   - zero bytes is invalid_value, changing nothing;
 //   - out of memory: out_of_memory, a null pointer, in_use as the refusing layer counts, the
 //     counters untouched but failed_count, and the resource still serves afterwards;
-//   - stats: allocated == sum of live requested bytes, peak >= allocated and == the highest seen,
-//     reserved >= allocated, stats() agrees with the accessors;
+//   - stats: the top layer's counters (DeviceStack::top_counters) say allocated == sum of live
+//     requested bytes, peak == the highest seen; the stack's reserved >= allocated; stats()
+//     agrees with the layers' own accessors;
 //   - freeing null, an unknown pointer or a block twice fails and changes no counter;
 //   - many threads at once: every block is the caller's alone, and the counters end at zero.
 #include <gtest/gtest.h>
@@ -67,6 +68,8 @@ class Conformance : public ::testing::TestWithParam<Case> {
   }
 
   MemoryResource& mr() { return *stack_.top(); }
+  // The top layer's own counters: what the program holds through mr().
+  const AllocationCounters& counted() { return *stack_.top_counters(); }
   const Case& c() const { return GetParam(); }
 
   // Every counter a failed call must leave alone.
@@ -75,8 +78,8 @@ class Conformance : public ::testing::TestWithParam<Case> {
     bool operator==(const Counters&) const = default;
   };
   Counters counters() {
-    return {mr().allocated_bytes(), mr().peak_allocated_bytes(), mr().alloc_count(),
-            mr().free_count(), mr().failed_count()};
+    return {counted().allocated_bytes(), counted().peak_allocated_bytes(), counted().alloc_count(),
+            counted().free_count(), counted().failed_count()};
   }
 
   SimulatedUpstream sim_{device_options()};
@@ -87,7 +90,7 @@ TEST_P(Conformance, BuildsAValidStack) {
   ASSERT_TRUE(stack_.valid());
   EXPECT_EQ(stack_.pool() != nullptr, c().config.pool != PoolKind::none);
   EXPECT_EQ(stack_.limit() != nullptr, c().config.limit != 0);
-  EXPECT_EQ(mr().limit_bytes(), c().config.limit);
+  EXPECT_EQ(stack_.stats().limit_bytes, c().config.limit);
 }
 
 TEST_P(Conformance, RoundTripsAlignedDisjointBlocks) {
@@ -105,14 +108,14 @@ TEST_P(Conformance, RoundTripsAlignedDisjointBlocks) {
   ASSERT_EQ(live.size(), std::size(sizes));
   for (auto it = live.begin(); std::next(it) != live.end(); ++it)
     EXPECT_LE(it->first + it->second, std::next(it)->first) << "blocks overlap";
-  EXPECT_EQ(mr().allocated_bytes(), sum);
-  EXPECT_EQ(mr().alloc_count(), std::size(sizes));
+  EXPECT_EQ(counted().allocated_bytes(), sum);
+  EXPECT_EQ(counted().alloc_count(), std::size(sizes));
   for (const auto& [address, bytes] : live)
     EXPECT_EQ(mr().deallocate(reinterpret_cast<void*>(address), sync_free(bytes)), Status::ok);
-  EXPECT_EQ(mr().allocated_bytes(), 0u);
-  EXPECT_EQ(mr().free_count(), std::size(sizes));
-  EXPECT_EQ(mr().failed_count(), 0u);
-  EXPECT_EQ(mr().peak_allocated_bytes(), sum);
+  EXPECT_EQ(counted().allocated_bytes(), 0u);
+  EXPECT_EQ(counted().free_count(), std::size(sizes));
+  EXPECT_EQ(counted().failed_count(), 0u);
+  EXPECT_EQ(counted().peak_allocated_bytes(), sum);
 }
 
 TEST_P(Conformance, ZeroBytesIsInvalidAndChangesNothing) {
@@ -133,7 +136,7 @@ TEST_P(Conformance, OutOfMemoryAnswersAndKeepsServing) {
   Result held = mr().allocate(req(MiB));
   ASSERT_TRUE(held.ok());
   const Counters before = counters();
-  const uint64_t reserved = mr().reserved_bytes();
+  const uint64_t reserved = stack_.stats().reserved_bytes;
 
   Result r = mr().allocate(req(c().budget));  // with 1 MiB held, the budget cannot fit
   EXPECT_EQ(r.status, Status::out_of_memory);
@@ -148,14 +151,14 @@ TEST_P(Conformance, OutOfMemoryAnswersAndKeepsServing) {
   EXPECT_EQ(after.failed, before.failed + 2);
   after.failed = before.failed;
   EXPECT_EQ(after, before);
-  EXPECT_EQ(mr().reserved_bytes(), reserved);  // a refused request leaves nothing reserved
+  EXPECT_EQ(stack_.stats().reserved_bytes, reserved);  // a refused request leaves nothing reserved
 
   // What is left still serves: everything up to the budget but the held MiB and its rounding.
   Result rest = mr().allocate(req(c().budget - 2 * MiB));
   ASSERT_TRUE(rest.ok()) << status_name(rest.status);
   EXPECT_EQ(mr().deallocate(rest.ptr, sync_free(c().budget - 2 * MiB)), Status::ok);
   EXPECT_EQ(mr().deallocate(held.ptr, sync_free(MiB)), Status::ok);
-  EXPECT_EQ(mr().allocated_bytes(), 0u);
+  EXPECT_EQ(counted().allocated_bytes(), 0u);
 }
 
 TEST_P(Conformance, StatsStayConsistent) {
@@ -181,23 +184,23 @@ TEST_P(Conformance, StatsStayConsistent) {
       live[i] = live.back();
       live.pop_back();
     }
-    ASSERT_EQ(mr().allocated_bytes(), sum) << "step " << step;
-    ASSERT_EQ(mr().peak_allocated_bytes(), highest) << "step " << step;
-    ASSERT_GE(mr().reserved_bytes(), mr().allocated_bytes()) << "step " << step;
-    ASSERT_GE(mr().peak_reserved_bytes(), mr().reserved_bytes()) << "step " << step;
-    ASSERT_EQ(mr().alloc_count() - mr().free_count(), live.size()) << "step " << step;
+    ASSERT_EQ(counted().allocated_bytes(), sum) << "step " << step;
+    ASSERT_EQ(counted().peak_allocated_bytes(), highest) << "step " << step;
+    ASSERT_GE(stack_.stats().reserved_bytes, counted().allocated_bytes()) << "step " << step;
+    ASSERT_GE(stack_.stats().peak_reserved_bytes, stack_.stats().reserved_bytes) << "step " << step;
+    ASSERT_EQ(counted().alloc_count() - counted().free_count(), live.size()) << "step " << step;
   }
-  const Stats s = mr().stats();
-  EXPECT_EQ(s.allocated_bytes, mr().allocated_bytes());
-  EXPECT_EQ(s.reserved_bytes, mr().reserved_bytes());
-  EXPECT_EQ(s.peak_allocated_bytes, mr().peak_allocated_bytes());
-  EXPECT_EQ(s.peak_reserved_bytes, mr().peak_reserved_bytes());
-  EXPECT_EQ(s.alloc_count, mr().alloc_count());
-  EXPECT_EQ(s.free_count, mr().free_count());
-  EXPECT_EQ(s.failed_count, mr().failed_count());
+  const Stats s = stack_.stats();
+  EXPECT_EQ(s.allocated_bytes, counted().allocated_bytes());
+  EXPECT_EQ(s.reserved_bytes, stack_.stats().reserved_bytes);
+  EXPECT_EQ(s.peak_allocated_bytes, counted().peak_allocated_bytes());
+  EXPECT_EQ(s.peak_reserved_bytes, stack_.stats().peak_reserved_bytes);
+  EXPECT_EQ(s.alloc_count, counted().alloc_count());
+  EXPECT_EQ(s.free_count, counted().free_count());
+  EXPECT_EQ(s.failed_count, counted().failed_count());
   EXPECT_EQ(s.limit_bytes, c().config.limit);
   for (const auto& [p, bytes] : live) ASSERT_EQ(mr().deallocate(p, sync_free(bytes)), Status::ok);
-  EXPECT_EQ(mr().allocated_bytes(), 0u);
+  EXPECT_EQ(counted().allocated_bytes(), 0u);
 }
 
 TEST_P(Conformance, FreeingUnknownPointersFailsAndChangesNothing) {
@@ -213,7 +216,7 @@ TEST_P(Conformance, FreeingUnknownPointersFailsAndChangesNothing) {
   EXPECT_NE(mr().deallocate(gone.ptr, sync_free(KiB)), Status::ok);  // a second free
   EXPECT_EQ(counters(), before);
   EXPECT_EQ(mr().deallocate(held.ptr, sync_free(MiB)), Status::ok);
-  EXPECT_EQ(mr().allocated_bytes(), 0u);
+  EXPECT_EQ(counted().allocated_bytes(), 0u);
 }
 
 TEST_P(Conformance, ManyThreadsGetBlocksOfTheirOwn) {
@@ -253,9 +256,9 @@ TEST_P(Conformance, ManyThreadsGetBlocksOfTheirOwn) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(overwritten.load(), 0);
   EXPECT_EQ(failed.load(), 0);  // at most 4 threads x 16 x 32 KiB live: fits every budget
-  EXPECT_EQ(mr().allocated_bytes(), 0u);
-  EXPECT_EQ(mr().alloc_count(), mr().free_count());
-  EXPECT_EQ(mr().failed_count(), 0u);
+  EXPECT_EQ(counted().allocated_bytes(), 0u);
+  EXPECT_EQ(counted().alloc_count(), counted().free_count());
+  EXPECT_EQ(counted().failed_count(), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Resources, Conformance, ::testing::ValuesIn(kCases),

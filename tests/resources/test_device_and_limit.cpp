@@ -5,6 +5,7 @@
 #include "gpumem/resources/growth_pool.h"
 #include "gpumem/resources/limit_resource.h"
 #include "gpumem/resources/simulated_upstream.h"
+#include "gpumem/resources/stack.h"
 #include "test_support.h"
 
 namespace gpumem::resources {
@@ -19,13 +20,10 @@ TEST(DeviceResource, ForwardsAndCounts) {
   Result b = dev.allocate(req(3 * MiB));
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(dev.allocated_bytes(), 1000 + 3 * MiB);
-  EXPECT_EQ(dev.reserved_bytes(), 1000 + 3 * MiB);  // no pool: reserved == allocated
   EXPECT_EQ(sim.live_count(), 2u);
   EXPECT_EQ(dev.deallocate(a.ptr, sync_free(1000)), Status::ok);
   EXPECT_EQ(dev.allocated_bytes(), 3 * MiB);
   EXPECT_EQ(dev.peak_allocated_bytes(), 1000 + 3 * MiB);
-  EXPECT_EQ(dev.largest_free_block(), 0u);
-  EXPECT_EQ(dev.capacity(0), sim.capacity(0));
 }
 
 TEST(DeviceResource, MapsUpstreamCodes) {
@@ -78,13 +76,14 @@ TEST(LimitResource, RefusesExactlyAtTheLimit) {
 
 TEST(LimitResource, NothingChangesOnFailure) {
   SimulatedUpstream sim;
-  DeviceResource dev(sim);
-  LimitResource limit(dev, 8 * MiB);
+  DeviceStack stack(sim, 0, StackConfig{PoolKind::none, 8 * MiB, 0});
+  LimitResource& limit = *stack.limit();
+  DeviceResource& dev = *stack.device();
   ASSERT_TRUE(limit.allocate(req(5 * MiB)).ok());
-  Stats before = limit.stats();
+  Stats before = stack.stats();
   uint64_t dev_allocs = dev.alloc_count();
   EXPECT_EQ(limit.allocate(req(4 * MiB)).status, Status::out_of_memory);
-  Stats after = limit.stats();
+  Stats after = stack.stats();
   EXPECT_EQ(after.allocated_bytes, before.allocated_bytes);
   EXPECT_EQ(after.reserved_bytes, before.reserved_bytes);
   EXPECT_EQ(after.peak_allocated_bytes, before.peak_allocated_bytes);
@@ -126,18 +125,6 @@ TEST(LimitResource, FreeFailureKeepsTheCount) {
   EXPECT_EQ(limit.allocated_bytes(), 2 * MiB);
 }
 
-TEST(LimitResource, CapacityIsMinOfLimitAndPhysical) {
-  SimulatedUpstream::Options o;
-  o.capacity = 16 * GiB;
-  SimulatedUpstream sim(o);
-  DeviceResource dev(sim);
-  LimitResource small(dev, 8 * GiB);
-  LimitResource large(dev, 32 * GiB);
-  EXPECT_EQ(small.capacity(0), 8 * GiB);
-  EXPECT_EQ(large.capacity(0), 16 * GiB);
-  EXPECT_EQ(large.capacity(5), 32 * GiB);  // unknown device capacity: the limit alone
-}
-
 // limit below the growth pool caps what the pool reserves; the pool's retry rule frees its cache.
 TEST(LimitResource, BelowAGrowthPoolCapsSegments) {
   SimulatedUpstream sim;
@@ -150,7 +137,6 @@ TEST(LimitResource, BelowAGrowthPoolCapsSegments) {
   EXPECT_EQ(big.status, Status::out_of_memory);
   EXPECT_EQ(big.in_use, 20 * MiB);
   EXPECT_EQ(pool.failed_count(), 1u);
-  EXPECT_EQ(pool.stats().limit_bytes, 30 * MiB);
   ASSERT_EQ(pool.deallocate(a.ptr, sync_free()), Status::ok);
   Result again = pool.allocate(req(25 * MiB));  // the empty 20 MiB segment goes, then it fits
   ASSERT_TRUE(again.ok());

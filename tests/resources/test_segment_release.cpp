@@ -62,8 +62,7 @@ class RefusingUpstream final : public Upstream {
     return refuse_frees ? SimulatedUpstream::kInvalidValue : sim.free(p, req);
   }
   bool is_oom(int code) const override { return sim.is_oom(code); }
-  int synchronize(int device) override { return sim.synchronize(device); }
-  uint64_t capacity(int device) const override { return sim.capacity(device); }
+  int synchronize(int device, Family family) override { return sim.synchronize(device, family); }
 
   SimulatedUpstream sim;
   bool refuse_frees = false;

@@ -15,15 +15,15 @@ inline constexpr uint64_t MiB = uint64_t{1} << 20;
 inline constexpr uint64_t GiB = uint64_t{1} << 30;
 
 inline Request req(uint64_t bytes, uint64_t stream = 0, int device = 0) {
-  return Request{device, bytes, stream, static_cast<uint16_t>(trace::Api::cudaMalloc), 0};
+  return Request{device, bytes, stream, trace::Api::cudaMalloc, 0};
 }
 // cudaFree: synchronous.
 inline Request sync_free(uint64_t bytes = 0, int device = 0) {
-  return Request{device, bytes, 0, static_cast<uint16_t>(trace::Api::cudaFree), 0};
+  return Request{device, bytes, 0, trace::Api::cudaFree, 0};
 }
 // cudaFreeAsync on `stream`: stream-ordered.
 inline Request async_free(uint64_t stream, uint64_t bytes = 0, int device = 0) {
-  return Request{device, bytes, stream, static_cast<uint16_t>(trace::Api::cudaFreeAsync),
+  return Request{device, bytes, stream, trace::Api::cudaFreeAsync,
                  trace::kFlagAsync};
 }
 

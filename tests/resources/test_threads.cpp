@@ -119,17 +119,16 @@ void run_pool_threads(PoolResource& pool, SimulatedUpstream& sim, RecordingObser
     });
   }
   for (auto& th : threads) th.join();
-  Stats s = pool.stats();
-  EXPECT_EQ(s.alloc_count, allocs.load());
-  EXPECT_EQ(s.free_count, frees.load());
-  EXPECT_EQ(s.failed_count, 0u);
-  EXPECT_EQ(s.allocated_bytes, 0u);
-  EXPECT_GT(s.peak_allocated_bytes, 0u);
+  EXPECT_EQ(pool.alloc_count(), allocs.load());
+  EXPECT_EQ(pool.free_count(), frees.load());
+  EXPECT_EQ(pool.failed_count(), 0u);
+  EXPECT_EQ(pool.allocated_bytes(), 0u);
+  EXPECT_GT(pool.peak_allocated_bytes(), 0u);
   uint64_t segments = 0;
   for (const SegmentView& v : pool.snapshot()) segments += v.size;
-  EXPECT_EQ(s.reserved_bytes, segments);
-  EXPECT_EQ(s.reserved_bytes, sim.in_use(0));
-  EXPECT_EQ(s.reserved_bytes, observer.net_reserved());
+  EXPECT_EQ(pool.reserved_bytes(), segments);
+  EXPECT_EQ(pool.reserved_bytes(), sim.in_use(0));
+  EXPECT_EQ(pool.reserved_bytes(), observer.net_reserved());
   ASSERT_EQ(pool.synchronize(0), Status::ok);
   for (const SegmentView& v : pool.snapshot()) EXPECT_EQ(v.blocks.size(), 1u);
 }

@@ -30,8 +30,7 @@ struct Driver {
   using Result = CUresult;
   using Stream = CUstream;
   static constexpr Result kSuccess = CUDA_SUCCESS;
-  static constexpr Result kOutOfMemory = CUDA_ERROR_OUT_OF_MEMORY;
-  static constexpr Result kInvalidValue = CUDA_ERROR_INVALID_VALUE;
+  static constexpr resources::Family kFamily = resources::Family::driver;
   static constexpr Result kNotInitialised = CUDA_ERROR_NOT_INITIALIZED;
   static constexpr const char* kMissingWhy = "libcuda.so.1 cannot be loaded";
   static constexpr const char* kNotInitialisedName = "CUDA_ERROR_NOT_INITIALIZED";

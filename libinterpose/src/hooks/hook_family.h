@@ -1,12 +1,14 @@
 // What every hook family (runtime: cudaError_t, driver: CUresult) does the same way, written
-// once: build the Request, refuse a NULL out-parameter, run an allocation / free / capacity query
-// through the device's AllocationPath, translate the Answer into the family's return code, and
-// warn once when the real library is missing. A family is a small traits struct:
+// once: build the Request (with the family and the real call), refuse a NULL out-parameter, run
+// an allocation / free / capacity query through the device's AllocationPath, translate the
+// answer's Status into the family's return code (api_codes.h), and warn once when the real
+// library is missing. A family is a small traits struct:
 //
 //   struct Driver {
 //     using Result = CUresult;
 //     using Stream = CUstream;
-//     static constexpr Result kSuccess, kOutOfMemory, kInvalidValue, kNotInitialised;
+//     static constexpr resources::Family kFamily = resources::Family::driver;
+//     static constexpr Result kSuccess, kNotInitialised;
 //     static constexpr const char* kMissingWhy;          // "libcuda.so.1 cannot be loaded"
 //     static constexpr const char* kNotInitialisedName;  // "CUDA_ERROR_NOT_INITIALIZED"
 //     static int current_device();                       // -1 when it cannot be asked
@@ -22,6 +24,7 @@
 #include <type_traits>
 
 #include "dispatch.h"
+#include "hooks/api_codes.h"
 #include "log.h"
 #include "reentry.h"
 
@@ -70,6 +73,7 @@ inline Request request(trace::Api api, uint64_t bytes, trace::MemKind kind,
   r.stream = reinterpret_cast<uint64_t>(stream);
   r.api = api;
   r.flags = make_flags(kind, L, async);
+  r.family = F::kFamily;
   return r;
 }
 
@@ -83,47 +87,42 @@ inline Request free_request(trace::Api api, typename F::Stream stream = nullptr,
   r.stream = reinterpret_cast<uint64_t>(stream);
   r.api = api;
   r.flags = make_flags(trace::MemKind::device, L, async);
+  r.family = F::kFamily;
   return r;
 }
 
 template <class F>
-inline typename F::Result to_result(const Answer& a) {
-  switch (a.status) {
-    case Status::ok:
-      return F::kSuccess;
-    case Status::out_of_memory:
-      return F::kOutOfMemory;
-    case Status::upstream_error:
-      break;
-  }
-  return static_cast<typename F::Result>(a.code);
+inline typename F::Result to_result(Status s, int upstream_code) {
+  return static_cast<typename F::Result>(api_code(F::kFamily, s, upstream_code));
 }
 
 template <class F>
 inline typename F::Result null_out_param(const Request& req) {
   record_anomaly(trace::AnomalyKind::null_out_param, req, 0);
-  return F::kInvalidValue;
+  return to_result<F>(Status::invalid_value, 0);
 }
 
 // Runs an allocation whose real call, call(), stores the new pointer or handle in *out.
 template <class F, class Out, class Call>
-inline typename F::Result allocate(const Request& req, Out* out, Call call) {
-  auto real = [&]() {
+inline typename F::Result allocate(Request req, Out* out, Call call) {
+  auto real = [&](void** p) {
     const typename F::Result e = call();
-    return Answer{e == F::kSuccess ? Status::ok : Status::upstream_error,
-                  e == F::kSuccess ? to_address(*out) : 0, static_cast<int32_t>(e)};
+    *p = e == F::kSuccess ? reinterpret_cast<void*>(to_address(*out)) : nullptr;
+    return static_cast<int>(e);
   };
-  const Answer a = path_for(req.device).allocate(req, CallRef<Answer>(real));
+  req.real_alloc = real;
+  const Result r = path_for(req.device).allocate(req);
   // A pool answers without the real call: the pointer comes from the answer.
-  if (a.status == Status::ok) *out = from_address<Out>(a.address);
-  return to_result<F>(a);
+  if (r.ok()) *out = from_address<Out>(reinterpret_cast<uint64_t>(r.ptr));
+  return to_result<F>(r.status, r.upstream_code);
 }
 
 template <class F, class Handle, class Call>
-inline typename F::Result release(const Request& req, Handle handle, Call call) {
-  auto real = [&]() { return static_cast<int32_t>(call()); };
-  return static_cast<typename F::Result>(
-      path_for(req.device).deallocate(req, to_address(handle), CallRef<int32_t>(real)));
+inline typename F::Result release(Request req, Handle handle, Call call) {
+  auto real = [&]() { return static_cast<int>(call()); };
+  req.real_free = real;
+  const FreeResult r = path_for(req.device).deallocate(req, to_address(handle));
+  return to_result<F>(r.status, r.upstream_code);
 }
 
 // Runs a capacity query whose real call is call(size_t* free, size_t* total). A null free_bytes
@@ -140,7 +139,7 @@ inline typename F::Result capacity(const Request& req, size_t* free_bytes, size_
     return static_cast<int32_t>(e);
   };
   const auto e = static_cast<typename F::Result>(
-      path_for(req.device).capacity(req, &t, &f, CallRef<int32_t>(real)));
+      path_for(req.device).capacity(req, &t, &f, CallRef<int32_t()>(real)));
   if (e == F::kSuccess) {
     if (free_bytes != nullptr) *free_bytes = f;
     *total = t;

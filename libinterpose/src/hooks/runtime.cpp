@@ -41,8 +41,7 @@ struct Runtime {
   using Result = cudaError_t;
   using Stream = cudaStream_t;
   static constexpr Result kSuccess = cudaSuccess;
-  static constexpr Result kOutOfMemory = cudaErrorMemoryAllocation;
-  static constexpr Result kInvalidValue = cudaErrorInvalidValue;
+  static constexpr resources::Family kFamily = resources::Family::runtime;
   static constexpr Result kNotInitialised = cudaErrorInitializationError;
   static constexpr const char* kMissingWhy = "no CUDA runtime (libcudart.so.13) is loaded";
   static constexpr const char* kNotInitialisedName = "cudaErrorInitializationError";

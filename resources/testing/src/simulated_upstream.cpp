@@ -68,7 +68,7 @@ int SimulatedUpstream::free(void* p, const Request& req) {
   return kSuccess;
 }
 
-int SimulatedUpstream::synchronize(int device) {
+int SimulatedUpstream::synchronize(int device, Family /*family*/) {
   busy_wait(options_.sync_latency_ns);
   std::lock_guard lock(mutex_);
   if (device < 0 || device >= options_.devices) return kInvalidValue;

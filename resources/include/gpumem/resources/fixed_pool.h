@@ -19,8 +19,8 @@ class FixedPool final : public PoolResource {
  private:
   // First use: reserve the whole pool. Afterwards (or for a request larger than the pool):
   // out_of_memory with in_use = the bytes the program holds from the pool.
-  Result grow(uint64_t rounded, uint8_t kind, const AllocRequest& req) override;
-  uint64_t do_empty_cache() override;
+  Result grow(uint64_t rounded, uint8_t kind, const Request& req) override;
+  uint64_t do_empty_cache(Family family) override;
 
   const uint64_t size_;
   bool reserved_once_ = false;  // guarded by mutex_

@@ -30,7 +30,7 @@ class GrowthPool final : public PoolResource {
   static uint64_t segment_size(uint64_t rounded);
 
  private:
-  Result grow(uint64_t rounded, uint8_t kind, const AllocRequest& req) override;
+  Result grow(uint64_t rounded, uint8_t kind, const Request& req) override;
   uint8_t kind_for(uint64_t rounded) const override {
     return rounded <= kSmallRequest ? kSmall : kLarge;
   }

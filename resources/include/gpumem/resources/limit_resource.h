@@ -6,31 +6,34 @@
 //
 // Counts requested bytes exactly (no rounding). Placed above a pool it caps what the program
 // holds; placed below a pool it caps what the pool reserves from the device (segments). See
-// docs/policies.md for which the preload library uses.
+// docs/policies.md for which the preload library uses. Its statistics count what passed it
+// (successes only): under a limit they are the stack's reserved bytes.
 #pragma once
 
 #include <atomic>
 
 #include "gpumem/resources/memory_resource.h"
+#include "gpumem/resources/statistics.h"
 
 namespace gpumem::resources {
 
-class LimitResource final : public MemoryResource {
+class LimitResource final : public MemoryResource, public AllocationCounters {
  public:
-  LimitResource(MemoryResource& upstream, uint64_t limit)
-      : MemoryResource(&upstream), limit_(limit) {}
+  LimitResource(MemoryResource& upstream, uint64_t limit) : upstream_(upstream), limit_(limit) {}
 
-  uint64_t limit_bytes() const override { return limit_; }
+  uint64_t limit_bytes() const { return limit_; }
   // Bytes counted against the limit now (includes allocations being forwarded).
   uint64_t used_bytes() const { return used_.load(std::memory_order_relaxed); }
-  // min(limit, upstream capacity); the limit alone when the capacity is unknown (0).
-  uint64_t capacity(int device) const override;
 
  private:
   // out_of_memory with in_use = bytes counted before this request when it would pass the limit.
-  Result do_allocate(const AllocRequest& req) override;
-  Freed do_deallocate(void* p, const FreeRequest& req) override;
+  Result do_allocate(const Request& req) override;
+  FreeResult do_deallocate(void* p, const Request& req) override;
+  Status do_synchronize(int device, Family family) override {
+    return upstream_.synchronize(device, family);
+  }
 
+  MemoryResource& upstream_;
   const uint64_t limit_;
   std::atomic<uint64_t> used_{0};
 };

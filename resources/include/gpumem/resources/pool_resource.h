@@ -6,8 +6,9 @@
 // Thread safety: one mutex per pool guards the blocks; held for the whole allocate or free, and
 // also across the device synchronization of the reuse rule and across segment calls to the
 // upstream (as a real cudaFree would stall the caller anyway). reserved/peak counters are atomics,
-// readable without the lock; largest_free_block() and snapshot() take it. The allocation counters
-// of MemoryResource are updated under the lock too (one writer: no atomic read-modify-write).
+// readable without the lock; largest_free_block() and snapshot() take it. Its AllocationCounters
+// (what the program holds from the pool) are updated under the lock too (one writer: no atomic
+// read-modify-write), failures excepted.
 #pragma once
 
 #include <atomic>
@@ -17,21 +18,27 @@
 #include "gpumem/resources/memory_resource.h"
 #include "gpumem/resources/pool_lock.h"
 #include "gpumem/resources/pool_observer.h"
+#include "gpumem/resources/statistics.h"
 
 namespace gpumem::resources {
 
-class PoolResource : public MemoryResource {
+class PoolResource : public MemoryResource, public AllocationCounters {
  public:
   // Gives every segment back to the upstream, live blocks or not, without telling the observer.
   // The preload library should leave its stacks alive at exit instead (CUDA may be gone).
   ~PoolResource() override;
 
   int device() const { return device_; }
-  uint64_t reserved_bytes() const override { return reserved_.load(std::memory_order_relaxed); }
-  uint64_t peak_reserved_bytes() const override {
-    return peak_reserved_.load(std::memory_order_relaxed);
-  }
-  uint64_t largest_free_block() const override;
+  // Bytes in the pool's segments (taken from the layer below), now and at most.
+  uint64_t reserved_bytes() const { return reserved_.load(std::memory_order_relaxed); }
+  uint64_t peak_reserved_bytes() const { return peak_reserved_.load(std::memory_order_relaxed); }
+  // Largest free block inside the segments (takes the lock).
+  uint64_t largest_free_block() const;
+  // Gives empty cached segments back (through the plain free of `family`); returns the bytes
+  // released. Blocks freed before a device synchronization are made reusable first.
+  uint64_t empty_cache(Family family = Family::runtime) { return do_empty_cache(family); }
+  // Fills *out (may be null) for an address inside a live block; false for anything else.
+  bool lookup(const void* p, BlockInfo* out) const;
   std::vector<SegmentView> snapshot() const;
   size_t segment_count() const;
   // True when p lies inside one of the pool's segments, whatever the state of its block: the
@@ -47,31 +54,31 @@ class PoolResource : public MemoryResource {
 
  protected:
   PoolResource(MemoryResource& upstream, int device, PoolObserver* observer)
-      : MemoryResource(&upstream, /*counts_under_own_lock=*/true),
-        device_(device),
-        observer_(observer) {}
+      : upstream_(upstream), device_(device), observer_(observer) {}
 
   // Lock held. No free block fits `rounded` bytes of `kind`: add room with reserve_segment() or
   // answer the failure.
-  virtual Result grow(uint64_t rounded, uint8_t kind, const AllocRequest& req) = 0;
+  virtual Result grow(uint64_t rounded, uint8_t kind, const Request& req) = 0;
   virtual uint8_t kind_for(uint64_t /*rounded*/) const { return 0; }
 
-  // Lock held. Takes `bytes` from the upstream as a new segment, tells the observer.
-  Result reserve_segment(uint64_t bytes, uint8_t kind);
+  // Lock held. Takes `bytes` from the upstream as a new segment (the plain allocation of
+  // `family`), tells the observer.
+  Result reserve_segment(uint64_t bytes, uint8_t kind, Family family);
   // Lock held. Gives every empty segment back; returns the bytes released.
-  uint64_t release_empty_segments();
+  uint64_t release_empty_segments(Family family);
   // Lock held. Synchronizes the device, then makes pending and stream-tagged blocks reusable.
-  Status synchronize_locked();
+  Status synchronize_locked(Family family);
 
-  uint64_t do_empty_cache() override;
+  virtual uint64_t do_empty_cache(Family family);
   mutable PoolLock mutex_;
 
  private:
-  Result do_allocate(const AllocRequest& req) override;
-  Freed do_deallocate(void* p, const FreeRequest& req) override;
-  Status do_synchronize(int device) override;
-  bool do_lookup(const void* p, BlockInfo* out) const override;
+  Result do_allocate(const Request& req) override;
+  Result allocate_locked(const Request& req);
+  FreeResult do_deallocate(void* p, const Request& req) override;
+  Status do_synchronize(int device, Family family) override;
 
+  MemoryResource& upstream_;
   const int device_;
   PoolObserver* const observer_;
   BlockManager blocks_;

@@ -15,6 +15,7 @@
 #include "gpumem/resources/pool_kind.h"
 #include "gpumem/resources/pool_observer.h"
 #include "gpumem/resources/pool_resource.h"
+#include "gpumem/resources/statistics.h"
 
 namespace gpumem::resources {
 
@@ -40,6 +41,15 @@ class DeviceStack {
   MemoryResource* below_pool() const {
     return limit_ ? static_cast<MemoryResource*>(limit_.get()) : device_.get();
   }
+  // The counters of the layer below the pool: every byte taken from the device passes there
+  // (segments and direct allocations), so its allocated bytes are the stack's reserved bytes.
+  const AllocationCounters& reserved_counters() const {
+    return limit_ ? static_cast<const AllocationCounters&>(*limit_) : *device_;
+  }
+  // The counters of the top layer: what the program holds through top(). Null when !valid().
+  const AllocationCounters* top_counters() const { return top_counters_; }
+  // The stack's numbers in one read, each from the layer that owns it. Needs valid().
+  Stats stats() const;
 
  private:
   // Declared bottom-up: destroyed top-down, so the pool gives its segments back through the limit.
@@ -47,6 +57,7 @@ class DeviceStack {
   std::unique_ptr<LimitResource> limit_;
   std::unique_ptr<PoolResource> pool_;
   MemoryResource* top_ = nullptr;
+  const AllocationCounters* top_counters_ = nullptr;
 };
 
 }  // namespace gpumem::resources

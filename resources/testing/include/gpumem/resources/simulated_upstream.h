@@ -49,8 +49,8 @@ class SimulatedUpstream final : public Upstream {
   int alloc(void** p, const Request& req) override;
   int free(void* p, const Request& req) override;
   bool is_oom(int code) const override { return code == kOutOfMemory; }
-  int synchronize(int device) override;
-  uint64_t capacity(int device) const override;
+  int synchronize(int device, Family family) override;
+  uint64_t capacity(int device) const;
 
   void set_fail_alloc_after(uint64_t n);
   uint64_t in_use(int device) const;
