@@ -9,7 +9,9 @@
 //   - stats: the top layer's counters (DeviceStack::top_counters) say allocated == sum of live
 //     requested bytes, peak == the highest seen; the stack's reserved >= allocated; stats()
 //     agrees with the layers' own accessors;
-//   - freeing null, an unknown pointer or a block twice fails and changes no counter;
+//   - freeing null, an unknown pointer or a block twice fails and changes no counter; a free the
+//     device refuses comes back with the device's own code (FreeResult::upstream_code);
+//   - the stack's stats() come from the layers that own them; synchronize reaches the device;
 //   - many threads at once: every block is the caller's alone, and the counters end at zero.
 #include <gtest/gtest.h>
 
@@ -217,6 +219,46 @@ TEST_P(Conformance, FreeingUnknownPointersFailsAndChangesNothing) {
   EXPECT_EQ(counters(), before);
   EXPECT_EQ(mr().deallocate(held.ptr, sync_free(MiB)), Status::ok);
   EXPECT_EQ(counted().allocated_bytes(), 0u);
+}
+
+// deallocate answers a FreeResult: a refusal by a pool is its own (invalid_value, no code); one by
+// the device comes back up through every layer with the device's raw code (the preload's hooks
+// return that code to the program).
+TEST_P(Conformance, AFailedFreeCarriesTheDevicesOwnCode) {
+  Result held = mr().allocate(req(MiB));
+  ASSERT_TRUE(held.ok());
+  const FreeResult ok = mr().deallocate(held.ptr, sync_free(MiB));
+  EXPECT_TRUE(ok.ok());
+  EXPECT_EQ(ok.upstream_code, 0);
+  int not_device_memory = 0;
+  const FreeResult bad = mr().deallocate(&not_device_memory, sync_free(4));
+  if (stack_.pool() != nullptr) {
+    EXPECT_EQ(bad.status, Status::invalid_value);
+    EXPECT_EQ(bad.upstream_code, 0);
+  } else {
+    EXPECT_EQ(bad.status, Status::upstream_error);
+    EXPECT_EQ(bad.upstream_code, SimulatedUpstream::kInvalidValue);
+  }
+}
+
+// The stack's numbers come from the layers that own them: reserved is what the layer below the
+// pool let through (every byte taken from the device), and a synchronize reaches the device.
+TEST_P(Conformance, StatsComeFromTheOwningLayers) {
+  Result held = mr().allocate(req(3 * MiB));
+  ASSERT_TRUE(held.ok());
+  const Stats s = stack_.stats();
+  EXPECT_EQ(s.reserved_bytes, stack_.reserved_counters().allocated_bytes());
+  EXPECT_EQ(s.reserved_bytes, stack_.device()->allocated_bytes());
+  EXPECT_EQ(s.allocated_bytes, 3 * MiB);
+  if (stack_.pool() != nullptr) {
+    EXPECT_EQ(s.reserved_bytes, stack_.pool()->reserved_bytes());
+    EXPECT_EQ(s.largest_free_block_bytes, stack_.pool()->largest_free_block());
+  } else {
+    EXPECT_EQ(s.reserved_bytes, s.allocated_bytes);
+  }
+  EXPECT_EQ(mr().synchronize(0), Status::ok);
+  EXPECT_EQ(sim_.sync_calls(), 1u);
+  EXPECT_EQ(mr().deallocate(held.ptr, sync_free(3 * MiB)), Status::ok);
 }
 
 TEST_P(Conformance, ManyThreadsGetBlocksOfTheirOwn) {
