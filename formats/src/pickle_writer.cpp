@@ -1,5 +1,7 @@
 // Protocol-2 pickle writer: only opcodes every Python 3 unpickler (and PyTorch's in-browser
-// memory_viz unpickler) reads. No memo: each value is written where it is.
+// memory_viz unpickler) reads, and containers in the forms Python's own pickler writes (empty: no
+// MARK; one item: APPEND/SETITEM; up to three in a tuple: TUPLE1..3). No memo: each value is
+// written where it is.
 #include <cstring>
 
 #include "gpumem/formats/pickle.h"
@@ -17,11 +19,17 @@ PickleWriter::PickleWriter() {
   out_.push_back(2);
 }
 
+void PickleWriter::value() {
+  if (!open_.empty()) ++open_.back().items;
+}
+
 void PickleWriter::none() {
+  value();
   out_.push_back('N');
 }
 
 void PickleWriter::boolean(bool v) {
+  value();
   out_.push_back(static_cast<char>(v ? 0x88 : 0x89));
 }
 
@@ -32,6 +40,7 @@ void PickleWriter::long1(const uint8_t* le, size_t n) {
 }
 
 void PickleWriter::integer(int64_t v) {
+  value();
   if (v >= 0 && v < 256) {
     out_.push_back('K');  // BININT1
     out_.push_back(static_cast<char>(v));
@@ -55,12 +64,14 @@ void PickleWriter::integer(int64_t v) {
 
 void PickleWriter::unsigned_integer(uint64_t v) {
   if (v <= static_cast<uint64_t>(INT64_MAX)) return integer(static_cast<int64_t>(v));
+  value();
   uint8_t le[9] = {};
   for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(v >> (8 * i));
   long1(le, 9);  // a ninth zero byte keeps it positive
 }
 
 void PickleWriter::floating(double v) {
+  value();
   out_.push_back('G');  // BINFLOAT: big-endian IEEE 754 double
   uint64_t bits;
   std::memcpy(&bits, &v, sizeof bits);
@@ -68,36 +79,54 @@ void PickleWriter::floating(double v) {
 }
 
 void PickleWriter::string(std::string_view utf8) {
+  value();
   out_.push_back('X');  // BINUNICODE: 4-byte length, UTF-8
   put_le32(out_, static_cast<uint32_t>(utf8.size()));
   out_.append(utf8.data(), utf8.size());
 }
 
+void PickleWriter::begin(char empty) {
+  value();
+  if (empty != 0) out_.push_back(empty);  // EMPTY_DICT / EMPTY_LIST, filled from a MARK
+  open_.push_back({out_.size(), 0});
+  out_.push_back('(');  // MARK, taken out again at end() where Python writes none
+}
+
+// Erasing a MARK moves the container's bytes once; containers nest a few levels deep, so each
+// byte of the pickle moves at most a few times.
+void PickleWriter::end(char one, char many) {
+  const Open o = open_.back();
+  open_.pop_back();
+  if (one == 0 && o.items <= 3) {  // a tuple: EMPTY_TUPLE, TUPLE1..3
+    out_.erase(o.mark, 1);
+    out_.push_back(o.items == 0 ? ')' : static_cast<char>(0x84 + o.items));
+  } else if (one != 0 && o.items == 0) {  // an empty dict or list: EMPTY_* alone
+    out_.erase(o.mark, 1);
+  } else if (one != 0 && o.items == (one == 's' ? 2u : 1u)) {  // SETITEM / APPEND
+    out_.erase(o.mark, 1);
+    out_.push_back(one);
+  } else {
+    out_.push_back(many);  // SETITEMS / APPENDS / TUPLE
+  }
+}
+
 void PickleWriter::begin_dict() {
-  out_.push_back('}');  // EMPTY_DICT, then MARK ... SETITEMS
-  out_.push_back('(');
-  ++open_;
+  begin('}');
 }
 void PickleWriter::end_dict() {
-  out_.push_back('u');
-  --open_;
+  end('s', 'u');
 }
 void PickleWriter::begin_list() {
-  out_.push_back(']');  // EMPTY_LIST, then MARK ... APPENDS
-  out_.push_back('(');
-  ++open_;
+  begin(']');
 }
 void PickleWriter::end_list() {
-  out_.push_back('e');
-  --open_;
+  end('a', 'e');
 }
 void PickleWriter::begin_tuple() {
-  out_.push_back('(');  // MARK ... TUPLE
-  ++open_;
+  begin(0);
 }
 void PickleWriter::end_tuple() {
-  out_.push_back('t');
-  --open_;
+  end(0, 't');
 }
 
 std::string PickleWriter::finish() {

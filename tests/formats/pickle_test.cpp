@@ -63,6 +63,36 @@ TEST(PickleWriter, PythonReadsEveryKindOfValue) {
             "'tuple': (True, False, None), 'empty': {}}\n");
 }
 
+// Containers in the forms Python's pickler writes them: an empty list alone, one item with
+// APPEND/SETITEM, a pair as TUPLE2, more items between MARK and APPENDS/SETITEMS.
+TEST(PickleWriter, ContainersTakePythonsShortForms) {
+  PickleWriter w;
+  w.begin_dict();
+  w.key("a");
+  w.begin_list();
+  w.end_list();
+  w.key("b");
+  w.begin_list();
+  w.integer(1);
+  w.end_list();
+  w.key("c");
+  w.begin_tuple();
+  w.integer(1);
+  w.integer(2);
+  w.end_tuple();
+  w.end_dict();
+  EXPECT_EQ(w.finish(), std::string("\x80\x02}(X\x01\0\0\0a]X\x01\0\0\0b]K\x01"
+                                    "aX\x01\0\0\0cK\x01K\x02\x86u.",
+                                    34));
+  PickleWriter one;
+  one.begin_dict();
+  one.key("k");
+  one.begin_tuple();
+  one.end_tuple();
+  one.end_dict();
+  EXPECT_EQ(one.finish(), std::string("\x80\x02}X\x01\0\0\0k)s.", 12));
+}
+
 // Python writes the same values under each protocol a snapshot may have been saved with.
 TEST(PickleReader, ReadsPythonPicklesOfProtocols2To5) {
   for (int protocol = 2; protocol <= 5; ++protocol) {

@@ -37,9 +37,16 @@ class PickleWriter {
   std::string finish();
 
  private:
+  struct Open {
+    size_t mark;   // offset of the container's MARK in out_
+    size_t items;  // values written directly inside it
+  };
+  void value();  // counts one value in the innermost open container
+  void begin(char empty);
+  void end(char one, char many);
   void long1(const uint8_t* le, size_t n);
   std::string out_;
-  int open_ = 0;  // containers begun and not ended
+  std::vector<Open> open_;  // containers begun and not ended, innermost last
 };
 
 // ---- Reading ----------------------------------------------------------------------------------
