@@ -1,12 +1,15 @@
-// See dispatch.h. The tracking step: live-pointer map, per-device counters, trace records.
+// See dispatch.h. The tracking step: live-pointer map, per-device counters, trace records. It
+// calls the policy step (policy.h), never the other way round.
 #include "dispatch.h"
 
 #include <atomic>
 
 #include "config.h"
 #include "gpumem/trace/writer.h"
+#include "gpumem/units.h"
 #include "hooks/api_codes.h"
 #include "live_map.h"
+#include "log.h"
 #include "policy.h"
 #include "session.h"
 #include "stacks/stacks.h"
@@ -46,23 +49,6 @@ bool is_handle(uint16_t flags) {
   return static_cast<trace::MemKind>(flags & trace::kFlagKindMask) == trace::MemKind::physical;
 }
 
-trace::Record make_record(trace::Op op, const Request& req, uint64_t address, uint64_t bytes) {
-  trace::Record r{};
-  r.op = static_cast<uint16_t>(op);
-  r.api = static_cast<uint16_t>(req.api);
-  r.device = static_cast<int16_t>(req.device);
-  r.flags = req.flags;
-  r.stream = req.stream;
-  r.address = address;
-  r.bytes = bytes;
-  return r;
-}
-
-void write(TraceWriter* w, trace::Record& r, bool with_stack) {
-  if (with_stack && config().stacks) r.site = stacks::capture(*w, config().stack_mode);
-  w->append(r);
-}
-
 void raise_peak(PathCounters& c, uint64_t now) {
   uint64_t peak = c.peak.load(std::memory_order_relaxed);
   while (now > peak && !c.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
@@ -82,7 +68,7 @@ void raise_peak(PathCounters& c, uint64_t now) {
   trace::Record r = make_record(trace::Op::free_failed, freed, address, info.bytes);
   r.aux = free_t_ns;
   r.result = result;
-  write(w, r, true);
+  write_record(w, r, true);
 }
 
 // The hook's own call, with no policy in between.
@@ -128,7 +114,7 @@ Result AllocationPath::allocate(const Request& req) {
     c.allocs.fetch_add(1, std::memory_order_relaxed);
     if (w != nullptr) {
       trace::Record r = make_record(trace::Op::alloc, rec, address, req.bytes);
-      write(w, r, true);
+      write_record(w, r, true);
     }
   } else {
     c.failed.fetch_add(1, std::memory_order_relaxed);
@@ -136,7 +122,7 @@ Result AllocationPath::allocate(const Request& req) {
       trace::Record r = make_record(trace::Op::alloc_failed, rec, 0, req.bytes);
       r.aux = a.in_use;
       r.result = hooks::api_code(req.family, a.status, a.upstream_code);
-      write(w, r, true);
+      write_record(w, r, true);
     }
   }
   return a;
@@ -163,7 +149,7 @@ FreeResult AllocationPath::deallocate(const Request& req, uint64_t address) {
       // address to another thread, whose alloc record must come after this free.
       trace::Record r = make_record(trace::Op::free, freed, address, info.bytes);
       r.t_ns = free_t_ns = monotonic_ns();
-      write(w, r, false);
+      write_record(w, r, false);
     }
     const FreeResult result =
         info.route != policy::kNone ? policy::deallocate(req, info, address) : run_real_free(req);
@@ -178,7 +164,7 @@ FreeResult AllocationPath::deallocate(const Request& req, uint64_t address) {
       unknown.device = unknown.resolve_device != nullptr ? unknown.resolve_device() : -1;
     trace::Record r = make_record(trace::Op::anomaly, unknown, address, 0);
     r.aux = static_cast<uint64_t>(trace::AnomalyKind::free_unknown);
-    write(w, r, true);
+    write_record(w, r, true);
   }
   // Inside a pool segment (a block freed twice, an interior pointer): CUDA's own free would
   // release the whole segment under the pool's feet. Refuse it as CUDA refuses a double free.
@@ -209,19 +195,27 @@ void AllocationPath::stats(gpumem_stats* out) const {
   if (this != &g_paths[kHostPath]) policy::add_stack_stats(static_cast<int>(this - g_paths), out);
 }
 
-void record_event(trace::Op op, const Request& req, uint64_t address, uint64_t aux,
-                  int32_t result) {
-  TraceWriter* w = session::writer();
-  if (w == nullptr) return;
-  session::note_device(req.device);
-  trace::Record r = make_record(op, req, address, req.bytes);
-  r.aux = aux;
-  r.result = result;
-  write(w, r, op == trace::Op::map);
-}
-
-void record_anomaly(trace::AnomalyKind kind, const Request& req, uint64_t address) {
-  record_event(trace::Op::anomaly, req, address, static_cast<uint64_t>(kind), 0);
+void log_summary() {
+  if (!log_enabled(LogLevel::info)) return;
+  for (int d = 0; d < trace::kMaxDevices; ++d) {
+    gpumem_stats st{};
+    path_for(d).stats(&st);
+    if (st.alloc_count == 0 && st.failed_count == 0 && !policy::has_stack(d)) continue;
+    char a[32], pa[32], r[32], pr[32], lf[32], lim[32];
+    log_message(LogLevel::info,
+                "device %d: allocated %s (peak %s), reserved %s (peak %s), %llu allocs, "
+                "%llu frees, %llu failed, largest free block %s, limit %s, pool %s",
+                d, format_bytes(st.allocated_bytes, a, sizeof a),
+                format_bytes(st.peak_allocated_bytes, pa, sizeof pa),
+                format_bytes(st.reserved_bytes, r, sizeof r),
+                format_bytes(st.peak_reserved_bytes, pr, sizeof pr),
+                static_cast<unsigned long long>(st.alloc_count),
+                static_cast<unsigned long long>(st.free_count),
+                static_cast<unsigned long long>(st.failed_count),
+                format_bytes(st.largest_free_block_bytes, lf, sizeof lf),
+                st.limit_bytes != 0 ? format_bytes(st.limit_bytes, lim, sizeof lim) : "none",
+                pool_kind_name(config().pool));
+  }
 }
 
 }  // namespace gpumem

@@ -14,15 +14,9 @@
 #include "gpumem/gpumem.h"
 #include "gpumem/resources/request.h"
 #include "gpumem/trace/format.h"
+#include "record.h"
 
 namespace gpumem {
-
-// Record::flags helpers: kind of memory, how the caller reached the hook, stream-ordered.
-constexpr uint16_t make_flags(trace::MemKind kind, trace::Lookup lookup, bool async = false) {
-  return static_cast<uint16_t>(static_cast<uint16_t>(kind) |
-                               (static_cast<uint16_t>(lookup) << trace::kFlagLookupShift) |
-                               (async ? trace::kFlagAsync : 0));
-}
 
 // A free leaves its device unresolved: a known pointer's free takes its allocation's device (from
 // the live map), so only the free of an unknown pointer pays for asking CUDA (resolve_device).
@@ -60,8 +54,7 @@ class AllocationPath {
 
 AllocationPath& path_for(int device);
 
-// Events that involve no policy decision: written as they happen.
-void record_event(trace::Op op, const Request& req, uint64_t address, uint64_t aux, int32_t result);
-void record_anomaly(trace::AnomalyKind kind, const Request& req, uint64_t address);
+// At exit with GPUMEM_LOG=info or more: one line per device that was used.
+void log_summary();
 
 }  // namespace gpumem

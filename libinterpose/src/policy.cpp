@@ -282,6 +282,10 @@ FreeResult deallocate(const Request& req, const LiveInfo& info, uint64_t address
   return mr->deallocate(reinterpret_cast<void*>(address), freed);
 }
 
+bool has_stack(int device) {
+  return built_stack(device) != nullptr;
+}
+
 bool pool_owns(uint64_t address) {
   for (int d = 0; d < trace::kMaxDevices; ++d) {
     DeviceStack* s = g_stacks[d].load(std::memory_order_acquire);
@@ -345,29 +349,6 @@ uint64_t empty_cache(int device) {
     total += released;
   }
   return total;
-}
-
-void log_summary() {
-  if (!log_enabled(LogLevel::info)) return;
-  for (int d = 0; d < trace::kMaxDevices; ++d) {
-    gpumem_stats st{};
-    path_for(d).stats(&st);
-    if (st.alloc_count == 0 && st.failed_count == 0 && built_stack(d) == nullptr) continue;
-    char a[32], pa[32], r[32], pr[32], lf[32], lim[32];
-    log_message(LogLevel::info,
-                "device %d: allocated %s (peak %s), reserved %s (peak %s), %llu allocs, "
-                "%llu frees, %llu failed, largest free block %s, limit %s, pool %s",
-                d, format_bytes(st.allocated_bytes, a, sizeof a),
-                format_bytes(st.peak_allocated_bytes, pa, sizeof pa),
-                format_bytes(st.reserved_bytes, r, sizeof r),
-                format_bytes(st.peak_reserved_bytes, pr, sizeof pr),
-                static_cast<unsigned long long>(st.alloc_count),
-                static_cast<unsigned long long>(st.free_count),
-                static_cast<unsigned long long>(st.failed_count),
-                format_bytes(st.largest_free_block_bytes, lf, sizeof lf),
-                st.limit_bytes != 0 ? format_bytes(st.limit_bytes, lim, sizeof lim) : "none",
-                pool_kind_name(config().pool));
-  }
 }
 
 }  // namespace gpumem::policy

@@ -12,11 +12,18 @@
 
 #include <cstdint>
 
-#include "dispatch.h"
+#include "gpumem/gpumem.h"
 #include "gpumem/resources/request.h"
 #include "live_map.h"
+#include "record.h"
 
 namespace gpumem::policy {
+
+using resources::Family;
+using resources::FreeResult;
+using resources::Request;
+using resources::Result;
+using resources::Status;
 
 // Which resource serves a request. Stored in LiveInfo::route so the free takes the same way.
 enum Route : uint8_t {
@@ -36,6 +43,8 @@ Result allocate(const Request& req, Route route);
 FreeResult deallocate(const Request& req, const LiveInfo& info, uint64_t address);
 // True when address lies in a segment of any pool: such an address must never reach CUDA's free.
 bool pool_owns(uint64_t address);
+// True once the device's stack is built (its first request under a policy).
+bool has_stack(int device);
 
 // The device's limit in bytes, percentages resolved (building its stack if need be); 0 = none.
 uint64_t resolved_limit(int device);
@@ -48,7 +57,5 @@ bool lookup(const void* p, resources::BlockInfo* out);
 void add_stack_stats(int device, gpumem_stats* out);
 // Gives empty cached segments back (device -1: all). Writes a trim record per device.
 uint64_t empty_cache(int device);
-// At exit with GPUMEM_LOG=info or more: one line per device that was used.
-void log_summary();
 
 }  // namespace gpumem::policy

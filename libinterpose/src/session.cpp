@@ -16,6 +16,7 @@
 #include <new>
 
 #include "config.h"
+#include "dispatch.h"
 #include "gpumem/trace/writer.h"
 #include "log.h"
 #include "policy.h"
@@ -269,7 +270,7 @@ void note_device(int device) {
 }
 
 void shutdown() {
-  policy::log_summary();
+  log_summary();
   std::lock_guard<std::mutex> lock(g_open_mutex);
   t_holds_open_mutex = true;
   if (g_state.load(std::memory_order_acquire) == kOpen) {
