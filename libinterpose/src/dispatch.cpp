@@ -102,8 +102,7 @@ Result AllocationPath::allocate(const Request& req) {
   const uint64_t address = reinterpret_cast<uint64_t>(a.ptr);
   TraceWriter* w = session::writer();
   if (w != nullptr) session::note_device(req.device);
-  Request rec = req;
-  if (route == policy::kPooled) rec.flags |= trace::kFlagPooled;
+  const uint16_t pooled = route == policy::kPooled ? trace::kFlagPooled : 0;
   if (a.ok()) {
     if (address == 0) return a;  // a zero-byte request that returned NULL: nothing to track
     (is_handle(req.flags) ? live_handles() : live_pointers())
@@ -113,13 +112,15 @@ Result AllocationPath::allocate(const Request& req) {
     raise_peak(c, c.allocated.fetch_add(req.bytes, std::memory_order_relaxed) + req.bytes);
     c.allocs.fetch_add(1, std::memory_order_relaxed);
     if (w != nullptr) {
-      trace::Record r = make_record(trace::Op::alloc, rec, address, req.bytes);
+      trace::Record r = make_record(trace::Op::alloc, req, address, req.bytes);
+      r.flags |= pooled;
       write_record(w, r, true);
     }
   } else {
     c.failed.fetch_add(1, std::memory_order_relaxed);
     if (w != nullptr) {
-      trace::Record r = make_record(trace::Op::alloc_failed, rec, 0, req.bytes);
+      trace::Record r = make_record(trace::Op::alloc_failed, req, 0, req.bytes);
+      r.flags |= pooled;
       r.aux = a.in_use;
       r.result = hooks::api_code(req.family, a.status, a.upstream_code);
       write_record(w, r, true);

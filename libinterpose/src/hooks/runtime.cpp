@@ -1,7 +1,7 @@
 // Runtime family (libcudart): cudaMalloc and friends. Each hook: pass through when nested in
-// another hook, reject NULL out-parameters, translate to a Request, hand it to the device's
-// AllocationPath with the real call, translate the Answer back into a cudaError_t. Those steps
-// are shared with the driver family (hook_family.h); this file holds the runtime's entry points.
+// another hook, reject NULL out-parameters, build a Request carrying the real call, hand it to the
+// device's AllocationPath, translate the answer's Status back into a cudaError_t. Those steps are
+// shared with the driver family (hook_family.h); this file holds the runtime's entry points.
 #include <cuda_runtime_api.h>
 
 #include "hooks/hook_family.h"
