@@ -141,6 +141,13 @@ json record_json(const tr::Event& ev, StringTable* strings) {
     case tr::Op::anomaly:
       j["anomaly"] = anomaly_name(r.aux);
       break;
+    case tr::Op::oom:
+      j["requested"] = r.bytes;
+      j["allocated"] = r.address;
+      j["reserved"] = r.stream;
+      j["largest_free_block"] = r.aux;
+      j["by_gpumem"] = (r.flags & tr::kFlagOomByGpumem) != 0;
+      break;
     default:
       break;
   }

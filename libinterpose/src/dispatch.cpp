@@ -71,6 +71,29 @@ void raise_peak(PathCounters& c, uint64_t now) {
   write_record(w, r, true);
 }
 
+// Out of memory, as the device says it (its own code) or as gpumem's cap or pool does (no code).
+bool is_oom(const Result& a) {
+  return a.status == Status::out_of_memory ||
+         (a.status == Status::upstream_error && hooks::is_out_of_memory(a.upstream_code));
+}
+
+// Op::oom: the device's state right after the failed call `failed` (its alloc_failed record, site
+// included). Reads counters only (no device call, no allocation); the pool's largest free block
+// takes the pool's own lock, which the failed call has released.
+[[gnu::cold, gnu::noinline]] void record_oom(TraceWriter* w, const AllocationPath& path,
+                                             const trace::Record& failed, const Result& a) {
+  gpumem_stats st{};
+  path.stats(&st);
+  trace::Record r = failed;
+  r.op = static_cast<uint16_t>(trace::Op::oom);
+  r.t_ns = 0;  // the writer stamps it: after the alloc_failed record
+  r.address = st.allocated_bytes;
+  r.stream = st.reserved_bytes;
+  r.aux = st.largest_free_block_bytes;
+  if (a.status == Status::out_of_memory && a.upstream_code == 0) r.flags |= trace::kFlagOomByGpumem;
+  w->append(r);
+}
+
 // The hook's own call, with no policy in between.
 Result run_real_alloc(const Request& req) {
   Result r;
@@ -124,6 +147,7 @@ Result AllocationPath::allocate(const Request& req) {
       r.aux = a.in_use;
       r.result = hooks::api_code(req.family, a.status, a.upstream_code);
       write_record(w, r, true);
+      if (is_oom(a)) record_oom(w, *this, r, a);
     }
   }
   return a;

@@ -72,6 +72,15 @@ enum class Op : uint16_t {
   region_register = 22,    // address, bytes: a sub-allocation in heap aux
   region_resize = 23,      // address: the region now has `bytes` bytes
   region_unregister = 24,  // address: the region is gone
+  // The device's state at a failed allocation that ran out of memory (the device refused, or
+  // gpumem's cap or pool did), written by the failing thread right after its alloc_failed record,
+  // with the same site: bytes = requested, address = allocated (what the program held on the
+  // device), stream = reserved (taken from the device: pool segments and direct allocations;
+  // == allocated without a pool), aux = the largest free block inside the device's pool segments
+  // (0 without a pool), result = the API's code; flags as the alloc_failed record's, plus
+  // kFlagOomByGpumem. The device's capacity and cap are its DeviceInfo (header, Op::device_info):
+  // both are fixed for the life of the process. Readers that predate it skip it (unknown op).
+  oom = 25,
 };
 
 // Which API made the record. Values are stable: append, never renumber.
@@ -130,6 +139,9 @@ inline constexpr uint16_t kFlagPooled = 0x0080;  // served by a gpumem pool, not
 // closed by nvtxRangeEnd, possibly on another thread; without it, a push/pop range of `tid`.
 // Their `address` is the range id (the same on begin and end), `stream` the domain's string id.
 inline constexpr uint16_t kFlagProcessRange = 0x0100;
+// Op::oom: gpumem's cap or pool refused the request (the device was not asked, or was asked for
+// a pool segment and the cap refused it); without it the device itself ran out of memory.
+inline constexpr uint16_t kFlagOomByGpumem = 0x0200;
 
 // Stack payloads hold return addresses, innermost first; an entry with this bit set is a Python
 // frame instead (GPUMEM_STACKS=python|mixed): its low 32 bits are a frame id, named by an
@@ -231,6 +243,7 @@ inline const char* op_name(Op op) {
     case Op::region_register: return "region_register";
     case Op::region_resize: return "region_resize";
     case Op::region_unregister: return "region_unregister";
+    case Op::oom: return "oom";
     case Op::invalid: break;
   }
   return "invalid";
