@@ -25,14 +25,28 @@ using gpumem::trace::Op;
 // A domain handle points at one of these (made by nvtxDomainCreate, never freed: NVTX gives no
 // guarantee that no event names a destroyed domain later).
 struct Domain {
+  void* next_kept;  // see keep()
   char name[256];
 };
 
 // A registered string handle points at one of these (same lifetime rule).
 struct Registered {
+  void* next_kept;  // see keep()
   const Domain* domain;
   char text[1];  // UTF-8, NUL-terminated, allocated to fit
 };
+
+// Every domain and registered string stays on one list for the life of the process, so that
+// leak checkers (LeakSanitizer, valgrind, heaptrack) see them reachable, not leaked, once the
+// program has dropped its handles. Lock-free push: registration may race across threads.
+std::atomic<void*> kept_head{nullptr};
+template <typename Node>
+void keep(Node* node) {
+  void* head = kept_head.load(std::memory_order_relaxed);
+  do node->next_kept = head;
+  while (!kept_head.compare_exchange_weak(head, node, std::memory_order_release,
+                                          std::memory_order_relaxed));
+}
 
 // Open push/pop ranges of this thread, innermost last. Initial-exec TLS: no allocation on a
 // thread's first range.
@@ -296,6 +310,7 @@ nvtxStringHandle_t register_string(nvtxDomainHandle_t d, const char* ascii, cons
   if (r == nullptr) return nullptr;
   r->domain = as_domain(d);
   std::memcpy(r->text, n.text, len + 1);
+  keep(r);
   return reinterpret_cast<nvtxStringHandle_t>(r);
 }
 nvtxStringHandle_t NVTX_API register_a(nvtxDomainHandle_t d, const char* s) {
@@ -311,6 +326,7 @@ nvtxDomainHandle_t create_domain(const char* ascii, const wchar_t* wide) {
     append_utf8(wide, d->name, 0, sizeof d->name);
   else
     append_ascii(ascii, d->name, 0, sizeof d->name);
+  keep(d);
   return reinterpret_cast<nvtxDomainHandle_t>(d);
 }
 nvtxDomainHandle_t NVTX_API domain_create_a(const char* s) {
