@@ -8,31 +8,9 @@ namespace gpumem::formats {
 namespace {
 
 using formats_test::analyze;
+using formats_test::expect_same;
 using formats_test::shell;
 using formats_test::temp_file;
-
-void expect_same(const analyzer::Report& want, const analyzer::Report& got, bool reserved) {
-  ASSERT_EQ(got.devices.size(), 1u);
-  ASSERT_EQ(want.devices.size(), 1u);
-  const analyzer::DeviceReport& a = want.devices[0];
-  const analyzer::DeviceReport& b = got.devices[0];
-  EXPECT_EQ(b.peak.allocated_bytes, a.peak.allocated_bytes);
-  if (reserved) {
-    EXPECT_EQ(b.peak.reserved_bytes, a.peak.reserved_bytes);
-    EXPECT_EQ(b.final.reserved_bytes, a.final.reserved_bytes);
-  }
-  EXPECT_EQ(b.final.leaked_allocations, a.final.leaked_allocations);
-  EXPECT_EQ(b.final.leaked_bytes, a.final.leaked_bytes);
-  EXPECT_EQ(b.counts.alloc, a.counts.alloc);
-  EXPECT_EQ(b.counts.free, a.counts.free);
-  ASSERT_EQ(b.peak.live_at_peak_by_size_class.size(), a.peak.live_at_peak_by_size_class.size());
-  for (size_t k = 0; k < a.peak.live_at_peak_by_size_class.size(); ++k) {
-    EXPECT_EQ(b.peak.live_at_peak_by_size_class[k].count,
-              a.peak.live_at_peak_by_size_class[k].count);
-    EXPECT_EQ(b.peak.live_at_peak_by_size_class[k].bytes,
-              a.peak.live_at_peak_by_size_class[k].bytes);
-  }
-}
 
 TEST(Demo, TrainerTracesThroughSnapshotAndCsv) {
   for (const char* pool : {"none", "growth"}) {

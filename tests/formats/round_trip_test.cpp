@@ -12,6 +12,7 @@ namespace gpumem::formats {
 namespace {
 
 using formats_test::analyze;
+using formats_test::expect_same;
 using formats_test::temp_file;
 using replay_test::TraceFile;
 
@@ -40,33 +41,6 @@ analyzer::Report direct(TraceFile& t, const std::string& name) {
   analyzer::Report r = analyze(path);
   ::unlink(path.c_str());
   return r;
-}
-
-void expect_same(const analyzer::Report& want, const analyzer::Report& got, bool reserved) {
-  ASSERT_EQ(got.devices.size(), want.devices.size());
-  for (size_t i = 0; i < want.devices.size(); ++i) {
-    const analyzer::DeviceReport& a = want.devices[i];
-    const analyzer::DeviceReport& b = got.devices[i];
-    EXPECT_EQ(b.peak.allocated_bytes, a.peak.allocated_bytes);
-    if (reserved) {
-      EXPECT_EQ(b.peak.reserved_bytes, a.peak.reserved_bytes);
-      EXPECT_EQ(b.peak.reserved_at_peak_bytes, a.peak.reserved_at_peak_bytes);
-      EXPECT_EQ(b.final.reserved_bytes, a.final.reserved_bytes);
-    }
-    EXPECT_EQ(b.final.allocated_bytes, a.final.allocated_bytes);
-    EXPECT_EQ(b.final.leaked_allocations, a.final.leaked_allocations);
-    EXPECT_EQ(b.final.leaked_bytes, a.final.leaked_bytes);
-    EXPECT_EQ(b.counts.alloc, a.counts.alloc);
-    EXPECT_EQ(b.counts.free, a.counts.free);
-    ASSERT_EQ(b.peak.live_at_peak_by_size_class.size(), a.peak.live_at_peak_by_size_class.size());
-    for (size_t k = 0; k < a.peak.live_at_peak_by_size_class.size(); ++k) {
-      const auto& x = a.peak.live_at_peak_by_size_class[k];
-      const auto& y = b.peak.live_at_peak_by_size_class[k];
-      EXPECT_EQ(y.min_bytes, x.min_bytes);
-      EXPECT_EQ(y.count, x.count);
-      EXPECT_EQ(y.bytes, x.bytes);
-    }
-  }
 }
 
 // Like the demo's trainer under GPUMEM_POOL=growth: weights kept, activations freed each step,
