@@ -1,18 +1,17 @@
 // Detection by content and the conversion of foreign inputs into temporary gpumem traces, shared
 // by `gpumem report` and `gpumem replay`.
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include <fmt/format.h>
 
 #include "gpumem/formats/convert.h"
 #include "gpumem/formats/pickle.h"
+#include "gpumem/regular_file.h"
 
 namespace gpumem::formats {
 
@@ -39,6 +38,24 @@ const char* format_name(InputFormat f) {
   return "unknown format";
 }
 
+namespace {
+// The whole file (`size` from fstat, a hint: a file that grows is read to its end).
+bool read_all(int fd, uint64_t size, std::string* out) {
+  out->resize(static_cast<size_t>(size));
+  size_t got = 0;
+  for (;;) {
+    if (got == out->size()) out->resize(out->size() + 65536);
+    const ssize_t n = ::read(fd, out->data() + got, out->size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  out->resize(got);
+  return true;
+}
+}  // namespace
+
 ForeignInputs::~ForeignInputs() {
   for (const std::string& p : made_) ::unlink(p.c_str());
   if (!dir_.empty()) ::rmdir(dir_.c_str());
@@ -46,16 +63,21 @@ ForeignInputs::~ForeignInputs() {
 
 bool ForeignInputs::convert(std::vector<std::string>* paths, std::string* error) {
   for (std::string& path : *paths) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    std::ifstream in(path, std::ios::binary);
-    char head[256] = {};
-    in.read(head, sizeof head);
-    const InputFormat f = detect_format(std::string_view(head, static_cast<size_t>(in.gcount())));
+    // Opened without blocking and only when regular: anything else (a FIFO, a directory, a
+    // missing file) is left for the trace reader, which refuses it with its own message.
+    std::string not_regular;
+    uint64_t size = 0;
+    const int fd = open_regular_file(path, &not_regular, &size);
+    if (fd < 0) continue;
+    std::string bytes;
+    bool read_ok = read_all(fd, size, &bytes);
+    ::close(fd);
+    if (!read_ok) {
+      *error = fmt::format("cannot read '{}': {}; check the file", path, std::strerror(errno));
+      return false;
+    }
+    const InputFormat f = detect_format(std::string_view(bytes).substr(0, 256));
     if (f != InputFormat::pytorch_snapshot && f != InputFormat::rmm_csv) continue;
-    in.clear();
-    in.seekg(0);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     TraceImage image;
     std::string why;
     const bool ok = f == InputFormat::pytorch_snapshot

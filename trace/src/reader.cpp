@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "gpumem/regular_file.h"
 #include "gpumem/trace/reader.h"
 #include "read_ahead.h"
 
@@ -38,11 +39,7 @@ void terminate_string(char (&s)[N]) {
 class FileReader final : public Reader {
  public:
   FileReader(int fd, std::string path, uint64_t size, std::unique_ptr<Header> header)
-      : fd_(fd),
-        path_(std::move(path)),
-        file_size_(size),
-        header_(std::move(header)),
-        ahead_(fd) {
+      : fd_(fd), path_(std::move(path)), file_size_(size), header_(std::move(header)), ahead_(fd) {
     find_data_end();
     rewind();
   }
@@ -252,7 +249,7 @@ class FileReader final : public Reader {
   bool in_abandoned_blob_ = false;  // continuation slots after an abandoned slot are its payload
   // The chunk in use, owned by ahead_ (typed, so that runs of records in it are Record arrays).
   Record* records_ = nullptr;
-  char* buffer_ = nullptr;  // the same bytes, for byte offsets
+  char* buffer_ = nullptr;      // the same bytes, for byte offsets
   uint64_t buffer_offset_ = 0;  // file offset of buffer_[0]
   uint64_t buffer_len_ = 0;
   std::string payload_;
@@ -267,10 +264,21 @@ std::unique_ptr<Reader> Reader::open(const std::string& path, std::string* error
   std::string scratch;
   std::string& err = error != nullptr ? *error : scratch;
   const std::string quoted = "'" + path + "'";
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Refused before anything can block: a FIFO or device named as a trace would hang open() or
+  // read() for ever (gpumem/regular_file.h).
+  std::string why;
+  uint64_t size = 0;
+  const int fd = open_regular_file(path, &why, &size);
   if (fd < 0) {
-    err = "cannot open trace " + quoted + ": " + std::strerror(errno) +
-          "; check the path (gpumem run prints where it wrote the trace)";
+    if (why.rfind("cannot ", 0) == 0)  // "cannot open: <reason>" or "cannot stat: <reason>"
+      err = why.insert(why.find(':'), " trace " + quoted) +
+            "; check the path (gpumem run prints where it wrote the trace)";
+    else if (why.rfind("is a directory", 0) == 0)
+      err = quoted + " is a directory, not a trace file: pass the path of a .trace file";
+    else
+      err = quoted + " " + why +
+            ": pass the path of a .trace file (copy the trace to a file and "
+            "read that)";
     return nullptr;
   }
   auto fail = [&](std::string message) -> std::unique_ptr<Reader> {
@@ -278,13 +286,6 @@ std::unique_ptr<Reader> Reader::open(const std::string& path, std::string* error
     err = std::move(message);
     return nullptr;
   };
-  struct stat st;
-  if (fstat(fd, &st) != 0) return fail("cannot stat trace " + quoted + ": " + std::strerror(errno));
-  if (S_ISDIR(st.st_mode))
-    return fail(quoted + " is a directory, not a trace file: pass the path of a .trace file");
-  if (!S_ISREG(st.st_mode))
-    return fail(quoted + " is not a regular file: copy the trace to a file and read that");
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
 
   auto header = std::make_unique<Header>();
   std::memset(header.get(), 0, sizeof(Header));
