@@ -3,6 +3,7 @@
 // numbers become the trace's rows of the report.
 #include "gpumem/analyzer/analysis.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <vector>
@@ -20,6 +21,21 @@ namespace gpumem::analyzer {
 
 namespace {
 constexpr size_t kSiteSeries = 10;  // timeline_by_site: the largest sites at the peak, then other
+constexpr size_t kMaxOomsListed = 100;  // per trace; every failure is still counted
+
+// The module of the allocating code: the first native frame's "(module+0xoff)" part; Python frames
+// ("function (file:line)") and unsymbolized addresses have none.
+std::string module_of(const std::vector<std::string>& frames) {
+  if (frames.empty()) return "[no stack recorded]";
+  for (const std::string& f : frames) {
+    const size_t open = f.rfind(" (");
+    if (open == std::string::npos) continue;
+    const size_t plus = f.find("+0x", open);
+    if (plus == std::string::npos) continue;
+    return f.substr(open + 2, plus - open - 2);
+  }
+  return "[unknown module]";
+}
 
 std::string bounded_string(const char* text, size_t capacity) {
   return std::string(text, strnlen(text, capacity));
@@ -92,7 +108,7 @@ class Analysis::TraceState {
   void feed(const trace::Record* records, size_t count, std::string_view payload) {
     size_t i = 0;
     while (i < count) {
-      if (!phases_.any_open() && devices_.last() != nullptr) {
+      if (!phases_.any_open() && pending_ooms_.empty() && devices_.last() != nullptr) {
         PlainRunTotals run;
         run.first_ns = first_ns_;
         run.last_ns = last_ns_;
@@ -196,6 +212,9 @@ class Analysis::TraceState {
       case trace::Op::region_unregister:
         heaps_.region_unregister(r.address, t);
         break;
+      case trace::Op::oom:
+        on_oom(r, t);
+        break;
       default:
         break;  // meminfo, map, unmap, trim: no effect on the numbers
     }
@@ -205,6 +224,8 @@ class Analysis::TraceState {
   // work it does (docs/performance.md has the instruction counts).
   [[gnu::always_inline]] void release(uint64_t address, const LiveAlloc& a, int64_t t,
                                      uint32_t tid) {
+    if (!pending_ooms_.empty()) [[unlikely]]
+      freed_while_pending(a);
     if (a.kind == static_cast<uint8_t>(trace::MemKind::pinned_host)) {
       pinned_.free(a.bytes);
     } else {
@@ -219,6 +240,8 @@ class Analysis::TraceState {
     LiveAlloc& a = live_.claim(r.address, &was_live);  // not touched by what follows
     // The free of the previous owner of this address was lost (torn record): close it here.
     if (was_live) release(r.address, a, t, r.tid);
+    if (!pending_ooms_.empty()) [[unlikely]]
+      resolve_retry(r, t);
     a = LiveAlloc{};
     a.bytes = r.bytes;
     a.t_ns = t;
@@ -249,6 +272,78 @@ class Analysis::TraceState {
     if (trace::mem_kind(r) != trace::MemKind::pinned_host) devices_.get(r.device).count_failed();
     if (Anomaly* a = add_anomaly(r, t, Kind::alloc_failed)) a->in_use_bytes = r.aux;
   }
+
+  // A failed allocation that ran out of memory (Op::oom): the recorded state, and what this replay
+  // has live on the device at that record. It stays pending (the fast path is off meanwhile) until
+  // its thread allocates on that device again: the same bytes = retried, else final.
+  [[gnu::cold, gnu::noinline]] void on_oom(const trace::Record& r, int64_t t) {
+    end_pending(r.tid, r.device, nullptr, 0);  // this thread's earlier failure: its retry failed
+    PendingOom p{r.tid, r.device, r.bytes, SIZE_MAX, 0};
+    if (ooms_.size() < kMaxOomsListed) {
+      DeviceState& d = devices_.get(r.device);
+      ListedOom l;
+      Oom& o = l.oom;
+      o.trace_index = trace_index_;
+      o.pid = summary_.pid;
+      o.rank = summary_.rank;
+      o.device = r.device;
+      o.t_ns = t;
+      o.tid = r.tid;
+      o.api = trace::api_name(static_cast<trace::Api>(r.api));
+      o.result = r.result;
+      o.pooled = (r.flags & trace::kFlagPooled) != 0;
+      o.refused_by = (r.flags & trace::kFlagOomByGpumem) != 0 ? "gpumem" : "device";
+      o.requested_bytes = r.bytes;
+      o.allocated_bytes = r.address;
+      o.reserved_bytes = r.stream;
+      o.reserved_unallocated_bytes = r.stream > r.address ? r.stream - r.address : 0;
+      o.largest_free_block_bytes = r.aux;
+      o.free_in_segments_bytes = d.free_in_segments();
+      if (o.free_in_segments_bytes > 0)
+        o.external_fragmentation = 1.0 - static_cast<double>(d.largest_free_in_segments()) /
+                                             static_cast<double>(o.free_in_segments_bytes);
+      o.site = r.site;
+      o.live_bytes = d.allocated();
+      l.phase = phases_.current(r.tid);
+      l.by_site = d.live_rows(true);
+      l.by_class = d.live_rows(false);
+      p.listed = ooms_.size();
+      ooms_.push_back(std::move(l));
+    }
+    pending_ooms_.push_back(p);
+  }
+
+  // An allocation while failures are pending: resolves its thread's failure on its device.
+  void resolve_retry(const trace::Record& r, int64_t t) {
+    if (trace::mem_kind(r) == trace::MemKind::pinned_host) return;
+    end_pending(r.tid, r.device, &r, t);
+  }
+
+  // Ends the pending failure of (tid, device): retried when `next` asks for the same bytes.
+  void end_pending(uint32_t tid, int device, const trace::Record* next, int64_t t) {
+    for (size_t i = 0; i < pending_ooms_.size(); ++i) {
+      const PendingOom& p = pending_ooms_[i];
+      if (p.tid != tid || p.device != device) continue;
+      const bool retried = next != nullptr && next->bytes == p.bytes;
+      ++(retried ? ooms_retried_ : ooms_final_);
+      if (retried && p.listed != SIZE_MAX) {
+        ooms_[p.listed].oom.retried = true;
+        ooms_[p.listed].oom.retry_t_ns = t;
+        ooms_[p.listed].oom.freed_before_retry_bytes = p.freed;
+      }
+      pending_ooms_.erase(pending_ooms_.begin() + static_cast<ptrdiff_t>(i));
+      return;
+    }
+  }
+
+  void freed_while_pending(const LiveAlloc& a) {
+    if (a.kind == static_cast<uint8_t>(trace::MemKind::pinned_host)) return;
+    for (PendingOom& p : pending_ooms_)
+      if (p.device == a.device) p.freed += a.bytes;
+  }
+
+  // The OOMs of this trace, completed (frames, live rows, module shares, counts) into the report.
+  void finish_ooms(Report* report);
 
   // The real free after an Op::free failed: the allocation is live again (revived from the
   // freed entry the free left), and the failure is listed with its API and code.
@@ -314,6 +409,23 @@ class Analysis::TraceState {
   Phases phases_;
   NvtxHeaps heaps_;
   AnomalyLog anomalies_;
+  struct PendingOom {
+    uint32_t tid;
+    int device;
+    uint64_t bytes;
+    size_t listed;   // index into ooms_, SIZE_MAX when not listed
+    uint64_t freed;  // bytes freed on the device since the failure
+  };
+  struct ListedOom {
+    Oom oom;
+    uint64_t phase = 0;
+    std::vector<GroupRow> by_site;
+    std::vector<GroupRow> by_class;
+  };
+  std::vector<PendingOom> pending_ooms_;
+  std::vector<ListedOom> ooms_;
+  uint64_t ooms_final_ = 0;
+  uint64_t ooms_retried_ = 0;
   uint64_t index_ = 0;            // records seen
   int64_t first_ns_ = INT64_MAX;  // earliest and latest event time (records may be out of order)
   int64_t last_ns_ = INT64_MIN;
@@ -342,7 +454,54 @@ void Analysis::TraceState::finish(const trace::ReadStats& stats, Report* report)
                                             it != leaks.end() ? &it->second : nullptr));
   });
   anomalies_.move_to(report->anomalies, attribution_);
+  finish_ooms(report);
   report->traces.push_back(std::move(summary_));
+}
+
+void Analysis::TraceState::finish_ooms(Report* report) {
+  // Failures still pending at the end of the trace (the program stopped, or crashed) are final.
+  ooms_final_ += pending_ooms_.size();
+  pending_ooms_.clear();
+  report->ooms_final += ooms_final_;
+  report->ooms_retried += ooms_retried_;
+  const bool by_site = summary_.stacks || saw_site_;
+  for (ListedOom& l : ooms_) {
+    Oom& o = l.oom;
+    if (const Devices::Info* info = devices_.find_info(o.device)) {
+      o.capacity_bytes = info->capacity;
+      o.limit_bytes = info->limit;
+    }
+    o.phase = phases_.name(l.phase, attribution_);
+    std::vector<GroupRow> self(1);
+    self[0].by_site = true;
+    self[0].site = o.site;
+    attribution_.add_frames(self);
+    o.frames = std::move(self[0].frames);
+    o.python_line = std::move(self[0].python_line);
+    if (by_site) {
+      attribution_.add_frames(l.by_site);
+      std::map<std::string, OomModuleShare> modules;
+      for (const GroupRow& row : l.by_site) {
+        OomModuleShare& m = modules[module_of(row.frames)];
+        m.count += row.count;
+        m.bytes += row.bytes;
+      }
+      for (auto& [name, m] : modules) {
+        m.module = name;
+        o.by_module.push_back(std::move(m));
+      }
+      std::stable_sort(
+          o.by_module.begin(), o.by_module.end(),
+          [](const OomModuleShare& a, const OomModuleShare& b) { return a.bytes > b.bytes; });
+      o.grouped_by = merge_by_python_line(l.by_site) ? "python_line" : "site";
+      o.live = std::move(l.by_site);
+    } else {
+      o.grouped_by = "size_class";
+      o.live = std::move(l.by_class);
+    }
+    report->ooms.push_back(std::move(o));
+  }
+  ooms_.clear();
 }
 
 DeviceReport Analysis::TraceState::device_report(

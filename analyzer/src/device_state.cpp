@@ -18,6 +18,16 @@ void DeviceState::take_peak_snapshot() {
   }
 }
 
+std::vector<GroupRow> DeviceState::live_rows(bool by_site) const {
+  if (by_site) return rows_by_site(live_by_site_);
+  ClassAggregates live{};
+  for (int k = 0; k < kSizeClasses; ++k) {
+    live[k].count = histogram_[k].count - freed_by_class_[k].count;
+    live[k].bytes = histogram_[k].bytes - freed_by_class_[k].bytes;
+  }
+  return rows_by_class(live);
+}
+
 // The live set itself is copied later, by take_peak_snapshot(): see peak_sites_. `allocated` is
 // passed in: plain_run() holds it in a register meanwhile.
 void DeviceState::new_peak(int64_t t_ns, uint64_t phase, uint64_t allocated, uint64_t reserved) {

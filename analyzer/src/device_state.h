@@ -62,6 +62,11 @@ class DeviceState {
   void count_double_free() { ++counts_.double_free; }
 
   uint64_t allocated() const { return allocated_; }
+  // What is live now, by site (count > 0 only) and by size class (rows largest first), and the
+  // free space inside pool segments: for the OOM forensics (docs/oom.md).
+  std::vector<GroupRow> live_rows(bool by_site) const;
+  uint64_t free_in_segments() const { return segments_.total_free(); }
+  uint64_t largest_free_in_segments() { return segments_.largest_free(); }
   uint64_t reserved() const { return segment_bytes_ + outside_bytes_; }
   int device() const { return device_; }
 

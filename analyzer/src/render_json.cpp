@@ -117,7 +117,8 @@ Json device_json(const DeviceReport& d) {
   j["phases_omitted"] = d.phases_omitted;
   if (!d.marks.empty()) {  // only for traces with markers (gpumem_mark, nvtxMark*)
     Json marks = Json::array();
-    for (const MarkRow& m : d.marks) marks.push_back({{"name", m.name}, {"t_ns", m.t_ns}, {"tid", m.tid}});
+    for (const MarkRow& m : d.marks)
+      marks.push_back({{"name", m.name}, {"t_ns", m.t_ns}, {"tid", m.tid}});
     j["marks"] = std::move(marks);
     j["marks_omitted"] = d.marks_omitted;
   }
@@ -167,6 +168,56 @@ Json device_json(const DeviceReport& d) {
   return j;
 }
 
+Json oom_json(const Oom& o) {
+  Json j = {{"trace_index", o.trace_index},
+            {"pid", o.pid},
+            {"rank", o.rank},
+            {"device", o.device},
+            {"t_ns", o.t_ns},
+            {"tid", o.tid},
+            {"api", o.api},
+            {"result", o.result},
+            {"outcome", o.retried ? "retried" : "final"},
+            {"retry_t_ns", o.retry_t_ns ? Json(*o.retry_t_ns) : Json(nullptr)},
+            {"freed_before_retry_bytes", o.freed_before_retry_bytes},
+            {"refused_by", o.refused_by},
+            {"pooled", o.pooled},
+            {"requested_bytes", o.requested_bytes},
+            {"capacity_bytes", o.capacity_bytes},
+            {"limit_bytes", o.limit_bytes},
+            {"allocated_bytes", o.allocated_bytes},
+            {"reserved_bytes", o.reserved_bytes},
+            {"reserved_unallocated_bytes", o.reserved_unallocated_bytes},
+            {"largest_free_block_bytes", o.largest_free_block_bytes},
+            {"free_in_segments_bytes", o.free_in_segments_bytes},
+            {"external_fragmentation", o.external_fragmentation},
+            {"phase", o.phase ? Json(*o.phase) : Json(nullptr)},
+            {"site", o.site},
+            {"frames", o.frames},
+            {"python_line", o.python_line},
+            {"grouped_by", o.grouped_by},
+            {"live_bytes", o.live_bytes},
+            {"live", rows_json(o.live)}};
+  Json modules = Json::array();
+  for (const OomModuleShare& m : o.by_module)
+    modules.push_back({{"module", m.module}, {"count", m.count}, {"bytes", m.bytes}});
+  j["by_module"] = std::move(modules);
+  Json fits = Json::array();
+  for (const OomFit& f : o.would_fit)
+    fits.push_back(
+        {{"policy", f.policy},
+         {"fits_at_capacity", f.fits_at_capacity},
+         {"smallest_limit_bytes",
+          f.smallest_limit_bytes ? Json(*f.smallest_limit_bytes) : Json(nullptr)},
+         {"safe_limit_bytes", f.safe_limit_bytes ? Json(*f.safe_limit_bytes) : Json(nullptr)}});
+  j["would_fit"] = std::move(fits);
+  Json advice = Json::array();
+  for (const OomAdvice& a : o.advice)
+    advice.push_back({{"scope", a.scope}, {"setting", a.setting}, {"reason", a.reason}});
+  j["advice"] = std::move(advice);
+  return j;
+}
+
 Json rank_stat_json(const RankStat& s) {
   return {{"max_bytes", s.max_bytes}, {"min_bytes", s.min_bytes}, {"mean_bytes", s.mean_bytes},
           {"imbalance", s.imbalance}, {"max_pid", s.max_pid},     {"max_rank", s.max_rank},
@@ -191,6 +242,11 @@ nlohmann::ordered_json report_to_json(const Report& report) {
     if (!a.python_line.empty()) x["python_line"] = a.python_line;
     j["anomalies"].push_back(std::move(x));
   }
+  j["ooms"] = Json::array();
+  for (const Oom& o : report.ooms) j["ooms"].push_back(oom_json(o));
+  j["oom_counts"] = {{"final", report.ooms_final},
+                     {"retried", report.ooms_retried},
+                     {"listed", report.ooms.size()}};
   if (report.ranks) {
     j["ranks"] = {{"processes", report.ranks->processes},
                   {"peak_allocated", rank_stat_json(report.ranks->peak_allocated)},

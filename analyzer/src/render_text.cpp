@@ -146,7 +146,8 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
         h.bytes ? percent(static_cast<double>(h.regions_peak_bytes) / static_cast<double>(h.bytes))
                 : std::string("n/a"),
         human(h.largest_free_at_peak_bytes), h.regions_registered,
-        h.closed ? "" : fmt::format(", {} still in regions at the end", human(h.regions_final_bytes)));
+        h.closed ? ""
+                 : fmt::format(", {} still in regions at the end", human(h.regions_final_bytes)));
   if (d.final.leaked_allocations > 0) {
     out += fmt::format("leaked at exit: {} in {} allocations\n", human(d.final.leaked_bytes),
                        d.final.leaked_allocations);
@@ -186,8 +187,82 @@ void failed_by_python_line(std::string& out, const std::vector<Anomaly>& anomali
 
 }  // namespace
 
+std::string render_oom_text(const Oom& x, const TextOptions& o) {
+  std::string out;
+  const std::string where = x.python_line.empty() ? (x.frames.empty() ? "" : visible(x.frames[0]))
+                                                  : visible(x.python_line);
+  const std::string refused =
+      x.refused_by == "gpumem"
+          ? (x.limit_bytes ? "gpumem's cap of " + human(x.limit_bytes)
+                           : std::string("gpumem's pool"))
+          : "the device" +
+                (x.capacity_bytes ? " (capacity " + human(x.capacity_bytes) + ")" : std::string());
+  out += fmt::format(
+      "OUT OF MEMORY ({}): {} of {} ({} B) on device {} (pid {}) at {}{}, refused by {}\n",
+      x.retried ? "retried and succeeded" : "final", visible(x.api), human(x.requested_bytes),
+      x.requested_bytes, x.device, x.pid, seconds(x.t_ns),
+      x.phase ? " in phase \"" + visible(*x.phase) + "\"" : "", refused);
+  if (!where.empty()) out += "  at " + where + "\n";
+  if (x.retried)
+    out += fmt::format("  retried: the same request succeeded {} later, after {} were freed\n",
+                       seconds(x.retry_t_ns.value_or(x.t_ns) - x.t_ns),
+                       human(x.freed_before_retry_bytes));
+  out += fmt::format("  allocated {}, reserved {}: {} reserved but unallocated (cached, unused)\n",
+                     human(x.allocated_bytes), human(x.reserved_bytes),
+                     human(x.reserved_unallocated_bytes));
+  if (x.pooled || x.free_in_segments_bytes > 0)
+    out += fmt::format(
+        "  pool: {} free inside its segments, largest free block {} (external fragmentation "
+        "{})\n",
+        human(x.free_in_segments_bytes), human(x.largest_free_block_bytes),
+        percent(x.external_fragmentation));
+  if (!x.live.empty()) {
+    out += fmt::format("  live at the failure ({}):\n", x.grouped_by == "site" ? "by call site"
+                                                        : x.grouped_by == "python_line"
+                                                            ? "by Python line"
+                                                            : "by size class");
+    std::string rs;
+    rows(rs, x.live, o);
+    for (size_t at = 0; at < rs.size();) {  // indented one more step under the OOM
+      const size_t end = rs.find('\n', at);
+      out += "  " + rs.substr(at, end - at + 1);
+      at = end + 1;
+    }
+  }
+  if (!x.by_module.empty()) {
+    out += "  by module:\n";
+    for (const OomModuleShare& m : x.by_module)
+      out += fmt::format("    {:>12} in {:>6} allocs  {}\n", human(m.bytes), m.count,
+                         visible(m.module));
+  }
+  if (!x.would_fit.empty()) {
+    out += "  what would fit (replay of the trace up to this request):\n";
+    for (const OomFit& f : x.would_fit) {
+      if (!f.fits_at_capacity || !f.smallest_limit_bytes)
+        out += fmt::format("    pool {}: does not fit on this device at any cap\n", f.policy);
+      else
+        out += fmt::format("    pool {}: fits under a cap of {} ({} B){}\n", f.policy,
+                           human(*f.smallest_limit_bytes), *f.smallest_limit_bytes,
+                           f.safe_limit_bytes && *f.safe_limit_bytes != *f.smallest_limit_bytes
+                               ? ", every cap from " + human(*f.safe_limit_bytes)
+                               : "");
+    }
+  }
+  for (const OomAdvice& a : x.advice)
+    out += fmt::format("  advice ({}): {}\n    because {}\n", a.scope, visible(a.setting),
+                       visible(a.reason));
+  return out;
+}
+
 std::string render_text(const Report& report, const TextOptions& o) {
   std::string out;
+  if (report.ooms_final + report.ooms_retried > 0) {
+    out += fmt::format("{} allocation(s) ran out of memory: {} final, {} retried and succeeded\n",
+                       report.ooms_final + report.ooms_retried, report.ooms_final,
+                       report.ooms_retried);
+    for (const Oom& x : report.ooms) out += render_oom_text(x, o);
+    out += "\n";
+  }
   for (const TraceSummary& t : report.traces) {
     // Everything a trace holds is escaped (gpumem/visible_text.h): a phase name, command line or
     // host with escape sequences must not reach the terminal raw.

@@ -136,6 +136,7 @@ int report_main(const ReportOptions& options) {
     return 1;
   }
   Report report = analysis.finish();
+  if (options.complete) options.complete(report);
   bool ok = true;
   if (!options.json_path.empty()) ok = write_file(options.json_path, render_json(report)) && ok;
   if (!options.html_path.empty()) ok = write_file(options.html_path, render_html(report)) && ok;

@@ -7,5 +7,9 @@
 
 extern "C" __attribute__((visibility("default"), noinline)) int gpumem_oom_workspace_init(
     uint64_t bytes, void** out) {
-  return static_cast<int>(cudaMalloc(out, bytes));
+  const int code = static_cast<int>(cudaMalloc(out, bytes));
+  // Not a tail call: the allocation's innermost frame must be this library's, as a real
+  // workspace's is its library's.
+  asm volatile("" ::: "memory");
+  return code;
 }

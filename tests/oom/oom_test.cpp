@@ -2,6 +2,9 @@
 // `gpumem run` on the simulated device. The numbers are what each scenario does, in bytes.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -113,6 +116,150 @@ TEST(Record, NoneWithoutAFailure) {
   Output o = run(dir, "--limit 64MiB", "retry");
   ASSERT_EQ(o.status, 0) << o.out;
   EXPECT_TRUE(of_op(records(dir / "run.trace"), tr::Op::oom).empty());
+}
+
+// `gpumem report --json -` of the scenario's trace.
+nlohmann::json report(const ScratchDir& dir) {
+  Output o = sh(kCli + " report " + (dir / "run.trace") + " --json - 2>/dev/null");
+  EXPECT_EQ(o.status, 0) << o.out;
+  return nlohmann::json::parse(o.out, nullptr, false);
+}
+
+TEST(Report, TooBigIsFinalAndRefusedByTheDevice) {
+  ScratchDir dir("gpumem-oom");
+  ASSERT_EQ(run(dir, "", "too-big", "SIMCUDA_MEMORY=256MiB").status, 3);
+  const auto j = report(dir);
+  ASSERT_EQ(j["ooms"].size(), 1u) << j.dump();
+  const auto& o = j["ooms"][0];
+  EXPECT_EQ(o["outcome"], "final");
+  EXPECT_EQ(o["refused_by"], "device");
+  EXPECT_EQ(o["api"], "cudaMalloc");
+  EXPECT_EQ(o["result"], 2);
+  EXPECT_EQ(o["requested_bytes"], 512 * kMiB);
+  EXPECT_EQ(o["capacity_bytes"], 256 * kMiB);
+  EXPECT_EQ(o["limit_bytes"], 0);
+  EXPECT_EQ(o["allocated_bytes"], 64 * kMiB);
+  EXPECT_EQ(o["reserved_bytes"], 64 * kMiB);
+  EXPECT_EQ(o["reserved_unallocated_bytes"], 0);
+  EXPECT_EQ(o["largest_free_block_bytes"], 0);
+  EXPECT_EQ(o["grouped_by"], "size_class");
+  EXPECT_EQ(o["live_bytes"], 64 * kMiB);
+  ASSERT_EQ(o["live"].size(), 1u);
+  EXPECT_EQ(o["live"][0]["bytes"], 64 * kMiB);
+  EXPECT_EQ(j["oom_counts"]["final"], 1);
+  EXPECT_EQ(j["oom_counts"]["retried"], 0);
+}
+
+TEST(Report, FragmentationUnderTheGrowthPool) {
+  ScratchDir dir("gpumem-oom");
+  ASSERT_EQ(run(dir, "--pool growth --limit 40MiB", "fragmentation").status, 3);
+  const auto j = report(dir);
+  ASSERT_EQ(j["ooms"].size(), 1u) << j.dump();
+  const auto& o = j["ooms"][0];
+  EXPECT_EQ(o["outcome"], "final");
+  EXPECT_EQ(o["refused_by"], "gpumem");
+  EXPECT_EQ(o["pooled"], true);
+  EXPECT_EQ(o["requested_bytes"], 8 * kMiB);
+  EXPECT_EQ(o["limit_bytes"], 40 * kMiB);
+  EXPECT_EQ(o["allocated_bytes"], 20 * kMiB);
+  EXPECT_EQ(o["reserved_bytes"], 40 * kMiB);
+  EXPECT_EQ(o["reserved_unallocated_bytes"], 20 * kMiB);
+  EXPECT_EQ(o["largest_free_block_bytes"], 4 * kMiB);
+  EXPECT_EQ(o["free_in_segments_bytes"], 20 * kMiB);
+  EXPECT_DOUBLE_EQ(o["external_fragmentation"].get<double>(), 0.8);  // 1 - 4/20
+  EXPECT_EQ(o["live_bytes"], 20 * kMiB);
+}
+
+TEST(Report, AnotherLibrarysWorkspaceByModule) {
+  ScratchDir dir("gpumem-oom");
+  ASSERT_EQ(run(dir, "--stacks --limit 48MiB", "workspace").status, 3);
+  const auto j = report(dir);
+  ASSERT_EQ(j["ooms"].size(), 1u) << j.dump();
+  const auto& o = j["ooms"][0];
+  EXPECT_EQ(o["requested_bytes"], 16 * kMiB);
+  EXPECT_EQ(o["allocated_bytes"], 40 * kMiB);
+  EXPECT_EQ(o["grouped_by"], "site");
+  EXPECT_EQ(o["live"].size(), 3u);  // activations, weights, workspace: one site each
+  ASSERT_EQ(o["by_module"].size(), 2u) << o["by_module"].dump();
+  EXPECT_EQ(o["by_module"][0]["module"], "gpumem-oom");
+  EXPECT_EQ(o["by_module"][0]["bytes"], 24 * kMiB);
+  EXPECT_EQ(o["by_module"][0]["count"], 2);
+  EXPECT_EQ(o["by_module"][1]["module"], "libgpumem_oom_workspace.so");
+  EXPECT_EQ(o["by_module"][1]["bytes"], 16 * kMiB);
+  EXPECT_EQ(o["by_module"][1]["count"], 1);
+  ASSERT_FALSE(o["frames"].empty());
+  EXPECT_NE(o["frames"][0].get<std::string>().find("try_alloc"), std::string::npos);
+}
+
+TEST(Report, RetryAfterEmptyingTheCacheIsCountedApart) {
+  ScratchDir dir("gpumem-oom");
+  ASSERT_EQ(run(dir, "--limit 48MiB", "retry").status, 0);
+  const auto j = report(dir);
+  ASSERT_EQ(j["ooms"].size(), 1u) << j.dump();
+  const auto& o = j["ooms"][0];
+  EXPECT_EQ(o["outcome"], "retried");
+  EXPECT_EQ(o["freed_before_retry_bytes"], 24 * kMiB);  // the three cached 8 MiB buffers
+  EXPECT_GE(o["retry_t_ns"].get<int64_t>(), o["t_ns"].get<int64_t>());
+  EXPECT_EQ(o["allocated_bytes"], 40 * kMiB);
+  EXPECT_EQ(j["oom_counts"]["final"], 0);
+  EXPECT_EQ(j["oom_counts"]["retried"], 1);
+}
+
+TEST(Report, TextPrintsTheOomFirst) {
+  ScratchDir dir("gpumem-oom");
+  ASSERT_EQ(run(dir, "--pool growth --limit 40MiB", "fragmentation").status, 3);
+  Output o = sh(kCli + " report " + (dir / "run.trace") + " --text");
+  ASSERT_EQ(o.status, 0) << o.out;
+  EXPECT_EQ(o.out.rfind("1 allocation(s) ran out of memory: 1 final, 0 retried and succeeded\n"
+                        "OUT OF MEMORY (final): cudaMalloc of 8.00 MiB (8388608 B) on device 0",
+                        0),
+            0u)
+      << o.out;
+  EXPECT_NE(o.out.find("  allocated 20.00 MiB, reserved 40.00 MiB: 20.00 MiB reserved but "
+                       "unallocated (cached, unused)\n  pool: 20.00 MiB free inside its "
+                       "segments, largest free block 4.00 MiB (external fragmentation 80.0%)\n"),
+            std::string::npos)
+      << o.out;
+}
+
+// A trace cut at the failure (the framework aborts right after it): the same section.
+TEST(Report, TraceCutAtTheOomGivesTheSameSection) {
+  ScratchDir dir("gpumem-oom");
+  ASSERT_EQ(run(dir, "--pool growth --limit 40MiB", "fragmentation").status, 3);
+  const auto whole = report(dir);
+  // Keep the records up to and including Op::oom; zero the rest and mark the file not closed.
+  const std::string path = dir / "run.trace";
+  const auto all = records(path);
+  size_t keep = 0;
+  for (size_t i = 0; i < all.size(); ++i)
+    if (all[i].op == static_cast<uint16_t>(tr::Op::oom)) keep = i + 1;
+  ASSERT_GT(keep, 0u);
+  // Records (blobs included) are read in file order: find the oom record's slot in the file.
+  FILE* f = std::fopen(path.c_str(), "r+b");
+  ASSERT_NE(f, nullptr);
+  tr::Header h{};
+  ASSERT_EQ(std::fread(&h, sizeof h, 1, f), 1u);
+  tr::Record rec{};
+  long slot = 0, cut = -1;
+  std::fseek(f, tr::kHeaderSize, SEEK_SET);
+  while (std::fread(&rec, sizeof rec, 1, f) == 1) {
+    if (rec.commit == tr::kCommitted && rec.op == static_cast<uint16_t>(tr::Op::oom))
+      cut = slot + 1;
+    ++slot;
+  }
+  ASSERT_GT(cut, 0);
+  h.flags &= ~tr::kHeaderClosed;
+  h.end_offset = 0;
+  std::fseek(f, 0, SEEK_SET);
+  ASSERT_EQ(std::fwrite(&h, sizeof h, 1, f), 1u);
+  const tr::Record zero{};
+  std::fseek(f, tr::kHeaderSize + cut * static_cast<long>(tr::kRecordSize), SEEK_SET);
+  for (long i = cut; i < slot; ++i) ASSERT_EQ(std::fwrite(&zero, sizeof zero, 1, f), 1u);
+  std::fclose(f);
+  const auto cut_report = report(dir);
+  ASSERT_EQ(cut_report["ooms"].size(), 1u);
+  auto a = whole["ooms"][0], b = cut_report["ooms"][0];
+  EXPECT_EQ(a, b) << a.dump() << "\n" << b.dump();
 }
 
 }  // namespace

@@ -212,6 +212,68 @@ inline std::string kind_name(const Anomaly& a) {
   return "anomaly_" + std::to_string(a.trace_code);
 }
 
+// OOM forensics (docs/oom.md, docs/report-schema.md "ooms[]"): one failed allocation that ran out
+// of memory, from its Op::oom record: the state the preload recorded at the failed call, what was
+// live then (the analyzer's replay up to that record), the waste, and what would have fitted.
+struct OomModuleShare {
+  std::string module;  // the module of the allocating frame ("libcublas.so.12", "python3.11")
+  uint64_t count = 0;
+  uint64_t bytes = 0;
+};
+
+// What replay answers for the trace up to the failure (filled by the CLI: the analyzer does not
+// link replay): the smallest cap under which the program, this request included, fits.
+struct OomFit {
+  std::string policy;                            // "none", "growth", "fixed"
+  bool fits_at_capacity = false;                 // false: no cap on this device helps
+  std::optional<uint64_t> smallest_limit_bytes;  // the smallest cap that fits
+  std::optional<uint64_t> safe_limit_bytes;      // from here up every checked cap fits
+};
+
+// A setting and the numbers that justify it. Only advice the numbers support is given.
+struct OomAdvice {
+  std::string scope;    // "gpumem", "pytorch", "tensorflow", "jax"
+  std::string setting;  // "GPUMEM_POOL=none GPUMEM_LIMIT=28MiB", "expandable_segments:True"...
+  std::string reason;   // the numbers, in words
+};
+
+struct Oom {
+  size_t trace_index = 0;
+  uint32_t pid = 0;
+  int32_t rank = -1;
+  int device = -1;
+  int64_t t_ns = 0;
+  uint32_t tid = 0;
+  std::string api;
+  int32_t result = 0;
+  bool pooled = false;     // the request went to a gpumem pool
+  std::string refused_by;  // "gpumem" (its cap or pool) or "device"
+  uint64_t requested_bytes = 0;
+  uint64_t capacity_bytes = 0;  // the device's (trace header); 0 = unknown
+  uint64_t limit_bytes = 0;     // gpumem's cap; 0 = none
+  uint64_t allocated_bytes = 0;
+  uint64_t reserved_bytes = 0;
+  uint64_t reserved_unallocated_bytes = 0;  // reserved - allocated: cached, unused
+  uint64_t largest_free_block_bytes = 0;    // inside the pool's segments
+  uint64_t free_in_segments_bytes = 0;      // the analyzer's replay: free bytes in segments
+  double external_fragmentation = 0;        // 1 - largest free / free in segments
+  // Retried: the same thread's next successful allocation on the device asked for the same
+  // bytes (after frees or an empty-cache, as frameworks retry); else final.
+  bool retried = false;
+  std::optional<int64_t> retry_t_ns;
+  uint64_t freed_before_retry_bytes = 0;  // retried: freed on the device in between; else 0
+  std::optional<std::string> phase;
+  uint32_t site = 0;
+  std::vector<std::string> frames;
+  std::string python_line;
+  std::string grouped_by;                 // "site", "python_line" or "size_class"
+  std::vector<GroupRow> live;             // live at the failure; sums to live_bytes
+  uint64_t live_bytes = 0;                // the analyzer's allocated at the failure
+  std::vector<OomModuleShare> by_module;  // live bytes by allocating module (with stacks)
+  std::vector<OomFit> would_fit;
+  std::vector<OomAdvice> advice;
+};
+
 struct PinnedHost {
   uint64_t peak_bytes = 0;
   uint64_t final_bytes = 0;
@@ -268,6 +330,9 @@ struct Report {
   std::vector<TraceSummary> traces;
   std::vector<DeviceReport> devices;
   std::vector<Anomaly> anomalies;
+  std::vector<Oom> ooms;    // in trace then record order (at most 100 per trace listed)
+  uint64_t ooms_final = 0;  // every failure counted, listed or not
+  uint64_t ooms_retried = 0;
   std::optional<RanksSummary> ranks;  // present when two or more traces were analysed
 };
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,9 @@ struct ReportOptions {
   std::string perfetto_path;        // "" = none, "-" = stdout: Trace Event Format JSON
   size_t points = 2000;             // timeline points per device
   bool progress = true;             // progress on stderr, only when it is a terminal
+  // Called once the analysis is done, before anything is rendered: the CLI completes each OOM's
+  // what-would-fit and advice there (cli/oom_explain.h; the analyzer does not link replay).
+  std::function<void(Report&)> complete;
 };
 
 // Runs the whole command; returns the exit status (0 ok, 1 nothing could be read or written).
