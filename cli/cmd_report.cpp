@@ -5,6 +5,7 @@
 #include "gpumem/analyzer/report.h"
 #include "gpumem/formats/convert.h"
 #include "gpumem/visible_text.h"
+#include "oom_explain.h"
 
 namespace {
 
@@ -34,6 +35,12 @@ void register_report(CLI::App& app, std::function<int()>* run) {
         std::fprintf(stderr, "gpumem report: %s\n", gpumem::visible(error).c_str());
         return 1;
       }
+      o.complete = [](gpumem::analyzer::Report& report) {
+        std::vector<std::string> notes;
+        gpumem::cli::explain_ooms(report, &notes);
+        for (const std::string& n : notes)
+          std::fprintf(stderr, "gpumem report: %s\n", gpumem::visible(n).c_str());
+      };
       return gpumem::analyzer::report_main(o);
     };
   });

@@ -29,6 +29,7 @@
 #include "gpumem/trace_name.h"
 #include "gpumem/units.h"
 #include "gpumem/visible_text.h"
+#include "oom_explain.h"
 #include "tensor_env.h"
 
 namespace gpumem::cli {
@@ -308,12 +309,21 @@ int run_command(const RunOptions& o) {
                    "gpumem run: no trace at %s (the program made no CUDA allocation, or "
                    "the path was not writable)\n",
                    visible(expected).c_str());
+    // An allocation that failed for good: what was live, the waste, what would fit.
+    if (!path.empty() && !wildcard) {
+      const std::string why = cli::run_explanation(path);
+      std::fwrite(why.data(), 1, why.size(), stderr);
+    }
     if (!o.report_dir.empty()) {
       analyzer::ReportOptions ro;
       ro.inputs = {!path.empty() && !wildcard ? path : o.report_dir};
       ro.json_path = o.report_dir + "/report.json";
       ro.html_path = o.report_dir + "/report.html";
       ro.text = true;  // the summary follows the program's own output
+      ro.complete = [](analyzer::Report& report) {
+        std::vector<std::string> notes;
+        cli::explain_ooms(report, &notes);
+      };
       std::fflush(stdout);
       if (analyzer::report_main(ro) == 0)
         std::fprintf(stderr, "gpumem run: report: %s and %s\n", ro.json_path.c_str(),

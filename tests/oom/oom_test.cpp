@@ -262,4 +262,86 @@ TEST(Report, TraceCutAtTheOomGivesTheSameSection) {
   EXPECT_EQ(a, b) << a.dump() << "\n" << b.dump();
 }
 
+// What would fit, per policy, for the trace up to the failed request; the advised setting then
+// fits in a second run, and one byte (or one granule) less does not.
+TEST(Fit, FragmentationAdvisesNoPoolAndTheSecondRunFits) {
+  ScratchDir dir("gpumem-oom");
+  ASSERT_EQ(run(dir, "--pool growth --limit 40MiB", "fragmentation").status, 3);
+  const auto j = report(dir);
+  ASSERT_EQ(j["ooms"].size(), 1u) << j.dump();
+  const auto& o = j["ooms"][0];
+  ASSERT_EQ(o["would_fit"].size(), 3u);
+  EXPECT_EQ(o["would_fit"][0]["policy"], "none");
+  EXPECT_EQ(o["would_fit"][0]["smallest_limit_bytes"], 40 * kMiB);  // ten 4 MiB blocks at once
+  EXPECT_EQ(o["would_fit"][0]["fits_at_capacity"], true);
+  EXPECT_EQ(o["would_fit"][1]["policy"], "growth");
+  EXPECT_EQ(o["would_fit"][1]["smallest_limit_bytes"], 60 * kMiB);  // a third 20 MiB segment
+  EXPECT_EQ(o["would_fit"][2]["policy"], "fixed");
+  EXPECT_EQ(o["would_fit"][2]["smallest_limit_bytes"], 48 * kMiB);
+  ASSERT_EQ(o["advice"].size(), 1u);
+  EXPECT_EQ(o["advice"][0]["scope"], "gpumem");
+  EXPECT_EQ(o["advice"][0]["setting"], "GPUMEM_POOL=none GPUMEM_LIMIT=40MiB");
+  ScratchDir again("gpumem-oom");
+  Output o2 = run(again, "--pool none --limit 40MiB", "fragmentation");
+  EXPECT_EQ(o2.status, 0) << o2.out;
+  EXPECT_NE(o2.out.find("\"succeeded\":true"), std::string::npos) << o2.out;
+  ScratchDir less("gpumem-oom");
+  EXPECT_EQ(run(less, "--pool growth --limit 58MiB", "fragmentation").status, 3);
+  ScratchDir growth("gpumem-oom");
+  EXPECT_EQ(run(growth, "--pool growth --limit 60MiB", "fragmentation").status, 0);
+}
+
+TEST(Fit, WorkspaceAdvisesTheCapThatFitsAndItDoes) {
+  ScratchDir dir("gpumem-oom");
+  ASSERT_EQ(run(dir, "--stacks --limit 48MiB", "workspace").status, 3);
+  const auto j = report(dir);
+  ASSERT_EQ(j["ooms"].size(), 1u) << j.dump();
+  const auto& o = j["ooms"][0];
+  ASSERT_EQ(o["would_fit"].size(), 3u);
+  EXPECT_EQ(o["would_fit"][0]["smallest_limit_bytes"], 56 * kMiB);  // 40 MiB held + 16 MiB
+  ASSERT_EQ(o["advice"].size(), 1u);
+  EXPECT_EQ(o["advice"][0]["setting"], "GPUMEM_POOL=none GPUMEM_LIMIT=56MiB");
+  ScratchDir again("gpumem-oom");
+  EXPECT_EQ(run(again, "--pool none --limit 56MiB", "workspace").status, 0);
+  ScratchDir less("gpumem-oom");
+  EXPECT_EQ(run(less, "--pool none --limit 58720255", "workspace").status, 3);
+}
+
+TEST(Fit, TooBigForTheDeviceUnderEveryPolicy) {
+  ScratchDir dir("gpumem-oom");
+  ASSERT_EQ(run(dir, "", "too-big", "SIMCUDA_MEMORY=256MiB").status, 3);
+  const auto j = report(dir);
+  ASSERT_EQ(j["ooms"].size(), 1u) << j.dump();
+  const auto& o = j["ooms"][0];
+  ASSERT_EQ(o["would_fit"].size(), 3u);
+  for (const auto& f : o["would_fit"]) EXPECT_EQ(f["fits_at_capacity"], false) << f.dump();
+  EXPECT_EQ(o["would_fit"][0]["smallest_limit_bytes"], 576 * kMiB);
+  ASSERT_EQ(o["advice"].size(), 1u);
+  EXPECT_EQ(o["advice"][0]["reason"],
+            "replayed up to this request, even pool none (the least of every policy) needs "
+            "576.00 MiB (603979776 B), more than the device's 256.00 MiB: no cap or pool makes it "
+            "fit");
+}
+
+// `gpumem run` explains on stderr only an allocation that failed for good.
+TEST(Run, ExplainsFinalFailuresOnly) {
+  ScratchDir dir("gpumem-oom");
+  Output failed = run(dir, "--pool growth --limit 40MiB", "fragmentation");
+  ASSERT_EQ(failed.status, 3) << failed.out;
+  EXPECT_NE(failed.out.find("gpumem: 1 allocation(s) failed for good (0 retried and succeeded); "
+                            "full report: gpumem report " +
+                            (dir / "run.trace") +
+                            "\nOUT OF MEMORY (final): cudaMalloc of 8.00 MiB (8388608 B)"),
+            std::string::npos)
+      << failed.out;
+  EXPECT_NE(failed.out.find("  advice (gpumem): GPUMEM_POOL=none GPUMEM_LIMIT=40MiB\n"),
+            std::string::npos)
+      << failed.out;
+  ScratchDir retried("gpumem-oom");
+  Output ok = run(retried, "--limit 48MiB", "retry");
+  ASSERT_EQ(ok.status, 0) << ok.out;
+  EXPECT_EQ(ok.out.find("OUT OF MEMORY"), std::string::npos) << ok.out;
+  EXPECT_EQ(ok.out.find("failed for good"), std::string::npos) << ok.out;
+}
+
 }  // namespace
