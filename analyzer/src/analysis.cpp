@@ -86,6 +86,7 @@ class Analysis::TraceState {
         devices_(options),
         attribution_(options.max_frames),
         phases_(options.max_phases_per_device),
+        heaps_(live_, devices_, phases_),
         anomalies_(options.max_anomalies_per_trace, header.pid) {
     for (int d = 0; d < trace::kMaxDevices; ++d) {
       const trace::DeviceInfo& info = header.devices[d];
@@ -191,26 +192,23 @@ class Analysis::TraceState {
       case trace::Op::mark:
         phases_.mark(r.aux, t, r.tid);
         break;
-      case trace::Op::heap_register: {
-        const LiveAlloc* a = live_.find(r.address);
-        heaps_.heap_register(r.aux, r.address, r.bytes, r.stream,
-                             a != nullptr && !a->freed ? a->device : -1, t);
+      case trace::Op::heap_register:
+        heaps_.heap_register(r.aux, r.address, r.bytes, r.stream, t, phases_.current(r.tid));
         break;
-      }
       case trace::Op::heap_unregister:
-        heaps_.heap_unregister(r.aux, t);
+        heaps_.heap_unregister(r.aux, t, phases_.current(r.tid));
         break;
       case trace::Op::heap_reset:
-        heaps_.heap_reset(r.aux, t);
+        heaps_.heap_reset(r.aux, t, phases_.current(r.tid));
         break;
       case trace::Op::region_register:
-        heaps_.region_register(r.aux, r.address, r.bytes, t);
+        heaps_.region_register(r.aux, r.address, r.bytes, r.site, t, phases_.current(r.tid));
         break;
       case trace::Op::region_resize:
-        heaps_.region_resize(r.address, r.bytes, t);
+        heaps_.region_resize(r.address, r.bytes, t, phases_.current(r.tid));
         break;
       case trace::Op::region_unregister:
-        heaps_.region_unregister(r.address, t);
+        heaps_.region_unregister(r.address, t, phases_.current(r.tid));
         break;
       case trace::Op::oom:
         on_oom(r, t);
@@ -222,15 +220,17 @@ class Analysis::TraceState {
 
   // The per-event handlers are forced inline into feed(): a call each costs about as much as the
   // work it does (docs/performance.md has the instruction counts).
-  [[gnu::always_inline]] void release(uint64_t address, const LiveAlloc& a, int64_t t,
-                                     uint32_t tid) {
+  [[gnu::always_inline]] void release(uint64_t address, LiveAlloc& a, int64_t t, uint32_t tid) {
     if (!pending_ooms_.empty()) [[unlikely]]
       freed_while_pending(a);
     if (a.kind == static_cast<uint8_t>(trace::MemKind::pinned_host)) {
       pinned_.free(a.bytes);
     } else {
       DeviceState& d = devices_.get(a.device);
-      d.free(address, a, t, phases_.current(tid));
+      if (a.segment_id >= kNvtxHeapSegment) [[unlikely]]  // an NVTX heap's: its regions go too
+        heaps_.allocation_freed(address, a, t, phases_.current(tid));
+      else
+        d.free(address, a, t, phases_.current(tid));
       phases_.device_changed(d, t);
     }
   }
@@ -448,6 +448,7 @@ void Analysis::TraceState::finish(const trace::ReadStats& stats, Report* report)
       (static_cast<double>(summary_.last_ns) - static_cast<double>(summary_.first_ns)) / 1e9;
   const bool by_site = summary_.stacks || saw_site_;
   auto leaks = live_.leaks_by_device();
+  heaps_.add_leaks(leaks);
   devices_.for_each([&](int ordinal, DeviceState& state) {
     auto it = leaks.find(ordinal);
     report->devices.push_back(device_report(ordinal, state, by_site, duration_s,

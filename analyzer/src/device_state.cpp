@@ -13,8 +13,10 @@ void DeviceState::take_peak_snapshot() {
   for (const auto& [site, agg] : live_by_site_)
     if (agg.count != 0) peak_sites_.emplace(site, agg);
   for (int k = 0; k < kSizeClasses; ++k) {
-    peak_classes_[k].count = histogram_[k].count - freed_by_class_[k].count;
-    peak_classes_[k].bytes = histogram_[k].bytes - freed_by_class_[k].bytes;
+    peak_classes_[k].count =
+        histogram_[k].count - freed_by_class_[k].count + resized_by_class_[k].count;
+    peak_classes_[k].bytes =
+        histogram_[k].bytes - freed_by_class_[k].bytes + resized_by_class_[k].bytes;
   }
 }
 
@@ -22,8 +24,8 @@ std::vector<GroupRow> DeviceState::live_rows(bool by_site) const {
   if (by_site) return rows_by_site(live_by_site_);
   ClassAggregates live{};
   for (int k = 0; k < kSizeClasses; ++k) {
-    live[k].count = histogram_[k].count - freed_by_class_[k].count;
-    live[k].bytes = histogram_[k].bytes - freed_by_class_[k].bytes;
+    live[k].count = histogram_[k].count - freed_by_class_[k].count + resized_by_class_[k].count;
+    live[k].bytes = histogram_[k].bytes - freed_by_class_[k].bytes + resized_by_class_[k].bytes;
   }
   return rows_by_class(live);
 }
@@ -79,6 +81,95 @@ void DeviceState::segment_release(uint64_t address, int64_t t_ns, uint64_t phase
   }
   segments_changed(t_ns);
   after_change(t_ns, phase);
+}
+
+bool DeviceState::heap_segment_begin(uint64_t address, LiveAlloc& a, int64_t t_ns, uint64_t phase) {
+  if (a.bytes == 0 || a.segment_id != 0) return false;
+  const uint64_t id = segments_.reserve(address, a.bytes);
+  if (id == 0) return false;
+  snapshot_if_pending();  // allocated goes down: the state before may be the peak
+  a.segment_id = kNvtxHeapSegment | id;
+  segment_bytes_ += a.bytes;
+  segments_changed(t_ns);
+  Running n = running();
+  n.allocated -= a.bytes;
+  n.outside -= a.bytes;
+  Aggregate& site = site_aggregate(a.site);
+  site.remove(a.bytes);
+  if (site_series_) sites_.changed(site, 0 - a.bytes);
+  freed_by_class_[size_class(a.bytes)].add(a.bytes);
+  after_change(n, t_ns, phase, site_series_);
+  store(n);
+  return true;
+}
+
+void DeviceState::heap_segment_end(uint64_t address, LiveAlloc& a, int64_t t_ns, uint64_t phase,
+                                   bool then_free) {
+  if (then_free) snapshot_if_pending();
+  uint64_t bytes = 0, used = 0;
+  // Gone already when a pool's segment_release named the same address (a corrupt trace): then
+  // the allocation holds its memory by itself again, as below.
+  if (segments_.release(address, &bytes, &used)) {
+    segment_bytes_ -= bytes;
+    outside_bytes_ += used;  // regions still inside (none: NvtxHeaps frees them first)
+  }
+  a.segment_id = 0;
+  segments_changed(t_ns);
+  Running n = running();
+  n.allocated += a.bytes;
+  n.outside += a.bytes;
+  Aggregate& site = site_aggregate(a.site);
+  site.add(a.bytes);
+  if (site_series_) sites_.changed(site, a.bytes);
+  freed_by_class_[size_class(a.bytes)].remove(a.bytes);
+  if (then_free) {
+    count_free(n, a.bytes, a.t_ns, site, t_ns, site_series_);
+    n.outside -= a.bytes;
+  }
+  after_change(n, t_ns, phase, site_series_);
+  store(n);
+}
+
+bool DeviceState::region_alloc(uint64_t address, LiveAlloc& r, uint64_t phase) {
+  const uint64_t id = segments_.take(address, r.bytes);
+  if (id == 0) return false;
+  if (r.site != 0 && !site_series_) start_site_series();
+  r.segment_id = id;
+  segments_changed(r.t_ns);
+  Running n = running();
+  count_alloc(n, r.bytes, site_aggregate(r.site), false, r.t_ns, phase, site_series_);
+  store(n);
+  return true;
+}
+
+bool DeviceState::region_resize(uint64_t address, LiveAlloc& r, uint64_t bytes, int64_t t_ns,
+                                uint64_t phase) {
+  const uint64_t old = r.bytes;
+  if (bytes == 0 || r.segment_id == 0) return false;
+  if (bytes == old) return true;
+  if (bytes > old) {
+    // The bytes after the region, in its own segment (extents never span two).
+    const uint64_t id = segments_.take(address + old, bytes - old);
+    if (id != r.segment_id) {
+      if (id != 0) segments_.give_back(address + old, bytes - old, id);
+      return false;
+    }
+  } else {
+    snapshot_if_pending();  // allocated goes down
+    segments_.give_back(address + bytes, old - bytes, r.segment_id);
+  }
+  segments_changed(t_ns);
+  Running n = running();
+  n.allocated += bytes - old;  // modulo 2^64: either way
+  Aggregate& site = site_aggregate(r.site);
+  site.bytes += bytes - old;
+  if (site_series_) sites_.changed(site, bytes - old);
+  resized_by_class_[size_class(old)].remove(old);
+  resized_by_class_[size_class(bytes)].add(bytes);
+  r.bytes = bytes;
+  after_change(n, t_ns, phase, site_series_);
+  store(n);
+  return true;
 }
 
 void DeviceState::report(DeviceReport* out, bool grouped_by_site, double duration_s) {

@@ -57,6 +57,23 @@ class DeviceState {
   }
   void segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase);
   void segment_release(uint64_t address, int64_t t_ns, uint64_t phase);
+  // NVTX heaps (nvtx_heaps.h), the growth pool's shape inside a program's own pool. The live
+  // allocation `a` at `address` (outside any segment) becomes a segment of its size: still
+  // reserved, no longer allocated; a.segment_id = kNvtxHeapSegment | the segment's id. False
+  // (nothing changes) when it has no bytes, is in a segment already or overlaps one.
+  bool heap_segment_begin(uint64_t address, LiveAlloc& a, int64_t t_ns, uint64_t phase);
+  // Undoes heap_segment_begin once the heap's regions are freed: `a` is a plain allocation
+  // again; with `then_free`, its free (Op::free) is counted in the same step, so the memory is
+  // never allocated twice at one instant.
+  void heap_segment_end(uint64_t address, LiveAlloc& a, int64_t t_ns, uint64_t phase,
+                        bool then_free);
+  // A region: a pooled allocation of r.bytes at `address` in a heap's segment (counted as
+  // alloc() counts a pooled one). False (nothing changes) when those bytes are not free there.
+  bool region_alloc(uint64_t address, LiveAlloc& r, uint64_t phase);
+  // The region `r` at `address` now has `bytes` (> 0): allocated and its site change by the
+  // difference, not the allocation counts. False (nothing changes) when it would grow into bytes
+  // that are not free in its segment. A region's free is free().
+  bool region_resize(uint64_t address, LiveAlloc& r, uint64_t bytes, int64_t t_ns, uint64_t phase);
   void count_failed() { ++counts_.alloc_failed; }
   void count_free_unknown() { ++counts_.free_unknown; }
   void count_double_free() { ++counts_.double_free; }
@@ -217,9 +234,12 @@ class DeviceState {
   SiteAggregates live_by_site_;  // emptied sites stay, with count 0
   uint32_t last_site_ = 0;
   Aggregate* last_site_agg_ = nullptr;  // &live_by_site_[last_site_]
-  // What is live by size class is histogram_ minus freed_by_class_ (take_peak_snapshot): an
-  // allocation then updates one class array, not two.
+  // What is live by size class is histogram_ minus freed_by_class_ plus resized_by_class_
+  // (take_peak_snapshot): an allocation then updates one class array, not two. An NVTX heap's
+  // allocation counts as freed while it is a segment; resized_by_class_ moves a resized region
+  // from the class it was allocated in to that of its new size (modulo 2^64 per class).
   ClassAggregates freed_by_class_{};
+  ClassAggregates resized_by_class_{};
 
   // Peak allocated, and the live set at that instant. The live set is copied lazily: on the
   // first change after a new peak that is not itself a new peak (the state just before it is

@@ -14,6 +14,11 @@
 
 namespace gpumem::analyzer {
 
+// LiveAlloc::segment_id of an allocation whose memory an NVTX heap turned into a segment (this
+// bit | the segment's SegmentSpace id; nvtx_heaps.h): no longer allocated, but reserved, its
+// regions the pooled allocations inside. Never a pool segment's id, so the fast path steps aside.
+inline constexpr uint64_t kNvtxHeapSegment = uint64_t{1} << 63;
+
 // One allocation, live or recently freed.
 struct LiveAlloc {
   uint64_t bytes = 0;
@@ -43,6 +48,17 @@ class LiveAllocations {
   }
   // Live or freed; nullptr when the address is unknown (or forgotten).
   LiveAlloc* find(uint64_t address) { return map_.find(address); }
+  // The live allocation whose bytes hold `address`, and its start in *start: the one starting
+  // there, else the first found by a walk of the whole map (for rare records only: NVTX heaps).
+  LiveAlloc* holding(uint64_t address, uint64_t* start) {
+    LiveAlloc* a = map_.find(address);
+    if (a != nullptr && !a->freed) return *start = address, a;
+    bool found = false;
+    map_.for_each([&](uint64_t at, const LiveAlloc& b) {
+      if (!found && !b.freed && address > at && address - at < b.bytes) found = true, *start = at;
+    });
+    return found ? map_.find(*start) : nullptr;
+  }
   void mark_freed(LiveAlloc& a) {
     a.freed = true;
     if (++freed_entries_ > kMaxRememberedFrees) forget_freed();
@@ -64,10 +80,13 @@ class LiveAllocations {
   }
 
   // What is still live on each device (pinned host memory left out), by site and by size class.
+  // An allocation an NVTX heap made a segment is not: its live regions are (NvtxHeaps::add_leaks).
   std::map<int, std::pair<SiteAggregates, ClassAggregates>> leaks_by_device() const {
     std::map<int, std::pair<SiteAggregates, ClassAggregates>> leaks;
     map_.for_each([&](uint64_t /*address*/, const LiveAlloc& a) {
-      if (a.freed || a.kind == static_cast<uint8_t>(trace::MemKind::pinned_host)) return;
+      if (a.freed || a.kind == static_cast<uint8_t>(trace::MemKind::pinned_host) ||
+          a.segment_id >= kNvtxHeapSegment)
+        return;
       auto& [sites, classes] = leaks[a.device];
       sites[a.site].add(a.bytes);
       classes[size_class(a.bytes)].add(a.bytes);

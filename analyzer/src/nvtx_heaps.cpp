@@ -5,8 +5,14 @@
 namespace gpumem::analyzer {
 
 void NvtxHeaps::heap_register(uint64_t heap, uint64_t address, uint64_t bytes, uint64_t domain,
-                              int device, int64_t t_ns) {
-  if (heaps_.size() >= kMaxHeaps) return;
+                              int64_t t_ns, uint64_t phase) {
+  // An id registered again while open (a corrupt trace: the preload never reuses one): the older
+  // heap ends here, the newer counts.
+  if (auto id = open_ids_.find(heap); id != open_ids_.end()) {
+    const uint64_t key = id->second;
+    open_ids_.erase(id);
+    close(key, t_ns, phase, false);
+  }
   Heap h;
   h.row.address = address;
   h.row.bytes = bytes;
@@ -14,7 +20,26 @@ void NvtxHeaps::heap_register(uint64_t heap, uint64_t address, uint64_t bytes, u
   h.row.peak_time_ns = t_ns;
   h.row.largest_free_at_peak_bytes = bytes;
   h.domain = domain;
-  h.device = device;
+  h.end = address + bytes >= address ? address + bytes : UINT64_MAX;
+  uint64_t start = 0;
+  if (LiveAlloc* a = live_.holding(address, &start)) {
+    h.device = a->device;
+    h.allocation = start;
+    h.end = std::min(h.end, start + a->bytes);
+    // Device memory only, not pinned host memory nor a block of gpumem's own pool (a segment
+    // inside a segment): those heaps keep their row and count nothing.
+    if (bytes > 0 && a->kind != static_cast<uint8_t>(trace::MemKind::pinned_host)) {
+      if (a->segment_id >= kNvtxHeapSegment) {
+        h.segment = true;  // a second heap in the same allocation: the same segment
+      } else if (a->segment_id == 0) {
+        DeviceState& d = devices_.get(a->device);
+        h.segment = d.heap_segment_begin(start, *a, t_ns, phase);
+        if (h.segment) phases_.device_changed(d, t_ns);
+      }
+      if (h.segment) ++segment_heaps_[start];
+    }
+  }
+  if (listed_ < kMaxHeaps) h.listed = true, ++listed_;
   open_ids_[heap] = next_key_;
   heaps_.emplace(next_key_++, h);
 }
@@ -25,8 +50,7 @@ bool NvtxHeaps::heap_of(uint64_t heap, uint64_t address, uint64_t* key) const {
   auto id = open_ids_.find(heap);
   if (heap != 0 && id != open_ids_.end()) return *key = id->second, true;
   for (const auto& [k, h] : heaps_)
-    if (h.open && address >= h.row.address && address - h.row.address < h.row.bytes)
-      return *key = k, true;
+    if (h.open && address >= h.row.address && address < h.end) return *key = k, true;
   return false;
 }
 
@@ -39,75 +63,145 @@ void NvtxHeaps::changed(Heap& h, uint64_t key, int64_t t_ns) {
   // The largest gap between this heap's regions at its peak (regions of one heap never overlap).
   uint64_t at = h.row.address, largest = 0;
   for (auto it = regions_.lower_bound(h.row.address); it != regions_.end(); ++it) {
-    if (it->first - h.row.address >= h.row.bytes) break;
+    if (it->first >= h.end) break;
     if (it->second.heap != key) continue;
     if (it->first > at) largest = std::max(largest, it->first - at);
-    at = std::max(at, it->first + it->second.bytes);
+    at = std::max(at, it->first + it->second.a.bytes);
   }
-  const uint64_t end = h.row.address + h.row.bytes;
-  if (end > at) largest = std::max(largest, end - at);
+  if (h.end > at) largest = std::max(largest, h.end - at);
   h.row.largest_free_at_peak_bytes = largest;
 }
 
-void NvtxHeaps::region_register(uint64_t heap, uint64_t address, uint64_t bytes, int64_t t_ns) {
+void NvtxHeaps::region_register(uint64_t heap, uint64_t address, uint64_t bytes, uint32_t site,
+                                int64_t t_ns, uint64_t phase) {
   uint64_t key = 0;
   if (!heap_of(heap, address, &key)) return;
-  region_unregister(address, t_ns);  // an address registered twice: the newer region counts
-  regions_[address] = {key, bytes};
+  // A region outside its heap's range: not the allocator's memory as it described it.
+  {
+    const Heap& h = heaps_.at(key);
+    if (address < h.row.address || address > h.end || bytes > h.end - address) return;
+  }
+  region_unregister(address, t_ns, phase);  // an address registered twice: the newer region counts
   Heap& h = heaps_.at(key);
+  Region region{key, LiveAlloc{}};
+  region.a.bytes = bytes;
+  region.a.t_ns = t_ns;
+  region.a.site = site;
+  region.a.device = static_cast<int16_t>(h.device);
+  if (h.segment) {
+    // Not free in the segment (it overlaps a live region, or has no bytes): not counted.
+    DeviceState& d = devices_.get(h.device);
+    if (!d.region_alloc(address, region.a, phase)) return;
+    phases_.device_changed(d, t_ns);
+  }
+  regions_[address] = region;
   h.live_bytes += bytes;
   ++h.live_count;
   ++h.row.regions_registered;
   changed(h, key, t_ns);
 }
 
-void NvtxHeaps::region_resize(uint64_t address, uint64_t bytes, int64_t t_ns) {
+void NvtxHeaps::region_resize(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase) {
   auto r = regions_.find(address);
-  if (r == regions_.end()) return;
+  if (r == regions_.end() || bytes == 0) return;  // to 0 bytes: ignored (unregister it instead)
   Heap& h = heaps_.at(r->second.heap);
-  h.live_bytes = h.live_bytes - r->second.bytes + bytes;
-  r->second.bytes = bytes;
+  if (bytes > h.end - address) return;  // past its heap's end
+  const uint64_t old = r->second.a.bytes;
+  if (r->second.a.segment_id != 0) {
+    DeviceState& d = devices_.get(h.device);
+    if (!d.region_resize(address, r->second.a, bytes, t_ns, phase)) return;  // over another
+    phases_.device_changed(d, t_ns);
+  }
+  r->second.a.bytes = bytes;
+  h.live_bytes = h.live_bytes - old + bytes;
   changed(h, r->second.heap, t_ns);
 }
 
-void NvtxHeaps::region_unregister(uint64_t address, int64_t t_ns) {
+void NvtxHeaps::region_unregister(uint64_t address, int64_t t_ns, uint64_t phase) {
   auto r = regions_.find(address);
   if (r == regions_.end()) return;
-  Heap& h = heaps_.at(r->second.heap);
-  h.live_bytes -= r->second.bytes;
-  --h.live_count;
   const uint64_t key = r->second.heap;
+  Heap& h = heaps_.at(key);
+  if (r->second.a.segment_id != 0) {
+    DeviceState& d = devices_.get(h.device);
+    d.free(address, r->second.a, t_ns, phase);
+    phases_.device_changed(d, t_ns);
+  }
+  h.live_bytes -= r->second.a.bytes;
+  --h.live_count;
   regions_.erase(r);
   changed(h, key, t_ns);
 }
 
-void NvtxHeaps::drop_regions(uint64_t key, int64_t t_ns) {
-  for (auto r = regions_.begin(); r != regions_.end();)
-    r = r->second.heap == key ? regions_.erase(r) : std::next(r);
+void NvtxHeaps::drop_regions(uint64_t key, int64_t t_ns, uint64_t phase) {
+  std::vector<uint64_t> addresses;
+  for (const auto& [address, region] : regions_)
+    if (region.heap == key) addresses.push_back(address);
+  for (uint64_t address : addresses) region_unregister(address, t_ns, phase);
+}
+
+void NvtxHeaps::heap_reset(uint64_t heap, int64_t t_ns, uint64_t phase) {
+  auto id = open_ids_.find(heap);
+  if (id != open_ids_.end()) drop_regions(id->second, t_ns, phase);
+}
+
+void NvtxHeaps::close(uint64_t key, int64_t t_ns, uint64_t phase, bool freeing) {
+  drop_regions(key, t_ns, phase);
   Heap& h = heaps_.at(key);
-  h.live_bytes = h.live_count = 0;
-  changed(h, key, t_ns);
-}
-
-void NvtxHeaps::heap_reset(uint64_t heap, int64_t t_ns) {
-  auto id = open_ids_.find(heap);
-  if (id != open_ids_.end()) drop_regions(id->second, t_ns);
-}
-
-void NvtxHeaps::heap_unregister(uint64_t heap, int64_t t_ns) {
-  auto id = open_ids_.find(heap);
-  if (id == open_ids_.end()) return;
-  drop_regions(id->second, t_ns);
-  Heap& h = heaps_.at(id->second);
   h.open = false;
   h.row.end_ns = t_ns;
+  if (h.segment) {
+    h.segment = false;
+    auto s = segment_heaps_.find(h.allocation);
+    if (s != segment_heaps_.end() && --s->second == 0) {
+      segment_heaps_.erase(s);
+      // The last heap in it: the segment is the plain allocation it was.
+      LiveAlloc* a = live_.find(h.allocation);
+      if (!freeing && a != nullptr && !a->freed && a->segment_id >= kNvtxHeapSegment) {
+        DeviceState& d = devices_.get(a->device);
+        d.heap_segment_end(h.allocation, *a, t_ns, phase, false);
+        phases_.device_changed(d, t_ns);
+      }
+    }
+  }
+  if (!h.listed) heaps_.erase(key);
+}
+
+void NvtxHeaps::heap_unregister(uint64_t heap, int64_t t_ns, uint64_t phase) {
+  auto id = open_ids_.find(heap);
+  if (id == open_ids_.end()) return;
+  const uint64_t key = id->second;
   open_ids_.erase(id);
+  close(key, t_ns, phase, false);
+}
+
+void NvtxHeaps::allocation_freed(uint64_t address, LiveAlloc& a, int64_t t_ns, uint64_t phase) {
+  std::vector<std::pair<uint64_t, uint64_t>> ending;  // (id, key) of its heaps
+  for (const auto& [id, key] : open_ids_) {
+    const Heap& h = heaps_.at(key);
+    if (h.segment && h.allocation == address) ending.emplace_back(id, key);
+  }
+  for (const auto& [id, key] : ending) {
+    open_ids_.erase(id);
+    close(key, t_ns, phase, true);
+  }
+  segment_heaps_.erase(address);
+  devices_.get(a.device).heap_segment_end(address, a, t_ns, phase, true);
+}
+
+void NvtxHeaps::add_leaks(std::map<int, std::pair<SiteAggregates, ClassAggregates>>& leaks) const {
+  for (const auto& [address, region] : regions_) {
+    if (region.a.segment_id == 0) continue;
+    auto& [sites, classes] = leaks[region.a.device];
+    sites[region.a.site].add(region.a.bytes);
+    classes[size_class(region.a.bytes)].add(region.a.bytes);
+  }
 }
 
 std::vector<NvtxHeapRow> NvtxHeaps::rows(int device, const Attribution& strings) const {
   std::vector<NvtxHeapRow> rows;
   for (const auto& [key, h] : heaps_) {
-    if (h.device != device) continue;
+    if (h.device != device || !h.listed) continue;
     NvtxHeapRow row = h.row;
     row.domain = h.domain != 0 ? strings.string_or_id(h.domain) : "";
     row.closed = !h.open;

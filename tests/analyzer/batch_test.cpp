@@ -125,5 +125,75 @@ TEST(Batch, PlainPairsInOneRunAreCountedExactly) {
   EXPECT_EQ(d.churn.allocated_bytes_total, 1000u * 64 + 250 * (0 + 1 + 2 + 3));
 }
 
+// NVTX heaps (analyzer/src/nvtx_heaps.h) over plain allocations: a heap's allocation leaves the
+// fast path while it is a segment, and its free ends the heap. Heap and region records among
+// plain allocations and frees, with records that name nothing, overlap or repeat.
+Events heap_trace(uint32_t seed, size_t n) {
+  std::mt19937_64 rng(seed);
+  Events e;
+  e.stack(3, {0x401000, 0x402000});
+  auto pick = [&](uint64_t below) { return rng() % below; };
+  auto nvtx = [&](int64_t t, trace::Op op, uint64_t heap, uint64_t address, uint64_t bytes,
+                  uint32_t site) {
+    trace::Record r = Events::rec(t, op, address, bytes, heap, -1, site);
+    r.api = static_cast<uint16_t>(trace::Api::nvtx);
+    e.add(r);
+  };
+  int64_t t = 0;
+  for (size_t i = 0; i < n; ++i) {
+    t += static_cast<int64_t>(pick(2000));
+    const uint64_t address = 0x10000000 + pick(16) * 0x100000;  // 1 MiB apart
+    const uint64_t inside = address + pick(16) * 0x8000;
+    const uint32_t site = pick(3) == 0 ? 3 : 0;
+    const uint64_t roll = pick(100);
+    if (roll < 35)
+      e.alloc(t, address, 0x40000 + pick(0xC0000), site);
+    else if (roll < 60)
+      e.free(t, address);
+    else if (roll < 67)
+      nvtx(t, trace::Op::heap_register, 1 + pick(4), pick(4) == 0 ? inside : address,
+           0x20000 + pick(0x100000), 0);
+    else if (roll < 71)
+      nvtx(t, trace::Op::heap_unregister, 1 + pick(5), 0, 0, 0);
+    else if (roll < 73)
+      nvtx(t, trace::Op::heap_reset, 1 + pick(5), 0, 0, 0);
+    else if (roll < 88)
+      nvtx(t, trace::Op::region_register, pick(5), inside, pick(50) == 0 ? 0 : 1 + pick(0x10000),
+           site);
+    else if (roll < 94)
+      nvtx(t, trace::Op::region_resize, 0, inside, pick(0x20000), 0);
+    else
+      nvtx(t, trace::Op::region_unregister, 0, inside, 0, 0);
+  }
+  return e;
+}
+
+TEST(Batch, NvtxHeapsGiveTheReportOfOneRecordAtATime) {
+  for (uint32_t seed = 1; seed <= 20; ++seed) {
+    Events e = heap_trace(seed, 4000);
+    const Report one_by_one = e.analyze();
+    ASSERT_EQ(one_by_one.devices.size(), 1u);
+    uint64_t regions = 0;
+    for (const NvtxHeapRow& h : one_by_one.devices[0].nvtx_heaps) regions += h.regions_registered;
+    ASSERT_GT(regions, 0u) << "seed " << seed;
+    // Regions counted as allocations of the device: heaps became segments.
+    uint64_t plain = 0;
+    for (const trace::Record& r : e.records())
+      plain += r.op == static_cast<uint16_t>(trace::Op::alloc) ? 1 : 0;
+    ASSERT_GT(one_by_one.devices[0].counts.alloc, plain) << "seed " << seed;
+    // What is live adds up, in both groupings, at the peak and at the end.
+    const DeviceReport& d = one_by_one.devices[0];
+    uint64_t at_peak = 0, by_class = 0, leaked = 0;
+    for (const GroupRow& row : d.peak.live_at_peak) at_peak += row.bytes;
+    for (const GroupRow& row : d.peak.live_at_peak_by_size_class) by_class += row.bytes;
+    for (const GroupRow& row : d.leaks) leaked += row.bytes;
+    EXPECT_EQ(at_peak, d.peak.allocated_bytes) << "seed " << seed;
+    EXPECT_EQ(by_class, d.peak.allocated_bytes) << "seed " << seed;
+    EXPECT_EQ(leaked, d.final.allocated_bytes) << "seed " << seed;
+    EXPECT_LE(d.final.allocated_bytes, d.final.reserved_bytes) << "seed " << seed;
+    ASSERT_EQ(render_json(analyze_in_batches(e, seed)), render_json(one_by_one)) << "seed " << seed;
+  }
+}
+
 }  // namespace
 }  // namespace gpumem::analyzer

@@ -6,7 +6,9 @@
 //
 // Prints "tid NAME N" for each thread it names, and "heap 0xADDR" (the heap's base), so the test
 // knows what to expect. With the argument `levels` it also checks NVTX's answers to push and pop
-// (the nesting levels an attached tool returns) and exits 3 on a wrong one.
+// (the nesting levels an attached tool returns) and exits 3 on a wrong one. With `keep` it stops
+// once the heap's regions are registered and resized: it allocates 30 MiB more (the peak, with the
+// regions live) and exits with all of it still allocated.
 #include <cuda_runtime_api.h>
 #include <nvtx3/nvToolsExt.h>
 #include <nvtx3/nvToolsExtMem.h>
@@ -120,6 +122,7 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "bad") == 0) return misuse();
   if (argc > 1 && std::strcmp(argv[1], "signal") == 0) return ticks();
   g_check_levels = argc > 1 && std::strcmp(argv[1], "levels") == 0;
+  const bool keep = argc > 1 && std::strcmp(argv[1], "keep") == 0;
   print_tid("main");
   nvtxDomainHandle_t trainer = nvtxDomainCreateA("trainer");
   nvtxStringHandle_t forward = nvtxDomainRegisterStringA(trainer, "forward");
@@ -218,6 +221,10 @@ int main(int argc, char** argv) {
   rs.regionDescElementSize = sizeof grown;
   rs.regionDescElements = &grown;
   nvtxMemRegionsResize(trainer, &rs);
+  if (keep) {
+    device_alloc(30 * kMiB);
+    return 0;
+  }
 
   nvtxMemRegionRef_t first;
   first.pointer = base;

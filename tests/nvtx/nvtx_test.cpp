@@ -57,6 +57,17 @@ Trace load(const std::string& path) {
   return t;
 }
 
+// The successful allocations (Op::alloc records) in the trace.
+uint64_t count_allocs(const std::string& path) {
+  std::string err;
+  auto reader = gpumem::trace::Reader::open(path, &err);
+  EXPECT_NE(reader, nullptr) << err;
+  uint64_t n = 0;
+  gpumem::trace::Event ev;
+  while (reader != nullptr && reader->next(&ev)) n += ev.rec.op == static_cast<uint16_t>(Op::alloc);
+  return n;
+}
+
 // "tid NAME N" and "heap 0xADDR" lines of the program's output.
 struct Printed {
   std::map<std::string, uint32_t> tids;
@@ -211,8 +222,92 @@ TEST_F(Nvtx, MemoryExtensionRegionsAreRecordedWithExactSizes) {
   EXPECT_EQ(h["largest_free_at_peak_bytes"].get<uint64_t>(), 7 * kMiB);
   EXPECT_EQ(h["regions_final_bytes"].get<uint64_t>(), 0u);
   EXPECT_FALSE(h["end_ns"].is_null());
-  // The heap's memory is counted once, as its cudaMalloc: the regions add nothing to the peak.
-  EXPECT_EQ(r["devices"][0]["peak"]["allocated_bytes"].get<uint64_t>(), 32 * kMiB);
+  // The heap's memory is counted once: its cudaMalloc became a segment while the heap was
+  // registered, its regions the allocations in it (at most 8 MiB: below the 32 MiB peak); the
+  // heap unregistered, the allocation was plain again until its cudaFree.
+  const json& d = r["devices"][0];
+  EXPECT_EQ(d["peak"]["allocated_bytes"].get<uint64_t>(), 32 * kMiB);
+  EXPECT_EQ(d["peak"]["reserved_bytes"].get<uint64_t>(), 32 * kMiB);
+  EXPECT_EQ(d["final"]["allocated_bytes"].get<uint64_t>(), 0u);
+  EXPECT_EQ(d["final"]["reserved_bytes"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(d["leaks"].empty()) << d["leaks"].dump();
+  EXPECT_EQ(d["counts"]["segment_reserve"].get<uint64_t>(), 0u);  // pool records only
+  // The 3 regions are 3 allocations, the resize none; unregistered or dropped with the heap, 3
+  // frees.
+  EXPECT_EQ(d["counts"]["alloc"].get<uint64_t>(), count_allocs(trace()) + 3);
+  EXPECT_EQ(d["counts"]["free"].get<uint64_t>(), d["counts"]["alloc"].get<uint64_t>());
+}
+
+// The same heap left registered: its regions are the program's live allocations, with their exact
+// sizes, inside the heap's 16 MiB segment.
+TEST_F(Nvtx, MemoryExtensionRegionsArePooledAllocationsInTheirHeap) {
+  auto out = run("", "keep");
+  ASSERT_EQ(out.status, 0) << out.out;
+  auto rep = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + trace() + " --json " +
+                              (dir_ / "r.json"));
+  ASSERT_EQ(rep.status, 0) << rep.out;
+  std::ifstream in(dir_ / "r.json");
+  const json r = json::parse(in);
+  const json& d = r["devices"][0];
+  // The peak: the regions (1 + 4 + 3 MiB) and the 30 MiB allocated after them; reserved: the
+  // heap's 16 MiB and those 30.
+  EXPECT_EQ(d["peak"]["allocated_bytes"].get<uint64_t>(), 38 * kMiB);
+  EXPECT_EQ(d["peak"]["reserved_at_peak_bytes"].get<uint64_t>(), 46 * kMiB);
+  EXPECT_EQ(d["peak"]["reserved_bytes"].get<uint64_t>(), 46 * kMiB);
+  EXPECT_EQ(d["final"]["allocated_bytes"].get<uint64_t>(), 38 * kMiB);
+  EXPECT_EQ(d["final"]["reserved_bytes"].get<uint64_t>(), 46 * kMiB);
+  // Each region alone in its size class: the rows are the regions, with their exact sizes.
+  auto rows = [](const json& list) {
+    std::map<uint64_t, std::pair<uint64_t, uint64_t>> m;  // class min -> (count, bytes)
+    for (const auto& row : list)
+      m[row["size_class"]["min_bytes"].get<uint64_t>()] = {row["count"].get<uint64_t>(),
+                                                           row["bytes"].get<uint64_t>()};
+    return m;
+  };
+  const std::map<uint64_t, std::pair<uint64_t, uint64_t>> live{{1 * kMiB, {1, 1 * kMiB}},
+                                                               {2 * kMiB, {1, 3 * kMiB}},
+                                                               {4 * kMiB, {1, 4 * kMiB}},
+                                                               {16 * kMiB, {1, 30 * kMiB}}};
+  EXPECT_EQ(rows(d["peak"]["live_at_peak_by_size_class"]), live);
+  EXPECT_EQ(d["peak"]["grouped_by"], "size_class");
+  EXPECT_EQ(rows(d["peak"]["live_at_peak"]), live);
+  EXPECT_EQ(rows(d["leaks"]), live);
+  EXPECT_EQ(d["final"]["leaked_bytes"].get<uint64_t>(), 38 * kMiB);
+  // Inside the heap: free 1..2 and 9..16 MiB.
+  EXPECT_EQ(d["fragmentation"]["free_in_segments_at_peak_bytes"].get<uint64_t>(), 8 * kMiB);
+  EXPECT_EQ(d["fragmentation"]["largest_free_block_at_peak_bytes"].get<uint64_t>(), 7 * kMiB);
+  const json& h = d["nvtx_heaps"][0];
+  EXPECT_EQ(h["regions_final_bytes"].get<uint64_t>(), 8 * kMiB);
+  EXPECT_TRUE(h["end_ns"].is_null());
+
+  // With call stacks, the regions are the site of the call that registered them (one call for the
+  // three), apart from the 30 MiB cudaMalloc's.
+  const std::string stacked = dir_ / "s.trace";  // a second run: a new trace (never overwritten)
+  out = gpumem::test::sh("env -u LD_PRELOAD -u NVTX_INJECTION64_PATH " GPUMEM_CLI
+                         " run --device sim --stacks --trace " +
+                         stacked + " -- " NVTX_PROGRAM " keep");
+  ASSERT_EQ(out.status, 0) << out.out;
+  rep = gpumem::test::sh(std::string(GPUMEM_CLI) + " report " + stacked + " --json " +
+                         (dir_ / "s.json"));
+  ASSERT_EQ(rep.status, 0) << rep.out;
+  std::ifstream s_in(dir_ / "s.json");
+  const json s = json::parse(s_in);
+  const json& sd = s["devices"][0];
+  EXPECT_EQ(sd["peak"]["grouped_by"], "site");
+  for (const char* list : {"live", "leaks"}) {
+    const json& rows = list == std::string("live") ? sd["peak"]["live_at_peak"] : sd["leaks"];
+    std::map<uint64_t, uint64_t> count_of;  // bytes -> count
+    std::set<uint64_t> sites;
+    for (const auto& row : rows) {
+      count_of[row["bytes"].get<uint64_t>()] = row["count"].get<uint64_t>();
+      sites.insert(row["site"].get<uint64_t>());
+      EXPECT_FALSE(row["frames"].empty()) << row.dump();
+    }
+    EXPECT_EQ(count_of, (std::map<uint64_t, uint64_t>{{8 * kMiB, 3}, {30 * kMiB, 1}})) << list;
+    EXPECT_EQ(sites.size(), 2u);
+    EXPECT_EQ(sites.count(0), 0u);
+  }
+  ASSERT_TRUE(sd.contains("timeline_by_site")) << sd.dump();
 }
 
 TEST_F(Nvtx, ReportPhasesAreTheRangesTheProgramOpened) {

@@ -14,9 +14,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "config.h"
 #include "gpumem/trace/writer.h"
 #include "reentry.h"
 #include "session.h"
+#include "stacks/stacks.h"
 
 namespace {
 
@@ -145,7 +147,7 @@ uint64_t domain_id(gpumem::TraceWriter* w, const Domain* d) {
 }
 
 void write(gpumem::TraceWriter* w, Op op, uint64_t aux, uint64_t address, uint64_t bytes,
-           uint64_t domain, uint16_t flags) {
+           uint64_t domain, uint16_t flags, uint32_t site = 0) {
   if (w == nullptr) return;
   gpumem::trace::Record r{};
   r.op = static_cast<uint16_t>(op);
@@ -156,6 +158,7 @@ void write(gpumem::TraceWriter* w, Op op, uint64_t aux, uint64_t address, uint64
   r.bytes = bytes;
   r.stream = domain;
   r.flags = flags;
+  r.site = site;
   w->append(r);
 }
 
@@ -349,7 +352,12 @@ void write_mem(Op op, uint64_t heap, uint64_t address, uint64_t bytes, const Dom
   if (gpumem::t_hook_depth != 0) return;
   gpumem::HookScope scope;
   gpumem::TraceWriter* w = writer();
-  write(w, op, heap, address, bytes, domain_id(w, d), 0);
+  // A region is an allocation of the program's own allocator: with GPUMEM_STACKS its call stack
+  // is its site, as a cudaMalloc's is (the report counts it as a pooled allocation there).
+  uint32_t site = 0;
+  if (op == Op::region_register && w != nullptr && gpumem::config().stacks)
+    site = gpumem::stacks::capture(*w, gpumem::config().stack_mode);
+  write(w, op, heap, address, bytes, domain_id(w, d), 0, site);
 }
 
 nvtxMemHeapHandle_t NVTX_API heap_register(nvtxDomainHandle_t d, const nvtxMemHeapDesc_t* desc) {
