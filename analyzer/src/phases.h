@@ -49,9 +49,10 @@ class Phases {
   // Ends the open range with that id; without one, the most recent open phase of that name (name
   // 0, or none of it open: the most recent).
   void end(uint64_t name_id, int64_t t_ns, uint64_t range_id = 0);
-  // A device's numbers changed at t_ns: raise the peaks of every open phase.
+  // A device's numbers changed at t_ns: raise the peaks of every open phase (process-wide or an
+  // NVTX push range of any thread).
   void device_changed(const DeviceState& device, int64_t t_ns) {
-    if (current_ != 0) raise_peaks(device, t_ns);
+    if (!open_.empty()) raise_peaks(device, t_ns);
   }
 
   // An instant marker (Op::mark) of thread `tid`.

@@ -336,6 +336,19 @@ TEST_F(Nvtx, ReportPhasesAreTheRangesTheProgramOpened) {
   EXPECT_EQ(thread_of["attention"], p.tids.at("main"));
   EXPECT_EQ(thread_of["background"], p.tids.at("background"));
   EXPECT_EQ(thread_of.count("load"), 0u);
+  // Each range's peak: the device's allocated while it was open, whichever thread allocated. The
+  // 32 MiB were allocated inside trainer::forward > attention, with "background" open too; each
+  // worker allocated (i + 1) MiB inside its layer, the 4 of them 10 MiB at most together.
+  std::map<std::string, uint64_t> peak_of;
+  for (const auto& ph : d["phases"])
+    peak_of[ph["name"].get<std::string>()] = ph["peak_allocated_bytes"].get<uint64_t>();
+  EXPECT_EQ(peak_of["attention"], 32 * kMiB);
+  EXPECT_EQ(peak_of["trainer::forward"], 32 * kMiB);
+  EXPECT_EQ(peak_of["background"], 32 * kMiB);
+  for (uint64_t i = 0; i < 4; ++i) {
+    EXPECT_GE(peak_of["layer" + std::to_string(i)], (i + 1) * kMiB) << i;
+    EXPECT_LE(peak_of["layer" + std::to_string(i)], 10 * kMiB) << i;
+  }
   // The peak: the allocating thread's innermost range with its ancestors, not "background",
   // which another thread began later and still had open.
   EXPECT_EQ(d["peak"]["allocated_bytes"].get<uint64_t>(), 32 * kMiB);
