@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -116,6 +117,11 @@ TEST(Record, NoneWithoutAFailure) {
   Output o = run(dir, "--limit 64MiB", "retry");
   ASSERT_EQ(o.status, 0) << o.out;
   EXPECT_TRUE(of_op(records(dir / "run.trace"), tr::Op::oom).empty());
+}
+
+// How the explanation names a request of `bytes`: "cudaMalloc of 3.12 MiB (3276800 B)".
+std::string fmt_bytes_line(uint64_t bytes) {
+  return "(" + std::to_string(bytes) + " B) on device 0";
 }
 
 // `gpumem report --json -` of the scenario's trace.
@@ -342,6 +348,34 @@ TEST(Run, ExplainsFinalFailuresOnly) {
   ASSERT_EQ(ok.status, 0) << ok.out;
   EXPECT_EQ(ok.out.find("OUT OF MEMORY"), std::string::npos) << ok.out;
   EXPECT_EQ(ok.out.find("failed for good"), std::string::npos) << ok.out;
+}
+
+// The bundled trainer under a cap: gpumem's explanation and the trainer's own out-of-memory
+// message name the same request, the same bytes held and the same capacity (the cap, which is
+// what cudaMemGetInfo reports under it).
+TEST(Trainer, ExplanationAgreesWithTheTrainersOwnMessage) {
+  ScratchDir dir("gpumem-oom");
+  Output o = sh(kCli + " run --device sim --limit 2MiB --trace " + (dir / "run.trace") + " -- " +
+                GPUMEM_TRAIN + " --epochs 1 --samples 8192");
+  ASSERT_EQ(o.status, 3) << o.out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(o.out, m,
+                                std::regex("\\(([0-9]+) bytes\\) requested while the trainer "
+                                           "held [^(]*\\(([0-9]+) bytes\\); device capacity "
+                                           "[^(]*\\(([0-9]+) bytes\\)")))
+      << o.out;
+  const uint64_t requested = std::stoull(m[1]), held = std::stoull(m[2]),
+                 capacity = std::stoull(m[3]);
+  EXPECT_EQ(requested, 3276800u);  // dataset.inputs: 8192 x 100 floats
+  const auto j = report(dir);
+  ASSERT_EQ(j["ooms"].size(), 1u) << j.dump();
+  const auto& x = j["ooms"][0];
+  EXPECT_EQ(x["requested_bytes"], requested);
+  EXPECT_EQ(x["allocated_bytes"], held);
+  EXPECT_EQ(x["limit_bytes"], capacity);
+  EXPECT_EQ(x["refused_by"], "gpumem");
+  EXPECT_EQ(x["outcome"], "final");
+  EXPECT_NE(o.out.find(fmt_bytes_line(requested)), std::string::npos) << o.out;
 }
 
 }  // namespace
