@@ -1,10 +1,13 @@
 #include "gpumem/analyzer/report.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <system_error>
@@ -13,6 +16,7 @@
 
 #include "gpumem/analyzer/render_json.h"
 #include "gpumem/analyzer/render_text.h"
+#include "gpumem/regular_file.h"
 #include "gpumem/trace/reader.h"
 #include "gpumem/visible_text.h"
 #include "render_html.h"
@@ -29,14 +33,24 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs,
     std::error_code ec;
     if (fs::is_directory(in, ec)) {
       std::vector<std::string> found;
-      for (const auto& entry : fs::directory_iterator(in, ec))
-        if (entry.path().extension() == ".trace" && !entry.is_directory())
+      for (const auto& entry : fs::directory_iterator(in, ec)) {
+        if (entry.path().extension() != ".trace") continue;
+        struct stat st {};
+        if (::stat(entry.path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
           found.push_back(entry.path().string());
+        } else if (!S_ISDIR(st.st_mode)) {  // a FIFO would block the reader for ever: skipped
+          errors->push_back(fmt::format(
+              "{}: skipped: {}; only regular *.trace files are read", entry.path().string(),
+              st.st_mode != 0 ? std::string(file_kind(st.st_mode)) + ", not a regular file"
+                              : std::string(std::strerror(errno))));
+        }
+      }
       std::sort(found.begin(), found.end());
       if (found.empty())
-        errors->push_back(fmt::format("{}: directory holds no *.trace files; pass trace files or "
-                                      "the directory the traces were written to",
-                                      in));
+        errors->push_back(
+            fmt::format("{}: directory holds no *.trace files; pass trace files or "
+                        "the directory the traces were written to",
+                        in));
       files.insert(files.end(), found.begin(), found.end());
     } else if (fs::exists(in, ec)) {
       files.push_back(in);

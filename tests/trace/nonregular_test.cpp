@@ -70,5 +70,33 @@ TEST(NonRegularInput, ImportersDoNotReadAFifo) {
   }
 }
 
+TEST(NonRegularInput, DirectoryScanSkipsAFifoAndReadsTheRest) {
+  ScratchDir dir;
+  ASSERT_EQ(::mkdir(dir.file("traces").c_str(), 0700), 0);
+  ASSERT_EQ(::mkfifo(dir.file("traces/a.trace").c_str(), 0600), 0);
+  {
+    TraceWriter w;
+    ASSERT_TRUE(open_writer(w, dir.file("traces/b.trace")));
+    w.set_device(0, 1ull << 30, 0, "Simulated");
+    w.append(make_record(trace::Op::alloc, 0x1000, 3 << 20));
+    w.close();
+  }
+  const CliResult r = run_cli(dir, "report traces --json -");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.err,
+            "gpumem report: traces/a.trace: skipped: a FIFO (named pipe), not a regular file; "
+            "only regular *.trace files are read\n");
+  EXPECT_NE(r.out.find("\"traces\""), std::string::npos);
+  EXPECT_NE(r.out.find("\"allocated_bytes\": 3145728"), std::string::npos);
+
+  // Only the FIFO: the skip, then the usual "nothing to read" messages, exit status 1.
+  ASSERT_EQ(::unlink(dir.file("traces/b.trace").c_str()), 0);
+  const CliResult only = run_cli(dir, "report traces");
+  EXPECT_EQ(only.exit_code, 1);
+  EXPECT_EQ(only.err.substr(0, only.err.find('\n') + 1),
+            "gpumem report: traces/a.trace: skipped: a FIFO (named pipe), not a regular file; "
+            "only regular *.trace files are read\n");
+}
+
 }  // namespace
 }  // namespace gpumem::test
