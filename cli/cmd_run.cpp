@@ -5,8 +5,8 @@
 // set, on the simulated device when asked (or when `auto` finds no driver), forwards signals,
 // returns CMD's exit status and says where the trace is. The same variables work without the
 // CLI: this command only sets them. NVTX_INJECTION64_PATH names libgpumem.so too (NVTX ranges
-// become phases), unless already set (then it says so). With --capture cupti, libgpumem_cupti.so goes into
-// CUDA_INJECTION64_PATH instead (docs/cupti.md): observation only, no caps or pools.
+// become phases), unless already set (then it says so). With --capture cupti, libgpumem_cupti.so
+// goes into CUDA_INJECTION64_PATH instead (docs/cupti.md): observation only, no caps or pools.
 #include <dlfcn.h>
 #include <limits.h>
 #include <signal.h>
@@ -25,6 +25,7 @@
 
 #include "command.h"
 #include "gpumem/analyzer/report.h"
+#include "gpumem/preload_settings.h"
 #include "gpumem/trace/reader.h"
 #include "gpumem/trace_name.h"
 #include "gpumem/units.h"
@@ -130,20 +131,53 @@ std::string find_child_trace(const std::string& path, pid_t child, time_t starte
   return newest;
 }
 
-// Checks --limit before the program starts, by the rules the preload applies to GPUMEM_LIMIT
-// (gpumem/units.h), so a bad value costs no run. A percentage that is 0 bytes of the real
-// device is found by the preload, which stops the program with status 2.
-bool limit_ok(const std::string& limit, const std::string& pool) {
-  const char* pool_size = std::getenv("GPUMEM_POOL_SIZE");
-  const bool sizes_pool = pool == "fixed" && (pool_size == nullptr || *pool_size == '\0');
-  uint64_t bytes = 0;
-  double percent = 0;
-  const char* why = limit_problem(limit.c_str(), sizes_pool, &bytes, &percent);
-  if (why == nullptr) return true;
-  std::fprintf(stderr,
-               "gpumem run: --limit sets GPUMEM_LIMIT='%s', which is not valid: %s; accepted: a "
-               "size such as 512MiB, 8GiB, 1.5GiB, 1073741824, or a percentage such as 60%%\n",
-               visible(limit).c_str(), why);
+// The GPUMEM_* values the program will see: an option's value over the environment's. Checked
+// before the program starts by the preload's own parser (gpumem/preload_settings.h), so a bad
+// value costs no run and reads as the library would say it. A percentage that is 0 bytes of the
+// real device is found by the preload, which stops the program with status 2.
+struct PendingSettings {
+  std::string trace, stacks, pool, limit;
+};
+const PendingSettings* g_pending = nullptr;
+
+const char* pending_env(const char* name) {
+  const std::string* option = nullptr;
+  if (std::strcmp(name, "GPUMEM_TRACE") == 0) option = &g_pending->trace;
+  if (std::strcmp(name, "GPUMEM_STACKS") == 0) option = &g_pending->stacks;
+  if (std::strcmp(name, "GPUMEM_POOL") == 0) option = &g_pending->pool;
+  if (std::strcmp(name, "GPUMEM_LIMIT") == 0) option = &g_pending->limit;
+  if (option != nullptr && !option->empty()) return option->c_str();
+  return std::getenv(name);
+}
+
+// The option that sets `variable`, when the value came from one ("" when it came from the
+// environment).
+const char* option_for(const PendingSettings& p, const std::string& variable) {
+  if (variable == "GPUMEM_TRACE" && !p.trace.empty()) return "--trace";
+  if (variable == "GPUMEM_STACKS" && !p.stacks.empty()) return "--stacks";
+  if (variable == "GPUMEM_POOL" && !p.pool.empty()) return "--pool";
+  if (variable == "GPUMEM_LIMIT" && !p.limit.empty()) return "--limit";
+  return "";
+}
+
+bool settings_ok(const PendingSettings& pending) {
+  g_pending = &pending;
+  SettingsProblem problem;
+  const bool ok = check_settings(pending_env, &problem);
+  g_pending = nullptr;
+  if (ok) return true;
+  const char* option = option_for(pending, problem.variable);
+  // The library's message (already escaped) names the variable; when an option set it, the
+  // option is named and its advice ("Fix or unset VAR.") becomes "Fix OPTION.".
+  std::string message = problem.message;
+  const std::string advice = std::string(" Fix or unset ") + problem.variable + ".";
+  if (*option != '\0') {
+    if (message.size() > advice.size() &&
+        message.compare(message.size() - advice.size(), advice.size(), advice) == 0)
+      message.resize(message.size() - advice.size());
+    message = std::string(option) + ": " + message + " Fix " + option + ".";
+  }
+  std::fprintf(stderr, "gpumem run: %s\n", message.c_str());
   return false;
 }
 
@@ -170,6 +204,10 @@ int run_command(const RunOptions& o) {
                  "gpumem run: no command given; usage: gpumem run [options] -- CMD ARGS...\n");
     return 2;
   }
+  PendingSettings pending{
+      o.trace.empty() && !o.report_dir.empty() ? o.report_dir + "/gpumem-%p.trace" : o.trace,
+      o.stacks == "native" ? "1" : o.stacks, o.pool, o.limit};
+  if (!settings_ok(pending)) return 2;
   const bool cupti = o.capture == "cupti";
   if (cupti && (!o.limit.empty() || !o.pool.empty())) {
     std::fprintf(stderr,
@@ -265,12 +303,7 @@ int run_command(const RunOptions& o) {
     ::setenv("GPUMEM_TENSORS", summary.c_str(), 1);
   }
   if (!o.pool.empty()) ::setenv("GPUMEM_POOL", o.pool.c_str(), 1);
-  if (!o.limit.empty()) {
-    const char* env_pool = std::getenv("GPUMEM_POOL");
-    if (!limit_ok(o.limit, !o.pool.empty() ? o.pool : env_pool != nullptr ? env_pool : ""))
-      return 2;
-    ::setenv("GPUMEM_LIMIT", o.limit.c_str(), 1);
-  }
+  if (!o.limit.empty()) ::setenv("GPUMEM_LIMIT", o.limit.c_str(), 1);
 
   struct sigaction sa {};
   sa.sa_handler = forward_signal;

@@ -119,7 +119,7 @@ TEST_F(BadEnv, CapsThatHoldNothingExitTwoWithOneLine) {
                           child_environment(false, {}), dir_);
     EXPECT_EQ(o.status, 2) << o.err;
     EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
-    EXPECT_NE(o.err.find("gpumem run: --limit sets GPUMEM_LIMIT='" + limit.substr(0, 4)), std::string::npos)
+    EXPECT_NE(o.err.find("gpumem run: --limit: GPUMEM_LIMIT='" + limit.substr(0, 4)), std::string::npos)
         << o.err;
     EXPECT_NE(o.err.find("not valid"), std::string::npos) << o.err;
   }
@@ -131,6 +131,84 @@ TEST_F(BadEnv, CapsThatHoldNothingExitTwoWithOneLine) {
   EXPECT_NE(o.err.find("gpumem: GPUMEM_LIMIT=1e-10% is not valid: it is 0 bytes of device 0's capacity (16.00 GiB)"),
             std::string::npos)
       << o.err;
+}
+
+// `gpumem run` checks every option, and the GPUMEM_* variables it passes on, with the preload's
+// own parser before it starts the program (issue 27, item 5): status 2, one line, the library's
+// message, and the program never runs (it would create `started`).
+TEST_F(BadEnv, RunRefusesEveryBadOptionBeforeStartingTheProgram) {
+  const std::string limit_forms =
+      "accepted: a size such as 512MiB, 8GiB, 1.5GiB, 1073741824, or a percentage such as 60%.";
+  struct BadRun {
+    std::vector<std::string> args;
+    std::vector<std::string> env;
+    std::string message;
+  };
+  const std::vector<BadRun> cases = {
+      {{"--limit", "200%"},
+       {},
+       "gpumem run: --limit: GPUMEM_LIMIT='200%' is not valid: it is not a size; " + limit_forms + " Fix --limit.\n"},
+      {{"--limit", "0"},
+       {},
+       "gpumem run: --limit: GPUMEM_LIMIT='0' is not valid: it is 0 bytes, a cap that refuses everything; " +
+           limit_forms + " Fix --limit.\n"},
+      {{"--pool", "bogus"},
+       {},
+       "gpumem run: --pool: GPUMEM_POOL='bogus' is not valid; accepted: none, growth or fixed. Fix --pool.\n"},
+      {{"--pool", "fixed"},
+       {},
+       "gpumem run: --pool: GPUMEM_POOL='fixed' is not valid; accepted: fixed together with GPUMEM_POOL_SIZE or "
+       "GPUMEM_LIMIT (the pool's size), or growth, or none. Fix --pool.\n"},
+      {{"--pool", "fixed", "--limit", "100"},
+       {},
+       "gpumem run: --limit: GPUMEM_LIMIT='100' is not valid: it sizes the fixed pool, which needs at least 512 B "
+       "(one pool block); " +
+           limit_forms + " Fix --limit.\n"},
+      {{"--trace", std::string(5000, 'x')},
+       {},
+       "gpumem run: --trace: GPUMEM_TRACE='(too long)' is not valid; accepted: a path template shorter than 4096 "
+       "bytes, or off. Fix --trace.\n"},
+      {{"--stacks=bogus"}, {}, "--stacks: bogus not in {native,python,mixed}\nRun with --help for more information.\n"},
+      {{"--capture", "bogus"}, {}, "--capture: bogus not in {preload,cupti}\nRun with --help for more information.\n"},
+      {{"--device", "bogus"}, {}, "--device: bogus not in {auto,sim,real}\nRun with --help for more information.\n"},
+      {{"--pool", "--"}, {}, ""},  // CLI11's message for a swallowed "--"; checked below by status only
+      // The environment's own GPUMEM_* values go to the program too: checked the same way.
+      {{},
+       {"GPUMEM_LOG=loud"},
+       "gpumem run: GPUMEM_LOG='loud' is not valid; accepted: error, warn, info or debug. Fix or unset GPUMEM_LOG.\n"},
+      {{},
+       {"GPUMEM_POOL_SIZE=511"},
+       "gpumem run: GPUMEM_POOL_SIZE='511' is not valid: it is below 512 B, the fixed pool's smallest block, so every "
+       "allocation would fail; accepted: a size of at least 512 B such as 512MiB or 8GiB (not a percentage). Fix or "
+       "unset GPUMEM_POOL_SIZE.\n"},
+      {{"--limit", "1GiB"},
+       {"GPUMEM_LIMIT_2=abc"},
+       "gpumem run: GPUMEM_LIMIT_2='abc' is not valid: it is not a size; " + limit_forms +
+           " Fix or unset GPUMEM_LIMIT_2.\n"},
+  };
+  const std::string started = dir_ + "/started";
+  for (const BadRun& c : cases) {
+    std::vector<std::string> argv = {GPUMEM_CLI, "run", "--device", "sim"};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    argv.insert(argv.end(), {"--", "/bin/sh", "-c", "touch '" + started + "'"});
+    SCOPED_TRACE(argv[4] + " " + (c.env.empty() ? "" : c.env[0]));
+    const Outcome o = run(argv, child_environment(false, c.env), dir_);
+    EXPECT_EQ(o.status, 2) << o.err;
+    if (!c.message.empty()) {
+      EXPECT_EQ(o.err, c.message);
+    }
+    struct stat st;
+    EXPECT_NE(::stat(started.c_str(), &st), 0) << "the program ran despite the bad setting";
+  }
+  // --report names a folder that cannot be made: refused before the program starts, too.
+  const Outcome o = run({GPUMEM_CLI, "run", "--device", "sim", "--report", "/proc/gpumem-no/such", "--", "/bin/sh",
+                         "-c", "touch '" + started + "'"},
+                        child_environment(false, {}), dir_);
+  EXPECT_EQ(o.status, 2) << o.err;
+  EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
+  EXPECT_EQ(o.err.rfind("gpumem run: cannot create the report folder /proc/gpumem-no/such: ", 0), 0u) << o.err;
+  struct stat st;
+  EXPECT_NE(::stat(started.c_str(), &st), 0);
 }
 
 // The same variables with good values run (so the matrix above tests the values, not the names).

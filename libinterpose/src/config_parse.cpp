@@ -1,0 +1,178 @@
+// parse_config (config.h) and check_settings (gpumem/preload_settings.h): the one parser of the
+// GPUMEM_* variables, linked into libgpumem.so and into `gpumem run`, which checks the settings it
+// is about to give the program before starting it. Allocation-free (fixed buffers) because it runs
+// inside a library constructor, before the program's own allocator may be ready.
+#include <cstdio>
+#include <cstring>
+
+#include "config.h"
+#include "gpumem/preload_settings.h"
+#include "gpumem/resources/block.h"
+#include "gpumem/trace_name.h"
+#include "gpumem/units.h"
+#include "gpumem/visible_text.h"
+
+namespace gpumem {
+namespace {
+
+static_assert(kPoolGranuleBytes == resources::kBlockAlign, "units.h's pool granule is the pools'");
+
+// "VAR='value' is not valid[: reason]; accepted: .... Fix or unset VAR." The value is shown with
+// its control characters escaped, so the message stays one line whatever bytes it holds.
+bool fail(char* err, size_t errlen, const char* var, const char* value, const char* accepted,
+          const char* reason = nullptr) {
+  char shown[160];
+  size_t len = 0;
+  bool cut = false;
+  put_visible(value, [&](char ch) {
+    if (len < sizeof shown - 4)
+      shown[len++] = ch;
+    else
+      cut = true;
+  });
+  if (cut) {
+    std::memcpy(shown + len, "...", 3);  // room kept above
+    len += 3;
+  }
+  shown[len] = '\0';
+  std::snprintf(err, errlen, "%s='%s' is not valid%s%s; accepted: %s. Fix or unset %s.", var, shown,
+                reason != nullptr ? ": " : "", reason != nullptr ? reason : "", accepted, var);
+  return false;
+}
+
+constexpr const char* kLimitForms =
+    "a size such as 512MiB, 8GiB, 1.5GiB, 1073741824, or a percentage such as 60%";
+
+bool parse_limit(const char* var, const char* text, bool sizes_fixed_pool, LimitSpec* out,
+                 char* err, size_t errlen) {
+  uint64_t bytes = 0;
+  double percent = 0;
+  if (const char* why = limit_problem(text, sizes_fixed_pool, &bytes, &percent))
+    return fail(err, errlen, var, text, kLimitForms, why);
+  out->set = true;
+  out->bytes = bytes;
+  out->percent = percent;
+  return true;
+}
+
+// Appends "KEY=VALUE\n" to the summary, silently truncating (the summary is informational).
+void note(Config* c, const char* key, const char* value) {
+  size_t used = std::strlen(c->summary);
+  if (used + 1 >= sizeof c->summary) return;
+  int n = std::snprintf(c->summary + used, sizeof c->summary - used, "%s=%s\n", key, value);
+  if (n < 0) c->summary[used] = '\0';
+}
+
+}  // namespace
+
+bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
+  *c = Config{};
+  const char* trace = env("GPUMEM_TRACE");
+  if (trace != nullptr && std::strcmp(trace, "off") == 0) {
+    c->trace_off = true;
+  } else if (trace != nullptr && *trace != '\0') {
+    if (std::strlen(trace) >= sizeof c->trace_template)
+      return fail(err, errlen, "GPUMEM_TRACE", "(too long)",
+                  "a path template shorter than 4096 bytes, or off");
+    std::strcpy(c->trace_template, trace);
+  } else {
+    std::strcpy(c->trace_template, "gpumem-%p.trace");
+  }
+  note(c, "GPUMEM_TRACE", c->trace_off ? "off" : c->trace_template);
+
+  if (const char* v = env("GPUMEM_STACKS"); v != nullptr && *v != '\0') {
+    static constexpr struct {
+      const char* name;
+      stacks::Mode mode;
+    } kModes[] = {{"0", stacks::Mode::off},         {"off", stacks::Mode::off},
+                  {"1", stacks::Mode::native},      {"native", stacks::Mode::native},
+                  {"python", stacks::Mode::python}, {"mixed", stacks::Mode::mixed}};
+    bool found = false;
+    for (const auto& m : kModes) {
+      if (std::strcmp(v, m.name) != 0) continue;
+      c->stack_mode = m.mode;
+      found = true;
+    }
+    if (!found)
+      return fail(err, errlen, "GPUMEM_STACKS", v,
+                  "0 (off), 1 or native (native call stacks), python (Python source lines), "
+                  "mixed (both)");
+    c->stacks = c->stack_mode != stacks::Mode::off;
+  }
+  static constexpr const char* kModeNames[] = {"0", "1", "python", "mixed"};
+  note(c, "GPUMEM_STACKS", kModeNames[static_cast<int>(c->stack_mode)]);
+
+  // What `gpumem run --tensors` did to the frameworks' allocator settings: recorded in the
+  // header so that the report can say whether a framework's cache still hides tensors.
+  if (const char* v = env("GPUMEM_TENSORS"); v != nullptr && *v != '\0') {
+    std::snprintf(c->tensors, sizeof c->tensors, "%s", v);
+    note(c, "GPUMEM_TENSORS", c->tensors);
+  }
+
+  if (const char* v = env("GPUMEM_LOG"); v != nullptr && *v != '\0') {
+    static const char* const kLevels[] = {"error", "warn", "info", "debug"};
+    bool found = false;
+    for (int i = 0; i < 4; ++i) {
+      if (std::strcmp(v, kLevels[i]) == 0) {
+        c->log = static_cast<LogLevel>(i);
+        found = true;
+      }
+    }
+    if (!found) return fail(err, errlen, "GPUMEM_LOG", v, "error, warn, info or debug");
+    note(c, "GPUMEM_LOG", v);
+  }
+
+  if (const char* v = env("GPUMEM_POOL"); v != nullptr && *v != '\0') {
+    if (!resources::parse_pool_kind(v, &c->pool))
+      return fail(err, errlen, "GPUMEM_POOL", v, "none, growth or fixed");
+  }
+  note(c, "GPUMEM_POOL", pool_kind_name(c->pool));
+
+  // The pool size first: without it a fixed pool takes the limit as its size, which then must
+  // hold one pool block.
+  if (const char* v = env("GPUMEM_POOL_SIZE"); v != nullptr && *v != '\0') {
+    uint64_t bytes = 0;
+    if (const char* why = pool_size_problem(v, &bytes))
+      return fail(err, errlen, "GPUMEM_POOL_SIZE", v,
+                  "a size of at least 512 B such as 512MiB or 8GiB (not a percentage)", why);
+    c->pool_size = bytes;
+  }
+  const bool limit_sizes_pool = c->pool == PoolKind::fixed && c->pool_size == 0;
+
+  if (const char* v = env("GPUMEM_LIMIT"); v != nullptr && *v != '\0') {
+    if (!parse_limit("GPUMEM_LIMIT", v, limit_sizes_pool, &c->limit, err, errlen)) return false;
+    note(c, "GPUMEM_LIMIT", v);
+  }
+  for (int d = 0; d < trace::kMaxDevices; ++d) {
+    char name[32];
+    std::snprintf(name, sizeof name, "GPUMEM_LIMIT_%d", d);
+    const char* v = env(name);
+    if (v == nullptr || *v == '\0') continue;
+    if (!parse_limit(name, v, limit_sizes_pool, &c->device_limit[d], err, errlen)) return false;
+    note(c, name, v);
+  }
+  if (c->pool_size != 0) note(c, "GPUMEM_POOL_SIZE", env("GPUMEM_POOL_SIZE"));
+
+  if (c->pool == PoolKind::fixed && c->pool_size == 0 && !c->limit.set) {
+    return fail(err, errlen, "GPUMEM_POOL", "fixed",
+                "fixed together with GPUMEM_POOL_SIZE or GPUMEM_LIMIT (the pool's size), or "
+                "growth, or none");
+  }
+
+  c->rank = rank_from_environment(env);
+  return true;
+}
+
+bool check_settings(const char* (*env)(const char* name), SettingsProblem* problem) {
+  static_assert(sizeof(SettingsProblem::variable) >= 32, "GPUMEM_LIMIT_<n> fits");
+  *problem = SettingsProblem{};
+  Config scratch;
+  if (parse_config(env, &scratch, problem->message, sizeof problem->message)) return true;
+  // Every message starts "VAR='value' is not valid" (fail() above): VAR is the variable.
+  const char* eq = std::strchr(problem->message, '=');
+  const size_t n = eq != nullptr ? static_cast<size_t>(eq - problem->message) : 0;
+  if (n < sizeof problem->variable) std::memcpy(problem->variable, problem->message, n);
+  return false;
+}
+
+}  // namespace gpumem
