@@ -290,6 +290,19 @@
       fails.appendChild(mark);
     }
     plot.appendChild(fails);
+    // out-of-memory failures (ooms[]): a mark on the axis each; a click opens its explanation
+    const ooms = svgEl("g", { id: "oom-marks" });
+    (dev.ooms || []).forEach((o, k) => {
+      if (o.t < t0 || o.t > t1) return;
+      const px = x(o.t);
+      const mark = svgEl("path", { class: "oom-mark oom-" + o.outcome, id: "oom-mark-" + k,
+                                   d: "M" + px + "," + (m.t + ph - 9) + "l6,9h-12z" });
+      mark.appendChild(svgEl("title", {}, "out of memory (" + o.outcome + "): " + o.api + " of " +
+                             fmtBytes(o.requested) + " at " + fmtTime(o.t) + "; click for why"));
+      mark.addEventListener("click", () => openOom(k));
+      ooms.appendChild(mark);
+    });
+    plot.appendChild(ooms);
     // the peak
     if (dev.peak.allocated > 0 && dev.peak.t >= t0 && dev.peak.t <= t1) {
       const px = x(dev.peak.t), py = y(dev.peak.allocated);
@@ -828,6 +841,39 @@
     groupTable(byId("leak-table"), d.leaks, d.leaks_rest, d.final.leaked_bytes, "no leaks: everything was freed");
   }
 
+  // The OOM panel: each failure's explanation (as `gpumem report --text` prints it) and advice.
+  function renderOoms(d) {
+    const list = d.ooms || [];
+    byId("oom-panel").hidden = list.length === 0;
+    const box = clear(byId("oom-list"));
+    const final = list.filter((o) => o.outcome === "final").length;
+    byId("oom-sub").textContent = fmtCount(list.length) + " on this device: " + fmtCount(final) +
+      " final, " + fmtCount(list.length - final) + " retried and succeeded";
+    list.forEach((o, k) => {
+      const item = el("details", { class: "oom-item oom-" + o.outcome, id: "oom-" + k });
+      if (k === 0 && o.outcome === "final") item.setAttribute("open", "");
+      item.appendChild(el("summary", {}, (o.outcome === "final" ? "final" : "retried") + ": " +
+        o.api + " of " + fmtBytes(o.requested) + " at " + fmtTime(o.t) + ", refused by " +
+        o.refused_by + "; " + fmtBytes(o.allocated) + " allocated, " + fmtBytes(o.reserved) +
+        " reserved, largest free block " + fmtBytes(o.largest_free)));
+      item.appendChild(el("pre", { class: "oom-text" }, o.text));
+      for (const a of o.advice) {
+        const p = el("p", { class: "oom-advice" });
+        p.appendChild(el("span", { class: "pill" }, a.scope));
+        p.appendChild(el("code", {}, a.setting));
+        p.appendChild(el("span", {}, " because " + a.reason));
+        item.appendChild(p);
+      }
+      box.appendChild(item);
+    });
+  }
+  function openOom(k) {
+    const item = byId("oom-" + k);
+    if (!item) return;
+    item.setAttribute("open", "");
+    item.scrollIntoView({ block: "nearest" });
+  }
+
   function renderAnomalies(d) {
     const rows = data.anomalies.filter((a) => a.pid === d.pid && (a.device === d.device || a.device < 0));
     const left = data.anomalies_total - data.anomalies.length;
@@ -891,6 +937,7 @@
     renderHistogram(d);
     renderPhases(d);
     renderLeaks(d);
+    renderOoms(d);
     renderAnomalies(d);
   }
 

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "gpumem/analyzer/render_text.h"
 #include "gpumem/report_assets.h"  // generated from analyzer/html/ at build time
 
 namespace gpumem::analyzer {
@@ -230,6 +231,26 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
                         {"bytes", a.bytes},
                         {"in_use", a.in_use_bytes ? Json(*a.in_use_bytes) : Json(nullptr)}});
   j["failed"] = std::move(failed);
+  // Out-of-memory failures (ooms[]): a mark on the timeline each, explained in the OOM panel.
+  Json ooms = Json::array();
+  for (const Oom& x : report.ooms) {
+    if (x.pid != d.pid || x.device != d.device || ooms.size() >= o.max_failed_marks) continue;
+    Json advice = Json::array();
+    for (const OomAdvice& a : x.advice)
+      advice.push_back({{"scope", a.scope}, {"setting", a.setting}, {"reason", a.reason}});
+    ooms.push_back({{"t", x.t_ns},
+                    {"outcome", x.retried ? "retried" : "final"},
+                    {"api", x.api},
+                    {"requested", x.requested_bytes},
+                    {"allocated", x.allocated_bytes},
+                    {"reserved", x.reserved_bytes},
+                    {"waste", x.reserved_unallocated_bytes},
+                    {"largest_free", x.largest_free_block_bytes},
+                    {"refused_by", x.refused_by},
+                    {"text", render_oom_text(x)},
+                    {"advice", std::move(advice)}});
+  }
+  j["ooms"] = std::move(ooms);
   return j;
 }
 
