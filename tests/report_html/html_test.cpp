@@ -457,7 +457,16 @@ void data_paths(const nlohmann::json& j, const std::string& at, std::set<std::st
 // docs/report-html.md lists, so the document cannot miss a field or keep a stale one.
 TEST(Page, DataIsTheDocumentedReportPageSchema) {
   std::set<std::string> fields;
-  for (const Report& r : {sample_report(), python_sites_report(), two_ranks_report()}) {
+  // One out-of-memory failure (docs/oom.md) on the sample's device, with advice.
+  Report with_oom = sample_report();
+  Oom oom;
+  oom.pid = with_oom.devices[0].pid;
+  oom.device = with_oom.devices[0].device;
+  oom.api = "cudaMalloc";
+  oom.refused_by = "gpumem";
+  oom.advice.push_back({"gpumem", "GPUMEM_POOL=none", "the numbers"});
+  with_oom.ooms.push_back(oom);
+  for (const Report& r : {with_oom, python_sites_report(), two_ranks_report()}) {
     nlohmann::json data = html_data(r);
     EXPECT_EQ(data["schema"], "gpumem.report-page/1");
     data_paths(data, "", &fields);
