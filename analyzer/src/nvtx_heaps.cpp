@@ -39,6 +39,7 @@ void NvtxHeaps::heap_register(uint64_t heap, uint64_t address, uint64_t bytes, u
       if (h.segment) ++segment_heaps_[start];
     }
   }
+  h.row.counted = h.segment;
   if (listed_ < kMaxHeaps) h.listed = true, ++listed_;
   open_ids_[heap] = next_key_;
   heaps_.emplace(next_key_++, h);

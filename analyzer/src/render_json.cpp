@@ -135,7 +135,8 @@ Json device_json(const DeviceReport& d) {
                        {"regions_peak_count", h.regions_peak_count},
                        {"peak_time_ns", h.peak_time_ns},
                        {"largest_free_at_peak_bytes", h.largest_free_at_peak_bytes},
-                       {"regions_final_bytes", h.regions_final_bytes}});
+                       {"regions_final_bytes", h.regions_final_bytes},
+                       {"counted", h.counted}});
     j["nvtx_heaps"] = std::move(heaps);
   }
   Json hist = Json::array();

@@ -140,14 +140,15 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
   for (const NvtxHeapRow& h : d.nvtx_heaps)  // an allocator's own pool (NVTX memory extension)
     out += fmt::format(
         "NVTX heap {}{:#x}: {}, regions peak {} in {} ({}), largest free gap then {}, "
-        "{} registered{}\n",
+        "{} registered{}{}\n",
         h.domain.empty() ? "" : visible(h.domain) + " ", h.address, human(h.bytes),
         human(h.regions_peak_bytes), h.regions_peak_count,
         h.bytes ? percent(static_cast<double>(h.regions_peak_bytes) / static_cast<double>(h.bytes))
                 : std::string("n/a"),
         human(h.largest_free_at_peak_bytes), h.regions_registered,
         h.closed ? ""
-                 : fmt::format(", {} still in regions at the end", human(h.regions_final_bytes)));
+                 : fmt::format(", {} still in regions at the end", human(h.regions_final_bytes)),
+        h.counted ? "" : " (not in the device numbers: see nvtx_heaps[].counted)");
   if (d.final.leaked_allocations > 0) {
     out += fmt::format("leaked at exit: {} in {} allocations\n", human(d.final.leaked_bytes),
                        d.final.leaked_allocations);

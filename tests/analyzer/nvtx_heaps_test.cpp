@@ -116,6 +116,7 @@ TEST(NvtxHeaps, RegionsArePooledAllocationsInTheHeapsSegment) {
   EXPECT_EQ(d.nvtx_heaps[0].largest_free_at_peak_bytes, 7 * kMiB);
   EXPECT_EQ(d.nvtx_heaps[0].regions_final_bytes, 4 * kMiB);
   EXPECT_FALSE(d.nvtx_heaps[0].closed);
+  EXPECT_TRUE(d.nvtx_heaps[0].counted);
 }
 
 TEST(NvtxHeaps, HeapUnregisterGivesTheAllocationBack) {
@@ -266,6 +267,8 @@ TEST(NvtxHeaps, HeapsOverPooledOrHostMemoryCountNothing) {
   EXPECT_EQ(d.final.reserved_bytes, 32 * kMiB);
   ASSERT_EQ(d.nvtx_heaps.size(), 2u);
   EXPECT_EQ(d.nvtx_heaps[0].regions_final_bytes, 4 * kMiB);
+  EXPECT_FALSE(d.nvtx_heaps[0].counted);
+  EXPECT_FALSE(d.nvtx_heaps[1].counted);
   e.free(80, kA);
   EXPECT_EQ(e.analyze().devices[0].final.allocated_bytes, 0u);
 }

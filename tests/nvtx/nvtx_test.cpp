@@ -222,6 +222,7 @@ TEST_F(Nvtx, MemoryExtensionRegionsAreRecordedWithExactSizes) {
   EXPECT_EQ(h["largest_free_at_peak_bytes"].get<uint64_t>(), 7 * kMiB);
   EXPECT_EQ(h["regions_final_bytes"].get<uint64_t>(), 0u);
   EXPECT_FALSE(h["end_ns"].is_null());
+  EXPECT_TRUE(h["counted"].get<bool>());
   // The heap's memory is counted once: its cudaMalloc became a segment while the heap was
   // registered, its regions the allocations in it (at most 8 MiB: below the 32 MiB peak); the
   // heap unregistered, the allocation was plain again until its cudaFree.

@@ -100,6 +100,9 @@ struct NvtxHeapRow {
   int64_t peak_time_ns = 0;
   uint64_t largest_free_at_peak_bytes = 0;  // the largest gap between regions then
   uint64_t regions_final_bytes = 0;     // live region bytes at the end (0 once unregistered)
+  // Its allocation was a segment of the device and its regions pooled allocations in it (false:
+  // no live device allocation held it, or it was pinned host memory or a block of gpumem's pool).
+  bool counted = false;
 };
 
 // An instant marker (gpumem_mark, nvtxMark*): its name, time and thread.
