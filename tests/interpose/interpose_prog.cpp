@@ -472,6 +472,114 @@ int vmm() {
   return g_failures;
 }
 
+CUmemAllocationProp device0_prop() {
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = 0;
+  return prop;
+}
+
+// NVIDIA's VMM sample and NCCL's way: each 2 MiB handle is released right after it is mapped, so
+// the memory lives on through its mapping until cuMemUnmap. Maps three of them (6 MiB), printing
+// each cuMemCreate's code ("create 0 0 create 1 0 create 2 2" when the third is out of memory),
+// prints gpumem's device-0 statistics while they are mapped, unmaps them, then creates and
+// releases 2 MiB once more (the unmaps gave the memory back).
+int vmm_release_mapped() {
+  init_driver();
+  const CUmemAllocationProp prop = device0_prop();
+  constexpr size_t kChunk = 2 << 20;
+  CUdeviceptr va = 0;
+  CHECK_CU(cuMemAddressReserve(&va, 3 * kChunk, 0, 0, 0));
+  int mapped = 0;
+  for (int i = 0; i < 3; ++i) {
+    CUmemGenericAllocationHandle h = 0;
+    const CUresult e = cuMemCreate(&h, kChunk, &prop, 0);
+    std::printf("%screate %d %d", i == 0 ? "" : " ", i, static_cast<int>(e));
+    if (e != CUDA_SUCCESS) break;
+    CHECK_CU(cuMemMap(va + i * kChunk, kChunk, 0, h, 0));
+    CHECK_CU(cuMemRelease(h));  // still mapped: the memory stays
+    ++mapped;
+  }
+  std::printf("\n");
+  print_stats();
+  for (int i = 0; i < mapped; ++i) CHECK_CU(cuMemUnmap(va + i * kChunk, kChunk));
+  CHECK_CU(cuMemAddressFree(va, 3 * kChunk));
+  CUmemGenericAllocationHandle again = 0;
+  CHECK_CU(cuMemCreate(&again, kChunk, &prop, 0));
+  CHECK_CU(cuMemRelease(again));
+  print_stats();
+  return g_failures;
+}
+
+// NCCL's ncclCuMemAlloc / ncclCuMemFree: create, map and keep the handle; to free, retain the
+// handle from the address, release that reference, unmap, release the creator's reference.
+int vmm_nccl() {
+  init_driver();
+  const CUmemAllocationProp prop = device0_prop();
+  constexpr size_t kSize = 4 << 20;
+  CUmemGenericAllocationHandle h = 0;
+  CHECK_CU(cuMemCreate(&h, kSize, &prop, 0));
+  CUdeviceptr va = 0;
+  CHECK_CU(cuMemAddressReserve(&va, kSize, 0, 0, 0));
+  CHECK_CU(cuMemMap(va, kSize, 0, h, 0));
+  CUmemAccessDesc access{};
+  access.location = prop.location;
+  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  CHECK_CU(cuMemSetAccess(va, kSize, &access, 1));
+  CUmemGenericAllocationHandle retained = 0;
+  CHECK_CU(cuMemRetainAllocationHandle(&retained, reinterpret_cast<void*>(va)));
+  if (retained != h) ++g_failures;
+  CHECK_CU(cuMemRelease(retained));
+  print_stats();  // still live: one reference and the mapping
+  CHECK_CU(cuMemUnmap(va, kSize));
+  print_stats();  // still live: the creator's reference
+  CHECK_CU(cuMemRelease(h));
+  CHECK_CU(cuMemAddressFree(va, kSize));
+  print_stats();
+  return g_failures;
+}
+
+// The driver's pinned host memory on every lookup path: cuMemAllocHost_v2 and cuMemHostAlloc,
+// each freed with cuMemFreeHost. Sizes 1, 2 KiB (direct), 3, 4 KiB (dlsym), 5, 6 KiB (resolver).
+int driver_pinned() {
+  init_driver();
+  using AllocHost = CUresult (*)(void**, size_t);
+  using HostAlloc = CUresult (*)(void**, size_t, unsigned int);
+  using FreeHost = CUresult (*)(void*);
+  struct Path {
+    AllocHost alloc_host;
+    HostAlloc host_alloc;
+    FreeHost free_host;
+  };
+  void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) return std::fprintf(stderr, "dlopen libcuda.so.1: %s\n", dlerror()), 1;
+  void* fn[3] = {};
+  CUdriverProcAddressQueryResult st;
+  CHECK_CU(cuGetProcAddress("cuMemAllocHost", &fn[0], 13000, CU_GET_PROC_ADDRESS_DEFAULT, &st));
+  CHECK_CU(cuGetProcAddress("cuMemHostAlloc", &fn[1], 13000, CU_GET_PROC_ADDRESS_DEFAULT, &st));
+  CHECK_CU(cuGetProcAddress("cuMemFreeHost", &fn[2], 13000, CU_GET_PROC_ADDRESS_DEFAULT, &st));
+  const Path paths[3] = {
+      {&cuMemAllocHost_v2, &cuMemHostAlloc, &cuMemFreeHost},
+      {reinterpret_cast<AllocHost>(dlsym(lib, "cuMemAllocHost_v2")),
+       reinterpret_cast<HostAlloc>(dlsym(lib, "cuMemHostAlloc")),
+       reinterpret_cast<FreeHost>(dlsym(lib, "cuMemFreeHost"))},
+      {reinterpret_cast<AllocHost>(fn[0]), reinterpret_cast<HostAlloc>(fn[1]),
+       reinterpret_cast<FreeHost>(fn[2])},
+  };
+  size_t kib = 1;
+  for (const Path& p : paths) {
+    if (!p.alloc_host || !p.host_alloc || !p.free_host) return std::fprintf(stderr, "lookup\n"), 1;
+    void* a = nullptr;
+    void* b = nullptr;
+    CHECK_CU(p.alloc_host(&a, (kib++) << 10));
+    CHECK_CU(p.host_alloc(&b, (kib++) << 10, CU_MEMHOSTALLOC_PORTABLE));
+    CHECK_CU(p.free_host(a));
+    CHECK_CU(p.free_host(b));
+  }
+  return g_failures;
+}
+
 // NULL out-parameters, unknown frees, zero-size requests.
 int misuse() {
   init_driver();
@@ -637,7 +745,8 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: interpose_prog runtime|runtime_family|driver|dlsym|resolver|entry_point|"
-                 "async|vmm|misuse|marks|threads N ITER|progress FILE|fork|stacks|cap FAMILY|tf|"
+                 "async|vmm|vmm_release_mapped|vmm_nccl|driver_pinned|misuse|marks|threads N "
+                 "ITER|progress FILE|fork|stacks|cap FAMILY|tf|"
                  "meminfo MIB|pool|pool_faults PAIRS|retry|fixed MIB\n");
     return 2;
   }
@@ -650,6 +759,9 @@ int main(int argc, char** argv) {
   if (cmd == "entry_point") return entry_point();
   if (cmd == "async") return async_pools();
   if (cmd == "vmm") return vmm();
+  if (cmd == "vmm_release_mapped") return vmm_release_mapped();
+  if (cmd == "vmm_nccl") return vmm_nccl();
+  if (cmd == "driver_pinned") return driver_pinned();
   if (cmd == "misuse") return misuse();
   if (cmd == "marks") return marks();
   if (cmd == "threads" && argc == 4) return threads(std::atoi(argv[2]), std::atoi(argv[3]));

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -358,6 +359,139 @@ TEST_F(Interpose, VirtualMemoryManagement) {
   EXPECT_EQ(rel[0].address, c[0].address);
   EXPECT_EQ(rel[0].bytes, gran);
   EXPECT_EQ(rel[0].device, 0);
+  EXPECT_EQ(t.count(Op::anomaly), 0u);
+}
+
+// CUDA keeps a cuMemCreate allocation alive until it is released AND unmapped (issue 27, item 1).
+// Three 2 MiB handles, each released right after mapping: 6 MiB live until the unmaps, each
+// freed (api cuMemUnmap) by its unmap; then 2 MiB created and released unmapped.
+constexpr uint64_t kTwoMiB = uint64_t{2} << 20;
+
+uint64_t running_peak(const Trace& t) {
+  uint64_t live = 0, peak = 0;
+  for (const auto& r : t.records) {
+    if (r.op == static_cast<uint16_t>(Op::alloc)) peak = std::max(peak, live += r.bytes);
+    if (r.op == static_cast<uint16_t>(Op::free)) live -= r.bytes;
+  }
+  return peak;
+}
+
+TEST_F(Interpose, VmmReleasedWhileMappedStaysLiveUntilUnmapped) {
+  Outcome r = prog({"vmm_release_mapped"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "create 0 0 create 1 0 create 2 0\n"
+            "stats allocs 3 frees 0 failed 0 allocated 6291456 peak_allocated 6291456 reserved "
+            "6291456 peak_reserved 6291456 largest_free 0 limit 0\n"
+            "stats allocs 4 frees 4 failed 0 allocated 0 peak_allocated 6291456 reserved 0 "
+            "peak_reserved 6291456 largest_free 0 limit 0\n");
+  Trace t = last_trace();
+  auto allocs = t.where(Op::alloc, Api::cuMemCreate);
+  ASSERT_EQ(allocs.size(), 4u);
+  for (const auto& a : allocs) EXPECT_EQ(a.bytes, kTwoMiB);
+  auto by_unmap = t.where(Op::free, Api::cuMemUnmap);
+  ASSERT_EQ(by_unmap.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(by_unmap[i].address, allocs[i].address);  // the handle
+    EXPECT_EQ(by_unmap[i].bytes, kTwoMiB);
+    EXPECT_EQ(by_unmap[i].device, 0);
+  }
+  auto by_release = t.where(Op::free, Api::cuMemRelease);
+  ASSERT_EQ(by_release.size(), 1u);  // the fourth handle, never mapped
+  EXPECT_EQ(by_release[0].address, allocs[3].address);
+  EXPECT_EQ(running_peak(t), 3 * kTwoMiB);
+  EXPECT_EQ(t.count(Op::anomaly), 0u);
+}
+
+// Under a 4 MiB cap the third 2 MiB handle is refused while the first two are still mapped,
+// exactly as on a device of 4 MiB; the unmaps give the cap its bytes back.
+TEST_F(Interpose, VmmCapChargesMappedMemoryAsADeviceOfThatSize) {
+  const std::string expected =
+      "create 0 0 create 1 0 create 2 2\n"
+      "stats allocs 2 frees 0 failed 1 allocated 4194304 peak_allocated 4194304 reserved 4194304 "
+      "peak_reserved 4194304 largest_free 0 limit %\n"
+      "stats allocs 3 frees 3 failed 1 allocated 0 peak_allocated 4194304 reserved 0 "
+      "peak_reserved 4194304 largest_free 0 limit %\n";
+  auto with_limit = [&](const char* limit) {
+    std::string s = expected;
+    for (size_t at; (at = s.find('%')) != std::string::npos;) s.replace(at, 1, limit);
+    return s;
+  };
+  Outcome capped = prog({"vmm_release_mapped"}, {"GPUMEM_LIMIT=4MiB"});
+  ASSERT_EQ(capped.status, 0) << capped.err;
+  EXPECT_EQ(capped.out, with_limit("4194304"));
+  Trace t = last_trace();
+  auto failed = t.where(Op::alloc_failed, Api::cuMemCreate);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].bytes, kTwoMiB);
+  EXPECT_EQ(failed[0].aux, 2 * kTwoMiB);  // in use as the cap counts it: both mapped handles
+  EXPECT_EQ(failed[0].result, 2);         // CUDA_ERROR_OUT_OF_MEMORY
+  EXPECT_EQ(running_peak(t), 2 * kTwoMiB);
+  EXPECT_EQ(t.count(Op::free, Api::cuMemUnmap), 2u);
+  EXPECT_EQ(t.count(Op::anomaly), 0u);
+
+  Outcome device = prog({"vmm_release_mapped"}, {"SIMCUDA_MEMORY=4MiB"});
+  ASSERT_EQ(device.status, 0) << device.err;
+  EXPECT_EQ(device.out, with_limit("0"));
+}
+
+// NCCL's free: retain the handle from the address, release it, unmap, release the creator's
+// reference (issue 27, item 2). One allocation, freed at the last release, no anomaly.
+TEST_F(Interpose, VmmRetainedHandleIsFreedAtTheLastRelease) {
+  Outcome r = prog({"vmm_nccl"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string live =
+      "stats allocs 1 frees 0 failed 0 allocated 4194304 peak_allocated 4194304 reserved 4194304 "
+      "peak_reserved 4194304 largest_free 0 limit 0\n";
+  EXPECT_EQ(r.out, live + live +
+                       "stats allocs 1 frees 1 failed 0 allocated 0 peak_allocated 4194304 "
+                       "reserved 0 peak_reserved 4194304 largest_free 0 limit 0\n");
+  Trace t = last_trace();
+  auto allocs = t.where(Op::alloc, Api::cuMemCreate);
+  ASSERT_EQ(allocs.size(), 1u);
+  EXPECT_EQ(allocs[0].bytes, 2 * kTwoMiB);
+  auto frees = t.where(Op::free);
+  ASSERT_EQ(frees.size(), 1u);
+  EXPECT_EQ(frees[0].api, static_cast<uint16_t>(Api::cuMemRelease));
+  EXPECT_EQ(frees[0].address, allocs[0].address);
+  EXPECT_EQ(frees[0].bytes, 2 * kTwoMiB);
+  EXPECT_EQ(frees[0].device, 0);
+  // After the unmap: the last release is the last event.
+  ASSERT_EQ(t.count(Op::unmap, Api::cuMemUnmap), 1u);
+  EXPECT_GT(frees[0].t_ns, t.where(Op::unmap)[0].t_ns);
+  EXPECT_EQ(t.count(Op::anomaly), 0u);
+}
+
+// cuMemAllocHost_v2, cuMemHostAlloc and cuMemFreeHost on every lookup path (issue 27, item 3):
+// pinned host memory, device -1, as cudaMallocHost.
+TEST_F(Interpose, DriverPinnedHostMemoryOnEveryLookupPath) {
+  Outcome r = prog({"driver_pinned"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  const Lookup paths[3] = {Lookup::direct, Lookup::dlsym, Lookup::resolver};
+  auto alloc_host = t.where(Op::alloc, Api::cuMemAllocHost);
+  auto host_alloc = t.where(Op::alloc, Api::cuMemHostAlloc);
+  auto frees = t.where(Op::free, Api::cuMemFreeHost);
+  ASSERT_EQ(alloc_host.size(), 3u);
+  ASSERT_EQ(host_alloc.size(), 3u);
+  ASSERT_EQ(frees.size(), 6u);
+  for (size_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(alloc_host[i].bytes, (2 * i + 1) << 10);
+    EXPECT_EQ(host_alloc[i].bytes, (2 * i + 2) << 10);
+    for (const Record* a : {&alloc_host[i], &host_alloc[i]}) {
+      EXPECT_EQ(a->device, -1);
+      EXPECT_EQ(gpumem::trace::mem_kind(*a), MemKind::pinned_host);
+      EXPECT_EQ(lookup_of(*a), paths[i]);
+    }
+    EXPECT_EQ(frees[2 * i].address, alloc_host[i].address);
+    EXPECT_EQ(frees[2 * i].bytes, alloc_host[i].bytes);
+    EXPECT_EQ(frees[2 * i + 1].address, host_alloc[i].address);
+    EXPECT_EQ(frees[2 * i + 1].bytes, host_alloc[i].bytes);
+    EXPECT_EQ(lookup_of(frees[2 * i]), paths[i]);
+    EXPECT_EQ(gpumem::trace::mem_kind(frees[2 * i]), MemKind::pinned_host);
+  }
+  EXPECT_EQ(t.count(Op::alloc), 6u);
   EXPECT_EQ(t.count(Op::anomaly), 0u);
 }
 

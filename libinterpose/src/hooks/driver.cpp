@@ -5,6 +5,7 @@
 #include <cuda.h>
 
 #include "hooks/hook_family.h"
+#include "hooks/vmm_lifetime.h"
 #include "hooks/wrapped.h"
 #include "log.h"
 #include "policy.h"
@@ -133,6 +134,33 @@ CUresult hook_cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, C
   return allocate<Driver>(req, dptr, [&] { return real(dptr, bytesize, pool, stream); });
 }
 
+// The driver's pinned host memory, as cudaMallocHost / cudaHostAlloc / cudaFreeHost: kind
+// pinned_host, device -1. Programs linked with the static runtime reach these for their pinned
+// memory, as do -lcuda programs.
+template <Lookup L>
+CUresult hook_cuMemAllocHost_v2(void** pp, size_t bytesize) {
+  GPUMEM_DRIVER_PROLOGUE(cuMemAllocHost_v2, pp, bytesize);
+  Request req = request<Driver, L>(Api::cuMemAllocHost, bytesize, MemKind::pinned_host);
+  if (pp == nullptr) return null_out_param<Driver>(req);
+  return allocate<Driver>(req, pp, [&] { return real(pp, bytesize); });
+}
+
+template <Lookup L>
+CUresult hook_cuMemHostAlloc(void** pp, size_t bytesize, unsigned int flags) {
+  GPUMEM_DRIVER_PROLOGUE(cuMemHostAlloc, pp, bytesize, flags);
+  Request req = request<Driver, L>(Api::cuMemHostAlloc, bytesize, MemKind::pinned_host);
+  if (pp == nullptr) return null_out_param<Driver>(req);
+  return allocate<Driver>(req, pp, [&] { return real(pp, bytesize, flags); });
+}
+
+template <Lookup L>
+CUresult hook_cuMemFreeHost(void* p) {
+  GPUMEM_DRIVER_PROLOGUE(cuMemFreeHost, p);
+  if (p == nullptr) return real(p);
+  Request req = request<Driver, L>(Api::cuMemFreeHost, 0, MemKind::pinned_host);
+  return release<Driver>(req, p, [&] { return real(p); });
+}
+
 // Physical memory is counted where it lives: on the device of prop->location when that is a
 // device, as host memory (device -1) for every other location type.
 template <Lookup L>
@@ -146,15 +174,38 @@ CUresult hook_cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
       request<Driver, L>(Api::cuMemCreate, size, MemKind::physical, nullptr, false, device);
   if (handle == nullptr) return null_out_param<Driver>(req);
   if (prop == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return allocate<Driver>(req, handle, [&] { return real(handle, size, prop, flags); });
+  const CUresult e = allocate<Driver>(req, handle, [&] { return real(handle, size, prop, flags); });
+  if (e == CUDA_SUCCESS) vmm::created(*handle);
+  return e;
 }
 
+// The memory goes, and its free is recorded, only when this is the last reference and nothing
+// maps it any more (vmm_lifetime.h); otherwise the real release runs unrecorded and the bytes
+// stay charged to the cap until the last cuMemUnmap.
 template <Lookup L>
 CUresult hook_cuMemRelease(CUmemGenericAllocationHandle handle) {
   GPUMEM_DRIVER_PROLOGUE(cuMemRelease, handle);
   if (handle == 0) return real(handle);
+  const vmm::Release what = vmm::release(handle);
+  if (what == vmm::Release::still_live) {
+    const CUresult e = real(handle);
+    if (e != CUDA_SUCCESS) vmm::release_failed(handle, what);
+    return e;
+  }
   Request req = request<Driver, L>(Api::cuMemRelease, 0, MemKind::physical, nullptr, false, -1);
-  return release<Driver>(req, handle, [&] { return real(handle); });
+  const CUresult e = release<Driver>(req, handle, [&] { return real(handle); });
+  if (e != CUDA_SUCCESS) vmm::release_failed(handle, what);
+  return e;
+}
+
+// One more reference to the handle mapped at addr (NCCL frees with retain, release, unmap,
+// release): counted, not recorded as an allocation.
+template <Lookup L>
+CUresult hook_cuMemRetainAllocationHandle(CUmemGenericAllocationHandle* handle, void* addr) {
+  GPUMEM_DRIVER_PROLOGUE(cuMemRetainAllocationHandle, handle, addr);
+  const CUresult e = real(handle, addr);
+  if (e == CUDA_SUCCESS && handle != nullptr) vmm::retained(*handle);
+  return e;
 }
 
 template <Lookup L>
@@ -163,16 +214,26 @@ CUresult hook_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
   GPUMEM_DRIVER_PROLOGUE(cuMemMap, ptr, size, offset, handle, flags);
   Request req = request<Driver, L>(Api::cuMemMap, size, MemKind::physical);
   const CUresult e = real(ptr, size, offset, handle, flags);
+  if (e == CUDA_SUCCESS) vmm::mapped(ptr, size, handle);
   record_event(trace::Op::map, req, ptr, handle, e);
   return e;
 }
 
+// Unmapping the last mapping of a released handle frees its memory: the free is recorded (api
+// cuMemUnmap) and the cap gets its bytes back; the driver has already let it go.
 template <Lookup L>
 CUresult hook_cuMemUnmap(CUdeviceptr ptr, size_t size) {
   GPUMEM_DRIVER_PROLOGUE(cuMemUnmap, ptr, size);
   Request req = request<Driver, L>(Api::cuMemUnmap, size, MemKind::physical);
   const CUresult e = real(ptr, size);
   record_event(trace::Op::unmap, req, ptr, 0, e);
+  if (e != CUDA_SUCCESS) return e;
+  uint64_t gone[64];
+  const size_t n = vmm::unmapped(ptr, size, gone, sizeof gone / sizeof gone[0]);
+  for (size_t i = 0; i < n; ++i) {
+    Request freed = request<Driver, L>(Api::cuMemUnmap, 0, MemKind::physical, nullptr, false, -1);
+    release<Driver>(freed, gone[i], [] { return CUDA_SUCCESS; });
+  }
   return e;
 }
 
@@ -239,8 +300,12 @@ const Wrapped kDriverWrapped[] = {
     GPUMEM_WRAPPED(cuMemFreeAsync_ptsz),
     GPUMEM_WRAPPED(cuMemAllocFromPoolAsync),
     GPUMEM_WRAPPED(cuMemAllocFromPoolAsync_ptsz),
+    GPUMEM_WRAPPED(cuMemAllocHost_v2),
+    GPUMEM_WRAPPED(cuMemHostAlloc),
+    GPUMEM_WRAPPED(cuMemFreeHost),
     GPUMEM_WRAPPED(cuMemCreate),
     GPUMEM_WRAPPED(cuMemRelease),
+    GPUMEM_WRAPPED(cuMemRetainAllocationHandle),
     GPUMEM_WRAPPED(cuMemMap),
     GPUMEM_WRAPPED(cuMemUnmap),
     GPUMEM_WRAPPED(cuMemGetInfo_v2),
@@ -274,11 +339,16 @@ GPUMEM_EXPORT_DRIVER(cuMemAllocFromPoolAsync,
                      (CUdeviceptr * p, size_t n, CUmemoryPool m, CUstream s), (p, n, m, s))
 GPUMEM_EXPORT_DRIVER(cuMemAllocFromPoolAsync_ptsz,
                      (CUdeviceptr * p, size_t n, CUmemoryPool m, CUstream s), (p, n, m, s))
+GPUMEM_EXPORT_DRIVER(cuMemAllocHost_v2, (void** p, size_t n), (p, n))
+GPUMEM_EXPORT_DRIVER(cuMemHostAlloc, (void** p, size_t n, unsigned int f), (p, n, f))
+GPUMEM_EXPORT_DRIVER(cuMemFreeHost, (void* p), (p))
 GPUMEM_EXPORT_DRIVER(cuMemCreate,
                      (CUmemGenericAllocationHandle * h, size_t n, const CUmemAllocationProp* p,
                       unsigned long long f),
                      (h, n, p, f))
 GPUMEM_EXPORT_DRIVER(cuMemRelease, (CUmemGenericAllocationHandle h), (h))
+GPUMEM_EXPORT_DRIVER(cuMemRetainAllocationHandle, (CUmemGenericAllocationHandle * h, void* a),
+                     (h, a))
 GPUMEM_EXPORT_DRIVER(cuMemMap,
                      (CUdeviceptr p, size_t n, size_t o, CUmemGenericAllocationHandle h,
                       unsigned long long f),

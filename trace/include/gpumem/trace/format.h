@@ -118,6 +118,9 @@ enum class Api : uint16_t {
   cupti = 30,   // recorded by the CUPTI capture mode
   cudaMemPoolTrimTo = 31,
   nvtx = 32,  // NVTX ranges, marks and memory regions (libinterpose/src/nvtx, docs/interception.md)
+  cuMemAllocHost = 33,  // cuMemAllocHost_v2: the driver's pinned host memory
+  cuMemHostAlloc = 34,
+  cuMemFreeHost = 35,
   count
 };
 
@@ -125,7 +128,7 @@ enum class Api : uint16_t {
 enum class MemKind : uint16_t {
   device = 0,
   managed = 1,
-  pinned_host = 2,  // cudaMallocHost/cudaHostAlloc: host memory, kept apart from device memory
+  pinned_host = 2,  // cudaMallocHost/cudaHostAlloc, cuMemAllocHost_v2/cuMemHostAlloc: host memory
   physical = 3,     // cuMemCreate handle (VMM); address holds the handle
 };
 inline constexpr uint16_t kFlagKindMask = 0x000F;
@@ -283,6 +286,9 @@ inline const char* api_name(Api api) {
     case Api::cupti: return "cupti";
     case Api::cudaMemPoolTrimTo: return "cudaMemPoolTrimTo";
     case Api::nvtx: return "nvtx";
+    case Api::cuMemAllocHost: return "cuMemAllocHost_v2";
+    case Api::cuMemHostAlloc: return "cuMemHostAlloc";
+    case Api::cuMemFreeHost: return "cuMemFreeHost";
     case Api::unknown:
     case Api::count: break;
   }
