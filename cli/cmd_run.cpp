@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -129,6 +130,61 @@ std::string find_child_trace(const std::string& path, pid_t child, time_t starte
     if (st.st_mtime >= started) newest = candidate;
   }
   return newest;
+}
+
+// A trace written by a process of the program's tree, other than the program itself.
+struct TreeTrace {
+  std::string path;
+  uint32_t pid = 0;
+  uint32_t parent = 0;  // the header's parent pid
+  uint64_t start_unix_ns = 0;
+};
+
+// The traces in the folder of `expected` (the program's trace path), written since `started`,
+// whose header's parent pid leads back to the program `child` (or to this command) through
+// other such traces: forked workers, launched ranks, exec'd programs. `own` (the program's own
+// trace) is left out. A process in between that wrote no trace (it made no CUDA allocation)
+// links its children only when it is the program itself. Ordered by start time.
+std::vector<TreeTrace> find_tree_traces(const std::string& expected, pid_t child, time_t started,
+                                        const std::string& own) {
+  namespace fs = std::filesystem;
+  std::vector<TreeTrace> found;
+  const fs::path parent_dir = fs::path(expected).parent_path();
+  const fs::path dir = parent_dir.empty() ? fs::path(".") : parent_dir;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find(".trace") == std::string::npos || entry.path().string() == own) continue;
+    struct stat st;
+    if (::stat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_mtime < started)
+      continue;
+    std::string error;
+    auto reader = trace::Reader::open(entry.path().string(), &error);
+    if (!reader || reader->header().start_unix_ns / 1000000000ull + 1 < uint64_t(started)) continue;
+    found.push_back({entry.path().string(), reader->header().pid, reader->header().parent_pid,
+                     reader->header().start_unix_ns});
+  }
+  std::vector<uint32_t> tree = {static_cast<uint32_t>(child), static_cast<uint32_t>(::getpid())};
+  std::vector<TreeTrace> linked;
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (auto it = found.begin(); it != found.end();) {
+      const bool in_tree = it->pid == static_cast<uint32_t>(child) ||
+                           std::find(tree.begin(), tree.end(), it->parent) != tree.end();
+      if (!in_tree) {
+        ++it;
+        continue;
+      }
+      tree.push_back(it->pid);
+      linked.push_back(std::move(*it));
+      it = found.erase(it);
+      grew = true;
+    }
+  }
+  std::sort(linked.begin(), linked.end(), [](const TreeTrace& a, const TreeTrace& b) {
+    return a.start_unix_ns < b.start_unix_ns;
+  });
+  return linked;
 }
 
 // The GPUMEM_* values the program will see: an option's value over the environment's. Checked
@@ -335,9 +391,14 @@ int run_command(const RunOptions& o) {
     const std::string expected = expected_trace(trace, g_child);
     const bool wildcard = expected.find('*') != std::string::npos;
     const std::string path = wildcard ? expected : find_child_trace(expected, g_child, started);
-    if (!path.empty())
-      std::fprintf(stderr, "gpumem run: trace: %s\n", visible(path).c_str());
-    else
+    // The traces of the program's children (workers, launched ranks, exec'd programs).
+    const std::vector<TreeTrace> others =
+        wildcard ? std::vector<TreeTrace>{} : find_tree_traces(expected, g_child, started, path);
+    if (!path.empty()) std::fprintf(stderr, "gpumem run: trace: %s\n", visible(path).c_str());
+    for (const TreeTrace& t : others)
+      std::fprintf(stderr, "gpumem run: trace of process %u (started by %u): %s\n", t.pid, t.parent,
+                   visible(t.path).c_str());
+    if (path.empty() && others.empty())
       std::fprintf(stderr,
                    "gpumem run: no trace at %s (the program made no CUDA allocation, or "
                    "the path was not writable)\n",
@@ -350,6 +411,11 @@ int run_command(const RunOptions& o) {
     if (!o.report_dir.empty()) {
       analyzer::ReportOptions ro;
       ro.inputs = {!path.empty() && !wildcard ? path : o.report_dir};
+      if (!others.empty()) {  // the whole process tree, reported together
+        ro.inputs.clear();
+        if (!path.empty()) ro.inputs.push_back(path);
+        for (const TreeTrace& t : others) ro.inputs.push_back(t.path);
+      }
       ro.json_path = o.report_dir + "/report.json";
       ro.html_path = o.report_dir + "/report.html";
       ro.text = true;  // the summary follows the program's own output

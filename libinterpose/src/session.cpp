@@ -46,6 +46,7 @@ std::atomic<int> g_state{kUnopened};
 constinit std::mutex g_open_mutex;  // only the first event (and fork, exit) take it
 uint32_t g_parent_pid = 0;          // written into the child's header
 uint32_t g_pid_at_fork = 0;
+std::atomic<uint32_t> g_owner_pid{0};  // the process whose trace is open (set at open)
 std::atomic<uint64_t> g_devices_seen[(trace::kMaxDevices + 63) / 64];
 int g_simulated = -1;
 
@@ -172,6 +173,7 @@ bool open_trace() {
       log_message(LogLevel::warn, "'%s' exists already (kept as it is): the trace goes to '%s'",
                   expanded, w.path());
   }
+  g_owner_pid.store(h.pid, std::memory_order_relaxed);
   GPUMEM_INFO("tracing to %s", w.path());
   return true;
 }
@@ -216,6 +218,9 @@ void init() {
   g_initialized = true;
   load_config();
   if (config().stacks) stacks::warm_up(config().stack_mode);
+  // The process that started this one (an exec'd child's launcher; a forked child's parent is set
+  // at fork): lets `gpumem run` find every trace of the process tree it started.
+  g_parent_pid = static_cast<uint32_t>(::getppid());
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   std::atexit(shutdown);
 }
@@ -281,6 +286,12 @@ void shutdown() {
     g_state.store(kClosed, std::memory_order_release);
   }
   t_holds_open_mutex = false;
+}
+
+void shutdown_at_exit_call() {
+  if (g_owner_pid.load(std::memory_order_relaxed) != static_cast<uint32_t>(::getpid())) return;
+  if (t_holds_open_mutex) return;  // _exit from a signal handler that interrupted the open
+  shutdown();
 }
 
 }  // namespace gpumem::session

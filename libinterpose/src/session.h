@@ -20,6 +20,10 @@ TraceWriter* writer();
 void note_device(int device);
 // Exit: symbols (GPUMEM_STACKS=1), then a clean close. Later events are dropped.
 void shutdown();
+// _exit/_Exit called by the program (a forked worker's normal end, hooks/exit.cpp): the trace is
+// closed as at exit, so it does not read as a crash. Only in the process that opened it: a vfork
+// child (other pid, the parent's memory) leaves it alone.
+void shutdown_at_exit_call();
 bool simulated();
 
 }  // namespace session

@@ -693,12 +693,45 @@ int fork_test() {
     const bool ok = cudaMalloc(&q, 2 << 20) == cudaSuccess;
     std::printf("child %d %s\n", getpid(), ok ? "OK" : "FAILED");
     std::fflush(stdout);
-    _exit(0);  // no exit handlers: the child's trace is not closed, its records are still there
+    _exit(0);  // no exit handlers: the preload's _exit closes the child's trace
   }
   int status = 0;
   waitpid(child, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++g_failures;
   CHECK_RT(cudaMalloc(&p, 3 << 20));
+  return g_failures;
+}
+
+// One allocation of MIB MiB, freed: a worker, or the exec'd child of `tree`.
+int worker(unsigned long mib) {
+  void* p = nullptr;
+  CHECK_RT(cudaMalloc(&p, mib << 20));
+  CHECK_RT(cudaFree(p));
+  return g_failures;
+}
+
+// A launcher's process tree (issue 27, items 6 and 7): 1 MiB here; two forked workers (2 and 3
+// MiB) that end with _exit(0), as multiprocessing and DataLoader workers do; then a forked child
+// that execs `interpose_prog worker 4`. Prints nothing; exit status 0 when every child did.
+int tree() {
+  void* p = nullptr;
+  CHECK_RT(cudaMalloc(&p, 1 << 20));
+  pid_t kids[3];
+  for (int i = 0; i < 2; ++i) {
+    kids[i] = fork();
+    if (kids[i] == 0) _exit(worker(2 + i));
+  }
+  kids[2] = fork();
+  if (kids[2] == 0) {
+    execl("/proc/self/exe", "interpose_prog", "worker", "4", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  for (pid_t k : kids) {
+    int status = 0;
+    waitpid(k, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++g_failures;
+  }
+  CHECK_RT(cudaFree(p));
   return g_failures;
 }
 
@@ -745,7 +778,8 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: interpose_prog runtime|runtime_family|driver|dlsym|resolver|entry_point|"
-                 "async|vmm|vmm_release_mapped|vmm_nccl|driver_pinned|misuse|marks|threads N "
+                 "async|tree|worker "
+                 "MIB|vmm|vmm_release_mapped|vmm_nccl|driver_pinned|misuse|marks|threads N "
                  "ITER|progress FILE|fork|stacks|cap FAMILY|tf|"
                  "meminfo MIB|pool|pool_faults PAIRS|retry|fixed MIB\n");
     return 2;
@@ -767,6 +801,8 @@ int main(int argc, char** argv) {
   if (cmd == "threads" && argc == 4) return threads(std::atoi(argv[2]), std::atoi(argv[3]));
   if (cmd == "progress" && argc == 3) return progress(argv[2]);
   if (cmd == "fork") return fork_test();
+  if (cmd == "tree") return tree();
+  if (cmd == "worker" && argc == 3) return worker(std::strtoul(argv[2], nullptr, 10));
   if (cmd == "stacks") return stacks();
   if (cmd == "cap" && argc == 3) return cap(argv[2]);
   if (cmd == "tf") return tensorflow_style();

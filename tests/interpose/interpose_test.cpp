@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -724,6 +725,56 @@ TEST_F(Interpose, GpumemRunSetsThePreloadAndReturnsTheExitStatus) {
   Outcome stacks = run({GPUMEM_CLI, "run", "--device", "sim", "--stacks", "--trace",
                         dir_ + "/s-%p.trace", "--", INTERPOSE_PROG, "stacks"});
   ASSERT_EQ(stacks.status, 0) << stacks.err;
+}
+
+// A launcher (sh, no CUDA, no trace) starts a program that forks two workers ending with _exit
+// and an exec'd child (issue 27, items 6 and 7): `gpumem run` names all four traces, linked by
+// their headers' parent pids, reports them together, and none reads as crashed.
+TEST_F(Interpose, GpumemRunNamesAndReportsEveryTraceOfTheProcessTree) {
+  if (access(GPUMEM_SIMCUDA_DIR "/libcuda.so.1", F_OK) != 0)
+    GTEST_SKIP() << "needs simcuda (--device sim)";
+  bare_env_ = true;
+  const std::string report = dir_ + "/report";
+  Outcome r = run({GPUMEM_CLI, "run", "--device", "sim", "--report", report, "--", "/bin/sh", "-c",
+                   std::string(INTERPOSE_PROG) + " tree; true"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<std::string> files;
+  for (const auto& f : std::filesystem::directory_iterator(report))
+    if (f.path().extension() == ".trace") files.push_back(f.path().string());
+  ASSERT_EQ(files.size(), 4u) << r.err;
+  std::map<uint64_t, uint32_t> by_size;  // MiB allocated -> pid
+  std::map<uint32_t, uint32_t> parent_of;
+  for (const std::string& f : files) {
+    Trace t = read(f);
+    EXPECT_FALSE(t.stats.truncated) << f;
+    auto a = t.where(Op::alloc, Api::cudaMalloc);
+    ASSERT_EQ(a.size(), 1u) << f;
+    by_size[a[0].bytes >> 20] = t.header.pid;
+    parent_of[t.header.pid] = t.header.parent_pid;
+    EXPECT_NE(r.err.find(f), std::string::npos) << "not named: " << f << "\n" << r.err;
+  }
+  ASSERT_EQ(by_size.size(), 4u);
+  const uint32_t program = by_size[1];
+  EXPECT_EQ(parent_of[by_size[2]], program);  // forked workers
+  EXPECT_EQ(parent_of[by_size[3]], program);
+  EXPECT_EQ(parent_of[by_size[4]], program);  // forked, then exec'd
+  // The program is sh's child: no trace of its own under the expected name, so every one of the
+  // four is listed as a process of the tree, with its parent.
+  for (uint64_t mib : {1, 2, 3, 4}) {
+    const uint32_t pid = by_size[mib];
+    EXPECT_NE(r.err.find("gpumem run: trace of process " + std::to_string(pid) + " (started by " +
+                         std::to_string(parent_of[pid]) + "): "),
+              std::string::npos)
+        << r.err;
+  }
+  std::ifstream in(report + "/report.json");
+  const std::string json((std::istreambuf_iterator<char>(in)), {});
+  size_t traces = 0;
+  for (size_t at = 0; (at = json.find("\"truncated\": false", at)) != std::string::npos; ++at)
+    ++traces;
+  EXPECT_EQ(traces, 4u) << json.substr(0, 3000);
+  EXPECT_EQ(json.find("\"truncated\": true"), std::string::npos);
+  EXPECT_EQ(r.err.find("crashed"), std::string::npos) << r.err;
 }
 
 // ---- Policies (GPUMEM_POOL, GPUMEM_LIMIT) through the preload: exact codes and records. ----
