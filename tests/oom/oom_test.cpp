@@ -98,6 +98,24 @@ TEST(Record, GrowthPoolFragmentation) {
   expect_pair(all, r);
 }
 
+// `gpumem dump` decodes the record's fields by name (docs/trace-format.md).
+TEST(Record, DumpNamesTheState) {
+  ScratchDir dir("gpumem-oom");
+  ASSERT_EQ(run(dir, "--pool growth --limit 40MiB", "fragmentation").status, 3);
+  Output d = sh(kCli + " dump " + (dir / "run.trace") + " 2>/dev/null");
+  ASSERT_EQ(d.status, 0) << d.out;
+  const size_t at = d.out.find("{\"op\":\"oom\"");
+  ASSERT_NE(at, std::string::npos) << d.out;
+  const auto j = nlohmann::json::parse(d.out.substr(at, d.out.find('\n', at) - at));
+  EXPECT_EQ(j["api"], "cudaMalloc");
+  EXPECT_EQ(j["pooled"], true);
+  EXPECT_EQ(j["requested"], 8 * kMiB);
+  EXPECT_EQ(j["allocated"], 20 * kMiB);
+  EXPECT_EQ(j["reserved"], 40 * kMiB);
+  EXPECT_EQ(j["largest_free_block"], 4 * kMiB);
+  EXPECT_EQ(j["by_gpumem"], true);
+}
+
 TEST(Record, RetryAfterEmptyingTheCache) {
   ScratchDir dir("gpumem-oom");
   Output o = run(dir, "--limit 48MiB", "retry");
