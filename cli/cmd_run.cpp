@@ -422,6 +422,8 @@ int run_command(const RunOptions& o) {
       ro.complete = [](analyzer::Report& report) {
         std::vector<std::string> notes;
         cli::explain_ooms(report, &notes);
+        for (const std::string& n : notes)
+          std::fprintf(stderr, "gpumem run: %s\n", visible(n).c_str());
       };
       std::fflush(stdout);
       if (analyzer::report_main(ro) == 0)
