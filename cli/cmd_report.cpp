@@ -17,8 +17,10 @@ void register_report(CLI::App& app, std::function<int()>* run) {
                   "trace files, directories of *.trace files, PyTorch memory snapshots (pickle) "
                   "or RMM logging-adaptor CSV files (recognised by content)")
       ->required();
-  cmd->add_option("--json", options->json_path, "write the JSON report (gpumem.report/1); - = stdout");
-  cmd->add_flag("--text", options->text, "print the terminal summary (default when no output named)");
+  cmd->add_option("--json", options->json_path,
+                  "write the JSON report (gpumem.report/1); - = stdout");
+  cmd->add_flag("--text", options->text,
+                "print the terminal summary (default when no output named)");
   cmd->add_option("--html", options->html_path,
                   "write the self-contained HTML report (opens offline in any browser)");
   cmd->add_option("--perfetto", options->perfetto_path,
