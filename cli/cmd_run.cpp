@@ -22,6 +22,7 @@
 #include <ctime>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "command.h"
@@ -138,19 +139,23 @@ struct TreeTrace {
   uint32_t pid = 0;
   uint32_t parent = 0;  // the header's parent pid
   uint64_t start_unix_ns = 0;
+  bool ours = false;  // its header names this `gpumem run` (GPUMEM_RUN)
 };
 
 // The traces in the folder of `expected` (the program's trace path), written since `started`,
 // whose header's parent pid leads back to the program `child` (or to this command) through
-// other such traces: forked workers, launched ranks, exec'd programs. `own` (the program's own
-// trace) is left out. A process in between that wrote no trace (it made no CUDA allocation)
-// links its children only when it is the program itself. Ordered by start time.
+// other such traces: forked workers, launched ranks, exec'd programs. A process in between that
+// wrote no trace (a launcher that made no CUDA allocation) breaks that chain, so a trace whose
+// header records this command's GPUMEM_RUN (inherited through the environment) belongs too. `own`
+// (the program's own trace) is left out. Ordered by start time.
 std::vector<TreeTrace> find_tree_traces(const std::string& expected, pid_t child, time_t started,
                                         const std::string& own) {
   namespace fs = std::filesystem;
   std::vector<TreeTrace> found;
   const fs::path parent_dir = fs::path(expected).parent_path();
   const fs::path dir = parent_dir.empty() ? fs::path(".") : parent_dir;
+  // Written under this command (GPUMEM_RUN in the header's configuration lines).
+  const std::string run_key = "GPUMEM_RUN=" + std::to_string(::getpid()) + "\n";
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
@@ -161,15 +166,18 @@ std::vector<TreeTrace> find_tree_traces(const std::string& expected, pid_t child
     std::string error;
     auto reader = trace::Reader::open(entry.path().string(), &error);
     if (!reader || reader->header().start_unix_ns / 1000000000ull + 1 < uint64_t(started)) continue;
-    found.push_back({entry.path().string(), reader->header().pid, reader->header().parent_pid,
-                     reader->header().start_unix_ns});
+    const trace::Header& h = reader->header();
+    const bool ours =
+        std::string_view(h.config, strnlen(h.config, sizeof h.config)).find(run_key) !=
+        std::string_view::npos;
+    found.push_back({entry.path().string(), h.pid, h.parent_pid, h.start_unix_ns, ours});
   }
   std::vector<uint32_t> tree = {static_cast<uint32_t>(child), static_cast<uint32_t>(::getpid())};
   std::vector<TreeTrace> linked;
   for (bool grew = true; grew;) {
     grew = false;
     for (auto it = found.begin(); it != found.end();) {
-      const bool in_tree = it->pid == static_cast<uint32_t>(child) ||
+      const bool in_tree = it->pid == static_cast<uint32_t>(child) || it->ours ||
                            std::find(tree.begin(), tree.end(), it->parent) != tree.end();
       if (!in_tree) {
         ++it;
@@ -263,6 +271,8 @@ int run_command(const RunOptions& o) {
   PendingSettings pending{
       o.trace.empty() && !o.report_dir.empty() ? o.report_dir + "/gpumem-%p.trace" : o.trace,
       o.stacks == "native" ? "1" : o.stacks, o.pool, o.limit};
+  // Inherited by every descendant and recorded in its trace's header (find_tree_traces).
+  ::setenv("GPUMEM_RUN", std::to_string(::getpid()).c_str(), 1);
   if (!settings_ok(pending)) return 2;
   const bool cupti = o.capture == "cupti";
   if (cupti && (!o.limit.empty() || !o.pool.empty())) {

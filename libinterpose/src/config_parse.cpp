@@ -159,6 +159,17 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
                 "growth, or none");
   }
 
+  // Set by `gpumem run` (its own pid) and inherited by the whole process tree: recorded in the
+  // header, so the command finds the traces of descendants whose parents wrote none.
+  if (const char* v = env("GPUMEM_RUN"); v != nullptr && *v != '\0') {
+    bool digits = std::strlen(v) <= 10;
+    for (const char* p = v; digits && *p != '\0'; ++p) digits = *p >= '0' && *p <= '9';
+    if (!digits)
+      return fail(err, errlen, "GPUMEM_RUN", v,
+                  "the process id of the `gpumem run` that started the program (it sets it)");
+    note(c, "GPUMEM_RUN", v);
+  }
+
   c->rank = rank_from_environment(env);
   return true;
 }

@@ -777,6 +777,43 @@ TEST_F(Interpose, GpumemRunNamesAndReportsEveryTraceOfTheProcessTree) {
   EXPECT_EQ(r.err.find("crashed"), std::string::npos) << r.err;
 }
 
+// Two launchers deep (sh starts sh, which starts the worker): the worker's parent wrote no
+// trace, so the parent-pid chain breaks; the GPUMEM_RUN line `gpumem run` leaves in every
+// header of its tree still names it. A trace of another run in the same folder is not taken.
+TEST_F(Interpose, GpumemRunFindsTracesBehindLaunchersWithoutTraces) {
+  if (access(GPUMEM_SIMCUDA_DIR "/libcuda.so.1", F_OK) != 0)
+    GTEST_SKIP() << "needs simcuda (--device sim)";
+  bare_env_ = true;
+  const std::string report = dir_ + "/report";
+  const std::string inner = std::string(INTERPOSE_PROG) + " worker 5; true";
+  Outcome first = run({GPUMEM_CLI, "run", "--device", "sim", "--report", report, "--", "/bin/sh",
+                       "-c", "/bin/sh -c '" + inner + "'; true"});
+  ASSERT_EQ(first.status, 0) << first.err;
+  std::vector<std::string> files;
+  for (const auto& f : std::filesystem::directory_iterator(report))
+    if (f.path().extension() == ".trace") files.push_back(f.path().string());
+  ASSERT_EQ(files.size(), 1u) << first.err;
+  Trace t = read(files[0]);
+  EXPECT_NE(std::string(t.header.config).find("GPUMEM_RUN="), std::string::npos);
+  EXPECT_NE(first.err.find("gpumem run: trace of process " + std::to_string(t.header.pid) +
+                           " (started by " + std::to_string(t.header.parent_pid) +
+                           "): " + files[0] + "\n"),
+            std::string::npos)
+      << first.err;
+  std::ifstream in(report + "/report.json");
+  const std::string json((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(json.find("\"allocated_bytes\": 5242880"), std::string::npos);
+  // A second run into the same folder reports its own trace only.
+  Outcome second = run({GPUMEM_CLI, "run", "--device", "sim", "--report", report, "--", "/bin/sh",
+                        "-c", std::string(INTERPOSE_PROG) + " worker 6; true"});
+  ASSERT_EQ(second.status, 0) << second.err;
+  EXPECT_EQ(second.err.find(files[0]), std::string::npos) << second.err;
+  std::ifstream in2(report + "/report.json");
+  const std::string json2((std::istreambuf_iterator<char>(in2)), {});
+  EXPECT_NE(json2.find("\"allocated_bytes\": 6291456"), std::string::npos);
+  EXPECT_EQ(json2.find("\"allocated_bytes\": 5242880"), std::string::npos);
+}
+
 // ---- Policies (GPUMEM_POOL, GPUMEM_LIMIT) through the preload: exact codes and records. ----
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
