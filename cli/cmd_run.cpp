@@ -159,7 +159,10 @@ std::vector<TreeTrace> find_tree_traces(const std::string& expected, pid_t child
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.find(".trace") == std::string::npos || entry.path().string() == own) continue;
+    if (name.find(".trace") == std::string::npos) continue;
+    // The same file, whichever way its path is spelled ("x.trace" against "./x.trace").
+    std::error_code same_ec;
+    if (!own.empty() && fs::equivalent(entry.path(), own, same_ec)) continue;
     struct stat st;
     if (::stat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_mtime < started)
       continue;

@@ -727,6 +727,26 @@ TEST_F(Interpose, GpumemRunSetsThePreloadAndReturnsTheExitStatus) {
   ASSERT_EQ(stacks.status, 0) << stacks.err;
 }
 
+// A program run in the current folder (the default trace path, "gpumem-PID.trace"): its trace is
+// named once, not again as "./gpumem-PID.trace" of another process of its tree.
+TEST_F(Interpose, GpumemRunNamesTheProgramsOwnTraceOnce) {
+  if (access(GPUMEM_SIMCUDA_DIR "/libcuda.so.1", F_OK) != 0)
+    GTEST_SKIP() << "needs simcuda (--device sim)";
+  bare_env_ = true;
+  const std::string cwd = dir_ + "/cwd";
+  ASSERT_EQ(::mkdir(cwd.c_str(), 0700), 0);
+  Outcome r = run(
+      {"/bin/sh", "-c",
+       "cd '" + cwd + "' && exec " GPUMEM_CLI " run --device sim -- " INTERPOSE_PROG " runtime"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<std::string> files;
+  for (const auto& f : std::filesystem::directory_iterator(cwd))
+    if (f.path().extension() == ".trace") files.push_back(f.path().filename().string());
+  ASSERT_EQ(files.size(), 1u) << r.err;
+  EXPECT_NE(r.err.find("gpumem run: trace: " + files[0] + "\n"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("trace of process"), std::string::npos) << r.err;
+}
+
 // A launcher (sh, no CUDA, no trace) starts a program that forks two workers ending with _exit
 // and an exec'd child (issue 27, items 6 and 7): `gpumem run` names all four traces, linked by
 // their headers' parent pids, reports them together, and none reads as crashed.
