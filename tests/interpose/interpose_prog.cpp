@@ -512,6 +512,29 @@ int vmm_release_mapped() {
   return g_failures;
 }
 
+// 80 handles of 2 MiB mapped end to end and released, then one cuMemUnmap of the whole range:
+// more handles go with one call than the hook's batch of 64. Prints the statistics before and
+// after the unmap.
+int vmm_one_unmap_many() {
+  init_driver();
+  const CUmemAllocationProp prop = device0_prop();
+  constexpr size_t kChunk = 2 << 20;
+  constexpr int kHandles = 80;
+  CUdeviceptr va = 0;
+  CHECK_CU(cuMemAddressReserve(&va, kHandles * kChunk, 0, 0, 0));
+  for (int i = 0; i < kHandles; ++i) {
+    CUmemGenericAllocationHandle h = 0;
+    CHECK_CU(cuMemCreate(&h, kChunk, &prop, 0));
+    CHECK_CU(cuMemMap(va + i * kChunk, kChunk, 0, h, 0));
+    CHECK_CU(cuMemRelease(h));
+  }
+  print_stats();
+  CHECK_CU(cuMemUnmap(va, kHandles * kChunk));
+  CHECK_CU(cuMemAddressFree(va, kHandles * kChunk));
+  print_stats();
+  return g_failures;
+}
+
 // NCCL's ncclCuMemAlloc / ncclCuMemFree: create, map and keep the handle; to free, retain the
 // handle from the address, release that reference, unmap, release the creator's reference.
 int vmm_nccl() {
@@ -779,7 +802,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: interpose_prog runtime|runtime_family|driver|dlsym|resolver|entry_point|"
                  "async|tree|worker "
-                 "MIB|vmm|vmm_release_mapped|vmm_nccl|driver_pinned|misuse|marks|threads N "
+                 "MIB|vmm|vmm_release_mapped|vmm_nccl|vmm_one_unmap_many|driver_pinned|misuse|"
+                 "marks|threads N "
                  "ITER|progress FILE|fork|stacks|cap FAMILY|tf|"
                  "meminfo MIB|pool|pool_faults PAIRS|retry|fixed MIB\n");
     return 2;
@@ -795,6 +819,7 @@ int main(int argc, char** argv) {
   if (cmd == "vmm") return vmm();
   if (cmd == "vmm_release_mapped") return vmm_release_mapped();
   if (cmd == "vmm_nccl") return vmm_nccl();
+  if (cmd == "vmm_one_unmap_many") return vmm_one_unmap_many();
   if (cmd == "driver_pinned") return driver_pinned();
   if (cmd == "misuse") return misuse();
   if (cmd == "marks") return marks();

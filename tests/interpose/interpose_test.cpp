@@ -19,6 +19,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -401,6 +402,32 @@ TEST_F(Interpose, VmmReleasedWhileMappedStaysLiveUntilUnmapped) {
   ASSERT_EQ(by_release.size(), 1u);  // the fourth handle, never mapped
   EXPECT_EQ(by_release[0].address, allocs[3].address);
   EXPECT_EQ(running_peak(t), 3 * kTwoMiB);
+  EXPECT_EQ(t.count(Op::anomaly), 0u);
+}
+
+// One cuMemUnmap ends 80 released handles, more than the hook takes in one batch (64): every one
+// is freed, recorded and given back to the cap.
+TEST_F(Interpose, VmmOneUnmapFreesEveryReleasedHandleInItsRange) {
+  Outcome r = prog({"vmm_one_unmap_many"}, {"GPUMEM_LIMIT=160MiB"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "stats allocs 80 frees 0 failed 0 allocated 167772160 peak_allocated 167772160 "
+            "reserved 167772160 peak_reserved 167772160 largest_free 0 limit 167772160\n"
+            "stats allocs 80 frees 80 failed 0 allocated 0 peak_allocated 167772160 reserved 0 "
+            "peak_reserved 167772160 largest_free 0 limit 167772160\n");
+  Trace t = last_trace();
+  auto allocs = t.where(Op::alloc, Api::cuMemCreate);
+  auto by_unmap = t.where(Op::free, Api::cuMemUnmap);
+  ASSERT_EQ(allocs.size(), 80u);
+  ASSERT_EQ(by_unmap.size(), 80u);
+  std::set<uint64_t> created, freed;
+  for (size_t i = 0; i < 80; ++i) {
+    created.insert(allocs[i].address);
+    freed.insert(by_unmap[i].address);
+    EXPECT_EQ(by_unmap[i].bytes, kTwoMiB);
+  }
+  EXPECT_EQ(freed, created);
+  EXPECT_EQ(t.count(Op::free, Api::cuMemRelease), 0u);
   EXPECT_EQ(t.count(Op::anomaly), 0u);
 }
 

@@ -229,11 +229,14 @@ CUresult hook_cuMemUnmap(CUdeviceptr ptr, size_t size) {
   record_event(trace::Op::unmap, req, ptr, 0, e);
   if (e != CUDA_SUCCESS) return e;
   uint64_t gone[64];
-  const size_t n = vmm::unmapped(ptr, size, gone, sizeof gone / sizeof gone[0]);
-  for (size_t i = 0; i < n; ++i) {
-    Request freed = request<Driver, L>(Api::cuMemUnmap, 0, MemKind::physical, nullptr, false, -1);
-    release<Driver>(freed, gone[i], [] { return CUDA_SUCCESS; });
-  }
+  size_t n;
+  do {
+    n = vmm::unmapped(ptr, size, gone, sizeof gone / sizeof gone[0]);
+    for (size_t i = 0; i < n; ++i) {
+      Request freed = request<Driver, L>(Api::cuMemUnmap, 0, MemKind::physical, nullptr, false, -1);
+      release<Driver>(freed, gone[i], [] { return CUDA_SUCCESS; });
+    }
+  } while (n == sizeof gone / sizeof gone[0]);
   return e;
 }
 

@@ -24,6 +24,7 @@ struct MappingSlot {
 std::mutex g_mu;
 HandleSlot g_handles[kSlots];
 MappingSlot g_mappings[kSlots];
+size_t g_live_mappings = 0;  // mapping slots in use: an unmap with none skips the table's scan
 
 size_t home(uint64_t key) {
   return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> 48) & (kSlots - 1);
@@ -49,6 +50,15 @@ Slot* claim(Slot* table, uint64_t key) {
   return nullptr;
 }
 
+// Frees slot s of table: empty when the next slot is empty (no probe path runs through s), else
+// a tombstone. Without this, create/release churn would leave tombstones everywhere, and every
+// lookup of an unknown key would probe the whole table.
+template <class Slot, uint64_t Slot::*Key>
+void vacate(Slot* table, Slot* s) {
+  const size_t next = (static_cast<size_t>(s - table) + 1) & (kSlots - 1);
+  s->*Key = table[next].*Key == kEmpty ? kEmpty : kTombstone;
+}
+
 HandleSlot* find_handle(uint64_t h) {
   return find<HandleSlot, &HandleSlot::handle>(g_handles, h);
 }
@@ -56,10 +66,11 @@ HandleSlot* find_handle(uint64_t h) {
 // Drops one mapping of s->handle; true when that handle's memory goes with it.
 bool drop_mapping(MappingSlot* s) {
   HandleSlot* h = find_handle(s->handle);
-  s->ptr = kTombstone;
+  vacate<MappingSlot, &MappingSlot::ptr>(g_mappings, s);
+  --g_live_mappings;
   if (h == nullptr || h->mappings == 0) return false;
   if (--h->mappings != 0 || h->references != 0) return false;
-  h->handle = kTombstone;
+  vacate<HandleSlot, &HandleSlot::handle>(g_handles, h);
   return true;
 }
 
@@ -83,6 +94,7 @@ void mapped(uint64_t ptr, uint64_t size, uint64_t handle) {
   MappingSlot* m = claim<MappingSlot, &MappingSlot::ptr>(g_mappings, ptr);
   if (m == nullptr) return;  // not tracked: the handle's free comes at its release
   *m = MappingSlot{ptr, size, handle};
+  ++g_live_mappings;
   ++h->mappings;
 }
 
@@ -91,7 +103,7 @@ Release release(uint64_t handle) {
   HandleSlot* h = find_handle(handle);
   if (h == nullptr || h->references == 0) return Release::untracked;
   if (--h->references != 0 || h->mappings != 0) return Release::still_live;
-  h->handle = kTombstone;
+  vacate<HandleSlot, &HandleSlot::handle>(g_handles, h);
   return Release::last;
 }
 
@@ -108,20 +120,23 @@ size_t unmapped(uint64_t ptr, uint64_t size, uint64_t* gone, size_t max) {
   const uint64_t end = ptr + size;
   auto drop = [&](MappingSlot* m) {
     const uint64_t handle = m->handle;
-    if (drop_mapping(m) && n < max) gone[n++] = handle;
+    if (drop_mapping(m)) gone[n++] = handle;
   };
-  // The usual range is one mapping, or mappings laid end to end: follow them.
+  // The usual range is one mapping, or mappings laid end to end: follow them. Stops with gone[]
+  // full, leaving the rest of the range's mappings for the caller's next call.
   uint64_t at = ptr;
-  while (at < end) {
+  while (at < end && n < max) {
     MappingSlot* m = find<MappingSlot, &MappingSlot::ptr>(g_mappings, at);
     if (m == nullptr) break;
     at += m->size;
     drop(m);
   }
-  if (at >= end) return n;
+  if (at >= end || n == max || g_live_mappings == 0) return n;
   // A range with holes: every mapping that starts inside it.
-  for (MappingSlot& m : g_mappings)
+  for (MappingSlot& m : g_mappings) {
+    if (n == max) break;
     if (m.ptr != kEmpty && m.ptr != kTombstone && m.ptr >= ptr && m.ptr < end) drop(&m);
+  }
   return n;
 }
 

@@ -33,8 +33,9 @@ Release release(uint64_t handle);
 void release_failed(uint64_t handle, Release what);
 
 // A cuMemUnmap of [ptr, ptr + size) that succeeded: drops the mappings in the range and writes
-// to gone[] the handles whose memory went with it (released, no mapping left); returns how many
-// (at most max; the rest are counted as gone without being reported).
+// to gone[] the handles whose memory went with it (released, no mapping left); returns how many.
+// With gone[] full (max) it stops, leaving the range's other mappings: call again until it
+// returns less than max.
 size_t unmapped(uint64_t ptr, uint64_t size, uint64_t* gone, size_t max);
 
 }  // namespace gpumem::vmm
