@@ -13,6 +13,7 @@
 #include "gpumem/analyzer/render_text.h"
 #include "gpumem/analyzer/report.h"
 #include "gpumem/replay/replay.h"
+#include "gpumem/resources/growth_pool.h"
 #include "gpumem/trace/reader.h"
 #include "gpumem/units.h"
 #include "gpumem/visible_text.h"
@@ -53,7 +54,8 @@ replay::DeviceProgram up_to(const replay::DeviceProgram& dp, const Oom& o) {
 // A device as large as the program could need under any policy: every allocation rounded up to
 // a whole large segment of the growth pool, all live at once.
 uint64_t roomy_capacity(const replay::DeviceProgram& dp) {
-  constexpr uint64_t kSlack = uint64_t{22} << 20;  // a 20 MiB segment + 2 MiB rounding
+  using resources::GrowthPool;
+  constexpr uint64_t kSlack = GrowthPool::kLargeSegment + GrowthPool::kGranularity;
   constexpr uint64_t kMax = uint64_t{1} << 60;
   uint64_t total = kSlack;
   for (const replay::Step& s : dp.steps)
