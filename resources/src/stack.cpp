@@ -10,7 +10,9 @@ DeviceStack::DeviceStack(Upstream& upstream, int device, const StackConfig& conf
     : device_(std::make_unique<DeviceResource>(upstream)) {
   MemoryResource* below = device_.get();
   if (config.limit > 0) {
-    limit_ = std::make_unique<LimitResource>(*below, config.limit);
+    limit_ = config.shared_limit
+                 ? std::make_unique<LimitResource>(*below, config.limit, config.ledger)
+                 : std::make_unique<LimitResource>(*below, config.limit);
     below = limit_.get();
   }
   switch (config.pool) {

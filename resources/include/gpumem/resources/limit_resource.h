@@ -8,11 +8,17 @@
 // holds; placed below a pool it caps what the pool reserves from the device (segments). See
 // docs/policies.md for which the preload library uses. Its statistics count what passed it
 // (successes only): under a limit they are the stack's reserved bytes.
+//
+// Shared (GPUMEM_LIMIT_SCOPE=shared): the bytes are charged to a SharedLedger that every process
+// of the budget uses, under the ledger's lock, so the sum of all processes never passes the
+// limit; used_bytes() is then the budget's total. A shared limit whose ledger could not be opened
+// (null) refuses every request: never a private budget in its place.
 #pragma once
 
 #include <atomic>
 
 #include "gpumem/resources/memory_resource.h"
+#include "gpumem/resources/shared_ledger.h"
 #include "gpumem/resources/statistics.h"
 
 namespace gpumem::resources {
@@ -20,10 +26,19 @@ namespace gpumem::resources {
 class LimitResource final : public MemoryResource, public AllocationCounters {
  public:
   LimitResource(MemoryResource& upstream, uint64_t limit) : upstream_(upstream), limit_(limit) {}
+  // A shared limit: `ledger` (owned by the caller, may be null: see above).
+  LimitResource(MemoryResource& upstream, uint64_t limit, SharedLedger* ledger)
+      : upstream_(upstream), limit_(limit), shared_(true), ledger_(ledger) {}
 
   uint64_t limit_bytes() const { return limit_; }
-  // Bytes counted against the limit now (includes allocations being forwarded).
-  uint64_t used_bytes() const { return used_.load(std::memory_order_relaxed); }
+  // Bytes counted against the limit now (includes allocations being forwarded); shared: by every
+  // process of the budget.
+  uint64_t used_bytes() const {
+    if (shared_) return ledger_ != nullptr ? ledger_->total() : limit_;
+    return used_.load(std::memory_order_relaxed);
+  }
+  bool shared() const { return shared_; }
+  SharedLedger* ledger() const { return ledger_; }
 
  private:
   // out_of_memory with in_use = bytes counted before this request when it would pass the limit.
@@ -33,9 +48,14 @@ class LimitResource final : public MemoryResource, public AllocationCounters {
     return upstream_.synchronize(device, family);
   }
 
+  bool reserve(uint64_t bytes, uint64_t* before);
+  void unreserve(uint64_t bytes);
+
   MemoryResource& upstream_;
   const uint64_t limit_;
   std::atomic<uint64_t> used_{0};
+  const bool shared_ = false;
+  SharedLedger* const ledger_ = nullptr;
 };
 
 }  // namespace gpumem::resources

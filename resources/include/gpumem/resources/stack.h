@@ -23,6 +23,10 @@ struct StackConfig {
   PoolKind pool = PoolKind::none;
   uint64_t limit = 0;      // bytes, 0 = no limit (percentages are resolved by the caller)
   uint64_t pool_size = 0;  // fixed pool size (GPUMEM_POOL_SIZE), 0 = the limit
+  // A limit shared with other processes (GPUMEM_LIMIT_SCOPE=shared): charged to `ledger`, owned
+  // by the caller; a null ledger (it could not be opened) refuses every request.
+  bool shared_limit = false;
+  SharedLedger* ledger = nullptr;
 };
 
 class DeviceStack {
