@@ -10,20 +10,6 @@ std::map<uint64_t, SegmentSpace::Segment>::iterator SegmentSpace::segment_contai
   return address < it->second.end ? it : segments_.end();
 }
 
-void SegmentSpace::add_free(uint64_t start, uint64_t end) {
-  if (end <= start) return;
-  free_.emplace(start, end);
-  sizes_.add(end - start);
-  total_free_ += end - start;
-}
-
-void SegmentSpace::remove_free(std::map<uint64_t, uint64_t>::iterator it) {
-  uint64_t size = it->second - it->first;
-  sizes_.remove(size);
-  total_free_ -= size;
-  free_.erase(it);
-}
-
 uint64_t SegmentSpace::reserve(uint64_t address, uint64_t bytes) {
   if (bytes == 0 || address + bytes < address) return 0;
   uint64_t end = address + bytes;
@@ -32,7 +18,8 @@ uint64_t SegmentSpace::reserve(uint64_t address, uint64_t bytes) {
   if (next != segments_.begin() && std::prev(next)->second.end > address) return 0;
   uint64_t id = next_id_++;
   segments_.emplace(address, Segment{end, id, 0});
-  add_free(address, end);
+  free_.insert_before(free_.lower_bound(address), {address, end});
+  total_free_ += bytes;
   return id;
 }
 
@@ -40,43 +27,37 @@ bool SegmentSpace::release(uint64_t address, uint64_t* bytes, uint64_t* used) {
   auto seg = segments_.find(address);
   if (seg == segments_.end()) return false;
   uint64_t end = seg->second.end;
-  for (auto it = free_.lower_bound(address); it != free_.end() && it->first < end;)
-    remove_free(it++);
+  // Rare (a segment's end): one search per extent removed is fine.
+  for (auto p = free_.lower_bound(address); free_.valid(p) && free_.get(p).start < end;
+       p = free_.lower_bound(address)) {
+    total_free_ -= free_.get(p).end - free_.get(p).start;
+    free_.erase(p);
+  }
   *bytes = end - address;
   *used = seg->second.used;
   segments_.erase(seg);
   return true;
 }
 
-// take and give_back run once per pooled event: they change the free extents in place (a node
-// re-keyed, an end moved, an insertion with its position as hint) rather than removing and
-// re-adding them, so most events allocate nothing and search the tree once.
+// take and give_back run once per pooled event: they change the free extents in place (an end
+// moved, a start moved, an insertion next to a known position), one search each.
 uint64_t SegmentSpace::take(uint64_t address, uint64_t bytes) {
   if (bytes == 0 || address + bytes < address) return 0;
-  auto it = free_.upper_bound(address);
-  if (it == free_.begin()) return 0;
-  --it;
-  const uint64_t start = it->first, end = it->second, taken_end = address + bytes;
-  if (taken_end > end) return 0;
+  const auto p = free_.at_or_before(address);
+  if (!free_.valid(p)) return 0;
+  const FreeExtents::Extent x = free_.get(p);
+  const uint64_t taken_end = address + bytes;
+  if (taken_end > x.end) return 0;
   auto seg = segment_containing(address);
   if (seg == segments_.end()) return 0;
-  sizes_.remove(end - start);
   total_free_ -= bytes;
-  if (start < address) {
-    it->second = address;  // the part before stays in this node
-    sizes_.add(address - start);
-    if (taken_end < end) {
-      free_.emplace_hint(std::next(it), taken_end, end);
-      sizes_.add(end - taken_end);
-    }
-  } else if (taken_end < end) {
-    auto next = std::next(it);  // the part after: the same node, re-keyed
-    auto node = free_.extract(it);
-    node.key() = taken_end;
-    free_.insert(next, std::move(node));
-    sizes_.add(end - taken_end);
+  if (x.start < address) {
+    free_.set(p, x.start, address);  // the part before stays in place
+    if (taken_end < x.end) free_.insert_after(p, {taken_end, x.end});
+  } else if (taken_end < x.end) {
+    free_.set(p, taken_end, x.end);  // the part after: the same entry, its start moved
   } else {
-    free_.erase(it);
+    free_.erase(p);
   }
   seg->second.used += bytes;
   return seg->second.id;
@@ -91,28 +72,20 @@ bool SegmentSpace::give_back(uint64_t address, uint64_t bytes, uint64_t id) {
   const uint64_t end = address + bytes;
   // Neighbours in free_ are inside this segment whenever they touch the range (extents never
   // cross segment bounds, and the range is inside the segment).
-  auto next = free_.lower_bound(address);
-  const bool merge_next = next != free_.end() && next->first == end && end < seg->second.end;
-  auto prev = next == free_.begin() ? free_.end() : std::prev(next);
-  const bool merge_prev = prev != free_.end() && prev->second == address && prev->first >= seg->first;
+  const auto next = free_.lower_bound(address);
+  const bool merge_next =
+      free_.valid(next) && free_.get(next).start == end && end < seg->second.end;
+  const auto prev = free_.prev(next);
+  const bool merge_prev = free_.valid(prev) && free_.get(prev).end == address &&
+                          free_.get(prev).start >= seg->first;
   if (merge_prev) {
-    sizes_.remove(prev->second - prev->first);
-    prev->second = merge_next ? next->second : end;
-    if (merge_next) {
-      sizes_.remove(next->second - next->first);
-      free_.erase(next);
-    }
-    sizes_.add(prev->second - prev->first);
+    // The one before grows over the range (and the one after, then erased).
+    free_.set(prev, free_.get(prev).start, merge_next ? free_.get(next).end : end);
+    if (merge_next) free_.erase(next);
   } else if (merge_next) {
-    sizes_.remove(next->second - next->first);
-    sizes_.add(next->second - address);
-    auto after = std::next(next);
-    auto node = free_.extract(next);
-    node.key() = address;
-    free_.insert(after, std::move(node));
+    free_.set(next, address, free_.get(next).end);
   } else {
-    free_.emplace_hint(next, address, end);
-    sizes_.add(bytes);
+    free_.insert_before(next, {address, end});
   }
   return true;
 }

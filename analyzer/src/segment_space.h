@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <map>
 
-#include "largest_value.h"
+#include "free_extents.h"
 
 namespace gpumem::analyzer {
 
@@ -26,8 +26,8 @@ class SegmentSpace {
   bool give_back(uint64_t address, uint64_t bytes, uint64_t id);
 
   uint64_t total_free() const { return total_free_; }
-  uint64_t largest_free() { return sizes_.largest(); }
-  double external_fragmentation() {
+  uint64_t largest_free() const { return free_.largest(); }
+  double external_fragmentation() const {
     return total_free_ == 0 ? 0.0
                             : 1.0 - static_cast<double>(largest_free()) /
                                         static_cast<double>(total_free_);
@@ -40,12 +40,9 @@ class SegmentSpace {
     uint64_t used;
   };
   std::map<uint64_t, Segment>::iterator segment_containing(uint64_t address);
-  void add_free(uint64_t start, uint64_t end);
-  void remove_free(std::map<uint64_t, uint64_t>::iterator it);
 
   std::map<uint64_t, Segment> segments_;  // start -> segment
-  std::map<uint64_t, uint64_t> free_;     // start -> end of each free extent
-  LargestValue sizes_;                    // the sizes of the free extents
+  FreeExtents free_;                      // ordered, with the largest size at hand
   uint64_t total_free_ = 0;
   uint64_t next_id_ = 1;
 };

@@ -1,11 +1,12 @@
 // The building blocks on their own: segment free extents and the max-box timeline.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <random>
 #include <set>
 #include <vector>
 
-#include "largest_value.h"
+#include "free_extents.h"
 #include "metrics.h"
 #include "segment_space.h"
 #include "timeline.h"
@@ -100,27 +101,65 @@ TEST(SegmentSpace, MatchesABruteForceModelUnderRandomUse) {
   }
 }
 
-TEST(LargestValue, LargestSurvivesRemovalsAndSweeps) {
-  LargestValue v;
-  EXPECT_EQ(v.largest(), 0u);
-  std::multiset<uint64_t> model;
+// Random inserts, moves and erases in small buckets (8: splits, merges and bucket removals all
+// happen) checked after every step against a std::map: order, neighbours and the largest size.
+TEST(FreeExtents, MatchesAMapUnderRandomUse) {
+  using Set = FreeExtentsOf<8>;
+  Set s;
+  std::map<uint64_t, uint64_t> model;  // start -> end
   std::mt19937_64 rng(3);
-  for (int step = 0; step < 50000; ++step) {
-    if (model.empty() || rng() % 3 != 0) {
-      const uint64_t x = 1 + rng() % 1000;
-      v.add(x);
-      model.insert(x);
+  auto check = [&](int step) {
+    ASSERT_EQ(s.size(), model.size()) << step;
+    uint64_t largest = 0;
+    auto p = s.lower_bound(0);
+    for (const auto& [start, end] : model) {
+      ASSERT_TRUE(s.valid(p)) << step;
+      ASSERT_EQ(s.get(p).start, start) << step;
+      ASSERT_EQ(s.get(p).end, end) << step;
+      largest = std::max(largest, end - start);
+      p = s.next(p);
+    }
+    ASSERT_FALSE(s.valid(p)) << step;
+    ASSERT_EQ(s.largest(), largest) << step;
+  };
+  for (int step = 0; step < 30000; ++step) {
+    // Extents on a grid of 1000-byte cells, one per cell at most: [cell*1000, cell*1000 + len).
+    const uint64_t cell = rng() % 400, at = cell * 1000;
+    const auto found = model.find(at);
+    const Set::Pos p = s.at_or_before(at + 999);
+    if (found == model.end()) {
+      ASSERT_TRUE(!s.valid(p) || s.get(p).start < at) << step;
+      const uint64_t len = 1 + rng() % 999;
+      if (rng() % 2 == 0)
+        s.insert_before(s.lower_bound(at), {at, at + len});
+      else if (s.valid(p))
+        s.insert_after(p, {at, at + len});
+      else
+        s.insert_before(s.lower_bound(0), {at, at + len});
+      model[at] = at + len;
     } else {
-      auto it = model.begin();
-      std::advance(it, static_cast<std::ptrdiff_t>(rng() % model.size()));
-      v.remove(*it);
-      model.erase(it);
+      ASSERT_TRUE(s.valid(p)) << step;
+      ASSERT_EQ(s.get(p).start, at) << step;
+      const Set::Pos q = s.prev(s.lower_bound(at + 1));
+      ASSERT_TRUE(q.bucket == p.bucket && q.index == p.index) << step;
+      if (rng() % 3 == 0) {
+        const uint64_t len = 1 + rng() % 999;  // grows or shrinks in place
+        s.set(p, at, at + len);
+        found->second = at + len;
+      } else {
+        s.erase(p);
+        model.erase(found);
+      }
     }
-    if (step % 7 == 0) {
-      ASSERT_EQ(v.largest(), model.empty() ? 0u : *model.rbegin()) << step;
-    }
+    if (step % 5 == 0 || model.size() < 3) check(step);
   }
-  EXPECT_EQ(v.size(), model.size());
+  check(-1);
+  while (!model.empty()) {  // emptied, largest last
+    s.erase(s.at_or_before(model.begin()->first));
+    model.erase(model.begin());
+    check(-2);
+  }
+  EXPECT_EQ(s.largest(), 0u);
 }
 
 TEST(SegmentSpace, ReleaseReportsBytesStillUsed) {
