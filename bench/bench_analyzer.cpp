@@ -73,8 +73,8 @@ void run(benchmark::State& state, bool pooled) {
 
 // The reader's way: records in runs (Analysis::feed(Batch)), so plain allocations and frees take
 // the fast path (DeviceState::plain_run). With call sites (GPUMEM_STACKS) or without.
-void run_batched(benchmark::State& state, bool sites) {
-  const auto events = generate(static_cast<size_t>(state.range(0)), false, sites);
+void run_batched(benchmark::State& state, bool sites, bool pooled = false) {
+  const auto events = generate(static_cast<size_t>(state.range(0)), pooled, sites);
   std::vector<gpumem::trace::Record> records;
   for (const Event& e : events) records.push_back(e.rec);
   for (auto _ : state) {
@@ -105,11 +105,16 @@ void BM_AnalyzeBatchNoSites(benchmark::State& state) {
 void BM_AnalyzeBatchSites(benchmark::State& state) {
   run_batched(state, true);
 }
+// Pooled, the reader's way: the allocations inside one segment (free extents tracked), 64 sites.
+void BM_AnalyzeBatchPooled(benchmark::State& state) {
+  run_batched(state, true, true);
+}
 
 BENCHMARK(BM_AnalyzeNoPool)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzePooled)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzeBatchNoSites)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzeBatchSites)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AnalyzeBatchPooled)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

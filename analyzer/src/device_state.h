@@ -42,8 +42,8 @@ class DeviceState {
   // Undoes free() of `a` (made at free_t_ns) because the real free failed (Op::free_failed): the
   // allocation is live again, neither a new allocation nor a free in any count.
   void unfree(uint64_t address, LiveAlloc& a, int64_t free_t_ns, int64_t t_ns, uint64_t phase);
-  // The fast path: replays records from the first while each is a plain allocation or free of
-  // this device (outside any pool segment, not pinned host memory, not zero bytes, freeing a
+  // The fast path: replays records from the first while each is a plain or pooled allocation or
+  // free of this device (not pinned host memory, not zero bytes, not an NVTX heap's, freeing a
   // live allocation of this device of a non-zero size) and no phase is open; stops at the first
   // other record without touching it. Nearly every record of a trace is such, and here the
   // running numbers stay in registers for the whole run. It counts through the same
@@ -319,25 +319,37 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
       // first allocation with a call site) leaves, and alloc() starts the series. The test is
       // the one site_aggregate() makes anyway, so a trace without sites pays nothing for it.
       const uint64_t bytes = r.bytes;
-      if (r.device != device_ || (r.flags & trace::kFlagPooled) != 0 ||
-          (r.flags & trace::kFlagKindMask) == kPinned || bytes == 0 ||
+      if (r.device != device_ || (r.flags & trace::kFlagKindMask) == kPinned || bytes == 0 ||
           (!kSites && (r.site != last_site_ || last_site_agg_ == nullptr)))
         break;
       bool inserted = false;
       LiveAlloc& a = live.find_or_insert(r.address, &inserted);
       if (!inserted && !a.freed) break;  // the previous owner's free was lost: alloc() closes it
       if (!inserted) --freed_change;
-      a = {bytes, t, 0, r.site, r.device, static_cast<uint8_t>(r.flags & trace::kFlagKindMask),
-           false};
-      count_alloc(n, bytes, kSites ? site_aggregate(r.site) : *last_site_agg_, true, t, 0, kSites);
+      // In a pool segment as alloc() places it: its free extents change first.
+      uint64_t segment = 0;
+      if ((r.flags & trace::kFlagPooled) != 0) {
+        segment = segments_.take(r.address, bytes);
+        segments_changed(t);
+      }
+      a = {bytes, t, segment, r.site, r.device,
+           static_cast<uint8_t>(r.flags & trace::kFlagKindMask), false};
+      count_alloc(n, bytes, kSites ? site_aggregate(r.site) : *last_site_agg_, segment == 0, t, 0,
+                  kSites);
     } else if (r.op == kFree) {
       LiveAlloc* a = r.address != 0 ? live.find(r.address) : nullptr;
       if (a == nullptr || a->freed || a->device != device_ || a->kind == kPinned ||
-          a->segment_id != 0 || a->bytes == 0)
+          a->segment_id >= kNvtxHeapSegment || a->bytes == 0)
         break;
       const uint64_t bytes = a->bytes;
       count_free(n, bytes, a->t_ns, site_aggregate(a->site), t, kSites);
-      count_free_outside(n, bytes, t, kSites);
+      if (a->segment_id == 0) {
+        count_free_outside(n, bytes, t, kSites);
+      } else {  // as free() does
+        if (!segments_.give_back(r.address, bytes, a->segment_id)) n.outside -= bytes;
+        segments_changed(t);
+        after_change(n, t, 0, kSites);
+      }
       a->freed = true;
       ++freed_change;
     } else {
