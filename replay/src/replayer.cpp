@@ -10,6 +10,7 @@
 #include "gpumem/replay/replay.h"
 #include "gpumem/resources/block.h"
 #include "gpumem/resources/growth_pool.h"
+#include "gpumem/resources/simulated_vmm.h"
 #include "gpumem/resources/stack.h"
 #include "gpumem/resources/statistics.h"
 #include "gpumem/trace/format.h"
@@ -32,13 +33,12 @@ struct Held {
   bool pooled = false;
 };
 
-// The simulated device and the stack over it; the upstream is declared first so it outlives the
-// stack, whose pool gives its segments back when destroyed.
+// The simulated device and the stack over it; the upstream (and the expandable pool's VMM calls)
+// are declared first so they outlive the stack, whose pool gives its segments back when destroyed.
 class Stack {
  public:
   Stack(Policy policy, int device, uint64_t capacity, uint64_t limit, uint64_t pool_size)
-      : upstream_(capacity),
-        stack_(upstream_, device, resources::StackConfig{policy, limit, pool_size}) {}
+      : upstream_(capacity), stack_(upstream_, device, config(policy, limit, pool_size)) {}
 
   MemoryResource& top(bool pooled_kind) {
     return pooled_kind && stack_.pool() ? *stack_.top() : *stack_.below_pool();
@@ -50,7 +50,16 @@ class Stack {
   const SimcudaUpstream& upstream() const { return upstream_; }
 
  private:
+  resources::StackConfig config(Policy policy, uint64_t limit, uint64_t pool_size) {
+    resources::StackConfig c{policy, limit, pool_size};
+    // Replay runs each device as the simulated device 0; its VMM calls count nothing themselves
+    // (the physical memory is charged by upstream_, as simcuda charges cuMemCreate).
+    if (policy == Policy::expandable) c.vmm = &vmm_;
+    return c;
+  }
+
   SimcudaUpstream upstream_;
+  resources::SimulatedVmm vmm_;
   resources::DeviceStack stack_;
 };
 
@@ -159,9 +168,11 @@ class Replayer {
     if (resources::PoolResource* pool = stack_.pool()) {
       const uint64_t in_segments = pool->reserved_bytes();
       const uint64_t free_bytes = in_segments > pooled_blocks_ ? in_segments - pooled_blocks_ : 0;
+      // The expandable pool's largest free block is its free address space, larger than what it
+      // holds free: it has no external fragmentation (clamped to 0).
       if (free_bytes > 0)
-        frag =
-            1.0 - static_cast<double>(pool->largest_free_block()) / static_cast<double>(free_bytes);
+        frag = std::max(0.0, 1.0 - static_cast<double>(pool->largest_free_block()) /
+                                       static_cast<double>(free_bytes));
     }
     run_.fragmentation_max = std::max(run_.fragmentation_max, frag);
     if (new_peak_) {
@@ -193,6 +204,8 @@ uint64_t limit_granularity(Policy p) {
       return resources::kBlockAlign;
     case Policy::growth:
       return resources::GrowthPool::kGranularity;
+    case Policy::expandable:
+      return resources::SimulatedVmm::Options{}.granularity;  // one mapped granule, 2 MiB
   }
   return 1;
 }

@@ -15,6 +15,7 @@ Request segment_request(int device, uint64_t bytes, Family family) {
 }  // namespace
 
 PoolResource::~PoolResource() {
+  if (!give_back_segments_) return;
   blocks_.for_each_segment([&](uintptr_t addr, uint64_t size) {
     (void)upstream_.deallocate(reinterpret_cast<void*>(addr),
                                segment_request(device_, size, Family::runtime));
@@ -45,6 +46,7 @@ Result PoolResource::allocate_locked(const Request& req) {
     b = blocks_.find_fit(rounded, kind, req.stream);
     if (b == nullptr) return Result{nullptr, Status::out_of_memory, 0, allocated_bytes()};
   }
+  if (Result ready = prepare_fit(&b, rounded, kind, req); !ready.ok()) return ready;
   count_alloc_locked(req.bytes);
   return Result{reinterpret_cast<void*>(blocks_.take(b, rounded, req.bytes)), Status::ok, 0, 0};
 }

@@ -1,5 +1,6 @@
 #include "gpumem/resources/stack.h"
 
+#include "gpumem/resources/expandable_pool.h"
 #include "gpumem/resources/fixed_pool.h"
 #include "gpumem/resources/growth_pool.h"
 
@@ -33,6 +34,13 @@ DeviceStack::DeviceStack(Upstream& upstream, int device, const StackConfig& conf
       top_counters_ = pool_.get();
       break;
     }
+    case PoolKind::expandable:
+      if (config.vmm == nullptr) break;
+      pool_ = std::make_unique<ExpandablePool>(*below, *config.vmm, device, observer,
+                                               config.vmm_range);
+      top_ = pool_.get();
+      top_counters_ = pool_.get();
+      break;
   }
 }
 

@@ -27,6 +27,7 @@
 
 #include "gpumem/resources/block.h"
 #include "gpumem/resources/simulated_upstream.h"
+#include "gpumem/resources/simulated_vmm.h"
 #include "gpumem/resources/stack.h"
 #include "test_support.h"
 
@@ -53,6 +54,9 @@ const Case kCases[] = {
     {"FixedPool", {PoolKind::fixed, 0, 16 * MiB}, 16 * MiB, 1 * MiB},
     {"FixedPoolSizedByLimit", {PoolKind::fixed, 16 * MiB, 0}, 16 * MiB, 1 * MiB},
     {"FixedPoolUnderLargerLimit", {PoolKind::fixed, 32 * MiB, 8 * MiB}, 8 * MiB, 1 * MiB},
+    // 1 MiB held maps one 2 MiB granule; the budget is the device's (or the limit's) to the byte.
+    {"ExpandablePool", {PoolKind::expandable, 0, 0}, kCapacity, 2 * MiB},
+    {"ExpandablePoolOverLimit", {PoolKind::expandable, 48 * MiB, 0}, 48 * MiB, 2 * MiB},
 };
 
 // The case's name in failure messages instead of its bytes.
@@ -84,8 +88,23 @@ class Conformance : public ::testing::TestWithParam<Case> {
             counted().free_count(), counted().failed_count()};
   }
 
+  // The expandable pool's VMM calls, host-backed like the device (a 256 MiB range per case).
+  static SimulatedVmm::Options vmm_options() {
+    SimulatedVmm::Options o;
+    o.back_with_host_memory = true;
+    return o;
+  }
+  static StackConfig with_vmm(StackConfig c, VmmUpstream& vmm) {
+    if (c.pool == PoolKind::expandable) {
+      c.vmm = &vmm;
+      c.vmm_range = 256 * MiB;
+    }
+    return c;
+  }
+
   SimulatedUpstream sim_{device_options()};
-  DeviceStack stack_{sim_, 0, GetParam().config};
+  SimulatedVmm vmm_{vmm_options()};
+  DeviceStack stack_{sim_, 0, with_vmm(GetParam().config, vmm_)};
 };
 
 TEST_P(Conformance, BuildsAValidStack) {

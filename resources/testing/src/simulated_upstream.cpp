@@ -12,7 +12,8 @@ SimulatedUpstream::SimulatedUpstream(const Options& options) : options_(options)
 
 SimulatedUpstream::~SimulatedUpstream() {
   if (options_.back_with_host_memory)
-    for (auto& [addr, bytes] : live_) std::free(reinterpret_cast<void*>(addr));
+    for (auto& [addr, bytes] : live_)
+      if (own_calls_.count(addr) == 0) std::free(reinterpret_cast<void*>(addr));
 }
 
 void SimulatedUpstream::busy_wait(uint64_t ns) {
@@ -40,7 +41,14 @@ int SimulatedUpstream::alloc(void** p, const Request& req) {
     return kOutOfMemory;
   }
   uint64_t addr = dev.next_address;
-  if (options_.back_with_host_memory) {
+  if (req.real_alloc) {
+    // The request's own call makes the allocation (the expandable pool's VMM handle); the device
+    // still counts its bytes against the capacity, as the preload's device would.
+    const int code = req.real_alloc(p);
+    if (code != kSuccess || *p == nullptr) return code != kSuccess ? code : kInvalidValue;
+    addr = reinterpret_cast<uint64_t>(*p);
+    own_calls_.insert(addr);
+  } else if (options_.back_with_host_memory) {
     addr = reinterpret_cast<uint64_t>(std::aligned_alloc(512, bytes));
     if (addr == 0) return kOutOfMemory;
   } else {
@@ -61,9 +69,16 @@ int SimulatedUpstream::free(void* p, const Request& req) {
   ++free_calls_;
   auto it = live_.find(reinterpret_cast<uint64_t>(p));
   if (it == live_.end() || req.device < 0 || req.device >= options_.devices) return kInvalidValue;
+  if (own_calls_.count(it->first) != 0) {
+    if (!req.real_free) return kInvalidValue;
+    const int code = req.real_free();
+    if (code != kSuccess) return code;
+    own_calls_.erase(it->first);
+  } else if (options_.back_with_host_memory) {
+    std::free(p);
+  }
   devices_[static_cast<size_t>(req.device)].in_use -= it->second;
   record(Call::free, req.device, it->first, it->second);
-  if (options_.back_with_host_memory) std::free(p);
   live_.erase(it);
   return kSuccess;
 }

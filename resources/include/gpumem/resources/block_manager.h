@@ -68,6 +68,13 @@ class BlockManager {
     for (const auto& [addr, seg] : segments_) fn(addr, seg->size);
   }
 
+  // Every block of every segment in address order (a walk over all blocks: for rare paths).
+  template <class Fn>
+  void for_each_block(Fn&& fn) const {
+    for (const auto& [addr, seg] : segments_)
+      for (const Block* b = seg->first; b != nullptr; b = b->next) fn(*b);
+  }
+
   bool lookup(uintptr_t p, BlockInfo* out) const;
   // True when p lies inside one of the segments (live, free or pending block alike).
   bool contains(uintptr_t p) const {

@@ -6,17 +6,20 @@
 
 namespace gpumem::resources {
 
-enum class PoolKind : int { none = 0, growth = 1, fixed = 2 };
+enum class PoolKind : int { none = 0, growth = 1, fixed = 2, expandable = 3 };
 
 inline constexpr PoolKind kPoolKinds[] = {PoolKind::none, PoolKind::growth, PoolKind::fixed};
 
-// "none", "growth", "fixed": GPUMEM_POOL's spelling, the trace header's `pool`, replay's --pool.
+// "none", "growth", "fixed", "expandable": GPUMEM_POOL's spelling, the trace header's `pool`,
+// replay's --pool.
 constexpr const char* pool_kind_name(PoolKind kind) {
   switch (kind) {
     case PoolKind::growth:
       return "growth";
     case PoolKind::fixed:
       return "fixed";
+    case PoolKind::expandable:
+      return "expandable";
     case PoolKind::none:
       break;
   }

@@ -60,6 +60,26 @@ class PoolResource : public MemoryResource, public AllocationCounters {
   // answer the failure.
   virtual Result grow(uint64_t rounded, uint8_t kind, const Request& req) = 0;
   virtual uint8_t kind_for(uint64_t /*rounded*/) const { return 0; }
+  // Lock held. *b (from the best fit) is about to be handed out for `rounded` bytes at its start:
+  // a pool that backs its address space lazily (the expandable pool) makes it usable here, and
+  // may synchronize and pick *b again. Not ok: the request fails with that answer.
+  virtual Result prepare_fit(Block** /*b*/, uint64_t /*rounded*/, uint8_t /*kind*/,
+                             const Request& /*req*/) {
+    return {};
+  }
+
+  // For a pool whose segments are not allocations of the upstream (the expandable pool's address
+  // ranges): its own destructor gives them back, the base's must not.
+  void keep_segments_at_destruction() { give_back_segments_ = false; }
+  BlockManager& blocks() { return blocks_; }
+  const BlockManager& blocks() const { return blocks_; }
+  MemoryResource& upstream() const { return upstream_; }
+  PoolObserver* observer() const { return observer_; }
+  // Lock held. Reserved bytes that are not segments (the expandable pool's mapped pages).
+  void add_reserved(uint64_t bytes) {
+    raise_peak(peak_reserved_, reserved_.fetch_add(bytes, std::memory_order_relaxed) + bytes);
+  }
+  void sub_reserved(uint64_t bytes) { reserved_.fetch_sub(bytes, std::memory_order_relaxed); }
 
   // Lock held. Takes `bytes` from the upstream as a new segment (the plain allocation of
   // `family`), tells the observer.
@@ -84,6 +104,7 @@ class PoolResource : public MemoryResource, public AllocationCounters {
   BlockManager blocks_;
   std::atomic<uint64_t> reserved_{0};
   std::atomic<uint64_t> peak_reserved_{0};
+  bool give_back_segments_ = true;
 };
 
 }  // namespace gpumem::resources

@@ -3,6 +3,7 @@
 //   none:   [limit →] device
 //   growth: growth pool → [limit →] device
 //   fixed:  fixed pool (pool_size, or the limit when 0) → [limit →] device
+//   expandable: expandable pool (over config.vmm) → [limit →] device
 // The tracking layer (which writes the trace) goes on top of `top()`. The preload library
 // (policy.cpp), `gpumem replay` (replayer.cpp) and the benchmarks all build their stacks with this,
 // from the same StackConfig, so what replay predicts is what the preload does.
@@ -16,6 +17,7 @@
 #include "gpumem/resources/pool_observer.h"
 #include "gpumem/resources/pool_resource.h"
 #include "gpumem/resources/statistics.h"
+#include "gpumem/resources/vmm_upstream.h"
 
 namespace gpumem::resources {
 
@@ -23,6 +25,10 @@ struct StackConfig {
   PoolKind pool = PoolKind::none;
   uint64_t limit = 0;      // bytes, 0 = no limit (percentages are resolved by the caller)
   uint64_t pool_size = 0;  // fixed pool size (GPUMEM_POOL_SIZE), 0 = the limit
+  // The expandable pool's virtual memory calls (owned by the caller; without them the stack is
+  // not valid) and the size of each address range it reserves (0 = its default).
+  VmmUpstream* vmm = nullptr;
+  uint64_t vmm_range = 0;
   // A limit shared with other processes (GPUMEM_LIMIT_SCOPE=shared): charged to `ledger`, owned
   // by the caller; a null ledger (it could not be opened) refuses every request.
   bool shared_limit = false;
@@ -31,7 +37,8 @@ struct StackConfig {
 
 class DeviceStack {
  public:
-  // A fixed pool needs pool_size or limit; with neither, valid() is false and top() is null.
+  // A fixed pool needs pool_size or limit, an expandable pool config.vmm; without, valid() is
+  // false and top() is null.
   DeviceStack(Upstream& upstream, int device, const StackConfig& config,
               PoolObserver* observer = nullptr);
 

@@ -3,12 +3,15 @@
 // optional "fail every allocation after the first N" switch (like SIMCUDA_FAIL_ALLOC_AFTER), an
 // optional busy-wait per call (the cost model of SIMCUDA_ALLOC_LATENCY_US/FREE_LATENCY_US), and a
 // log of every call for tests that check order. With back_with_host_memory the addresses are real
-// host memory, so tests can write into blocks. Thread-safe (one mutex).
+// host memory, so tests can write into blocks. A request with its own call (Request::real_alloc,
+// real_free: the expandable pool's VMM handles) is made by that call and only counted here.
+// Thread-safe (one mutex).
 #pragma once
 
 #include <cstdint>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "gpumem/resources/upstream.h"
@@ -74,6 +77,7 @@ class SimulatedUpstream final : public Upstream {
   mutable std::mutex mutex_;
   std::vector<DeviceState> devices_;
   std::unordered_map<uint64_t, uint64_t> live_;  // address -> bytes
+  std::unordered_set<uint64_t> own_calls_;       // live_ entries made by the request's own call
   uint64_t successful_allocs_ = 0;
   uint64_t alloc_calls_ = 0;
   uint64_t free_calls_ = 0;

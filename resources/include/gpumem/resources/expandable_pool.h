@@ -1,0 +1,74 @@
+// A pool over the device's virtual memory API (docs/policies.md "Expandable pool"), the shape of
+// PyTorch's expandable_segments for any program: per device, one large address range reserved up
+// front (VmmUpstream::reserve) and backed by physical memory only where blocks are, one granule
+// (the device's allocation granularity, 2 MiB) at a time. Blocks are handed out from the ranges
+// with the growth pool's bookkeeping and reuse rule (best fit, stream-aware, pending until a
+// device synchronization), so only the backing differs:
+//   - a block about to be handed out gets every granule it touches mapped (cuMemCreate + cuMemMap
+//     + cuMemSetAccess); the physical memory is allocated through the layer below the pool (the
+//     limit, the device), so the cap and the stack's reserved bytes count mapped memory;
+//   - before it maps anything, the pool synchronizes when frees are pending and unmaps and releases
+//     every granule that lies wholly inside a free block, so reserved stays within a granule per
+//     free extent of allocated whenever it grows;
+//   - empty_cache() unmaps and releases every wholly free granule; the ranges stay reserved;
+//   - a range that has no room left is joined by another (the larger of the range size and the
+//     request), so a pool runs out of physical memory, never of addresses.
+// Each mapped granule is a segment for the observer (and the trace): reserved when mapped,
+// released before it is unmapped. The destructor unmaps, releases and frees everything.
+#pragma once
+
+#include <map>
+#include <set>
+#include <vector>
+
+#include "gpumem/resources/pool_resource.h"
+#include "gpumem/resources/vmm_upstream.h"
+
+namespace gpumem::resources {
+
+class ExpandablePool final : public PoolResource {
+ public:
+  static constexpr uint64_t kDefaultRangeBytes = uint64_t{64} << 30;
+
+  // `upstream` (the limit or the device) allocates the physical memory through its real call
+  // (Request::real_alloc runs vmm.create); range_bytes 0 = kDefaultRangeBytes.
+  ExpandablePool(MemoryResource& upstream, VmmUpstream& vmm, int device,
+                 PoolObserver* observer = nullptr, uint64_t range_bytes = 0);
+  ~ExpandablePool() override;
+
+  // The device's granularity, known from the first allocation on (0 before).
+  uint64_t granularity() const;
+  size_t mapped_granules() const;
+  size_t range_count() const;
+  // Bytes of address space reserved (all ranges).
+  uint64_t address_bytes() const;
+
+ private:
+  struct Range {
+    uint64_t bytes = 0;
+    std::vector<uint64_t> handles;  // per granule: its physical handle, 0 = not mapped
+  };
+
+  Result grow(uint64_t rounded, uint8_t kind, const Request& req) override;
+  Result prepare_fit(Block** b, uint64_t rounded, uint8_t kind, const Request& req) override;
+  uint64_t do_empty_cache(Family family) override;
+
+  // The range holding addr and its base; null when none does.
+  Range* range_of(uintptr_t addr, uintptr_t* base);
+  bool all_mapped(const Range& r, size_t g0, size_t g1) const;
+  // Maps the unmapped granules [g0, g1) of the range at base; all or none.
+  Result map_granules(uintptr_t base, Range& r, size_t g0, size_t g1, const Request& req);
+  bool unmap_granule(uintptr_t base, Range& r, size_t g, Family family);
+  // Unmaps every mapped granule wholly inside a free block reusable on every stream, except those
+  // in [keep_from, keep_to). Returns the bytes released.
+  uint64_t unmap_free_granules(Family family, uintptr_t keep_from, uintptr_t keep_to);
+  FreeResult release_handle(uint64_t handle, Family family);
+
+  VmmUpstream& vmm_;
+  const uint64_t range_bytes_;
+  uint64_t granularity_ = 0;
+  std::map<uintptr_t, Range> ranges_;
+  std::set<uintptr_t> mapped_;  // addresses of the mapped granules, for the walk over free blocks
+};
+
+}  // namespace gpumem::resources
