@@ -1,5 +1,5 @@
 // `gpumem run [--trace PATH] [--device auto|sim|real] [--stacks[=native|python|mixed]]
-//              [--tensors] [--pool P] [--limit L]
+//              [--tensors] [--pool P] [--limit L] [--shared-limit NAME]
 //              [--report DIR] [--capture preload|cupti] -- CMD ARGS...`
 // Runs CMD with libgpumem.so preloaded (prepended to any LD_PRELOAD) and the GPUMEM_* variables
 // set, on the simulated device when asked (or when `auto` finds no driver), forwards signals,
@@ -45,6 +45,7 @@ struct RunOptions {
   bool tensors = false;
   std::string pool;
   std::string limit;
+  std::string shared_limit;  // GPUMEM_LIMIT_SCOPE=shared, GPUMEM_LIMIT_NAME
   std::string report_dir;
   std::string capture = "preload";
   std::vector<std::string> command;
@@ -203,7 +204,7 @@ std::vector<TreeTrace> find_tree_traces(const std::string& expected, pid_t child
 // value costs no run and reads as the library would say it. A percentage that is 0 bytes of the
 // real device is found by the preload, which stops the program with status 2.
 struct PendingSettings {
-  std::string trace, stacks, pool, limit;
+  std::string trace, stacks, pool, limit, shared_limit;
 };
 const PendingSettings* g_pending = nullptr;
 
@@ -213,6 +214,9 @@ const char* pending_env(const char* name) {
   if (std::strcmp(name, "GPUMEM_STACKS") == 0) option = &g_pending->stacks;
   if (std::strcmp(name, "GPUMEM_POOL") == 0) option = &g_pending->pool;
   if (std::strcmp(name, "GPUMEM_LIMIT") == 0) option = &g_pending->limit;
+  if (std::strcmp(name, "GPUMEM_LIMIT_NAME") == 0) option = &g_pending->shared_limit;
+  if (std::strcmp(name, "GPUMEM_LIMIT_SCOPE") == 0 && !g_pending->shared_limit.empty())
+    return "shared";
   if (option != nullptr && !option->empty()) return option->c_str();
   return std::getenv(name);
 }
@@ -224,6 +228,9 @@ const char* option_for(const PendingSettings& p, const std::string& variable) {
   if (variable == "GPUMEM_STACKS" && !p.stacks.empty()) return "--stacks";
   if (variable == "GPUMEM_POOL" && !p.pool.empty()) return "--pool";
   if (variable == "GPUMEM_LIMIT" && !p.limit.empty()) return "--limit";
+  if ((variable == "GPUMEM_LIMIT_NAME" || variable == "GPUMEM_LIMIT_SCOPE") &&
+      !p.shared_limit.empty())
+    return "--shared-limit";
   return "";
 }
 
@@ -273,12 +280,12 @@ int run_command(const RunOptions& o) {
   }
   PendingSettings pending{
       o.trace.empty() && !o.report_dir.empty() ? o.report_dir + "/gpumem-%p.trace" : o.trace,
-      o.stacks == "native" ? "1" : o.stacks, o.pool, o.limit};
+      o.stacks == "native" ? "1" : o.stacks, o.pool, o.limit, o.shared_limit};
   // Inherited by every descendant and recorded in its trace's header (find_tree_traces).
   ::setenv("GPUMEM_RUN", std::to_string(::getpid()).c_str(), 1);
   if (!settings_ok(pending)) return 2;
   const bool cupti = o.capture == "cupti";
-  if (cupti && (!o.limit.empty() || !o.pool.empty())) {
+  if (cupti && (!o.limit.empty() || !o.pool.empty() || !o.shared_limit.empty())) {
     std::fprintf(stderr,
                  "gpumem run: --capture cupti only observes; caps and pools need the preload "
                  "capture (drop --capture cupti)\n");
@@ -373,6 +380,10 @@ int run_command(const RunOptions& o) {
   }
   if (!o.pool.empty()) ::setenv("GPUMEM_POOL", o.pool.c_str(), 1);
   if (!o.limit.empty()) ::setenv("GPUMEM_LIMIT", o.limit.c_str(), 1);
+  if (!o.shared_limit.empty()) {
+    ::setenv("GPUMEM_LIMIT_SCOPE", "shared", 1);
+    ::setenv("GPUMEM_LIMIT_NAME", o.shared_limit.c_str(), 1);
+  }
 
   struct sigaction sa {};
   sa.sa_handler = forward_signal;
@@ -466,10 +477,14 @@ void register_run(CLI::App& app, std::function<int()>* run) {
   cmd->add_flag("--tensors", opts->tensors,
                 "make PyTorch, TensorFlow and JAX take each tensor from CUDA instead of their own "
                 "cache, so the trace counts tensors (merges with your settings; says what it did)");
-  cmd->add_option("--pool", opts->pool, "none, growth or fixed (GPUMEM_POOL)")
+  cmd->add_option("--pool", opts->pool, "none, growth, fixed or expandable (GPUMEM_POOL)")
       ->check(value_given("--pool"));
   cmd->add_option("--limit", opts->limit, "cap per device: 512MiB, 8GiB, 60% (GPUMEM_LIMIT)")
       ->check(value_given("--limit"));
+  cmd->add_option("--shared-limit", opts->shared_limit,
+                  "share the --limit with every process naming this budget (GPUMEM_LIMIT_SCOPE="
+                  "shared, GPUMEM_LIMIT_NAME)")
+      ->check(value_given("--shared-limit"));
   cmd->add_option("--capture", opts->capture,
                   "preload (interpose CUDA calls; default) or cupti (CUPTI activity records "
                   "through CUDA_INJECTION64_PATH; observation only, real GPU only)")

@@ -36,6 +36,8 @@ struct Config {
   LimitSpec limit;                              // GPUMEM_LIMIT (every device)
   LimitSpec device_limit[trace::kMaxDevices];   // GPUMEM_LIMIT_<n> (overrides GPUMEM_LIMIT)
   uint64_t pool_size = 0;                       // GPUMEM_POOL_SIZE, 0 = not set
+  bool limit_shared = false;                    // GPUMEM_LIMIT_SCOPE=shared
+  char limit_name[65] = {};                     // GPUMEM_LIMIT_NAME: the shared budget's name
   int rank = -1;                                // RANK / LOCAL_RANK / OMPI_COMM_WORLD_RANK / ...
   char summary[4096] = {};  // "KEY=VALUE" lines of the settings in force (trace header)
 };

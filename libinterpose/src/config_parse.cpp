@@ -8,6 +8,7 @@
 #include "config.h"
 #include "gpumem/preload_settings.h"
 #include "gpumem/resources/block.h"
+#include "gpumem/resources/shared_ledger.h"
 #include "gpumem/trace_name.h"
 #include "gpumem/units.h"
 #include "gpumem/visible_text.h"
@@ -124,7 +125,7 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
 
   if (const char* v = env("GPUMEM_POOL"); v != nullptr && *v != '\0') {
     if (!resources::parse_pool_kind(v, &c->pool))
-      return fail(err, errlen, "GPUMEM_POOL", v, "none, growth or fixed");
+      return fail(err, errlen, "GPUMEM_POOL", v, "none, growth, fixed or expandable");
   }
   note(c, "GPUMEM_POOL", pool_kind_name(c->pool));
 
@@ -157,6 +158,35 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
     return fail(err, errlen, "GPUMEM_POOL", "fixed",
                 "fixed together with GPUMEM_POOL_SIZE or GPUMEM_LIMIT (the pool's size), or "
                 "growth, or none");
+  }
+
+  // A limit shared by every process naming the same budget (docs/policies.md "Shared budget").
+  const char* scope = env("GPUMEM_LIMIT_SCOPE");
+  const char* budget = env("GPUMEM_LIMIT_NAME");
+  if (scope != nullptr && *scope != '\0') {
+    if (std::strcmp(scope, "shared") == 0)
+      c->limit_shared = true;
+    else if (std::strcmp(scope, "process") != 0)
+      return fail(err, errlen, "GPUMEM_LIMIT_SCOPE", scope,
+                  "process (each process has its own cap) or shared (one cap for every process "
+                  "naming the same GPUMEM_LIMIT_NAME)");
+  }
+  if (c->limit_shared) {
+    if (budget == nullptr || !resources::valid_ledger_name(budget))
+      return fail(err, errlen, "GPUMEM_LIMIT_NAME", budget != nullptr ? budget : "",
+                  "the shared budget's name, 1 to 64 of A-Z a-z 0-9 . _ - (needed by "
+                  "GPUMEM_LIMIT_SCOPE=shared)");
+    bool any_limit = c->limit.set;
+    for (const auto& d : c->device_limit) any_limit = any_limit || d.set;
+    if (!any_limit)
+      return fail(err, errlen, "GPUMEM_LIMIT_SCOPE", scope,
+                  "shared together with GPUMEM_LIMIT (the budget's size), or process");
+    std::snprintf(c->limit_name, sizeof c->limit_name, "%s", budget);
+    note(c, "GPUMEM_LIMIT_SCOPE", "shared");
+    note(c, "GPUMEM_LIMIT_NAME", c->limit_name);
+  } else if (budget != nullptr && *budget != '\0') {
+    return fail(err, errlen, "GPUMEM_LIMIT_NAME", budget,
+                "a name only together with GPUMEM_LIMIT_SCOPE=shared");
   }
 
   // Set by `gpumem run` (its own pid) and inherited by the whole process tree: recorded in the

@@ -21,6 +21,7 @@
 #include "hooks/api_codes.h"
 #include "log.h"
 #include "real.h"
+#include "real_vmm.h"
 #include "reentry.h"
 #include "session.h"
 
@@ -139,6 +140,21 @@ bool has_policy(int device) {
   std::_Exit(2);
 }
 
+// The shared budget's ledger for `device` (GPUMEM_LIMIT_SCOPE=shared), kept for the process's
+// life. Null when it cannot be opened: said once here, and the limit then refuses every request
+// (a private cap in its place would let the processes pass the budget together).
+resources::SharedLedger* open_budget(int device, uint64_t limit) {
+  char shm[128];
+  std::snprintf(shm, sizeof shm, "/gpumem-budget-%s-dev%d", config().limit_name, device);
+  char err[512] = {};
+  resources::SharedLedger* l = resources::SharedLedger::open(shm, limit, 0600, err, sizeof err);
+  if (l == nullptr)
+    log_message(LogLevel::error,
+                "GPUMEM_LIMIT_NAME=%s: %s. Every allocation on device %d is refused until then.",
+                config().limit_name, err, device);
+  return l;
+}
+
 // Resolves the limit (percentages need the device's capacity) and checks it against the device.
 // The capacity is known only once CUDA runs, so these checks happen at the first request for the
 // device; they stop the process as configuration errors do (status 2).
@@ -169,8 +185,27 @@ DeviceStack* build_stack(int device) {
         bad_size(var, sc.limit, what, physical, "Lower the limit or unset it.");
     }
   }
+  if (c.limit_shared && spec.set) {
+    sc.shared_limit = true;
+    sc.ledger = open_budget(device, sc.limit);
+  }
   sc.pool = c.pool;
   sc.pool_size = c.pool == PoolKind::fixed ? c.pool_size : 0;
+  if (sc.pool == PoolKind::expandable) {
+    // Needs the driver's virtual memory API: without it (an old driver, a device without VMM),
+    // the growth pool serves instead, as said once here.
+    uint64_t granularity = 0;
+    const int code = real_vmm().granularity(device, &granularity);
+    if (code == 0 && granularity != 0) {
+      sc.vmm = &real_vmm();
+    } else {
+      log_message(LogLevel::warn,
+                  "GPUMEM_POOL=expandable: device %d has no virtual memory management (the "
+                  "driver's granularity query answered %d); using the growth pool instead.",
+                  device, code);
+      sc.pool = PoolKind::growth;
+    }
+  }
   if (sc.pool_size != 0 && physical != 0 && sc.pool_size > physical)
     bad_size("GPUMEM_POOL_SIZE", sc.pool_size, what, physical, "Lower GPUMEM_POOL_SIZE.");
   if (sc.pool_size != 0 && sc.limit != 0 && sc.pool_size > sc.limit)
@@ -275,6 +310,11 @@ FreeResult deallocate(const Request& req, const LiveInfo& info, uint64_t address
     const int code = req.real_free();
     return code == 0 ? FreeResult{} : FreeResult{Status::upstream_error, code};
   }
+  // A host free (cudaFreeHost, cuMemFreeHost) of a pooled block: CUDA refuses to free device
+  // memory that way and the program keeps it, so the pool must not release the block either.
+  if (info.route == kPooled &&
+      static_cast<trace::MemKind>(req.flags & trace::kFlagKindMask) == trace::MemKind::pinned_host)
+    return {Status::invalid_value, 0};
   MemoryResource* mr = info.route == kPooled ? s->top() : s->below_pool();
   Request freed = req;  // the allocation's device and size: the limit counts with them
   freed.device = info.device;
@@ -307,6 +347,8 @@ bool clamp_capacity(int device, uint64_t* total, uint64_t* free_bytes) {
   if (s->limit() == nullptr) return false;
   const uint64_t cap =
       *total == 0 ? s->limit()->limit_bytes() : std::min(s->limit()->limit_bytes(), *total);
+  // Shared: what every process of the budget holds, after returning the dead ones' charges.
+  if (resources::SharedLedger* l = s->limit()->ledger()) l->reclaim_dead();
   const uint64_t used = s->limit()->used_bytes();
   *total = cap;
   *free_bytes = std::min(*free_bytes, cap > used ? cap - used : 0);

@@ -27,11 +27,7 @@ CUresult allocate(int device, uint64_t size, Kind kind, CUmemPoolHandle_st* pool
       }
     } else {
       charge_for(size, &a.large_charge, &a.small_charge);
-      fits = dev.fits(a.large_charge, a.small_charge);
-      if (fits) {
-        dev.large_bytes += a.large_charge;
-        dev.small_bytes += a.small_charge;
-      }
+      fits = dev.take(a.large_charge, a.small_charge);
     }
     if (fits) {
       s.allocations.emplace(reinterpret_cast<uintptr_t>(p), a);
@@ -58,8 +54,7 @@ CUresult release(CUdeviceptr ptr) {
       a.pool->used -= a.small_charge;
       pool_release_to(dev, *a.pool, a.pool->release_threshold);
     } else {
-      dev.large_bytes -= a.large_charge;
-      dev.small_bytes -= a.small_charge;
+      dev.give(a.large_charge, a.small_charge);
     }
   }
   free_latency();

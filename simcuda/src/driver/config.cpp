@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "gpumem/resources/shared_ledger.h"
 #include "gpumem/units.h"
 
 namespace simcuda {
@@ -28,6 +29,13 @@ uint64_t parse_count(const char* name, const char* value, uint64_t min, uint64_t
 
 Config parse() {
   Config c;
+  if (const char* v = std::getenv("SIMCUDA_SHARED"); v != nullptr && *v != '\0') {
+    if (!gpumem::resources::valid_ledger_name(v))
+      reject("SIMCUDA_SHARED", v,
+             "a name of 1 to 64 of A-Z a-z 0-9 . _ - (processes naming the same one share its "
+             "devices)");
+    std::snprintf(c.shared, sizeof c.shared, "%s", v);
+  }
   if (const char* v = std::getenv("SIMCUDA_DEVICES"))
     c.devices = static_cast<int>(
         parse_count("SIMCUDA_DEVICES", v, 1, 64, "a whole number of devices from 1 to 64"));

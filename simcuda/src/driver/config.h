@@ -14,6 +14,7 @@ struct Config {
   uint64_t fail_alloc_after = 0;    // allocations allowed before failures start
   uint64_t alloc_latency_us = 0;    // SIMCUDA_ALLOC_LATENCY_US
   uint64_t free_latency_us = 0;     // SIMCUDA_FREE_LATENCY_US
+  char shared[65] = {};             // SIMCUDA_SHARED: the machine-wide devices' name, "" = private
 };
 
 // Parses the environment on first call (thread-safe) and returns the same object afterwards.

@@ -50,7 +50,7 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemGetInfo_v2(size_t* free_bytes, size_t* tota
   std::lock_guard lock(s.mu);
   const Device& dev = *s.devices[device];
   *total_bytes = dev.capacity;
-  *free_bytes = dev.capacity - dev.used();
+  *free_bytes = dev.free_bytes();
   return CUDA_SUCCESS;
 }
 

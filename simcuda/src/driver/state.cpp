@@ -6,6 +6,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <new>
 #include <type_traits>
 
@@ -43,6 +45,20 @@ void fork_release() {
   storage().mu.unlock();
 }
 
+// SIMCUDA_SHARED: device `ordinal`'s ledger, machine-wide for the user. A process that cannot
+// use it stops (status 2), as for a bad setting: it must not run on a private device instead.
+gpumem::resources::SharedLedger* open_shared(const Config& c, int ordinal) {
+  char shm[128];
+  std::snprintf(shm, sizeof shm, "/simcuda-%s-dev%d", c.shared, ordinal);
+  char err[512] = {};
+  auto* l = gpumem::resources::SharedLedger::open(shm, c.memory, 0600, err, sizeof err);
+  if (l == nullptr) {
+    std::fprintf(stderr, "simcuda: SIMCUDA_SHARED=%s: %s\n", c.shared, err);
+    std::exit(2);
+  }
+  return l;
+}
+
 State& make_state() {
   State& s = storage();
   const Config& c = config();
@@ -50,6 +66,7 @@ State& make_state() {
     auto d = std::make_unique<Device>();
     d->ordinal = i;
     d->capacity = c.memory;
+    if (c.shared[0] != '\0') d->shared = open_shared(c, i);
     d->primary = CUctx_st{i, true, 0};
     d->default_pool.device = i;
     s.devices.push_back(std::move(d));
@@ -69,6 +86,30 @@ void sleep_us(uint64_t us) {
 }
 
 }  // namespace
+
+bool Device::take(uint64_t large, uint64_t small) {
+  const uint64_t after = charged_bytes(large_bytes + large, small_bytes + small);
+  if (after < large_bytes || after > capacity) return false;
+  const uint64_t before = used();
+  if (shared != nullptr && after > before && !shared->charge(after - before)) return false;
+  large_bytes += large;
+  small_bytes += small;
+  return true;
+}
+
+void Device::give(uint64_t large, uint64_t small) {
+  const uint64_t before = used();
+  large_bytes -= large;
+  small_bytes -= small;
+  if (shared != nullptr && before > used()) shared->uncharge(before - used());
+}
+
+uint64_t Device::free_bytes() const {
+  if (shared == nullptr) return capacity - used();
+  shared->reclaim_dead();  // a killed process's memory is back, as the driver returns it
+  const uint64_t total = shared->total();
+  return total < capacity ? capacity - total : 0;
+}
 
 State& state() {
   static State& s = make_state();
@@ -134,8 +175,7 @@ bool pool_grow(Device& dev, CUmemPoolHandle_st& pool, uint64_t bytes) {
   uint64_t need = pool.used + bytes;
   if (need <= pool.reserved) return true;
   uint64_t grow = round_up(need - pool.reserved, kPage);
-  if (!dev.fits(grow, 0)) return false;
-  dev.large_bytes += grow;
+  if (!dev.take(grow, 0)) return false;
   pool.reserved += grow;
   if (pool.reserved > pool.reserved_high) pool.reserved_high = pool.reserved;
   return true;
@@ -145,7 +185,7 @@ void pool_release_to(Device& dev, CUmemPoolHandle_st& pool, uint64_t keep) {
   uint64_t floor = round_up(pool.used, kPage);
   uint64_t target = keep > floor ? round_up(keep, kPage) : floor;
   if (pool.reserved <= target) return;
-  dev.large_bytes -= pool.reserved - target;
+  dev.give(pool.reserved - target, 0);
   pool.reserved = target;
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "config.h"
+#include "gpumem/resources/shared_ledger.h"
 #include "gpumem/simcuda/accounting.h"
 
 // Opaque CUDA handle types, defined here for the simulated driver only.
@@ -87,13 +88,20 @@ struct Device {
   uint64_t small_bytes = 0;  // sum of small allocations, each rounded up to 512 B
   CUctx_st primary{};
   CUmemPoolHandle_st default_pool{};
+  // SIMCUDA_SHARED: the device every process of that name shares; this process's slot holds
+  // its used(). Null for a private device.
+  gpumem::resources::SharedLedger* shared = nullptr;
 
-  // Charged bytes: whole pages plus as many 2 MiB small pages as the small bytes need.
+  // Charged bytes (this process's): whole pages plus as many 2 MiB small pages as the small
+  // bytes need.
   [[nodiscard]] uint64_t used() const { return charged_bytes(large_bytes, small_bytes); }
-  [[nodiscard]] bool fits(uint64_t large, uint64_t small) const {
-    uint64_t after = charged_bytes(large_bytes + large, small_bytes + small);
-    return after >= large_bytes && after <= capacity;
-  }
+  // Charges `large` page bytes and `small` small bytes when they fit (on a shared device: with
+  // every other process's charge, in one step of its ledger); false and no change otherwise.
+  // Caller holds the lock, as for give().
+  [[nodiscard]] bool take(uint64_t large, uint64_t small);
+  void give(uint64_t large, uint64_t small);
+  // Free bytes of the device: capacity less every process's charge when shared.
+  [[nodiscard]] uint64_t free_bytes() const;
 };
 
 struct State {

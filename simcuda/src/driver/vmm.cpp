@@ -19,7 +19,7 @@ bool aligned(uint64_t v) {
 // Drops the charge and the memfd of a handle nobody references or maps. Caller holds the lock.
 void maybe_destroy(PhysicalAllocation* h) {
   if (h->references > 0 || h->mappings > 0) return;
-  state().devices[h->device]->large_bytes -= h->size;
+  state().devices[h->device]->give(h->size, 0);
   state().handles.erase(h);
   close(h->fd);
   delete h;
@@ -106,8 +106,7 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle* handle
   {
     std::lock_guard lock(state().mu);
     Device& dev = *state().devices[device];
-    if (dev.fits(size, 0)) {
-      dev.large_bytes += size;
+    if (dev.take(size, 0)) {
       state().handles.insert(h);
       *handle = reinterpret_cast<CUmemGenericAllocationHandle>(h);
       return CUDA_SUCCESS;

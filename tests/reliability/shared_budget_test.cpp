@@ -1,0 +1,278 @@
+// One budget, several processes (issue 20): shared_worker processes under the preload with
+// GPUMEM_LIMIT_SCOPE=shared, and on a simulated device they share (SIMCUDA_SHARED). The test
+// opens the same ledger and reads it: totals to the byte, the high water within the limit, a
+// SIGKILLed process's bytes back (polled, bounded), and a ledger that cannot be opened refusing
+// every allocation with the reason.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "gpumem/resources/shared_ledger.h"
+#include "process.h"
+#include "support.h"
+
+namespace reliability {
+namespace {
+
+using gpumem::resources::SharedLedger;
+using gpumem::trace::Op;
+constexpr uint64_t MiB = 1ull << 20;
+
+class SharedBudget : public ScratchTest {
+ protected:
+  void SetUp() override {
+    ScratchTest::SetUp();
+    name_ = "rel" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    budget_shm_ = "/gpumem-budget-" + name_ + "-dev0";
+    device_shm_ = "/simcuda-" + name_ + "-dev0";
+    shm_unlink(budget_shm_.c_str());
+    shm_unlink(device_shm_.c_str());
+  }
+  void TearDown() override {
+    for (pid_t p : pids_) {
+      ::kill(p, SIGKILL);
+      waitpid(p, nullptr, 0);
+    }
+    shm_unlink(budget_shm_.c_str());
+    shm_unlink(device_shm_.c_str());
+    ScratchTest::TearDown();
+  }
+
+  std::vector<std::string> budget_env(const std::string& limit, const std::string& trace) const {
+    return child_environment(true, {"GPUMEM_LIMIT=" + limit, "GPUMEM_LIMIT_SCOPE=shared",
+                                    "GPUMEM_LIMIT_NAME=" + name_, "GPUMEM_TRACE=" + trace});
+  }
+  // Starts a worker whose output goes to dir_/<tag>.out and .err.
+  pid_t spawn(const std::string& tag, const std::vector<std::string>& args,
+              const std::vector<std::string>& env) {
+    std::vector<std::string> argv{RELIABILITY_SHARED_WORKER};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const pid_t pid = start(argv, env, out(tag), dir_ + "/" + tag + ".err");
+    if (pid > 0) pids_.push_back(pid);
+    return pid;
+  }
+  std::string out(const std::string& tag) const { return dir_ + "/" + tag + ".out"; }
+  // Waits (bounded) until the worker printed "ready" or ended; its output.
+  std::string ready(const std::string& tag, pid_t pid) {
+    for (int i = 0; i < 30000; ++i) {
+      const std::string s = slurp(out(tag));
+      if (s.find("ready\n") != std::string::npos) return s;
+      if (waitpid(pid, nullptr, WNOHANG) == pid) {
+        pids_.erase(std::find(pids_.begin(), pids_.end(), pid));
+        return slurp(out(tag)) + slurp(dir_ + "/" + tag + ".err");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return "(timed out) " + slurp(out(tag));
+  }
+  void end(pid_t pid) {
+    ::kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    pids_.erase(std::find(pids_.begin(), pids_.end(), pid));
+  }
+  std::unique_ptr<SharedLedger> ledger(const std::string& shm, uint64_t limit) {
+    char err[512] = {};
+    std::unique_ptr<SharedLedger> l(SharedLedger::open(shm.c_str(), limit, 0600, err, sizeof err));
+    EXPECT_NE(l, nullptr) << err;
+    return l;
+  }
+  // Polls (bounded) until the ledger, its dead processes reclaimed, holds `want`.
+  static bool comes_back_to(SharedLedger& l, uint64_t want) {
+    for (int i = 0; i < 20000; ++i) {
+      l.reclaim_dead();
+      if (l.total() == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+  }
+  // Bytes the trace's process held at its end (successful allocations less frees).
+  static uint64_t live_at_end(const LoadedTrace& t) {
+    std::map<uint64_t, uint64_t> live;
+    for (const auto& r : t.records) {
+      if (r.result != 0) continue;
+      if (static_cast<Op>(r.op) == Op::alloc) live[r.address] = r.bytes;
+      if (static_cast<Op>(r.op) == Op::free) live.erase(r.address);
+    }
+    uint64_t sum = 0;
+    for (const auto& [a, b] : live) sum += b;
+    return sum;
+  }
+
+  std::string name_, budget_shm_, device_shm_;
+  std::vector<pid_t> pids_;
+};
+
+TEST_F(SharedBudget, ProcessesHoldOneCapAndAKilledOnesBytesComeBack) {
+  const uint64_t kLimit = 64 * MiB;
+  auto l = ledger(budget_shm_, kLimit);
+  ASSERT_NE(l, nullptr);
+  struct Holder {
+    std::string tag;
+    std::vector<std::string> sizes;
+    uint64_t held;
+    pid_t pid = -1;
+  };
+  std::vector<Holder> hs = {{"a", {std::to_string(10 * MiB), std::to_string(5 * MiB)}, 15 * MiB},
+                            {"b", {std::to_string(20 * MiB)}, 20 * MiB},
+                            {"c", {std::to_string(15 * MiB), "1000"}, 15 * MiB + 1000}};
+  for (auto& h : hs) {
+    std::vector<std::string> args{"hold"};
+    args.insert(args.end(), h.sizes.begin(), h.sizes.end());
+    h.pid = spawn(h.tag, args, budget_env("64MiB", dir_ + "/" + h.tag + ".trace"));
+    ASSERT_GT(h.pid, 0);
+    const std::string s = ready(h.tag, h.pid);
+    ASSERT_EQ(s.find("fail"), std::string::npos) << s;
+    ASSERT_NE(s.find("ready"), std::string::npos) << s;
+  }
+  const uint64_t held = 50 * MiB + 1000;
+  EXPECT_EQ(l->total(), held);
+  // A fourth process: 14 MiB would pass the budget, 13 MiB fits; its capacity query then says
+  // what the budget has left, not what its own process holds.
+  const pid_t d = spawn("d", {"hold", std::to_string(14 * MiB), std::to_string(13 * MiB)},
+                        budget_env("64MiB", dir_ + "/d.trace"));
+  const std::string ds = ready("d", d);
+  EXPECT_NE(ds.find("alloc 14680064 fail 2\n"), std::string::npos) << ds;  // cudaErrorMemoryAllocation
+  EXPECT_NE(ds.find("alloc 13631488 ok\n"), std::string::npos) << ds;
+  EXPECT_NE(ds.find("info " + std::to_string(kLimit - held - 13 * MiB) + " " +
+                    std::to_string(kLimit) + "\n"),
+            std::string::npos)
+      << ds;
+  EXPECT_EQ(l->total(), held + 13 * MiB);
+  EXPECT_LE(l->high_water(), kLimit);
+
+  // SIGKILL b (20 MiB), not reaped: its bytes come back, and a new process can have them.
+  ::kill(hs[1].pid, SIGKILL);
+  EXPECT_TRUE(comes_back_to(*l, held + 13 * MiB - 20 * MiB)) << l->total();
+  std::vector<std::string> env = budget_env("64MiB", dir_ + "/e.trace");
+  env.push_back("WORKER_EXIT=1");
+  const pid_t e = spawn("e", {"hold", std::to_string(20 * MiB)}, env);
+  const std::string es = ready("e", e);
+  EXPECT_NE(es.find("alloc 20971520 ok\n"), std::string::npos) << es;
+  ASSERT_EQ(wait_for(e, "", "").status, 0);
+  pids_.erase(std::find(pids_.begin(), pids_.end(), e));
+  EXPECT_EQ(l->total(), held + 13 * MiB - 20 * MiB);  // e freed what it took
+
+  // The traces agree with the ledger: what the live processes hold, to the byte, and each
+  // records the budget it belonged to.
+  for (auto& h : hs) end(h.pid);
+  end(d);
+  uint64_t traced = 0;
+  for (const std::string tag : {"a", "c", "d", "e"}) {
+    const LoadedTrace t = load_trace(dir_ + "/" + tag + ".trace");
+    ASSERT_TRUE(t.opened) << t.error;
+    EXPECT_NE(std::string(t.header.config).find("GPUMEM_LIMIT_NAME=" + name_ + "\n"),
+              std::string::npos)
+        << t.header.config;
+    EXPECT_NE(std::string(t.header.config).find("GPUMEM_LIMIT_SCOPE=shared\n"), std::string::npos);
+    traced += live_at_end(t);
+  }
+  EXPECT_EQ(traced, held - 20 * MiB + 13 * MiB);
+  EXPECT_TRUE(comes_back_to(*l, 0)) << l->total();  // everyone is gone
+}
+
+TEST_F(SharedBudget, ChurningProcessesNeverPassTheBudget) {
+  const uint64_t kLimit = 24 * MiB;
+  auto l = ledger(budget_shm_, kLimit);
+  ASSERT_NE(l, nullptr);
+  constexpr int kProcs = 4;
+  std::vector<pid_t> ps;
+  for (int k = 0; k < kProcs; ++k) {
+    const std::string tag = "w" + std::to_string(k);
+    ps.push_back(spawn(tag, {"churn", "300", std::to_string(k + 1)},
+                       budget_env("24MiB", dir_ + "/" + tag + ".trace")));
+    ASSERT_GT(ps.back(), 0);
+  }
+  uint64_t ok = 0, fail = 0;
+  for (int k = 0; k < kProcs; ++k) {
+    const std::string tag = "w" + std::to_string(k);
+    const Outcome o = wait_for(ps[k], out(tag), dir_ + "/" + tag + ".err");
+    pids_.erase(std::find(pids_.begin(), pids_.end(), ps[k]));
+    ASSERT_EQ(o.status, 0) << o.err;
+    unsigned long long n = 0, m = 0;
+    ASSERT_EQ(std::sscanf(o.out.c_str(), "ok %llu fail %llu", &n, &m), 2) << o.out;
+    const LoadedTrace t = load_trace(dir_ + "/" + tag + ".trace");
+    ASSERT_TRUE(t.opened) << t.error;
+    uint64_t allocs = 0, refused = 0;
+    for (const auto& r : t.records) {
+      if (static_cast<Op>(r.op) == Op::alloc && r.result == 0) ++allocs;
+      if (static_cast<Op>(r.op) != Op::alloc_failed) continue;
+      ++refused;
+      // Refused only when it would not fit beside what every process held then (aux: the
+      // budget's total the refusal saw).
+      EXPECT_LE(r.aux, kLimit);
+      EXPECT_GT(r.aux + r.bytes, kLimit) << "a refusal of a request that fitted";
+    }
+    EXPECT_EQ(allocs, n);
+    EXPECT_EQ(refused, m);
+    EXPECT_EQ(live_at_end(t), 0u);
+    ok += n;
+    fail += m;
+  }
+  // Up to 16 live blocks of up to 8 MiB each: the processes ran into the budget and each other.
+  EXPECT_GT(fail, 0u);
+  EXPECT_GT(ok, 0u);
+  EXPECT_LE(l->high_water(), kLimit);  // kept under the ledger's lock: no instant passed it
+  EXPECT_GT(l->high_water(), kLimit / 2);
+  EXPECT_EQ(l->total(), 0u);  // no double counting, no lost update
+}
+
+TEST_F(SharedBudget, ALedgerThatCannotBeOpenedRefusesEveryAllocation) {
+  auto other = ledger(budget_shm_, 32 * MiB);  // the budget already exists with another limit
+  ASSERT_NE(other, nullptr);
+  std::vector<std::string> env = budget_env("64MiB", dir_ + "/x.trace");
+  env.push_back("WORKER_EXIT=1");
+  const pid_t x = spawn("x", {"hold", "4096"}, env);
+  const std::string s = ready("x", x);
+  EXPECT_NE(s.find("alloc 4096 fail 2\n"), std::string::npos) << s;
+  ASSERT_EQ(wait_for(x, "", "").status, 0);
+  pids_.erase(std::find(pids_.begin(), pids_.end(), x));
+  const std::string err = slurp(dir_ + "/x.err");
+  EXPECT_NE(err.find("GPUMEM_LIMIT_NAME=" + name_ + ": the shared ledger /dev/shm" + budget_shm_ +
+                     " already has a limit of 33554432 bytes (this process asks for 67108864)"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("Every allocation on device 0 is refused"), std::string::npos) << err;
+  EXPECT_EQ(other->total(), 0u);
+}
+
+// simcuda's device shared by processes (no preload): the capacity is the machine's, a killed
+// process's memory comes back.
+TEST_F(SharedBudget, SimulatedDeviceSharedByProcesses) {
+  const uint64_t kMemory = 64 * MiB;
+  const std::vector<std::string> env =
+      child_environment(false, {"SIMCUDA_SHARED=" + name_, "SIMCUDA_MEMORY=64MiB"});
+  const pid_t a = spawn("a", {"hold", std::to_string(40 * MiB)}, env);
+  const std::string as = ready("a", a);
+  ASSERT_NE(as.find("alloc 41943040 ok\n"), std::string::npos) << as;
+  EXPECT_NE(as.find("info " + std::to_string(24 * MiB) + " " + std::to_string(kMemory)),
+            std::string::npos)
+      << as;
+  const pid_t b = spawn("b", {"hold", std::to_string(30 * MiB), std::to_string(20 * MiB)}, env);
+  const std::string bs = ready("b", b);
+  EXPECT_NE(bs.find("alloc 31457280 fail 2\n"), std::string::npos) << bs;
+  EXPECT_NE(bs.find("alloc 20971520 ok\n"), std::string::npos) << bs;
+  EXPECT_NE(bs.find("info " + std::to_string(4 * MiB) + " "), std::string::npos) << bs;
+  auto device = ledger(device_shm_, kMemory);
+  ASSERT_NE(device, nullptr);
+  EXPECT_EQ(device->total(), 60 * MiB);
+  ::kill(a, SIGKILL);
+  EXPECT_TRUE(comes_back_to(*device, 20 * MiB)) << device->total();
+  std::vector<std::string> env_c = env;
+  env_c.push_back("WORKER_EXIT=1");
+  const pid_t c = spawn("c", {"hold", std::to_string(40 * MiB)}, env_c);
+  const std::string cs = ready("c", c);
+  EXPECT_NE(cs.find("alloc 41943040 ok\n"), std::string::npos) << cs;
+  ASSERT_EQ(wait_for(c, "", "").status, 0);
+  pids_.erase(std::find(pids_.begin(), pids_.end(), c));
+  EXPECT_EQ(device->total(), 20 * MiB);
+}
+
+}  // namespace
+}  // namespace reliability
