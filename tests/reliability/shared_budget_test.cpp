@@ -274,5 +274,66 @@ TEST_F(SharedBudget, SimulatedDeviceSharedByProcesses) {
   EXPECT_EQ(device->total(), 20 * MiB);
 }
 
+// Settings the preload (and `gpumem run`) refuse before the program runs: status 2, one line.
+TEST_F(SharedBudget, BadSettingsExitTwoWithOneLine) {
+  struct Case {
+    std::vector<std::string> env;
+    std::string said;
+  };
+  const std::vector<Case> cases = {
+      {{"GPUMEM_LIMIT=1GiB", "GPUMEM_LIMIT_SCOPE=global"},
+       "GPUMEM_LIMIT_SCOPE='global' is not valid; accepted: process"},
+      {{"GPUMEM_LIMIT=1GiB", "GPUMEM_LIMIT_SCOPE=shared"}, "GPUMEM_LIMIT_NAME='' is not valid"},
+      {{"GPUMEM_LIMIT=1GiB", "GPUMEM_LIMIT_SCOPE=shared", "GPUMEM_LIMIT_NAME=a/b"},
+       "GPUMEM_LIMIT_NAME='a/b' is not valid; accepted: the shared budget's name"},
+      {{"GPUMEM_LIMIT_SCOPE=shared", "GPUMEM_LIMIT_NAME=x"},
+       "GPUMEM_LIMIT_SCOPE='shared' is not valid; accepted: shared together with GPUMEM_LIMIT"},
+      {{"GPUMEM_LIMIT=1GiB", "GPUMEM_LIMIT_NAME=x"},
+       "GPUMEM_LIMIT_NAME='x' is not valid; accepted: a name only together with "
+       "GPUMEM_LIMIT_SCOPE=shared"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.said);
+    std::vector<std::string> env = c.env;
+    env.push_back("GPUMEM_TRACE=" + dir_ + "/bad.trace");
+    const Outcome o = run({RELIABILITY_SHARED_WORKER, "hold", "4096"}, child_environment(true, env),
+                          dir_);
+    EXPECT_EQ(o.status, 2) << o.err;
+    EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
+    EXPECT_NE(o.err.find(c.said), std::string::npos) << o.err;
+  }
+  const Outcome cli = run({GPUMEM_CLI, "run", "--device", "sim", "--trace", dir_ + "/cli.trace",
+                           "--limit", "1GiB", "--shared-limit", "a b", "--",
+                           RELIABILITY_SHARED_WORKER, "hold", "4096"},
+                          child_environment(false, {}), dir_);
+  EXPECT_EQ(cli.status, 2) << cli.err;
+  EXPECT_NE(cli.err.find("gpumem run: --shared-limit: GPUMEM_LIMIT_NAME='a b' is not valid"),
+            std::string::npos)
+      << cli.err;
+  const Outcome sim = run({RELIABILITY_SHARED_WORKER, "hold", "4096"},
+                          child_environment(false, {"SIMCUDA_SHARED=../x"}), dir_);
+  EXPECT_EQ(sim.status, 2) << sim.err;
+  EXPECT_NE(sim.err.find("simcuda: SIMCUDA_SHARED='../x' is not valid"), std::string::npos)
+      << sim.err;
+}
+
+// `gpumem run --shared-limit NAME --limit L`: the program's allocations charge budget NAME.
+TEST_F(SharedBudget, GpumemRunSharesTheLimit) {
+  auto l = ledger(budget_shm_, 64 * MiB);
+  ASSERT_NE(l, nullptr);
+  ASSERT_TRUE(l->charge_as_for_testing(getppid(), SharedLedger::start_time_of(getppid()),
+                                       60 * MiB));
+  const Outcome o = run({GPUMEM_CLI, "run", "--device", "sim", "--trace", dir_ + "/run.trace",
+                         "--limit", "64MiB", "--shared-limit", name_, "--",
+                         RELIABILITY_SHARED_WORKER, "hold", std::to_string(5 * MiB),
+                         std::to_string(4 * MiB)},
+                        child_environment(false, {"WORKER_EXIT=1"}), dir_);
+  EXPECT_EQ(o.status, 0) << o.err;
+  EXPECT_NE(o.out.find("alloc 5242880 fail 2\nalloc 4194304 ok\ninfo 0 67108864\n"),
+            std::string::npos)
+      << o.out;
+  EXPECT_EQ(l->total(), 60 * MiB);
+}
+
 }  // namespace
 }  // namespace reliability
