@@ -267,12 +267,16 @@ CUresult hook_cuMemPoolTrimTo(CUmemoryPool pool, size_t min_bytes_to_keep) {
   return e;
 }
 
-// A pooled block reports its own base and size (the bytes asked for), not its segment's.
+// A pooled block reports its own base and size (the bytes asked for), not its segment's; an
+// address in a segment but in no live block (freed memory) is one the raw device would not find.
 template <Lookup L>
 CUresult hook_cuMemGetAddressRange_v2(CUdeviceptr* base, size_t* size, CUdeviceptr dptr) {
   GPUMEM_DRIVER_PROLOGUE(cuMemGetAddressRange_v2, base, size, dptr);
   resources::BlockInfo block;
-  if (!policy::lookup(reinterpret_cast<const void*>(dptr), &block)) return real(base, size, dptr);
+  if (!policy::lookup(reinterpret_cast<const void*>(dptr), &block)) {
+    if (dptr == 0 || !policy::pool_owns(static_cast<uint64_t>(dptr))) return real(base, size, dptr);
+    return CUDA_ERROR_NOT_FOUND;
+  }
   if (base != nullptr) *base = reinterpret_cast<CUdeviceptr>(block.base);
   if (size != nullptr) *size = block.bytes;
   return CUDA_SUCCESS;

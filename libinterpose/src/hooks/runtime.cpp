@@ -201,12 +201,22 @@ cudaError_t hook_cudaMemPoolTrimTo(cudaMemPool_t pool, size_t min_bytes_to_keep)
 }
 
 // Pooled memory is a block inside a larger device allocation (a pool segment): report the block
-// as device memory of its pool's device, as a plain cudaMalloc'ed pointer would be.
+// as device memory of its pool's device, as a plain cudaMalloc'ed pointer would be. An address in
+// a segment but in no live block is memory the program freed (or never got): the raw device no
+// longer knows it, so it is unregistered memory, as the real call answers for such an address.
 template <Lookup L>
 cudaError_t hook_cudaPointerGetAttributes(cudaPointerAttributes* attributes, const void* ptr) {
   GPUMEM_RUNTIME_PROLOGUE(cudaPointerGetAttributes, attributes, ptr);
   resources::BlockInfo block;
-  if (attributes == nullptr || !policy::lookup(ptr, &block)) return real(attributes, ptr);
+  if (attributes == nullptr || ptr == nullptr) return real(attributes, ptr);
+  if (!policy::lookup(ptr, &block)) {
+    if (!policy::pool_owns(reinterpret_cast<uint64_t>(ptr))) return real(attributes, ptr);
+    *attributes = cudaPointerAttributes{};
+    attributes->type = cudaMemoryTypeUnregistered;
+    attributes->device = -2;  // what CUDA reports for memory no device knows
+    attributes->hostPointer = const_cast<void*>(ptr);
+    return cudaSuccess;
+  }
   *attributes = cudaPointerAttributes{};
   attributes->type = cudaMemoryTypeDevice;
   attributes->device = block.device;
