@@ -335,5 +335,39 @@ TEST_F(SharedBudget, GpumemRunSharesTheLimit) {
   EXPECT_EQ(l->total(), 60 * MiB);
 }
 
+// The seed's scenario: a process that takes 90 % of one 16 GiB device at start (a fixed pool
+// sized by GPUMEM_LIMIT=90%, TensorFlow's preallocation) leaves a trainer beside it no room: it
+// stops with out-of-memory (status 3) at its first allocation. With growth pools both fit and the
+// trainer trains to the end. The trainer's trace says why: its pool's first segment was refused.
+TEST_F(SharedBudget, TwoProcessesOnOneDeviceFixedPoolStarvesGrowthFits) {
+  for (const std::string pool : {"fixed", "growth"}) {
+    SCOPED_TRACE(pool);
+    shm_unlink(device_shm_.c_str());
+    const std::vector<std::string> sim = {"SIMCUDA_SHARED=" + name_, "SIMCUDA_MEMORY=16GiB",
+                                          "GPUMEM_POOL=" + pool, "GPUMEM_LIMIT=90%"};
+    std::vector<std::string> first = sim;
+    first.push_back("GPUMEM_TRACE=" + dir_ + "/first-" + pool + ".trace");
+    const pid_t a = spawn("first-" + pool, {"hold", "4096"}, child_environment(true, first));
+    const std::string as = ready("first-" + pool, a);
+    ASSERT_NE(as.find("alloc 4096 ok\n"), std::string::npos) << as;
+    std::vector<std::string> second = sim;
+    second.push_back("GPUMEM_TRACE=" + dir_ + "/train-" + pool + ".trace");
+    const Outcome t = run({GPUMEM_TRAIN, "--epochs", "1", "--samples", "256"},
+                          child_environment(true, second), dir_);
+    const LoadedTrace tr = load_trace(dir_ + "/train-" + pool + ".trace");
+    ASSERT_TRUE(tr.opened) << tr.error;
+    uint64_t refused = 0;
+    for (const auto& r : tr.records) refused += static_cast<Op>(r.op) == Op::alloc_failed;
+    if (pool == "fixed") {
+      EXPECT_EQ(t.status, 3) << t.out << t.err;  // the trainer's out-of-memory status
+      EXPECT_GT(refused, 0u);
+    } else {
+      EXPECT_EQ(t.status, 0) << t.out << t.err;
+      EXPECT_EQ(refused, 0u);
+    }
+    end(a);
+  }
+}
+
 }  // namespace
 }  // namespace reliability
