@@ -298,10 +298,32 @@ Route route_for(const Request& req) {
   return kDirect;
 }
 
+// A fixed pool under a cap holds the whole cap (unless GPUMEM_POOL_SIZE is smaller), so the cap
+// refuses every kind the pool does not serve. Said once per device: the program only sees the
+// out-of-memory code (docs/policies.md, "Pools do not change what CUDA answers").
+[[gnu::cold, gnu::noinline]] void explain_unpooled_refusal(const DeviceStack& s,
+                                                           const Request& req) {
+  static std::atomic<bool> said[trace::kMaxDevices];
+  if (said[req.device].exchange(true, std::memory_order_relaxed)) return;
+  char asked[32], cap[32], held[32];
+  log_message(LogLevel::warn,
+              "device %d: %s of %s refused with out-of-memory: GPUMEM_POOL=fixed holds %s of the "
+              "%s GPUMEM_LIMIT and serves only cudaMalloc/cuMemAlloc; managed, pitched, "
+              "stream-ordered and VMM memory must fit beside it. Set GPUMEM_POOL_SIZE below "
+              "GPUMEM_LIMIT to leave room for them, or use GPUMEM_POOL=growth.",
+              req.device, trace::api_name(req.api), format_bytes(req.bytes, asked, sizeof asked),
+              format_bytes(s.pool()->reserved_bytes(), held, sizeof held),
+              format_bytes(s.limit()->limit_bytes(), cap, sizeof cap));
+}
+
 Result allocate(const Request& req, Route route) {
   DeviceStack* s = stack_for(req.device);
   MemoryResource* mr = route == kPooled ? s->top() : s->below_pool();
-  return mr->allocate(req);
+  Result r = mr->allocate(req);
+  if (route == kDirect && r.status == Status::out_of_memory && r.upstream_code == 0 &&
+      config().pool == PoolKind::fixed && s->pool() != nullptr && s->limit() != nullptr)
+    [[unlikely]] explain_unpooled_refusal(*s, req);
+  return r;
 }
 
 FreeResult deallocate(const Request& req, const LiveInfo& info, uint64_t address) {
