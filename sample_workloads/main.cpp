@@ -82,6 +82,7 @@ int run(const gt::TrainOptions& o) {
     gt::RunSummary summary;
     summary.backend = backend->name();
     summary.device = device_name();
+    const auto training_start = std::chrono::steady_clock::now();
     for (size_t e = 1; e <= o.epochs; ++e) {
       summary.last_epoch = trainer.train_epoch();
       if (e == 1) summary.first_epoch_loss = summary.last_epoch.loss;
@@ -91,8 +92,9 @@ int run(const gt::TrainOptions& o) {
       std::fflush(stdout);
     }
     backend->synchronize();
-    summary.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto end = std::chrono::steady_clock::now();
+    summary.seconds = std::chrono::duration<double>(end - start).count();
+    summary.training_seconds = std::chrono::duration<double>(end - training_start).count();
     std::printf("%s\n", gt::final_report_json(o, summary, trainer, *memory).c_str());
   } catch (const gt::OutOfDeviceMemory& e) {
     return fail(gt::exit_out_of_memory, gt::out_of_memory_advice(o, e, memory->capacity_bytes()));

@@ -14,23 +14,53 @@ void* DeviceMemory::allocate(Category category, const std::string& name, uint64_
         buffer, held_, fmt::format("out of device memory allocating '{}' ({} bytes)", name, bytes));
   }
   buffers_.push_back(buffer);
+  ++allocations_;
   held_ += bytes;
-  if (held_ > peak_) peak_ = held_;
+  if (held_ > peak_) {
+    peak_ = held_;
+    peak_buffers_ = buffers_;
+  }
   return buffer.ptr;
+}
+
+void DeviceMemory::release(void* ptr) {
+  if (ptr == nullptr) return;
+  // Newest first: eager frees are mostly of recent buffers.
+  for (size_t i = buffers_.size(); i-- > 0;) {
+    if (buffers_[i].ptr != ptr) continue;
+    device_free(ptr);
+    ++frees_;
+    held_ -= buffers_[i].bytes;
+    buffers_.erase(buffers_.begin() + static_cast<std::ptrdiff_t>(i));
+    return;
+  }
 }
 
 void DeviceMemory::release_all() {
   while (!buffers_.empty()) {
     device_free(buffers_.back().ptr);
+    ++frees_;
     held_ -= buffers_.back().bytes;
     buffers_.pop_back();
   }
 }
 
-MemoryPlan DeviceMemory::bytes_by_category() const {
+namespace {
+
+MemoryPlan by_category(const std::vector<Buffer>& buffers) {
   MemoryPlan plan;
-  for (const Buffer& b : buffers_) plan[b.category] += b.bytes;
+  for (const Buffer& b : buffers) plan[b.category] += b.bytes;
   return plan;
+}
+
+}  // namespace
+
+MemoryPlan DeviceMemory::bytes_by_category() const {
+  return by_category(buffers_);
+}
+
+MemoryPlan DeviceMemory::peak_bytes_by_category() const {
+  return by_category(peak_buffers_);
 }
 
 namespace {

@@ -39,6 +39,8 @@ class DeviceMemory {
 
   // Allocates and records one named buffer; throws OutOfDeviceMemory or DeviceError.
   void* allocate(Category category, const std::string& name, uint64_t bytes);
+  // Frees one buffer (eager training frees activations in backward); null is ignored.
+  void release(void* ptr);
   // Frees every buffer, newest first.
   void release_all();
 
@@ -48,10 +50,15 @@ class DeviceMemory {
   // Device capacity as the device reports it, for the out-of-memory advice (0: unknown).
   virtual uint64_t capacity_bytes() = 0;
 
+  // The buffers held now, and at the (first) moment of the peak.
   const std::vector<Buffer>& buffers() const { return buffers_; }
+  const std::vector<Buffer>& peak_buffers() const { return peak_buffers_; }
   uint64_t held_bytes() const { return held_; }
   uint64_t peak_bytes() const { return peak_; }
+  uint64_t allocation_count() const { return allocations_; }
+  uint64_t free_count() const { return frees_; }
   MemoryPlan bytes_by_category() const;
+  MemoryPlan peak_bytes_by_category() const;
 
  protected:
   // Returns null when the device is out of memory; throws DeviceError for other failures.
@@ -60,8 +67,11 @@ class DeviceMemory {
 
  private:
   std::vector<Buffer> buffers_;
+  std::vector<Buffer> peak_buffers_;
   uint64_t held_ = 0;
   uint64_t peak_ = 0;
+  uint64_t allocations_ = 0;
+  uint64_t frees_ = 0;
 };
 
 // The CUDA runtime: cudaMalloc/cudaFree, or cudaMallocAsync/cudaFreeAsync on the default stream.

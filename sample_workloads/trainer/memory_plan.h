@@ -39,6 +39,12 @@ uint64_t parameter_count(const TrainOptions& o);
 // Loss sum, correct count, overflow flag and one spare float.
 inline constexpr uint64_t metrics_bytes = 4 * sizeof(float);
 
+// Activation bytes at their peak, in units of (bytes per element) x (rows of the largest
+// micro-batch): the sum of widths live at once (docs/trainer.md, "Bytes by category").
+uint64_t activation_peak_units(const TrainOptions& o);
+
+// The bytes of each category at the trainer's peak (static: all the time; eager: during the
+// backward of the largest micro-batch); total() is the peak.
 MemoryPlan plan_memory(const TrainOptions& o);
 
 }  // namespace gpumem::train

@@ -1,7 +1,9 @@
 #include "options.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 
 namespace gpumem::train {
@@ -23,6 +25,70 @@ const char* to_string(BackendKind b) {
   }
   return "auto";
 }
+
+const char* to_string(AllocMode a) {
+  return a == AllocMode::eager ? "eager" : "static";
+}
+
+size_t seq_length_of_step(const TrainOptions& o, size_t step_index) {
+  if (o.seq_range_lo > 0) {
+    // A fixed hash of (seed, step), so the lengths do not depend on what else drew numbers.
+    uint64_t h = o.seed * 0x9e3779b97f4a7c15ULL + step_index + 1;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return o.seq_range_lo + h % (o.seq_range_hi - o.seq_range_lo + 1);
+  }
+  if (o.seq_lengths.empty()) return 1;
+  return o.seq_lengths[step_index % o.seq_lengths.size()];
+}
+
+size_t max_seq_length(const TrainOptions& o) {
+  if (o.seq_range_lo > 0) return o.seq_range_hi;
+  size_t most = 1;
+  for (size_t t : o.seq_lengths) most = std::max(most, t);
+  return most;
+}
+
+std::string seq_lengths_text(const TrainOptions& o) {
+  if (o.seq_range_lo > 0) return fmt::format("{}:{}", o.seq_range_lo, o.seq_range_hi);
+  return fmt::format("{}", fmt::join(o.seq_lengths, ","));
+}
+
+namespace {
+
+// "64,128,96" (cycled) or "32:128" (drawn per step); every length at least 1.
+std::string parse_seq_lengths(const std::string& text, TrainOptions& o) {
+  const std::string usage =
+      "use a comma-separated list of token counts such as 64,128,96 (cycled step by step) or a "
+      "range such as 32:128 (drawn per step from --seed)";
+  auto number = [&](const std::string& part, size_t* out) {
+    if (part.empty() || part.size() > 9 ||
+        part.find_first_not_of("0123456789") != std::string::npos)
+      return false;
+    *out = std::stoul(part);
+    return *out >= 1;
+  };
+  if (const size_t colon = text.find(':'); colon != std::string::npos) {
+    if (!number(text.substr(0, colon), &o.seq_range_lo) ||
+        !number(text.substr(colon + 1), &o.seq_range_hi) || o.seq_range_lo > o.seq_range_hi)
+      return fmt::format("bad --seq-lengths '{}': {} (lengths from 1 up, low before high)", text,
+                         usage);
+    return {};
+  }
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text.find(',', start);
+    size_t t = 0;
+    if (!number(text.substr(start, comma - start), &t))
+      return fmt::format("bad --seq-lengths '{}': {} (each at least 1)", text, usage);
+    o.seq_lengths.push_back(t);
+    if (comma == std::string::npos) return {};
+    start = comma + 1;
+  }
+}
+
+}  // namespace
 
 std::vector<size_t> layer_widths(const TrainOptions& o) {
   std::vector<size_t> widths{o.inputs};
@@ -56,6 +122,16 @@ std::string validate(const TrainOptions& o) {
         "--batch {} is larger than --samples {}: use a batch of at most {} or more "
         "samples",
         o.batch, o.samples, o.samples);
+  if (static_cast<double>(o.batch) * static_cast<double>(o.accum) *
+          static_cast<double>(max_seq_length(o)) >
+      too_big)
+    return "the sizes are too large to count in bytes; use shorter --seq-lengths or a smaller "
+           "--batch";
+  if (max_seq_length(o) > 1 && o.batch * o.accum * max_seq_length(o) > o.samples)
+    return fmt::format(
+        "--batch {} x --accum {} x the longest sequence {} = {} rows per optimizer step, more "
+        "than --samples {}: use shorter --seq-lengths, a smaller --batch or more samples",
+        o.batch, o.accum, max_seq_length(o), o.batch * o.accum * max_seq_length(o), o.samples);
   if (o.batch * o.accum > o.samples)
     return fmt::format(
         "--batch {} x --accum {} = {} samples per optimizer step, more than "
@@ -67,7 +143,7 @@ std::string validate(const TrainOptions& o) {
 ParsedArgs parse_args(int argc, const char* const* argv) {
   ParsedArgs out;
   TrainOptions& o = out.options;
-  std::string data = "resident", dtype = "fp32", backend = "auto";
+  std::string data = "resident", dtype = "fp32", backend = "auto", alloc = "eager", seq;
   // Signed on purpose, so "--batch -1" is reported as a bad batch rather than a wrapped size.
   long long batch = 32, accum = 1, samples = 2048, epochs = 5, inputs = 100, layers = 1,
             hidden = 64, classes = 10;
@@ -97,6 +173,12 @@ ParsedArgs parse_args(int argc, const char* const* argv) {
   app.add_option("--backend", backend,
                  "host (C++ loops; simulated device), cuda (kernels; real "
                  "GPU) or auto");
+  app.add_option("--alloc", alloc,
+                 "eager: activations allocated in forward and freed in backward, per-step "
+                 "temporaries (as PyTorch); static: every buffer once before training");
+  app.add_option("--seq-lengths", seq,
+                 "tokens per sample, varying by step: a list cycled in order (64,128,96) or a "
+                 "range drawn per step (32:128); a micro-batch is batch x length rows");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -148,6 +230,15 @@ ParsedArgs parse_args(int argc, const char* const* argv) {
     o.backend = BackendKind::cuda;
   else
     return bad(fmt::format("unknown --backend '{}': use host, cuda or auto", backend));
+
+  if (alloc == "eager")
+    o.alloc = AllocMode::eager;
+  else if (alloc == "static")
+    o.alloc = AllocMode::static_once;
+  else
+    return bad(fmt::format("unknown --alloc '{}': use eager or static", alloc));
+  if (!seq.empty())
+    if (std::string why = parse_seq_lengths(seq, o); !why.empty()) return bad(why);
 
   if (std::string why = validate(o); !why.empty()) return bad(why);
   return out;

@@ -14,7 +14,8 @@ struct RunSummary {
   std::string device;
   EpochResult last_epoch;
   double first_epoch_loss = 0;
-  double seconds = 0;
+  double seconds = 0;           // the whole run, from before the dataset is made
+  double training_seconds = 0;  // the epochs only: what seconds_per_step divides
 };
 
 // One line of JSON (no newline).

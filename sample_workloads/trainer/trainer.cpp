@@ -70,15 +70,19 @@ void Trainer::allocate_layers() {
     layers_.push_back(layer);
   }
   const bool resident = o_.data == DataMode::resident;
-  const uint64_t rows = resident ? o_.samples : o_.batch;
-  const char* prefix = resident ? "dataset" : "staging";
-  data_x_ = static_cast<float*>(
-      mem_.allocate(Category::data, fmt::format("{}.inputs", prefix), rows * row_bytes));
-  data_y_ = static_cast<int32_t*>(
-      mem_.allocate(Category::data, fmt::format("{}.labels", prefix), rows * 4));
-  for (size_t l = 0; l < layers_.size(); ++l) {
+  // Static buffers are sized for the largest micro-batch (shorter sequences use a prefix).
+  const uint64_t max_rows = o_.batch * max_seq_length(o_);
+  if (resident || !eager()) {
+    const uint64_t rows = resident ? o_.samples : max_rows;
+    const char* prefix = resident ? "dataset" : "staging";
+    data_x_ = static_cast<float*>(
+        mem_.allocate(Category::data, fmt::format("{}.inputs", prefix), rows * row_bytes));
+    data_y_ = static_cast<int32_t*>(
+        mem_.allocate(Category::data, fmt::format("{}.labels", prefix), rows * 4));
+  }
+  for (size_t l = 0; l < layers_.size() && !eager(); ++l) {
     Layer& layer = layers_[l];
-    const uint64_t bytes = act_bytes * o_.batch * layer.out_dim;
+    const uint64_t bytes = act_bytes * max_rows * layer.out_dim;
     const std::string n = fmt::format("dense{}", l + 1);
     layer.out = mem_.allocate(Category::activations, n + ".output", bytes);
     layer.out_grad = mem_.allocate(Category::activations, n + ".output_grad", bytes);
@@ -109,23 +113,46 @@ void Trainer::initialise_weights() {
   }
 }
 
-const float* Trainer::batch_inputs(size_t first_sample) {
-  if (o_.data == DataMode::resident) return data_x_ + first_sample * o_.inputs;
-  // Streaming, like a generator: this micro-batch only, through the fixed staging buffer.
-  mem_.copy_to_device(data_x_, &data_.x[first_sample * o_.inputs], 4 * o_.batch * o_.inputs);
-  mem_.copy_to_device(data_y_, &data_.y[first_sample], 4 * o_.batch);
-  return data_x_;
+void Trainer::load_batch(size_t first_sample, size_t rows) {
+  if (o_.data == DataMode::resident) {
+    batch_x_ = data_x_ + first_sample * o_.inputs;
+    batch_y_ = data_y_ + first_sample;
+    return;
+  }
+  // Streaming, like a generator: this micro-batch only, through the fixed staging buffer (static)
+  // or through buffers allocated for it and freed after its backward (eager, like x.to("cuda")).
+  if (eager()) {
+    data_x_ = static_cast<float*>(
+        mem_.allocate(Category::data, "batch.inputs", 4 * rows * o_.inputs));
+    data_y_ = static_cast<int32_t*>(mem_.allocate(Category::data, "batch.labels", 4 * rows));
+  }
+  mem_.copy_to_device(data_x_, &data_.x[first_sample * o_.inputs], 4 * rows * o_.inputs);
+  mem_.copy_to_device(data_y_, &data_.y[first_sample], 4 * rows);
+  batch_x_ = data_x_;
+  batch_y_ = data_y_;
 }
 
-const int32_t* Trainer::batch_labels(size_t first_sample) {
-  return o_.data == DataMode::resident ? data_y_ + first_sample : data_y_;
+void Trainer::drop_batch() {
+  if (o_.data == DataMode::stream && eager()) {
+    mem_.release(data_y_);
+    mem_.release(data_x_);
+    data_x_ = nullptr;
+    data_y_ = nullptr;
+  }
 }
 
 double Trainer::forward_backward(size_t first_sample) {
+  return forward_backward(first_sample, o_.batch);
+}
+
+double Trainer::forward_backward(size_t first_sample, size_t rows) {
   float before[4];
   read_metrics(before);
-  const float* x = batch_inputs(first_sample);
-  const int32_t* y = batch_labels(first_sample);
+  load_batch(first_sample, rows);
+  const float* x = batch_x_;
+  const int32_t* y = batch_y_;
+  const size_t act_bytes = dtype_bytes(act_);
+  auto name = [](size_t l, const char* what) { return fmt::format("dense{}.{}", l + 1, what); };
   {
     Phase phase("forward");
     const void* in = x;
@@ -133,13 +160,20 @@ double Trainer::forward_backward(size_t first_sample) {
     for (size_t l = 0; l < layers_.size(); ++l) {
       Layer& layer = layers_[l];
       const bool hidden = l + 1 < layers_.size();
-      backend_.dense_forward(in, in_type, layer.w, layer.b, layer.out, act_, o_.batch, layer.in_dim,
+      if (eager())
+        layer.out = mem_.allocate(Category::activations, name(l, "output"),
+                                  act_bytes * rows * layer.out_dim);
+      backend_.dense_forward(in, in_type, layer.w, layer.b, layer.out, act_, rows, layer.in_dim,
                              layer.out_dim, hidden);
       in = layer.out;
       in_type = act_;
     }
+    // The loss: softmax over the logits in place, and its gradient (a new buffer when eager).
     Layer& last = layers_.back();
-    backend_.softmax_xent(last.out, y, last.out_grad, act_, o_.batch, last.out_dim,
+    if (eager())
+      last.out_grad = mem_.allocate(Category::activations, name(layers_.size() - 1, "output_grad"),
+                                    act_bytes * rows * last.out_dim);
+    backend_.softmax_xent(last.out, y, last.out_grad, act_, rows, last.out_dim,
                           static_cast<float>(loss_scale_), metrics_);
   }
   {
@@ -148,14 +182,25 @@ double Trainer::forward_backward(size_t first_sample) {
       Layer& layer = layers_[l];
       const void* in = l == 0 ? static_cast<const void*>(x) : layers_[l - 1].out;
       const DType in_type = l == 0 ? DType::fp32 : act_;
+      if (eager() && l > 0)
+        layers_[l - 1].out_grad = mem_.allocate(Category::activations, name(l - 1, "output_grad"),
+                                                act_bytes * rows * layers_[l - 1].out_dim);
       void* din = l == 0 ? nullptr : layers_[l - 1].out_grad;
       backend_.dense_backward(in, in_type, layer.w, layer.out_grad, act_, layer.dw, layer.db, din,
-                              o_.batch, layer.in_dim, layer.out_dim);
+                              rows, layer.in_dim, layer.out_dim);
+      if (eager()) {
+        // Its gradient consumed, the layer's output and output gradient go (gradient first).
+        mem_.release(layer.out_grad);
+        mem_.release(layer.out);
+        layer.out_grad = nullptr;
+        layer.out = nullptr;
+      }
     }
   }
+  drop_batch();
   float after[4];
   read_metrics(after);
-  return (after[0] - before[0]) / static_cast<double>(o_.batch);
+  return (after[0] - before[0]) / static_cast<double>(rows);
 }
 
 void Trainer::accumulate_gradients(size_t index) {
@@ -216,13 +261,17 @@ void Trainer::optimizer_step() {
 
 EpochResult Trainer::train_epoch() {
   Phase epoch("epoch");
-  const size_t per_step = o_.batch * o_.accum;
-  const size_t steps = o_.samples / per_step;
   reset_metrics();
-  for (size_t step = 0; step < steps; ++step) {
+  // Steps run while the next one's rows (batch x accum x its sequence length) are left.
+  size_t first = 0;
+  while (true) {
+    const size_t rows = o_.batch * seq_length_of_step(o_, step_index_);
+    if (first + rows * o_.accum > o_.samples) break;
+    ++step_index_;
     Phase phase("step");
     for (size_t k = 0; k < o_.accum; ++k) {
-      forward_backward((step * o_.accum + k) * o_.batch);
+      forward_backward(first, rows);
+      first += rows;
       accumulate_gradients(k);
     }
     optimizer_step();
@@ -230,7 +279,7 @@ EpochResult Trainer::train_epoch() {
   float m[4];
   read_metrics(m);
   EpochResult r;
-  r.samples = steps * per_step;
+  r.samples = first;
   r.loss = m[0] / static_cast<double>(r.samples);
   r.accuracy = m[1] / static_cast<double>(r.samples);
   return r;

@@ -1,5 +1,6 @@
-// The training loop: allocates every buffer once (named, by category), then runs epochs of
-// optimizer steps, each of `accum` micro-batches, marking phases for gpumem.
+// The training loop: allocates the run's buffers (named, by category), then runs epochs of
+// optimizer steps, each of `accum` micro-batches, marking phases for gpumem. Static allocates
+// every buffer up front; eager allocates activations and per-step buffers as it goes.
 #pragma once
 
 #include <cstddef>
@@ -21,15 +22,16 @@ struct EpochResult {
 
 class Trainer {
  public:
-  // Allocates all device buffers (may throw OutOfDeviceMemory) and copies the initial weights
+  // Allocates the run's device buffers (may throw OutOfDeviceMemory) and copies the initial weights
   // (and, when resident, the dataset) to the device.
   Trainer(const TrainOptions& options, const Dataset& data, DeviceMemory& memory, Backend& backend);
 
   EpochResult train_epoch();
 
-  // One micro-batch starting at `first_sample`: forward, loss, backward into the gradient buffers.
-  // Returns the micro-batch's mean loss. For tests.
+  // One micro-batch of `rows` samples (default: batch) starting at `first_sample`: forward, loss,
+  // backward into the gradient buffers. Returns the micro-batch's mean loss.
   double forward_backward(size_t first_sample);
+  double forward_backward(size_t first_sample, size_t rows);
   // Zeroes the loss sum and correct count (train_epoch does this at the start of each epoch).
   void reset_metrics();
   // Accumulates the current gradients (as train_epoch does for micro-batch `index` of a step).
@@ -44,6 +46,8 @@ class Trainer {
   std::vector<float> optimizer_gradient();
 
   size_t optimizer_steps() const { return steps_; }
+  // Steps run, applied or skipped (the step index of --seq-lengths).
+  size_t steps_run() const { return step_index_; }
   size_t skipped_steps() const { return skipped_steps_; }
   double loss_scale() const { return loss_scale_; }
 
@@ -63,8 +67,11 @@ class Trainer {
 
   void allocate_layers();
   void initialise_weights();
-  const float* batch_inputs(size_t first_sample);
-  const int32_t* batch_labels(size_t first_sample);
+  bool eager() const { return o_.alloc == AllocMode::eager; }
+  // Points batch_x_/batch_y_ at a micro-batch (copying it in when streaming); drop_batch frees
+  // what load_batch allocated.
+  void load_batch(size_t first_sample, size_t rows);
+  void drop_batch();
   void read_metrics(float out[4]);
 
   TrainOptions o_;
@@ -75,6 +82,9 @@ class Trainer {
   std::vector<Layer> layers_;
   float* data_x_ = nullptr;  // the whole dataset, or the staging buffer when streaming
   int32_t* data_y_ = nullptr;
+  const float* batch_x_ = nullptr;  // the current micro-batch
+  const int32_t* batch_y_ = nullptr;
+  size_t step_index_ = 0;  // steps run over the whole run
   float* metrics_ = nullptr;
   size_t steps_ = 0;          // applied Adam steps (t)
   size_t skipped_steps_ = 0;  // fp16 steps skipped for non-finite gradients

@@ -9,10 +9,11 @@ using namespace gpumem::train;
 
 namespace {
 
-// Runs the trainer's allocation on a device of `capacity` bytes; returns the advice text.
+// Runs the trainer's allocation and one epoch on a device of `capacity` bytes; returns the advice.
 std::string advice_for(const TrainOptions& o, uint64_t capacity, std::string* failed_name) {
   try {
     HostTrainer t(o, capacity);
+    t.trainer.train_epoch();
   } catch (const OutOfDeviceMemory& e) {
     *failed_name = e.buffer.name;
     return out_of_memory_advice(o, e, capacity);
@@ -50,6 +51,7 @@ TEST(OutOfMemory, BigMicroBatchSuggestsSmallerBatchWithAccumulation) {
   o.samples = 8192;
   o.batch = 4096;
   o.data = DataMode::stream;  // data: 4096 x 404; activations: 2 x 4 x 4096 x 74 = 2,424,832
+  o.alloc = AllocMode::static_once;
   std::string name;
   const std::string text = advice_for(o, 3 * 1024 * 1024, &name);
   EXPECT_EQ(name, "dense1.output_grad");
@@ -69,4 +71,21 @@ TEST(OutOfMemory, NothingFitsSaysSoAndPointsAtTheModel) {
   EXPECT_EQ(name, "dense1.weight");  // 4,000,000 bytes, the first buffer
   EXPECT_TRUE(contains(text, "Even all of them together need")) << text;
   EXPECT_TRUE(contains(text, "use a smaller model")) << text;
+}
+
+// Eager, the same settings: setup fits (113,840 bytes), and the first micro-batch fails in its
+// backward: 113,840 + batch 1,654,784 + outputs 1,048,576 + 163,840 + dlogits 163,840 =
+// 3,144,880 held when dense1.output_grad (1,048,576) is asked for. The plan's total is the same.
+TEST(OutOfMemory, EagerFailsInTheBackwardOfTheFirstMicroBatch) {
+  TrainOptions o;
+  o.samples = 8192;
+  o.batch = 4096;
+  o.data = DataMode::stream;
+  std::string name;
+  const std::string text = advice_for(o, 3 * 1024 * 1024, &name);
+  EXPECT_EQ(name, "dense1.output_grad");
+  EXPECT_TRUE(contains(text, "(1048576 bytes) requested while the trainer held")) << text;
+  EXPECT_TRUE(contains(text, "(3144880 bytes); device capacity")) << text;
+  EXPECT_TRUE(contains(text, "(4193456 bytes) in all")) << text;
+  EXPECT_TRUE(contains(text, "--batch 2048 --accum 2")) << text;
 }
