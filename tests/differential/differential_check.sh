@@ -19,7 +19,9 @@ if [ $# -eq 0 ]; then
     growth:GPUMEM_POOL=growth \
     growth+limit:GPUMEM_POOL=growth,GPUMEM_LIMIT=64MiB \
     fixed:GPUMEM_POOL=fixed,GPUMEM_POOL_SIZE=64MiB \
-    fixed+limit:GPUMEM_POOL=fixed,GPUMEM_LIMIT=64MiB
+    fixed+limit:GPUMEM_POOL=fixed,GPUMEM_LIMIT=64MiB \
+    expandable:GPUMEM_POOL=expandable \
+    expandable+limit:GPUMEM_POOL=expandable,GPUMEM_LIMIT=64MiB
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/gpumem-differential.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
