@@ -9,10 +9,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <memory>
 #include <map>
 #include <random>
 #include <thread>
 
+#include "gpumem/resources/shared_ledger.h"
 #include "process.h"
 #include "progress.h"
 #include "support.h"
@@ -78,6 +80,72 @@ TEST_F(Kill, RandomMomentsLoseNoReturnedCall) {
   }
   std::printf("reliability.kill: %d kills, %llu returned calls checked\n", runs,
               static_cast<unsigned long long>(checked_calls));
+}
+
+// The kill test under a shared budget (GPUMEM_LIMIT_SCOPE=shared): at each kill the workload's
+// threads hold at most one allocation each (under 8 KiB) in the ledger, in its one slot; killed
+// at a random moment, what it held comes back to the budget, and the budget is whole again.
+TEST_F(Kill, SharedLedgerGetsAKilledProcessesBytesBack) {
+  constexpr int kThreads = 4;
+  constexpr uint64_t kLimit = 1ull << 30;
+  const std::string name = "kill" + std::to_string(getpid());
+  const std::string shm = "/gpumem-budget-" + name + "-dev0";
+  shm_unlink(shm.c_str());
+  char err[512] = {};
+  std::unique_ptr<gpumem::resources::SharedLedger> ledger(
+      gpumem::resources::SharedLedger::open(shm.c_str(), kLimit, 0600, err, sizeof err));
+  ASSERT_NE(ledger, nullptr) << err;
+  std::mt19937 rng(std::random_device{}());
+  for (int run = 0; run < 5; ++run) {
+    SCOPED_TRACE("run " + std::to_string(run));
+    const std::string prog = dir_ + "/progress";
+    int fd = ::open(prog.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, sizeof(Progress)), 0);
+    auto* progress = static_cast<Progress*>(
+        mmap(nullptr, sizeof(Progress), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    ::close(fd);
+    ASSERT_NE(progress, MAP_FAILED);
+    const pid_t pid = start({RELIABILITY_WORKLOAD, "kill", prog, std::to_string(kThreads)},
+                            child_environment(true, {"GPUMEM_TRACE=" + dir_ + "/k.trace",
+                                                     "GPUMEM_LIMIT=1GiB",
+                                                     "GPUMEM_LIMIT_SCOPE=shared",
+                                                     "GPUMEM_LIMIT_NAME=" + name}),
+                            "", dir_ + "/stderr");
+    ASSERT_GT(pid, 0);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    auto started = [&] {
+      if (progress->thread_count.load() != kThreads) return false;
+      for (int t = 0; t < kThreads; ++t)
+        if (progress->threads[t].returned.load() == 0) return false;
+      return true;
+    };
+    while (!started() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(std::uniform_int_distribution<int>(0, 20000)(rng)));
+    gpumem::resources::SharedLedger::Slot slots[4];
+    const int n = ledger->slots(slots, 4);
+    ::kill(pid, SIGKILL);
+    const Outcome o = wait_for(pid, "", dir_ + "/stderr");
+    ASSERT_TRUE(started()) << o.err;
+    ASSERT_EQ(o.status, 128 + SIGKILL) << o.err;
+    ASSERT_EQ(n, 1);
+    EXPECT_EQ(slots[0].pid, pid);
+    EXPECT_LE(slots[0].charge, uint64_t{kThreads} * 256 * 31);
+    bool back = false;
+    for (int i = 0; i < 20000 && !back; ++i) {
+      ledger->reclaim_dead();
+      back = ledger->total() == 0;
+      if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    EXPECT_TRUE(back) << ledger->total();
+    EXPECT_EQ(ledger->slots(slots, 4), 0);
+    munmap(progress, sizeof(Progress));
+    if (HasFailure()) break;
+  }
+  EXPECT_LE(ledger->high_water(), uint64_t{kThreads} * 256 * 31);
+  shm_unlink(shm.c_str());
 }
 
 }  // namespace
