@@ -131,6 +131,8 @@ class Analysis::TraceState {
   }
 
   void finish(const trace::ReadStats& stats, Report* report);
+  // finish()'s numbers without ending the trace (Analysis::snapshot).
+  void snapshot(const trace::ReadStats& stats, Report* report);
 
  private:
   void dispatch(const trace::Record& r, int64_t t, std::string_view payload) {
@@ -459,6 +461,24 @@ void Analysis::TraceState::finish(const trace::ReadStats& stats, Report* report)
   report->traces.push_back(std::move(summary_));
 }
 
+void Analysis::TraceState::snapshot(const trace::ReadStats& stats, Report* report) {
+  // finish() moves the summary, anomalies and OOMs out; here they are copied (OOMs only counted),
+  // and what device_report() changes (a pending peak snapshot, the site series' pending point)
+  // it would take at the next record anyway.
+  const TraceSummary kept = summary_;
+  const std::vector<PendingOom> pending = pending_ooms_;
+  std::vector<ListedOom> ooms;
+  ooms.swap(ooms_);
+  const uint64_t final_before = ooms_final_;
+  AnomalyLog anomalies = anomalies_;
+  finish(stats, report);
+  summary_ = kept;
+  pending_ooms_ = pending;
+  ooms_.swap(ooms);
+  ooms_final_ = final_before;
+  anomalies_ = std::move(anomalies);
+}
+
 void Analysis::TraceState::finish_ooms(Report* report) {
   // Failures still pending at the end of the trace (the program stopped, or crashed) are final.
   ooms_final_ += pending_ooms_.size();
@@ -566,6 +586,12 @@ void Analysis::end_trace(const trace::ReadStats& stats) {
   if (!current_) return;
   current_->finish(stats, &report_);
   current_.reset();
+}
+
+Report Analysis::snapshot(const trace::ReadStats& stats) {
+  Report r;
+  if (current_) current_->snapshot(stats, &r);
+  return r;
 }
 
 Report Analysis::finish() {

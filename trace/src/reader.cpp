@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gpumem/regular_file.h"
+#include "gpumem/trace/follow.h"
 #include "gpumem/trace/reader.h"
 #include "read_ahead.h"
 
@@ -38,8 +39,16 @@ void terminate_string(char (&s)[N]) {
 
 class FileReader final : public Reader {
  public:
-  FileReader(int fd, std::string path, uint64_t size, std::unique_ptr<Header> header)
-      : fd_(fd), path_(std::move(path)), file_size_(size), header_(std::move(header)), ahead_(fd) {
+  // `start`: the slot reading begins at (open_from); `hold`: stop at an uncommitted slot.
+  FileReader(int fd, std::string path, uint64_t size, std::unique_ptr<Header> header,
+             uint64_t start = kHeaderSize, bool hold = false)
+      : fd_(fd),
+        path_(std::move(path)),
+        file_size_(size),
+        header_(std::move(header)),
+        start_(start),
+        hold_(hold),
+        ahead_(fd) {
     find_data_end();
     rewind();
   }
@@ -54,7 +63,7 @@ class FileReader final : public Reader {
   const ReadStats& stats() const override { return stats_; }
 
   void rewind() override {
-    pos_ = kHeaderSize;
+    pos_ = start_;
     pending_zero_slots_ = 0;
     buffer_offset_ = 0;
     buffer_len_ = 0;
@@ -119,6 +128,8 @@ class FileReader final : public Reader {
         pos_ += kRecordSize;
         continue;
       }
+      // Following a live trace: a slot not committed yet is a call still in flight; wait for it.
+      if (hold_ && rec.commit != kCommitted) break;
       in_abandoned_blob_ = false;
       if (rec.commit == kCommitted) {
         count_zero_slots_as_torn();  // records follow: the zeros before them were holes
@@ -149,6 +160,8 @@ class FileReader final : public Reader {
     stats_.bytes_read = pos_;
     return false;  // zero slots at the end are the unused end of the file, not torn
   }
+
+  uint64_t resume_offset() const { return pos_ - pending_zero_slots_ * kRecordSize; }
 
  private:
   // Where the records end: the clean-close mark if it is sane, else the end of the file.
@@ -242,6 +255,8 @@ class FileReader final : public Reader {
   std::string path_;
   uint64_t file_size_;
   std::unique_ptr<Header> header_;
+  uint64_t start_;
+  bool hold_;
   std::vector<std::string> open_reasons_;  // why the file is truncated, known before reading
   uint64_t data_end_ = kHeaderSize;        // records lie in [kHeaderSize, data_end_)
   uint64_t pos_ = kHeaderSize;
@@ -258,9 +273,8 @@ class FileReader final : public Reader {
   ReadAhead ahead_;  // owns the buffers and the read-ahead thread
 };
 
-}  // namespace
-
-std::unique_ptr<Reader> Reader::open(const std::string& path, std::string* error) {
+std::unique_ptr<Reader> open_file(const std::string& path, uint64_t from, bool hold,
+                                  std::string* error) {
   std::string scratch;
   std::string& err = error != nullptr ? *error : scratch;
   const std::string quoted = "'" + path + "'";
@@ -318,7 +332,24 @@ std::unique_ptr<Reader> Reader::open(const std::string& path, std::string* error
   terminate_string(header->command);
   terminate_string(header->config);
   for (DeviceInfo& d : header->devices) terminate_string(d.name);
-  return std::make_unique<FileReader>(fd, path, size, std::move(header));
+  if (from < kHeaderSize || (from - kHeaderSize) % kRecordSize != 0) from = kHeaderSize;
+  return std::make_unique<FileReader>(fd, path, size, std::move(header), from, hold);
+}
+
+}  // namespace
+
+std::unique_ptr<Reader> Reader::open(const std::string& path, std::string* error) {
+  return open_file(path, kHeaderSize, false, error);
+}
+
+std::unique_ptr<Reader> open_from(const std::string& path, uint64_t from, bool hold,
+                                  std::string* error) {
+  return open_file(path, from, hold, error);
+}
+
+uint64_t resume_offset(const Reader& reader) {
+  const auto* file = dynamic_cast<const FileReader*>(&reader);
+  return file != nullptr ? file->resume_offset() : kHeaderSize;
 }
 
 }  // namespace gpumem::trace

@@ -43,6 +43,11 @@ class Analysis {
   void end_trace(const trace::ReadStats& stats);
   // Adds the cross-process summary and hands over the report. Call once, after the last trace.
   Report finish();
+  // The report finish() would give if the current trace ended here, without ending it: feeding
+  // goes on after it, and the final report is the same as without it (gpumem top follows growing
+  // traces this way). Traces already ended are not in it. OOMs are counted (ooms_final,
+  // ooms_retried) but not listed in ooms[].
+  Report snapshot(const trace::ReadStats& stats);
 
   const AnalysisOptions& options() const { return options_; }
 
