@@ -1,6 +1,6 @@
-// `gpumem replay TRACE [--pool none|growth|fixed] [--limit X] [--pool-size X] [--capacity X]
-// [--json F] [--no-search]`: the recorded allocations through a policy's resources on a simulated
-// device.
+// `gpumem replay TRACE [--pool none|growth|fixed|expandable] [--limit X] [--pool-size X]
+//                      [--capacity X] [--json F] [--no-search]`: the recorded allocations
+// through a policy's resources on a simulated device.
 #include "command.h"
 
 #include <cstdio>
@@ -23,7 +23,7 @@ void register_replay(CLI::App& app, std::function<int()>* run) {
                   "RMM logging-adaptor CSV (recognised by content)")
       ->required();
   cmd->add_option("--pool", o->pool,
-                  "policy to replay under: none, growth or fixed (default none)");
+                  "policy to replay under: none, growth, fixed or expandable (default none)");
   cmd->add_option("--limit", o->limit,
                   "cap per device: 512MiB, 8GiB, 60% of capacity (default: the recorded limit, "
                   "else none)");

@@ -225,7 +225,7 @@ std::string render_replay_text(const json& doc) {
     s += "  smallest limit under which the whole trace fits:\n";
     s += fmt::format("    {:<8} {:>14} {:>16} {:>12} {:>8}\n", "policy", "limit", "bytes",
                      "granularity", "replays");
-    for (const char* name : {"none", "growth", "fixed"}) {
+    for (const char* name : {"none", "growth", "fixed", "expandable"}) {
       const json& sr = d["smallest_limit"][name];
       std::string limit = "does not fit", exact = "-";
       if (!sr["bytes"].is_null()) {
@@ -248,7 +248,9 @@ std::string render_replay_text(const json& doc) {
 int replay_main(const ReplayCommandOptions& options) {
   Policy policy;
   if (!resources::parse_pool_kind(options.pool, &policy)) {
-    std::fprintf(stderr, "gpumem replay: --pool '%s' is not a policy; use none, growth or fixed\n",
+    std::fprintf(stderr,
+                 "gpumem replay: --pool '%s' is not a policy; use none, growth, fixed or "
+                 "expandable\n",
                  visible(options.pool).c_str());
     return 2;
   }

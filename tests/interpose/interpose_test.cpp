@@ -1133,4 +1133,44 @@ TEST_F(Policy, GpumemRunPassesPoolAndLimit) {
   EXPECT_EQ(t.count(Op::segment_reserve), 2u);
 }
 
+// GPUMEM_POOL=expandable (docs/policies.md "Expandable pool") on simcuda's VMM: under the same
+// 64 MiB cap as the growth pool above, the doubling client reaches 62 MiB (2+4+...+32, mapped
+// granule by granule) where the growth pool stopped at 30 MiB; every mapped granule is a 2 MiB
+// segment in the trace, the refused 64 MiB mapped one granule and gave it back.
+TEST_F(Policy, ExpandablePoolMapsOnlyWhatItsBlocksNeedUnderTheCap) {
+  Outcome r = prog({"tf"}, {"GPUMEM_LIMIT=64MiB", "GPUMEM_POOL=expandable"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "total 67108864 free 67108864 sum 65011712 failed_at 67108864 code 2\n");
+  Trace t = last_trace();
+  auto reserve = t.where(Op::segment_reserve, Api::pool);
+  auto release = t.where(Op::segment_release, Api::pool);
+  for (const auto& s : reserve) EXPECT_EQ(s.bytes, 2 * kMiB);
+  EXPECT_EQ(reserve.size(), 32u);  // 31 granules held, one mapped for the refused request
+  ASSERT_EQ(release.size(), 1u);
+  EXPECT_EQ(release[0].address, reserve.back().address);
+  auto failed = t.where(Op::alloc_failed);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].bytes, 64 * kMiB);
+  EXPECT_EQ(failed[0].aux, 62 * kMiB);  // in use before the request, as the cap counts
+  EXPECT_EQ(failed[0].result, 2);
+  for (const auto& a : t.where(Op::alloc)) EXPECT_TRUE(pooled(a));
+  EXPECT_EQ(t.count(Op::anomaly), 0u);
+}
+
+// Reuse, pointer queries, empty-cache (every page back) and the IPC refusal, as for the growth
+// pool; the largest free block is the free address space of the 64 GiB range.
+TEST_F(Policy, ExpandablePoolReusesAnswersPointerQueriesAndGivesEveryPageBack) {
+  Outcome r = prog({"pool"}, {"GPUMEM_POOL=expandable"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "reused 1\nrange 1 1000000\nattributes type 2 device 0\nreleased 2097152\n"
+            "stats allocs 3 frees 3 failed 0 allocated 0 peak_allocated 2000000 reserved 0 "
+            "peak_reserved 2097152 largest_free 68719476736 limit 0\n");
+  Trace t = last_trace();
+  ASSERT_EQ(t.count(Op::segment_reserve, Api::pool), 1u);
+  ASSERT_EQ(t.count(Op::segment_release, Api::pool), 1u);
+  EXPECT_NE(r.err.find("cudaIpcGetMemHandle("), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("cuIpcGetMemHandle("), std::string::npos) << r.err;
+}
+
 }  // namespace

@@ -294,7 +294,7 @@ TEST(Fit, FragmentationAdvisesNoPoolAndTheSecondRunFits) {
   const auto j = report(dir);
   ASSERT_EQ(j["ooms"].size(), 1u) << j.dump();
   const auto& o = j["ooms"][0];
-  ASSERT_EQ(o["would_fit"].size(), 3u);
+  ASSERT_EQ(o["would_fit"].size(), 4u);  // none, growth, fixed, expandable
   EXPECT_EQ(o["would_fit"][0]["policy"], "none");
   EXPECT_EQ(o["would_fit"][0]["smallest_limit_bytes"], 40 * kMiB);  // ten 4 MiB blocks at once
   EXPECT_EQ(o["would_fit"][0]["fits_at_capacity"], true);
@@ -302,6 +302,8 @@ TEST(Fit, FragmentationAdvisesNoPoolAndTheSecondRunFits) {
   EXPECT_EQ(o["would_fit"][1]["smallest_limit_bytes"], 60 * kMiB);  // a third 20 MiB segment
   EXPECT_EQ(o["would_fit"][2]["policy"], "fixed");
   EXPECT_EQ(o["would_fit"][2]["smallest_limit_bytes"], 48 * kMiB);
+  EXPECT_EQ(o["would_fit"][3]["policy"], "expandable");
+  EXPECT_EQ(o["would_fit"][3]["smallest_limit_bytes"], 40 * kMiB);  // mapped = allocated here
   ASSERT_EQ(o["advice"].size(), 1u);
   EXPECT_EQ(o["advice"][0]["scope"], "gpumem");
   EXPECT_EQ(o["advice"][0]["setting"], "GPUMEM_POOL=none GPUMEM_LIMIT=40MiB");
@@ -321,7 +323,7 @@ TEST(Fit, WorkspaceAdvisesTheCapThatFitsAndItDoes) {
   const auto j = report(dir);
   ASSERT_EQ(j["ooms"].size(), 1u) << j.dump();
   const auto& o = j["ooms"][0];
-  ASSERT_EQ(o["would_fit"].size(), 3u);
+  ASSERT_EQ(o["would_fit"].size(), 4u);  // none, growth, fixed, expandable
   EXPECT_EQ(o["would_fit"][0]["smallest_limit_bytes"], 56 * kMiB);  // 40 MiB held + 16 MiB
   ASSERT_EQ(o["advice"].size(), 1u);
   EXPECT_EQ(o["advice"][0]["setting"], "GPUMEM_POOL=none GPUMEM_LIMIT=56MiB");
@@ -337,7 +339,7 @@ TEST(Fit, TooBigForTheDeviceUnderEveryPolicy) {
   const auto j = report(dir);
   ASSERT_EQ(j["ooms"].size(), 1u) << j.dump();
   const auto& o = j["ooms"][0];
-  ASSERT_EQ(o["would_fit"].size(), 3u);
+  ASSERT_EQ(o["would_fit"].size(), 4u);  // none, growth, fixed, expandable
   for (const auto& f : o["would_fit"]) EXPECT_EQ(f["fits_at_capacity"], false) << f.dump();
   EXPECT_EQ(o["would_fit"][0]["smallest_limit_bytes"], 576 * kMiB);
   ASSERT_EQ(o["advice"].size(), 1u);

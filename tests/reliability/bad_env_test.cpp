@@ -154,7 +154,7 @@ TEST_F(BadEnv, RunRefusesEveryBadOptionBeforeStartingTheProgram) {
            limit_forms + " Fix --limit.\n"},
       {{"--pool", "bogus"},
        {},
-       "gpumem run: --pool: GPUMEM_POOL='bogus' is not valid; accepted: none, growth or fixed. Fix --pool.\n"},
+       "gpumem run: --pool: GPUMEM_POOL='bogus' is not valid; accepted: none, growth, fixed or expandable. Fix --pool.\n"},
       {{"--pool", "fixed"},
        {},
        "gpumem run: --pool: GPUMEM_POOL='fixed' is not valid; accepted: fixed together with GPUMEM_POOL_SIZE or "

@@ -76,7 +76,8 @@ TEST(Command, Errors) {
   const std::string path = sample_trace();
   Output bad_pool = sh(kCli + " replay " + path + " --pool lru");
   EXPECT_EQ(bad_pool.status, 2);
-  EXPECT_NE(bad_pool.out.find("use none, growth or fixed"), std::string::npos) << bad_pool.out;
+  EXPECT_NE(bad_pool.out.find("use none, growth, fixed or expandable"), std::string::npos)
+      << bad_pool.out;
   Output bad_limit = sh(kCli + " replay " + path + " --limit 12parsecs");
   EXPECT_EQ(bad_limit.status, 2);
   EXPECT_NE(bad_limit.out.find("is not a size"), std::string::npos) << bad_limit.out;

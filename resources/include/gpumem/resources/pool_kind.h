@@ -8,7 +8,8 @@ namespace gpumem::resources {
 
 enum class PoolKind : int { none = 0, growth = 1, fixed = 2, expandable = 3 };
 
-inline constexpr PoolKind kPoolKinds[] = {PoolKind::none, PoolKind::growth, PoolKind::fixed};
+inline constexpr PoolKind kPoolKinds[] = {PoolKind::none, PoolKind::growth, PoolKind::fixed,
+                                           PoolKind::expandable};
 
 // "none", "growth", "fixed", "expandable": GPUMEM_POOL's spelling, the trace header's `pool`,
 // replay's --pool.
