@@ -13,12 +13,17 @@
 // BM_limit_over_growth, an order the preload never builds, is assembled by hand for comparison.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <cmath>
 #include <chrono>
+#include <random>
+#include <vector>
 
 #include "gpumem/resources/device_resource.h"
 #include "gpumem/resources/growth_pool.h"
 #include "gpumem/resources/limit_resource.h"
 #include "gpumem/resources/simulated_upstream.h"
+#include "gpumem/resources/simulated_vmm.h"
 #include "gpumem/resources/stack.h"
 
 namespace {
@@ -144,6 +149,72 @@ void BM_fixed(benchmark::State& state) {
   run_stack(state, {PoolKind::fixed, 0, uint64_t{1} << 30}, false);
 }
 BENCHMARK(BM_fixed)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
+
+// The expandable pool (docs/policies.md "Expandable pool") over SimulatedVmm: the pair when the
+// freed pages are reused; "maps" counts the granules it mapped per pair (0 in steady state is the
+// goal's condition: at most 2x the growth pool's pair when no page is mapped or unmapped).
+void run_expandable(benchmark::State& state, bool stream_ordered) {
+  SimulatedUpstream sim(slow_device());
+  SimulatedVmm vmm;
+  StackConfig config{PoolKind::expandable, 0, 0};
+  config.vmm = &vmm;
+  DeviceStack stack(sim, 0, config);
+  // One warm-up round over every size, so that steady state is measured.
+  for (uint64_t bytes : kSizes) {
+    Result r = stack.top()->allocate(alloc_req(bytes));
+    (void)stack.top()->deallocate(r.ptr, free_req(bytes, stream_ordered));
+  }
+  const uint64_t maps_before = vmm.map_calls();
+  run_pairs(state, *stack.top(), stream_ordered);
+  state.counters["maps_per_pair"] =
+      static_cast<double>(vmm.map_calls() - maps_before) / static_cast<double>(state.iterations());
+}
+void BM_expandable_cudaFree(benchmark::State& state) {
+  run_expandable(state, false);
+}
+BENCHMARK(BM_expandable_cudaFree)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
+void BM_expandable_cudaFreeAsync(benchmark::State& state) {
+  run_expandable(state, true);
+}
+BENCHMARK(BM_expandable_cudaFreeAsync)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
+
+// Utilisation (peak allocated / peak reserved) on a randomised mix of sizes from 512 B to 1 GiB
+// (log-uniform, up to 64 live, sync frees), the same sequence through each pool, no latency.
+double utilisation(PoolKind kind) {
+  SimulatedUpstream sim;  // 80 GiB
+  SimulatedVmm vmm;
+  StackConfig config{kind, 0, 0};
+  config.vmm = &vmm;
+  DeviceStack stack(sim, 0, config);
+  std::mt19937_64 rng(19);
+  std::vector<std::pair<void*, uint64_t>> live;
+  for (int step = 0; step < 20000; ++step) {
+    if (live.empty() || (live.size() < 64 && rng() % 2 == 0)) {
+      const double log2 = 9.0 + static_cast<double>(rng() % 21000) / 1000.0;  // 2^9 .. 2^30
+      const uint64_t bytes = static_cast<uint64_t>(std::exp2(log2));
+      Result r = stack.top()->allocate(alloc_req(bytes));
+      if (r.ok()) live.emplace_back(r.ptr, bytes);
+    } else {
+      const size_t i = rng() % live.size();
+      (void)stack.top()->deallocate(live[i].first, free_req(live[i].second, false));
+      live[i] = live.back();
+      live.pop_back();
+    }
+  }
+  const Stats st = stack.stats();
+  return static_cast<double>(st.peak_allocated_bytes) /
+         static_cast<double>(std::max<uint64_t>(st.peak_reserved_bytes, 1));
+}
+void BM_utilisation_mixed_sizes(benchmark::State& state) {
+  double growth = 0, expandable = 0;
+  for (auto _ : state) {
+    growth = utilisation(PoolKind::growth);
+    expandable = utilisation(PoolKind::expandable);
+  }
+  state.counters["growth"] = growth;
+  state.counters["expandable"] = expandable;
+}
+BENCHMARK(BM_utilisation_mixed_sizes)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 // Growth pool with 2 threads sharing it (one mutex per pool): contention cost. The stack is
 // built once (thread-safe static) and kept for the whole run.
