@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
@@ -1171,6 +1172,34 @@ TEST_F(Policy, ExpandablePoolReusesAnswersPointerQueriesAndGivesEveryPageBack) {
   ASSERT_EQ(t.count(Op::segment_release, Api::pool), 1u);
   EXPECT_NE(r.err.find("cudaIpcGetMemHandle("), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("cuIpcGetMemHandle("), std::string::npos) << r.err;
+}
+
+// Replay equivalence: `gpumem replay --pool expandable` of the preload's own trace reserves what
+// the preload reserved (its mapped granules as the trace's segments say): the same peak (64 MiB,
+// the refused request's transient granule included) and the same 62 MiB at the refusal.
+TEST_F(Policy, ExpandablePoolReplayReservesWhatThePreloadReserved) {
+  Outcome r = prog({"tf"}, {"GPUMEM_LIMIT=64MiB", "GPUMEM_POOL=expandable"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  Trace t = last_trace();
+  uint64_t reserved = 0, peak = 0, at_failure = 0;
+  for (const auto& rec : t.records) {
+    if (rec.op == static_cast<uint16_t>(Op::segment_reserve)) reserved += rec.bytes;
+    if (rec.op == static_cast<uint16_t>(Op::segment_release)) reserved -= rec.bytes;
+    if (rec.op == static_cast<uint16_t>(Op::alloc_failed)) at_failure = reserved;
+    peak = std::max(peak, reserved);
+  }
+  EXPECT_EQ(peak, 64 * kMiB);
+  EXPECT_EQ(at_failure, 62 * kMiB);
+  const std::string json = dir_ + "/replay.json";
+  Outcome rep = run({GPUMEM_CLI, "replay", dir_ + "/t-" + std::to_string(last_pid_) + ".trace",
+                     "--pool", "expandable", "--limit", "64MiB", "--no-search", "--json", json});
+  ASSERT_EQ(rep.status, 0) << rep.err;
+  std::ifstream in(json);
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(doc.find("\"peak_reserved_bytes\": " + std::to_string(peak)), std::string::npos)
+      << doc;
+  EXPECT_NE(doc.find("\"reserved_bytes\": " + std::to_string(at_failure)), std::string::npos)
+      << doc;
 }
 
 }  // namespace
