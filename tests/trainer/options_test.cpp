@@ -94,3 +94,43 @@ TEST(Options, HelpExitsZero) {
   EXPECT_EQ(*p.exit_code, 0);
   EXPECT_NE(p.message.find("--accum"), std::string::npos);
 }
+
+TEST(Options, AllocAndSequenceLengths) {
+  EXPECT_EQ(parse({}).options.alloc, AllocMode::eager);  // what PyTorch users run
+  EXPECT_EQ(parse({}).options.seq_lengths.size(), 0u);
+  EXPECT_EQ(max_seq_length(parse({}).options), 1u);
+  EXPECT_EQ(parse({"--alloc", "static"}).options.alloc, AllocMode::static_once);
+
+  const ParsedArgs list = parse({"--seq-lengths", "4,1,2"});
+  ASSERT_FALSE(list.exit_code) << list.message;
+  EXPECT_EQ(list.options.seq_lengths, (std::vector<size_t>{4, 1, 2}));
+  EXPECT_EQ(max_seq_length(list.options), 4u);
+  EXPECT_EQ(seq_length_of_step(list.options, 0), 4u);
+  EXPECT_EQ(seq_length_of_step(list.options, 5), 2u);
+  EXPECT_EQ(seq_lengths_text(list.options), "4,1,2");
+
+  const ParsedArgs range = parse({"--seq-lengths", "2:5", "--seed", "3"});
+  ASSERT_FALSE(range.exit_code) << range.message;
+  EXPECT_EQ(max_seq_length(range.options), 5u);
+  EXPECT_EQ(seq_lengths_text(range.options), "2:5");
+  bool seen[6] = {};
+  for (size_t step = 0; step < 400; ++step) {
+    const size_t t = seq_length_of_step(range.options, step);
+    ASSERT_GE(t, 2u);
+    ASSERT_LE(t, 5u);
+    seen[t] = true;
+    EXPECT_EQ(t, seq_length_of_step(range.options, step));  // the same step, the same length
+  }
+  EXPECT_TRUE(seen[2] && seen[3] && seen[4] && seen[5]);
+
+  for (const char* bad : {"", "0", "3,", ",3", "a", "5:2", "0:4", "1:", "1:2:3", "1234567890"}) {
+    const ParsedArgs p = parse({"--seq-lengths", bad});
+    if (std::string(bad).empty()) continue;  // empty means none, like leaving it out
+    ASSERT_TRUE(p.exit_code) << bad;
+    EXPECT_EQ(*p.exit_code, exit_bad_settings) << bad;
+    EXPECT_NE(p.message.find("--seq-lengths"), std::string::npos) << p.message;
+  }
+  const ParsedArgs bad_alloc = parse({"--alloc", "lazy"});
+  ASSERT_TRUE(bad_alloc.exit_code);
+  EXPECT_NE(bad_alloc.message.find("use eager or static"), std::string::npos);
+}
