@@ -324,8 +324,16 @@ TEST(Top, ScreenShowsTheReportAndSurvivesKillTruncationNewProcessAndResize) {
     return seen.find("killed") == std::string::npos &&
            seen.find(std::to_string(second) + " ") != std::string::npos;
   })) << seen;
+  // The second ends: the analysis that followed it since its start, with snapshots taken all
+  // along, ends on the numbers of the report of the whole trace.
   std::ofstream(dir / "go").put('\n');
   EXPECT_TRUE(tmux.shows("ended", &seen)) << seen;
+  json final_report;
+  ASSERT_TRUE(wait_for([&] {
+    final_report = report("'" + second_trace + "'");
+    return final_report.is_object() && final_report["traces"][0]["truncated"] == false;
+  }));
+  EXPECT_TRUE(tmux.shows(row_of(final_report, second), &seen)) << seen;
   tmux.keys("q");
   EXPECT_TRUE(wait_for([&] { return tmux.dead(); }));
 }
