@@ -67,6 +67,7 @@ Result ExpandablePool::grow(uint64_t rounded, uint8_t kind, const Request& /*req
       return Result{nullptr, Status::upstream_error, code, 0};
     granularity_ = g;
   }
+  if (rounded > kLargestRequest) return Result{nullptr, Status::out_of_memory, 0, allocated_bytes()};
   const uint64_t bytes = round_up(std::max(range_bytes_, rounded), granularity_);
   uintptr_t va = 0;
   const int code = vmm_.reserve(device(), bytes, granularity_, &va);

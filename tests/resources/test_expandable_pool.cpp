@@ -99,6 +99,17 @@ TEST(ExpandablePool, ReservedIsTheGranulesItsBlocksTouch) {
   EXPECT_EQ(f.vmm.live_ranges(), 1u);  // the address range stays reserved
 }
 
+// A petabyte request (the attribution test's too_big, replayed by the OOM explanation) is
+// refused before a range and its per-granule table (4 GiB for 1 PiB) are made.
+TEST(ExpandablePool, ARequestNoDeviceHasIsRefusedWithoutReservingARange) {
+  Fixture f;
+  Result huge = f.mr().allocate(req(uint64_t{1} << 50));
+  EXPECT_EQ(huge.status, Status::out_of_memory);
+  EXPECT_EQ(f.vmm.live_ranges(), 0u);
+  EXPECT_EQ(f.reserved(), 0u);
+  EXPECT_TRUE(f.mr().allocate(req(MiB)).ok());
+}
+
 TEST(ExpandablePool, EveryPageGoesBackAtDestruction) {
   Fixture f(0, 16 * MiB);
   ASSERT_TRUE(f.mr().allocate(req(3 * MiB)).ok());

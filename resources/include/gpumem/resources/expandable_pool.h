@@ -29,6 +29,9 @@ namespace gpumem::resources {
 class ExpandablePool final : public PoolResource {
  public:
   static constexpr uint64_t kDefaultRangeBytes = uint64_t{64} << 30;
+  // No device has 1 TiB: a larger request is refused as out of memory before a range (and its
+  // table of one handle per granule, 4 MiB per TiB) is reserved for it.
+  static constexpr uint64_t kLargestRequest = uint64_t{1} << 40;
 
   // `upstream` (the limit or the device) allocates the physical memory through its real call
   // (Request::real_alloc runs vmm.create); range_bytes 0 = kDefaultRangeBytes.
