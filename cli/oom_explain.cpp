@@ -104,6 +104,17 @@ std::string failing_module(const Oom& o) {
 
 std::vector<OomAdvice> oom_advice(const Oom& o, const std::string& pool) {
   std::vector<OomAdvice> out;
+  // A fixed pool under a cap holds the cap: the kinds it does not serve (managed, pitched,
+  // stream-ordered, VMM) are refused beside it (docs/policies.md, "Pools do not change what CUDA
+  // answers"), whatever replay says of the program's plain allocations.
+  if (pool == "fixed" && !o.pooled && o.refused_by == "gpumem" && o.limit_bytes != 0)
+    out.push_back({"gpumem", "GPUMEM_POOL=growth GPUMEM_LIMIT=" + limit_setting(o.limit_bytes),
+                   fmt::format("{} is not served by the fixed pool, and the process held {} of "
+                               "the {} cap, the pool's reservation included: the cap refused "
+                               "its {}; a growth pool takes only what is used (or set "
+                               "GPUMEM_POOL_SIZE under the cap to leave room)",
+                               o.api, human(o.reserved_bytes), human(o.limit_bytes),
+                               human(o.requested_bytes))});
   const uint64_t budget = o.limit_bytes != 0 ? o.limit_bytes : o.capacity_bytes;
   const OomFit* best = nullptr;
   const OomFit* recorded = nullptr;

@@ -126,6 +126,34 @@ TEST(Advice, GpumemPolicyThatFitsTheCap) {
   EXPECT_TRUE(oom_advice(o, "growth").empty());
 }
 
+// Issue 28: under a fixed pool with a cap, an unpooled kind is refused beside the pool.
+TEST(Advice, FixedPoolUnderACapExplainsTheRefusalOfAnUnpooledKind) {
+  Oom o;
+  o.api = "cudaMallocManaged";
+  o.refused_by = "gpumem";
+  o.pooled = false;
+  o.capacity_bytes = 256 * kMiB;
+  o.limit_bytes = 64 * kMiB;
+  o.requested_bytes = 1 * kMiB;
+  o.reserved_bytes = 64 * kMiB;
+  const auto advice = oom_advice(o, "fixed");
+  ASSERT_EQ(settings(advice),
+            std::vector<std::string>{"gpumem: GPUMEM_POOL=growth GPUMEM_LIMIT=64MiB"});
+  EXPECT_EQ(advice[0].reason,
+            "cudaMallocManaged is not served by the fixed pool, and the process held 64.00 MiB of "
+            "the 64.00 MiB cap, the pool's reservation included: the cap refused its 1.00 MiB; a "
+            "growth pool takes only what is used (or set GPUMEM_POOL_SIZE under the cap to leave "
+            "room)");
+  // Not for a pooled request, a device refusal or another pool.
+  o.pooled = true;
+  EXPECT_TRUE(oom_advice(o, "fixed").empty());
+  o.pooled = false;
+  o.refused_by = "device";
+  EXPECT_TRUE(oom_advice(o, "fixed").empty());
+  o.refused_by = "gpumem";
+  EXPECT_TRUE(oom_advice(o, "growth").empty());
+}
+
 TEST(Advice, GpumemCapWhenNoPolicyFitsTheCap) {
   Oom o;
   o.capacity_bytes = 16 * kGiB;
