@@ -101,14 +101,16 @@ TEST_P(Soak, ExactAccountingAndBoundedLibraryMemory) {
   // covers allocator arenas settling after warm-up.
   const long reserved_growth_kib =
       static_cast<long>(kv["stats.reserved_end"] / 1024) - static_cast<long>(kv["stats.reserved_warm"] / 1024);
-#ifndef __SANITIZE_THREAD__
+#ifndef GPUMEM_SANITIZED
   EXPECT_LE(end - warm, 16 * 1024 + std::max(0L, reserved_growth_kib))
       << "anonymous RSS grew from " << warm << " KiB to " << end << " KiB; pool reserve grew "
       << reserved_growth_kib << " KiB";
 #else
-  // Under TSan the RSS is mostly the runtime's shadow and sync-object memory (250-490 MiB at
-  // warm-up, +67-105 MiB over 600k calls): the bound is judged in the other builds; here the
-  // test is about races and exact accounting.
+  // Under a sanitizer the RSS is mostly the runtime's: TSan's shadow and sync-object memory
+  // (250-490 MiB at warm-up, +67-105 MiB over 600k calls), ASan's quarantine of freed blocks
+  // (up to 256 MiB, filling at its own pace: +16.5 MiB after warm-up failed CI on 2026-12-05).
+  // The bound is judged in the main build; here the test is about races, memory errors and
+  // exact accounting (ASan's leak check still runs at the child's exit).
 #endif
   std::printf("reliability.soak.%s: %llu calls, %llu records checked, RssAnon %ld -> %ld KiB, pool reserve %+ld KiB\n",
               GetParam().name, static_cast<unsigned long long>(ops), static_cast<unsigned long long>(events),
