@@ -121,6 +121,26 @@ enum class Api : uint16_t {
   cuMemAllocHost = 33,  // cuMemAllocHost_v2: the driver's pinned host memory
   cuMemHostAlloc = 34,
   cuMemFreeHost = 35,
+  cudaMallocArray = 36,
+  cudaMalloc3DArray = 37,
+  cudaMallocMipmappedArray = 38,
+  cudaFreeArray = 39,
+  cudaFreeMipmappedArray = 40,
+  cuArrayCreate = 41,  // CUDA arrays (MemKind::array): bytes = the driver's size of the array
+  cuArray3DCreate = 42,
+  cuMipmappedArrayCreate = 43,
+  cuArrayDestroy = 44,
+  cuMipmappedArrayDestroy = 45,
+  cudaHostRegister = 46,  // host registration: MemKind::pinned_host, never charged to a device
+  cudaHostUnregister = 47,
+  cuMemHostRegister = 48,
+  cuMemHostUnregister = 49,
+  cudaIpcOpenMemHandle = 50,  // memory another process owns (MemKind::imported)
+  cudaIpcCloseMemHandle = 51,
+  cuIpcOpenMemHandle = 52,
+  cuIpcCloseMemHandle = 53,
+  cuMemImportFromShareableHandle = 54,
+  nvml = 55,  // NVML memory queries (nvmlDeviceGetMemoryInfo, _v2)
   count
 };
 
@@ -130,6 +150,10 @@ enum class MemKind : uint16_t {
   managed = 1,
   pinned_host = 2,  // cudaMallocHost/cudaHostAlloc, cuMemAllocHost_v2/cuMemHostAlloc: host memory
   physical = 3,     // cuMemCreate handle (VMM); address holds the handle
+  array = 4,        // a CUDA array or mipmapped array: address holds the handle, bytes the
+                    // driver's size for it (device memory, charged to the cap)
+  imported = 5,     // memory another process owns, mapped here by an IPC or shareable handle:
+                    // shown, never charged to this process's cap nor counted twice
 };
 inline constexpr uint16_t kFlagKindMask = 0x000F;
 // Record::flags bits 4..5: how the caller reached the hooked function.
@@ -289,6 +313,26 @@ inline const char* api_name(Api api) {
     case Api::cuMemAllocHost: return "cuMemAllocHost_v2";
     case Api::cuMemHostAlloc: return "cuMemHostAlloc";
     case Api::cuMemFreeHost: return "cuMemFreeHost";
+    case Api::cudaMallocArray: return "cudaMallocArray";
+    case Api::cudaMalloc3DArray: return "cudaMalloc3DArray";
+    case Api::cudaMallocMipmappedArray: return "cudaMallocMipmappedArray";
+    case Api::cudaFreeArray: return "cudaFreeArray";
+    case Api::cudaFreeMipmappedArray: return "cudaFreeMipmappedArray";
+    case Api::cuArrayCreate: return "cuArrayCreate_v2";
+    case Api::cuArray3DCreate: return "cuArray3DCreate_v2";
+    case Api::cuMipmappedArrayCreate: return "cuMipmappedArrayCreate";
+    case Api::cuArrayDestroy: return "cuArrayDestroy";
+    case Api::cuMipmappedArrayDestroy: return "cuMipmappedArrayDestroy";
+    case Api::cudaHostRegister: return "cudaHostRegister";
+    case Api::cudaHostUnregister: return "cudaHostUnregister";
+    case Api::cuMemHostRegister: return "cuMemHostRegister_v2";
+    case Api::cuMemHostUnregister: return "cuMemHostUnregister";
+    case Api::cudaIpcOpenMemHandle: return "cudaIpcOpenMemHandle";
+    case Api::cudaIpcCloseMemHandle: return "cudaIpcCloseMemHandle";
+    case Api::cuIpcOpenMemHandle: return "cuIpcOpenMemHandle_v2";
+    case Api::cuIpcCloseMemHandle: return "cuIpcCloseMemHandle";
+    case Api::cuMemImportFromShareableHandle: return "cuMemImportFromShareableHandle";
+    case Api::nvml: return "nvml";
     case Api::unknown:
     case Api::count: break;
   }
@@ -301,6 +345,8 @@ inline const char* mem_kind_name(MemKind k) {
     case MemKind::managed: return "managed";
     case MemKind::pinned_host: return "pinned_host";
     case MemKind::physical: return "physical";
+    case MemKind::array: return "array";
+    case MemKind::imported: return "imported";
   }
   return "unknown";
 }
