@@ -91,7 +91,8 @@ TEST(Memory, Fp16HalvesActivationsAndGradients) {
   EXPECT_EQ(f16[Category::data], f32[Category::data]);
 }
 
-TEST(Memory, PlanMatchesAllocationsForDeeperModels) {
+// Widths 30 -> 48 -> 48 -> 48 -> 5, 300 samples in batches of 20.
+TrainOptions deeper_model() {
   TrainOptions o;
   o.layers = 3;
   o.hidden = 48;
@@ -99,6 +100,11 @@ TEST(Memory, PlanMatchesAllocationsForDeeperModels) {
   o.classes = 5;
   o.samples = 300;
   o.batch = 20;
+  return o;
+}
+
+TEST(Memory, PlanMatchesAllocationsForDeeperModels) {
+  TrainOptions o = deeper_model();
   o.accum = 3;
   for (DType t : {DType::fp32, DType::fp16})
     for (DataMode d : {DataMode::resident, DataMode::stream}) {
@@ -127,13 +133,7 @@ TEST(Memory, EachBufferIsNamed) {
 // its output gradient and the one it writes: l=4: 149 + 5 + 48 = 202; l=3: 144 + 48 + 48 = 240;
 // l=2: 96 + 48 + 48 = 192; l=1: 48 + 48 = 96. The peak is 240 units, against static's 2 x 149.
 TEST(Memory, EagerPeakIsTheLargestBackwardState) {
-  TrainOptions o;
-  o.layers = 3;
-  o.hidden = 48;
-  o.inputs = 30;
-  o.classes = 5;
-  o.samples = 300;
-  o.batch = 20;
+  TrainOptions o = deeper_model();
   o.epochs = 1;
   EXPECT_EQ(activation_peak_units(o), 240u);
   EXPECT_EQ(activation_peak_units(static_alloc(o)), 298u);
