@@ -33,7 +33,9 @@ struct PlainRunTotals {
 
 class DeviceState {
  public:
-  DeviceState(int device, const AnalysisOptions& options);
+  // `joining_segments`: the trace's pool records the granules it maps into one range as
+  // segments of their own (GPUMEM_POOL=expandable); they join into one (segment_space.h).
+  DeviceState(int device, const AnalysisOptions& options, bool joining_segments = false);
 
   // `phase` is the string id of the current phase (0 = none), kept for the peak. alloc and free
   // run once per event: they are inline, below.
@@ -56,7 +58,8 @@ class DeviceState {
                         : plain_run_impl<false>(records, count, clock_base, live, totals);
   }
   void segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase);
-  void segment_release(uint64_t address, int64_t t_ns, uint64_t phase);
+  // `bytes`: the record's; a joining segment may give back any part of itself.
+  void segment_release(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase);
   // NVTX heaps (nvtx_heaps.h), the growth pool's shape inside a program's own pool. The live
   // allocation `a` at `address` (outside any segment) becomes a segment of its size: still
   // reserved, no longer allocated; a.segment_id = kNvtxHeapSegment | the segment's id. False
@@ -225,6 +228,7 @@ class DeviceState {
 
   int device_;
   const AnalysisOptions& options_;
+  bool joining_segments_;
   uint64_t allocated_ = 0;
   uint64_t segment_bytes_ = 0;  // live pool segments
   // Live allocations not inside a pool segment (reserved by themselves).
@@ -290,7 +294,7 @@ void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint6
   if (a.segment_id == 0) {
     count_free_outside(n, a.bytes, t_ns, site_series_);
   } else {
-    if (!segments_.give_back(address, a.bytes, a.segment_id)) n.outside -= a.bytes;
+    n.outside -= a.bytes - segments_.give_back(address, a.bytes, a.segment_id);
     segments_changed(t_ns);
     after_change(n, t_ns, phase, site_series_);
   }
@@ -346,7 +350,7 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
       if (a->segment_id == 0) {
         count_free_outside(n, bytes, t, kSites);
       } else {  // as free() does
-        if (!segments_.give_back(r.address, bytes, a->segment_id)) n.outside -= bytes;
+        n.outside -= bytes - segments_.give_back(r.address, bytes, a->segment_id);
         segments_changed(t);
         after_change(n, t, 0, kSites);
       }

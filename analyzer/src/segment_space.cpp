@@ -1,42 +1,128 @@
 #include "segment_space.h"
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 namespace gpumem::analyzer {
 
-std::map<uint64_t, SegmentSpace::Segment>::iterator SegmentSpace::segment_containing(
-    uint64_t address) {
+SegmentSpace::Iter SegmentSpace::segment_containing(uint64_t address) {
   auto it = segments_.upper_bound(address);
   if (it == segments_.begin()) return segments_.end();
   --it;
   return address < it->second.end ? it : segments_.end();
 }
 
-uint64_t SegmentSpace::reserve(uint64_t address, uint64_t bytes) {
+uint64_t SegmentSpace::reserve(uint64_t address, uint64_t bytes, bool joining) {
   if (bytes == 0 || address + bytes < address) return 0;
   uint64_t end = address + bytes;
   auto next = segments_.lower_bound(address);
   if (next != segments_.end() && next->first < end) return 0;
-  if (next != segments_.begin() && std::prev(next)->second.end > address) return 0;
-  uint64_t id = next_id_++;
-  segments_.emplace(address, Segment{end, id, 0});
-  free_.insert_before(free_.lower_bound(address), {address, end});
+  auto prev = next != segments_.begin() ? std::prev(next) : segments_.end();
+  if (prev != segments_.end() && prev->second.end > address) return 0;
   total_free_ += bytes;
+  if (!joining) {
+    uint64_t id = next_id_++;
+    segments_.emplace(address, Segment{end, id, 0, false});
+    free_.insert_before(free_.lower_bound(address), {address, end});
+    return id;
+  }
+  const bool join_prev =
+      prev != segments_.end() && prev->second.joining && prev->second.end == address;
+  const bool join_next = next != segments_.end() && next->second.joining && next->first == end;
+  // The new free range, merged with free extents that touch it in the segments it joins.
+  const auto after = free_.lower_bound(address);
+  const auto before = free_.prev(after);
+  const bool merge_before = join_prev && free_.valid(before) && free_.get(before).end == address;
+  const bool merge_after = join_next && free_.valid(after) && free_.get(after).start == end;
+  if (merge_before) {
+    free_.set(before, free_.get(before).start, merge_after ? free_.get(after).end : end);
+    if (merge_after) free_.erase(after);
+  } else if (merge_after) {
+    free_.set(after, address, free_.get(after).end);
+  } else {
+    free_.insert_before(after, {address, end});
+  }
+  const uint64_t joined_end = join_next ? next->second.end : end;
+  if (join_next) segments_.erase(next);
+  if (join_prev) {
+    prev->second.end = joined_end;
+    return prev->second.id;
+  }
+  const uint64_t id = next_id_++;
+  segments_.emplace(address, Segment{joined_end, id, 0, true});
   return id;
 }
 
 bool SegmentSpace::release(uint64_t address, uint64_t* bytes, uint64_t* used) {
   auto seg = segments_.find(address);
   if (seg == segments_.end()) return false;
-  uint64_t end = seg->second.end;
-  // Rare (a segment's end): one search per extent removed is fine.
-  for (auto p = free_.lower_bound(address); free_.valid(p) && free_.get(p).start < end;
-       p = free_.lower_bound(address)) {
-    total_free_ -= free_.get(p).end - free_.get(p).start;
-    free_.erase(p);
-  }
+  const uint64_t end = seg->second.end;
+  const uint64_t was_free = unfree(address, end);
   *bytes = end - address;
-  *used = seg->second.used;
+  *used = seg->second.joining ? *bytes - was_free : seg->second.used;
   segments_.erase(seg);
   return true;
+}
+
+bool SegmentSpace::release_part(uint64_t address, uint64_t bytes, uint64_t* used) {
+  if (bytes == 0 || address + bytes < address) return false;
+  auto seg = segment_containing(address);
+  if (seg == segments_.end()) return false;
+  const uint64_t end = address + bytes;
+  if (!seg->second.joining) {
+    if (seg->first != address || seg->second.end != end) return false;
+    uint64_t all = 0;
+    return release(address, &all, used);
+  }
+  if (end > seg->second.end) return false;
+  *used = bytes - unfree(address, end);
+  // What is left on either side stays reserved: two segments when the part was in the middle.
+  if (end < seg->second.end) segments_.emplace(end, Segment{seg->second.end, next_id_++, 0, true});
+  if (seg->first < address)
+    seg->second.end = address;
+  else
+    segments_.erase(seg);
+  return true;
+}
+
+bool SegmentSpace::any_free_in(uint64_t address, uint64_t end) const {
+  const auto p = free_.at_or_before(address);
+  if (free_.valid(p) && free_.get(p).end > address) return true;
+  const auto n = free_.valid(p) ? free_.next(p) : free_.lower_bound(address);
+  return free_.valid(n) && free_.get(n).start < end;
+}
+
+uint64_t SegmentSpace::unfree(uint64_t address, uint64_t end) {
+  uint64_t removed = 0;
+  const auto p = free_.at_or_before(address);
+  if (free_.valid(p)) {
+    const FreeExtents::Extent x = free_.get(p);
+    if (x.start < address && x.end > address) {
+      removed += std::min(x.end, end) - address;
+      free_.set(p, x.start, address);
+      if (x.end > end) {
+        free_.insert_after(p, {end, x.end});
+        total_free_ -= removed;
+        return removed;
+      }
+    }
+  }
+  // Rare (a segment's end): one search per extent removed is fine.
+  for (auto q = free_.lower_bound(address); free_.valid(q) && free_.get(q).start < end;
+       q = free_.lower_bound(address)) {
+    const FreeExtents::Extent x = free_.get(q);
+    if (x.end <= end) {
+      removed += x.end - x.start;
+      free_.erase(q);
+    } else {
+      removed += end - x.start;
+      free_.set(q, end, x.end);
+      break;
+    }
+  }
+  total_free_ -= removed;
+  return removed;
 }
 
 // take and give_back run once per pooled event: they change the free extents in place (an end
@@ -63,13 +149,8 @@ uint64_t SegmentSpace::take(uint64_t address, uint64_t bytes) {
   return seg->second.id;
 }
 
-bool SegmentSpace::give_back(uint64_t address, uint64_t bytes, uint64_t id) {
-  auto seg = segment_containing(address);
-  if (seg == segments_.end() || seg->second.id != id || address + bytes > seg->second.end)
-    return false;
-  seg->second.used -= bytes;
-  total_free_ += bytes;
-  const uint64_t end = address + bytes;
+void SegmentSpace::free_range(uint64_t address, uint64_t end, Iter seg) {
+  total_free_ += end - address;
   // Neighbours in free_ are inside this segment whenever they touch the range (extents never
   // cross segment bounds, and the range is inside the segment).
   const auto next = free_.lower_bound(address);
@@ -87,7 +168,60 @@ bool SegmentSpace::give_back(uint64_t address, uint64_t bytes, uint64_t id) {
   } else {
     free_.insert_before(next, {address, end});
   }
-  return true;
+}
+
+uint64_t SegmentSpace::give_back(uint64_t address, uint64_t bytes, uint64_t id) {
+  if (bytes == 0 || address + bytes < address) return 0;
+  const uint64_t end = address + bytes;
+  auto seg = segment_containing(address);
+  if (seg != segments_.end() && seg->second.joining) {
+    if (end <= seg->second.end && !any_free_in(address, end)) {  // the common case
+      free_range(address, end, seg);
+      return bytes;
+    }
+    return give_back_joining(address, end);
+  }
+  if (seg == segments_.end()) return give_back_joining(address, end);  // its start unmapped
+  if (seg->second.id != id || end > seg->second.end) return 0;
+  seg->second.used -= bytes;
+  free_range(address, end, seg);
+  return bytes;
+}
+
+// The parts of [address, end) in joining segments that are not free: a block whose granules were
+// partly released, or reserved again (then free: not this block's any more).
+uint64_t SegmentSpace::give_back_joining(uint64_t address, uint64_t end) {
+  uint64_t given = 0;
+  uint64_t pos = address;
+  while (pos < end) {
+    auto after = segments_.upper_bound(pos);
+    if (after == segments_.begin() || std::prev(after)->second.end <= pos) {
+      if (after == segments_.end() || after->first >= end) break;
+      pos = after->first;
+      continue;
+    }
+    const Iter seg = std::prev(after);
+    const uint64_t stop = std::min(end, seg->second.end);
+    if (seg->second.joining) {
+      std::vector<std::pair<uint64_t, uint64_t>> taken;
+      uint64_t at = pos;
+      auto p = free_.at_or_before(pos);
+      if (!free_.valid(p)) p = free_.lower_bound(pos);
+      for (; free_.valid(p) && free_.get(p).start < stop; p = free_.next(p)) {
+        const FreeExtents::Extent x = free_.get(p);
+        if (x.end <= at) continue;
+        if (x.start > at) taken.emplace_back(at, x.start);
+        at = std::max(at, x.end);
+      }
+      if (at < stop) taken.emplace_back(at, stop);
+      for (const auto& [from, to] : taken) {
+        free_range(from, to, seg);
+        given += to - from;
+      }
+    }
+    pos = stop;
+  }
+  return given;
 }
 
 }  // namespace gpumem::analyzer

@@ -2,6 +2,13 @@
 // (segment extents minus the live pooled allocations). External fragmentation is computed from it
 // as 1 - largest free extent / total free (TensorFlow BFC's GetFragmentation). Free extents never
 // span two segments, even when the segments are adjacent: no block can.
+//
+// The expandable pool (GPUMEM_POOL=expandable) is the exception: it records each physical granule
+// it maps into its one virtual range as a segment of its own, and its blocks span granules. Its
+// segments are reserved as *joining*: a joining segment next to another one becomes part of it, so
+// one run of mapped granules is one segment, blocks and free extents span its granules, and a
+// release may take any part of it (an unmapped granule splits it in two). Free space, and so
+// fragmentation and the largest free block, is then what is mapped and not allocated.
 #pragma once
 
 #include <cstdint>
@@ -13,17 +20,24 @@ namespace gpumem::analyzer {
 
 class SegmentSpace {
  public:
-  // Adds a segment; returns its id, or 0 when it overlaps a live segment (ignored).
-  uint64_t reserve(uint64_t address, uint64_t bytes);
+  // Adds a segment; returns its id, or 0 when it overlaps a live segment (ignored). A joining
+  // segment merges with the joining segments that end where it starts or start where it ends.
+  uint64_t reserve(uint64_t address, uint64_t bytes, bool joining = false);
   // Removes the segment starting at `address`. *bytes = its size, *used = bytes still allocated
   // inside it. False when no segment starts there.
   bool release(uint64_t address, uint64_t* bytes, uint64_t* used);
+  // Removes [address, address+bytes) from the joining segment that holds all of it (a segment
+  // that does not join: as release() when it starts at `address` and has `bytes`). *used = the
+  // bytes of that range that were not free. False (nothing changes) otherwise.
+  bool release_part(uint64_t address, uint64_t bytes, uint64_t* used);
   // Carves [address, address+bytes) out of a free extent; returns the segment id, or 0 when the
   // range is not entirely free inside one segment (then nothing changes).
   uint64_t take(uint64_t address, uint64_t bytes);
-  // Returns a range taken with `take` to the free extents, merging neighbours. False (nothing
-  // changes) when segment `id` no longer holds it.
-  bool give_back(uint64_t address, uint64_t bytes, uint64_t id);
+  // Returns a range taken with `take` to the free extents, merging neighbours; returns the bytes
+  // given back: `bytes`, or 0 (nothing changes) when segment `id` no longer holds the range. In
+  // joining segments the range's parts still reserved and not free go back, whatever the id: a
+  // release may have taken the rest.
+  uint64_t give_back(uint64_t address, uint64_t bytes, uint64_t id);
 
   uint64_t total_free() const { return total_free_; }
   uint64_t largest_free() const { return free_.largest(); }
@@ -37,9 +51,18 @@ class SegmentSpace {
   struct Segment {
     uint64_t end;
     uint64_t id;
-    uint64_t used;
+    uint64_t used;  // not kept for joining segments (release_part counts what is not free)
+    bool joining;
   };
-  std::map<uint64_t, Segment>::iterator segment_containing(uint64_t address);
+  using Iter = std::map<uint64_t, Segment>::iterator;
+  Iter segment_containing(uint64_t address);
+  // Whether any free extent overlaps [address, end).
+  bool any_free_in(uint64_t address, uint64_t end) const;
+  // Removes every free byte of [address, end); returns how many there were.
+  uint64_t unfree(uint64_t address, uint64_t end);
+  // Adds [address, end), wholly not free and inside `seg`, to the free extents.
+  void free_range(uint64_t address, uint64_t end, Iter seg);
+  uint64_t give_back_joining(uint64_t address, uint64_t end);
 
   std::map<uint64_t, Segment> segments_;  // start -> segment
   FreeExtents free_;                      // ordered, with the largest size at hand

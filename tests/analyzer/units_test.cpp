@@ -25,7 +25,7 @@ TEST(SegmentSpace, TakeSplitsAndGiveBackMerges) {
   EXPECT_DOUBLE_EQ(s.external_fragmentation(), 1.0 - 800.0 / 900.0);
   EXPECT_EQ(s.take(1150, 100), 0u);  // overlaps the live block: refused, nothing changes
   EXPECT_EQ(s.total_free(), 900u);
-  EXPECT_TRUE(s.give_back(1100, 100, id));
+  EXPECT_EQ(s.give_back(1100, 100, id), 100u);
   EXPECT_EQ(s.largest_free(), 1000u);
   EXPECT_EQ(s.external_fragmentation(), 0.0);
 }
@@ -43,8 +43,8 @@ TEST(SegmentSpace, AdjacentSegmentsDoNotMerge) {
   EXPECT_EQ(s.take(0, 100), a);
   EXPECT_EQ(s.take(100, 300), b);
   EXPECT_EQ(s.total_free(), 0u);
-  EXPECT_TRUE(s.give_back(100, 300, b));
-  EXPECT_TRUE(s.give_back(0, 100, a));
+  EXPECT_EQ(s.give_back(100, 300, b), 300u);
+  EXPECT_EQ(s.give_back(0, 100, a), 100u);
   EXPECT_EQ(s.largest_free(), 300u);  // still two extents
   uint64_t bytes = 0, used = 0;
   EXPECT_TRUE(s.release(100, &bytes, &used));
@@ -86,7 +86,7 @@ TEST(SegmentSpace, MatchesABruteForceModelUnderRandomUse) {
       const size_t k = rng() % live.size();
       const Live l = live[k];
       live.erase(live.begin() + static_cast<std::ptrdiff_t>(k));
-      ASSERT_TRUE(s.give_back(l.first * kGranule, l.count * kGranule, l.id));
+      ASSERT_EQ(s.give_back(l.first * kGranule, l.count * kGranule, l.id), l.count * kGranule);
       for (uint64_t g = l.first; g < l.first + l.count; ++g) used[g] = false;
     }
     uint64_t total = 0, largest = 0, run = 0;
@@ -170,7 +170,139 @@ TEST(SegmentSpace, ReleaseReportsBytesStillUsed) {
   ASSERT_TRUE(s.release(0, &bytes, &used));
   EXPECT_EQ(used, 30u);
   EXPECT_EQ(s.total_free(), 0u);
-  EXPECT_FALSE(s.give_back(10, 30, id));  // its segment is gone
+  EXPECT_EQ(s.give_back(10, 30, id), 0u);  // its segment is gone
+}
+
+// The expandable pool's granules (joining segments): adjacent ones are one segment, so a block
+// and a free extent span them; an unmapped granule in the middle splits the segment in two.
+TEST(SegmentSpace, JoiningSegmentsAreOneRunOfGranules) {
+  SegmentSpace s;
+  ASSERT_NE(s.reserve(200, 100, true), 0u);
+  ASSERT_NE(s.reserve(0, 100, true), 0u);
+  EXPECT_EQ(s.largest_free(), 100u);  // 0..100 and 200..300: not adjacent
+  ASSERT_NE(s.reserve(100, 100, true), 0u);  // fills the hole: one segment of 300
+  EXPECT_EQ(s.total_free(), 300u);
+  EXPECT_EQ(s.largest_free(), 300u);
+  const uint64_t id = s.take(50, 200);  // across three granules
+  ASSERT_NE(id, 0u);
+  EXPECT_EQ(s.total_free(), 100u);
+  EXPECT_EQ(s.largest_free(), 50u);
+  EXPECT_DOUBLE_EQ(s.external_fragmentation(), 0.5);
+  uint64_t used = 0;
+  EXPECT_FALSE(s.release_part(250, 100, &used));  // past the segment's end
+  EXPECT_FALSE(s.release_part(400, 100, &used));  // nothing there
+  EXPECT_EQ(s.give_back(50, 200, id + 1000), 200u);  // the id does not matter: the bytes do
+  EXPECT_EQ(s.largest_free(), 300u);
+  ASSERT_TRUE(s.release_part(100, 100, &used));  // the middle granule
+  EXPECT_EQ(used, 0u);
+  EXPECT_EQ(s.total_free(), 200u);
+  EXPECT_EQ(s.largest_free(), 100u);
+  EXPECT_EQ(s.take(50, 100), 0u);  // would span the hole
+  // A segment that does not join keeps to itself next to joining ones.
+  ASSERT_NE(s.reserve(300, 100), 0u);
+  EXPECT_EQ(s.take(250, 100), 0u);
+  EXPECT_FALSE(s.release_part(300, 50, &used));  // not the whole of a segment that does not join
+  ASSERT_TRUE(s.release_part(300, 100, &used));
+  EXPECT_EQ(s.total_free(), 200u);
+}
+
+// A block partly in a granule released under it (a corrupt or cut trace): the release counts the
+// block's bytes in that granule as used, and the block's free gives back only what is still
+// reserved and not free (a granule mapped again there is free, not the block's).
+TEST(SegmentSpace, JoiningReleaseUnderABlockGivesBackTheRestOnly) {
+  SegmentSpace s;
+  for (uint64_t g = 0; g < 4; ++g) ASSERT_NE(s.reserve(g * 100, 100, true), 0u);
+  const uint64_t id = s.take(50, 200);
+  ASSERT_NE(id, 0u);
+  uint64_t used = 0;
+  ASSERT_TRUE(s.release_part(100, 100, &used));
+  EXPECT_EQ(used, 100u);
+  EXPECT_EQ(s.total_free(), 200u);  // 0..50 and 250..400
+  ASSERT_NE(s.reserve(100, 100, true), 0u);  // mapped again: free
+  EXPECT_EQ(s.total_free(), 300u);
+  EXPECT_EQ(s.give_back(50, 200, id), 100u);  // 50..100 and 200..250
+  EXPECT_EQ(s.total_free(), 400u);
+  EXPECT_EQ(s.largest_free(), 400u);
+}
+
+// Random maps, unmaps, takes and give-backs of joining segments, checked after every step against
+// a brute-force model (an owner per 16-byte unit, 4 units a granule): free extents run across
+// mapped granules and stop at unmapped ones; release_part's used bytes; give_back's bytes.
+TEST(SegmentSpace, JoiningMatchesABruteForceModelUnderRandomUse) {
+  constexpr uint64_t kUnit = 16, kPerGranule = 4, kGranules = 24;
+  constexpr int64_t kUnmapped = -2, kFree = -1;
+  SegmentSpace s;
+  std::vector<int64_t> owner(kGranules * kPerGranule, kUnmapped);
+  std::vector<int64_t> ghost(owner.size(), -1);  // a live block's unit unmapped under it
+  struct Live {
+    uint64_t first, count, id;
+  };
+  std::map<int64_t, Live> live;
+  int64_t next = 0;
+  std::mt19937_64 rng(11);
+  for (int step = 0; step < 20000; ++step) {
+    const uint64_t op = rng() % 8;
+    const uint64_t g = rng() % kGranules;
+    const uint64_t g0 = g * kPerGranule, g1 = g0 + kPerGranule;
+    if (op < 2) {  // map
+      const bool mapped = owner[g0] != kUnmapped;
+      ASSERT_EQ(s.reserve(g0 * kUnit, kPerGranule * kUnit, true) != 0, !mapped) << step;
+      if (!mapped)
+        for (uint64_t u = g0; u < g1; ++u) owner[u] = kFree;
+    } else if (op == 2) {  // unmap, mostly only a wholly free granule (as the pool does)
+      bool idle = true;
+      for (uint64_t u = g0; u < g1; ++u) idle = idle && owner[u] == kFree;
+      if (!idle && rng() % 4 != 0) continue;
+      uint64_t used = 0, expect = 0;
+      for (uint64_t u = g0; u < g1; ++u) expect += owner[u] >= 0;
+      const bool mapped = owner[g0] != kUnmapped;
+      ASSERT_EQ(s.release_part(g0 * kUnit, kPerGranule * kUnit, &used), mapped) << step;
+      if (mapped) {
+        ASSERT_EQ(used, expect * kUnit) << step;
+      }
+      for (uint64_t u = g0; u < g1; ++u) {
+        if (owner[u] >= 0) ghost[u] = owner[u];
+        owner[u] = kUnmapped;
+      }
+    } else if (op < 6 || live.empty()) {  // take
+      const uint64_t first = rng() % owner.size();
+      const uint64_t count = 1 + rng() % 10;
+      bool ghosts = false, fits = first + count <= owner.size();
+      for (uint64_t u = first; u < first + count && u < owner.size(); ++u) {
+        fits = fits && owner[u] == kFree;
+        ghosts = ghosts || ghost[u] >= 0;
+      }
+      if (ghosts) continue;  // would be a second live block over a dead one's bytes
+      const uint64_t id = s.take(first * kUnit, count * kUnit);
+      ASSERT_EQ(id != 0, fits) << step;
+      if (fits) {
+        for (uint64_t u = first; u < first + count; ++u) owner[u] = next;
+        live[next++] = {first, count, id};
+      }
+    } else {  // give back
+      auto it = live.begin();
+      std::advance(it, static_cast<std::ptrdiff_t>(rng() % live.size()));
+      const Live l = it->second;
+      uint64_t expect = 0;
+      for (uint64_t u = l.first; u < l.first + l.count; ++u) {
+        if (owner[u] == it->first) {
+          owner[u] = kFree;
+          ++expect;
+        }
+        if (ghost[u] == it->first) ghost[u] = -1;
+      }
+      ASSERT_EQ(s.give_back(l.first * kUnit, l.count * kUnit, l.id), expect * kUnit) << step;
+      live.erase(it);
+    }
+    uint64_t total = 0, largest = 0, run = 0;
+    for (int64_t o : owner) {
+      run = o == kFree ? run + 1 : 0;
+      total += o == kFree;
+      largest = std::max(largest, run);
+    }
+    ASSERT_EQ(s.total_free(), total * kUnit) << "step " << step;
+    ASSERT_EQ(s.largest_free(), largest * kUnit) << "step " << step;
+  }
 }
 
 TEST(MaxBoxTimeline, KeepsEveryPointWhileItFits) {
