@@ -88,8 +88,6 @@ class Analysis::TraceState {
         phases_(options.max_phases_per_device),
         heaps_(live_, devices_, phases_),
         anomalies_(options.max_anomalies_per_trace, header.pid) {
-    // The expandable pool's segments are the granules it maps into one range (segment_space.h).
-    devices_.set_joining_segments(summary_.pool == "expandable");
     for (int d = 0; d < trace::kMaxDevices; ++d) {
       const trace::DeviceInfo& info = header.devices[d];
       if (info.present)
@@ -151,13 +149,15 @@ class Analysis::TraceState {
         break;
       case trace::Op::segment_reserve: {
         DeviceState& d = devices_.get(r.device);
-        d.segment_reserve(r.address, r.bytes, t, phases_.current(r.tid));
+        d.segment_reserve(r.address, r.bytes, trace::mem_kind(r) == trace::MemKind::physical, t,
+                          phases_.current(r.tid));
         phases_.device_changed(d, t);
         break;
       }
       case trace::Op::segment_release: {
         DeviceState& d = devices_.get(r.device);
-        d.segment_release(r.address, r.bytes, t, phases_.current(r.tid));
+        d.segment_release(r.address, r.bytes, trace::mem_kind(r) == trace::MemKind::physical, t,
+                          phases_.current(r.tid));
         phases_.device_changed(d, t);
         break;
       }
@@ -304,8 +304,7 @@ class Analysis::TraceState {
       o.free_in_segments_bytes = d.free_in_segments();
       // The expandable pool's own figure counts the free address space of its range; what is
       // free for a block without mapping more is what this replay has free in its granules.
-      o.largest_free_block_bytes =
-          summary_.pool == "expandable" ? d.largest_free_in_segments() : r.aux;
+      o.largest_free_block_bytes = d.has_granules() ? d.largest_free_in_segments() : r.aux;
       if (o.free_in_segments_bytes > 0)
         o.external_fragmentation = 1.0 - static_cast<double>(d.largest_free_in_segments()) /
                                              static_cast<double>(o.free_in_segments_bytes);

@@ -4,11 +4,8 @@
 
 namespace gpumem::analyzer {
 
-DeviceState::DeviceState(int device, const AnalysisOptions& options, bool joining_segments)
-    : device_(device),
-      options_(options),
-      joining_segments_(joining_segments),
-      timeline_(options.max_points) {}
+DeviceState::DeviceState(int device, const AnalysisOptions& options)
+    : device_(device), options_(options), timeline_(options.max_points) {}
 
 void DeviceState::take_peak_snapshot() {
   snapshot_pending_ = false;
@@ -66,18 +63,20 @@ void DeviceState::unfree(uint64_t address, LiveAlloc& a, int64_t free_t_ns, int6
   store(n);
 }
 
-void DeviceState::segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase) {
+void DeviceState::segment_reserve(uint64_t address, uint64_t bytes, bool granule, int64_t t_ns,
+                                  uint64_t phase) {
   ++counts_.segment_reserve;
-  if (segments_.reserve(address, bytes, joining_segments_) != 0) segment_bytes_ += bytes;
+  has_granules_ |= granule;
+  if (segments_.reserve(address, bytes, granule) != 0) segment_bytes_ += bytes;
   segments_changed(t_ns);
   after_change(t_ns, phase);
 }
 
-void DeviceState::segment_release(uint64_t address, uint64_t bytes, int64_t t_ns,
+void DeviceState::segment_release(uint64_t address, uint64_t bytes, bool granule, int64_t t_ns,
                                   uint64_t phase) {
   ++counts_.segment_release;
   uint64_t used = 0;
-  if (joining_segments_ ? segments_.release_part(address, bytes, &used)
+  if (granule ? segments_.release_part(address, bytes, &used)
                         : segments_.release(address, &bytes, &used)) {
     segment_bytes_ -= bytes;
     // Allocations still inside a released segment now hold their memory by themselves; their

@@ -33,9 +33,7 @@ struct PlainRunTotals {
 
 class DeviceState {
  public:
-  // `joining_segments`: the trace's pool records the granules it maps into one range as
-  // segments of their own (GPUMEM_POOL=expandable); they join into one (segment_space.h).
-  DeviceState(int device, const AnalysisOptions& options, bool joining_segments = false);
+  DeviceState(int device, const AnalysisOptions& options);
 
   // `phase` is the string id of the current phase (0 = none), kept for the peak. alloc and free
   // run once per event: they are inline, below.
@@ -57,9 +55,16 @@ class DeviceState {
     return site_series_ ? plain_run_impl<true>(records, count, clock_base, live, totals)
                         : plain_run_impl<false>(records, count, clock_base, live, totals);
   }
-  void segment_reserve(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase);
-  // `bytes`: the record's; a joining segment may give back any part of itself.
-  void segment_release(uint64_t address, uint64_t bytes, int64_t t_ns, uint64_t phase);
+  // `granule`: the segment is physical memory mapped into a virtual range (the expandable pool's,
+  // MemKind::physical), joined with adjacent granules into one segment (segment_space.h), of
+  // which a release may give back any part (`bytes`, the record's).
+  void segment_reserve(uint64_t address, uint64_t bytes, bool granule, int64_t t_ns,
+                       uint64_t phase);
+  void segment_release(uint64_t address, uint64_t bytes, bool granule, int64_t t_ns,
+                       uint64_t phase);
+  // Whether a granule segment was ever reserved: the pool's own largest-free figure then counts
+  // its unmapped address space, and free_in_segments() is the measure (docs/report-schema.md).
+  bool has_granules() const { return has_granules_; }
   // NVTX heaps (nvtx_heaps.h), the growth pool's shape inside a program's own pool. The live
   // allocation `a` at `address` (outside any segment) becomes a segment of its size: still
   // reserved, no longer allocated; a.segment_id = kNvtxHeapSegment | the segment's id. False
@@ -228,7 +233,7 @@ class DeviceState {
 
   int device_;
   const AnalysisOptions& options_;
-  bool joining_segments_;
+  bool has_granules_ = false;
   uint64_t allocated_ = 0;
   uint64_t segment_bytes_ = 0;  // live pool segments
   // Live allocations not inside a pool segment (reserved by themselves).

@@ -24,8 +24,6 @@ class Devices {
   };
 
   explicit Devices(const AnalysisOptions& options) : options_(options) {}
-  // Before the first get(): the trace's pool segments join (DeviceState's joining_segments).
-  void set_joining_segments(bool joining) { joining_segments_ = joining; }
 
   // The device's state, made on first use.
   DeviceState& get(int ordinal) {
@@ -59,14 +57,13 @@ class Devices {
   [[gnu::noinline]] DeviceState& find(int ordinal) {
     auto it = states_.find(ordinal);
     if (it == states_.end())
-      it = states_.emplace(ordinal, std::make_unique<DeviceState>(ordinal, options_, joining_segments_)).first;
+      it = states_.emplace(ordinal, std::make_unique<DeviceState>(ordinal, options_)).first;
     last_ordinal_ = ordinal;
     last_ = it->second.get();
     return *last_;
   }
 
   const AnalysisOptions& options_;
-  bool joining_segments_ = false;
   std::map<int, std::unique_ptr<DeviceState>> states_;
   std::map<int, Info> info_;
   int last_ordinal_ = 0;

@@ -87,9 +87,12 @@ class RealUpstream final : public resources::Upstream {
   }
 };
 
-// The tracking side of the pools: segment events go to the trace (aux = pool id = device).
+// The tracking side of the pools: segment events go to the trace (aux = pool id = device). The
+// expandable pool's segments are the physical granules it maps into its range (MemKind::physical):
+// the analyzer joins adjacent ones into one segment (analyzer/src/segment_space.h).
 class TraceObserver final : public resources::PoolObserver {
  public:
+  explicit TraceObserver(trace::MemKind kind) : kind_(kind) {}
   void on_segment_reserve(int device, void* base, uint64_t bytes) override {
     write(trace::Op::segment_reserve, device, base, bytes);
   }
@@ -98,14 +101,15 @@ class TraceObserver final : public resources::PoolObserver {
   }
 
  private:
-  static void write(trace::Op op, int device, void* base, uint64_t bytes) {
+  void write(trace::Op op, int device, void* base, uint64_t bytes) const {
     Request req;
     req.device = device;
     req.bytes = bytes;
     req.api = trace::Api::pool;
-    req.flags = make_flags(trace::MemKind::device, trace::Lookup::direct) | trace::kFlagPooled;
+    req.flags = make_flags(kind_, trace::Lookup::direct) | trace::kFlagPooled;
     record_event(op, req, reinterpret_cast<uint64_t>(base), static_cast<uint64_t>(device), 0);
   }
+  trace::MemKind kind_;
 };
 
 // Built once, never destroyed: hooks may run during static destruction, and CUDA may be gone.
@@ -113,9 +117,10 @@ RealUpstream& upstream() {
   static RealUpstream* u = new RealUpstream();
   return *u;
 }
-TraceObserver& observer() {
-  static TraceObserver* o = new TraceObserver();
-  return *o;
+TraceObserver& observer(PoolKind pool) {
+  static TraceObserver* segments = new TraceObserver(trace::MemKind::device);
+  static TraceObserver* granules = new TraceObserver(trace::MemKind::physical);
+  return pool == PoolKind::expandable ? *granules : *segments;
 }
 
 std::atomic<DeviceStack*> g_stacks[trace::kMaxDevices];
@@ -211,7 +216,7 @@ DeviceStack* build_stack(int device) {
   if (sc.pool_size != 0 && sc.limit != 0 && sc.pool_size > sc.limit)
     bad_size("GPUMEM_POOL_SIZE", sc.pool_size, var, sc.limit,
              "Lower GPUMEM_POOL_SIZE or raise the limit.");
-  auto* stack = new DeviceStack(upstream(), device, sc, &observer());
+  auto* stack = new DeviceStack(upstream(), device, sc, &observer(sc.pool));
   if (!stack->valid()) {
     log_message(LogLevel::error,
                 "GPUMEM_POOL=fixed needs a size for device %d; accepted: GPUMEM_POOL_SIZE or "
