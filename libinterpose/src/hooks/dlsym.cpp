@@ -29,8 +29,10 @@
 extern "C" __attribute__((visibility("hidden"))) GPUMEM_UNINSTRUMENTED void* gpumem_dlsym_impl(
     void* handle, const char* name) {
   void* found = gpumem::real_dlsym(handle, name);
-  // glibc found it, so `name` is a valid string; only cu* and cuda* names are ever wrapped.
-  if (found == nullptr || name[0] != 'c' || name[1] != 'u') return found;
+  // glibc found it, so `name` is a valid string; only cu*, cuda* and nvml* names are wrapped.
+  if (found == nullptr ||
+      ((name[0] != 'c' || name[1] != 'u') && (name[0] != 'n' || name[1] != 'v')))
+    return found;
   if (void* wrapper = gpumem::hooks::wrapper_for_name(name, gpumem::trace::Lookup::dlsym))
     return wrapper;
   return found;

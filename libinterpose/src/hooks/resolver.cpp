@@ -174,10 +174,13 @@ void* wrapper_for_real_driver_function(void* real) {
 }
 
 void* wrapper_for_name(const char* name, Lookup lookup) {
-  if (name == nullptr || name[0] != 'c' || name[1] != 'u') return nullptr;  // cu* and cuda* only
-  const Wrapped* tables[] = {kRuntimeWrapped, kDriverWrapped, kResolverWrapped};
-  const size_t counts[] = {kRuntimeWrappedCount, kDriverWrappedCount, kResolverWrappedCount};
-  for (int t = 0; t < 3; ++t)
+  if (name == nullptr) return nullptr;
+  if ((name[0] != 'c' || name[1] != 'u') && (name[0] != 'n' || name[1] != 'v'))
+    return nullptr;  // cu*, cuda* and nvml* only
+  const Wrapped* tables[] = {kRuntimeWrapped, kDriverWrapped, kResolverWrapped, kNvmlWrapped};
+  const size_t counts[] = {kRuntimeWrappedCount, kDriverWrappedCount, kResolverWrappedCount,
+                           kNvmlWrappedCount};
+  for (int t = 0; t < 4; ++t)
     for (size_t i = 0; i < counts[t]; ++i)
       if (std::strcmp(tables[t][i].name, name) == 0)
         return tables[t][i].by_lookup[static_cast<int>(lookup)];

@@ -16,13 +16,15 @@ struct Wrapped {
   void* by_lookup[3];  // indexed by trace::Lookup: direct, dlsym, resolver
 };
 
-// Tables defined by the family files (runtime.cpp, driver.cpp, resolver.cpp).
+// Tables defined by the family files (runtime.cpp, driver.cpp, resolver.cpp, nvml.cpp).
 extern const Wrapped kRuntimeWrapped[];
 extern const size_t kRuntimeWrappedCount;
 extern const Wrapped kDriverWrapped[];
 extern const size_t kDriverWrappedCount;
 extern const Wrapped kResolverWrapped[];
 extern const size_t kResolverWrappedCount;
+extern const Wrapped kNvmlWrapped[];  // hooks/nvml.cpp: symbol and dlsym paths only
+extern const size_t kNvmlWrappedCount;
 
 // The wrapper for exactly this name (no prefix match, no version guessing), or nullptr.
 void* wrapper_for_name(const char* name, trace::Lookup lookup);

@@ -1,0 +1,159 @@
+// NVML memory queries and IPC imports on simcuda, with and without LD_PRELOAD=libgpumem.so:
+// the exact figures each API answers (runtime, driver and NVML agree, under a cap too) and the
+// trace's records (Op::meminfo with Api::nvml on the lookup path the program used).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gpumem/trace/reader.h"
+#include "scratch.h"
+#include "shell.h"
+
+namespace {
+
+using gpumem::test::ScratchDir;
+using gpumem::test::sh;
+using gpumem::trace::Api;
+using gpumem::trace::Lookup;
+using gpumem::trace::MemKind;
+using gpumem::trace::Op;
+using gpumem::trace::Record;
+
+constexpr uint64_t kMiB = 1ull << 20;
+constexpr uint64_t kGiB = 1ull << 30;
+
+// "name v1 v2 ..." lines of the program's output, by name.
+std::map<std::string, std::vector<uint64_t>> answers(const std::string& out) {
+  std::map<std::string, std::vector<uint64_t>> a;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string name;
+    words >> name;
+    uint64_t v = 0;
+    while (words >> v) a[name].push_back(v);
+  }
+  return a;
+}
+
+std::vector<Record> records(const std::string& path, Op op, Api api) {
+  std::vector<Record> out;
+  std::string error;
+  auto reader = gpumem::trace::Reader::open(path, &error);
+  EXPECT_NE(reader, nullptr) << error;
+  if (!reader) return out;
+  gpumem::trace::Event ev;
+  while (reader->next(&ev))
+    if (ev.rec.op == static_cast<uint16_t>(op) && ev.rec.api == static_cast<uint16_t>(api))
+      out.push_back(ev.rec);
+  return out;
+}
+
+Lookup lookup_of(const Record& r) {
+  return static_cast<Lookup>((r.flags & gpumem::trace::kFlagLookupMask) >>
+                             gpumem::trace::kFlagLookupShift);
+}
+
+struct Outcome {
+  gpumem::test::Output output;
+  std::string trace;
+};
+
+// Runs `prog args` in `dir` on a 1 GiB simulated device; with the preload unless `env` says
+// otherwise. The trace is dir/t.trace.
+Outcome run(const ScratchDir& dir, const std::string& prog, const std::string& args,
+            const std::string& env, bool preload = true) {
+  std::string cmd = "cd '" + dir.path() +
+                    "' && env -u LD_PRELOAD LD_LIBRARY_PATH=" + GPUMEM_SIMCUDA_DIR +
+                    " SIMCUDA_MEMORY=1GiB GPUMEM_TRACE=t.trace " + env;
+  if (preload) cmd += std::string(" LD_PRELOAD=") + GPUMEM_PRELOAD_PATH;
+  cmd += " " + prog + " " + args;
+  return {sh(cmd), dir / "t.trace"};
+}
+
+// The three APIs agree with no cap, and NVML's v2 reports nothing reserved.
+void expect_agree(const std::map<std::string, std::vector<uint64_t>>& a, uint64_t total,
+                  uint64_t free_bytes) {
+  ASSERT_EQ(a.at("runtime"), (std::vector<uint64_t>{free_bytes, total}));
+  EXPECT_EQ(a.at("driver"), (std::vector<uint64_t>{free_bytes, total}));
+  EXPECT_EQ(a.at("device_total"), (std::vector<uint64_t>{total}));
+  EXPECT_EQ(a.at("nvml"), (std::vector<uint64_t>{free_bytes, total, total - free_bytes}));
+  EXPECT_EQ(a.at("nvml_v2"), (std::vector<uint64_t>{free_bytes, total, total - free_bytes, 0}));
+}
+
+TEST(Nvml, SimulatedNvmlAgreesWithTheRuntimeAndTheDriver) {
+  ScratchDir dir("gpumem-nvml");
+  for (const char* prog : {NVML_IPC_PROG, NVML_LINKED_PROG}) {
+    Outcome r = run(dir, prog, "capacity", "GPUMEM_TRACE=off", false);
+    ASSERT_EQ(r.output.status, 0) << prog << ": " << r.output.out;
+    // 6 MiB allocated: three whole 2 MiB pages of the 1 GiB device.
+    expect_agree(answers(r.output.out), kGiB, kGiB - 6 * kMiB);
+  }
+}
+
+TEST(Nvml, UncappedQueriesPassThroughAndAreRecordedOnTheirLookupPath) {
+  ScratchDir dir("gpumem-nvml");
+  const std::pair<const char*, Lookup> progs[] = {{NVML_IPC_PROG, Lookup::dlsym},
+                                                  {NVML_LINKED_PROG, Lookup::direct}};
+  for (const auto& [prog, lookup] : progs) {
+    Outcome r = run(dir, prog, "capacity", "");
+    ASSERT_EQ(r.output.status, 0) << prog << ": " << r.output.out;
+    expect_agree(answers(r.output.out), kGiB, kGiB - 6 * kMiB);
+    // Two successful queries, the version mismatch and the query after nvmlShutdown, each with
+    // NVML's own code; the NULL struct goes straight to NVML (nothing to record).
+    auto q = records(r.trace, Op::meminfo, Api::nvml);
+    ASSERT_EQ(q.size(), 4u) << prog;
+    for (size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(q[i].bytes, kGiB);           // total
+      EXPECT_EQ(q[i].aux, kGiB - 6 * kMiB);  // free
+      EXPECT_EQ(q[i].result, 0);
+      EXPECT_EQ(q[i].device, 0);
+      EXPECT_EQ(lookup_of(q[i]), lookup) << prog;
+    }
+    EXPECT_EQ(q[2].result, 25);  // NVML_ERROR_ARGUMENT_VERSION_MISMATCH
+    EXPECT_EQ(q[3].result, 1);   // NVML_ERROR_UNINITIALIZED, after nvmlShutdown
+    std::remove(r.trace.c_str());
+  }
+}
+
+TEST(Nvml, UnderACapNvmlRuntimeAndDriverReportTheCap) {
+  ScratchDir dir("gpumem-nvml");
+  const std::pair<const char*, Lookup> progs[] = {{NVML_IPC_PROG, Lookup::dlsym},
+                                                  {NVML_LINKED_PROG, Lookup::direct}};
+  for (const auto& [prog, lookup] : progs) {
+    Outcome r = run(dir, prog, "capacity", "GPUMEM_LIMIT=64MiB");
+    ASSERT_EQ(r.output.status, 0) << prog << ": " << r.output.out;
+    auto a = answers(r.output.out);
+    // total = the cap, free = the cap less the 6 MiB this process holds, through every API.
+    expect_agree(a, 64 * kMiB, 58 * kMiB);
+    auto q = records(r.trace, Op::meminfo, Api::nvml);
+    ASSERT_GE(q.size(), 2u);
+    EXPECT_EQ(q[0].bytes, 64 * kMiB);
+    EXPECT_EQ(q[0].aux, 58 * kMiB);
+    EXPECT_EQ(q[1].bytes, 64 * kMiB);
+    EXPECT_EQ(q[1].aux, 58 * kMiB);
+    EXPECT_EQ(lookup_of(q[0]), lookup);
+    std::remove(r.trace.c_str());
+  }
+}
+
+TEST(Nvml, APercentCapIsAShareOfTheDeviceNvmlReports) {
+  ScratchDir dir("gpumem-nvml");
+  Outcome r = run(dir, NVML_IPC_PROG, "capacity", "GPUMEM_LIMIT=25%");
+  ASSERT_EQ(r.output.status, 0) << r.output.out;
+  expect_agree(answers(r.output.out), 256 * kMiB, 250 * kMiB);
+}
+
+TEST(Nvml, APreloadedProcessThatNeverUsesNvmlDoesNotLoadIt) {
+  ScratchDir dir("gpumem-nvml");
+  Outcome r = run(dir, NVML_IPC_PROG, "cuda_only", "GPUMEM_LIMIT=64MiB");
+  ASSERT_EQ(r.output.status, 0) << r.output.out;
+  EXPECT_EQ(answers(r.output.out).at("nvml_loaded"), std::vector<uint64_t>{0});
+}
+
+}  // namespace
