@@ -29,6 +29,15 @@ class RealVmm final : public resources::VmmUpstream {
     CUdevice dev = 0;
     if (f == nullptr) return CUDA_ERROR_NOT_SUPPORTED;
     if (int e = device_of(device, &dev); e != CUDA_SUCCESS) return e;
+    // The documented test (PyTorch's expandable segments asks it too): a device that says it has
+    // no VMM is taken at its word, whatever the granularity query would answer.
+    if (auto attr = GPUMEM_REAL_DRIVER(cuDeviceGetAttribute)) {
+      int supported = 1;
+      if (attr(&supported, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, dev) ==
+              CUDA_SUCCESS &&
+          supported == 0)
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
     const CUmemAllocationProp prop = device_prop(dev);
     size_t g = 0;
     const int e = f(&g, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);

@@ -57,6 +57,11 @@ Config parse() {
     c.alloc_latency_us = parse_count("SIMCUDA_ALLOC_LATENCY_US", v, 0, 10000000, latency_forms);
   if (const char* v = std::getenv("SIMCUDA_FREE_LATENCY_US"))
     c.free_latency_us = parse_count("SIMCUDA_FREE_LATENCY_US", v, 0, 10000000, latency_forms);
+  if (const char* v = std::getenv("SIMCUDA_VMM")) {
+    if ((v[0] != '0' && v[0] != '1') || v[1] != '\0')
+      reject("SIMCUDA_VMM", v, "1 (devices support the VMM calls, the default) or 0 (they do not)");
+    c.vmm = v[0] == '1';
+  }
   return c;
 }
 

@@ -15,6 +15,7 @@ struct Config {
   uint64_t alloc_latency_us = 0;    // SIMCUDA_ALLOC_LATENCY_US
   uint64_t free_latency_us = 0;     // SIMCUDA_FREE_LATENCY_US
   char shared[65] = {};             // SIMCUDA_SHARED: the machine-wide devices' name, "" = private
+  bool vmm = true;                  // SIMCUDA_VMM=0: a device without virtual memory management
 };
 
 // Parses the environment on first call (thread-safe) and returns the same object afterwards.

@@ -41,6 +41,7 @@ const Entry kEntries[] = {
     ROW(cuDeviceGet, 2000, cuDeviceGet),
     ROW(cuDeviceGetCount, 2000, cuDeviceGetCount),
     ROW(cuDeviceGetName, 2000, cuDeviceGetName),
+    ROW(cuDeviceGetAttribute, 2000, cuDeviceGetAttribute),
     ROW(cuDeviceTotalMem, 3020, cuDeviceTotalMem_v2),
     ROW(cuDevicePrimaryCtxRetain, 7000, cuDevicePrimaryCtxRetain),
     ROW(cuDevicePrimaryCtxRelease, 11000, cuDevicePrimaryCtxRelease_v2),

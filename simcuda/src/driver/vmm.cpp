@@ -3,6 +3,9 @@
 // reserved range with MAP_FIXED (still PROT_NONE), cuMemSetAccess makes it readable/writable,
 // and cuMemUnmap puts a PROT_NONE anonymous mapping back. Handles are charged to their device
 // from cuMemCreate until they are both released and unmapped everywhere.
+// SIMCUDA_VMM=0 models a device or driver without VMM: cuDeviceGetAttribute says so
+// (CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED = 0) and every call here returns
+// CUDA_ERROR_NOT_SUPPORTED, as the CUDA documentation gives for such devices.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -39,12 +42,31 @@ bool valid_location(const CUmemLocation& loc) {
   return loc.type == CU_MEM_LOCATION_TYPE_DEVICE && valid_device(loc.id);
 }
 
+// Checked after initialization, as the driver reports NOT_INITIALIZED first.
+bool vmm_off() {
+  return !config().vmm;
+}
+
 }  // namespace
+
+// The one device attribute simcuda models, whether the VMM calls work; any other attribute is
+// not simulated (CUDA_ERROR_NOT_SUPPORTED, as the stub answered before).
+SIMCUDA_EXPORT CUresult CUDAAPI cuDeviceGetAttribute(int* value, CUdevice_attribute attribute,
+                                                     CUdevice dev) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (!valid_device(dev)) return CUDA_ERROR_INVALID_DEVICE;
+  if (attribute != CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED)
+    return CUDA_ERROR_NOT_SUPPORTED;
+  *value = config().vmm ? 1 : 0;
+  return CUDA_SUCCESS;
+}
 
 SIMCUDA_EXPORT CUresult CUDAAPI cuMemGetAllocationGranularity(
     size_t* granularity, const CUmemAllocationProp* prop, CUmemAllocationGranularity_flags option) {
   (void)option;  // minimum and recommended are both 2 MiB
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (vmm_off()) return CUDA_ERROR_NOT_SUPPORTED;
   if (granularity == nullptr || prop == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (!valid_location(prop->location)) return CUDA_ERROR_INVALID_DEVICE;
   *granularity = kPage;
@@ -55,6 +77,7 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemAddressReserve(CUdeviceptr* ptr, size_t siz
                                                     CUdeviceptr addr, unsigned long long flags) {
   (void)addr;  // a hint only, as in CUDA
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (vmm_off()) return CUDA_ERROR_NOT_SUPPORTED;
   if (ptr == nullptr || size == 0 || !aligned(size) || flags != 0) return CUDA_ERROR_INVALID_VALUE;
   if (alignment == 0) alignment = kPage;
   if ((alignment & (alignment - 1)) != 0) return CUDA_ERROR_INVALID_VALUE;
@@ -74,6 +97,7 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemAddressReserve(CUdeviceptr* ptr, size_t siz
 
 SIMCUDA_EXPORT CUresult CUDAAPI cuMemAddressFree(CUdeviceptr ptr, size_t size) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (vmm_off()) return CUDA_ERROR_NOT_SUPPORTED;
   std::lock_guard lock(state().mu);
   auto it = state().reservations.find(ptr);
   if (it == state().reservations.end() || it->second.size != size) return CUDA_ERROR_INVALID_VALUE;
@@ -89,6 +113,7 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle* handle
                                             const CUmemAllocationProp* prop,
                                             unsigned long long flags) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (vmm_off()) return CUDA_ERROR_NOT_SUPPORTED;
   if (handle == nullptr || prop == nullptr || size == 0 || !aligned(size) || flags != 0)
     return CUDA_ERROR_INVALID_VALUE;
   if (prop->type != CU_MEM_ALLOCATION_TYPE_PINNED) return CUDA_ERROR_NOT_SUPPORTED;
@@ -119,6 +144,7 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle* handle
 
 SIMCUDA_EXPORT CUresult CUDAAPI cuMemRelease(CUmemGenericAllocationHandle handle) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (vmm_off()) return CUDA_ERROR_NOT_SUPPORTED;
   auto* h = reinterpret_cast<PhysicalAllocation*>(handle);
   {
     std::lock_guard lock(state().mu);
@@ -134,6 +160,7 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemMap(CUdeviceptr ptr, size_t size, size_t of
                                          CUmemGenericAllocationHandle handle,
                                          unsigned long long flags) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (vmm_off()) return CUDA_ERROR_NOT_SUPPORTED;
   auto* h = reinterpret_cast<PhysicalAllocation*>(handle);
   if (size == 0 || !aligned(ptr) || !aligned(size) || !aligned(offset) || flags != 0)
     return CUDA_ERROR_INVALID_VALUE;
@@ -158,6 +185,7 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemMap(CUdeviceptr ptr, size_t size, size_t of
 
 SIMCUDA_EXPORT CUresult CUDAAPI cuMemUnmap(CUdeviceptr ptr, size_t size) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (vmm_off()) return CUDA_ERROR_NOT_SUPPORTED;
   std::lock_guard lock(state().mu);
   State& s = state();
   // The range must start at a mapping and cover whole mappings only.
@@ -180,6 +208,7 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemUnmap(CUdeviceptr ptr, size_t size) {
 SIMCUDA_EXPORT CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size,
                                                const CUmemAccessDesc* desc, size_t count) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (vmm_off()) return CUDA_ERROR_NOT_SUPPORTED;
   if (desc == nullptr || count == 0 || size == 0) return CUDA_ERROR_INVALID_VALUE;
   int prot = PROT_NONE;
   for (size_t i = 0; i < count; ++i) {
@@ -210,6 +239,7 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size,
 SIMCUDA_EXPORT CUresult CUDAAPI cuMemRetainAllocationHandle(CUmemGenericAllocationHandle* handle,
                                                             void* addr) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (vmm_off()) return CUDA_ERROR_NOT_SUPPORTED;
   if (handle == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard lock(state().mu);
   auto& m = state().mappings;
