@@ -99,6 +99,13 @@ const Entry kEntries[] = {
     ROW(cuEventDestroy, 4000, cuEventDestroy_v2),
     ROW(cuEventElapsedTime, 2000, cuEventElapsedTime),
     ROW(cuEventElapsedTime, 12080, cuEventElapsedTime_v2),
+    ROW(cuArrayCreate, 3020, cuArrayCreate_v2),
+    ROW(cuArray3DCreate, 3020, cuArray3DCreate_v2),
+    ROW(cuArrayDestroy, 2000, cuArrayDestroy),
+    ROW(cuMipmappedArrayCreate, 5000, cuMipmappedArrayCreate),
+    ROW(cuMipmappedArrayDestroy, 5000, cuMipmappedArrayDestroy),
+    ROW(cuMemHostRegister, 6050, cuMemHostRegister_v2),
+    ROW(cuMemHostUnregister, 4000, cuMemHostUnregister),
 };
 
 #undef ROW
