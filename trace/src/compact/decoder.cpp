@@ -1,0 +1,164 @@
+// Checking and decoding compact chunks. Everything in a chunk comes from a file: every length,
+// index and count is checked before it is used, and a chunk that does not decode exactly yields
+// no records at all (never invented or partial ones).
+#include <cstring>
+
+#include "gpumem/trace/compact.h"
+#include "varint.h"
+
+namespace gpumem::trace::compact {
+namespace {
+
+uint32_t get_u32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out) {
+  ChunkState s;
+  s.reset();
+  ByteReader in(body, len);
+  // Every record takes at least two bytes: a count the body cannot hold is a lie.
+  if (records > kMaxChunkRecords || records > len / 2) return false;
+  out->records.reserve(records);
+  out->payload_begin.reserve(records + 1);
+  out->payload_begin.push_back(0);
+  for (uint32_t n = 0; n < records; ++n) {
+    Record r{};
+    const uint8_t shape_byte = in.byte();
+    const uint8_t mode = in.byte();
+    if (!in.ok()) return false;
+    if (shape_byte == kNewShape) {
+      const uint64_t op = in.varint(), api = in.varint(), device = in.varint(),
+                     flags = in.varint(), tid = in.varint(), stream = in.varint();
+      const int64_t dev = unzigzag(device);
+      if (!in.ok() || op > 0xFFFF || api > 0xFFFF || flags > 0xFFFF || tid > 0xFFFFFFFFu ||
+          dev < INT16_MIN || dev > INT16_MAX)
+        return false;
+      s.shapes[s.shape_count % kShapes] = {static_cast<uint16_t>(op), static_cast<uint16_t>(api),
+                                           static_cast<uint16_t>(flags), static_cast<int16_t>(dev),
+                                           static_cast<uint32_t>(tid), stream};
+      r.op = static_cast<uint16_t>(op);
+      r.api = static_cast<uint16_t>(api);
+      r.flags = static_cast<uint16_t>(flags);
+      r.device = static_cast<int16_t>(dev);
+      r.tid = static_cast<uint32_t>(tid);
+      r.stream = stream;
+      ++s.shape_count;
+    } else {
+      const uint32_t declared = s.shape_count < kShapes ? s.shape_count : kShapes;
+      if (shape_byte >= declared) return false;
+      const ChunkState::Shape& sh = s.shapes[shape_byte];
+      r.op = sh.op;
+      r.api = sh.api;
+      r.flags = sh.flags;
+      r.device = sh.device;
+      r.tid = sh.tid;
+      r.stream = sh.stream;
+    }
+    r.t_ns = s.last_t + static_cast<uint64_t>(unzigzag(in.varint()));
+    int address_hit = -1;
+    switch (mode & 3) {
+      case kAddrTable: {
+        const uint8_t i = in.byte();
+        const uint32_t known = s.address_count < kAddresses ? s.address_count : kAddresses;
+        if (i >= known) return false;
+        address_hit = i;
+        r.address = s.addresses[i].address;
+        break;
+      }
+      case kAddrDelta:
+        r.address = s.last_address + static_cast<uint64_t>(unzigzag(in.varint()));
+        if (r.address == 0) return false;  // the encoder writes a zero address as kAddrZero
+        break;
+      case kAddrLiteral:
+        r.address = in.varint();
+        if (r.address == 0) return false;
+        break;
+      default: break;
+    }
+    const int bytes_mode = (mode >> 2) & 3;
+    switch (bytes_mode) {
+      case kBytesTable: {
+        const uint8_t i = in.byte();
+        const uint32_t known = s.size_count < kSizes ? s.size_count : kSizes;
+        if (i >= known) return false;
+        r.bytes = s.sizes[i];
+        break;
+      }
+      case kBytesLiteral: r.bytes = in.varint(); break;
+      case kBytesOfAddress:
+        if (address_hit < 0) return false;
+        r.bytes = s.addresses[address_hit].bytes;
+        break;
+      default: break;
+    }
+    if (mode & kHasAux) r.aux = in.varint();
+    if (mode & kHasSite) {
+      const uint64_t site = in.varint();
+      if (site > 0xFFFFFFFFu) return false;
+      r.site = static_cast<uint32_t>(site);
+    }
+    if (mode & kHasResult) {
+      const int64_t result = unzigzag(in.varint());
+      if (result < INT32_MIN || result > INT32_MAX) return false;
+      r.result = static_cast<int32_t>(result);
+    }
+    if (mode & kHasPayload) {
+      const uint64_t n = in.varint();
+      const uint8_t* bytes = in.take(n);
+      if (bytes == nullptr || n == 0) return false;
+      out->payloads.append(reinterpret_cast<const char*>(bytes), n);
+    }
+    if (!in.ok()) return false;
+    r.commit = kCommitted;
+    s.learn(r, address_hit, bytes_mode);
+    out->records.push_back(r);
+    out->payload_begin.push_back(static_cast<uint32_t>(out->payloads.size()));
+  }
+  return in.at_end();
+}
+
+}  // namespace
+
+ChunkCheck check_chunk(const uint8_t* data, size_t size, ChunkInfo* info) {
+  if (size < kChunkHeaderBytes) return ChunkCheck::short_;
+  if (get_u32(data) != kChunkMagic) return ChunkCheck::bad_magic;
+  ChunkInfo i;
+  i.body_bytes = get_u32(data + 4);
+  i.records = get_u32(data + 8);
+  if (info != nullptr) *info = i;
+  if (i.body_bytes > kMaxBodyBytes || i.records > kMaxChunkRecords || i.records > i.body_bytes / 2)
+    return ChunkCheck::damaged;
+  if (size - kChunkHeaderBytes < i.body_bytes) return ChunkCheck::short_;
+  if (checksum(i.body_bytes, i.records, data + kChunkHeaderBytes, i.body_bytes) !=
+      get_u32(data + 12))
+    return ChunkCheck::damaged;
+  return ChunkCheck::ok;
+}
+
+bool decode_body(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out) {
+  out->records.clear();
+  out->payload_begin.clear();
+  out->payloads.clear();
+  if (decode(body, len, records, out)) return true;
+  out->records.clear();
+  out->payload_begin.clear();
+  out->payloads.clear();
+  return false;
+}
+
+bool decode_chunk(const uint8_t* data, size_t size, DecodedChunk* out, ChunkInfo* info) {
+  ChunkInfo local;
+  ChunkInfo& i = info != nullptr ? *info : local;
+  if (check_chunk(data, size, &i) != ChunkCheck::ok) {
+    out->records.clear();
+    out->payload_begin.clear();
+    out->payloads.clear();
+    return false;
+  }
+  return decode_body(data + kChunkHeaderBytes, i.body_bytes, i.records, out);
+}
+
+}  // namespace gpumem::trace::compact
