@@ -45,8 +45,10 @@ int path_index(int device) {
   return device >= 0 && device < trace::kMaxDevices ? device : kHostPath;
 }
 
+// VMM and array handles are opaque values, kept apart from addresses.
 bool is_handle(uint16_t flags) {
-  return static_cast<trace::MemKind>(flags & trace::kFlagKindMask) == trace::MemKind::physical;
+  const auto kind = static_cast<trace::MemKind>(flags & trace::kFlagKindMask);
+  return kind == trace::MemKind::physical || kind == trace::MemKind::array;
 }
 
 void raise_peak(PathCounters& c, uint64_t now) {

@@ -43,7 +43,7 @@ struct RealAddress {
   void* real;
   void* wrapper;
 };
-constexpr size_t kMaxMapped = 128;
+constexpr size_t kMaxMapped = 256;
 RealAddress g_map[kMaxMapped];
 size_t g_mapped = 0;
 std::atomic<bool> g_map_ready{false};
@@ -78,6 +78,8 @@ void build_map() {
   };
   add(kDriverWrapped, kDriverWrappedCount);
   add(kResolverWrapped, kResolverWrappedCount);
+  add(kArrayWrapped, kArrayWrappedCount);
+  add(kHostRegisterWrapped, kHostRegisterWrappedCount);
   g_map_ready.store(true, std::memory_order_release);
 }
 
@@ -177,10 +179,11 @@ void* wrapper_for_name(const char* name, Lookup lookup) {
   if (name == nullptr) return nullptr;
   if ((name[0] != 'c' || name[1] != 'u') && (name[0] != 'n' || name[1] != 'v'))
     return nullptr;  // cu*, cuda* and nvml* only
-  const Wrapped* tables[] = {kRuntimeWrapped, kDriverWrapped, kResolverWrapped, kNvmlWrapped};
+  const Wrapped* tables[] = {kRuntimeWrapped, kDriverWrapped, kResolverWrapped, kNvmlWrapped,
+                             kArrayWrapped, kHostRegisterWrapped};
   const size_t counts[] = {kRuntimeWrappedCount, kDriverWrappedCount, kResolverWrappedCount,
-                           kNvmlWrappedCount};
-  for (int t = 0; t < 4; ++t)
+                           kNvmlWrappedCount, kArrayWrappedCount, kHostRegisterWrappedCount};
+  for (size_t t = 0; t < sizeof tables / sizeof tables[0]; ++t)
     for (size_t i = 0; i < counts[t]; ++i)
       if (std::strcmp(tables[t][i].name, name) == 0)
         return tables[t][i].by_lookup[static_cast<int>(lookup)];

@@ -23,6 +23,10 @@ extern const Wrapped kDriverWrapped[];
 extern const size_t kDriverWrappedCount;
 extern const Wrapped kResolverWrapped[];
 extern const size_t kResolverWrappedCount;
+extern const Wrapped kArrayWrapped[];  // hooks/array.cpp: CUDA arrays, runtime and driver
+extern const size_t kArrayWrappedCount;
+extern const Wrapped kHostRegisterWrapped[];  // hooks/host_register.cpp
+extern const size_t kHostRegisterWrappedCount;
 extern const Wrapped kNvmlWrapped[];  // hooks/nvml.cpp: symbol and dlsym paths only
 extern const size_t kNvmlWrappedCount;
 

@@ -33,14 +33,14 @@ std::unordered_map<const void*, LiveArray>& live() {
   return *map;
 }
 
-constexpr unsigned kKnownFlags = CUDA_ARRAY3D_LAYERED | CUDA_ARRAY3D_SURFACE_LDST |
-                                 CUDA_ARRAY3D_CUBEMAP | CUDA_ARRAY3D_TEXTURE_GATHER |
-                                 CUDA_ARRAY3D_DEPTH_TEXTURE | CUDA_ARRAY3D_COLOR_ATTACHMENT |
-                                 CUDA_ARRAY3D_SPARSE | CUDA_ARRAY3D_DEFERRED_MAPPING |
-                                 CUDA_ARRAY3D_VIDEO_ENCODE_DECODE;
+constexpr unsigned kKnownFlags =
+    CUDA_ARRAY3D_LAYERED | CUDA_ARRAY3D_SURFACE_LDST | CUDA_ARRAY3D_CUBEMAP |
+    CUDA_ARRAY3D_TEXTURE_GATHER | CUDA_ARRAY3D_DEPTH_TEXTURE | CUDA_ARRAY3D_COLOR_ATTACHMENT |
+    CUDA_ARRAY3D_SPARSE | CUDA_ARRAY3D_DEFERRED_MAPPING | CUDA_ARRAY3D_VIDEO_ENCODE_DECODE;
 
 // The array's bytes, or the driver's error for a descriptor CUDA refuses (or simcuda does not
-// simulate: sparse and deferred-mapping arrays, which take their memory later by cuMemMapArrayAsync).
+// simulate: sparse and deferred-mapping arrays, which take their memory later by
+// cuMemMapArrayAsync).
 CUresult size_of(const CUDA_ARRAY3D_DESCRIPTOR& d, unsigned levels, uint64_t* bytes) {
   if (d.Width == 0 || (d.Flags & ~kKnownFlags) != 0) return CUDA_ERROR_INVALID_VALUE;
   if ((d.Flags & (CUDA_ARRAY3D_SPARSE | CUDA_ARRAY3D_DEFERRED_MAPPING)) != 0)
@@ -55,8 +55,7 @@ CUresult size_of(const CUDA_ARRAY3D_DESCRIPTOR& d, unsigned levels, uint64_t* by
     if (d.Width != d.Height || d.Depth == 0 || (layered ? d.Depth % 6 : d.Depth != 6) != 0)
       return CUDA_ERROR_INVALID_VALUE;
   }
-  if (levels == 0 ||
-      levels > gpumem::arrays::max_levels(d.Width, d.Height, layers ? 0 : d.Depth))
+  if (levels == 0 || levels > gpumem::arrays::max_levels(d.Width, d.Height, layers ? 0 : d.Depth))
     return CUDA_ERROR_INVALID_VALUE;
   *bytes = gpumem::arrays::array_bytes(t, d.Width, d.Height, d.Depth, levels, layers);
   return CUDA_SUCCESS;
@@ -114,11 +113,12 @@ CUresult destroy(Handle* handle) {
 using namespace simcuda;
 
 SIMCUDA_EXPORT CUresult CUDAAPI cuArray3DCreate_v2(CUarray* handle,
-                                                    const CUDA_ARRAY3D_DESCRIPTOR* desc) {
+                                                   const CUDA_ARRAY3D_DESCRIPTOR* desc) {
   return create(handle, desc, 1);
 }
 
-SIMCUDA_EXPORT CUresult CUDAAPI cuArrayCreate_v2(CUarray* handle, const CUDA_ARRAY_DESCRIPTOR* desc) {
+SIMCUDA_EXPORT CUresult CUDAAPI cuArrayCreate_v2(CUarray* handle,
+                                                 const CUDA_ARRAY_DESCRIPTOR* desc) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (desc == nullptr) return CUDA_ERROR_INVALID_VALUE;
   const CUDA_ARRAY3D_DESCRIPTOR d{desc->Width, desc->Height, 0, desc->Format, desc->NumChannels, 0};

@@ -69,14 +69,19 @@ CUarray_format format_of(const cudaChannelFormatDesc& c, unsigned* channels) {
     if (n == 0 || n == 3) return static_cast<CUarray_format>(0);
     *channels = n;
     if (k == cudaChannelFormatKindFloat)
-      return c.x == 16 ? CU_AD_FORMAT_HALF : c.x == 32 ? CU_AD_FORMAT_FLOAT
-                                                       : static_cast<CUarray_format>(0);
+      return c.x == 16   ? CU_AD_FORMAT_HALF
+             : c.x == 32 ? CU_AD_FORMAT_FLOAT
+                         : static_cast<CUarray_format>(0);
     const bool s = k == cudaChannelFormatKindSigned;
     switch (c.x) {
-      case 8: return s ? CU_AD_FORMAT_SIGNED_INT8 : CU_AD_FORMAT_UNSIGNED_INT8;
-      case 16: return s ? CU_AD_FORMAT_SIGNED_INT16 : CU_AD_FORMAT_UNSIGNED_INT16;
-      case 32: return s ? CU_AD_FORMAT_SIGNED_INT32 : CU_AD_FORMAT_UNSIGNED_INT32;
-      default: return static_cast<CUarray_format>(0);
+      case 8:
+        return s ? CU_AD_FORMAT_SIGNED_INT8 : CU_AD_FORMAT_UNSIGNED_INT8;
+      case 16:
+        return s ? CU_AD_FORMAT_SIGNED_INT16 : CU_AD_FORMAT_UNSIGNED_INT16;
+      case 32:
+        return s ? CU_AD_FORMAT_SIGNED_INT32 : CU_AD_FORMAT_UNSIGNED_INT32;
+      default:
+        return static_cast<CUarray_format>(0);
     }
   }
   if (k == cudaChannelFormatKindNV12) return CU_AD_FORMAT_NV12;
@@ -96,10 +101,14 @@ CUarray_format format_of(const cudaChannelFormatDesc& c, unsigned* channels) {
 // (cudaFreeArray's documented codes), the host-registration codes keep their meaning.
 cudaError_t to_array_error(CUresult r) {
   switch (r) {
-    case CUDA_ERROR_INVALID_HANDLE: return cudaErrorInvalidValue;
-    case CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED: return cudaErrorHostMemoryAlreadyRegistered;
-    case CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED: return cudaErrorHostMemoryNotRegistered;
-    default: return to_runtime(r);
+    case CUDA_ERROR_INVALID_HANDLE:
+      return cudaErrorInvalidValue;
+    case CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED:
+      return cudaErrorHostMemoryAlreadyRegistered;
+    case CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED:
+      return cudaErrorHostMemoryNotRegistered;
+    default:
+      return to_runtime(r);
   }
 }
 
@@ -184,6 +193,6 @@ SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaHostUnregister(void* ptr) {
 
 // What channel_descriptor.h's templates and programs call to describe an array's texels.
 SIMCUDA_EXPORT cudaChannelFormatDesc CUDARTAPI cudaCreateChannelDesc(int x, int y, int z, int w,
-                                                                    cudaChannelFormatKind f) {
+                                                                     cudaChannelFormatKind f) {
   return cudaChannelFormatDesc{x, y, z, w, f};
 }

@@ -1,0 +1,45 @@
+// The two CUDA hook families' traits (hook_family.h describes what a family provides), for hook
+// files outside runtime.cpp and driver.cpp: the runtime (cudaError_t) and the driver (CUresult).
+#pragma once
+
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+
+#include "hooks/hook_family.h"
+#include "real.h"
+
+namespace gpumem::hooks::families {
+
+struct Runtime {
+  using Result = cudaError_t;
+  using Stream = cudaStream_t;
+  static constexpr Result kSuccess = cudaSuccess;
+  static constexpr resources::Family kFamily = resources::Family::runtime;
+  static constexpr Result kNotInitialised = cudaErrorInitializationError;
+  static constexpr const char* kMissingWhy = "no CUDA runtime (libcudart.so.13) is loaded";
+  static constexpr const char* kNotInitialisedName = "cudaErrorInitializationError";
+  static int current_device() {
+    auto get = GPUMEM_REAL_RUNTIME(cudaGetDevice);
+    int d = -1;
+    if (get == nullptr || get(&d) != cudaSuccess) return -1;
+    return d;
+  }
+};
+
+struct Driver {
+  using Result = CUresult;
+  using Stream = CUstream;
+  static constexpr Result kSuccess = CUDA_SUCCESS;
+  static constexpr resources::Family kFamily = resources::Family::driver;
+  static constexpr Result kNotInitialised = CUDA_ERROR_NOT_INITIALIZED;
+  static constexpr const char* kMissingWhy = "libcuda.so.1 cannot be loaded";
+  static constexpr const char* kNotInitialisedName = "CUDA_ERROR_NOT_INITIALIZED";
+  static int current_device() {
+    auto get = GPUMEM_REAL_DRIVER(cuCtxGetDevice);
+    CUdevice d = -1;
+    if (get == nullptr || get(&d) != CUDA_SUCCESS) return -1;
+    return static_cast<int>(d);
+  }
+};
+
+}  // namespace gpumem::hooks::families
