@@ -91,14 +91,20 @@ TEST(TraceReader, BadMagicSaysNotATrace) {
 TEST(TraceReader, NewerVersionSaysUpgrade) {
   ScratchDir dir;
   std::string bytes = raw_trace({committed(1)}, true);
-  const uint32_t version = 2;
+  const uint32_t version = 3;
   std::memcpy(bytes.data() + offsetof(trace::Header, version), &version, 4);
-  write_file(dir.file("v2.trace"), bytes);
-  const std::string error = open_error(dir.file("v2.trace"));
-  EXPECT_NE(error.find("written by trace format version 2; this reader reads version 1: "
+  write_file(dir.file("v3.trace"), bytes);
+  const std::string error = open_error(dir.file("v3.trace"));
+  EXPECT_NE(error.find("written by trace format version 3; this reader reads versions 1 and 2: "
                        "upgrade gpumem"),
             std::string::npos)
       << error;
+  // Version 2 (compact) with an impossible layout (here none at all) is refused, saying so.
+  const uint32_t compact = 2;
+  std::memcpy(bytes.data() + offsetof(trace::Header, version), &compact, 4);
+  write_file(dir.file("v2.trace"), bytes);
+  EXPECT_NE(open_error(dir.file("v2.trace")).find("has a damaged compact layout (chunk_slots 0"),
+            std::string::npos);
 }
 
 TEST(TraceReader, DamagedSizesAreRefused) {

@@ -14,6 +14,8 @@
 #include "gpumem/regular_file.h"
 #include "gpumem/trace/follow.h"
 #include "gpumem/trace/reader.h"
+#include "compact_reader.h"
+#include "gpumem/trace/format_v2.h"
 #include "read_ahead.h"
 
 namespace gpumem::trace {
@@ -311,9 +313,10 @@ std::unique_ptr<Reader> open_file(const std::string& path, uint64_t from, bool h
   if (static_cast<size_t>(got) < offsetof(Header, record_size) + sizeof(uint32_t))
     return fail(quoted + " ends inside its header (" + std::to_string(size) +
                 " bytes): the file was cut short and holds no records");
-  if (header->version != kVersion)
+  if (header->version != kVersion && header->version != kVersionCompact)
     return fail(quoted + " was written by trace format version " + std::to_string(header->version) +
-                "; this reader reads version " + std::to_string(kVersion) + ": upgrade gpumem" +
+                "; this reader reads versions " + std::to_string(kVersion) + " and " +
+                std::to_string(kVersionCompact) + ": upgrade gpumem" +
                 (header->version < kVersion ? " (or use the gpumem that wrote it)" : ""));
   if (header->header_size != kHeaderSize || header->record_size != kRecordSize)
     return fail(quoted + " has a damaged header (header_size " +
@@ -333,6 +336,9 @@ std::unique_ptr<Reader> open_file(const std::string& path, uint64_t from, bool h
   terminate_string(header->config);
   for (DeviceInfo& d : header->devices) terminate_string(d.name);
   if (from < kHeaderSize || (from - kHeaderSize) % kRecordSize != 0) from = kHeaderSize;
+  if (header->version == kVersionCompact)
+    return open_compact(fd, path, size, std::move(header), (from - kHeaderSize) / kRecordSize,
+                        hold, &err);
   return std::make_unique<FileReader>(fd, path, size, std::move(header), from, hold);
 }
 
@@ -347,7 +353,13 @@ std::unique_ptr<Reader> open_from(const std::string& path, uint64_t from, bool h
   return open_file(path, from, hold, error);
 }
 
+std::unique_ptr<Reader> open_raw_records(int fd, const std::string& path, uint64_t size,
+                                         std::unique_ptr<Header> header, bool hold) {
+  return std::make_unique<FileReader>(fd, path, size, std::move(header), kHeaderSize, hold);
+}
+
 uint64_t resume_offset(const Reader& reader) {
+  if (const uint64_t compact = compact_resume_offset(reader); compact != 0) return compact;
   const auto* file = dynamic_cast<const FileReader*>(&reader);
   return file != nullptr ? file->resume_offset() : kHeaderSize;
 }

@@ -2,6 +2,9 @@
 // gpumem/trace/format.h and docs/trace-format.md.
 #include "gpumem/trace/writer.h"
 
+#include "gpumem/trace/compact.h"
+#include "gpumem/trace/format_v2.h"
+
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -29,8 +32,6 @@ constexpr uint64_t kMaxGrowth = 64 * kMiB;     // then doubles, by at most this 
 constexpr uint64_t kGrowAhead = 2 * kMiB;      // a writer this close to the end extends early
 constexpr uint64_t kMappingBytes = 64 * kGiB;  // virtual range reserved; never backed beyond file
 constexpr uint64_t kMinMappingBytes = 256 * kMiB;
-// close() moves the cursor this far, so every later reservation lands past the mapping.
-constexpr uint64_t kClosedCursorJump = 1ull << 62;
 
 uint64_t realtime_ns() {
   timespec ts;
@@ -153,6 +154,7 @@ struct Announced {
 TraceWriter::~TraceWriter() {
   close();
   if (strings_ != nullptr) munmap(strings_, tables_bytes_);
+  if (seal_buffer_ != nullptr) munmap(seal_buffer_, seal_buffer_bytes_);
 }
 
 bool TraceWriter::open(const char* path, const Header& header, char* err, size_t errlen) {
@@ -259,7 +261,13 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   if (fstat(fd, &st) != 0)
     return fail_removing("gpumem: cannot stat trace file '%s': %s", path, std::strerror(errno));
   if ((st.st_mode & 07777) != 0600) fchmod(fd, 0600);  // a umask never widens (or narrows) it
-  const uint64_t initial = trace::kHeaderSize + kFirstGrowth;
+  const char* wanted_format = secure_getenv("GPUMEM_TRACE_FORMAT");
+  const bool compact = format_ == Format::compact ||
+                       (format_ == Format::from_environment && wanted_format != nullptr &&
+                        std::strcmp(wanted_format, "compact") == 0);
+  const uint64_t ring = compact ? uint64_t{kRingChunks} * kChunkSlots * trace::kRecordSize : 0;
+  // The compact format's file starts as the header and the ring; compact chunks are appended.
+  const uint64_t initial = trace::kHeaderSize + (compact ? ring : kFirstGrowth);
   if (!extend_file(fd, 0, initial))
     return fail_removing(
         "gpumem: cannot size trace file '%s': %s; free disk space or choose "
@@ -269,7 +277,32 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   // Reserve a large virtual range once, so the file can grow without ever moving the mapping.
   void* map = MAP_FAILED;
   uint64_t mapped = kMappingBytes;
-  for (; mapped >= kMinMappingBytes; mapped /= 2) {
+  if (compact) {
+    // The header and the ring, then the ring again right after it: a reservation that wraps
+    // around the ring's end is one contiguous run of slots.
+    mapped = trace::kHeaderSize + 2 * ring;
+    map = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (map != MAP_FAILED &&
+        mmap(static_cast<char*>(map) + trace::kHeaderSize + ring, ring, PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_FIXED, fd, trace::kHeaderSize) == MAP_FAILED) {
+      munmap(map, mapped);
+      map = MAP_FAILED;
+    }
+    if (map != MAP_FAILED && seal_buffer_ == nullptr) {
+      seal_buffer_bytes_ = trace::compact::kChunkHeaderBytes +
+                           kChunkSlots * (trace::compact::kMaxRecordBytes + trace::kBlobBytesPerSlot) +
+                           kChunkSlots * trace::kBlobBytesPerSlot;
+      void* b = mmap(nullptr, seal_buffer_bytes_, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (b == MAP_FAILED) {
+        munmap(map, mapped);
+        map = MAP_FAILED;
+      } else {
+        seal_buffer_ = static_cast<unsigned char*>(b);
+      }
+    }
+  }
+  for (; !compact && mapped >= kMinMappingBytes; mapped /= 2) {
     map = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
     if (map != MAP_FAILED) break;
   }
@@ -296,7 +329,13 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   auto* h = static_cast<Header*>(map);
   std::memcpy(h, &header, sizeof(Header));
   std::memcpy(h->magic, trace::kMagic, sizeof(h->magic));
-  h->version = trace::kVersion;
+  h->version = compact ? trace::kVersionCompact : trace::kVersion;
+  std::memset(h->reserved0, 0, sizeof h->reserved0);
+  if (compact) {
+    const trace::CompactLayout layout{kChunkSlots, kRingChunks, trace::kHeaderSize + ring, 0,
+                                      trace::kHeaderSize + ring, 0};
+    std::memcpy(h->reserved0, &layout, sizeof layout);
+  }
   h->header_size = trace::kHeaderSize;
   h->record_size = trace::kRecordSize;
   if (h->pid == 0) h->pid = static_cast<uint32_t>(getpid());
@@ -316,7 +355,12 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   fd_ = fd;
   mapped_bytes_ = mapped;
   cursor_.store(trace::kHeaderSize, std::memory_order_relaxed);
-  file_bytes_.store(initial, std::memory_order_relaxed);
+  file_bytes_.store(compact ? kClosedCursor : initial, std::memory_order_relaxed);
+  ring_bytes_ = ring;
+  map_ = static_cast<char*>(map);
+  sealed_.store(0, std::memory_order_relaxed);
+  compact_end_ = trace::kHeaderSize + ring;
+  spill_slots_ = 0;
   dropped_.store(0, std::memory_order_relaxed);
   full_.store(false, std::memory_order_relaxed);
   full_errno_.store(0, std::memory_order_relaxed);
@@ -398,6 +442,7 @@ bool TraceWriter::grow_for(uint64_t end, uint64_t size) {
   // acq_rel: publishes this thread's in-flight announcement to close(), whose own fetch_add on
   // the cursor comes after this one when the slot lies inside the file.
   const uint64_t offset = cursor_.fetch_add(bytes, std::memory_order_acq_rel);
+  if (ring_bytes_ != 0) return reserve_ring(base, offset, bytes);
   const uint64_t end = offset + bytes;
   const uint64_t size = file_bytes_.load(std::memory_order_acquire);
   if (end + kGrowAhead > size) [[unlikely]] {
@@ -420,6 +465,8 @@ void TraceWriter::append(Record r) {
 
 void TraceWriter::append_blob(trace::Op op, uint64_t id, const void* data, size_t len) {
   if (data == nullptr) len = 0;
+  // The compact format seals a blob with the chunk of its head: it must fit in one chunk.
+  if (ring_bytes_ != 0) len = std::min<size_t>(len, (kChunkSlots - 1) * trace::kBlobBytesPerSlot);
   const uint64_t slots = (len + trace::kBlobBytesPerSlot - 1) / trace::kBlobBytesPerSlot;
   const Announced announced = begin_append();
   char* head = reserve((1 + slots) * trace::kRecordSize);
@@ -488,7 +535,8 @@ void TraceWriter::settle_in_flight(char* base, uint64_t cursor_at_close) {
   // called exit() must not be held up by others that go on appending.
   const uintptr_t low = reinterpret_cast<uintptr_t>(base) + trace::kHeaderSize;
   const uintptr_t high =
-      reinterpret_cast<uintptr_t>(base) + std::min(cursor_at_close, mapped_bytes_);
+      reinterpret_cast<uintptr_t>(base) +
+      (ring_bytes_ != 0 ? mapped_bytes_ : std::min(cursor_at_close, mapped_bytes_));
   auto ours = [&](uintptr_t slot) { return slot == kReserving || (slot >= low && slot < high); };
   const uint32_t used =
       std::min<uint32_t>(g_in_flight_used.load(std::memory_order_acquire), kInFlightEntries);
@@ -535,6 +583,16 @@ void TraceWriter::settle_in_flight(char* base, uint64_t cursor_at_close) {
   // A thread stopped between reserving its slot and naming it (a few instructions), or one
   // without an entry: its slot is unknown, but every slot below the end that is not committed
   // by now is in flight. Rare (a thread stopped there for all of the wait), so a scan is fine.
+  if (ring_bytes_ != 0) {  // the slots not sealed yet, in the ring
+    const uint64_t from = trace::kHeaderSize + sealed_.load(std::memory_order_acquire) *
+                                                   kChunkSlots * trace::kRecordSize;
+    const uint64_t to =
+        std::min(cursor_at_close, from + (kRingChunks - 1) * kChunkSlots * trace::kRecordSize);
+    for (uint64_t offset = from; offset + trace::kRecordSize <= to;
+         offset += trace::kRecordSize)
+      abandon(ring_slot(base, offset));
+    return;
+  }
   const uint64_t backed = std::min(cursor_at_close, file_bytes_.load(std::memory_order_acquire));
   for (uint64_t offset = trace::kHeaderSize; offset + trace::kRecordSize <= backed;
        offset += trace::kRecordSize)
@@ -548,8 +606,9 @@ void TraceWriter::close() {
   // are settled.
   base_.store(nullptr, std::memory_order_release);
   // From here on no reservation lands in the file (acquire: see reserve()).
-  const uint64_t cursor_at_close = cursor_.fetch_add(kClosedCursorJump, std::memory_order_acq_rel);
+  const uint64_t cursor_at_close = cursor_.fetch_add(kClosedCursor, std::memory_order_acq_rel);
   settle_in_flight(base, cursor_at_close);
+  if (ring_bytes_ != 0) return close_compact(base, cursor_at_close);
   std::lock_guard lock(grow_mutex_);  // the file stops growing here
   const uint64_t size = file_bytes_.load(std::memory_order_relaxed);
   const uint64_t end = std::min(cursor_at_close, size);
@@ -577,6 +636,7 @@ void TraceWriter::abandon() {
   // nothing here either.
   new (&grow_mutex_) std::mutex();
   new (&strings_mutex_) std::mutex();
+  new (&seal_mutex_) std::mutex();
   for (InFlight& e : g_in_flight) {
     e.slot.store(0, std::memory_order_relaxed);
     e.owner.store(0, std::memory_order_relaxed);
@@ -590,6 +650,8 @@ void TraceWriter::abandon() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   end_at_close_ = 0;
+  ring_bytes_ = 0;
+  map_ = nullptr;
 }
 
 }  // namespace gpumem

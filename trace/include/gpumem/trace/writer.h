@@ -54,6 +54,16 @@ class TraceWriter {
   void set_warning_sink(WarningSink sink) { warning_sink_ = sink; }
   bool is_open() const { return base_.load(std::memory_order_acquire) != nullptr; }
 
+  // The file's layout, chosen before open(): raw (version 1: every record a 64-byte slot) or
+  // compact (version 2: the same slots in a ring of raw chunks, each full chunk sealed into a
+  // compact chunk of a few bytes per record; gpumem/trace/format_v2.h). from_environment:
+  // GPUMEM_TRACE_FORMAT=compact, else raw.
+  enum class Format { from_environment, raw, compact };
+  void set_format(Format format) { format_ = format; }
+  bool compact() const { return ring_bytes_ != 0; }
+  static constexpr uint32_t kChunkSlots = 2048;  // slots per raw chunk (compact format)
+  static constexpr uint32_t kRingChunks = 8;     // raw chunks in the ring
+
   // Reserves one slot, fills it and commits it. Fills t_ns (if 0) and tid (if 0).
   void append(trace::Record r);
   // Writes a blob record (Op::string or Op::stack) of `len` bytes with id `id`.
@@ -121,6 +131,18 @@ class TraceWriter {
   bool create(const char* path, const trace::Header& header, char* err, size_t errlen,
               bool* exists);
   void settle_in_flight(char* base, uint64_t cursor_at_close);  // close(): wait, then mark
+  // Compact format (ring.cpp): the reservation's ring slot, sealing when the ring is full.
+  char* reserve_ring(char* base, uint64_t offset, uint64_t bytes);
+  // Seals raw chunks in order until `until` are sealed (wait: for slots still being written and
+  // for the seal lock, until deadline_ns unless 0) or, without wait, as many complete chunks as
+  // are ready. `end`: the cursor below which slots are reserved. False when the chunks could not
+  // be sealed (disk full, or the deadline passed).
+  bool seal(uint64_t until, uint64_t end, bool wait, uint64_t deadline_ns);
+  bool seal_chunk(char* base, uint64_t chunk, uint64_t end);
+  void close_compact(char* base, uint64_t cursor_at_close);  // close(), compact format
+  char* ring_slot(char* base, uint64_t offset) const {
+    return base + trace::kHeaderSize + (offset - trace::kHeaderSize) % ring_bytes_;
+  }
   void release_tables();
 
   std::atomic<char*> base_{nullptr};  // mapping of the whole reserved virtual range
@@ -143,6 +165,18 @@ class TraceWriter {
   StringSlot* strings_ = nullptr;  // kStringTableSize entries, anonymous mapping made by open()
   StackSlot* stacks_ = nullptr;    // kStackTableSize entries, same mapping
   size_t tables_bytes_ = 0;
+  Format format_ = Format::from_environment;
+  // Compact format: the ring (mapped twice in a row, so a reservation that wraps is contiguous),
+  // the raw chunks sealed so far, where the next compact chunk goes, and the sealer's scratch.
+  uint64_t ring_bytes_ = 0;  // 0: raw format
+  char* map_ = nullptr;      // the mapping (header first), kept until close() has sealed
+  static constexpr uint64_t kClosedCursor = 1ull << 62;  // close() moves the cursor this far
+  alignas(64) std::atomic<uint64_t> sealed_{0};
+  uint64_t compact_end_ = 0;  // guarded by seal_mutex_, as are the two below
+  uint64_t spill_slots_ = 0;  // payload slots of a sealed blob at the start of the next chunk
+  std::mutex seal_mutex_;
+  unsigned char* seal_buffer_ = nullptr;  // the compact chunk being built, then its payloads
+  size_t seal_buffer_bytes_ = 0;
   char path_[4096] = {};
 };
 

@@ -1,0 +1,277 @@
+// The version-2 reader: walks the compact chunks from the layout's compact_offset while they are
+// whole (a chunk whose checksum fails is skipped and counted as torn when a whole chunk follows
+// it; at the end of the chunks it is a seal cut by a kill, whose raw chunk is still in the ring),
+// then reads the raw chunks not sealed yet with the version-1 reader, so that every verdict on a
+// raw slot (torn, abandoned, hole, unused end) is version 1's.
+#include "compact_reader.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "gpumem/trace/compact.h"
+#include "gpumem/trace/format_v2.h"
+#include "read_ahead.h"
+
+namespace gpumem::trace {
+namespace {
+
+constexpr size_t kMaxBatch = 256;
+
+class CompactFileReader final : public Reader {
+ public:
+  CompactFileReader(int fd, std::string path, uint64_t size, std::unique_ptr<Header> header,
+                    CompactLayout layout, uint64_t skip, bool hold)
+      : fd_(fd),
+        path_(std::move(path)),
+        file_size_(size),
+        header_(std::move(header)),
+        layout_(layout),
+        skip_(skip),
+        hold_(hold) {
+    rewind();
+  }
+  ~CompactFileReader() override {
+    raw_.reset();
+    ::close(fd_);
+  }
+
+  const Header& header() const override { return *header_; }
+  const std::string& path() const override { return path_; }
+  uint64_t file_size() const override { return file_size_; }
+
+  const ReadStats& stats() const override {
+    stats_.records = records_;
+    stats_.torn = torn_;
+    stats_.abandoned = 0;
+    stats_.dropped = header_->records_dropped;
+    std::string reason;
+    auto add = [&](const std::string& r) {
+      if (!r.empty()) reason += (reason.empty() ? "" : "; ") + r;
+    };
+    if (header_->records_dropped > 0)
+      add(std::to_string(header_->records_dropped) +
+          " record(s) dropped by the writer: the trace file could not grow (disk full or "
+          "file-size limit); free disk space or set GPUMEM_TRACE to a larger volume, then run "
+          "again");
+    if ((header_->flags & kHeaderClosed) == 0)
+      add("not closed cleanly (process killed or crashed?)");
+    else if (header_->end_offset > file_size_)
+      add("file is shorter than its header says (cut after it was written?)");
+    if (damaged_chunks_ > 0)
+      add(std::to_string(damaged_chunks_) + " damaged compact chunk(s) skipped");
+    if (raw_ != nullptr) {
+      const ReadStats& r = raw_->stats();
+      stats_.records += r.records;
+      stats_.torn += r.torn;
+      stats_.abandoned = r.abandoned;
+      if (r.torn > 0) add(std::to_string(r.torn) + " torn record slot(s) skipped");
+      if (r.reason.find("read error") != std::string::npos) add("read error in the raw chunks");
+    }
+    if (raw_cut_) add("file ends inside its raw chunks (cut short?)");
+    if (torn_ > 0 && raw_ == nullptr) add(std::to_string(torn_) + " record(s) skipped");
+    stats_.truncated = !reason.empty();
+    stats_.reason = std::move(reason);
+    stats_.bytes_read = offset_;
+    return stats_;
+  }
+
+  void rewind() override {
+    offset_ = layout_.compact_offset;
+    chunks_ = 0;
+    damaged_chunks_ = 0;
+    torn_ = 0;
+    records_ = 0;
+    delivered_ = 0;
+    at_ = 0;
+    chunk_.records.clear();
+    in_chunks_ = true;
+    raw_.reset();
+    raw_cut_ = false;
+    Event ev;
+    for (uint64_t i = 0; i < skip_ && next(&ev); ++i) {
+    }
+  }
+
+  bool next(Event* ev) override {
+    while (in_chunks_) {
+      if (at_ < chunk_.records.size()) {
+        ev->rec = chunk_.records[at_];
+        ev->payload = chunk_.payload(at_);
+        ++at_;
+        ++records_;
+        ++delivered_;
+        return true;
+      }
+      if (!load_chunk()) start_raw();
+    }
+    if (raw_ == nullptr || !raw_->next(ev)) return false;
+    ++delivered_;
+    return true;
+  }
+
+  bool next_batch(Batch* batch) override {
+    if (in_chunks_ && at_ < chunk_.records.size()) {
+      size_t n = 0;
+      while (at_ + n < chunk_.records.size() && n < kMaxBatch && chunk_.payload(at_ + n).empty())
+        ++n;
+      if (n > 0) {
+        *batch = {chunk_.records.data() + at_, n, {}};
+        at_ += n;
+        records_ += n;
+        delivered_ += n;
+        return true;
+      }
+    }
+    if (!in_chunks_ && raw_ != nullptr) {
+      if (!raw_->next_batch(batch)) return false;
+      delivered_ += batch->count;
+      return true;
+    }
+    if (!next(&batch_event_)) return false;
+    *batch = {&batch_event_.rec, 1, batch_event_.payload};
+    return true;
+  }
+
+  uint64_t resume_offset() const { return kHeaderSize + delivered_ * kRecordSize; }
+
+ private:
+  // The next compact chunk into chunk_; false at the end of the chunks.
+  bool load_chunk() {
+    at_ = 0;
+    chunk_.records.clear();
+    for (;;) {
+      uint8_t head[compact::kChunkHeaderBytes];
+      if (read_at(fd_, reinterpret_cast<char*>(head), sizeof head, offset_) !=
+          static_cast<ssize_t>(sizeof head))
+        return false;
+      compact::ChunkInfo info;
+      compact::ChunkCheck check = compact::check_chunk(head, sizeof head, &info);
+      if (check == compact::ChunkCheck::bad_magic || check == compact::ChunkCheck::damaged)
+        return false;  // zeros (the end) or a header no writer wrote
+      if (offset_ + info.size() > file_size_) return false;  // cut, or a seal cut by a kill
+      body_.resize(info.size());
+      if (read_at(fd_, reinterpret_cast<char*>(body_.data()), body_.size(), offset_) !=
+          static_cast<ssize_t>(body_.size()))
+        return false;
+      if (compact::decode_chunk(body_.data(), body_.size(), &chunk_, &info)) {
+        offset_ += info.size();
+        ++chunks_;
+        return true;
+      }
+      // Damaged. A whole chunk after it: rot in the middle, skip it and count its records. At the
+      // end: a seal that a kill cut short; its raw chunk is still in the ring.
+      uint8_t after[compact::kChunkHeaderBytes];
+      compact::ChunkInfo next_info;
+      if (read_at(fd_, reinterpret_cast<char*>(after), sizeof after, offset_ + info.size()) !=
+              static_cast<ssize_t>(sizeof after) ||
+          compact::check_chunk(after, sizeof after, &next_info) != compact::ChunkCheck::short_)
+        return false;
+      offset_ += info.size();
+      ++chunks_;
+      ++damaged_chunks_;
+      torn_ += info.records;
+    }
+  }
+
+  // The raw chunks not sealed: chunks_ .. chunks_ + ring_chunks - 2, in order, as a version-1
+  // file in memory, read by the version-1 reader.
+  void start_raw() {
+    in_chunks_ = false;
+    const uint64_t chunk_bytes = uint64_t{layout_.chunk_slots} * kRecordSize;
+    std::string slots;
+    for (uint64_t k = chunks_; k + 1 < chunks_ + layout_.ring_chunks; ++k) {
+      const uint64_t at = kHeaderSize + (k % layout_.ring_chunks) * chunk_bytes;
+      std::string part(chunk_bytes, '\0');
+      const ssize_t got = read_at(fd_, part.data(), part.size(), at);
+      if (got < static_cast<ssize_t>(part.size())) {
+        // A closed file may end before its ring (nothing unsealed); an unclosed one was cut.
+        if ((header_->flags & kHeaderClosed) == 0 && at < file_size_) raw_cut_ = true;
+        part.resize(got > 0 ? static_cast<size_t>(got) - static_cast<size_t>(got) % kRecordSize
+                            : 0);
+        slots += part;
+        break;
+      }
+      slots += part;
+    }
+    // Payload slots of the last sealed chunk's blob, spilt into the first raw chunk: not ours.
+    size_t from = 0;
+    while (chunks_ > 0 && from + kRecordSize <= slots.size()) {
+      uint32_t commit;
+      std::memcpy(&commit, slots.data() + from + offsetof(Record, commit), sizeof commit);
+      if (commit != kContinuation) break;
+      from += kRecordSize;
+    }
+    const int mem = memfd_create("gpumem-raw-chunks", MFD_CLOEXEC);
+    if (mem < 0) return;
+    auto h = std::make_unique<Header>(*header_);
+    h->version = kVersion;
+    h->flags |= kHeaderClosed;
+    h->end_offset = kHeaderSize + (slots.size() - from);
+    h->records_dropped = 0;
+    std::string file(kHeaderSize, '\0');
+    std::memcpy(file.data(), h.get(), sizeof(Header));
+    file.append(slots, from, std::string::npos);
+    size_t done = 0;
+    while (done < file.size()) {
+      const ssize_t w = ::write(mem, file.data() + done, file.size() - done);
+      if (w <= 0) break;
+      done += static_cast<size_t>(w);
+    }
+    if (done != file.size()) {
+      ::close(mem);
+      return;
+    }
+    raw_ = open_raw_records(mem, path_, file.size(), std::move(h), hold_);
+  }
+
+  int fd_;
+  std::string path_;
+  uint64_t file_size_;
+  std::unique_ptr<Header> header_;
+  CompactLayout layout_;
+  uint64_t skip_;
+  bool hold_;
+  uint64_t offset_ = 0;  // next compact chunk
+  uint64_t chunks_ = 0;  // compact chunks passed (whole or damaged): the first raw chunk's index
+  uint64_t damaged_chunks_ = 0;
+  uint64_t torn_ = 0;
+  uint64_t records_ = 0;    // from compact chunks
+  uint64_t delivered_ = 0;  // all records handed out, skipped ones included
+  bool in_chunks_ = true;
+  bool raw_cut_ = false;
+  size_t at_ = 0;
+  compact::DecodedChunk chunk_;
+  std::vector<uint8_t> body_;
+  std::unique_ptr<Reader> raw_;
+  Event batch_event_;
+  mutable ReadStats stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<Reader> open_compact(int fd, const std::string& path, uint64_t size,
+                                     std::unique_ptr<Header> header, uint64_t skip, bool hold,
+                                     std::string* error) {
+  const CompactLayout l = compact_layout(*header);
+  const uint64_t ring = uint64_t{l.chunk_slots} * l.ring_chunks * kRecordSize;
+  if (l.chunk_slots == 0 || l.chunk_slots > (1u << 20) || l.ring_chunks < 3 ||
+      l.ring_chunks > 1024 || ring > (1ull << 30) || l.compact_offset != kHeaderSize + ring) {
+    ::close(fd);
+    *error = "'" + path + "' has a damaged compact layout (chunk_slots " +
+             std::to_string(l.chunk_slots) + ", ring_chunks " + std::to_string(l.ring_chunks) +
+             ", compact_offset " + std::to_string(l.compact_offset) +
+             "): the file cannot be read";
+    return nullptr;
+  }
+  return std::make_unique<CompactFileReader>(fd, path, size, std::move(header), l, skip, hold);
+}
+
+uint64_t compact_resume_offset(const Reader& reader) {
+  const auto* c = dynamic_cast<const CompactFileReader*>(&reader);
+  return c != nullptr ? c->resume_offset() : 0;
+}
+
+}  // namespace gpumem::trace
