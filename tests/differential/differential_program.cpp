@@ -482,12 +482,97 @@ void driver_calls() {
   }
 }
 
+// ---- CUDA arrays and host registration (issue 24) ----
+
+// An array handle: the call's code, and whether it handed one out.
+template <class Handle>
+void created(const char* call, int code, const Handle& h) {  // read after the call
+  line(call, code, h != nullptr ? "handle" : "null");
+}
+template <class Handle, class Destroy>
+void destroyed(const char* call, Handle h, Destroy destroy) {
+  if (h == nullptr) return skipped(call);
+  line(call, destroy(h));
+}
+
+void array_calls() {
+  const cudaChannelFormatDesc f1{32, 0, 0, 0, cudaChannelFormatKindFloat};
+  const cudaChannelFormatDesc f2{32, 32, 0, 0, cudaChannelFormatKindFloat};
+  cudaArray_t a = nullptr, layered = nullptr;
+  cudaMipmappedArray_t m = nullptr;
+  created("cudaMallocArray(256 x 256 float)", cudaMallocArray(&a, &f1, 256, 256, 0), a);
+  line("cudaMallocArray(NULL out)", cudaMallocArray(nullptr, &f1, 16, 16, 0));
+  cudaArray_t none = nullptr;
+  created("cudaMallocArray(NULL desc)", cudaMallocArray(&none, nullptr, 16, 16, 0), none);
+  created("cudaMallocArray(width 0)", cudaMallocArray(&none, &f1, 0, 16, 0), none);
+  created("cudaMalloc3DArray(64 x 64 x 16 float2, layered)",
+          cudaMalloc3DArray(&layered, &f2, cudaExtent{64, 64, 16}, cudaArrayLayered), layered);
+  created("cudaMallocMipmappedArray(256 x 256 float, 9 levels)",
+          cudaMallocMipmappedArray(&m, &f1, cudaExtent{256, 256, 0}, 9, 0), m);
+  cudaMipmappedArray_t too_many = nullptr;
+  created("cudaMallocMipmappedArray(256 x 256 float, 10 levels)",
+          cudaMallocMipmappedArray(&too_many, &f1, cudaExtent{256, 256, 0}, 10, 0), too_many);
+  destroyed("cudaFreeArray(a)", a, cudaFreeArray);
+  destroyed("cudaFreeArray(a) again", a, cudaFreeArray);
+  line("cudaFreeArray(NULL)", cudaFreeArray(nullptr));
+  destroyed("cudaFreeArray(layered)", layered, cudaFreeArray);
+  destroyed("cudaFreeMipmappedArray(m)", m, cudaFreeMipmappedArray);
+
+  static char buffer[1 << 16] __attribute__((aligned(4096)));
+  line("cudaHostRegister(64 KiB)", cudaHostRegister(buffer, sizeof buffer, 0));
+  line("cudaHostRegister(64 KiB) again", cudaHostRegister(buffer, sizeof buffer, 0));
+  line("cudaHostUnregister", cudaHostUnregister(buffer));
+  line("cudaHostUnregister again", cudaHostUnregister(buffer));
+  line("cudaHostUnregister(NULL)", cudaHostUnregister(nullptr));
+  line("cudaHostRegister(bad flags)", cudaHostRegister(buffer, sizeof buffer, 0x100));
+  void* pinned = nullptr;
+  if (cudaMallocHost(&pinned, 4096) == cudaSuccess) {
+    line("cudaHostRegister(cudaMallocHost memory)", cudaHostRegister(pinned, 4096, 0));
+    cudaFreeHost(pinned);
+  } else {
+    skipped("cudaHostRegister(cudaMallocHost memory)");
+  }
+
+  CUarray c = nullptr, cube = nullptr, bad = nullptr;
+  CUmipmappedArray cm = nullptr;
+  const CUDA_ARRAY_DESCRIPTOR d2{100, 0, CU_AD_FORMAT_UNSIGNED_INT8, 4};
+  const CUDA_ARRAY_DESCRIPTOR zero{0, 10, CU_AD_FORMAT_UNSIGNED_INT8, 1};
+  CUDA_ARRAY3D_DESCRIPTOR d3{};
+  d3.Width = d3.Height = 32;
+  d3.Depth = 6;
+  d3.Format = CU_AD_FORMAT_HALF;
+  d3.NumChannels = 4;
+  d3.Flags = CUDA_ARRAY3D_CUBEMAP;
+  created("cuArrayCreate(100 uchar4)", cuArrayCreate(&c, &d2), c);
+  created("cuArrayCreate(width 0)", cuArrayCreate(&bad, &zero), bad);
+  line("cuArrayCreate(NULL out)", cuArrayCreate(nullptr, &d2));
+  created("cuArray3DCreate(32 x 32 cubemap half4)", cuArray3DCreate(&cube, &d3), cube);
+  d3.Flags = 0;
+  d3.Depth = 0;
+  created("cuMipmappedArrayCreate(32 x 32 half4, 3 levels)", cuMipmappedArrayCreate(&cm, &d3, 3),
+          cm);
+  // The wrong destroy for the kind: refused, and the array stays (freed below).
+  destroyed("cuMipmappedArrayDestroy(plain array)", reinterpret_cast<CUmipmappedArray>(c),
+            cuMipmappedArrayDestroy);
+  destroyed("cuArrayDestroy(c)", c, cuArrayDestroy);
+  destroyed("cuArrayDestroy(c) again", c, cuArrayDestroy);
+  destroyed("cuArrayDestroy(cube)", cube, cuArrayDestroy);
+  destroyed("cuMipmappedArrayDestroy(cm)", cm, cuMipmappedArrayDestroy);
+  line("cuMemHostRegister(64 KiB)", cuMemHostRegister(buffer, sizeof buffer, 0));
+  line("cuMemHostRegister(second half) overlapping",
+       cuMemHostRegister(buffer + sizeof buffer / 2, sizeof buffer / 2, 0));
+  line("cuMemHostUnregister(interior)", cuMemHostUnregister(buffer + 4096));
+  line("cuMemHostUnregister", cuMemHostUnregister(buffer));
+  line("cuMemHostRegister(size 0)", cuMemHostRegister(buffer, 0, 0));
+}
+
 }  // namespace
 
 int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   runtime_calls();
   driver_calls();
+  array_calls();
   // What is still live at the end is the same too: every allocation above was freed.
   rt_meminfo("cudaMemGetInfo at the end");
   return 0;
