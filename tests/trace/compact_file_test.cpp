@@ -157,8 +157,9 @@ TEST(TraceCompactFile, EveryCutNeverCrashesNorShowsARecordNotWritten) {
   const trace::CompactLayout l = trace::compact_layout(full.header);
   const std::string cut = dir.file("cut.trace");
   size_t cuts = 0;
-  // About 150 cuts across the compact chunks (each read pays for the emptied ring too).
-  const size_t step = std::max<size_t>(1, (bytes.size() - l.compact_offset) / 150) | 1;
+  // About 60 places across the compact chunks, two cuts each (each read pays for the emptied
+  // ring too: a few seconds under ASan).
+  const size_t step = std::max<size_t>(1, (bytes.size() - l.compact_offset) / 60) | 1;
   for (size_t off = l.compact_offset - 1; off <= bytes.size(); off += (off % 2 == 0 ? 1 : step)) {
     std::ofstream(cut, std::ios::binary | std::ios::trunc) << bytes.substr(0, off);
     std::string error;
@@ -177,7 +178,7 @@ TEST(TraceCompactFile, EveryCutNeverCrashesNorShowsARecordNotWritten) {
     }
     ++cuts;
   }
-  EXPECT_GT(cuts, 200u);
+  EXPECT_GT(cuts, 100u);
 }
 
 }  // namespace
