@@ -314,8 +314,8 @@ Route route_for(const Request& req) {
   log_message(LogLevel::warn,
               "device %d: %s of %s refused with out-of-memory: GPUMEM_POOL=fixed holds %s of the "
               "%s GPUMEM_LIMIT and serves only cudaMalloc/cuMemAlloc; managed, pitched, "
-              "stream-ordered and VMM memory must fit beside it. Set GPUMEM_POOL_SIZE below "
-              "GPUMEM_LIMIT to leave room for them, or use GPUMEM_POOL=growth.",
+              "stream-ordered, VMM memory and arrays must fit beside it. Set GPUMEM_POOL_SIZE "
+              "below GPUMEM_LIMIT to leave room for them, or use GPUMEM_POOL=growth.",
               req.device, trace::api_name(req.api), format_bytes(req.bytes, asked, sizeof asked),
               format_bytes(s.pool()->reserved_bytes(), held, sizeof held),
               format_bytes(s.limit()->limit_bytes(), cap, sizeof cap));
