@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "gpumem/trace/follow.h"
 #include "gpumem/trace/format_v2.h"
 #include "trace_test_util.h"
 
@@ -145,6 +146,32 @@ TEST(TraceCompactFile, ThreadsAppendingAtOnceKeepEveryRecordInTheirOrder) {
     ASSERT_EQ(e.rec.t_ns, 1'000'000 + i * 100) << "thread " << e.rec.aux << " record " << i;
   }
   for (int t = 1; t <= kThreads; ++t) EXPECT_EQ(seen[t], kEach);
+}
+
+// gpumem top's way (follow.h): each look reads what was appended since the last one, once, in
+// order, while chunks are sealed between looks.
+TEST(TraceCompactFile, FollowingALiveTraceReadsEachRecordOnce) {
+  ScratchDir dir;
+  const std::string path = dir.file("live.trace");
+  TraceWriter w;
+  w.set_format(TraceWriter::Format::compact);
+  ASSERT_TRUE(open_writer(w, path));
+  uint64_t offset = trace::kHeaderSize, next_aux = 0, written = 0;
+  for (uint64_t batch : {uint64_t{5}, kChunk - 5, uint64_t{1}, 9 * kChunk, uint64_t{0}, uint64_t{77}}) {
+    for (uint64_t i = 0; i < batch; ++i) {
+      Record r = make_record(Op::alloc, 0x1000 + written * 64, 64);
+      r.aux = written++;
+      w.append(r);
+    }
+    std::string error;
+    auto reader = trace::open_from(path, offset, /*hold=*/true, &error);
+    ASSERT_NE(reader, nullptr) << error;
+    trace::Event ev;
+    while (reader->next(&ev)) ASSERT_EQ(ev.rec.aux, next_aux++) << "once each, in order";
+    EXPECT_EQ(next_aux, written) << "a look sees every record committed before it";
+    offset = trace::resume_offset(*reader);
+  }
+  w.close();
 }
 
 TEST(TraceCompactFile, EveryCutNeverCrashesNorShowsARecordNotWritten) {
