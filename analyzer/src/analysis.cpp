@@ -238,6 +238,8 @@ class Analysis::TraceState {
       phases_.device_changed(d, t);
     }
   }
+    } else if (a.kind == static_cast<uint8_t>(trace::MemKind::imported)) [[unlikely]] {
+      imported_.free(a.bytes);
 
   [[gnu::always_inline]] void on_alloc(const trace::Record& r, int64_t t) {
     bool was_live = false;
@@ -263,6 +265,8 @@ class Analysis::TraceState {
 
   [[gnu::always_inline]] void on_free(const trace::Record& r, int64_t t) {
     if (r.address == 0) return;  // cudaFree(nullptr) is a valid no-op
+    } else if (trace::mem_kind(r) == trace::MemKind::imported) [[unlikely]] {
+      imported_.alloc(r.bytes);  // another process's memory: not this device's allocated
     LiveAlloc* a = live_.find(r.address);
     if (a != nullptr && !a->freed) {
       release(r.address, *a, t, r.tid);
@@ -370,6 +374,8 @@ class Analysis::TraceState {
     add_anomaly(r, t, Kind::free_failed);
   }
 
+      } else if (a->kind == static_cast<uint8_t>(trace::MemKind::imported)) {
+        imported_.unfree(a->bytes);
   void on_anomaly(const trace::Record& r, int64_t t) {
     switch (static_cast<trace::AnomalyKind>(r.aux)) {
       case trace::AnomalyKind::free_unknown: {
@@ -421,6 +427,7 @@ class Analysis::TraceState {
     uint64_t bytes;
     size_t listed;   // index into ooms_, SIZE_MAX when not listed
     uint64_t freed;  // bytes freed on the device since the failure
+  PinnedHostCount imported_;  // IPC imports (MemKind::imported), counted like pinned memory
   };
   struct ListedOom {
     Oom oom;
@@ -457,6 +464,7 @@ void Analysis::TraceState::finish(const trace::ReadStats& stats, Report* report)
   heaps_.add_leaks(leaks);
   devices_.for_each([&](int ordinal, DeviceState& state) {
     auto it = leaks.find(ordinal);
+  summary_.imported = imported_.report();
     report->devices.push_back(device_report(ordinal, state, by_site, duration_s,
                                             it != leaks.end() ? &it->second : nullptr));
   });

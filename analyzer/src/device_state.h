@@ -328,8 +328,9 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
       // first allocation with a call site) leaves, and alloc() starts the series. The test is
       // the one site_aggregate() makes anyway, so a trace without sites pays nothing for it.
       const uint64_t bytes = r.bytes;
-      if (r.device != device_ || (r.flags & trace::kFlagKindMask) == kPinned || bytes == 0 ||
-          (!kSites && (r.site != last_site_ || last_site_agg_ == nullptr)))
+      if (r.device != device_ || (r.flags & trace::kFlagKindMask) == kPinned ||
+          (r.flags & trace::kFlagKindMask) == static_cast<uint16_t>(trace::MemKind::imported) ||
+          bytes == 0 || (!kSites && (r.site != last_site_ || last_site_agg_ == nullptr)))
         break;
       bool inserted = false;
       LiveAlloc& a = live.find_or_insert(r.address, &inserted);
@@ -361,6 +362,7 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
       }
       a->freed = true;
       ++freed_change;
+          a->kind == static_cast<uint8_t>(trace::MemKind::imported) ||
     } else {
       break;
     }

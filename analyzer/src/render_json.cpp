@@ -56,6 +56,10 @@ Json trace_json(const TraceSummary& t) {
                       {"final_bytes", t.pinned_host.final_bytes},
                       {"alloc", t.pinned_host.alloc},
                       {"free", t.pinned_host.free}};
+  j["imported"] = {{"peak_bytes", t.imported.peak_bytes},
+                   {"final_bytes", t.imported.final_bytes},
+                   {"alloc", t.imported.alloc},
+                   {"free", t.imported.free}};
   j["anomalies_omitted"] = t.anomalies_omitted;
   return j;
 }

@@ -51,6 +51,11 @@ bool is_handle(uint16_t flags) {
   return kind == trace::MemKind::physical || kind == trace::MemKind::array;
 }
 
+// Imported memory (IPC) is another process's allocation: recorded, never in this one's figures.
+bool counted(uint16_t kind) {
+  return static_cast<trace::MemKind>(kind) != trace::MemKind::imported;
+}
+
 void raise_peak(PathCounters& c, uint64_t now) {
   uint64_t peak = c.peak.load(std::memory_order_relaxed);
   while (now > peak && !c.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
@@ -63,8 +68,10 @@ void raise_peak(PathCounters& c, uint64_t now) {
 [[gnu::cold]] void undo_free(LiveMap& live, PathCounters& c, const Request& freed, uint64_t address,
                              const LiveInfo& info, uint64_t free_t_ns, int32_t result) {
   live.insert(address, info);
-  raise_peak(c, c.allocated.fetch_add(info.bytes, std::memory_order_relaxed) + info.bytes);
-  c.frees.fetch_sub(1, std::memory_order_relaxed);
+  if (counted(info.kind)) {
+    raise_peak(c, c.allocated.fetch_add(info.bytes, std::memory_order_relaxed) + info.bytes);
+    c.frees.fetch_sub(1, std::memory_order_relaxed);
+  }
   TraceWriter* w = session::writer();
   if (w == nullptr) return;
   trace::Record r = make_record(trace::Op::free_failed, freed, address, info.bytes);
@@ -134,8 +141,10 @@ Result AllocationPath::allocate(const Request& req) {
         .insert(address, LiveInfo{req.bytes, req.device,
                                   static_cast<uint16_t>(req.flags & trace::kFlagKindMask),
                                   static_cast<uint8_t>(route)});
-    raise_peak(c, c.allocated.fetch_add(req.bytes, std::memory_order_relaxed) + req.bytes);
-    c.allocs.fetch_add(1, std::memory_order_relaxed);
+    if (counted(req.flags & trace::kFlagKindMask)) {
+      raise_peak(c, c.allocated.fetch_add(req.bytes, std::memory_order_relaxed) + req.bytes);
+      c.allocs.fetch_add(1, std::memory_order_relaxed);
+    }
     if (w != nullptr) {
       trace::Record r = make_record(trace::Op::alloc, req, address, req.bytes);
       r.flags |= pooled;
@@ -164,8 +173,10 @@ FreeResult AllocationPath::deallocate(const Request& req, uint64_t address) {
   TraceWriter* w = session::writer();
   if (known) {
     PathCounters& c = g_counters[path_index(info.device)];
-    c.allocated.fetch_sub(info.bytes, std::memory_order_relaxed);
-    c.frees.fetch_add(1, std::memory_order_relaxed);
+    if (counted(info.kind)) {
+      c.allocated.fetch_sub(info.bytes, std::memory_order_relaxed);
+      c.frees.fetch_add(1, std::memory_order_relaxed);
+    }
     Request freed = req;  // the free carries the allocation's device and kind of memory
     freed.device = info.device;
     freed.flags = static_cast<uint16_t>((req.flags & ~trace::kFlagKindMask) | info.kind);

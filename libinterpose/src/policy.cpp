@@ -294,7 +294,10 @@ Route route_for(const Request& req) {
   // program its own answer, as without gpumem.
   if (req.bytes == UINT64_MAX) return kNone;
   const auto kind = static_cast<trace::MemKind>(req.flags & trace::kFlagKindMask);
-  if (kind == trace::MemKind::pinned_host || !has_policy(req.device)) return kNone;
+  // Imported memory (IPC) is another process's, charged there: never to this process's cap.
+  if (kind == trace::MemKind::pinned_host || kind == trace::MemKind::imported ||
+      !has_policy(req.device))
+    return kNone;
   const bool plain = req.api == trace::Api::cudaMalloc || req.api == trace::Api::cuMemAlloc ||
                      req.api == trace::Api::torch;
   if (config().pool != PoolKind::none && kind == trace::MemKind::device &&

@@ -8,6 +8,7 @@
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "gpumem/nvml_api.h"
 
@@ -67,6 +69,10 @@ NvmlApi nvml_api() {
     std::exit(3);
   }
   return a;
+}
+
+bool cmd_is(int argc, char** argv, const char* name) {
+  return argc > 1 && std::strcmp(argv[1], name) == 0;
 }
 
 bool nvml_loaded() {
@@ -121,12 +127,141 @@ int cuda_only() {
   return g_failures;
 }
 
+constexpr size_t kExported = 48 * kMiB;
+
+std::string to_hex(const void* p, size_t n) {
+  std::string s;
+  char b[3];
+  for (size_t i = 0; i < n; ++i) {
+    std::snprintf(b, sizeof b, "%02x", static_cast<const unsigned char*>(p)[i]);
+    s += b;
+  }
+  return s;
+}
+void from_hex(const std::string& s, void* out, size_t n) {
+  for (size_t i = 0; i < n && 2 * i + 1 < s.size(); ++i)
+    static_cast<unsigned char*>(out)[i] =
+        static_cast<unsigned char>(std::stoul(s.substr(2 * i, 2), nullptr, 16));
+}
+
+// The exporter: 48 MiB from cudaMalloc, its IPC handle, then `argv0 ipc_import <path> <handle>`
+// in a new process with GPUMEM_LIMIT=<cap> (the importer's cap), waited for; its status is ours.
+int ipc_export(const char* self, const std::string& path, const std::string& cap) {
+  void* p = nullptr;
+  EXPECT_CODE(cudaMalloc(&p, kExported), cudaSuccess);
+  cudaIpcMemHandle_t h{};
+  EXPECT_CODE(cudaIpcGetMemHandle(&h, p), cudaSuccess);
+  // CUDA refuses a process its own handle.
+  void* own = nullptr;
+  EXPECT_CODE(cudaIpcOpenMemHandle(&own, h, cudaIpcMemLazyEnablePeerAccess),
+              cudaErrorDeviceUninitialized);
+  if (g_failures != 0) return g_failures;
+  std::fflush(stdout);
+  setenv("GPUMEM_LIMIT", cap.c_str(), 1);
+  const std::string hex = to_hex(&h, sizeof h);
+  const char* args[] = {self, "ipc_import", path.c_str(), hex.c_str(), nullptr};
+  pid_t child = -1;
+  if (posix_spawn(&child, self, nullptr, nullptr, const_cast<char**>(args), environ) != 0) return 4;
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_CODE(cudaFree(p), cudaSuccess);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? g_failures : 5;
+}
+
+// The importer: opens the handle through `path`, allocates 8 MiB of its own, reports the size of
+// the import and what cudaMemGetInfo says, closes the import.
+int ipc_import(const std::string& path, const std::string& hex) {
+  cudaIpcMemHandle_t h{};
+  from_hex(hex, &h, sizeof h);
+  EXPECT_CODE(cudaFree(nullptr), cudaSuccess);  // the runtime's context, current for the driver
+  CUipcMemHandle ch{};
+  std::memcpy(&ch, &h, sizeof ch);
+  using Open = CUresult (*)(CUdeviceptr*, CUipcMemHandle, unsigned int);
+  using Close = CUresult (*)(CUdeviceptr);
+  Open open = &cuIpcOpenMemHandle;  // cuda.h: cuIpcOpenMemHandle_v2
+  Close close = &cuIpcCloseMemHandle;
+  if (path == "driver_dlsym") {
+    void* lib = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    open = reinterpret_cast<Open>(dlsym(lib, "cuIpcOpenMemHandle_v2"));
+    close = reinterpret_cast<Close>(dlsym(lib, "cuIpcCloseMemHandle"));
+  } else if (path == "driver_resolver") {
+    CUdriverProcAddressQueryResult st{};
+    EXPECT_CODE(
+        cuGetProcAddress("cuIpcOpenMemHandle", reinterpret_cast<void**>(&open), 13000, 0, &st),
+        CUDA_SUCCESS);
+    EXPECT_CODE(
+        cuGetProcAddress("cuIpcCloseMemHandle", reinterpret_cast<void**>(&close), 13000, 0, &st),
+        CUDA_SUCCESS);
+  }
+  void* mine = nullptr;
+  EXPECT_CODE(cudaMalloc(&mine, 8 * kMiB), cudaSuccess);
+  CUdeviceptr imported = 0;
+  if (path == "runtime") {
+    void* p = nullptr;
+    EXPECT_CODE(cudaIpcOpenMemHandle(&p, h, cudaIpcMemLazyEnablePeerAccess), cudaSuccess);
+    imported = reinterpret_cast<CUdeviceptr>(p);
+  } else {
+    EXPECT_CODE(open(&imported, ch, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS), CUDA_SUCCESS);
+  }
+  CUdeviceptr base = 0;
+  size_t size = 0;
+  EXPECT_CODE(cuMemGetAddressRange(&base, &size, imported), CUDA_SUCCESS);
+  std::printf("imported %zu\n", size);
+  size_t f = 0, t = 0;
+  EXPECT_CODE(cudaMemGetInfo(&f, &t), cudaSuccess);
+  std::printf("importer_runtime %zu %zu\n", f, t);
+  if (path == "runtime")
+    EXPECT_CODE(cudaIpcCloseMemHandle(reinterpret_cast<void*>(imported)), cudaSuccess);
+  else
+    EXPECT_CODE(close(imported), CUDA_SUCCESS);
+  EXPECT_CODE(cudaIpcCloseMemHandle(reinterpret_cast<void*>(imported)), cudaErrorInvalidValue);
+  EXPECT_CODE(cudaFree(mine), cudaSuccess);
+  return g_failures;
+}
+
+// NVML alone, no CUDA call (libcuda.so.1 stays unloaded): what a monitoring tool sees.
+int nvml_only() {
+  NvmlApi nvml = nvml_api();
+  EXPECT_CODE(nvml.init(), NVML_SUCCESS);
+  nvmlDevice_t dev = nullptr;
+  EXPECT_CODE(nvml.handle(0, &dev), NVML_SUCCESS);
+  nvmlMemory_t m{};
+  EXPECT_CODE(nvml.memory(dev, &m), NVML_SUCCESS);
+  std::printf("nvml %llu %llu %llu\n", m.free, m.total, m.used);
+  EXPECT_CODE(nvml.shutdown(), NVML_SUCCESS);
+  return g_failures;
+}
+
+// Holds `mib` MiB from cudaMalloc while `argv0 rest...` runs in a new process; its status is ours.
+int hold_and_run(const char* self, size_t mib, char** rest) {
+  void* p = nullptr;
+  EXPECT_CODE(cudaMalloc(&p, mib * kMiB), cudaSuccess);
+  if (g_failures != 0) return g_failures;
+  std::fflush(stdout);
+  std::vector<char*> args{const_cast<char*>(self)};
+  for (char** a = rest; *a != nullptr; ++a) args.push_back(*a);
+  args.push_back(nullptr);
+  pid_t child = -1;
+  if (posix_spawn(&child, self, nullptr, nullptr, args.data(), environ) != 0) return 4;
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_CODE(cudaFree(p), cudaSuccess);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? g_failures : 5;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (cmd_is(argc, argv, "nvml_only")) return nvml_only();
+  if (cmd_is(argc, argv, "hold_and_run") && argc > 3)
+    return hold_and_run(argv[0], std::strtoull(argv[2], nullptr, 10), argv + 3);
+  if (cmd_is(argc, argv, "ipc_export") && argc == 4) return ipc_export(argv[0], argv[2], argv[3]);
+  if (cmd_is(argc, argv, "ipc_import") && argc == 4) return ipc_import(argv[2], argv[3]);
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "capacity") return capacity();
   if (cmd == "cuda_only") return cuda_only();
-  std::fprintf(stderr, "usage: nvml_ipc_prog capacity|cuda_only\n");
+  std::fprintf(stderr,
+               "usage: nvml_ipc_prog capacity | cuda_only | nvml_only | ipc_export PATH CAP | "
+               "hold_and_run MIB ARGS...\n");
   return 2;
 }

@@ -1,14 +1,18 @@
 // NVML memory queries and IPC imports on simcuda, with and without LD_PRELOAD=libgpumem.so:
 // the exact figures each API answers (runtime, driver and NVML agree, under a cap too) and the
 // trace's records (Op::meminfo with Api::nvml on the lookup path the program used).
+#include <dirent.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdint>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include "gpumem/trace/reader.h"
 #include "scratch.h"
 #include "shell.h"
@@ -154,6 +158,127 @@ TEST(Nvml, APreloadedProcessThatNeverUsesNvmlDoesNotLoadIt) {
   Outcome r = run(dir, NVML_IPC_PROG, "cuda_only", "GPUMEM_LIMIT=64MiB");
   ASSERT_EQ(r.output.status, 0) << r.output.out;
   EXPECT_EQ(answers(r.output.out).at("nvml_loaded"), std::vector<uint64_t>{0});
+}
+
+TEST(Nvml, OnASharedDeviceEveryProcessSeesTheDeviceWideFigures) {
+  ScratchDir dir("gpumem-nvml");
+  const std::string shared = "SIMCUDA_SHARED=gpumem-nvml-test-" + std::to_string(getpid());
+  // One process holds 48 MiB while another allocates 6 MiB and asks the runtime, the driver and
+  // NVML; a third process asks NVML only, with no CUDA loaded, while the first holds its memory.
+  Outcome r =
+      run(dir, NVML_IPC_PROG, "hold_and_run 48 capacity", shared + " GPUMEM_TRACE=off", false);
+  ASSERT_EQ(r.output.status, 0) << r.output.out;
+  expect_agree(answers(r.output.out), kGiB, kGiB - 54 * kMiB);
+  r = run(dir, NVML_IPC_PROG, "hold_and_run 48 nvml_only", shared + " GPUMEM_TRACE=off", false);
+  ASSERT_EQ(r.output.status, 0) << r.output.out;
+  EXPECT_EQ(answers(r.output.out).at("nvml"),
+            (std::vector<uint64_t>{kGiB - 48 * kMiB, kGiB, 48 * kMiB}));
+  std::system(
+      ("rm -f /dev/shm/simcuda-gpumem-nvml-test-" + std::to_string(getpid()) + "-dev0").c_str());
+}
+
+std::vector<std::string> traces_in(const ScratchDir& dir) {
+  std::vector<std::string> files;
+  if (DIR* d = opendir(dir.path().c_str())) {
+    while (dirent* e = readdir(d))
+      if (std::string(e->d_name).find(".trace") != std::string::npos)
+        files.push_back(dir / e->d_name);
+    closedir(d);
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::vector<Record> all_records(const std::string& path) {
+  std::vector<Record> out;
+  std::string error;
+  auto reader = gpumem::trace::Reader::open(path, &error);
+  EXPECT_NE(reader, nullptr) << error;
+  gpumem::trace::Event ev;
+  while (reader && reader->next(&ev)) out.push_back(ev.rec);
+  return out;
+}
+
+size_t count(const std::vector<Record>& rs, Op op, MemKind kind) {
+  size_t n = 0;
+  for (const Record& r : rs)
+    if (r.op == static_cast<uint16_t>(op) && gpumem::trace::mem_kind(r) == kind) ++n;
+  return n;
+}
+
+// An exporter (48 MiB from cudaMalloc, no cap) and an importer under a 16 MiB cap that opens the
+// exporter's handle on each lookup path: the import succeeds although it is larger than the cap,
+// is recorded once as imported memory with its exact bytes, is not charged (the importer's own
+// 8 MiB leave 8 MiB free under its cap), and the two processes' report counts the 48 MiB once.
+TEST(Ipc, ImportsAreRecordedOnEveryLookupPathNotChargedAndCountedOnce) {
+  struct Path {
+    const char* name;
+    Api open, close;
+    Lookup lookup;
+  };
+  const Path paths[] = {
+      {"runtime", Api::cudaIpcOpenMemHandle, Api::cudaIpcCloseMemHandle, Lookup::direct},
+      {"driver", Api::cuIpcOpenMemHandle, Api::cuIpcCloseMemHandle, Lookup::direct},
+      {"driver_dlsym", Api::cuIpcOpenMemHandle, Api::cuIpcCloseMemHandle, Lookup::dlsym},
+      {"driver_resolver", Api::cuIpcOpenMemHandle, Api::cuIpcCloseMemHandle, Lookup::resolver},
+  };
+  for (const Path& p : paths) {
+    SCOPED_TRACE(p.name);
+    ScratchDir dir("gpumem-ipc");
+    Outcome r = run(dir, NVML_IPC_PROG, std::string("ipc_export ") + p.name + " 16MiB",
+                    "GPUMEM_TRACE=t-%p.trace");
+    ASSERT_EQ(r.output.status, 0) << r.output.out;
+    auto a = answers(r.output.out);
+    EXPECT_EQ(a.at("imported"), std::vector<uint64_t>{48 * kMiB});
+    EXPECT_EQ(a.at("importer_runtime"), (std::vector<uint64_t>{8 * kMiB, 16 * kMiB}));
+    const auto files = traces_in(dir);
+    ASSERT_EQ(files.size(), 2u);
+    // The importer is the trace with imported memory (pids may wrap: not their order).
+    std::vector<std::string> ordered = files;
+    if (count(all_records(ordered[0]), Op::alloc, MemKind::imported) != 0)
+      std::swap(ordered[0], ordered[1]);
+    const auto exporter = all_records(ordered[0]), importer = all_records(ordered[1]);
+    EXPECT_EQ(count(exporter, Op::alloc, MemKind::device), 1u);
+    EXPECT_EQ(count(exporter, Op::alloc, MemKind::imported), 0u);
+    std::vector<Record> opens, closes;
+    for (const Record& rec : importer) {
+      if (gpumem::trace::mem_kind(rec) != MemKind::imported) continue;
+      if (rec.op == static_cast<uint16_t>(Op::alloc)) opens.push_back(rec);
+      if (rec.op == static_cast<uint16_t>(Op::free)) closes.push_back(rec);
+    }
+    ASSERT_EQ(opens.size(), 1u);
+    ASSERT_EQ(closes.size(), 1u);
+    EXPECT_EQ(opens[0].api, static_cast<uint16_t>(p.open));
+    EXPECT_EQ(opens[0].bytes, 48 * kMiB);
+    EXPECT_EQ(lookup_of(opens[0]), p.lookup);
+    EXPECT_EQ(closes[0].api, static_cast<uint16_t>(p.close));
+    EXPECT_EQ(closes[0].bytes, 48 * kMiB);
+    EXPECT_EQ(closes[0].address, opens[0].address);
+    EXPECT_EQ(count(importer, Op::alloc_failed, MemKind::imported), 0u);
+    EXPECT_EQ(count(importer, Op::alloc_failed, MemKind::device), 0u);
+
+    const std::string json = dir / "report.json";
+    auto rep = sh(std::string(GPUMEM_CLI) + " report --json '" + json + "' '" + ordered[0] + "' '" +
+                  ordered[1] + "'");
+    ASSERT_EQ(rep.status, 0) << rep.out;
+    std::ifstream in(json);
+    const auto j = nlohmann::json::parse(in);
+    ASSERT_EQ(j["traces"].size(), 2u);
+    EXPECT_EQ(j["traces"][0]["imported"]["alloc"], 0);
+    EXPECT_EQ(j["traces"][1]["imported"]["peak_bytes"], 48 * kMiB);
+    EXPECT_EQ(j["traces"][1]["imported"]["alloc"], 1);
+    EXPECT_EQ(j["traces"][1]["imported"]["free"], 1);
+    EXPECT_EQ(j["traces"][1]["imported"]["final_bytes"], 0);
+    ASSERT_EQ(j["devices"].size(), 2u);
+    EXPECT_EQ(j["devices"][0]["peak"]["allocated_bytes"], 48 * kMiB);  // the exporter's, once
+    EXPECT_EQ(j["devices"][1]["peak"]["allocated_bytes"], 8 * kMiB);   // the importer's own
+    EXPECT_EQ(j["ranks"]["peak_allocated"]["max_bytes"], 48 * kMiB);
+    auto text = sh(std::string(GPUMEM_CLI) + " report '" + ordered[1] + "'");
+    EXPECT_NE(text.out.find("imported (IPC) memory, another process's: peak 48.00 MiB, 0 B at "
+                            "exit"),
+              std::string::npos)
+        << text.out;
+  }
 }
 
 }  // namespace

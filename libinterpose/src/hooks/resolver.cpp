@@ -80,6 +80,7 @@ void build_map() {
   add(kResolverWrapped, kResolverWrappedCount);
   add(kArrayWrapped, kArrayWrappedCount);
   add(kHostRegisterWrapped, kHostRegisterWrappedCount);
+  add(kIpcWrapped, kIpcWrappedCount);
   g_map_ready.store(true, std::memory_order_release);
 }
 
@@ -179,10 +180,11 @@ void* wrapper_for_name(const char* name, Lookup lookup) {
   if (name == nullptr) return nullptr;
   if ((name[0] != 'c' || name[1] != 'u') && (name[0] != 'n' || name[1] != 'v'))
     return nullptr;  // cu*, cuda* and nvml* only
-  const Wrapped* tables[] = {kRuntimeWrapped, kDriverWrapped, kResolverWrapped, kNvmlWrapped,
-                             kArrayWrapped, kHostRegisterWrapped};
+  const Wrapped* tables[] = {kRuntimeWrapped, kDriverWrapped,       kResolverWrapped, kNvmlWrapped,
+                             kArrayWrapped,   kHostRegisterWrapped, kIpcWrapped};
   const size_t counts[] = {kRuntimeWrappedCount, kDriverWrappedCount, kResolverWrappedCount,
-                           kNvmlWrappedCount, kArrayWrappedCount, kHostRegisterWrappedCount};
+                           kNvmlWrappedCount,    kArrayWrappedCount,  kHostRegisterWrappedCount,
+                           kIpcWrappedCount};
   for (size_t t = 0; t < sizeof tables / sizeof tables[0]; ++t)
     for (size_t i = 0; i < counts[t]; ++i)
       if (std::strcmp(tables[t][i].name, name) == 0)

@@ -29,6 +29,8 @@ extern const Wrapped kHostRegisterWrapped[];  // hooks/host_register.cpp
 extern const size_t kHostRegisterWrappedCount;
 extern const Wrapped kNvmlWrapped[];  // hooks/nvml.cpp: symbol and dlsym paths only
 extern const size_t kNvmlWrappedCount;
+extern const Wrapped kIpcWrapped[];  // hooks/ipc.cpp: runtime and driver IPC imports
+extern const size_t kIpcWrappedCount;
 
 // The wrapper for exactly this name (no prefix match, no version guessing), or nullptr.
 void* wrapper_for_name(const char* name, trace::Lookup lookup);

@@ -1,6 +1,7 @@
 // Allocation and free: map or unmap host memory outside the lock; charge and record (or uncharge
 // and forget) in one critical section.
 #include "allocate.h"
+#include "ipc.h"
 
 namespace simcuda {
 
@@ -75,6 +76,7 @@ bool find_range(uintptr_t p, RangeInfo* out) {
       return true;
     }
   }
+  if (find_import_locked(p, out)) return true;  // IPC memory (ipc.cpp)
   auto m = s.mappings.upper_bound(p);
   if (m != s.mappings.begin()) {
     --m;

@@ -309,6 +309,8 @@ struct TraceSummary {
   int64_t first_ns = 0;
   int64_t last_ns = 0;
   PinnedHost pinned_host;
+  // IPC imports (another process's memory): never in a device's allocated, reserved or peaks.
+  PinnedHost imported;
   uint64_t anomalies_omitted = 0;
 };
 
