@@ -229,6 +229,8 @@ class Analysis::TraceState {
       freed_while_pending(a);
     if (a.kind == static_cast<uint8_t>(trace::MemKind::pinned_host)) {
       pinned_.free(a.bytes);
+    } else if (a.kind == static_cast<uint8_t>(trace::MemKind::imported)) [[unlikely]] {
+      imported_.free(a.bytes);
     } else {
       DeviceState& d = devices_.get(a.device);
       if (a.segment_id >= kNvtxHeapSegment) [[unlikely]]  // an NVTX heap's: its regions go too
@@ -238,8 +240,6 @@ class Analysis::TraceState {
       phases_.device_changed(d, t);
     }
   }
-    } else if (a.kind == static_cast<uint8_t>(trace::MemKind::imported)) [[unlikely]] {
-      imported_.free(a.bytes);
 
   [[gnu::always_inline]] void on_alloc(const trace::Record& r, int64_t t) {
     bool was_live = false;
@@ -256,6 +256,8 @@ class Analysis::TraceState {
     a.kind = static_cast<uint8_t>(trace::mem_kind(r));
     if (trace::mem_kind(r) == trace::MemKind::pinned_host) {
       pinned_.alloc(r.bytes);
+    } else if (trace::mem_kind(r) == trace::MemKind::imported) [[unlikely]] {
+      imported_.alloc(r.bytes);  // another process's memory: not this device's allocated
     } else {
       DeviceState& d = devices_.get(r.device);
       d.alloc(r.address, a, (r.flags & trace::kFlagPooled) != 0, phases_.current(r.tid));
@@ -265,8 +267,6 @@ class Analysis::TraceState {
 
   [[gnu::always_inline]] void on_free(const trace::Record& r, int64_t t) {
     if (r.address == 0) return;  // cudaFree(nullptr) is a valid no-op
-    } else if (trace::mem_kind(r) == trace::MemKind::imported) [[unlikely]] {
-      imported_.alloc(r.bytes);  // another process's memory: not this device's allocated
     LiveAlloc* a = live_.find(r.address);
     if (a != nullptr && !a->freed) {
       release(r.address, *a, t, r.tid);
@@ -365,6 +365,8 @@ class Analysis::TraceState {
       const int64_t free_t = r.aux != 0 ? static_cast<int64_t>(r.aux - clock_base_) : t;
       if (a->kind == static_cast<uint8_t>(trace::MemKind::pinned_host)) {
         pinned_.unfree(a->bytes);
+      } else if (a->kind == static_cast<uint8_t>(trace::MemKind::imported)) {
+        imported_.unfree(a->bytes);
       } else {
         DeviceState& d = devices_.get(a->device);
         d.unfree(r.address, *a, free_t, t, phases_.current(r.tid));
@@ -374,8 +376,6 @@ class Analysis::TraceState {
     add_anomaly(r, t, Kind::free_failed);
   }
 
-      } else if (a->kind == static_cast<uint8_t>(trace::MemKind::imported)) {
-        imported_.unfree(a->bytes);
   void on_anomaly(const trace::Record& r, int64_t t) {
     switch (static_cast<trace::AnomalyKind>(r.aux)) {
       case trace::AnomalyKind::free_unknown: {
@@ -417,6 +417,7 @@ class Analysis::TraceState {
   LiveAllocations live_;
   Devices devices_;
   PinnedHostCount pinned_;
+  PinnedHostCount imported_;  // IPC imports (MemKind::imported), counted like pinned memory
   Attribution attribution_;
   Phases phases_;
   NvtxHeaps heaps_;
@@ -427,7 +428,6 @@ class Analysis::TraceState {
     uint64_t bytes;
     size_t listed;   // index into ooms_, SIZE_MAX when not listed
     uint64_t freed;  // bytes freed on the device since the failure
-  PinnedHostCount imported_;  // IPC imports (MemKind::imported), counted like pinned memory
   };
   struct ListedOom {
     Oom oom;
@@ -454,6 +454,7 @@ void Analysis::TraceState::finish(const trace::ReadStats& stats, Report* report)
   summary_.truncated = stats.truncated;
   summary_.truncated_reason = stats.reason;
   summary_.pinned_host = pinned_.report();
+  summary_.imported = imported_.report();
   summary_.anomalies_omitted = anomalies_.omitted();
   // In double: a corrupt trace's timestamps may be so far apart that their int64 difference
   // overflows.
@@ -464,7 +465,6 @@ void Analysis::TraceState::finish(const trace::ReadStats& stats, Report* report)
   heaps_.add_leaks(leaks);
   devices_.for_each([&](int ordinal, DeviceState& state) {
     auto it = leaks.find(ordinal);
-  summary_.imported = imported_.report();
     report->devices.push_back(device_report(ordinal, state, by_site, duration_s,
                                             it != leaks.end() ? &it->second : nullptr));
   });

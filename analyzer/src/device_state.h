@@ -349,6 +349,7 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
     } else if (r.op == kFree) {
       LiveAlloc* a = r.address != 0 ? live.find(r.address) : nullptr;
       if (a == nullptr || a->freed || a->device != device_ || a->kind == kPinned ||
+          a->kind == static_cast<uint8_t>(trace::MemKind::imported) ||
           a->segment_id >= kNvtxHeapSegment || a->bytes == 0)
         break;
       const uint64_t bytes = a->bytes;
@@ -362,7 +363,6 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
       }
       a->freed = true;
       ++freed_change;
-          a->kind == static_cast<uint8_t>(trace::MemKind::imported) ||
     } else {
       break;
     }
