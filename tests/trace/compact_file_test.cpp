@@ -148,6 +148,43 @@ TEST(TraceCompactFile, ThreadsAppendingAtOnceKeepEveryRecordInTheirOrder) {
   for (int t = 1; t <= kThreads; ++t) EXPECT_EQ(seen[t], kEach);
 }
 
+std::string g_warning;
+void keep_warning(const char* line) { g_warning = line; }
+
+TEST(TraceCompactFile, TheEnvironmentChoosesTheFormatAndAMisspeltOneIsSaid) {
+  ScratchDir dir;
+  const char* before = std::getenv("GPUMEM_TRACE_FORMAT");
+  const std::string saved = before != nullptr ? before : "";
+  for (const char* value : {"compact", "raw", "compat"}) {
+    SCOPED_TRACE(value);
+    setenv("GPUMEM_TRACE_FORMAT", value, 1);
+    g_warning.clear();
+    const std::string path = dir.file(std::string(value) + ".trace");
+    {
+      TraceWriter w;
+      w.set_warning_sink(keep_warning);
+      ASSERT_TRUE(open_writer(w, path));
+      w.append(make_record(Op::alloc, 0x1000, 64));
+      w.close();
+    }
+    const ReadResult r = read_trace(path);
+    EXPECT_EQ(r.header.version, std::string(value) == "compact" ? 2u : 1u);
+    EXPECT_EQ(r.events.size(), 1u);
+    if (std::string(value) == "compat") {
+      EXPECT_NE(g_warning.find("GPUMEM_TRACE_FORMAT='compat' is neither 'compact' nor 'raw'"),
+                std::string::npos)
+          << g_warning;
+    } else {
+      EXPECT_EQ(g_warning, "");
+    }
+  }
+  if (before != nullptr) {
+    setenv("GPUMEM_TRACE_FORMAT", saved.c_str(), 1);
+  } else {
+    unsetenv("GPUMEM_TRACE_FORMAT");
+  }
+}
+
 // gpumem top's way (follow.h): each look reads what was appended since the last one, once, in
 // order, while chunks are sealed between looks.
 TEST(TraceCompactFile, FollowingALiveTraceReadsEachRecordOnce) {

@@ -265,6 +265,15 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   const bool compact = format_ == Format::compact ||
                        (format_ == Format::from_environment && wanted_format != nullptr &&
                         std::strcmp(wanted_format, "compact") == 0);
+  if (format_ == Format::from_environment && wanted_format != nullptr && !compact &&
+      wanted_format[0] != '\0' && std::strcmp(wanted_format, "raw") != 0) {
+    char line[320];
+    std::snprintf(line, sizeof line,
+                  "GPUMEM_TRACE_FORMAT='%.100s' is neither 'compact' nor 'raw': the trace is "
+                  "written raw (version 1); set GPUMEM_TRACE_FORMAT=compact for the compact one",
+                  wanted_format);
+    (warning_sink_ != nullptr ? warning_sink_ : warn_to_stderr)(line);
+  }
   const uint64_t ring = compact ? uint64_t{kRingChunks} * kChunkSlots * trace::kRecordSize : 0;
   // The compact format's file starts as the header and the ring; compact chunks are appended.
   const uint64_t initial = trace::kHeaderSize + (compact ? ring : kFirstGrowth);
