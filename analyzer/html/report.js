@@ -912,6 +912,30 @@
     ], devices.map((d, i) => Object.assign({}, d, { onclick: () => select(i) })), "");
   }
 
+  // Each shared budget: its peak total, and what each process held at that instant.
+  function renderBudgets() {
+    const budgets = data.budgets || [];
+    if (budgets.length === 0) return;
+    byId("budgets-panel").hidden = false;
+    byId("budgets-sub").textContent = budgets.map((b) => b.name + " (device " + b.device + "): peak " +
+      (b.exact ? "" : "at most ") + fmtBytes(b.peak) + " of " + fmtBytes(b.limit) + " at " +
+      fmtTime(b.peak_t)).join("; ");
+    const items = [], rows = [];
+    budgets.forEach((b) => b.processes.forEach((p) => {
+      items.push({ label: b.name + " pid " + p.pid, value: p.at_peak, text: fmtBytes(p.at_peak) });
+      rows.push(Object.assign({ budget: b.name, device: b.device, share: b.peak ? p.at_peak / b.peak : 0 }, p));
+    }));
+    drawBars(byId("budgets-chart"), items.slice(0, 32), "budgets-svg");
+    fillTable(byId("budget-table"), [
+      { title: "budget", cell: (r) => r.budget },
+      { title: "device", num: true, cell: (r) => r.device },
+      { title: "pid", num: true, cell: (r) => r.pid },
+      { title: "at the budget's peak", num: true, cell: (r) => fmtBytes(r.at_peak) },
+      { title: "share", num: true, cell: (r) => fmtPct(r.share) },
+      { title: "own peak", num: true, cell: (r) => fmtBytes(r.peak) },
+    ], rows, "");
+  }
+
   function renderTraces() {
     fillTable(byId("trace-table"), [
       { title: "trace", cell: (t) => el("code", {}, t.path) },
@@ -944,6 +968,7 @@
   try {
     renderMeta();
     renderRanks();
+    renderBudgets();
     renderTraces();
     if (devices.length > 0) {
       // Open on the device with the largest peak: the one most likely to run out.

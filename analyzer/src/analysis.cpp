@@ -3,6 +3,8 @@
 // numbers become the trace's rows of the report.
 #include "gpumem/analyzer/analysis.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -10,6 +12,7 @@
 
 #include "anomaly_log.h"
 #include "attribution.h"
+#include "budget.h"
 #include "devices.h"
 #include "live_allocations.h"
 #include "metrics.h"
@@ -88,6 +91,10 @@ class Analysis::TraceState {
         phases_(options.max_phases_per_device),
         heaps_(live_, devices_, phases_),
         anomalies_(options.max_anomalies_per_trace, header.pid) {
+    const std::string config = bounded_string(header.config, sizeof header.config);
+    if (config_value(config, "GPUMEM_LIMIT_SCOPE") == "shared")
+      budget_ = config_value(config, "GPUMEM_LIMIT_NAME");
+    if (!budget_.empty()) devices_.log_reserved();
     for (int d = 0; d < trace::kMaxDevices; ++d) {
       const trace::DeviceInfo& info = header.devices[d];
       if (info.present)
@@ -131,6 +138,8 @@ class Analysis::TraceState {
   }
 
   void finish(const trace::ReadStats& stats, Report* report);
+  // The shared budget's members among this trace's devices (those with a cap), once finished.
+  void take_budget_members(std::vector<BudgetMember>* out);
   // finish()'s numbers without ending the trace (Analysis::snapshot).
   void snapshot(const trace::ReadStats& stats, Report* report);
 
@@ -414,6 +423,7 @@ class Analysis::TraceState {
   size_t trace_index_;
   uint64_t clock_base_;
   TraceSummary summary_;
+  std::string budget_;  // GPUMEM_LIMIT_NAME of a shared budget, else empty
   LiveAllocations live_;
   Devices devices_;
   PinnedHostCount pinned_;
@@ -575,7 +585,44 @@ DeviceReport Analysis::TraceState::device_report(
   return d;
 }
 
-Analysis::Analysis(AnalysisOptions options) : options_(options) {}
+void Analysis::TraceState::take_budget_members(std::vector<BudgetMember>* out) {
+  if (budget_.empty()) return;
+  devices_.for_each([&](int ordinal, DeviceState& state) {
+    ReservedLog* log = state.reserved_log();
+    if (log == nullptr) return;
+    BudgetMember m;
+    m.name = budget_;
+    m.device = ordinal;
+    if (const Devices::Info* info = devices_.find_info(ordinal)) m.limit_bytes = info->limit;
+    m.trace_index = trace_index_;
+    m.pid = summary_.pid;
+    m.rank = summary_.rank;
+    m.clock_base_ns = summary_.clock_base_ns;
+    m.start_unix_ns = summary_.start_unix_ns;
+    m.last_ns = std::max<int64_t>(last_ns_, 0);
+    m.end_ns = m.last_ns + 1;
+    // The trace's last write: its close at a clean exit. The header's two clocks were read at
+    // the same moment, so the file's wall-clock time converts to this trace's clock.
+    struct stat st;
+    if (::stat(summary_.path.c_str(), &st) == 0) {
+      const uint64_t mtime = static_cast<uint64_t>(st.st_mtim.tv_sec) * 1'000'000'000ull +
+                             static_cast<uint64_t>(st.st_mtim.tv_nsec);
+      if (mtime > summary_.start_unix_ns)
+        m.end_ns = std::max<int64_t>(m.end_ns,
+                                     static_cast<int64_t>(mtime - summary_.start_unix_ns));
+    }
+    m.exact = log->exact();
+    m.points = log->take_points();
+    out->push_back(std::move(m));
+  });
+}
+
+struct Analysis::Budgets {
+  std::vector<BudgetMember> members;
+};
+
+Analysis::Analysis(AnalysisOptions options)
+    : options_(options), budgets_(std::make_unique<Budgets>()) {}
 Analysis::~Analysis() = default;
 
 void Analysis::begin_trace(const trace::Header& header, const std::string& path) {
@@ -596,6 +643,7 @@ void Analysis::feed(const trace::Event& event) {
 
 void Analysis::end_trace(const trace::ReadStats& stats) {
   if (!current_) return;
+  current_->take_budget_members(&budgets_->members);  // before finish() moves the summary out
   current_->finish(stats, &report_);
   current_.reset();
 }
@@ -609,6 +657,8 @@ Report Analysis::snapshot(const trace::ReadStats& stats) {
 Report Analysis::finish() {
   if (current_) end_trace(trace::ReadStats{});
   if (report_.traces.size() >= 2) report_.ranks = summarize_ranks(report_);
+  report_.budgets = summarize_budgets(budgets_->members, options_.max_points);
+  budgets_->members.clear();
   return std::move(report_);
 }
 

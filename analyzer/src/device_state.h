@@ -6,11 +6,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "address_map.h"
+#include "budget.h"
 #include "gpumem/analyzer/analysis.h"
 #include "gpumem/analyzer/model.h"
 #include "gpumem/trace/format.h"
@@ -65,6 +67,11 @@ class DeviceState {
   // Whether a granule segment was ever reserved: the pool's own largest-free figure then counts
   // its unmapped address space, and free_in_segments() is the measure (docs/report-schema.md).
   bool has_granules() const { return has_granules_; }
+  // The process belongs to a shared budget: every change of reserved is logged (budget.h).
+  void keep_reserved_log() {
+    if (!reserved_log_) reserved_log_ = std::make_unique<ReservedLog>();
+  }
+  ReservedLog* reserved_log() { return reserved_log_.get(); }
   // NVTX heaps (nvtx_heaps.h), the growth pool's shape inside a program's own pool. The live
   // allocation `a` at `address` (outside any segment) becomes a segment of its size: still
   // reserved, no longer allocated; a.segment_id = kNvtxHeapSegment | the segment's id. False
@@ -162,6 +169,8 @@ class DeviceState {
                                                  bool sites) {
     n.outside -= bytes;
     const uint64_t res = segment_bytes_ + n.outside;
+    if (reserved_log_) [[unlikely]]
+      reserved_log_->add(t_ns, res);
     if (bytes == 0) [[unlikely]]
       timeline_add(t_ns, n.allocated, res, sites);
     else if (sites)
@@ -171,6 +180,8 @@ class DeviceState {
   }
   [[gnu::always_inline]] void after_change(Running& n, int64_t t_ns, uint64_t phase, bool sites) {
     const uint64_t res = segment_bytes_ + n.outside;
+    if (reserved_log_) [[unlikely]]
+      reserved_log_->add(t_ns, res);
     if (n.allocated > n.peak || (!has_peak_ && n.allocated > 0)) {
       new_peak(t_ns, phase, n.allocated, res);
       n.peak = n.allocated;
@@ -234,6 +245,7 @@ class DeviceState {
   int device_;
   const AnalysisOptions& options_;
   bool has_granules_ = false;
+  std::unique_ptr<ReservedLog> reserved_log_;  // only in a shared budget's process
   uint64_t allocated_ = 0;
   uint64_t segment_bytes_ = 0;  // live pool segments
   // Live allocations not inside a pool segment (reserved by themselves).
@@ -342,8 +354,9 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
         segment = segments_.take(r.address, bytes);
         segments_changed(t);
       }
-      a = {bytes, t, segment, r.site, r.device,
-           static_cast<uint8_t>(r.flags & trace::kFlagKindMask), false};
+      a = {bytes,  t,        segment,
+           r.site, r.device, static_cast<uint8_t>(r.flags & trace::kFlagKindMask),
+           false};
       count_alloc(n, bytes, kSites ? site_aggregate(r.site) : *last_site_agg_, segment == 0, t, 0,
                   kSites);
     } else if (r.op == kFree) {

@@ -24,6 +24,8 @@ class Devices {
   };
 
   explicit Devices(const AnalysisOptions& options) : options_(options) {}
+  // Before the first get(): each device logs its reserved bytes (a shared budget's process).
+  void log_reserved() { log_reserved_ = true; }
 
   // The device's state, made on first use.
   DeviceState& get(int ordinal) {
@@ -56,14 +58,17 @@ class Devices {
  private:
   [[gnu::noinline]] DeviceState& find(int ordinal) {
     auto it = states_.find(ordinal);
-    if (it == states_.end())
+    if (it == states_.end()) {
       it = states_.emplace(ordinal, std::make_unique<DeviceState>(ordinal, options_)).first;
+      if (log_reserved_) it->second->keep_reserved_log();
+    }
     last_ordinal_ = ordinal;
     last_ = it->second.get();
     return *last_;
   }
 
   const AnalysisOptions& options_;
+  bool log_reserved_ = false;
   std::map<int, std::unique_ptr<DeviceState>> states_;
   std::map<int, Info> info_;
   int last_ordinal_ = 0;

@@ -381,6 +381,19 @@ Json html_data(const Report& report, const HtmlOptions& o) {
   } else {
     j["ranks"] = nullptr;
   }
+  j["budgets"] = Json::array();
+  for (const BudgetReport& b : report.budgets) {
+    Json processes = Json::array();
+    for (const BudgetShare& s : b.processes)
+      processes.push_back({{"pid", s.pid}, {"at_peak", s.bytes_at_peak}, {"peak", s.peak_bytes}});
+    j["budgets"].push_back({{"name", b.name},
+                            {"device", b.device},
+                            {"limit", b.limit_bytes},
+                            {"peak", b.peak_bytes},
+                            {"peak_t", b.peak_time_ns},
+                            {"exact", b.exact},
+                            {"processes", std::move(processes)}});
+  }
   return j;
 }
 

@@ -259,6 +259,25 @@ nlohmann::ordered_json report_to_json(const Report& report) {
   } else {
     j["ranks"] = nullptr;
   }
+  j["budgets"] = Json::array();
+  for (const BudgetReport& b : report.budgets) {
+    Json processes = Json::array();
+    for (const BudgetShare& s : b.processes)
+      processes.push_back({{"trace_index", s.trace_index},
+                           {"pid", s.pid},
+                           {"rank", s.rank},
+                           {"bytes_at_peak", s.bytes_at_peak},
+                           {"peak_bytes", s.peak_bytes}});
+    j["budgets"].push_back({{"name", b.name},
+                            {"device", b.device},
+                            {"limit_bytes", b.limit_bytes},
+                            {"peak_bytes", b.peak_bytes},
+                            {"peak_time_ns", b.peak_time_ns},
+                            {"peak_unix_ns", b.peak_unix_ns},
+                            {"exact", b.exact},
+                            {"processes", std::move(processes)},
+                            {"timeline", {{"t_ns", b.t_ns}, {"total_bytes", b.total_bytes}}}});
+  }
   return j;
 }
 

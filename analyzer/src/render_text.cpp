@@ -316,6 +316,19 @@ std::string render_text(const Report& report, const TextOptions& o) {
         report.ranks->processes, human(s.max_bytes), s.max_pid, s.max_rank, human(s.min_bytes),
         s.min_pid, s.min_rank, human(static_cast<uint64_t>(s.mean_bytes)), percent(s.imbalance));
   }
+  for (const BudgetReport& b : report.budgets) {
+    out += fmt::format("\nshared budget {} on device {}: limit {}, {} processes\n",
+                       visible(b.name), b.device, human(b.limit_bytes), b.processes.size());
+    out += fmt::format("  peak of the total: {}{} at {} after the first process began\n",
+                       b.exact ? "" : "at most ", human(b.peak_bytes), seconds(b.peak_time_ns));
+    for (const BudgetShare& s : b.processes)
+      out += fmt::format("    pid {:<8} {:>12} at that peak ({} of it), its own peak {}\n", s.pid,
+                         human(s.bytes_at_peak),
+                         percent(b.peak_bytes == 0 ? 0.0
+                                                   : static_cast<double>(s.bytes_at_peak) /
+                                                         static_cast<double>(b.peak_bytes)),
+                         human(s.peak_bytes));
+  }
   return out;
 }
 

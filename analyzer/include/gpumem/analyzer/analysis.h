@@ -53,8 +53,10 @@ class Analysis {
 
  private:
   class TraceState;
+  struct Budgets;  // the shared-budget members of the traces ended so far (budget.h)
   AnalysisOptions options_;
   std::unique_ptr<TraceState> current_;
+  std::unique_ptr<Budgets> budgets_;
   Report report_;
 };
 

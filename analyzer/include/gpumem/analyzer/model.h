@@ -331,6 +331,33 @@ struct RanksSummary {
   RankStat peak_reserved;
 };
 
+// One shared budget (GPUMEM_LIMIT_SCOPE=shared, GPUMEM_LIMIT_NAME) on one device, from the traces
+// of its processes (each header names the budget): what they held together over time. A process
+// holds what its cap charges to the budget, its reserved bytes (pool segments and unpooled
+// allocations), from its first record until its last (at its end the ledger has it back).
+struct BudgetShare {
+  size_t trace_index = 0;
+  uint32_t pid = 0;
+  int32_t rank = -1;
+  uint64_t bytes_at_peak = 0;  // what it held when the budget's total peaked
+  uint64_t peak_bytes = 0;     // its own largest
+};
+
+struct BudgetReport {
+  std::string name;
+  int device = 0;
+  uint64_t limit_bytes = 0;
+  uint64_t peak_bytes = 0;     // the largest total over its processes
+  int64_t peak_time_ns = 0;    // since the first of its traces began (that trace's clock base)
+  uint64_t peak_unix_ns = 0;
+  // False when a process's changes were more than the analyzer keeps per process (4 Mi): then
+  // neighbouring changes were merged keeping the larger, and the peak is an upper bound.
+  bool exact = true;
+  std::vector<BudgetShare> processes;  // in trace order
+  std::vector<int64_t> t_ns;           // the total over time (max-box filter), times as peak_time_ns
+  std::vector<uint64_t> total_bytes;
+};
+
 struct Report {
   std::vector<TraceSummary> traces;
   std::vector<DeviceReport> devices;
@@ -339,6 +366,7 @@ struct Report {
   uint64_t ooms_final = 0;  // every failure counted, listed or not
   uint64_t ooms_retried = 0;
   std::optional<RanksSummary> ranks;  // present when two or more traces were analysed
+  std::vector<BudgetReport> budgets;  // one per shared budget and device the traces belonged to
 };
 
 }  // namespace gpumem::analyzer
