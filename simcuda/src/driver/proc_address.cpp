@@ -87,6 +87,8 @@ const Entry kEntries[] = {
     ROW(cuMemSetAccess, 10020, cuMemSetAccess),
     ROW(cuMemGetAllocationGranularity, 10020, cuMemGetAllocationGranularity),
     ROW(cuMemRetainAllocationHandle, 11000, cuMemRetainAllocationHandle),
+    ROW(cuMemExportToShareableHandle, 10020, cuMemExportToShareableHandle),
+    ROW(cuMemImportFromShareableHandle, 10020, cuMemImportFromShareableHandle),
     ROW(cuStreamCreate, 2000, cuStreamCreate),
     ROW(cuStreamCreateWithPriority, 5050, cuStreamCreateWithPriority),
     ROW(cuStreamDestroy, 4000, cuStreamDestroy_v2),

@@ -67,6 +67,8 @@ struct PhysicalAllocation {
   int fd;
   int references;  // create + retains - releases
   int mappings;    // live cuMemMap ranges using it
+  bool exportable = false;  // created with CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR requested
+  bool imported = false;    // another process's memory (shareable.cpp): charged to no one here
 };
 
 struct HostBlock {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "allocate.h"
+#include "shareable.h"
 
 using namespace simcuda;
 
@@ -22,7 +23,7 @@ bool aligned(uint64_t v) {
 // Drops the charge and the memfd of a handle nobody references or maps. Caller holds the lock.
 void maybe_destroy(PhysicalAllocation* h) {
   if (h->references > 0 || h->mappings > 0) return;
-  state().devices[h->device]->give(h->size, 0);
+  if (!h->imported) state().devices[h->device]->give(h->size, 0);
   state().handles.erase(h);
   close(h->fd);
   delete h;
@@ -122,12 +123,14 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemCreate(CUmemGenericAllocationHandle* handle
   alloc_latency();
   int device = prop->location.id;
   // The memfd first, then charge and record in one critical section (fork-consistent).
-  int fd = memfd_create("simcuda-vmm", MFD_CLOEXEC);
+  // The name carries the device, for an importer of the exported fd (shareable.cpp).
+  int fd = memfd_create(vmm_memfd_name(device).c_str(), MFD_CLOEXEC);
   if (fd < 0 || ftruncate(fd, static_cast<off_t>(size)) != 0) {
     if (fd >= 0) close(fd);
     return CUDA_ERROR_OUT_OF_MEMORY;
   }
   auto* h = new PhysicalAllocation{device, size, fd, 1, 0};
+  h->exportable = (prop->requestedHandleTypes & CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) != 0;
   {
     std::lock_guard lock(state().mu);
     Device& dev = *state().devices[device];
