@@ -281,4 +281,100 @@ TEST(Ipc, ImportsAreRecordedOnEveryLookupPathNotChargedAndCountedOnce) {
   }
 }
 
+// VMM memory shared through a POSIX file descriptor: the exporter creates 48 MiB (and imports its
+// own fd back, which is the same allocation), an importer under a 16 MiB cap imports it on each
+// lookup path, maps it (reading the exporter's bytes), then meets three bad handles and an import
+// it never maps. The import is recorded once, at its mapping, with the mapping's address and
+// exact bytes and the import's api and lookup path; it ends at the cuMemUnmap that drops the last
+// of it (the handle was released first); it is not charged (8 MiB of the importer's own leave 8
+// MiB free under its cap); the bad handles are alloc_failed records with CUDA's codes; and the
+// two processes' report counts the 48 MiB once.
+TEST(Shareable, ImportsAreRecordedAtTheirMappingOnEveryLookupPathNotChargedAndCountedOnce) {
+  const std::pair<const char*, Lookup> paths[] = {
+      {"driver", Lookup::direct},
+      {"driver_dlsym", Lookup::dlsym},
+      {"driver_resolver", Lookup::resolver},
+  };
+  for (const auto& [path, lookup] : paths) {
+    SCOPED_TRACE(path);
+    ScratchDir dir("gpumem-shareable");
+    Outcome r = run(dir, SHAREABLE_PROG, std::string("export ") + path + " 16MiB",
+                    "GPUMEM_TRACE=t-%p.trace");
+    ASSERT_EQ(r.output.status, 0) << r.output.out;
+    auto a = answers(r.output.out);
+    EXPECT_EQ(a.at("imported_byte"), std::vector<uint64_t>{0x5a});  // the exporter's bytes
+    EXPECT_EQ(a.at("importer_driver"), (std::vector<uint64_t>{8 * kMiB, 16 * kMiB}));
+    const auto files = traces_in(dir);
+    ASSERT_EQ(files.size(), 2u);
+    std::vector<std::string> ordered = files;  // exporter first: the one with physical memory
+    if (count(all_records(ordered[0]), Op::alloc, MemKind::physical) == 0)
+      std::swap(ordered[0], ordered[1]);
+    const auto exporter = all_records(ordered[0]), importer = all_records(ordered[1]);
+    // 48 MiB and 2 MiB that cannot be exported; its own import back adds nothing.
+    EXPECT_EQ(count(exporter, Op::alloc, MemKind::physical), 2u);
+    EXPECT_EQ(count(exporter, Op::free, MemKind::physical), 2u);
+    EXPECT_EQ(count(exporter, Op::alloc, MemKind::imported), 0u);
+    EXPECT_EQ(count(exporter, Op::alloc_failed, MemKind::imported), 0u);
+
+    std::vector<Record> imports, ends, failed, maps;
+    for (const Record& rec : importer) {
+      if (rec.op == static_cast<uint16_t>(Op::map)) maps.push_back(rec);
+      if (gpumem::trace::mem_kind(rec) != MemKind::imported) continue;
+      if (rec.op == static_cast<uint16_t>(Op::alloc)) imports.push_back(rec);
+      if (rec.op == static_cast<uint16_t>(Op::free)) ends.push_back(rec);
+      if (rec.op == static_cast<uint16_t>(Op::alloc_failed)) failed.push_back(rec);
+    }
+    ASSERT_EQ(imports.size(), 1u);  // the second import was never mapped: no record
+    ASSERT_EQ(ends.size(), 1u);
+    ASSERT_EQ(maps.size(), 1u);
+    EXPECT_EQ(imports[0].api, static_cast<uint16_t>(Api::cuMemImportFromShareableHandle));
+    EXPECT_EQ(lookup_of(imports[0]), lookup);
+    EXPECT_EQ(imports[0].bytes, 48 * kMiB);
+    EXPECT_EQ(imports[0].address, maps[0].address);
+    EXPECT_EQ(ends[0].api, static_cast<uint16_t>(Api::cuMemUnmap));
+    EXPECT_EQ(ends[0].address, imports[0].address);
+    EXPECT_EQ(ends[0].bytes, 48 * kMiB);
+    ASSERT_EQ(failed.size(), 3u);
+    EXPECT_EQ(failed[0].result, 1);    // fd -1: CUDA_ERROR_INVALID_VALUE
+    EXPECT_EQ(failed[1].result, 1);    // /dev/null
+    EXPECT_EQ(failed[2].result, 801);  // a Win32 handle: CUDA_ERROR_NOT_SUPPORTED
+    for (const Record& f : failed) EXPECT_EQ(lookup_of(f), lookup);
+    EXPECT_EQ(count(importer, Op::alloc_failed, MemKind::device), 0u);
+    EXPECT_EQ(count(importer, Op::anomaly, MemKind::device) +
+                  count(importer, Op::anomaly, MemKind::physical),
+              0u);
+
+    const std::string json = dir / "report.json";
+    auto rep = sh(std::string(GPUMEM_CLI) + " report --json '" + json + "' '" + ordered[0] + "' '" +
+                  ordered[1] + "'");
+    ASSERT_EQ(rep.status, 0) << rep.out;
+    std::ifstream in(json);
+    const auto j = nlohmann::json::parse(in);
+    ASSERT_EQ(j["traces"].size(), 2u);
+    EXPECT_EQ(j["traces"][0]["imported"]["alloc"], 0);
+    EXPECT_EQ(j["traces"][1]["imported"]["peak_bytes"], 48 * kMiB);
+    EXPECT_EQ(j["traces"][1]["imported"]["alloc"], 1);
+    EXPECT_EQ(j["traces"][1]["imported"]["free"], 1);
+    EXPECT_EQ(j["traces"][1]["imported"]["final_bytes"], 0);
+    ASSERT_EQ(j["devices"].size(), 2u);
+    EXPECT_EQ(j["devices"][0]["peak"]["allocated_bytes"], 50 * kMiB);  // the exporter's, once
+    EXPECT_EQ(j["devices"][1]["peak"]["allocated_bytes"], 8 * kMiB);   // the importer's own
+  }
+}
+
+// simcuda alone on a device two processes share: the exporter's 48 MiB are charged once, to the
+// exporter; the importer's free memory is the device's less both processes' own allocations.
+TEST(Shareable, OnASharedSimulatedDeviceTheExporterAloneIsCharged) {
+  ScratchDir dir("gpumem-shareable");
+  const std::string shared = "SIMCUDA_SHARED=gpumem-shareable-test-" + std::to_string(getpid());
+  Outcome r = run(dir, SHAREABLE_PROG, "export driver", shared + " GPUMEM_TRACE=off", false);
+  std::system(("rm -f /dev/shm/simcuda-gpumem-shareable-test-" + std::to_string(getpid()) +
+               "-dev0")
+                  .c_str());
+  ASSERT_EQ(r.output.status, 0) << r.output.out;
+  auto a = answers(r.output.out);
+  EXPECT_EQ(a.at("imported_byte"), std::vector<uint64_t>{0x5a});
+  EXPECT_EQ(a.at("importer_driver"), (std::vector<uint64_t>{kGiB - 56 * kMiB, kGiB}));
+}
+
 }  // namespace

@@ -4,6 +4,7 @@
 // (hook_family.h).
 #include <cuda.h>
 
+#include "hooks/families.h"
 #include "hooks/hook_family.h"
 #include "hooks/vmm_lifetime.h"
 #include "hooks/wrapped.h"
@@ -27,21 +28,7 @@ using trace::Api;
 using trace::Lookup;
 using trace::MemKind;
 
-struct Driver {
-  using Result = CUresult;
-  using Stream = CUstream;
-  static constexpr Result kSuccess = CUDA_SUCCESS;
-  static constexpr resources::Family kFamily = resources::Family::driver;
-  static constexpr Result kNotInitialised = CUDA_ERROR_NOT_INITIALIZED;
-  static constexpr const char* kMissingWhy = "libcuda.so.1 cannot be loaded";
-  static constexpr const char* kNotInitialisedName = "CUDA_ERROR_NOT_INITIALIZED";
-  static int current_device() {
-    auto get = GPUMEM_REAL_DRIVER(cuCtxGetDevice);
-    CUdevice d = -1;
-    if (get == nullptr || get(&d) != CUDA_SUCCESS) return -1;
-    return static_cast<int>(d);
-  }
-};
+using Driver = families::Driver;
 
 #define GPUMEM_DRIVER_PROLOGUE(name, ...) \
   GPUMEM_HOOK_PROLOGUE(Driver, GPUMEM_REAL_DRIVER(name), #name, __VA_ARGS__)
@@ -179,6 +166,23 @@ CUresult hook_cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
   return e;
 }
 
+// An imported shareable handle (hooks/ipc.cpp) mapped for the first time: its size is known now,
+// so the import is recorded here, at the mapping, with the import's api and lookup path.
+void record_import_mapping(CUdeviceptr ptr, uint64_t bytes, Lookup lookup) {
+  Request req = request<Driver, Lookup::direct>(Api::cuMemImportFromShareableHandle, bytes,
+                                                MemKind::imported);
+  req.flags = make_flags(MemKind::imported, lookup);
+  allocate<Driver>(req, &ptr, [] { return CUDA_SUCCESS; });
+}
+
+// The end of an imported handle's memory in this process, recorded where its import was.
+template <Lookup L, class Call>
+CUresult free_import(Api api, uint64_t address, Call call) {
+  Request req = free_request<Driver, L>(api);
+  req.flags = make_flags(MemKind::imported, L);
+  return release<Driver>(req, address, call);
+}
+
 // The memory goes, and its free is recorded, only when this is the last reference and nothing
 // maps it any more (vmm_lifetime.h); otherwise the real release runs unrecorded and the bytes
 // stay charged to the cap until the last cuMemUnmap.
@@ -186,15 +190,18 @@ template <Lookup L>
 CUresult hook_cuMemRelease(CUmemGenericAllocationHandle handle) {
   GPUMEM_DRIVER_PROLOGUE(cuMemRelease, handle);
   if (handle == 0) return real(handle);
-  const vmm::Release what = vmm::release(handle);
-  if (what == vmm::Release::still_live) {
-    const CUresult e = real(handle);
-    if (e != CUDA_SUCCESS) vmm::release_failed(handle, what);
-    return e;
+  uint64_t import_address = 0;
+  const vmm::Release what = vmm::release(handle, &import_address);
+  CUresult e;
+  if (what == vmm::Release::still_live || what == vmm::Release::unmapped_import) {
+    e = real(handle);
+  } else if (what == vmm::Release::last_import) {
+    e = free_import<L>(Api::cuMemRelease, import_address, [&] { return real(handle); });
+  } else {
+    Request req = request<Driver, L>(Api::cuMemRelease, 0, MemKind::physical, nullptr, false, -1);
+    e = release<Driver>(req, handle, [&] { return real(handle); });
   }
-  Request req = request<Driver, L>(Api::cuMemRelease, 0, MemKind::physical, nullptr, false, -1);
-  const CUresult e = release<Driver>(req, handle, [&] { return real(handle); });
-  if (e != CUDA_SUCCESS) vmm::release_failed(handle, what);
+  if (e != CUDA_SUCCESS) vmm::release_failed(handle, what, import_address);
   return e;
 }
 
@@ -214,7 +221,9 @@ CUresult hook_cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
   GPUMEM_DRIVER_PROLOGUE(cuMemMap, ptr, size, offset, handle, flags);
   Request req = request<Driver, L>(Api::cuMemMap, size, MemKind::physical);
   const CUresult e = real(ptr, size, offset, handle, flags);
-  if (e == CUDA_SUCCESS) vmm::mapped(ptr, size, handle);
+  uint8_t import_lookup = 0;
+  if (e == CUDA_SUCCESS && vmm::mapped(ptr, size, handle, &import_lookup))
+    record_import_mapping(ptr, offset + size, static_cast<Lookup>(import_lookup));
   record_event(trace::Op::map, req, ptr, handle, e);
   return e;
 }
@@ -228,13 +237,18 @@ CUresult hook_cuMemUnmap(CUdeviceptr ptr, size_t size) {
   const CUresult e = real(ptr, size);
   record_event(trace::Op::unmap, req, ptr, 0, e);
   if (e != CUDA_SUCCESS) return e;
-  uint64_t gone[64];
+  vmm::Gone gone[64];
   size_t n;
   do {
     n = vmm::unmapped(ptr, size, gone, sizeof gone / sizeof gone[0]);
     for (size_t i = 0; i < n; ++i) {
+      auto done = [] { return CUDA_SUCCESS; };
+      if (gone[i].import_address != 0) {
+        free_import<L>(Api::cuMemUnmap, gone[i].import_address, done);
+        continue;
+      }
       Request freed = request<Driver, L>(Api::cuMemUnmap, 0, MemKind::physical, nullptr, false, -1);
-      release<Driver>(freed, gone[i], [] { return CUDA_SUCCESS; });
+      release<Driver>(freed, gone[i].handle, done);
     }
   } while (n == sizeof gone / sizeof gone[0]);
   return e;

@@ -1,5 +1,5 @@
-// The two CUDA hook families' traits (hook_family.h describes what a family provides), for hook
-// files outside runtime.cpp and driver.cpp: the runtime (cudaError_t) and the driver (CUresult).
+// The two CUDA hook families' traits (hook_family.h describes what a family provides), shared by
+// every hook file: the runtime (cudaError_t) and the driver (CUresult).
 #pragma once
 
 #include <cuda.h>

@@ -7,11 +7,18 @@
 //
 // The import runs first: its size is known only once it is mapped, from
 // cuMemGetAddressRange_v2 on the new pointer; the path then records the call's answer.
+//
+// cuMemImportFromShareableHandle (a VMM handle another process exported, e.g. as a POSIX file
+// descriptor) returns a handle whose size no driver call tells: the handle is counted here
+// (hooks/vmm_lifetime.h), and its alloc of kind imported is recorded at its first cuMemMap, with
+// the mapping's address and bytes, its free at the cuMemRelease or cuMemUnmap that ends it
+// (driver.cpp). A failed import is an alloc_failed of kind imported with CUDA's code.
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 
 #include "hooks/families.h"
 #include "hooks/hook_family.h"
+#include "hooks/vmm_lifetime.h"
 #include "hooks/wrapped.h"
 #include "real.h"
 
@@ -84,6 +91,21 @@ CUresult hook_cuIpcCloseMemHandle(CUdeviceptr dptr) {
   return close_import<DriverIpc, L>(Api::cuIpcCloseMemHandle, dptr, [&] { return real(dptr); });
 }
 
+template <Lookup L>
+CUresult hook_cuMemImportFromShareableHandle(CUmemGenericAllocationHandle* handle, void* os_handle,
+                                             CUmemAllocationHandleType type) {
+  GPUMEM_HOOK_PROLOGUE(DriverIpc, GPUMEM_REAL_DRIVER(cuMemImportFromShareableHandle),
+                       "cuMemImportFromShareableHandle", handle, os_handle, type);
+  const CUresult e = real(handle, os_handle, type);
+  if (e == CUDA_SUCCESS && handle != nullptr) {
+    vmm::imported(*handle, static_cast<uint8_t>(L));
+  } else if (handle != nullptr) {
+    Request req = request<DriverIpc, L>(Api::cuMemImportFromShareableHandle, 0, MemKind::imported);
+    return allocate<DriverIpc>(req, handle, [&] { return e; });
+  }
+  return e;
+}
+
 }  // namespace
 
 const Wrapped kIpcWrapped[] = {
@@ -91,6 +113,7 @@ const Wrapped kIpcWrapped[] = {
     GPUMEM_WRAPPED(cudaIpcCloseMemHandle),
     GPUMEM_WRAPPED(cuIpcOpenMemHandle_v2),
     GPUMEM_WRAPPED(cuIpcCloseMemHandle),
+    GPUMEM_WRAPPED(cuMemImportFromShareableHandle),
 };
 const size_t kIpcWrappedCount = sizeof kIpcWrapped / sizeof kIpcWrapped[0];
 
@@ -109,4 +132,8 @@ GPUMEM_EXPORT CUresult cuIpcOpenMemHandle_v2(CUdeviceptr* p, CUipcMemHandle h, u
 }
 GPUMEM_EXPORT CUresult cuIpcCloseMemHandle(CUdeviceptr p) {
   return gpumem::hooks::hook_cuIpcCloseMemHandle<Lookup::direct>(p);
+}
+GPUMEM_EXPORT CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle* h, void* os,
+                                                      CUmemAllocationHandleType t) {
+  return gpumem::hooks::hook_cuMemImportFromShareableHandle<Lookup::direct>(h, os, t);
 }

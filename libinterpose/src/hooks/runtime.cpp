@@ -4,6 +4,7 @@
 // shared with the driver family (hook_family.h); this file holds the runtime's entry points.
 #include <cuda_runtime_api.h>
 
+#include "hooks/families.h"
 #include "hooks/hook_family.h"
 #include "hooks/wrapped.h"
 #include "log.h"
@@ -37,21 +38,7 @@ uint64_t saturating_product(uint64_t a, uint64_t b, uint64_t c = 1) {
   return abc;
 }
 
-struct Runtime {
-  using Result = cudaError_t;
-  using Stream = cudaStream_t;
-  static constexpr Result kSuccess = cudaSuccess;
-  static constexpr resources::Family kFamily = resources::Family::runtime;
-  static constexpr Result kNotInitialised = cudaErrorInitializationError;
-  static constexpr const char* kMissingWhy = "no CUDA runtime (libcudart.so.13) is loaded";
-  static constexpr const char* kNotInitialisedName = "cudaErrorInitializationError";
-  static int current_device() {
-    auto get = GPUMEM_REAL_RUNTIME(cudaGetDevice);
-    int d = -1;
-    if (get == nullptr || get(&d) != cudaSuccess) return -1;
-    return d;
-  }
-};
+using Runtime = families::Runtime;
 
 #define GPUMEM_RUNTIME_PROLOGUE(name, ...) \
   GPUMEM_HOOK_PROLOGUE(Runtime, GPUMEM_REAL_RUNTIME(name), #name, __VA_ARGS__)

@@ -10,10 +10,15 @@ constexpr size_t kSlots = size_t{1} << 16;  // per table; a power of two
 constexpr uint64_t kEmpty = 0;
 constexpr uint64_t kTombstone = ~uint64_t{0};
 
+enum class Origin : uint8_t { created, imported, imported_recorded };
+
 struct HandleSlot {
   uint64_t handle;
   uint32_t references;
   uint32_t mappings;
+  uint64_t import_address;  // Origin::imported_recorded: where its alloc was recorded
+  Origin origin;
+  uint8_t lookup;  // the import's trace::Lookup
 };
 struct MappingSlot {
   uint64_t ptr;
@@ -63,23 +68,38 @@ HandleSlot* find_handle(uint64_t h) {
   return find<HandleSlot, &HandleSlot::handle>(g_handles, h);
 }
 
-// Drops one mapping of s->handle; true when that handle's memory goes with it.
-bool drop_mapping(MappingSlot* s) {
+// Drops one mapping of s->handle; true when that handle's memory goes with it (*import_address:
+// where an imported handle's alloc was recorded, else 0).
+bool drop_mapping(MappingSlot* s, uint64_t* import_address) {
   HandleSlot* h = find_handle(s->handle);
   vacate<MappingSlot, &MappingSlot::ptr>(g_mappings, s);
   --g_live_mappings;
   if (h == nullptr || h->mappings == 0) return false;
   if (--h->mappings != 0 || h->references != 0) return false;
+  *import_address = h->origin == Origin::imported_recorded ? h->import_address : 0;
   vacate<HandleSlot, &HandleSlot::handle>(g_handles, h);
   return true;
+}
+
+// A new slot for handle with one reference. Caller holds g_mu.
+void claim_handle(uint64_t handle, Origin origin, uint8_t lookup, uint64_t import_address) {
+  if (HandleSlot* s = claim<HandleSlot, &HandleSlot::handle>(g_handles, handle))
+    *s = HandleSlot{handle, 1, 0, import_address, origin, lookup};
 }
 
 }  // namespace
 
 void created(uint64_t handle) {
   std::lock_guard lock(g_mu);  // a live handle is never handed out twice: no lookup first
-  if (HandleSlot* s = claim<HandleSlot, &HandleSlot::handle>(g_handles, handle))
-    *s = HandleSlot{handle, 1, 0};
+  claim_handle(handle, Origin::created, 0, 0);
+}
+
+void imported(uint64_t handle, uint8_t lookup) {
+  std::lock_guard lock(g_mu);
+  if (HandleSlot* s = find_handle(handle))
+    ++s->references;
+  else
+    claim_handle(handle, Origin::imported, lookup, 0);
 }
 
 void retained(uint64_t handle) {
@@ -87,40 +107,59 @@ void retained(uint64_t handle) {
   if (HandleSlot* s = find_handle(handle)) ++s->references;
 }
 
-void mapped(uint64_t ptr, uint64_t size, uint64_t handle) {
+bool mapped(uint64_t ptr, uint64_t size, uint64_t handle, uint8_t* import_lookup) {
   std::lock_guard lock(g_mu);
   HandleSlot* h = find_handle(handle);
-  if (h == nullptr) return;
+  if (h == nullptr) return false;
+  const bool first_import = h->origin == Origin::imported;
+  if (first_import) {
+    h->origin = Origin::imported_recorded;
+    h->import_address = ptr;
+    *import_lookup = h->lookup;
+  }
   MappingSlot* m = claim<MappingSlot, &MappingSlot::ptr>(g_mappings, ptr);
-  if (m == nullptr) return;  // not tracked: the handle's free comes at its release
+  if (m == nullptr) return first_import;  // not tracked: the handle's free comes at its release
   *m = MappingSlot{ptr, size, handle};
   ++g_live_mappings;
   ++h->mappings;
+  return first_import;
 }
 
-Release release(uint64_t handle) {
+Release release(uint64_t handle, uint64_t* import_address) {
   std::lock_guard lock(g_mu);
   HandleSlot* h = find_handle(handle);
   if (h == nullptr || h->references == 0) return Release::untracked;
   if (--h->references != 0 || h->mappings != 0) return Release::still_live;
+  const Origin origin = h->origin;
+  *import_address = h->import_address;
   vacate<HandleSlot, &HandleSlot::handle>(g_handles, h);
-  return Release::last;
+  return origin == Origin::created    ? Release::last
+         : origin == Origin::imported ? Release::unmapped_import
+                                      : Release::last_import;
 }
 
-void release_failed(uint64_t handle, Release what) {
-  if (what == Release::untracked) return;
-  if (what == Release::last) return created(handle);
+void release_failed(uint64_t handle, Release what, uint64_t import_address) {
   std::lock_guard lock(g_mu);
-  if (HandleSlot* h = find_handle(handle)) ++h->references;
+  switch (what) {
+    case Release::untracked: return;
+    case Release::last: return claim_handle(handle, Origin::created, 0, 0);
+    case Release::unmapped_import: return claim_handle(handle, Origin::imported, 0, 0);
+    case Release::last_import:
+      return claim_handle(handle, Origin::imported_recorded, 0, import_address);
+    case Release::still_live:
+      if (HandleSlot* h = find_handle(handle)) ++h->references;
+      return;
+  }
 }
 
-size_t unmapped(uint64_t ptr, uint64_t size, uint64_t* gone, size_t max) {
+size_t unmapped(uint64_t ptr, uint64_t size, Gone* gone, size_t max) {
   std::lock_guard lock(g_mu);
   size_t n = 0;
   const uint64_t end = ptr + size;
   auto drop = [&](MappingSlot* m) {
     const uint64_t handle = m->handle;
-    if (drop_mapping(m)) gone[n++] = handle;
+    uint64_t import_address = 0;
+    if (drop_mapping(m, &import_address)) gone[n++] = Gone{handle, import_address};
   };
   // The usual range is one mapping, or mappings laid end to end: follow them. Stops with gone[]
   // full, leaving the rest of the range's mappings for the caller's next call.
