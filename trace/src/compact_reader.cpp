@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -20,6 +21,11 @@ namespace {
 
 constexpr size_t kMaxBatch = 256;
 
+// A chunk header read alone: sane (ok when the chunk has no body, short_ otherwise).
+bool header_ok(compact::ChunkCheck c) {
+  return c == compact::ChunkCheck::ok || c == compact::ChunkCheck::short_;
+}
+
 class CompactFileReader final : public Reader {
  public:
   CompactFileReader(int fd, std::string path, uint64_t size, std::unique_ptr<Header> header,
@@ -31,6 +37,7 @@ class CompactFileReader final : public Reader {
         layout_(layout),
         skip_(skip),
         hold_(hold) {
+    bounded_ = layout.max_bytes != 0 && bounded_layout(layout, &bounds_);
     rewind();
   }
   ~CompactFileReader() override {
@@ -41,6 +48,8 @@ class CompactFileReader final : public Reader {
   const Header& header() const override { return *header_; }
   const std::string& path() const override { return path_; }
   uint64_t file_size() const override { return file_size_; }
+
+  const DroppedSpan* dropped() const override { return has_digest_ ? &dropped_ : nullptr; }
 
   const ReadStats& stats() const override {
     stats_.records = records_;
@@ -75,6 +84,7 @@ class CompactFileReader final : public Reader {
     stats_.truncated = !reason.empty();
     stats_.reason = std::move(reason);
     stats_.bytes_read = offset_;
+    stats_.dropped_span = dropped();
     return stats_;
   }
 
@@ -90,6 +100,8 @@ class CompactFileReader final : public Reader {
     in_chunks_ = true;
     raw_.reset();
     raw_cut_ = false;
+    part_ = Part::head;
+    if (bounded_) find_digest();
     Event ev;
     for (uint64_t i = 0; i < skip_ && next(&ev); ++i) {
     }
@@ -142,6 +154,117 @@ class CompactFileReader final : public Reader {
   bool load_chunk() {
     at_ = 0;
     chunk_.records.clear();
+    if (part_ == Part::head && !load_head_chunk()) {
+      if (!bounded_) return false;
+      // The head is over: the digest's records, then the window from where the digest says.
+      part_ = Part::window;
+      offset_ = bounds_.window_begin;
+      if (has_digest_) {
+        chunks_ = dropped_.next_chunk;
+        offset_ = digest_window_at_;
+        if (load_digest_chunk()) return true;
+      }
+    }
+    return part_ == Part::window ? load_window_chunk() : true;
+  }
+
+  // A bounded trace's window: the framed chunk whose index is chunks_, at offset_ or, when the
+  // circle went round, at the window's beginning. Anything else ends the chunks (the next one was
+  // being written when the process died, or the window holds nothing newer).
+  bool load_window_chunk() {
+    for (int tries = 0; tries < 2; ++tries) {
+      WindowFrame frame;
+      const uint64_t at = offset_;
+      const bool whole =
+          at + sizeof frame + compact::kChunkHeaderBytes <= bounds_.window_end &&
+          read_at(fd_, reinterpret_cast<char*>(&frame), sizeof frame, at) ==
+              static_cast<ssize_t>(sizeof frame) &&
+          frame.magic == kWindowMagic && frame.index == chunks_;
+      if (!whole) {
+        if (at == bounds_.window_begin) return false;
+        offset_ = bounds_.window_begin;
+        continue;
+      }
+      uint8_t head[compact::kChunkHeaderBytes];
+      compact::ChunkInfo info;
+      if (read_at(fd_, reinterpret_cast<char*>(head), sizeof head, at + sizeof frame) !=
+              static_cast<ssize_t>(sizeof head) ||
+          !header_ok(compact::check_chunk(head, sizeof head, &info)) ||
+          at + sizeof frame + info.size() > std::min(bounds_.window_end, file_size_))
+        return false;
+      body_.resize(info.size());
+      if (read_at(fd_, reinterpret_cast<char*>(body_.data()), body_.size(), at + sizeof frame) !=
+              static_cast<ssize_t>(body_.size()) ||
+          !compact::decode_chunk(body_.data(), body_.size(), &chunk_, &info))
+        return false;  // a seal cut by a kill: its raw chunk is still in the ring
+      offset_ = at + sizeof frame + info.size();
+      ++chunks_;
+      return true;
+    }
+    return false;
+  }
+
+  // The digest slot with the highest generation whose frame and chunk are whole: its frame and
+  // rows into dropped_ (its chunk is decoded when the reader gets there).
+  void find_digest() {
+    has_digest_ = false;
+    dropped_ = DroppedSpan{};
+    uint64_t best = 0;
+    for (uint64_t slot : bounds_.digest_at) {
+      DigestFrame f;
+      if (read_at(fd_, reinterpret_cast<char*>(&f), sizeof f, slot) != static_cast<ssize_t>(sizeof f) ||
+          f.magic != kDigestMagic || f.generation <= best || f.frame_bytes < sizeof f ||
+          f.frame_bytes > bounds_.digest_bytes ||
+          f.frame_bytes != sizeof f + uint64_t{f.rows} * sizeof(OmittedRow) ||
+          f.next_chunk < f.first_chunk || f.window_at < bounds_.window_begin ||
+          f.window_at >= bounds_.window_end)
+        continue;
+      std::vector<uint8_t> frame(f.frame_bytes);
+      if (read_at(fd_, reinterpret_cast<char*>(frame.data()), frame.size(), slot) !=
+              static_cast<ssize_t>(frame.size()) ||
+          compact::checksum(f.frame_bytes, f.rows, frame.data() + 16, frame.size() - 16) !=
+              f.checksum)
+        continue;
+      uint8_t head[compact::kChunkHeaderBytes];
+      compact::ChunkInfo info;
+      if (read_at(fd_, reinterpret_cast<char*>(head), sizeof head, slot + f.frame_bytes) !=
+              static_cast<ssize_t>(sizeof head) ||
+          !header_ok(compact::check_chunk(head, sizeof head, &info)) ||
+          f.frame_bytes + info.size() > bounds_.digest_bytes || info.records != f.kept)
+        continue;
+      best = f.generation;
+      has_digest_ = true;
+      digest_at_ = slot + f.frame_bytes;
+      digest_size_ = info.size();
+      digest_window_at_ = f.window_at;
+      dropped_ = DroppedSpan{};
+      dropped_.records = f.records;
+      dropped_.kept = f.kept;
+      dropped_.first_t_ns = f.first_t_ns;
+      dropped_.last_t_ns = f.last_t_ns;
+      dropped_.first_chunk = f.first_chunk;
+      dropped_.next_chunk = f.next_chunk;
+      for (uint32_t i = 0; i < f.rows; ++i) {
+        OmittedRow row;
+        std::memcpy(&row, frame.data() + sizeof f + i * sizeof row, sizeof row);
+        dropped_.omitted.push_back({row.device, row.op, row.aux, row.count, row.bytes});
+      }
+    }
+  }
+
+  bool load_digest_chunk() {
+    compact::ChunkInfo info;
+    body_.resize(digest_size_);
+    if (read_at(fd_, reinterpret_cast<char*>(body_.data()), body_.size(), digest_at_) !=
+            static_cast<ssize_t>(body_.size()) ||
+        !compact::decode_chunk(body_.data(), body_.size(), &chunk_, &info)) {
+      ++damaged_chunks_;  // checked at open, changed since: the writer is still running
+      return false;
+    }
+    return !chunk_.records.empty();
+  }
+
+  bool load_head_chunk() {
     for (;;) {
       uint8_t head[compact::kChunkHeaderBytes];
       if (read_at(fd_, reinterpret_cast<char*>(head), sizeof head, offset_) !=
@@ -152,6 +275,7 @@ class CompactFileReader final : public Reader {
       if (check == compact::ChunkCheck::bad_magic || check == compact::ChunkCheck::damaged)
         return false;  // zeros (the end) or a header no writer wrote
       if (offset_ + info.size() > file_size_) return false;  // cut, or a seal cut by a kill
+      if (bounded_ && offset_ + info.size() > bounds_.head_end) return false;
       body_.resize(info.size());
       if (read_at(fd_, reinterpret_cast<char*>(body_.data()), body_.size(), offset_) !=
           static_cast<ssize_t>(body_.size()))
@@ -227,6 +351,13 @@ class CompactFileReader final : public Reader {
     raw_ = open_raw_records(mem, path_, file.size(), std::move(h), hold_);
   }
 
+  enum class Part { head, window };
+  Part part_ = Part::head;
+  bool bounded_ = false;
+  BoundedLayout bounds_{};
+  bool has_digest_ = false;
+  uint64_t digest_at_ = 0, digest_size_ = 0, digest_window_at_ = 0;
+  DroppedSpan dropped_;
   int fd_;
   std::string path_;
   uint64_t file_size_;
@@ -264,6 +395,14 @@ std::unique_ptr<Reader> open_compact(int fd, const std::string& path, uint64_t s
              std::to_string(l.chunk_slots) + ", ring_chunks " + std::to_string(l.ring_chunks) +
              ", compact_offset " + std::to_string(l.compact_offset) +
              "): the file cannot be read";
+    return nullptr;
+  }
+  BoundedLayout bounds;
+  if (l.max_bytes != 0 && !bounded_layout(l, &bounds)) {
+    ::close(fd);
+    *error = "'" + path + "' has a damaged bounded layout (max_bytes " +
+             std::to_string(l.max_bytes) + ", at least " + std::to_string(kMinTraceMax) +
+             " expected): the file cannot be read";
     return nullptr;
   }
   return std::make_unique<CompactFileReader>(fd, path, size, std::move(header), l, skip, hold);

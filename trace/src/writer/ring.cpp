@@ -18,6 +18,7 @@
 #include "gpumem/trace/compact.h"
 #include "gpumem/trace/format_v2.h"
 #include "gpumem/trace/writer.h"
+#include "window.h"
 
 namespace gpumem {
 namespace {
@@ -133,12 +134,15 @@ bool TraceWriter::seal_chunk(char* base, uint64_t chunk, uint64_t end) {
     enc.add(r, std::string_view(reinterpret_cast<const char*>(payload), len));
   }
   const size_t size = enc.finish();
-  if (!write_all(fd_, seal_buffer_, size, compact_end_)) {
+  // A bounded trace places the chunk in its head or window (window.h); else it is appended.
+  if (window_ != nullptr ? !window_->place(fd_, seal_buffer_, size, chunk)
+                         : !write_all(fd_, seal_buffer_, size, compact_end_)) {
     full_errno_.store(errno, std::memory_order_relaxed);
     full_.store(true, std::memory_order_release);
     return false;
   }
-  compact_end_ += size;
+  compact_end_ = window_ != nullptr ? std::max(compact_end_, window_->file_end())
+                                    : compact_end_ + size;
   spill_slots_ = at > begin + chunk_bytes ? (at - begin - chunk_bytes) / trace::kRecordSize : 0;
   // The compact copy is in the file: the ring space may be reused. Zeroed first, so that a
   // reader never takes what is left of this chunk for a later one.
@@ -190,6 +194,8 @@ void TraceWriter::close_compact(char* base, uint64_t cursor_at_close) {
   }
   ::close(fd_);
   fd_ = -1;
+  delete window_;
+  window_ = nullptr;
 }
 
 }  // namespace gpumem

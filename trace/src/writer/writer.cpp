@@ -4,6 +4,8 @@
 
 #include "gpumem/trace/compact.h"
 #include "gpumem/trace/format_v2.h"
+#include "gpumem/units.h"
+#include "window.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -262,7 +264,16 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
     return fail_removing("gpumem: cannot stat trace file '%s': %s", path, std::strerror(errno));
   if ((st.st_mode & 07777) != 0600) fchmod(fd, 0600);  // a umask never widens (or narrows) it
   const char* wanted_format = secure_getenv("GPUMEM_TRACE_FORMAT");
-  const bool compact = format_ == Format::compact ||
+  // GPUMEM_TRACE_MAX (checked by the preload's settings parser): a bounded trace is compact.
+  uint64_t max_bytes = max_bytes_;
+  if (max_bytes == 0 && format_ == Format::from_environment) {
+    const char* wanted_max = secure_getenv("GPUMEM_TRACE_MAX");
+    if (wanted_max != nullptr && wanted_max[0] != '\0' &&
+        parse_size(wanted_max, &max_bytes) != SizeParse::ok)
+      max_bytes = 0;
+  }
+  if (max_bytes != 0) max_bytes = std::max(max_bytes, trace::kMinTraceMax);
+  const bool compact = format_ == Format::compact || max_bytes != 0 ||
                        (format_ == Format::from_environment && wanted_format != nullptr &&
                         std::strcmp(wanted_format, "compact") == 0);
   if (format_ == Format::from_environment && wanted_format != nullptr && !compact &&
@@ -342,8 +353,12 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   std::memset(h->reserved0, 0, sizeof h->reserved0);
   if (compact) {
     const trace::CompactLayout layout{kChunkSlots, kRingChunks, trace::kHeaderSize + ring, 0,
-                                      trace::kHeaderSize + ring, 0};
+                                      trace::kHeaderSize + ring, max_bytes};
     std::memcpy(h->reserved0, &layout, sizeof layout);
+    trace::BoundedLayout bounded;
+    window_ = max_bytes != 0 && trace::bounded_layout(layout, &bounded)
+                  ? new detail::BoundedWindow(bounded)
+                  : nullptr;
   }
   h->header_size = trace::kHeaderSize;
   h->record_size = trace::kRecordSize;
@@ -528,6 +543,14 @@ void TraceWriter::set_device(int device, uint64_t capacity, uint64_t limit, cons
   r.bytes = capacity;
   r.aux = limit;
   append(r);
+}
+
+void TraceWriter::set_pool(const char* name) {
+  char* base = base_.load(std::memory_order_acquire);
+  if (base == nullptr || name == nullptr) return;
+  std::lock_guard lock(strings_mutex_);
+  auto* h = reinterpret_cast<Header*>(base);
+  std::snprintf(h->pool, sizeof h->pool, "%s", name);
 }
 
 uint64_t TraceWriter::records_written() const {

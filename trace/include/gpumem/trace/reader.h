@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "gpumem/trace/format.h"
 
@@ -22,6 +23,28 @@ struct ReadStats {
   uint64_t bytes_read = 0;   // bytes consumed so far, for progress reporting
   bool truncated = false;    // incomplete: not closed, torn or cut records, or records dropped
   std::string reason;        // why it is marked truncated, for people; empty when not truncated
+  const struct DroppedSpan* dropped_span = nullptr;  // Reader::dropped(), for the analyzer
+};
+
+// What a bounded trace (GPUMEM_TRACE_MAX) dropped from its middle: read from its digest
+// (docs/trace-format.md, "Bounded traces"). The digest's kept records (definitions, the live set
+// at the cut, what was live at each device's peaks) are delivered by next() between the head and
+// the window; `omitted` counts the others, per device and op.
+struct DroppedSpan {
+  uint64_t records = 0;   // records dropped from the file (kept ones included)
+  uint64_t kept = 0;      // of those, delivered anyway (from the digest)
+  int64_t first_t_ns = 0;  // t_ns of the first and last dropped record (the trace's clock)
+  int64_t last_t_ns = 0;
+  uint64_t first_chunk = 0;  // raw chunks first_chunk .. next_chunk - 1 were dropped
+  uint64_t next_chunk = 0;
+  struct Omitted {
+    int16_t device;
+    uint16_t op;     // trace::Op
+    uint32_t aux;    // trace::AnomalyKind for Op::anomaly, else 0
+    uint64_t count;
+    uint64_t bytes;  // sum of the records' bytes fields
+  };
+  std::vector<Omitted> omitted;
 };
 
 struct Event {
@@ -58,6 +81,8 @@ class Reader {
   // Back to the first record (for a second pass); stats restart too.
   virtual void rewind() = 0;
   virtual const ReadStats& stats() const = 0;
+  // A bounded trace that has dropped part of its middle: what, known from open(); else nullptr.
+  virtual const DroppedSpan* dropped() const { return nullptr; }
 };
 
 }  // namespace gpumem::trace

@@ -25,6 +25,9 @@
 #include "gpumem/trace/format.h"
 
 namespace gpumem {
+namespace detail {
+class BoundedWindow;
+}
 
 uint64_t monotonic_ns();  // CLOCK_MONOTONIC in ns
 uint32_t current_tid();   // gettid(), cached per thread (reset in a forked child)
@@ -60,6 +63,11 @@ class TraceWriter {
   // GPUMEM_TRACE_FORMAT=compact, else raw.
   enum class Format { from_environment, raw, compact };
   void set_format(Format format) { format_ = format; }
+  // A bounded trace (compact, at most `bytes` long: the beginning, a digest of the middle, the
+  // newest window; docs/trace-format.md "Bounded traces"), chosen before open(). 0: from
+  // GPUMEM_TRACE_MAX when the format comes from the environment, else unbounded. Below
+  // trace::kMinTraceMax it is raised to it.
+  void set_max_bytes(uint64_t bytes) { max_bytes_ = bytes; }
   bool compact() const { return ring_bytes_ != 0; }
   static constexpr uint32_t kChunkSlots = 2048;  // slots per raw chunk (compact format)
   static constexpr uint32_t kRingChunks = 8;     // raw chunks in the ring
@@ -83,6 +91,9 @@ class TraceWriter {
   // Fills the header's device entry (and device_count) once per device, and appends an
   // Op::device_info record; later calls for the same device are no-ops.
   void set_device(int device, uint64_t capacity, uint64_t limit, const char* name);
+  // Rewrites the header's pool name (cut to fit): what served, when it is not what the
+  // configuration asked for (the expandable pool falls back to the growth pool without VMM).
+  void set_pool(const char* name);
 
   // Exit path (may allocate): for every distinct return address in the stack records written so
   // far, appends an Op::symbol record whose aux names "function (module+0xoff)" (dladdr, then
@@ -166,6 +177,8 @@ class TraceWriter {
   StackSlot* stacks_ = nullptr;    // kStackTableSize entries, same mapping
   size_t tables_bytes_ = 0;
   Format format_ = Format::from_environment;
+  uint64_t max_bytes_ = 0;
+  detail::BoundedWindow* window_ = nullptr;  // bounded compact trace only; guarded by seal_mutex_
   // Compact format: the ring (mapped twice in a row, so a reservation that wraps is contiguous),
   // the raw chunks sealed so far, where the next compact chunk goes, and the sealer's scratch.
   uint64_t ring_bytes_ = 0;  // 0: raw format
