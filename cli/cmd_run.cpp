@@ -1,5 +1,5 @@
 // `gpumem run [--trace PATH] [--device auto|sim|real] [--stacks[=native|python|mixed]]
-//              [--tensors] [--pool P] [--limit L] [--shared-limit NAME]
+//              [--tensors] [--pool P] [--limit L] [--shared-limit NAME] [--trace-max SIZE]
 //              [--report DIR] [--capture preload|cupti] -- CMD ARGS...`
 // Runs CMD with libgpumem.so preloaded (prepended to any LD_PRELOAD) and the GPUMEM_* variables
 // set, on the simulated device when asked (or when `auto` finds no driver), forwards signals,
@@ -46,6 +46,7 @@ struct RunOptions {
   std::string pool;
   std::string limit;
   std::string shared_limit;  // GPUMEM_LIMIT_SCOPE=shared, GPUMEM_LIMIT_NAME
+  std::string trace_max;     // GPUMEM_TRACE_MAX
   std::string report_dir;
   std::string capture = "preload";
   std::vector<std::string> command;
@@ -204,7 +205,7 @@ std::vector<TreeTrace> find_tree_traces(const std::string& expected, pid_t child
 // value costs no run and reads as the library would say it. A percentage that is 0 bytes of the
 // real device is found by the preload, which stops the program with status 2.
 struct PendingSettings {
-  std::string trace, stacks, pool, limit, shared_limit;
+  std::string trace, stacks, pool, limit, shared_limit, trace_max;
 };
 const PendingSettings* g_pending = nullptr;
 
@@ -215,6 +216,7 @@ const char* pending_env(const char* name) {
   if (std::strcmp(name, "GPUMEM_POOL") == 0) option = &g_pending->pool;
   if (std::strcmp(name, "GPUMEM_LIMIT") == 0) option = &g_pending->limit;
   if (std::strcmp(name, "GPUMEM_LIMIT_NAME") == 0) option = &g_pending->shared_limit;
+  if (std::strcmp(name, "GPUMEM_TRACE_MAX") == 0) option = &g_pending->trace_max;
   if (std::strcmp(name, "GPUMEM_LIMIT_SCOPE") == 0 && !g_pending->shared_limit.empty())
     return "shared";
   if (option != nullptr && !option->empty()) return option->c_str();
@@ -228,6 +230,7 @@ const char* option_for(const PendingSettings& p, const std::string& variable) {
   if (variable == "GPUMEM_STACKS" && !p.stacks.empty()) return "--stacks";
   if (variable == "GPUMEM_POOL" && !p.pool.empty()) return "--pool";
   if (variable == "GPUMEM_LIMIT" && !p.limit.empty()) return "--limit";
+  if (variable == "GPUMEM_TRACE_MAX" && !p.trace_max.empty()) return "--trace-max";
   if ((variable == "GPUMEM_LIMIT_NAME" || variable == "GPUMEM_LIMIT_SCOPE") &&
       !p.shared_limit.empty())
     return "--shared-limit";
@@ -280,7 +283,7 @@ int run_command(const RunOptions& o) {
   }
   PendingSettings pending{
       o.trace.empty() && !o.report_dir.empty() ? o.report_dir + "/gpumem-%p.trace" : o.trace,
-      o.stacks == "native" ? "1" : o.stacks, o.pool, o.limit, o.shared_limit};
+      o.stacks == "native" ? "1" : o.stacks, o.pool, o.limit, o.shared_limit, o.trace_max};
   // Inherited by every descendant and recorded in its trace's header (find_tree_traces).
   ::setenv("GPUMEM_RUN", std::to_string(::getpid()).c_str(), 1);
   if (!settings_ok(pending)) return 2;
@@ -380,6 +383,7 @@ int run_command(const RunOptions& o) {
   }
   if (!o.pool.empty()) ::setenv("GPUMEM_POOL", o.pool.c_str(), 1);
   if (!o.limit.empty()) ::setenv("GPUMEM_LIMIT", o.limit.c_str(), 1);
+  if (!o.trace_max.empty()) ::setenv("GPUMEM_TRACE_MAX", o.trace_max.c_str(), 1);
   if (!o.shared_limit.empty()) {
     ::setenv("GPUMEM_LIMIT_SCOPE", "shared", 1);
     ::setenv("GPUMEM_LIMIT_NAME", o.shared_limit.c_str(), 1);
@@ -481,6 +485,10 @@ void register_run(CLI::App& app, std::function<int()>* run) {
       ->check(value_given("--pool"));
   cmd->add_option("--limit", opts->limit, "cap per device: 512MiB, 8GiB, 60% (GPUMEM_LIMIT)")
       ->check(value_given("--limit"));
+  cmd->add_option("--trace-max", opts->trace_max,
+                  "bound each trace file: keep the beginning, the newest records and exact totals "
+                  "of the middle within this size, e.g. 2GiB (GPUMEM_TRACE_MAX; compact format)")
+      ->check(value_given("--trace-max"));
   cmd->add_option("--shared-limit", opts->shared_limit,
                   "share the --limit with every process naming this budget (GPUMEM_LIMIT_SCOPE="
                   "shared, GPUMEM_LIMIT_NAME)")

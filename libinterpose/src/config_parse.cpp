@@ -9,6 +9,7 @@
 #include "gpumem/preload_settings.h"
 #include "gpumem/resources/block.h"
 #include "gpumem/resources/shared_ledger.h"
+#include "gpumem/trace/format_v2.h"
 #include "gpumem/trace_name.h"
 #include "gpumem/units.h"
 #include "gpumem/visible_text.h"
@@ -80,6 +81,20 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
     std::strcpy(c->trace_template, "gpumem-%p.trace");
   }
   note(c, "GPUMEM_TRACE", c->trace_off ? "off" : c->trace_template);
+
+  // A bounded trace (the writer reads the value when it opens the file; checked here so that a
+  // bad one stops the program as every other bad setting does).
+  if (const char* v = env("GPUMEM_TRACE_MAX"); v != nullptr && *v != '\0') {
+    uint64_t bytes = 0;
+    const SizeParse parsed = parse_size(v, &bytes);
+    const char* why = parsed != SizeParse::ok       ? "it is not a size in bytes"
+                      : bytes < trace::kMinTraceMax ? "it is below 4 MiB, the ring and the least window"
+                                                    : nullptr;
+    if (why != nullptr)
+      return fail(err, errlen, "GPUMEM_TRACE_MAX", v,
+                  "a size of at least 4MiB such as 512MiB or 2GiB (not a percentage)", why);
+    note(c, "GPUMEM_TRACE_MAX", v);
+  }
 
   if (const char* v = env("GPUMEM_STACKS"); v != nullptr && *v != '\0') {
     static constexpr struct {

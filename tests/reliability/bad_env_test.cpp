@@ -47,6 +47,8 @@ std::vector<Case> cases() {
       {"GPUMEM_LIMIT_0", limits},
       {"GPUMEM_LIMIT_63", {"abc", "0", "200%"}},
       {"GPUMEM_POOL_SIZE", pool_sizes},
+      {"GPUMEM_TRACE_MAX", with_controls({"abc", "-1", "0", "4095KiB", "1MiB", "60%", "2 GiB extra",
+                                          "0x400000", "nan", "99999999999999999999999"})},
       {"SIMCUDA_DEVICES", {"0", "65", "abc", "-1", "1.5", "", " 1"}},
       {"SIMCUDA_MEMORY", {"1MiB", "abc", "2PiB", "0", "60%", "", "-1"}},
       {"SIMCUDA_FAIL_ALLOC_AFTER", counts},
@@ -168,6 +170,10 @@ TEST_F(BadEnv, RunRefusesEveryBadOptionBeforeStartingTheProgram) {
        {},
        "gpumem run: --trace: GPUMEM_TRACE='(too long)' is not valid; accepted: a path template shorter than 4096 "
        "bytes, or off. Fix --trace.\n"},
+      {{"--trace-max", "1MiB"},
+       {},
+       "gpumem run: --trace-max: GPUMEM_TRACE_MAX='1MiB' is not valid: it is below 4 MiB, the ring and the least "
+       "window; accepted: a size of at least 4MiB such as 512MiB or 2GiB (not a percentage). Fix --trace-max.\n"},
       {{"--stacks=bogus"}, {}, "--stacks: bogus not in {native,python,mixed}\nRun with --help for more information.\n"},
       {{"--capture", "bogus"}, {}, "--capture: bogus not in {preload,cupti}\nRun with --help for more information.\n"},
       {{"--device", "bogus"}, {}, "--device: bogus not in {auto,sim,real}\nRun with --help for more information.\n"},
@@ -218,7 +224,8 @@ TEST_F(BadEnv, WellFormedValuesRun) {
       "GPUMEM_STACKS=mixed",    "GPUMEM_STACKS=off",       "GPUMEM_LOG=debug",        "GPUMEM_POOL=none",
       "GPUMEM_LIMIT=60%",       "GPUMEM_LIMIT_0=1.5GiB",   "GPUMEM_POOL_SIZE=512MiB", "GPUMEM_POOL_SIZE=512",
       "SIMCUDA_DEVICES=2",      "SIMCUDA_MEMORY=8GiB",     "SIMCUDA_FAIL_ALLOC_AFTER=5",
-      "SIMCUDA_ALLOC_LATENCY_US=0", "SIMCUDA_FREE_LATENCY_US=0"};
+      "SIMCUDA_ALLOC_LATENCY_US=0", "SIMCUDA_FREE_LATENCY_US=0", "GPUMEM_TRACE_MAX=4MiB",
+      "GPUMEM_TRACE_MAX=2GiB"};
   for (const std::string& kv : good) {
     const Outcome o = run({RELIABILITY_WORKLOAD, "one"},
                           child_environment(true, {"GPUMEM_TRACE=" + dir_ + "/good-%p.trace", kv}), dir_);
