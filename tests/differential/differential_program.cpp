@@ -13,10 +13,16 @@
 // at run time LD_LIBRARY_PATH puts simcuda's libraries first (or a GPU's, scripts/gpu-check).
 #include <cuda.h>
 #include <cuda_runtime_api.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -566,13 +572,207 @@ void array_calls() {
   line("cuMemHostRegister(size 0)", cuMemHostRegister(buffer, 0, 0));
 }
 
+// ---- IPC and shareable VMM handles (issue 24): this process exports, a child it spawns imports
+// ----
+
+constexpr int kChildFd = 10;
+
+// Runs this program again as `<self> <mode> <arg>` (the shareable fd as descriptor kChildFd) and
+// waits: its lines go to the same stdout, in order. Under the preload the child writes its own
+// trace (GPUMEM_TRACE with "-child" appended).
+void run_child(const char* mode, const std::string& arg, int fd = -1) {
+  std::fflush(stdout);
+  if (const char* t = std::getenv("GPUMEM_TRACE"); t != nullptr && std::strcmp(t, "off") != 0)
+    setenv("GPUMEM_TRACE", (std::string(t) + "-child").c_str(), 1);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (fd >= 0) posix_spawn_file_actions_adddup2(&fa, fd, kChildFd);
+  const char* args[] = {"/proc/self/exe", mode, arg.c_str(), nullptr};
+  pid_t child = -1;
+  int status = -1;
+  if (posix_spawn(&child, args[0], &fa, nullptr, const_cast<char**>(args), environ) == 0)
+    waitpid(child, &status, 0);
+  posix_spawn_file_actions_destroy(&fa);
+  line(mode, WIFEXITED(status) ? WEXITSTATUS(status) : -1, "exit status");
+}
+
+std::string to_hex(const void* p, size_t n) {
+  std::string s;
+  char b[3];
+  for (size_t i = 0; i < n; ++i) {
+    std::snprintf(b, sizeof b, "%02x", static_cast<const unsigned char*>(p)[i]);
+    s += b;
+  }
+  return s;
+}
+
+void ipc_calls() {
+  // Pitched memory is never carved from a gpumem pool, so every policy can export it.
+  CUdeviceptr p = 0;
+  size_t pitch = 0;
+  CUresult e = cuMemAllocPitch(&p, &pitch, 2048, 1024, 4);
+  const int exported = remember(e, p, pitch * 1024);
+  line("cuMemAllocPitch(2048 x 1024) for IPC", e, where(p));
+  CUipcMemHandle h{}, other{};
+  line("cuIpcGetMemHandle(foreign)",
+       cuIpcGetMemHandle(&other, reinterpret_cast<CUdeviceptr>(&g_foreign)));
+  if (exported < 0) {
+    for (const char* c :
+         {"cuIpcGetMemHandle(exported)", "cuIpcGetMemHandle(exported+256)",
+          "cuIpcOpenMemHandle(own handle)", "  child: cuIpcOpenMemHandle",
+          "  child: cuMemGetAddressRange(import+1)", "  child: cuIpcOpenMemHandle again",
+          "  child: cuIpcCloseMemHandle", "  child: cuIpcCloseMemHandle (second open)",
+          "  child: cuIpcCloseMemHandle again", "ipc_child",
+          "cuIpcCloseMemHandle(exported, not an import)", "cuMemFree(exported)"})
+      skipped(c);
+  } else {
+    line("cuIpcGetMemHandle(exported)", cuIpcGetMemHandle(&h, p));
+    line("cuIpcGetMemHandle(exported+256)", cuIpcGetMemHandle(&other, p + 256));
+    CUdeviceptr own = 0;
+    line("cuIpcOpenMemHandle(own handle)",
+         cuIpcOpenMemHandle(&own, h, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS));
+    run_child("ipc_child", to_hex(&h, sizeof h));
+    line("cuIpcCloseMemHandle(exported, not an import)", cuIpcCloseMemHandle(p));
+    cu_free("cuMemFree(exported)", exported);
+  }
+  CUipcMemHandle zeros{};
+  CUdeviceptr q = 0;
+  line("cuIpcOpenMemHandle(zeros)",
+       cuIpcOpenMemHandle(&q, zeros, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS));
+  line("cuIpcOpenMemHandle(NULL out)", cuIpcOpenMemHandle(nullptr, zeros, 0));
+
+  // A VMM allocation exported as a POSIX file descriptor.
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = 0;
+  const auto kFd = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+  CUmemGenericAllocationHandle plain = 0, shared = 0, own = 0, bad = 0;
+  e = cuMemCreate(&plain, 2 * kMiB, &prop, 0);
+  line("cuMemCreate(2 MiB, not exportable)", e);
+  int fd = -1;
+  if (e == CUDA_SUCCESS) {
+    line("cuMemExportToShareableHandle(not exportable)",
+         cuMemExportToShareableHandle(&fd, plain, kFd, 0));
+    line("cuMemRelease(not exportable)", cuMemRelease(plain));
+  } else {
+    skipped("cuMemExportToShareableHandle(not exportable)");
+    skipped("cuMemRelease(not exportable)");
+  }
+  prop.requestedHandleTypes = kFd;
+  e = cuMemCreate(&shared, 2 * kMiB, &prop, 0);
+  line("cuMemCreate(2 MiB, POSIX fd)", e);
+  const bool made = e == CUDA_SUCCESS;
+  if (made) {
+    line("cuMemExportToShareableHandle(flags 1)",
+         cuMemExportToShareableHandle(&fd, shared, kFd, 1));
+    line("cuMemExportToShareableHandle(fabric)",
+         cuMemExportToShareableHandle(&fd, shared, CU_MEM_HANDLE_TYPE_FABRIC, 0));
+    line("cuMemExportToShareableHandle(NULL out)",
+         cuMemExportToShareableHandle(nullptr, shared, kFd, 0));
+    e = cuMemExportToShareableHandle(&fd, shared, kFd, 0);
+    line("cuMemExportToShareableHandle(fd)", e, e == CUDA_SUCCESS && fd >= 0 ? "fd" : "none");
+  } else {
+    for (const char* c :
+         {"cuMemExportToShareableHandle(flags 1)", "cuMemExportToShareableHandle(fabric)",
+          "cuMemExportToShareableHandle(NULL out)", "cuMemExportToShareableHandle(fd)"})
+      skipped(c);
+  }
+  void* os = reinterpret_cast<void*>(static_cast<intptr_t>(fd));
+  if (fd >= 0) {
+    e = cuMemImportFromShareableHandle(&own, os, kFd);
+    line("cuMemImportFromShareableHandle(own fd)", e);
+    if (e == CUDA_SUCCESS) line("cuMemRelease(own import)", cuMemRelease(own));
+    run_child("shareable_child", std::to_string(kChildFd), fd);
+  } else {
+    for (const char* c :
+         {"cuMemImportFromShareableHandle(own fd)", "cuMemRelease(own import)",
+          "  child: cuMemImportFromShareableHandle", "  child: cuMemAddressReserve",
+          "  child: cuMemMap(import)", "  child: cuMemMap(import) again over its mapping",
+          "  child: cuMemRelease(import) while mapped", "  child: cuMemUnmap",
+          "  child: cuMemRelease(import) again", "  child: cuMemAddressFree", "shareable_child"})
+      skipped(c);
+  }
+  line("cuMemImportFromShareableHandle(fd -1)",
+       cuMemImportFromShareableHandle(&bad, reinterpret_cast<void*>(intptr_t{-1}), kFd));
+  const int dev_null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  line("cuMemImportFromShareableHandle(/dev/null)",
+       cuMemImportFromShareableHandle(
+           &bad, reinterpret_cast<void*>(static_cast<intptr_t>(dev_null)), kFd));
+  close(dev_null);
+  line("cuMemImportFromShareableHandle(Win32)",
+       cuMemImportFromShareableHandle(&bad, os, CU_MEM_HANDLE_TYPE_WIN32));
+  line("cuMemImportFromShareableHandle(NULL out)",
+       cuMemImportFromShareableHandle(nullptr, os, kFd));
+  if (fd >= 0) close(fd);
+  if (made)
+    line("cuMemRelease(exported)", cuMemRelease(shared));
+  else
+    skipped("cuMemRelease(exported)");
+}
+
+// The importing child of ipc_calls: the parent's IPC handle (hex), opened twice, closed three
+// times.
+int ipc_child(const char* hex) {
+  cuInit(0);
+  CUcontext ctx = nullptr;
+  cuDevicePrimaryCtxRetain(&ctx, 0);
+  cuCtxSetCurrent(ctx);
+  CUipcMemHandle h{};
+  for (size_t i = 0; i < sizeof h && hex[2 * i] != '\0' && hex[2 * i + 1] != '\0'; ++i)
+    reinterpret_cast<unsigned char*>(&h)[i] =
+        static_cast<unsigned char>(std::stoul(std::string(hex + 2 * i, 2), nullptr, 16));
+  CUdeviceptr p = 0, again = 0;
+  CUresult e = cuIpcOpenMemHandle(&p, h, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
+  line("  child: cuIpcOpenMemHandle", e, p != 0 ? "mapped" : "null");
+  CUdeviceptr base = 0;
+  size_t size = 0;
+  const CUresult r = cuMemGetAddressRange(&base, &size, p + 1);
+  line("  child: cuMemGetAddressRange(import+1)", r,
+       r == CUDA_SUCCESS ? (base == p ? "base " : "other ") + std::to_string(size) : "");
+  e = cuIpcOpenMemHandle(&again, h, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
+  line("  child: cuIpcOpenMemHandle again", e, again == p ? "same" : "different");
+  line("  child: cuIpcCloseMemHandle", cuIpcCloseMemHandle(p));
+  line("  child: cuIpcCloseMemHandle (second open)", cuIpcCloseMemHandle(p));
+  line("  child: cuIpcCloseMemHandle again", cuIpcCloseMemHandle(p));
+  return 0;
+}
+
+// The importing child of the shareable handle: import, map, read, release while mapped, unmap,
+// release again.
+int shareable_child(int fd) {
+  cuInit(0);
+  CUcontext ctx = nullptr;
+  cuDevicePrimaryCtxRetain(&ctx, 0);
+  cuCtxSetCurrent(ctx);
+  CUmemGenericAllocationHandle h = 0;
+  const auto kFd = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+  CUresult e =
+      cuMemImportFromShareableHandle(&h, reinterpret_cast<void*>(static_cast<intptr_t>(fd)), kFd);
+  line("  child: cuMemImportFromShareableHandle", e);
+  if (e != CUDA_SUCCESS) return 0;
+  CUdeviceptr va = 0;
+  line("  child: cuMemAddressReserve", cuMemAddressReserve(&va, 2 * kMiB, 0, 0, 0));
+  line("  child: cuMemMap(import)", cuMemMap(va, 2 * kMiB, 0, h, 0));
+  line("  child: cuMemMap(import) again over its mapping", cuMemMap(va, 2 * kMiB, 0, h, 0));
+  line("  child: cuMemRelease(import) while mapped", cuMemRelease(h));
+  line("  child: cuMemUnmap", cuMemUnmap(va, 2 * kMiB));
+  line("  child: cuMemRelease(import) again", cuMemRelease(h));
+  line("  child: cuMemAddressFree", cuMemAddressFree(va, 2 * kMiB));
+  return 0;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (argc == 3 && std::strcmp(argv[1], "ipc_child") == 0) return ipc_child(argv[2]);
+  if (argc == 3 && std::strcmp(argv[1], "shareable_child") == 0)
+    return shareable_child(std::atoi(argv[2]));
   runtime_calls();
   driver_calls();
   array_calls();
+  ipc_calls();
   // What is still live at the end is the same too: every allocation above was freed.
   rt_meminfo("cudaMemGetInfo at the end");
   return 0;
