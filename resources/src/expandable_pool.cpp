@@ -219,6 +219,30 @@ uint64_t ExpandablePool::unmap_free_granules(Family family, uintptr_t keep_from,
   return released;
 }
 
+uint64_t ExpandablePool::largest_free_locked() const {
+  if (mapped_.empty()) return 0;
+  uint64_t largest = 0;
+  blocks().for_each_block([&](const Block& b) {
+    if (b.state == BlockState::live) return;
+    const uintptr_t end = b.addr + b.size;
+    uintptr_t from = 0, to = 0;  // the run of adjacent mapped granules being walked
+    auto close_run = [&] {
+      if (to > from) largest = std::max<uint64_t>(largest, std::min(to, end) - std::max(from, b.addr));
+    };
+    // Ranges are aligned to the granularity, so the granule holding addr starts at its floor.
+    for (auto it = mapped_.lower_bound(b.addr / granularity_ * granularity_);
+         it != mapped_.end() && *it < end; ++it) {
+      if (*it != to) {
+        close_run();
+        from = *it;
+      }
+      to = *it + granularity_;
+    }
+    close_run();
+  });
+  return largest;
+}
+
 uint64_t ExpandablePool::do_empty_cache(Family family) {
   std::lock_guard lock(mutex_);
   if (blocks().has_unsafe()) (void)synchronize_locked(family);

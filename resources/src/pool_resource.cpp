@@ -113,7 +113,7 @@ bool PoolResource::lookup(const void* p, BlockInfo* out) const {
 
 uint64_t PoolResource::largest_free_block() const {
   std::lock_guard lock(mutex_);
-  return blocks_.largest_free();
+  return largest_free_locked();
 }
 
 std::vector<SegmentView> PoolResource::snapshot() const {

@@ -160,6 +160,33 @@ TEST(ExpandablePool, TheCapCountsMappedMemory) {
   EXPECT_EQ(f.stack->limit()->used_bytes(), 8 * MiB);
 }
 
+// The largest free block (stats, the OOM record's figure) counts mapped bytes inside free blocks
+// only: the 256 MiB range's unmapped rest is address space, not memory a block could be given.
+TEST(ExpandablePool, TheLargestFreeBlockIsMappedMemoryOnly) {
+  Fixture f;
+  EXPECT_EQ(f.pool().largest_free_block(), 0u);
+  Result a = f.mr().allocate(req(3 * MiB));  // [0, 3 MiB): granules 0 and 1
+  Result b = f.mr().allocate(req(KiB));      // [3 MiB, 3 MiB + 1 KiB), in granule 1
+  ASSERT_TRUE(a.ok() && b.ok());
+  // Free: the rest of granule 1 after b; the 252 MiB beyond it are not mapped.
+  EXPECT_EQ(f.pool().largest_free_block(), MiB - KiB);
+  EXPECT_EQ(f.stack->stats().largest_free_block_bytes, MiB - KiB);
+  ASSERT_EQ(f.mr().deallocate(a.ptr, sync_free(3 * MiB)), Status::ok);  // pending, still mapped
+  EXPECT_EQ(f.pool().largest_free_block(), 3 * MiB);
+  // c maps granules 2 to 4 after unmapping granule 0 (wholly free): a's block keeps 1 MiB mapped.
+  Result c = f.mr().allocate(req(5 * MiB));
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(addr(c.ptr), addr(b.ptr) + KiB);
+  EXPECT_EQ(f.pool().mapped_granules(), 4u);
+  // Free and mapped now: [2, 3) MiB of a's block, and granule 4 after c's end (2 MiB - 1 KiB).
+  EXPECT_EQ(f.pool().largest_free_block(), 2 * MiB - KiB);
+  ASSERT_EQ(f.mr().deallocate(c.ptr, sync_free(5 * MiB)), Status::ok);  // pending: all 5 MiB
+  EXPECT_EQ(f.pool().largest_free_block(), 5 * MiB);
+  ASSERT_EQ(f.mr().deallocate(b.ptr, sync_free(KiB)), Status::ok);
+  EXPECT_EQ(f.pool().empty_cache(), 8 * MiB);
+  EXPECT_EQ(f.pool().largest_free_block(), 0u);
+}
+
 TEST(ExpandablePool, AFailedMappingLeavesNothingBehind) {
   Fixture f;
   f.sim.set_fail_alloc_after(3);  // the device gives three granules, then nothing

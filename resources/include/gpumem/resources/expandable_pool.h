@@ -11,6 +11,7 @@
 //     every granule that lies wholly inside a free block, so reserved stays within a granule per
 //     free extent of allocated whenever it grows;
 //   - empty_cache() unmaps and releases every wholly free granule; the ranges stay reserved;
+//   - its largest free block counts mapped bytes only (the OOM record's figure);
 //   - a range that has no room left is joined by another (the larger of the range size and the
 //     request), so a pool runs out of physical memory, never of addresses.
 // Each mapped granule is a segment for the observer (and the trace): reserved when mapped,
@@ -55,6 +56,9 @@ class ExpandablePool final : public PoolResource {
   Result grow(uint64_t rounded, uint8_t kind, const Request& req) override;
   Result prepare_fit(Block** b, uint64_t rounded, uint8_t kind, const Request& req) override;
   uint64_t do_empty_cache(Family family) override;
+  // The largest stretch of mapped memory inside one free block: unmapped address space is not
+  // free memory (a block there needs new pages the device may not have).
+  uint64_t largest_free_locked() const override;
 
   // The range holding addr and its base; null when none does.
   Range* range_of(uintptr_t addr, uintptr_t* base);

@@ -90,6 +90,9 @@ class PoolResource : public MemoryResource, public AllocationCounters {
   Status synchronize_locked(Family family);
 
   virtual uint64_t do_empty_cache(Family family);
+  // Lock held. The largest free block a request could be handed without new memory: the free
+  // blocks' largest (the expandable pool counts only their mapped bytes).
+  virtual uint64_t largest_free_locked() const { return blocks_.largest_free(); }
   mutable PoolLock mutex_;
 
  private:
