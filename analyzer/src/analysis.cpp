@@ -71,6 +71,8 @@ TraceSummary summary_of(const trace::Header& header, const std::string& path) {
   const std::string config = bounded_string(header.config, sizeof header.config);
   s.python_frames = config_value(config, "python_frames");
   s.tensor_capture = config_value(config, "GPUMEM_TENSORS");
+  if (const std::string asked = config_value(config, "GPUMEM_POOL"); !asked.empty() && asked != s.pool)
+    s.pool_fallback_from = asked;
   s.clock_base_ns = header.clock_base_ns;
   s.start_unix_ns = header.start_unix_ns;
   return s;

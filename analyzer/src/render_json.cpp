@@ -38,6 +38,7 @@ Json trace_json(const TraceSummary& t) {
   j["rank"] = t.rank;
   j["command"] = t.command;
   j["pool"] = t.pool;
+  j["pool_fallback_from"] = t.pool_fallback_from.empty() ? Json(nullptr) : Json(t.pool_fallback_from);
   j["simulated"] = t.simulated;
   j["stacks"] = t.stacks;
   j["python_frames"] = t.python_frames.empty() ? Json(nullptr) : Json(t.python_frames);

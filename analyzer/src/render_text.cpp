@@ -277,6 +277,12 @@ std::string render_text(const Report& report, const TextOptions& o) {
           "larger volume, then run again\n",
           t.records_dropped);
     if (!t.command.empty()) out += fmt::format("  command: {}\n", visible(t.command));
+    if (!t.pool_fallback_from.empty())
+      out += fmt::format("  pool: {}, in place of GPUMEM_POOL={}{}\n", visible(t.pool),
+                         visible(t.pool_fallback_from),
+                         t.pool_fallback_from == "expandable"
+                             ? " (the device has no virtual memory management)"
+                             : "");
     if (!t.python_frames.empty())
       out += fmt::format("  Python frames: {}\n", visible(t.python_frames));
     if (!t.tensor_capture.empty())

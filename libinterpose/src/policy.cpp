@@ -124,6 +124,7 @@ TraceObserver& observer(PoolKind pool) {
 }
 
 std::atomic<DeviceStack*> g_stacks[trace::kMaxDevices];
+std::atomic<bool> g_fell_back{false};  // a device's expandable pool fell back to growth
 constinit std::mutex g_build_mutex;
 
 const LimitSpec& limit_spec(int device) {
@@ -209,6 +210,9 @@ DeviceStack* build_stack(int device) {
                   "driver's granularity query answered %d); using the growth pool instead.",
                   device, code);
       sc.pool = PoolKind::growth;
+      // The trace says what serves: its header's pool, now and in a forked child's trace.
+      g_fell_back.store(true, std::memory_order_release);
+      if (TraceWriter* w = session::writer()) w->set_pool(served_pool_name());
     }
   }
   if (sc.pool_size != 0 && physical != 0 && sc.pool_size > physical)
@@ -224,7 +228,7 @@ DeviceStack* build_stack(int device) {
                 device);
     std::_Exit(2);
   }
-  GPUMEM_INFO("device %d: pool %s, limit %llu bytes", device, pool_kind_name(c.pool),
+  GPUMEM_INFO("device %d: pool %s, limit %llu bytes", device, pool_kind_name(sc.pool),
               static_cast<unsigned long long>(sc.limit));
   return stack;
 }
@@ -363,6 +367,11 @@ bool pool_owns(uint64_t address) {
       return true;
   }
   return false;
+}
+
+const char* served_pool_name() {
+  return g_fell_back.load(std::memory_order_acquire) ? pool_kind_name(PoolKind::growth)
+                                                     : pool_kind_name(config().pool);
 }
 
 uint64_t resolved_limit(int device) {

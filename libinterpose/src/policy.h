@@ -57,5 +57,8 @@ bool lookup(const void* p, resources::BlockInfo* out);
 void add_stack_stats(int device, gpumem_stats* out);
 // Gives empty cached segments back (device -1: all). Writes a trim record per device.
 uint64_t empty_cache(int device);
+// The pool a trace header names: GPUMEM_POOL's, or "growth" once a device fell back to it from
+// the expandable pool (no virtual memory management); the configuration lines keep the setting.
+const char* served_pool_name();
 
 }  // namespace gpumem::policy

@@ -140,7 +140,7 @@ bool open_trace() {
   h.start_unix_ns =
       static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
   ::gethostname(h.host, sizeof h.host - 1);
-  std::snprintf(h.pool, sizeof h.pool, "%s", pool_kind_name(cfg.pool));
+  std::snprintf(h.pool, sizeof h.pool, "%s", policy::served_pool_name());
   read_command_line(h.command, sizeof h.command);
   std::snprintf(h.config, sizeof h.config, "%s", cfg.summary);
   note_python_frames(cfg, h.config, sizeof h.config);

@@ -27,6 +27,12 @@ struct Outcome {
   json report;
 };
 
+// The first line of `gpumem dump` (the trace's header) as JSON.
+json header_of(const std::string& trace) {
+  const gpumem::test::Output d = sh(GPUMEM_CLI " dump " + trace + " | head -n 1");
+  return json::parse(d.out, nullptr, false);
+}
+
 // Runs the fragmenter under `gpumem run` with `options` (and `env` before it), then reports.
 Outcome fragmenter(const ScratchDir& dir, const std::string& options, const std::string& env = "") {
   Outcome r;
@@ -38,6 +44,21 @@ Outcome fragmenter(const ScratchDir& dir, const std::string& options, const std:
   std::ifstream in(dir / "r.json");
   r.report = json::parse(in, nullptr, false);
   return r;
+}
+
+// j without its times (keys ending in time_ns): two runs' numbers, compared to the byte.
+json without_times(json j) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end();) {
+      if (it.key().ends_with("time_ns")) {
+        it = j.erase(it);
+      } else {
+        *it = without_times(*it);
+        ++it;
+      }
+    }
+  }
+  return j;
 }
 
 size_t count(const std::string& text, const std::string& what) {
@@ -96,6 +117,13 @@ TEST(Expandable, OomUnderACapIsMeasuredOverMappedMemory) {
   EXPECT_EQ(o["free_in_segments_bytes"], 4 * kMiB);
   EXPECT_EQ(o["largest_free_block_bytes"], 1 * kMiB);
   EXPECT_DOUBLE_EQ(o["external_fragmentation"].get<double>(), 0.75);
+  // The preload's own figure at the refusal (the oom record's aux) agrees: 1 MiB, not the free
+  // address space of its unmapped 64 GiB range.
+  const gpumem::test::Output oom = sh(GPUMEM_CLI " dump " + (dir / "f.trace") +
+                                      " | grep '\"op\":\"oom\"'");
+  const json rec = json::parse(oom.out, nullptr, false);
+  ASSERT_TRUE(rec.is_object()) << oom.out;
+  EXPECT_EQ(rec["aux"], 1 * kMiB);
 }
 
 // The simulated driver without VMM (SIMCUDA_VMM=0) says so and refuses every VMM call with
@@ -128,16 +156,45 @@ TEST(Expandable, WithoutVmmTheGrowthPoolServesAfterOneWarning) {
       << r.output.out;
   EXPECT_NE(r.output.out.find("using the growth pool instead"), std::string::npos);
   ASSERT_TRUE(r.report.is_object());
-  Outcome growth = fragmenter(dir, "--pool growth", "SIMCUDA_VMM=0");
+  ScratchDir growth_dir("gpumem-expandable");  // a trace of its own (f.trace is taken)
+  Outcome growth = fragmenter(growth_dir, "--pool growth", "SIMCUDA_VMM=0");
   ASSERT_EQ(growth.output.status, 0) << growth.output.out;
   EXPECT_EQ(count(growth.output.out, "GPUMEM_POOL"), 0u) << growth.output.out;
   const json& d = r.report["devices"][0];
   const json& g = growth.report["devices"][0];
   EXPECT_EQ(d["peak"]["reserved_bytes"], 40 * kMiB);
-  EXPECT_EQ(d["peak"], g["peak"]);
+  EXPECT_EQ(without_times(d["peak"]), without_times(g["peak"]));
   EXPECT_EQ(d["counts"], g["counts"]);
   EXPECT_EQ(d["fragmentation"]["utilization"], 0.6);
-  EXPECT_EQ(d["fragmentation"], g["fragmentation"]);
+  EXPECT_EQ(without_times(d["fragmentation"]), without_times(g["fragmentation"]));
+  // What ran is what the trace says: the growth pool, in place of the expandable one asked for
+  // (its configuration line keeps the setting).
+  const json h = header_of(dir / "f.trace");
+  ASSERT_TRUE(h.is_object());
+  EXPECT_EQ(h["header"]["pool"], "growth");
+  EXPECT_NE(h["header"]["config"].get<std::string>().find("GPUMEM_POOL=expandable\n"),
+            std::string::npos);
+  EXPECT_EQ(r.report["traces"][0]["pool"], "growth");
+  EXPECT_EQ(r.report["traces"][0]["pool_fallback_from"], "expandable");
+  EXPECT_EQ(growth.report["traces"][0]["pool"], "growth");
+  EXPECT_TRUE(growth.report["traces"][0]["pool_fallback_from"].is_null());
+  const gpumem::test::Output text = sh(GPUMEM_CLI " report " + (dir / "f.trace"));
+  EXPECT_NE(text.out.find("\n  pool: growth, in place of GPUMEM_POOL=expandable (the device has "
+                          "no virtual memory management)\n"),
+            std::string::npos)
+      << text.out;
+}
+
+// With VMM the header names the expandable pool and the report has no fall-back line.
+TEST(Expandable, WithVmmTheTraceNamesTheExpandablePool) {
+  ScratchDir dir("gpumem-expandable");
+  Outcome r = fragmenter(dir, "--pool expandable");
+  ASSERT_EQ(r.output.status, 0) << r.output.out;
+  EXPECT_EQ(header_of(dir / "f.trace")["header"]["pool"], "expandable");
+  EXPECT_EQ(r.report["traces"][0]["pool"], "expandable");
+  EXPECT_TRUE(r.report["traces"][0]["pool_fallback_from"].is_null());
+  EXPECT_EQ(sh(GPUMEM_CLI " report " + (dir / "f.trace")).out.find("in place of"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -290,7 +290,10 @@ struct TraceSummary {
   int32_t rank = -1;
   std::string host;
   std::string command;
-  std::string pool;
+  std::string pool;  // the pool that served (the header's)
+  // The pool GPUMEM_POOL asked for when another served instead (the expandable pool falls back to
+  // the growth pool on a device without virtual memory management); empty otherwise.
+  std::string pool_fallback_from;
   bool simulated = false;
   bool stacks = false;
   // GPUMEM_STACKS=python|mixed: "Python 3.11.7" when frames were read, else why not ("off: ...").
