@@ -44,11 +44,6 @@ Request destroy_request(Api api) {
   return req;
 }
 
-#define GPUMEM_RUNTIME_PROLOGUE(name, ...) \
-  GPUMEM_HOOK_PROLOGUE(Runtime, GPUMEM_REAL_RUNTIME(name), #name, __VA_ARGS__)
-#define GPUMEM_DRIVER_PROLOGUE(name, ...) \
-  GPUMEM_HOOK_PROLOGUE(Driver, GPUMEM_REAL_DRIVER(name), #name, __VA_ARGS__)
-
 template <Lookup L>
 cudaError_t hook_cudaMallocArray(cudaArray_t* array, const cudaChannelFormatDesc* desc,
                                  size_t width, size_t height, unsigned int flags) {

@@ -30,9 +30,6 @@ using trace::MemKind;
 
 using Driver = families::Driver;
 
-#define GPUMEM_DRIVER_PROLOGUE(name, ...) \
-  GPUMEM_HOOK_PROLOGUE(Driver, GPUMEM_REAL_DRIVER(name), #name, __VA_ARGS__)
-
 template <Lookup L>
 CUresult hook_cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytesize) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAlloc_v2, dptr, bytesize);

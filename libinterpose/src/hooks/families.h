@@ -43,3 +43,11 @@ struct Driver {
 };
 
 }  // namespace gpumem::hooks::families
+
+// A hook's opening (GPUMEM_HOOK_PROLOGUE) for the real function `name` of each family.
+#define GPUMEM_RUNTIME_PROLOGUE(name, ...)                                                   \
+  GPUMEM_HOOK_PROLOGUE(::gpumem::hooks::families::Runtime, GPUMEM_REAL_RUNTIME(name), #name, \
+                       __VA_ARGS__)
+#define GPUMEM_DRIVER_PROLOGUE(name, ...)                                                  \
+  GPUMEM_HOOK_PROLOGUE(::gpumem::hooks::families::Driver, GPUMEM_REAL_DRIVER(name), #name, \
+                       __VA_ARGS__)

@@ -35,30 +35,28 @@ typename F::Result unregister_range(Api api, void* ptr, Call call) {
 
 template <Lookup L>
 cudaError_t hook_cudaHostRegister(void* ptr, size_t size, unsigned int flags) {
-  GPUMEM_HOOK_PROLOGUE(Runtime, GPUMEM_REAL_RUNTIME(cudaHostRegister), "cudaHostRegister", ptr,
-                       size, flags);
+  GPUMEM_RUNTIME_PROLOGUE(cudaHostRegister, ptr, size, flags);
   return register_range<Runtime, L>(Api::cudaHostRegister, ptr, size,
                                     [&] { return real(ptr, size, flags); });
 }
 
 template <Lookup L>
 cudaError_t hook_cudaHostUnregister(void* ptr) {
-  GPUMEM_HOOK_PROLOGUE(Runtime, GPUMEM_REAL_RUNTIME(cudaHostUnregister), "cudaHostUnregister", ptr);
+  GPUMEM_RUNTIME_PROLOGUE(cudaHostUnregister, ptr);
   if (ptr == nullptr) return real(ptr);  // CUDA's own answer; nothing was registered there
   return unregister_range<Runtime, L>(Api::cudaHostUnregister, ptr, [&] { return real(ptr); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemHostRegister_v2(void* ptr, size_t size, unsigned int flags) {
-  GPUMEM_HOOK_PROLOGUE(Driver, GPUMEM_REAL_DRIVER(cuMemHostRegister_v2), "cuMemHostRegister_v2",
-                       ptr, size, flags);
+  GPUMEM_DRIVER_PROLOGUE(cuMemHostRegister_v2, ptr, size, flags);
   return register_range<Driver, L>(Api::cuMemHostRegister, ptr, size,
                                    [&] { return real(ptr, size, flags); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemHostUnregister(void* ptr) {
-  GPUMEM_HOOK_PROLOGUE(Driver, GPUMEM_REAL_DRIVER(cuMemHostUnregister), "cuMemHostUnregister", ptr);
+  GPUMEM_DRIVER_PROLOGUE(cuMemHostUnregister, ptr);
   if (ptr == nullptr) return real(ptr);
   return unregister_range<Driver, L>(Api::cuMemHostUnregister, ptr, [&] { return real(ptr); });
 }

@@ -29,8 +29,8 @@ using trace::Api;
 using trace::Lookup;
 using trace::MemKind;
 
-using RuntimeIpc = families::Runtime;
-using DriverIpc = families::Driver;
+using families::Driver;
+using families::Runtime;
 
 // Bytes of the mapping an import returned (0 when the driver cannot say).
 uint64_t imported_bytes(uint64_t address) {
@@ -59,49 +59,44 @@ typename F::Result close_import(Api api, Handle handle, Call call) {
 
 template <Lookup L>
 cudaError_t hook_cudaIpcOpenMemHandle(void** ptr, cudaIpcMemHandle_t handle, unsigned int flags) {
-  GPUMEM_HOOK_PROLOGUE(RuntimeIpc, GPUMEM_REAL_RUNTIME(cudaIpcOpenMemHandle),
-                       "cudaIpcOpenMemHandle", ptr, handle, flags);
+  GPUMEM_RUNTIME_PROLOGUE(cudaIpcOpenMemHandle, ptr, handle, flags);
   if (ptr == nullptr) return real(ptr, handle, flags);  // CUDA's own invalid-value answer
   const cudaError_t e = real(ptr, handle, flags);
-  return record_import<RuntimeIpc, L>(Api::cudaIpcOpenMemHandle, e, ptr);
+  return record_import<Runtime, L>(Api::cudaIpcOpenMemHandle, e, ptr);
 }
 
 template <Lookup L>
 cudaError_t hook_cudaIpcCloseMemHandle(void* ptr) {
-  GPUMEM_HOOK_PROLOGUE(RuntimeIpc, GPUMEM_REAL_RUNTIME(cudaIpcCloseMemHandle),
-                       "cudaIpcCloseMemHandle", ptr);
+  GPUMEM_RUNTIME_PROLOGUE(cudaIpcCloseMemHandle, ptr);
   if (ptr == nullptr) return real(ptr);
-  return close_import<RuntimeIpc, L>(Api::cudaIpcCloseMemHandle, ptr, [&] { return real(ptr); });
+  return close_import<Runtime, L>(Api::cudaIpcCloseMemHandle, ptr, [&] { return real(ptr); });
 }
 
 template <Lookup L>
 CUresult hook_cuIpcOpenMemHandle_v2(CUdeviceptr* dptr, CUipcMemHandle handle, unsigned int flags) {
-  GPUMEM_HOOK_PROLOGUE(DriverIpc, GPUMEM_REAL_DRIVER(cuIpcOpenMemHandle_v2),
-                       "cuIpcOpenMemHandle_v2", dptr, handle, flags);
+  GPUMEM_DRIVER_PROLOGUE(cuIpcOpenMemHandle_v2, dptr, handle, flags);
   if (dptr == nullptr) return real(dptr, handle, flags);
   const CUresult e = real(dptr, handle, flags);
-  return record_import<DriverIpc, L>(Api::cuIpcOpenMemHandle, e, dptr);
+  return record_import<Driver, L>(Api::cuIpcOpenMemHandle, e, dptr);
 }
 
 template <Lookup L>
 CUresult hook_cuIpcCloseMemHandle(CUdeviceptr dptr) {
-  GPUMEM_HOOK_PROLOGUE(DriverIpc, GPUMEM_REAL_DRIVER(cuIpcCloseMemHandle), "cuIpcCloseMemHandle",
-                       dptr);
+  GPUMEM_DRIVER_PROLOGUE(cuIpcCloseMemHandle, dptr);
   if (dptr == 0) return real(dptr);
-  return close_import<DriverIpc, L>(Api::cuIpcCloseMemHandle, dptr, [&] { return real(dptr); });
+  return close_import<Driver, L>(Api::cuIpcCloseMemHandle, dptr, [&] { return real(dptr); });
 }
 
 template <Lookup L>
 CUresult hook_cuMemImportFromShareableHandle(CUmemGenericAllocationHandle* handle, void* os_handle,
                                              CUmemAllocationHandleType type) {
-  GPUMEM_HOOK_PROLOGUE(DriverIpc, GPUMEM_REAL_DRIVER(cuMemImportFromShareableHandle),
-                       "cuMemImportFromShareableHandle", handle, os_handle, type);
+  GPUMEM_DRIVER_PROLOGUE(cuMemImportFromShareableHandle, handle, os_handle, type);
   const CUresult e = real(handle, os_handle, type);
   if (e == CUDA_SUCCESS && handle != nullptr) {
     vmm::imported(*handle, static_cast<uint8_t>(L));
   } else if (handle != nullptr) {
-    Request req = request<DriverIpc, L>(Api::cuMemImportFromShareableHandle, 0, MemKind::imported);
-    return allocate<DriverIpc>(req, handle, [&] { return e; });
+    Request req = request<Driver, L>(Api::cuMemImportFromShareableHandle, 0, MemKind::imported);
+    return allocate<Driver>(req, handle, [&] { return e; });
   }
   return e;
 }
@@ -109,10 +104,8 @@ CUresult hook_cuMemImportFromShareableHandle(CUmemGenericAllocationHandle* handl
 }  // namespace
 
 const Wrapped kIpcWrapped[] = {
-    GPUMEM_WRAPPED(cudaIpcOpenMemHandle),
-    GPUMEM_WRAPPED(cudaIpcCloseMemHandle),
-    GPUMEM_WRAPPED(cuIpcOpenMemHandle_v2),
-    GPUMEM_WRAPPED(cuIpcCloseMemHandle),
+    GPUMEM_WRAPPED(cudaIpcOpenMemHandle),           GPUMEM_WRAPPED(cudaIpcCloseMemHandle),
+    GPUMEM_WRAPPED(cuIpcOpenMemHandle_v2),          GPUMEM_WRAPPED(cuIpcCloseMemHandle),
     GPUMEM_WRAPPED(cuMemImportFromShareableHandle),
 };
 const size_t kIpcWrappedCount = sizeof kIpcWrapped / sizeof kIpcWrapped[0];

@@ -40,9 +40,6 @@ uint64_t saturating_product(uint64_t a, uint64_t b, uint64_t c = 1) {
 
 using Runtime = families::Runtime;
 
-#define GPUMEM_RUNTIME_PROLOGUE(name, ...) \
-  GPUMEM_HOOK_PROLOGUE(Runtime, GPUMEM_REAL_RUNTIME(name), #name, __VA_ARGS__)
-
 template <Lookup L>
 cudaError_t hook_cudaMalloc(void** ptr, size_t size) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMalloc, ptr, size);
