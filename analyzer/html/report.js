@@ -614,6 +614,11 @@
           "): the numbers cover what was written before it stopped."));
       if (t.torn > 0)
         notices.appendChild(el("p", { class: "notice" }, t.path + ": " + t.torn + " torn records were skipped."));
+      if (t.dropped)
+        notices.appendChild(el("p", { class: "notice" }, t.path + " is bounded (GPUMEM_TRACE_MAX): " +
+          t.dropped.records + " records from " + (t.dropped.first / 1e9).toFixed(3) + " s to " +
+          (t.dropped.last / 1e9).toFixed(3) + " s were dropped (" + t.dropped.kept + " kept in its digest); " +
+          "peaks, leaks, live sets and counts cover the whole run, the timeline is coarse in that span."));
     }
     if (devices.length === 0)
       notices.appendChild(el("p", { class: "notice" }, "These traces hold no device allocations."));

@@ -14,6 +14,7 @@
 #include "attribution.h"
 #include "budget.h"
 #include "devices.h"
+#include "dropped_span.h"
 #include "live_allocations.h"
 #include "metrics.h"
 #include "nvtx_heaps.h"
@@ -475,11 +476,15 @@ void Analysis::TraceState::finish(const trace::ReadStats& stats, Report* report)
   const bool by_site = summary_.stacks || saw_site_;
   auto leaks = live_.leaks_by_device();
   heaps_.add_leaks(leaks);
+  const size_t first_device = report->devices.size();
   devices_.for_each([&](int ordinal, DeviceState& state) {
     auto it = leaks.find(ordinal);
     report->devices.push_back(device_report(ordinal, state, by_site, duration_s,
                                             it != leaks.end() ? &it->second : nullptr));
   });
+  if (stats.dropped_span != nullptr)
+    add_dropped_span(*stats.dropped_span, summary_.clock_base_ns, &summary_,
+                     report->devices.data() + first_device, report->devices.size() - first_device);
   anomalies_.move_to(report->anomalies, attribution_);
   finish_ooms(report);
   report->traces.push_back(std::move(summary_));

@@ -263,6 +263,11 @@ Json trace_json(const TraceSummary& t) {
             {"truncated", t.truncated}, {"truncated_reason", t.truncated_reason},
             {"torn", t.torn},           {"anomalies_omitted", t.anomalies_omitted}};
   j["records_dropped"] = t.records_dropped;  // > 0: the page says the trace is incomplete
+  if (t.dropped)  // a bounded trace: the page says which span went
+    j["dropped"] = {{"records", t.dropped->records},
+                    {"kept", t.dropped->kept},
+                    {"first", t.dropped->first_ns},
+                    {"last", t.dropped->last_ns}};
   return j;
 }
 

@@ -51,6 +51,11 @@ Json trace_json(const TraceSummary& t) {
   j["records_abandoned"] = t.records_abandoned;
   j["truncated"] = t.truncated;
   j["truncated_reason"] = t.truncated ? Json(t.truncated_reason) : Json(nullptr);
+  j["dropped"] = t.dropped ? Json{{"records", t.dropped->records},
+                                  {"kept", t.dropped->kept},
+                                  {"first_ns", t.dropped->first_ns},
+                                  {"last_ns", t.dropped->last_ns}}
+                           : Json(nullptr);
   j["first_ns"] = t.first_ns;
   j["last_ns"] = t.last_ns;
   j["pinned_host"] = {{"peak_bytes", t.pinned_host.peak_bytes},

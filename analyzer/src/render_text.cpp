@@ -276,6 +276,13 @@ std::string render_text(const Report& report, const TextOptions& o) {
           "limit); every number below misses them: free disk space or set GPUMEM_TRACE to a "
           "larger volume, then run again\n",
           t.records_dropped);
+    if (t.dropped)
+      out += fmt::format(
+          "  bounded (GPUMEM_TRACE_MAX): {} records from {:.3f} s to {:.3f} s dropped ({} of them "
+          "kept in its digest); peaks, leaks, live sets and counts cover the whole run, the "
+          "timeline is coarse in that span\n",
+          t.dropped->records, static_cast<double>(t.dropped->first_ns) / 1e9,
+          static_cast<double>(t.dropped->last_ns) / 1e9, t.dropped->kept);
     if (!t.command.empty()) out += fmt::format("  command: {}\n", visible(t.command));
     if (!t.pool_fallback_from.empty())
       out += fmt::format("  pool: {}, in place of GPUMEM_POOL={}{}\n", visible(t.pool),

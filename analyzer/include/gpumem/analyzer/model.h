@@ -315,6 +315,15 @@ struct TraceSummary {
   // IPC imports (another process's memory): never in a device's allocated, reserved or peaks.
   PinnedHost imported;
   uint64_t anomalies_omitted = 0;
+  // A bounded trace (GPUMEM_TRACE_MAX) whose middle was dropped: what went. Peaks, leaks, counts
+  // and live sets stay exact (the digest keeps what they need); the timeline is coarse there.
+  struct Dropped {
+    uint64_t records = 0;  // records dropped from the file
+    uint64_t kept = 0;     // of those, kept in its digest and analysed
+    int64_t first_ns = 0;  // the span they cover, as first_ns / last_ns
+    int64_t last_ns = 0;
+  };
+  std::optional<Dropped> dropped;
 };
 
 struct RankStat {
