@@ -6,8 +6,10 @@
 // fraction of one core over its run, its largest resident size, and the writers' CPU in the same
 // run as the baseline (the ratio says what watching costs next to writing).
 //
-// GPUMEM_BENCH_TOP_WRITERS (10), GPUMEM_BENCH_TOP_REFRESHES (10; bench/run --smoke: 3), GPUMEM_BENCH_TOP_FORMAT (raw|compact),
-// GPUMEM_BENCH_TOP_PREFIX (a command top runs under, e.g. `perf record -g -o top.perf`).
+// GPUMEM_BENCH_TOP_WRITERS (10), GPUMEM_BENCH_TOP_REFRESHES (10; bench/run --smoke: 3),
+// GPUMEM_BENCH_TOP_FORMAT (raw|compact),
+// GPUMEM_BENCH_TOP_PREFIX (a command top runs under, e.g. `perf record -g -o top.perf`),
+// GPUMEM_BENCH_TOP_CLI (another gpumem program to measure, e.g. an older build's).
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -146,14 +148,16 @@ Result run_once(int writers, uint64_t rate, int refreshes, bool compact) {
   const pid_t top = ::forkpty(&master, nullptr, nullptr, &ws);
   if (top == 0) {
     ::setenv("LANG", "C.UTF-8", 1);
+    const char* cli = std::getenv("GPUMEM_BENCH_TOP_CLI");  // another build's gpumem, to compare
+    if (cli == nullptr || *cli == '\0') cli = GPUMEM_CLI;
     const char* prefix = std::getenv("GPUMEM_BENCH_TOP_PREFIX");  // e.g. a profiler's command
     if (prefix != nullptr && *prefix != '\0') {
-      const std::string cmd = std::string(prefix) + " " GPUMEM_CLI " top '" + dir +
+      const std::string cmd = std::string(prefix) + " '" + cli + "' top '" + dir +
                               "' --interval 1 --iterations " + iterations;
       ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     }
-    ::execl(GPUMEM_CLI, GPUMEM_CLI, "top", dir.c_str(), "--interval", "1", "--iterations",
-            iterations.c_str(), static_cast<char*>(nullptr));
+    ::execl(cli, cli, "top", dir.c_str(), "--interval", "1", "--iterations", iterations.c_str(),
+            static_cast<char*>(nullptr));
     _exit(127);
   }
   std::string screen_tail;

@@ -202,10 +202,11 @@ std::string plain_lines(const std::vector<const ProcessView*>& views, const std:
     for (const DeviceView& d : p->devices)
       out += fmt::format(
           "{} pid={} rank={} device={} state={} allocated={} reserved={} peak={} peak_at_s={:.3f} "
-          "fragmentation={:.4f} allocs={} allocs_per_s={:.1f} failed={} phase=\"{}\"\n",
+          "fragmentation={:.4f} allocs={} allocs_per_s={:.1f} failed={} phase=\"{}\"{}\n",
           time_utc, p->pid, p->rank, d.device, p->state, d.allocated_bytes, d.reserved_bytes,
           d.peak_bytes, static_cast<double>(d.peak_time_ns) / 1e9, d.fragmentation, d.allocs,
-          d.allocs_per_second, d.failed, visible(d.phase));
+          d.allocs_per_second, d.failed, visible(d.phase),
+          p->note.empty() ? "" : " note=\"" + visible(p->note) + "\"");
   }
   return out;
 }

@@ -2,6 +2,7 @@
 #include "top_watch.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +26,9 @@ namespace {
 // was cut (a thread stopped mid-record), and is read past as the report reads it.
 constexpr int kStuckPolls = 3;
 
+// Timeline points of top's analyses (gpumem report --points 240 gives the same timeline).
+constexpr size_t kTimelinePoints = 240;
+
 bool same_host(const std::string& host) {
   char name[256] = {};
   ::gethostname(name, sizeof name - 1);
@@ -46,16 +50,43 @@ Watch::Watch(std::string path, std::string key) : path_(std::move(path)), key_(s
   view_.path = path_;
   view_.state = "waiting";
 }
-Watch::~Watch() = default;
+Watch::~Watch() {
+  if (fd_ >= 0) ::close(fd_);
+}
 
 void Watch::restart(const std::string& why) {
   analysis_.reset();
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
   offset_ = trace::kHeaderSize;
   records_ = torn_ = abandoned_ = 0;
   stuck_polls_ = 0;
-  closed_ = false;
+  closed_ = settled_ = false;
   for (DeviceView& d : view_.devices) d.history.clear();
   restart_note_ = why;
+}
+
+bool Watch::nothing_appended() {
+  // Version 1 only: its writer appends slots in file order into zeroed space, so a zero slot at
+  // offset_ means nothing was appended since (or a slot is still being filled: then the next
+  // read holds before it too). Version 2's offset counts records, not bytes: always read.
+  if (version_ != trace::kVersion) return false;
+  if (fd_ < 0) {
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st {};
+    if (fd_ >= 0 && (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode) ||
+                     static_cast<uint64_t>(st.st_ino) != inode_)) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    if (fd_ < 0) return false;
+  }
+  char slot[trace::kRecordSize];
+  const ssize_t got = ::pread(fd_, slot, sizeof slot, static_cast<off_t>(offset_));
+  if (got == 0) return true;  // the file ends there
+  if (got != static_cast<ssize_t>(sizeof slot)) return false;
+  static constexpr char kZero[trace::kRecordSize] = {};
+  return std::memcmp(slot, kZero, sizeof slot) == 0;
 }
 
 void Watch::poll(double now_s, size_t history) {
@@ -64,21 +95,25 @@ void Watch::poll(double now_s, size_t history) {
     if (analysis_ != nullptr) view_.state = "gone", view_.note = "the trace file was removed";
     return;
   }
-  const int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
   const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (analysis_ != nullptr && (st.st_ino != inode_ || size < size_ || size < offset_)) {
+  // Shorter than what was read: records read are gone. (Shorter than before but not than that
+  // is the writer trimming its unused end at a clean close.)
+  if (analysis_ != nullptr && (st.st_ino != inode_ || size < offset_)) {
     restart(st.st_ino != inode_ ? "the trace file was replaced: read again from its start"
                                 : "the trace file was truncated: read again from its start");
   }
-  // A clean close never changes again; an unchanged file of a live writer has nothing new
-  // unless a record is still in flight (stuck_polls_ counts those looks).
-  if (analysis_ != nullptr && closed_) {
-    take_snapshot(now_s, history);
-    return;
-  }
+  // A clean close, or a dead writer's trace read to its end, never changes again.
+  if (analysis_ != nullptr && (closed_ || settled_)) return tick(now_s, history);
   const bool alive = view_.pid != 0 && same_host(view_.host) && pid_alive(view_.pid);
-  std::string error;
   const bool hold = analysis_ == nullptr || (alive && stuck_polls_ < kStuckPolls);
+  // Nothing appended since the last look: no read and no snapshot. The look after kStuckPolls
+  // such looks reads anyway, without holding, so that a slot left zero while later ones were
+  // committed (a thread stopped before filling it) is read past, as when every look read.
+  if (analysis_ != nullptr && alive && stuck_polls_ != kStuckPolls && nothing_appended()) {
+    stuck_polls_ = std::min(stuck_polls_ + 1, kStuckPolls + 1);
+    return tick(now_s, history);
+  }
+  std::string error;
   auto reader = trace::open_from(path_, analysis_ != nullptr ? offset_ : trace::kHeaderSize,
                                  hold, &error);
   if (reader == nullptr) {
@@ -86,10 +121,17 @@ void Watch::poll(double now_s, size_t history) {
     return;
   }
   const trace::Header& h = reader->header();
-  if (analysis_ == nullptr) {
-    analysis_ = std::make_unique<analyzer::Analysis>();
+  const bool first = analysis_ == nullptr;
+  if (first) {
+    // A coarser timeline than the report's 2000 points: each refresh's snapshot builds it (and
+    // its series by site) again, and a box per record is what following costs most at low rates.
+    // Enough for the history graph's first look; `fragmentation` is its last point.
+    analyzer::AnalysisOptions options;
+    options.max_points = std::max(kTimelinePoints, history);
+    analysis_ = std::make_unique<analyzer::Analysis>(options);
     analysis_->begin_trace(h, path_);
     inode_ = st.st_ino;
+    version_ = h.version;
     offset_ = trace::kHeaderSize;
     view_.pid = h.pid;
     view_.rank = h.rank;
@@ -102,24 +144,38 @@ void Watch::poll(double now_s, size_t history) {
   records_ += s.records;
   torn_ += s.torn;
   abandoned_ += s.abandoned;
+  const bool changed = first || s.records > 0 || s.torn > 0 || s.abandoned > 0 || reason_ != s.reason;
   reason_ = s.reason;
   const uint64_t resume = trace::resume_offset(*reader);
   stuck_polls_ = resume == offset_ && s.records == 0 ? stuck_polls_ + 1 : 0;
   offset_ = resume;
-  size_ = size;
-  mtime_ns_ = mtime;
   closed_ = (h.flags & trace::kHeaderClosed) != 0;
   // Names the header gained since the first look (CUDA initialised after the trace opened).
   for (DeviceView& d : view_.devices)
     if (d.device >= 0 && d.device < trace::kMaxDevices && h.devices[d.device].present)
       d.name = h.devices[d.device].name;
+  const std::string before = view_.state;
   if (closed_)
     view_.state = "ended";
   else if (view_.pid != 0 && same_host(view_.host) && !pid_alive(view_.pid))
     view_.state = "killed";
   else
     view_.state = "running";
-  take_snapshot(now_s, history);
+  // Read without holding after its writer was gone: what is there now is all there will be.
+  settled_ = !hold && !alive && view_.state == "killed";
+  if (changed || view_.state != before) take_snapshot(now_s, history);
+  else tick(now_s, history);
+}
+
+void Watch::tick(double now_s, size_t history) {
+  const double dt = last_poll_s_ >= 0 ? now_s - last_poll_s_ : 0;
+  if (dt <= 0) return;
+  for (DeviceView& d : view_.devices) {
+    d.allocs_per_second = 0;
+    d.history.push_back(d.allocated_bytes);
+    while (d.history.size() > history) d.history.pop_front();
+  }
+  last_poll_s_ = now_s;
 }
 
 void Watch::take_snapshot(double now_s, size_t history) {

@@ -69,17 +69,22 @@ class Watch {
 
  private:
   void restart(const std::string& why);
+  // True when a version-1 trace has nothing new at offset_: its next slot is still zero.
+  bool nothing_appended();
   void take_snapshot(double now_s, size_t history);
+  // A refresh that read nothing: the view stays, only the history and the rate move on.
+  void tick(double now_s, size_t history);
 
   std::string path_;
   std::string key_;
   std::unique_ptr<analyzer::Analysis> analysis_;
   uint64_t offset_ = 0;  // where the next read starts (trace::resume_offset)
-  uint64_t size_ = 0;    // the file's size at the last read
   uint64_t inode_ = 0;
-  int64_t mtime_ns_ = -1;
+  int fd_ = -1;          // the followed file, for nothing_appended() (closed on restart)
+  uint32_t version_ = 0;
   int stuck_polls_ = 0;  // polls that read nothing while the writer lives
   bool closed_ = false;
+  bool settled_ = false;  // read to its end after its writer was gone: it never changes again
   uint64_t records_ = 0, torn_ = 0, abandoned_ = 0;
   std::string reason_;   // the last reader's truncation reason
   std::string restart_note_;  // why the trace was read again from its start ("" = never)
