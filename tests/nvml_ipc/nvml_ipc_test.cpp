@@ -304,6 +304,12 @@ TEST(Shareable, ImportsAreRecordedAtTheirMappingOnEveryLookupPathNotChargedAndCo
     auto a = answers(r.output.out);
     EXPECT_EQ(a.at("imported_byte"), std::vector<uint64_t>{0x5a});  // the exporter's bytes
     EXPECT_EQ(a.at("importer_driver"), (std::vector<uint64_t>{8 * kMiB, 16 * kMiB}));
+    // The codes of the misuses pass through unchanged (simcuda's, docs/simcuda.md).
+    EXPECT_EQ(a.at("export_not_exportable"), std::vector<uint64_t>{1});
+    EXPECT_EQ(a.at("import_fd_minus_1"), std::vector<uint64_t>{1});
+    EXPECT_EQ(a.at("import_dev_null"), std::vector<uint64_t>{1});
+    EXPECT_EQ(a.at("import_win32"), std::vector<uint64_t>{801});
+    EXPECT_EQ(a.at("import_null_out"), std::vector<uint64_t>{1});
     const auto files = traces_in(dir);
     ASSERT_EQ(files.size(), 2u);
     std::vector<std::string> ordered = files;  // exporter first: the one with physical memory
@@ -368,8 +374,7 @@ TEST(Shareable, OnASharedSimulatedDeviceTheExporterAloneIsCharged) {
   ScratchDir dir("gpumem-shareable");
   const std::string shared = "SIMCUDA_SHARED=gpumem-shareable-test-" + std::to_string(getpid());
   Outcome r = run(dir, SHAREABLE_PROG, "export driver", shared + " GPUMEM_TRACE=off", false);
-  std::system(("rm -f /dev/shm/simcuda-gpumem-shareable-test-" + std::to_string(getpid()) +
-               "-dev0")
+  std::system(("rm -f /dev/shm/simcuda-gpumem-shareable-test-" + std::to_string(getpid()) + "-dev0")
                   .c_str());
   ASSERT_EQ(r.output.status, 0) << r.output.out;
   auto a = answers(r.output.out);

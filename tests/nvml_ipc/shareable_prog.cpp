@@ -34,6 +34,12 @@ int g_failures = 0;
     }                                                                                            \
   } while (0)
 
+// The answer to a misuse, printed rather than checked: simcuda's codes are asserted by the test,
+// and on a real driver (scripts/gpu-check) they are reported as found.
+void say(const char* name, CUresult e) {
+  std::printf("%s %d\n", name, static_cast<int>(e));
+}
+
 constexpr size_t kMiB = 1 << 20;
 constexpr size_t kShared = 48 * kMiB;
 constexpr int kChildFd = 10;
@@ -86,8 +92,8 @@ Import import_function(const std::string& path) {
     import = reinterpret_cast<Import>(dlsym(lib, "cuMemImportFromShareableHandle"));
   } else if (path == "driver_resolver") {
     CUdriverProcAddressQueryResult st{};
-    EXPECT_CODE(cuGetProcAddress("cuMemImportFromShareableHandle", reinterpret_cast<void**>(&import),
-                                 13000, 0, &st),
+    EXPECT_CODE(cuGetProcAddress("cuMemImportFromShareableHandle",
+                                 reinterpret_cast<void**>(&import), 13000, 0, &st),
                 CUDA_SUCCESS);
   }
   return import;
@@ -102,8 +108,7 @@ int run_importer(const char* self, const std::string& path, int fd, const char* 
   const std::string child_fd = std::to_string(kChildFd);
   const char* args[] = {self, "import", path.c_str(), child_fd.c_str(), nullptr};
   pid_t child = -1;
-  const int spawned =
-      posix_spawn(&child, self, &fa, nullptr, const_cast<char**>(args), environ);
+  const int spawned = posix_spawn(&child, self, &fa, nullptr, const_cast<char**>(args), environ);
   posix_spawn_file_actions_destroy(&fa);
   if (spawned != 0) return 4;
   int status = 0;
@@ -126,7 +131,7 @@ int exporter(const char* self, const std::string& path, const char* cap) {
   CUmemAllocationProp no_export = device_prop(CU_MEM_HANDLE_TYPE_NONE);
   EXPECT_CODE(cuMemCreate(&plain, 2 * kMiB, &no_export, 0), CUDA_SUCCESS);
   int bad = -1;
-  EXPECT_CODE(cuMemExportToShareableHandle(&bad, plain, kFd, 0), CUDA_ERROR_INVALID_VALUE);
+  say("export_not_exportable", cuMemExportToShareableHandle(&bad, plain, kFd, 0));
   EXPECT_CODE(cuMemRelease(plain), CUDA_SUCCESS);
   // Its own fd, imported back: the same memory, one more reference.
   CUmemGenericAllocationHandle own = 0;
@@ -161,12 +166,12 @@ int importer(const std::string& path, int fd) {
   unmap(va);                                   // the last of it: the import ends here
   // What is not an exported allocation, and a type simcuda (and Linux) cannot import.
   CUmemGenericAllocationHandle bad = 0;
-  EXPECT_CODE(import(&bad, os_handle(-1), kFd), CUDA_ERROR_INVALID_VALUE);
+  say("import_fd_minus_1", import(&bad, os_handle(-1), kFd));
   const int dev_null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  EXPECT_CODE(import(&bad, os_handle(dev_null), kFd), CUDA_ERROR_INVALID_VALUE);
+  say("import_dev_null", import(&bad, os_handle(dev_null), kFd));
   close(dev_null);
-  EXPECT_CODE(import(&bad, os_handle(fd), CU_MEM_HANDLE_TYPE_WIN32), CUDA_ERROR_NOT_SUPPORTED);
-  EXPECT_CODE(import(nullptr, os_handle(fd), kFd), CUDA_ERROR_INVALID_VALUE);
+  say("import_win32", import(&bad, os_handle(fd), CU_MEM_HANDLE_TYPE_WIN32));
+  say("import_null_out", import(nullptr, os_handle(fd), kFd));
   // Imported again and released unmapped: no memory of it ever appeared here.
   EXPECT_CODE(import(&h, os_handle(fd), kFd), CUDA_SUCCESS);
   EXPECT_CODE(cuMemRelease(h), CUDA_SUCCESS);
