@@ -110,6 +110,7 @@ struct Child {
   double printed = 0;  // the number the worker printed (its own timing); 0 if none
   double wall_ns = 0;  // wall time of the whole process
   double max_rss_kib = 0;
+  std::string out;     // everything it printed on stdout (when captured)
 };
 
 struct SpawnOptions {
@@ -154,6 +155,7 @@ inline Child spawn(const std::vector<std::string>& argv, std::vector<std::string
   c.wall_ns = static_cast<double>(std::chrono::nanoseconds(Clock::now() - start).count());
   c.max_rss_kib = static_cast<double>(ru.ru_maxrss);
   c.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  c.out = out;
   size_t pos = 0;
   while (pos < out.size()) {
     const size_t end = std::min(out.find('\n', pos), out.size());

@@ -28,6 +28,19 @@ TEST(Probe, InitialiseRuntime) {
   EXPECT_EQ(cudaFree(nullptr), cudaSuccess);
 }
 
+// Helper for DefaultLatency below (skipped unless it sets GPUMEM_TEST_PROBE_TIMING): times 20
+// allocations and their 20 frees, and prints "alloc_us=A free_us=F" on stderr.
+TEST(Probe, TimeTwentyAllocationsAndFrees) {
+  if (std::getenv("GPUMEM_TEST_PROBE_TIMING") == nullptr) GTEST_SKIP() << "a helper of DefaultLatency";
+  void* p[20];
+  auto t = std::chrono::steady_clock::now();
+  for (void*& q : p) ASSERT_EQ(cudaMalloc(&q, kMiB), cudaSuccess);
+  const double alloc_ms = ms_since(t);
+  t = std::chrono::steady_clock::now();
+  for (void* q : p) ASSERT_EQ(cudaFree(q), cudaSuccess);
+  std::fprintf(stderr, "alloc_us=%.0f free_us=%.0f\n", alloc_ms * 1000, ms_since(t) * 1000);
+}
+
 TEST(FaultInjection, AllocationsAfterTheFirstThreeFail) {
   size_t free0 = 0, total = 0;
   ASSERT_EQ(cudaMemGetInfo(&free0, &total), cudaSuccess);
@@ -59,17 +72,23 @@ struct ProbeResult {
   std::string err;
 };
 
-// Runs this binary's Probe test with `assignment` added to the environment.
-ProbeResult run_probe(const std::string& assignment) {
+// Runs this binary's Probe test `probe` with `assignment` added to the environment and the
+// variables named in `unset` taken out of it.
+ProbeResult run_probe(const std::string& assignment, std::vector<std::string> unset = {},
+                      const std::string& probe = "Probe.InitialiseRuntime") {
   std::vector<std::string> env_strings;
-  std::string name = assignment.substr(0, assignment.find('='));
-  for (char** e = environ; *e; ++e)
-    if (std::strncmp(*e, (name + "=").c_str(), name.size() + 1) != 0) env_strings.push_back(*e);
+  unset.push_back(assignment.substr(0, assignment.find('=')));
+  for (char** e = environ; *e; ++e) {
+    bool keep = true;
+    for (const std::string& name : unset)
+      keep = keep && std::strncmp(*e, (name + "=").c_str(), name.size() + 1) != 0;
+    if (keep) env_strings.push_back(*e);
+  }
   env_strings.push_back(assignment);
   std::vector<char*> envp;
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
-  std::string self = "/proc/self/exe", filter = "--gtest_filter=Probe.InitialiseRuntime";
+  std::string self = "/proc/self/exe", filter = "--gtest_filter=" + probe;
   char* argv[] = {self.data(), filter.data(), nullptr};
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
@@ -113,6 +132,23 @@ TEST(Environment, BadValuesExitWithStatus2AndSayWhatIsAccepted) {
     EXPECT_NE(run.err.find(c[1]), std::string::npos) << run.err;
     EXPECT_NE(run.err.find("is not valid; use "), std::string::npos) << run.err;
   }
+}
+
+// Unset, each device allocation and free takes 35 µs as cudaMalloc/cudaFree do on a real GPU
+// (docs/simcuda.md), so that time per step shows what a caching pool saves. Only lower bounds:
+// a sleep never ends early, and a loaded machine only adds.
+TEST(Environment, DefaultLatencyIs35Microseconds) {
+  const std::vector<std::string> unset = {"SIMCUDA_ALLOC_LATENCY_US", "SIMCUDA_FREE_LATENCY_US",
+                                          "SIMCUDA_FAIL_ALLOC_AFTER"};
+  const ProbeResult by_default =
+      run_probe("GPUMEM_TEST_PROBE_TIMING=1", unset, "Probe.TimeTwentyAllocationsAndFrees");
+  ASSERT_EQ(by_default.status, 0) << by_default.err;
+  double alloc_us = 0, free_us = 0;
+  const size_t at = by_default.err.find("alloc_us=");
+  ASSERT_NE(at, std::string::npos) << by_default.err;
+  ASSERT_EQ(std::sscanf(by_default.err.c_str() + at, "alloc_us=%lf free_us=%lf", &alloc_us, &free_us), 2);
+  EXPECT_GE(alloc_us, 20 * 35.0);
+  EXPECT_GE(free_us, 20 * 35.0);
 }
 
 }  // namespace
