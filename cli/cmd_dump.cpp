@@ -154,6 +154,23 @@ json record_json(const tr::Event& ev, StringTable* strings) {
   return j;
 }
 
+// A bounded trace's dropped middle (null when nothing was dropped): counts per device and op of
+// the records the digest did not keep, so a script can total the whole run.
+json dropped_json(const tr::DroppedSpan* d) {
+  if (d == nullptr) return nullptr;
+  json omitted = json::array();
+  for (const auto& row : d->omitted)
+    omitted.push_back({{"device", row.device},
+                       {"op", tr::op_name(static_cast<tr::Op>(row.op))},
+                       {"aux", row.aux},
+                       {"count", row.count},
+                       {"bytes", row.bytes}});
+  return {{"records", d->records},   {"kept", d->kept},
+          {"first_t_ns", d->first_t_ns}, {"last_t_ns", d->last_t_ns},
+          {"first_chunk", d->first_chunk}, {"next_chunk", d->next_chunk},
+          {"omitted", std::move(omitted)}};
+}
+
 void print_line(const json& j) {
   // Payload text comes from the file: replace invalid UTF-8 rather than fail.
   const std::string line = j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -179,11 +196,19 @@ int dump(const std::string& path) {
                 {"abandoned", stats.abandoned},
                 {"dropped", stats.dropped},
                 {"truncated", stats.truncated},
-                {"reason", stats.reason}}}});
+                {"reason", stats.reason},
+                {"bounded", dropped_json(reader->dropped())}}}});
   if (std::fflush(stdout) != 0) {
     std::fprintf(stderr, "gpumem dump: could not write the output: %s\n", std::strerror(errno));
     return 1;
   }
+  if (const tr::DroppedSpan* d = reader->dropped())
+    std::fprintf(stderr,
+                 "gpumem dump: note: '%s' is bounded (GPUMEM_TRACE_MAX): %llu records of its "
+                 "middle were dropped; %llu of them, kept in its digest, were printed between "
+                 "its beginning and its newest records\n",
+                 path.c_str(), static_cast<unsigned long long>(d->records),
+                 static_cast<unsigned long long>(d->kept));
   if (stats.truncated)
     std::fprintf(stderr,
                  "gpumem dump: note: '%s' is truncated (%s); every complete record before the "

@@ -290,6 +290,7 @@ std::unique_ptr<Program> load_program(const std::string& path, std::string* erro
   while (reader->next(&ev)) compiler.feed(ev);
   compiler.finish();
   program->truncated = reader->stats().truncated;
+  if (const trace::DroppedSpan* d = reader->dropped()) program->dropped_records = d->records;
   return program;
 }
 

@@ -164,6 +164,7 @@ bool replay_to_json(const Program& program, Policy policy, const std::string& li
               {"command", program.command},
               {"recorded_pool", program.recorded_pool},
               {"truncated", program.truncated},
+              {"dropped_records", program.dropped_records},
               {"policy", policy_name(policy)},
               {"fits", all_fit},
               {"devices", std::move(devices)}};
@@ -180,6 +181,13 @@ std::string render_replay_text(const json& doc) {
   s += "\n";
   if (doc["truncated"].get<bool>())
     s += "note: the trace did not end cleanly; replay covers what was recorded\n";
+  if (doc["dropped_records"].get<uint64_t>() > 0)
+    s += fmt::format(
+        "note: the trace is bounded (GPUMEM_TRACE_MAX): {} records of its middle were dropped; "
+        "replay runs its beginning, the allocations live across the cut and at each peak, and "
+        "its newest records, so peaks and the end are exact, but a pool's fragmentation and any "
+        "failure inside the dropped span are not reproduced\n",
+        doc["dropped_records"].get<uint64_t>());
   for (const json& d : doc["devices"]) {
     const auto u = [&](const char* k) { return d[k].get<uint64_t>(); };
     s += fmt::format(

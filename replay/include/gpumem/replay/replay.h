@@ -66,6 +66,9 @@ struct Program {
   uint64_t recorded_pool_size = 0;  // the header's GPUMEM_POOL_SIZE line in bytes; 0 = not set
   std::string command;
   bool truncated = false;
+  // A bounded trace (GPUMEM_TRACE_MAX): records dropped from its middle. What is replayed there is
+  // its digest: the allocations live across the cut and at each device's peaks, in order.
+  uint64_t dropped_records = 0;
   std::vector<std::string> phases;  // [0] = "" (no phase)
   std::vector<DeviceProgram> devices;
 };
