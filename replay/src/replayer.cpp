@@ -168,8 +168,8 @@ class Replayer {
     if (resources::PoolResource* pool = stack_.pool()) {
       const uint64_t in_segments = pool->reserved_bytes();
       const uint64_t free_bytes = in_segments > pooled_blocks_ ? in_segments - pooled_blocks_ : 0;
-      // The expandable pool's largest free block is its free address space, larger than what it
-      // holds free: it has no external fragmentation (clamped to 0).
+      // The pool's largest free block counts mapped memory only (the expandable pool's too), so
+      // it is within its free bytes; clamped to 0 all the same.
       if (free_bytes > 0)
         frag = std::max(0.0, 1.0 - static_cast<double>(pool->largest_free_block()) /
                                        static_cast<double>(free_bytes));

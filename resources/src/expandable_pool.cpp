@@ -223,7 +223,8 @@ uint64_t ExpandablePool::largest_free_locked() const {
   if (mapped_.empty()) return 0;
   uint64_t largest = 0;
   blocks().for_each_block([&](const Block& b) {
-    if (b.state == BlockState::live) return;
+    // A block no larger than the best so far cannot beat it: only larger ones walk their granules.
+    if (b.state == BlockState::live || b.size <= largest) return;
     const uintptr_t end = b.addr + b.size;
     uintptr_t from = 0, to = 0;  // the run of adjacent mapped granules being walked
     auto close_run = [&] {
