@@ -283,12 +283,14 @@ TEST(Ipc, ImportsAreRecordedOnEveryLookupPathNotChargedAndCountedOnce) {
 
 // VMM memory shared through a POSIX file descriptor: the exporter creates 48 MiB (and imports its
 // own fd back, which is the same allocation), an importer under a 16 MiB cap imports it on each
-// lookup path, maps it (reading the exporter's bytes), then meets three bad handles and an import
-// it never maps. The import is recorded once, at its mapping, with the mapping's address and
-// exact bytes and the import's api and lookup path; it ends at the cuMemUnmap that drops the last
-// of it (the handle was released first); it is not charged (8 MiB of the importer's own leave 8
-// MiB free under its cap); the bad handles are alloc_failed records with CUDA's codes; and the
-// two processes' report counts the 48 MiB once.
+// lookup path, maps it (reading the exporter's bytes), meets three bad handles, imports it again
+// and maps it, and imports it a third time without mapping it. Each mapped import is recorded
+// once, at its mapping, with the mapping's address and exact bytes and the import's api and
+// lookup path; it ends at the call that drops the last of it (the first released before its
+// cuMemUnmap, the second unmapped before its cuMemRelease); the unmapped one leaves no record; it
+// is not charged (8 MiB of the importer's own leave 8 MiB free under its cap); the bad handles
+// are alloc_failed records with CUDA's codes; and the two processes' report counts the 48 MiB
+// once.
 TEST(Shareable, ImportsAreRecordedAtTheirMappingOnEveryLookupPathNotChargedAndCountedOnce) {
   const std::pair<const char*, Lookup> paths[] = {
       {"driver", Lookup::direct},
@@ -330,16 +332,19 @@ TEST(Shareable, ImportsAreRecordedAtTheirMappingOnEveryLookupPathNotChargedAndCo
       if (rec.op == static_cast<uint16_t>(Op::free)) ends.push_back(rec);
       if (rec.op == static_cast<uint16_t>(Op::alloc_failed)) failed.push_back(rec);
     }
-    ASSERT_EQ(imports.size(), 1u);  // the second import was never mapped: no record
-    ASSERT_EQ(ends.size(), 1u);
-    ASSERT_EQ(maps.size(), 1u);
-    EXPECT_EQ(imports[0].api, static_cast<uint16_t>(Api::cuMemImportFromShareableHandle));
-    EXPECT_EQ(lookup_of(imports[0]), lookup);
-    EXPECT_EQ(imports[0].bytes, 48 * kMiB);
-    EXPECT_EQ(imports[0].address, maps[0].address);
-    EXPECT_EQ(ends[0].api, static_cast<uint16_t>(Api::cuMemUnmap));
-    EXPECT_EQ(ends[0].address, imports[0].address);
-    EXPECT_EQ(ends[0].bytes, 48 * kMiB);
+    ASSERT_EQ(imports.size(), 2u);  // the third import was never mapped: no record
+    ASSERT_EQ(ends.size(), 2u);
+    ASSERT_EQ(maps.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(imports[i].api, static_cast<uint16_t>(Api::cuMemImportFromShareableHandle));
+      EXPECT_EQ(lookup_of(imports[i]), lookup);
+      EXPECT_EQ(imports[i].bytes, 48 * kMiB);
+      EXPECT_EQ(imports[i].address, maps[i].address);
+      EXPECT_EQ(ends[i].address, imports[i].address);
+      EXPECT_EQ(ends[i].bytes, 48 * kMiB);
+    }
+    EXPECT_EQ(ends[0].api, static_cast<uint16_t>(Api::cuMemUnmap));    // released, then unmapped
+    EXPECT_EQ(ends[1].api, static_cast<uint16_t>(Api::cuMemRelease));  // unmapped, then released
     ASSERT_EQ(failed.size(), 3u);
     EXPECT_EQ(failed[0].result, 1);    // fd -1: CUDA_ERROR_INVALID_VALUE
     EXPECT_EQ(failed[1].result, 1);    // /dev/null
@@ -359,8 +364,8 @@ TEST(Shareable, ImportsAreRecordedAtTheirMappingOnEveryLookupPathNotChargedAndCo
     ASSERT_EQ(j["traces"].size(), 2u);
     EXPECT_EQ(j["traces"][0]["imported"]["alloc"], 0);
     EXPECT_EQ(j["traces"][1]["imported"]["peak_bytes"], 48 * kMiB);
-    EXPECT_EQ(j["traces"][1]["imported"]["alloc"], 1);
-    EXPECT_EQ(j["traces"][1]["imported"]["free"], 1);
+    EXPECT_EQ(j["traces"][1]["imported"]["alloc"], 2);
+    EXPECT_EQ(j["traces"][1]["imported"]["free"], 2);
     EXPECT_EQ(j["traces"][1]["imported"]["final_bytes"], 0);
     ASSERT_EQ(j["devices"].size(), 2u);
     EXPECT_EQ(j["devices"][0]["peak"]["allocated_bytes"], 50 * kMiB);  // the exporter's, once

@@ -146,8 +146,8 @@ int exporter(const char* self, const std::string& path, const char* cap) {
 }
 
 // The importer: 8 MiB of its own, the exporter's 48 MiB imported and mapped (it reads the
-// exporter's bytes), what cuMemGetInfo says meanwhile; then bad handles, and an import never
-// mapped.
+// exporter's bytes), what cuMemGetInfo says meanwhile, released while mapped then unmapped; bad
+// handles; imported again, mapped, unmapped then released; and an import never mapped.
 int importer(const std::string& path, int fd) {
   init();
   const Import import = import_function(path);
@@ -172,7 +172,12 @@ int importer(const std::string& path, int fd) {
   close(dev_null);
   say("import_win32", import(&bad, os_handle(fd), CU_MEM_HANDLE_TYPE_WIN32));
   say("import_null_out", import(nullptr, os_handle(fd), kFd));
-  // Imported again and released unmapped: no memory of it ever appeared here.
+  // Imported again, mapped, unmapped while the handle holds it: the release ends it.
+  EXPECT_CODE(import(&h, os_handle(fd), kFd), CUDA_SUCCESS);
+  const CUdeviceptr va2 = map(h);
+  unmap(va2);
+  EXPECT_CODE(cuMemRelease(h), CUDA_SUCCESS);
+  // Imported a third time and released unmapped: no memory of it ever appeared here.
   EXPECT_CODE(import(&h, os_handle(fd), kFd), CUDA_SUCCESS);
   EXPECT_CODE(cuMemRelease(h), CUDA_SUCCESS);
   EXPECT_CODE(cuMemFree(mine), CUDA_SUCCESS);
