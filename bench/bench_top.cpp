@@ -114,8 +114,8 @@ struct Result {
 Result run_once(int writers, uint64_t rate, int refreshes, bool compact) {
   Result res;
   const char* tmp = std::getenv("TMPDIR");
-  const std::string dir = std::string(tmp != nullptr && *tmp ? tmp : "/tmp") + "/gpumem-bench-top-" +
-                          std::to_string(::getpid());
+  const std::string dir = std::string(tmp != nullptr && *tmp ? tmp : "/tmp") +
+                          "/gpumem-bench-top-" + std::to_string(::getpid());
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   std::filesystem::create_directories(dir, ec);
@@ -177,7 +177,8 @@ Result run_once(int writers, uint64_t rate, int refreshes, bool compact) {
   int status = 0;
   rusage ru{};
   if (top > 0 && ::wait4(top, &status, 0, &ru) == top) {
-    res.top_wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - top_started).count();
+    const auto wall = std::chrono::steady_clock::now() - top_started;
+    res.top_wall_s = std::chrono::duration<double>(wall).count();
     res.top_cpu_s = cpu_s(ru);
     res.top_maxrss_mib = static_cast<double>(ru.ru_maxrss) / 1024.0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)

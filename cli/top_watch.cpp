@@ -144,7 +144,8 @@ void Watch::poll(double now_s, size_t history) {
   records_ += s.records;
   torn_ += s.torn;
   abandoned_ += s.abandoned;
-  const bool changed = first || s.records > 0 || s.torn > 0 || s.abandoned > 0 || reason_ != s.reason;
+  const bool changed =
+      first || s.records > 0 || s.torn > 0 || s.abandoned > 0 || reason_ != s.reason;
   reason_ = s.reason;
   const uint64_t resume = trace::resume_offset(*reader);
   stuck_polls_ = resume == offset_ && s.records == 0 ? stuck_polls_ + 1 : 0;
