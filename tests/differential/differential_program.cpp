@@ -117,6 +117,20 @@ void range_of(const char* call, int index, uint64_t offset = 0) {
   range(call, dptr_of(index, offset));
 }
 
+// cuPointerGetAttribute's range of an address: start and size, each asked on its own.
+void attribute_range(const char* call, CUdeviceptr p) {
+  CUdeviceptr start = 0;
+  size_t size = 0;
+  const CUresult e1 = cuPointerGetAttribute(&start, CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, p);
+  const CUresult e2 = cuPointerGetAttribute(&size, CU_POINTER_ATTRIBUTE_RANGE_SIZE, p);
+  line(call, e1, e1 == 0 ? "start " + where(start) : "");
+  line((std::string(call) + " size").c_str(), e2, e2 == 0 ? std::to_string(size) : "");
+}
+void attribute_range_of(const char* call, int index, uint64_t offset = 0) {
+  if (index < 0) return skipped(call), skipped((std::string(call) + " size").c_str());
+  attribute_range(call, dptr_of(index, offset));
+}
+
 void rt_meminfo(const char* call) {
   size_t free_bytes = 0, total = 0;
   const int e = cudaMemGetInfo(&free_bytes, &total);
@@ -321,6 +335,9 @@ void driver_calls() {
   range_of("cuMemGetAddressRange(d_small+3999)", d_small, 3999);
   range("cuMemGetAddressRange(foreign)", reinterpret_cast<CUdeviceptr>(&g_foreign));
   range("cuMemGetAddressRange(NULL)", 0);
+  attribute_range_of("cuPointerGetAttribute(range, d+2 MiB)", d, 2 * kMiB);
+  attribute_range_of("cuPointerGetAttribute(range, d_small+3999)", d_small, 3999);
+  attribute_range("cuPointerGetAttribute(range, foreign)", reinterpret_cast<CUdeviceptr>(&g_foreign));
   if (d >= 0) {
     CUdeviceptr base = 0;
     const CUresult e = cuMemGetAddressRange(&base, nullptr, dptr_of(d, 100));
@@ -336,6 +353,7 @@ void driver_calls() {
   cu_free("cuMemFree(d+512) interior", d, 512);
   cu_free("cuMemFree(d)", d);
   range_of("cuMemGetAddressRange(d) freed", d);
+  attribute_range_of("cuPointerGetAttribute(range, d) freed", d);
   cu_free("cuMemFree(d) again", d);
   cu_free("cuMemFree(d_small)", d_small);
   line("cuMemFree(foreign)", cuMemFree(reinterpret_cast<CUdeviceptr>(&g_foreign)));

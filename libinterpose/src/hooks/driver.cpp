@@ -293,6 +293,29 @@ CUresult hook_cuMemGetAddressRange_v2(CUdeviceptr* base, size_t* size, CUdevicep
   return CUDA_SUCCESS;
 }
 
+// The same for the range attributes of cuPointerGetAttribute: a pooled block's range is the
+// block, never its segment; a freed address in a segment is one the raw device does not know
+// (CUDA_ERROR_INVALID_VALUE, as for any unallocated address). Every other attribute of pooled
+// memory is the segment's (device memory of the pool's device), so the real call answers it.
+template <Lookup L>
+CUresult hook_cuPointerGetAttribute(void* data, CUpointer_attribute attribute, CUdeviceptr ptr) {
+  GPUMEM_DRIVER_PROLOGUE(cuPointerGetAttribute, data, attribute, ptr);
+  const bool range_attribute =
+      attribute == CU_POINTER_ATTRIBUTE_RANGE_START_ADDR || attribute == CU_POINTER_ATTRIBUTE_RANGE_SIZE;
+  if (data == nullptr || ptr == 0) return real(data, attribute, ptr);
+  resources::BlockInfo block;
+  if (!policy::lookup(reinterpret_cast<const void*>(ptr), &block)) {
+    if (!policy::pool_owns(static_cast<uint64_t>(ptr))) return real(data, attribute, ptr);
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  if (!range_attribute) return real(data, attribute, ptr);
+  if (attribute == CU_POINTER_ATTRIBUTE_RANGE_START_ADDR)
+    *static_cast<CUdeviceptr*>(data) = reinterpret_cast<CUdeviceptr>(block.base);
+  else
+    *static_cast<size_t*>(data) = block.bytes;
+  return CUDA_SUCCESS;
+}
+
 // See cudaIpcGetMemHandle (runtime.cpp): exporting a pooled block is refused.
 template <Lookup L>
 CUresult hook_cuIpcGetMemHandle(CUipcMemHandle* handle, CUdeviceptr dptr) {
@@ -330,6 +353,7 @@ const Wrapped kDriverWrapped[] = {
     GPUMEM_WRAPPED(cuDeviceTotalMem_v2),
     GPUMEM_WRAPPED(cuMemPoolTrimTo),
     GPUMEM_WRAPPED(cuMemGetAddressRange_v2),
+    GPUMEM_WRAPPED(cuPointerGetAttribute),
     GPUMEM_WRAPPED(cuIpcGetMemHandle),
 };
 const size_t kDriverWrappedCount = sizeof kDriverWrapped / sizeof kDriverWrapped[0];
@@ -378,3 +402,5 @@ GPUMEM_EXPORT_DRIVER(cuMemPoolTrimTo, (CUmemoryPool m, size_t n), (m, n))
 GPUMEM_EXPORT_DRIVER(cuMemGetAddressRange_v2, (CUdeviceptr * b, size_t* s, CUdeviceptr p),
                      (b, s, p))
 GPUMEM_EXPORT_DRIVER(cuIpcGetMemHandle, (CUipcMemHandle * h, CUdeviceptr p), (h, p))
+GPUMEM_EXPORT_DRIVER(cuPointerGetAttribute, (void* d, CUpointer_attribute a, CUdeviceptr p),
+                     (d, a, p))
