@@ -438,6 +438,19 @@ void TraceWriter::note_dropped() {
   if (before != 0) return;
   const int error = full_errno_.load(std::memory_order_relaxed);
   char line[640];
+  const char* base = base_.load(std::memory_order_acquire);
+  if (error == EFBIG && base != nullptr &&
+      trace::compact_layout(*reinterpret_cast<const Header*>(base)).max_bytes != 0) {
+    // A bounded trace whose digest (what it keeps of the dropped middle) outgrew its slot.
+    std::snprintf(line, sizeof line,
+                  "the trace '%.300s' cannot stay within GPUMEM_TRACE_MAX: the allocations live "
+                  "across its dropped middle no longer fit in an eighth of the bound; records "
+                  "from here on are dropped, and counted in the trace, which every report then "
+                  "shows as incomplete: raise GPUMEM_TRACE_MAX",
+                  path_);
+    (warning_sink_ != nullptr ? warning_sink_ : warn_to_stderr)(line);
+    return;
+  }
   std::snprintf(line, sizeof line,
                 "cannot grow the trace file '%.300s' (%s); records from here on are dropped, and "
                 "counted in the trace, which every report then shows as incomplete: free disk "
