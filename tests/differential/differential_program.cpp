@@ -337,7 +337,8 @@ void driver_calls() {
   range("cuMemGetAddressRange(NULL)", 0);
   attribute_range_of("cuPointerGetAttribute(range, d+2 MiB)", d, 2 * kMiB);
   attribute_range_of("cuPointerGetAttribute(range, d_small+3999)", d_small, 3999);
-  attribute_range("cuPointerGetAttribute(range, foreign)", reinterpret_cast<CUdeviceptr>(&g_foreign));
+  attribute_range("cuPointerGetAttribute(range, foreign)",
+                  reinterpret_cast<CUdeviceptr>(&g_foreign));
   if (d >= 0) {
     CUdeviceptr base = 0;
     const CUresult e = cuMemGetAddressRange(&base, nullptr, dptr_of(d, 100));
@@ -637,11 +638,14 @@ void ipc_calls() {
   if (exported < 0) {
     for (const char* c :
          {"cuIpcGetMemHandle(exported)", "cuIpcGetMemHandle(exported+256)",
-          "cuIpcOpenMemHandle(own handle)", "  child: cuIpcOpenMemHandle",
+          "cuIpcOpenMemHandle(own handle)", "cudaIpcGetMemHandle(exported)",
+          "cudaIpcOpenMemHandle(own handle)", "  child: cuIpcOpenMemHandle",
           "  child: cuMemGetAddressRange(import+1)", "  child: cuIpcOpenMemHandle again",
           "  child: cuIpcCloseMemHandle", "  child: cuIpcCloseMemHandle (second open)",
-          "  child: cuIpcCloseMemHandle again", "ipc_child",
-          "cuIpcCloseMemHandle(exported, not an import)", "cuMemFree(exported)"})
+          "  child: cuIpcCloseMemHandle again", "  child: cudaIpcOpenMemHandle",
+          "  child: cudaIpcCloseMemHandle", "  child: cudaIpcCloseMemHandle again", "ipc_child",
+          "cuIpcCloseMemHandle(exported, not an import)",
+          "cudaIpcCloseMemHandle(exported, not an import)", "cuMemFree(exported)"})
       skipped(c);
   } else {
     line("cuIpcGetMemHandle(exported)", cuIpcGetMemHandle(&h, p));
@@ -649,8 +653,17 @@ void ipc_calls() {
     CUdeviceptr own = 0;
     line("cuIpcOpenMemHandle(own handle)",
          cuIpcOpenMemHandle(&own, h, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS));
+    // The runtime's calls name the same memory by the same handle.
+    cudaIpcMemHandle_t rh{};
+    const int re = cudaIpcGetMemHandle(&rh, ptr_of(exported));
+    line("cudaIpcGetMemHandle(exported)", re,
+         std::memcmp(&rh, &h, sizeof h) == 0 ? "same bytes" : "other bytes");
+    void* rown = nullptr;
+    line("cudaIpcOpenMemHandle(own handle)",
+         cudaIpcOpenMemHandle(&rown, rh, cudaIpcMemLazyEnablePeerAccess));
     run_child("ipc_child", to_hex(&h, sizeof h));
     line("cuIpcCloseMemHandle(exported, not an import)", cuIpcCloseMemHandle(p));
+    line("cudaIpcCloseMemHandle(exported, not an import)", cudaIpcCloseMemHandle(ptr_of(exported)));
     cu_free("cuMemFree(exported)", exported);
   }
   CUipcMemHandle zeros{};
@@ -729,8 +742,8 @@ void ipc_calls() {
     skipped("cuMemRelease(exported)");
 }
 
-// The importing child of ipc_calls: the parent's IPC handle (hex), opened twice, closed three
-// times.
+// The importing child of ipc_calls: the parent's IPC handle (hex), opened twice and closed three
+// times through the driver, then opened once and closed twice through the runtime.
 int ipc_child(const char* hex) {
   cuInit(0);
   CUcontext ctx = nullptr;
@@ -753,6 +766,13 @@ int ipc_child(const char* hex) {
   line("  child: cuIpcCloseMemHandle", cuIpcCloseMemHandle(p));
   line("  child: cuIpcCloseMemHandle (second open)", cuIpcCloseMemHandle(p));
   line("  child: cuIpcCloseMemHandle again", cuIpcCloseMemHandle(p));
+  cudaIpcMemHandle_t rh{};
+  std::memcpy(&rh, &h, sizeof rh);
+  void* rp = nullptr;
+  const int re = cudaIpcOpenMemHandle(&rp, rh, cudaIpcMemLazyEnablePeerAccess);
+  line("  child: cudaIpcOpenMemHandle", re, rp != nullptr ? "mapped" : "null");
+  line("  child: cudaIpcCloseMemHandle", cudaIpcCloseMemHandle(rp));
+  line("  child: cudaIpcCloseMemHandle again", cudaIpcCloseMemHandle(rp));
   return 0;
 }
 
