@@ -95,6 +95,9 @@ struct Segment {
   uint64_t stream = 0;
   uint32_t site = 0;
   bool pooled = false;  // false: one allocation of an unpooled trace, its own segment
+  // A granule the expandable pool mapped (MemKind::physical): "segment_map" / "segment_unmap",
+  // and adjacent ones are one segment of the end state, as PyTorch's expandable segments are.
+  bool expandable = false;
 };
 struct DeviceState {
   std::map<uint64_t, Live> live;
@@ -211,14 +214,21 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
           w.end_dict();
           break;
         }
-        case Op::segment_reserve:
-          trace_entry(w, "segment_alloc", r.address, r.bytes, r.stream, us, {}, phase);
-          s.segments[r.address] = {r.bytes, r.stream, 0, true};
+        case Op::segment_reserve: {
+          const bool granule = trace::mem_kind(r) == trace::MemKind::physical;
+          trace_entry(w, granule ? "segment_map" : "segment_alloc", r.address, r.bytes, r.stream,
+                      us, {}, phase);
+          s.segments[r.address] = {r.bytes, r.stream, 0, true, granule};
           break;
-        case Op::segment_release:
-          if (s.segments.erase(r.address) == 0) break;
-          trace_entry(w, "segment_free", r.address, r.bytes, r.stream, us, {}, phase);
+        }
+        case Op::segment_release: {
+          auto it = s.segments.find(r.address);
+          if (it == s.segments.end()) break;
+          trace_entry(w, it->second.expandable ? "segment_unmap" : "segment_free", r.address,
+                      r.bytes, r.stream, us, {}, phase);
+          s.segments.erase(it);
           break;
+        }
         default:
           break;
       }
@@ -228,12 +238,21 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
   w.end_list();
 
   // The end state: every segment still held, its live blocks and the free gaps between them
-  // ("inactive"), so the blocks tile the segment as PyTorch's do.
+  // ("inactive"), so the blocks tile the segment as PyTorch's do. Adjacent expandable granules
+  // are one segment, as PyTorch reports one per contiguous mapped range of an expandable segment.
   w.key("segments");
   w.begin_list();
   for (int d = 0; d < devices; ++d) {
     const DeviceState& s = state[static_cast<size_t>(d)];
+    std::vector<std::pair<uint64_t, Segment>> joined;
     for (const auto& [base, seg] : s.segments) {
+      if (seg.expandable && !joined.empty() && joined.back().second.expandable &&
+          joined.back().first + joined.back().second.bytes == base)
+        joined.back().second.bytes += seg.bytes;
+      else
+        joined.emplace_back(base, seg);
+    }
+    for (const auto& [base, seg] : joined) {
       struct Block {
         uint64_t address, size;
         bool active;
@@ -276,7 +295,7 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
       w.integer(0);
       w.end_tuple();
       w.key("is_expandable");
-      w.boolean(false);
+      w.boolean(seg.expandable);
       w.key("frames");
       write_frames(w, frames_of(t, seg.site));
       w.key("blocks");
@@ -315,6 +334,27 @@ struct Entry {
   int device = 0;
   uint32_t site = 0;
 };
+
+// Removes [addr, addr + size) from the ranges of `ranges` (start -> size) that cover it, keeping
+// what lies outside; returns the parts no range covered, in address order.
+std::vector<std::pair<uint64_t, uint64_t>> take_range(std::map<uint64_t, uint64_t>& ranges,
+                                                      uint64_t addr, uint64_t size) {
+  std::vector<std::pair<uint64_t, uint64_t>> uncovered;
+  const uint64_t end = addr + size < addr ? UINT64_MAX : addr + size;
+  uint64_t cursor = addr;
+  auto it = ranges.upper_bound(addr);
+  if (it != ranges.begin() && std::prev(it)->first + std::prev(it)->second > addr) --it;
+  while (cursor < end && it != ranges.end() && it->first < end) {
+    const uint64_t a = it->first, n = it->second;
+    if (a > cursor) uncovered.push_back({cursor, a - cursor});
+    it = ranges.erase(it);
+    if (a < addr) ranges[a] = addr - a;                  // the part before
+    if (a + n > end) ranges[end] = a + n - end;          // the part after
+    cursor = std::max(cursor, std::min(a + n, end));
+  }
+  if (cursor < end) uncovered.push_back({cursor, end - cursor});
+  return uncovered;
+}
 
 class SnapshotReader {
  public:
@@ -418,6 +458,7 @@ class SnapshotReader {
       uint64_t address = 0, size = 0, stream = 0;
       std::vector<std::pair<uint64_t, uint64_t>> active;  // address, size
       std::vector<uint32_t> sites;
+      bool expandable = false;  // a mapped range of an expandable segment
     };
     std::vector<EndSegment> end;
     for (size_t i = 0; i < segments->items.size(); ++i) {
@@ -434,6 +475,9 @@ class SnapshotReader {
       if (device >= trace::kMaxDevices)
         return fail(where, fmt::format("device {} is beyond {}", device, trace::kMaxDevices - 1));
       es.device = static_cast<int>(device);
+      const PickleNode* expandable = doc_.find(s, "is_expandable");
+      es.expandable = expandable != nullptr && expandable->kind == PickleKind::boolean &&
+                      expandable->boolean;
       const PickleNode* blocks = doc_.find(s, "blocks");
       if (blocks != nullptr && blocks->kind == PickleKind::list) {
         for (size_t b = 0; b < blocks->items.size(); ++b) {
@@ -488,8 +532,13 @@ class SnapshotReader {
     for (const EndSegment& es : end)
       if (unpooled && (es.active.size() != 1 || es.active[0].first != es.address)) unpooled = false;
 
+    // PyTorch with expandable_segments:True maps and unmaps ranges of one growing segment.
+    bool expandable = false;
+    for (const Entry& e : entries) expandable = expandable || e.action == "segment_map";
+    for (const EndSegment& es : end) expandable = expandable || es.expandable;
     trace::Header& h = out_->header();
-    std::snprintf(h.pool, sizeof h.pool, "%s", unpooled ? "none" : "growth");
+    std::snprintf(h.pool, sizeof h.pool, "%s",
+                  unpooled ? "none" : (expandable ? "expandable" : "growth"));
     std::snprintf(h.command, sizeof h.command, "converted from the PyTorch memory snapshot %s",
                   source.c_str());
     const uint64_t t0 = entries.empty() ? 0 : entries.front().time_us;
@@ -515,16 +564,28 @@ class SnapshotReader {
         l[e.addr] = e.size;
       else if (e.action == "free_completed" && l.erase(e.addr) == 0)
         before.push_back({"alloc", e.addr, e.size, e.stream, 0, 0, e.device, 0});
-      else if ((e.action == "segment_alloc" || e.action == "segment_map") && !unpooled)
+      else if (e.action == "segment_alloc" && !unpooled)
         sg[e.addr] = e.size;
-      else if ((e.action == "segment_free" || e.action == "segment_unmap") && !unpooled &&
-               sg.erase(e.addr) == 0)
+      else if (e.action == "segment_free" && !unpooled && sg.erase(e.addr) == 0)
         before.push_back({"segment_alloc", e.addr, e.size, e.stream, 0, 0, e.device, 0});
+      else if (e.action == "segment_map" && !unpooled)
+        sg[e.addr] = e.size;
+      else if (e.action == "segment_unmap" && !unpooled)
+        // An unmap may take part of a mapped range; what no range covered was mapped before.
+        for (const auto& [a, n] : take_range(sg, e.addr, e.size))
+          before.push_back({"segment_map", a, n, e.stream, 0, 0, e.device, 0});
     }
     for (const EndSegment& es : end) {
       auto& l = live[static_cast<size_t>(es.device)];
-      if (!unpooled && segs[static_cast<size_t>(es.device)].count(es.address) == 0)
+      auto& sg = segs[static_cast<size_t>(es.device)];
+      if (!unpooled && es.expandable) {
+        // One end segment is a run of mapped ranges: what the history did not map was before.
+        std::map<uint64_t, uint64_t> copy = sg;
+        for (const auto& [a, n] : take_range(copy, es.address, es.size))
+          before.push_back({"segment_map", a, n, es.stream, 0, 0, es.device, 0});
+      } else if (!unpooled && sg.count(es.address) == 0) {
         before.push_back({"segment_alloc", es.address, es.size, es.stream, 0, 0, es.device, 0});
+      }
       for (size_t b = 0; b < es.active.size(); ++b) {
         auto it = l.find(es.active[b].first);
         if (it == l.end() || it->second != es.active[b].second)
@@ -533,7 +594,10 @@ class SnapshotReader {
       }
     }
     std::stable_sort(before.begin(), before.end(), [](const Entry& a, const Entry& b) {
-      return a.action == "segment_alloc" && b.action != "segment_alloc";
+      const auto segment = [](const Entry& e) {
+        return e.action == "segment_alloc" || e.action == "segment_map";
+      };
+      return segment(a) && !segment(b);
     });
     for (const Entry& e : before) emit(e, t_of(t0), unpooled, pooled_flag, api);
     for (const Entry& e : entries) emit(e, t_of(e.time_us), unpooled, pooled_flag, api);
@@ -566,6 +630,10 @@ class SnapshotReader {
               e.action == "segment_map" || e.action == "segment_unmap")
                  ? static_cast<uint16_t>(trace::Api::pool)
                  : api;
+    // Mapped ranges are physical memory in one virtual range, as gpumem's expandable pool writes
+    // its granules: the analyzer joins adjacent ones and releases any part of them.
+    if (e.action == "segment_map" || e.action == "segment_unmap")
+      r->flags = static_cast<uint16_t>(trace::MemKind::physical) | trace::kFlagPooled;
     r->address = e.action == "oom" ? 0 : e.addr;
     r->bytes = e.size;
     r->stream = e.stream;

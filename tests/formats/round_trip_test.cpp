@@ -5,6 +5,7 @@
 #include <map>
 #include <random>
 
+#include "gpumem/formats/pickle.h"
 #include "support.h"
 #include "trace_file.h"
 
@@ -151,6 +152,117 @@ TEST(RoundTrip, RandomPooledTracesThroughSnapshot) {
     const analyzer::Report want = direct(t, "prand");
     expect_same(want, through(t, "prand-snap", false), true);
   }
+}
+
+// gpumem's expandable pool (GPUMEM_POOL=expandable) as it traces the fragmenter (tests/expandable):
+// 2 MiB granules (segments of kind physical) mapped into one range, eight 3 MiB blocks, every other
+// one freed, the four granules wholly inside those holes unmapped, six more mapped for 12 MiB.
+TraceFile expandable_fragmenter() {
+  TraceFile t(16ull << 30, "expandable");
+  const uint64_t base = 0x7f0000000000, G = 2 * MiB;
+  const uint16_t pooled = trace::kFlagPooled;
+  const uint16_t granule = static_cast<uint16_t>(trace::MemKind::physical) | pooled;
+  auto map = [&](uint64_t g) {
+    t.add(trace::Op::segment_reserve, base + g * G, G, 0, trace::Api::pool, granule).aux = 0;
+  };
+  for (uint64_t g = 0; g < 12; ++g) map(g);
+  for (uint64_t k = 0; k < 8; ++k) t.alloc(base + k * 3 * MiB, 3 * MiB, 0, pooled);
+  for (uint64_t k = 0; k < 8; k += 2) t.free(base + k * 3 * MiB, 3 * MiB, 0, pooled);
+  for (uint64_t g : {0, 3, 6, 9})
+    t.add(trace::Op::segment_release, base + g * G, G, 0, trace::Api::pool, granule).aux = 0;
+  for (uint64_t g = 12; g < 18; ++g) map(g);
+  t.alloc(base + 24 * MiB, 12 * MiB, 0, pooled);
+  return t;  // the 12 MiB block and blocks 1, 3, 5, 7 stay live
+}
+
+// The snapshot shows them as PyTorch shows expandable segments: "segment_map" / "segment_unmap"
+// trace entries, and one end-state segment per contiguous mapped range, is_expandable True. Read
+// back, the ranges are physical segments again: the same peaks and, joined, the same free space.
+TEST(RoundTrip, ExpandablePoolSegmentsAreMappedRangesOfExpandableSegments) {
+  TraceFile t = expandable_fragmenter();
+  const analyzer::Report want = direct(t, "exp");
+  ASSERT_EQ(want.devices[0].peak.reserved_bytes, 28 * MiB);
+  const std::string path = temp_file("exp-snap.trace");
+  t.write(path);
+  std::string bytes, error;
+  ASSERT_TRUE(trace_to_snapshot(path, &bytes, &error)) << error;
+  ::unlink(path.c_str());
+  PickleDocument doc;
+  ASSERT_TRUE(read_pickle(bytes, &doc, &error)) << error;
+  std::map<std::string, int> actions;
+  const PickleNode* traces = doc.find(doc.root(), "device_traces");
+  ASSERT_NE(traces, nullptr);
+  for (uint32_t e : doc.at(traces->items.at(0)).items)
+    ++actions[doc.find(doc.at(e), "action")->string];
+  EXPECT_EQ(actions["segment_map"], 18);
+  EXPECT_EQ(actions["segment_unmap"], 4);
+  EXPECT_EQ(actions.count("segment_alloc"), 0u);
+  EXPECT_EQ(actions["alloc"], 9);
+  // Mapped at the end: granules 1-2, 4-5, 7-8 and 10-17: four ranges of 4, 4, 4 and 16 MiB.
+  const PickleNode* segments = doc.find(doc.root(), "segments");
+  ASSERT_NE(segments, nullptr);
+  ASSERT_EQ(segments->items.size(), 4u);
+  const uint64_t want_at[] = {2 * MiB, 8 * MiB, 14 * MiB, 20 * MiB};
+  const uint64_t want_size[] = {4 * MiB, 4 * MiB, 4 * MiB, 16 * MiB};
+  const uint64_t want_allocated[] = {3 * MiB, 3 * MiB, 3 * MiB, 3 * MiB + 12 * MiB};
+  for (size_t i = 0; i < 4; ++i) {
+    SCOPED_TRACE(i);
+    const PickleNode& seg = doc.at(segments->items[i]);
+    EXPECT_EQ(static_cast<uint64_t>(doc.find(seg, "address")->integer), 0x7f0000000000 + want_at[i]);
+    EXPECT_EQ(static_cast<uint64_t>(doc.find(seg, "total_size")->integer), want_size[i]);
+    EXPECT_EQ(static_cast<uint64_t>(doc.find(seg, "allocated_size")->integer), want_allocated[i]);
+    const PickleNode* expandable = doc.find(seg, "is_expandable");
+    ASSERT_NE(expandable, nullptr);
+    EXPECT_EQ(expandable->kind, PickleKind::boolean);
+    EXPECT_TRUE(expandable->boolean);
+  }
+  TraceImage image;
+  ASSERT_TRUE(snapshot_to_trace(bytes, "exp", &image, &error)) << error;
+  EXPECT_STREQ(image.header().pool, "expandable");
+  const analyzer::Report got = analyze(image, "exp-back");
+  expect_same(want, got, true);
+  const auto& a = want.devices[0].fragmentation;
+  const auto& b = got.devices[0].fragmentation;
+  EXPECT_EQ(b.free_in_segments_at_peak_bytes, a.free_in_segments_at_peak_bytes);
+  EXPECT_EQ(b.largest_free_block_at_peak_bytes, a.largest_free_block_at_peak_bytes);
+  EXPECT_DOUBLE_EQ(b.external_max, a.external_max);
+  EXPECT_DOUBLE_EQ(a.external_max, 0.75);  // four 3 MiB holes, joined over mapped granules
+}
+
+// A PyTorch snapshot with expandable segments whose history starts late: an unmap of part of a
+// range mapped before the history, and an end-state range the history never mapped.
+TEST(RoundTrip, ExpandableSnapshotWithoutItsBeginningMapsWhatWasMappedBefore) {
+  const std::string bytes = formats_test::python_pickle("exp-late", R"(
+import pickle, sys
+M = 1 << 20
+B = 0x7f0000000000
+snap = {
+  'device_traces': [[
+    {'action': 'segment_unmap', 'addr': B + 20 * M, 'size': 20 * M, 'stream': 0, 'time_us': 10},
+    {'action': 'alloc', 'addr': B, 'size': 8 * M, 'stream': 0, 'time_us': 11},
+  ]],
+  'segments': [
+    {'device': 0, 'address': B, 'total_size': 20 * M, 'allocated_size': 8 * M, 'stream': 0,
+     'is_expandable': True, 'blocks': [
+       {'address': B, 'size': 8 * M, 'state': 'active_allocated'},
+       {'address': B + 8 * M, 'size': 12 * M, 'state': 'inactive'}]},
+  ],
+}
+with open(sys.argv[1], 'wb') as f:
+  pickle.dump(snap, f, protocol=4)
+)");
+  TraceImage image;
+  std::string error;
+  ASSERT_TRUE(snapshot_to_trace(bytes, "exp-late", &image, &error)) << error;
+  EXPECT_STREQ(image.header().pool, "expandable");
+  const analyzer::Report r = analyze(image, "exp-late-back");
+  ASSERT_EQ(r.devices.size(), 1u);
+  // Before the history: [0, 20) MiB (the end state) and [20, 40) MiB (the unmapped part).
+  EXPECT_EQ(r.devices[0].peak.reserved_bytes, 40 * MiB);
+  EXPECT_EQ(r.devices[0].final.reserved_bytes, 20 * MiB);
+  EXPECT_EQ(r.devices[0].final.allocated_bytes, 8 * MiB);
+  EXPECT_EQ(r.devices[0].counts.segment_reserve, 2u);
+  EXPECT_EQ(r.devices[0].counts.segment_release, 1u);
 }
 
 }  // namespace
