@@ -40,7 +40,7 @@ int device_of_memfd(int fd) {
 }
 
 bool same_file(const struct stat& a, int fd) {
-  struct stat b{};
+  struct stat b {};
   return fstat(fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
@@ -88,7 +88,7 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemImportFromShareableHandle(CUmemGenericAlloc
   const intptr_t value = reinterpret_cast<intptr_t>(os_handle);
   if (value < 0 || value > INT32_MAX) return CUDA_ERROR_INVALID_VALUE;
   const int fd = static_cast<int>(value);
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd, &st) != 0) return CUDA_ERROR_INVALID_VALUE;  // not an open descriptor
   const int device = device_of_memfd(fd);
   if (device < 0 || st.st_size <= 0) return CUDA_ERROR_INVALID_VALUE;  // not exported memory
