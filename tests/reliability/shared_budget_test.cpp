@@ -13,6 +13,8 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "gpumem/resources/shared_ledger.h"
 #include "process.h"
 #include "support.h"
@@ -338,7 +340,9 @@ TEST_F(SharedBudget, GpumemRunSharesTheLimit) {
 // The seed's scenario: a process that takes 90 % of one 16 GiB device at start (a fixed pool
 // sized by GPUMEM_LIMIT=90%, TensorFlow's preallocation) leaves a trainer beside it no room: it
 // stops with out-of-memory (status 3) at its first allocation. With growth pools both fit and the
-// trainer trains to the end. The trainer's trace says why: its pool's first segment was refused.
+// trainer trains to the end. The trainer's trace says why (its pool's first segment was refused),
+// and so does `gpumem report` over both traces (the holder's 14.4 GiB reserved for 4 KiB, the
+// trainer's request refused by the device).
 TEST_F(SharedBudget, TwoProcessesOnOneDeviceFixedPoolStarvesGrowthFits) {
   for (const std::string pool : {"fixed", "growth"}) {
     SCOPED_TRACE(pool);
@@ -356,8 +360,9 @@ TEST_F(SharedBudget, TwoProcessesOnOneDeviceFixedPoolStarvesGrowthFits) {
                           child_environment(true, second), dir_);
     const LoadedTrace tr = load_trace(dir_ + "/train-" + pool + ".trace");
     ASSERT_TRUE(tr.opened) << tr.error;
-    uint64_t refused = 0;
-    for (const auto& r : tr.records) refused += static_cast<Op>(r.op) == Op::alloc_failed;
+    uint64_t refused = 0, first_refused_bytes = 0;
+    for (const auto& r : tr.records)
+      if (static_cast<Op>(r.op) == Op::alloc_failed && refused++ == 0) first_refused_bytes = r.bytes;
     if (pool == "fixed") {
       EXPECT_EQ(t.status, 3) << t.out << t.err;  // the trainer's out-of-memory status
       EXPECT_GT(refused, 0u);
@@ -366,6 +371,35 @@ TEST_F(SharedBudget, TwoProcessesOnOneDeviceFixedPoolStarvesGrowthFits) {
       EXPECT_EQ(refused, 0u);
     }
     end(a);
+    // `gpumem report` over both traces shows why: under the fixed pool the first process holds
+    // 90 % of the device (its pool, the 90 % cap rounded down to 512 B) for 4 KiB, and the
+    // trainer's first request is refused by the device itself; under the growth pool neither
+    // holds more than it uses, and nothing is refused.
+    const std::string json_path = dir_ + "/report-" + pool + ".json";
+    const Outcome rep = run({GPUMEM_CLI, "report", "--json", json_path, dir_ + "/first-" + pool +
+                             ".trace", dir_ + "/train-" + pool + ".trace"}, child_environment(false, {}), dir_);
+    ASSERT_EQ(rep.status, 0) << rep.out << rep.err;
+    const nlohmann::json doc = nlohmann::json::parse(slurp(json_path), nullptr, false);
+    ASSERT_TRUE(doc.is_object());
+    ASSERT_EQ(doc["traces"].size(), 2u);
+    ASSERT_EQ(doc["devices"].size(), 2u);
+    const nlohmann::json& holder = doc["devices"][0];
+    const uint64_t cap = 16ull * 1024 * MiB * 90 / 100;  // 90 % of 16 GiB, resolved
+    EXPECT_EQ(holder["limit_bytes"], cap);
+    EXPECT_EQ(holder["peak"]["allocated_bytes"], 4096);
+    if (pool == "fixed") {
+      EXPECT_EQ(holder["peak"]["reserved_bytes"], cap / 512 * 512);
+      ASSERT_EQ(doc["ooms"].size(), refused > 100 ? 100u : refused);
+      const nlohmann::json& o = doc["ooms"][0];
+      EXPECT_EQ(o["trace_index"], 1);
+      EXPECT_EQ(o["refused_by"], "device");
+      EXPECT_EQ(o["requested_bytes"], first_refused_bytes);
+      EXPECT_EQ(o["capacity_bytes"], 16ull * 1024 * MiB);
+    } else {
+      EXPECT_EQ(holder["peak"]["reserved_bytes"], 2 * MiB);  // one small segment
+      EXPECT_EQ(doc["ooms"].size(), 0u);
+      EXPECT_LT(doc["devices"][1]["peak"]["reserved_bytes"].get<uint64_t>(), 64 * MiB);
+    }
   }
 }
 
