@@ -26,6 +26,9 @@ namespace {
 // was cut (a thread stopped mid-record), and is read past as the report reads it.
 constexpr int kStuckPolls = 3;
 
+// nothing_appended() looks at this much of the file after what was read: 1024 slots.
+constexpr size_t kZeroWindowBytes = 64 * 1024;
+
 // Timeline points of top's analyses (gpumem report --points 240 gives the same timeline).
 constexpr size_t kTimelinePoints = 240;
 
@@ -67,9 +70,11 @@ void Watch::restart(const std::string& why) {
 }
 
 bool Watch::nothing_appended() {
-  // Version 1 only: its writer appends slots in file order into zeroed space, so a zero slot at
-  // offset_ means nothing was appended since (or a slot is still being filled: then the next
-  // read holds before it too). Version 2's offset counts records, not bytes: always read.
+  // Version 1 only: its writer reserves slots in file order in zeroed space, so if the slots from
+  // offset_ on are zero nothing was appended since, and no slot in flight (zero until filled) has
+  // a committed one after it for the read to hold before or, after three looks, read past. The
+  // window is longer than any record the writer reserves at once but a 64 KiB string.
+  // Version 2's offset counts records, not bytes: always read.
   if (version_ != trace::kVersion) return false;
   if (fd_ < 0) {
     fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -81,12 +86,13 @@ bool Watch::nothing_appended() {
     }
     if (fd_ < 0) return false;
   }
-  char slot[trace::kRecordSize];
-  const ssize_t got = ::pread(fd_, slot, sizeof slot, static_cast<off_t>(offset_));
-  if (got == 0) return true;  // the file ends there
-  if (got != static_cast<ssize_t>(sizeof slot)) return false;
-  static constexpr char kZero[trace::kRecordSize] = {};
-  return std::memcmp(slot, kZero, sizeof slot) == 0;
+  static uint64_t window[kZeroWindowBytes / sizeof(uint64_t)];  // top reads on one thread
+  const ssize_t got = ::pread(fd_, window, sizeof window, static_cast<off_t>(offset_));
+  if (got < 0) return false;
+  const size_t words = static_cast<size_t>(got) / sizeof(uint64_t);
+  for (size_t i = 0; i < words; ++i)
+    if (window[i] != 0) return false;
+  return true;
 }
 
 void Watch::poll(double now_s, size_t history) {
@@ -106,13 +112,8 @@ void Watch::poll(double now_s, size_t history) {
   if (analysis_ != nullptr && (closed_ || settled_)) return tick(now_s, history);
   const bool alive = view_.pid != 0 && same_host(view_.host) && pid_alive(view_.pid);
   const bool hold = analysis_ == nullptr || (alive && stuck_polls_ < kStuckPolls);
-  // Nothing appended since the last look: no read and no snapshot. The look after kStuckPolls
-  // such looks reads anyway, without holding, so that a slot left zero while later ones were
-  // committed (a thread stopped before filling it) is read past, as when every look read.
-  if (analysis_ != nullptr && alive && stuck_polls_ != kStuckPolls && nothing_appended()) {
-    stuck_polls_ = std::min(stuck_polls_ + 1, kStuckPolls + 1);
-    return tick(now_s, history);
-  }
+  // Nothing appended since the last look: no read and no snapshot.
+  if (analysis_ != nullptr && alive && nothing_appended()) return tick(now_s, history);
   std::string error;
   auto reader = trace::open_from(path_, analysis_ != nullptr ? offset_ : trace::kHeaderSize,
                                  hold, &error);

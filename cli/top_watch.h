@@ -69,7 +69,7 @@ class Watch {
 
  private:
   void restart(const std::string& why);
-  // True when a version-1 trace has nothing new at offset_: its next slot is still zero.
+  // True when a version-1 trace has nothing new at offset_: the slots there are still zero.
   bool nothing_appended();
   void take_snapshot(double now_s, size_t history);
   // A refresh that read nothing: the view stays, only the history and the rate move on.
