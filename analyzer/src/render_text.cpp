@@ -298,8 +298,9 @@ std::string render_text(const Report& report, const TextOptions& o) {
       out += fmt::format("  pinned host memory: peak {}, {} at exit\n",
                          human(t.pinned_host.peak_bytes), human(t.pinned_host.final_bytes));
     if (t.imported.alloc > 0)
-      out += fmt::format("  imported (IPC) memory, another process's: peak {}, {} at exit\n",
-                         human(t.imported.peak_bytes), human(t.imported.final_bytes));
+      out += fmt::format(
+          "  imported memory (IPC or shareable handle), another process's: peak {}, {} at exit\n",
+          human(t.imported.peak_bytes), human(t.imported.final_bytes));
   }
   if (report.devices.empty()) out += "\nno device allocations recorded\n";
   for (const DeviceReport& d : report.devices) device_section(out, d, o);

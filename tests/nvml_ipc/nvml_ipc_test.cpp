@@ -274,8 +274,8 @@ TEST(Ipc, ImportsAreRecordedOnEveryLookupPathNotChargedAndCountedOnce) {
     EXPECT_EQ(j["devices"][1]["peak"]["allocated_bytes"], 8 * kMiB);   // the importer's own
     EXPECT_EQ(j["ranks"]["peak_allocated"]["max_bytes"], 48 * kMiB);
     auto text = sh(std::string(GPUMEM_CLI) + " report '" + ordered[1] + "'");
-    EXPECT_NE(text.out.find("imported (IPC) memory, another process's: peak 48.00 MiB, 0 B at "
-                            "exit"),
+    EXPECT_NE(text.out.find("imported memory (IPC or shareable handle), another process's: "
+                            "peak 48.00 MiB, 0 B at exit"),
               std::string::npos)
         << text.out;
   }
