@@ -80,6 +80,17 @@ Outcome run(const ScratchDir& dir, const std::string& prog, const std::string& a
   return {sh(cmd), dir / "t.trace"};
 }
 
+// `gpumem report --json` over the exporter's and the importer's traces (null when it failed).
+nlohmann::json report_of_both(const ScratchDir& dir, const std::vector<std::string>& ordered) {
+  const std::string json = dir / "report.json";
+  auto rep = sh(std::string(GPUMEM_CLI) + " report --json '" + json + "' '" + ordered[0] + "' '" +
+                ordered[1] + "'");
+  EXPECT_EQ(rep.status, 0) << rep.out;
+  if (rep.status != 0) return nullptr;
+  std::ifstream in(json);
+  return nlohmann::json::parse(in);
+}
+
 // The three APIs agree with no cap, and NVML's v2 reports nothing reserved.
 void expect_agree(const std::map<std::string, std::vector<uint64_t>>& a, uint64_t total,
                   uint64_t free_bytes) {
@@ -257,12 +268,8 @@ TEST(Ipc, ImportsAreRecordedOnEveryLookupPathNotChargedAndCountedOnce) {
     EXPECT_EQ(count(importer, Op::alloc_failed, MemKind::imported), 0u);
     EXPECT_EQ(count(importer, Op::alloc_failed, MemKind::device), 0u);
 
-    const std::string json = dir / "report.json";
-    auto rep = sh(std::string(GPUMEM_CLI) + " report --json '" + json + "' '" + ordered[0] + "' '" +
-                  ordered[1] + "'");
-    ASSERT_EQ(rep.status, 0) << rep.out;
-    std::ifstream in(json);
-    const auto j = nlohmann::json::parse(in);
+    const nlohmann::json j = report_of_both(dir, ordered);
+    ASSERT_FALSE(j.is_null());
     ASSERT_EQ(j["traces"].size(), 2u);
     EXPECT_EQ(j["traces"][0]["imported"]["alloc"], 0);
     EXPECT_EQ(j["traces"][1]["imported"]["peak_bytes"], 48 * kMiB);
@@ -355,12 +362,8 @@ TEST(Shareable, ImportsAreRecordedAtTheirMappingOnEveryLookupPathNotChargedAndCo
                   count(importer, Op::anomaly, MemKind::physical),
               0u);
 
-    const std::string json = dir / "report.json";
-    auto rep = sh(std::string(GPUMEM_CLI) + " report --json '" + json + "' '" + ordered[0] + "' '" +
-                  ordered[1] + "'");
-    ASSERT_EQ(rep.status, 0) << rep.out;
-    std::ifstream in(json);
-    const auto j = nlohmann::json::parse(in);
+    const nlohmann::json j = report_of_both(dir, ordered);
+    ASSERT_FALSE(j.is_null());
     ASSERT_EQ(j["traces"].size(), 2u);
     EXPECT_EQ(j["traces"][0]["imported"]["alloc"], 0);
     EXPECT_EQ(j["traces"][1]["imported"]["peak_bytes"], 48 * kMiB);
