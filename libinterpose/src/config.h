@@ -38,6 +38,7 @@ struct Config {
   uint64_t pool_size = 0;                       // GPUMEM_POOL_SIZE, 0 = not set
   bool limit_shared = false;                    // GPUMEM_LIMIT_SCOPE=shared
   char limit_name[65] = {};                     // GPUMEM_LIMIT_NAME: the shared budget's name
+  long limit_group = -1;  // GPUMEM_LIMIT_GROUP: the ledger's group (created 0660); -1 = 0600
   int rank = -1;                                // RANK / LOCAL_RANK / OMPI_COMM_WORLD_RANK / ...
   char summary[4096] = {};  // "KEY=VALUE" lines of the settings in force (trace header)
 };

@@ -2,7 +2,11 @@
 // GPUMEM_* variables, linked into libgpumem.so and into `gpumem run`, which checks the settings it
 // is about to give the program before starting it. Allocation-free (fixed buffers) because it runs
 // inside a library constructor, before the program's own allocator may be ready.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "config.h"
@@ -18,6 +22,37 @@ namespace gpumem {
 namespace {
 
 static_assert(kPoolGranuleBytes == resources::kBlockAlign, "units.h's pool granule is the pools'");
+
+// GPUMEM_LIMIT_GROUP: a numeric group id, or a name looked up in the first 64 KiB of /etc/group
+// (read directly: no NSS and no malloc at library load); -1 when neither.
+long group_id(const char* v) {
+  if (*v >= '0' && *v <= '9') {
+    char* end = nullptr;
+    const unsigned long n = std::strtoul(v, &end, 10);
+    return *end == '\0' && std::strlen(v) <= 10 && n <= 0x7fffffffUL ? static_cast<long>(n) : -1;
+  }
+  const int fd = ::open("/etc/group", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char text[65536];
+  size_t used = 0;
+  for (ssize_t n = 1; n > 0 && used < sizeof text - 1; used += static_cast<size_t>(n))
+    if ((n = ::read(fd, text + used, sizeof text - 1 - used)) < 0) n = 0;
+  ::close(fd);
+  text[used] = '\0';
+  const size_t len = std::strlen(v);
+  for (const char* line = text; *line != '\0';) {
+    // name:password:gid:members
+    const char* next = std::strchr(line, '\n');
+    if (std::strncmp(line, v, len) == 0 && line[len] == ':') {
+      const char* colon = std::strchr(line + len + 1, ':');
+      if (colon != nullptr && (next == nullptr || colon < next) && colon[1] >= '0' && colon[1] <= '9')
+        return std::strtol(colon + 1, nullptr, 10);
+    }
+    if (next == nullptr) break;
+    line = next + 1;
+  }
+  return -1;
+}
 
 // "VAR='value' is not valid[: reason]; accepted: .... Fix or unset VAR." The value is shown with
 // its control characters escaped, so the message stays one line whatever bytes it holds.
@@ -202,6 +237,18 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
   } else if (budget != nullptr && *budget != '\0') {
     return fail(err, errlen, "GPUMEM_LIMIT_NAME", budget,
                 "a name only together with GPUMEM_LIMIT_SCOPE=shared");
+  }
+  // The budget's ledger is 0600 (this user's processes); a group makes it 0660 for that group.
+  if (const char* group = env("GPUMEM_LIMIT_GROUP"); group != nullptr && *group != '\0') {
+    if (!c->limit_shared)
+      return fail(err, errlen, "GPUMEM_LIMIT_GROUP", group,
+                  "a group only together with GPUMEM_LIMIT_SCOPE=shared");
+    c->limit_group = group_id(group);
+    if (c->limit_group < 0)
+      return fail(err, errlen, "GPUMEM_LIMIT_GROUP", group,
+                  "a group name from /etc/group or a numeric group id (the shared budget's "
+                  "ledger is then created 0660 for that group)");
+    note(c, "GPUMEM_LIMIT_GROUP", group);
   }
 
   // Set by `gpumem run` (its own pid) and inherited by the whole process tree: recorded in the

@@ -147,13 +147,15 @@ bool has_policy(int device) {
 }
 
 // The shared budget's ledger for `device` (GPUMEM_LIMIT_SCOPE=shared), kept for the process's
-// life. Null when it cannot be opened: said once here, and the limit then refuses every request
+// life; 0600, or 0660 for GPUMEM_LIMIT_GROUP's group. Null when it cannot be opened: said once here, and the limit then refuses every request
 // (a private cap in its place would let the processes pass the budget together).
 resources::SharedLedger* open_budget(int device, uint64_t limit) {
   char shm[128];
   std::snprintf(shm, sizeof shm, "/gpumem-budget-%s-dev%d", config().limit_name, device);
   char err[512] = {};
-  resources::SharedLedger* l = resources::SharedLedger::open(shm, limit, 0600, err, sizeof err);
+  const long group = config().limit_group;
+  resources::SharedLedger* l =
+      resources::SharedLedger::open(shm, limit, group >= 0 ? 0660 : 0600, err, sizeof err, group);
   if (l == nullptr)
     log_message(LogLevel::error,
                 "GPUMEM_LIMIT_NAME=%s: %s. Every allocation on device %d is refused until then.",

@@ -109,7 +109,7 @@ bool SharedLedger::slot_alive(pid_t pid, uint64_t start_time) {
 }
 
 SharedLedger* SharedLedger::open(const char* shm_name, uint64_t limit, unsigned mode, char* err,
-                                 size_t errlen) {
+                                 size_t errlen, long group) {
   if (shm_name == nullptr || shm_name[0] != '/' || std::strlen(shm_name) > kMaxName) {
     say(err, errlen, "the shared ledger name '%s' is not valid%s; use a short name", shm_name, "");
     return nullptr;
@@ -118,6 +118,15 @@ SharedLedger* SharedLedger::open(const char* shm_name, uint64_t limit, unsigned 
   int fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd >= 0) {
     created = true;
+    if (group >= 0 && fchown(fd, static_cast<uid_t>(-1), static_cast<gid_t>(group)) != 0) {
+      say(err, errlen,
+          "cannot give the shared ledger /dev/shm%s to the group asked for: %s; name a group you "
+          "belong to",
+          shm_name, std::strerror(errno));
+      ::close(fd);
+      shm_unlink(shm_name);
+      return nullptr;
+    }
     (void)fchmod(fd, mode);  // the umask may have narrowed it
     if (ftruncate(fd, sizeof(LedgerRegion)) != 0) {
       say(err, errlen, "cannot size the shared ledger /dev/shm%s: %s; free space in /dev/shm",

@@ -4,6 +4,7 @@
 // SIGKILLed process's bytes back (polled, bounded), and a ledger that cannot be opened refusing
 // every allocation with the reason.
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -276,6 +277,34 @@ TEST_F(SharedBudget, SimulatedDeviceSharedByProcesses) {
   EXPECT_EQ(device->total(), 20 * MiB);
 }
 
+// GPUMEM_LIMIT_GROUP: the budget's ledger is created 0660 for that group (by name or number)
+// instead of 0600, and the trace's header records the setting.
+TEST_F(SharedBudget, AGroupSharedBudgetsLedgerIsItsGroups) {
+  const std::string gid = std::to_string(getgid());
+  std::vector<std::string> env = budget_env("64MiB", dir_ + "/group.trace");
+  env.push_back("GPUMEM_LIMIT_GROUP=" + gid);
+  const pid_t a = spawn("group", {"hold", "4096"}, env);
+  const std::string as = ready("group", a);
+  ASSERT_NE(as.find("alloc 4096 ok\n"), std::string::npos) << as;
+  struct stat st {};
+  ASSERT_EQ(stat(("/dev/shm" + budget_shm_).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_gid, getgid());
+  end(a);
+  const LoadedTrace tr = load_trace(dir_ + "/group.trace");
+  ASSERT_TRUE(tr.opened) << tr.error;
+  EXPECT_NE(std::string(tr.header.config).find("GPUMEM_LIMIT_GROUP=" + gid + "\n"),
+            std::string::npos)
+      << tr.header.config;
+  shm_unlink(budget_shm_.c_str());
+  const pid_t b = spawn("plain", {"hold", "4096"}, budget_env("64MiB", dir_ + "/plain.trace"));
+  const std::string bs = ready("plain", b);
+  ASSERT_NE(bs.find("alloc 4096 ok\n"), std::string::npos) << bs;
+  ASSERT_EQ(stat(("/dev/shm" + budget_shm_).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  end(b);
+}
+
 // Settings the preload (and `gpumem run`) refuse before the program runs: status 2, one line.
 TEST_F(SharedBudget, BadSettingsExitTwoWithOneLine) {
   struct Case {
@@ -293,6 +322,13 @@ TEST_F(SharedBudget, BadSettingsExitTwoWithOneLine) {
       {{"GPUMEM_LIMIT=1GiB", "GPUMEM_LIMIT_NAME=x"},
        "GPUMEM_LIMIT_NAME='x' is not valid; accepted: a name only together with "
        "GPUMEM_LIMIT_SCOPE=shared"},
+      {{"GPUMEM_LIMIT=1GiB", "GPUMEM_LIMIT_GROUP=0"},
+       "GPUMEM_LIMIT_GROUP='0' is not valid; accepted: a group only together with "
+       "GPUMEM_LIMIT_SCOPE=shared"},
+      {{"GPUMEM_LIMIT=1GiB", "GPUMEM_LIMIT_SCOPE=shared", "GPUMEM_LIMIT_NAME=x",
+        "GPUMEM_LIMIT_GROUP=no-such-group-gpumem"},
+       "GPUMEM_LIMIT_GROUP='no-such-group-gpumem' is not valid; accepted: a group name from "
+       "/etc/group or a numeric group id"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.said);

@@ -1,6 +1,7 @@
 // The shared-memory ledger behind GPUMEM_LIMIT_SCOPE=shared and SIMCUDA_SHARED, with real
 // processes: forked children charge one ledger; the parent checks the totals to the byte, kills
 // a child and waits (polling, no fixed sleep) for its charge to come back.
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -195,6 +196,48 @@ TEST(SharedLedger, AnotherLimitOrAnotherUserIsRefusedWithTheReason) {
     const bool said = std::string(e).find("Permission denied") != std::string::npos &&
                       std::string(e).find("another user") != std::string::npos;
     _exit(other == nullptr && said ? 0 : 6);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+// A group-shared budget (GPUMEM_LIMIT_GROUP): the ledger is created 0660 and owned by the group
+// asked for, so another user of that group opens it; a group the process may not give a file to
+// is refused with the reason and leaves no ledger behind.
+TEST(SharedLedger, AGroupSharedLedgerIsItsGroupsToOpen) {
+  LedgerName name("group");
+  char err[512] = {};
+  std::unique_ptr<SharedLedger> l(SharedLedger::open(name.path.c_str(), 64 * MiB, 0660, err,
+                                                     sizeof err, static_cast<long>(getgid())));
+  ASSERT_NE(l, nullptr) << err;
+  struct stat st {};
+  const std::string file = "/dev/shm" + name.path;
+  ASSERT_EQ(stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_gid, getgid());
+  if (geteuid() != 0) GTEST_SKIP() << "another user, and a group not ours, need root";
+  // As root any group will do: 4242 here; a user of that group (not its owner) opens it.
+  LedgerName shared("group2");
+  std::unique_ptr<SharedLedger> g(
+      SharedLedger::open(shared.path.c_str(), 64 * MiB, 0660, err, sizeof err, 4242));
+  ASSERT_NE(g, nullptr) << err;
+  ASSERT_TRUE(g->charge(3 * MiB));
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  LedgerName foreign("group3");
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(4242) != 0 || setuid(65534) != 0) _exit(5);
+    char e[512] = {};
+    SharedLedger* member = SharedLedger::open(shared.path.c_str(), 64 * MiB, 0660, e, sizeof e);
+    if (member == nullptr || member->total() != 3 * MiB) _exit(6);
+    // A group it is not in: refused, with the reason, and no ledger left behind.
+    SharedLedger* other =
+        SharedLedger::open(foreign.path.c_str(), 64 * MiB, 0660, e, sizeof e, 4243);
+    const bool said = std::string(e).find("to the group asked for") != std::string::npos;
+    struct stat gone {};
+    const bool removed = stat(("/dev/shm" + foreign.path).c_str(), &gone) != 0;
+    _exit(other == nullptr && said && removed ? 0 : 7);
   }
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);

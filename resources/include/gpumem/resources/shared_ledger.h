@@ -38,10 +38,11 @@ class SharedLedger {
   };
 
   // Opens the ledger at the shared-memory name `shm_name` ("/..."), creating it with `limit`
-  // and `mode` when it does not exist. An existing ledger must have the same limit. On failure
-  // returns null and writes one sentence (what is wrong and what to do) into err.
+  // and `mode` when it does not exist (owned by `group` when it is not -1, for a mode such as
+  // 0660 that lets that group's processes share it). An existing ledger must have the same limit.
+  // On failure returns null and writes one sentence (what is wrong and what to do) into err.
   static SharedLedger* open(const char* shm_name, uint64_t limit, unsigned mode, char* err,
-                            size_t errlen);
+                            size_t errlen, long group = -1);
   ~SharedLedger();
   SharedLedger(const SharedLedger&) = delete;
   SharedLedger& operator=(const SharedLedger&) = delete;
