@@ -147,7 +147,8 @@ bool has_policy(int device) {
 }
 
 // The shared budget's ledger for `device` (GPUMEM_LIMIT_SCOPE=shared), kept for the process's
-// life; 0600, or 0660 for GPUMEM_LIMIT_GROUP's group. Null when it cannot be opened: said once here, and the limit then refuses every request
+// life; 0600, or 0660 for GPUMEM_LIMIT_GROUP's group. Null when it cannot be opened: said once
+// here, and the limit then refuses every request
 // (a private cap in its place would let the processes pass the budget together).
 resources::SharedLedger* open_budget(int device, uint64_t limit) {
   char shm[128];
