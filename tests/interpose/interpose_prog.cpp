@@ -25,10 +25,12 @@
 #include <vector>
 
 #include "gpumem/gpumem.h"
+#include "expect_code.h"
 
 namespace {
 
 int g_failures = 0;
+const char* const kProgram = "interpose_prog";
 
 #define CHECK_RT(call)                                                                        \
   do {                                                                                        \
@@ -45,15 +47,6 @@ int g_failures = 0;
       std::fprintf(stderr, "interpose_prog: %s failed: %d (line %d)\n", #call, e_, __LINE__); \
       ++g_failures;                                                                           \
     }                                                                                         \
-  } while (0)
-#define EXPECT_CODE(call, code)                                                        \
-  do {                                                                                 \
-    int e_ = static_cast<int>(call);                                                   \
-    if (e_ != static_cast<int>(code)) {                                                \
-      std::fprintf(stderr, "interpose_prog: %s returned %d, expected %d\n", #call, e_, \
-                   static_cast<int>(code));                                            \
-      ++g_failures;                                                                    \
-    }                                                                                  \
   } while (0)
 
 void init_driver() {

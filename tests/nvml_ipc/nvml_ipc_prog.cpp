@@ -21,20 +21,13 @@
 #include <vector>
 
 #include "gpumem/nvml_api.h"
+#include "expect_code.h"
 
 namespace {
 
 int g_failures = 0;
+const char* const kProgram = "nvml_ipc_prog";
 
-#define EXPECT_CODE(call, code)                                                                 \
-  do {                                                                                          \
-    const int e_ = static_cast<int>(call);                                                      \
-    if (e_ != static_cast<int>(code)) {                                                         \
-      std::fprintf(stderr, "nvml_ipc_prog: %s returned %d, expected %d (line %d)\n", #call, e_, \
-                   static_cast<int>(code), __LINE__);                                           \
-      ++g_failures;                                                                             \
-    }                                                                                           \
-  } while (0)
 
 constexpr size_t kMiB = 1 << 20;
 

@@ -20,19 +20,13 @@
 #include <cstring>
 #include <string>
 
+#include "expect_code.h"
+
 namespace {
 
 int g_failures = 0;
+const char* const kProgram = "shareable_prog";
 
-#define EXPECT_CODE(call, code)                                                                  \
-  do {                                                                                           \
-    const int e_ = static_cast<int>(call);                                                       \
-    if (e_ != static_cast<int>(code)) {                                                          \
-      std::fprintf(stderr, "shareable_prog: %s returned %d, expected %d (line %d)\n", #call, e_, \
-                   static_cast<int>(code), __LINE__);                                            \
-      ++g_failures;                                                                              \
-    }                                                                                            \
-  } while (0)
 
 // The answer to a misuse, printed rather than checked: simcuda's codes are asserted by the test,
 // and on a real driver (scripts/gpu-check) they are reported as found.
