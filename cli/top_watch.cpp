@@ -53,14 +53,16 @@ Watch::Watch(std::string path, std::string key) : path_(std::move(path)), key_(s
   view_.path = path_;
   view_.state = "waiting";
 }
-Watch::~Watch() {
+Watch::~Watch() { close_file(); }
+
+void Watch::close_file() {
   if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
 }
 
 void Watch::restart(const std::string& why) {
   analysis_.reset();
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+  close_file();
   offset_ = trace::kHeaderSize;
   records_ = torn_ = abandoned_ = 0;
   stuck_polls_ = 0;
@@ -99,12 +101,14 @@ void Watch::poll(double now_s, size_t history) {
   struct stat st {};
   if (::stat(path_.c_str(), &st) != 0) {
     if (analysis_ != nullptr) view_.state = "gone", view_.note = "the trace file was removed";
+    close_file();  // a removed file's blocks are freed only once nothing holds it open
     return;
   }
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   // Shorter than what was read: records read are gone. (Shorter than before but not than that
-  // is the writer trimming its unused end at a clean close.)
-  if (analysis_ != nullptr && (st.st_ino != inode_ || size < offset_)) {
+  // is the writer trimming its unused end at a clean close.) A version-2 trace's offset_ counts
+  // records, not bytes: its file is shorter than that by design.
+  if (analysis_ != nullptr && (st.st_ino != inode_ || (version_ == 1 && size < offset_))) {
     restart(st.st_ino != inode_ ? "the trace file was replaced: read again from its start"
                                 : "the trace file was truncated: read again from its start");
   }
@@ -121,6 +125,15 @@ void Watch::poll(double now_s, size_t history) {
     if (analysis_ == nullptr) view_.note = error;  // a header not written yet, or not a trace
     return;
   }
+  const trace::DroppedSpan* dropped = reader->dropped();
+  if (analysis_ != nullptr && (dropped != nullptr ? dropped->records : 0) !=
+                                  (dropped_ ? dropped_->records : 0)) {
+    restart("the bounded trace (GPUMEM_TRACE_MAX) dropped more of its middle: read again from "
+            "its start");
+    dropped_ = dropped != nullptr ? std::optional<trace::DroppedSpan>(*dropped) : std::nullopt;
+    return poll(now_s, history);
+  }
+  if (dropped != nullptr) dropped_ = *dropped;
   const trace::Header& h = reader->header();
   const bool first = analysis_ == nullptr;
   if (first) {
@@ -165,6 +178,7 @@ void Watch::poll(double now_s, size_t history) {
     view_.state = "running";
   // Read without holding after its writer was gone: what is there now is all there will be.
   settled_ = !hold && !alive && view_.state == "killed";
+  if (closed_ || settled_) close_file();  // never looked at again: one descriptor less
   if (changed || view_.state != before) take_snapshot(now_s, history);
   else tick(now_s, history);
 }
@@ -187,6 +201,7 @@ void Watch::take_snapshot(double now_s, size_t history) {
   stats.abandoned = abandoned_;
   stats.truncated = !reason_.empty();
   stats.reason = reason_;
+  stats.dropped_span = dropped_ ? &*dropped_ : nullptr;
   const analyzer::Report r = analysis_->snapshot(stats);
   if (r.traces.empty()) return;
   const analyzer::TraceSummary& t = r.traces.front();

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,7 @@ class Watch {
 
  private:
   void restart(const std::string& why);
+  void close_file();
   // True when a version-1 trace has nothing new at offset_: the slots there are still zero.
   bool nothing_appended();
   void take_snapshot(double now_s, size_t history);
@@ -80,7 +82,7 @@ class Watch {
   std::unique_ptr<analyzer::Analysis> analysis_;
   uint64_t offset_ = 0;  // where the next read starts (trace::resume_offset)
   uint64_t inode_ = 0;
-  int fd_ = -1;          // the followed file, for nothing_appended() (closed on restart)
+  int fd_ = -1;  // the followed file, for nothing_appended(); closed once it cannot change
   uint32_t version_ = 0;
   int stuck_polls_ = 0;  // polls that read nothing while the writer lives
   bool closed_ = false;
@@ -88,6 +90,9 @@ class Watch {
   uint64_t records_ = 0, torn_ = 0, abandoned_ = 0;
   std::string reason_;   // the last reader's truncation reason
   std::string restart_note_;  // why the trace was read again from its start ("" = never)
+  // A bounded trace's dropped middle at the last look (GPUMEM_TRACE_MAX): when more is dropped,
+  // what was read has moved, and the trace is read again from its start.
+  std::optional<trace::DroppedSpan> dropped_;
   double last_poll_s_ = -1;
   ProcessView view_;
 };

@@ -157,6 +157,41 @@ TEST(TopFollow, ACleanCloseWhileFollowedIsNotATruncation) {
   EXPECT_NE(seen.find(" allocs=2 ", at), std::string::npos) << seen;
 }
 
+// A trace removed while top follows it shows as gone, and top holds it open no longer (the
+// disk space of a removed file is freed only when nothing holds it).
+TEST(TopFollow, ARemovedTraceIsNotHeldOpen) {
+  ScratchDir dir("gpumem-top-follow");
+  const std::string path = dir / "removed.trace";
+  const std::string out = dir / "top.out";
+  LiveTrace t(path);
+  ASSERT_TRUE(t.ok);
+  t.alloc(0x10000000, 3 * kMiB);
+  const std::string pid_file = dir / "top.pid";
+  ASSERT_EQ(sh(kCli + " top --interval 0.05 '" + path + "' >'" + out + "' 2>&1 & echo $! >'" +
+               pid_file + "'")
+                .status,
+            0);
+  const pid_t top = std::stoi(read_file(pid_file));
+  const std::string fds = "/proc/" + std::to_string(top) + "/fd";
+  auto holds_trace = [&] {
+    return sh("ls -l " + fds + " 2>/dev/null").out.find("removed.trace") != std::string::npos;
+  };
+  // Running and idle: top looks at the file at every refresh through a descriptor it keeps.
+  EXPECT_TRUE(wait_for([&] {
+    return read_file(out).find("state=running allocated=3145728 ") != std::string::npos &&
+           holds_trace();
+  })) << read_file(out);
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  const bool gone = wait_for([&] {
+    return read_file(out).find("state=gone") != std::string::npos;
+  });
+  const bool held = holds_trace();
+  ::kill(top, SIGTERM);
+  wait_for([&] { return ::kill(top, 0) != 0; });
+  EXPECT_TRUE(gone) << read_file(out);
+  EXPECT_FALSE(held) << sh("ls -l " + fds).out;
+}
+
 // `fragmentation` is the last point of the timeline top keeps: 240 boxes, each the maximum over
 // its time (docs/top.md). A pool segment with three 4 MiB blocks; for 2 s near the end the middle
 // one is free (free space in two 4 MiB pieces: fragmentation 0.5), then taken again. The last of
