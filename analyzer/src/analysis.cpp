@@ -72,7 +72,8 @@ TraceSummary summary_of(const trace::Header& header, const std::string& path) {
   const std::string config = bounded_string(header.config, sizeof header.config);
   s.python_frames = config_value(config, "python_frames");
   s.tensor_capture = config_value(config, "GPUMEM_TENSORS");
-  if (const std::string asked = config_value(config, "GPUMEM_POOL"); !asked.empty() && asked != s.pool)
+  if (const std::string asked = config_value(config, "GPUMEM_POOL");
+      !asked.empty() && asked != s.pool)
     s.pool_fallback_from = asked;
   s.clock_base_ns = header.clock_base_ns;
   s.start_unix_ns = header.start_unix_ns;
@@ -517,6 +518,7 @@ void Analysis::TraceState::finish_ooms(Report* report) {
   const bool by_site = summary_.stacks || saw_site_;
   for (ListedOom& l : ooms_) {
     Oom& o = l.oom;
+    o.budget = budget_;
     if (const Devices::Info* info = devices_.find_info(o.device)) {
       o.capacity_bytes = info->capacity;
       o.limit_bytes = info->limit;

@@ -38,7 +38,8 @@ Json trace_json(const TraceSummary& t) {
   j["rank"] = t.rank;
   j["command"] = t.command;
   j["pool"] = t.pool;
-  j["pool_fallback_from"] = t.pool_fallback_from.empty() ? Json(nullptr) : Json(t.pool_fallback_from);
+  j["pool_fallback_from"] =
+      t.pool_fallback_from.empty() ? Json(nullptr) : Json(t.pool_fallback_from);
   j["simulated"] = t.simulated;
   j["stacks"] = t.stacks;
   j["python_frames"] = t.python_frames.empty() ? Json(nullptr) : Json(t.python_frames);
@@ -192,6 +193,7 @@ Json oom_json(const Oom& o) {
             {"retry_t_ns", o.retry_t_ns ? Json(*o.retry_t_ns) : Json(nullptr)},
             {"freed_before_retry_bytes", o.freed_before_retry_bytes},
             {"refused_by", o.refused_by},
+            {"budget", o.budget.empty() ? Json(nullptr) : Json(o.budget)},
             {"pooled", o.pooled},
             {"requested_bytes", o.requested_bytes},
             {"capacity_bytes", o.capacity_bytes},

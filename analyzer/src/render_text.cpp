@@ -237,7 +237,14 @@ std::string render_oom_text(const Oom& x, const TextOptions& o) {
                          visible(m.module));
   }
   if (!x.would_fit.empty()) {
-    out += "  what would fit (replay of the trace up to this request):\n";
+    if (x.budget.empty())
+      out += "  what would fit (replay of the trace up to this request):\n";
+    else  // a shared budget: the replay cannot know what the other processes held
+      out += fmt::format(
+          "  what would fit (replay of this process alone, up to this request; its cap is the "
+          "budget {} shared with other processes, whose bytes the caps below leave out: see the "
+          "budget's section):\n",
+          visible(x.budget));
     for (const OomFit& f : x.would_fit) {
       if (!f.fits_at_capacity || !f.smallest_limit_bytes)
         out += fmt::format("    pool {}: does not fit on this device at any cap\n", f.policy);

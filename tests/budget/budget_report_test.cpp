@@ -183,12 +183,22 @@ TEST_F(BudgetReport, ThreeProcessesTotalPeakAndSharesExact) {
   EXPECT_EQ(steps, (std::vector<uint64_t>{20 * kMiB, 50 * kMiB, 30 * kMiB, 55 * kMiB, 64 * kMiB,
                                           34 * kMiB, 9 * kMiB, 0}))
       << b["timeline"].dump();
+  // a's refused 10 MiB names the budget: its "what would fit" replays a alone.
+  ASSERT_EQ(r["ooms"].size(), 1u);
+  EXPECT_EQ(r["ooms"][0]["trace_index"], 0);
+  EXPECT_EQ(r["ooms"][0]["refused_by"], "gpumem");
+  EXPECT_EQ(r["ooms"][0]["requested_bytes"], 10 * kMiB);
+  EXPECT_EQ(r["ooms"][0]["budget"], name_);
 
   // The same in the terminal summary and the HTML report.
   const auto text = sh(GPUMEM_CLI " report --text " + ta + " " + tb + " " + tc);
   ASSERT_EQ(text.status, 0) << text.out;
   EXPECT_NE(text.out.find("shared budget " + name_ + " on device 0: limit 64.00 MiB, 3 processes\n"
                           "  peak of the total: 64.00 MiB at "),
+            std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("  what would fit (replay of this process alone, up to this request; its "
+                          "cap is the budget " + name_ + " shared with other processes"),
             std::string::npos)
       << text.out;
   const std::string pid_a = std::to_string(r["traces"][0]["pid"].get<uint32_t>());

@@ -251,6 +251,9 @@ struct Oom {
   int32_t result = 0;
   bool pooled = false;     // the request went to a gpumem pool
   std::string refused_by;  // "gpumem" (its cap or pool) or "device"
+  // GPUMEM_LIMIT_NAME when the cap was a budget shared with other processes: what would fit is
+  // then this process alone (budgets[] has what the others held); empty otherwise.
+  std::string budget;
   uint64_t requested_bytes = 0;
   uint64_t capacity_bytes = 0;  // the device's (trace header); 0 = unknown
   uint64_t limit_bytes = 0;     // gpumem's cap; 0 = none
