@@ -45,7 +45,8 @@ long group_id(const char* v) {
     const char* next = std::strchr(line, '\n');
     if (std::strncmp(line, v, len) == 0 && line[len] == ':') {
       const char* colon = std::strchr(line + len + 1, ':');
-      if (colon != nullptr && (next == nullptr || colon < next) && colon[1] >= '0' && colon[1] <= '9')
+      if (colon != nullptr && (next == nullptr || colon < next) && colon[1] >= '0' &&
+          colon[1] <= '9')
         return std::strtol(colon + 1, nullptr, 10);
     }
     if (next == nullptr) break;

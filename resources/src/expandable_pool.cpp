@@ -228,7 +228,8 @@ uint64_t ExpandablePool::largest_free_locked() const {
     const uintptr_t end = b.addr + b.size;
     uintptr_t from = 0, to = 0;  // the run of adjacent mapped granules being walked
     auto close_run = [&] {
-      if (to > from) largest = std::max<uint64_t>(largest, std::min(to, end) - std::max(from, b.addr));
+      if (to > from)
+        largest = std::max<uint64_t>(largest, std::min(to, end) - std::max(from, b.addr));
     };
     // Ranges are aligned to the granularity, so the granule holding addr starts at its floor.
     for (auto it = mapped_.lower_bound(b.addr / granularity_ * granularity_);

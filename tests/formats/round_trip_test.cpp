@@ -208,7 +208,8 @@ TEST(RoundTrip, ExpandablePoolSegmentsAreMappedRangesOfExpandableSegments) {
   for (size_t i = 0; i < 4; ++i) {
     SCOPED_TRACE(i);
     const PickleNode& seg = doc.at(segments->items[i]);
-    EXPECT_EQ(static_cast<uint64_t>(doc.find(seg, "address")->integer), 0x7f0000000000 + want_at[i]);
+    EXPECT_EQ(static_cast<uint64_t>(doc.find(seg, "address")->integer),
+              0x7f0000000000 + want_at[i]);
     EXPECT_EQ(static_cast<uint64_t>(doc.find(seg, "total_size")->integer), want_size[i]);
     EXPECT_EQ(static_cast<uint64_t>(doc.find(seg, "allocated_size")->integer), want_allocated[i]);
     const PickleNode* expandable = doc.find(seg, "is_expandable");

@@ -398,7 +398,8 @@ TEST_F(SharedBudget, TwoProcessesOnOneDeviceFixedPoolStarvesGrowthFits) {
     ASSERT_TRUE(tr.opened) << tr.error;
     uint64_t refused = 0, first_refused_bytes = 0;
     for (const auto& r : tr.records)
-      if (static_cast<Op>(r.op) == Op::alloc_failed && refused++ == 0) first_refused_bytes = r.bytes;
+      if (static_cast<Op>(r.op) == Op::alloc_failed && refused++ == 0)
+        first_refused_bytes = r.bytes;
     if (pool == "fixed") {
       EXPECT_EQ(t.status, 3) << t.out << t.err;  // the trainer's out-of-memory status
       EXPECT_GT(refused, 0u);
@@ -412,8 +413,10 @@ TEST_F(SharedBudget, TwoProcessesOnOneDeviceFixedPoolStarvesGrowthFits) {
     // trainer's first request is refused by the device itself; under the growth pool neither
     // holds more than it uses, and nothing is refused.
     const std::string json_path = dir_ + "/report-" + pool + ".json";
-    const Outcome rep = run({GPUMEM_CLI, "report", "--json", json_path, dir_ + "/first-" + pool +
-                             ".trace", dir_ + "/train-" + pool + ".trace"}, child_environment(false, {}), dir_);
+    const Outcome rep =
+        run({GPUMEM_CLI, "report", "--json", json_path, dir_ + "/first-" + pool + ".trace",
+             dir_ + "/train-" + pool + ".trace"},
+            child_environment(false, {}), dir_);
     ASSERT_EQ(rep.status, 0) << rep.out << rep.err;
     const nlohmann::json doc = nlohmann::json::parse(slurp(json_path), nullptr, false);
     ASSERT_TRUE(doc.is_object());
