@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -207,6 +208,36 @@ TEST(TraceBoundedFile, ThreadsAppendingAtOnceLoseNoRecord) {
   for (const auto& row : d->omitted)
     if (row.device >= 0 && row.device < kThreads) per_device[row.device] += row.count;
   for (int th = 0; th < kThreads; ++th) EXPECT_EQ(per_device[th], kEach) << "thread " << th;
+}
+
+// More allocations live across the dropped middle than an eighth of the bound holds: the writer
+// says so in one line (what to raise), stops growing the trace and counts what it drops; the file
+// stays within its bound and reads as incomplete, never as damaged.
+TEST(TraceBoundedFile, ALiveSetTooLargeForTheDigestIsSaidAndCounted) {
+  ScratchDir dir;
+  static std::string warning;
+  warning.clear();
+  TraceWriter w;
+  w.set_max_bytes(kMax);
+  w.set_warning_sink([](const char* line) { warning += std::string(line) + "\n"; });
+  ASSERT_TRUE(open_writer(w, dir.file("big.trace")));
+  // 120k allocations, none freed: those made after the head are the digest's live set.
+  for (uint64_t i = 0; i < 400'000; ++i) {
+    Record r = make_record(Op::alloc, 0x7f0000000000 + i * 4096, 4096 + i % 1000);
+    r.t_ns = 1'000'000 + i;
+    r.aux = (i * 0x9E3779B97F4A7C15ull) >> 7;
+    if (i >= 120'000) r.op = static_cast<uint16_t>(Op::mark);  // filler: not live
+    w.append(r);
+  }
+  w.close();
+  EXPECT_LE(size_of(dir.file("big.trace")), kMax);
+  EXPECT_EQ(std::count(warning.begin(), warning.end(), '\n'), 1) << warning;
+  EXPECT_NE(warning.find("cannot stay within GPUMEM_TRACE_MAX"), std::string::npos) << warning;
+  EXPECT_NE(warning.find("raise GPUMEM_TRACE_MAX"), std::string::npos) << warning;
+  const ReadResult got = read_trace(dir.file("big.trace"));
+  EXPECT_GT(got.stats.dropped, 0u);
+  EXPECT_TRUE(got.stats.truncated);
+  EXPECT_LE(got.events.size() + got.stats.dropped, 400'000u + 10);
 }
 
 // A process killed at any moment: the window's newest record is the last one appended, and
