@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -88,6 +89,11 @@ bool Watch::nothing_appended() {
     }
     if (fd_ < 0) return false;
   }
+  // A clean close appends nothing (unless a slot was in flight): its header says it.
+  uint32_t flags = 0;
+  if (::pread(fd_, &flags, sizeof flags, offsetof(trace::Header, flags)) != sizeof flags ||
+      (flags & trace::kHeaderClosed) != 0)
+    return false;
   static uint64_t window[kZeroWindowBytes / sizeof(uint64_t)];  // top reads on one thread
   const ssize_t got = ::pread(fd_, window, sizeof window, static_cast<off_t>(offset_));
   if (got < 0) return false;

@@ -157,6 +157,37 @@ TEST(TopFollow, ACleanCloseWhileFollowedIsNotATruncation) {
   EXPECT_NE(seen.find(" allocs=2 ", at), std::string::npos) << seen;
 }
 
+// A clean close with nothing appended since top's last look: top sees the trace ended (its header
+// says so), though no slot after what it read changed.
+TEST(TopFollow, ACloseWithNothingAppendedShowsEnded) {
+  ScratchDir dir("gpumem-top-follow");
+  const std::string path = dir / "quiet.trace";
+  const std::string out = dir / "top.out";
+  LiveTrace t(path);
+  ASSERT_TRUE(t.ok);
+  t.alloc(0x10000000, 3 * kMiB);
+  const std::string pid_file = dir / "top.pid";
+  ASSERT_EQ(sh(kCli + " top --interval 0.05 '" + path + "' >'" + out + "' 2>&1 & echo $! >'" +
+               pid_file + "'")
+                .status,
+            0);
+  const pid_t top = std::stoi(read_file(pid_file));
+  // Two refreshes of the idle trace, so that top is looking, not reading, when it closes.
+  ASSERT_TRUE(wait_for([&] {
+    const std::string seen = read_file(out);
+    const size_t first = seen.find("state=running allocated=3145728 ");
+    return first != std::string::npos &&
+           seen.find("state=running allocated=3145728 ", first + 1) != std::string::npos;
+  })) << read_file(out);
+  t.w.close();
+  const bool ended = wait_for([&] {
+    return read_file(out).find("state=ended allocated=3145728 ") != std::string::npos;
+  });
+  ::kill(top, SIGTERM);
+  wait_for([&] { return ::kill(top, 0) != 0; });
+  EXPECT_TRUE(ended) << read_file(out);
+}
+
 // A trace removed while top follows it shows as gone, and top holds it open no longer (the
 // disk space of a removed file is freed only when nothing holds it).
 TEST(TopFollow, ARemovedTraceIsNotHeldOpen) {
