@@ -277,7 +277,14 @@ std::string render_text(const Report& report, const TextOptions& o) {
     out += fmt::format("trace {}: pid {}{} on {}, {} events{}\n", visible(t.path), t.pid,
                        t.rank >= 0 ? fmt::format(" rank {}", t.rank) : "", visible(t.host),
                        t.events, t.truncated ? " — TRUNCATED: " + visible(t.truncated_reason) : "");
-    if (t.records_dropped > 0)
+    if (t.records_dropped > 0 && t.dropped)
+      out += fmt::format(
+          "  INCOMPLETE: {} records dropped (the trace could not stay within GPUMEM_TRACE_MAX: "
+          "more allocations live across its dropped middle than an eighth of the bound holds, "
+          "or the disk is full); every number below misses them: raise GPUMEM_TRACE_MAX, then "
+          "run again\n",
+          t.records_dropped);
+    else if (t.records_dropped > 0)
       out += fmt::format(
           "  INCOMPLETE: {} records dropped (the trace file could not grow: disk full or file-size "
           "limit); every number below misses them: free disk space or set GPUMEM_TRACE to a "

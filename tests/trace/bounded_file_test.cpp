@@ -237,6 +237,8 @@ TEST(TraceBoundedFile, ALiveSetTooLargeForTheDigestIsSaidAndCounted) {
   const ReadResult got = read_trace(dir.file("big.trace"));
   EXPECT_GT(got.stats.dropped, 0u);
   EXPECT_TRUE(got.stats.truncated);
+  EXPECT_NE(got.stats.reason.find("could not stay within GPUMEM_TRACE_MAX"), std::string::npos)
+      << got.stats.reason;
   EXPECT_LE(got.events.size() + got.stats.dropped, 400'000u + 10);
 }
 

@@ -60,7 +60,13 @@ class CompactFileReader final : public Reader {
     auto add = [&](const std::string& r) {
       if (!r.empty()) reason += (reason.empty() ? "" : "; ") + r;
     };
-    if (header_->records_dropped > 0)
+    if (header_->records_dropped > 0 && bounded_)
+      add(std::to_string(header_->records_dropped) +
+          " record(s) dropped by the writer: the trace could not stay within GPUMEM_TRACE_MAX "
+          "(more allocations live across its dropped middle than an eighth of the bound holds) "
+          "or could not grow (disk full); raise GPUMEM_TRACE_MAX or free disk space, then run "
+          "again");
+    else if (header_->records_dropped > 0)
       add(std::to_string(header_->records_dropped) +
           " record(s) dropped by the writer: the trace file could not grow (disk full or "
           "file-size limit); free disk space or set GPUMEM_TRACE to a larger volume, then run "
