@@ -1,7 +1,7 @@
 // Process models on the simulated device, run by process_test.cpp (each mode is one process):
 //   fork <n>            4 threads loop cudaMalloc/cudaFree while the main thread forks n times;
 //                       each child must allocate, check the accounting, free and exit 0 within
-//                       10 s. Exit 0 when every child did; else a line on stderr and exit 1.
+//                       30 s. Exit 0 when every child did; else a line on stderr and exit 1.
 //   driver-fork <n>     the same through the driver API alone (cuInit before any runtime call,
 //                       so the driver's own fork handlers are the ones at work).
 //   thread-exit <code>  4 threads loop cudaMalloc/cudaFree; a fifth calls exit(code) while they
@@ -147,6 +147,10 @@ void churn(const Api* api, int id) {
   std::exit(0);  // a normal exit: static destructors and atexit handlers run in the child
 }
 
+// A child's few calls take milliseconds; a deadlock never ends. 10 s was once too short under
+// ASan on a 2-core machine with four builds beside it (its exit runs LeakSanitizer).
+constexpr int kChildSeconds = 30;
+
 // Waits for pid up to `seconds`; kills it on timeout. Returns its wait status, or -1 on timeout.
 int wait_for(pid_t pid, int seconds) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
@@ -178,12 +182,13 @@ int fork_mode(const Api& api, int forks) {
     std::this_thread::sleep_for(std::chrono::microseconds(200 + 37 * i));  // vary the fork point
     pid_t pid = fork();
     if (pid == 0) child(api, static_cast<unsigned char*>(inherited));
-    int status = pid < 0 ? 0 : wait_for(pid, 10);
+    int status = pid < 0 ? 0 : wait_for(pid, kChildSeconds);
     if (pid < 0) {
       std::fprintf(stderr, "process_model: fork %d failed: %s\n", i, std::strerror(errno));
       result = 1;
     } else if (status == -1) {
-      std::fprintf(stderr, "process_model: child of fork %d hung (killed after 10 s)\n", i);
+      std::fprintf(stderr, "process_model: child of fork %d hung (killed after %d s)\n", i,
+                   kChildSeconds);
       result = 1;
     } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       std::fprintf(stderr, "process_model: child of fork %d ended with %s %d\n", i,
