@@ -434,7 +434,12 @@ TEST_F(TraceFileNaming, MarkFromASignalHandlerDuringTheOpenNeverHangs) {
     const std::string trace = dir_ + "/t" + std::to_string(run_index) + ".trace";
     const std::string out = dir_ + "/stdout", err = dir_ + "/stderr";
     const pid_t pid =
-        start(child({"mark-signal"}), child_environment(true, {"GPUMEM_TRACE=" + trace}), out, err);
+        start(child({"mark-signal"}),
+              // simcuda's real-GPU latency (35 µs), longer than the timer's 20 µs: its sleep
+              // must end however often the signal interrupts it.
+              child_environment(true, {"GPUMEM_TRACE=" + trace, "SIMCUDA_ALLOC_LATENCY_US=35",
+                                       "SIMCUDA_FREE_LATENCY_US=35"}),
+              out, err);
     bool hung = false;
     const Outcome o = wait_at_most(pid, out, err, 20, &hung);
     ASSERT_FALSE(hung) << "the program hung (deadlock in the preload)";
