@@ -18,6 +18,7 @@
 #include "gpumem/trace/compact.h"
 #include "gpumem/trace/format_v2.h"
 #include "gpumem/trace/writer.h"
+#include "positional_io.h"
 #include "window.h"
 
 namespace gpumem {
@@ -32,19 +33,6 @@ uint32_t commit_word(const char* slot) {
 
 bool final_word(uint32_t w) {
   return w == trace::kCommitted || w == trace::kContinuation || w == trace::kAbandoned;
-}
-
-bool write_all(int fd, const unsigned char* p, size_t n, uint64_t at) {
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(at));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      if (w == 0) errno = ENOSPC;
-      return false;
-    }
-    p += w, n -= static_cast<size_t>(w), at += static_cast<uint64_t>(w);
-  }
-  return true;
 }
 
 }  // namespace
@@ -136,7 +124,7 @@ bool TraceWriter::seal_chunk(char* base, uint64_t chunk, uint64_t end) {
   const size_t size = enc.finish();
   // A bounded trace places the chunk in its head or window (window.h); else it is appended.
   if (window_ != nullptr ? !window_->place(fd_, seal_buffer_, size, chunk)
-                         : !write_all(fd_, seal_buffer_, size, compact_end_)) {
+                         : !detail::pwrite_all(fd_, seal_buffer_, size, compact_end_)) {
     full_errno_.store(errno, std::memory_order_relaxed);
     full_.store(true, std::memory_order_release);
     return false;

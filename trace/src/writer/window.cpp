@@ -8,37 +8,10 @@
 #include <cstring>
 
 #include "gpumem/trace/compact.h"
+#include "positional_io.h"
 
 namespace gpumem::detail {
 namespace {
-
-bool write_all(int fd, const void* data, size_t n, uint64_t at) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(at));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      if (w == 0) errno = ENOSPC;
-      return false;
-    }
-    p += w, n -= static_cast<size_t>(w), at += static_cast<uint64_t>(w);
-  }
-  return true;
-}
-
-bool read_all(int fd, void* data, size_t n, uint64_t at) {
-  auto* p = static_cast<unsigned char*>(data);
-  while (n > 0) {
-    const ssize_t r = ::pread(fd, p, n, static_cast<off_t>(at));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      if (r == 0) errno = EIO;
-      return false;
-    }
-    p += r, n -= static_cast<size_t>(r), at += static_cast<uint64_t>(r);
-  }
-  return true;
-}
 
 bool header_ok(trace::compact::ChunkCheck c) {
   return c == trace::compact::ChunkCheck::ok || c == trace::compact::ChunkCheck::short_;
@@ -50,7 +23,7 @@ bool BoundedWindow::place(int fd, const uint8_t* chunk, size_t size, uint64_t in
   if (head_at_ == 0) head_at_ = layout_.head_begin, window_at_ = layout_.window_begin;
   if (head_open_) {
     if (head_at_ + size <= layout_.head_end) {
-      if (!write_all(fd, chunk, size, head_at_)) return false;
+      if (!pwrite_all(fd, chunk, size, head_at_)) return false;
       head_at_ += size;
       ++head_chunks_;
       file_end_ = std::max(file_end_, head_at_);
@@ -84,9 +57,9 @@ bool BoundedWindow::place(int fd, const uint8_t* chunk, size_t size, uint64_t in
                                    window_.empty() ? window_at_ : window_.front().at))
     return false;
   // The body first, then its frame: until the frame is whole a reader sees a stale index there.
-  if (!write_all(fd, chunk, size, window_at_ + sizeof(trace::WindowFrame))) return false;
+  if (!pwrite_all(fd, chunk, size, window_at_ + sizeof(trace::WindowFrame))) return false;
   const trace::WindowFrame frame{trace::kWindowMagic, 0, index};
-  if (!write_all(fd, &frame, sizeof frame, window_at_)) return false;
+  if (!pwrite_all(fd, &frame, sizeof frame, window_at_)) return false;
   window_.push_back({window_at_, need, index});
   window_at_ += need;
   file_end_ = std::max(file_end_, window_at_);
@@ -99,11 +72,11 @@ bool BoundedWindow::fold_head(int fd) {
   trace::compact::ChunkInfo info;
   for (uint64_t at = layout_.head_begin; at < head_at_;) {
     uint8_t head[trace::compact::kChunkHeaderBytes];
-    if (!read_all(fd, head, sizeof head, at)) return false;
+    if (!pread_all(fd, head, sizeof head, at)) return false;
     if (!header_ok(trace::compact::check_chunk(head, sizeof head, &info)))
       return true;  // nothing readable: not ours to judge here
     buffer_.resize(info.size());
-    if (!read_all(fd, buffer_.data(), buffer_.size(), at)) return false;
+    if (!pread_all(fd, buffer_.data(), buffer_.size(), at)) return false;
     if (trace::compact::decode_chunk(buffer_.data(), buffer_.size(), &decoded, &info))
       for (const auto& r : decoded.records) fold_.head(r);
     at += info.size();
@@ -116,7 +89,7 @@ bool BoundedWindow::drop_front(int fd) {
   const Placed p = window_.front();
   window_.pop_front();
   buffer_.resize(p.size - sizeof(trace::WindowFrame));
-  if (!read_all(fd, buffer_.data(), buffer_.size(), p.at + sizeof(trace::WindowFrame)))
+  if (!pread_all(fd, buffer_.data(), buffer_.size(), p.at + sizeof(trace::WindowFrame)))
     return false;
   trace::compact::DecodedChunk decoded;
   trace::compact::ChunkInfo info;
@@ -141,7 +114,7 @@ bool BoundedWindow::write_digest(int fd, uint64_t next_index, uint64_t window_at
   }
   ++generation_;
   const uint64_t at = layout_.digest_at[generation_ % 2];
-  if (!write_all(fd, buffer_.data(), size, at)) return false;
+  if (!pwrite_all(fd, buffer_.data(), size, at)) return false;
   file_end_ = std::max(file_end_, at + size);
   return true;
 }
