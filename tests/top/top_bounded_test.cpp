@@ -16,29 +16,16 @@
 #include "gpumem/trace/writer.h"
 #include "scratch.h"
 #include "shell.h"
+#include "top_support.h"
 
 namespace {
 
+using gpumem::test::top::read_file;
+using gpumem::test::top::wait_for;
 using gpumem::TraceWriter;
 using gpumem::test::ScratchDir;
 using gpumem::test::sh;
 namespace tr = gpumem::trace;
-
-bool wait_for(const std::function<bool()>& done) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(90);
-  while (std::chrono::steady_clock::now() < until) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // `pairs` allocation/free pairs of 4 KiB (a new address each, random aux: about 18 bytes a
 // record), the first `first` of them already appended.

@@ -22,9 +22,12 @@
 #include "gpumem/trace/writer.h"
 #include "scratch.h"
 #include "shell.h"
+#include "top_support.h"
 
 namespace {
 
+using gpumem::test::top::read_file;
+using gpumem::test::top::wait_for;
 using gpumem::TraceWriter;
 using gpumem::test::Output;
 using gpumem::test::ScratchDir;
@@ -33,22 +36,6 @@ namespace tr = gpumem::trace;
 
 const std::string kCli = GPUMEM_CLI;
 constexpr uint64_t kMiB = 1 << 20;
-
-bool wait_for(const std::function<bool()>& done) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(90);
-  while (std::chrono::steady_clock::now() < until) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;

@@ -20,27 +20,18 @@
 
 #include "scratch.h"
 #include "shell.h"
+#include "top_support.h"
 
 namespace {
 
 using gpumem::test::Output;
 using gpumem::test::ScratchDir;
 using gpumem::test::sh;
+using gpumem::test::top::wait_for;
 using nlohmann::json;
 
 const std::string kCli = GPUMEM_CLI;
 const std::string kProg = TOP_PROG;
-constexpr auto kTimeout = std::chrono::seconds(90);  // a loaded sanitizer run is slow
-
-// Polls `done` every 50 ms until it holds or the timeout passes.
-bool wait_for(const std::function<bool()>& done) {
-  const auto until = std::chrono::steady_clock::now() + kTimeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
-}
 
 // Starts top_prog under `gpumem run` in the background; returns its pid once it is holding.
 int start_prog(const ScratchDir& dir, int mib, bool hold) {
