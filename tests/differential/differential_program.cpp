@@ -13,6 +13,7 @@
 // at run time LD_LIBRARY_PATH puts simcuda's libraries first (or a GPU's, scripts/gpu-check).
 #include <cuda.h>
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -25,6 +26,8 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include "gpumem/nvml_api.h"
 
 namespace {
 
@@ -802,6 +805,48 @@ int shareable_child(int fd) {
 
 }  // namespace
 
+// NVML's memory queries, reached as pynvml reaches them (dlopen + dlsym of libnvidia-ml.so.1):
+// their codes with good and bad arguments, and whether each answer is consistent in itself (a
+// cap changes the figures, as it changes cudaMemGetInfo's, so they are not printed).
+void nvml_calls() {
+  const char* names[] = {"nvmlInit_v2", "nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetMemoryInfo",
+                         "nvmlDeviceGetMemoryInfo_v2"};
+  void* h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+  void* f[4] = {};
+  for (int i = 0; i < 4 && h != nullptr; ++i) f[i] = dlsym(h, names[i]);
+  if (h == nullptr || f[0] == nullptr || f[1] == nullptr || f[2] == nullptr || f[3] == nullptr) {
+    line("libnvidia-ml.so.1 with its memory queries", 1);
+    return;
+  }
+  const auto init = reinterpret_cast<decltype(&::nvmlInit_v2)>(f[0]);
+  const auto handle = reinterpret_cast<decltype(&::nvmlDeviceGetHandleByIndex_v2)>(f[1]);
+  const auto memory = reinterpret_cast<decltype(&::nvmlDeviceGetMemoryInfo)>(f[2]);
+  const auto memory_v2 = reinterpret_cast<decltype(&::nvmlDeviceGetMemoryInfo_v2)>(f[3]);
+  line("nvmlInit_v2", init());
+  nvmlDevice_t dev = nullptr;
+  line("nvmlDeviceGetHandleByIndex_v2(0)", handle(0, &dev));
+  nvmlMemory_t m{};
+  int e = memory(dev, &m);
+  line("nvmlDeviceGetMemoryInfo", e,
+       e != 0 ? ""
+              : (m.total > 0 && m.free <= m.total && m.used == m.total - m.free ? "consistent"
+                                                                                : "inconsistent"));
+  line("nvmlDeviceGetMemoryInfo(NULL out)", memory(dev, nullptr));
+  nvmlMemory_v2_t m2{};
+  m2.version = nvmlMemory_v2;
+  e = memory_v2(dev, &m2);
+  line("nvmlDeviceGetMemoryInfo_v2", e,
+       e != 0 ? ""
+              : (m2.version == nvmlMemory_v2 && m2.total > 0 && m2.free <= m2.total &&
+                         m2.used <= m2.total
+                     ? "consistent"
+                     : "inconsistent"));
+  line("nvmlDeviceGetMemoryInfo_v2(NULL out)", memory_v2(dev, nullptr));
+  nvmlMemory_v2_t old_version{};
+  old_version.version = 1;
+  line("nvmlDeviceGetMemoryInfo_v2(version 1)", memory_v2(dev, &old_version));
+}
+
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   if (argc == 3 && std::strcmp(argv[1], "ipc_child") == 0) return ipc_child(argv[2]);
@@ -811,6 +856,7 @@ int main(int argc, char** argv) {
   driver_calls();
   array_calls();
   ipc_calls();
+  nvml_calls();
   // What is still live at the end is the same too: every allocation above was freed.
   rt_meminfo("cudaMemGetInfo at the end");
   return 0;
