@@ -175,8 +175,11 @@ int push(const Domain* d, const Name& n) {
     id = make_range_id(intern(w, n.text));
     write(w, Op::mark_begin, name_of_range(id), id, 0, domain_id(w, d), 0);
   }
-  if (t_depth < kMaxDepth) t_ranges[t_depth] = {id, d};
-  ++t_depth;
+  // Claim the slot before filling it: a signal handler that pushes and pops between a store and
+  // the increment would reuse the slot and leave its own range in it for this range's pop.
+  const int slot = t_depth++;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (slot < kMaxDepth) t_ranges[slot] = {id, d};
   return level;
 }
 
@@ -192,6 +195,7 @@ int pop(const Domain* d) {
   for (int i = 0; i < at; ++i) level += t_ranges[i].domain == d;
   const uint64_t id = t_ranges[at].id;
   for (int i = at; i + 1 < t_depth; ++i) t_ranges[i] = t_ranges[i + 1];
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // the slots settle before the release
   --t_depth;
   if (id != kDropped && gpumem::t_hook_depth == 0) {
     gpumem::HookScope scope;
