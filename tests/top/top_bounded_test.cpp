@@ -21,6 +21,8 @@
 namespace {
 
 using gpumem::test::top::read_file;
+using gpumem::test::top::start_plain_top;
+using gpumem::test::top::stop_top;
 using gpumem::test::top::wait_for;
 using gpumem::TraceWriter;
 using gpumem::test::ScratchDir;
@@ -54,12 +56,8 @@ TEST(TopFollow, ABoundedTraceThatDropsMoreIsReadAgainAndEndsWithTheWholeRunsCoun
   ASSERT_TRUE(w.open(path.c_str(), tr::Header{}, err, sizeof err)) << err;
   w.set_device(0, 16ull << 30, 0, "test device");
   append_pairs(w, 0, 100'000);  // the window goes round: part of the middle is dropped
-  const std::string pid_file = dir / "top.pid";
-  ASSERT_EQ(sh(std::string(GPUMEM_CLI) + " top --interval 0.05 '" + path + "' >'" + out +
-               "' 2>&1 & echo $! >'" + pid_file + "'")
-                .status,
-            0);
-  const pid_t top = std::stoi(read_file(pid_file));
+  const pid_t top = start_plain_top(std::string(GPUMEM_CLI), path, out, dir / "top.pid");
+  ASSERT_GT(top, 0);
   ASSERT_TRUE(wait_for([&] {
     return read_file(out).find("state=running allocated=0 ") != std::string::npos &&
            read_file(out).find(" allocs=100000 ") != std::string::npos;
@@ -69,8 +67,7 @@ TEST(TopFollow, ABoundedTraceThatDropsMoreIsReadAgainAndEndsWithTheWholeRunsCoun
   const bool ended = wait_for([&] {
     return read_file(out).find("state=ended allocated=0 ") != std::string::npos;
   });
-  ::kill(top, SIGTERM);
-  wait_for([&] { return ::kill(top, 0) != 0; });
+  stop_top(top);
   const std::string seen = read_file(out);
   EXPECT_TRUE(ended) << seen.substr(seen.size() > 2000 ? seen.size() - 2000 : 0);
   const size_t at = seen.find("state=ended allocated=0 ");

@@ -27,6 +27,8 @@
 namespace {
 
 using gpumem::test::top::read_file;
+using gpumem::test::top::start_plain_top;
+using gpumem::test::top::stop_top;
 using gpumem::test::top::wait_for;
 using gpumem::TraceWriter;
 using gpumem::test::Output;
@@ -120,12 +122,8 @@ TEST(TopFollow, ACleanCloseWhileFollowedIsNotATruncation) {
   LiveTrace t(path);
   ASSERT_TRUE(t.ok);
   t.alloc(0x10000000, 3 * kMiB);
-  const std::string pid_file = dir / "top.pid";
-  ASSERT_EQ(sh(kCli + " top --interval 0.05 '" + path + "' >'" + out + "' 2>&1 & echo $! >'" +
-               pid_file + "'")
-                .status,
-            0);
-  const pid_t top = std::stoi(read_file(pid_file));
+  const pid_t top = start_plain_top(kCli, path, out, dir / "top.pid");
+  ASSERT_GT(top, 0);
   ASSERT_TRUE(wait_for([&] {
     return read_file(out).find("state=running allocated=3145728 ") != std::string::npos;
   })) << read_file(out);
@@ -134,8 +132,7 @@ TEST(TopFollow, ACleanCloseWhileFollowedIsNotATruncation) {
   const bool ended = wait_for([&] {
     return read_file(out).find("state=ended allocated=4194304 ") != std::string::npos;
   });
-  ::kill(top, SIGTERM);
-  wait_for([&] { return ::kill(top, 0) != 0; });
+  stop_top(top);
   const std::string seen = read_file(out);
   EXPECT_TRUE(ended) << seen;
   EXPECT_EQ(seen.find("note="), std::string::npos) << seen;  // no truncation, no re-read
@@ -153,12 +150,8 @@ TEST(TopFollow, ACloseWithNothingAppendedShowsEnded) {
   LiveTrace t(path);
   ASSERT_TRUE(t.ok);
   t.alloc(0x10000000, 3 * kMiB);
-  const std::string pid_file = dir / "top.pid";
-  ASSERT_EQ(sh(kCli + " top --interval 0.05 '" + path + "' >'" + out + "' 2>&1 & echo $! >'" +
-               pid_file + "'")
-                .status,
-            0);
-  const pid_t top = std::stoi(read_file(pid_file));
+  const pid_t top = start_plain_top(kCli, path, out, dir / "top.pid");
+  ASSERT_GT(top, 0);
   // Two refreshes of the idle trace, so that top is looking, not reading, when it closes.
   ASSERT_TRUE(wait_for([&] {
     const std::string seen = read_file(out);
@@ -170,8 +163,7 @@ TEST(TopFollow, ACloseWithNothingAppendedShowsEnded) {
   const bool ended = wait_for([&] {
     return read_file(out).find("state=ended allocated=3145728 ") != std::string::npos;
   });
-  ::kill(top, SIGTERM);
-  wait_for([&] { return ::kill(top, 0) != 0; });
+  stop_top(top);
   EXPECT_TRUE(ended) << read_file(out);
 }
 
@@ -184,12 +176,8 @@ TEST(TopFollow, ARemovedTraceIsNotHeldOpen) {
   LiveTrace t(path);
   ASSERT_TRUE(t.ok);
   t.alloc(0x10000000, 3 * kMiB);
-  const std::string pid_file = dir / "top.pid";
-  ASSERT_EQ(sh(kCli + " top --interval 0.05 '" + path + "' >'" + out + "' 2>&1 & echo $! >'" +
-               pid_file + "'")
-                .status,
-            0);
-  const pid_t top = std::stoi(read_file(pid_file));
+  const pid_t top = start_plain_top(kCli, path, out, dir / "top.pid");
+  ASSERT_GT(top, 0);
   const std::string fds = "/proc/" + std::to_string(top) + "/fd";
   auto holds_trace = [&] {
     return sh("ls -l " + fds + " 2>/dev/null").out.find("removed.trace") != std::string::npos;
@@ -204,8 +192,7 @@ TEST(TopFollow, ARemovedTraceIsNotHeldOpen) {
     return read_file(out).find("state=gone") != std::string::npos;
   });
   const bool held = holds_trace();
-  ::kill(top, SIGTERM);
-  wait_for([&] { return ::kill(top, 0) != 0; });
+  stop_top(top);
   EXPECT_TRUE(gone) << read_file(out);
   EXPECT_FALSE(held) << sh("ls -l " + fds).out;
 }
