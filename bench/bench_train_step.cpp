@@ -37,17 +37,17 @@ void BM_TrainStep(benchmark::State& state) {
   const char* pool = kPools[state.range(0)];
   char dir[] = "/tmp/gpumem-bench-train-XXXXXX";
   if (mkdtemp(dir) == nullptr) return state.SkipWithError("mkdtemp failed");
-  std::vector<std::string> env =
-      gpumem::bench::environment_without({"LD_PRELOAD=", "LD_LIBRARY_PATH=", "GPUMEM_", "SIMCUDA_"});
+  std::vector<std::string> env = gpumem::bench::environment_without(
+      {"LD_PRELOAD=", "LD_LIBRARY_PATH=", "GPUMEM_", "SIMCUDA_"});
   gpumem::bench::add_simcuda(env);
   gpumem::bench::add_preload(env);
   env.push_back(std::string("GPUMEM_POOL=") + pool);
   env.push_back(std::string("GPUMEM_TRACE=") + dir + "/train.trace");
   env.push_back("SIMCUDA_ALLOC_LATENCY_US=35");
   env.push_back("SIMCUDA_FREE_LATENCY_US=35");
-  const std::vector<std::string> argv = {GPUMEM_TRAIN, "--epochs", "1", "--samples", samples(),
-                                         "--inputs", "32", "--layers", "4", "--hidden", "64",
-                                         "--classes", "10", "--batch", "16"};
+  const std::vector<std::string> argv = {
+      GPUMEM_TRAIN, "--epochs", "1",  "--samples", samples(), "--inputs", "32", "--layers",
+      "4",          "--hidden", "64", "--classes", "10",      "--batch",  "16"};
   double per_step = 0, sum = 0, steps = 0;
   int runs = 0;
   for (auto _ : state) {
@@ -68,7 +68,11 @@ void BM_TrainStep(benchmark::State& state) {
   state.counters["seconds_per_step"] = runs > 0 ? sum / runs : 0;  // the mean of the runs
   state.counters["steps"] = steps;
 }
-BENCHMARK(BM_TrainStep)->DenseRange(0, 2)->Iterations(3)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TrainStep)
+    ->DenseRange(0, 2)
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -31,7 +31,8 @@ TEST(Probe, InitialiseRuntime) {
 // Helper for DefaultLatency below (skipped unless it sets GPUMEM_TEST_PROBE_TIMING): times 20
 // allocations and their 20 frees, and prints "alloc_us=A free_us=F" on stderr.
 TEST(Probe, TimeTwentyAllocationsAndFrees) {
-  if (std::getenv("GPUMEM_TEST_PROBE_TIMING") == nullptr) GTEST_SKIP() << "a helper of DefaultLatency";
+  if (std::getenv("GPUMEM_TEST_PROBE_TIMING") == nullptr)
+    GTEST_SKIP() << "a helper of DefaultLatency";
   void* p[20];
   auto t = std::chrono::steady_clock::now();
   for (void*& q : p) ASSERT_EQ(cudaMalloc(&q, kMiB), cudaSuccess);
@@ -146,7 +147,8 @@ TEST(Environment, DefaultLatencyIs35Microseconds) {
   double alloc_us = 0, free_us = 0;
   const size_t at = by_default.err.find("alloc_us=");
   ASSERT_NE(at, std::string::npos) << by_default.err;
-  ASSERT_EQ(std::sscanf(by_default.err.c_str() + at, "alloc_us=%lf free_us=%lf", &alloc_us, &free_us), 2);
+  ASSERT_EQ(
+      std::sscanf(by_default.err.c_str() + at, "alloc_us=%lf free_us=%lf", &alloc_us, &free_us), 2);
   EXPECT_GE(alloc_us, 20 * 35.0);
   EXPECT_GE(free_us, 20 * 35.0);
 }

@@ -6,12 +6,12 @@
 
 #include <cstdio>
 
-#define EXPECT_CODE(call, code)                                                               \
-  do {                                                                                        \
-    const int e_ = static_cast<int>(call);                                                    \
-    if (e_ != static_cast<int>(code)) {                                                       \
+#define EXPECT_CODE(call, code)                                                                \
+  do {                                                                                         \
+    const int e_ = static_cast<int>(call);                                                     \
+    if (e_ != static_cast<int>(code)) {                                                        \
       std::fprintf(stderr, "%s: %s returned %d, expected %d (line %d)\n", kProgram, #call, e_, \
-                   static_cast<int>(code), __LINE__);                                         \
-      ++g_failures;                                                                           \
-    }                                                                                         \
+                   static_cast<int>(code), __LINE__);                                          \
+      ++g_failures;                                                                            \
+    }                                                                                          \
   } while (0)

@@ -20,13 +20,13 @@
 
 namespace {
 
+using gpumem::TraceWriter;
+using gpumem::test::ScratchDir;
+using gpumem::test::sh;
 using gpumem::test::top::read_file;
 using gpumem::test::top::start_plain_top;
 using gpumem::test::top::stop_top;
 using gpumem::test::top::wait_for;
-using gpumem::TraceWriter;
-using gpumem::test::ScratchDir;
-using gpumem::test::sh;
 namespace tr = gpumem::trace;
 
 // `pairs` allocation/free pairs of 4 KiB (a new address each, random aux: about 18 bytes a
@@ -64,9 +64,8 @@ TEST(TopFollow, ABoundedTraceThatDropsMoreIsReadAgainAndEndsWithTheWholeRunsCoun
   })) << read_file(out);
   append_pairs(w, 100'000, 100'000);  // more of the middle goes
   w.close();
-  const bool ended = wait_for([&] {
-    return read_file(out).find("state=ended allocated=0 ") != std::string::npos;
-  });
+  const bool ended = wait_for(
+      [&] { return read_file(out).find("state=ended allocated=0 ") != std::string::npos; });
   stop_top(top);
   const std::string seen = read_file(out);
   EXPECT_TRUE(ended) << seen.substr(seen.size() > 2000 ? seen.size() - 2000 : 0);

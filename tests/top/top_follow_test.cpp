@@ -26,14 +26,14 @@
 
 namespace {
 
-using gpumem::test::top::read_file;
-using gpumem::test::top::start_plain_top;
-using gpumem::test::top::stop_top;
-using gpumem::test::top::wait_for;
 using gpumem::TraceWriter;
 using gpumem::test::Output;
 using gpumem::test::ScratchDir;
 using gpumem::test::sh;
+using gpumem::test::top::read_file;
+using gpumem::test::top::start_plain_top;
+using gpumem::test::top::stop_top;
+using gpumem::test::top::wait_for;
 namespace tr = gpumem::trace;
 
 const std::string kCli = GPUMEM_CLI;
@@ -129,9 +129,8 @@ TEST(TopFollow, ACleanCloseWhileFollowedIsNotATruncation) {
   })) << read_file(out);
   t.alloc(0x20000000, 1 * kMiB);
   t.w.close();
-  const bool ended = wait_for([&] {
-    return read_file(out).find("state=ended allocated=4194304 ") != std::string::npos;
-  });
+  const bool ended = wait_for(
+      [&] { return read_file(out).find("state=ended allocated=4194304 ") != std::string::npos; });
   stop_top(top);
   const std::string seen = read_file(out);
   EXPECT_TRUE(ended) << seen;
@@ -160,9 +159,8 @@ TEST(TopFollow, ACloseWithNothingAppendedShowsEnded) {
            seen.find("state=running allocated=3145728 ", first + 1) != std::string::npos;
   })) << read_file(out);
   t.w.close();
-  const bool ended = wait_for([&] {
-    return read_file(out).find("state=ended allocated=3145728 ") != std::string::npos;
-  });
+  const bool ended = wait_for(
+      [&] { return read_file(out).find("state=ended allocated=3145728 ") != std::string::npos; });
   stop_top(top);
   EXPECT_TRUE(ended) << read_file(out);
 }
@@ -188,9 +186,8 @@ TEST(TopFollow, ARemovedTraceIsNotHeldOpen) {
            holds_trace();
   })) << read_file(out);
   ASSERT_EQ(::unlink(path.c_str()), 0);
-  const bool gone = wait_for([&] {
-    return read_file(out).find("state=gone") != std::string::npos;
-  });
+  const bool gone =
+      wait_for([&] { return read_file(out).find("state=gone") != std::string::npos; });
   const bool held = holds_trace();
   stop_top(top);
   EXPECT_TRUE(gone) << read_file(out);

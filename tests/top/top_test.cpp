@@ -63,7 +63,9 @@ json run_json(const std::string& cmd) {
   return json::parse(o.out, nullptr, false);
 }
 
-json report(const std::string& paths) { return run_json(kCli + " report --json - " + paths); }
+json report(const std::string& paths) {
+  return run_json(kCli + " report --json - " + paths);
+}
 
 const json* report_device(const json& r, uint32_t pid, int device) {
   for (const json& d : r["devices"])
@@ -180,8 +182,7 @@ TEST(Top, BadTargetsAreSaidAndNothingCrashes) {
   std::ofstream(dir / "junk.trace") << "not a trace at all";
   Output o = sh(kCli + " top --once '" + (dir / "missing.trace") + "'");
   EXPECT_EQ(o.status, 1) << o.out;
-  EXPECT_NE(o.out.find("'" + (dir / "missing.trace") + "' does not exist (yet)"),
-            std::string::npos)
+  EXPECT_NE(o.out.find("'" + (dir / "missing.trace") + "' does not exist (yet)"), std::string::npos)
       << o.out;
   o = sh(kCli + " top --once '" + dir.path() + "'");
   EXPECT_EQ(o.status, 0) << o.out;
@@ -197,8 +198,7 @@ class Tmux {
  public:
   explicit Tmux(const std::string& command) : name_("gpumem-top-" + std::to_string(getpid())) {
     sh("tmux kill-session -t " + name_ + " 2>/dev/null");
-    ok_ = sh("tmux new-session -d -s " + name_ + " -x 160 -y 40 \"LANG=C.UTF-8 " + command +
-             "\"")
+    ok_ = sh("tmux new-session -d -s " + name_ + " -x 160 -y 40 \"LANG=C.UTF-8 " + command + "\"")
               .status == 0;
     sh("tmux set-option -t " + name_ + " remain-on-exit on");
   }
@@ -235,8 +235,9 @@ std::string row_of(const json& rep, int pid) {
     return s + std::string(w > s.size() ? w - s.size() : 1, ' ');
   };
   std::string p = std::to_string(pid);
-  return p + std::string(8 - p.size(), ' ') + "-    0   " + col((*d)["final"]["allocated_bytes"], 14) +
-         col((*d)["final"]["reserved_bytes"], 14) + col((*d)["peak"]["allocated_bytes"], 14);
+  return p + std::string(8 - p.size(), ' ') + "-    0   " +
+         col((*d)["final"]["allocated_bytes"], 14) + col((*d)["final"]["reserved_bytes"], 14) +
+         col((*d)["peak"]["allocated_bytes"], 14);
 }
 
 // The file offset half-way through the records of a trace (past the header, before its last

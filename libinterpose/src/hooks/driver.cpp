@@ -300,8 +300,8 @@ CUresult hook_cuMemGetAddressRange_v2(CUdeviceptr* base, size_t* size, CUdevicep
 template <Lookup L>
 CUresult hook_cuPointerGetAttribute(void* data, CUpointer_attribute attribute, CUdeviceptr ptr) {
   GPUMEM_DRIVER_PROLOGUE(cuPointerGetAttribute, data, attribute, ptr);
-  const bool range_attribute =
-      attribute == CU_POINTER_ATTRIBUTE_RANGE_START_ADDR || attribute == CU_POINTER_ATTRIBUTE_RANGE_SIZE;
+  const bool range_attribute = attribute == CU_POINTER_ATTRIBUTE_RANGE_START_ADDR ||
+                               attribute == CU_POINTER_ATTRIBUTE_RANGE_SIZE;
   if (data == nullptr || ptr == 0) return real(data, attribute, ptr);
   resources::BlockInfo block;
   if (!policy::lookup(reinterpret_cast<const void*>(ptr), &block)) {
