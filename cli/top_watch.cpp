@@ -59,6 +59,7 @@ Watch::~Watch() { close_file(); }
 void Watch::close_file() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+  reader_.reset();
 }
 
 void Watch::restart(const std::string& why) {
@@ -124,19 +125,25 @@ void Watch::poll(double now_s, size_t history) {
   const bool hold = analysis_ == nullptr || (alive && stuck_polls_ < kStuckPolls);
   // Nothing appended since the last look: no read and no snapshot.
   if (analysis_ != nullptr && alive && nothing_appended()) return tick(now_s, history);
-  std::string error;
-  auto reader = trace::open_from(path_, analysis_ != nullptr ? offset_ : trace::kHeaderSize,
-                                 hold, &error);
-  if (reader == nullptr) {
-    if (analysis_ == nullptr) view_.note = error;  // a header not written yet, or not a trace
-    return;
+  // The follower of the last look goes on from where it stopped; a new one only at the first look
+  // (or when it cannot go on: a bounded trace, whose window turns).
+  if (reader_ == nullptr || analysis_ == nullptr || !trace::follow_on(*reader_, hold)) {
+    std::string error;
+    reader_ = trace::open_from(path_, analysis_ != nullptr ? offset_ : trace::kHeaderSize, hold,
+                               &error);
+    if (reader_ == nullptr) {
+      if (analysis_ == nullptr) view_.note = error;  // a header not written yet, or not a trace
+      return;
+    }
   }
+  trace::Reader* reader = reader_.get();
   const trace::DroppedSpan* dropped = reader->dropped();
   if (analysis_ != nullptr && (dropped != nullptr ? dropped->records : 0) !=
                                   (dropped_ ? dropped_->records : 0)) {
+    // Taken before restart() lets the reader (which owns *dropped) go.
+    dropped_ = dropped != nullptr ? std::optional<trace::DroppedSpan>(*dropped) : std::nullopt;
     restart("the bounded trace (GPUMEM_TRACE_MAX) dropped more of its middle: read again from "
             "its start");
-    dropped_ = dropped != nullptr ? std::optional<trace::DroppedSpan>(*dropped) : std::nullopt;
     return poll(now_s, history);
   }
   if (dropped != nullptr) dropped_ = *dropped;

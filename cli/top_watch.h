@@ -15,6 +15,7 @@
 
 #include "gpumem/analyzer/analysis.h"
 #include "gpumem/analyzer/model.h"
+#include "gpumem/trace/reader.h"
 
 namespace gpumem::cli::top {
 
@@ -80,6 +81,7 @@ class Watch {
   std::string path_;
   std::string key_;
   std::unique_ptr<analyzer::Analysis> analysis_;
+  std::unique_ptr<trace::Reader> reader_;  // the follower, kept between looks (trace/follow.h)
   uint64_t offset_ = 0;  // where the next read starts (trace::resume_offset)
   uint64_t inode_ = 0;
   int fd_ = -1;  // the followed file, for nothing_appended(); closed once it cannot change

@@ -6,6 +6,7 @@
 #include "compact_reader.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,6 +53,16 @@ class CompactFileReader final : public Reader {
   const DroppedSpan* dropped() const override { return has_digest_ ? &dropped_ : nullptr; }
 
   const ReadStats& stats() const override {
+    totals();
+    // A follower's counts are this look's (follow_on): less what was read again to skip it.
+    stats_.records -= base_.records;
+    stats_.torn -= base_.torn;
+    stats_.abandoned -= base_.abandoned;
+    return stats_;
+  }
+
+  // stats() without the base taken off.
+  const ReadStats& totals() const {
     stats_.records = records_;
     stats_.torn = torn_;
     stats_.abandoned = 0;
@@ -108,9 +119,39 @@ class CompactFileReader final : public Reader {
     raw_cut_ = false;
     part_ = Part::head;
     if (bounded_) find_digest();
-    Event ev;
-    for (uint64_t i = 0; i < skip_ && next(&ev); ++i) {
-    }
+    skip(skip_);
+  }
+
+  // follow_on (follow.h). The records a look read from raw chunks may be sealed into compact
+  // chunks by now: go back to the first compact chunk not read and pass over those records again
+  // (at most the raw ring's, not the whole trace). A bounded trace's window turns and its digest
+  // changes: the caller opens it again.
+  bool follow_on(bool hold) {
+    Header now;
+    struct stat st;
+    if (bounded_ ||
+        read_at(fd_, reinterpret_cast<char*>(&now), sizeof now, 0) !=
+            static_cast<ssize_t>(sizeof now) ||
+        std::memcmp(now.magic, kMagic, sizeof kMagic) != 0 || now.version != kVersionCompact ||
+        ::fstat(fd_, &st) != 0)
+      return false;
+    make_header_safe(&now);
+    const CompactLayout l = compact_layout(now);
+    if (l.chunk_slots != layout_.chunk_slots || l.ring_chunks != layout_.ring_chunks ||
+        l.compact_offset != layout_.compact_offset || l.max_bytes != 0)
+      return false;
+    *header_ = now;
+    file_size_ = static_cast<uint64_t>(st.st_size);
+    hold_ = hold;
+    const uint64_t again = in_chunks_ ? 0 : delivered_ - delivered_at_raw_;
+    delivered_ -= again;
+    in_chunks_ = true;
+    raw_.reset();
+    raw_cut_ = false;
+    at_ = 0;
+    chunk_.records.clear();
+    skip(again);
+    return true;
   }
 
   bool next(Event* ev) override {
@@ -156,6 +197,14 @@ class CompactFileReader final : public Reader {
   uint64_t resume_offset() const { return kHeaderSize + delivered_ * kRecordSize; }
 
  private:
+  // Passes over `n` records; the counts a look reports start after them.
+  void skip(uint64_t n) {
+    Event ev;
+    for (uint64_t i = 0; i < n && next(&ev); ++i) {
+    }
+    base_ = totals();
+  }
+
   // The next compact chunk into chunk_; false at the end of the chunks.
   bool load_chunk() {
     at_ = 0;
@@ -310,6 +359,7 @@ class CompactFileReader final : public Reader {
   // file in memory, read by the version-1 reader.
   void start_raw() {
     in_chunks_ = false;
+    delivered_at_raw_ = delivered_;
     const uint64_t chunk_bytes = uint64_t{layout_.chunk_slots} * kRecordSize;
     std::string slots;
     for (uint64_t k = chunks_; k + 1 < chunks_ + layout_.ring_chunks; ++k) {
@@ -325,6 +375,11 @@ class CompactFileReader final : public Reader {
         break;
       }
       slots += part;
+      // Following (hold): reading stops at the first slot not committed, so a chunk whose last
+      // slot is still zero ends what this look can read; the chunks after it are not copied.
+      static constexpr Record kZero{};
+      if (hold_ && std::memcmp(part.data() + part.size() - kRecordSize, &kZero, kRecordSize) == 0)
+        break;
     }
     // Payload slots of the last sealed chunk's blob, spilt into the first raw chunk: not ours.
     size_t from = 0;
@@ -377,6 +432,8 @@ class CompactFileReader final : public Reader {
   uint64_t torn_ = 0;
   uint64_t records_ = 0;    // from compact chunks
   uint64_t delivered_ = 0;  // all records handed out, skipped ones included
+  uint64_t delivered_at_raw_ = 0;  // delivered_ when the raw chunks were reached
+  ReadStats base_;                 // totals() when the look began (follow_on)
   bool in_chunks_ = true;
   bool raw_cut_ = false;
   size_t at_ = 0;
@@ -412,6 +469,11 @@ std::unique_ptr<Reader> open_compact(int fd, const std::string& path, uint64_t s
     return nullptr;
   }
   return std::make_unique<CompactFileReader>(fd, path, size, std::move(header), l, skip, hold);
+}
+
+bool compact_follow_on(Reader& reader, bool hold) {
+  auto* c = dynamic_cast<CompactFileReader*>(&reader);
+  return c != nullptr && c->follow_on(hold);
 }
 
 uint64_t compact_resume_offset(const Reader& reader) {

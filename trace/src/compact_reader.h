@@ -19,6 +19,11 @@ std::unique_ptr<Reader> open_compact(int fd, const std::string& path, uint64_t s
 // For a reader made by open_compact: where open_from resumes (records delivered so far, as slot
 // offsets from kHeaderSize); 0 for any other reader.
 uint64_t compact_resume_offset(const Reader& reader);
+// For a reader made by open_compact: follow_on (gpumem/trace/follow.h); false for any other.
+bool compact_follow_on(Reader& reader, bool hold);
+
+// Strings and counts read from a file's header made safe to use as C strings and indexes.
+void make_header_safe(Header* header);
 
 // The version-1 record reader over `fd` (a file whose header is `header`), for the raw chunks of a
 // compact trace laid out as a version-1 file (reader.cpp).

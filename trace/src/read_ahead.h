@@ -11,6 +11,10 @@
 // One thread per reader, started by the first get() that is not the whole rest of the file (a
 // small trace never starts it), stopped by the destructor. Bad input is the caller's business:
 // this class only reports what pread returned.
+//
+// Direct mode (a follower of a live trace, gpumem/trace/follow.h): no thread and no ring, one
+// small buffer read on demand. A live file ends megabytes past its last record (the writer grows
+// it in steps); reading ahead there would copy unwritten zeros at every look.
 #pragma once
 
 #include <sys/types.h>
@@ -41,7 +45,8 @@ class ReadAhead {
     int error = 0;           // errno when got < 0
   };
 
-  explicit ReadAhead(int fd);
+  // `direct_bytes` > 0 (a multiple of kRecordSize): direct mode, chunks of that size.
+  explicit ReadAhead(int fd, size_t direct_bytes = 0);
   ~ReadAhead();
   ReadAhead(const ReadAhead&) = delete;
   ReadAhead& operator=(const ReadAhead&) = delete;
@@ -53,6 +58,8 @@ class ReadAhead {
   Chunk get(uint64_t offset, uint64_t end);
   // Ends any reading in flight (before the file is closed).
   void stop();
+  // The size of the chunks get() returns.
+  size_t chunk_bytes() const { return direct_bytes_ != 0 ? direct_bytes_ : kChunkBytes; }
 
  private:
   struct Slot {
@@ -72,6 +79,8 @@ class ReadAhead {
   Slot* slot_for(uint64_t offset);  // the slot holding (or reading) the chunk at offset
 
   int fd_;
+  size_t direct_bytes_ = 0;
+  std::unique_ptr<Record[]> direct_;  // direct mode's one buffer
   void* ring_ = nullptr;  // the chunks' buffers, one block (huge pages where the kernel gives them)
   Slot slots_[kChunks];
   std::thread thread_;

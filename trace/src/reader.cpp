@@ -21,7 +21,8 @@
 namespace gpumem::trace {
 namespace {
 
-constexpr size_t kBufferBytes = ReadAhead::kChunkBytes;  // multiple of kRecordSize
+// A follower's one buffer (follow.h): 1024 slots, read again at each look from where it stopped.
+constexpr size_t kFollowBytes = 64 * 1024;
 constexpr size_t kMaxBatch = 256;            // 16 KiB: checked and then read while still in L1
 constexpr uint64_t kMaxBlobSlots = 1 << 16;  // 3.9 MB payload; the writer never comes close
 
@@ -41,16 +42,17 @@ void terminate_string(char (&s)[N]) {
 
 class FileReader final : public Reader {
  public:
-  // `start`: the slot reading begins at (open_from); `hold`: stop at an uncommitted slot.
+  // `start`: the slot reading begins at (open_from); `hold`: stop at an uncommitted slot;
+  // `follow`: one small buffer, no read-ahead (follow.h).
   FileReader(int fd, std::string path, uint64_t size, std::unique_ptr<Header> header,
-             uint64_t start = kHeaderSize, bool hold = false)
+             uint64_t start = kHeaderSize, bool hold = false, bool follow = false)
       : fd_(fd),
         path_(std::move(path)),
         file_size_(size),
         header_(std::move(header)),
         start_(start),
         hold_(hold),
-        ahead_(fd) {
+        ahead_(fd, follow ? kFollowBytes : 0) {
     find_data_end();
     rewind();
   }
@@ -165,6 +167,26 @@ class FileReader final : public Reader {
 
   uint64_t resume_offset() const { return pos_ - pending_zero_slots_ * kRecordSize; }
 
+  // follow_on (follow.h): the header and size as they are now, reading from resume_offset().
+  bool follow_on(bool hold) {
+    Header now;
+    struct stat st;
+    if (read_at(fd_, reinterpret_cast<char*>(&now), sizeof now, 0) !=
+            static_cast<ssize_t>(sizeof now) ||
+        std::memcmp(now.magic, kMagic, sizeof kMagic) != 0 || now.version != header_->version ||
+        now.header_size != kHeaderSize || now.record_size != kRecordSize || ::fstat(fd_, &st) != 0)
+      return false;
+    make_header_safe(&now);
+    *header_ = now;
+    file_size_ = static_cast<uint64_t>(st.st_size);
+    start_ = resume_offset();
+    hold_ = hold;
+    open_reasons_.clear();
+    find_data_end();
+    rewind();  // the buffer's bytes are from the last look: read again
+    return true;
+  }
+
  private:
   // Where the records end: the clean-close mark if it is sane, else the end of the file.
   void find_data_end() {
@@ -214,7 +236,7 @@ class FileReader final : public Reader {
   // Copies the slot at `offset` out of the buffer, refilling it when needed.
   bool copy_slot(uint64_t offset, Record* out) {
     if (offset < buffer_offset_ || offset + kRecordSize > buffer_offset_ + buffer_len_) {
-      const uint64_t want = std::min<uint64_t>(kBufferBytes, data_end_ - offset);
+      const uint64_t want = std::min<uint64_t>(ahead_.chunk_bytes(), data_end_ - offset);
       const ReadAhead::Chunk chunk = ahead_.get(offset, data_end_);  // usually read already
       records_ = chunk.data;
       buffer_ = reinterpret_cast<char*>(records_);
@@ -275,7 +297,7 @@ class FileReader final : public Reader {
   ReadAhead ahead_;  // owns the buffers and the read-ahead thread
 };
 
-std::unique_ptr<Reader> open_file(const std::string& path, uint64_t from, bool hold,
+std::unique_ptr<Reader> open_file(const std::string& path, uint64_t from, bool hold, bool follow,
                                   std::string* error) {
   std::string scratch;
   std::string& err = error != nullptr ? *error : scratch;
@@ -328,34 +350,45 @@ std::unique_ptr<Reader> open_file(const std::string& path, uint64_t from, bool h
                 std::to_string(kHeaderSize) +
                 " bytes): the file was cut short and holds no records");
 
-  // Strings and counts come from the file: make them safe to use as C strings and indexes.
+  make_header_safe(header.get());
+  if (from < kHeaderSize || (from - kHeaderSize) % kRecordSize != 0) from = kHeaderSize;
+  if (header->version == kVersionCompact)
+    return open_compact(fd, path, size, std::move(header), (from - kHeaderSize) / kRecordSize,
+                        hold, &err);
+  return std::make_unique<FileReader>(fd, path, size, std::move(header), from, hold, follow);
+}
+
+}  // namespace
+
+// Strings and counts come from the file: make them safe to use as C strings and indexes.
+void make_header_safe(Header* header) {
   if (header->device_count > static_cast<uint32_t>(kMaxDevices)) header->device_count = kMaxDevices;
   terminate_string(header->host);
   terminate_string(header->pool);
   terminate_string(header->command);
   terminate_string(header->config);
   for (DeviceInfo& d : header->devices) terminate_string(d.name);
-  if (from < kHeaderSize || (from - kHeaderSize) % kRecordSize != 0) from = kHeaderSize;
-  if (header->version == kVersionCompact)
-    return open_compact(fd, path, size, std::move(header), (from - kHeaderSize) / kRecordSize,
-                        hold, &err);
-  return std::make_unique<FileReader>(fd, path, size, std::move(header), from, hold);
 }
 
-}  // namespace
-
 std::unique_ptr<Reader> Reader::open(const std::string& path, std::string* error) {
-  return open_file(path, kHeaderSize, false, error);
+  return open_file(path, kHeaderSize, false, false, error);
 }
 
 std::unique_ptr<Reader> open_from(const std::string& path, uint64_t from, bool hold,
                                   std::string* error) {
-  return open_file(path, from, hold, error);
+  return open_file(path, from, hold, true, error);
 }
 
 std::unique_ptr<Reader> open_raw_records(int fd, const std::string& path, uint64_t size,
                                          std::unique_ptr<Header> header, bool hold) {
-  return std::make_unique<FileReader>(fd, path, size, std::move(header), kHeaderSize, hold);
+  // The raw chunks of a compact trace: under 1 MiB, in memory; read directly, no thread.
+  return std::make_unique<FileReader>(fd, path, size, std::move(header), kHeaderSize, hold,
+                                      /*follow=*/true);
+}
+
+bool follow_on(Reader& reader, bool hold) {
+  if (auto* file = dynamic_cast<FileReader*>(&reader); file != nullptr) return file->follow_on(hold);
+  return compact_follow_on(reader, hold);
 }
 
 uint64_t resume_offset(const Reader& reader) {
