@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "config.h"
+#include "gpumem/resources/pool_serves.h"
 #include "gpumem/resources/stack.h"
 #include "gpumem/trace/writer.h"
 #include "gpumem/units.h"
@@ -305,11 +306,7 @@ Route route_for(const Request& req) {
   if (kind == trace::MemKind::pinned_host || kind == trace::MemKind::imported ||
       !has_policy(req.device))
     return kNone;
-  const bool plain = req.api == trace::Api::cudaMalloc || req.api == trace::Api::cuMemAlloc ||
-                     req.api == trace::Api::torch;
-  if (config().pool != PoolKind::none && kind == trace::MemKind::device &&
-      (req.flags & trace::kFlagAsync) == 0 && plain)
-    return kPooled;
+  if (config().pool != PoolKind::none && resources::pool_serves(req.api, req.flags)) return kPooled;
   return kDirect;
 }
 

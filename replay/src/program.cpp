@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "gpumem/replay/replay.h"
+#include "gpumem/resources/pool_serves.h"
 #include "gpumem/trace/reader.h"
 #include "gpumem/units.h"
 
@@ -132,8 +133,7 @@ class Compiler {
     s.t_ns = t;
     s.record = record_;
     s.phase = open_.empty() ? 0 : open_.back();
-    const MemKind k = trace::mem_kind(r);
-    s.pooled_kind = k == MemKind::device;
+    s.pooled_kind = resources::pool_serves(static_cast<trace::Api>(r.api), r.flags);
     return s;
   }
 

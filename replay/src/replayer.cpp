@@ -37,8 +37,10 @@ struct Held {
 // are declared first so they outlive the stack, whose pool gives its segments back when destroyed.
 class Stack {
  public:
-  Stack(Policy policy, int device, uint64_t capacity, uint64_t limit, uint64_t pool_size)
-      : upstream_(capacity), stack_(upstream_, device, config(policy, limit, pool_size)) {}
+  Stack(Policy policy, int device, uint64_t capacity, uint64_t limit, uint64_t pool_size,
+        resources::PoolObserver* observer)
+      : upstream_(capacity),
+        stack_(upstream_, device, config(policy, limit, pool_size), observer) {}
 
   MemoryResource& top(bool pooled_kind) {
     return pooled_kind && stack_.pool() ? *stack_.top() : *stack_.below_pool();
@@ -75,12 +77,14 @@ class Replayer {
         dp_(dp),
         options_(options),
         run_(run),
-        stack_(options.policy, dp.device, run.capacity_bytes, run.limit_bytes, options.pool_size),
+        stack_(options.policy, dp.device, run.capacity_bytes, run.limit_bytes, options.pool_size,
+               options.observer),
         held_(dp.slots) {}
 
   void run() {
     for (const Step& s : dp_.steps) {
       ++run_.steps_replayed;
+      if (options_.observer) options_.observer->on_step(s);
       bool ok = true;
       switch (s.kind) {
         case Step::alloc:

@@ -208,9 +208,11 @@ TEST(Reproduce, GrowthRecordedPeakExactly) {
     std::vector<std::pair<void*, uint64_t>> live;
     uint64_t failures = 0;
     for (const Op& op : ops) {
-      resources::Request req{
-          0, op.bytes, op.stream, op.async ? trace::Api::cudaMallocAsync : trace::Api::cudaMalloc,
-          static_cast<uint16_t>(trace::kFlagPooled | (op.async ? trace::kFlagAsync : 0))};
+      // What the preload pools (resources/pool_serves.h): cudaMalloc, and on a stream the PyTorch
+      // allocator's requests; the stream-ordered ones are frees (cudaFreeAsync of a pooled block).
+      resources::Request req{0, op.bytes, op.stream,
+                             op.async ? trace::Api::torch : trace::Api::cudaMalloc,
+                             trace::kFlagPooled};
       if (op.alloc) {
         resources::Result r = pool.allocate(req);
         if (!r.ok()) {
@@ -226,6 +228,7 @@ TEST(Reproduce, GrowthRecordedPeakExactly) {
         const size_t i = op.victim % live.size();
         auto [ptr, bytes] = live[i];
         live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+        req.flags = static_cast<uint16_t>(trace::kFlagPooled | (op.async ? trace::kFlagAsync : 0));
         auto& rr = t.add(trace::Op::free, reinterpret_cast<uint64_t>(ptr), bytes, 0,
                          op.async ? trace::Api::cudaFreeAsync : trace::Api::cudaFree, req.flags);
         rr.stream = op.stream;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "gpumem/resources/pool_kind.h"
+#include "gpumem/resources/pool_observer.h"
 
 namespace gpumem::replay {
 
@@ -35,7 +36,7 @@ uint64_t limit_granularity(Policy p);
 struct Step {
   enum Kind : uint8_t { alloc, free, empty_cache };
   Kind kind = alloc;
-  bool pooled_kind = true;       // device memory (a pool may serve it); false: managed / VMM handle
+  bool pooled_kind = true;       // a pool may serve it (resources/pool_serves.h, as the preload)
   bool recorded_failed = false;  // an alloc_failed record: tried, then freed at once if it fits
   uint16_t api = 0;
   uint16_t flags = 0;
@@ -57,7 +58,7 @@ struct DeviceProgram {
   uint64_t recorded_failures = 0;
   uint64_t unknown_frees = 0;    // frees of addresses the trace never showed allocated: skipped
   uint64_t skipped_pinned = 0;   // pinned host allocations: not device memory
-  uint64_t unpooled_allocs = 0;  // managed and VMM physical allocations
+  uint64_t unpooled_allocs = 0;  // what no pool serves: stream-ordered, pitched, managed, VMM ...
 };
 
 struct Program {
@@ -73,6 +74,14 @@ struct Program {
   std::vector<DeviceProgram> devices;
 };
 
+// Told, during one replay, of each step before it runs, then of each segment the replayed pool
+// reserves or releases for it (the expandable pool's: each granule it maps or unmaps), in order:
+// the replayed reserved curve, change by change, which tests compare with the recorded trace's.
+class StepObserver : public resources::PoolObserver {
+ public:
+  virtual void on_step(const Step& step) = 0;
+};
+
 // Reads the trace once. nullptr and *error (one line saying what is wrong and what to do) on
 // failure.
 std::unique_ptr<Program> load_program(const std::string& path, std::string* error);
@@ -83,6 +92,7 @@ struct ReplayOptions {
   uint64_t pool_size = 0;  // the fixed pool's size (GPUMEM_POOL_SIZE); 0 = the limit, as there
   uint64_t capacity = 0;   // 0 = the program's capacity (or unbounded when the trace has none)
   bool metrics = true;     // fragmentation and peaks; off makes searches faster
+  StepObserver* observer = nullptr;  // the steps and the pool's segments, as they happen
 };
 
 struct Failure {
