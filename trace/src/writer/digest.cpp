@@ -23,9 +23,23 @@ bool handle_kind(const Record& r) {
 
 }  // namespace
 
+DigestFold::DigestFold(FoldArena* arena)
+    : arena_(arena),
+      live_(FoldAllocator<std::pair<const uint64_t, Object>>(arena)),
+      kept_(FoldAllocator<std::pair<const uint64_t, Kept>>(arena)),
+      dead_(FoldAllocator<std::pair<const uint64_t, Dead>>(arena)),
+      devices_(FoldAllocator<std::pair<const int16_t, Device>>(arena)),
+      totals_(FoldAllocator<std::pair<const OmitKey, std::pair<uint64_t, uint64_t>>>(arena)),
+      pushed_(FoldAllocator<std::pair<const uint32_t, ArenaVector<uint64_t>>>(arena)),
+      started_(FoldAllocator<std::pair<const uint64_t, uint64_t>>(arena)) {}
+
 uint64_t DigestFold::key(const Record& r, int cls) { return r.address * 4 + static_cast<uint64_t>(cls); }
 
-DigestFold::Device& DigestFold::device(int16_t d) { return devices_[d]; }
+DigestFold::Device& DigestFold::device(int16_t d) { return devices_.try_emplace(d, arena_).first->second; }
+
+void DigestFold::keep(uint64_t seq, const Record& r, std::string_view payload) {
+  kept_.insert_or_assign(seq, Kept{r, ArenaString(payload, FoldAllocator<char>(arena_))});
+}
 
 // Bit 0: the device's allocated bytes (device, managed and array memory, pooled or not);
 // bit 1: its reserved bytes (pool segments and the allocations no pool served).
@@ -90,14 +104,14 @@ void DigestFold::drop(const Record& r, std::string_view payload) {
     case Op::region_register:
     case Op::region_resize:
     case Op::region_unregister:
-      kept_[seq] = {r, std::string(payload)};
+      keep(seq, r, payload);
       return;
     case Op::mark_begin:
       if ((r.flags & trace::kFlagProcessRange) != 0)
         started_[r.address] = seq;
       else
-        pushed_[r.tid].push_back(seq);
-      kept_[seq] = {r, {}};
+        pushed_.try_emplace(r.tid, FoldAllocator<uint64_t>(arena_)).first->second.push_back(seq);
+      keep(seq, r);
       return;
     case Op::mark_end: {
       // Begun in the dropped part too: both go. Else it ends a phase a reader saw begin.
@@ -108,12 +122,12 @@ void DigestFold::drop(const Record& r, std::string_view payload) {
           started_.erase(it);
           return;
         }
-      } else if (auto& stack = pushed_[r.tid]; !stack.empty()) {
-        kept_.erase(stack.back());
-        stack.pop_back();
+      } else if (auto it = pushed_.find(r.tid); it != pushed_.end() && !it->second.empty()) {
+        kept_.erase(it->second.back());
+        it->second.pop_back();
         return;
       }
-      kept_[seq] = {r, {}};
+      keep(seq, r);
       return;
     }
     default:
@@ -136,9 +150,11 @@ void DigestFold::take(const Record& r, uint64_t seq, bool in_drop) {
   if (r.address == 0) return;
   const uint64_t k = key(r, cls);
   if (make) {
-    auto [it, fresh] = live_.try_emplace(k);
-    if (!fresh) change(it->second.rec, -1, seq, in_drop);  // made again over a live one
-    it->second = {r, seq};
+    auto [it, fresh] = live_.try_emplace(k, Object{r, seq});
+    if (!fresh) {
+      change(it->second.rec, -1, seq, in_drop);  // made again over a live one
+      it->second = {r, seq};
+    }
     change(r, +1, seq, in_drop);
     return;
   }
@@ -149,7 +165,7 @@ void DigestFold::take(const Record& r, uint64_t seq, bool in_drop) {
   change(o.rec, -1, seq, in_drop);
   if (!in_drop) return;
   if (o.seq == 0) {  // made in the head: a reader must see it go
-    kept_[seq] = {r, {}};
+    keep(seq, r);
     return;
   }
   const uint8_t m = metrics(o.rec);
@@ -158,8 +174,8 @@ void DigestFold::take(const Record& r, uint64_t seq, bool in_drop) {
   for (int i = 0; i < 2; ++i)
     if ((m & (1 << i)) != 0 && o.seq <= d.p_seq[i]) mask = static_cast<uint8_t>(mask | (1 << i));
   if (mask == 0) return;  // live at no peak: both records go
-  kept_[o.seq] = {o.rec, {}};
-  kept_[seq] = {r, {}};
+  keep(o.seq, o.rec);
+  keep(seq, r);
   dead_[o.seq] = {seq, mask};
   for (int i = 0; i < 2; ++i)
     if ((mask & (1 << i)) != 0) d.covering[i].push_back(o.seq);
@@ -176,11 +192,12 @@ size_t DigestFold::bound() const {
 
 size_t DigestFold::encode(trace::DigestFrame frame, uint8_t* out, size_t capacity) const {
   // The kept records and the live allocations made in the dropped part, in file order.
-  std::vector<std::pair<uint64_t, const Record*>> live;
+  ArenaVector<std::pair<uint64_t, const Record*>> live{
+      FoldAllocator<std::pair<uint64_t, const Record*>>(arena_)};
   for (const auto& [k, o] : live_)
     if (o.seq != 0) live.emplace_back(o.seq, &o.rec);
   std::sort(live.begin(), live.end());
-  std::map<OmitKey, std::pair<uint64_t, uint64_t>> omitted = totals_;
+  auto omitted = totals_;
   auto emitted = [&](const Record& r) {
     const uint32_t aux = is(r, Op::anomaly) ? static_cast<uint32_t>(r.aux) : 0;
     auto& row = omitted[{r.device, r.op, aux}];

@@ -11,16 +11,15 @@
 // freed inside the dropped part, alive at none of those instants, goes entirely, so at every
 // instant a reader's sum over live allocations is at most the true one and equal at the peaks:
 // peaks, their times and live sets, leaks and counts stay exact; only the timeline coarsens.
-// Runs under the writer's seal lock; allocates (only when chunks are dropped).
+// Runs under the writer's seal lock, on the appending thread; its memory comes from a FoldArena
+// (fold_arena.h), never from malloc, so that a fold inside a signal handler cannot deadlock.
 #pragma once
 
 #include <cstdint>
-#include <map>
-#include <string>
 #include <string_view>
-#include <unordered_map>
-#include <vector>
+#include <utility>
 
+#include "fold_arena.h"
 #include "gpumem/trace/format.h"
 #include "gpumem/trace/format_v2.h"
 
@@ -28,6 +27,7 @@ namespace gpumem::detail {
 
 class DigestFold {
  public:
+  explicit DigestFold(FoldArena* arena);
   // A record of the head, which stays in the file: only what it leaves live matters.
   void head(const trace::Record& r);
   // A record of a dropped chunk, in file order.
@@ -42,7 +42,8 @@ class DigestFold {
  private:
   struct Kept {
     trace::Record rec;
-    std::string payload;
+    ArenaString payload;
+    Kept(const trace::Record& r, ArenaString p) : rec(r), payload(std::move(p)) {}
   };
   struct Object {
     trace::Record rec;
@@ -57,8 +58,9 @@ class DigestFold {
     int64_t max[2] = {0, 0};   // their highest in the dropped part
     uint64_t p_seq[2] = {0, 0};  // the record that reached it (objects made at or before it and
                                  // freed after it were live then)
-    bool started = false;
-    std::vector<uint64_t> covering[2];  // Dead objects kept for that peak (their seq)
+    ArenaVector<uint64_t> covering[2];  // Dead objects kept for that peak (their seq)
+    explicit Device(FoldArena* a) : covering{ArenaVector<uint64_t>(FoldAllocator<uint64_t>(a)),
+                                             ArenaVector<uint64_t>(FoldAllocator<uint64_t>(a))} {}
   };
   struct OmitKey {
     int16_t device;
@@ -74,18 +76,20 @@ class DigestFold {
   void change(const trace::Record& alloc, int64_t sign, uint64_t seq, bool in_drop);
   uint8_t metrics(const trace::Record& alloc) const;
   void take(const trace::Record& r, uint64_t seq, bool in_drop);
+  void keep(uint64_t seq, const trace::Record& r, std::string_view payload = {});
 
+  FoldArena* arena_;
   uint64_t seq_ = 0;
   uint64_t records_ = 0;
   int64_t first_t_ = INT64_MAX, last_t_ = INT64_MIN;
-  std::unordered_map<uint64_t, Object> live_;
-  std::map<uint64_t, Kept> kept_;  // by seq
-  std::unordered_map<uint64_t, Dead> dead_;
-  std::map<int16_t, Device> devices_;
-  std::map<OmitKey, std::pair<uint64_t, uint64_t>> totals_;  // every dropped record
+  ArenaHashMap<uint64_t, Object> live_;
+  ArenaMap<uint64_t, Kept> kept_;  // by seq
+  ArenaHashMap<uint64_t, Dead> dead_;
+  ArenaMap<int16_t, Device> devices_;
+  ArenaMap<OmitKey, std::pair<uint64_t, uint64_t>> totals_;  // every dropped record
   // Open phases: push ranges per thread (seq of their begin), process ranges by range id.
-  std::unordered_map<uint32_t, std::vector<uint64_t>> pushed_;
-  std::unordered_map<uint64_t, uint64_t> started_;
+  ArenaHashMap<uint32_t, ArenaVector<uint64_t>> pushed_;
+  ArenaHashMap<uint64_t, uint64_t> started_;
 };
 
 }  // namespace gpumem::detail

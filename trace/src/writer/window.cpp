@@ -19,6 +19,29 @@ bool header_ok(trace::compact::ChunkCheck c) {
 
 }  // namespace
 
+BoundedWindow::BoundedWindow(const trace::BoundedLayout& layout, size_t chunk_records,
+                             size_t body_bytes)
+    : layout_(layout),
+      window_(FoldAllocator<Placed>(&arena_)),
+      fold_(&arena_),
+      buffer_(FoldAllocator<uint8_t>(&arena_)) {
+  decoded_.records.reserve(chunk_records);
+  decoded_.payload_begin.reserve(chunk_records + 1);
+  decoded_.payloads.reserve(body_bytes);  // a chunk's payloads lie within its body
+}
+
+// Decodes a chunk of ours read back into buffer_ (false: not whole, or larger than a sealed chunk
+// can be, which would need more memory than decoded_ holds).
+bool BoundedWindow::decode_buffer(trace::compact::ChunkInfo* info) {
+  if (trace::compact::check_chunk(buffer_.data(), buffer_.size(), info) !=
+          trace::compact::ChunkCheck::ok ||
+      info->records > decoded_.records.capacity() ||
+      info->body_bytes > decoded_.payloads.capacity())
+    return false;
+  return trace::compact::decode_body(buffer_.data() + trace::compact::kChunkHeaderBytes,
+                                     info->body_bytes, info->records, &decoded_);
+}
+
 bool BoundedWindow::place(int fd, const uint8_t* chunk, size_t size, uint64_t index) {
   if (head_at_ == 0) head_at_ = layout_.head_begin, window_at_ = layout_.window_begin;
   if (head_open_) {
@@ -68,7 +91,6 @@ bool BoundedWindow::place(int fd, const uint8_t* chunk, size_t size, uint64_t in
 
 bool BoundedWindow::fold_head(int fd) {
   head_folded_ = true;
-  trace::compact::DecodedChunk decoded;
   trace::compact::ChunkInfo info;
   for (uint64_t at = layout_.head_begin; at < head_at_;) {
     uint8_t head[trace::compact::kChunkHeaderBytes];
@@ -77,8 +99,8 @@ bool BoundedWindow::fold_head(int fd) {
       return true;  // nothing readable: not ours to judge here
     buffer_.resize(info.size());
     if (!pread_all(fd, buffer_.data(), buffer_.size(), at)) return false;
-    if (trace::compact::decode_chunk(buffer_.data(), buffer_.size(), &decoded, &info))
-      for (const auto& r : decoded.records) fold_.head(r);
+    if (decode_buffer(&info))
+      for (const auto& r : decoded_.records) fold_.head(r);
     at += info.size();
   }
   return true;
@@ -91,11 +113,10 @@ bool BoundedWindow::drop_front(int fd) {
   buffer_.resize(p.size - sizeof(trace::WindowFrame));
   if (!pread_all(fd, buffer_.data(), buffer_.size(), p.at + sizeof(trace::WindowFrame)))
     return false;
-  trace::compact::DecodedChunk decoded;
   trace::compact::ChunkInfo info;
-  if (!trace::compact::decode_chunk(buffer_.data(), buffer_.size(), &decoded, &info)) return true;
-  for (size_t i = 0; i < decoded.records.size(); ++i)
-    fold_.drop(decoded.records[i], decoded.payload(i));
+  if (!decode_buffer(&info)) return true;
+  for (size_t i = 0; i < decoded_.records.size(); ++i)
+    fold_.drop(decoded_.records[i], decoded_.payload(i));
   return true;
 }
 

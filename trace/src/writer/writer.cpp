@@ -357,7 +357,9 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
     std::memcpy(h->reserved0, &layout, sizeof layout);
     trace::BoundedLayout bounded;
     window_ = max_bytes != 0 && trace::bounded_layout(layout, &bounded)
-                  ? new detail::BoundedWindow(bounded)
+                  ? new detail::BoundedWindow(
+                        bounded, kChunkSlots,
+                        kChunkSlots * (trace::compact::kMaxRecordBytes + trace::kBlobBytesPerSlot))
                   : nullptr;
   }
   h->header_size = trace::kHeaderSize;
