@@ -155,6 +155,7 @@ void Watch::poll(double now_s, size_t history) {
     // Enough for the history graph's first look; `fragmentation` is its last point.
     analyzer::AnalysisOptions options;
     options.max_points = std::max(kTimelinePoints, history);
+    options.site_series = false;  // timeline_by_site: not shown
     analysis_ = std::make_unique<analyzer::Analysis>(options);
     analysis_->begin_trace(h, path_);
     inode_ = st.st_ino;

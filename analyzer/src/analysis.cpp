@@ -88,6 +88,7 @@ class Analysis::TraceState {
   TraceState(const AnalysisOptions& options, const trace::Header& header, const std::string& path,
              size_t trace_index)
       : trace_index_(trace_index),
+        site_series_(options.site_series),
         clock_base_(header.clock_base_ns),
         summary_(summary_of(header, path)),
         devices_(options),
@@ -425,6 +426,7 @@ class Analysis::TraceState {
                              std::pair<SiteAggregates, ClassAggregates>* leaks) const;
 
   size_t trace_index_;
+  bool site_series_;  // AnalysisOptions::site_series
   uint64_t clock_base_;
   TraceSummary summary_;
   std::string budget_;  // GPUMEM_LIMIT_NAME of a shared budget, else empty
@@ -575,8 +577,9 @@ DeviceReport Analysis::TraceState::device_report(
   d.peak.reserved_phase = phases_.name(state.peak_reserved_phase_id(), attribution_);
   attribution_.add_frames(d.peak.live_at_peak);
   if (merge_by_python_line(d.peak.live_at_peak)) d.peak.grouped_by = "python_line";
-  d.timeline_by_site = state.site_timeline(
-      d, [this](uint32_t site) { return attribution_.python_line_of(site); }, kSiteSeries);
+  if (site_series_)
+    d.timeline_by_site = state.site_timeline(
+        d, [this](uint32_t site) { return attribution_.python_line_of(site); }, kSiteSeries);
   if (leaks != nullptr) {
     d.leaks = by_site ? rows_by_site(leaks->first) : rows_by_class(leaks->second);
     attribution_.add_frames(d.leaks);

@@ -27,6 +27,9 @@ struct AnalysisOptions {
   size_t max_anomalies_per_trace = 1000;    // listed; all are counted
   size_t max_phases_per_device = 10000;     // listed; the rest counted in phases_omitted
   size_t max_frames = 32;                   // frames kept per call site row
+  // Reports carry timeline_by_site. gpumem top shows none, and building it at every refresh was
+  // a good part of a snapshot's cost.
+  bool site_series = true;
 };
 
 class Analysis {
