@@ -2,7 +2,7 @@
 // size at hand after every change: what SegmentSpace needs on every pooled event.
 //
 // The extents sit in buckets of up to kCap, each a sorted array; a vector of the buckets' first
-// starts finds a bucket by binary search, and a tournament tree over the buckets' largest sizes
+// starts finds a bucket by an eight-way search, and a tournament tree over the buckets' largest sizes
 // gives the largest of all at its root. A change to one extent moves at most kCap entries of one
 // bucket (no allocation), rescans that bucket only when its largest extent shrank, and updates
 // one path of the tree. A std::map of extents plus a lazy max-heap of sizes (what this replaced)
@@ -39,7 +39,7 @@ class FreeExtentsOf {
   Pos end() const { return {static_cast<uint32_t>(buckets_.size()), 0}; }
   Extent get(Pos p) const {
     const Bucket& k = *buckets_[p.bucket];
-    return {k.start[p.index], k.end[p.index]};
+    return {k.x[p.index].start, k.x[p.index].end};
   }
   size_t size() const { return size_; }
   uint64_t largest() const { return tree_.empty() ? 0 : tree_[1]; }
@@ -51,7 +51,7 @@ class FreeExtentsOf {
                                      [firsts](uint32_t i) { return firsts[i]; });
     if (f == 0) return end();
     const Bucket& k = *buckets_[f - 1];
-    // k.start[0] <= address: at least one.
+    // k.x[0].start <= address: at least one.
     return {f - 1, k.count_at_most(address) - 1};
   }
   // The first extent with start >= address; end() when none.
@@ -77,9 +77,9 @@ class FreeExtentsOf {
   // neighbours' starts).
   void set(Pos p, uint64_t start, uint64_t end) {
     Bucket& k = *buckets_[p.bucket];
-    const uint64_t old = k.end[p.index] - k.start[p.index], now = end - start;
-    k.start[p.index] = start;
-    k.end[p.index] = end;
+    const uint64_t old = k.x[p.index].end - k.x[p.index].start, now = end - start;
+    k.x[p.index].start = start;
+    k.x[p.index].end = end;
     if (p.index == 0) firsts_[p.bucket] = start;
     if (now > old)
       raise(p.bucket, now);
@@ -104,8 +104,8 @@ class FreeExtentsOf {
     }
     Bucket& k = *buckets_[p.bucket];
     k.move(p.index, p.index + 1, k.count - p.index);
-    k.start[p.index] = x.start;
-    k.end[p.index] = x.end;
+    k.x[p.index].start = x.start;
+    k.x[p.index].end = x.end;
     ++k.count;
     ++size_;
     if (p.index == 0) firsts_[p.bucket] = x.start;
@@ -115,57 +115,72 @@ class FreeExtentsOf {
 
   void erase(Pos p) {
     Bucket& k = *buckets_[p.bucket];
-    const uint64_t old = k.end[p.index] - k.start[p.index];
+    const uint64_t old = k.x[p.index].end - k.x[p.index].start;
     k.move(p.index + 1, p.index, k.count - p.index - 1);
-    k.start[--k.count] = kNone;
+    k.x[--k.count].start = kNone;
     --size_;
     if (k.count == 0) {
       remove_bucket(p.bucket);
       return;
     }
-    if (p.index == 0) firsts_[p.bucket] = k.start[0];
+    if (p.index == 0) firsts_[p.bucket] = k.x[0].start;
     if (k.count <= kCap / 4 && merge_with_neighbour(p.bucket)) return;
     lowered(p.bucket, old);
   }
 
  private:
   static constexpr uint64_t kNone = UINT64_MAX;  // the start of every unused entry
-  // Starts and ends in arrays of their own: a search compares every start at once (below).
   struct Bucket {
-    Bucket() { std::fill(start, start + kCap, kNone); }
+    Bucket() {
+      for (Extent& e : x) e.start = kNone;
+    }
     uint32_t count = 0;
     uint64_t max = 0;  // the largest size in [0, count)
-    uint64_t start[kCap];
-    uint64_t end[kCap];
-    // How many starts are <= key: a binary search over all kCap entries (unused ones hold kNone
-    // and sort last), so its steps are fixed, unrolled and free of branches: the addresses a
-    // pool's events name are as good as random, and a branch per step would mispredict every
-    // other time. (Comparing all kCap at once was slower: a chain of 32 dependent adds.)
+    // Starts and ends side by side: an insert or erase is one memmove (two separate arrays,
+    // searched a little faster, measured 3 % slower per pooled event).
+    Extent x[kCap];
+    // How many starts are <= key, over all kCap entries (unused ones hold kNone and sort last):
+    // the last start of each of the first seven eighths compared at once gives the eighth, then
+    // that eighth's starts compared at once. Two steps of independent loads instead of a binary
+    // search's five dependent ones, with no branch: the addresses a pool's events name are as
+    // good as random, and a branch per step would mispredict every other time.
     uint32_t count_at_most(uint64_t key) const {
-      uint32_t n = 0;
-      for (uint32_t half = kCap / 2; half > 0; half /= 2)
-        n = start[n + half - 1] <= key ? n + half : n;
-      n += start[n] <= key ? 1 : 0;
+      constexpr uint32_t kEighth = kCap / 8;
+      uint32_t e = 0;
+#pragma GCC unroll 7
+      for (uint32_t j = 1; j < 8; ++j) e += x[kEighth * j - 1].start <= key ? 1 : 0;
+      uint32_t n = kEighth * e;
+#pragma GCC unroll 8
+      for (uint32_t i = 0; i < kEighth; ++i) n += x[kEighth * e + i].start <= key ? 1 : 0;
       return std::min(n, count);  // key == kNone counts the unused ones too
     }
     void move(uint32_t from, uint32_t to, uint32_t n) {
-      std::memmove(start + to, start + from, n * sizeof(uint64_t));
-      std::memmove(end + to, end + from, n * sizeof(uint64_t));
+      std::memmove(x + to, x + from, n * sizeof(Extent));
     }
   };
 
-  // How many of the n sorted values at(0), at(1), ... are <= key. Branch-free: the addresses a
-  // pool's events name are as good as random, so a branch per step mispredicts every other time.
+  // How many of the n sorted values at(0), at(1), ... are <= key: eight-way steps (seven
+  // independent loads each) while more than eight are left, then the last ones at once. No
+  // branch on the values: they are as good as random (see Bucket::count_at_most). Measured
+  // against a branch-free binary search: 29 vs 35 ns per search over 2048 extents.
   template <class At>
   static uint32_t count_at_most(uint32_t n, uint64_t key, At at) {
     if (n == 0) return 0;
+    // Values before base are <= key, values from base + n on are > key.
     uint32_t base = 0;
-    while (n > 1) {
-      const uint32_t half = n / 2;
-      base = at(base + half) <= key ? base + half : base;
-      n -= half;
+    while (n > 8) {
+      const uint32_t s = n / 8;
+      uint32_t c = 0;  // how many of the first seven eighths are wholly <= key
+#pragma GCC unroll 7
+      for (uint32_t j = 1; j < 8; ++j) c += at(base + j * s - 1) <= key ? 1 : 0;
+      base += c * s;
+      n = s + ((c + 1) >> 3) * (n - 8 * s);  // the last eighth holds the rest
     }
-    return base + (at(base) <= key ? 1 : 0);
+    uint32_t r = base;
+#pragma GCC unroll 8
+    for (uint32_t i = 0; i < 8; ++i)
+      r += (i < n ? 1u : 0u) & (at(base + std::min(i, n - 1)) <= key ? 1u : 0u);
+    return r;
   }
 
   uint64_t& leaf(uint32_t b) { return tree_[leaves_ + b]; }
@@ -182,7 +197,7 @@ class FreeExtentsOf {
     Bucket& k = *buckets_[b];
     if (old < k.max) return;
     uint64_t m = 0;
-    for (uint32_t i = 0; i < k.count; ++i) m = std::max(m, k.end[i] - k.start[i]);
+    for (uint32_t i = 0; i < k.count; ++i) m = std::max(m, k.x[i].end - k.x[i].start);
     if (m == k.max) return;
     k.max = m;
     leaf(b) = m;
@@ -202,11 +217,10 @@ class FreeExtentsOf {
     add_bucket(b + 1);
     Bucket& lo = *buckets_[b];
     Bucket& hi = *buckets_[b + 1];
-    std::copy(lo.start + kCap / 2, lo.start + kCap, hi.start);
-    std::copy(lo.end + kCap / 2, lo.end + kCap, hi.end);
-    std::fill(lo.start + kCap / 2, lo.start + kCap, kNone);
+    std::copy(lo.x + kCap / 2, lo.x + kCap, hi.x);
+    for (uint32_t i = kCap / 2; i < kCap; ++i) lo.x[i].start = kNone;
     lo.count = hi.count = kCap / 2;
-    firsts_[b + 1] = hi.start[0];
+    firsts_[b + 1] = hi.x[0].start;
     lo.max = max_of(lo);
     hi.max = max_of(hi);
     rebuild_tree();
@@ -223,11 +237,10 @@ class FreeExtentsOf {
     }
     Bucket& l = *buckets_[lo];
     const Bucket& h = *buckets_[hi];
-    std::copy(h.start, h.start + h.count, l.start + l.count);
-    std::copy(h.end, h.end + h.count, l.end + l.count);
+    std::copy(h.x, h.x + h.count, l.x + l.count);
     l.count += h.count;
     l.max = max_of(l);
-    firsts_[lo] = l.start[0];
+    firsts_[lo] = l.x[0].start;
     buckets_.erase(buckets_.begin() + hi);
     firsts_.erase(firsts_.begin() + hi);
     rebuild_tree();
@@ -240,7 +253,7 @@ class FreeExtentsOf {
   }
   static uint64_t max_of(const Bucket& k) {
     uint64_t m = 0;
-    for (uint32_t i = 0; i < k.count; ++i) m = std::max(m, k.end[i] - k.start[i]);
+    for (uint32_t i = 0; i < k.count; ++i) m = std::max(m, k.x[i].end - k.x[i].start);
     return m;
   }
   void rebuild_tree() {
@@ -256,7 +269,7 @@ class FreeExtentsOf {
   }
 
   std::vector<std::unique_ptr<Bucket>> buckets_;
-  std::vector<uint64_t> firsts_;  // buckets_[b]->start[0]
+  std::vector<uint64_t> firsts_;  // buckets_[b]->x[0].start
   // tree_[leaves_ + b] = buckets_[b]->max; tree_[j] = max of its two children; tree_[1] = all.
   std::vector<uint64_t> tree_;
   size_t leaves_ = 0;

@@ -101,10 +101,11 @@ TEST(SegmentSpace, MatchesABruteForceModelUnderRandomUse) {
   }
 }
 
-// Random inserts, moves and erases in small buckets (8: splits, merges and bucket removals all
-// happen) checked after every step against a std::map: order, neighbours and the largest size.
-TEST(FreeExtents, MatchesAMapUnderRandomUse) {
-  using Set = FreeExtentsOf<8>;
+// Random inserts, changes and erases on a grid of `cells` 1000-byte cells, checked every five
+// steps against a std::map: order, neighbours and the largest size.
+template <uint32_t kCap>
+void matches_a_map_under_random_use(uint64_t cells) {
+  using Set = FreeExtentsOf<kCap>;
   Set s;
   std::map<uint64_t, uint64_t> model;  // start -> end
   std::mt19937_64 rng(3);
@@ -124,9 +125,9 @@ TEST(FreeExtents, MatchesAMapUnderRandomUse) {
   };
   for (int step = 0; step < 30000; ++step) {
     // Extents on a grid of 1000-byte cells, one per cell at most: [cell*1000, cell*1000 + len).
-    const uint64_t cell = rng() % 400, at = cell * 1000;
+    const uint64_t cell = rng() % cells, at = cell * 1000;
     const auto found = model.find(at);
-    const Set::Pos p = s.at_or_before(at + 999);
+    const typename Set::Pos p = s.at_or_before(at + 999);
     if (found == model.end()) {
       ASSERT_TRUE(!s.valid(p) || s.get(p).start < at) << step;
       const uint64_t len = 1 + rng() % 999;
@@ -140,7 +141,7 @@ TEST(FreeExtents, MatchesAMapUnderRandomUse) {
     } else {
       ASSERT_TRUE(s.valid(p)) << step;
       ASSERT_EQ(s.get(p).start, at) << step;
-      const Set::Pos q = s.prev(s.lower_bound(at + 1));
+      const typename Set::Pos q = s.prev(s.lower_bound(at + 1));
       ASSERT_TRUE(q.bucket == p.bucket && q.index == p.index) << step;
       if (rng() % 3 == 0) {
         const uint64_t len = 1 + rng() % 999;  // grows or shrinks in place
@@ -160,6 +161,14 @@ TEST(FreeExtents, MatchesAMapUnderRandomUse) {
     check(-2);
   }
   EXPECT_EQ(s.largest(), 0u);
+}
+
+// Buckets of 8: splits, merges and removals of buckets often; the searches' one-entry eighths.
+TEST(FreeExtents, MatchesAMapUnderRandomUse) { matches_a_map_under_random_use<8>(400); }
+// The analyzer's buckets of 32 (eighths of four), about 90 of them: the top level's eight-way
+// steps, as bench_analyzer's pooled pattern has them.
+TEST(FreeExtents, BucketsOf32MatchAMapUnderRandomUse) {
+  matches_a_map_under_random_use<32>(4000);
 }
 
 TEST(SegmentSpace, ReleaseReportsBytesStillUsed) {
