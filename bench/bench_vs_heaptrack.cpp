@@ -10,6 +10,8 @@
 //   BM_AnalyzerVsHeaptrackPrint events per second of `gpumem report --json` on a generated trace
 //                               and of `heaptrack_print` on heaptrack's trace of a loop making
 //                               the same number of calls; peak RSS of each; trace bytes per event
+//   BM_AnalyzerVsHeaptrackPrintPooled   the same on a pooled trace: a worker's calls under the
+//                               preload with GPUMEM_POOL=growth
 //
 // Workers (this program re-executed) time their own loop, so process start, tool start-up and
 // CUDA initialisation are not counted; each figure is the best of the benchmark's iterations.
@@ -76,6 +78,30 @@ int cuda_worker(long pairs) {
     CUdeviceptr p = 0;
     if (cu.alloc(&p, 256u * static_cast<unsigned>(i % 16 + 1)) != CUDA_SUCCESS) return 1;
     cu.free(p);
+  }
+  gpumem::bench::print_elapsed_ns(start);
+  return 0;
+}
+
+// Allocations held in 4096 slots, each call freeing the slot it picks when it is live and
+// allocating 512 B to 64 KiB there otherwise (xorshift, fixed seed): under GPUMEM_POOL=growth the
+// pool keeps many blocks live in its 2 MiB segments, so the trace carries pooled records with
+// free extents to track, as a training step's does. `calls` allocations and frees in all.
+int cuda_pool_worker(long calls) {
+  gpumem::bench::DriverCalls cu;
+  if (!gpumem::bench::open_driver("bench_vs_heaptrack", &cu)) return 1;
+  std::vector<CUdeviceptr> live(4096, 0);
+  uint64_t x = 88172645463325252ull;
+  const auto start = Clock::now();
+  for (long i = 0; i < calls; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    CUdeviceptr& p = live[x % live.size()];
+    if (p != 0) {
+      cu.free(p);
+      p = 0;
+    } else if (cu.alloc(&p, 512u * static_cast<unsigned>((x >> 12) % 128 + 1)) != CUDA_SUCCESS) {
+      return 1;
+    }
   }
   gpumem::bench::print_elapsed_ns(start);
   return 0;
@@ -282,6 +308,57 @@ BENCHMARK(BM_AnalyzerVsHeaptrackPrint)
     ->Iterations(5)
     ->Unit(benchmark::kMillisecond);
 
+// `gpumem report --json` on a pooled trace: cuda_pool_worker's calls under libgpumem.so with
+// GPUMEM_POOL=growth, written by the real writer (segments reserved, allocations inside them,
+// free extents tracked for fragmentation); heaptrack_print on heaptrack's trace of the same number
+// of malloc/free calls.
+void BM_AnalyzerVsHeaptrackPrintPooled(benchmark::State& state) {
+  const uint64_t pairs = events_wanted(static_cast<uint64_t>(state.range(0))) / 2;
+  const double events = 2.0 * static_cast<double>(pairs);
+  const std::string base = g_tmp + "/gpumem-bench-pooled-" + std::to_string(getpid());
+  const std::string gm_trace = base + ".trace", ht_trace = base + "-ht";
+  auto env = simcuda_env();
+  gpumem::bench::add_preload(env);
+  env.push_back("GPUMEM_TRACE=" + gm_trace);
+  env.push_back("GPUMEM_POOL=growth");
+  Child wr = spawn({g_self, "--cuda-pool-worker", std::to_string(2 * pairs)}, env, false);
+  Child rec = spawn({"heaptrack", "-o", ht_trace, g_self, "--host-worker", std::to_string(pairs)},
+                    {}, false);
+  std::string ht_file = ht_trace + ".zst";
+  if (file_size(ht_file) == 0) ht_file = ht_trace + ".gz";
+  if (!wr.ok || file_size(gm_trace) == 0 || !rec.ok || file_size(ht_file) == 0) {
+    remove_prefix(base);
+    return state.SkipWithError(!wr.ok || file_size(gm_trace) == 0
+                                   ? "the pooled worker did not write a gpumem trace"
+                                   : "heaptrack did not write a trace (is heaptrack installed?)");
+  }
+  // On disk before it is read (see write_gpumem_trace).
+  const int fd = ::open(gm_trace.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) ::fdatasync(fd), ::close(fd);
+  double gm_best = 1e300, ht_best = 1e300;
+  for (auto _ : state) {
+    Child gm = spawn({GPUMEM_CLI, "report", gm_trace, "--json", "/dev/null"}, {}, false);
+    Child ht = spawn({"heaptrack_print", "-f", ht_file}, {}, false);
+    if (!gm.ok || !ht.ok) {
+      state.SkipWithError(!gm.ok ? "gpumem report failed" : "heaptrack_print failed");
+      break;
+    }
+    state.SetIterationTime(gm.wall_ns * 1e-9);
+    gm_best = std::min(gm_best, gm.wall_ns);
+    ht_best = std::min(ht_best, ht.wall_ns);
+  }
+  state.counters["gpumem_events_per_s"] = events / (gm_best * 1e-9);
+  state.counters["heaptrack_print_events_per_s"] = events / (ht_best * 1e-9);
+  state.counters["events"] = events;
+  remove_prefix(base);
+}
+BENCHMARK(BM_AnalyzerVsHeaptrackPrintPooled)
+    ->ArgName("events")
+    ->Arg(10'000'000)
+    ->UseManualTime()
+    ->Iterations(5)
+    ->Unit(benchmark::kMillisecond);
+
 // Peak memory of `gpumem report` on a large trace (bench/run --long: 100M events, 6.4 GB file).
 void BM_AnalyzerPeakMemory(benchmark::State& state) {
   const char* v = std::getenv("GPUMEM_BENCH_BIG_EVENTS");
@@ -314,6 +391,8 @@ int main(int argc, char** argv) {
     return host_worker(std::atol(argv[2]));
   if (argc == 3 && std::strcmp(argv[1], "--cuda-worker") == 0)
     return cuda_worker(std::atol(argv[2]));
+  if (argc == 3 && std::strcmp(argv[1], "--cuda-pool-worker") == 0)
+    return cuda_pool_worker(std::atol(argv[2]));
   g_self = gpumem::bench::self_path();
   if (g_self.empty()) return 1;
   const char* tmp = std::getenv("TMPDIR");
