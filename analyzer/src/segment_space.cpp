@@ -4,12 +4,24 @@
 #include <utility>
 #include <vector>
 
+#include "sorted_search.h"
+
 namespace gpumem::analyzer {
 
 SegmentSpace::Iter SegmentSpace::segment_containing(uint64_t address) {
-  auto it = segments_.upper_bound(address);
-  if (it == segments_.begin()) return segments_.end();
-  --it;
+  if (index_.size() != segments_.size()) {  // stale: index_stale() emptied it
+    index_starts_.clear();
+    index_.clear();
+    for (auto it = segments_.begin(); it != segments_.end(); ++it) {
+      index_starts_.push_back(it->first);
+      index_.push_back(it);
+    }
+  }
+  const uint64_t* starts = index_starts_.data();
+  const uint32_t n = count_at_most(static_cast<uint32_t>(index_.size()), address,
+                                   [starts](uint32_t i) { return starts[i]; });
+  if (n == 0) return segments_.end();
+  const Iter it = index_[n - 1];
   return address < it->second.end ? it : segments_.end();
 }
 
@@ -24,6 +36,7 @@ uint64_t SegmentSpace::reserve(uint64_t address, uint64_t bytes, bool joining) {
   if (!joining) {
     uint64_t id = next_id_++;
     segments_.emplace(address, Segment{end, id, 0, false});
+    index_stale();
     free_.insert_before(free_.lower_bound(address), {address, end});
     return id;
   }
@@ -44,13 +57,17 @@ uint64_t SegmentSpace::reserve(uint64_t address, uint64_t bytes, bool joining) {
     free_.insert_before(after, {address, end});
   }
   const uint64_t joined_end = join_next ? next->second.end : end;
-  if (join_next) segments_.erase(next);
+  if (join_next) {
+    segments_.erase(next);
+    index_stale();
+  }
   if (join_prev) {
     prev->second.end = joined_end;
     return prev->second.id;
   }
   const uint64_t id = next_id_++;
   segments_.emplace(address, Segment{joined_end, id, 0, true});
+  index_stale();
   return id;
 }
 
@@ -62,6 +79,7 @@ bool SegmentSpace::release(uint64_t address, uint64_t* bytes, uint64_t* used) {
   *bytes = end - address;
   *used = seg->second.joining ? *bytes - was_free : seg->second.used;
   segments_.erase(seg);
+  index_stale();
   return true;
 }
 
@@ -83,6 +101,7 @@ bool SegmentSpace::release_part(uint64_t address, uint64_t bytes, uint64_t* used
     seg->second.end = address;
   else
     segments_.erase(seg);
+  index_stale();
   return true;
 }
 

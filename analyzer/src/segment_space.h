@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <map>
+#include <vector>
 
 #include "free_extents.h"
 
@@ -55,7 +56,11 @@ class SegmentSpace {
     bool joining;
   };
   using Iter = std::map<uint64_t, Segment>::iterator;
+  // The segment holding `address`, through index_ (rebuilt first if stale); segments_.end()
+  // when none.
   Iter segment_containing(uint64_t address);
+  // Every change to the set of segments (emplace, erase) makes index_ stale.
+  void index_stale() { index_.clear(); }
   // Whether any free extent overlaps [address, end).
   bool any_free_in(uint64_t address, uint64_t end) const;
   // Removes every free byte of [address, end); returns how many there were.
@@ -65,6 +70,12 @@ class SegmentSpace {
   uint64_t give_back_joining(uint64_t address, uint64_t end);
 
   std::map<uint64_t, Segment> segments_;  // start -> segment
+  // segments_ in order, as starts and iterators, for segment_containing(): take and give_back
+  // look a segment up on every pooled event, and a search over an array costs a third of a
+  // tree's pointer chase through the growth pool's dozens of segments. Rebuilt (O(segments))
+  // on the first lookup after a segment came or went, which is rare next to allocations.
+  std::vector<uint64_t> index_starts_;
+  std::vector<Iter> index_;
   FreeExtents free_;                      // ordered, with the largest size at hand
   uint64_t total_free_ = 0;
   uint64_t next_id_ = 1;

@@ -182,6 +182,40 @@ TEST(SegmentSpace, ReleaseReportsBytesStillUsed) {
   EXPECT_EQ(s.give_back(10, 30, id), 0u);  // its segment is gone
 }
 
+// The segment lookup of take and give_back (an index rebuilt after segments come and go): random
+// reserves, releases, whole-segment takes and give-backs over 64 places with gaps between them,
+// each answer checked against the model's segment ids.
+TEST(SegmentSpace, LookupFollowsReservesAndReleases) {
+  SegmentSpace s;
+  std::vector<uint64_t> id(64, 0);  // 0: not reserved
+  std::vector<bool> taken(64, false);
+  std::mt19937_64 rng(5);
+  for (int step = 0; step < 20000; ++step) {
+    const size_t i = rng() % id.size();
+    const uint64_t at = i * 1000;
+    ASSERT_EQ(s.take(at + 500, 10), 0u) << step;  // the gap after each place
+    if (id[i] == 0) {
+      id[i] = s.reserve(at, 100);
+      ASSERT_NE(id[i], 0u) << step;
+    } else if (rng() % 4 == 0) {
+      uint64_t bytes = 0, used = 0;
+      ASSERT_TRUE(s.release(at, &bytes, &used)) << step;
+      ASSERT_EQ(bytes, 100u) << step;
+      ASSERT_EQ(used, taken[i] ? 100u : 0u) << step;
+      id[i] = 0;
+      taken[i] = false;
+      ASSERT_EQ(s.take(at, 100), 0u) << step;  // gone
+    } else if (!taken[i]) {
+      ASSERT_EQ(s.take(at, 100), id[i]) << step;
+      taken[i] = true;
+    } else {
+      ASSERT_EQ(s.take(at, 100), 0u) << step;  // not free
+      ASSERT_EQ(s.give_back(at, 100, id[i]), 100u) << step;
+      taken[i] = false;
+    }
+  }
+}
+
 // The expandable pool's granules (joining segments): adjacent ones are one segment, so a block
 // and a free extent span them; an unmapped granule in the middle splits the segment in two.
 TEST(SegmentSpace, JoiningSegmentsAreOneRunOfGranules) {
