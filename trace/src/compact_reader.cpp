@@ -5,6 +5,7 @@
 // raw slot (torn, abandoned, hole, unused end) is version 1's.
 #include "compact_reader.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +22,8 @@ namespace gpumem::trace {
 namespace {
 
 constexpr size_t kMaxBatch = 256;
+constexpr size_t kCopyBytes = 64 * 1024;  // raw chunks pass through this much at a time
+static_assert(kCopyBytes >= kHeaderSize && kCopyBytes % kRecordSize == 0);
 
 // A chunk header read alone: sane (ok when the chunk has no body, short_ otherwise).
 bool header_ok(compact::ChunkCheck c) {
@@ -43,6 +46,7 @@ class CompactFileReader final : public Reader {
   }
   ~CompactFileReader() override {
     raw_.reset();
+    if (mem_ >= 0) ::close(mem_);
     ::close(fd_);
   }
 
@@ -361,55 +365,69 @@ class CompactFileReader final : public Reader {
     in_chunks_ = false;
     delivered_at_raw_ = delivered_;
     const uint64_t chunk_bytes = uint64_t{layout_.chunk_slots} * kRecordSize;
-    std::string slots;
+    // The raw chunks are copied into a memory file (kept from one look to the next, as is the
+    // small buffer they pass through: a follower does this at every refresh) after room for a
+    // version-1 header, written last.
+    if (mem_ < 0) mem_ = memfd_create("gpumem-raw-chunks", MFD_CLOEXEC);
+    if (mem_ < 0) return;
+    copy_.resize(kCopyBytes);
+    uint64_t size = kHeaderSize;  // bytes of the memory file so far
+    bool at_start = chunks_ > 0;  // still passing over a sealed blob's payload slots (below)
     for (uint64_t k = chunks_; k + 1 < chunks_ + layout_.ring_chunks; ++k) {
       const uint64_t at = kHeaderSize + (k % layout_.ring_chunks) * chunk_bytes;
-      std::string part(chunk_bytes, '\0');
-      const ssize_t got = read_at(fd_, part.data(), part.size(), at);
-      if (got < static_cast<ssize_t>(part.size())) {
-        // A closed file may end before its ring (nothing unsealed); an unclosed one was cut.
-        if ((header_->flags & kHeaderClosed) == 0 && at < file_size_) raw_cut_ = true;
-        part.resize(got > 0 ? static_cast<size_t>(got) - static_cast<size_t>(got) % kRecordSize
-                            : 0);
-        slots += part;
-        break;
+      bool last_zero = false, short_read = false;
+      for (uint64_t done = 0; done < chunk_bytes && !short_read;) {
+        const size_t want = static_cast<size_t>(std::min<uint64_t>(kCopyBytes, chunk_bytes - done));
+        const ssize_t got = read_at(fd_, copy_.data(), want, at + done);
+        size_t len = got > 0 ? static_cast<size_t>(got) - static_cast<size_t>(got) % kRecordSize : 0;
+        if (got < static_cast<ssize_t>(want)) {
+          // A closed file may end before its ring (nothing unsealed); an unclosed one was cut.
+          if ((header_->flags & kHeaderClosed) == 0 && at < file_size_) raw_cut_ = true;
+          short_read = true;
+        }
+        done += want;
+        // Payload slots of the last sealed chunk's blob, spilt into the first raw chunk: not ours.
+        size_t from = 0;
+        while (at_start && from + kRecordSize <= len) {
+          uint32_t commit;
+          std::memcpy(&commit, copy_.data() + from + offsetof(Record, commit), sizeof commit);
+          if (commit != kContinuation) at_start = false;
+          else from += kRecordSize;
+        }
+        if (!write_all(copy_.data() + from, len - from, size)) return;
+        size += len - from;
+        static constexpr Record kZero{};
+        last_zero = len >= kRecordSize &&
+                    std::memcmp(copy_.data() + len - kRecordSize, &kZero, kRecordSize) == 0;
       }
-      slots += part;
+      if (short_read) break;
       // Following (hold): reading stops at the first slot not committed, so a chunk whose last
       // slot is still zero ends what this look can read; the chunks after it are not copied.
-      static constexpr Record kZero{};
-      if (hold_ && std::memcmp(part.data() + part.size() - kRecordSize, &kZero, kRecordSize) == 0)
-        break;
+      if (hold_ && last_zero) break;
     }
-    // Payload slots of the last sealed chunk's blob, spilt into the first raw chunk: not ours.
-    size_t from = 0;
-    while (chunks_ > 0 && from + kRecordSize <= slots.size()) {
-      uint32_t commit;
-      std::memcpy(&commit, slots.data() + from + offsetof(Record, commit), sizeof commit);
-      if (commit != kContinuation) break;
-      from += kRecordSize;
-    }
-    const int mem = memfd_create("gpumem-raw-chunks", MFD_CLOEXEC);
-    if (mem < 0) return;
     auto h = std::make_unique<Header>(*header_);
     h->version = kVersion;
     h->flags |= kHeaderClosed;
-    h->end_offset = kHeaderSize + (slots.size() - from);
+    h->end_offset = size;
     h->records_dropped = 0;
-    std::string file(kHeaderSize, '\0');
-    std::memcpy(file.data(), h.get(), sizeof(Header));
-    file.append(slots, from, std::string::npos);
-    size_t done = 0;
-    while (done < file.size()) {
-      const ssize_t w = ::write(mem, file.data() + done, file.size() - done);
-      if (w <= 0) break;
+    std::memset(copy_.data(), 0, kHeaderSize);
+    std::memcpy(copy_.data(), h.get(), sizeof(Header));
+    // Its pages stay allocated for the next look; only a shorter file is cut.
+    if (!write_all(copy_.data(), kHeaderSize, 0) ||
+        ::ftruncate(mem_, static_cast<off_t>(size)) != 0)
+      return;
+    const int fd = ::fcntl(mem_, F_DUPFD_CLOEXEC, 0);  // the version-1 reader closes its own
+    if (fd < 0) return;
+    raw_ = open_raw_records(fd, path_, size, std::move(h), hold_);
+  }
+
+  bool write_all(const char* data, size_t len, uint64_t offset) {
+    for (size_t done = 0; done < len;) {
+      const ssize_t w = ::pwrite(mem_, data + done, len - done, static_cast<off_t>(offset + done));
+      if (w <= 0) return false;
       done += static_cast<size_t>(w);
     }
-    if (done != file.size()) {
-      ::close(mem);
-      return;
-    }
-    raw_ = open_raw_records(mem, path_, file.size(), std::move(h), hold_);
+    return true;
   }
 
   enum class Part { head, window };
@@ -440,6 +458,8 @@ class CompactFileReader final : public Reader {
   compact::DecodedChunk chunk_;
   std::vector<uint8_t> body_;
   std::unique_ptr<Reader> raw_;
+  std::vector<char> copy_;  // start_raw()'s buffer, kCopyBytes
+  int mem_ = -1;            // start_raw(): the raw chunks as a version-1 file in memory
   Event batch_event_;
   mutable ReadStats stats_;
 };
