@@ -110,13 +110,15 @@ class CurveObserver : public StepObserver {
 
 // Records `program` under `gpumem run --pool <pool>`, replays its trace under the same pool, and
 // compares the two curves change by change. Returns the recorded curve's peak.
-uint64_t compare_curves(const std::string& pool, const std::string& program, bool addresses) {
+uint64_t compare_curves(const std::string& pool, const std::string& program, bool addresses,
+                        const std::string& limit = "") {
   gpumem::test::ScratchDir dir("gpumem-curve");
   const std::string trace_path = dir.path() + "/c.trace";
   const gpumem::test::Output run =
       gpumem::test::sh("SIMCUDA_ALLOC_LATENCY_US=0 SIMCUDA_FREE_LATENCY_US=0 " GPUMEM_CLI
                        " run --device sim --pool " +
-                       pool + " --trace " + trace_path + " -- " + program);
+                       pool + (limit.empty() ? "" : " --limit " + limit) + " --trace " +
+                       trace_path + " -- " + program);
   EXPECT_EQ(run.status, 0) << run.out;
   std::string error;
   const auto loaded = load_program(trace_path, &error);
@@ -131,8 +133,10 @@ uint64_t compare_curves(const std::string& pool, const std::string& program, boo
   ReplayOptions options;
   options.policy = pool == "expandable" ? Policy::expandable : Policy::growth;
   options.observer = &observer;
+  options.limit = device.recorded_limit_bytes;  // the cap it ran under (0: none)
   const DeviceRun replayed = replay_device(*loaded, device, options);
-  EXPECT_TRUE(replayed.fits);
+  // A request refused in the run is refused in the replay, which stops there, as the run did.
+  EXPECT_EQ(replayed.fits, device.recorded_failures == 0);
   recorded.relative(addresses);
   observer.curve.relative(addresses);
 
@@ -166,6 +170,13 @@ const std::string kTrainer = std::string(GPUMEM_TRAIN) +
 // before 6 are mapped for the request (28 MiB at the peak, docs/policies.md).
 TEST(ReplayCurve, ExpandableFragmenterHolesOfThreeMiB) {
   EXPECT_EQ(compare_curves("expandable", kFragmenter + " 8 3MiB", true), 28u << 20);
+}
+
+// Under a 24 MiB cap the 12 MiB request is refused: after the 4 free granules are unmapped, 4 of
+// the 6 it needs are mapped (24 MiB) before the cap refuses the fifth, and those 4 are unmapped
+// again (all or none). The refusal's curve, transient granules included, replays the same.
+TEST(ReplayCurve, ExpandableFragmenterRefusedUnderACap) {
+  EXPECT_EQ(compare_curves("expandable", kFragmenter + " 8 3MiB", true, "24MiB"), 24u << 20);
 }
 
 // Holes of 1 MiB hold no whole granule: nothing is unmapped, 16 granules are mapped beside them.
