@@ -9,6 +9,7 @@
 
 #include "gpumem/analyzer/analysis.h"
 #include "gpumem/analyzer/render_json.h"
+#include "segment_space.h"
 
 namespace {
 
@@ -110,11 +111,42 @@ void BM_AnalyzeBatchPooled(benchmark::State& state) {
   run_batched(state, true, true);
 }
 
+// The segment space alone (what a pooled event adds): the pooled pattern's takes and give-backs,
+// with the largest free extent and total free read after each, as the analysis reads them. The
+// 4 GiB of slots in `state.range(0)` equal segments: 1 as BM_AnalyzePooled has it, 64 for a pool
+// of many segments (the growth pool's are 2 or 20 MiB), where the segment lookup counts too.
+void BM_SegmentSpace(benchmark::State& state) {
+  const auto events = generate(1 << 21, true);
+  const uint64_t segments = static_cast<uint64_t>(state.range(0));
+  const uint64_t base = events[0].rec.address, bytes = events[0].rec.bytes / segments;
+  for (auto _ : state) {
+    gpumem::analyzer::SegmentSpace space;
+    std::vector<uint64_t> ids;
+    for (uint64_t k = 0; k < segments; ++k) ids.push_back(space.reserve(base + k * bytes, bytes));
+    std::vector<uint64_t> live_bytes(4096, 0);
+    uint64_t sum = 0;
+    for (size_t i = 1; i < events.size(); ++i) {
+      const gpumem::trace::Record& r = events[i].rec;
+      const uint64_t slot = (r.address - base) >> 20;
+      if (r.op == static_cast<uint16_t>(Op::alloc)) {
+        sum += space.take(r.address, r.bytes);
+        live_bytes[slot] = r.bytes;
+      } else {
+        sum += space.give_back(r.address, live_bytes[slot], ids[(r.address - base) / bytes]);
+      }
+      sum += space.largest_free() ^ space.total_free();
+    }
+    benchmark::DoNotOptimize(sum);
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(events.size() - 1));
+}
+
 BENCHMARK(BM_AnalyzeNoPool)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzePooled)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzeBatchNoSites)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzeBatchSites)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzeBatchPooled)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SegmentSpace)->ArgName("segments")->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
