@@ -1,9 +1,10 @@
 // One device's program through the preload's own stack: resources::DeviceStack, built from the
 // same StackConfig as libgpumem.so builds it (policy.cpp; docs/policies.md "The stack per
 // device"), over a simulated device that charges as simcuda does (simcuda_upstream.h).
-// Device memory goes to the top of the stack; managed memory and VMM physical allocations, which
-// no gpumem pool serves, go to what sits below the pool, so they count against the cap but are
-// never pooled. Without a limit the limit is the device's capacity.
+// What the preload's pool serves (resources/pool_serves.h) goes to the top of the stack; the rest
+// (stream-ordered, pitched, managed, VMM physical allocations) goes to what sits below the pool,
+// so it counts against the cap but is never pooled. Without a limit the limit is the device's
+// capacity.
 #include <algorithm>
 #include <memory>
 
