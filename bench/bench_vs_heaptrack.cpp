@@ -5,11 +5,14 @@
 //                               host   malloc/free pairs, plain and under `heaptrack -o FILE`
 //                               cuda   cuMemAlloc_v2/cuMemFree_v2 pairs on simcuda, plain, under
 //                                      libgpumem.so, and with GPUMEM_STACKS=1
+//                               compact  the cuda loop under libgpumem.so with
+//                                        GPUMEM_TRACE_FORMAT=compact (arg 3)
 //   BM_PolicyThroughPreload     cuMemAlloc_v2/cuMemFree_v2 pairs on simcuda with 20 us device
 //                               latency, without the preload and with GPUMEM_POOL=growth
 //   BM_AnalyzerVsHeaptrackPrint events per second of `gpumem report --json` on a generated trace
 //                               and of `heaptrack_print` on heaptrack's trace of a loop making
 //                               the same number of calls; peak RSS of each; trace bytes per event
+//   BM_AnalyzerVsHeaptrackPrintCompact  the same on a compact trace (GPUMEM_TRACE_FORMAT=compact)
 //   BM_AnalyzerVsHeaptrackPrintPooled   the same on a pooled trace: a worker's calls under the
 //                               preload with GPUMEM_POOL=growth
 //
@@ -170,11 +173,16 @@ void BM_CaptureOverhead(benchmark::State& state) {
         state, {{g_self, "--host-worker", n}, {}, ""},
         {{"heaptrack", "-o", trace + "-ht", g_self, "--host-worker", n}, {}, trace + "-ht"});
   } else {  // libgpumem.so on cuMemAlloc_v2/cuMemFree_v2
+    // No simulated device latency (35 µs per call by default): the tool's cost per event is a
+    // few hundred ns, lost in the noise of 70 µs of sleeping per pair.
     auto env = simcuda_env();
+    env.push_back("SIMCUDA_ALLOC_LATENCY_US=0");
+    env.push_back("SIMCUDA_FREE_LATENCY_US=0");
     Run plain_run{{g_self, "--cuda-worker", n}, env, ""};
     gpumem::bench::add_preload(env);
     env.push_back("GPUMEM_TRACE=" + trace + "-gm.trace");
     if (state.range(0) == 2) env.push_back("GPUMEM_STACKS=1");
+    if (state.range(0) == 3) env.push_back("GPUMEM_TRACE_FORMAT=compact");
     t = best_pair(state, plain_run, {{g_self, "--cuda-worker", n}, env, trace + "-gm"});
   }
   const double plain = t.first, tool = t.second;
@@ -188,6 +196,7 @@ BENCHMARK(BM_CaptureOverhead)
     ->Arg(0)
     ->Arg(1)
     ->Arg(2)
+    ->Arg(3)  // compact format
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);
@@ -211,9 +220,10 @@ void BM_PolicyThroughPreload(benchmark::State& state) {
 BENCHMARK(BM_PolicyThroughPreload)->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
 
 // A gpumem trace of `pairs` alloc/free pairs (4096 live slots, addresses reused), as the preload
-// lays them out, written with the real writer.
-bool write_gpumem_trace(const std::string& path, uint64_t pairs) {
+// lays them out, written with the real writer (in the compact format when asked).
+bool write_gpumem_trace(const std::string& path, uint64_t pairs, bool compact = false) {
   gpumem::TraceWriter w;
+  if (compact) w.set_format(gpumem::TraceWriter::Format::compact);
   gpumem::trace::Header h{};
   char err[512];
   if (!w.open(path.c_str(), h, err, sizeof err)) return std::fprintf(stderr, "%s\n", err), false;
@@ -242,10 +252,10 @@ bool write_gpumem_trace(const std::string& path, uint64_t pairs) {
 // writer's resident set, and Linux carries a process's peak RSS into the children it forks and
 // execs (ru_maxrss), so writing it here would make every program this benchmark spawns afterwards
 // look as big as the trace.
-bool write_gpumem_trace_elsewhere(const std::string& path, uint64_t pairs) {
+bool write_gpumem_trace_elsewhere(const std::string& path, uint64_t pairs, bool compact = false) {
   const pid_t pid = ::fork();
   if (pid < 0) return false;
-  if (pid == 0) ::_exit(write_gpumem_trace(path, pairs) ? 0 : 1);
+  if (pid == 0) ::_exit(write_gpumem_trace(path, pairs, compact) ? 0 : 1);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -257,12 +267,12 @@ off_t file_size(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? st.st_size : 0;
 }
 
-void BM_AnalyzerVsHeaptrackPrint(benchmark::State& state) {
+void analyzer_vs_heaptrack_print(benchmark::State& state, bool compact) {
   const uint64_t pairs = events_wanted(static_cast<uint64_t>(state.range(0))) / 2;
   const double events = 2.0 * static_cast<double>(pairs);
   const std::string base = g_tmp + "/gpumem-bench-analyze-" + std::to_string(getpid());
   const std::string gm_trace = base + ".trace", ht_trace = base + "-ht";
-  if (!write_gpumem_trace_elsewhere(gm_trace, pairs))
+  if (!write_gpumem_trace_elsewhere(gm_trace, pairs, compact))
     return state.SkipWithError("cannot write the gpumem trace");
   Child rec = spawn({"heaptrack", "-o", ht_trace, g_self, "--host-worker", std::to_string(pairs)},
                     {}, false);
@@ -297,10 +307,24 @@ void BM_AnalyzerVsHeaptrackPrint(benchmark::State& state) {
   state.counters["events"] = events;
   remove_prefix(base);
 }
+
+void BM_AnalyzerVsHeaptrackPrint(benchmark::State& state) { analyzer_vs_heaptrack_print(state, false); }
 // Best of 5 for each side: a run of either takes about a second or less, and on a shared machine
 // single runs swing by 2x. Two sizes: at 2M events heaptrack_print's start-up (~56 ms, its KDE
 // and Boost libraries) is a third of its time; at 10M both are close to their per-event speed.
 BENCHMARK(BM_AnalyzerVsHeaptrackPrint)
+    ->ArgName("events")
+    ->Arg(2'000'000)
+    ->Arg(10'000'000)
+    ->UseManualTime()
+    ->Iterations(5)
+    ->Unit(benchmark::kMillisecond);
+
+// The same on a compact trace (version 2): the analyzer decodes chunks instead of reading records.
+void BM_AnalyzerVsHeaptrackPrintCompact(benchmark::State& state) {
+  analyzer_vs_heaptrack_print(state, true);
+}
+BENCHMARK(BM_AnalyzerVsHeaptrackPrintCompact)
     ->ArgName("events")
     ->Arg(2'000'000)
     ->Arg(10'000'000)
