@@ -69,15 +69,23 @@ bool ForeignInputs::convert(std::vector<std::string>* paths, std::string* error)
     uint64_t size = 0;
     const int fd = open_regular_file(path, &not_regular, &size);
     if (fd < 0) continue;
+    // The format from the first bytes; the whole file only for the formats converted here (a
+    // gpumem trace, often gigabytes, is left to the streaming reader).
+    char head[256];
+    ssize_t got = -1;
+    do got = ::pread(fd, head, sizeof head, 0);
+    while (got < 0 && errno == EINTR);
+    const InputFormat f =
+        got > 0 ? detect_format(std::string_view(head, static_cast<size_t>(got))) : InputFormat::unknown;
     std::string bytes;
-    bool read_ok = read_all(fd, size, &bytes);
+    const bool foreign = f == InputFormat::pytorch_snapshot || f == InputFormat::rmm_csv;
+    const bool read_ok = got >= 0 && (!foreign || read_all(fd, size, &bytes));
     ::close(fd);
     if (!read_ok) {
       *error = fmt::format("cannot read '{}': {}; check the file", path, std::strerror(errno));
       return false;
     }
-    const InputFormat f = detect_format(std::string_view(bytes).substr(0, 256));
-    if (f != InputFormat::pytorch_snapshot && f != InputFormat::rmm_csv) continue;
+    if (!foreign) continue;
     TraceImage image;
     std::string why;
     const bool ok = f == InputFormat::pytorch_snapshot

@@ -1,6 +1,8 @@
 // Trace files written by hand (header + 64-byte records), read through the real reader:
 // clean, not closed, torn, cut, corrupt; directories; and the `gpumem report` command itself.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -241,6 +243,45 @@ TEST_F(Files, CommandLine) {
   EXPECT_EQ(status, 0) << html;
   EXPECT_TRUE(std::filesystem::exists(page)) << html;
   EXPECT_GT(std::filesystem::file_size(page), 1000u) << html;
+}
+
+// `gpumem report` streams a trace file: its peak resident size does not grow with the file. A
+// 64 MiB trace (1M records) read whole into memory, as the foreign-format check once did
+// (formats/src/foreign_inputs.cpp), shows as 64 MiB or more here.
+TEST_F(Files, CommandLineStreamsInBoundedMemory) {
+  if (!fs::exists(GPUMEM_CLI)) GTEST_SKIP() << GPUMEM_CLI << " is not built";
+  const uint64_t n = 1u << 20;
+  const std::string path = (dir_ / "big.trace").string();
+  {
+    std::ofstream out(path, std::ios::binary);
+    trace::Header h = make_header();
+    h.flags |= trace::kHeaderClosed;
+    h.end_offset = trace::kHeaderSize + n * trace::kRecordSize;
+    std::string head(trace::kHeaderSize, '\0');
+    std::memcpy(head.data(), &h, sizeof h);
+    out << head;
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t address = 0x100000 + (i / 2 % 512) * 0x1000;
+      const trace::Record r = i % 2 == 0 ? Events::rec(static_cast<int64_t>(i), trace::Op::alloc, address, 4096, 0, 0)
+                                         : Events::rec(static_cast<int64_t>(i), trace::Op::free, address, 0, 0, 0);
+      out.write(reinterpret_cast<const char*>(&r), sizeof r);
+    }
+  }
+  ASSERT_EQ(fs::file_size(path), trace::kHeaderSize + n * trace::kRecordSize);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const char* argv[] = {GPUMEM_CLI, "report", path.c_str(), "--json", "/dev/null", nullptr};
+    execv(GPUMEM_CLI, const_cast<char* const*>(argv));
+    _exit(127);
+  }
+  int status = -1;
+  rusage usage{};
+  ASSERT_EQ(wait4(pid, &status, 0, &usage), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_LT(usage.ru_maxrss, 40 * 1024) << "gpumem report's peak resident size was "
+                                          << usage.ru_maxrss << " KiB on a 64 MiB trace";
 }
 
 }  // namespace
