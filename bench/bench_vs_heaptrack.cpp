@@ -312,25 +312,21 @@ void BM_AnalyzerVsHeaptrackPrint(benchmark::State& state) { analyzer_vs_heaptrac
 // Best of 5 for each side: a run of either takes about a second or less, and on a shared machine
 // single runs swing by 2x. Two sizes: at 2M events heaptrack_print's start-up (~56 ms, its KDE
 // and Boost libraries) is a third of its time; at 10M both are close to their per-event speed.
-BENCHMARK(BM_AnalyzerVsHeaptrackPrint)
-    ->ArgName("events")
-    ->Arg(2'000'000)
-    ->Arg(10'000'000)
-    ->UseManualTime()
-    ->Iterations(5)
-    ->Unit(benchmark::kMillisecond);
+void best_of_5_at_two_sizes(benchmark::internal::Benchmark* b) {
+  b->ArgName("events")
+      ->Arg(2'000'000)
+      ->Arg(10'000'000)
+      ->UseManualTime()
+      ->Iterations(5)
+      ->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_AnalyzerVsHeaptrackPrint)->Apply(best_of_5_at_two_sizes);
 
 // The same on a compact trace (version 2): the analyzer decodes chunks instead of reading records.
 void BM_AnalyzerVsHeaptrackPrintCompact(benchmark::State& state) {
   analyzer_vs_heaptrack_print(state, true);
 }
-BENCHMARK(BM_AnalyzerVsHeaptrackPrintCompact)
-    ->ArgName("events")
-    ->Arg(2'000'000)
-    ->Arg(10'000'000)
-    ->UseManualTime()
-    ->Iterations(5)
-    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AnalyzerVsHeaptrackPrintCompact)->Apply(best_of_5_at_two_sizes);
 
 // `gpumem report --json` on a pooled trace: cuda_pool_worker's calls under libgpumem.so with
 // GPUMEM_POOL=growth, written by the real writer (segments reserved, allocations inside them,
