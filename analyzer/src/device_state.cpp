@@ -137,7 +137,7 @@ void DeviceState::heap_segment_end(uint64_t address, LiveAlloc& a, int64_t t_ns,
 bool DeviceState::region_alloc(uint64_t address, LiveAlloc& r, uint64_t phase) {
   const uint64_t id = segments_.take(address, r.bytes);
   if (id == 0) return false;
-  if (r.site != 0 && !site_series_) start_site_series();
+  if (r.site != 0 && !has_sites_) start_site_series();
   r.segment_id = id;
   segments_changed(r.t_ns);
   Running n = running();

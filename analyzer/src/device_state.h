@@ -50,12 +50,13 @@ class DeviceState {
   // other record without touching it. Nearly every record of a trace is such, and here the
   // running numbers stay in registers for the whole run. It counts through the same
   // count_alloc()/count_free() as alloc()/free(); analyzer.Batch.* compares the reports.
-  // Once the device's allocations have call sites (timeline_by_site is kept), a second copy of
-  // the loop runs: one without them pays nothing for it.
+  // Once the device's allocations have call sites, another copy of the loop runs (one without
+  // them pays nothing for it), and a third where timeline_by_site is not kept (gpumem top).
   size_t plain_run(const trace::Record* records, size_t count, uint64_t clock_base,
                    AddressMap<LiveAlloc>& live, PlainRunTotals* totals) {
-    return site_series_ ? plain_run_impl<true>(records, count, clock_base, live, totals)
-                        : plain_run_impl<false>(records, count, clock_base, live, totals);
+    if (!has_sites_) return plain_run_impl<false, false>(records, count, clock_base, live, totals);
+    return site_series_ ? plain_run_impl<true, true>(records, count, clock_base, live, totals)
+                        : plain_run_impl<true, false>(records, count, clock_base, live, totals);
   }
   // `granule`: the segment is physical memory mapped into a virtual range (the expandable pool's,
   // MemKind::physical), joined with adjacent granules into one segment (segment_space.h), of
@@ -199,12 +200,17 @@ class DeviceState {
     after_change(n, t_ns, phase, site_series_);
   }
 
-  template <bool kSites>
+  // kSites: allocations have call sites (each record's site is looked up); kSeries: the live
+  // bytes by site are logged for timeline_by_site (site_series_).
+  template <bool kSites, bool kSeries>
   inline size_t plain_run_impl(const trace::Record* records, size_t count, uint64_t clock_base,
                                AddressMap<LiveAlloc>& live, PlainRunTotals* totals);
   // The first allocation with a call site: from now on the live bytes by site are logged for
-  // timeline_by_site. Until now everything live was site 0's (see SiteCapture::breakdown).
+  // timeline_by_site, unless the report keeps none (AnalysisOptions::site_series: gpumem top).
+  // Until now everything live was site 0's (see SiteCapture::breakdown).
   [[gnu::cold, gnu::noinline]] void start_site_series() {
+    has_sites_ = true;
+    if (!options_.site_series) return;
     site_series_ = true;
     sites_.start();
   }
@@ -287,14 +293,15 @@ class DeviceState {
   ClassAggregates histogram_{};
   uint64_t short_lived_ = 0;
   MaxBoxTimeline timeline_;
-  bool site_series_ = false;  // an allocation had a call site: sites_ is kept
+  bool has_sites_ = false;    // an allocation had a call site
+  bool site_series_ = false;  // ... and timeline_by_site is kept: sites_ logs the live bytes
   SiteCapture sites_;
 };
 
 void DeviceState::alloc(uint64_t address, LiveAlloc& a, bool pooled, uint64_t phase) {
   // A zero-byte allocation changes the live set without raising the total: not a new peak.
   if (a.bytes == 0) snapshot_if_pending();
-  if (a.site != 0 && !site_series_) start_site_series();
+  if (a.site != 0 && !has_sites_) start_site_series();
   a.segment_id = 0;
   if (pooled) {
     a.segment_id = segments_.take(address, a.bytes);
@@ -318,7 +325,7 @@ void DeviceState::free(uint64_t address, const LiveAlloc& a, int64_t t_ns, uint6
   store(n);
 }
 
-template <bool kSites>
+template <bool kSites, bool kSeries>
 size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, uint64_t clock_base,
                                    AddressMap<LiveAlloc>& live, PlainRunTotals* totals) {
   constexpr uint16_t kAlloc = static_cast<uint16_t>(trace::Op::alloc);
@@ -358,7 +365,7 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
            r.site, r.device, static_cast<uint8_t>(r.flags & trace::kFlagKindMask),
            false};
       count_alloc(n, bytes, kSites ? site_aggregate(r.site) : *last_site_agg_, segment == 0, t, 0,
-                  kSites);
+                  kSeries);
     } else if (r.op == kFree) {
       LiveAlloc* a = r.address != 0 ? live.find(r.address) : nullptr;
       if (a == nullptr || a->freed || a->device != device_ || a->kind == kPinned ||
@@ -366,13 +373,13 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
           a->segment_id >= kNvtxHeapSegment || a->bytes == 0)
         break;
       const uint64_t bytes = a->bytes;
-      count_free(n, bytes, a->t_ns, site_aggregate(a->site), t, kSites);
+      count_free(n, bytes, a->t_ns, site_aggregate(a->site), t, kSeries);
       if (a->segment_id == 0) {
-        count_free_outside(n, bytes, t, kSites);
+        count_free_outside(n, bytes, t, kSeries);
       } else {  // as free() does
         n.outside -= bytes - segments_.give_back(r.address, bytes, a->segment_id);
         segments_changed(t);
-        after_change(n, t, 0, kSites);
+        after_change(n, t, 0, kSeries);
       }
       a->freed = true;
       ++freed_change;
