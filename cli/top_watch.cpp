@@ -29,6 +29,8 @@ constexpr int kStuckPolls = 3;
 
 // nothing_appended() looks at this much of the file after what was read: 1024 slots.
 constexpr size_t kZeroWindowBytes = 64 * 1024;
+// ... of which it reads this much first (64 slots): enough to see a record appended.
+constexpr size_t kFirstLookBytes = 4 * 1024;
 
 // Timeline points of top's analyses (gpumem report --points 240 gives the same timeline).
 constexpr size_t kTimelinePoints = 240;
@@ -95,12 +97,19 @@ bool Watch::nothing_appended() {
   if (::pread(fd_, &flags, sizeof flags, offsetof(trace::Header, flags)) != sizeof flags ||
       (flags & trace::kHeaderClosed) != 0)
     return false;
+  // The window's first slots are read alone: when records were appended they hold the first,
+  // and the rest of the window is not copied for nothing (the follower reads those bytes next).
   static uint64_t window[kZeroWindowBytes / sizeof(uint64_t)];  // top reads on one thread
-  const ssize_t got = ::pread(fd_, window, sizeof window, static_cast<off_t>(offset_));
-  if (got < 0) return false;
-  const size_t words = static_cast<size_t>(got) / sizeof(uint64_t);
-  for (size_t i = 0; i < words; ++i)
-    if (window[i] != 0) return false;
+  for (size_t from = 0, to = kFirstLookBytes; from < kZeroWindowBytes;
+       from = to, to = kZeroWindowBytes) {
+    const ssize_t got = ::pread(fd_, reinterpret_cast<char*>(window) + from, to - from,
+                                static_cast<off_t>(offset_ + from));
+    if (got < 0) return false;
+    const size_t words = static_cast<size_t>(got) / sizeof(uint64_t);
+    for (size_t i = 0; i < words; ++i)
+      if (window[from / sizeof(uint64_t) + i] != 0) return false;
+    if (static_cast<size_t>(got) < to - from) break;  // the end of the file
+  }
   return true;
 }
 
@@ -295,6 +304,11 @@ void Top::discover() {
   }
   std::sort(files.begin(), files.end());
   for (const std::string& f : files) {
+    // A path followed already: its canonical path is known (working it out again at each
+    // refresh costs a few system calls a file).
+    if (std::any_of(watches_.begin(), watches_.end(),
+                    [&](const auto& w) { return w->path() == f; }))
+      continue;
     std::error_code ec;
     std::string key = std::filesystem::weakly_canonical(f, ec).string();
     if (ec) key = f;
