@@ -1,27 +1,10 @@
-// What both sides of the compact codec learn from each record, and the chunk checksum: shared, so
-// that the encoder and the decoder cannot drift apart.
+// The chunk checksum, shared by the encoder and the decoder (as ChunkState::learn is, in
+// compact.h), so that the two cannot drift apart.
 #include <cstring>
 
 #include "gpumem/trace/compact.h"
 
 namespace gpumem::trace::compact {
-
-void ChunkState::learn(const Record& r, int address_hit, int bytes_mode) {
-  if (r.address != 0) {
-    if (address_hit >= 0) {
-      addresses[address_hit].bytes = r.bytes;  // the allocation at that address now has this size
-    } else {
-      addresses[address_count % kAddresses] = {r.address, r.bytes};
-      ++address_count;
-    }
-    last_address = r.address;
-  }
-  if (bytes_mode == kBytesLiteral) {
-    sizes[size_count % kSizes] = r.bytes;
-    ++size_count;
-  }
-  last_t = r.t_ns;
-}
 
 uint32_t checksum(uint32_t body_bytes, uint32_t records, const uint8_t* body, size_t len) {
   // 64-bit multiply-xorshift over 8-byte little-endian words (the last one zero-padded): fast

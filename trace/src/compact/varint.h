@@ -40,6 +40,7 @@ class ByteReader {
     return *p_++;
   }
   uint64_t varint() {
+    if (p_ < end_ && *p_ < 0x80) return *p_++;  // most numbers in a chunk take one byte
     uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
       if (p_ >= end_) return fail();

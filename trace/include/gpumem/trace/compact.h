@@ -69,7 +69,23 @@ struct ChunkState {
   }
   // After a record is coded: what the tables learn from it. `address_hit`: the address-table
   // entry its address was coded as (or -1); `bytes_mode`: how its size was coded (BytesMode).
-  void learn(const Record& r, int address_hit, int bytes_mode);
+  // Inline: it runs for every record coded or decoded.
+  void learn(const Record& r, int address_hit, int bytes_mode) {
+    if (r.address != 0) {
+      if (address_hit >= 0) {
+        addresses[address_hit].bytes = r.bytes;  // the allocation at that address now has this size
+      } else {
+        addresses[address_count % kAddresses] = {r.address, r.bytes};
+        ++address_count;
+      }
+      last_address = r.address;
+    }
+    if (bytes_mode == kBytesLiteral) {
+      sizes[size_count % kSizes] = r.bytes;
+      ++size_count;
+    }
+    last_t = r.t_ns;
+  }
 };
 
 // The chunk's checksum: the header's body_bytes and records words, then the body (docs).
