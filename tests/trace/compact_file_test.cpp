@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "gpumem/trace/compact.h"
 #include "gpumem/trace/follow.h"
 #include "gpumem/trace/format_v2.h"
 #include "trace_test_util.h"
@@ -209,6 +210,73 @@ TEST(TraceCompactFile, FollowingALiveTraceReadsEachRecordOnce) {
     offset = trace::resume_offset(*reader);
   }
   w.close();
+}
+
+// A long trace is decoded ahead on a thread (trace/src/decode_ahead.h), a follower's in place: the
+// two walks give the same records and the same verdicts, on a whole file, on one with a damaged
+// chunk in the middle and on one cut inside a chunk near its end.
+TEST(TraceCompactFile, DecodingAheadOnAThreadGivesWhatDecodingInPlaceGives) {
+  ScratchDir dir;
+  const std::string whole = dir.file("whole.trace");
+  write_file(whole, TraceWriter::Format::compact, 200 * kChunk + 77);
+  std::ifstream in(whole, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  const trace::CompactLayout l = trace::compact_layout(read_trace(whole).header);
+  // The decoding thread starts for more than 1 MiB of chunks (DecodeAhead::kMinBytes).
+  ASSERT_GT(bytes.size() - l.compact_offset, uint64_t{3} << 20);
+  // Where each compact chunk starts.
+  std::vector<size_t> chunk_at;
+  for (size_t at = l.compact_offset; at + trace::compact::kChunkHeaderBytes <= bytes.size();) {
+    trace::compact::ChunkInfo info;
+    const auto check = trace::compact::check_chunk(
+        reinterpret_cast<const uint8_t*>(bytes.data() + at), bytes.size() - at, &info);
+    if (check != trace::compact::ChunkCheck::ok) break;
+    chunk_at.push_back(at);
+    at += info.size();
+  }
+  ASSERT_GE(chunk_at.size(), 190u);
+
+  const std::string damaged = dir.file("damaged.trace"), cut = dir.file("cut.trace");
+  std::string rotten = bytes;
+  rotten[chunk_at[60] + trace::compact::kChunkHeaderBytes + 100] ^= 0x5a;  // its checksum fails
+  std::ofstream(damaged, std::ios::binary) << rotten;
+  std::ofstream(cut, std::ios::binary) << bytes.substr(0, chunk_at[170] + 333);
+
+  for (const std::string& path : {whole, damaged, cut}) {
+    SCOPED_TRACE(path);
+    const ReadResult ahead = read_trace(path, /*batched=*/true);
+    ReadResult in_place{};
+    std::string error;
+    auto follower = trace::open_from(path, trace::kHeaderSize, /*hold=*/false, &error);
+    ASSERT_NE(follower, nullptr) << error;
+    trace::Batch b;
+    while (follower->next_batch(&b))
+      for (size_t i = 0; i < b.count; ++i) in_place.events.push_back({b.records[i], std::string(b.payload)});
+    in_place.stats = follower->stats();
+    ASSERT_GT(in_place.events.size(), 100 * kChunk);
+    EXPECT_TRUE(same_events(ahead.events, in_place.events))
+        << ahead.events.size() << " vs " << in_place.events.size();
+    EXPECT_EQ(ahead.stats.records, in_place.stats.records);
+    EXPECT_EQ(ahead.stats.torn, in_place.stats.torn);
+    EXPECT_EQ(ahead.stats.truncated, in_place.stats.truncated);
+    EXPECT_EQ(ahead.stats.reason, in_place.stats.reason);
+    EXPECT_EQ(ahead.stats.bytes_read, in_place.stats.bytes_read);
+  }
+  // The damaged chunk's records are counted as torn, the rest read.
+  const ReadResult rot = read_trace(damaged);
+  EXPECT_GT(rot.stats.torn, 0u);
+  EXPECT_NE(rot.stats.reason.find("1 damaged compact chunk(s) skipped"), std::string::npos)
+      << rot.stats.reason;
+  // A reader dropped halfway stops its thread (ASan and TSan check the rest).
+  std::string error;
+  auto half = trace::Reader::open(whole, &error);
+  ASSERT_NE(half, nullptr) << error;
+  trace::Event ev;
+  for (int i = 0; i < 100'000 && half->next(&ev); ++i) {
+  }
+  half->rewind();
+  ASSERT_TRUE(half->next(&ev));
+  EXPECT_EQ(ev.rec.t_ns, read_trace(whole).events.front().rec.t_ns);
 }
 
 TEST(TraceCompactFile, EveryCutNeverCrashesNorShowsARecordNotWritten) {

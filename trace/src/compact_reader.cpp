@@ -16,6 +16,7 @@
 
 #include "gpumem/trace/compact.h"
 #include "gpumem/trace/format_v2.h"
+#include "decode_ahead.h"
 #include "read_ahead.h"
 
 namespace gpumem::trace {
@@ -33,18 +34,20 @@ bool header_ok(compact::ChunkCheck c) {
 class CompactFileReader final : public Reader {
  public:
   CompactFileReader(int fd, std::string path, uint64_t size, std::unique_ptr<Header> header,
-                    CompactLayout layout, uint64_t skip, bool hold)
+                    CompactLayout layout, uint64_t skip, bool hold, bool follow)
       : fd_(fd),
         path_(std::move(path)),
         file_size_(size),
         header_(std::move(header)),
         layout_(layout),
         skip_(skip),
-        hold_(hold) {
+        hold_(hold),
+        follow_(follow) {
     bounded_ = layout.max_bytes != 0 && bounded_layout(layout, &bounds_);
     rewind();
   }
   ~CompactFileReader() override {
+    ahead_.reset();  // its thread reads fd_
     raw_.reset();
     if (mem_ >= 0) ::close(mem_);
     ::close(fd_);
@@ -122,6 +125,7 @@ class CompactFileReader final : public Reader {
     raw_.reset();
     raw_cut_ = false;
     part_ = Part::head;
+    ahead_.reset();
     if (bounded_) find_digest();
     skip(skip_);
   }
@@ -323,40 +327,26 @@ class CompactFileReader final : public Reader {
     return !chunk_.records.empty();
   }
 
+  // The next chunk of the head (all of an unbounded trace's chunks): decoded ahead on a thread
+  // when there is much to read and no writer to follow, here otherwise, and here wherever the
+  // thread stops (the end, a damaged chunk: decode_ahead.h).
   bool load_head_chunk() {
-    for (;;) {
-      uint8_t head[compact::kChunkHeaderBytes];
-      if (read_at(fd_, reinterpret_cast<char*>(head), sizeof head, offset_) !=
-          static_cast<ssize_t>(sizeof head))
-        return false;
-      compact::ChunkInfo info;
-      compact::ChunkCheck check = compact::check_chunk(head, sizeof head, &info);
-      if (check == compact::ChunkCheck::bad_magic || check == compact::ChunkCheck::damaged)
-        return false;  // zeros (the end) or a header no writer wrote
-      if (offset_ + info.size() > file_size_) return false;  // cut, or a seal cut by a kill
-      if (bounded_ && offset_ + info.size() > bounds_.head_end) return false;
-      body_.resize(info.size());
-      if (read_at(fd_, reinterpret_cast<char*>(body_.data()), body_.size(), offset_) !=
-          static_cast<ssize_t>(body_.size()))
-        return false;
-      if (compact::decode_chunk(body_.data(), body_.size(), &chunk_, &info)) {
-        offset_ += info.size();
+    const uint64_t limit = bounded_ ? std::min(file_size_, bounds_.head_end) : file_size_;
+    if (ahead_ == nullptr && !follow_ && limit > offset_ && limit - offset_ >= DecodeAhead::kMinBytes)
+      ahead_ = std::make_unique<DecodeAhead>(fd_, offset_, limit);
+    if (ahead_ != nullptr) {
+      if (ahead_->next(&chunk_, &offset_)) {
         ++chunks_;
         return true;
       }
-      // Damaged. A whole chunk after it: rot in the middle, skip it and count its records. At the
-      // end: a seal that a kill cut short; its raw chunk is still in the ring.
-      uint8_t after[compact::kChunkHeaderBytes];
-      compact::ChunkInfo next_info;
-      if (read_at(fd_, reinterpret_cast<char*>(after), sizeof after, offset_ + info.size()) !=
-              static_cast<ssize_t>(sizeof after) ||
-          compact::check_chunk(after, sizeof after, &next_info) != compact::ChunkCheck::short_)
-        return false;
-      offset_ += info.size();
-      ++chunks_;
-      ++damaged_chunks_;
-      torn_ += info.records;
+      ahead_.reset();
     }
+    const ChunkStep step = next_compact_chunk(fd_, offset_, limit, &body_, &chunk_);
+    offset_ = step.next_offset;
+    chunks_ += step.chunks;
+    damaged_chunks_ += step.damaged;
+    torn_ += step.torn;
+    return step.found;
   }
 
   // The raw chunks not sealed: chunks_ .. chunks_ + ring_chunks - 2, in order, as a version-1
@@ -444,6 +434,8 @@ class CompactFileReader final : public Reader {
   CompactLayout layout_;
   uint64_t skip_;
   bool hold_;
+  bool follow_;  // a follower of a live trace (follow.h): no thread decodes ahead
+  std::unique_ptr<DecodeAhead> ahead_;
   uint64_t offset_ = 0;  // next compact chunk
   uint64_t chunks_ = 0;  // compact chunks passed (whole or damaged): the first raw chunk's index
   uint64_t damaged_chunks_ = 0;
@@ -468,7 +460,7 @@ class CompactFileReader final : public Reader {
 
 std::unique_ptr<Reader> open_compact(int fd, const std::string& path, uint64_t size,
                                      std::unique_ptr<Header> header, uint64_t skip, bool hold,
-                                     std::string* error) {
+                                     bool follow, std::string* error) {
   const CompactLayout l = compact_layout(*header);
   const uint64_t ring = uint64_t{l.chunk_slots} * l.ring_chunks * kRecordSize;
   if (l.chunk_slots == 0 || l.chunk_slots > (1u << 20) || l.ring_chunks < 3 ||
@@ -488,7 +480,8 @@ std::unique_ptr<Reader> open_compact(int fd, const std::string& path, uint64_t s
              " expected): the file cannot be read";
     return nullptr;
   }
-  return std::make_unique<CompactFileReader>(fd, path, size, std::move(header), l, skip, hold);
+  return std::make_unique<CompactFileReader>(fd, path, size, std::move(header), l, skip, hold,
+                                             follow);
 }
 
 bool compact_follow_on(Reader& reader, bool hold) {

@@ -12,10 +12,11 @@ namespace gpumem::trace {
 
 // Takes fd and header (already checked: magic, sizes; version 2). nullptr with *error set when
 // the layout in the header is impossible. `skip`: records to pass over first (following a trace:
-// those delivered by the last look); `hold`: stop at a raw slot not committed yet (follow.h).
+// those delivered by the last look); `hold`: stop at a raw slot not committed yet (follow.h);
+// `follow`: a follower of a live trace, which decodes on its own thread (decode_ahead.h).
 std::unique_ptr<Reader> open_compact(int fd, const std::string& path, uint64_t size,
                                      std::unique_ptr<Header> header, uint64_t skip, bool hold,
-                                     std::string* error);
+                                     bool follow, std::string* error);
 // For a reader made by open_compact: where open_from resumes (records delivered so far, as slot
 // offsets from kHeaderSize); 0 for any other reader.
 uint64_t compact_resume_offset(const Reader& reader);

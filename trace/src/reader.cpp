@@ -354,7 +354,7 @@ std::unique_ptr<Reader> open_file(const std::string& path, uint64_t from, bool h
   if (from < kHeaderSize || (from - kHeaderSize) % kRecordSize != 0) from = kHeaderSize;
   if (header->version == kVersionCompact)
     return open_compact(fd, path, size, std::move(header), (from - kHeaderSize) / kRecordSize,
-                        hold, &err);
+                        hold, follow, &err);
   return std::make_unique<FileReader>(fd, path, size, std::move(header), from, hold, follow);
 }
 
