@@ -16,6 +16,9 @@
 //   BM_AnalyzerVsHeaptrackPrintPooled   the same on a pooled trace: a worker's calls under the
 //                               preload with GPUMEM_POOL=growth
 //
+// `bench_vs_heaptrack --write-trace PATH EVENTS raw|compact` writes the analyzer rows' trace and
+// keeps it, for profiling `gpumem report` on it.
+//
 // Workers (this program re-executed) time their own loop, so process start, tool start-up and
 // CUDA initialisation are not counted; each figure is the best of the benchmark's iterations.
 // GPUMEM_BENCH_EVENTS overrides the event count (bench/run --smoke uses a small one).
@@ -413,6 +416,9 @@ int main(int argc, char** argv) {
     return cuda_worker(std::atol(argv[2]));
   if (argc == 3 && std::strcmp(argv[1], "--cuda-pool-worker") == 0)
     return cuda_pool_worker(std::atol(argv[2]));
+  if (argc == 5 && std::strcmp(argv[1], "--write-trace") == 0)  // to profile `gpumem report` on it
+    return write_gpumem_trace(argv[2], std::strtoull(argv[3], nullptr, 10) / 2,
+                              std::strcmp(argv[4], "compact") == 0) ? 0 : 1;
   g_self = gpumem::bench::self_path();
   if (g_self.empty()) return 1;
   const char* tmp = std::getenv("TMPDIR");
