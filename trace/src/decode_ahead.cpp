@@ -1,6 +1,7 @@
 // See decode_ahead.h.
 #include "decode_ahead.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "read_ahead.h"
@@ -62,15 +63,23 @@ DecodeAhead::~DecodeAhead() {
   thread_.join();
 }
 
+bool DecodeAhead::window_holds(uint64_t at, uint64_t len) {
+  if (at >= window_at_ && at + len <= window_at_ + window_.size()) return true;
+  window_.resize(std::max<uint64_t>(kWindowBytes, len));
+  const ssize_t got = read_at(fd_, reinterpret_cast<char*>(window_.data()), window_.size(), at);
+  window_.resize(got > 0 ? static_cast<size_t>(got) : 0);
+  window_at_ = at;
+  return window_.size() >= len;
+}
+
 DecodeAhead::Slot* DecodeAhead::claim() {
   if (stop_ || walk_ended_ || free_slots() == 0) return nullptr;
-  // A sane header whose chunk ends within the limit: anything else ends the walk here.
-  uint8_t head[compact::kChunkHeaderBytes];
+  // A sane header whose chunk the file holds within the limit: anything else ends the walk here.
   compact::ChunkInfo info;
-  if (read_at(fd_, reinterpret_cast<char*>(head), sizeof head, walk_at_) !=
-          static_cast<ssize_t>(sizeof head) ||
-      compact::check_chunk(head, sizeof head, &info) != compact::ChunkCheck::short_ ||
-      walk_at_ + info.size() > limit_) {
+  if (!window_holds(walk_at_, compact::kChunkHeaderBytes) ||
+      compact::check_chunk(window_.data() + (walk_at_ - window_at_), compact::kChunkHeaderBytes,
+                           &info) != compact::ChunkCheck::short_ ||
+      walk_at_ + info.size() > limit_ || !window_holds(walk_at_, info.size())) {
     walk_ended_ = true;
     return nullptr;
   }
@@ -78,6 +87,8 @@ DecodeAhead::Slot* DecodeAhead::claim() {
   slot.offset = walk_at_;
   slot.size = info.size();
   slot.state = Slot::decoding;
+  const uint8_t* chunk = window_.data() + (walk_at_ - window_at_);
+  slot.bytes.assign(chunk, chunk + info.size());
   walk_at_ += info.size();
   ++claimed_;
   return &slot;
@@ -85,10 +96,7 @@ DecodeAhead::Slot* DecodeAhead::claim() {
 
 void DecodeAhead::decode(Slot* slot, std::unique_lock<std::mutex>& lock) {
   lock.unlock();
-  slot->bytes.resize(slot->size);
-  const bool ok = read_at(fd_, reinterpret_cast<char*>(slot->bytes.data()), slot->size,
-                          slot->offset) == static_cast<ssize_t>(slot->size) &&
-                  compact::decode_chunk(slot->bytes.data(), slot->size, &slot->chunk, nullptr);
+  const bool ok = compact::decode_chunk(slot->bytes.data(), slot->size, &slot->chunk, nullptr);
   lock.lock();
   slot->state = ok ? Slot::decoded : Slot::failed;
   if (caller_waiting_) decoded_.notify_one();
