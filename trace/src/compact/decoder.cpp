@@ -24,14 +24,15 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
   out->records.reserve(records);
   out->payload_begin.reserve(records + 1);
   out->payload_begin.push_back(0);
+  // Each declared shape as a whole record (the shape's fields, every other field zero, committed):
+  // a record starts as a copy of its shape's, built in place in the output. Only entries declared
+  // in this chunk are ever read.
+  Record shape_records[kShapes];
   for (uint32_t n = 0; n < records; ++n) {
-    // Built in place: a record assembled field by field on the stack and then copied is read back
-    // with wide loads that cannot take the narrow stores just made (a store-forwarding stall on
-    // every record; it was half of the decoding's time).
-    Record& r = out->records.emplace_back();
     const uint8_t shape_byte = in.byte();
     const uint8_t mode = in.byte();
     if (!in.ok()) return false;
+    uint32_t shape = shape_byte;
     if (shape_byte == kNewShape) {
       const uint64_t op = in.varint(), api = in.varint(), device = in.varint(),
                      flags = in.varint(), tid = in.varint(), stream = in.varint();
@@ -39,27 +40,21 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
       if (!in.ok() || op > 0xFFFF || api > 0xFFFF || flags > 0xFFFF || tid > 0xFFFFFFFFu ||
           dev < INT16_MIN || dev > INT16_MAX)
         return false;
-      s.shapes[s.shape_count % kShapes] = {static_cast<uint16_t>(op), static_cast<uint16_t>(api),
-                                           static_cast<uint16_t>(flags), static_cast<int16_t>(dev),
-                                           static_cast<uint32_t>(tid), stream};
-      r.op = static_cast<uint16_t>(op);
-      r.api = static_cast<uint16_t>(api);
-      r.flags = static_cast<uint16_t>(flags);
-      r.device = static_cast<int16_t>(dev);
-      r.tid = static_cast<uint32_t>(tid);
-      r.stream = stream;
+      shape = s.shape_count % kShapes;
+      Record& t = shape_records[shape];
+      t = Record{};
+      t.op = static_cast<uint16_t>(op);
+      t.api = static_cast<uint16_t>(api);
+      t.flags = static_cast<uint16_t>(flags);
+      t.device = static_cast<int16_t>(dev);
+      t.tid = static_cast<uint32_t>(tid);
+      t.stream = stream;
+      t.commit = kCommitted;
       ++s.shape_count;
-    } else {
-      const uint32_t declared = s.shape_count < kShapes ? s.shape_count : kShapes;
-      if (shape_byte >= declared) return false;
-      const ChunkState::Shape& sh = s.shapes[shape_byte];
-      r.op = sh.op;
-      r.api = sh.api;
-      r.flags = sh.flags;
-      r.device = sh.device;
-      r.tid = sh.tid;
-      r.stream = sh.stream;
+    } else if (shape_byte >= (s.shape_count < kShapes ? s.shape_count : kShapes)) {
+      return false;
     }
+    Record& r = out->records.emplace_back(shape_records[shape]);
     r.t_ns = s.last_t + static_cast<uint64_t>(unzigzag(in.varint()));
     int address_hit = -1;
     switch (mode & 3) {
@@ -115,7 +110,6 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
       out->payloads.append(reinterpret_cast<const char*>(bytes), n);
     }
     if (!in.ok()) return false;
-    r.commit = kCommitted;
     s.learn(r, address_hit, bytes_mode);
     out->payload_begin.push_back(static_cast<uint32_t>(out->payloads.size()));
   }

@@ -40,7 +40,20 @@ class ByteReader {
     return *p_++;
   }
   uint64_t varint() {
-    if (p_ < end_ && *p_ < 0x80) return *p_++;  // most numbers in a chunk take one byte
+    // With room for the longest number left, no byte needs its own bounds check.
+    if (end_ - p_ >= 10) {
+      uint64_t b = *p_++;
+      if (b < 0x80) return b;  // most numbers in a chunk take one byte
+      uint64_t v = b & 0x7F;
+      for (int shift = 7; shift < 63; shift += 7) {
+        b = *p_++;
+        v |= (b & 0x7F) << shift;
+        if (b < 0x80) return v;
+      }
+      b = *p_++;  // the tenth byte may carry only the top bit of a 64-bit value
+      if (b > 1) return fail();
+      return v | b << 63;
+    }
     uint64_t v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
       if (p_ >= end_) return fail();
