@@ -281,6 +281,78 @@ TEST(Driver, VirtualMemoryAccounting) {
   EXPECT_EQ(free_bytes(), before);
 }
 
+// VMM memory is reachable only from the devices cuMemSetAccess named, whatever peer access says;
+// cuMemAlloc memory of another device only with peer access enabled to it.
+TEST(Driver, PeerAccessReachesAllocationsButNotUnnamedMappings) {
+  using Access = int (*)(int, const void*, size_t, int);
+  auto access = sym<Access>("simcuda_device_access");
+  ASSERT_NE(access, nullptr);
+  auto enable = proc<PFN_cuCtxEnablePeerAccess_v4000>("cuCtxEnablePeerAccess");
+  auto disable = proc<PFN_cuCtxDisablePeerAccess_v4000>("cuCtxDisablePeerAccess");
+  auto can_access = proc<PFN_cuDeviceCanAccessPeer_v4000>("cuDeviceCanAccessPeer");
+  auto retain = proc<PFN_cuDevicePrimaryCtxRetain_v7000>("cuDevicePrimaryCtxRetain");
+  auto set_current = proc<PFN_cuCtxSetCurrent_v4000>("cuCtxSetCurrent");
+  ASSERT_TRUE(enable && disable && can_access && retain && set_current);
+  CUcontext ctx0 = nullptr, ctx1 = nullptr;
+  ASSERT_EQ(retain(&ctx0, 0), CUDA_SUCCESS);
+  ASSERT_EQ(retain(&ctx1, 1), CUDA_SUCCESS);
+  int can = -1;
+  ASSERT_EQ(can_access(&can, 1, 0), CUDA_SUCCESS);
+  EXPECT_EQ(can, 1);
+  EXPECT_EQ(can_access(&can, 1, 2), CUDA_ERROR_INVALID_DEVICE);
+
+  ASSERT_EQ(set_current(ctx0), CUDA_SUCCESS);
+  CUdeviceptr plain = 0;
+  ASSERT_EQ(proc<PFN_cuMemAlloc_v3020>("cuMemAlloc")(&plain, kMiB), CUDA_SUCCESS);
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = 0;
+  CUdeviceptr va = 0;
+  CUmemGenericAllocationHandle h = 0;
+  ASSERT_EQ(proc<PFN_cuMemAddressReserve_v10020>("cuMemAddressReserve")(&va, 4 * kMiB, 0, 0, 0),
+            CUDA_SUCCESS);
+  ASSERT_EQ(proc<PFN_cuMemCreate_v10020>("cuMemCreate")(&h, 2 * kMiB, &prop, 0), CUDA_SUCCESS);
+  ASSERT_EQ(proc<PFN_cuMemMap_v10020>("cuMemMap")(va, 2 * kMiB, 0, h, 0), CUDA_SUCCESS);
+  const void* mapped = reinterpret_cast<const void*>(va);
+  EXPECT_EQ(access(0, mapped, 2 * kMiB, 0), CUDA_ERROR_ILLEGAL_ADDRESS);  // mapped, no access yet
+  CUmemAccessDesc desc{};
+  desc.location = prop.location;
+  desc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  auto set_access = proc<PFN_cuMemSetAccess_v10020>("cuMemSetAccess");
+  ASSERT_EQ(set_access(va, 2 * kMiB, &desc, 1), CUDA_SUCCESS);
+  EXPECT_EQ(access(0, mapped, 2 * kMiB, 1), CUDA_SUCCESS);
+  EXPECT_EQ(access(0, mapped, 4 * kMiB, 0), CUDA_ERROR_ILLEGAL_ADDRESS);  // runs into no mapping
+
+  ASSERT_EQ(set_current(ctx1), CUDA_SUCCESS);
+  EXPECT_EQ(disable(ctx0), CUDA_ERROR_PEER_ACCESS_NOT_ENABLED);
+  EXPECT_EQ(enable(ctx1, 0), CUDA_ERROR_INVALID_CONTEXT);  // the current context itself
+  EXPECT_EQ(enable(nullptr, 0), CUDA_ERROR_INVALID_CONTEXT);
+  EXPECT_EQ(enable(ctx0, 1), CUDA_ERROR_INVALID_VALUE);
+  ASSERT_EQ(enable(ctx0, 0), CUDA_SUCCESS);
+  EXPECT_EQ(enable(ctx0, 0), CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED);
+  EXPECT_EQ(access(1, reinterpret_cast<const void*>(plain), kMiB, 1), CUDA_SUCCESS);
+  EXPECT_EQ(access(1, mapped, 2 * kMiB, 0), CUDA_ERROR_ILLEGAL_ADDRESS);  // peer access: no help
+  // Naming device 1 read-only opens reads, not writes; device 0 keeps read/write.
+  desc.location.id = 1;
+  desc.flags = CU_MEM_ACCESS_FLAGS_PROT_READ;
+  ASSERT_EQ(set_access(va, 2 * kMiB, &desc, 1), CUDA_SUCCESS);
+  EXPECT_EQ(access(1, mapped, 2 * kMiB, 0), CUDA_SUCCESS);
+  EXPECT_EQ(access(1, mapped, 2 * kMiB, 1), CUDA_ERROR_ILLEGAL_ADDRESS);
+  EXPECT_EQ(access(0, mapped, 2 * kMiB, 1), CUDA_SUCCESS);
+  desc.flags = CU_MEM_ACCESS_FLAGS_PROT_NONE;  // revoked
+  ASSERT_EQ(set_access(va, 2 * kMiB, &desc, 1), CUDA_SUCCESS);
+  EXPECT_EQ(access(1, mapped, 2 * kMiB, 0), CUDA_ERROR_ILLEGAL_ADDRESS);
+  ASSERT_EQ(disable(ctx0), CUDA_SUCCESS);
+  EXPECT_EQ(access(1, reinterpret_cast<const void*>(plain), kMiB, 0), CUDA_ERROR_ILLEGAL_ADDRESS);
+
+  ASSERT_EQ(set_current(ctx0), CUDA_SUCCESS);
+  ASSERT_EQ(proc<PFN_cuMemUnmap_v10020>("cuMemUnmap")(va, 2 * kMiB), CUDA_SUCCESS);
+  ASSERT_EQ(proc<PFN_cuMemRelease_v10020>("cuMemRelease")(h), CUDA_SUCCESS);
+  ASSERT_EQ(proc<PFN_cuMemAddressFree_v10020>("cuMemAddressFree")(va, 4 * kMiB), CUDA_SUCCESS);
+  ASSERT_EQ(proc<PFN_cuMemFree_v3020>("cuMemFree")(plain), CUDA_SUCCESS);
+}
+
 TEST(Driver, DefaultPoolAttributes) {
   size_t before = free_bytes();
   CUmemoryPool pool = nullptr;

@@ -330,6 +330,55 @@ TEST(Runtime, ErrorNamesAndStrings) {
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
 }
 
+// simcuda_device_access (simcuda/src/driver/peer.cpp): what a kernel on `device` touching the
+// range would meet, as a CUresult.
+int device_access(int device, const void* p, size_t bytes, int write) {
+  using Fn = int (*)(int, const void*, size_t, int);
+  auto fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "simcuda_device_access"));
+  EXPECT_NE(fn, nullptr);
+  return fn != nullptr ? fn(device, p, bytes, write) : -1;
+}
+constexpr int kIllegalAddress = 700;  // CUDA_ERROR_ILLEGAL_ADDRESS
+
+// cudaMalloc memory of device 0 is reachable from device 1 exactly while peer access from 1 to 0
+// is enabled; the error codes are those of the CUDA runtime documentation.
+TEST(Runtime, PeerAccessOpensAnotherDevicesAllocations) {
+  int can = -1;
+  ASSERT_EQ(cudaDeviceCanAccessPeer(&can, 1, 0), cudaSuccess);
+  EXPECT_EQ(can, 1);
+  ASSERT_EQ(cudaDeviceCanAccessPeer(&can, 0, 0), cudaSuccess);
+  EXPECT_EQ(can, 0);  // a device is not its own peer
+  EXPECT_EQ(cudaDeviceCanAccessPeer(&can, 0, 2), cudaErrorInvalidDevice);
+
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  void* p = nullptr;
+  ASSERT_EQ(cudaMalloc(&p, kMiB), cudaSuccess);
+  EXPECT_EQ(device_access(0, p, kMiB, 1), 0);
+  EXPECT_EQ(device_access(1, p, kMiB, 0), kIllegalAddress);
+
+  ASSERT_EQ(cudaSetDevice(1), cudaSuccess);
+  EXPECT_EQ(cudaDeviceDisablePeerAccess(0), cudaErrorPeerAccessNotEnabled);
+  EXPECT_EQ(cudaDeviceEnablePeerAccess(0, 1), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaDeviceEnablePeerAccess(1, 0), cudaErrorInvalidDevice);  // itself
+  EXPECT_EQ(cudaDeviceEnablePeerAccess(7, 0), cudaErrorInvalidDevice);
+  ASSERT_EQ(cudaDeviceEnablePeerAccess(0, 0), cudaSuccess);
+  EXPECT_EQ(cudaDeviceEnablePeerAccess(0, 0), cudaErrorPeerAccessAlreadyEnabled);
+  EXPECT_EQ(device_access(1, p, kMiB, 1), 0);
+  EXPECT_EQ(device_access(1, static_cast<char*>(p) + 1, kMiB, 0), kIllegalAddress);  // past end
+  // One way only: device 0 still cannot reach device 1's memory.
+  void* q = nullptr;
+  ASSERT_EQ(cudaMalloc(&q, kMiB), cudaSuccess);
+  EXPECT_EQ(device_access(0, q, kMiB, 0), kIllegalAddress);
+
+  ASSERT_EQ(cudaDeviceDisablePeerAccess(0), cudaSuccess);
+  EXPECT_EQ(device_access(1, p, kMiB, 0), kIllegalAddress);
+  EXPECT_EQ(cudaDeviceDisablePeerAccess(0), cudaErrorPeerAccessNotEnabled);
+  (void)cudaGetLastError();
+  EXPECT_EQ(cudaFree(q), cudaSuccess);
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  EXPECT_EQ(cudaFree(p), cudaSuccess);
+}
+
 // 8 threads allocate and free a random mix of sizes; at the end the device is exactly as full as
 // at the start, and every allocation held distinct, writable memory.
 TEST(Runtime, EightThreadsKeepExactAccounting) {

@@ -62,6 +62,12 @@ Config parse() {
       reject("SIMCUDA_VMM", v, "1 (devices support the VMM calls, the default) or 0 (they do not)");
     c.vmm = v[0] == '1';
   }
+  if (const char* v = std::getenv("SIMCUDA_PEER")) {
+    if ((v[0] != '0' && v[0] != '1') || v[1] != '\0')
+      reject("SIMCUDA_PEER", v,
+             "1 (devices can access each other's memory, the default) or 0 (they cannot)");
+    c.peer = v[0] == '1';
+  }
   return c;
 }
 

@@ -16,6 +16,7 @@ struct Config {
   uint64_t free_latency_us = 35;    // SIMCUDA_FREE_LATENCY_US (cudaFree likewise)
   char shared[65] = {};             // SIMCUDA_SHARED: the machine-wide devices' name, "" = private
   bool vmm = true;                  // SIMCUDA_VMM=0: a device without virtual memory management
+  bool peer = true;                 // SIMCUDA_PEER=0: devices that cannot access each other
 };
 
 // Parses the environment on first call (thread-safe) and returns the same object afterwards.

@@ -8,8 +8,9 @@ using namespace simcuda;
 
 namespace {
 constexpr const char* kDeviceName = "gpumem simulated device";
+}  // namespace
 
-CUctx_st* context_of(CUcontext ctx) {
+CUctx_st* simcuda::context_of(CUcontext ctx) {
   State& s = state();
   if (ctx == nullptr) return nullptr;
   for (auto& d : s.devices)
@@ -17,7 +18,6 @@ CUctx_st* context_of(CUcontext ctx) {
   std::lock_guard lock(s.mu);
   return s.contexts.count(ctx) ? ctx : nullptr;
 }
-}  // namespace
 
 SIMCUDA_EXPORT int simcuda_is_simulated(void) {
   return 1;

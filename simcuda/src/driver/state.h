@@ -81,6 +81,8 @@ struct Reservation {
 struct Mapping {
   uint64_t size;
   PhysicalAllocation* handle;
+  // cuMemSetAccess: bit d set = device d may read (readers) or write (writers) the mapping.
+  uint64_t readers = 0, writers = 0;
 };
 
 struct Device {
@@ -90,6 +92,9 @@ struct Device {
   uint64_t small_bytes = 0;  // sum of small allocations, each rounded up to 512 B
   CUctx_st primary{};
   CUmemPoolHandle_st default_pool{};
+  // Peer access enabled from this device (cuCtxEnablePeerAccess): bit p set = this device may
+  // access ordinary allocations of device p. Modelled per device pair, not per context pair.
+  uint64_t peers = 0;
   // SIMCUDA_SHARED: the device every process of that name shares; this process's slot holds
   // its used(). Null for a private device.
   gpumem::resources::SharedLedger* shared = nullptr;
@@ -133,6 +138,8 @@ CUresult current_device(int* device);
 // Caller holds the lock.
 CUresult stream_device(CUstream stream, int* device);
 bool valid_device(int device);
+// The context ctx names when it is a primary or a live created one; nullptr otherwise.
+CUctx_st* context_of(CUcontext ctx);
 
 // Fault injection and simulated latency (SIMCUDA_FAIL_ALLOC_AFTER, SIMCUDA_*_LATENCY_US).
 // count_allocation returns false when this allocation must fail with out-of-memory.

@@ -213,29 +213,42 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size,
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (vmm_off()) return CUDA_ERROR_NOT_SUPPORTED;
   if (desc == nullptr || count == 0 || size == 0) return CUDA_ERROR_INVALID_VALUE;
-  int prot = PROT_NONE;
   for (size_t i = 0; i < count; ++i) {
     if (!valid_location(desc[i].location)) return CUDA_ERROR_INVALID_DEVICE;
-    if (desc[i].flags == CU_MEM_ACCESS_FLAGS_PROT_READ)
-      prot |= PROT_READ;
-    else if (desc[i].flags == CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
-      prot |= PROT_READ | PROT_WRITE;
-    else if (desc[i].flags != CU_MEM_ACCESS_FLAGS_PROT_NONE)
+    if (desc[i].flags != CU_MEM_ACCESS_FLAGS_PROT_READ &&
+        desc[i].flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE &&
+        desc[i].flags != CU_MEM_ACCESS_FLAGS_PROT_NONE)
       return CUDA_ERROR_INVALID_VALUE;
   }
   std::lock_guard lock(state().mu);
   State& s = state();
   // Every byte of the range must be mapped.
   uintptr_t at = ptr;
-  auto it = s.mappings.upper_bound(ptr);
-  if (it == s.mappings.begin()) return CUDA_ERROR_INVALID_VALUE;
-  --it;
+  auto first = s.mappings.upper_bound(ptr);
+  if (first == s.mappings.begin()) return CUDA_ERROR_INVALID_VALUE;
+  --first;
+  auto it = first;
   for (; at < ptr + size; ++it) {
     if (it == s.mappings.end() || it->first > at || it->first + it->second.size <= at)
       return CUDA_ERROR_INVALID_VALUE;
     at = it->first + it->second.size;
   }
-  if (mprotect(reinterpret_cast<void*>(ptr), size, prot) != 0) return CUDA_ERROR_INVALID_VALUE;
+  // Each named device's flags are set; other devices keep theirs. The host pages are readable
+  // or writable when any device may read or write them. Flags are kept per mapping: a range
+  // over part of a mapping sets them for the whole mapping.
+  for (auto m = first; m != it; ++m) {
+    Mapping& map = m->second;
+    for (size_t i = 0; i < count; ++i) {
+      const uint64_t bit = uint64_t{1} << desc[i].location.id;
+      map.readers &= ~bit;
+      map.writers &= ~bit;
+      if (desc[i].flags != CU_MEM_ACCESS_FLAGS_PROT_NONE) map.readers |= bit;
+      if (desc[i].flags == CU_MEM_ACCESS_FLAGS_PROT_READWRITE) map.writers |= bit;
+    }
+    const int prot = (map.readers ? PROT_READ : PROT_NONE) | (map.writers ? PROT_WRITE : 0);
+    if (mprotect(reinterpret_cast<void*>(m->first), map.size, prot) != 0)
+      return CUDA_ERROR_INVALID_VALUE;
+  }
   return CUDA_SUCCESS;
 }
 

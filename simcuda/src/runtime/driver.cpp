@@ -104,6 +104,9 @@ Loaded load() {
   RESOLVE(cuEventQuery, "cuEventQuery");
   RESOLVE(cuEventDestroy, "cuEventDestroy");
   RESOLVE(cuEventElapsedTime, "cuEventElapsedTime");
+  RESOLVE(cuDeviceCanAccessPeer, "cuDeviceCanAccessPeer");
+  RESOLVE(cuCtxEnablePeerAccess, "cuCtxEnablePeerAccess");
+  RESOLVE(cuCtxDisablePeerAccess, "cuCtxDisablePeerAccess");
 #undef RESOLVE
 #undef RESOLVE_PT
   if (!ok) {
@@ -151,7 +154,7 @@ int& thread_device() {
   return device;
 }
 
-cudaError_t bind_device(const Driver& d, int device) {
+cudaError_t primary_context(const Driver& d, int device, CUcontext* out) {
   int count = 0;
   if (CUresult r = d.cuDeviceGetCount(&count)) return to_runtime(r);
   if (device < 0 || device >= count || device >= 64) return cudaErrorInvalidDevice;
@@ -164,6 +167,13 @@ cudaError_t bind_device(const Driver& d, int device) {
       g_primary[device].store(ctx, std::memory_order_release);
     }
   }
+  *out = ctx;
+  return cudaSuccess;
+}
+
+cudaError_t bind_device(const Driver& d, int device) {
+  CUcontext ctx = nullptr;
+  if (cudaError_t e = primary_context(d, device, &ctx)) return e;
   if (CUresult r = d.cuCtxSetCurrent(ctx)) return to_runtime(r);
   thread_device() = device;
   return cudaSuccess;
@@ -201,6 +211,14 @@ cudaError_t to_runtime(CUresult r) {
       return cudaErrorNotReady;
     case CUDA_ERROR_NOT_SUPPORTED:
       return cudaErrorNotSupported;
+    case CUDA_ERROR_PEER_ACCESS_UNSUPPORTED:
+      return cudaErrorPeerAccessUnsupported;
+    case CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED:
+      return cudaErrorPeerAccessAlreadyEnabled;
+    case CUDA_ERROR_PEER_ACCESS_NOT_ENABLED:
+      return cudaErrorPeerAccessNotEnabled;
+    case CUDA_ERROR_ILLEGAL_ADDRESS:
+      return cudaErrorIllegalAddress;
     default:
       return cudaErrorUnknown;
   }

@@ -55,6 +55,9 @@ struct Driver {
   PFN_cuEventQuery_v2000 cuEventQuery;
   PFN_cuEventDestroy_v4000 cuEventDestroy;
   PFN_cuEventElapsedTime_v12080 cuEventElapsedTime;
+  PFN_cuDeviceCanAccessPeer_v4000 cuDeviceCanAccessPeer;
+  PFN_cuCtxEnablePeerAccess_v4000 cuCtxEnablePeerAccess;
+  PFN_cuCtxDisablePeerAccess_v4000 cuCtxDisablePeerAccess;
 };
 
 // Loads and resolves the driver once and runs cuInit. On failure *d is null and the runtime
@@ -67,6 +70,8 @@ cudaError_t ready(const Driver** d);
 
 // The thread's runtime device (cudaSetDevice), and setting it (binds its primary context).
 int& thread_device();
+// The primary context of `device`, retained once per process (as bind_device does).
+cudaError_t primary_context(const Driver& d, int device, CUcontext* ctx);
 cudaError_t bind_device(const Driver& d, int device);
 
 cudaError_t to_runtime(CUresult r);
