@@ -88,7 +88,7 @@ class RealVmm final : public resources::VmmUpstream {
     auto f = GPUMEM_REAL_DRIVER(cuMemUnmap);
     return f != nullptr ? f(static_cast<CUdeviceptr>(va), bytes) : CUDA_ERROR_NOT_SUPPORTED;
   }
-  int set_access(int device, uintptr_t va, uint64_t bytes) override {
+  int set_access(int device, uintptr_t va, uint64_t bytes, bool read_write) override {
     HookScope scope;
     auto f = GPUMEM_REAL_DRIVER(cuMemSetAccess);
     CUdevice dev = 0;
@@ -97,7 +97,7 @@ class RealVmm final : public resources::VmmUpstream {
     CUmemAccessDesc desc = {};
     desc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
     desc.location.id = dev;
-    desc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    desc.flags = read_write ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE : CU_MEM_ACCESS_FLAGS_PROT_NONE;
     return f(static_cast<CUdeviceptr>(va), bytes, &desc, 1);
   }
   bool is_oom(int code) const override { return code == CUDA_ERROR_OUT_OF_MEMORY; }

@@ -59,6 +59,38 @@ uint64_t ExpandablePool::address_bytes() const {
   return sum;
 }
 
+int ExpandablePool::add_peer(int peer) {
+  std::lock_guard lock(mutex_);
+  if (peer == device() || std::find(peers_.begin(), peers_.end(), peer) != peers_.end()) return 0;
+  for (auto it = mapped_.begin(); it != mapped_.end(); ++it) {
+    const int code = vmm_.set_access(peer, *it, granularity_, true);
+    if (code == 0) continue;
+    for (auto undo = mapped_.begin(); undo != it; ++undo)
+      (void)vmm_.set_access(peer, *undo, granularity_, false);
+    return code;
+  }
+  peers_.push_back(peer);
+  return 0;
+}
+
+int ExpandablePool::remove_peer(int peer) {
+  std::lock_guard lock(mutex_);
+  auto at = std::find(peers_.begin(), peers_.end(), peer);
+  if (at == peers_.end()) return 0;
+  peers_.erase(at);
+  int first_error = 0;
+  for (uintptr_t va : mapped_) {
+    const int code = vmm_.set_access(peer, va, granularity_, false);
+    if (first_error == 0) first_error = code;
+  }
+  return first_error;
+}
+
+std::vector<int> ExpandablePool::peers() const {
+  std::lock_guard lock(mutex_);
+  return peers_;
+}
+
 Result ExpandablePool::grow(uint64_t rounded, uint8_t kind, const Request& /*req*/) {
   if (granularity_ == 0) {
     uint64_t g = 0;
@@ -146,7 +178,9 @@ Result ExpandablePool::map_granules(uintptr_t base, Range& r, size_t g0, size_t 
     const uintptr_t va = base + g * granularity_;
     int code = vmm_.map(va, granularity_, handle);
     if (code == 0) {
-      code = vmm_.set_access(device(), va, granularity_);
+      code = vmm_.set_access(device(), va, granularity_, true);
+      for (size_t i = 0; i < peers_.size() && code == 0; ++i)
+        code = vmm_.set_access(peers_[i], va, granularity_, true);
       if (code != 0) (void)vmm_.unmap(va, granularity_);
     }
     if (code != 0) {

@@ -37,6 +37,7 @@ struct Fixture {
   }
   static SimulatedVmm::Options vmm_options(bool host) {
     SimulatedVmm::Options o;
+    o.devices = 2;  // device 1 is the peer of the peer-access tests
     o.back_with_host_memory = host;
     return o;
   }
@@ -97,6 +98,60 @@ TEST(ExpandablePool, ReservedIsTheGranulesItsBlocksTouch) {
   EXPECT_EQ(f.vmm.live_handles(), 0u);
   EXPECT_EQ(f.sim.in_use(0), 0u);
   EXPECT_EQ(f.vmm.live_ranges(), 1u);  // the address range stays reserved
+}
+
+// Peer access: a block is reachable from device 1 only once device 1 is a peer, on the granules
+// mapped before add_peer and on those mapped after; access maps nothing (reserved and the cap
+// are unchanged), and remove_peer takes it back from every mapped granule.
+TEST(ExpandablePool, APeerGetsAccessToEveryMappedGranuleNowAndLater) {
+  Fixture f(8 * MiB);
+  Result a = f.mr().allocate(req(3 * MiB));  // granules 0 and 1
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(f.vmm.accessible(0, addr(a.ptr), 3 * MiB));
+  EXPECT_FALSE(f.vmm.accessible(1, addr(a.ptr), 3 * MiB));
+  const uint64_t maps = f.vmm.map_calls();
+
+  ASSERT_EQ(f.pool().add_peer(1), 0);
+  EXPECT_TRUE(f.vmm.accessible(1, addr(a.ptr), 3 * MiB));
+  EXPECT_EQ(f.pool().peers(), std::vector<int>{1});
+  EXPECT_EQ(f.vmm.map_calls(), maps);  // no new memory
+  EXPECT_EQ(f.reserved(), 4 * MiB);
+  EXPECT_EQ(f.stack->limit()->used_bytes(), 4 * MiB);
+  ASSERT_EQ(f.pool().add_peer(1), 0);  // again: nothing changes
+  ASSERT_EQ(f.pool().add_peer(0), 0);  // the pool's own device is no peer
+  EXPECT_EQ(f.pool().peers(), std::vector<int>{1});
+
+  Result b = f.mr().allocate(req(4 * MiB));  // 3 to 7 MiB: granule 2 and 3 mapped now
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(f.vmm.map_calls(), maps + 2);
+  EXPECT_TRUE(f.vmm.accessible(1, addr(b.ptr), 4 * MiB));
+  EXPECT_TRUE(f.vmm.accessible(0, addr(b.ptr), 4 * MiB));
+  EXPECT_EQ(f.stack->limit()->used_bytes(), 8 * MiB);  // the cap counts mapped memory only
+
+  ASSERT_EQ(f.pool().remove_peer(1), 0);
+  EXPECT_FALSE(f.vmm.accessible(1, addr(a.ptr), 3 * MiB));
+  EXPECT_FALSE(f.vmm.accessible(1, addr(b.ptr), 4 * MiB));
+  EXPECT_TRUE(f.vmm.accessible(0, addr(b.ptr), 4 * MiB));
+  EXPECT_TRUE(f.pool().peers().empty());
+  ASSERT_EQ(f.mr().deallocate(a.ptr, sync_free(3 * MiB)), Status::ok);
+  ASSERT_EQ(f.mr().deallocate(b.ptr, sync_free(4 * MiB)), Status::ok);
+  EXPECT_EQ(f.pool().empty_cache(), 8 * MiB);
+}
+
+// A peer the device cannot name (SimulatedVmm has 2 devices): the driver's code comes back, the
+// granules keep the access they had, and later mappings are not granted to it.
+TEST(ExpandablePool, APeerTheDriverRefusesIsNotRecorded) {
+  Fixture f;
+  Result a = f.mr().allocate(req(3 * MiB));
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(f.pool().add_peer(5), SimulatedVmm::kInvalidValue);
+  EXPECT_TRUE(f.pool().peers().empty());
+  EXPECT_TRUE(f.vmm.accessible(0, addr(a.ptr), 3 * MiB));
+  Result b = f.mr().allocate(req(4 * MiB));
+  ASSERT_TRUE(b.ok());  // mapping goes on for the pool's own device
+  EXPECT_FALSE(f.vmm.accessible(1, addr(b.ptr), 4 * MiB));
+  ASSERT_EQ(f.mr().deallocate(a.ptr, sync_free(3 * MiB)), Status::ok);
+  ASSERT_EQ(f.mr().deallocate(b.ptr, sync_free(4 * MiB)), Status::ok);
 }
 
 // A petabyte request (the attribution test's too_big, replayed by the OOM explanation) is

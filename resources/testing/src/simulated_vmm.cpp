@@ -139,9 +139,9 @@ int SimulatedVmm::unmap(uintptr_t va, uint64_t bytes) {
   return kSuccess;
 }
 
-int SimulatedVmm::set_access(int device, uintptr_t va, uint64_t bytes) {
+int SimulatedVmm::set_access(int device, uintptr_t va, uint64_t bytes, bool read_write) {
   if (!options_.supported) return kNotSupported;
-  if (device < 0 || device >= options_.devices || bytes == 0) return kInvalidValue;
+  if (device < 0 || device >= options_.devices || device >= 64 || bytes == 0) return kInvalidValue;
   std::lock_guard lock(mutex_);
   // Every byte of the range must be mapped.
   for (uintptr_t at = va; at < va + bytes;) {
@@ -151,10 +151,31 @@ int SimulatedVmm::set_access(int device, uintptr_t va, uint64_t bytes) {
     if (it->first + it->second.bytes <= at) return kInvalidValue;
     at = it->first + it->second.bytes;
   }
-  if (options_.back_with_host_memory &&
-      mprotect(reinterpret_cast<void*>(va), bytes, PROT_READ | PROT_WRITE) != 0)
-    return kInvalidValue;
+  const uint64_t bit = uint64_t{1} << device;
+  auto first = std::prev(mappings_.upper_bound(va));
+  for (auto it = first; it != mappings_.end() && it->first < va + bytes; ++it) {
+    Mapping& m = it->second;
+    m.devices = read_write ? (m.devices | bit) : (m.devices & ~bit);
+    // Host code stands for any device: the pages are usable while some device may use them.
+    if (options_.back_with_host_memory &&
+        mprotect(reinterpret_cast<void*>(it->first), m.bytes,
+                 m.devices != 0 ? PROT_READ | PROT_WRITE : PROT_NONE) != 0)
+      return kInvalidValue;
+  }
   return kSuccess;
+}
+
+bool SimulatedVmm::accessible(int device, uintptr_t va, uint64_t bytes) const {
+  if (device < 0 || device >= 64 || bytes == 0) return false;
+  std::lock_guard lock(mutex_);
+  for (uintptr_t at = va; at < va + bytes;) {
+    auto it = mappings_.upper_bound(at);
+    if (it == mappings_.begin()) return false;
+    --it;
+    if (it->first + it->second.bytes <= at || (it->second.devices >> device & 1) == 0) return false;
+    at = it->first + it->second.bytes;
+  }
+  return true;
 }
 
 size_t SimulatedVmm::live_handles() const {

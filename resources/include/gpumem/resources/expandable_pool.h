@@ -14,6 +14,11 @@
 //   - its largest free block counts mapped bytes only (the OOM record's figure);
 //   - a range that has no room left is joined by another (the larger of the range size and the
 //     request), so a pool runs out of physical memory, never of addresses.
+// Peer access: mapped memory is reachable only from the devices cuMemSetAccess names, not through
+// cudaDeviceEnablePeerAccess as cudaMalloc memory is. The pool names its own device, and every
+// peer add_peer() named, on every granule it has mapped and on every one it maps later (PyTorch's
+// expandable segments do the same); remove_peer() takes the access back. Access maps no memory:
+// reserved bytes and the cap are unchanged.
 // Each mapped granule is a segment for the observer (and the trace): reserved when mapped,
 // released before it is unmapped. The destructor unmaps, releases and frees everything.
 #pragma once
@@ -47,6 +52,15 @@ class ExpandablePool final : public PoolResource {
   // Bytes of address space reserved (all ranges).
   uint64_t address_bytes() const;
 
+  // Gives device `peer` read/write access to every mapped granule, now and when mapped later. All
+  // or none: on a failing cuMemSetAccess the granules granted so far are revoked and its code
+  // comes back. 0 when done, or when peer is the pool's device or already a peer.
+  int add_peer(int peer);
+  // Takes that access back from every mapped granule; later granules are not granted. Returns
+  // the first failing cuMemSetAccess's code (the rest are still revoked), 0 otherwise.
+  int remove_peer(int peer);
+  std::vector<int> peers() const;
+
  private:
   struct Range {
     uint64_t bytes = 0;
@@ -76,6 +90,7 @@ class ExpandablePool final : public PoolResource {
   uint64_t granularity_ = 0;
   std::map<uintptr_t, Range> ranges_;
   std::set<uintptr_t> mapped_;  // addresses of the mapped granules, for the walk over free blocks
+  std::vector<int> peers_;      // devices besides ours given access to every mapped granule
 };
 
 }  // namespace gpumem::resources

@@ -28,8 +28,9 @@ class VmmUpstream {
   virtual int map(uintptr_t va, uint64_t bytes, uint64_t handle) = 0;
   // cuMemUnmap of exactly one earlier map().
   virtual int unmap(uintptr_t va, uint64_t bytes) = 0;
-  // cuMemSetAccess: read/write for `device`.
-  virtual int set_access(int device, uintptr_t va, uint64_t bytes) = 0;
+  // cuMemSetAccess for `device` alone: read/write (CU_MEM_ACCESS_FLAGS_PROT_READWRITE), or none
+  // (CU_MEM_ACCESS_FLAGS_PROT_NONE) when read_write is false. Other devices keep their access.
+  virtual int set_access(int device, uintptr_t va, uint64_t bytes, bool read_write) = 0;
   // True when `code` means out of memory (CUDA_ERROR_OUT_OF_MEMORY).
   virtual bool is_oom(int code) const = 0;
 };

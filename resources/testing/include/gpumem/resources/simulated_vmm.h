@@ -6,7 +6,9 @@
 // expandable pool allocates each handle through SimulatedUpstream, which counts it against the
 // device's capacity. With back_with_host_memory a reservation is PROT_NONE host memory that
 // becomes read/write where mapped, so a test touching an unmapped page crashes. With
-// supported = false every call answers CUDA_ERROR_NOT_SUPPORTED (a device without VMM).
+// supported = false every call answers CUDA_ERROR_NOT_SUPPORTED (a device without VMM). Access is
+// kept per device and per mapping, as CUDA and simcuda do (accessible()); a set_access over part
+// of a mapping sets it for the whole mapping.
 // Thread-safe (one mutex).
 #pragma once
 
@@ -46,7 +48,7 @@ class SimulatedVmm final : public VmmUpstream {
   int release(uint64_t handle) override;
   int map(uintptr_t va, uint64_t bytes, uint64_t handle) override;
   int unmap(uintptr_t va, uint64_t bytes) override;
-  int set_access(int device, uintptr_t va, uint64_t bytes) override;
+  int set_access(int device, uintptr_t va, uint64_t bytes, bool read_write) override;
   bool is_oom(int code) const override { return code == kOutOfMemory; }
 
   size_t live_handles() const;
@@ -55,6 +57,9 @@ class SimulatedVmm final : public VmmUpstream {
   uint64_t mapped_bytes() const;
   uint64_t map_calls() const;
   uint64_t unmap_calls() const;
+  // Whether every byte of [va, va + bytes) is mapped and `device` was given read/write access to
+  // it (what a kernel on that device touching the range needs).
+  bool accessible(int device, uintptr_t va, uint64_t bytes) const;
 
  private:
   struct Handle {
@@ -65,6 +70,7 @@ class SimulatedVmm final : public VmmUpstream {
   struct Mapping {
     uint64_t bytes;
     uint64_t handle;
+    uint64_t devices = 0;  // bit d: device d has read/write access (set_access)
   };
   struct Reservation {
     uint64_t bytes;
