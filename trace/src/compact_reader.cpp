@@ -182,8 +182,11 @@ class CompactFileReader final : public Reader {
   bool next_batch(Batch* batch) override {
     if (in_chunks_ && at_ < chunk_.records.size()) {
       size_t n = 0;
-      while (at_ + n < chunk_.records.size() && n < kMaxBatch && chunk_.payload(at_ + n).empty())
-        ++n;
+      if (chunk_.payloads.empty())  // no blob in the chunk: the rest of it in one batch
+        n = chunk_.records.size() - at_;
+      else
+        while (at_ + n < chunk_.records.size() && n < kMaxBatch && chunk_.payload(at_ + n).empty())
+          ++n;
       if (n > 0) {
         *batch = {chunk_.records.data() + at_, n, {}};
         at_ += n;
