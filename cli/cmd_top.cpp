@@ -197,7 +197,7 @@ int run_top(const TopOptions& o) {
                            "the folder where `gpumem run` writes gpumem-PID.trace\n");
       return 1;
     }
-    write_all(o.json ? json(views, utc_now())
+    write_all(o.json ? gpumem::cli::top::json(views, utc_now())
                      : o.prometheus ? prometheus(views) : plain_lines(views, utc_now()));
     return 0;
   }
