@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "config.h"
+#include "gpumem/resources/expandable_pool.h"
 #include "gpumem/resources/pool_serves.h"
 #include "gpumem/resources/stack.h"
 #include "gpumem/trace/writer.h"
@@ -127,6 +128,34 @@ TraceObserver& observer(PoolKind pool) {
 std::atomic<DeviceStack*> g_stacks[trace::kMaxDevices];
 std::atomic<bool> g_fell_back{false};  // a device's expandable pool fell back to growth
 constinit std::mutex g_build_mutex;
+// Peer access the program enabled (peer_access_changed): bit a of g_peers[owner] set = device a
+// may access device owner's memory. Kept for stacks built later. Written under g_build_mutex.
+std::atomic<uint64_t> g_peers[trace::kMaxDevices];
+
+resources::ExpandablePool* expandable_of(DeviceStack* s) {
+  return s != nullptr ? dynamic_cast<resources::ExpandablePool*>(s->pool()) : nullptr;
+}
+
+// Gives (or takes back from) `peer` access to the owner's expandable pool memory. A refusal is
+// said: the program's kernels on the peer would fault on pooled blocks.
+void update_peer(resources::ExpandablePool& pool, int owner, int peer, bool enabled) {
+  HookScope scope;  // the pool's cuMemSetAccess calls are ours
+  const int code = enabled ? pool.add_peer(peer) : pool.remove_peer(peer);
+  if (code == 0) return;
+  if (enabled)
+    log_message(LogLevel::warn,
+                "device %d: peer access to device %d's memory is enabled, but the expandable pool "
+                "could not give device %d access to its blocks (cuMemSetAccess answered %d); "
+                "kernels on device %d that touch them will fault. Use GPUMEM_POOL=growth for "
+                "this program.",
+                peer, owner, peer, code, peer);
+  else
+    log_message(LogLevel::warn,
+                "device %d: peer access to device %d's memory is disabled, but the expandable pool "
+                "could not take back device %d's access to all of its blocks (cuMemSetAccess "
+                "answered %d); they stay reachable from device %d.",
+                peer, owner, peer, code, peer);
+}
 
 const LimitSpec& limit_spec(int device) {
   const Config& c = config();
@@ -231,6 +260,12 @@ DeviceStack* build_stack(int device) {
                 "GPUMEM_LIMIT set to a size such as 8GiB. Set one of them.",
                 device);
     std::_Exit(2);
+  }
+  // Peer access enabled before this device's first request reaches its pool now.
+  if (resources::ExpandablePool* pool = expandable_of(stack)) {
+    const uint64_t peers = g_peers[device].load(std::memory_order_relaxed);
+    for (int p = 0; p < trace::kMaxDevices; ++p)
+      if ((peers >> p & 1) != 0) update_peer(*pool, device, p, true);
   }
   GPUMEM_INFO("device %d: pool %s, limit %llu bytes", device, pool_kind_name(sc.pool),
               static_cast<unsigned long long>(sc.limit));
@@ -354,6 +389,18 @@ FreeResult deallocate(const Request& req, const LiveInfo& info, uint64_t address
   freed.device = info.device;
   freed.bytes = info.bytes;
   return mr->deallocate(reinterpret_cast<void*>(address), freed);
+}
+
+void peer_access_changed(int accessor, int owner, bool enabled) {
+  if (accessor < 0 || owner < 0 || accessor >= trace::kMaxDevices ||
+      owner >= trace::kMaxDevices || accessor == owner)
+    return;
+  std::lock_guard lock(g_build_mutex);
+  const uint64_t bit = uint64_t{1} << accessor;
+  const uint64_t peers = g_peers[owner].load(std::memory_order_relaxed);
+  g_peers[owner].store(enabled ? peers | bit : peers & ~bit, std::memory_order_relaxed);
+  if (resources::ExpandablePool* pool = expandable_of(built_stack(owner)))
+    update_peer(*pool, owner, accessor, enabled);
 }
 
 bool has_stack(int device) {

@@ -43,6 +43,12 @@ Result allocate(const Request& req, Route route);
 FreeResult deallocate(const Request& req, const LiveInfo& info, uint64_t address);
 // True when address lies in a segment of any pool: such an address must never reach CUDA's free.
 bool pool_owns(uint64_t address);
+// The program enabled (or disabled) peer access from device `accessor` to device `owner`'s
+// memory, with cudaDeviceEnablePeerAccess or cuCtxEnablePeerAccess (hooks/peer.cpp). The owner's
+// expandable pool gives the accessor access to every granule it maps, or takes it back
+// (docs/policies.md, "Peer access"); other pools need nothing (their memory is CUDA's own
+// allocations, which peer access reaches). Remembered for a stack built later.
+void peer_access_changed(int accessor, int owner, bool enabled);
 // True once the device's stack is built (its first request under a policy).
 bool has_stack(int device);
 

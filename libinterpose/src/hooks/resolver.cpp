@@ -81,6 +81,7 @@ void build_map() {
   add(kArrayWrapped, kArrayWrappedCount);
   add(kHostRegisterWrapped, kHostRegisterWrappedCount);
   add(kIpcWrapped, kIpcWrappedCount);
+  add(kPeerWrapped, kPeerWrappedCount);
   g_map_ready.store(true, std::memory_order_release);
 }
 
@@ -181,10 +182,11 @@ void* wrapper_for_name(const char* name, Lookup lookup) {
   if ((name[0] != 'c' || name[1] != 'u') && (name[0] != 'n' || name[1] != 'v'))
     return nullptr;  // cu*, cuda* and nvml* only
   const Wrapped* tables[] = {kRuntimeWrapped, kDriverWrapped,       kResolverWrapped, kNvmlWrapped,
-                             kArrayWrapped,   kHostRegisterWrapped, kIpcWrapped};
+                             kArrayWrapped,   kHostRegisterWrapped, kIpcWrapped,
+                             kPeerWrapped};
   const size_t counts[] = {kRuntimeWrappedCount, kDriverWrappedCount, kResolverWrappedCount,
                            kNvmlWrappedCount,    kArrayWrappedCount,  kHostRegisterWrappedCount,
-                           kIpcWrappedCount};
+                           kIpcWrappedCount,     kPeerWrappedCount};
   for (size_t t = 0; t < sizeof tables / sizeof tables[0]; ++t)
     for (size_t i = 0; i < counts[t]; ++i)
       if (std::strcmp(tables[t][i].name, name) == 0)

@@ -31,6 +31,8 @@ extern const Wrapped kNvmlWrapped[];  // hooks/nvml.cpp: symbol and dlsym paths 
 extern const size_t kNvmlWrappedCount;
 extern const Wrapped kIpcWrapped[];  // hooks/ipc.cpp: runtime and driver IPC imports
 extern const size_t kIpcWrappedCount;
+extern const Wrapped kPeerWrapped[];  // hooks/peer.cpp: peer access, runtime and driver
+extern const size_t kPeerWrappedCount;
 
 // The wrapper for exactly this name (no prefix match, no version guessing), or nullptr.
 void* wrapper_for_name(const char* name, trace::Lookup lookup);
