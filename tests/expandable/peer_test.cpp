@@ -35,8 +35,8 @@ constexpr const char* kExpected =
     "driver-disable 0\n"
     "driver-after-disable 700\n";
 
-std::string run_under(const std::string& pool) {
-  const gpumem::test::Output o = sh(std::string(kEnv) + GPUMEM_CLI +
+std::string run_under(const std::string& pool, const std::string& env = "") {
+  const gpumem::test::Output o = sh(std::string(kEnv) + env + GPUMEM_CLI +
                                     " run --device sim --trace off --pool " + pool +
                                     " -- " PEER_PROG);
   EXPECT_EQ(o.status, 0) << o.out;
@@ -50,6 +50,39 @@ TEST(ExpandablePeer, PooledBlocksAreReachableFromAPeerExactlyWhenCudaMallocMemor
   EXPECT_EQ(plain.out, kExpected);
   EXPECT_EQ(run_under("growth"), kExpected);
   EXPECT_EQ(run_under("expandable"), kExpected);
+}
+
+// SIMCUDA_PEER=0, devices that cannot reach each other: enabling fails (runtime
+// cudaErrorInvalidDevice 101, driver CUDA_ERROR_PEER_ACCESS_UNSUPPORTED 217), so nothing is
+// granted, under the expandable pool as without gpumem. A bad value stops the program (status 2).
+TEST(ExpandablePeer, DevicesThatCannotReachEachOtherGetNoAccess) {
+  const std::string expected =
+      "before-enable 700\n"
+      "own-device 0\n"
+      "enable 101\n"
+      "enable-again 101\n"
+      "mapped-before 700\n"
+      "other-way 700\n"
+      "mapped-after 700\n"
+      "disable 705\n"
+      "disable-again 705\n"
+      "after-disable 700\n"
+      "after-disable-later-block 700\n"
+      "driver-enable 217\n"
+      "driver-mapped-before 700\n"
+      "driver-disable 705\n"
+      "driver-after-disable 700\n";
+  const gpumem::test::Output plain = sh(std::string(kEnv) +
+                                        "SIMCUDA_PEER=0 LD_LIBRARY_PATH=" GPUMEM_SIMCUDA_DIR
+                                        " " PEER_PROG);
+  ASSERT_EQ(plain.status, 0) << plain.out;
+  EXPECT_EQ(plain.out, expected);
+  EXPECT_EQ(run_under("expandable", "SIMCUDA_PEER=0 "), expected);
+  const gpumem::test::Output bad = sh(std::string(kEnv) +
+                                      "SIMCUDA_PEER=yes LD_LIBRARY_PATH=" GPUMEM_SIMCUDA_DIR
+                                      " " PEER_PROG);
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.out.find("SIMCUDA_PEER='yes' is not valid; use 1"), std::string::npos) << bad.out;
 }
 
 }  // namespace
