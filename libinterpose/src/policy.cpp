@@ -392,8 +392,8 @@ FreeResult deallocate(const Request& req, const LiveInfo& info, uint64_t address
 }
 
 void peer_access_changed(int accessor, int owner, bool enabled) {
-  if (accessor < 0 || owner < 0 || accessor >= trace::kMaxDevices ||
-      owner >= trace::kMaxDevices || accessor == owner)
+  if (accessor < 0 || owner < 0 || accessor >= trace::kMaxDevices || owner >= trace::kMaxDevices ||
+      accessor == owner)
     return;
   std::lock_guard lock(g_build_mutex);
   const uint64_t bit = uint64_t{1} << accessor;

@@ -36,9 +36,9 @@ constexpr const char* kExpected =
     "driver-after-disable 700\n";
 
 std::string run_under(const std::string& pool, const std::string& env = "") {
-  const gpumem::test::Output o = sh(std::string(kEnv) + env + GPUMEM_CLI +
-                                    " run --device sim --trace off --pool " + pool +
-                                    " -- " PEER_PROG);
+  const gpumem::test::Output o =
+      sh(std::string(kEnv) + env + GPUMEM_CLI + " run --device sim --trace off --pool " + pool +
+         " -- " PEER_PROG);
   EXPECT_EQ(o.status, 0) << o.out;
   return o.out;
 }
@@ -72,15 +72,13 @@ TEST(ExpandablePeer, DevicesThatCannotReachEachOtherGetNoAccess) {
       "driver-mapped-before 700\n"
       "driver-disable 705\n"
       "driver-after-disable 700\n";
-  const gpumem::test::Output plain = sh(std::string(kEnv) +
-                                        "SIMCUDA_PEER=0 LD_LIBRARY_PATH=" GPUMEM_SIMCUDA_DIR
-                                        " " PEER_PROG);
+  const gpumem::test::Output plain =
+      sh(std::string(kEnv) + "SIMCUDA_PEER=0 LD_LIBRARY_PATH=" GPUMEM_SIMCUDA_DIR " " PEER_PROG);
   ASSERT_EQ(plain.status, 0) << plain.out;
   EXPECT_EQ(plain.out, expected);
   EXPECT_EQ(run_under("expandable", "SIMCUDA_PEER=0 "), expected);
-  const gpumem::test::Output bad = sh(std::string(kEnv) +
-                                      "SIMCUDA_PEER=yes LD_LIBRARY_PATH=" GPUMEM_SIMCUDA_DIR
-                                      " " PEER_PROG);
+  const gpumem::test::Output bad =
+      sh(std::string(kEnv) + "SIMCUDA_PEER=yes LD_LIBRARY_PATH=" GPUMEM_SIMCUDA_DIR " " PEER_PROG);
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.out.find("SIMCUDA_PEER='yes' is not valid; use 1"), std::string::npos) << bad.out;
 }
