@@ -22,8 +22,6 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
   // Every record takes at least two bytes: a count the body cannot hold is a lie.
   if (records > kMaxChunkRecords || records > len / 2) return false;
   out->records.reserve(records);
-  out->payload_begin.reserve(records + 1);
-  out->payload_begin.push_back(0);
   // Each declared shape as a whole record (the shape's fields, every other field zero, committed):
   // a record starts as a copy of its shape's, built in place in the output. Only entries declared
   // in this chunk are ever read.
@@ -54,8 +52,10 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
     } else if (shape_byte >= (s.shape_count < kShapes ? s.shape_count : kShapes)) {
       return false;
     }
-    Record& r = out->records.emplace_back(shape_records[shape]);
-    r.t_ns = s.last_t + static_cast<uint64_t>(unzigzag(in.varint()));
+    // Time, address and size are worked out in registers and stored once: the tables learn from
+    // these values, not from the record just written (reading it back waited on its store).
+    const uint64_t t = s.last_t + static_cast<uint64_t>(unzigzag(in.varint()));
+    uint64_t address = 0, bytes = 0;
     int address_hit = -1;
     switch (mode & 3) {
       case kAddrTable: {
@@ -63,16 +63,16 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
         const uint32_t known = s.address_count < kAddresses ? s.address_count : kAddresses;
         if (i >= known) return false;
         address_hit = i;
-        r.address = s.addresses[i].address;
+        address = s.addresses[i].address;
         break;
       }
       case kAddrDelta:
-        r.address = s.last_address + static_cast<uint64_t>(unzigzag(in.varint()));
-        if (r.address == 0) return false;  // the encoder writes a zero address as kAddrZero
+        address = s.last_address + static_cast<uint64_t>(unzigzag(in.varint()));
+        if (address == 0) return false;  // the encoder writes a zero address as kAddrZero
         break;
       case kAddrLiteral:
-        r.address = in.varint();
-        if (r.address == 0) return false;
+        address = in.varint();
+        if (address == 0) return false;
         break;
       default: break;
     }
@@ -82,16 +82,20 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
         const uint8_t i = in.byte();
         const uint32_t known = s.size_count < kSizes ? s.size_count : kSizes;
         if (i >= known) return false;
-        r.bytes = s.sizes[i];
+        bytes = s.sizes[i];
         break;
       }
-      case kBytesLiteral: r.bytes = in.varint(); break;
+      case kBytesLiteral: bytes = in.varint(); break;
       case kBytesOfAddress:
         if (address_hit < 0) return false;
-        r.bytes = s.addresses[address_hit].bytes;
+        bytes = s.addresses[address_hit].bytes;
         break;
       default: break;
     }
+    Record& r = out->records.emplace_back(shape_records[shape]);
+    r.t_ns = t;
+    r.address = address;
+    r.bytes = bytes;
     if (mode & kHasAux) r.aux = in.varint();
     if (mode & kHasSite) {
       const uint64_t site = in.varint();
@@ -105,13 +109,16 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
     }
     if (mode & kHasPayload) {
       const uint64_t n = in.varint();
-      const uint8_t* bytes = in.take(n);
-      if (bytes == nullptr || n == 0) return false;
-      out->payloads.append(reinterpret_cast<const char*>(bytes), n);
+      const uint8_t* blob = in.take(n);
+      if (blob == nullptr || n == 0) return false;
+      // The chunk's first blob: the records before it had no payload.
+      if (out->payload_begin.empty()) out->payload_begin.assign(out->records.size(), 0);
+      out->payloads.append(reinterpret_cast<const char*>(blob), n);
     }
     if (!in.ok()) return false;
-    s.learn(r, address_hit, bytes_mode);
-    out->payload_begin.push_back(static_cast<uint32_t>(out->payloads.size()));
+    s.learn(address, bytes, t, address_hit, bytes_mode);
+    if (!out->payload_begin.empty())
+      out->payload_begin.push_back(static_cast<uint32_t>(out->payloads.size()));
   }
   return in.at_end();
 }

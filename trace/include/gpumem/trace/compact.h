@@ -71,20 +71,23 @@ struct ChunkState {
   // entry its address was coded as (or -1); `bytes_mode`: how its size was coded (BytesMode).
   // Inline: it runs for every record coded or decoded.
   void learn(const Record& r, int address_hit, int bytes_mode) {
-    if (r.address != 0) {
+    learn(r.address, r.bytes, r.t_ns, address_hit, bytes_mode);
+  }
+  void learn(uint64_t address, uint64_t bytes, uint64_t t_ns, int address_hit, int bytes_mode) {
+    if (address != 0) {
       if (address_hit >= 0) {
-        addresses[address_hit].bytes = r.bytes;  // the allocation at that address now has this size
+        addresses[address_hit].bytes = bytes;  // the allocation at that address now has this size
       } else {
-        addresses[address_count % kAddresses] = {r.address, r.bytes};
+        addresses[address_count % kAddresses] = {address, bytes};
         ++address_count;
       }
-      last_address = r.address;
+      last_address = address;
     }
     if (bytes_mode == kBytesLiteral) {
-      sizes[size_count % kSizes] = r.bytes;
+      sizes[size_count % kSizes] = bytes;
       ++size_count;
     }
-    last_t = r.t_ns;
+    last_t = t_ns;
   }
 };
 
@@ -115,9 +118,12 @@ class ChunkEncoder {
 // A decoded chunk: records (commit = kCommitted) and the payload of each blob.
 struct DecodedChunk {
   std::vector<Record> records;
-  std::vector<uint32_t> payload_begin;  // records.size() + 1 offsets into payloads
+  // records.size() + 1 offsets into payloads; empty when no record of the chunk has a payload
+  // (most chunks: then nothing is stored per record for payloads).
+  std::vector<uint32_t> payload_begin;
   std::string payloads;
   std::string_view payload(size_t i) const {
+    if (payload_begin.empty()) return {};
     return std::string_view(payloads).substr(payload_begin[i],
                                              payload_begin[i + 1] - payload_begin[i]);
   }
