@@ -74,8 +74,11 @@ class DecodeAhead {
   Slot* claim();
   // With mutex_ held: makes window_ hold the file's bytes [at, at + len) when the file has them.
   bool window_holds(uint64_t at, uint64_t len);
-  // Decodes a claimed slot's chunk with the lock released.
-  void decode(Slot* slot, std::unique_lock<std::mutex>& lock);
+  // Decodes a claimed slot's chunk with the lock released. The thread writes the records with
+  // non-temporal stores (`streaming`): ordinary ones would first fetch each line from the other
+  // core, which read it last, and that made decoding on the thread two to three times dearer than
+  // on the caller's core (a report of 10M events: 139 -> 114 ms).
+  void decode(Slot* slot, std::unique_lock<std::mutex>& lock, bool streaming);
   uint64_t free_slots() const { return kSlots - (claimed_ - consumed_); }
 
   int fd_;

@@ -1,6 +1,11 @@
 // Checking and decoding compact chunks. Everything in a chunk comes from a file: every length,
 // index and count is checked before it is used, and a chunk that does not decode exactly yields
 // no records at all (never invented or partial ones).
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include <cstddef>
 #include <cstring>
 
 #include "gpumem/trace/compact.h"
@@ -15,13 +20,58 @@ uint32_t get_u32(const uint8_t* p) {
   return v;
 }
 
-bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out) {
+// Writes one record, built in registers, in one go: with ordinary stores or, `streaming`, with
+// non-temporal ones that go to memory without first fetching the line (decode_ahead.h: the
+// analysis reads the records on the other core, where the line last was).
+inline void store_record(Record* dst, uint64_t t, uint64_t address, uint64_t bytes, uint64_t aux,
+                         uint32_t site, int32_t result, const Record& shape, bool streaming) {
+#if defined(__SSE2__)
+  const __m128i a = _mm_set_epi64x(static_cast<long long>(address), static_cast<long long>(t));
+  const __m128i b = _mm_set_epi64x(static_cast<long long>(shape.stream), static_cast<long long>(bytes));
+  const __m128i c = _mm_set_epi64x(static_cast<long long>(uint64_t{site} << 32 | shape.tid),
+                                   static_cast<long long>(aux));
+  // result, op | api << 16, device | flags << 16, commit: bytes 48 to 63 of a Record (format.h).
+  const __m128i d = _mm_set_epi32(
+      static_cast<int>(kCommitted),
+      static_cast<int>(uint32_t{static_cast<uint16_t>(shape.device)} | uint32_t{shape.flags} << 16),
+      static_cast<int>(uint32_t{shape.op} | uint32_t{shape.api} << 16), result);
+  auto* p = reinterpret_cast<__m128i*>(dst);
+  if (streaming) {
+    _mm_stream_si128(p, a);
+    _mm_stream_si128(p + 1, b);
+    _mm_stream_si128(p + 2, c);
+    _mm_stream_si128(p + 3, d);
+  } else {
+    _mm_storeu_si128(p, a);
+    _mm_storeu_si128(p + 1, b);
+    _mm_storeu_si128(p + 2, c);
+    _mm_storeu_si128(p + 3, d);
+  }
+#else
+  (void)streaming;
+  Record r = shape;
+  r.t_ns = t;
+  r.address = address;
+  r.bytes = bytes;
+  r.aux = aux;
+  r.site = site;
+  r.result = result;
+  *dst = r;
+#endif
+}
+static_assert(offsetof(Record, stream) == 24 && offsetof(Record, aux) == 32 &&
+              offsetof(Record, tid) == 40 && offsetof(Record, result) == 48 &&
+              offsetof(Record, op) == 52 && offsetof(Record, device) == 56, "store_record's layout");
+
+bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out, bool streaming) {
   ChunkState s;
   s.reset();
   ByteReader in(body, len);
   // Every record takes at least two bytes: a count the body cannot hold is a lie.
   if (records > kMaxChunkRecords || records > len / 2) return false;
   out->records.reserve(records);
+  // Non-temporal stores need 16-byte alignment, which operator new gives on x86-64.
+  streaming = streaming && reinterpret_cast<uintptr_t>(out->records.data()) % 16 == 0;
   // Each declared shape as a whole record (the shape's fields, every other field zero, committed):
   // a record starts as a copy of its shape's, built in place in the output. Only entries declared
   // in this chunk are ever read.
@@ -92,21 +142,22 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
         break;
       default: break;
     }
-    Record& r = out->records.emplace_back(shape_records[shape]);
-    r.t_ns = t;
-    r.address = address;
-    r.bytes = bytes;
-    if (mode & kHasAux) r.aux = in.varint();
+    uint64_t aux = 0;
+    uint32_t site = 0;
+    int32_t result = 0;
+    if (mode & kHasAux) aux = in.varint();
     if (mode & kHasSite) {
-      const uint64_t site = in.varint();
-      if (site > 0xFFFFFFFFu) return false;
-      r.site = static_cast<uint32_t>(site);
+      const uint64_t v = in.varint();
+      if (v > 0xFFFFFFFFu) return false;
+      site = static_cast<uint32_t>(v);
     }
     if (mode & kHasResult) {
-      const int64_t result = unzigzag(in.varint());
-      if (result < INT32_MIN || result > INT32_MAX) return false;
-      r.result = static_cast<int32_t>(result);
+      const int64_t v = unzigzag(in.varint());
+      if (v < INT32_MIN || v > INT32_MAX) return false;
+      result = static_cast<int32_t>(v);
     }
+    store_record(&out->records.emplace_back(), t, address, bytes, aux, site, result,
+                 shape_records[shape], streaming);
     if (mode & kHasPayload) {
       const uint64_t n = in.varint();
       const uint8_t* blob = in.take(n);
@@ -120,6 +171,9 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
     if (!out->payload_begin.empty())
       out->payload_begin.push_back(static_cast<uint32_t>(out->payloads.size()));
   }
+#if defined(__SSE2__)
+  if (streaming) _mm_sfence();  // every store seen before the chunk is handed on
+#endif
   return in.at_end();
 }
 
@@ -141,18 +195,20 @@ ChunkCheck check_chunk(const uint8_t* data, size_t size, ChunkInfo* info) {
   return ChunkCheck::ok;
 }
 
-bool decode_body(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out) {
+bool decode_body(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out,
+                 bool streaming) {
   out->records.clear();
   out->payload_begin.clear();
   out->payloads.clear();
-  if (decode(body, len, records, out)) return true;
+  if (decode(body, len, records, out, streaming)) return true;
   out->records.clear();
   out->payload_begin.clear();
   out->payloads.clear();
   return false;
 }
 
-bool decode_chunk(const uint8_t* data, size_t size, DecodedChunk* out, ChunkInfo* info) {
+bool decode_chunk(const uint8_t* data, size_t size, DecodedChunk* out, ChunkInfo* info,
+                  bool streaming) {
   ChunkInfo local;
   ChunkInfo& i = info != nullptr ? *info : local;
   if (check_chunk(data, size, &i) != ChunkCheck::ok) {
@@ -161,7 +217,7 @@ bool decode_chunk(const uint8_t* data, size_t size, DecodedChunk* out, ChunkInfo
     out->payloads.clear();
     return false;
   }
-  return decode_body(data + kChunkHeaderBytes, i.body_bytes, i.records, out);
+  return decode_body(data + kChunkHeaderBytes, i.body_bytes, i.records, out, streaming);
 }
 
 }  // namespace gpumem::trace::compact

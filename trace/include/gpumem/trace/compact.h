@@ -14,8 +14,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gpumem/trace/format.h"
@@ -115,9 +117,30 @@ class ChunkEncoder {
   uint32_t count_ = 0;
 };
 
+// std::allocator that leaves what it constructs without arguments uninitialised: the decoder
+// writes every byte of each record, so zeroing it first would only write it twice.
+template <class T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <class U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
 // A decoded chunk: records (commit = kCommitted) and the payload of each blob.
 struct DecodedChunk {
-  std::vector<Record> records;
+  std::vector<Record, UninitializedAllocator<Record>> records;
   // records.size() + 1 offsets into payloads; empty when no record of the chunk has a payload
   // (most chunks: then nothing is stored per record for payloads).
   std::vector<uint32_t> payload_begin;
@@ -145,8 +168,12 @@ enum class ChunkCheck {
 ChunkCheck check_chunk(const uint8_t* data, size_t size, ChunkInfo* info);
 // Decodes a checked chunk's body. False (out emptied) when the body does not decode to exactly
 // `records` records using exactly `len` bytes: the chunk is damaged and yields no records.
-bool decode_body(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out);
+// `streaming`: write the records with non-temporal stores (for a thread that decodes what another
+// core reads next; decode_ahead.h).
+bool decode_body(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out,
+                 bool streaming = false);
 // check_chunk then decode_body.
-bool decode_chunk(const uint8_t* data, size_t size, DecodedChunk* out, ChunkInfo* info);
+bool decode_chunk(const uint8_t* data, size_t size, DecodedChunk* out, ChunkInfo* info,
+                  bool streaming = false);
 
 }  // namespace gpumem::trace::compact
