@@ -24,7 +24,8 @@ uint32_t get_u32(const uint8_t* p) {
 // non-temporal ones that go to memory without first fetching the line (decode_ahead.h: the
 // analysis reads the records on the other core, where the line last was).
 inline void store_record(Record* dst, uint64_t t, uint64_t address, uint64_t bytes, uint64_t aux,
-                         uint32_t site, int32_t result, const Record& shape, bool streaming) {
+                         uint32_t site, int32_t result, const ChunkState::Shape& shape,
+                         bool streaming) {
 #if defined(__SSE2__)
   const __m128i a = _mm_set_epi64x(static_cast<long long>(address), static_cast<long long>(t));
   const __m128i b = _mm_set_epi64x(static_cast<long long>(shape.stream), static_cast<long long>(bytes));
@@ -49,7 +50,14 @@ inline void store_record(Record* dst, uint64_t t, uint64_t address, uint64_t byt
   }
 #else
   (void)streaming;
-  Record r = shape;
+  Record r{};
+  r.op = shape.op;
+  r.api = shape.api;
+  r.flags = shape.flags;
+  r.device = shape.device;
+  r.tid = shape.tid;
+  r.stream = shape.stream;
+  r.commit = kCommitted;
   r.t_ns = t;
   r.address = address;
   r.bytes = bytes;
@@ -72,10 +80,6 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
   out->records.reserve(records);
   // Non-temporal stores need 16-byte alignment, which operator new gives on x86-64.
   streaming = streaming && reinterpret_cast<uintptr_t>(out->records.data()) % 16 == 0;
-  // Each declared shape as a whole record (the shape's fields, every other field zero, committed):
-  // a record starts as a copy of its shape's, built in place in the output. Only entries declared
-  // in this chunk are ever read.
-  Record shape_records[kShapes];
   for (uint32_t n = 0; n < records; ++n) {
     const uint8_t shape_byte = in.byte();
     const uint8_t mode = in.byte();
@@ -89,15 +93,9 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
           dev < INT16_MIN || dev > INT16_MAX)
         return false;
       shape = s.shape_count % kShapes;
-      Record& t = shape_records[shape];
-      t = Record{};
-      t.op = static_cast<uint16_t>(op);
-      t.api = static_cast<uint16_t>(api);
-      t.flags = static_cast<uint16_t>(flags);
-      t.device = static_cast<int16_t>(dev);
-      t.tid = static_cast<uint32_t>(tid);
-      t.stream = stream;
-      t.commit = kCommitted;
+      s.shapes[shape] = {static_cast<uint16_t>(op), static_cast<uint16_t>(api),
+                         static_cast<uint16_t>(flags), static_cast<int16_t>(dev),
+                         static_cast<uint32_t>(tid), stream};
       ++s.shape_count;
     } else if (shape_byte >= (s.shape_count < kShapes ? s.shape_count : kShapes)) {
       return false;
@@ -157,7 +155,7 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
       result = static_cast<int32_t>(v);
     }
     store_record(&out->records.emplace_back(), t, address, bytes, aux, site, result,
-                 shape_records[shape], streaming);
+                 s.shapes[shape], streaming);
     if (mode & kHasPayload) {
       const uint64_t n = in.varint();
       const uint8_t* blob = in.take(n);
