@@ -4,8 +4,10 @@
 #include <map>
 #include <random>
 #include <set>
+#include <unordered_map>
 #include <vector>
 
+#include "address_map.h"
 #include "free_extents.h"
 #include "metrics.h"
 #include "segment_space.h"
@@ -13,6 +15,45 @@
 
 namespace gpumem::analyzer {
 namespace {
+
+// The address map against std::unordered_map: grown through many doublings, entries erased at
+// random (backward shift), then a retain pass (the analyzer's forgetting of freed addresses) that
+// must still find every kept key and no other, and go on taking entries.
+TEST(AddressMap, MatchesAMapThroughGrowthEraseAndRetain) {
+  AddressMap<uint64_t> m;
+  std::unordered_map<uint64_t, uint64_t> want;
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 400000; ++i) {
+    const uint64_t key = (rng() % 600000) * 256;  // key 0 included: it lives apart
+    if (rng() % 4 == 0) {
+      EXPECT_EQ(m.erase(key), want.erase(key) == 1) << key;
+      continue;
+    }
+    bool inserted = false;
+    m.find_or_insert(key, &inserted) = key ^ 0x55;
+    EXPECT_EQ(inserted, want.emplace(key, key ^ 0x55).second) << key;
+  }
+  ASSERT_EQ(m.size(), want.size());
+  ASSERT_GT(m.size(), size_t{1} << 17);
+  auto keep = [](uint64_t key, uint64_t) { return key % 3 == 0; };
+  m.retain_if(keep);
+  std::erase_if(want, [&](const auto& kv) { return !keep(kv.first, kv.second); });
+  ASSERT_EQ(m.size(), want.size());
+  size_t seen = 0;
+  m.for_each([&](uint64_t key, uint64_t value) {
+    ++seen;
+    auto it = want.find(key);
+    ASSERT_NE(it, want.end()) << key;
+    EXPECT_EQ(value, it->second);
+  });
+  EXPECT_EQ(seen, want.size());
+  for (uint64_t k = 0; k < 600000 * 256; k += 256 * 7)
+    EXPECT_EQ(m.find(k) != nullptr, want.count(k) == 1) << k;
+  bool inserted = false;  // and it goes on taking entries after the pass
+  m.find_or_insert(1, &inserted) = 2;
+  EXPECT_TRUE(inserted);
+  EXPECT_EQ(*m.find(1), 2u);
+}
 
 TEST(SegmentSpace, TakeSplitsAndGiveBackMerges) {
   SegmentSpace s;
