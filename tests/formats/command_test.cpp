@@ -4,6 +4,7 @@
 
 #include "support.h"
 #include "trace_file.h"
+#include "units.h"
 
 namespace gpumem::formats {
 namespace {
@@ -13,13 +14,11 @@ using formats_test::shell;
 using formats_test::temp_file;
 using formats_test::write_all;
 
-constexpr uint64_t MiB = 1 << 20;
-
 std::string make_trace(const std::string& name) {
   replay_test::TraceFile t(80ull << 30);
-  t.alloc(0x7f0000000000, 3 * MiB);
-  t.alloc(0x7f0000400000, MiB);
-  t.free(0x7f0000000000, 3 * MiB);
+  t.alloc(0x7f0000000000, 3 * kMiB);
+  t.alloc(0x7f0000400000, kMiB);
+  t.free(0x7f0000000000, 3 * kMiB);
   const std::string path = temp_file(name + ".trace");
   t.write(path);
   return path;

@@ -8,6 +8,7 @@
 #include "gpumem/formats/pickle.h"
 #include "support.h"
 #include "trace_file.h"
+#include "units.h"
 
 namespace gpumem::formats {
 namespace {
@@ -16,8 +17,6 @@ using formats_test::analyze;
 using formats_test::expect_same;
 using formats_test::temp_file;
 using replay_test::TraceFile;
-
-constexpr uint64_t MiB = 1 << 20;
 
 analyzer::Report through(TraceFile& t, const std::string& name, bool csv) {
   const std::string path = temp_file(name + ".trace");
@@ -50,18 +49,18 @@ TraceFile demo_pooled() {
   TraceFile t(80ull << 30, "growth");
   const uint64_t s1 = 0x7f0000000000, s2 = 0x7f0100000000;
   const uint16_t pooled = trace::kFlagPooled;
-  t.add(trace::Op::segment_reserve, s1, 2 * MiB, 0, trace::Api::pool).aux = 1;
+  t.add(trace::Op::segment_reserve, s1, 2 * kMiB, 0, trace::Api::pool).aux = 1;
   t.alloc(s1, 25600, 0, pooled);
   t.alloc(s1 + 25600, 256, 0, pooled);
-  t.add(trace::Op::segment_reserve, s2, 20 * MiB, 0, trace::Api::pool).aux = 1;
+  t.add(trace::Op::segment_reserve, s2, 20 * kMiB, 0, trace::Api::pool).aux = 1;
   for (int step = 0; step < 3; ++step) {
-    t.alloc(s2, 8 * MiB, 0, pooled);
-    t.alloc(s2 + 8 * MiB, 4 * MiB + step, 0, pooled);
-    t.free(s2 + 8 * MiB, 4 * MiB + step, 0, pooled);
-    t.free(s2, 8 * MiB, 0, pooled);
+    t.alloc(s2, 8 * kMiB, 0, pooled);
+    t.alloc(s2 + 8 * kMiB, 4 * kMiB + step, 0, pooled);
+    t.free(s2 + 8 * kMiB, 4 * kMiB + step, 0, pooled);
+    t.free(s2, 8 * kMiB, 0, pooled);
   }
-  t.failed(64 * MiB, 22 * MiB);
-  t.add(trace::Op::segment_release, s2, 20 * MiB, 0, trace::Api::pool).aux = 1;
+  t.failed(64 * kMiB, 22 * kMiB);
+  t.add(trace::Op::segment_release, s2, 20 * kMiB, 0, trace::Api::pool).aux = 1;
   t.free(s1 + 25600, 256, 0, pooled);
   return t;  // s1 + 25600 B stays live: a leak
 }
@@ -69,8 +68,8 @@ TraceFile demo_pooled() {
 TEST(RoundTrip, DemoLikePooledTraceThroughSnapshot) {
   TraceFile t = demo_pooled();
   const analyzer::Report want = direct(t, "demo");
-  ASSERT_EQ(want.devices[0].peak.allocated_bytes, 25600 + 256 + 12 * MiB + 2);
-  ASSERT_EQ(want.devices[0].peak.reserved_bytes, 22 * MiB);
+  ASSERT_EQ(want.devices[0].peak.allocated_bytes, 25600 + 256 + 12 * kMiB + 2);
+  ASSERT_EQ(want.devices[0].peak.reserved_bytes, 22 * kMiB);
   ASSERT_EQ(want.devices[0].final.leaked_bytes, 25600u);
   expect_same(want, through(t, "demo-snap", false), true);
 }
@@ -81,7 +80,7 @@ TEST(RoundTrip, DemoLikePooledTraceThroughCsvKeepsAllocationsNotSegments) {
   const analyzer::Report got = through(t, "demo-csv", true);
   expect_same(want, got, false);
   // RMM's log has no segments: reserved is what the allocations hold.
-  EXPECT_EQ(got.devices[0].peak.reserved_bytes, 25600 + 256 + 12 * MiB + 2);
+  EXPECT_EQ(got.devices[0].peak.reserved_bytes, 25600 + 256 + 12 * kMiB + 2);
 }
 
 // Random unpooled traces over a small address pool (addresses reused), with streams.
@@ -96,7 +95,7 @@ TraceFile random_trace(uint32_t seed, size_t n) {
       t.free(address, it->second);
       live.erase(it);
     } else {
-      const uint64_t bytes = 1 + ((rng() % 4 == 0) ? rng() % (64 * MiB) : rng() % 4096);
+      const uint64_t bytes = 1 + ((rng() % 4 == 0) ? rng() % (64 * kMiB) : rng() % 4096);
       t.alloc(address, bytes);
       live[address] = bytes;
     }
@@ -130,20 +129,20 @@ TEST(RoundTrip, RandomPooledTracesThroughSnapshot) {
       const int seg = static_cast<int>(rng() % 4);
       const uint64_t base = 0x7f0000000000 + static_cast<uint64_t>(seg) * 0x10000000;
       if (!reserved[seg]) {
-        t.add(trace::Op::segment_reserve, base, 64 * MiB, 0, trace::Api::pool).aux = 1;
+        t.add(trace::Op::segment_reserve, base, 64 * kMiB, 0, trace::Api::pool).aux = 1;
         reserved[seg] = true;
       }
-      const uint64_t address = base + (rng() % 64) * MiB;
+      const uint64_t address = base + (rng() % 64) * kMiB;
       auto it = live.find(address);
       if (it != live.end()) {
         t.free(address, it->second, 0, pooled);
         live.erase(it);
         if (--in_segment[seg] == 0 && rng() % 2 == 0) {
-          t.add(trace::Op::segment_release, base, 64 * MiB, 0, trace::Api::pool).aux = 1;
+          t.add(trace::Op::segment_release, base, 64 * kMiB, 0, trace::Api::pool).aux = 1;
           reserved[seg] = false;
         }
       } else {
-        const uint64_t bytes = 1 + rng() % MiB;
+        const uint64_t bytes = 1 + rng() % kMiB;
         t.alloc(address, bytes, 0, pooled);
         live[address] = bytes;
         ++in_segment[seg];
@@ -159,20 +158,20 @@ TEST(RoundTrip, RandomPooledTracesThroughSnapshot) {
 // one freed, the four granules wholly inside those holes unmapped, six more mapped for 12 MiB.
 TraceFile expandable_fragmenter() {
   TraceFile t(16ull << 30, "expandable");
-  const uint64_t base = 0x7f0000000000, G = 2 * MiB;
+  const uint64_t base = 0x7f0000000000, G = 2 * kMiB;
   const uint16_t pooled = trace::kFlagPooled;
   const uint16_t granule = static_cast<uint16_t>(trace::MemKind::physical) | pooled;
   auto map = [&](uint64_t g) {
     t.add(trace::Op::segment_reserve, base + g * G, G, 0, trace::Api::pool, granule).aux = 0;
   };
   for (uint64_t g = 0; g < 12; ++g) map(g);
-  for (uint64_t k = 0; k < 8; ++k) t.alloc(base + k * 3 * MiB, 3 * MiB, 0, pooled);
-  for (uint64_t k = 0; k < 8; k += 2) t.free(base + k * 3 * MiB, 3 * MiB, 0, pooled);
+  for (uint64_t k = 0; k < 8; ++k) t.alloc(base + k * 3 * kMiB, 3 * kMiB, 0, pooled);
+  for (uint64_t k = 0; k < 8; k += 2) t.free(base + k * 3 * kMiB, 3 * kMiB, 0, pooled);
   for (uint64_t g : {0, 3, 6, 9})
     t.add(trace::Op::segment_release, base + g * G, G, 0, trace::Api::pool, granule).aux = 0;
   for (uint64_t g = 12; g < 18; ++g) map(g);
-  t.alloc(base + 24 * MiB, 12 * MiB, 0, pooled);
-  return t;  // the 12 MiB block and blocks 1, 3, 5, 7 stay live
+  t.alloc(base + 24 * kMiB, 12 * kMiB, 0, pooled);
+  return t;  // the 12 kMiB block and blocks 1, 3, 5, 7 stay live
 }
 
 // The snapshot shows them as PyTorch shows expandable segments: "segment_map" / "segment_unmap"
@@ -181,7 +180,7 @@ TraceFile expandable_fragmenter() {
 TEST(RoundTrip, ExpandablePoolSegmentsAreMappedRangesOfExpandableSegments) {
   TraceFile t = expandable_fragmenter();
   const analyzer::Report want = direct(t, "exp");
-  ASSERT_EQ(want.devices[0].peak.reserved_bytes, 28 * MiB);
+  ASSERT_EQ(want.devices[0].peak.reserved_bytes, 28 * kMiB);
   const std::string path = temp_file("exp-snap.trace");
   t.write(path);
   std::string bytes, error;
@@ -202,9 +201,9 @@ TEST(RoundTrip, ExpandablePoolSegmentsAreMappedRangesOfExpandableSegments) {
   const PickleNode* segments = doc.find(doc.root(), "segments");
   ASSERT_NE(segments, nullptr);
   ASSERT_EQ(segments->items.size(), 4u);
-  const uint64_t want_at[] = {2 * MiB, 8 * MiB, 14 * MiB, 20 * MiB};
-  const uint64_t want_size[] = {4 * MiB, 4 * MiB, 4 * MiB, 16 * MiB};
-  const uint64_t want_allocated[] = {3 * MiB, 3 * MiB, 3 * MiB, 3 * MiB + 12 * MiB};
+  const uint64_t want_at[] = {2 * kMiB, 8 * kMiB, 14 * kMiB, 20 * kMiB};
+  const uint64_t want_size[] = {4 * kMiB, 4 * kMiB, 4 * kMiB, 16 * kMiB};
+  const uint64_t want_allocated[] = {3 * kMiB, 3 * kMiB, 3 * kMiB, 3 * kMiB + 12 * kMiB};
   for (size_t i = 0; i < 4; ++i) {
     SCOPED_TRACE(i);
     const PickleNode& seg = doc.at(segments->items[i]);
@@ -227,7 +226,7 @@ TEST(RoundTrip, ExpandablePoolSegmentsAreMappedRangesOfExpandableSegments) {
   EXPECT_EQ(b.free_in_segments_at_peak_bytes, a.free_in_segments_at_peak_bytes);
   EXPECT_EQ(b.largest_free_block_at_peak_bytes, a.largest_free_block_at_peak_bytes);
   EXPECT_DOUBLE_EQ(b.external_max, a.external_max);
-  EXPECT_DOUBLE_EQ(a.external_max, 0.75);  // four 3 MiB holes, joined over mapped granules
+  EXPECT_DOUBLE_EQ(a.external_max, 0.75);  // four 3 kMiB holes, joined over mapped granules
 }
 
 // A PyTorch snapshot with expandable segments whose history starts late: an unmap of part of a
@@ -259,9 +258,9 @@ with open(sys.argv[1], 'wb') as f:
   const analyzer::Report r = analyze(image, "exp-late-back");
   ASSERT_EQ(r.devices.size(), 1u);
   // Before the history: [0, 20) MiB (the end state) and [20, 40) MiB (the unmapped part).
-  EXPECT_EQ(r.devices[0].peak.reserved_bytes, 40 * MiB);
-  EXPECT_EQ(r.devices[0].final.reserved_bytes, 20 * MiB);
-  EXPECT_EQ(r.devices[0].final.allocated_bytes, 8 * MiB);
+  EXPECT_EQ(r.devices[0].peak.reserved_bytes, 40 * kMiB);
+  EXPECT_EQ(r.devices[0].final.reserved_bytes, 20 * kMiB);
+  EXPECT_EQ(r.devices[0].final.allocated_bytes, 8 * kMiB);
   EXPECT_EQ(r.devices[0].counts.segment_reserve, 2u);
   EXPECT_EQ(r.devices[0].counts.segment_release, 1u);
 }

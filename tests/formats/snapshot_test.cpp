@@ -4,14 +4,13 @@
 
 #include "gpumem/formats/pickle.h"
 #include "support.h"
+#include "units.h"
 
 namespace gpumem::formats {
 namespace {
 
 using formats_test::analyze;
 using formats_test::python_pickle;
-
-constexpr uint64_t MiB = 1 << 20;
 
 // A caching-allocator history: one 2 MiB segment, a 1 MiB block from train.py:42 kept, a 512 KiB
 // block freed (free_requested then free_completed), an OOM, a snapshot marker.
@@ -65,13 +64,13 @@ TEST(Snapshot, PythonWrittenSnapshotReadsToExactNumbers) {
     const analyzer::Report r = analyze(image, "fixture");
     ASSERT_EQ(r.devices.size(), 1u);
     const analyzer::DeviceReport& d = r.devices[0];
-    EXPECT_EQ(d.peak.allocated_bytes, MiB + MiB / 2);
-    EXPECT_EQ(d.peak.reserved_bytes, 2 * MiB);
+    EXPECT_EQ(d.peak.allocated_bytes, kMiB + kMiB / 2);
+    EXPECT_EQ(d.peak.reserved_bytes, 2 * kMiB);
     EXPECT_EQ(d.peak.time_ns, 2000);  // time_us T+2, from the first entry at T
-    EXPECT_EQ(d.final.allocated_bytes, MiB);
-    EXPECT_EQ(d.final.reserved_bytes, 2 * MiB);
+    EXPECT_EQ(d.final.allocated_bytes, kMiB);
+    EXPECT_EQ(d.final.reserved_bytes, 2 * kMiB);
     EXPECT_EQ(d.final.leaked_allocations, 1u);
-    EXPECT_EQ(d.final.leaked_bytes, MiB);
+    EXPECT_EQ(d.final.leaked_bytes, kMiB);
     EXPECT_EQ(d.counts.alloc, 2u);
     EXPECT_EQ(d.counts.free, 1u);
     EXPECT_EQ(d.counts.alloc_failed, 1u);
@@ -80,11 +79,11 @@ TEST(Snapshot, PythonWrittenSnapshotReadsToExactNumbers) {
     ASSERT_EQ(d.peak.grouped_by, "python_line");
     ASSERT_EQ(d.peak.live_at_peak.size(), 2u);
     EXPECT_EQ(d.peak.live_at_peak[0].python_line, "forward (train.py:42)");
-    EXPECT_EQ(d.peak.live_at_peak[0].bytes, MiB);
+    EXPECT_EQ(d.peak.live_at_peak[0].bytes, kMiB);
     EXPECT_EQ(d.peak.live_at_peak[0].frames,
               (std::vector<std::string>{"forward (train.py:42)", "main (train.py:90)"}));
     EXPECT_EQ(d.peak.live_at_peak[1].python_line, "attn (model.py:7)");
-    EXPECT_EQ(d.peak.live_at_peak[1].bytes, MiB / 2);
+    EXPECT_EQ(d.peak.live_at_peak[1].bytes, kMiB / 2);
     ASSERT_EQ(d.leaks.size(), 1u);
     EXPECT_EQ(d.leaks[0].python_line, "forward (train.py:42)");
   }
@@ -119,9 +118,9 @@ TEST(Snapshot, StateBeforeTheFirstEntryComesFromTheEndStateAndUnmatchedFrees) {
   ASSERT_EQ(r.devices.size(), 1u);
   const analyzer::DeviceReport& d = r.devices[0];
   // 2 MiB (end state) + 1 MiB (freed first) before; then 2 MiB + 3 MiB at T+1.
-  EXPECT_EQ(d.peak.allocated_bytes, 5 * MiB);
-  EXPECT_EQ(d.peak.reserved_bytes, 20 * MiB);
-  EXPECT_EQ(d.final.allocated_bytes, 2 * MiB);
+  EXPECT_EQ(d.peak.allocated_bytes, 5 * kMiB);
+  EXPECT_EQ(d.peak.reserved_bytes, 20 * kMiB);
+  EXPECT_EQ(d.final.allocated_bytes, 2 * kMiB);
   EXPECT_EQ(d.counts.alloc, 3u);
   EXPECT_EQ(d.counts.free, 2u);
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "oom_explain.h"
+#include "units.h"
 
 namespace {
 
@@ -11,8 +12,6 @@ using gpumem::analyzer::OomAdvice;
 using gpumem::analyzer::OomFit;
 using gpumem::analyzer::OomModuleShare;
 using gpumem::cli::oom_advice;
-constexpr uint64_t kMiB = uint64_t{1} << 20;
-constexpr uint64_t kGiB = uint64_t{1} << 30;
 
 OomFit fit(const char* policy, uint64_t smallest) {
   OomFit f;

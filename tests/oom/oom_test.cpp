@@ -13,6 +13,8 @@
 #include "gpumem/trace/reader.h"
 #include "scratch.h"
 #include "shell.h"
+#include "units.h"
+#include "programs.h"
 
 namespace {
 
@@ -20,10 +22,6 @@ using gpumem::test::Output;
 using gpumem::test::ScratchDir;
 using gpumem::test::sh;
 namespace tr = gpumem::trace;
-
-const std::string kCli = GPUMEM_CLI;
-const std::string kOom = GPUMEM_OOM;
-constexpr uint64_t kMiB = uint64_t{1} << 20;
 
 // Runs `gpumem run --device sim OPTIONS -- gpumem-oom SCENARIO` with its trace in `dir`.
 Output run(const ScratchDir& dir, const std::string& options, const std::string& scenario,

@@ -8,6 +8,7 @@
 #include "browser.h"
 #include "scratch.h"
 #include "shell.h"
+#include "programs.h"
 
 namespace {
 
@@ -15,9 +16,6 @@ using gpumem::test::Output;
 using gpumem::test::ScratchDir;
 using gpumem::test::sh;
 namespace t = gpumem::analyzer::testing;
-
-const std::string kCli = GPUMEM_CLI;
-const std::string kOom = GPUMEM_OOM;
 
 TEST(Page, MarksTheOomAndExplainsIt) {
   if (t::chromium_path().empty()) GTEST_SKIP() << "no chromium: apt-get install -y chromium";

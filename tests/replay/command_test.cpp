@@ -9,27 +9,27 @@
 #include <nlohmann/json.hpp>
 
 #include "trace_file.h"
+#include "units.h"
 
 namespace gpumem::replay {
 namespace {
 
 using replay_test::TraceFile;
-constexpr uint64_t MiB = uint64_t{1} << 20;
 
 using gpumem::test::Output;
 using gpumem::test::sh;
 
 std::string sample_trace() {
-  TraceFile t(64 * MiB, "none");
-  t.alloc(0x1000, 3 * MiB);
-  t.alloc(0x2000, 5 * MiB);
-  t.free(0x1000, 3 * MiB);
+  TraceFile t(64 * kMiB, "none");
+  t.alloc(0x1000, 3 * kMiB);
+  t.alloc(0x2000, 5 * kMiB);
+  t.free(0x1000, 3 * kMiB);
   t.string(3, "forward");
   t.begin(3);
-  t.alloc(0x1000, 4 * MiB);
+  t.alloc(0x1000, 4 * kMiB);
   t.end(3);
-  t.free(0x2000, 5 * MiB);
-  t.free(0x1000, 4 * MiB);
+  t.free(0x2000, 5 * kMiB);
+  t.free(0x1000, 4 * kMiB);
   const std::string path = replay_test::temp_path("cli");
   t.write(path);
   return path;
@@ -44,9 +44,9 @@ TEST(Command, TextSaysWhereItFails) {
   EXPECT_NE(o.out.find("DOES NOT FIT"), std::string::npos) << o.out;
   EXPECT_NE(o.out.find("phase 'forward'"), std::string::npos) << o.out;
   EXPECT_NE(o.out.find("cudaMalloc of 4.00 MiB refused by the limit"), std::string::npos) << o.out;
-  EXPECT_NE(o.out.find("9437184"), std::string::npos) << o.out;   // none: 9 MiB exactly
-  EXPECT_NE(o.out.find("20971520"), std::string::npos) << o.out;  // growth: 20 MiB
-  EXPECT_NE(o.out.find("12582912"), std::string::npos) << o.out;  // fixed: 12 MiB
+  EXPECT_NE(o.out.find("9437184"), std::string::npos) << o.out;   // none: 9 kMiB exactly
+  EXPECT_NE(o.out.find("20971520"), std::string::npos) << o.out;  // growth: 20 kMiB
+  EXPECT_NE(o.out.find("12582912"), std::string::npos) << o.out;  // fixed: 12 kMiB
   ::unlink(path.c_str());
 }
 
@@ -61,12 +61,12 @@ TEST(Command, JsonDocument) {
   EXPECT_EQ(j["policy"], "growth");
   EXPECT_EQ(j["fits"], true);
   const auto& d = j["devices"][0];
-  EXPECT_EQ(d["limit_bytes"].get<uint64_t>(), 20 * MiB);
-  EXPECT_EQ(d["peak_reserved_bytes"].get<uint64_t>(), 20 * MiB);
-  EXPECT_EQ(d["peak_allocated_bytes"].get<uint64_t>(), 9 * MiB);
+  EXPECT_EQ(d["limit_bytes"].get<uint64_t>(), 20 * kMiB);
+  EXPECT_EQ(d["peak_reserved_bytes"].get<uint64_t>(), 20 * kMiB);
+  EXPECT_EQ(d["peak_allocated_bytes"].get<uint64_t>(), 9 * kMiB);
   EXPECT_TRUE(d["failure"].is_null());
-  EXPECT_EQ(d["smallest_limit"]["growth"]["bytes"].get<uint64_t>(), 20 * MiB);
-  EXPECT_EQ(d["smallest_limit"]["none"]["bytes"].get<uint64_t>(), 9 * MiB);
+  EXPECT_EQ(d["smallest_limit"]["growth"]["bytes"].get<uint64_t>(), 20 * kMiB);
+  EXPECT_EQ(d["smallest_limit"]["none"]["bytes"].get<uint64_t>(), 9 * kMiB);
   EXPECT_EQ(d["smallest_limit"]["fixed"]["granularity_bytes"].get<uint64_t>(), 512u);
   ::unlink(json_path.c_str());
   ::unlink(path.c_str());

@@ -4,13 +4,13 @@
 
 #include "gpumem/replay/replay.h"
 #include "trace_file.h"
+#include "units.h"
 
 namespace gpumem::replay {
 namespace {
 
 using replay_test::load;
 using replay_test::TraceFile;
-constexpr uint64_t MiB = uint64_t{1} << 20;
 
 DeviceRun run(const Program& p, Policy policy, uint64_t limit, uint64_t capacity = 0) {
   ReplayOptions o;
@@ -22,16 +22,16 @@ DeviceRun run(const Program& p, Policy policy, uint64_t limit, uint64_t capacity
 
 // A 3 MiB, B 5 MiB, free A, C 4 MiB (peak allocated 9 MiB = B + C), free B, free C.
 TraceFile three_buffers() {
-  TraceFile t(64 * MiB);
-  t.alloc(0x1000, 3 * MiB);
-  t.alloc(0x2000, 5 * MiB);
-  t.free(0x1000, 3 * MiB);
+  TraceFile t(64 * kMiB);
+  t.alloc(0x1000, 3 * kMiB);
+  t.alloc(0x2000, 5 * kMiB);
+  t.free(0x1000, 3 * kMiB);
   t.string(7, "train/step");
   t.begin(7);
-  t.alloc(0x1000, 4 * MiB);
+  t.alloc(0x1000, 4 * kMiB);
   t.end(7);
-  t.free(0x2000, 5 * MiB);
-  t.free(0x1000, 4 * MiB);
+  t.free(0x2000, 5 * kMiB);
+  t.free(0x1000, 4 * kMiB);
   return t;
 }
 
@@ -40,26 +40,26 @@ TEST(Known, NoneFitsAndPeaks) {
   auto p = load(t, "none-fits");
   ASSERT_EQ(p->devices.size(), 1u);
   EXPECT_EQ(p->devices[0].steps.size(), 6u);
-  DeviceRun r = run(*p, Policy::none, 9 * MiB);
+  DeviceRun r = run(*p, Policy::none, 9 * kMiB);
   EXPECT_TRUE(r.fits);
   EXPECT_FALSE(r.failure.has_value());
-  EXPECT_EQ(r.peak_allocated_bytes, 9 * MiB);
-  EXPECT_EQ(r.peak_reserved_bytes, 9 * MiB);
+  EXPECT_EQ(r.peak_allocated_bytes, 9 * kMiB);
+  EXPECT_EQ(r.peak_reserved_bytes, 9 * kMiB);
   // simcuda charges 2 MiB pages: 3 -> 4, 5 -> 6, 4 -> 4: at most 6 + 4 = 4 + 6 = 10 MiB.
-  EXPECT_EQ(r.device_peak_bytes, 10 * MiB);
+  EXPECT_EQ(r.device_peak_bytes, 10 * kMiB);
   EXPECT_EQ(r.fragmentation_max, 0.0);
 }
 
 TEST(Known, NoneFirstFailureHasPhaseBytesAndInUse) {
   TraceFile t = three_buffers();
   auto p = load(t, "none-fails");
-  DeviceRun r = run(*p, Policy::none, 9 * MiB - 1);
+  DeviceRun r = run(*p, Policy::none, 9 * kMiB - 1);
   ASSERT_FALSE(r.fits);
   ASSERT_TRUE(r.failure.has_value());
-  EXPECT_EQ(r.failure->bytes, 4 * MiB);
+  EXPECT_EQ(r.failure->bytes, 4 * kMiB);
   EXPECT_EQ(r.failure->phase, "train/step");
-  EXPECT_EQ(r.failure->in_use_bytes, 5 * MiB);
-  EXPECT_EQ(r.failure->allocated_bytes, 5 * MiB);
+  EXPECT_EQ(r.failure->in_use_bytes, 5 * kMiB);
+  EXPECT_EQ(r.failure->allocated_bytes, 5 * kMiB);
   EXPECT_EQ(r.failure->refused_by, "limit");
   EXPECT_EQ(r.failure->api, "cudaMalloc");
   // Records: 0 alloc, 1 alloc, 2 free, 3 string (+1 continuation slot not counted), 4 begin, 5
@@ -73,15 +73,15 @@ TEST(Known, DeviceAccountingLikeSimcuda) {
   auto p = load(t, "device-pages");
   // A 9 MiB device: the limit (requested bytes) would allow 9 MiB, but in 2 MiB pages A and B
   // alone take 4 + 6 = 10 MiB.
-  DeviceRun r = run(*p, Policy::none, 0, 9 * MiB);
+  DeviceRun r = run(*p, Policy::none, 0, 9 * kMiB);
   ASSERT_FALSE(r.fits);
   EXPECT_EQ(r.failure->refused_by, "device");
-  EXPECT_EQ(r.failure->bytes, 5 * MiB);
-  DeviceRun ok = run(*p, Policy::none, 0, 10 * MiB);
+  EXPECT_EQ(r.failure->bytes, 5 * kMiB);
+  DeviceRun ok = run(*p, Policy::none, 0, 10 * kMiB);
   EXPECT_TRUE(ok.fits);
   // Small allocations share 2 MiB pages: 4096 x 512 B fill exactly one page, one more opens a
   // second.
-  TraceFile s(2 * MiB);
+  TraceFile s(2 * kMiB);
   for (uint64_t i = 0; i < 4096; ++i) s.alloc(0x100000 + i * 512, 500);
   auto ps = load(s, "small-pages");
   EXPECT_TRUE(run(*ps, Policy::none, 0).fits);
@@ -98,22 +98,22 @@ TEST(Known, SmallestLimitPerPolicy) {
   auto p = load(t, "smallest");
   LimitSearch none = smallest_limit(*p, p->devices[0], Policy::none);
   ASSERT_TRUE(none.smallest_bytes.has_value());
-  EXPECT_EQ(*none.smallest_bytes, 9 * MiB);  // exact to the byte
+  EXPECT_EQ(*none.smallest_bytes, 9 * kMiB);  // exact to the byte
   // Growth: 3, 5 and 4 MiB are "large" requests served from 20 MiB segments: one segment holds
   // A and B, then C fits in the freed room. A limit below 20 MiB refuses the first segment.
   LimitSearch growth = smallest_limit(*p, p->devices[0], Policy::growth);
-  EXPECT_EQ(growth.granularity, 2 * MiB);
-  EXPECT_EQ(*growth.smallest_bytes, 20 * MiB);
+  EXPECT_EQ(growth.granularity, 2 * kMiB);
+  EXPECT_EQ(*growth.smallest_bytes, 20 * kMiB);
   EXPECT_FALSE(growth.non_monotonic);
   // Fixed: one pool; A at 0, B at 3 MiB, the rest free after B. A's 3 MiB hole (once freed and
   // synchronized) is too small for C, so C must fit after B: 3 + 5 + 4 = 12 MiB.
   LimitSearch fixed = smallest_limit(*p, p->devices[0], Policy::fixed);
   EXPECT_EQ(fixed.granularity, 512u);
-  EXPECT_EQ(*fixed.smallest_bytes, 12 * MiB);
-  EXPECT_TRUE(run(*p, Policy::fixed, 12 * MiB).fits);
-  EXPECT_FALSE(run(*p, Policy::fixed, 12 * MiB - 512).fits);
-  EXPECT_TRUE(run(*p, Policy::growth, 20 * MiB).fits);
-  EXPECT_FALSE(run(*p, Policy::growth, 20 * MiB - 1).fits);
+  EXPECT_EQ(*fixed.smallest_bytes, 12 * kMiB);
+  EXPECT_TRUE(run(*p, Policy::fixed, 12 * kMiB).fits);
+  EXPECT_FALSE(run(*p, Policy::fixed, 12 * kMiB - 512).fits);
+  EXPECT_TRUE(run(*p, Policy::growth, 20 * kMiB).fits);
+  EXPECT_FALSE(run(*p, Policy::growth, 20 * kMiB - 1).fits);
 }
 
 TEST(Known, GrowthPeaksAndFragmentation) {
@@ -121,41 +121,41 @@ TEST(Known, GrowthPeaksAndFragmentation) {
   auto p = load(t, "growth");
   DeviceRun r = run(*p, Policy::growth, 0);
   EXPECT_TRUE(r.fits);
-  EXPECT_EQ(r.peak_allocated_bytes, 9 * MiB);
-  EXPECT_EQ(r.peak_reserved_bytes, 20 * MiB);
-  EXPECT_EQ(r.device_peak_bytes, 20 * MiB);
+  EXPECT_EQ(r.peak_allocated_bytes, 9 * kMiB);
+  EXPECT_EQ(r.peak_reserved_bytes, 20 * kMiB);
+  EXPECT_EQ(r.device_peak_bytes, 20 * kMiB);
   // At the 9 MiB peak the 20 MiB segment holds A's freed 3 MiB (pending), B (5), C (4) and an
   // 8 MiB tail: free = 11 MiB in two blocks, the largest 8 MiB: 1 - 8/11.
   EXPECT_NEAR(r.fragmentation_at_peak, 1.0 - 8.0 / 11.0, 1e-12);
-  EXPECT_EQ(r.reserved_unallocated_at_peak_bytes, 11 * MiB);
+  EXPECT_EQ(r.reserved_unallocated_at_peak_bytes, 11 * kMiB);
   ASSERT_TRUE(r.utilization.has_value());
   EXPECT_DOUBLE_EQ(*r.utilization, 9.0 / 20.0);
 }
 
 TEST(Known, RecordedFailureIsTriedAndFreed) {
-  TraceFile t(64 * MiB, "none", 8 * MiB);
-  t.alloc(0x1000, 5 * MiB);
-  t.failed(4 * MiB, 5 * MiB);
-  t.free(0x1000, 5 * MiB);
+  TraceFile t(64 * kMiB, "none", 8 * kMiB);
+  t.alloc(0x1000, 5 * kMiB);
+  t.failed(4 * kMiB, 5 * kMiB);
+  t.free(0x1000, 5 * kMiB);
   auto p = load(t, "recorded-failure");
   EXPECT_EQ(p->devices[0].recorded_failures, 1u);
-  EXPECT_EQ(p->devices[0].recorded_limit_bytes, 8 * MiB);
-  DeviceRun at_recorded = run(*p, Policy::none, 8 * MiB);
+  EXPECT_EQ(p->devices[0].recorded_limit_bytes, 8 * kMiB);
+  DeviceRun at_recorded = run(*p, Policy::none, 8 * kMiB);
   ASSERT_FALSE(at_recorded.fits);
   EXPECT_TRUE(at_recorded.failure->recorded_failed);
-  DeviceRun bigger = run(*p, Policy::none, 9 * MiB);
+  DeviceRun bigger = run(*p, Policy::none, 9 * kMiB);
   EXPECT_TRUE(bigger.fits);
-  EXPECT_EQ(bigger.peak_allocated_bytes, 9 * MiB);
-  EXPECT_EQ(*smallest_limit(*p, p->devices[0], Policy::none).smallest_bytes, 9 * MiB);
+  EXPECT_EQ(bigger.peak_allocated_bytes, 9 * kMiB);
+  EXPECT_EQ(*smallest_limit(*p, p->devices[0], Policy::none).smallest_bytes, 9 * kMiB);
 }
 
 TEST(Known, PinnedSkippedManagedUnpooledUnknownFreeCounted) {
-  TraceFile t(64 * MiB);
-  t.alloc(0x1000, 6 * MiB, 0, static_cast<uint16_t>(trace::MemKind::pinned_host));
-  t.alloc(0x2000, 3 * MiB, 0, static_cast<uint16_t>(trace::MemKind::managed));
-  t.alloc(0x3000, 1 * MiB);
+  TraceFile t(64 * kMiB);
+  t.alloc(0x1000, 6 * kMiB, 0, static_cast<uint16_t>(trace::MemKind::pinned_host));
+  t.alloc(0x2000, 3 * kMiB, 0, static_cast<uint16_t>(trace::MemKind::managed));
+  t.alloc(0x3000, 1 * kMiB);
   t.free(0xdead, 0);
-  t.free(0x2000, 3 * MiB, 0, static_cast<uint16_t>(trace::MemKind::managed));
+  t.free(0x2000, 3 * kMiB, 0, static_cast<uint16_t>(trace::MemKind::managed));
   auto p = load(t, "kinds");
   const DeviceProgram& d = p->devices[0];
   EXPECT_EQ(d.skipped_pinned, 1u);
@@ -163,26 +163,26 @@ TEST(Known, PinnedSkippedManagedUnpooledUnknownFreeCounted) {
   EXPECT_EQ(d.unknown_frees, 1u);
   DeviceRun r = run(*p, Policy::growth, 0);
   EXPECT_TRUE(r.fits);
-  EXPECT_EQ(r.peak_allocated_bytes, 4 * MiB);
+  EXPECT_EQ(r.peak_allocated_bytes, 4 * kMiB);
   // Managed 3 MiB straight to the limit; 1 MiB is a "small" request: one 2 MiB segment.
-  EXPECT_EQ(r.peak_reserved_bytes, 5 * MiB);
+  EXPECT_EQ(r.peak_reserved_bytes, 5 * kMiB);
 }
 
 TEST(Known, DevicesAreReplayedSeparately) {
-  TraceFile t(16 * MiB, "none", 0, 2);
-  t.alloc(0x1000, 10 * MiB, 0);
-  t.alloc(0x2000, 12 * MiB, 1);
-  t.free(0x1000, 10 * MiB, 0);
+  TraceFile t(16 * kMiB, "none", 0, 2);
+  t.alloc(0x1000, 10 * kMiB, 0);
+  t.alloc(0x2000, 12 * kMiB, 1);
+  t.free(0x1000, 10 * kMiB, 0);
   auto p = load(t, "two-devices");
   ASSERT_EQ(p->devices.size(), 2u);
   EXPECT_EQ(p->devices[1].device, 1);
-  EXPECT_EQ(*smallest_limit(*p, p->devices[0], Policy::none).smallest_bytes, 10 * MiB);
-  EXPECT_EQ(*smallest_limit(*p, p->devices[1], Policy::none).smallest_bytes, 12 * MiB);
+  EXPECT_EQ(*smallest_limit(*p, p->devices[0], Policy::none).smallest_bytes, 10 * kMiB);
+  EXPECT_EQ(*smallest_limit(*p, p->devices[1], Policy::none).smallest_bytes, 12 * kMiB);
 }
 
 TEST(Known, DoesNotFitEvenAtCapacity) {
-  TraceFile t(8 * MiB);
-  t.alloc(0x1000, 9 * MiB);
+  TraceFile t(8 * kMiB);
+  t.alloc(0x1000, 9 * kMiB);
   auto p = load(t, "too-big");
   LimitSearch s = smallest_limit(*p, p->devices[0], Policy::growth);
   EXPECT_FALSE(s.fits_at_capacity);

@@ -8,25 +8,25 @@
 #include "gpumem/replay/replay_command.h"
 #include "shell.h"
 #include "trace_file.h"
+#include "units.h"
 
 namespace gpumem::replay {
 namespace {
 
 using nlohmann::json;
 using replay_test::TraceFile;
-constexpr uint64_t MiB = uint64_t{1} << 20;
 
 // Recorded with GPUMEM_POOL=fixed GPUMEM_LIMIT=32MiB GPUMEM_POOL_SIZE=8MiB: 6 MiB, then 3 MiB
 // more. The 8 MiB pool cannot hold both (9 MiB); a pool of the limit's 32 MiB could.
 std::unique_ptr<Program> fixed_pool_trace() {
-  TraceFile t(64 * MiB, "fixed", 32 * MiB);
+  TraceFile t(64 * kMiB, "fixed", 32 * kMiB);
   std::snprintf(t.header().config, sizeof t.header().config, "%s",
                 "GPUMEM_TRACE=x.trace\nGPUMEM_POOL=fixed\nGPUMEM_LIMIT=32MiB\n"
                 "GPUMEM_POOL_SIZE=8MiB\n");
-  t.alloc(0x1000, 6 * MiB);
-  t.alloc(0x2000, 3 * MiB);
-  t.free(0x2000, 3 * MiB);
-  t.free(0x1000, 6 * MiB);
+  t.alloc(0x1000, 6 * kMiB);
+  t.alloc(0x2000, 3 * kMiB);
+  t.free(0x2000, 3 * kMiB);
+  t.free(0x1000, 6 * kMiB);
   return replay_test::load(t, "pool-size");
 }
 
@@ -40,16 +40,16 @@ json replay_fixed(const Program& p, const std::string& pool_size, const std::str
 TEST(PoolSize, ReadFromTheTraceHeader) {
   auto p = fixed_pool_trace();
   ASSERT_NE(p, nullptr);
-  EXPECT_EQ(p->recorded_pool_size, 8 * MiB);
+  EXPECT_EQ(p->recorded_pool_size, 8 * kMiB);
   const json doc = replay_fixed(*p, "");
   const json& d = doc["devices"][0];
-  EXPECT_EQ(d["limit_bytes"], 32 * MiB);
-  EXPECT_EQ(d["pool_size_bytes"], 8 * MiB);
+  EXPECT_EQ(d["limit_bytes"], 32 * kMiB);
+  EXPECT_EQ(d["pool_size_bytes"], 8 * kMiB);
   ASSERT_FALSE(d["fits"].get<bool>());
   EXPECT_EQ(d["failure"]["record"], 1u);
-  EXPECT_EQ(d["failure"]["bytes"], 3 * MiB);
+  EXPECT_EQ(d["failure"]["bytes"], 3 * kMiB);
   EXPECT_EQ(d["failure"]["refused_by"], "pool");
-  EXPECT_EQ(d["peak_reserved_bytes"], 8 * MiB);  // the whole pool, taken through the limit
+  EXPECT_EQ(d["peak_reserved_bytes"], 8 * kMiB);  // the whole pool, taken through the limit
   const std::string text = render_replay_text(doc);
   EXPECT_NE(text.find("limit 32.00 MiB, fixed pool 8.00 MiB: DOES NOT FIT\n"), std::string::npos)
       << text;
@@ -60,20 +60,20 @@ TEST(PoolSize, OptionOverridesTheRecordedSize) {
   ASSERT_NE(p, nullptr);
   const json doc = replay_fixed(*p, "9MiB");
   const json& d = doc["devices"][0];
-  EXPECT_EQ(d["pool_size_bytes"], 9 * MiB);
+  EXPECT_EQ(d["pool_size_bytes"], 9 * kMiB);
   EXPECT_TRUE(d["fits"].get<bool>());
-  EXPECT_EQ(d["peak_reserved_bytes"], 9 * MiB);
+  EXPECT_EQ(d["peak_reserved_bytes"], 9 * kMiB);
 }
 
 TEST(PoolSize, WithoutASizeTheLimitSizesThePool) {
-  TraceFile t(64 * MiB, "fixed", 32 * MiB);
-  t.alloc(0x1000, 9 * MiB);
+  TraceFile t(64 * kMiB, "fixed", 32 * kMiB);
+  t.alloc(0x1000, 9 * kMiB);
   auto p = replay_test::load(t, "pool-size-limit");
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->recorded_pool_size, 0u);
   const json doc = replay_fixed(*p, "");
   const json& d = doc["devices"][0];
-  EXPECT_EQ(d["pool_size_bytes"], 32 * MiB);
+  EXPECT_EQ(d["pool_size_bytes"], 32 * kMiB);
   EXPECT_TRUE(d["fits"].get<bool>());
 }
 
@@ -107,12 +107,12 @@ TEST(PoolSize, PreloadFixedTraceReplaysWithItsPoolSize) {
   ASSERT_EQ(rep.status, 0) << rep.out;
   const uint64_t recorded =
       json::parse(rep.out)["devices"][0]["peak"]["reserved_bytes"].get<uint64_t>();
-  EXPECT_EQ(recorded, 24 * MiB);
+  EXPECT_EQ(recorded, 24 * kMiB);
   Output rp = sh(cli + " replay " + trace + " --pool fixed --no-search --json - 2>/dev/null");
   ASSERT_EQ(rp.status, 0) << rp.out;
   const json replayed = json::parse(rp.out)["devices"][0];
-  EXPECT_EQ(replayed["limit_bytes"], 64 * MiB);
-  EXPECT_EQ(replayed["pool_size_bytes"], 24 * MiB);
+  EXPECT_EQ(replayed["limit_bytes"], 64 * kMiB);
+  EXPECT_EQ(replayed["pool_size_bytes"], 24 * kMiB);
   EXPECT_TRUE(replayed["fits"].get<bool>());
   EXPECT_EQ(replayed["peak_reserved_bytes"].get<uint64_t>(), recorded);
   ::unlink(trace.c_str());

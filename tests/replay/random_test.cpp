@@ -15,13 +15,13 @@
 
 #include "gpumem/analyzer/analysis.h"
 #include "gpumem/trace/reader.h"
+#include "units.h"
 
 namespace gpumem::replay {
 namespace {
 
 using replay_test::load;
 using replay_test::TraceFile;
-constexpr uint64_t KiB = 1024, MiB = KiB * 1024;
 
 struct Op {
   bool alloc;
@@ -151,14 +151,14 @@ void check_against_brute_force(const Case& c, int seeds) {
 }
 
 TEST(Search, MatchesBruteForceNone) {
-  check_against_brute_force({Policy::none, 4 * MiB, 1, 2000}, 10);
+  check_against_brute_force({Policy::none, 4 * kMiB, 1, 2000}, 10);
 }
 TEST(Search, MatchesBruteForceGrowth) {
   // Small (<= 1 MiB), large and own-segment requests; a 256 MiB device = 128 steps of 2 MiB.
-  check_against_brute_force({Policy::growth, 256 * MiB, 200 * KiB, 24 * MiB}, 30);
+  check_against_brute_force({Policy::growth, 256 * kMiB, 200 * kKiB, 24 * kMiB}, 30);
 }
 TEST(Search, MatchesBruteForceFixed) {
-  check_against_brute_force({Policy::fixed, 4 * MiB, 512, 200 * KiB}, 10);
+  check_against_brute_force({Policy::fixed, 4 * kMiB, 512, 200 * kKiB}, 10);
 }
 
 // Writes segment events the way the preload's tracking layer does.
@@ -197,11 +197,11 @@ TEST(Reproduce, GrowthRecordedPeakExactly) {
   int exact = 0, with_release = 0;
   for (int seed = 1; seed <= 60; ++seed) {
     std::mt19937_64 rng(static_cast<uint64_t>(seed));
-    auto ops = random_ops(rng, 300, 4 * KiB, 30 * MiB, 50, 8);
-    const uint64_t limit = (150 + rng() % 100) * MiB;
-    TraceFile t(1024 * MiB, "growth", limit);
+    auto ops = random_ops(rng, 300, 4 * kKiB, 30 * kMiB, 50, 8);
+    const uint64_t limit = (150 + rng() % 100) * kMiB;
+    TraceFile t(1024 * kMiB, "growth", limit);
     Recorder rec(t);
-    resources::SimulatedUpstream up(resources::SimulatedUpstream::Options{1, 1024 * MiB});
+    resources::SimulatedUpstream up(resources::SimulatedUpstream::Options{1, 1024 * kMiB});
     resources::DeviceResource dev(up);
     resources::LimitResource lim(dev, limit);
     resources::GrowthPool pool(lim, 0, &rec);
@@ -263,8 +263,8 @@ TEST(Reproduce, GrowthRecordedPeakExactly) {
 
 TEST(Reproduce, NoneRecordedAllocatedPeak) {
   std::mt19937_64 rng(99);
-  auto ops = random_ops(rng, 300, 1, 8 * MiB);
-  TraceFile t = to_trace(ops, 1024 * MiB);
+  auto ops = random_ops(rng, 300, 1, 8 * kMiB);
+  TraceFile t = to_trace(ops, 1024 * kMiB);
   uint64_t now = 0, peak = 0;
   std::vector<uint64_t> live;
   for (const Op& op : ops) {

@@ -114,11 +114,6 @@ void write_bounded(const std::string& path, const std::vector<Record>& stream, u
   w.close();
 }
 
-uint64_t size_of(const std::string& path) {
-  struct stat st{};
-  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
-}
-
 std::vector<Record> records_of(const ReadResult& r) {
   std::vector<Record> out;
   for (const auto& e : r.events) out.push_back(e.rec);

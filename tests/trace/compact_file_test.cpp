@@ -58,11 +58,6 @@ bool same_events(const std::vector<OwnedEvent>& a, const std::vector<OwnedEvent>
   return true;
 }
 
-uint64_t size_of(const std::string& path) {
-  struct stat st{};
-  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
-}
-
 TEST(TraceCompactFile, ReadsBackExactlyWhatTheRawFormatHolds) {
   ScratchDir dir;
   const uint64_t n = 10 * kChunk + 123;  // the ring wraps, blobs spill across chunks

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -68,6 +69,12 @@ inline ReadResult read_trace(const std::string& path, bool batched = false) {
   }
   out.stats = reader->stats();
   return out;
+}
+
+// The file's size; 0 when it cannot be seen.
+inline uint64_t size_of(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
 inline trace::Header test_header() {
