@@ -9,9 +9,11 @@ namespace {
 using DlsymFn = void* (*)(void*, const char*);
 
 GPUMEM_UNINSTRUMENTED DlsymFn resolve_real_dlsym() {
-  // glibc >= 2.34 has dlsym in libc under GLIBC_2.34; older ones in libdl under GLIBC_2.2.5.
+  // glibc >= 2.34 has dlsym in libc under GLIBC_2.34; older ones in libdl under the
+  // architecture's first version: GLIBC_2.2.5 on x86-64, GLIBC_2.17 on aarch64.
   void* f = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
   if (f == nullptr) f = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
+  if (f == nullptr) f = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.17");
   return reinterpret_cast<DlsymFn>(f);
 }
 

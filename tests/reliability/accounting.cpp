@@ -11,6 +11,7 @@
 //   accounting double_free     a pointer freed twice by cudaFree, another twice by cuMemFree_v2,
 //                              and one free of a pointer CUDA never gave out
 //   accounting malloc3d        a cudaMalloc3D whose extent overflows size_t
+//   accounting pitch           a cuMemAllocPitch_v2 whose width * height overflows size_t
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 
@@ -114,6 +115,21 @@ int malloc3d() {
   return e2 == cudaSuccess ? 0 : 1;
 }
 
+int pitch() {
+  if (!init_driver()) return 1;
+  // width * height = 2^64 + 4: wraps to 4 in 64-bit arithmetic.
+  CUdeviceptr d = 0;
+  size_t row = 0;
+  const CUresult e = cuMemAllocPitch(&d, &row, (size_t{1} << 62) + 1, 4, 4);
+  print("pitch", e);
+  if (e == CUDA_SUCCESS) cuMemFree(d);
+  // A normal one next to it is recorded as asked: 256 * 4 bytes.
+  const CUresult e2 = cuMemAllocPitch(&d, &row, 256, 4, 4);
+  print("pitch_small", e2);
+  if (e2 == CUDA_SUCCESS) cuMemFree(d);
+  return e2 == CUDA_SUCCESS ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -123,7 +139,8 @@ int main(int argc, char** argv) {
   if (mode == "refused") return refused();
   if (mode == "double_free") return double_free();
   if (mode == "malloc3d") return malloc3d();
+  if (mode == "pitch") return pitch();
   std::fprintf(stderr,
-               "usage: accounting failed_free|failed_free_held|refused|double_free|malloc3d\n");
+               "usage: accounting failed_free|failed_free_held|refused|double_free|malloc3d|pitch\n");
   return 2;
 }

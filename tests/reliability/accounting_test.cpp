@@ -1,7 +1,7 @@
 // What the preload counts must be true (issue 29 items 4, 5, 7, 11): a failed free is accounted
 // by its real result, the limit in force is written into the trace and used by replay, double
-// frees are counted as such, and an overflowing cudaMalloc3D extent is never recorded as a few
-// bytes. Each runs tests/reliability/accounting.cpp under the preload on simcuda.
+// frees are counted as such, and an overflowing cudaMalloc3D extent or driver pitch is never
+// recorded as a few bytes. Each runs tests/reliability/accounting.cpp under the preload on simcuda.
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -236,6 +236,34 @@ TEST_F(Accounting, Malloc3DOverflowIsRecordedSaturated) {
     const auto allocs = records_of(t, Op::alloc);
     ASSERT_EQ(allocs.size(), 1u);
     EXPECT_EQ(allocs[0].bytes, 64u * 32u * 2u);
+  }
+}
+
+// The driver's pitched allocation, width * height = 2^64 + 4: recorded saturated as well, so a
+// limit refuses it instead of letting 4 bytes through.
+TEST_F(Accounting, DriverPitchOverflowIsRecordedSaturated) {
+  const Outcome bare = run({RELIABILITY_ACCOUNTING, "pitch"}, child_environment(false, {}), dir_);
+  ASSERT_EQ(bare.status, 0) << bare.out << bare.err;
+  const long long real_code = key_values(bare.out)["pitch"];
+  ASSERT_NE(real_code, 0) << "no device holds 2^64 bytes";
+  for (const char* limit : {"", "GPUMEM_LIMIT=64MiB"}) {
+    SCOPED_TRACE(limit);
+    const std::string trace = dir_ + "/pitch" + (*limit ? "-limit" : "") + ".trace";
+    std::vector<std::string> env = {"GPUMEM_TRACE=" + trace};
+    if (*limit) env.emplace_back(limit);
+    const Outcome o = run({RELIABILITY_ACCOUNTING, "pitch"}, child_environment(true, env), dir_);
+    ASSERT_EQ(o.status, 0) << o.out << o.err;
+    EXPECT_EQ(key_values(o.out)["pitch"], real_code);
+    const LoadedTrace t = load_trace(trace);
+    ASSERT_TRUE(t.opened) << t.error;
+    const auto failed = records_of(t, Op::alloc_failed);
+    ASSERT_EQ(failed.size(), 1u);
+    EXPECT_EQ(failed[0].api, static_cast<uint16_t>(Api::cuMemAllocPitch));
+    EXPECT_EQ(failed[0].bytes, UINT64_MAX);
+    EXPECT_EQ(failed[0].result, real_code);
+    const auto allocs = records_of(t, Op::alloc);
+    ASSERT_EQ(allocs.size(), 1u);
+    EXPECT_EQ(allocs[0].bytes, 256u * 4u);
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include "hooks/families.h"
 #include "hooks/hook_family.h"
+#include "hooks/request_bytes.h"
 #include "hooks/vmm_lifetime.h"
 #include "hooks/wrapped.h"
 #include "log.h"
@@ -46,12 +47,12 @@ CUresult hook_cuMemFree_v2(CUdeviceptr dptr) {
   return release<Driver>(req, dptr, [&] { return real(dptr); });
 }
 
-// Records the bytes asked for (width * height), as cudaMallocPitch does.
+// Records the bytes asked for (width * height, saturated), as cudaMallocPitch does.
 template <Lookup L>
 CUresult hook_cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width, size_t height,
                                  unsigned int element_size) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocPitch_v2, dptr, pitch, width, height, element_size);
-  Request req = request<Driver, L>(Api::cuMemAllocPitch, static_cast<uint64_t>(width) * height,
+  Request req = request<Driver, L>(Api::cuMemAllocPitch, saturating_product(width, height),
                                    MemKind::device);
   if (dptr == nullptr || pitch == nullptr) return null_out_param<Driver>(req);
   return allocate<Driver>(req, dptr,

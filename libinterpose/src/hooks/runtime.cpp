@@ -6,6 +6,7 @@
 
 #include "hooks/families.h"
 #include "hooks/hook_family.h"
+#include "hooks/request_bytes.h"
 #include "hooks/wrapped.h"
 #include "log.h"
 #include "policy.h"
@@ -26,17 +27,6 @@ namespace {
 using trace::Api;
 using trace::Lookup;
 using trace::MemKind;
-
-// The bytes an extent asks for, saturated at UINT64_MAX: a product that wraps would record a
-// huge request as a few bytes (and let it pass a limit).
-uint64_t saturating_product(uint64_t a, uint64_t b, uint64_t c = 1) {
-  uint64_t ab = 0, abc = 0;
-  if (__builtin_mul_overflow(a, b, &ab) || __builtin_mul_overflow(ab, c, &abc)) {
-    // Zero times anything is zero, whatever the other factors.
-    return a == 0 || b == 0 || c == 0 ? 0 : UINT64_MAX;
-  }
-  return abc;
-}
 
 using Runtime = families::Runtime;
 
