@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sanitized.h"
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -562,12 +563,7 @@ TEST_F(Interpose, ManyThreadsExactCountsAndBytes) {
                         std::string(std::getenv("GPUMEM_TEST_LONG")) == "1";
   // Under a sanitizer a quarter of the calls: ThreadSanitizer judges the order of the accesses,
   // which 16 threads of 5000 iterations exercise as well (20000 took 53 s in the TSan stage).
-#ifdef GPUMEM_SANITIZED
-  constexpr int kIterations = 5000;
-#else
-  constexpr int kIterations = 20000;
-#endif
-  const int threads = 16, iterations = long_run ? 100000 : kIterations;
+  const int threads = 16, iterations = long_run ? 100000 : gpumem::test::kSanitized ? 5000 : 20000;
   Outcome r = prog({"threads", std::to_string(threads), std::to_string(iterations)});
   ASSERT_EQ(r.status, 0) << r.err;
   Trace t = last_trace();

@@ -9,6 +9,7 @@
 
 #include "gpumem/trace/writer.h"
 #include "process.h"
+#include "sanitized.h"
 #include "support.h"
 
 namespace reliability {
@@ -89,11 +90,7 @@ TEST_F(BadTrace, CutAtByteOffsetsNeverCrashesNorInventsRecords) {
   // every 7th byte elsewhere, and every 997th byte of the header plus its first 128. Under a
   // sanitizer (two spawns per offset, each paying the runtime's start-up) only the boundaries and
   // each record's middle; the fuzz stage cuts traces at every byte in-process.
-#ifdef GPUMEM_SANITIZED
-  constexpr bool sparse = true;
-#else
-  constexpr bool sparse = false;
-#endif
+  constexpr bool sparse = gpumem::test::kSanitized;
   std::vector<size_t> offsets;
   for (size_t off = 0; off <= full.size(); ++off) {
     const size_t in_rec = off < tr::kHeaderSize ? 0 : (off - tr::kHeaderSize) % tr::kRecordSize;

@@ -27,6 +27,7 @@
 
 #include "gpumem/trace/writer.h"
 #include "process.h"
+#include "sanitized.h"
 #include "support.h"
 
 namespace reliability {
@@ -145,11 +146,7 @@ TEST_F(ConcurrentTraceWriters, ShortProcessNeverCutsTheLongOnesFile) {
   // Before: the short one truncated the shared file at exit and the long one died of SIGBUS.
   // Under a sanitizer the long one still runs for seconds after the short one's exit with a
   // quarter of the pairs (100000 took 80 s in the TSan stage).
-#ifdef GPUMEM_SANITIZED
-  race_on_one_path(dir_, {25000, 50});
-#else
-  race_on_one_path(dir_, {100000, 50});
-#endif
+  race_on_one_path(dir_, {gpumem::test::kSanitized ? 25000u : 100000u, 50});
 }
 
 using TraceFileNaming = ScratchTest;
