@@ -210,61 +210,45 @@ TEST_F(Accounting, DoubleFreesAreCountedThroughBothApis) {
   EXPECT_EQ(r["anomalies"][2]["address"], static_cast<uint64_t>(kv["unknown"]));
 }
 
-// Item 11: width * height * depth = 2^64 + 4. The program gets simcuda's own answer (with and
-// without a limit), and the trace holds the request saturated, never the wrapped 4 bytes.
-TEST_F(Accounting, Malloc3DOverflowIsRecordedSaturated) {
-  const Outcome bare =
-      run({RELIABILITY_ACCOUNTING, "malloc3d"}, child_environment(false, {}), dir_);
+// Runs `accounting MODE`, whose first call asks for 2^64 + 4 bytes (a product of dimensions that
+// wraps to 4) and whose second asks for `asked` bytes. Under the preload, with and without a
+// limit, the program gets simcuda's own answer, and the trace holds the first request saturated,
+// never the wrapped 4 bytes (a limit would let those through), and the second as asked.
+void expect_overflow_recorded_saturated(const std::string& dir, const std::string& mode, Api api,
+                                        uint64_t asked) {
+  const Outcome bare = run({RELIABILITY_ACCOUNTING, mode}, child_environment(false, {}), dir);
   ASSERT_EQ(bare.status, 0) << bare.out << bare.err;
-  const long long real_code = key_values(bare.out)["malloc3d"];
+  const long long real_code = key_values(bare.out)[mode];
   ASSERT_NE(real_code, 0) << "no device holds 2^64 bytes";
   for (const char* limit : {"", "GPUMEM_LIMIT=64MiB"}) {
     SCOPED_TRACE(limit);
-    const std::string trace = dir_ + "/malloc3d" + (*limit ? "-limit" : "") + ".trace";
+    const std::string trace = dir + "/" + mode + (*limit ? "-limit" : "") + ".trace";
     std::vector<std::string> env = {"GPUMEM_TRACE=" + trace};
     if (*limit) env.emplace_back(limit);
-    const Outcome o = run({RELIABILITY_ACCOUNTING, "malloc3d"}, child_environment(true, env), dir_);
+    const Outcome o = run({RELIABILITY_ACCOUNTING, mode}, child_environment(true, env), dir);
     ASSERT_EQ(o.status, 0) << o.out << o.err;
-    EXPECT_EQ(key_values(o.out)["malloc3d"], real_code);
+    EXPECT_EQ(key_values(o.out)[mode], real_code);
     const LoadedTrace t = load_trace(trace);
     ASSERT_TRUE(t.opened) << t.error;
     const auto failed = records_of(t, Op::alloc_failed);
     ASSERT_EQ(failed.size(), 1u);
-    EXPECT_EQ(failed[0].api, static_cast<uint16_t>(Api::cudaMalloc3D));
+    EXPECT_EQ(failed[0].api, static_cast<uint16_t>(api));
     EXPECT_EQ(failed[0].bytes, UINT64_MAX);
     EXPECT_EQ(failed[0].result, real_code);
     const auto allocs = records_of(t, Op::alloc);
     ASSERT_EQ(allocs.size(), 1u);
-    EXPECT_EQ(allocs[0].bytes, 64u * 32u * 2u);
+    EXPECT_EQ(allocs[0].bytes, asked);
   }
 }
 
-// The driver's pitched allocation, width * height = 2^64 + 4: recorded saturated as well, so a
-// limit refuses it instead of letting 4 bytes through.
+// Item 11: cudaMalloc3D, width * height * depth; then a 64 x 32 x 2 extent.
+TEST_F(Accounting, Malloc3DOverflowIsRecordedSaturated) {
+  expect_overflow_recorded_saturated(dir_, "malloc3d", Api::cudaMalloc3D, 64u * 32u * 2u);
+}
+
+// The driver's pitched allocation, width * height; then 256 x 4.
 TEST_F(Accounting, DriverPitchOverflowIsRecordedSaturated) {
-  const Outcome bare = run({RELIABILITY_ACCOUNTING, "pitch"}, child_environment(false, {}), dir_);
-  ASSERT_EQ(bare.status, 0) << bare.out << bare.err;
-  const long long real_code = key_values(bare.out)["pitch"];
-  ASSERT_NE(real_code, 0) << "no device holds 2^64 bytes";
-  for (const char* limit : {"", "GPUMEM_LIMIT=64MiB"}) {
-    SCOPED_TRACE(limit);
-    const std::string trace = dir_ + "/pitch" + (*limit ? "-limit" : "") + ".trace";
-    std::vector<std::string> env = {"GPUMEM_TRACE=" + trace};
-    if (*limit) env.emplace_back(limit);
-    const Outcome o = run({RELIABILITY_ACCOUNTING, "pitch"}, child_environment(true, env), dir_);
-    ASSERT_EQ(o.status, 0) << o.out << o.err;
-    EXPECT_EQ(key_values(o.out)["pitch"], real_code);
-    const LoadedTrace t = load_trace(trace);
-    ASSERT_TRUE(t.opened) << t.error;
-    const auto failed = records_of(t, Op::alloc_failed);
-    ASSERT_EQ(failed.size(), 1u);
-    EXPECT_EQ(failed[0].api, static_cast<uint16_t>(Api::cuMemAllocPitch));
-    EXPECT_EQ(failed[0].bytes, UINT64_MAX);
-    EXPECT_EQ(failed[0].result, real_code);
-    const auto allocs = records_of(t, Op::alloc);
-    ASSERT_EQ(allocs.size(), 1u);
-    EXPECT_EQ(allocs[0].bytes, 256u * 4u);
-  }
+  expect_overflow_recorded_saturated(dir_, "pitch", Api::cuMemAllocPitch, 256u * 4u);
 }
 
 }  // namespace
