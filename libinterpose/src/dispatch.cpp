@@ -252,7 +252,7 @@ void log_summary() {
                 static_cast<unsigned long long>(st.failed_count),
                 format_bytes(st.largest_free_block_bytes, lf, sizeof lf),
                 st.limit_bytes != 0 ? format_bytes(st.limit_bytes, lim, sizeof lim) : "none",
-                pool_kind_name(config().pool));
+                policy::served_pool_name());  // what served, as the trace's header says
   }
 }
 

@@ -47,6 +47,26 @@ uint64_t physical_capacity(int device) {
   return bytes;
 }
 
+// Whether CUDA has device ordinal `device`. A request may name one it does not: a cuMemCreate
+// location or a gpumem_torch_malloc device the caller got wrong, an NVML index past the devices
+// CUDA_VISIBLE_DEVICES leaves. Such a device gets no stack (no limit to resolve against a
+// capacity that cannot be read, no pool): its real call answers, as without gpumem. The count is
+// read once it can be; true while it cannot (no driver yet): the request then goes on as before.
+bool cuda_has_device(int device) {
+  static std::atomic<int> known{-1};
+  int count = known.load(std::memory_order_acquire);
+  if (count < 0) {
+    HookScope scope;
+    auto init = GPUMEM_REAL_DRIVER(cuInit);
+    auto get_count = GPUMEM_REAL_DRIVER(cuDeviceGetCount);
+    if (init == nullptr || get_count == nullptr || init(0) != CUDA_SUCCESS ||
+        get_count(&count) != CUDA_SUCCESS || count < 0)
+      return true;
+    known.store(count, std::memory_order_release);
+  }
+  return device < count;
+}
+
 // The device, as the resources see it: the request's own real call for the program's requests,
 // its family's plain calls for pool segments and synchronization (a driver-only program may have
 // no runtime; a runtime request falls back to the driver when the runtime is missing).
@@ -339,7 +359,7 @@ Route route_for(const Request& req) {
   const auto kind = static_cast<trace::MemKind>(req.flags & trace::kFlagKindMask);
   // Imported memory (IPC) is another process's, charged there: never to this process's cap.
   if (kind == trace::MemKind::pinned_host || kind == trace::MemKind::imported ||
-      !has_policy(req.device))
+      !has_policy(req.device) || !cuda_has_device(req.device))
     return kNone;
   if (config().pool != PoolKind::none && resources::pool_serves(req.api, req.flags)) return kPooled;
   return kDirect;
@@ -422,13 +442,17 @@ const char* served_pool_name() {
 }
 
 uint64_t resolved_limit(int device) {
-  if (device < 0 || device >= trace::kMaxDevices || !limit_spec(device).set) return 0;
+  if (device < 0 || device >= trace::kMaxDevices || !limit_spec(device).set ||
+      !cuda_has_device(device))
+    return 0;
   const DeviceStack* s = stack_for(device);
   return s->limit() != nullptr ? s->limit()->limit_bytes() : 0;
 }
 
 bool clamp_capacity(int device, uint64_t* total, uint64_t* free_bytes) {
-  if (device < 0 || device >= trace::kMaxDevices || !limit_spec(device).set) return false;
+  if (device < 0 || device >= trace::kMaxDevices || !limit_spec(device).set ||
+      !cuda_has_device(device))
+    return false;
   DeviceStack* s = stack_for(device);
   if (s->limit() == nullptr) return false;
   const uint64_t cap =

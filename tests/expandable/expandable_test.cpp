@@ -155,6 +155,12 @@ TEST(Expandable, WithoutVmmTheGrowthPoolServesAfterOneWarning) {
             std::string::npos)
       << r.output.out;
   EXPECT_NE(r.output.out.find("using the growth pool instead"), std::string::npos);
+  // The exit summary (GPUMEM_LOG=info) names the pool that served, as the trace's header does.
+  ScratchDir log_dir("gpumem-expandable");
+  const Outcome logged = fragmenter(log_dir, "--pool expandable", "SIMCUDA_VMM=0 GPUMEM_LOG=info");
+  EXPECT_NE(logged.output.out.find("device 0: allocated"), std::string::npos) << logged.output.out;
+  EXPECT_NE(logged.output.out.find(", pool growth"), std::string::npos) << logged.output.out;
+  EXPECT_EQ(logged.output.out.find(", pool expandable"), std::string::npos) << logged.output.out;
   ASSERT_TRUE(r.report.is_object());
   ScratchDir growth_dir("gpumem-expandable");  // a trace of its own (f.trace is taken)
   Outcome growth = fragmenter(growth_dir, "--pool growth", "SIMCUDA_VMM=0");

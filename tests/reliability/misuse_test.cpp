@@ -55,5 +55,38 @@ TEST_F(Misuse, RecordedAsAnomaliesNothingLost) {
   EXPECT_EQ(anomalies.size(), 3u);
 }
 
+// A request for a device CUDA does not have (a cuMemCreate location past simcuda's one device)
+// under a percentage limit, whose capacity cannot be read for it, and under the expandable pool,
+// whose granularity query fails for it: the program gets CUDA's own answer and goes on (this
+// exited with status 2), and the trace's header keeps the pool that serves device 0.
+TEST_F(Misuse, ADeviceCudaDoesNotHaveGetsCudasAnswer) {
+  const Outcome bare = run({RELIABILITY_WORKLOAD, "bad_device"}, child_environment(false, {}), dir_);
+  ASSERT_EQ(bare.status, 0) << bare.out << bare.err;
+  ASSERT_NE(bare.out.find("bad_device "), std::string::npos) << bare.out;
+  const int real_code = std::stoi(bare.out.substr(bare.out.find("bad_device ") + 11));
+  ASSERT_NE(real_code, 0) << "simcuda has one device";
+  for (const char* pool : {"none", "expandable"}) {
+    SCOPED_TRACE(pool);
+    const std::string trace = dir_ + "/bad-device-" + pool + ".trace";
+    const Outcome o = run({RELIABILITY_WORKLOAD, "bad_device"},
+                          child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_LIMIT=50%",
+                                                   std::string("GPUMEM_POOL=") + pool}),
+                          dir_);
+    ASSERT_EQ(o.status, 0) << o.out << o.err;
+    EXPECT_NE(o.out.find("bad_device " + std::to_string(real_code)), std::string::npos) << o.out;
+    const LoadedTrace t = load_trace(trace);
+    ASSERT_TRUE(t.opened) << t.error;
+    EXPECT_STREQ(t.header.pool, pool);
+    int failed = 0;
+    for (const auto& r : t.records) {
+      if (static_cast<Op>(r.op) != Op::alloc_failed || static_cast<Api>(r.api) != Api::cuMemCreate)
+        continue;
+      ++failed;
+      EXPECT_EQ(r.result, real_code);
+    }
+    EXPECT_EQ(failed, 1);
+  }
+}
+
 }  // namespace
 }  // namespace reliability

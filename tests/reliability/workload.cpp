@@ -8,6 +8,7 @@
 //                                    allocation API; prints the program's own accounting as
 //                                    "key value" lines and the anonymous RSS after warm-up and at
 //                                    the end (the library's own memory must not grow).
+//   workload bad_device              cuMemCreate on a device CUDA does not have, then a cudaMalloc
 //   workload misuse                  unknown frees, double frees, NULL out-parameters, with good
 //                                    allocations before and after (which must all be recorded).
 //   workload one                     one cudaMalloc of 4096 bytes and its cudaFree.
@@ -363,6 +364,24 @@ int misuse() {
   return bad;
 }
 
+// --- bad_device -------------------------------------------------------------------------------
+// Physical memory asked for on a device CUDA does not have (simcuda's one device is 0), then an
+// ordinary allocation. Prints "bad_device CODE"; exits 0 when the ordinary one works.
+int bad_device() {
+  if (!init_driver()) return 1;
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = 7;
+  CUmemGenericAllocationHandle h = 0;
+  const CUresult e = cuMemCreate(&h, size_t{2} << 20, &prop, 0);
+  std::printf("bad_device %d\n", static_cast<int>(e));
+  if (e == CUDA_SUCCESS) cuMemRelease(h);
+  void* p = nullptr;
+  if (cudaMalloc(&p, 4096) != cudaSuccess) return 1;
+  return cudaFree(p) == cudaSuccess ? 0 : 1;
+}
+
 int one() {
   void* p = nullptr;
   if (cudaMalloc(&p, 4096) != cudaSuccess) return 1;
@@ -376,7 +395,8 @@ int main(int argc, char** argv) {
   if (cmd == "kill" && argc == 4) return kill_loop(argv[2], std::atoi(argv[3]));
   if (cmd == "soak" && argc == 4) return soak(std::atoi(argv[2]), std::strtoull(argv[3], nullptr, 10));
   if (cmd == "misuse") return misuse();
+  if (cmd == "bad_device") return bad_device();
   if (cmd == "one") return one();
-  std::fprintf(stderr, "usage: reliability_workload kill SHM THREADS | soak THREADS OPS | misuse | one\n");
+  std::fprintf(stderr, "usage: reliability_workload kill SHM THREADS | soak THREADS OPS | misuse | bad_device | one\n");
   return 2;
 }
