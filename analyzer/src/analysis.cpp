@@ -320,8 +320,8 @@ class Analysis::TraceState {
       o.reserved_bytes = r.stream;
       o.reserved_unallocated_bytes = r.stream > r.address ? r.stream - r.address : 0;
       o.free_in_segments_bytes = d.free_in_segments();
-      // The expandable pool's own figure counts the free address space of its range; what is
-      // free for a block without mapping more is what this replay has free in its granules.
+      // Under the expandable pool the figure is this replay's: the largest free extent in its
+      // mapped granules, what a block gets without mapping more (docs/report-schema.md).
       o.largest_free_block_bytes = d.has_granules() ? d.largest_free_in_segments() : r.aux;
       if (o.free_in_segments_bytes > 0)
         o.external_fragmentation = 1.0 - static_cast<double>(d.largest_free_in_segments()) /
