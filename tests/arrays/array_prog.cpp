@@ -6,6 +6,10 @@
 //                                        cuGetProcAddress_v2, cudaGetDriverEntryPointByVersion
 //   cap-runtime | cap-driver             4 MiB arrays until refused (run under an 8 MiB cap),
 //                                        capacity queries between, and 64 MiB registered
+//   levels-runtime | levels-driver       mipmapped arrays whose level count CUDA clamps: a
+//                                        layered one with too many levels, then 1024 x 1024
+//                                        floats with 0 levels (one 4 MiB level) and with 100
+//                                        (its 11), each destroyed when created
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
@@ -237,6 +241,38 @@ void cap_sequence(bool runtime) {
   std::free(big);
 }
 
+// Level counts outside [1, 1 + floor(log2(max extent))], which CUDA clamps into it
+// (cuMipmappedArrayCreate, cudaMallocMipmappedArray): a 64 x 64 float array of 4 layers with 100
+// levels (its 7, 87376 bytes), then 1024 x 1024 floats with 0 levels (1, 4 MiB) and 100 levels
+// (11, 5592404 bytes). Each is destroyed as soon as it is made, so they never add up.
+void levels_sequence(bool runtime) {
+  if (!runtime) driver_context();
+  const cudaChannelFormatDesc f1{32, 0, 0, 0, cudaChannelFormatKindFloat};
+  struct Case {
+    const char* name;
+    size_t w, h, d;
+    unsigned levels, flags;
+  };
+  const Case cases[] = {{"levels_layered_over", 64, 64, 4, 100, cudaArrayLayered},
+                        {"levels_0", 1024, 1024, 0, 0, 0},
+                        {"levels_over", 1024, 1024, 0, 100, 0}};
+  for (const Case& c : cases) {
+    if (runtime) {
+      cudaMipmappedArray_t m = nullptr;
+      const cudaError_t r =
+          cudaMallocMipmappedArray(&m, &f1, cudaExtent{c.w, c.h, c.d}, c.levels, c.flags);
+      say(c.name, r);
+      if (r == cudaSuccess) cudaFreeMipmappedArray(m);
+    } else {
+      CUmipmappedArray m = nullptr;
+      const auto d = desc3d(c.w, c.h, c.d, CU_AD_FORMAT_FLOAT, 1, c.flags);
+      const CUresult r = cuMipmappedArrayCreate(&m, &d, c.levels);
+      say(c.name, r);
+      if (r == CUDA_SUCCESS) cuMipmappedArrayDestroy(m);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -256,10 +292,12 @@ int main(int argc, char** argv) {
     driver_sequence(resolved_driver(what == "entry-point"));
   } else if (what == "cap-runtime" || what == "cap-driver") {
     cap_sequence(what == "cap-runtime");
+  } else if (what == "levels-runtime" || what == "levels-driver") {
+    levels_sequence(what == "levels-runtime");
   } else {
     std::fprintf(stderr,
                  "usage: array_prog runtime|runtime-dlsym|driver|driver-dlsym|resolver|"
-                 "entry-point|cap-runtime|cap-driver\n");
+                 "entry-point|cap-runtime|cap-driver|levels-runtime|levels-driver\n");
     return 2;
   }
   return 0;

@@ -122,6 +122,68 @@ TEST(Arrays, SizeFormula) {
   EXPECT_EQ(arrays::max_levels(256, 256, 0), 9u);
 }
 
+// CUDA clamps a mipmapped array's level count to [1, 1 + floor(log2(max extent))]
+// (cudaMallocMipmappedArray, cuMipmappedArrayCreate): 0 levels is one level, not 0 bytes (which
+// would pass any cap), and too many is the maximum, not phantom 1x1 levels.
+TEST(Arrays, SizeFormulaClampsLevelsAsCudaDoes) {
+  using arrays::array_bytes;
+  using arrays::clamp_levels;
+  const auto f1 = arrays::driver_texel(CU_AD_FORMAT_FLOAT, 1);
+  const auto rt = arrays::runtime_texel(32, 0, 0, 0, cudaChannelFormatKindFloat);
+  for (const auto& t : {f1, rt}) {
+    EXPECT_EQ(array_bytes(t, 1024, 1024, 0, 0), 4u * kMiB);
+    EXPECT_EQ(array_bytes(t, 1024, 1024, 0, 0), array_bytes(t, 1024, 1024, 0, 1));
+    EXPECT_EQ(array_bytes(t, 256, 256, 0, 10), 349524u);  // 9 levels at most
+    EXPECT_EQ(array_bytes(t, 256, 256, 0, 1000), array_bytes(t, 256, 256, 0, 9));
+    EXPECT_EQ(array_bytes(t, 256, 256, 0, UINT32_MAX), array_bytes(t, 256, 256, 0, 9));
+    EXPECT_EQ(array_bytes(t, 1000, 0, 0, 0), 4000u);                        // 1D
+    EXPECT_EQ(array_bytes(t, 8, 8, 64, 100), array_bytes(t, 8, 8, 64, 7));  // 3D: depth counts
+  }
+  // Layers and cubemap faces are not mipmapped: width and height alone give the maximum.
+  EXPECT_EQ(array_bytes(f1, 16, 16, 1000, 64, true), array_bytes(f1, 16, 16, 1000, 5, true));
+  EXPECT_EQ(array_bytes(f1, 16, 16, 1000, 64, true), 1000u * 4 * (256 + 64 + 16 + 4 + 1));
+  EXPECT_EQ(array_bytes(f1, 32, 32, 6, 0, true), 6u * 4 * 32 * 32);
+  EXPECT_EQ(array_bytes(f1, 64, 64, 4, 100, true), 87376u);  // array_prog's layered case
+  EXPECT_EQ(clamp_levels(0, 256, 256, 0), 1u);
+  EXPECT_EQ(clamp_levels(5, 256, 256, 0), 5u);
+  EXPECT_EQ(clamp_levels(10, 256, 256, 0), 9u);
+  EXPECT_EQ(clamp_levels(100, 1, 0, 0), 1u);
+  EXPECT_EQ(clamp_levels(100, 16, 16, 1000, true), 5u);
+  EXPECT_EQ(clamp_levels(100, 16, 16, 1000, false), 10u);
+  EXPECT_EQ(clamp_levels(100, UINT64_MAX, 0, 0), 64u);
+  EXPECT_EQ(clamp_levels(0, 0, 0, 0), 1u);
+}
+
+// Sizes past 64 bits saturate at UINT64_MAX and are never recorded wrapped to a few bytes.
+TEST(Arrays, SizeFormulaSaturatesInsteadOfWrapping) {
+  using arrays::array_bytes;
+  const auto bc7 = arrays::driver_texel(CU_AD_FORMAT_BC7_UNORM, 4);
+  // Blocks of a width or height near 2^64: (w + 3) / 4 wrapped to 0.
+  EXPECT_EQ(array_bytes(bc7, UINT64_MAX, 0, 0), UINT64_MAX);
+  EXPECT_EQ(array_bytes(bc7, UINT64_MAX - 2, 4, 0), UINT64_MAX);
+  EXPECT_EQ(array_bytes(bc7, 4, UINT64_MAX - 1, 0), UINT64_MAX);
+  EXPECT_EQ(array_bytes(bc7, UINT64_MAX, UINT64_MAX, 0, 0), UINT64_MAX);
+  // Levels of such an extent: every level saturates, and so does the sum.
+  EXPECT_EQ(array_bytes(arrays::driver_texel(CU_AD_FORMAT_FLOAT, 4), UINT64_MAX, 0, 0, 64),
+            UINT64_MAX);
+  // Bits rounded up to bytes: 12-bit NV12 texels of 2^64 - 4 bits, where bits + 7 wrapped to 3
+  // (0 bytes); the exact size, 2^61 bytes, fits.
+  const auto nv12 = arrays::driver_texel(CU_AD_FORMAT_NV12, 3);
+  EXPECT_EQ(array_bytes(nv12, ((1ull << 62) - 1) / 3, 0, 0), 1ull << 61);
+  // Texels times extent past 2^64 bits.
+  EXPECT_EQ(array_bytes(nv12, 1ull << 62, 2, 0), UINT64_MAX);
+  // A channel description's bit counts near INT_MAX sum in 64 bits (the int sum overflowed).
+  const int big = INT32_MAX - 7;
+  const auto huge = arrays::runtime_texel(big, big, big, big, cudaChannelFormatKindSigned);
+  ASSERT_TRUE(huge.known());
+  EXPECT_EQ(huge.bits, 4ull * static_cast<uint64_t>(big));
+  EXPECT_EQ(array_bytes(huge, 1, 0, 0), huge.bits / 8);
+  EXPECT_EQ(array_bytes(huge, 1ull << 31, 1ull << 31, 0), UINT64_MAX);
+  EXPECT_FALSE(arrays::runtime_texel(INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX,
+                                     cudaChannelFormatKindFloat)
+                   .known());  // 2^33 - 4 bits: not whole bytes
+}
+
 // What every lookup path answers, with or without the preload.
 void expect_codes(const std::map<std::string, std::vector<uint64_t>>& a, bool runtime) {
   for (const char* name : {"array_1d", "array_2d", "array_3d", "array_layered", "mipmapped",
@@ -283,6 +345,73 @@ TEST(Arrays, CapRefusesArraysWhereADeviceOfThatSizeDoesAndNeverChargesRegistrati
     const auto pinned = where(rs, Op::alloc, MemKind::pinned_host);
     ASSERT_EQ(pinned.size(), 1u);
     EXPECT_EQ(pinned[0].bytes, 64 * kMiB);
+  }
+}
+
+// A mipmapped array's level count as CUDA clamps it, on simcuda and through the preload: a
+// layered array with too many levels takes its 7 (87376 bytes); 1024 x 1024 floats with 0 levels
+// take one 4 MiB level, and with 100 levels their 11 (5592404 bytes). Under a 2 MiB cap, less
+// than one level, both of these are refused with the API's out-of-memory code exactly where a
+// 2 MiB simulated device refuses them, and recorded with their real sizes, not 0 bytes.
+constexpr uint64_t kLayeredClampedBytes = 87376;
+constexpr uint64_t kOneLevelBytes = 4 * kMiB;
+constexpr uint64_t kElevenLevelsBytes = 5592404;
+
+TEST(Arrays, MipmappedLevelCountIsClampedAsCudaDoes) {
+  ScratchDir dir("gpumem-arrays");
+  for (const char* what : {"levels-runtime", "levels-driver"}) {
+    SCOPED_TRACE(what);
+    const bool runtime = std::string(what) == "levels-runtime";
+    const Api api = runtime ? Api::cudaMallocMipmappedArray : Api::cuMipmappedArrayCreate;
+    const std::map<std::string, std::vector<uint64_t>> all_made = {
+        {"levels_layered_over", {0}}, {"levels_0", {0}}, {"levels_over", {0}}};
+
+    // simcuda clamps as CUDA does: every count is accepted.
+    Outcome raw = run(dir, what, "", false);
+    ASSERT_EQ(raw.output.status, 0) << raw.output.out;
+    EXPECT_EQ(answers(raw.output.out), all_made);
+
+    // Through the preload, recorded with the clamped level count's bytes.
+    Outcome r = run(dir, what);
+    ASSERT_EQ(r.output.status, 0) << r.output.out;
+    EXPECT_EQ(answers(r.output.out), all_made);
+    const auto rs = read_trace(r.trace);
+    const auto allocs = where(rs, Op::alloc, MemKind::array);
+    ASSERT_EQ(allocs.size(), 3u);
+    const uint64_t bytes[] = {kLayeredClampedBytes, kOneLevelBytes, kElevenLevelsBytes};
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(allocs[i].api, static_cast<uint16_t>(api)) << i;
+      EXPECT_EQ(allocs[i].bytes, bytes[i]) << i;
+    }
+    const auto frees = where(rs, Op::free, MemKind::array);
+    ASSERT_EQ(frees.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) EXPECT_EQ(frees[i].bytes, bytes[i]) << i;
+
+    // A cap smaller than one level refuses 0 levels, as a device of that size does.
+    Outcome small = run(dir, what, "", false, "2MiB");
+    ASSERT_EQ(small.output.status, 0) << small.output.out;
+    Outcome capped = run(dir, what, "GPUMEM_LIMIT=2MiB");
+    ASSERT_EQ(capped.output.status, 0) << capped.output.out;
+    const auto a = answers(capped.output.out);
+    EXPECT_EQ(a, answers(small.output.out));
+    EXPECT_EQ(a.at("levels_layered_over"), std::vector<uint64_t>{0});
+    EXPECT_EQ(a.at("levels_0"), std::vector<uint64_t>{2});  // MemoryAllocation / OUT_OF_MEMORY
+    EXPECT_EQ(a.at("levels_over"), std::vector<uint64_t>{2});
+    const auto crs = read_trace(capped.trace);
+    const auto made = where(crs, Op::alloc, MemKind::array);
+    ASSERT_EQ(made.size(), 1u);
+    EXPECT_EQ(made[0].bytes, kLayeredClampedBytes);
+    const auto refused = where(crs, Op::alloc_failed, MemKind::array);
+    ASSERT_EQ(refused.size(), 2u);
+    EXPECT_EQ(refused[0].bytes, kOneLevelBytes);
+    EXPECT_EQ(refused[1].bytes, kElevenLevelsBytes);
+    for (const auto& f : refused) {
+      EXPECT_EQ(f.api, static_cast<uint16_t>(api));
+      EXPECT_EQ(f.result, 2);
+    }
+    const auto ooms = where(crs, Op::oom, MemKind::array);
+    ASSERT_EQ(ooms.size(), 2u);
+    for (const auto& o : ooms) EXPECT_NE(o.flags & gpumem::trace::kFlagOomByGpumem, 0);
   }
 }
 

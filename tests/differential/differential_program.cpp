@@ -537,7 +537,7 @@ void array_calls() {
           cudaMalloc3DArray(&layered, &f2, cudaExtent{64, 64, 16}, cudaArrayLayered), layered);
   created("cudaMallocMipmappedArray(256 x 256 float, 9 levels)",
           cudaMallocMipmappedArray(&m, &f1, cudaExtent{256, 256, 0}, 9, 0), m);
-  cudaMipmappedArray_t too_many = nullptr;
+  cudaMipmappedArray_t too_many = nullptr;  // CUDA clamps the count to the extent's 9
   created("cudaMallocMipmappedArray(256 x 256 float, 10 levels)",
           cudaMallocMipmappedArray(&too_many, &f1, cudaExtent{256, 256, 0}, 10, 0), too_many);
   destroyed("cudaFreeArray(a)", a, cudaFreeArray);
@@ -545,6 +545,7 @@ void array_calls() {
   line("cudaFreeArray(NULL)", cudaFreeArray(nullptr));
   destroyed("cudaFreeArray(layered)", layered, cudaFreeArray);
   destroyed("cudaFreeMipmappedArray(m)", m, cudaFreeMipmappedArray);
+  destroyed("cudaFreeMipmappedArray(too_many)", too_many, cudaFreeMipmappedArray);
 
   static char buffer[1 << 16] __attribute__((aligned(4096)));
   line("cudaHostRegister(64 KiB)", cudaHostRegister(buffer, sizeof buffer, 0));

@@ -1,9 +1,10 @@
 // The bytes a CUDA array or mipmapped array holds, by the size formula its descriptor gives:
 // width x height x depth texels of the format's size (block-compressed formats: 4x4 blocks),
-// summed over mip levels. The driver offers no size query for an ordinary array
-// (cuArrayGetMemoryRequirements answers only for CUDA_ARRAY3D_DEFERRED_MAPPING arrays), so the
-// preload records this figure and simcuda charges it: the two agree by construction. A real
-// driver adds tiling and alignment on top (docs/interception.md, "CUDA arrays").
+// summed over mip levels (their count clamped as CUDA clamps it: clamp_levels). The driver
+// offers no size query for an ordinary array (cuArrayGetMemoryRequirements answers only for
+// CUDA_ARRAY3D_DEFERRED_MAPPING arrays), so the preload records this figure and simcuda charges
+// it: the two agree by construction. A real driver adds tiling and alignment on top
+// (docs/interception.md, "CUDA arrays"). Sizes past 64 bits saturate at UINT64_MAX.
 // Header-only and CUDA-free: formats are the numeric values of CUarray_format and
 // cudaChannelFormatKind (cuda.h, driver_types.h of CUDA 13).
 #pragma once
@@ -13,9 +14,10 @@
 namespace gpumem::arrays {
 
 // A texel's size: bits per texel, or, for block-compressed formats, bytes per 4x4 block.
-// Both 0: a format this table does not know.
+// Both 0: a format this table does not know. 64-bit, so that a channel description's sum of
+// bit counts (four ints) never wraps.
 struct Texel {
-  uint32_t bits = 0;
+  uint64_t bits = 0;
   uint32_t block_bytes = 0;
   constexpr bool known() const { return bits != 0 || block_bytes != 0; }
 };
@@ -55,7 +57,9 @@ constexpr Texel driver_texel(unsigned format, unsigned channels) {
 // cudaMallocMipmappedArray).
 constexpr Texel runtime_texel(int x, int y, int z, int w, int kind) {
   if (x < 0 || y < 0 || z < 0 || w < 0) return {};
-  const auto bits = static_cast<uint32_t>(x + y + z + w);
+  // In 64 bits: four ints up to INT_MAX sum below 2^33 (the int sum would overflow, UB).
+  const uint64_t bits = static_cast<uint64_t>(x) + static_cast<uint64_t>(y) +
+                        static_cast<uint64_t>(z) + static_cast<uint64_t>(w);
   switch (kind) {
     case 0: case 1: case 2: return bits != 0 && bits % 8 == 0 ? Texel{bits, 0} : Texel{};
     case 4: return {12, 0};                                   // NV12
@@ -68,35 +72,29 @@ constexpr Texel runtime_texel(int x, int y, int z, int w, int kind) {
   }
 }
 
-// a * b, saturated at UINT64_MAX.
+// a * b, saturated at UINT64_MAX (zero times anything is zero): a product that wraps would
+// record a huge array as a few bytes, and let it pass a limit.
 constexpr uint64_t mul(uint64_t a, uint64_t b) {
   uint64_t r = 0;
   return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
 }
 
-// One level of width x height x depth (0 = that dimension is absent, i.e. 1).
+// ceil(v / n) without v + n - 1, which wraps for v near UINT64_MAX.
+constexpr uint64_t ceil_div(uint64_t v, uint64_t n) {
+  return v / n + (v % n != 0 ? 1 : 0);
+}
+
+// One level of width x height x depth (0 = that dimension is absent, i.e. 1). UINT64_MAX when
+// the size does not fit in 64 bits.
 constexpr uint64_t level_bytes(Texel t, uint64_t width, uint64_t height, uint64_t depth) {
   const uint64_t h = height == 0 ? 1 : height, d = depth == 0 ? 1 : depth;
-  if (t.block_bytes != 0) return mul(mul(mul((width + 3) / 4, (h + 3) / 4), d), t.block_bytes);
+  if (t.block_bytes != 0)
+    return mul(mul(mul(ceil_div(width, 4), ceil_div(h, 4)), d), t.block_bytes);
   const uint64_t bits = mul(mul(mul(width, h), d), t.bits);
-  return bits == UINT64_MAX ? UINT64_MAX : (bits + 7) / 8;
+  return bits == UINT64_MAX ? UINT64_MAX : ceil_div(bits, 8);
 }
 
-// The whole array: `levels` mip levels (1 for a plain array), each dimension halved per level
-// and at least 1; layered and cubemap arrays keep their depth (it counts layers or faces).
-constexpr uint64_t array_bytes(Texel t, uint64_t width, uint64_t height, uint64_t depth,
-                               unsigned levels = 1, bool depth_is_layers = false) {
-  uint64_t total = 0;
-  for (unsigned l = 0; l < levels && l < 64; ++l) {
-    auto halve = [l](uint64_t v) { return v == 0 ? 0 : (v >> l) == 0 ? 1 : v >> l; };
-    const uint64_t b = level_bytes(t, halve(width), halve(height),
-                                   depth_is_layers ? depth : halve(depth));
-    if (__builtin_add_overflow(total, b, &total)) return UINT64_MAX;
-  }
-  return total;
-}
-
-// The most mip levels an extent has: 1 + floor(log2(largest dimension)).
+// The most mip levels an extent has: 1 + floor(log2(largest dimension)), 0 for no extent.
 constexpr unsigned max_levels(uint64_t width, uint64_t height, uint64_t depth) {
   uint64_t m = width > height ? width : height;
   if (depth > m) m = depth;
@@ -106,6 +104,34 @@ constexpr unsigned max_levels(uint64_t width, uint64_t height, uint64_t depth) {
     m >>= 1;
   }
   return n;
+}
+
+// The levels CUDA allocates for `levels` asked: cudaMallocMipmappedArray and
+// cuMipmappedArrayCreate document that the count "is clamped to the range
+// [1, 1 + floor(log2(max(width, height, depth)))]", so 0 is one level and too many is the
+// extent's maximum. The depth of a layered or cubemap array counts layers or faces, which are
+// not mipmapped: only width and height give its maximum. At least 1 (a zero extent too).
+constexpr unsigned clamp_levels(unsigned levels, uint64_t width, uint64_t height, uint64_t depth,
+                                bool depth_is_layers = false) {
+  unsigned most = max_levels(width, height, depth_is_layers ? 0 : depth);
+  if (most == 0) most = 1;
+  return levels == 0 ? 1 : levels > most ? most : levels;
+}
+
+// The whole array: `levels` mip levels (1 for a plain array), clamped as CUDA clamps them
+// (clamp_levels), each dimension halved per level and at least 1; layered and cubemap arrays
+// keep their depth (it counts layers or faces). UINT64_MAX when the size does not fit in 64 bits.
+constexpr uint64_t array_bytes(Texel t, uint64_t width, uint64_t height, uint64_t depth,
+                               unsigned levels = 1, bool depth_is_layers = false) {
+  const unsigned n = clamp_levels(levels, width, height, depth, depth_is_layers);
+  uint64_t total = 0;
+  for (unsigned l = 0; l < n; ++l) {
+    auto halve = [l](uint64_t v) { return v == 0 ? 0 : (v >> l) == 0 ? 1 : v >> l; };
+    const uint64_t b = level_bytes(t, halve(width), halve(height),
+                                   depth_is_layers ? depth : halve(depth));
+    if (b == UINT64_MAX || __builtin_add_overflow(total, b, &total)) return UINT64_MAX;
+  }
+  return total;
 }
 
 }  // namespace gpumem::arrays

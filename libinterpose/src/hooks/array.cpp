@@ -1,7 +1,9 @@
 // CUDA arrays and mipmapped arrays (textures, surfaces, cuDNN/TensorRT workspaces): device memory
 // behind an opaque handle. Each create is an Op::alloc of MemKind::array whose address is the
 // handle and whose bytes are the descriptor's size formula (gpumem/array_bytes.h: the driver has
-// no size query for an ordinary array), charged to the device's cap like any unpooled allocation
+// no size query for an ordinary array; a mipmapped array's level count clamped to
+// [1, 1 + floor(log2(max extent))] as CUDA clamps it, so 0 levels is one level, never 0 bytes
+// that would pass the cap), charged to the device's cap like any unpooled allocation
 // (policy::route_for: never served from a gpumem pool, an array is the driver's own object) and
 // refused with the API's own out-of-memory code over it. Each destroy is its Op::free.
 // Sparse and deferred-mapping arrays take no memory when created (it arrives later through

@@ -40,7 +40,7 @@ constexpr unsigned kKnownFlags =
 
 // The array's bytes, or the driver's error for a descriptor CUDA refuses (or simcuda does not
 // simulate: sparse and deferred-mapping arrays, which take their memory later by
-// cuMemMapArrayAsync).
+// cuMemMapArrayAsync). A level count is never refused: 0 or too many is clamped.
 CUresult size_of(const CUDA_ARRAY3D_DESCRIPTOR& d, unsigned levels, uint64_t* bytes) {
   if (d.Width == 0 || (d.Flags & ~kKnownFlags) != 0) return CUDA_ERROR_INVALID_VALUE;
   if ((d.Flags & (CUDA_ARRAY3D_SPARSE | CUDA_ARRAY3D_DEFERRED_MAPPING)) != 0)
@@ -55,8 +55,8 @@ CUresult size_of(const CUDA_ARRAY3D_DESCRIPTOR& d, unsigned levels, uint64_t* by
     if (d.Width != d.Height || d.Depth == 0 || (layered ? d.Depth % 6 : d.Depth != 6) != 0)
       return CUDA_ERROR_INVALID_VALUE;
   }
-  if (levels == 0 || levels > gpumem::arrays::max_levels(d.Width, d.Height, layers ? 0 : d.Depth))
-    return CUDA_ERROR_INVALID_VALUE;
+  // Any level count: CUDA clamps it to [1, the extent's maximum] (cuMipmappedArrayCreate,
+  // cudaMallocMipmappedArray), and so does array_bytes.
   *bytes = gpumem::arrays::array_bytes(t, d.Width, d.Height, d.Depth, levels, layers);
   return CUDA_SUCCESS;
 }
