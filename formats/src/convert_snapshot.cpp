@@ -359,7 +359,7 @@ std::vector<std::pair<uint64_t, uint64_t>> take_range(std::map<uint64_t, uint64_
 class SnapshotReader {
  public:
   SnapshotReader(const PickleDocument& doc, TraceImage* out, std::string* error)
-      : doc_(doc), out_(out), error_(error) {}
+      : doc_(doc), out_(out), error_(error), visited_(doc.node_count(), false) {}
 
   bool fail(const std::string& where, const std::string& what) {
     *error_ = fmt::format("{}: {}", where, what);
@@ -384,6 +384,22 @@ class SnapshotReader {
       return fail(where, fmt::format("has {} keys; a snapshot's entries have a few",
                                      dict.items.size() / 2));
     return true;
+  }
+  // The node at `index` as a segment, block or trace entry, refused when an earlier entry was
+  // the same node: PyTorch builds a new dict for each (only frame lists are shared, and site()
+  // converts each once), and a hostile file listing one dict again and again through the memo or
+  // DUP, at a byte a repeat, would otherwise cost the product of the repeats (segments x blocks).
+  const PickleNode* entry(uint32_t index, const std::string& where) {
+    const PickleNode& n = doc_.at(index);
+    if (!small(n, where)) return nullptr;
+    if (visited_[index]) {
+      fail(where,
+           "is the dict of an earlier segment, block or trace entry again (a pickle memo "
+           "reference or DUP); torch.cuda.memory._dump_snapshot gives each its own dict");
+      return nullptr;
+    }
+    visited_[index] = true;
+    return &n;
   }
   uint32_t site(const PickleNode& dict) {
     const PickleNode* frames = doc_.find(dict, "frames");
@@ -433,8 +449,9 @@ class SnapshotReader {
           return fail("device_traces", fmt::format("has more than {} devices", trace::kMaxDevices));
         for (size_t i = 0; i < list.items.size(); ++i) {
           const std::string where = fmt::format("device_traces[{}][{}]", d, i);
-          const PickleNode& e = doc_.at(list.items[i]);
-          if (!small(e, where)) return false;
+          const PickleNode* ep = entry(list.items[i], where);
+          if (ep == nullptr) return false;
+          const PickleNode& e = *ep;
           const PickleNode* action = doc_.find(e, "action");
           if (action == nullptr || action->kind != PickleKind::string)
             return fail(where, "has no 'action' string");
@@ -463,8 +480,9 @@ class SnapshotReader {
     std::vector<EndSegment> end;
     for (size_t i = 0; i < segments->items.size(); ++i) {
       const std::string where = fmt::format("segments[{}]", i);
-      const PickleNode& s = doc_.at(segments->items[i]);
-      if (!small(s, where)) return false;
+      const PickleNode* sp = entry(segments->items[i], where);
+      if (sp == nullptr) return false;
+      const PickleNode& s = *sp;
       EndSegment es;
       uint64_t device = 0;
       if (!uint_field(s, "address", where, &es.address) ||
@@ -482,8 +500,9 @@ class SnapshotReader {
       if (blocks != nullptr && blocks->kind == PickleKind::list) {
         for (size_t b = 0; b < blocks->items.size(); ++b) {
           const std::string bw = fmt::format("{}.blocks[{}]", where, b);
-          const PickleNode& block = doc_.at(blocks->items[b]);
-          if (!small(block, bw)) return false;
+          const PickleNode* bp = entry(blocks->items[b], bw);
+          if (bp == nullptr) return false;
+          const PickleNode& block = *bp;
           const PickleNode* state = doc_.find(block, "state");
           if (state == nullptr || state->kind != PickleKind::string)
             return fail(bw, "has no 'state' string");
@@ -646,6 +665,7 @@ class SnapshotReader {
   TraceImage* out_;
   std::string* error_;
   std::unordered_map<const PickleNode*, uint32_t> sites_;
+  std::vector<bool> visited_;  // by node index: segments, blocks and trace entries read so far
 };
 
 }  // namespace

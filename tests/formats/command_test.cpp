@@ -85,6 +85,26 @@ TEST(Command, HostileOrDamagedInputIsRefusedWithWhereItBroke) {
   ::unlink(bad_csv.c_str());
 }
 
+// 6 KB naming one segment 3000 times and its block 3000 times: refused at the first repeat (it
+// took 20 s and 2 GB when each repeat was read as a new allocation).
+TEST(Command, SnapshotRepeatingOneDictIsRefused) {
+  const std::string bomb = temp_file("bomb.pickle");
+  write_all(bomb, formats_test::repeated_dict_snapshot(3000, 3000));
+  for (const char* command : {"report --json - ", "replay "}) {
+    SCOPED_TRACE(command);
+    int status = 0;
+    const std::string out = cli(command + bomb, &status);
+    EXPECT_EQ(status, 1);
+    EXPECT_EQ(out, "gpumem " + std::string(command).substr(0, 6) + ": '" + bomb +
+                       "' looks like a PyTorch memory snapshot (pickle) but cannot be read: "
+                       "segments[0].blocks[1]: is the dict of an earlier segment, block or trace "
+                       "entry again (a pickle memo reference or DUP); "
+                       "torch.cuda.memory._dump_snapshot gives each its own dict; pass a snapshot "
+                       "written by torch.cuda.memory._dump_snapshot, or a gpumem trace\n");
+  }
+  ::unlink(bomb.c_str());
+}
+
 TEST(Command, CsvOfATwoDeviceTraceNeedsADevice) {
   replay_test::TraceFile t(80ull << 30, "none", 0, 2);
   t.alloc(0x1000, 100, 0);

@@ -152,5 +152,82 @@ TEST(Snapshot, WrongShapesSayWhereAndWhat) {
             "segments[0]: 'total_size' is missing or not a non-negative integer");
 }
 
+// The memo (or DUP) lets a list name one dict many times at a byte each; PyTorch never shares a
+// segment, block or trace-entry dict, so a repeated one is refused at once rather than read
+// segments x blocks times (the 6 KB file below was 9 million allocations, 20 s and 2 GB).
+TEST(Snapshot, RepeatedSegmentBlockOrEntryDictIsRefused) {
+  const std::string bomb = formats_test::repeated_dict_snapshot(3000, 3000);
+  EXPECT_LT(bomb.size(), 7000u);
+  TraceImage image;
+  std::string error;
+  EXPECT_FALSE(snapshot_to_trace(bomb, "bomb.pickle", &image, &error));
+  EXPECT_EQ(error,
+            "segments[0].blocks[1]: is the dict of an earlier segment, block or trace entry "
+            "again (a pickle memo reference or DUP); torch.cuda.memory._dump_snapshot gives each "
+            "its own dict");
+  // One block each: the second segment is the first one again.
+  error.clear();
+  EXPECT_FALSE(snapshot_to_trace(formats_test::repeated_dict_snapshot(3000, 1), "bomb.pickle",
+                                 &image, &error));
+  EXPECT_EQ(error.substr(0, 45), "segments[1]: is the dict of an earlier segmen");
+  // Python's pickler memoizes a dict listed twice: trace entries, and one segment's blocks list
+  // shared by two segment dicts.
+  const std::string entries = python_pickle(
+      "repeated",
+      "import pickle,sys\n"
+      "e = {'action': 'alloc', 'addr': 0, 'size': 1, 'frames': []}\n"
+      "pickle.dump({'segments': [], 'device_traces': [[e, e]]}, open(sys.argv[1], 'wb'))\n");
+  error.clear();
+  EXPECT_FALSE(snapshot_to_trace(entries, "x.pickle", &image, &error));
+  EXPECT_EQ(error.substr(0, 50), "device_traces[0][1]: is the dict of an earlier seg");
+  const std::string blocks =
+      python_pickle("shared_blocks",
+                    "import pickle,sys\n"
+                    "b = [{'address': 0, 'size': 1, 'state': 'inactive'}]\n"
+                    "pickle.dump({'segments': [{'address': 0, 'total_size': 1, 'blocks': b},\n"
+                    "                          {'address': 1, 'total_size': 1, 'blocks': b}]},\n"
+                    "            open(sys.argv[1], 'wb'))\n");
+  error.clear();
+  EXPECT_FALSE(snapshot_to_trace(blocks, "x.pickle", &image, &error));
+  EXPECT_EQ(error.substr(0, 49), "segments[1].blocks[0]: is the dict of an earlier ");
+}
+
+// What a real snapshot does share is kept: frame lists, one list named by many entries, segments
+// and blocks (kPooled's fwd and tmp, read by PythonWrittenSnapshotReadsToExactNumbers), and equal
+// strings and tuples. Here by hand: two segments of two blocks each, every block and entry naming
+// one frames list through the memo (BINPUT 0, then BINGET 0).
+TEST(Snapshot, SharedFrameListsStillConvert) {
+  const auto str = [](const std::string& t) {  // SHORT_BINUNICODE
+    return std::string("\x8c") + static_cast<char>(t.size()) + t;
+  };
+  const auto num = [](int v) { return std::string("K") + static_cast<char>(v); };  // BININT1
+  const std::string frames_get("h\x00", 2);                                        // BINGET 0
+  std::string p("\x80\x02}(", 4);
+  p += str("device_traces") + "](](}(" + str("action") + str("alloc") + str("addr") + num(0) +
+       str("size") + num(16) + str("frames") + "]" + std::string("q\x00", 2) +  // BINPUT 0
+       "(}(" + str("filename") + str("train.py") + str("line") + num(42) + str("name") +
+       str("forward") + "ueuee";
+  p += str("segments") + "](";
+  for (int s = 0; s < 2; ++s) {
+    p += "}(" + str("address") + num(64 * s) + str("total_size") + num(64) + str("blocks") + "](";
+    for (int b = 0; b < 2; ++b)
+      p += "}(" + str("state") + str("active_allocated") + str("address") + num(64 * s + 16 * b) +
+           str("size") + num(16) + str("frames") + frames_get + "u";
+    p += "eu";
+  }
+  p += "eu.";
+  TraceImage image;
+  std::string error;
+  ASSERT_TRUE(snapshot_to_trace(p, "shared.pickle", &image, &error)) << error;
+  const analyzer::Report r = analyze(image, "shared");
+  ASSERT_EQ(r.devices.size(), 1u);
+  const analyzer::DeviceReport& d = r.devices[0];
+  EXPECT_EQ(d.final.allocated_bytes, 64u);  // the entry's block at 0 and three more from the end
+  EXPECT_EQ(d.counts.alloc, 4u);
+  ASSERT_EQ(d.peak.live_at_peak.size(), 1u);
+  EXPECT_EQ(d.peak.live_at_peak[0].python_line, "forward (train.py:42)");
+  EXPECT_EQ(d.peak.live_at_peak[0].bytes, 64u);
+}
+
 }  // namespace
 }  // namespace gpumem::formats

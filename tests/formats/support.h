@@ -56,6 +56,28 @@ inline std::string python_pickle(const std::string& name, const std::string& pro
   return bytes;
 }
 
+// A hostile snapshot of a few KB: `segments` lists one segment dict `segments` times and its
+// `blocks` one active block dict `blocks` times, each repeat a one-byte DUP. Read naively it is
+// segments x blocks allocations (3000 x 3000 from 6 KB: 20 s and 2 GB before the reader refused
+// repeated dicts). PROTO 2, {"segments": [MARK {address: 0, total_size: 1, blocks: [MARK
+// {state: "active_allocated", size: 1, address: 0} DUP...  APPENDS]} DUP... APPENDS]} STOP.
+inline std::string repeated_dict_snapshot(size_t segments, size_t blocks) {
+  const auto str = [](const std::string& t) {  // SHORT_BINUNICODE
+    return std::string("\x8c") + static_cast<char>(t.size()) + t;
+  };
+  const std::string zero("K\x00", 2), one("K\x01", 2);  // BININT1
+  std::string p("\x80\x02}", 3);                        // PROTO 2, EMPTY_DICT
+  p += str("segments") + "](";                          // EMPTY_LIST, MARK
+  p += "}(" + str("address") + zero + str("total_size") + one + str("blocks") + "](";
+  p += "}(" + str("state") + str("active_allocated") + str("size") + one + str("address") + zero +
+       "u";                           // SETITEMS: the block dict
+  p += std::string(blocks - 1, '2');  // DUP
+  p += "eu";                          // APPENDS (blocks), SETITEMS (the segment dict)
+  p += std::string(segments - 1, '2');
+  p += "es.";  // APPENDS (segments), SETITEM, STOP
+  return p;
+}
+
 inline analyzer::Report analyze(const std::string& trace_path) {
   analyzer::Analysis analysis;
   std::vector<std::string> errors;
