@@ -47,6 +47,7 @@ void register_replay(CLI::App& app, std::function<int()>* run) {
         return 1;
       }
       options.trace = paths[0];
+      options.shown_as = foreign.original(paths[0]);
       return gpumem::replay::replay_main(options);
     };
   });

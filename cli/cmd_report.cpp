@@ -37,7 +37,8 @@ void register_report(CLI::App& app, std::function<int()>* run) {
         std::fprintf(stderr, "gpumem report: %s\n", gpumem::visible(error).c_str());
         return 1;
       }
-      o.complete = [](gpumem::analyzer::Report& report) {
+      o.complete = [&foreign](gpumem::analyzer::Report& report) {
+        for (gpumem::analyzer::TraceSummary& t : report.traces) t.path = foreign.original(t.path);
         std::vector<std::string> notes;
         gpumem::cli::explain_ooms(report, &notes);
         for (const std::string& n : notes)

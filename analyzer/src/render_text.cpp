@@ -274,8 +274,11 @@ std::string render_text(const Report& report, const TextOptions& o) {
   for (const TraceSummary& t : report.traces) {
     // Everything a trace holds is escaped (gpumem/visible_text.h): a phase name, command line or
     // host with escape sequences must not reach the terminal raw.
-    out += fmt::format("trace {}: pid {}{} on {}, {} events{}\n", visible(t.path), t.pid,
-                       t.rank >= 0 ? fmt::format(" rank {}", t.rank) : "", visible(t.host),
+    // A trace converted from a snapshot or an RMM log has no pid or host: nothing said of them.
+    std::string who = t.pid != 0 ? fmt::format("pid {}", t.pid) : "";
+    if (t.rank >= 0) who += fmt::format("{}rank {}", who.empty() ? "" : " ", t.rank);
+    if (!t.host.empty()) who += fmt::format("{}on {}", who.empty() ? "" : " ", visible(t.host));
+    out += fmt::format("trace {}: {}{} events{}\n", visible(t.path), who.empty() ? "" : who + ", ",
                        t.events, t.truncated ? " — TRUNCATED: " + visible(t.truncated_reason) : "");
     if (t.records_dropped > 0 && t.dropped)
       out += fmt::format(

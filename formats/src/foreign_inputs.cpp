@@ -61,6 +61,12 @@ ForeignInputs::~ForeignInputs() {
   if (!dir_.empty()) ::rmdir(dir_.c_str());
 }
 
+const std::string& ForeignInputs::original(const std::string& path) const {
+  for (size_t i = 0; i < made_.size(); ++i)
+    if (made_[i] == path) return originals_[i];
+  return path;
+}
+
 bool ForeignInputs::convert(std::vector<std::string>* paths, std::string* error) {
   for (std::string& path : *paths) {
     // Opened without blocking and only when regular: anything else (a FIFO, a directory, a
@@ -115,6 +121,7 @@ bool ForeignInputs::convert(std::vector<std::string>* paths, std::string* error)
                                         std::filesystem::path(path).filename().string());
     if (!image.write(out, error)) return false;
     made_.push_back(out);
+    originals_.push_back(path);
     path = out;
   }
   return true;

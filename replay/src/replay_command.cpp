@@ -268,6 +268,7 @@ int replay_main(const ReplayCommandOptions& options) {
     std::fprintf(stderr, "gpumem replay: %s\n", visible(error).c_str());
     return 1;
   }
+  if (!options.shown_as.empty()) program->path = options.shown_as;
   json doc;
   if (!replay_to_json(*program, policy, options.limit, options.capacity, options.pool_size,
                       options.search, &doc, &error)) {

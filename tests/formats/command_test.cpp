@@ -46,11 +46,20 @@ TEST(Command, ExportThenReportGivesTheTracesNumbers) {
     const std::string text = read_all(json);
     EXPECT_NE(text.find("\"allocated_bytes\": 4194304"), std::string::npos) << text.substr(0, 2000);
     EXPECT_NE(text.find("\"leaked_bytes\": 1048576"), std::string::npos);
+    // The report names the file given, not the temporary trace a snapshot or log became (gone
+    // once the report is written).
+    EXPECT_NE(text.find("\"path\": \"" + input + "\""), std::string::npos) << text.substr(0, 2000);
+    EXPECT_EQ(text.find("gpumem-input-"), std::string::npos);
     ::unlink(json.c_str());
   }
+  // The terminal summary too, with nothing said of the pid and host a snapshot does not have.
+  const std::string summary = cli("report " + snap, &status);
+  EXPECT_EQ(status, 0) << summary;
+  EXPECT_NE(summary.find("trace " + snap + ": 3 events"), std::string::npos) << summary;
   const std::string out = cli("replay " + snap + " --no-search", &status);
   EXPECT_EQ(status, 0) << out;
   EXPECT_NE(out.find("peak allocated 4.00 MiB"), std::string::npos) << out;
+  EXPECT_NE(out.find("gpumem replay " + snap + ": policy none"), std::string::npos) << out;
   for (const auto& p : {trace, snap, csv}) ::unlink(p.c_str());
 }
 

@@ -71,10 +71,14 @@ class ForeignInputs {
   // False with *error (one line: the file, the format it looked like, where it broke, what to do)
   // when a foreign file cannot be read.
   bool convert(std::vector<std::string>* paths, std::string* error);
+  // The file the user named, for a trace convert() made from it; any other path as it is. Reports
+  // name the snapshot or log, not the temporary trace, which is gone once they are written.
+  const std::string& original(const std::string& path) const;
 
  private:
   std::string dir_;
   std::vector<std::string> made_;
+  std::vector<std::string> originals_;  // made_[i] is the trace of originals_[i]
 };
 
 }  // namespace gpumem::formats

@@ -11,6 +11,8 @@ namespace gpumem::replay {
 
 struct ReplayCommandOptions {
   std::string trace;
+  std::string shown_as;   // the input's name in the output; "" = trace (a snapshot converted to
+                          // a temporary trace is named as the user gave it)
   std::string pool = "none";
   std::string limit;      // "" = the recorded limit, else none (the capacity)
   std::string capacity;   // "" = the trace's capacity
