@@ -147,10 +147,19 @@ class Compiler {
     return r.address ^ (handle ? 0x8000000000000000ull : 0);
   }
 
+  // Not this process's device memory: pinned host memory, and memory imported from another
+  // process (the preload never charges it to the cap: policy::route_for).
+  static bool not_replayed(const trace::Record& r) {
+    const MemKind kind = trace::mem_kind(r);
+    return kind == MemKind::pinned_host || kind == MemKind::imported || r.device < 0;
+  }
+
   void on_alloc(const trace::Record& r, int64_t t, bool failed) {
-    if (trace::mem_kind(r) == MemKind::pinned_host || r.device < 0) {
-      if (trace::mem_kind(r) == MemKind::pinned_host && r.device >= 0)
+    if (not_replayed(r)) {
+      if (r.device >= 0 && trace::mem_kind(r) == MemKind::pinned_host)
         ++program_.devices[device_index(r.device)].skipped_pinned;
+      if (r.device >= 0 && trace::mem_kind(r) == MemKind::imported)
+        ++program_.devices[device_index(r.device)].skipped_imported;
       return;
     }
     if (r.bytes == 0) return;  // zero-byte calls never reach a resource
@@ -176,8 +185,7 @@ class Compiler {
   void on_free(const trace::Record& r, int64_t t) {
     auto it = live_.find(key(r));
     if (it == live_.end()) {
-      if (trace::mem_kind(r) != MemKind::pinned_host && r.device >= 0)
-        ++program_.devices[device_index(r.device)].unknown_frees;
+      if (!not_replayed(r)) ++program_.devices[device_index(r.device)].unknown_frees;
       return;
     }
     const size_t di = it->second.device_index;

@@ -143,6 +143,7 @@ bool replay_to_json(const Program& program, Policy policy, const std::string& li
            {"recorded_failures", dp.recorded_failures},
            {"unknown_frees", dp.unknown_frees},
            {"skipped_pinned_host", dp.skipped_pinned},
+           {"skipped_imported", dp.skipped_imported},
            {"unpooled_allocations", dp.unpooled_allocs},
            {"peak_allocated_bytes", run.peak_allocated_bytes},
            {"peak_reserved_bytes", run.peak_reserved_bytes},
@@ -231,7 +232,7 @@ std::string render_replay_text(const json& doc) {
       s += fmt::format("  note: {} free(s) of unknown addresses skipped\n", u("unknown_frees"));
     if (d["smallest_limit"].is_null()) continue;
     s += "  smallest limit under which the whole trace fits:\n";
-    s += fmt::format("    {:<8} {:>14} {:>16} {:>12} {:>8}\n", "policy", "limit", "bytes",
+    s += fmt::format("    {:<10} {:>14} {:>16} {:>12} {:>8}\n", "policy", "limit", "bytes",
                      "granularity", "replays");
     for (const char* name : {"none", "growth", "fixed", "expandable"}) {
       const json& sr = d["smallest_limit"][name];
@@ -240,7 +241,7 @@ std::string render_replay_text(const json& doc) {
         limit = bytes_text(sr["bytes"].get<uint64_t>());
         exact = std::to_string(sr["bytes"].get<uint64_t>());
       }
-      s += fmt::format("    {:<8} {:>14} {:>16} {:>12} {:>8}{}\n", name, limit, exact,
+      s += fmt::format("    {:<10} {:>14} {:>16} {:>12} {:>8}{}\n", name, limit, exact,
                        bytes_text(sr["granularity_bytes"].get<uint64_t>()),
                        sr["replays"].get<uint64_t>(),
                        sr["non_monotonic"].get<bool>()

@@ -152,13 +152,18 @@ TEST(Known, RecordedFailureIsTriedAndFreed) {
 TEST(Known, PinnedSkippedManagedUnpooledUnknownFreeCounted) {
   TraceFile t(64 * kMiB);
   t.alloc(0x1000, 6 * kMiB, 0, static_cast<uint16_t>(trace::MemKind::pinned_host));
+  // Another process's memory, imported: not charged to this one's cap by the preload, so not
+  // replayed (its free is not an unknown one either).
+  t.alloc(0x5000, 40 * kMiB, 0, static_cast<uint16_t>(trace::MemKind::imported));
   t.alloc(0x2000, 3 * kMiB, 0, static_cast<uint16_t>(trace::MemKind::managed));
   t.alloc(0x3000, 1 * kMiB);
   t.free(0xdead, 0);
   t.free(0x2000, 3 * kMiB, 0, static_cast<uint16_t>(trace::MemKind::managed));
+  t.free(0x5000, 40 * kMiB, 0, static_cast<uint16_t>(trace::MemKind::imported));
   auto p = load(t, "kinds");
   const DeviceProgram& d = p->devices[0];
   EXPECT_EQ(d.skipped_pinned, 1u);
+  EXPECT_EQ(d.skipped_imported, 1u);
   EXPECT_EQ(d.unpooled_allocs, 1u);
   EXPECT_EQ(d.unknown_frees, 1u);
   DeviceRun r = run(*p, Policy::growth, 0);

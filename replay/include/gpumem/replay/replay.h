@@ -58,6 +58,9 @@ struct DeviceProgram {
   uint64_t recorded_failures = 0;
   uint64_t unknown_frees = 0;    // frees of addresses the trace never showed allocated: skipped
   uint64_t skipped_pinned = 0;   // pinned host allocations: not device memory
+  // Memory imported from another process (IPC, shareable handles): the exporter's, never charged
+  // to this process's cap by the preload, so not replayed either.
+  uint64_t skipped_imported = 0;
   uint64_t unpooled_allocs = 0;  // what no pool serves: stream-ordered, pitched, managed, VMM ...
 };
 
