@@ -179,6 +179,25 @@ TEST(Driver, ResolvedFunctionsWork) {
   EXPECT_EQ(
       proc<PFN_cuGetErrorString_v6000>("cuGetErrorString")(static_cast<CUresult>(123456), &text),
       CUDA_ERROR_INVALID_VALUE);
+  // Every code simcuda returns has a name and a text: the VMM, peer-access and access-check ones
+  // too (simcuda/src/driver/errors.cpp).
+  for (CUresult code : {CUDA_ERROR_MAP_FAILED, CUDA_ERROR_OPERATING_SYSTEM,
+                        CUDA_ERROR_PEER_ACCESS_UNSUPPORTED, CUDA_ERROR_ILLEGAL_ADDRESS,
+                        CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED, CUDA_ERROR_PEER_ACCESS_NOT_ENABLED,
+                        CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED, CUDA_ERROR_NOT_SUPPORTED}) {
+    SCOPED_TRACE(static_cast<int>(code));
+    text = nullptr;
+    EXPECT_EQ(proc<PFN_cuGetErrorName_v6000>("cuGetErrorName")(code, &text), CUDA_SUCCESS);
+    ASSERT_NE(text, nullptr);
+    EXPECT_EQ(std::string(text).rfind("CUDA_ERROR_", 0), 0u) << text;
+    text = nullptr;
+    EXPECT_EQ(proc<PFN_cuGetErrorString_v6000>("cuGetErrorString")(code, &text), CUDA_SUCCESS);
+    EXPECT_NE(text, nullptr);
+  }
+  EXPECT_EQ(proc<PFN_cuGetErrorName_v6000>("cuGetErrorName")(CUDA_ERROR_PEER_ACCESS_NOT_ENABLED,
+                                                             &text),
+            CUDA_SUCCESS);
+  EXPECT_STREQ(text, "CUDA_ERROR_PEER_ACCESS_NOT_ENABLED");
 }
 
 TEST(Driver, PitchedManagedAndHostMemory) {

@@ -323,6 +323,13 @@ TEST(Runtime, ErrorNamesAndStrings) {
   EXPECT_STREQ(cudaGetErrorString(cudaErrorMemoryAllocation), "out of memory");
   EXPECT_STREQ(cudaGetErrorName(cudaErrorInvalidValue), "cudaErrorInvalidValue");
   EXPECT_STREQ(cudaGetErrorName(static_cast<cudaError_t>(12345)), "unrecognized error code");
+  // The peer-access and access-check codes simcuda returns are named too.
+  EXPECT_STREQ(cudaGetErrorName(cudaErrorPeerAccessAlreadyEnabled),
+               "cudaErrorPeerAccessAlreadyEnabled");
+  EXPECT_STREQ(cudaGetErrorName(cudaErrorPeerAccessNotEnabled), "cudaErrorPeerAccessNotEnabled");
+  EXPECT_STREQ(cudaGetErrorName(cudaErrorPeerAccessUnsupported), "cudaErrorPeerAccessUnsupported");
+  EXPECT_STREQ(cudaGetErrorName(cudaErrorIllegalAddress), "cudaErrorIllegalAddress");
+  EXPECT_STREQ(cudaGetErrorString(cudaErrorPeerAccessNotEnabled), "peer access has not been enabled");
   void* p = nullptr;
   EXPECT_EQ(cudaMalloc(&p, kCapacity * 2), cudaErrorMemoryAllocation);
   EXPECT_EQ(cudaPeekAtLastError(), cudaErrorMemoryAllocation);
