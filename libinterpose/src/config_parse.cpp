@@ -5,9 +5,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 
 #include "config.h"
 #include "gpumem/preload_settings.h"
@@ -206,9 +208,15 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
   if (c->pool_size != 0) note(c, "GPUMEM_POOL_SIZE", env("GPUMEM_POOL_SIZE"));
 
   if (c->pool == PoolKind::fixed && c->pool_size == 0 && !c->limit.set) {
+    // A per-device limit alone caps its device but would leave the others' pools without a size.
+    const bool device_limit =
+        std::any_of(std::begin(c->device_limit), std::end(c->device_limit),
+                    [](const LimitSpec& l) { return l.set; });
     return fail(err, errlen, "GPUMEM_POOL", "fixed",
                 "fixed together with GPUMEM_POOL_SIZE or GPUMEM_LIMIT (the pool's size), or "
-                "growth, or none");
+                "growth, or none",
+                device_limit ? "GPUMEM_LIMIT_<n> caps one device and does not size the pool"
+                             : nullptr);
   }
 
   // A limit shared by every process naming the same budget (docs/policies.md "Shared budget").

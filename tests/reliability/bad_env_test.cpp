@@ -187,6 +187,11 @@ TEST_F(BadEnv, RunRefusesEveryBadOptionBeforeStartingTheProgram) {
        "gpumem run: GPUMEM_POOL_SIZE='511' is not valid: it is below 512 B, the fixed pool's smallest block, so every "
        "allocation would fail; accepted: a size of at least 512 B such as 512MiB or 8GiB (not a percentage). Fix or "
        "unset GPUMEM_POOL_SIZE.\n"},
+      {{"--pool", "fixed"},
+       {"GPUMEM_LIMIT_0=64MiB"},
+       "gpumem run: --pool: GPUMEM_POOL='fixed' is not valid: GPUMEM_LIMIT_<n> caps one device and does not "
+       "size the pool; accepted: fixed together with GPUMEM_POOL_SIZE or GPUMEM_LIMIT (the pool's size), or "
+       "growth, or none. Fix --pool.\n"},
       {{"--limit", "1GiB"},
        {"GPUMEM_LIMIT_2=abc"},
        "gpumem run: GPUMEM_LIMIT_2='abc' is not valid: it is not a size; " + limit_forms +
