@@ -91,6 +91,20 @@ Outcome run(const ScratchDir& dir, const std::string& args, const std::string& e
   return {sh(cmd), dir / "t.trace"};
 }
 
+// Runs `what` under GPUMEM_LIMIT=`cap` on a 1 GiB device, and bare on a device of `cap`: the
+// cap answers every call as such a device does. The capped run (its trace in dir) and its answers.
+Outcome capped_as_a_device_of(const ScratchDir& dir, const std::string& what,
+                              const std::string& cap,
+                              std::map<std::string, std::vector<uint64_t>>* a) {
+  Outcome raw = run(dir, what, "", false, cap);
+  EXPECT_EQ(raw.output.status, 0) << raw.output.out;
+  Outcome capped = run(dir, what, "GPUMEM_LIMIT=" + cap);
+  EXPECT_EQ(capped.output.status, 0) << capped.output.out;
+  *a = answers(capped.output.out);
+  EXPECT_EQ(*a, answers(raw.output.out));
+  return capped;
+}
+
 TEST(Arrays, SizeFormula) {
   using arrays::array_bytes;
   using arrays::driver_texel;
@@ -312,12 +326,9 @@ TEST(Arrays, CapRefusesArraysWhereADeviceOfThatSizeDoesAndNeverChargesRegistrati
   ScratchDir dir("gpumem-arrays");
   for (const char* what : {"cap-runtime", "cap-driver"}) {
     SCOPED_TRACE(what);
-    Outcome raw = run(dir, what, "", false, "8MiB");
-    ASSERT_EQ(raw.output.status, 0) << raw.output.out;
-    Outcome capped = run(dir, what, "GPUMEM_LIMIT=8MiB");
-    ASSERT_EQ(capped.output.status, 0) << capped.output.out;
-    const auto a = answers(capped.output.out);
-    EXPECT_EQ(a, answers(raw.output.out));
+    std::map<std::string, std::vector<uint64_t>> a;
+    const Outcome capped = capped_as_a_device_of(dir, what, "8MiB", &a);
+    ASSERT_EQ(capped.output.status, 0);
     EXPECT_EQ(a.at("array_0"), std::vector<uint64_t>{0});
     EXPECT_EQ(a.at("array_1"), std::vector<uint64_t>{0});
     EXPECT_EQ(a.at("array_2"), std::vector<uint64_t>{2});  // MemoryAllocation / OUT_OF_MEMORY
@@ -388,12 +399,9 @@ TEST(Arrays, MipmappedLevelCountIsClampedAsCudaDoes) {
     for (size_t i = 0; i < 3; ++i) EXPECT_EQ(frees[i].bytes, bytes[i]) << i;
 
     // A cap smaller than one level refuses 0 levels, as a device of that size does.
-    Outcome small = run(dir, what, "", false, "2MiB");
-    ASSERT_EQ(small.output.status, 0) << small.output.out;
-    Outcome capped = run(dir, what, "GPUMEM_LIMIT=2MiB");
-    ASSERT_EQ(capped.output.status, 0) << capped.output.out;
-    const auto a = answers(capped.output.out);
-    EXPECT_EQ(a, answers(small.output.out));
+    std::map<std::string, std::vector<uint64_t>> a;
+    const Outcome capped = capped_as_a_device_of(dir, what, "2MiB", &a);
+    ASSERT_EQ(capped.output.status, 0);
     EXPECT_EQ(a.at("levels_layered_over"), std::vector<uint64_t>{0});
     EXPECT_EQ(a.at("levels_0"), std::vector<uint64_t>{2});  // MemoryAllocation / OUT_OF_MEMORY
     EXPECT_EQ(a.at("levels_over"), std::vector<uint64_t>{2});
