@@ -359,8 +359,10 @@ Route route_for(const Request& req) {
   const auto kind = static_cast<trace::MemKind>(req.flags & trace::kFlagKindMask);
   // Imported memory (IPC) is another process's, charged there: never to this process's cap.
   if (kind == trace::MemKind::pinned_host || kind == trace::MemKind::imported ||
-      !has_policy(req.device) || !cuda_has_device(req.device))
+      !has_policy(req.device))
     return kNone;
+  // Once the device's stack exists the device does; before, one check (the count is cached).
+  if (built_stack(req.device) == nullptr && !cuda_has_device(req.device)) return kNone;
   if (config().pool != PoolKind::none && resources::pool_serves(req.api, req.flags)) return kPooled;
   return kDirect;
 }
