@@ -61,7 +61,7 @@ ForeignInputs::~ForeignInputs() {
   if (!dir_.empty()) ::rmdir(dir_.c_str());
 }
 
-const std::string& ForeignInputs::original(const std::string& path) const {
+std::string ForeignInputs::original(const std::string& path) const {
   for (size_t i = 0; i < made_.size(); ++i)
     if (made_[i] == path) return originals_[i];
   return path;

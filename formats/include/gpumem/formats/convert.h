@@ -73,7 +73,7 @@ class ForeignInputs {
   bool convert(std::vector<std::string>* paths, std::string* error);
   // The file the user named, for a trace convert() made from it; any other path as it is. Reports
   // name the snapshot or log, not the temporary trace, which is gone once they are written.
-  const std::string& original(const std::string& path) const;
+  std::string original(const std::string& path) const;
 
  private:
   std::string dir_;
