@@ -12,6 +12,8 @@
 //                              and one free of a pointer CUDA never gave out
 //   accounting malloc3d        a cudaMalloc3D whose extent overflows size_t
 //   accounting pitch           a cuMemAllocPitch_v2 whose width * height overflows size_t
+//   accounting vmm_null_prop   cuMemCreate of 2 MiB with a NULL prop, then with device 0's
+//                              (created and released)
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 
@@ -130,6 +132,20 @@ int pitch() {
   return e2 == CUDA_SUCCESS ? 0 : 1;
 }
 
+// CUDA refuses a NULL prop; the program must get CUDA's code and the trace a failed allocation.
+int vmm_null_prop() {
+  if (!init_driver()) return 1;
+  CUmemGenericAllocationHandle h = 0;
+  print("null_prop", cuMemCreate(&h, 2 * kMiB, nullptr, 0));
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = 0;
+  const CUresult e = cuMemCreate(&h, 2 * kMiB, &prop, 0);
+  print("create", e);
+  return e == CUDA_SUCCESS && cuMemRelease(h) == CUDA_SUCCESS ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -140,7 +156,9 @@ int main(int argc, char** argv) {
   if (mode == "double_free") return double_free();
   if (mode == "malloc3d") return malloc3d();
   if (mode == "pitch") return pitch();
+  if (mode == "vmm_null_prop") return vmm_null_prop();
   std::fprintf(stderr,
-               "usage: accounting failed_free|failed_free_held|refused|double_free|malloc3d|pitch\n");
+               "usage: accounting failed_free|failed_free_held|refused|double_free|malloc3d|pitch|"
+               "vmm_null_prop\n");
   return 2;
 }

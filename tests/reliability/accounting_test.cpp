@@ -251,5 +251,38 @@ TEST_F(Accounting, DriverPitchOverflowIsRecordedSaturated) {
   expect_overflow_recorded_saturated(dir_, "pitch", Api::cuMemAllocPitch, 256u * 4u);
 }
 
+// cuMemCreate with a NULL prop: the program gets CUDA's own code, and the trace holds the refusal
+// as any refused call, an alloc_failed with that code and the bytes asked (this returned the
+// code with nothing recorded). It names no device: host (-1), never charged to a cap.
+TEST_F(Accounting, VmmCreateWithNullPropIsARecordedFailure) {
+  const Outcome bare =
+      run({RELIABILITY_ACCOUNTING, "vmm_null_prop"}, child_environment(false, {}), dir_);
+  ASSERT_EQ(bare.status, 0) << bare.out << bare.err;
+  const long long real_code = key_values(bare.out)["null_prop"];
+  ASSERT_EQ(real_code, 1) << "CUDA_ERROR_INVALID_VALUE";
+  for (const char* limit : {"", "GPUMEM_LIMIT=64MiB"}) {
+    SCOPED_TRACE(limit);
+    const std::string trace = dir_ + "/null-prop" + (*limit ? "-limit" : "") + ".trace";
+    std::vector<std::string> env = {"GPUMEM_TRACE=" + trace};
+    if (*limit) env.emplace_back(limit);
+    const Outcome o = run({RELIABILITY_ACCOUNTING, "vmm_null_prop"}, child_environment(true, env), dir_);
+    ASSERT_EQ(o.status, 0) << o.out << o.err;
+    EXPECT_EQ(key_values(o.out)["null_prop"], real_code);
+    const LoadedTrace t = load_trace(trace);
+    ASSERT_TRUE(t.opened) << t.error;
+    const auto failed = records_of(t, Op::alloc_failed);
+    ASSERT_EQ(failed.size(), 1u);
+    EXPECT_EQ(failed[0].api, static_cast<uint16_t>(Api::cuMemCreate));
+    EXPECT_EQ(failed[0].bytes, 2 * kMiB);
+    EXPECT_EQ(failed[0].result, real_code);
+    EXPECT_EQ(failed[0].device, -1);
+    EXPECT_EQ(failed[0].flags & gpumem::trace::kFlagKindMask,
+              static_cast<uint16_t>(gpumem::trace::MemKind::physical));
+    EXPECT_EQ(records_of(t, Op::oom).size(), 0u) << "invalid, not out of memory";
+    ASSERT_EQ(records_of(t, Op::alloc).size(), 1u) << "the good create after it";
+    EXPECT_EQ(records_of(t, Op::free).size(), 1u);
+  }
+}
+
 }  // namespace
 }  // namespace reliability

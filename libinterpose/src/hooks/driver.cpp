@@ -147,7 +147,8 @@ CUresult hook_cuMemFreeHost(void* p) {
 }
 
 // Physical memory is counted where it lives: on the device of prop->location when that is a
-// device, as host memory (device -1) for every other location type.
+// device, as host memory (device -1) for every other location type. A NULL prop goes to CUDA,
+// as a NULL descriptor does for arrays: its refusal is an alloc_failed with CUDA's code.
 template <Lookup L>
 CUresult hook_cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
                           const CUmemAllocationProp* prop, unsigned long long flags) {
@@ -158,7 +159,6 @@ CUresult hook_cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
   Request req =
       request<Driver, L>(Api::cuMemCreate, size, MemKind::physical, nullptr, false, device);
   if (handle == nullptr) return null_out_param<Driver>(req);
-  if (prop == nullptr) return CUDA_ERROR_INVALID_VALUE;
   const CUresult e = allocate<Driver>(req, handle, [&] { return real(handle, size, prop, flags); });
   if (e == CUDA_SUCCESS) vmm::created(*handle);
   return e;
