@@ -41,6 +41,7 @@ class Stack {
   Stack(Policy policy, int device, uint64_t capacity, uint64_t limit, uint64_t pool_size,
         resources::PoolObserver* observer)
       : upstream_(capacity),
+        vmm_(vmm_options(device)),
         stack_(upstream_, device, config(policy, limit, pool_size), observer) {}
 
   MemoryResource& top(bool pooled_kind) {
@@ -55,10 +56,16 @@ class Stack {
  private:
   resources::StackConfig config(Policy policy, uint64_t limit, uint64_t pool_size) {
     resources::StackConfig c{policy, limit, pool_size};
-    // Replay runs each device as the simulated device 0; its VMM calls count nothing themselves
-    // (the physical memory is charged by upstream_, as simcuda charges cuMemCreate).
+    // The VMM calls count nothing themselves (the physical memory is charged by upstream_, as
+    // simcuda charges cuMemCreate).
     if (policy == Policy::expandable) c.vmm = &vmm_;
     return c;
+  }
+  // The pool names its own device in every VMM call: the simulated VMM must have that ordinal.
+  static resources::SimulatedVmm::Options vmm_options(int device) {
+    resources::SimulatedVmm::Options o;
+    o.devices = device + 1;
+    return o;
   }
 
   SimcudaUpstream upstream_;

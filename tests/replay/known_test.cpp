@@ -185,6 +185,28 @@ TEST(Known, DevicesAreReplayedSeparately) {
   EXPECT_EQ(*smallest_limit(*p, p->devices[1], Policy::none).smallest_bytes, 12 * kMiB);
 }
 
+// Device 1's program under the expandable pool: its granules are mapped for device 1 (the
+// simulated VMM must know that device), exactly as device 0's would be.
+TEST(Known, ExpandablePoolReplaysEveryDevice) {
+  TraceFile t(64 * kMiB, "expandable", 0, 2);
+  t.alloc(0x1000, 3 * kMiB, 1);
+  t.alloc(0x2000, 1 * kMiB, 1);
+  t.free(0x1000, 3 * kMiB, 1);
+  t.free(0x2000, 1 * kMiB, 1);
+  auto p = load(t, "expandable-device-1");
+  ASSERT_EQ(p->devices.size(), 2u);
+  ASSERT_EQ(p->devices[1].device, 1);
+  ReplayOptions o;
+  o.policy = Policy::expandable;
+  DeviceRun r = replay_device(*p, p->devices[1], o);
+  EXPECT_TRUE(r.fits) << (r.failure ? r.failure->refused_by : "");
+  EXPECT_EQ(r.steps_replayed, 4u);
+  EXPECT_EQ(r.peak_allocated_bytes, 4 * kMiB);
+  // 3 MiB + 1 MiB from offset 0: two 2 MiB granules.
+  EXPECT_EQ(r.peak_reserved_bytes, 4 * kMiB);
+  EXPECT_EQ(*smallest_limit(*p, p->devices[1], Policy::expandable).smallest_bytes, 4 * kMiB);
+}
+
 TEST(Known, DoesNotFitEvenAtCapacity) {
   TraceFile t(8 * kMiB);
   t.alloc(0x1000, 9 * kMiB);
