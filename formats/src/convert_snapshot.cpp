@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <string_view>
 #include <unordered_map>
 
 #include "gpumem/formats/convert.h"
@@ -104,6 +105,57 @@ struct DeviceState {
   std::map<uint64_t, Segment> segments;
 };
 
+// The phases open at a record, innermost last: a mark_begin opens one, a mark_end closes the
+// most recent open phase of the same name (by text; an id with no string is the name ""), and
+// none when no phase of that name is open. Each mark costs O(1) amortized however many phases
+// stay open: a trace cut by a crash, or a program that begins phases without ending them, leaves
+// thousands, and looking through them at every end made the export quadratic.
+class OpenPhases {
+ public:
+  explicit OpenPhases(const LoadedTrace& t) : names_{std::string()} {
+    std::unordered_map<std::string_view, uint32_t> key_of_text{{std::string_view(), 0}};
+    for (const auto& [id, text] : t.strings) {  // views into t.strings, which outlives this loop
+      auto [it, added] = key_of_text.emplace(text, static_cast<uint32_t>(names_.size()));
+      if (added) names_.push_back(text);
+      key_of_id_[id] = it->second;
+    }
+    open_at_.resize(names_.size());
+  }
+  void clear() {
+    for (const Entry& e : stack_) open_at_[e.key].clear();
+    stack_.clear();
+  }
+  void begin(uint64_t string_id) {
+    const uint32_t key = key_of(string_id);
+    open_at_[key].push_back(stack_.size());
+    stack_.push_back({key, true});
+  }
+  void end(uint64_t string_id) {
+    std::vector<size_t>& open = open_at_[key_of(string_id)];
+    if (open.empty()) return;
+    stack_[open.back()].open = false;
+    open.pop_back();
+    while (!stack_.empty() && !stack_.back().open) stack_.pop_back();  // each entry once
+  }
+  const std::string& innermost() const {
+    return stack_.empty() ? names_[0] : names_[stack_.back().key];
+  }
+
+ private:
+  struct Entry {
+    uint32_t key;  // the name, by text
+    bool open;     // false: ended, removed once nothing open lies above it
+  };
+  uint32_t key_of(uint64_t string_id) const {
+    auto it = key_of_id_.find(string_id);
+    return it == key_of_id_.end() ? 0 : it->second;
+  }
+  std::vector<std::string> names_;                    // by key; key 0 is ""
+  std::unordered_map<uint64_t, uint32_t> key_of_id_;  // string ids with the same text share a key
+  std::vector<Entry> stack_;                          // the innermost open phase is at the back
+  std::vector<std::vector<size_t>> open_at_;          // by key: where its open phases are in stack_
+};
+
 void trace_entry(PickleWriter& w, const char* action, uint64_t addr, uint64_t size, uint64_t stream,
                  uint64_t time_us, const std::vector<Frame>& frames, const std::string& phase) {
   w.begin_dict();
@@ -139,7 +191,7 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
 
   PickleWriter w;
   std::vector<DeviceState> state(static_cast<size_t>(devices));
-  std::vector<std::string> phases;  // open phases, innermost last
+  OpenPhases phases(t);
   // device_traces first in time; the dict is written with "segments" (the end state) after it,
   // which a dict does not mind.
   w.begin_dict();
@@ -152,18 +204,16 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
     for (const Record& r : t.records) {
       const auto op = static_cast<Op>(r.op);
       if (op == Op::mark_begin) {
-        phases.push_back(t.string_of(r.aux));
+        phases.begin(r.aux);
         continue;
       }
       if (op == Op::mark_end) {
-        const std::string name = t.string_of(r.aux);
-        auto it = std::find(phases.rbegin(), phases.rend(), name);
-        if (it != phases.rend()) phases.erase(std::next(it).base());
+        phases.end(r.aux);
         continue;
       }
       if (r.device != d) continue;
       const uint64_t us = t.unix_us(r);
-      const std::string phase = phases.empty() ? std::string() : phases.back();
+      const std::string& phase = phases.innermost();
       switch (op) {
         case Op::alloc: {
           if (!detail::is_device_memory(r)) break;

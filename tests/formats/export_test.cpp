@@ -2,8 +2,11 @@
 // phases as user_metadata, OOM entries, the end state's blocks; read back by Python's pickle.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <random>
 
+#include "gpumem/formats/pickle.h"
 #include "support.h"
 #include "trace_file.h"
 
@@ -107,6 +110,115 @@ TEST(Export, NativeFramesFromSymbols) {
             "[{'filename': 'libtrain.so+0x1a2b', 'line': 0, 'name': 'train_step'}, "
             "{'filename': '?"
             "?', 'line': 0, 'name': '0x402000'}]\n");
+}
+
+// Each device's entries as (action, user_metadata or "-"), read back with the pickle reader.
+std::vector<std::vector<std::pair<std::string, std::string>>> phases_of(const std::string& pickle) {
+  PickleDocument doc;
+  std::string error;
+  EXPECT_TRUE(read_pickle(pickle, &doc, &error)) << error;
+  std::vector<std::vector<std::pair<std::string, std::string>>> out;
+  const PickleNode* traces = doc.find(doc.root(), "device_traces");
+  if (traces == nullptr) return out;
+  for (uint32_t list : traces->items) {
+    out.emplace_back();
+    for (uint32_t e : doc.at(list).items) {
+      const PickleNode* phase = doc.find(doc.at(e), "user_metadata");
+      out.back().emplace_back(doc.find(doc.at(e), "action")->string,
+                              phase != nullptr ? phase->string : "-");
+    }
+  }
+  return out;
+}
+
+// user_metadata is the innermost open phase, an end closing the most recent open phase of its
+// name (or nothing), on every device: random marks over a few names (one an id with no string,
+// which reads as ""), checked against that rule applied the simple way.
+TEST(Export, PhaseOfEachEntryIsTheInnermostOpenOne) {
+  std::mt19937 rng(7);
+  for (int round = 0; round < 20; ++round) {
+    TraceImage image;
+    image.set_device(0, 1 << 30, "d0");
+    image.set_device(1, 1 << 30, "d1");
+    const uint64_t base = image.header().clock_base_ns;
+    const std::vector<std::string> names = {"fwd", "bwd", "step", "fwd2"};
+    std::vector<uint64_t> ids;
+    for (const std::string& n : names) ids.push_back(image.intern_string(n));
+    ids.push_back(999);  // no string: the name ""
+    std::vector<std::string> open;
+    std::vector<std::vector<std::string>> want(2);
+    uint64_t address = 0x10000;
+    for (int i = 0; i < 400; ++i) {
+      const uint64_t t = base + 1000 * static_cast<uint64_t>(i + 1);
+      const size_t pick = rng() % ids.size();
+      const std::string name = pick < names.size() ? names[pick] : "";
+      switch (rng() % 4) {
+        case 0:
+          image.add(trace::Op::mark_begin, t, -1).aux = ids[pick];
+          open.push_back(name);
+          break;
+        case 1: {
+          image.add(trace::Op::mark_end, t, -1).aux = ids[pick];
+          auto it = std::find(open.rbegin(), open.rend(), name);
+          if (it != open.rend()) open.erase(std::next(it).base());
+          break;
+        }
+        default: {
+          const int device = static_cast<int>(rng() % 2);
+          trace::Record& a = image.add(trace::Op::alloc, t, device);
+          a.address = address;
+          a.bytes = 256;
+          a.flags = trace::kFlagPooled;
+          address += 256;
+          const std::string phase = open.empty() || open.back().empty() ? "-" : open.back();
+          want[static_cast<size_t>(device)].push_back(phase);
+        }
+      }
+    }
+    const auto got = phases_of(export_image(image, "phases"));
+    ASSERT_EQ(got.size(), 2u);
+    for (size_t d = 0; d < 2; ++d) {
+      ASSERT_EQ(got[d].size(), want[d].size()) << "round " << round << " device " << d;
+      for (size_t i = 0; i < want[d].size(); ++i) {
+        EXPECT_EQ(got[d][i].first, "alloc");
+        EXPECT_EQ(got[d][i].second, want[d][i])
+            << "round " << round << " device " << d << " entry " << i;
+      }
+    }
+  }
+}
+
+// Phases begun and never ended (a trace cut by a crash, a program that marks begin without end)
+// pile up; each end then looked through all of them and erased from the middle, so this trace
+// (100,000 begins of one 8 KB name, 100,000 ends of another, then ends of the first) took
+// 10^10 comparisons of 8 KB, hours; linear in the marks it takes milliseconds.
+TEST(Export, ManyUnclosedPhasesExportInLinearTime) {
+  constexpr int kMarks = 100'000;
+  TraceImage image;
+  image.set_device(0, 1 << 30, "d0");
+  const uint64_t base = image.header().clock_base_ns;
+  const std::string open_name = std::string(8191, 'p') + "1", other = std::string(8191, 'p') + "2";
+  const uint64_t open_id = image.intern_string(open_name), other_id = image.intern_string(other);
+  uint64_t t = base;
+  for (int i = 0; i < kMarks; ++i) image.add(trace::Op::mark_begin, ++t, -1).aux = open_id;
+  image.add(trace::Op::mark_begin, ++t, -1).aux = other_id;
+  image.add(trace::Op::mark_begin, ++t, -1).aux = open_id;
+  for (int i = 0; i < kMarks; ++i) image.add(trace::Op::mark_end, ++t, -1).aux = other_id;
+  image.add(trace::Op::mark_end, ++t, -1).aux = open_id;  // the innermost: "other" ended already
+  trace::Record& a = image.add(trace::Op::alloc, ++t, 0);
+  a.address = 0x10000;
+  a.bytes = 512;
+  a.flags = trace::kFlagPooled;
+  image.add(trace::Op::mark_end, ++t, -1).aux = 12345;  // no such string, no such phase
+  trace::Record& b = image.add(trace::Op::alloc, ++t, 0);
+  b.address = 0x20000;
+  b.bytes = 512;
+  b.flags = trace::kFlagPooled;
+  const auto got = phases_of(export_image(image, "unclosed"));
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_EQ(got[0].size(), 2u);
+  EXPECT_EQ(got[0][0].second, open_name);
+  EXPECT_EQ(got[0][1].second, open_name);
 }
 
 }  // namespace
