@@ -300,6 +300,39 @@ TEST(Driver, VirtualMemoryAccounting) {
   EXPECT_EQ(free_bytes(), before);
 }
 
+// Sizes whose end passes 2^64 are refused: nothing is reserved, unmapped or made accessible.
+TEST(Driver, VirtualMemoryRangesPastTheAddressSpaceAreRefused) {
+  auto reserve = proc<PFN_cuMemAddressReserve_v10020>("cuMemAddressReserve");
+  CUdeviceptr va = 0;
+  // size + alignment wraps to 2 MiB: this once reserved "16 EiB" out of a 2 MiB mapping.
+  EXPECT_EQ(reserve(&va, ~uint64_t{0} - 2 * kMiB + 1, 4 * kMiB, 0, 0), CUDA_ERROR_OUT_OF_MEMORY);
+  EXPECT_EQ(va, 0u);
+
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = 0;
+  const size_t before = free_bytes();
+  ASSERT_EQ(reserve(&va, 2 * kMiB, 0, 0, 0), CUDA_SUCCESS);
+  CUmemGenericAllocationHandle h = 0;
+  ASSERT_EQ(proc<PFN_cuMemCreate_v10020>("cuMemCreate")(&h, 2 * kMiB, &prop, 0), CUDA_SUCCESS);
+  ASSERT_EQ(proc<PFN_cuMemMap_v10020>("cuMemMap")(va, 2 * kMiB, 0, h, 0), CUDA_SUCCESS);
+  ASSERT_EQ(proc<PFN_cuMemRelease_v10020>("cuMemRelease")(h), CUDA_SUCCESS);
+  // va + wrapping is 2 MiB, below every mapping.
+  const size_t wrapping = 0 - static_cast<size_t>(va) + 2 * kMiB;
+  CUmemAccessDesc access{};
+  access.location = prop.location;
+  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  auto set_access = proc<PFN_cuMemSetAccess_v10020>("cuMemSetAccess");
+  EXPECT_EQ(set_access(va, wrapping, &access, 1), CUDA_ERROR_INVALID_VALUE);
+  auto unmap = proc<PFN_cuMemUnmap_v10020>("cuMemUnmap");
+  EXPECT_EQ(unmap(va, wrapping), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(before - free_bytes(), 2 * kMiB);  // still mapped, still charged
+  ASSERT_EQ(unmap(va, 2 * kMiB), CUDA_SUCCESS);
+  EXPECT_EQ(free_bytes(), before);
+  EXPECT_EQ(proc<PFN_cuMemAddressFree_v10020>("cuMemAddressFree")(va, 2 * kMiB), CUDA_SUCCESS);
+}
+
 // VMM memory is reachable only from the devices cuMemSetAccess named, whatever peer access says;
 // cuMemAlloc memory of another device only with peer access enabled to it.
 TEST(Driver, PeerAccessReachesAllocationsButNotUnnamedMappings) {

@@ -82,6 +82,8 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemAddressReserve(CUdeviceptr* ptr, size_t siz
   if (ptr == nullptr || size == 0 || !aligned(size) || flags != 0) return CUDA_ERROR_INVALID_VALUE;
   if (alignment == 0) alignment = kPage;
   if ((alignment & (alignment - 1)) != 0) return CUDA_ERROR_INVALID_VALUE;
+  // No address space holds it (size + alignment would wrap and the trim below would unmap others).
+  if (size > UINT64_MAX - alignment) return CUDA_ERROR_OUT_OF_MEMORY;
   // Over-reserve, then trim the ends so that the start is aligned.
   uint64_t len = size + alignment;
   void* raw = mmap(nullptr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -193,7 +195,8 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemUnmap(CUdeviceptr ptr, size_t size) {
   State& s = state();
   // The range must start at a mapping and cover whole mappings only.
   auto first = s.mappings.find(ptr);
-  if (first == s.mappings.end() || size == 0) return CUDA_ERROR_INVALID_VALUE;
+  if (first == s.mappings.end() || size == 0 || size > UINT64_MAX - ptr)
+    return CUDA_ERROR_INVALID_VALUE;
   auto end = s.mappings.lower_bound(ptr + size);
   for (auto it = first; it != end; ++it)
     if (it->first + it->second.size > ptr + size) return CUDA_ERROR_INVALID_VALUE;
@@ -212,7 +215,8 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemSetAccess(CUdeviceptr ptr, size_t size,
                                                const CUmemAccessDesc* desc, size_t count) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (vmm_off()) return CUDA_ERROR_NOT_SUPPORTED;
-  if (desc == nullptr || count == 0 || size == 0) return CUDA_ERROR_INVALID_VALUE;
+  if (desc == nullptr || count == 0 || size == 0 || size > UINT64_MAX - ptr)
+    return CUDA_ERROR_INVALID_VALUE;
   for (size_t i = 0; i < count; ++i) {
     if (!valid_location(desc[i].location)) return CUDA_ERROR_INVALID_DEVICE;
     if (desc[i].flags != CU_MEM_ACCESS_FLAGS_PROT_READ &&
