@@ -23,6 +23,7 @@
 #include "gpumem/replay/fit_model.h"
 #include "gpumem/replay/replay.h"
 #include "gpumem/units.h"
+#include "gpumem/visible_text.h"
 
 namespace {
 
@@ -143,7 +144,8 @@ int fit_main(FitOptions o) {
     if (pct) m.pop_back();
     char* end = nullptr;
     margin = std::strtod(m.c_str(), &end);
-    if (m.empty() || *end != '\0' || margin < 0 || (pct ? margin >= 100 : margin >= 1))
+    // !(margin >= 0) also refuses "nan", which every comparison below would let through.
+    if (m.empty() || *end != '\0' || !(margin >= 0) || (pct ? margin >= 100 : margin >= 1))
       return fail(fmt::format("--margin '{}' is not a margin; use a percentage such as 5% or a "
                               "fraction such as 0.05",
                               o.margin),
@@ -178,16 +180,30 @@ int fit_main(FitOptions o) {
   if (o.batches.size() < 2 || o.batches.front() == 0)
     return fail("--batches needs two or more different positive micro-batches, e.g. 1,2,4,8", 2);
 
-  bool temp_dir = false;
+  // The temporary directory goes on every way out, a failed run's included.
+  struct RemovedAtExit {
+    std::string path;
+    ~RemovedAtExit() {
+      std::error_code ec;
+      if (!path.empty()) std::filesystem::remove_all(path, ec);
+    }
+  } temp_dir;
   if (o.dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");
     std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/gpumem-fit-XXXXXX";
     if (::mkdtemp(templ.data()) == nullptr)
       return fail("cannot create a temporary directory; set TMPDIR or give --dir", 1);
     o.dir = templ;
-    temp_dir = true;
+    temp_dir.path = templ;
   } else {
-    std::filesystem::create_directories(o.dir);
+    std::error_code ec;
+    std::filesystem::create_directories(o.dir, ec);
+    if (ec || !std::filesystem::is_directory(o.dir, ec))
+      return fail(fmt::format("--dir '{}' cannot be made a folder: {}; give a folder you can "
+                              "write, or leave --dir out (a temporary one)",
+                              gpumem::visible(o.dir),
+                              ec ? ec.message() : std::string("it is not a directory")),
+                  2);
   }
   const bool device_cap = o.device == "sim";
 
@@ -228,13 +244,18 @@ int fit_main(FitOptions o) {
              {"per_sample_bytes", fit.per_sample_bytes},
              {"max_abs_residual_bytes", fit.max_abs_residual_bytes},
              {"r2", fit.r2}}}};
+  // The JSON document, on stdout for "-" (then without the text); a file that cannot be written
+  // fails the command.
   auto finish = [&](int code) {
-    if (!o.json_path.empty()) {
-      std::ofstream f(o.json_path);
-      f << doc.dump(2) << "\n";
-    }
-    if (temp_dir) std::filesystem::remove_all(o.dir);
-    return code;
+    if (o.json_path == "-") std::printf("%s\n", doc.dump(2).c_str());
+    if (o.json_path.empty() || o.json_path == "-") return code;
+    std::ofstream f(o.json_path);
+    f << doc.dump(2) << "\n";
+    f.close();
+    if (f) return code;
+    std::fprintf(stderr, "gpumem fit: cannot write %s; check that its directory exists and is "
+                 "writable\n", gpumem::visible(o.json_path).c_str());
+    return code != 0 ? code : 1;
   };
 
   std::string text =
@@ -276,13 +297,12 @@ int fit_main(FitOptions o) {
     doc["warning"] = warning;
     text += "warning: " + warning + "; no recommendation\n";
     if (o.json_path != "-") std::fputs(text.c_str(), stdout);
-    if (o.json_path == "-") std::printf("%s\n", doc.dump(2).c_str());
     std::fprintf(stderr, "gpumem fit: warning: %s; no recommendation\n", warning.c_str());
     return finish(4);
   }
   if (fit.fixed_bytes * (1 + margin) > static_cast<double>(limit)) {
     doc["recommendation"] = nullptr;
-    std::fputs(text.c_str(), stdout);
+    if (o.json_path != "-") std::fputs(text.c_str(), stdout);
     std::fprintf(stderr,
                  "gpumem fit: the fixed part alone (%s: parameters, optimizer state, data) exceeds "
                  "the limit %s%s; no micro-batch can fit: try --data stream / --dtype fp16 / a "
@@ -295,7 +315,7 @@ int fit_main(FitOptions o) {
   auto rec = gpumem::replay::recommend(fit, limit, margin, o.effective_batch, rule);
   if (!rec) {
     doc["recommendation"] = nullptr;
-    std::fputs(text.c_str(), stdout);
+    if (o.json_path != "-") std::fputs(text.c_str(), stdout);
     std::fprintf(stderr,
                  "gpumem fit: even micro-batch 1 is predicted at %s (+margin) over the "
                  "limit %s; no micro-batch can fit: try --data stream / --dtype fp16 / a larger "
@@ -335,7 +355,6 @@ int fit_main(FitOptions o) {
                       cap, v.status == 0 ? "ran" : fmt::format("FAILED (exit status {})", v.status),
                       bytes_text(static_cast<double>(measured_peak)));
   if (o.json_path != "-") std::fputs(text.c_str(), stdout);
-  if (o.json_path == "-") std::printf("%s\n", doc.dump(2).c_str());
   if (v.status != 0)
     std::fprintf(stderr,
                  "gpumem fit: the recommended settings did not run under the cap; the "
@@ -361,7 +380,8 @@ void register_fit(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("--accum-rule", o->accum_rule,
                   "divisor: micro-batches dividing N, accum = N / batch (default); ceil: any "
                   "micro-batch, accum = ceil(N / batch)");
-  cmd->add_option("--device", o->device, "as `gpumem run --device`: auto, sim, real");
+  cmd->add_option("--device", o->device, "as `gpumem run --device`: auto, sim, real")
+      ->check(CLI::IsMember({"auto", "sim", "real"}));
   cmd->add_option("--json", o->json_path, "write the JSON result (gpumem.fit/1); - = stdout");
   cmd->add_option("--dir", o->dir,
                   "keep the runs' traces and logs here (default: a temporary "

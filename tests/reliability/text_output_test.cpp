@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -211,6 +212,95 @@ TEST_F(TextOutput, FitWarnsWhenThePeakIsFlat) {
             std::string::npos)
       << o.err;
   EXPECT_EQ(o.out.find("recommendation:"), std::string::npos) << o.out;
+}
+
+// Bad fit options are refused before the command runs once (status 2, what to give instead):
+// --dir that cannot be a folder used to throw out of fit (abort, status 134), "nan" passed as a
+// margin (every comparison with it is false), and an unknown --device reached `gpumem run`,
+// whose refusal fit reported as the command failing.
+TEST_F(TextOutput, FitRefusesBadOptionsBeforeRunning) {
+  const std::string marker = dir_ + "/started";
+  const std::string file = dir_ + "/a-file";
+  std::ofstream(file) << "x";
+  struct BadFit {
+    std::vector<std::string> options;
+    std::string message;
+  };
+  const std::vector<BadFit> cases = {
+      {{"--dir", file + "/runs"},
+       "gpumem fit: --dir '" + file + "/runs' cannot be made a folder: Not a directory; give a "
+       "folder you can write, or leave --dir out (a temporary one)\n"},
+      {{"--dir", file},
+       "gpumem fit: --dir '" + file + "' cannot be made a folder: Not a directory; give a "
+       "folder you can write, or leave --dir out (a temporary one)\n"},
+      {{"--margin", "nan"},
+       "gpumem fit: --margin 'nan' is not a margin; use a percentage such as 5% or a fraction "
+       "such as 0.05\n"},
+      {{"--margin", "nan%"},
+       "gpumem fit: --margin 'nan%' is not a margin; use a percentage such as 5% or a fraction "
+       "such as 0.05\n"},
+      {{"--device", "gpu"},
+       "--device: gpu not in {auto,sim,real}\nRun with --help for more information.\n"},
+  };
+  for (const BadFit& c : cases) {
+    SCOPED_TRACE(c.options[0] + " " + c.options[1]);
+    std::vector<std::string> argv = {GPUMEM_CLI, "fit", "--limit", "1GiB", "--effective-batch", "8"};
+    if (c.options[0] != "--device") argv.insert(argv.end(), {"--device", "sim"});
+    argv.insert(argv.end(), c.options.begin(), c.options.end());
+    argv.insert(argv.end(), {"--", "/bin/sh", "-c", "touch '" + marker + "'", "{batch}", "{accum}"});
+    const Outcome o = run(argv, child_environment(false, {}), dir_);
+    EXPECT_FALSE(o.signaled) << o.err;
+    EXPECT_EQ(o.status, 2) << o.err;
+    EXPECT_EQ(o.err, c.message);
+    struct stat st;
+    EXPECT_NE(::stat(marker.c_str(), &st), 0) << "the command ran";
+  }
+}
+
+// fit's temporary folder (the runs' traces and logs) is removed on every way out: also when the
+// command fails at the first micro-batch, which used to leave it behind.
+TEST_F(TextOutput, FitRemovesItsTemporaryFolderWhenTheCommandFails) {
+  const std::string tmp = dir_ + "/tmp";
+  ASSERT_EQ(::mkdir(tmp.c_str(), 0700), 0);
+  const Outcome o = run({GPUMEM_CLI, "fit", "--limit", "1GiB", "--effective-batch", "8", "--device",
+                         "sim", "--", "false", "{batch}", "{accum}"},
+                        child_environment(false, {"TMPDIR=" + tmp}), dir_);
+  EXPECT_EQ(o.status, 1) << o.err;
+  EXPECT_NE(o.err.find("gpumem fit: the command failed at micro-batch 1 (exit status 1)"),
+            std::string::npos)
+      << o.err;
+  std::vector<std::string> left;
+  for (const auto& e : std::filesystem::directory_iterator(tmp)) left.push_back(e.path());
+  EXPECT_EQ(left, std::vector<std::string>{});
+}
+
+// `--json -` prints the document on stdout (no text) and writes no file named "-"; a --json file
+// that cannot be written is an error, not a silent loss (the status stays fit's own when that
+// is already a failure: 4, nothing to recommend).
+TEST_F(TextOutput, FitJsonGoesWhereItIsAsked) {
+  const std::vector<std::string> fit = {GPUMEM_CLI, "fit", "--limit", "1GiB", "--effective-batch",
+                                        "8", "--device", "sim", "--json"};
+  const std::vector<std::string> command = {"--", "true", "{batch}", "{accum}"};
+  std::vector<std::string> argv = fit;
+  argv.push_back("-");
+  argv.insert(argv.end(), command.begin(), command.end());
+  const Outcome o = run(argv, child_environment(false, {}), dir_);
+  EXPECT_EQ(o.status, 4) << o.err;
+  const nlohmann::json doc = nlohmann::json::parse(o.out);
+  EXPECT_EQ(doc["schema"], "gpumem.fit/1");
+  EXPECT_TRUE(doc["recommendation"].is_null());
+  struct stat st;
+  EXPECT_NE(::stat((dir_ + "/-").c_str(), &st), 0) << "a file named - was written";
+
+  argv = fit;
+  argv.push_back(dir_ + "/no/such/fit.json");
+  argv.insert(argv.end(), command.begin(), command.end());
+  const Outcome bad = run(argv, child_environment(false, {}), dir_);
+  EXPECT_EQ(bad.status, 4) << bad.err;
+  EXPECT_NE(bad.err.find("gpumem fit: cannot write " + dir_ +
+                         "/no/such/fit.json; check that its directory exists and is writable\n"),
+            std::string::npos)
+      << bad.err;
 }
 
 }  // namespace
