@@ -276,13 +276,16 @@ int replay_main(const ReplayCommandOptions& options) {
     std::fprintf(stderr, "gpumem replay: %s\n", visible(error).c_str());
     return 2;
   }
+  // The trace's strings (command, device names, phases) are the program's bytes: what is not
+  // UTF-8 becomes U+FFFD rather than an exception.
+  const auto text = [&] { return doc.dump(2, ' ', false, json::error_handler_t::replace); };
   if (options.json_path == "-") {
-    std::printf("%s\n", doc.dump(2).c_str());
+    std::printf("%s\n", text().c_str());
     return 0;
   }
   if (!options.json_path.empty()) {
     std::ofstream f(options.json_path);
-    f << doc.dump(2) << "\n";
+    f << text() << "\n";
     if (!f) {
       std::fprintf(stderr,
                    "gpumem replay: cannot write %s; check the directory exists and is "

@@ -90,6 +90,28 @@ TEST(Command, Errors) {
   ::unlink(path.c_str());
 }
 
+// The trace's strings are bytes from the program: bytes that are not UTF-8 (its command, its
+// device's name, a phase) come out as U+FFFD in the JSON, never as a crash.
+TEST(Command, JsonOfATraceWhoseStringsAreNotUtf8) {
+  TraceFile t(64 * kMiB, "none");
+  std::snprintf(t.header().command, sizeof t.header().command, "train \xff\xfe");
+  std::snprintf(t.header().devices[0].name, sizeof t.header().devices[0].name, "gpu \xc3");
+  t.string(3, "phase \x80");
+  t.begin(3);
+  t.alloc(0x1000, 4 * kMiB);
+  t.end(3);
+  const std::string path = replay_test::temp_path("not-utf8");
+  t.write(path);
+  Output o = sh(kCli + " replay " + path + " --pool none --limit 2MiB --json -");
+  ASSERT_EQ(o.status, 0) << o.out;
+  nlohmann::json j = nlohmann::json::parse(o.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << o.out;
+  EXPECT_EQ(j["command"], "train \ufffd\ufffd");
+  EXPECT_EQ(j["devices"][0]["name"], "gpu \ufffd");
+  EXPECT_EQ(j["devices"][0]["failure"]["phase"], "phase \ufffd");
+  ::unlink(path.c_str());
+}
+
 // The promise end to end: a trace recorded through the preload's growth pool (real
 // segment events from the library, not from the test) replays under the same policy to exactly
 // the recorded peak reserved, which `gpumem report` measures from the segment records.
