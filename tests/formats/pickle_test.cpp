@@ -63,6 +63,30 @@ TEST(PickleWriter, PythonReadsEveryKindOfValue) {
             "'tuple': (True, False, None), 'empty': {}}\n");
 }
 
+// Names come from programs: a stray Latin-1 byte, a character cut in two to fit, a surrogate or an
+// overlong form each become U+FFFD (one per byte), so pickle.load still reads the file; valid
+// UTF-8 of every length is kept as it is.
+TEST(PickleWriter, BytesThatAreNotUtf8BecomeReplacementCharacters) {
+  PickleWriter w;
+  w.begin_list();
+  for (const char* s : {"caf\xE9", "cut \xE2\x82", "\xED\xA0\x80", "\xC0\xAF", "\xF4\x90\x80\x80",
+                        "\xC3\xA9\xE2\x82\xAC\xF0\x9D\x84\x9E", "plain"})
+    w.string(s);
+  w.end_list();
+  const std::string path = temp_file("utf8.pickle");
+  write_all(path, w.finish());
+  int status = 0;
+  const std::string out =
+      shell("python3 -c \"import pickle,sys; print(ascii(pickle.load(open(sys.argv[1],'rb'))))\" " +
+                path + " 2>&1",
+            &status);
+  ::unlink(path.c_str());
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_EQ(out,
+            "['caf\\ufffd', 'cut \\ufffd\\ufffd', '\\ufffd\\ufffd\\ufffd', '\\ufffd\\ufffd', "
+            "'\\ufffd\\ufffd\\ufffd\\ufffd', '\\xe9\\u20ac\\U0001d11e', 'plain']\n");
+}
+
 // Containers in the forms Python's pickler writes them: an empty list alone, one item with
 // APPEND/SETITEM, a pair as TUPLE2, more items between MARK and APPENDS/SETITEMS.
 TEST(PickleWriter, ContainersTakePythonsShortForms) {

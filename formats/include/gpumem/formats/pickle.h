@@ -24,7 +24,9 @@ class PickleWriter {
   void integer(int64_t v);
   void unsigned_integer(uint64_t v);  // addresses: up to 2^64-1, as a Python int
   void floating(double v);
-  void string(std::string_view utf8);  // a Python str
+  // A Python str; a byte that starts no well-formed UTF-8 sequence is written as U+FFFD, since
+  // Python's unpickler refuses the whole file over one.
+  void string(std::string_view utf8);
   void begin_dict();
   void end_dict();
   void begin_list();
