@@ -1,6 +1,6 @@
 // The program of fork_test.cpp, run under LD_PRELOAD=libgpumem.so with a pool on simcuda:
 //
-//   fork_child FORKS
+//   fork_child FORKS [vmm]
 //
 // A worker thread loops allocations and frees through the pool (runtime and driver calls, sizes
 // that reuse cached blocks, take segments of their own and make the pool synchronize the device
@@ -9,6 +9,10 @@
 // waits at most 5 s for each child; a child still running then is stuck (killed, counted). Prints
 // "child PID STATUS" per fork, then "forks N hung H failed F worker_pairs W". Exit 0 when no child
 // hung or failed.
+//
+// With `vmm` the worker runs VMM lifetimes instead, each ended by a cuMemUnmap that makes the
+// preload search its mapping table under its lock, and each child creates, maps, unmaps and
+// releases one 2 MiB handle.
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 #include <signal.h>
@@ -19,6 +23,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 namespace {
@@ -51,6 +56,50 @@ void worker() {
     }
     g_pairs.fetch_add(1, std::memory_order_relaxed);
   }
+}
+
+CUmemAllocationProp device0_prop() {
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = 0;
+  return prop;
+}
+
+// One handle stays mapped at `kept`; each round creates, maps and releases a handle at va and
+// unmaps [va, va + 4 MiB): past its one mapping, so the preload looks through every mapping it
+// tracks, under its lock, for others starting in the range.
+void vmm_worker() {
+  bind_context();
+  const CUmemAllocationProp prop = device0_prop();
+  CUdeviceptr kept = 0, va = 0;
+  CUmemGenericAllocationHandle kept_handle = 0;
+  if (cuMemAddressReserve(&kept, 2 * kMiB, 0, 0, 0) != CUDA_SUCCESS ||
+      cuMemCreate(&kept_handle, 2 * kMiB, &prop, 0) != CUDA_SUCCESS ||
+      cuMemMap(kept, 2 * kMiB, 0, kept_handle, 0) != CUDA_SUCCESS ||
+      cuMemAddressReserve(&va, 4 * kMiB, 0, 0, 0) != CUDA_SUCCESS)
+    std::abort();
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    CUmemGenericAllocationHandle h = 0;
+    if (cuMemCreate(&h, 2 * kMiB, &prop, 0) != CUDA_SUCCESS ||
+        cuMemMap(va, 2 * kMiB, 0, h, 0) != CUDA_SUCCESS || cuMemRelease(h) != CUDA_SUCCESS ||
+        cuMemUnmap(va, 4 * kMiB) != CUDA_SUCCESS)
+      std::abort();
+    g_pairs.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+// In the child: one VMM lifetime, then exit().
+[[noreturn]] void vmm_child() {
+  const CUmemAllocationProp prop = device0_prop();
+  CUmemGenericAllocationHandle h = 0;
+  CUdeviceptr va = 0;
+  const bool ok = cuMemCreate(&h, 2 * kMiB, &prop, 0) == CUDA_SUCCESS &&
+                  cuMemAddressReserve(&va, 2 * kMiB, 0, 0, 0) == CUDA_SUCCESS &&
+                  cuMemMap(va, 2 * kMiB, 0, h, 0) == CUDA_SUCCESS &&
+                  cuMemUnmap(va, 2 * kMiB) == CUDA_SUCCESS && cuMemRelease(h) == CUDA_SUCCESS &&
+                  cuMemAddressFree(va, 2 * kMiB) == CUDA_SUCCESS;
+  std::exit(ok ? 0 : 3);
 }
 
 // In the child: one pair through each API, then exit() (atexit handlers close the trace).
@@ -87,21 +136,22 @@ int wait_at_most(pid_t pid, double seconds) {
 
 int main(int argc, char** argv) {
   const int forks = argc > 1 ? std::atoi(argv[1]) : 0;
-  if (forks <= 0) {
-    std::fprintf(stderr, "usage: fork_child FORKS (a number of forks above 0)\n");
+  const bool vmm = argc > 2 && std::strcmp(argv[2], "vmm") == 0;
+  if (forks <= 0 || (argc > 2 && !vmm)) {
+    std::fprintf(stderr, "usage: fork_child FORKS [vmm] (a number of forks above 0)\n");
     return 2;
   }
   if (cuInit(0) != CUDA_SUCCESS) return 1;
   bind_context();
   void* warm = nullptr;  // builds the device's pool before the worker starts
   if (cudaMalloc(&warm, 4096) != cudaSuccess || cudaFree(warm) != cudaSuccess) return 1;
-  std::thread t(worker);
+  std::thread t(vmm ? vmm_worker : worker);
   while (g_pairs.load() < 100) usleep(100);
   int hung = 0, failed = 0, done = 0;
   for (; done < forks && hung == 0; ++done) {
     std::fflush(stdout);  // the child must not print the parent's buffered lines again
     const pid_t pid = fork();
-    if (pid == 0) child();
+    if (pid == 0) vmm ? vmm_child() : child();
     if (pid < 0) {
       ++failed;
       break;

@@ -74,6 +74,53 @@ TEST_P(ForkWithThreadInsidePool, EachChildAllocatesAndExitsWithItsOwnTrace) {
   }
 }
 
+// fork() while another thread is inside the preload's VMM bookkeeping (a cuMemUnmap searching the
+// mappings it tracks, under its lock): the child's own VMM calls must not wait for that lock,
+// whose holder does not exist in the child (every child hung in cuMemCreate). Each child's trace
+// holds its one lifetime: created, mapped, unmapped, freed by its release.
+using ForkWithThreadInsideVmmBookkeeping = ScratchTest;
+
+TEST_F(ForkWithThreadInsideVmmBookkeeping, EachChildRunsAVmmLifetimeWithItsOwnTrace) {
+  constexpr int kForks = 12;
+  // No simulated latency: the worker spends most of its time inside the preload's lock.
+  const Outcome o = run({RELIABILITY_FORK_CHILD, std::to_string(kForks), "vmm"},
+                        child_environment(true, {"GPUMEM_TRACE=" + dir_ + "/t-%p.trace",
+                                                 "SIMCUDA_ALLOC_LATENCY_US=0",
+                                                 "SIMCUDA_FREE_LATENCY_US=0"}),
+                        dir_);
+  ASSERT_EQ(o.status, 0) << "a child hung (deadlock) or failed:\n" << o.out << o.err;
+  std::istringstream in(o.out);
+  std::string word;
+  int children = 0;
+  while (in >> word) {
+    if (word != "child") continue;
+    int pid = 0, status = 0;
+    in >> pid >> status;
+    ASSERT_EQ(status, 0) << "child " << pid;
+    ++children;
+    SCOPED_TRACE("child " + std::to_string(pid));
+    const LoadedTrace t = load_trace(dir_ + "/t-" + std::to_string(pid) + ".trace");
+    ASSERT_TRUE(t.opened) << t.error;
+    std::map<Op, int> ops;
+    for (const auto& r : t.records) {
+      ++ops[static_cast<Op>(r.op)];
+      if (static_cast<Op>(r.op) == Op::alloc || static_cast<Op>(r.op) == Op::free) {
+        EXPECT_EQ(r.bytes, 2u << 20);
+        EXPECT_EQ(r.device, 0);
+      }
+      if (static_cast<Op>(r.op) == Op::free) {
+        EXPECT_EQ(r.api, static_cast<uint16_t>(gpumem::trace::Api::cuMemRelease));
+      }
+    }
+    EXPECT_EQ(ops[Op::alloc], 1);
+    EXPECT_EQ(ops[Op::map], 1);
+    EXPECT_EQ(ops[Op::unmap], 1);
+    EXPECT_EQ(ops[Op::free], 1);
+    EXPECT_EQ(ops[Op::anomaly], 0);
+  }
+  EXPECT_EQ(children, kForks) << o.out;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Pools, ForkWithThreadInsidePool,
     ::testing::Values(PoolCase{"growth", {"GPUMEM_POOL=growth"}},

@@ -1,6 +1,8 @@
 // See vmm_lifetime.h.
 #include "hooks/vmm_lifetime.h"
 
+#include <pthread.h>
+
 #include <mutex>
 
 namespace gpumem::vmm {
@@ -30,6 +32,19 @@ std::mutex g_mu;
 HandleSlot g_handles[kSlots];
 MappingSlot g_mappings[kSlots];
 size_t g_live_mappings = 0;  // mapping slots in use: an unmap with none skips the table's scan
+
+// fork() while another thread holds g_mu would leave the child's copy locked by a thread the
+// child does not have: its first VMM call would wait forever. The forking thread holds it across
+// fork instead, so the tables are whole and unlocked on both sides. No lock is taken under g_mu,
+// so these handlers wait for nothing but the section in progress, whatever their order.
+void lock_for_fork() {
+  g_mu.lock();
+}
+void unlock_after_fork() {
+  g_mu.unlock();
+}
+[[maybe_unused]] const int g_fork_handlers =
+    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
 
 size_t home(uint64_t key) {
   return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> 48) & (kSlots - 1);
