@@ -251,9 +251,10 @@ TEST_F(Accounting, DriverPitchOverflowIsRecordedSaturated) {
   expect_overflow_recorded_saturated(dir_, "pitch", Api::cuMemAllocPitch, 256u * 4u);
 }
 
-// cuMemCreate with a NULL prop: the program gets CUDA's own code, and the trace holds the refusal
-// as any refused call, an alloc_failed with that code and the bytes asked (this returned the
-// code with nothing recorded). It names no device: host (-1), never charged to a cap.
+// cuMemCreate with a NULL prop: the program gets the code simcuda gives (CUDA documents the same),
+// and the trace holds the refusal as any refused call, an alloc_failed with that code and the
+// bytes asked (this returned the code with nothing recorded). It names no device: host (-1),
+// never charged to a cap.
 TEST_F(Accounting, VmmCreateWithNullPropIsARecordedFailure) {
   const Outcome bare =
       run({RELIABILITY_ACCOUNTING, "vmm_null_prop"}, child_environment(false, {}), dir_);

@@ -147,8 +147,9 @@ CUresult hook_cuMemFreeHost(void* p) {
 }
 
 // Physical memory is counted where it lives: on the device of prop->location when that is a
-// device, as host memory (device -1) for every other location type. A NULL prop goes to CUDA,
-// as a NULL descriptor does for arrays: its refusal is an alloc_failed with CUDA's code.
+// device, as host memory (device -1) for every other location type. A NULL prop is refused here
+// with the code CUDA documents for it (the driver is never handed a NULL to read), and recorded as
+// any refused allocation: an alloc_failed with that code.
 template <Lookup L>
 CUresult hook_cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
                           const CUmemAllocationProp* prop, unsigned long long flags) {
@@ -159,6 +160,7 @@ CUresult hook_cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
   Request req =
       request<Driver, L>(Api::cuMemCreate, size, MemKind::physical, nullptr, false, device);
   if (handle == nullptr) return null_out_param<Driver>(req);
+  if (prop == nullptr) return allocate<Driver>(req, handle, [] { return CUDA_ERROR_INVALID_VALUE; });
   const CUresult e = allocate<Driver>(req, handle, [&] { return real(handle, size, prop, flags); });
   if (e == CUDA_SUCCESS) vmm::created(*handle);
   return e;
