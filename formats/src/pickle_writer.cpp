@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "gpumem/formats/pickle.h"
+#include "gpumem/visible_text.h"
 
 namespace gpumem::formats {
 
@@ -13,25 +14,10 @@ void put_le32(std::string& out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
 }
 
-// The length of the well-formed UTF-8 sequence at s[i] (Unicode table 3-7: no overlong forms,
-// no surrogates, nothing past U+10FFFF), 0 when the bytes there are not one.
+// The length of the well-formed UTF-8 sequence at s[i] (no overlong forms, no surrogates,
+// nothing past U+10FFFF), 0 when the bytes there are not one.
 size_t utf8_sequence(std::string_view s, size_t i) {
-  const auto at = [&](size_t k) { return i + k < s.size() ? static_cast<uint8_t>(s[i + k]) : 0; };
-  const auto cont = [&](size_t k, uint8_t lo = 0x80, uint8_t hi = 0xBF) {
-    return at(k) >= lo && at(k) <= hi;
-  };
-  const uint8_t b = at(0);
-  if (b < 0x80) return 1;
-  if (b >= 0xC2 && b <= 0xDF) return cont(1) ? 2 : 0;
-  if (b >= 0xE0 && b <= 0xEF) {
-    const bool second = b == 0xE0 ? cont(1, 0xA0) : b == 0xED ? cont(1, 0x80, 0x9F) : cont(1);
-    return second && cont(2) ? 3 : 0;
-  }
-  if (b >= 0xF0 && b <= 0xF4) {
-    const bool second = b == 0xF0 ? cont(1, 0x90) : b == 0xF4 ? cont(1, 0x80, 0x8F) : cont(1);
-    return second && cont(2) && cont(3) ? 4 : 0;
-  }
-  return 0;
+  return static_cast<uint8_t>(s[i]) < 0x80 ? 1 : visible_detail::utf8_length(s, i);
 }
 
 // Python reads a BINUNICODE as strict UTF-8: one bad byte and pickle.load refuses the whole
