@@ -228,6 +228,29 @@ TEST(Driver, PitchedManagedAndHostMemory) {
   EXPECT_EQ(free_bytes(), before);
 }
 
+// A charge near 2^64 (an array whose size formula saturates) is refused, whatever is charged
+// already: large pages + the charge once wrapped past 2^64 and "fitted" when a small page was in
+// use, and the device then reported the pages it held as free.
+TEST(Driver, AChargePastTheAddressSpaceIsRefused) {
+  const size_t before = free_bytes();
+  CUdeviceptr large = 0, small = 0;
+  ASSERT_EQ(proc<PFN_cuMemAlloc_v3020>("cuMemAlloc")(&large, 2 * kMiB), CUDA_SUCCESS);
+  ASSERT_EQ(proc<PFN_cuMemAlloc_v3020>("cuMemAlloc")(&small, 512), CUDA_SUCCESS);
+  EXPECT_EQ(before - free_bytes(), 4 * kMiB);
+  CUDA_ARRAY3D_DESCRIPTOR d{};
+  d.Width = d.Height = d.Depth = size_t{1} << 21;  // 2^63 texels of 16 B
+  d.Format = CU_AD_FORMAT_FLOAT;
+  d.NumChannels = 4;
+  CUarray array = nullptr;
+  EXPECT_EQ(proc<PFN_cuArray3DCreate_v3020>("cuArray3DCreate")(&array, &d),
+            CUDA_ERROR_OUT_OF_MEMORY);
+  EXPECT_EQ(array, nullptr);
+  EXPECT_EQ(before - free_bytes(), 4 * kMiB);
+  EXPECT_EQ(proc<PFN_cuMemFree_v3020>("cuMemFree")(large), CUDA_SUCCESS);
+  EXPECT_EQ(proc<PFN_cuMemFree_v3020>("cuMemFree")(small), CUDA_SUCCESS);
+  EXPECT_EQ(free_bytes(), before);
+}
+
 TEST(Driver, VirtualMemoryAccounting) {
   size_t before = free_bytes();
   CUmemAllocationProp prop{};

@@ -96,8 +96,14 @@ void sleep_us(uint64_t us) {
 }  // namespace
 
 bool Device::take(uint64_t large, uint64_t small) {
-  const uint64_t after = charged_bytes(large_bytes + large, small_bytes + small);
-  if (after < large_bytes || after > capacity) return false;
+  // A charge near 2^64 (an array whose size formula saturates) must not wrap into "fits".
+  uint64_t large_after = 0, small_after = 0;
+  if (__builtin_add_overflow(large_bytes, large, &large_after) ||
+      __builtin_add_overflow(small_bytes, small, &small_after))
+    return false;
+  const uint64_t small_pages = round_up(small_after, kPage);
+  if (large_after > capacity || small_pages > capacity - large_after) return false;
+  const uint64_t after = large_after + small_pages;
   const uint64_t before = used();
   if (shared != nullptr && after > before && !shared->charge(after - before)) return false;
   large_bytes += large;
