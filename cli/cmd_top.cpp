@@ -230,14 +230,26 @@ void register_top(CLI::App& app, std::function<int()>* run) {
   cmd->add_option("traces", o->targets,
                   "trace files or folders of *.trace files (default: the traces of `gpumem run` "
                   "programs and ./gpumem-*.trace)");
+  // CLI::Range lets "nan" through (every comparison with it is false): refreshing without a
+  // pause would then take a whole core.
   cmd->add_option("--interval", o->interval_s, "seconds between refreshes")
-      ->check(CLI::Range(0.05, 3600.0));
+      ->check(CLI::Range(0.05, 3600.0))
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            const double seconds = std::strtod(value.c_str(), nullptr);
+            return seconds >= 0.05 && seconds <= 3600.0
+                       ? ""
+                       : "Value " + value + " is not a number of seconds from 0.05 to 3600";
+          },
+          "", "a number"));
   cmd->add_flag("--once", o->once, "print one snapshot (plain lines) and exit");
   cmd->add_flag("--json", o->json, "print one snapshot as JSON (gpumem.top/1) and exit");
   cmd->add_flag("--prometheus", o->prometheus,
                 "print one snapshot in the Prometheus text exposition format and exit");
   cmd->add_flag("--bytes", o->bytes, "exact byte counts instead of KiB/MiB/GiB");
-  cmd->add_option("--iterations", o->iterations, "stop after this many refreshes (0 = never)");
+  // A negative count would wrap to a huge one: refused rather than run for ever.
+  cmd->add_option("--iterations", o->iterations, "stop after this many refreshes (0 = never)")
+      ->check(CLI::Range(size_t{0}, size_t{1} << 40));
   cmd->add_option("--history", o->history, "refreshes kept for each device's history graph")
       ->check(CLI::Range(size_t{1}, size_t{100000}));
   cmd->callback([run, o] { *run = [o] { return run_top(*o); }; });

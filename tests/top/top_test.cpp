@@ -192,6 +192,27 @@ TEST(Top, BadTargetsAreSaidAndNothingCrashes) {
   EXPECT_EQ(o.status, 2) << o.out;
 }
 
+// Refresh settings out of range are refused before anything is read (status 2, the option and the
+// accepted range): "nan" passed CLI11's range check and refreshed with no pause at all (a whole
+// core, thousands of blocks a second), and a negative --iterations wrapped to a count that never
+// ends (the timeout below would stop it with 124).
+TEST(Top, NanIntervalAndNegativeIterationsAreRefused) {
+  ScratchDir dir("gpumem-top");
+  const std::string target = " '" + dir.path() + "'";
+  for (const std::string value : {"nan", "NaN", "-nan"}) {
+    Output o = sh("timeout 20 " + kCli + " top --interval " + value + " --iterations 3" + target);
+    EXPECT_EQ(o.status, 2) << o.out;
+    EXPECT_EQ(o.out, "--interval: Value " + value +
+                         " is not a number of seconds from 0.05 to 3600\nRun with --help for more "
+                         "information.\n");
+  }
+  Output o = sh("timeout 20 " + kCli + " top --interval 0.05 --iterations -1" + target);
+  EXPECT_EQ(o.status, 2) << o.out;
+  EXPECT_EQ(o.out.rfind("--iterations: Value -1 not in range 0 to ", 0), 0u) << o.out;
+  o = sh("timeout 20 " + kCli + " top --interval 0.05 --iterations 2" + target);
+  EXPECT_EQ(o.status, 0) << o.out;
+}
+
 // --- The screen, through tmux ---------------------------------------------------------------
 
 class Tmux {
