@@ -294,6 +294,35 @@ TEST(ExpandablePool, TheObserverSeesEachMappedGranuleAsASegment) {
   EXPECT_EQ(observer.net_reserved(), 0u);
 }
 
+// The simulated VMM refuses ranges whose end passes 2^64, as simcuda does: a reservation that
+// wrapped "succeeded" (16 EiB), and an unmap or access change over a wrapping range answered
+// success having touched nothing.
+TEST(SimulatedVmmRules, RangesPastTheAddressSpaceAreRefused) {
+  for (bool host : {false, true}) {
+    SimulatedVmm::Options o;
+    o.back_with_host_memory = host;
+    SimulatedVmm vmm(o);
+    uintptr_t va = 0;
+    EXPECT_EQ(vmm.reserve(0, UINT64_MAX - kGranule + 1, 2 * kGranule, &va),
+              SimulatedVmm::kOutOfMemory);
+    EXPECT_EQ(va, 0u);
+    EXPECT_EQ(vmm.live_ranges(), 0u);
+    ASSERT_EQ(vmm.reserve(0, kGranule, 0, &va), SimulatedVmm::kSuccess);
+    uint64_t handle = 0;
+    ASSERT_EQ(vmm.create(0, kGranule, &handle), SimulatedVmm::kSuccess);
+    ASSERT_EQ(vmm.map(va, kGranule, handle), SimulatedVmm::kSuccess);
+    const uint64_t wrapping = 0 - static_cast<uint64_t>(va) + kGranule;  // va + it = 2 MiB
+    EXPECT_EQ(vmm.set_access(0, va, wrapping, true), SimulatedVmm::kInvalidValue);
+    EXPECT_FALSE(vmm.accessible(0, va, wrapping));
+    EXPECT_EQ(vmm.unmap(va, wrapping), SimulatedVmm::kInvalidValue);
+    EXPECT_EQ(vmm.live_mappings(), 1u);
+    EXPECT_EQ(vmm.unmap_calls(), 0u);
+    EXPECT_EQ(vmm.unmap(va, kGranule), SimulatedVmm::kSuccess);
+    EXPECT_EQ(vmm.release(handle), SimulatedVmm::kSuccess);
+    EXPECT_EQ(vmm.free_range(va, kGranule), SimulatedVmm::kSuccess);
+  }
+}
+
 TEST(ExpandablePool, ADeviceWithoutVmmAnswersItsCode) {
   SimulatedUpstream sim;
   SimulatedVmm::Options o;

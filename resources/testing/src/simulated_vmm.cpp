@@ -34,6 +34,8 @@ int SimulatedVmm::reserve(int device, uint64_t bytes, uint64_t alignment, uintpt
     return kInvalidValue;
   if (alignment == 0) alignment = options_.granularity;
   if ((alignment & (alignment - 1)) != 0) return kInvalidValue;
+  // As simcuda: a range no address space holds (size + alignment past 2^64) is out of memory.
+  if (bytes > UINT64_MAX - alignment - options_.granularity) return kOutOfMemory;
   Reservation r{bytes};
   uintptr_t start = 0;
   if (options_.back_with_host_memory) {
@@ -45,6 +47,7 @@ int SimulatedVmm::reserve(int device, uint64_t bytes, uint64_t alignment, uintpt
   }
   std::lock_guard lock(mutex_);
   if (!options_.back_with_host_memory) {
+    if (next_address_ > UINT64_MAX - alignment - options_.granularity - bytes) return kOutOfMemory;
     start = (next_address_ + alignment - 1) / alignment * alignment;
     next_address_ = start + bytes + options_.granularity;  // a gap: ranges never touch
   }
@@ -120,7 +123,7 @@ int SimulatedVmm::unmap(uintptr_t va, uint64_t bytes) {
   std::lock_guard lock(mutex_);
   // Whole mappings only, starting at the first.
   auto first = mappings_.find(va);
-  if (first == mappings_.end() || bytes == 0) return kInvalidValue;
+  if (first == mappings_.end() || bytes == 0 || bytes > UINT64_MAX - va) return kInvalidValue;
   auto end = mappings_.lower_bound(va + bytes);
   for (auto it = first; it != end; ++it)
     if (it->first + it->second.bytes > va + bytes) return kInvalidValue;
@@ -141,7 +144,9 @@ int SimulatedVmm::unmap(uintptr_t va, uint64_t bytes) {
 
 int SimulatedVmm::set_access(int device, uintptr_t va, uint64_t bytes, bool read_write) {
   if (!options_.supported) return kNotSupported;
-  if (device < 0 || device >= options_.devices || device >= 64 || bytes == 0) return kInvalidValue;
+  if (device < 0 || device >= options_.devices || device >= 64 || bytes == 0 ||
+      bytes > UINT64_MAX - va)
+    return kInvalidValue;
   std::lock_guard lock(mutex_);
   // Every byte of the range must be mapped.
   for (uintptr_t at = va; at < va + bytes;) {
@@ -166,7 +171,7 @@ int SimulatedVmm::set_access(int device, uintptr_t va, uint64_t bytes, bool read
 }
 
 bool SimulatedVmm::accessible(int device, uintptr_t va, uint64_t bytes) const {
-  if (device < 0 || device >= 64 || bytes == 0) return false;
+  if (device < 0 || device >= 64 || bytes == 0 || bytes > UINT64_MAX - va) return false;
   std::lock_guard lock(mutex_);
   for (uintptr_t at = va; at < va + bytes;) {
     auto it = mappings_.upper_bound(at);
