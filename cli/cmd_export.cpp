@@ -1,6 +1,8 @@
 // `gpumem export TRACE (--pytorch-snapshot OUT.pickle | --rmm-csv OUT.csv) [--device N]`: a gpumem
 // trace in the formats other tools read: PyTorch's memory_viz and RMM's replay benchmark.
 // docs/formats.md.
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <fstream>
 
@@ -36,15 +38,28 @@ int export_main(const ExportOptions& o) {
                  "OUT.csv\n");
     return 2;
   }
-  std::string bytes, error;
+  const std::string& out = o.snapshot_path.empty() ? o.csv_path : o.snapshot_path;
+  struct stat in_st, out_st;
+  if (::stat(o.trace.c_str(), &in_st) == 0 && ::stat(out.c_str(), &out_st) == 0 &&
+      in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino) {
+    std::fprintf(stderr,
+                 "gpumem export: the output %s is the trace itself, which writing it would "
+                 "replace; choose another output path\n",
+                 gpumem::visible(out).c_str());
+    return 2;
+  }
+  std::string bytes, error, note;
   const bool ok = o.snapshot_path.empty()
-                      ? gpumem::formats::trace_to_rmm_csv(o.trace, o.device, &bytes, &error)
-                      : gpumem::formats::trace_to_snapshot(o.trace, &bytes, &error);
+                      ? gpumem::formats::trace_to_rmm_csv(o.trace, o.device, &bytes, &error, &note)
+                      : gpumem::formats::trace_to_snapshot(o.trace, &bytes, &error, &note);
   if (!ok) {
     std::fprintf(stderr, "gpumem export: %s\n", gpumem::visible(error).c_str());
     return 1;
   }
-  return write_out(o.snapshot_path.empty() ? o.csv_path : o.snapshot_path, bytes) ? 0 : 1;
+  if (!write_out(out, bytes)) return 1;
+  if (!note.empty())
+    std::fprintf(stderr, "gpumem export: note: %s\n", gpumem::visible(note).c_str());
+  return 0;
 }
 
 void register_export(CLI::App& app, std::function<int()>* run) {

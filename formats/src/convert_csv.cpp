@@ -127,16 +127,19 @@ bool looks_like_rmm_csv(std::string_view head) {
 }
 
 bool trace_to_rmm_csv(const std::string& trace_path, int device, std::string* csv,
-                      std::string* error) {
+                      std::string* error, std::string* note) {
   LoadedTrace t;
   if (!detail::load_trace(trace_path, &t, error)) return false;
-  std::set<int> used;
-  for (const Record& r : t.records)
+  std::set<int> used, failed;
+  for (const Record& r : t.records) {
     if (static_cast<Op>(r.op) == Op::alloc && detail::is_device_memory(r)) used.insert(r.device);
+    if (static_cast<Op>(r.op) == Op::alloc_failed && detail::is_device_memory(r))
+      failed.insert(r.device);
+  }
+  std::string list;
+  for (int d : used) list += (list.empty() ? "" : ", ") + std::to_string(d);
   if (device < 0) {
     if (used.size() > 1) {
-      std::string list;
-      for (int d : used) list += (list.empty() ? "" : ", ") + std::to_string(d);
       *error = fmt::format(
           "'{}' has allocations on devices {}; RMM writes one log per device: "
           "choose one with --device",
@@ -144,7 +147,16 @@ bool trace_to_rmm_csv(const std::string& trace_path, int device, std::string* cs
       return false;
     }
     device = used.empty() ? 0 : *used.begin();
+  } else if (!used.empty() && used.count(device) == 0 && failed.count(device) == 0) {
+    // An empty log would read as a device that allocated nothing, not as a wrong --device.
+    *error = fmt::format(
+        "'{}' has no allocation on device {}; it has allocations on device{} {}: choose "
+        "{} with --device",
+        trace_path, device, used.size() > 1 ? "s" : "", list,
+        used.size() > 1 ? "one of them" : "it");
+    return false;
   }
+  if (note != nullptr) *note = detail::incomplete_note(t, trace_path, "log");
   std::set<std::pair<uint64_t, uint64_t>> cancelled;
   for (const Record& r : t.records)
     if (static_cast<Op>(r.op) == Op::free_failed) cancelled.insert({r.aux, r.address});

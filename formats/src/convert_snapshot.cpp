@@ -180,9 +180,11 @@ void trace_entry(PickleWriter& w, const char* action, uint64_t addr, uint64_t si
 
 }  // namespace
 
-bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::string* error) {
+bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::string* error,
+                       std::string* note) {
   LoadedTrace t;
   if (!detail::load_trace(trace_path, &t, error)) return false;
+  if (note != nullptr) *note = detail::incomplete_note(t, trace_path, "snapshot");
   const int devices = std::max<int>(1, static_cast<int>(t.header.device_count));
   // A free whose real free then failed (Op::free_failed, aux = that free's t_ns) never happened.
   std::set<std::pair<uint64_t, uint64_t>> cancelled;

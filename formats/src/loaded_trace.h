@@ -20,6 +20,7 @@ struct LoadedTrace {
   std::unordered_map<uint64_t, uint64_t> symbols;  // pc -> string id
   bool truncated = false;
   std::string reason;
+  uint64_t dropped_middle = 0;  // a bounded trace: records of its middle it dropped
 
   // Unix time of a record in µs (PyTorch's time_us; RMM's clock): the trace's start plus the
   // record's offset from the trace's clock base.
@@ -74,7 +75,25 @@ inline bool load_trace(const std::string& path, LoadedTrace* out, std::string* e
   }
   out->truncated = reader->stats().truncated;
   out->reason = reader->stats().reason;
+  if (const trace::DroppedSpan* d = reader->dropped()) out->dropped_middle = d->records;
   return true;
+}
+
+// What an export of a trace that is not whole lacks, for the user (empty when it is whole): the
+// file converts, but its records that could not be read, or that a bounded trace dropped, are not
+// in `what` either.
+inline std::string incomplete_note(const LoadedTrace& t, const std::string& path,
+                                   const char* what) {
+  std::string note;
+  if (t.dropped_middle > 0)
+    note = "'" + path + "' is bounded (GPUMEM_TRACE_MAX): " + std::to_string(t.dropped_middle) +
+           " records of its middle were dropped, and the " + what +
+           " has only what its digest kept of them; for all of them, record again with a larger "
+           "GPUMEM_TRACE_MAX";
+  if (t.truncated)
+    note += std::string(note.empty() ? "" : "; ") + "'" + path + "' is incomplete (" + t.reason +
+            "); the " + what + " holds every record that could be read";
+  return note;
 }
 
 }  // namespace gpumem::formats::detail

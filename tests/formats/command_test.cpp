@@ -135,5 +135,80 @@ TEST(Command, CsvOfATwoDeviceTraceNeedsADevice) {
   ::unlink(csv.c_str());
 }
 
+// A trace that is not whole still exports, and the note says what the output lacks; a whole one
+// exports without a word.
+TEST(Command, ExportOfAnIncompleteTraceSaysWhatTheOutputLacks) {
+  replay_test::TraceFile t(80ull << 30);
+  t.alloc(0x1000, 100);
+  t.header().flags &= ~trace::kHeaderClosed;  // killed: no clean close
+  const std::string path = temp_file("killed.trace"), snap = temp_file("killed.pickle"),
+                    csv = temp_file("killed.csv");
+  t.write(path);
+  int status = 0;
+  std::string out = cli("export " + path + " --pytorch-snapshot " + snap, &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(out, "gpumem export: note: '" + path +
+                     "' is incomplete (not closed cleanly (process killed or crashed?)); the "
+                     "snapshot holds every record that could be read\n");
+  EXPECT_NE(cli("report " + snap, &status).find("1 events"), std::string::npos);
+  out = cli("export " + path + " --rmm-csv " + csv, &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(out, "gpumem export: note: '" + path +
+                     "' is incomplete (not closed cleanly (process killed or crashed?)); the log "
+                     "holds every record that could be read\n");
+  EXPECT_NE(read_all(csv).find(",allocate,0x1000,100,0\n"), std::string::npos);
+  for (const auto& p : {snap, csv}) ::unlink(p.c_str());
+
+  // A bounded trace (GPUMEM_TRACE_MAX) whose middle was dropped.
+  out = cli(std::string("export ") + GPUMEM_BOUNDED_TRACE + " --pytorch-snapshot " + snap, &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(out, std::string("gpumem export: note: '") + GPUMEM_BOUNDED_TRACE +
+                     "' is bounded (GPUMEM_TRACE_MAX): 90112 records of its middle were dropped, "
+                     "and the snapshot has only what its digest kept of them; for all of them, "
+                     "record again with a larger GPUMEM_TRACE_MAX\n");
+  ::unlink(snap.c_str());
+
+  const std::string whole = make_trace("whole");
+  EXPECT_EQ(cli("export " + whole + " --pytorch-snapshot " + snap, &status), "");
+  EXPECT_EQ(status, 0);
+  for (const auto& p : {path, whole, snap}) ::unlink(p.c_str());
+}
+
+// `export T --pytorch-snapshot T` (a slip of the shell) would replace the trace with its snapshot.
+TEST(Command, ExportNeverWritesOverItsTrace) {
+  const std::string path = make_trace("self");
+  const std::string before = read_all(path);
+  for (const char* option : {" --pytorch-snapshot ", " --rmm-csv "}) {
+    int status = 0;
+    const std::string out = cli("export " + path + option + path, &status);
+    EXPECT_EQ(status, 2);
+    EXPECT_EQ(out, "gpumem export: the output " + path +
+                       " is the trace itself, which writing it would replace; choose another "
+                       "output path\n");
+    EXPECT_EQ(read_all(path), before);
+  }
+  ::unlink(path.c_str());
+}
+
+TEST(Command, CsvOfADeviceWithoutAllocationsIsRefused) {
+  replay_test::TraceFile t(80ull << 30, "none", 0, 4);
+  t.alloc(0x1000, 100, 0);
+  t.alloc(0x2000, 200, 1);
+  t.failed(1 << 20, 0, 2);  // device 2 only failed: its log has the failure
+  const std::string path = temp_file("devices.trace"), csv = temp_file("devices.csv");
+  t.write(path);
+  int status = 0;
+  std::string out = cli("export " + path + " --rmm-csv " + csv + " --device 3", &status);
+  EXPECT_EQ(status, 1);
+  EXPECT_EQ(out, "gpumem export: '" + path +
+                     "' has no allocation on device 3; it has allocations on devices 0, 1: choose "
+                     "one of them with --device\n");
+  out = cli("export " + path + " --rmm-csv " + csv + " --device 2", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(read_all(csv).find(",allocate failure,0x0,1048576,0\n"), std::string::npos);
+  ::unlink(path.c_str());
+  ::unlink(csv.c_str());
+}
+
 }  // namespace
 }  // namespace gpumem::formats

@@ -45,12 +45,15 @@ class TraceImage {
   std::map<std::string, uint64_t> frames_;  // frame text -> tagged pc
 };
 
-// Trace -> formats.
-bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::string* error);
+// Trace -> formats. *note (when given) says, for the user, what the output lacks when the trace
+// is not whole (killed, damaged, records dropped, a bounded trace's middle); empty otherwise.
+bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::string* error,
+                       std::string* note = nullptr);
 // RMM writes one log per device; device -1 = the only device that has allocations (an error
-// naming them when there are several).
+// naming them when there are several). A device with no allocation and no failed one is an error
+// naming those that have them.
 bool trace_to_rmm_csv(const std::string& trace_path, int device, std::string* csv,
-                      std::string* error);
+                      std::string* error, std::string* note = nullptr);
 
 // Formats -> trace. `source` (the file name) goes into the header's command line.
 bool snapshot_to_trace(std::string_view pickle, const std::string& source, TraceImage* out,
