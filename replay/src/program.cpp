@@ -2,6 +2,7 @@
 // limit search can replay the same program many times without reading the file again.
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <unordered_map>
 
 #include "gpumem/replay/replay.h"
@@ -22,11 +23,11 @@ struct LiveEntry {
 };
 
 // The last frees, remembered so that an Op::free_failed (which follows its free closely) can undo
-// one: direct-mapped by address, bounded.
+// one: by address, the newest kRecentFrees.
 struct RecentFree {
-  uint64_t key = 0;  // 0: empty
   LiveEntry entry{};
   size_t free_step = 0;  // index of the free step in the device's steps
+  uint64_t seq = 0;      // the free's number, as recent_order_ names it
 };
 constexpr size_t kRecentFrees = 4096;
 
@@ -137,10 +138,6 @@ class Compiler {
     return s;
   }
 
-  static size_t recent_index(uint64_t key) {
-    return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> 52) % kRecentFrees;
-  }
-
   static uint64_t key(const trace::Record& r) {
     // VMM handles and pointers are different value spaces: keep them apart.
     const bool handle = trace::mem_kind(r) == MemKind::physical;
@@ -178,8 +175,7 @@ class Compiler {
     }
     live_[key(r)] = LiveEntry{di, s.slot, dp.steps.size() - 1};
     // A free of this address before its reallocation can no longer be cancelled.
-    RecentFree& recent = recent_frees_[recent_index(key(r))];
-    if (recent.key == key(r)) recent.key = 0;
+    recent_frees_.erase(key(r));
   }
 
   void on_free(const trace::Record& r, int64_t t) {
@@ -193,15 +189,26 @@ class Compiler {
     s.slot = it->second.slot;
     program_.devices[di].steps.push_back(s);
     free_slots_[di].push_back(s.slot);
-    RecentFree& recent = recent_frees_[recent_index(key(r))];
-    recent = RecentFree{key(r), it->second, program_.devices[di].steps.size() - 1};
+    remember_free(key(r), it->second, program_.devices[di].steps.size() - 1);
     live_.erase(it);
+  }
+
+  void remember_free(uint64_t k, const LiveEntry& entry, size_t free_step) {
+    recent_frees_[k] = RecentFree{entry, free_step, ++free_seq_};
+    recent_order_.emplace_back(k, free_seq_);
+    if (recent_order_.size() <= kRecentFrees) return;
+    const auto [oldest, seq] = recent_order_.front();
+    recent_order_.pop_front();
+    auto it = recent_frees_.find(oldest);
+    if (it != recent_frees_.end() && it->second.seq == seq) recent_frees_.erase(it);
   }
 
   // The real free failed: the allocation stays live and its free step is cancelled.
   void on_free_failed(const trace::Record& r) {
-    RecentFree& recent = recent_frees_[recent_index(key(r))];
-    if (recent.key != key(r) || recent.key == 0) return;  // too long ago: nothing to undo
+    auto found = recent_frees_.find(key(r));
+    if (found == recent_frees_.end()) return;  // too long ago: nothing to undo
+    const RecentFree recent = found->second;
+    recent_frees_.erase(found);
     const size_t di = recent.entry.device_index;
     DeviceProgram& dp = program_.devices[di];
     // A slot of its own: its old one is spare from the cancelled free on and may have served
@@ -213,7 +220,6 @@ class Compiler {
     if (cancelled_[di].size() <= recent.free_step) cancelled_[di].resize(recent.free_step + 1);
     cancelled_[di][recent.free_step] = true;
     live_[key(r)] = entry;
-    recent.key = 0;
   }
 
   void on_trim(const trace::Record& r, int64_t t) {
@@ -255,7 +261,9 @@ class Compiler {
   std::unordered_map<int, size_t> by_device_;
   std::vector<std::vector<uint32_t>> free_slots_;
   std::unordered_map<uint64_t, LiveEntry> live_;
-  std::vector<RecentFree> recent_frees_ = std::vector<RecentFree>(kRecentFrees);
+  std::unordered_map<uint64_t, RecentFree> recent_frees_;   // by key
+  std::deque<std::pair<uint64_t, uint64_t>> recent_order_;  // (key, seq), oldest first
+  uint64_t free_seq_ = 0;
   std::vector<std::vector<bool>> cancelled_;  // per device: steps to drop at finish()
   std::unordered_map<uint64_t, std::string> strings_;
   std::unordered_map<uint64_t, uint32_t> phase_by_string_;

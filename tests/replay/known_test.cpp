@@ -207,6 +207,27 @@ TEST(Known, ExpandablePoolReplaysEveryDevice) {
   EXPECT_EQ(*smallest_limit(*p, p->devices[1], Policy::expandable).smallest_bytes, 4 * kMiB);
 }
 
+// A failed free cancels its own free even when another free came between (the two addresses
+// share a slot of a table indexed by address hash, which once let B's free push A's out).
+TEST(Known, AFailedFreeIsUndoneAfterAnotherFree) {
+  constexpr uint64_t kA = 0x7f0000000000, kB = 0x7f00000b5200;
+  TraceFile t(64 * kMiB);
+  t.alloc(kA, 4 * kMiB);
+  t.alloc(kB, 1 * kMiB);
+  t.free(kA, 4 * kMiB);
+  t.free(kB, 1 * kMiB);
+  t.add(trace::Op::free_failed, kA, 4 * kMiB);  // A's free failed: A is still held
+  t.alloc(0x1000, 6 * kMiB);
+  t.free(kA, 4 * kMiB);
+  t.free(0x1000, 6 * kMiB);
+  auto p = load(t, "free-failed-after-another-free");
+  EXPECT_EQ(p->devices[0].unknown_frees, 0u);
+  EXPECT_EQ(p->devices[0].steps.size(), 6u);  // the cancelled free is dropped
+  DeviceRun r = run(*p, Policy::none, 0);
+  EXPECT_TRUE(r.fits);
+  EXPECT_EQ(r.peak_allocated_bytes, 10 * kMiB);  // A and the 6 MiB together
+}
+
 TEST(Known, DoesNotFitEvenAtCapacity) {
   TraceFile t(8 * kMiB);
   t.alloc(0x1000, 9 * kMiB);
