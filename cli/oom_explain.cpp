@@ -63,6 +63,24 @@ uint64_t roomy_capacity(const replay::DeviceProgram& dp) {
   return std::max(total, dp.capacity_bytes);
 }
 
+// A device of unknown capacity is taken to hold at most this: no GPU made holds 1 TiB (the
+// largest in 2026, NVIDIA B300 and AMD MI355X, hold 288 GB).
+constexpr uint64_t kNoDeviceHolds = uint64_t{1} << 40;
+
+// Whether the program up to the failed request holds, at its peak, more than the device (or any
+// device, when the trace does not say its capacity). Every policy needs at least that peak
+// (replay/src/search.cpp), so then no pool fits at any cap, and the pools are not searched: a
+// search replays the program a dozen times, and the expandable pool maps each 2 MiB granule of
+// the request at each replay (a 1 TiB request, a wrong tensor shape, took 11 s a pool).
+bool needs_more_than_any_device(const replay::Program& program, const replay::DeviceProgram& cut,
+                                const Oom& o, uint64_t roomy) {
+  replay::ReplayOptions options;
+  options.capacity = roomy;
+  options.metrics = false;
+  const uint64_t peak = replay::replay_device(program, cut, options).peak_allocated_bytes;
+  return peak > (o.capacity_bytes != 0 ? o.capacity_bytes : kNoDeviceHolds);
+}
+
 enum class Framework { none, pytorch, tensorflow, jax };
 
 bool has(const std::string& text, const char* part) {
@@ -219,10 +237,15 @@ void explain_ooms(analyzer::Report& report, std::vector<std::string>* notes) {
     if (dp == nullptr) continue;
     const replay::DeviceProgram cut = up_to(*dp, o);
     const uint64_t capacity = roomy_capacity(cut);
+    const bool pools_cannot_fit = needs_more_than_any_device(*program, cut, o, capacity);
     for (replay::Policy p : resources::kPoolKinds) {
-      const replay::LimitSearch s = replay::smallest_limit(*program, cut, p, capacity);
       OomFit f;
       f.policy = replay::policy_name(p);
+      if (pools_cannot_fit && p != replay::Policy::none) {
+        o.would_fit.push_back(std::move(f));  // not searched: smallest_limit_bytes null
+        continue;
+      }
+      const replay::LimitSearch s = replay::smallest_limit(*program, cut, p, capacity);
       f.smallest_limit_bytes = s.smallest_bytes;
       f.safe_limit_bytes = s.safe_bytes;
       f.fits_at_capacity = s.smallest_bytes.has_value() &&
