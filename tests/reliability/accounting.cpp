@@ -14,6 +14,8 @@
 //   accounting pitch           a cuMemAllocPitch_v2 whose width * height overflows size_t
 //   accounting vmm_null_prop   cuMemCreate of 2 MiB with a NULL prop, then with device 0's
 //                              (created and released)
+//   accounting ipc_null        cudaIpcOpenMemHandle and cuIpcOpenMemHandle_v2 with a NULL
+//                              out-parameter
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 
@@ -146,6 +148,16 @@ int vmm_null_prop() {
   return e == CUDA_SUCCESS && cuMemRelease(h) == CUDA_SUCCESS ? 0 : 1;
 }
 
+// IPC opens pass a NULL out-parameter to CUDA, which refuses it; each refusal must be in the trace.
+int ipc_null() {
+  if (!init_driver()) return 1;
+  print("runtime_open", cudaIpcOpenMemHandle(nullptr, cudaIpcMemHandle_t{},
+                                             cudaIpcMemLazyEnablePeerAccess));
+  print("driver_open",
+        cuIpcOpenMemHandle(nullptr, CUipcMemHandle{}, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -157,8 +169,9 @@ int main(int argc, char** argv) {
   if (mode == "malloc3d") return malloc3d();
   if (mode == "pitch") return pitch();
   if (mode == "vmm_null_prop") return vmm_null_prop();
+  if (mode == "ipc_null") return ipc_null();
   std::fprintf(stderr,
                "usage: accounting failed_free|failed_free_held|refused|double_free|malloc3d|pitch|"
-               "vmm_null_prop\n");
+               "vmm_null_prop|ipc_null\n");
   return 2;
 }

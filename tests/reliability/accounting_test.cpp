@@ -285,5 +285,35 @@ TEST_F(Accounting, VmmCreateWithNullPropIsARecordedFailure) {
   }
 }
 
+// IPC opens with a NULL out-parameter go to CUDA, whose refusal the program gets; each is an
+// alloc_failed of kind imported with that code, as any failed open (they were passed through
+// with nothing recorded).
+TEST_F(Accounting, IpcOpenWithNullOutParameterIsARecordedFailure) {
+  const Outcome bare = run({RELIABILITY_ACCOUNTING, "ipc_null"}, child_environment(false, {}), dir_);
+  ASSERT_EQ(bare.status, 0) << bare.out << bare.err;
+  auto real = key_values(bare.out);
+  const std::string trace = dir_ + "/ipc-null.trace";
+  const Outcome o = run({RELIABILITY_ACCOUNTING, "ipc_null"},
+                        child_environment(true, {"GPUMEM_TRACE=" + trace}), dir_);
+  ASSERT_EQ(o.status, 0) << o.out << o.err;
+  auto got = key_values(o.out);
+  const std::pair<const char*, Api> calls[] = {{"runtime_open", Api::cudaIpcOpenMemHandle},
+                                               {"driver_open", Api::cuIpcOpenMemHandle}};
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  const auto failed = records_of(t, Op::alloc_failed);
+  ASSERT_EQ(failed.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(calls[i].first);
+    ASSERT_NE(real[calls[i].first], 0) << "simcuda refuses a NULL out-parameter";
+    EXPECT_EQ(got[calls[i].first], real[calls[i].first]);
+    EXPECT_EQ(failed[i].api, static_cast<uint16_t>(calls[i].second));
+    EXPECT_EQ(failed[i].result, real[calls[i].first]);
+    EXPECT_EQ(failed[i].bytes, 0u);
+    EXPECT_EQ(failed[i].flags & gpumem::trace::kFlagKindMask,
+              static_cast<uint16_t>(gpumem::trace::MemKind::imported));
+  }
+  EXPECT_EQ(records_of(t, Op::anomaly).size(), 0u);
+}
 }  // namespace
 }  // namespace reliability

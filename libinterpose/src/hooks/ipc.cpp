@@ -43,8 +43,11 @@ uint64_t imported_bytes(uint64_t address) {
 }
 
 // Records an import that already ran (answer `e`, the pointer in *out) through the device's path.
+// A NULL out is CUDA's to refuse: the refusal is recorded as any failed open.
 template <class F, Lookup L, class Out>
 typename F::Result record_import(Api api, typename F::Result e, Out* out) {
+  Out none{};
+  if (out == nullptr) out = &none;
   const uint64_t bytes = e == F::kSuccess ? imported_bytes(to_address(*out)) : 0;
   Request req = request<F, L>(api, bytes, MemKind::imported);
   return allocate<F>(req, out, [&] { return e; });
@@ -60,7 +63,6 @@ typename F::Result close_import(Api api, Handle handle, Call call) {
 template <Lookup L>
 cudaError_t hook_cudaIpcOpenMemHandle(void** ptr, cudaIpcMemHandle_t handle, unsigned int flags) {
   GPUMEM_RUNTIME_PROLOGUE(cudaIpcOpenMemHandle, ptr, handle, flags);
-  if (ptr == nullptr) return real(ptr, handle, flags);  // CUDA's own invalid-value answer
   const cudaError_t e = real(ptr, handle, flags);
   return record_import<Runtime, L>(Api::cudaIpcOpenMemHandle, e, ptr);
 }
@@ -75,7 +77,6 @@ cudaError_t hook_cudaIpcCloseMemHandle(void* ptr) {
 template <Lookup L>
 CUresult hook_cuIpcOpenMemHandle_v2(CUdeviceptr* dptr, CUipcMemHandle handle, unsigned int flags) {
   GPUMEM_DRIVER_PROLOGUE(cuIpcOpenMemHandle_v2, dptr, handle, flags);
-  if (dptr == nullptr) return real(dptr, handle, flags);
   const CUresult e = real(dptr, handle, flags);
   return record_import<Driver, L>(Api::cuIpcOpenMemHandle, e, dptr);
 }
