@@ -9,9 +9,15 @@
 namespace gpumem::analyzer {
 
 SegmentSpace::Iter SegmentSpace::segment_containing(uint64_t address) {
-  if (index_.size() != segments_.size()) {  // stale: index_stale() emptied it
+  if (index_.size() != segments_.size()) [[unlikely]] {  // stale: index_stale() emptied it
+    if (++lookups_since_stale_ <= segments_.size() / 16) {
+      auto after = segments_.upper_bound(address);
+      if (after == segments_.begin()) return segments_.end();
+      const Iter it = std::prev(after);
+      return address < it->second.end ? it : segments_.end();
+    }
+    ++index_rebuilds_;
     index_starts_.clear();
-    index_.clear();
     for (auto it = segments_.begin(); it != segments_.end(); ++it) {
       index_starts_.push_back(it->first);
       index_.push_back(it);

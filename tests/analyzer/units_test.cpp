@@ -257,6 +257,32 @@ TEST(SegmentSpace, LookupFollowsReservesAndReleases) {
   }
 }
 
+// A segment reserved before each allocation (NVTX heaps: one per heap) must not rebuild the
+// segment index at each lookup: that made such traces quadratic (50000 heaps took 12 s). The map
+// answers until the lookups since the last change are a sixteenth of the segments; then the index
+// is rebuilt once and serves.
+TEST(SegmentSpace, IndexRebuildsStayAmortised) {
+  SegmentSpace s;
+  constexpr uint64_t kSegments = 5000;
+  for (uint64_t i = 0; i < kSegments; ++i) {
+    const uint64_t id = s.reserve(i * 1000, 100);
+    ASSERT_EQ(s.take(i * 1000 + 10, 10), id) << i;
+  }
+  // One rebuild for each of the first 16 segments (a sixteenth of fewer than 16 is no lookup).
+  EXPECT_EQ(s.index_rebuilds(), 15u);
+  for (uint64_t i = 0; i < kSegments; ++i) {
+    ASSERT_EQ(s.take(i * 1000 + 50, 10), i + 1) << i;
+    ASSERT_EQ(s.take(i * 1000 + 200, 10), 0u) << i;  // between segments
+  }
+  EXPECT_EQ(s.index_rebuilds(), 16u);  // after 5000 / 16 lookups through the map
+  uint64_t bytes = 0, used = 0;
+  ASSERT_TRUE(s.release(0, &bytes, &used));
+  EXPECT_EQ(used, 20u);
+  EXPECT_EQ(s.take(5, 10), 0u);  // gone, answered by the map
+  EXPECT_EQ(s.take(1000 + 70, 10), 2u);
+  EXPECT_EQ(s.index_rebuilds(), 16u);
+}
+
 // The expandable pool's granules (joining segments): adjacent ones are one segment, so a block
 // and a free extent span them; an unmapped granule in the middle splits the segment in two.
 TEST(SegmentSpace, JoiningSegmentsAreOneRunOfGranules) {
