@@ -8,6 +8,7 @@
 // become phases), unless already set (then it says so). With --capture cupti, libgpumem_cupti.so
 // goes into CUDA_INJECTION64_PATH instead (docs/cupti.md): observation only, no caps or pools.
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -102,7 +103,8 @@ void prepend_env(const char* name, const std::string& value) {
 }
 
 // The trace path the child will use (as libgpumem expands GPUMEM_TRACE); %t cannot be known
-// here and stays a wildcard.
+// here and stays a wildcard. A folder holds the trace as FOLDER/gpumem-<pid>.trace, as the
+// preload names it (session.cpp, choose_trace_path).
 std::string expected_trace(const std::string& tmpl, pid_t pid) {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
@@ -110,7 +112,29 @@ std::string expected_trace(const std::string& tmpl, pid_t pid) {
   if (!expand_trace_template(tmpl.c_str(), static_cast<int>(pid), host,
                              rank_from_environment(std::getenv), 0, path, sizeof path))
     return tmpl;
-  return path;
+  std::string expanded = path;
+  struct stat st;
+  if (expanded.find('*') == std::string::npos && ::stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    while (expanded.size() > 1 && expanded.back() == '/') expanded.pop_back();
+    expanded += "/gpumem-" + std::to_string(pid) + ".trace";
+  }
+  return expanded;
+}
+
+// Why the preload could not create the trace at `expected` (expected_trace's path), or "": the
+// folder must exist and be writable. Checked before the program starts, which would otherwise
+// run to its end without a trace.
+std::string trace_folder_problem(const std::string& expected) {
+  const std::string folder = std::filesystem::path(expected).parent_path().string();
+  if (folder.find('*') != std::string::npos) return "";  // %t in the folder: not knowable here
+  const std::string shown = folder.empty() ? "the current folder" : "the folder " + folder;
+  const char* at = folder.empty() ? "." : folder.c_str();
+  struct stat st;
+  if (::stat(at, &st) == 0 && !S_ISDIR(st.st_mode))
+    return "cannot write the trace into " + shown + ": it is not a folder";
+  if (::access(at, W_OK | X_OK) != 0)
+    return "cannot write the trace into " + shown + ": " + std::strerror(errno);
+  return "";
 }
 
 // The file the child wrote: the preload creates the expected path exclusively and, when it
@@ -369,6 +393,16 @@ int run_command(const RunOptions& o) {
   if (!trace.empty()) ::setenv("GPUMEM_TRACE", trace.c_str(), 1);
   const char* tmpl = std::getenv("GPUMEM_TRACE");
   trace = tmpl != nullptr && *tmpl != '\0' ? tmpl : "gpumem-%p.trace";
+  if (trace != "off") {
+    if (const std::string why = trace_folder_problem(expected_trace(trace, ::getpid()));
+        !why.empty()) {
+      std::fprintf(stderr,
+                   "gpumem run: %s; create it or choose another path with --trace (or "
+                   "--trace off to run without one)\n",
+                   visible(why).c_str());
+      return 2;
+    }
+  }
   if (!o.stacks.empty())
     ::setenv("GPUMEM_STACKS", o.stacks == "native" ? "1" : o.stacks.c_str(), 1);
   if (o.tensors) {
@@ -399,21 +433,45 @@ int run_command(const RunOptions& o) {
   for (const auto& a : o.command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   const time_t started = std::time(nullptr);
+  // The child writes exec's errno here when the program cannot be started; a successful exec
+  // closes it (O_CLOEXEC) with nothing written.
+  int exec_error[2];
+  if (::pipe2(exec_error, O_CLOEXEC) != 0) {
+    std::fprintf(stderr, "gpumem run: cannot start '%s': %s\n", argv[0], std::strerror(errno));
+    return 2;
+  }
   g_child = ::fork();
   if (g_child < 0) {
     std::fprintf(stderr, "gpumem run: cannot start '%s': %s\n", argv[0], std::strerror(errno));
     return 2;
   }
   if (g_child == 0) {
+    ::close(exec_error[0]);
     ::execvp(argv[0], argv.data());
-    std::fprintf(stderr, "gpumem run: cannot run '%s': %s; check the command name and PATH\n",
-                 argv[0], std::strerror(errno));
-    ::_exit(127);
+    const int error = errno;
+    // As a shell: 127 when there is no such program, 126 when it is there but cannot run.
+    const bool missing = error == ENOENT || error == ENOTDIR;
+    std::fprintf(stderr, "gpumem run: cannot run '%s': %s; %s\n", visible(argv[0]).c_str(),
+                 std::strerror(error),
+                 missing ? "check the command name and PATH"
+                 : error == EACCES
+                     ? "check that it is a program file with execute permission (chmod +x)"
+                     : "check that it is a program this system can run");
+    if (::write(exec_error[1], &error, sizeof error) < 0) {
+    }
+    ::_exit(missing ? 127 : 126);
   }
+  ::close(exec_error[1]);
+  int exec_errno = 0;
+  while (::read(exec_error[0], &exec_errno, sizeof exec_errno) < 0 && errno == EINTR) {
+  }
+  ::close(exec_error[0]);
   int status = 0;
   while (::waitpid(g_child, &status, 0) < 0 && errno == EINTR) {
   }
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  // The program never started: there is no trace to look for.
+  if (exec_errno != 0) return code;
 
   if (trace != "off") {
     const std::string expected = expected_trace(trace, g_child);
@@ -503,6 +561,10 @@ void register_run(CLI::App& app, std::function<int()>* run) {
       ->check(value_given("--report"));
   cmd->add_option("command", opts->command, "the program and its arguments (after --)")->required();
   cmd->prefix_command(false);
+  // Everything from the program's name on is the program's, `--` or not: `gpumem run prog
+  // --limit 1` gives --limit to prog (it used to be taken as gpumem's own, and `prog -l` was
+  // refused as an unknown option).
+  cmd->positionals_at_end();
   cmd->callback([run, opts] { *run = [opts] { return run_command(*opts); }; });
 }
 

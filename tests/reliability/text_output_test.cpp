@@ -2,6 +2,7 @@
 // terminal raw (`gpumem report --text`, `gpumem replay`), an option without its value is refused,
 // `gpumem run` names the file the child really wrote, and `gpumem fit` does not recommend from
 // measurements that say nothing.
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -301,6 +302,94 @@ TEST_F(TextOutput, FitJsonGoesWhereItIsAsked) {
                          "/no/such/fit.json; check that its directory exists and is writable\n"),
             std::string::npos)
       << bad.err;
+}
+
+// A program that cannot be started exits as a shell's would (127: no such program, 126: there but
+// not runnable; it was 127 for both), with advice for each case and nothing about a missing trace
+// (the program never ran). A program killed by a signal gives 128 + the signal.
+TEST_F(TextOutput, RunExitStatusIsTheShells) {
+  const std::string missing = dir_ + "/no-such-program";
+  Outcome o = run({GPUMEM_CLI, "run", "--device", "sim", "--", missing},
+                  child_environment(false, {}), dir_);
+  EXPECT_EQ(o.status, 127) << o.err;
+  EXPECT_EQ(o.err, "gpumem run: cannot run '" + missing +
+                       "': No such file or directory; check the command name and PATH\n");
+  const std::string plain = dir_ + "/not-executable";
+  std::ofstream(plain) << "#!/bin/sh\necho ran\n";
+  ASSERT_EQ(::chmod(plain.c_str(), 0644), 0);
+  o = run({GPUMEM_CLI, "run", "--device", "sim", "--", plain}, child_environment(false, {}), dir_);
+  EXPECT_EQ(o.status, 126) << o.err;
+  EXPECT_EQ(o.err, "gpumem run: cannot run '" + plain +
+                       "': Permission denied; check that it is a program file with execute "
+                       "permission (chmod +x)\n");
+  o = run({GPUMEM_CLI, "run", "--device", "sim", "--trace", "off", "--", "/bin/sh", "-c",
+           "kill -TERM $$"},
+          child_environment(false, {}), dir_);
+  EXPECT_EQ(o.status, 128 + SIGTERM) << o.err;
+}
+
+// Everything from the program's name on is the program's, with or without `--`: options after it
+// were taken as gpumem's own (`prog --limit 0` capped gpumem, not prog) or refused as unknown.
+TEST_F(TextOutput, RunGivesTheProgramEverythingAfterItsName) {
+  const Outcome o = run({GPUMEM_CLI, "run", "--device", "sim", "--trace", "off", "/bin/sh", "-c",
+                         "echo \"$@\"", "sh", "-l", "--limit", "0", "--", "--trace"},
+                        child_environment(false, {}), dir_);
+  EXPECT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(o.out, "-l --limit 0 -- --trace\n");
+  EXPECT_EQ(o.err, "");
+}
+
+// A trace folder that does not exist, or is a file, is refused before the program starts (it
+// would otherwise run to its end without a trace), naming the folder and what to do.
+TEST_F(TextOutput, RunRefusesATraceFolderItCannotWrite) {
+  const std::string marker = dir_ + "/started";
+  const std::string file = dir_ + "/a-file";
+  std::ofstream(file) << "x";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {dir_ + "/no/such/x.trace",
+       "the folder " + dir_ + "/no/such: No such file or directory"},
+      {file + "/x-%p.trace", "the folder " + file + ": it is not a folder"},
+  };
+  for (const auto& [trace, why] : cases) {
+    SCOPED_TRACE(trace);
+    for (const bool from_env : {false, true}) {
+      std::vector<std::string> argv = {GPUMEM_CLI, "run", "--device", "sim"};
+      if (!from_env) argv.insert(argv.end(), {"--trace", trace});
+      argv.insert(argv.end(), {"--", "/bin/sh", "-c", "touch '" + marker + "'"});
+      const Outcome o = run(argv, child_environment(false, {from_env ? "GPUMEM_TRACE=" + trace : ""}), dir_);
+      EXPECT_EQ(o.status, 2) << o.err;
+      EXPECT_EQ(o.err, "gpumem run: cannot write the trace into " + why +
+                           "; create it or choose another path with --trace (or --trace off to "
+                           "run without one)\n");
+      struct stat st;
+      EXPECT_NE(::stat(marker.c_str(), &st), 0) << "the program ran";
+    }
+  }
+}
+
+// --trace FOLDER: the preload writes FOLDER/gpumem-<pid>.trace. `gpumem run` names that file (it
+// named the folder) and --report reads that one trace, not every trace the folder holds from
+// earlier runs (which it reported as processes of this run).
+TEST_F(TextOutput, RunWithATraceFolderNamesAndReportsOnlyItsOwnTrace) {
+  const std::string folder = dir_ + "/traces";
+  ASSERT_EQ(::mkdir(folder.c_str(), 0700), 0);
+  const std::vector<std::string> argv = {GPUMEM_CLI, "run", "--device", "sim", "--trace", folder,
+                                         "--report", dir_ + "/report", "--", RELIABILITY_WORKLOAD,
+                                         "one"};
+  ASSERT_EQ(run(argv, child_environment(false, {}), dir_).status, 0);  // an earlier run's trace
+  const Outcome o = run(argv, child_environment(false, {}), dir_);
+  ASSERT_EQ(o.status, 0) << o.err;
+  const std::string prefix = "gpumem run: trace: ";
+  const size_t at = o.err.find(prefix + folder + "/gpumem-");
+  ASSERT_NE(at, std::string::npos) << o.err;
+  const size_t from = at + prefix.size();
+  const std::string path = o.err.substr(from, o.err.find('\n', from) - from);
+  const LoadedTrace t = load_trace(path);
+  ASSERT_TRUE(t.opened) << path << ": " << t.error;
+  std::ifstream f(dir_ + "/report/report.json");
+  const nlohmann::json doc = nlohmann::json::parse(f);
+  ASSERT_EQ(doc["traces"].size(), 1u) << doc["traces"].dump();
+  EXPECT_EQ(doc["traces"][0]["pid"], t.header.pid);
 }
 
 }  // namespace
