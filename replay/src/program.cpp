@@ -30,6 +30,9 @@ struct RecentFree {
   uint64_t seq = 0;      // the free's number, as recent_order_ names it
 };
 constexpr size_t kRecentFrees = 4096;
+// cudaErrorMemoryAllocation and CUDA_ERROR_OUT_OF_MEMORY: an alloc_failed record's result when the
+// device, a cap or a pool ran out of memory.
+constexpr int32_t kOutOfMemoryCode = 2;
 
 class Compiler {
  public:
@@ -160,6 +163,9 @@ class Compiler {
       return;
     }
     if (r.bytes == 0) return;  // zero-byte calls never reach a resource
+    // Refused for another reason than memory (an invalid argument, an unknown stream): no limit
+    // could have served it. 0 is kept for traces that did not record a code.
+    if (failed && r.result != 0 && r.result != kOutOfMemoryCode) return;
     const size_t di = device_index(r.device);
     DeviceProgram& dp = program_.devices[di];
     Step s = make_step(r, t, Step::alloc);

@@ -149,6 +149,24 @@ TEST(Known, RecordedFailureIsTriedAndFreed) {
   EXPECT_EQ(*smallest_limit(*p, p->devices[0], Policy::none).smallest_bytes, 9 * kMiB);
 }
 
+// A call CUDA refused for another reason than memory (an invalid argument, an unknown stream)
+// could never have been served: replay does not try it. Out-of-memory (2 in both APIs) is.
+TEST(Known, OnlyOutOfMemoryFailuresAreTried) {
+  TraceFile t(64 * kMiB, "none");
+  t.alloc(0x1000, 6 * kMiB);
+  t.add(trace::Op::alloc_failed, 0, 4 * kMiB, 0, trace::Api::cudaMallocManaged).result = 1;
+  t.add(trace::Op::alloc_failed, 0, ~uint64_t{0}, 0, trace::Api::cuArray3DCreate).result = 1;
+  t.free(0x1000, 6 * kMiB);
+  t.add(trace::Op::alloc_failed, 0, 7 * kMiB).result = 2;  // cudaErrorMemoryAllocation
+  auto p = load(t, "non-oom-failures");
+  EXPECT_EQ(p->devices[0].recorded_failures, 1u);
+  EXPECT_EQ(p->devices[0].steps.size(), 3u);
+  DeviceRun r = run(*p, Policy::none, 7 * kMiB);
+  EXPECT_TRUE(r.fits) << (r.failure ? std::to_string(r.failure->bytes) : "");
+  EXPECT_EQ(r.peak_allocated_bytes, 7 * kMiB);
+  EXPECT_EQ(*smallest_limit(*p, p->devices[0], Policy::none).smallest_bytes, 7 * kMiB);
+}
+
 TEST(Known, PinnedSkippedManagedUnpooledUnknownFreeCounted) {
   TraceFile t(64 * kMiB);
   t.alloc(0x1000, 6 * kMiB, 0, static_cast<uint16_t>(trace::MemKind::pinned_host));
