@@ -12,6 +12,7 @@
 
 #include "command.h"
 #include "gpumem/trace/reader.h"
+#include "gpumem/visible_text.h"
 
 namespace gpumem::cli {
 namespace {
@@ -165,8 +166,8 @@ json dropped_json(const tr::DroppedSpan* d) {
                        {"aux", row.aux},
                        {"count", row.count},
                        {"bytes", row.bytes}});
-  return {{"records", d->records},   {"kept", d->kept},
-          {"first_t_ns", d->first_t_ns}, {"last_t_ns", d->last_t_ns},
+  return {{"records", d->records},         {"kept", d->kept},
+          {"first_t_ns", d->first_t_ns},   {"last_t_ns", d->last_t_ns},
           {"first_chunk", d->first_chunk}, {"next_chunk", d->next_chunk},
           {"omitted", std::move(omitted)}};
 }
@@ -182,7 +183,7 @@ int dump(const std::string& path) {
   std::string error;
   auto reader = tr::Reader::open(path, &error);
   if (!reader) {
-    std::fprintf(stderr, "gpumem dump: %s\n", error.c_str());
+    std::fprintf(stderr, "gpumem dump: %s\n", visible(error).c_str());
     return 1;
   }
   print_line({{"header", header_json(*reader)}});
@@ -207,13 +208,13 @@ int dump(const std::string& path) {
                  "gpumem dump: note: '%s' is bounded (GPUMEM_TRACE_MAX): %llu records of its "
                  "middle were dropped; %llu of them, kept in its digest, were printed between "
                  "its beginning and its newest records\n",
-                 path.c_str(), static_cast<unsigned long long>(d->records),
+                 visible(path).c_str(), static_cast<unsigned long long>(d->records),
                  static_cast<unsigned long long>(d->kept));
   if (stats.truncated)
     std::fprintf(stderr,
                  "gpumem dump: note: '%s' is truncated (%s); every complete record before the "
                  "damage was printed\n",
-                 path.c_str(), stats.reason.c_str());
+                 visible(path).c_str(), visible(stats.reason).c_str());
   return 0;
 }
 

@@ -146,6 +146,26 @@ TEST(TraceDump, UnreadableFileExitsOneWithMessage) {
   EXPECT_NE(missing.err.find("cannot open trace"), std::string::npos) << missing.err;
 }
 
+// A file name is outside text: its control characters are shown escaped, so a name cannot clear
+// the terminal or split the message into two lines.
+TEST(TraceDump, MessagesShowControlCharactersOfTheNameEscaped) {
+  ScratchDir dir;
+  const std::string path = dir.file("a\x1b[2Jb\nc.trace");
+  const std::string shown = dir.file("a\\x1b[2Jb\\nc.trace");
+  std::ofstream(path) << "not a trace";
+  DumpResult bad = run_dump(dir, path);
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(bad.err, "gpumem dump: '" + shown +
+                         "' is not a gpumem trace (bad magic): was it written by gpumem run?\n");
+  ::unlink(path.c_str());
+  write_example(path, false);
+  DumpResult killed = run_dump(dir, path);
+  EXPECT_EQ(killed.exit_code, 0);
+  EXPECT_EQ(killed.err, "gpumem dump: note: '" + shown +
+                            "' is truncated (not closed cleanly (process killed or crashed?)); "
+                            "every complete record before the damage was printed\n");
+}
+
 TEST(TraceDump, InvalidUtf8TextIsReplacedNotFatal) {
   ScratchDir dir;
   const std::string path = dir.file("utf8.trace");
