@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -133,6 +134,16 @@ TEST(Environment, BadValuesExitWithStatus2AndSayWhatIsAccepted) {
     EXPECT_NE(run.err.find(c[1]), std::string::npos) << run.err;
     EXPECT_NE(run.err.find("is not valid; use "), std::string::npos) << run.err;
   }
+}
+
+// The value is echoed with control characters escaped: one line, no terminal escape run.
+TEST(Environment, BadValuesAreEchoedEscaped) {
+  ProbeResult run = run_probe("SIMCUDA_MEMORY=1\x1b[2J\nGiB");
+  EXPECT_EQ(run.status, 2);
+  EXPECT_NE(run.err.find("SIMCUDA_MEMORY='1\\x1b[2J\\nGiB' is not valid"), std::string::npos)
+      << run.err;
+  EXPECT_EQ(run.err.find('\x1b'), std::string::npos) << run.err;
+  EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
 }
 
 // Unset, each device allocation and free takes 35 µs as cudaMalloc/cudaFree do on a real GPU

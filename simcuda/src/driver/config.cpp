@@ -7,13 +7,14 @@
 
 #include "gpumem/resources/shared_ledger.h"
 #include "gpumem/units.h"
+#include "gpumem/visible_text.h"
 
 namespace simcuda {
 namespace {
 
 [[noreturn]] void reject(const char* name, const char* value, const char* accepted) {
-  std::fprintf(stderr, "simcuda: %s='%s' is not valid; use %s (or unset it)\n", name, value,
-               accepted);
+  std::fprintf(stderr, "simcuda: %s='%s' is not valid; use %s (or unset it)\n", name,
+               gpumem::visible(value).c_str(), accepted);
   std::exit(2);
 }
 
