@@ -388,6 +388,8 @@ void register_fit(CLI::App& app, std::function<int()>* run) {
                   "directory, removed)");
   cmd->add_option("command", o->command, "the program, with {batch} and {accum} (after --)")
       ->required();
+  // Everything from the program's name on is the program's, `--` or not (as `gpumem run`).
+  cmd->positionals_at_end();
   cmd->callback([run, o] { *run = [o] { return fit_main(*o); }; });
 }
 

@@ -258,6 +258,19 @@ TEST_F(TextOutput, FitRefusesBadOptionsBeforeRunning) {
   }
 }
 
+// As `gpumem run`: an option after the program's name is the program's, not fit's (here fit would
+// refuse --margin nan with status 2; the command takes it and allocates nothing: status 4).
+TEST_F(TextOutput, FitGivesTheCommandEverythingAfterItsName) {
+  const Outcome o = run({GPUMEM_CLI, "fit", "--limit", "1GiB", "--effective-batch", "8", "--device",
+                         "sim", "/bin/sh", "-c", "exit 0", "sh", "{batch}", "{accum}", "--margin",
+                         "nan"},
+                        child_environment(false, {}), dir_);
+  EXPECT_EQ(o.status, 4) << o.err;
+  EXPECT_NE(o.err.find("gpumem fit: warning: the command allocated no GPU memory"),
+            std::string::npos)
+      << o.err;
+}
+
 // fit's temporary folder (the runs' traces and logs) is removed on every way out: also when the
 // command fails at the first micro-batch, which used to leave it behind.
 TEST_F(TextOutput, FitRemovesItsTemporaryFolderWhenTheCommandFails) {
