@@ -210,6 +210,13 @@ bool rmm_csv_to_trace(std::string_view csv, const std::string& source, TraceImag
       *error = fmt::format("line {} (byte {}): {}", line_no, at, why);
       return false;
     }
+    if (row.action == 1 && row.size > detail::kMaxDeviceBytes) {
+      *error = fmt::format(
+          "line {} (byte {}): Size {} is more than a GPU can address ({}); the "
+          "line is damaged",
+          line_no, at, row.size, detail::kMaxDeviceBytes);
+      return false;
+    }
     // Time of day only: a step back of more than 12 hours is the next day.
     if (!first_row && row.time_us + kDayUs / 2 < last_us) day += kDayUs;
     last_us = row.time_us;

@@ -400,8 +400,8 @@ std::vector<std::pair<uint64_t, uint64_t>> take_range(std::map<uint64_t, uint64_
     const uint64_t a = it->first, n = it->second;
     if (a > cursor) uncovered.push_back({cursor, a - cursor});
     it = ranges.erase(it);
-    if (a < addr) ranges[a] = addr - a;                  // the part before
-    if (a + n > end) ranges[end] = a + n - end;          // the part after
+    if (a < addr) ranges[a] = addr - a;          // the part before
+    if (a + n > end) ranges[end] = a + n - end;  // the part after
     cursor = std::max(cursor, std::min(a + n, end));
   }
   if (cursor < end) uncovered.push_back({cursor, end - cursor});
@@ -426,6 +426,12 @@ class SnapshotReader {
       return fail(where, fmt::format("'{}' is missing or not a non-negative integer", key));
     *v = static_cast<uint64_t>(n->integer);
     return true;
+  }
+  bool possible_size(uint64_t size, const std::string& where) {
+    if (size <= detail::kMaxDeviceBytes) return true;
+    return fail(where, fmt::format("size {} is more than a GPU can address ({}); the file is "
+                                   "damaged",
+                                   size, detail::kMaxDeviceBytes));
   }
   // Lookups in a dict are linear: a snapshot's dicts have a handful of keys, and one with more
   // (a hostile file sharing one huge dict among every entry) is refused rather than scanned again
@@ -516,6 +522,10 @@ class SnapshotReader {
               !uint_field(e, "time_us", where, &en.time_us, false) ||
               !uint_field(e, "device_free", where, &en.device_free, false))
             return false;
+          if ((en.action == "alloc" || en.action == "segment_alloc" ||
+               en.action == "segment_map") &&
+              !possible_size(en.size, where))
+            return false;
           if (en.action == "alloc" || en.action == "oom") en.site = site(e);
           entries.push_back(std::move(en));
           max_device = std::max(max_device, static_cast<int>(d));
@@ -538,7 +548,7 @@ class SnapshotReader {
       EndSegment es;
       uint64_t device = 0;
       if (!uint_field(s, "address", where, &es.address) ||
-          !uint_field(s, "total_size", where, &es.size) ||
+          !uint_field(s, "total_size", where, &es.size) || !possible_size(es.size, where) ||
           !uint_field(s, "stream", where, &es.stream, false) ||
           !uint_field(s, "device", where, &device, false))
         return false;
@@ -546,8 +556,8 @@ class SnapshotReader {
         return fail(where, fmt::format("device {} is beyond {}", device, trace::kMaxDevices - 1));
       es.device = static_cast<int>(device);
       const PickleNode* expandable = doc_.find(s, "is_expandable");
-      es.expandable = expandable != nullptr && expandable->kind == PickleKind::boolean &&
-                      expandable->boolean;
+      es.expandable =
+          expandable != nullptr && expandable->kind == PickleKind::boolean && expandable->boolean;
       const PickleNode* blocks = doc_.find(s, "blocks");
       if (blocks != nullptr && blocks->kind == PickleKind::list) {
         for (size_t b = 0; b < blocks->items.size(); ++b) {
@@ -561,7 +571,7 @@ class SnapshotReader {
           if (state->string != "active_allocated" && state->string != "active_pending_free")
             continue;
           uint64_t address = 0, size = 0;
-          if (!uint_field(block, "size", bw, &size) ||
+          if (!uint_field(block, "size", bw, &size) || !possible_size(size, bw) ||
               !uint_field(block, "address", bw, &address, false))
             return false;
           if (doc_.find(block, "address") == nullptr) address = es.address;  // older snapshots

@@ -34,6 +34,11 @@ struct LoadedTrace {
   }
 };
 
+// More than a GPU's whole virtual address space (49 bits): a size read from a foreign file above
+// it is damage (a -1 printed unsigned, a garbled number), and a few of them would overflow the
+// report's sums. A failed request may ask for anything.
+constexpr uint64_t kMaxDeviceBytes = uint64_t{1} << 49;
+
 inline bool is_device_memory(const trace::Record& r) {
   const auto kind = static_cast<trace::MemKind>(r.flags & trace::kFlagKindMask);
   return kind == trace::MemKind::device || kind == trace::MemKind::managed;

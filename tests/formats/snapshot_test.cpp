@@ -152,6 +152,54 @@ TEST(Snapshot, WrongShapesSayWhereAndWhat) {
             "segments[0]: 'total_size' is missing or not a non-negative integer");
 }
 
+// A size above a GPU's address space (2^49) is damage, and two of them overflowed the report's
+// sums (peak 8192 PiB, leaked 100 B in 3 allocations); a failed request may ask for anything.
+TEST(Snapshot, SizesNoGpuCanAddressAreRefusedButAnOomMayAskAnything) {
+  auto error_of = [](const std::string& program) {
+    TraceImage image;
+    std::string error;
+    EXPECT_FALSE(
+        snapshot_to_trace(python_pickle("size", "import pickle,sys\nd = " + program +
+                                                    "\npickle.dump(d, open(sys.argv[1], 'wb'))\n"),
+                          "x.pickle", &image, &error));
+    return error;
+  };
+  EXPECT_EQ(error_of("{'segments': [], 'device_traces': [[{'action': 'alloc', 'addr': 16, "
+                     "'size': 2**63}]]}"),
+            "device_traces[0][0]: size 9223372036854775808 is more than a GPU can address "
+            "(562949953421312); the file is damaged");
+  EXPECT_EQ(error_of("{'segments': [], 'device_traces': [[{'action': 'segment_alloc', 'addr': 16, "
+                     "'size': 2**49 + 1}]]}"),
+            "device_traces[0][0]: size 562949953421313 is more than a GPU can address "
+            "(562949953421312); the file is damaged");
+  EXPECT_EQ(error_of("{'segments': [{'address': 0, 'total_size': 2**64 - 1, 'blocks': []}]}"),
+            "segments[0]: size 18446744073709551615 is more than a GPU can address "
+            "(562949953421312); the file is damaged");
+  EXPECT_EQ(error_of("{'segments': [{'address': 0, 'total_size': 2**20, 'blocks': [{'address': 0, "
+                     "'size': 2**60, 'state': 'active_allocated'}]}]}"),
+            "segments[0].blocks[0]: size 1152921504606846976 is more than a GPU can address "
+            "(562949953421312); the file is damaged");
+
+  TraceImage image;
+  std::string error;
+  ASSERT_TRUE(snapshot_to_trace(
+      python_pickle("oom",
+                    "import pickle,sys\nd = {'segments': [], 'device_traces': [[{'action': "
+                    "'oom', 'size': 2**63, 'time_us': 5}, {'action': 'alloc', 'addr': 16, "
+                    "'size': 2**49, 'time_us': 6}]]}\npickle.dump(d, "
+                    "open(sys.argv[1], 'wb'))\n"),
+      "x.pickle", &image, &error))
+      << error;
+  std::vector<std::pair<trace::Op, uint64_t>> got;
+  for (const trace::Record& r : image.records())
+    if (r.op == static_cast<uint16_t>(trace::Op::alloc_failed) ||
+        r.op == static_cast<uint16_t>(trace::Op::alloc))
+      got.emplace_back(static_cast<trace::Op>(r.op), r.bytes);
+  EXPECT_EQ(got, (std::vector<std::pair<trace::Op, uint64_t>>{
+                     {trace::Op::alloc_failed, uint64_t{1} << 63},
+                     {trace::Op::alloc, uint64_t{1} << 49}}));
+}
+
 // The memo (or DUP) lets a list name one dict many times at a byte each; PyTorch never shares a
 // segment, block or trace-entry dict, so a repeated one is refused at once rather than read
 // segments x blocks times (the 6 KB file below was 9 million allocations, 20 s and 2 GB).
