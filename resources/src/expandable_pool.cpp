@@ -27,6 +27,7 @@ ExpandablePool::ExpandablePool(MemoryResource& upstream, VmmUpstream& vmm, int d
 
 ExpandablePool::~ExpandablePool() {
   // As the other pools: everything goes back, live blocks or not, without telling the observer.
+  for (uint64_t handle : unreleased_) (void)release_handle(handle, Family::runtime);
   for (auto& [base, r] : ranges_) {
     for (size_t g = 0; g < r.handles.size(); ++g) {
       if (r.handles[g] == 0) continue;
@@ -226,15 +227,28 @@ bool ExpandablePool::unmap_granule(uintptr_t base, Range& r, size_t g, Family fa
   const uint64_t handle = r.handles[g];
   r.handles[g] = 0;
   mapped_.erase(va);
+  return give_back(handle, family);
+}
+
+bool ExpandablePool::give_back(uint64_t handle, Family family) {
   // Unmapped, the handle's memory is ours only to release; should the release fail, the layer
-  // below still counts it, so reserved does too.
-  if (release_handle(handle, family).ok()) sub_reserved(granularity_);
+  // below still counts it, so reserved does too, and the next pass tries again.
+  if (!release_handle(handle, family).ok()) {
+    unreleased_.push_back(handle);
+    return false;
+  }
+  sub_reserved(granularity_);
   return true;
 }
 
 uint64_t ExpandablePool::unmap_free_granules(Family family, uintptr_t keep_from,
                                              uintptr_t keep_to) {
-  if (mapped_.empty()) return 0;
+  uint64_t released = 0;
+  std::vector<uint64_t> refused;
+  refused.swap(unreleased_);
+  for (uint64_t handle : refused)
+    if (give_back(handle, family)) released += granularity_;
+  if (mapped_.empty()) return released;
   std::vector<uintptr_t> idle;
   blocks().for_each_block([&](const Block& b) {
     if (b.state != BlockState::free || b.stream != kAnyStream) return;
@@ -243,7 +257,6 @@ uint64_t ExpandablePool::unmap_free_granules(Family family, uintptr_t keep_from,
          ++it)
       if (*it >= keep_to || *it + granularity_ <= keep_from) idle.push_back(*it);
   });
-  uint64_t released = 0;
   for (uintptr_t va : idle) {
     uintptr_t base = 0;
     Range* r = range_of(va, &base);

@@ -323,6 +323,58 @@ TEST(SimulatedVmmRules, RangesPastTheAddressSpaceAreRefused) {
   }
 }
 
+// SimulatedVmm whose cuMemRelease refuses while `refuse_releases` > 0.
+class RefusingReleaseVmm final : public VmmUpstream {
+ public:
+  int refuse_releases = 0;
+  SimulatedVmm inner;
+  int granularity(int d, uint64_t* b) override { return inner.granularity(d, b); }
+  int reserve(int d, uint64_t b, uint64_t a, uintptr_t* va) override {
+    return inner.reserve(d, b, a, va);
+  }
+  int free_range(uintptr_t va, uint64_t b) override { return inner.free_range(va, b); }
+  int create(int d, uint64_t b, uint64_t* h) override { return inner.create(d, b, h); }
+  int release(uint64_t h) override {
+    if (refuse_releases > 0) {
+      --refuse_releases;
+      return SimulatedVmm::kInvalidValue;
+    }
+    return inner.release(h);
+  }
+  int map(uintptr_t va, uint64_t b, uint64_t h) override { return inner.map(va, b, h); }
+  int unmap(uintptr_t va, uint64_t b) override { return inner.unmap(va, b); }
+  int set_access(int d, uintptr_t va, uint64_t b, bool rw) override {
+    return inner.set_access(d, va, b, rw);
+  }
+  bool is_oom(int code) const override { return inner.is_oom(code); }
+};
+
+// A granule whose memory the driver would not take back is not reported released, stays
+// charged to the cap, and is given back at the next empty_cache: no charge is lost for good.
+TEST(ExpandablePool, AReleaseTheDriverRefusesIsRetried) {
+  SimulatedUpstream sim;
+  RefusingReleaseVmm vmm;
+  StackConfig c;
+  c.pool = PoolKind::expandable;
+  c.limit = 8 * MiB;
+  c.vmm = &vmm;
+  DeviceStack stack(sim, 0, c);
+  auto& pool = static_cast<ExpandablePool&>(*stack.pool());
+  Result a = stack.top()->allocate(req(MiB));
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(stack.top()->deallocate(a.ptr, sync_free(MiB)), Status::ok);
+  vmm.refuse_releases = 1;
+  EXPECT_EQ(pool.empty_cache(), 0u);
+  EXPECT_EQ(pool.mapped_granules(), 0u);
+  EXPECT_EQ(stack.stats().reserved_bytes, kGranule);  // the device still holds it
+  EXPECT_EQ(stack.limit()->used_bytes(), kGranule);
+  EXPECT_EQ(pool.empty_cache(), kGranule);
+  EXPECT_EQ(stack.stats().reserved_bytes, 0u);
+  EXPECT_EQ(stack.limit()->used_bytes(), 0u);
+  EXPECT_EQ(vmm.inner.live_handles(), 0u);
+  EXPECT_EQ(sim.live_count(), 0u);
+}
+
 TEST(ExpandablePool, ADeviceWithoutVmmAnswersItsCode) {
   SimulatedUpstream sim;
   SimulatedVmm::Options o;

@@ -79,7 +79,10 @@ class ExpandablePool final : public PoolResource {
   bool all_mapped(const Range& r, size_t g0, size_t g1) const;
   // Maps the unmapped granules [g0, g1) of the range at base; all or none.
   Result map_granules(uintptr_t base, Range& r, size_t g0, size_t g1, const Request& req);
+  // Unmaps granule g; true when its memory went back to the layer below as well.
   bool unmap_granule(uintptr_t base, Range& r, size_t g, Family family);
+  // Releases an unmapped handle; a refused one joins unreleased_. True when released.
+  bool give_back(uint64_t handle, Family family);
   // Unmaps every mapped granule wholly inside a free block reusable on every stream, except those
   // in [keep_from, keep_to). Returns the bytes released.
   uint64_t unmap_free_granules(Family family, uintptr_t keep_from, uintptr_t keep_to);
@@ -91,6 +94,9 @@ class ExpandablePool final : public PoolResource {
   std::map<uintptr_t, Range> ranges_;
   std::set<uintptr_t> mapped_;  // addresses of the mapped granules, for the walk over free blocks
   std::vector<int> peers_;      // devices besides ours given access to every mapped granule
+  // Unmapped handles whose release the driver refused: still charged below, released at the next
+  // unmap pass (empty_cache, or before a mapping) or at destruction.
+  std::vector<uint64_t> unreleased_;
 };
 
 }  // namespace gpumem::resources
