@@ -265,7 +265,18 @@ void note_device(int device) {
   int handle = device;
   char name[96] = "unknown";
   size_t total = 0;
-  if (get != nullptr && get(&handle, device) == 0) {
+  if (get != nullptr) {
+    constexpr int kNotInitialized = 3;  // CUDA_ERROR_NOT_INITIALIZED
+    const int got = get(&handle, device);
+    // An event before cuInit (an NVML query first): asked again at the device's next event, so
+    // its name and capacity are not "unknown" and 0 for the whole run.
+    if (got == kNotInitialized) {
+      word.fetch_and(~bit, std::memory_order_relaxed);
+      return;
+    }
+    // A device CUDA does not have (a failed call that named it): no header entry, whose
+    // device_count would count it.
+    if (got != 0) return;
     if (name_fn != nullptr && name_fn(name, sizeof name, handle) != 0) std::strcpy(name, "unknown");
     if (total_fn != nullptr && total_fn(&total, handle) != 0) total = 0;
   }

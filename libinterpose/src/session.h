@@ -16,7 +16,9 @@ void init();
 // The open trace, opening it on first use; nullptr when tracing is off, failed or closed.
 // Hot path after the first call: one atomic load.
 TraceWriter* writer();
-// Records the device's name and capacity in the header the first time it is seen.
+// Records the device's name and capacity in the header the first time it is seen with CUDA
+// initialised (an event before cuInit is asked about again at the next); a device CUDA does not
+// have gets no header entry.
 void note_device(int device);
 // Exit: symbols (GPUMEM_STACKS=1), then a clean close. Later events are dropped.
 void shutdown();

@@ -16,8 +16,12 @@
 //                              (created and released)
 //   accounting ipc_null        cudaIpcOpenMemHandle and cuIpcOpenMemHandle_v2 with a NULL
 //                              out-parameter
+//   accounting nvml_first      NVML's memory query of device 0 before CUDA is initialised, then
+//                              cudaMalloc 1 MiB and cudaFree
+//   accounting missing_device  cuMemCreate on device 3 (simcuda has one), then cudaMalloc 1 MiB
 #include <cuda.h>
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -158,6 +162,42 @@ int ipc_null() {
   return 0;
 }
 
+// NVML's query first, as a program choosing its GPU with pynvml does: CUDA is not initialised yet.
+int nvml_first() {
+  struct Memory {
+    unsigned long long total, free, used;
+  };
+  void* nvml = dlopen("libnvidia-ml.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (nvml == nullptr) return 1;
+  auto init = reinterpret_cast<int (*)()>(dlsym(nvml, "nvmlInit_v2"));
+  auto handle = reinterpret_cast<int (*)(unsigned, void**)>(dlsym(nvml, "nvmlDeviceGetHandleByIndex_v2"));
+  auto memory = reinterpret_cast<int (*)(void*, Memory*)>(dlsym(nvml, "nvmlDeviceGetMemoryInfo"));
+  void* device = nullptr;
+  Memory m{};
+  if (init == nullptr || handle == nullptr || memory == nullptr || init() != 0 ||
+      handle(0, &device) != 0)
+    return 1;
+  print("nvml", memory(device, &m));
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, kMiB);
+  print("malloc", e);
+  return e == cudaSuccess && cudaFree(p) == cudaSuccess ? 0 : 1;
+}
+
+int missing_device() {
+  if (!init_driver()) return 1;
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = 3;
+  CUmemGenericAllocationHandle h = 0;
+  print("create", cuMemCreate(&h, 2 * kMiB, &prop, 0));
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, kMiB);
+  print("malloc", e);
+  return e == cudaSuccess && cudaFree(p) == cudaSuccess ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -170,8 +210,10 @@ int main(int argc, char** argv) {
   if (mode == "pitch") return pitch();
   if (mode == "vmm_null_prop") return vmm_null_prop();
   if (mode == "ipc_null") return ipc_null();
+  if (mode == "nvml_first") return nvml_first();
+  if (mode == "missing_device") return missing_device();
   std::fprintf(stderr,
                "usage: accounting failed_free|failed_free_held|refused|double_free|malloc3d|pitch|"
-               "vmm_null_prop|ipc_null\n");
+               "vmm_null_prop|ipc_null|nvml_first|missing_device\n");
   return 2;
 }

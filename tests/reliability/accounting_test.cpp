@@ -315,5 +315,55 @@ TEST_F(Accounting, IpcOpenWithNullOutParameterIsARecordedFailure) {
   }
   EXPECT_EQ(records_of(t, Op::anomaly).size(), 0u);
 }
+// The trace's header names each device CUDA has, with its name and capacity, even when the first
+// event on it comes before CUDA is initialised (an NVML query, as pynvml users make to choose a
+// GPU): it was "unknown" with capacity 0 for the whole run. Without a limit, which would
+// initialise CUDA itself.
+TEST_F(Accounting, HeaderNamesTheDeviceWhenNvmlAskedBeforeCudaInit) {
+  const std::string trace = dir_ + "/nvml-first.trace";
+  const Outcome o = run({RELIABILITY_ACCOUNTING, "nvml_first"},
+                        child_environment(true, {"GPUMEM_TRACE=" + trace, "SIMCUDA_MEMORY=8GiB"}),
+                        dir_);
+  ASSERT_EQ(o.status, 0) << o.out << o.err;
+  EXPECT_EQ(key_values(o.out)["nvml"], 0);
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_EQ(t.header.device_count, 1u);
+  ASSERT_EQ(t.header.devices[0].present, 1u);
+  EXPECT_STREQ(t.header.devices[0].name, "gpumem simulated device");
+  EXPECT_EQ(t.header.devices[0].capacity_bytes, 8 * 1024 * kMiB);
+  const auto info = records_of(t, Op::device_info);
+  ASSERT_EQ(info.size(), 1u);
+  EXPECT_EQ(info[0].bytes, 8 * 1024 * kMiB);
+  ASSERT_EQ(records_of(t, Op::meminfo).size(), 1u) << "the NVML query";
+  ASSERT_EQ(records_of(t, Op::alloc).size(), 1u);
+
+  const json r = report_of(trace, dir_);
+  ASSERT_EQ(r["devices"].size(), 1u);
+  EXPECT_EQ(r["devices"][0]["name"], "gpumem simulated device");
+  EXPECT_EQ(r["devices"][0]["capacity_bytes"], 8 * 1024 * kMiB);
+}
+
+// A failed call naming a device CUDA does not have keeps its device in its record, but the
+// header lists only real devices: the phantom made device_count 4 and `gpumem replay` replayed
+// devices 0 to 3.
+TEST_F(Accounting, DeviceCudaDoesNotHaveIsNotInTheHeader) {
+  const std::string trace = dir_ + "/missing-device.trace";
+  const Outcome o = run({RELIABILITY_ACCOUNTING, "missing_device"},
+                        child_environment(true, {"GPUMEM_TRACE=" + trace}), dir_);
+  ASSERT_EQ(o.status, 0) << o.out << o.err;
+  EXPECT_NE(key_values(o.out)["create"], 0);
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_EQ(t.header.device_count, 1u);
+  EXPECT_EQ(t.header.devices[0].present, 1u);
+  EXPECT_EQ(t.header.devices[3].present, 0u);
+  EXPECT_EQ(records_of(t, Op::device_info).size(), 1u);
+  const auto failed = records_of(t, Op::alloc_failed);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].device, 3);
+  EXPECT_EQ(failed[0].result, key_values(o.out)["create"]);
+}
+
 }  // namespace
 }  // namespace reliability
