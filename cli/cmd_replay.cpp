@@ -37,6 +37,14 @@ void register_replay(CLI::App& app, std::function<int()>* run) {
   cmd->callback([run, o, no_search] {
     o->search = !*no_search;
     *run = [o] {
+      // Only the fixed pool has a size: under another policy --pool-size would be ignored.
+      if (!o->pool_size.empty() && o->pool != "fixed") {
+        std::fprintf(stderr,
+                     "gpumem replay: --pool-size sizes the fixed pool only, and the policy "
+                     "replayed is %s; add --pool fixed or drop --pool-size\n",
+                     gpumem::visible(o->pool).c_str());
+        return 2;
+      }
       // A snapshot or an RMM log becomes a temporary trace, removed when the replay is done.
       gpumem::formats::ForeignInputs foreign;
       gpumem::replay::ReplayCommandOptions options = *o;

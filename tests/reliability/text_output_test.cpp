@@ -180,6 +180,33 @@ TEST_F(TextOutput, RunNamesTheSuffixedTraceTheChildWrote) {
   EXPECT_EQ(pids.size(), 3u);
 }
 
+// --pool-size sizes the fixed pool only: under another policy (none by default) it was ignored
+// without a word. Refused (status 2) naming the policy; with --pool fixed it is taken.
+TEST_F(TextOutput, ReplayRefusesAPoolSizeWithoutTheFixedPool) {
+  const std::string trace = dir_ + "/one.trace";
+  ASSERT_EQ(run({GPUMEM_CLI, "run", "--device", "sim", "--trace", trace, "--", RELIABILITY_WORKLOAD,
+                 "one"},
+                child_environment(false, {}), dir_)
+                .status,
+            0);
+  for (const std::vector<std::string>& pool : {std::vector<std::string>{},
+                                               std::vector<std::string>{"--pool", "growth"}}) {
+    std::vector<std::string> argv = {GPUMEM_CLI, "replay", trace, "--no-search", "--pool-size", "1MiB"};
+    argv.insert(argv.end(), pool.begin(), pool.end());
+    const Outcome o = run(argv, child_environment(false, {}), dir_);
+    EXPECT_EQ(o.status, 2) << o.err;
+    EXPECT_EQ(o.err, "gpumem replay: --pool-size sizes the fixed pool only, and the policy replayed "
+                     "is " + (pool.empty() ? std::string("none") : pool[1]) +
+                         "; add --pool fixed or drop --pool-size\n");
+    EXPECT_EQ(o.out, "");
+  }
+  const Outcome fixed = run({GPUMEM_CLI, "replay", trace, "--no-search", "--pool", "fixed",
+                             "--pool-size", "1MiB", "--json", "-"},
+                            child_environment(false, {}), dir_);
+  ASSERT_EQ(fixed.status, 0) << fixed.err;
+  EXPECT_EQ(nlohmann::json::parse(fixed.out)["policy"], "fixed") << fixed.out;
+}
+
 // A command that allocates nothing: every peak is 0, the line has no slope, and "the largest
 // micro-batch fits" would be a guess. fit warns (stderr and its output), recommends nothing and
 // exits 4.
