@@ -42,7 +42,7 @@ void NvtxHeaps::heap_register(uint64_t heap, uint64_t address, uint64_t bytes, u
   h.row.counted = h.segment;
   if (listed_ < kMaxHeaps) h.listed = true, ++listed_;
   open_ids_[heap] = next_key_;
-  heaps_.emplace(next_key_++, h);
+  heaps_.emplace(next_key_++, std::move(h));
 }
 
 // The open heap a record names; for heap 0 (NVTX's process-wide heap) or an unknown id, the open
@@ -61,16 +61,47 @@ void NvtxHeaps::changed(Heap& h, uint64_t key, int64_t t_ns) {
   h.row.regions_peak_bytes = h.live_bytes;
   h.row.regions_peak_count = h.live_count;
   h.row.peak_time_ns = t_ns;
-  // The largest gap between this heap's regions at its peak (regions of one heap never overlap).
-  uint64_t at = h.row.address, largest = 0;
-  for (auto it = regions_.lower_bound(h.row.address); it != regions_.end(); ++it) {
-    if (it->first >= h.end) break;
-    if (it->second.heap != key) continue;
-    if (it->first > at) largest = std::max(largest, it->first - at);
-    at = std::max(at, it->first + it->second.a.bytes);
+  h.row.largest_free_at_peak_bytes = largest_gap(h, key);
+}
+
+template <class F>
+void NvtxHeaps::for_each_region_of(const Heap& h, uint64_t key, F&& f) {
+  // A region of no bytes may start at the heap's end.
+  for (auto it = regions_.lower_bound(h.row.address); it != regions_.end() && it->first <= h.end;) {
+    auto next = std::next(it);  // f may unregister it
+    if (it->second.heap == key) f(it->first, it->second);
+    it = next;
   }
+}
+
+uint64_t NvtxHeaps::largest_gap(Heap& h, uint64_t key) {
+  if (!h.gaps && !h.gaps_scanned && h.live_count >= kGapsFrom) {
+    h.gaps = std::make_unique<SegmentSpace>();
+    h.gaps_id = h.gaps->reserve(h.row.address, h.end - h.row.address);
+    if (h.gaps_id == 0) h.gaps_scanned = true;
+    for_each_region_of(h, key, [&](uint64_t address, const Region& r) {
+      if (!h.gaps_scanned && h.gaps->take(address, r.a.bytes) == 0) h.gaps_scanned = true;
+    });
+    if (h.gaps_scanned) h.gaps.reset();
+  }
+  if (h.gaps) return h.gaps->largest_free();
+  uint64_t at = h.row.address, largest = 0;
+  for_each_region_of(h, key, [&](uint64_t address, const Region& r) {
+    if (address >= h.end) return;
+    if (address > at) largest = std::max(largest, address - at);
+    at = std::max(at, address + r.a.bytes);
+  });
   if (h.end > at) largest = std::max(largest, h.end - at);
-  h.row.largest_free_at_peak_bytes = largest;
+  return largest;
+}
+
+void NvtxHeaps::gaps_take(Heap& h, uint64_t address, uint64_t bytes) {
+  if (h.gaps && h.gaps->take(address, bytes) == 0) h.gaps.reset(), h.gaps_scanned = true;
+}
+
+void NvtxHeaps::gaps_give_back(Heap& h, uint64_t address, uint64_t bytes) {
+  if (h.gaps && h.gaps->give_back(address, bytes, h.gaps_id) == 0)
+    h.gaps.reset(), h.gaps_scanned = true;
 }
 
 void NvtxHeaps::region_register(uint64_t heap, uint64_t address, uint64_t bytes, uint32_t site,
@@ -96,6 +127,7 @@ void NvtxHeaps::region_register(uint64_t heap, uint64_t address, uint64_t bytes,
     phases_.device_changed(d, t_ns);
   }
   regions_[address] = region;
+  gaps_take(h, address, bytes);
   h.live_bytes += bytes;
   ++h.live_count;
   ++h.row.regions_registered;
@@ -114,6 +146,8 @@ void NvtxHeaps::region_resize(uint64_t address, uint64_t bytes, int64_t t_ns, ui
     phases_.device_changed(d, t_ns);
   }
   r->second.a.bytes = bytes;
+  gaps_give_back(h, address, old);
+  gaps_take(h, address, bytes);
   h.live_bytes = h.live_bytes - old + bytes;
   changed(h, r->second.heap, t_ns);
 }
@@ -128,16 +162,19 @@ void NvtxHeaps::region_unregister(uint64_t address, int64_t t_ns, uint64_t phase
     d.free(address, r->second.a, t_ns, phase);
     phases_.device_changed(d, t_ns);
   }
+  gaps_give_back(h, address, r->second.a.bytes);
   h.live_bytes -= r->second.a.bytes;
   --h.live_count;
   regions_.erase(r);
   changed(h, key, t_ns);
 }
 
+// Only the heap's range is walked: walking every region of every heap made closing many heaps
+// quadratic.
 void NvtxHeaps::drop_regions(uint64_t key, int64_t t_ns, uint64_t phase) {
   std::vector<uint64_t> addresses;
-  for (const auto& [address, region] : regions_)
-    if (region.heap == key) addresses.push_back(address);
+  for_each_region_of(heaps_.at(key), key,
+                     [&](uint64_t address, const Region&) { addresses.push_back(address); });
   for (uint64_t address : addresses) region_unregister(address, t_ns, phase);
 }
 
@@ -151,6 +188,7 @@ void NvtxHeaps::close(uint64_t key, int64_t t_ns, uint64_t phase, bool freeing) 
   Heap& h = heaps_.at(key);
   h.open = false;
   h.row.end_ns = t_ns;
+  h.gaps.reset();
   if (h.segment) {
     h.segment = false;
     auto s = segment_heaps_.find(h.allocation);

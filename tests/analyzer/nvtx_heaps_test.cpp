@@ -273,5 +273,67 @@ TEST(NvtxHeaps, HeapsOverPooledOrHostMemoryCountNothing) {
   EXPECT_EQ(e.analyze().devices[0].final.allocated_bytes, 0u);
 }
 
+// An allocator filling its heap region by region, freeing some and filling on: each region is a
+// new peak, and the heap's largest gap at its peak is kept from a structure of its gaps once the
+// heap holds 32 regions (a scan of every region at each peak made this quadratic). The numbers
+// are checked against a brute-force model of the same stream.
+TEST(NvtxHeaps, LargestGapAtThePeakOfAHeapFilledRegionByRegion) {
+  Events e;
+  e.alloc(10, kA, 128 * kMiB);
+  heap(e, 20, 1, kA, 128 * kMiB);
+  std::map<uint64_t, uint64_t> live;  // the model: address -> bytes
+  uint64_t live_bytes = 0, peak = 0, peak_count = 0, gap_at_peak = 0;
+  auto largest_gap = [&] {
+    uint64_t at = kA, largest = 0;
+    for (const auto& [address, bytes] : live) {
+      largest = std::max(largest, address - at);
+      at = address + bytes;
+    }
+    return std::max(largest, kA + 128 * kMiB - at);
+  };
+  auto changed = [&] {
+    if (live_bytes <= peak) return;
+    peak = live_bytes;
+    peak_count = live.size();
+    gap_at_peak = largest_gap();
+  };
+  int64_t t = 30;
+  uint64_t next = kA;
+  std::vector<uint64_t> placed;
+  auto add = [&](uint64_t i) {
+    next += 512 * (i % 5);
+    const uint64_t bytes = 4096 * (1 + i % 7);
+    region(e, t++, 1, next, bytes);
+    live[next] = bytes;
+    live_bytes += bytes;
+    placed.push_back(next);
+    next += bytes;
+    changed();
+  };
+  for (uint64_t i = 0; i < 2000; ++i) add(i);
+  for (size_t i = 100; i < 400; ++i) {  // the heap shrinks: no new peak
+    unregister(e, t++, placed[i]);
+    live_bytes -= live[placed[i]];
+    live.erase(placed[i]);
+  }
+  resize(e, t++, placed[50], 4096 * (1 + 50 % 7) - 2048);
+  live_bytes -= 2048;
+  live[placed[50]] -= 2048;
+  for (uint64_t i = 2000; i < 4000; ++i) add(i);
+  ASSERT_LT(next, kA + 128 * kMiB);
+
+  const Report r = e.analyze();
+  ASSERT_EQ(r.devices.size(), 1u);
+  ASSERT_EQ(r.devices[0].nvtx_heaps.size(), 1u);
+  const NvtxHeapRow& h = r.devices[0].nvtx_heaps[0];
+  EXPECT_EQ(h.regions_registered, 4000u);
+  EXPECT_EQ(h.regions_peak_bytes, peak);
+  EXPECT_EQ(h.regions_peak_count, peak_count);
+  EXPECT_EQ(h.largest_free_at_peak_bytes, gap_at_peak);
+  EXPECT_EQ(h.regions_final_bytes, live_bytes);
+  // The gap after the last region is the largest: what remains of the 128 MiB.
+  EXPECT_EQ(gap_at_peak, kA + 128 * kMiB - next);
+}
+
 }  // namespace
 }  // namespace gpumem::analyzer
