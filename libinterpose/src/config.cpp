@@ -3,6 +3,7 @@
 
 #include "gpumem/trace_name.h"
 
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -44,9 +45,12 @@ const Config& config() {
 
 void load_config() {
   char err[512];
+  // A setuid program reads no setting from its caller (secure_getenv), so none is checked either.
+  const bool secure = getauxval(AT_SECURE) != 0;
   if (!parse_config(
           +[](const char* n) -> const char* { return secure_getenv(n); }, &g_config, err,
-          sizeof err)) {
+          sizeof err) ||
+      (!secure && !check_limit_names(environ, err, sizeof err))) {
     log_message(LogLevel::error, "%s", err);
     std::_Exit(2);  // before any CUDA work; _Exit so no half-initialised destructor runs
   }

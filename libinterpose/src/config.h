@@ -48,6 +48,12 @@ struct Config {
 using EnvLookup = const char* (*)(const char* name);
 bool parse_config(EnvLookup getenv_fn, Config* out, char* err, size_t errlen);
 
+// The GPUMEM_LIMIT_<...> variables of `envp` (NAME=VALUE strings, null-terminated) that
+// parse_config never reads: <n> past the devices gpumem tracks (0 to 63), written with a leading
+// zero, or not a number (a misspelt SCOPE, NAME or GROUP). Such a cap would be ignored without a
+// word: false with the message in err, as parse_config's. Empty values count as unset.
+bool check_limit_names(const char* const* envp, char* err, size_t errlen);
+
 // The process-wide settings, parsed by load_config() at library load.
 const Config& config();
 // Reads the environment once; on a bad value prints the message and exits with status 2.

@@ -275,6 +275,34 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
   return true;
 }
 
+bool check_limit_names(const char* const* envp, char* err, size_t errlen) {
+  static constexpr char kPrefix[] = "GPUMEM_LIMIT_";
+  constexpr size_t kPrefixLen = sizeof kPrefix - 1;
+  for (const char* const* e = envp; e != nullptr && *e != nullptr; ++e) {
+    if (std::strncmp(*e, kPrefix, kPrefixLen) != 0) continue;
+    const char* suffix = *e + kPrefixLen;
+    const char* eq = std::strchr(suffix, '=');
+    if (eq == nullptr || eq[1] == '\0') continue;
+    const size_t len = static_cast<size_t>(eq - suffix);
+    bool digits = len > 0;
+    for (size_t i = 0; i < len; ++i) digits = digits && suffix[i] >= '0' && suffix[i] <= '9';
+    const bool device = digits && (len == 1 || suffix[0] != '0') && len <= 2 &&
+                        std::strtol(suffix, nullptr, 10) < trace::kMaxDevices;
+    const bool known = device || (len == 5 && std::strncmp(suffix, "SCOPE", 5) == 0) ||
+                       (len == 4 && std::strncmp(suffix, "NAME", 4) == 0) ||
+                       (len == 5 && std::strncmp(suffix, "GROUP", 5) == 0);
+    if (known) continue;
+    char name[64];
+    std::snprintf(name, sizeof name, "%.*s", static_cast<int>(std::min<size_t>(eq - *e, 63)), *e);
+    return fail(err, errlen, name, eq + 1,
+                "GPUMEM_LIMIT_<n> for device n from 0 to 63 (no leading zero), GPUMEM_LIMIT_SCOPE, "
+                "GPUMEM_LIMIT_NAME or GPUMEM_LIMIT_GROUP",
+                digits ? "it names no device gpumem reads, so the cap would be ignored"
+                       : "gpumem reads no variable of that name, so it would be ignored");
+  }
+  return true;
+}
+
 bool check_settings(const char* (*env)(const char* name), SettingsProblem* problem) {
   static_assert(sizeof(SettingsProblem::variable) >= 32, "GPUMEM_LIMIT_<n> fits");
   *problem = SettingsProblem{};

@@ -46,6 +46,11 @@ std::vector<Case> cases() {
       {"GPUMEM_LIMIT", limits},
       {"GPUMEM_LIMIT_0", limits},
       {"GPUMEM_LIMIT_63", {"abc", "0", "200%"}},
+      // Names parse_config never reads: a device past 63, a leading zero, a misspelt SCOPE.
+      {"GPUMEM_LIMIT_64", {"1GiB"}},
+      {"GPUMEM_LIMIT_01", {"1GiB"}},
+      {"GPUMEM_LIMIT_99999999999999999999", {"1GiB"}},
+      {"GPUMEM_LIMIT_SCOP", {"shared"}},
       {"GPUMEM_POOL_SIZE", pool_sizes},
       {"GPUMEM_TRACE_MAX", with_controls({"abc", "-1", "0", "4095KiB", "1MiB", "60%", "2 GiB extra",
                                           "0x400000", "nan", "99999999999999999999999"})},
@@ -87,6 +92,42 @@ TEST_F(BadEnv, EveryVariableMalformedExitsTwoWithOneClearLine) {
     }
   }
   std::printf("reliability.bad_env: %d malformed values tried\n", tried);
+}
+
+// A GPUMEM_LIMIT_<...> variable the parser never reads would be a cap silently ignored (device 64
+// of the 64 gpumem tracks, "01" for device 1, a typo of SCOPE): refused with the accepted names.
+// An empty one counts as unset, as every GPUMEM_* variable does.
+TEST_F(BadEnv, LimitNamesThatNameNoSettingAreRefused) {
+  const std::string accepted =
+      "; accepted: GPUMEM_LIMIT_<n> for device n from 0 to 63 (no leading zero), "
+      "GPUMEM_LIMIT_SCOPE, GPUMEM_LIMIT_NAME or GPUMEM_LIMIT_GROUP. Fix or unset ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"GPUMEM_LIMIT_64=1GiB",
+       "gpumem: GPUMEM_LIMIT_64='1GiB' is not valid: it names no device gpumem reads, so the cap "
+       "would be ignored" + accepted + "GPUMEM_LIMIT_64.\n"},
+      {"GPUMEM_LIMIT_01=1GiB",
+       "gpumem: GPUMEM_LIMIT_01='1GiB' is not valid: it names no device gpumem reads, so the cap "
+       "would be ignored" + accepted + "GPUMEM_LIMIT_01.\n"},
+      {"GPUMEM_LIMIT_NAMES=jobs",
+       "gpumem: GPUMEM_LIMIT_NAMES='jobs' is not valid: gpumem reads no variable of that name, so "
+       "it would be ignored" + accepted + "GPUMEM_LIMIT_NAMES.\n"},
+  };
+  const std::string trace = dir_ + "/names.trace";
+  for (const auto& [assignment, message] : cases) {
+    SCOPED_TRACE(assignment);
+    const Outcome o = run({RELIABILITY_WORKLOAD, "one"},
+                          child_environment(true, {assignment, "GPUMEM_TRACE=" + trace}), dir_);
+    EXPECT_EQ(o.status, 2) << o.err;
+    EXPECT_EQ(o.err, message);
+    struct stat st;
+    EXPECT_NE(::stat(trace.c_str(), &st), 0) << "a trace was written despite the bad setting";
+  }
+  for (const std::string assignment : {"GPUMEM_LIMIT_64=", "GPUMEM_LIMIT_63=1GiB", "GPUMEM_LIMIT_9=1GiB"}) {
+    const Outcome o = run({RELIABILITY_WORKLOAD, "one"},
+                          child_environment(true, {assignment, "GPUMEM_TRACE=" + trace}), dir_);
+    EXPECT_EQ(o.status, 0) << assignment << ": " << o.err;
+    ::unlink(trace.c_str());
+  }
 }
 
 // Values that are fine alone but leave nothing to allocate together: a fixed pool sized by a
