@@ -19,6 +19,9 @@
 //   accounting nvml_first      NVML's memory query of device 0 before CUDA is initialised, then
 //                              cudaMalloc 1 MiB and cudaFree
 //   accounting missing_device  cuMemCreate on device 3 (simcuda has one), then cudaMalloc 1 MiB
+//   accounting retain_pool     cudaMalloc 4 MiB, NCCL's check of it: cuMemRetainAllocationHandle
+//                              and cuMemRelease, twice; cudaFree (run it under
+//                              GPUMEM_POOL=expandable, whose segments are cuMem memory)
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
@@ -198,6 +201,19 @@ int missing_device() {
   return e == cudaSuccess && cudaFree(p) == cudaSuccess ? 0 : 1;
 }
 
+int retain_pool() {
+  if (!init_driver()) return 1;
+  void* p = nullptr;
+  if (cudaMalloc(&p, 4 * kMiB) != cudaSuccess) return 1;
+  for (const char* round : {"first", "second"}) {
+    CUmemGenericAllocationHandle h = 0;
+    const CUresult retain = cuMemRetainAllocationHandle(&h, p);
+    std::printf("%s_retain %d\n", round, static_cast<int>(retain));
+    if (retain == CUDA_SUCCESS) std::printf("%s_release %d\n", round, static_cast<int>(cuMemRelease(h)));
+  }
+  return cudaFree(p) == cudaSuccess ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -212,8 +228,9 @@ int main(int argc, char** argv) {
   if (mode == "ipc_null") return ipc_null();
   if (mode == "nvml_first") return nvml_first();
   if (mode == "missing_device") return missing_device();
+  if (mode == "retain_pool") return retain_pool();
   std::fprintf(stderr,
                "usage: accounting failed_free|failed_free_held|refused|double_free|malloc3d|pitch|"
-               "vmm_null_prop|ipc_null|nvml_first|missing_device\n");
+               "vmm_null_prop|ipc_null|nvml_first|missing_device|retain_pool\n");
   return 2;
 }

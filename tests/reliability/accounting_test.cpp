@@ -365,5 +365,34 @@ TEST_F(Accounting, DeviceCudaDoesNotHaveIsNotInTheHeader) {
   EXPECT_EQ(failed[0].result, key_values(o.out)["create"]);
 }
 
+// NCCL asks whether a buffer is cuMem memory by retaining its handle and releasing it. Under
+// GPUMEM_POOL=expandable a cudaMalloc'ed buffer is: the handle is the pool's, and its release
+// goes to CUDA unrecorded (each was a free_unknown anomaly, an unknown free in the report).
+TEST_F(Accounting, RetainedHandleOfExpandablePoolMemoryIsNotAnUnknownFree) {
+  const std::string trace = dir_ + "/retain-pool.trace";
+  const Outcome o = run({RELIABILITY_ACCOUNTING, "retain_pool"},
+                        child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_POOL=expandable"}),
+                        dir_);
+  ASSERT_EQ(o.status, 0) << o.out << o.err;
+  auto kv = key_values(o.out);
+  for (const char* key : {"first_retain", "first_release", "second_retain", "second_release"}) {
+    ASSERT_EQ(kv.count(key), 1u) << key << ": " << o.out;
+    EXPECT_EQ(kv[key], 0) << key;
+  }
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_STREQ(t.header.pool, "expandable");
+  EXPECT_EQ(records_of(t, Op::anomaly).size(), 0u);
+  const auto allocs = records_of(t, Op::alloc), frees = records_of(t, Op::free);
+  ASSERT_EQ(allocs.size(), 1u);
+  ASSERT_EQ(frees.size(), 1u);
+  EXPECT_EQ(frees[0].api, static_cast<uint16_t>(Api::cudaFree));
+  EXPECT_EQ(frees[0].bytes, 4 * kMiB);
+  const json r = report_of(trace, dir_);
+  ASSERT_EQ(r["devices"].size(), 1u);
+  EXPECT_EQ(r["devices"][0]["counts"]["free_unknown"], 0);
+  EXPECT_EQ(r["anomalies"].size(), 0u) << r["anomalies"].dump();
+}
+
 }  // namespace
 }  // namespace reliability

@@ -193,7 +193,8 @@ CUresult hook_cuMemRelease(CUmemGenericAllocationHandle handle) {
   uint64_t import_address = 0;
   const vmm::Release what = vmm::release(handle, &import_address);
   CUresult e;
-  if (what == vmm::Release::still_live || what == vmm::Release::unmapped_import) {
+  if (what == vmm::Release::still_live || what == vmm::Release::unmapped_import ||
+      what == vmm::Release::pool_memory) {
     e = real(handle);
   } else if (what == vmm::Release::last_import) {
     e = free_import<L>(Api::cuMemRelease, import_address, [&] { return real(handle); });
@@ -206,12 +207,17 @@ CUresult hook_cuMemRelease(CUmemGenericAllocationHandle handle) {
 }
 
 // One more reference to the handle mapped at addr (NCCL frees with retain, release, unmap,
-// release): counted, not recorded as an allocation.
+// release): counted, not recorded as an allocation. An address in gpumem's own pool (the
+// expandable pool's mapped segments) gives the pool's handle: counted apart (vmm_lifetime.h).
 template <Lookup L>
 CUresult hook_cuMemRetainAllocationHandle(CUmemGenericAllocationHandle* handle, void* addr) {
   GPUMEM_DRIVER_PROLOGUE(cuMemRetainAllocationHandle, handle, addr);
   const CUresult e = real(handle, addr);
-  if (e == CUDA_SUCCESS && handle != nullptr) vmm::retained(*handle);
+  if (e != CUDA_SUCCESS || handle == nullptr) return e;
+  if (policy::pool_owns(reinterpret_cast<uint64_t>(addr)))
+    vmm::retained_pool_memory(*handle);
+  else
+    vmm::retained(*handle);
   return e;
 }
 

@@ -12,7 +12,7 @@ constexpr size_t kSlots = size_t{1} << 16;  // per table; a power of two
 constexpr uint64_t kEmpty = 0;
 constexpr uint64_t kTombstone = ~uint64_t{0};
 
-enum class Origin : uint8_t { created, imported, imported_recorded };
+enum class Origin : uint8_t { created, imported, imported_recorded, pool_memory };
 
 struct HandleSlot {
   uint64_t handle;
@@ -92,8 +92,9 @@ bool drop_mapping(MappingSlot* s, uint64_t* import_address) {
   if (h == nullptr || h->mappings == 0) return false;
   if (--h->mappings != 0 || h->references != 0) return false;
   *import_address = h->origin == Origin::imported_recorded ? h->import_address : 0;
+  const bool recorded = h->origin != Origin::pool_memory;  // the pool's memory is its own
   vacate<HandleSlot, &HandleSlot::handle>(g_handles, h);
-  return true;
+  return recorded;
 }
 
 // A new slot for handle with one reference. Caller holds g_mu.
@@ -122,6 +123,14 @@ void retained(uint64_t handle) {
   if (HandleSlot* s = find_handle(handle)) ++s->references;
 }
 
+void retained_pool_memory(uint64_t handle) {
+  std::lock_guard lock(g_mu);
+  if (HandleSlot* s = find_handle(handle))
+    ++s->references;
+  else
+    claim_handle(handle, Origin::pool_memory, 0, 0);
+}
+
 bool mapped(uint64_t ptr, uint64_t size, uint64_t handle, uint8_t* import_lookup) {
   std::lock_guard lock(g_mu);
   HandleSlot* h = find_handle(handle);
@@ -148,9 +157,13 @@ Release release(uint64_t handle, uint64_t* import_address) {
   const Origin origin = h->origin;
   *import_address = h->import_address;
   vacate<HandleSlot, &HandleSlot::handle>(g_handles, h);
-  return origin == Origin::created    ? Release::last
-         : origin == Origin::imported ? Release::unmapped_import
-                                      : Release::last_import;
+  switch (origin) {
+    case Origin::created: return Release::last;
+    case Origin::imported: return Release::unmapped_import;
+    case Origin::imported_recorded: return Release::last_import;
+    case Origin::pool_memory: return Release::pool_memory;
+  }
+  return Release::untracked;
 }
 
 void release_failed(uint64_t handle, Release what, uint64_t import_address) {
@@ -161,6 +174,7 @@ void release_failed(uint64_t handle, Release what, uint64_t import_address) {
     case Release::unmapped_import: return claim_handle(handle, Origin::imported, 0, 0);
     case Release::last_import:
       return claim_handle(handle, Origin::imported_recorded, 0, import_address);
+    case Release::pool_memory: return claim_handle(handle, Origin::pool_memory, 0, 0);
     case Release::still_live:
       if (HandleSlot* h = find_handle(handle)) ++h->references;
       return;

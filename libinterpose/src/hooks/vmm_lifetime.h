@@ -28,6 +28,10 @@ void created(uint64_t handle);
 void imported(uint64_t handle, uint8_t lookup);
 // A cuMemRetainAllocationHandle that succeeded: one more reference (no-op for an unknown handle).
 void retained(uint64_t handle);
+// The same for an address in gpumem's own pool (GPUMEM_POOL=expandable maps its segments with
+// cuMemMap; NCCL retains a buffer's handle to learn whether it is cuMem memory, then releases
+// it): counted, so that its cuMemRelease goes to CUDA unrecorded, not as an unknown free.
+void retained_pool_memory(uint64_t handle);
 // A cuMemMap of `handle` at [ptr, ptr + size) that succeeded. True when it is the first mapping
 // of an imported handle, whose alloc is recorded now at ptr; *import_lookup says how the import
 // was reached.
@@ -39,6 +43,7 @@ enum class Release {
   still_live,  // a reference or a mapping remains: no free yet
   last_import,      // the last of an imported handle that was mapped: its free at *import_address
   unmapped_import,  // the last of an imported handle never mapped: never recorded, nothing to free
+  pool_memory,      // the last reference the program took to gpumem's pool memory: not recorded
 };
 // Takes one reference before the real cuMemRelease. When the real call fails, call
 // release_failed (with the same import_address) to give it back.
