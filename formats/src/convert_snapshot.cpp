@@ -387,10 +387,11 @@ struct Entry {
   uint32_t site = 0;
 };
 
-// Removes [addr, addr + size) from the ranges of `ranges` (start -> size) that cover it, keeping
-// what lies outside; returns the parts no range covered, in address order.
-std::vector<std::pair<uint64_t, uint64_t>> take_range(std::map<uint64_t, uint64_t>& ranges,
-                                                      uint64_t addr, uint64_t size) {
+// The parts of [addr, addr + size) that no range of `ranges` (start -> size) covers, in address
+// order; with `take`, also removes [addr, addr + size) from the ranges, keeping what lies outside.
+std::vector<std::pair<uint64_t, uint64_t>> uncovered_parts(std::map<uint64_t, uint64_t>& ranges,
+                                                           uint64_t addr, uint64_t size,
+                                                           bool take) {
   std::vector<std::pair<uint64_t, uint64_t>> uncovered;
   const uint64_t end = addr + size < addr ? UINT64_MAX : addr + size;
   uint64_t cursor = addr;
@@ -399,10 +400,14 @@ std::vector<std::pair<uint64_t, uint64_t>> take_range(std::map<uint64_t, uint64_
   while (cursor < end && it != ranges.end() && it->first < end) {
     const uint64_t a = it->first, n = it->second;
     if (a > cursor) uncovered.push_back({cursor, a - cursor});
+    cursor = std::max(cursor, std::min(a + n, end));
+    if (!take) {
+      ++it;
+      continue;
+    }
     it = ranges.erase(it);
     if (a < addr) ranges[a] = addr - a;          // the part before
     if (a + n > end) ranges[end] = a + n - end;  // the part after
-    cursor = std::max(cursor, std::min(a + n, end));
   }
   if (cursor < end) uncovered.push_back({cursor, end - cursor});
   return uncovered;
@@ -582,6 +587,23 @@ class SnapshotReader {
       max_device = std::max(max_device, es.device);
       end.push_back(std::move(es));
     }
+    // An expandable segment is one mapped range, reported once: overlapping ones would each be
+    // matched against all of the history's ranges again (quadratic in a hostile file).
+    std::vector<size_t> ranges;  // indices into end (= into segments)
+    for (size_t i = 0; i < end.size(); ++i)
+      if (end[i].expandable) ranges.push_back(i);
+    std::sort(ranges.begin(), ranges.end(), [&](size_t a, size_t b) {
+      return std::pair(end[a].device, end[a].address) < std::pair(end[b].device, end[b].address);
+    });
+    for (size_t k = 1; k < ranges.size(); ++k) {
+      const EndSegment& prev = end[ranges[k - 1]];
+      const EndSegment& cur = end[ranges[k]];
+      if (prev.device == cur.device && cur.address - prev.address < prev.size)
+        return fail(fmt::format("segments[{}]", ranges[k]),
+                    fmt::format("overlaps segments[{}], and both are expandable: PyTorch reports "
+                                "each mapped range once",
+                                ranges[k - 1]));
+    }
     // Devices in time order, each device's entries keeping their order.
     std::stable_sort(entries.begin(), entries.end(),
                      [](const Entry& a, const Entry& b) { return a.time_us < b.time_us; });
@@ -653,7 +675,7 @@ class SnapshotReader {
         sg[e.addr] = e.size;
       else if (e.action == "segment_unmap" && !unpooled)
         // An unmap may take part of a mapped range; what no range covered was mapped before.
-        for (const auto& [a, n] : take_range(sg, e.addr, e.size))
+        for (const auto& [a, n] : uncovered_parts(sg, e.addr, e.size, true))
           before.push_back({"segment_map", a, n, e.stream, 0, 0, e.device, 0});
     }
     for (const EndSegment& es : end) {
@@ -661,8 +683,8 @@ class SnapshotReader {
       auto& sg = segs[static_cast<size_t>(es.device)];
       if (!unpooled && es.expandable) {
         // One end segment is a run of mapped ranges: what the history did not map was before.
-        std::map<uint64_t, uint64_t> copy = sg;
-        for (const auto& [a, n] : take_range(copy, es.address, es.size))
+        // Read in place: a copy of the ranges for each end segment was quadratic.
+        for (const auto& [a, n] : uncovered_parts(sg, es.address, es.size, false))
           before.push_back({"segment_map", a, n, es.stream, 0, 0, es.device, 0});
       } else if (!unpooled && sg.count(es.address) == 0) {
         before.push_back({"segment_alloc", es.address, es.size, es.stream, 0, 0, es.device, 0});
