@@ -55,6 +55,7 @@ void load_config() {
     std::_Exit(2);  // before any CUDA work; _Exit so no half-initialised destructor runs
   }
   set_log_level(g_config.log);
+  if (g_config.warning[0] != '\0') GPUMEM_WARN("%s", g_config.warning);
 }
 
 }  // namespace gpumem

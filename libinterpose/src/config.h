@@ -41,6 +41,7 @@ struct Config {
   long limit_group = -1;  // GPUMEM_LIMIT_GROUP: the ledger's group (created 0660); -1 = 0600
   int rank = -1;                                // RANK / LOCAL_RANK / OMPI_COMM_WORLD_RANK / ...
   char summary[4096] = {};  // "KEY=VALUE" lines of the settings in force (trace header)
+  char warning[256] = {};   // a setting that is valid but has no effect ("" = none)
 };
 
 // Parses `getenv` into *out. On a bad value writes the message into err and returns false.

@@ -206,6 +206,11 @@ bool parse_config(EnvLookup env, Config* c, char* err, size_t errlen) {
     note(c, name, v);
   }
   if (c->pool_size != 0) note(c, "GPUMEM_POOL_SIZE", env("GPUMEM_POOL_SIZE"));
+  if (c->pool_size != 0 && c->pool != PoolKind::fixed)  // runs (scripts set it for every pool)
+    std::snprintf(c->warning, sizeof c->warning,
+                  "GPUMEM_POOL_SIZE is ignored: it sizes the fixed pool only, and GPUMEM_POOL is "
+                  "%s; set GPUMEM_POOL=fixed or unset GPUMEM_POOL_SIZE",
+                  pool_kind_name(c->pool));
 
   if (c->pool == PoolKind::fixed && c->pool_size == 0 && !c->limit.set) {
     // A per-device limit alone caps its device but would leave the others' pools without a size.

@@ -130,6 +130,25 @@ TEST_F(BadEnv, LimitNamesThatNameNoSettingAreRefused) {
   }
 }
 
+// GPUMEM_POOL_SIZE sizes the fixed pool only: under another pool it was ignored without a word.
+// It still runs (scripts set it for every pool), with one warning line saying so and what to do.
+TEST_F(BadEnv, PoolSizeWithoutTheFixedPoolIsSaid) {
+  const std::string trace = dir_ + "/pool-%p.trace";
+  for (const std::string pool : {"", "none", "growth", "expandable", "fixed"}) {
+    SCOPED_TRACE("GPUMEM_POOL=" + pool);
+    const Outcome o = run({RELIABILITY_WORKLOAD, "one"},
+                          child_environment(true, {"GPUMEM_POOL=" + pool, "GPUMEM_POOL_SIZE=64MiB",
+                                                   "GPUMEM_TRACE=" + trace}),
+                          dir_);
+    EXPECT_EQ(o.status, 0) << o.err;
+    EXPECT_EQ(o.err, pool == "fixed" ? ""
+                                     : "gpumem: GPUMEM_POOL_SIZE is ignored: it sizes the fixed pool "
+                                       "only, and GPUMEM_POOL is " +
+                                           (pool.empty() ? std::string("none") : pool) +
+                                           "; set GPUMEM_POOL=fixed or unset GPUMEM_POOL_SIZE\n");
+  }
+}
+
 // Values that are fine alone but leave nothing to allocate together: a fixed pool sized by a
 // limit below one 512-byte block (as bytes, or as a percentage of the device), and `gpumem run
 // --limit` with a value the preload refuses. Each: status 2, one line naming the variable.
