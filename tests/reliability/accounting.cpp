@@ -158,8 +158,8 @@ int vmm_null_prop() {
 // IPC opens pass a NULL out-parameter to CUDA, which refuses it; each refusal must be in the trace.
 int ipc_null() {
   if (!init_driver()) return 1;
-  print("runtime_open", cudaIpcOpenMemHandle(nullptr, cudaIpcMemHandle_t{},
-                                             cudaIpcMemLazyEnablePeerAccess));
+  print("runtime_open",
+        cudaIpcOpenMemHandle(nullptr, cudaIpcMemHandle_t{}, cudaIpcMemLazyEnablePeerAccess));
   print("driver_open",
         cuIpcOpenMemHandle(nullptr, CUipcMemHandle{}, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS));
   return 0;
@@ -173,7 +173,8 @@ int nvml_first() {
   void* nvml = dlopen("libnvidia-ml.so.1", RTLD_LAZY | RTLD_LOCAL);
   if (nvml == nullptr) return 1;
   auto init = reinterpret_cast<int (*)()>(dlsym(nvml, "nvmlInit_v2"));
-  auto handle = reinterpret_cast<int (*)(unsigned, void**)>(dlsym(nvml, "nvmlDeviceGetHandleByIndex_v2"));
+  auto handle =
+      reinterpret_cast<int (*)(unsigned, void**)>(dlsym(nvml, "nvmlDeviceGetHandleByIndex_v2"));
   auto memory = reinterpret_cast<int (*)(void*, Memory*)>(dlsym(nvml, "nvmlDeviceGetMemoryInfo"));
   void* device = nullptr;
   Memory m{};
@@ -209,7 +210,8 @@ int retain_pool() {
     CUmemGenericAllocationHandle h = 0;
     const CUresult retain = cuMemRetainAllocationHandle(&h, p);
     std::printf("%s_retain %d\n", round, static_cast<int>(retain));
-    if (retain == CUDA_SUCCESS) std::printf("%s_release %d\n", round, static_cast<int>(cuMemRelease(h)));
+    if (retain == CUDA_SUCCESS)
+      std::printf("%s_release %d\n", round, static_cast<int>(cuMemRelease(h)));
   }
   return cudaFree(p) == cudaSuccess ? 0 : 1;
 }

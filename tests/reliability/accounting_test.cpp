@@ -266,7 +266,8 @@ TEST_F(Accounting, VmmCreateWithNullPropIsARecordedFailure) {
     const std::string trace = dir_ + "/null-prop" + (*limit ? "-limit" : "") + ".trace";
     std::vector<std::string> env = {"GPUMEM_TRACE=" + trace};
     if (*limit) env.emplace_back(limit);
-    const Outcome o = run({RELIABILITY_ACCOUNTING, "vmm_null_prop"}, child_environment(true, env), dir_);
+    const Outcome o =
+        run({RELIABILITY_ACCOUNTING, "vmm_null_prop"}, child_environment(true, env), dir_);
     ASSERT_EQ(o.status, 0) << o.out << o.err;
     EXPECT_EQ(key_values(o.out)["null_prop"], real_code);
     const LoadedTrace t = load_trace(trace);
@@ -289,7 +290,8 @@ TEST_F(Accounting, VmmCreateWithNullPropIsARecordedFailure) {
 // alloc_failed of kind imported with that code, as any failed open (they were passed through
 // with nothing recorded).
 TEST_F(Accounting, IpcOpenWithNullOutParameterIsARecordedFailure) {
-  const Outcome bare = run({RELIABILITY_ACCOUNTING, "ipc_null"}, child_environment(false, {}), dir_);
+  const Outcome bare =
+      run({RELIABILITY_ACCOUNTING, "ipc_null"}, child_environment(false, {}), dir_);
   ASSERT_EQ(bare.status, 0) << bare.out << bare.err;
   auto real = key_values(bare.out);
   const std::string trace = dir_ + "/ipc-null.trace";
@@ -321,9 +323,9 @@ TEST_F(Accounting, IpcOpenWithNullOutParameterIsARecordedFailure) {
 // initialise CUDA itself.
 TEST_F(Accounting, HeaderNamesTheDeviceWhenNvmlAskedBeforeCudaInit) {
   const std::string trace = dir_ + "/nvml-first.trace";
-  const Outcome o = run({RELIABILITY_ACCOUNTING, "nvml_first"},
-                        child_environment(true, {"GPUMEM_TRACE=" + trace, "SIMCUDA_MEMORY=8GiB"}),
-                        dir_);
+  const Outcome o =
+      run({RELIABILITY_ACCOUNTING, "nvml_first"},
+          child_environment(true, {"GPUMEM_TRACE=" + trace, "SIMCUDA_MEMORY=8GiB"}), dir_);
   ASSERT_EQ(o.status, 0) << o.out << o.err;
   EXPECT_EQ(key_values(o.out)["nvml"], 0);
   const LoadedTrace t = load_trace(trace);
@@ -370,9 +372,9 @@ TEST_F(Accounting, DeviceCudaDoesNotHaveIsNotInTheHeader) {
 // goes to CUDA unrecorded (each was a free_unknown anomaly, an unknown free in the report).
 TEST_F(Accounting, RetainedHandleOfExpandablePoolMemoryIsNotAnUnknownFree) {
   const std::string trace = dir_ + "/retain-pool.trace";
-  const Outcome o = run({RELIABILITY_ACCOUNTING, "retain_pool"},
-                        child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_POOL=expandable"}),
-                        dir_);
+  const Outcome o =
+      run({RELIABILITY_ACCOUNTING, "retain_pool"},
+          child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_POOL=expandable"}), dir_);
   ASSERT_EQ(o.status, 0) << o.out << o.err;
   auto kv = key_values(o.out);
   for (const char* key : {"first_retain", "first_release", "second_retain", "second_release"}) {

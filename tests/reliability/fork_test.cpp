@@ -83,11 +83,11 @@ using ForkWithThreadInsideVmmBookkeeping = ScratchTest;
 TEST_F(ForkWithThreadInsideVmmBookkeeping, EachChildRunsAVmmLifetimeWithItsOwnTrace) {
   constexpr int kForks = 12;
   // No simulated latency: the worker spends most of its time inside the preload's lock.
-  const Outcome o = run({RELIABILITY_FORK_CHILD, std::to_string(kForks), "vmm"},
-                        child_environment(true, {"GPUMEM_TRACE=" + dir_ + "/t-%p.trace",
-                                                 "SIMCUDA_ALLOC_LATENCY_US=0",
-                                                 "SIMCUDA_FREE_LATENCY_US=0"}),
-                        dir_);
+  const Outcome o =
+      run({RELIABILITY_FORK_CHILD, std::to_string(kForks), "vmm"},
+          child_environment(true, {"GPUMEM_TRACE=" + dir_ + "/t-%p.trace",
+                                   "SIMCUDA_ALLOC_LATENCY_US=0", "SIMCUDA_FREE_LATENCY_US=0"}),
+          dir_);
   ASSERT_EQ(o.status, 0) << "a child hung (deadlock) or failed:\n" << o.out << o.err;
   std::istringstream in(o.out);
   std::string word;

@@ -160,7 +160,8 @@ CUresult hook_cuMemCreate(CUmemGenericAllocationHandle* handle, size_t size,
   Request req =
       request<Driver, L>(Api::cuMemCreate, size, MemKind::physical, nullptr, false, device);
   if (handle == nullptr) return null_out_param<Driver>(req);
-  if (prop == nullptr) return allocate<Driver>(req, handle, [] { return CUDA_ERROR_INVALID_VALUE; });
+  if (prop == nullptr)
+    return allocate<Driver>(req, handle, [] { return CUDA_ERROR_INVALID_VALUE; });
   const CUresult e = allocate<Driver>(req, handle, [&] { return real(handle, size, prop, flags); });
   if (e == CUDA_SUCCESS) vmm::created(*handle);
   return e;
