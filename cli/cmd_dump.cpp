@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "command.h"
+#include "gpumem/formats/convert.h"
 #include "gpumem/trace/reader.h"
 #include "gpumem/visible_text.h"
 
@@ -183,6 +184,11 @@ int dump(const std::string& path) {
   std::string error;
   auto reader = tr::Reader::open(path, &error);
   if (!reader) {
+    const formats::InputFormat f = formats::detect_file_format(path);
+    if (f == formats::InputFormat::pytorch_snapshot || f == formats::InputFormat::rmm_csv)
+      error = "'" + path + "' is a " + formats::format_name(f) +
+              ", not a gpumem trace: dump prints gpumem traces; `gpumem report` and `gpumem "
+              "replay` read this file as it is";
     std::fprintf(stderr, "gpumem dump: %s\n", visible(error).c_str());
     return 1;
   }

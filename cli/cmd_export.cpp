@@ -53,6 +53,12 @@ int export_main(const ExportOptions& o) {
                       ? gpumem::formats::trace_to_rmm_csv(o.trace, o.device, &bytes, &error, &note)
                       : gpumem::formats::trace_to_snapshot(o.trace, &bytes, &error, &note);
   if (!ok) {
+    const auto f = gpumem::formats::detect_file_format(o.trace);
+    if (f == gpumem::formats::InputFormat::pytorch_snapshot ||
+        f == gpumem::formats::InputFormat::rmm_csv)
+      error = "'" + o.trace + "' is a " + gpumem::formats::format_name(f) +
+              ", not a gpumem trace: export converts gpumem traces; `gpumem report` and "
+              "`gpumem replay` read this file as it is";
     std::fprintf(stderr, "gpumem export: %s\n", gpumem::visible(error).c_str());
     return 1;
   }

@@ -38,6 +38,19 @@ const char* format_name(InputFormat f) {
   return "unknown format";
 }
 
+InputFormat detect_file_format(const std::string& path) {
+  std::string why;
+  const int fd = open_regular_file(path, &why);
+  if (fd < 0) return InputFormat::unknown;
+  char head[256];
+  ssize_t got = -1;
+  do got = ::pread(fd, head, sizeof head, 0);
+  while (got < 0 && errno == EINTR);
+  ::close(fd);
+  return got > 0 ? detect_format(std::string_view(head, static_cast<size_t>(got)))
+                 : InputFormat::unknown;
+}
+
 namespace {
 // The whole file (`size` from fstat, a hint: a file that grows is read to its end).
 bool read_all(int fd, uint64_t size, std::string* out) {
@@ -81,8 +94,8 @@ bool ForeignInputs::convert(std::vector<std::string>* paths, std::string* error)
     ssize_t got = -1;
     do got = ::pread(fd, head, sizeof head, 0);
     while (got < 0 && errno == EINTR);
-    const InputFormat f =
-        got > 0 ? detect_format(std::string_view(head, static_cast<size_t>(got))) : InputFormat::unknown;
+    const InputFormat f = got > 0 ? detect_format(std::string_view(head, static_cast<size_t>(got)))
+                                  : InputFormat::unknown;
     std::string bytes;
     const bool foreign = f == InputFormat::pytorch_snapshot || f == InputFormat::rmm_csv;
     const bool read_ok = got >= 0 && (!foreign || read_all(fd, size, &bytes));

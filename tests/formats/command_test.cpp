@@ -174,6 +174,37 @@ TEST(Command, ExportOfAnIncompleteTraceSaysWhatTheOutputLacks) {
   for (const auto& p : {path, whole, snap}) ::unlink(p.c_str());
 }
 
+// A snapshot or a log given where a trace is expected: said what it is and which commands read it.
+TEST(Command, ExportOfASnapshotOrLogSaysWhichCommandsReadIt) {
+  const std::string trace = make_trace("foreign");
+  const std::string snap = temp_file("foreign.pickle"), csv = temp_file("foreign.csv"),
+                    out = temp_file("foreign-out.pickle");
+  int status = 0;
+  cli("export " + trace + " --pytorch-snapshot " + snap, &status);
+  ASSERT_EQ(status, 0);
+  cli("export " + trace + " --rmm-csv " + csv, &status);
+  ASSERT_EQ(status, 0);
+  EXPECT_EQ(cli("export " + snap + " --pytorch-snapshot " + out, &status),
+            "gpumem export: '" + snap +
+                "' is a PyTorch memory snapshot (pickle), not a gpumem trace: export converts "
+                "gpumem traces; `gpumem report` and `gpumem replay` read this file as it is\n");
+  EXPECT_EQ(status, 1);
+  EXPECT_EQ(cli("export " + csv + " --pytorch-snapshot " + out, &status),
+            "gpumem export: '" + csv +
+                "' is a RAPIDS RMM logging_resource_adaptor CSV, not a gpumem trace: export "
+                "converts gpumem traces; `gpumem report` and `gpumem replay` read this file as it "
+                "is\n");
+  EXPECT_EQ(status, 1);
+  EXPECT_NE(
+      cli("dump " + snap, &status)
+          .find("gpumem dump: '" + snap +
+                "' is a PyTorch memory snapshot (pickle), not a gpumem trace: dump prints "
+                "gpumem traces; `gpumem report` and `gpumem replay` read this file as it is\n"),
+      std::string::npos);
+  EXPECT_EQ(status, 1);
+  for (const auto& p : {trace, snap, csv, out}) ::unlink(p.c_str());
+}
+
 // `export T --pytorch-snapshot T` (a slip of the shell) would replace the trace with its snapshot.
 TEST(Command, ExportNeverWritesOverItsTrace) {
   const std::string path = make_trace("self");

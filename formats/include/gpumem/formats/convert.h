@@ -17,6 +17,8 @@ enum class InputFormat { gpumem_trace, pytorch_snapshot, rmm_csv, unknown };
 // By content, from the file's first bytes (64 are enough), never by its name.
 InputFormat detect_format(std::string_view head);
 const char* format_name(InputFormat f);  // "gpumem trace", "PyTorch memory snapshot", ...
+// The format of the regular file at `path` from its first bytes; unknown when it cannot be read.
+InputFormat detect_file_format(const std::string& path);
 // The header line, or a first line that parses as a log line (logs written without the header).
 bool looks_like_rmm_csv(std::string_view head);
 
