@@ -1,5 +1,7 @@
 // `gpumem report TRACE_OR_DIR... [--json F] [--text] [--html F] [--perfetto F] [--points N]`
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "command.h"
 #include "gpumem/analyzer/report.h"
@@ -8,6 +10,40 @@
 #include "oom_explain.h"
 
 namespace {
+
+// The same trace named twice (twice, spelt differently, or as a file and through its folder) was
+// read twice and reported as two processes. Each is read once; a note says which was dropped.
+std::vector<std::string> each_once(const std::vector<std::string>& inputs) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> folders;
+  for (const std::string& in : inputs) {
+    std::error_code ec;
+    if (fs::is_directory(in, ec)) folders.push_back(fs::weakly_canonical(in, ec));
+  }
+  std::vector<std::string> kept;
+  std::vector<fs::path> seen;
+  for (const std::string& in : inputs) {
+    std::error_code ec;
+    const fs::path path = fs::weakly_canonical(in, ec);
+    if (ec || !fs::exists(path, ec)) {  // said missing by the report
+      kept.push_back(in);
+      continue;
+    }
+    // A folder's reading takes its regular *.trace files.
+    const bool in_folder = fs::is_regular_file(path, ec) && path.extension() == ".trace" &&
+                           std::find(folders.begin(), folders.end(), path.parent_path()) !=
+                               folders.end();
+    if (in_folder || std::find(seen.begin(), seen.end(), path) != seen.end()) {
+      std::fprintf(stderr, "gpumem report: %s is named %s: read once\n",
+                   gpumem::visible(in).c_str(),
+                   in_folder ? "with its folder" : "more than once");
+      continue;
+    }
+    seen.push_back(path);
+    kept.push_back(in);
+  }
+  return kept;
+}
 
 void register_report(CLI::App& app, std::function<int()>* run) {
   auto options = std::make_shared<gpumem::analyzer::ReportOptions>();
@@ -32,6 +68,7 @@ void register_report(CLI::App& app, std::function<int()>* run) {
       // Snapshots and RMM logs become temporary traces, removed when the report is done.
       gpumem::formats::ForeignInputs foreign;
       gpumem::analyzer::ReportOptions o = *options;
+      o.inputs = each_once(o.inputs);
       std::string error;
       if (!foreign.convert(&o.inputs, &error)) {
         std::fprintf(stderr, "gpumem report: %s\n", gpumem::visible(error).c_str());

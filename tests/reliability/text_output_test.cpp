@@ -207,6 +207,33 @@ TEST_F(TextOutput, ReplayRefusesAPoolSizeWithoutTheFixedPool) {
   EXPECT_EQ(nlohmann::json::parse(fixed.out)["policy"], "fixed") << fixed.out;
 }
 
+// The same trace named twice (as is, spelt another way, through its folder) was read twice and
+// reported as two processes of the run. Read once, with a note for each name dropped.
+TEST_F(TextOutput, ReportReadsATraceNamedTwiceOnce) {
+  const std::string folder = dir_ + "/traces";
+  ASSERT_EQ(::mkdir(folder.c_str(), 0700), 0);
+  const std::string trace = folder + "/one.trace";
+  ASSERT_EQ(run({GPUMEM_CLI, "run", "--device", "sim", "--trace", trace, "--", RELIABILITY_WORKLOAD,
+                 "one"},
+                child_environment(false, {}), dir_)
+                .status,
+            0);
+  const std::string spelt = folder + "/./one.trace";
+  const Outcome o = run({GPUMEM_CLI, "report", "--json", "-", trace, spelt, folder},
+                        child_environment(false, {}), dir_);
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(o.err, "gpumem report: " + trace + " is named with its folder: read once\n"
+                   "gpumem report: " + spelt + " is named with its folder: read once\n");
+  const nlohmann::json doc = nlohmann::json::parse(o.out);
+  ASSERT_EQ(doc["traces"].size(), 1u) << doc["traces"].dump();
+  EXPECT_EQ(doc["devices"].size(), 1u);
+  const Outcome twice = run({GPUMEM_CLI, "report", "--json", "-", trace, spelt},
+                            child_environment(false, {}), dir_);
+  ASSERT_EQ(twice.status, 0) << twice.err;
+  EXPECT_EQ(twice.err, "gpumem report: " + spelt + " is named more than once: read once\n");
+  EXPECT_EQ(nlohmann::json::parse(twice.out)["traces"].size(), 1u);
+}
+
 // A command that allocates nothing: every peak is 0, the line has no slope, and "the largest
 // micro-batch fits" would be a guess. fit warns (stderr and its output), recommends nothing and
 // exits 4.
