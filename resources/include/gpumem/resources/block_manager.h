@@ -75,6 +75,28 @@ class BlockManager {
       for (const Block* b = seg->first; b != nullptr; b = b->next) fn(*b);
   }
 
+  // Each free block reusable on every stream (not pending, not tagged) of at least `bytes`, in
+  // no particular order: fn(const Block&).
+  template <class Fn>
+  void for_each_free_at_least(uint64_t bytes, Fn&& fn) const {
+    for (const auto& bins : any_bins_)
+      if (bins != nullptr)
+        bins->for_each_at_least(bytes, [&](const Block* b) {
+          if (b->size >= bytes) fn(*b);
+        });
+  }
+  // Each block the program does not hold (free, stream-tagged or pending): each free list's
+  // blocks largest first, that list left at fn's first false; then the pending ones (fn's answer
+  // ignored). fn(const Block&) -> bool.
+  template <class Fn>
+  void for_each_unheld_largest_first(Fn&& fn) const {
+    auto list = [&](const FreeBins* bins) {
+      if (bins != nullptr) bins->for_each_largest_first([&](const Block* b) { return fn(*b); });
+    };
+    for (const auto& bins : any_bins_) list(bins.get());
+    for (const auto& [key, bins] : tagged_bins_) list(bins.get());
+    for (const Block* b : pending_) (void)fn(*b);
+  }
   bool lookup(uintptr_t p, BlockInfo* out) const;
   // True when p lies inside one of the segments (live, free or pending block alike).
   bool contains(uintptr_t p) const {

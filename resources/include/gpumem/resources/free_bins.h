@@ -73,7 +73,24 @@ class FreeBins {
 
   template <class Fn>
   void for_each(Fn&& fn) const {
-    for (unsigned bin = first_bin_from(0); bin < kBins; bin = first_bin_from(bin + 1))
+    for_each_at_least(0, fn);
+  }
+  // Each block, largest first, until fn returns false.
+  template <class Fn>
+  void for_each_largest_first(Fn&& fn) const {
+    for (unsigned w = kWords; w-- > 0;)
+      for (uint64_t bits = bitmap_[w]; bits != 0;) {
+        const unsigned top = 63 - static_cast<unsigned>(std::countl_zero(bits));
+        for (Block* b = tail_[w * 64 + top]; b != nullptr; b = b->bin_prev)
+          if (!fn(b)) return;
+        bits &= ~(uint64_t{1} << top);
+      }
+  }
+  // Each block with size >= bytes (and a few smaller ones of the first bin: fn checks).
+  template <class Fn>
+  void for_each_at_least(uint64_t bytes, Fn&& fn) const {
+    for (unsigned bin = first_bin_from(bytes == 0 ? 0 : bin_of(bytes)); bin < kBins;
+         bin = first_bin_from(bin + 1))
       for (Block* b = head_[bin]; b != nullptr; b = b->bin_next) fn(b);
   }
 

@@ -1,0 +1,88 @@
+// BlockManager's walks over the blocks the program does not hold, which the expandable pool uses
+// so that it never walks every block (its live ones) at each mapping or fragmentation query:
+// for_each_free_at_least (free on every stream, of at least a size) and
+// for_each_unheld_largest_first (free, stream-tagged and pending, each free list largest first).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "gpumem/resources/block_manager.h"
+#include "test_support.h"
+
+namespace gpumem::resources {
+namespace {
+using namespace testing;
+
+constexpr uintptr_t kBase = 0x7f0000000000;
+
+// One 64 MiB segment: blocks of the sizes below (MiB), each followed by a 1 MiB block kept live so
+// that none coalesces with another; the rest of the segment a free tail.
+class Layout {
+ public:
+  Layout() {
+    m.add_segment(kBase, 64 * MiB, 0);
+    for (uint64_t mib : {3, 1, 6, 2, 5, 4, 7}) {
+      blocks.push_back(take(mib * MiB));
+      take(1 * MiB);  // a live guard
+    }
+  }
+  Block* take(uint64_t bytes) {
+    Block* b = m.find_fit(bytes, 0, kAnyStream);
+    m.take(b, bytes, bytes);
+    return m.find_live(b->addr);
+  }
+  BlockManager m;
+  std::vector<Block*> blocks;  // 3, 1, 6, 2, 5, 4, 7 MiB
+};
+
+std::vector<uint64_t> mib(const std::vector<uint64_t>& bytes) {
+  std::vector<uint64_t> out;
+  for (uint64_t b : bytes) out.push_back(b / MiB);
+  return out;
+}
+
+TEST(BlockManagerWalks, UnheldLargestFirstPerListThenPending) {
+  Layout l;
+  // 3, 6, 5 and 7 MiB: freed without a stream, then made safe: free on every stream.
+  for (size_t i : {0, 2, 4, 6}) l.m.release(l.blocks[i], false, 0);
+  l.m.make_all_safe();
+  l.m.release(l.blocks[1], true, 9);   // 1 MiB: free on stream 9 only
+  l.m.release(l.blocks[3], true, 9);   // 2 MiB: the same
+  l.m.release(l.blocks[5], false, 0);  // 4 MiB: pending
+  std::vector<uint64_t> seen;
+  l.m.for_each_unheld_largest_first([&](const Block& b) {
+    seen.push_back(b.size);
+    return true;
+  });
+  // The tail (64 - 35 MiB), then the free blocks largest first; stream 9's; the pending one.
+  EXPECT_EQ(mib(seen), (std::vector<uint64_t>{29, 7, 6, 5, 3, 2, 1, 4}));
+
+  // A false leaves that list: 5 MiB stops the first, 2 MiB the second; pending blocks all come.
+  seen.clear();
+  l.m.for_each_unheld_largest_first([&](const Block& b) {
+    seen.push_back(b.size);
+    return b.size > 5 * MiB && b.size != 2 * MiB;
+  });
+  EXPECT_EQ(mib(seen), (std::vector<uint64_t>{29, 7, 6, 5, 2, 4}));
+}
+
+TEST(BlockManagerWalks, FreeAtLeastSkipsTaggedPendingAndSmaller) {
+  Layout l;
+  for (size_t i : {0, 2, 3, 4}) l.m.release(l.blocks[i], false, 0);  // 3, 6, 2, 5 MiB
+  l.m.make_all_safe();
+  l.m.release(l.blocks[6], true, 9);   // 7 MiB: stream 9 only
+  l.m.release(l.blocks[5], false, 0);  // 4 MiB: pending
+  std::vector<uint64_t> seen;
+  l.m.for_each_free_at_least(3 * MiB, [&](const Block& b) { seen.push_back(b.size); });
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(mib(seen), (std::vector<uint64_t>{3, 5, 6, 29}));
+  seen.clear();
+  l.m.for_each_free_at_least(0, [&](const Block& b) { seen.push_back(b.size); });
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(mib(seen), (std::vector<uint64_t>{2, 3, 5, 6, 29}));
+}
+
+}  // namespace
+}  // namespace gpumem::resources
