@@ -380,6 +380,12 @@ int run_command(const RunOptions& o) {
   }
 
   std::string trace = o.trace;
+  if (!o.report_dir.empty() && trace == "off") {  // a report without a trace would be nothing
+    std::fprintf(stderr,
+                 "gpumem run: --report needs the trace that --trace off turns off; drop one of "
+                 "them\n");
+    return 2;
+  }
   if (!o.report_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(o.report_dir, ec);

@@ -434,6 +434,19 @@ TEST_F(TextOutput, RunRefusesATraceFolderItCannotWrite) {
   }
 }
 
+// --report with --trace off made no report and said nothing: refused before the program starts.
+TEST_F(TextOutput, RunRefusesAReportWithoutATrace) {
+  const std::string marker = dir_ + "/started";
+  const Outcome o = run({GPUMEM_CLI, "run", "--device", "sim", "--trace", "off", "--report",
+                         dir_ + "/report", "--", "/bin/sh", "-c", "touch '" + marker + "'"},
+                        child_environment(false, {}), dir_);
+  EXPECT_EQ(o.status, 2) << o.err;
+  EXPECT_EQ(o.err,
+            "gpumem run: --report needs the trace that --trace off turns off; drop one of them\n");
+  struct stat st;
+  EXPECT_NE(::stat(marker.c_str(), &st), 0) << "the program ran";
+}
+
 // --trace FOLDER: the preload writes FOLDER/gpumem-<pid>.trace. `gpumem run` names that file (it
 // named the folder) and --report reads that one trace, not every trace the folder holds from
 // earlier runs (which it reported as processes of this run).
