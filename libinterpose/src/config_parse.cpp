@@ -87,8 +87,15 @@ bool parse_limit(const char* var, const char* text, bool sizes_fixed_pool, Limit
                  char* err, size_t errlen) {
   uint64_t bytes = 0;
   double percent = 0;
-  if (const char* why = limit_problem(text, sizes_fixed_pool, &bytes, &percent))
+  if (const char* why = limit_problem(text, sizes_fixed_pool, &bytes, &percent)) {
+    // "not a size" says too little where the value reads as a percentage or a huge number.
+    uint64_t ignored = 0;
+    if (std::strchr(text, '%') != nullptr && parse_size(text, &ignored) == SizeParse::bad_number)
+      why = "a percentage is above 0% and at most 100% of the device";
+    else if (parse_size(text, &ignored) == SizeParse::overflow)
+      why = "it is more bytes than 64 bits hold, far above any device";
     return fail(err, errlen, var, text, kLimitForms, why);
+  }
   out->set = true;
   out->bytes = bytes;
   out->percent = percent;

@@ -209,7 +209,20 @@ TEST_F(BadEnv, RunRefusesEveryBadOptionBeforeStartingTheProgram) {
   const std::vector<BadRun> cases = {
       {{"--limit", "200%"},
        {},
-       "gpumem run: --limit: GPUMEM_LIMIT='200%' is not valid: it is not a size; " + limit_forms + " Fix --limit.\n"},
+       "gpumem run: --limit: GPUMEM_LIMIT='200%' is not valid: a percentage is above 0% and at most 100% of the "
+       "device; " + limit_forms + " Fix --limit.\n"},
+      {{"--limit", "0%"},
+       {},
+       "gpumem run: --limit: GPUMEM_LIMIT='0%' is not valid: a percentage is above 0% and at most 100% of the "
+       "device; " + limit_forms + " Fix --limit.\n"},
+      {{"--limit", "99999999999999999999"},
+       {},
+       "gpumem run: --limit: GPUMEM_LIMIT='99999999999999999999' is not valid: it is more bytes than 64 bits "
+       "hold, far above any device; " + limit_forms + " Fix --limit.\n"},
+      {{"--limit", "8 parsecs"},
+       {},
+       "gpumem run: --limit: GPUMEM_LIMIT='8 parsecs' is not valid: it is not a size; " + limit_forms +
+           " Fix --limit.\n"},
       {{"--limit", "0"},
        {},
        "gpumem run: --limit: GPUMEM_LIMIT='0' is not valid: it is 0 bytes, a cap that refuses everything; " +
