@@ -5,10 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
+#include <random>
+#include <set>
 #include <utility>
 #include <vector>
 
 #include "gpumem/resources/block_manager.h"
+#include "gpumem/resources/free_bins.h"
 #include "test_support.h"
 
 namespace gpumem::resources {
@@ -82,6 +86,61 @@ TEST(BlockManagerWalks, FreeAtLeastSkipsTaggedPendingAndSmaller) {
   l.m.for_each_free_at_least(0, [&](const Block& b) { seen.push_back(b.size); });
   std::sort(seen.begin(), seen.end());
   EXPECT_EQ(mib(seen), (std::vector<uint64_t>{2, 3, 5, 6, 29}));
+}
+
+// FreeBins keeps each bin sorted by (size, address) whatever the order of insertion: from the
+// tail, or forward from the bin's last insertion (a batch in address order walks each bin once),
+// with erases moving that hint. Checked against a sorted set after every change.
+TEST(FreeBinsOrder, SortedWhateverTheInsertionOrder) {
+  std::mt19937_64 rng(3);
+  std::vector<std::unique_ptr<Block>> blocks;
+  for (uint64_t i = 0; i < 3000; ++i) {
+    auto b = std::make_unique<Block>();
+    b->addr = kBase + i * 64 * KiB;
+    // Equal sizes share exact bins; larger ones share bins of mixed sizes.
+    b->size = (rng() % 3 == 0 ? 1 + rng() % 4 : 64 + rng() % 16) * kBlockAlign;
+    blocks.push_back(std::move(b));
+  }
+  FreeBins bins;
+  using Key = std::pair<uint64_t, uintptr_t>;  // (size, address)
+  std::set<Key> model;
+  auto check = [&](int step) {
+    std::vector<Key> order;
+    bins.for_each([&](const Block* b) { order.emplace_back(b->size, b->addr); });
+    const std::vector<Key> sorted(model.begin(), model.end());
+    ASSERT_EQ(order, sorted) << step;
+  };
+  std::vector<Block*> in;
+  auto insert = [&](Block* b) {
+    bins.insert(b);
+    model.emplace(b->size, b->addr);
+    in.push_back(b);
+  };
+  // Random order, then erases at random, then the rest in address order, then descending.
+  std::vector<Block*> order;
+  for (auto& b : blocks) order.push_back(b.get());
+  std::shuffle(order.begin(), order.begin() + 1000, rng);
+  for (size_t i = 0; i < 1000; ++i) insert(order[i]);
+  check(0);
+  for (int k = 0; k < 400; ++k) {
+    const size_t i = rng() % in.size();
+    bins.erase(in[i]);
+    model.erase({in[i]->size, in[i]->addr});
+    in.erase(in.begin() + static_cast<std::ptrdiff_t>(i));
+    if (k % 50 == 0) check(1 + k);
+  }
+  for (size_t i = 1000; i < 2000; ++i) {
+    insert(order[i]);
+    if (i % 97 == 0) {  // an erase between insertions of the batch
+      bins.erase(in[in.size() / 2]);
+      model.erase({in[in.size() / 2]->size, in[in.size() / 2]->addr});
+      in.erase(in.begin() + static_cast<std::ptrdiff_t>(in.size() / 2));
+    }
+  }
+  check(1000);
+  for (size_t i = 3000; i-- > 2000;) insert(order[i]);
+  check(2000);
+  EXPECT_EQ(bins.size(), model.size());
 }
 
 }  // namespace

@@ -35,7 +35,16 @@ class FreeBins {
     const unsigned bin = bin_of(b->size);
     b->bins = this;
     Block* after = tail_[bin];  // the last block ordered before b
-    while (after != nullptr && before(b, after)) after = after->bin_prev;
+    if (Block* h = hint_[bin]; h != nullptr && before(h, b) && before(b, after)) {
+      // After the bin's last insertion: forward from there. A batch inserted in address order
+      // (BlockManager::make_all_safe) then walks each bin once, where walking back from the tail
+      // each time was quadratic (40000 equal blocks freed in random order: 4.3 s).
+      after = h;
+      while (after->bin_next != nullptr && before(after->bin_next, b)) after = after->bin_next;
+    } else {
+      while (after != nullptr && before(b, after)) after = after->bin_prev;
+    }
+    hint_[bin] = b;
     Block* next = after ? after->bin_next : head_[bin];
     b->bin_prev = after;
     b->bin_next = next;
@@ -47,6 +56,7 @@ class FreeBins {
 
   void erase(Block* b) {
     const unsigned bin = bin_of(b->size);
+    if (hint_[bin] == b) hint_[bin] = b->bin_prev;
     (b->bin_prev ? b->bin_prev->bin_next : head_[bin]) = b->bin_next;
     (b->bin_next ? b->bin_next->bin_prev : tail_[bin]) = b->bin_prev;
     if (head_[bin] == nullptr) bitmap_[bin / 64] &= ~(uint64_t{1} << (bin % 64));
@@ -121,6 +131,7 @@ class FreeBins {
 
   Block* head_[kBins] = {};
   Block* tail_[kBins] = {};
+  Block* hint_[kBins] = {};  // the bin's last inserted block still in it (or one before it)
   uint64_t bitmap_[kWords] = {};
   size_t count_ = 0;
 };
