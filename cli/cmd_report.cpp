@@ -68,6 +68,18 @@ void register_report(CLI::App& app, std::function<int()>* run) {
       // Snapshots and RMM logs become temporary traces, removed when the report is done.
       gpumem::formats::ForeignInputs foreign;
       gpumem::analyzer::ReportOptions o = *options;
+      // Two outputs into one file: the second would overwrite the first without a word.
+      const std::pair<const char*, const std::string*> outputs[] = {
+          {"--json", &o.json_path}, {"--html", &o.html_path}, {"--perfetto", &o.perfetto_path}};
+      for (size_t i = 0; i < std::size(outputs); ++i)
+        for (size_t j = i + 1; j < std::size(outputs); ++j)
+          if (!outputs[i].second->empty() && *outputs[i].second == *outputs[j].second) {
+            std::fprintf(stderr,
+                         "gpumem report: %s and %s both name %s; give each output its own file\n",
+                         outputs[i].first, outputs[j].first,
+                         gpumem::visible(*outputs[i].second).c_str());
+            return 2;
+          }
       o.inputs = each_once(o.inputs);
       std::string error;
       if (!foreign.convert(&o.inputs, &error)) {

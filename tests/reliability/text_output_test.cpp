@@ -234,6 +234,18 @@ TEST_F(TextOutput, ReportReadsATraceNamedTwiceOnce) {
   EXPECT_EQ(nlohmann::json::parse(twice.out)["traces"].size(), 1u);
 }
 
+// Two outputs named into one file: the second overwrote the first without a word. Refused (2).
+TEST_F(TextOutput, ReportRefusesTwoOutputsIntoOneFile) {
+  const std::string out = dir_ + "/out";
+  const Outcome o = run({GPUMEM_CLI, "report", dir_, "--json", out, "--perfetto", out},
+                        child_environment(false, {}), dir_);
+  EXPECT_EQ(o.status, 2) << o.err;
+  EXPECT_EQ(o.err, "gpumem report: --json and --perfetto both name " + out +
+                       "; give each output its own file\n");
+  struct stat st;
+  EXPECT_NE(::stat(out.c_str(), &st), 0);
+}
+
 // A command that allocates nothing: every peak is 0, the line has no slope, and "the largest
 // micro-batch fits" would be a guess. fit warns (stderr and its output), recommends nothing and
 // exits 4.
