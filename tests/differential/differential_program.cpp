@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "gpumem/nvml_api.h"
+#include "vmm_prop.h"
 
 namespace {
 
@@ -457,10 +458,7 @@ void driver_calls() {
 
   // Virtual memory management.
   {
-    CUmemAllocationProp prop{};
-    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-    prop.location.id = 0;
+    CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
     size_t granularity = 0;
     CUresult e =
         cuMemGetAllocationGranularity(&granularity, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
@@ -677,10 +675,7 @@ void ipc_calls() {
   line("cuIpcOpenMemHandle(NULL out)", cuIpcOpenMemHandle(nullptr, zeros, 0));
 
   // A VMM allocation exported as a POSIX file descriptor.
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = 0;
+  CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
   const auto kFd = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
   CUmemGenericAllocationHandle plain = 0, shared = 0, own = 0, bad = 0;
   e = cuMemCreate(&plain, 2 * kMiB, &prop, 0);

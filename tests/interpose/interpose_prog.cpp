@@ -26,6 +26,7 @@
 
 #include "gpumem/gpumem.h"
 #include "expect_code.h"
+#include "vmm_prop.h"
 
 namespace {
 
@@ -154,10 +155,7 @@ bool family_for(const std::string& name, Family* f) {
   }
   if (name == "vmm") {
     *f = {[](CUdeviceptr* p, size_t n) {
-            CUmemAllocationProp prop{};
-            prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-            prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-            prop.location.id = 0;
+            CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
             CUmemGenericAllocationHandle h = 0;
             const int e = cuMemCreate(&h, n, &prop, 0);
             *p = h;
@@ -441,10 +439,7 @@ int async_pools() {
 // Virtual memory management: create 2 MiB physical, reserve, map, unmap, release.
 int vmm() {
   init_driver();
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = 0;
+  CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
   size_t gran = 0;
   CHECK_CU(cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
   if (gran == 0) gran = 2 << 20;
@@ -465,14 +460,6 @@ int vmm() {
   return g_failures;
 }
 
-CUmemAllocationProp device0_prop() {
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = 0;
-  return prop;
-}
-
 // NVIDIA's VMM sample and NCCL's way: each 2 MiB handle is released right after it is mapped, so
 // the memory lives on through its mapping until cuMemUnmap. Maps three of them (6 MiB), printing
 // each cuMemCreate's code ("create 0 0 create 1 0 create 2 2" when the third is out of memory),
@@ -480,7 +467,7 @@ CUmemAllocationProp device0_prop() {
 // releases 2 MiB once more (the unmaps gave the memory back).
 int vmm_release_mapped() {
   init_driver();
-  const CUmemAllocationProp prop = device0_prop();
+  const CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
   constexpr size_t kChunk = 2 << 20;
   CUdeviceptr va = 0;
   CHECK_CU(cuMemAddressReserve(&va, 3 * kChunk, 0, 0, 0));
@@ -510,7 +497,7 @@ int vmm_release_mapped() {
 // after the unmap.
 int vmm_one_unmap_many() {
   init_driver();
-  const CUmemAllocationProp prop = device0_prop();
+  const CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
   constexpr size_t kChunk = 2 << 20;
   constexpr int kHandles = 80;
   CUdeviceptr va = 0;
@@ -532,7 +519,7 @@ int vmm_one_unmap_many() {
 // handle from the address, release that reference, unmap, release the creator's reference.
 int vmm_nccl() {
   init_driver();
-  const CUmemAllocationProp prop = device0_prop();
+  const CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
   constexpr size_t kSize = 4 << 20;
   CUmemGenericAllocationHandle h = 0;
   CHECK_CU(cuMemCreate(&h, kSize, &prop, 0));

@@ -31,6 +31,7 @@
 #include <string>
 
 #include "driver_context.h"
+#include "vmm_prop.h"
 
 namespace {
 
@@ -146,10 +147,7 @@ int vmm_null_prop() {
   if (!init_driver()) return 1;
   CUmemGenericAllocationHandle h = 0;
   print("null_prop", cuMemCreate(&h, 2 * kMiB, nullptr, 0));
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = 0;
+  CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
   const CUresult e = cuMemCreate(&h, 2 * kMiB, &prop, 0);
   print("create", e);
   return e == CUDA_SUCCESS && cuMemRelease(h) == CUDA_SUCCESS ? 0 : 1;
@@ -190,10 +188,7 @@ int nvml_first() {
 
 int missing_device() {
   if (!init_driver()) return 1;
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = 3;
+  CUmemAllocationProp prop = gpumem::test::device_memory_prop(3);
   CUmemGenericAllocationHandle h = 0;
   print("create", cuMemCreate(&h, 2 * kMiB, &prop, 0));
   void* p = nullptr;

@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <thread>
+#include "vmm_prop.h"
 
 namespace {
 
@@ -58,20 +59,12 @@ void worker() {
   }
 }
 
-CUmemAllocationProp device0_prop() {
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = 0;
-  return prop;
-}
-
 // One handle stays mapped at `kept`; each round creates, maps and releases a handle at va and
 // unmaps [va, va + 4 MiB): past its one mapping, so the preload looks through every mapping it
 // tracks, under its lock, for others starting in the range.
 void vmm_worker() {
   bind_context();
-  const CUmemAllocationProp prop = device0_prop();
+  const CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
   CUdeviceptr kept = 0, va = 0;
   CUmemGenericAllocationHandle kept_handle = 0;
   if (cuMemAddressReserve(&kept, 2 * kMiB, 0, 0, 0) != CUDA_SUCCESS ||
@@ -91,7 +84,7 @@ void vmm_worker() {
 
 // In the child: one VMM lifetime, then exit().
 [[noreturn]] void vmm_child() {
-  const CUmemAllocationProp prop = device0_prop();
+  const CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
   CUmemGenericAllocationHandle h = 0;
   CUdeviceptr va = 0;
   const bool ok = cuMemCreate(&h, 2 * kMiB, &prop, 0) == CUDA_SUCCESS &&

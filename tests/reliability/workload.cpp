@@ -33,6 +33,7 @@
 #include "gpumem/gpumem.h"
 #include "progress.h"
 #include "driver_context.h"
+#include "vmm_prop.h"
 
 namespace {
 
@@ -178,10 +179,7 @@ struct Soaker {
         return true;
       }
       case kVmm: {
-        CUmemAllocationProp prop{};
-        prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-        prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-        prop.location.id = 0;
+        CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
         CUmemGenericAllocationHandle h = 0;
         out->bytes = granularity;
         if (cuMemCreate(&h, granularity, &prop, 0) != CUDA_SUCCESS) return false;
@@ -369,10 +367,7 @@ int misuse() {
 // ordinary allocation. Prints "bad_device CODE"; exits 0 when the ordinary one works.
 int bad_device() {
   if (!init_driver()) return 1;
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = 7;
+  CUmemAllocationProp prop = gpumem::test::device_memory_prop(7);
   CUmemGenericAllocationHandle h = 0;
   const CUresult e = cuMemCreate(&h, size_t{2} << 20, &prop, 0);
   std::printf("bad_device %d\n", static_cast<int>(e));

@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <string>
+#include "vmm_prop.h"
 
 namespace {
 
@@ -253,10 +254,7 @@ TEST(Driver, AChargePastTheAddressSpaceIsRefused) {
 
 TEST(Driver, VirtualMemoryAccounting) {
   size_t before = free_bytes();
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = 0;
+  CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
   size_t granularity = 0;
   ASSERT_EQ(proc<PFN_cuMemGetAllocationGranularity_v10020>("cuMemGetAllocationGranularity")(
                 &granularity, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM),
@@ -331,10 +329,7 @@ TEST(Driver, VirtualMemoryRangesPastTheAddressSpaceAreRefused) {
   EXPECT_EQ(reserve(&va, ~uint64_t{0} - 2 * kMiB + 1, 4 * kMiB, 0, 0), CUDA_ERROR_OUT_OF_MEMORY);
   EXPECT_EQ(va, 0u);
 
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = 0;
+  CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
   const size_t before = free_bytes();
   ASSERT_EQ(reserve(&va, 2 * kMiB, 0, 0, 0), CUDA_SUCCESS);
   CUmemGenericAllocationHandle h = 0;
@@ -379,10 +374,7 @@ TEST(Driver, PeerAccessReachesAllocationsButNotUnnamedMappings) {
   ASSERT_EQ(set_current(ctx0), CUDA_SUCCESS);
   CUdeviceptr plain = 0;
   ASSERT_EQ(proc<PFN_cuMemAlloc_v3020>("cuMemAlloc")(&plain, kMiB), CUDA_SUCCESS);
-  CUmemAllocationProp prop{};
-  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-  prop.location.id = 0;
+  CUmemAllocationProp prop = gpumem::test::device_memory_prop(0);
   CUdeviceptr va = 0;
   CUmemGenericAllocationHandle h = 0;
   ASSERT_EQ(proc<PFN_cuMemAddressReserve_v10020>("cuMemAddressReserve")(&va, 4 * kMiB, 0, 0, 0),
