@@ -54,8 +54,10 @@ uint32_t* MaxBoxTimeline::add_to_another_box(int64_t t_ns, uint64_t allocated, u
   // (t_ns > origin_ns_, so the unsigned difference is exact.)
   const uint64_t rel =
       t_ns > origin_ns_ ? static_cast<uint64_t>(t_ns) - static_cast<uint64_t>(origin_ns_) : 0;
-  while (rel / width_ns_ >= max_points_) coarsen();
-  box_index_ = static_cast<size_t>(rel / width_ns_);
+  // Doubling stops at 2^63 (the next one would wrap to 0): with one point, a span of 2^63 ns or
+  // more (a corrupt trace's times) still needs a second box; the last box takes it.
+  while (rel / width_ns_ >= max_points_ && width_ns_ <= UINT64_MAX / 2) coarsen();
+  box_index_ = static_cast<size_t>(std::min<uint64_t>(rel / width_ns_, max_points_ - 1));
   if (box_index_ >= boxes_.size()) boxes_.resize(box_index_ + 1);
   Box& box = boxes_[box_index_];
   const uint32_t detail = box.detail;
