@@ -19,6 +19,7 @@
 #include <string>
 
 #include "command.h"
+#include "gpumem/visible_text.h"
 #include "top_render.h"
 #include "top_watch.h"
 
@@ -126,10 +127,15 @@ int run_interactive(const TopOptions& o, Top& top) {
   size_t done = 0;
   double next = 0;
   bool redraw = true;
+  // What the plain output prints on stderr (a target that does not exist, ...): on the screen,
+  // under the keys, since stderr is hidden behind the view.
+  std::vector<std::string> notes;
   while (!g_quit) {
     const double now = monotonic_s();
     if (now >= next) {
       top.refresh(now, o.history);
+      for (const std::string& m : top.take_messages()) notes.push_back(gpumem::visible(m));
+      if (notes.size() > 3) notes.erase(notes.begin(), notes.end() - 3);
       next = now + o.interval_s;
       so.clock = clock_now();
       redraw = true;
@@ -140,8 +146,12 @@ int run_interactive(const TopOptions& o, Top& top) {
       Terminal::size(&so.width, &so.height);
       const auto views = sorted(top.views(), so.sort);
       if (so.sites_of >= static_cast<int>(views.size())) so.sites_of = -1;
+      std::vector<std::string> lines = screen(views, so);
+      for (size_t i = 0; i < notes.size(); ++i)
+        lines.insert(lines.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(2 + i, lines.size())),
+                     notes[i].substr(0, static_cast<size_t>(std::max(so.width, 20))));
       std::string frame = "\x1b[H";
-      for (const std::string& line : screen(views, so)) frame += line + "\x1b[K\r\n";
+      for (const std::string& line : lines) frame += line + "\x1b[K\r\n";
       frame += "\x1b[J";
       write_all(frame);
       redraw = false;

@@ -247,6 +247,19 @@ class Tmux {
   bool ok_ = false;
 };
 
+// On the screen the messages of the plain output (a target that does not exist) were never shown:
+// stderr is behind the view. They are lines under the keys.
+TEST(Top, ScreenSaysATargetDoesNotExist) {
+  if (sh("tmux -V").status != 0) GTEST_SKIP() << "tmux is not installed";
+  ScratchDir dir("gpumem-top");
+  const std::string missing = dir / "missing.trace";
+  Tmux tmux(kCli + " top --interval 0.2 '" + missing + "'");
+  ASSERT_TRUE(tmux.ok());
+  std::string seen;
+  EXPECT_TRUE(tmux.shows("'" + missing + "' does not exist (yet): watching for it", &seen)) << seen;
+  tmux.keys("q");
+}
+
 // The table row of `pid` as --bytes prints it: allocated, reserved and peak of the report.
 std::string row_of(const json& rep, int pid) {
   const json* d = report_device(rep, static_cast<uint32_t>(pid), 0);
