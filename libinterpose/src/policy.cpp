@@ -67,6 +67,15 @@ bool cuda_has_device(int device) {
   return device < count;
 }
 
+// Whether CUDA is initialised in this process, asked without initialising it: before cuInit the
+// driver answers cuDeviceGetCount with CUDA_ERROR_NOT_INITIALIZED. No driver: it cannot be.
+bool cuda_initialised() {
+  HookScope scope;
+  auto get_count = GPUMEM_REAL_DRIVER(cuDeviceGetCount);
+  int count = 0;
+  return get_count != nullptr && get_count(&count) != CUDA_ERROR_NOT_INITIALIZED;
+}
+
 // The device, as the resources see it: the request's own real call for the program's requests,
 // its family's plain calls for pool segments and synchronization (a driver-only program may have
 // no runtime; a runtime request falls back to the driver when the runtime is missing).
@@ -214,6 +223,41 @@ resources::SharedLedger* open_budget(int device, uint64_t limit) {
   return l;
 }
 
+// Budgets opened by a capacity query before CUDA (clamp_before_cuda), kept so that the device's
+// stack takes the same ledger: one process opens a budget once.
+std::atomic<resources::SharedLedger*> g_budgets[trace::kMaxDevices];
+
+resources::SharedLedger* budget(int device, uint64_t limit) {
+  resources::SharedLedger* kept = g_budgets[device].load(std::memory_order_acquire);
+  if (kept == nullptr) {
+    resources::SharedLedger* opened = open_budget(device, limit);
+    if (opened == nullptr) return nullptr;
+    if (g_budgets[device].compare_exchange_strong(kept, opened, std::memory_order_acq_rel))
+      return opened;
+    delete opened;  // another thread kept one first: `kept` is it
+  }
+  // A percentage resolved against NVML's total before CUDA and against CUDA's capacity now may
+  // differ: opened again with this limit, refused as another process giving it would be.
+  return kept->limit() == limit ? kept : open_budget(device, limit);
+}
+
+// The variable that sets the device's limit, for messages.
+const char* limit_variable(int device, char (&var)[32]) {
+  std::snprintf(var, sizeof var,
+                config().device_limit[device].set ? "GPUMEM_LIMIT_%d" : "GPUMEM_LIMIT", device);
+  return var;
+}
+
+// A percentage limit in bytes of a device of `capacity` bytes; stops the process when that is too
+// few bytes (check_resolved_limit). The stack and the capacity queries before CUDA both use it.
+uint64_t percent_limit(const LimitSpec& spec, int device, uint64_t capacity) {
+  const uint64_t bytes =
+      static_cast<uint64_t>(static_cast<double>(capacity) * spec.percent / 100.0);
+  char var[32];
+  check_resolved_limit(limit_variable(device, var), spec, device, capacity, bytes);
+  return bytes;
+}
+
 // Resolves the limit (percentages need the device's capacity) and checks it against the device.
 // The capacity is known only once CUDA runs, so these checks happen at the first request for the
 // device; they stop the process as configuration errors do (status 2).
@@ -221,8 +265,7 @@ DeviceStack* build_stack(int device) {
   const Config& c = config();
   const LimitSpec& spec = limit_spec(device);
   char var[32];
-  std::snprintf(var, sizeof var, c.device_limit[device].set ? "GPUMEM_LIMIT_%d" : "GPUMEM_LIMIT",
-                device);
+  limit_variable(device, var);
   const uint64_t physical = physical_capacity(device);
   char what[64];
   std::snprintf(what, sizeof what, "the capacity of device %d", device);
@@ -236,8 +279,7 @@ DeviceStack* build_stack(int device) {
                     var, device);
         std::_Exit(2);
       }
-      sc.limit = static_cast<uint64_t>(static_cast<double>(physical) * spec.percent / 100.0);
-      check_resolved_limit(var, spec, device, physical, sc.limit);  // exits on 0 bytes
+      sc.limit = percent_limit(spec, device, physical);
     } else {
       sc.limit = spec.bytes;
       if (physical != 0 && sc.limit > physical)
@@ -246,7 +288,7 @@ DeviceStack* build_stack(int device) {
   }
   if (c.limit_shared && spec.set) {
     sc.shared_limit = true;
-    sc.ledger = open_budget(device, sc.limit);
+    sc.ledger = budget(device, sc.limit);
   }
   sc.pool = c.pool;
   sc.pool_size = c.pool == PoolKind::fixed ? c.pool_size : 0;
@@ -444,17 +486,48 @@ const char* served_pool_name() {
 }
 
 uint64_t resolved_limit(int device) {
-  if (device < 0 || device >= trace::kMaxDevices || !limit_spec(device).set ||
-      !cuda_has_device(device))
-    return 0;
+  if (device < 0 || device >= trace::kMaxDevices || !limit_spec(device).set) return 0;
+  // Before CUDA (no driver, say) the stack is not built for it: building calls cuInit. A
+  // percentage needs the capacity, which only CUDA gives here.
+  if (built_stack(device) == nullptr && !cuda_initialised())
+    return limit_spec(device).percent > 0 ? 0 : limit_spec(device).bytes;
+  if (!cuda_has_device(device)) return 0;
   const DeviceStack* s = stack_for(device);
   return s->limit() != nullptr ? s->limit()->limit_bytes() : 0;
 }
 
+namespace {
+
+// A capacity query before CUDA is initialised (NVML's, in a process that has not used CUDA yet):
+// answered from the setting alone, without the stack, whose building calls cuInit. A process
+// must be able to ask NVML, then fork() children that use CUDA (PyTorch's
+// PYTORCH_NVML_BASED_CUDA_CHECK exists for that), and CUDA fails in a child whose parent
+// initialised it. Nothing is allocated through CUDA yet, so only a shared budget has bytes in use.
+bool clamp_before_cuda(int device, uint64_t* total, uint64_t* free_bytes) {
+  const LimitSpec& spec = limit_spec(device);
+  if (spec.percent > 0 && *total == 0) return false;  // no capacity to take a share of
+  const uint64_t limit = spec.percent > 0 ? percent_limit(spec, device, *total) : spec.bytes;
+  const uint64_t cap = *total == 0 ? limit : std::min(limit, *total);
+  uint64_t used = 0;
+  if (config().limit_shared) {
+    // The budget's total, as the stack's limit would read it; a ledger that cannot be opened
+    // refuses everything, so nothing is free.
+    resources::SharedLedger* l = budget(device, limit);
+    if (l != nullptr) l->reclaim_dead();
+    used = l != nullptr ? l->total() : limit;
+  }
+  *total = cap;
+  *free_bytes = std::min(*free_bytes, cap > used ? cap - used : 0);
+  return true;
+}
+
+}  // namespace
+
 bool clamp_capacity(int device, uint64_t* total, uint64_t* free_bytes) {
-  if (device < 0 || device >= trace::kMaxDevices || !limit_spec(device).set ||
-      !cuda_has_device(device))
-    return false;
+  if (device < 0 || device >= trace::kMaxDevices || !limit_spec(device).set) return false;
+  if (built_stack(device) == nullptr && !cuda_initialised())
+    return clamp_before_cuda(device, total, free_bytes);
+  if (!cuda_has_device(device)) return false;
   DeviceStack* s = stack_for(device);
   if (s->limit() == nullptr) return false;
   const uint64_t cap =

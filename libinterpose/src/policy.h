@@ -53,9 +53,13 @@ void peer_access_changed(int accessor, int owner, bool enabled);
 bool has_stack(int device);
 
 // The device's limit in bytes, percentages resolved (building its stack if need be); 0 = none.
+// Before CUDA is initialised no stack is built (that would call cuInit): a size as given, a
+// percentage 0.
 uint64_t resolved_limit(int device);
 // Capacity queries under a limit: *total = min(limit, physical), *free_bytes = max(0, total − in
-// use) (never more than the device reports free). False when the device has no limit.
+// use) (never more than the device reports free). False when the device has no limit. Before CUDA
+// is initialised (an NVML query) it answers from the setting, a percentage of *total, and never
+// initialises CUDA: a process may ask NVML, then fork children that use CUDA.
 bool clamp_capacity(int device, uint64_t* total, uint64_t* free_bytes);
 // The pooled block containing p, on any device; false when p is not pooled memory.
 bool lookup(const void* p, resources::BlockInfo* out);

@@ -225,6 +225,49 @@ int nvml_only() {
   return g_failures;
 }
 
+// What PyTorch's NVML-based device check (PYTORCH_NVML_BASED_CUDA_CHECK=1) lets a parent do: ask
+// NVML, then fork() workers that use CUDA. The NVML query must leave CUDA uninitialised here (a
+// child cannot use CUDA its parent initialised); the child then initialises it and allocates, and
+// so does the parent, whose NVML answer afterwards counts its 6 MiB.
+int nvml_then_fork() {
+  NvmlApi nvml = nvml_api();
+  EXPECT_CODE(nvml.init(), NVML_SUCCESS);
+  nvmlDevice_t dev = nullptr;
+  EXPECT_CODE(nvml.handle(0, &dev), NVML_SUCCESS);
+  nvmlMemory_t m{};
+  EXPECT_CODE(nvml.memory(dev, &m), NVML_SUCCESS);
+  std::printf("nvml_before %llu %llu %llu\n", m.free, m.total, m.used);
+  nvmlMemory_v2_t m2{};
+  m2.version = nvmlMemory_v2;
+  EXPECT_CODE(nvml.memory_v2(dev, &m2), NVML_SUCCESS);
+  std::printf("nvml_v2_before %llu %llu %llu %llu\n", m2.free, m2.total, m2.used, m2.reserved);
+  int count = -1;
+  EXPECT_CODE(cuDeviceGetCount(&count), CUDA_ERROR_NOT_INITIALIZED);
+  std::fflush(stdout);
+  const pid_t child = fork();
+  if (child == 0) {
+    g_failures = 0;  // the child's status says whether its own CUDA worked
+    EXPECT_CODE(cuInit(0), CUDA_SUCCESS);
+    void* p = nullptr;
+    EXPECT_CODE(cudaMalloc(&p, kMiB), cudaSuccess);
+    EXPECT_CODE(cudaFree(p), cudaSuccess);
+    std::_Exit(g_failures);
+  }
+  int status = -1;
+  if (child < 0 || waitpid(child, &status, 0) != child) return 4;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "nvml_ipc_prog: the forked child's CUDA failed (status %d)\n", status);
+    return 5;
+  }
+  void* p = nullptr;
+  EXPECT_CODE(cudaMalloc(&p, 6 * kMiB), cudaSuccess);
+  EXPECT_CODE(nvml.memory(dev, &m), NVML_SUCCESS);
+  std::printf("nvml_after %llu %llu %llu\n", m.free, m.total, m.used);
+  EXPECT_CODE(cudaFree(p), cudaSuccess);
+  EXPECT_CODE(nvml.shutdown(), NVML_SUCCESS);
+  return g_failures;
+}
+
 // Holds `mib` MiB from cudaMalloc while `argv0 rest...` runs in a new process; its status is ours.
 int hold_and_run(const char* self, size_t mib, char** rest) {
   void* p = nullptr;
@@ -253,8 +296,10 @@ int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "capacity") return capacity();
   if (cmd == "cuda_only") return cuda_only();
+  if (cmd == "nvml_then_fork") return nvml_then_fork();
   std::fprintf(stderr,
-               "usage: nvml_ipc_prog capacity | cuda_only | nvml_only | ipc_export PATH CAP | "
+               "usage: nvml_ipc_prog capacity | cuda_only | nvml_only | nvml_then_fork | "
+               "ipc_export PATH CAP | "
                "hold_and_run MIB ARGS...\n");
   return 2;
 }

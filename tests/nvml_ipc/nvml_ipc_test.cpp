@@ -164,6 +164,48 @@ TEST(Nvml, APercentCapIsAShareOfTheDeviceNvmlReports) {
   expect_agree(answers(r.output.out), 256 * kMiB, 250 * kMiB);
 }
 
+// Under a cap, an NVML query before CUDA is answered from the setting without initialising CUDA
+// (cuDeviceGetCount still answers CUDA_ERROR_NOT_INITIALIZED), so a forked child can use CUDA;
+// once the parent allocated, the stack's answer counts its 6 MiB. By symbol and through dlsym,
+// a size and a percentage.
+TEST(Nvml, AQueryBeforeCudaLeavesItUninitialisedForForkedChildren) {
+  ScratchDir dir("gpumem-nvml");
+  const std::pair<const char*, uint64_t> limits[] = {{"GPUMEM_LIMIT=64MiB", 64 * kMiB},
+                                                     {"GPUMEM_LIMIT=25%", 256 * kMiB}};
+  for (const char* prog : {NVML_IPC_PROG, NVML_LINKED_PROG}) {
+    for (const auto& [limit, cap] : limits) {
+      SCOPED_TRACE(std::string(prog) + " " + limit);
+      Outcome r = run(dir, prog, "nvml_then_fork", limit);
+      ASSERT_EQ(r.output.status, 0) << r.output.out;
+      auto a = answers(r.output.out);
+      EXPECT_EQ(a.at("nvml_before"), (std::vector<uint64_t>{cap, cap, 0}));
+      EXPECT_EQ(a.at("nvml_v2_before"), (std::vector<uint64_t>{cap, cap, 0, 0}));
+      EXPECT_EQ(a.at("nvml_after"), (std::vector<uint64_t>{cap - 6 * kMiB, cap, 6 * kMiB}));
+      auto q = records(r.trace, Op::meminfo, Api::nvml);
+      ASSERT_EQ(q.size(), 3u);
+      EXPECT_EQ(q[0].bytes, cap);
+      EXPECT_EQ(q[0].aux, cap);
+      EXPECT_EQ(q[2].aux, cap - 6 * kMiB);
+      std::remove(r.trace.c_str());
+    }
+  }
+}
+
+// A shared budget before CUDA: NVML's free is the budget less what every process holds (another
+// process holds 48 MiB of 64), read from the ledger the stack then takes for its own 6 MiB.
+TEST(Nvml, AQueryBeforeCudaUnderASharedBudgetCountsEveryProcess) {
+  ScratchDir dir("gpumem-nvml");
+  const std::string name = "gpumem-nvml-fork-" + std::to_string(getpid());
+  Outcome r = run(
+      dir, NVML_IPC_PROG, "hold_and_run 48 nvml_then_fork",
+      "GPUMEM_TRACE=off GPUMEM_LIMIT=64MiB GPUMEM_LIMIT_SCOPE=shared GPUMEM_LIMIT_NAME=" + name);
+  std::system(("rm -f /dev/shm/gpumem-budget-" + name + "-dev0").c_str());
+  ASSERT_EQ(r.output.status, 0) << r.output.out;
+  auto a = answers(r.output.out);
+  EXPECT_EQ(a.at("nvml_before"), (std::vector<uint64_t>{16 * kMiB, 64 * kMiB, 48 * kMiB}));
+  EXPECT_EQ(a.at("nvml_after"), (std::vector<uint64_t>{10 * kMiB, 64 * kMiB, 54 * kMiB}));
+}
+
 TEST(Nvml, APreloadedProcessThatNeverUsesNvmlDoesNotLoadIt) {
   ScratchDir dir("gpumem-nvml");
   Outcome r = run(dir, NVML_IPC_PROG, "cuda_only", "GPUMEM_LIMIT=64MiB");

@@ -2,7 +2,8 @@
 // and vLLM's checks. Under a cap they answer as cudaMemGetInfo does (the same
 // AllocationPath::capacity, hence policy::clamp_capacity): total = the cap, free = the cap less
 // what this process holds, used = total - free (v2: reserved 0). Without a cap the real answer
-// passes unchanged. Each query is an Op::meminfo record with Api::nvml.
+// passes unchanged. Each query is an Op::meminfo record with Api::nvml. A query before CUDA is
+// initialised leaves it so (clamp_capacity answers from the setting, without the stack).
 //
 // libgpumem.so links no NVML and never loads it: the real functions are found in the process
 // that called them (dlsym(RTLD_NEXT) for a program linked with -lnvidia-ml, else the
