@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <system_error>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -136,6 +137,24 @@ bool write_file(const std::string& path, const std::string& text) {
 int report_main(const ReportOptions& options) {
   std::vector<std::string> errors;
   std::vector<std::string> files = expand_inputs(options.inputs, &errors);
+  // An output naming a trace it reads (by any spelling) would overwrite that trace once the
+  // report is written: the recorded run would be lost.
+  const std::pair<const char*, const std::string*> outputs[] = {
+      {"--json", &options.json_path},
+      {"--html", &options.html_path},
+      {"--perfetto", &options.perfetto_path}};
+  for (const auto& [flag, path] : outputs) {
+    if (path->empty() || *path == "-") continue;
+    for (const std::string& file : files) {
+      std::error_code ec;
+      if (!fs::equivalent(*path, file, ec)) continue;
+      std::fprintf(stderr,
+                   "gpumem report: %s %s names a trace this report reads; writing there would "
+                   "destroy the trace: give the output another file\n",
+                   flag, visible(*path).c_str());
+      return 1;
+    }
+  }
   AnalysisOptions analysis_options;
   analysis_options.max_points = std::max<size_t>(options.points, 1);
   Analysis analysis(analysis_options);

@@ -2,11 +2,19 @@
 // anywhere, counts near 2^64, one timeline point. Every output must still be whole.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+
 #include <nlohmann/json.hpp>
 
 #include "events.h"
 #include "gpumem/analyzer/render_json.h"
 #include "gpumem/analyzer/render_text.h"
+#include "gpumem/analyzer/report.h"
 #include "render_html.h"
 #include "render_perfetto.h"
 
@@ -42,6 +50,94 @@ TEST(Hostile, OnePointOverTheWidestSpan) {
   EXPECT_EQ(t.t_ns[0], INT64_MAX);
   EXPECT_EQ(t.allocated[0], 200u);
   render_all(r);
+}
+
+// Every string a trace carries, each one hostile at once: bytes that are not UTF-8, control
+// characters, quotes, markup that ends a script block or a comment.
+const std::string kHostile =
+    std::string("\xff\xfe bad \xc3(") + "\x1b[2J\x07\x9b\r\n\t\"'\\ </script><!-- ]]> <b>x</b> \xe2\x80\xa8" +
+    std::string(1, '\0') + "end";
+
+Report hostile_report() {
+  constexpr uint64_t kPy = trace::kPythonFrameTag;
+  Events e;
+  e.string(1, "phase " + kHostile).string(2, "sym " + kHostile).string(3, "py " + kHostile);
+  e.string(4, "mark " + kHostile);
+  e.stack(1, {0x1000, kPy | 7}).symbol(0x1000, 2).symbol(kPy | 7, 3);
+  e.begin(10, 1).alloc(20, 0xA000, 100, 1).failed(25, 1 << 20, 100);
+  e.add(Events::rec(30, trace::Op::mark, 0, 0, 4, -1)).end(40, 1);
+  static trace::Header h;
+  h = make_header();
+  const std::string text = kHostile;
+  std::memcpy(h.command, text.data(), std::min(text.size(), sizeof h.command - 1));
+  std::memcpy(h.host, text.data(), std::min(text.size(), sizeof h.host - 1));
+  std::memcpy(h.devices[0].name, text.data(), std::min(text.size(), sizeof h.devices[0].name - 1));
+  return e.analyze(h);
+}
+
+// Each output stays whole with every string hostile: the JSON and Perfetto files parse, the page
+// holds its two script blocks only, the terminal text holds no raw control character.
+TEST(Hostile, StringsLeaveEveryOutputWhole) {
+  const Report r = hostile_report();
+  ASSERT_EQ(r.devices.size(), 1u);
+  ASSERT_EQ(r.devices[0].phases.size(), 1u);
+  render_all(r);
+  const std::string html = render_html(r);
+  size_t scripts = 0;
+  for (size_t at = 0; (at = html.find("</script", at)) != std::string::npos; ++at) ++scripts;
+  EXPECT_EQ(scripts, 2u);
+  EXPECT_EQ(html.find("<!-- ]]>"), std::string::npos);
+  const std::string text = render_text(r);
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    EXPECT_TRUE(u == '\n' || (u >= 0x20 && u != 0x7F && u != 0x9B && u != 0xFF)) << int(u);
+  }
+  EXPECT_NE(text.find("phase \\xff\\xfe bad \\xc3(\\x1b[2J\\x07\\x9b"), std::string::npos)
+      << text;
+}
+
+// `gpumem report run.trace --json run.trace` read the trace, then wrote the report over it: the
+// recorded run was gone. Any output naming an input (a directory's trace, another spelling) is
+// refused before anything is read or written.
+TEST(Hostile, OutputNamingAnInputTraceIsRefused) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("gpumem-hostile-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  Events e;
+  e.alloc(10, 0xA000, 100);
+  const std::string bytes = e.file_bytes(make_header());
+  const fs::path trace = dir / "run.trace";
+  std::ofstream(trace, std::ios::binary) << bytes;
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{trace.string()}, trace.string()},
+      {{dir.string()}, (dir / "." / "run.trace").string()},
+  };
+  for (const auto& [inputs, output] : cases) {
+    for (int which = 0; which < 3; ++which) {
+      ReportOptions o;
+      o.inputs = inputs;
+      o.progress = false;
+      (which == 0 ? o.json_path : which == 1 ? o.html_path : o.perfetto_path) = output;
+      ::testing::internal::CaptureStderr();
+      EXPECT_EQ(report_main(o), 1);
+      const std::string err = ::testing::internal::GetCapturedStderr();
+      EXPECT_NE(err.find(std::string(which == 0 ? "--json " : which == 1 ? "--html " : "--perfetto ") +
+                         output + " names a trace this report reads"),
+                std::string::npos)
+          << err;
+      std::ifstream in(trace, std::ios::binary);
+      EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), bytes);
+    }
+  }
+  // Another file next to it is written as before.
+  ReportOptions o;
+  o.inputs = {trace.string()};
+  o.progress = false;
+  o.json_path = (dir / "report.json").string();
+  EXPECT_EQ(report_main(o), 0);
+  EXPECT_TRUE(fs::exists(o.json_path));
+  fs::remove_all(dir);
 }
 
 }  // namespace
