@@ -429,11 +429,19 @@ int run_command(const RunOptions& o) {
     ::setenv("GPUMEM_LIMIT_NAME", o.shared_limit.c_str(), 1);
   }
 
+  // The signals forwarded to the program while it runs. Blocked until the program's pid is
+  // known (one that came before would be lost), and given back their default action once it has
+  // ended: forwarding then would signal a pid the system may have given to another process, and
+  // `gpumem run` would ignore a signal meant to stop its own work (the report).
+  constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  sigset_t forwarded, unblocked;
+  sigemptyset(&forwarded);
+  for (int sig : kForwarded) sigaddset(&forwarded, sig);
+  ::sigprocmask(SIG_BLOCK, &forwarded, &unblocked);
   struct sigaction sa {};
   sa.sa_handler = forward_signal;
   sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2})
-    ::sigaction(sig, &sa, nullptr);
+  for (int sig : kForwarded) ::sigaction(sig, &sa, nullptr);
 
   std::vector<char*> argv;
   for (const auto& a : o.command) argv.push_back(const_cast<char*>(a.c_str()));
@@ -453,6 +461,7 @@ int run_command(const RunOptions& o) {
   }
   if (g_child == 0) {
     ::close(exec_error[0]);
+    ::sigprocmask(SIG_SETMASK, &unblocked, nullptr);  // the program starts with the caller's mask
     ::execvp(argv[0], argv.data());
     const int error = errno;
     // As a shell: 127 when there is no such program, 126 when it is there but cannot run.
@@ -467,6 +476,7 @@ int run_command(const RunOptions& o) {
     }
     ::_exit(missing ? 127 : 126);
   }
+  ::sigprocmask(SIG_SETMASK, &unblocked, nullptr);
   ::close(exec_error[1]);
   int exec_errno = 0;
   while (::read(exec_error[0], &exec_errno, sizeof exec_errno) < 0 && errno == EINTR) {
@@ -475,17 +485,21 @@ int run_command(const RunOptions& o) {
   int status = 0;
   while (::waitpid(g_child, &status, 0) < 0 && errno == EINTR) {
   }
+  const pid_t child = g_child;
+  g_child = -1;
+  sa.sa_handler = SIG_DFL;
+  for (int sig : kForwarded) ::sigaction(sig, &sa, nullptr);
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   // The program never started: there is no trace to look for.
   if (exec_errno != 0) return code;
 
   if (trace != "off") {
-    const std::string expected = expected_trace(trace, g_child);
+    const std::string expected = expected_trace(trace, child);
     const bool wildcard = expected.find('*') != std::string::npos;
-    const std::string path = wildcard ? expected : find_child_trace(expected, g_child, started);
+    const std::string path = wildcard ? expected : find_child_trace(expected, child, started);
     // The traces of the program's children (workers, launched ranks, exec'd programs).
     const std::vector<TreeTrace> others =
-        wildcard ? std::vector<TreeTrace>{} : find_tree_traces(expected, g_child, started, path);
+        wildcard ? std::vector<TreeTrace>{} : find_tree_traces(expected, child, started, path);
     if (!path.empty()) std::fprintf(stderr, "gpumem run: trace: %s\n", visible(path).c_str());
     for (const TreeTrace& t : others)
       std::fprintf(stderr, "gpumem run: trace of process %u (started by %u): %s\n", t.pid, t.parent,

@@ -2,6 +2,7 @@
 // terminal raw (`gpumem report --text`, `gpumem replay`), an option without its value is refused,
 // `gpumem run` names the file the child really wrote, and `gpumem fit` does not recommend from
 // measurements that say nothing.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -457,6 +458,36 @@ TEST_F(TextOutput, RunRefusesAReportWithoutATrace) {
             "gpumem run: --report needs the trace that --trace off turns off; drop one of them\n");
   struct stat st;
   EXPECT_NE(::stat(marker.c_str(), &st), 0) << "the program ran";
+}
+
+// Once the program has ended, a signal is for `gpumem run` itself: it stops (status 128 + signal).
+// It was caught and forwarded to the ended program's pid (which the system may have given to
+// another process), and the report went on. Here the report waits on a FIFO no one reads.
+TEST_F(TextOutput, RunStopsOnASignalAfterTheProgramEnded) {
+  const std::string report = dir_ + "/report";
+  ASSERT_EQ(::mkdir(report.c_str(), 0700), 0);
+  const std::string fifo = report + "/report.json";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string out = dir_ + "/stdout", err = dir_ + "/stderr";
+  const pid_t pid = start({GPUMEM_CLI, "run", "--device", "sim", "--trace", dir_ + "/t.trace",
+                           "--report", report, "--", RELIABILITY_WORKLOAD, "one"},
+                          child_environment(false, {}), out, err);
+  ASSERT_GT(pid, 0);
+  // The trace is named once the program has ended, before the report is written.
+  for (int i = 0; i < 3000 && slurp(err).find("gpumem run: trace: ") == std::string::npos; ++i)
+    ::usleep(10000);
+  ::usleep(300000);
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  int st = 0;
+  pid_t done = 0;
+  for (int i = 0; i < 1000 && (done = ::waitpid(pid, &st, WNOHANG)) == 0; ++i) ::usleep(10000);
+  if (done == 0) {  // still blocked on the FIFO: a reader lets it finish
+    const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+    ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+    if (reader >= 0) ::close(reader);
+  }
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM)
+      << "status " << st << ": " << slurp(err);
 }
 
 // --trace FOLDER: the preload writes FOLDER/gpumem-<pid>.trace. `gpumem run` names that file (it
