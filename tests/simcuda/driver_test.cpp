@@ -490,4 +490,69 @@ TEST(Driver, StreamsAndEvents) {
   EXPECT_EQ(proc<PFN_cuEventDestroy_v4000>("cuEventDestroy")(stop), CUDA_SUCCESS);
 }
 
+// cuStreamGetDevice answers the device a stream was created on, whichever is current; the
+// default streams belong to the current device. cuMemPoolGetAccess: only a pool's own device
+// reaches it.
+TEST(Driver, StreamsAndPoolsKnowTheirDevice) {
+  CUcontext current = nullptr, primary1 = nullptr;
+  ASSERT_EQ(proc<PFN_cuCtxGetCurrent_v4000>("cuCtxGetCurrent")(&current), CUDA_SUCCESS);
+  ASSERT_EQ(proc<PFN_cuDevicePrimaryCtxRetain_v7000>("cuDevicePrimaryCtxRetain")(&primary1, 1),
+            CUDA_SUCCESS);
+  auto set_current = proc<PFN_cuCtxSetCurrent_v4000>("cuCtxSetCurrent");
+  CUstream on1 = nullptr;
+  ASSERT_EQ(set_current(primary1), CUDA_SUCCESS);
+  ASSERT_EQ(proc<PFN_cuStreamCreate_v2000>("cuStreamCreate")(&on1, 0), CUDA_SUCCESS);
+  ASSERT_EQ(set_current(current), CUDA_SUCCESS);  // device 0
+
+  auto get =
+      proc<PFN_cuStreamGetDevice_v12080>("cuStreamGetDevice", CU_GET_PROC_ADDRESS_DEFAULT, 12080);
+  auto get_ptsz = proc<PFN_cuStreamGetDevice_v12080_ptsz>(
+      "cuStreamGetDevice", CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, 12080);
+  ASSERT_NE(get, nullptr);
+  ASSERT_NE(get_ptsz, nullptr);
+  EXPECT_EQ(
+      proc<PFN_cuStreamGetDevice_v12080>("cuStreamGetDevice", CU_GET_PROC_ADDRESS_DEFAULT, 12070),
+      nullptr)
+      << "cuStreamGetDevice is CUDA 12.8's";
+  CUdevice dev = -1;
+  EXPECT_EQ(get(on1, &dev), CUDA_SUCCESS);
+  EXPECT_EQ(dev, 1);
+  dev = -1;
+  EXPECT_EQ(get_ptsz(on1, &dev), CUDA_SUCCESS);
+  EXPECT_EQ(dev, 1);
+  for (CUstream s : {static_cast<CUstream>(nullptr), CU_STREAM_LEGACY, CU_STREAM_PER_THREAD}) {
+    dev = -1;
+    EXPECT_EQ(get(s, &dev), CUDA_SUCCESS);
+    EXPECT_EQ(dev, 0);
+  }
+  EXPECT_EQ(get(on1, nullptr), CUDA_ERROR_INVALID_VALUE);
+  ASSERT_EQ(proc<PFN_cuStreamDestroy_v4000>("cuStreamDestroy")(on1), CUDA_SUCCESS);
+  dev = -1;
+  EXPECT_EQ(get(on1, &dev), CUDA_ERROR_INVALID_HANDLE);
+  EXPECT_EQ(dev, -1);
+
+  CUmemoryPool pool1 = nullptr;
+  ASSERT_EQ(proc<PFN_cuDeviceGetDefaultMemPool_v11020>("cuDeviceGetDefaultMemPool")(&pool1, 1),
+            CUDA_SUCCESS);
+  auto access = proc<PFN_cuMemPoolGetAccess_v11020>("cuMemPoolGetAccess");
+  ASSERT_NE(access, nullptr);
+  CUmemLocation where{};
+  where.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  CUmemAccess_flags flags = CU_MEM_ACCESS_FLAGS_PROT_MAX;
+  where.id = 1;
+  EXPECT_EQ(access(&flags, pool1, &where), CUDA_SUCCESS);
+  EXPECT_EQ(flags, CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+  where.id = 0;
+  EXPECT_EQ(access(&flags, pool1, &where), CUDA_SUCCESS);
+  EXPECT_EQ(flags, CU_MEM_ACCESS_FLAGS_PROT_NONE);
+  where.id = 2;
+  EXPECT_EQ(access(&flags, pool1, &where), CUDA_ERROR_INVALID_VALUE);
+  where.id = 0;
+  EXPECT_EQ(access(&flags, reinterpret_cast<CUmemoryPool>(&where), &where),
+            CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(access(nullptr, pool1, &where), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(sym<PFN_cuDevicePrimaryCtxRelease_v11000>("cuDevicePrimaryCtxRelease_v2")(1),
+            CUDA_SUCCESS);
+}
+
 }  // namespace

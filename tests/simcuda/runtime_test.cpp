@@ -258,6 +258,52 @@ TEST(Runtime, StreamOrderedAllocationAndPoolAttributes) {
   EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
 }
 
+// cudaStreamGetDevice answers the device a stream was created on, whichever is current; the
+// default streams belong to the current device. cudaMemPoolGetAccess: only a pool's own device
+// reaches it.
+TEST(Runtime, StreamsAndPoolsKnowTheirDevice) {
+  cudaStream_t on1 = nullptr;
+  ASSERT_EQ(cudaSetDevice(1), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreate(&on1), cudaSuccess);
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  int dev = -1;
+  EXPECT_EQ(cudaStreamGetDevice(on1, &dev), cudaSuccess);
+  EXPECT_EQ(dev, 1);
+  auto get_ptsz = reinterpret_cast<cudaError_t (*)(cudaStream_t, int*)>(
+      dlsym(RTLD_DEFAULT, "cudaStreamGetDevice_ptsz"));
+  ASSERT_NE(get_ptsz, nullptr);
+  dev = -1;
+  EXPECT_EQ(get_ptsz(on1, &dev), cudaSuccess);
+  EXPECT_EQ(dev, 1);
+  for (cudaStream_t s :
+       {static_cast<cudaStream_t>(nullptr), cudaStreamLegacy, cudaStreamPerThread}) {
+    dev = -1;
+    EXPECT_EQ(cudaStreamGetDevice(s, &dev), cudaSuccess);
+    EXPECT_EQ(dev, 0);
+  }
+  EXPECT_EQ(cudaStreamGetDevice(on1, nullptr), cudaErrorInvalidValue);
+  ASSERT_EQ(cudaStreamDestroy(on1), cudaSuccess);
+  dev = -1;
+  EXPECT_EQ(cudaStreamGetDevice(on1, &dev), cudaErrorInvalidResourceHandle);
+  EXPECT_EQ(dev, -1);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidResourceHandle);
+
+  cudaMemPool_t pool1 = nullptr;
+  ASSERT_EQ(cudaDeviceGetDefaultMemPool(&pool1, 1), cudaSuccess);
+  cudaMemLocation where{};
+  where.type = cudaMemLocationTypeDevice;
+  cudaMemAccessFlags flags = cudaMemAccessFlagsProtRead;
+  where.id = 1;
+  EXPECT_EQ(cudaMemPoolGetAccess(&flags, pool1, &where), cudaSuccess);
+  EXPECT_EQ(flags, cudaMemAccessFlagsProtReadWrite);
+  where.id = 0;
+  EXPECT_EQ(cudaMemPoolGetAccess(&flags, pool1, &where), cudaSuccess);
+  EXPECT_EQ(flags, cudaMemAccessFlagsProtNone);
+  where.id = 2;
+  EXPECT_EQ(cudaMemPoolGetAccess(&flags, pool1, &where), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+}
+
 TEST(Runtime, EventsMeasureElapsedTime) {
   cudaEvent_t start = nullptr, stop = nullptr;
   ASSERT_EQ(cudaEventCreate(&start), cudaSuccess);

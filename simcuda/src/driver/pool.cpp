@@ -135,6 +135,19 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPo
   }
 }
 
+// Only the pool's own device can reach its memory: simcuda has no cuMemPoolSetAccess.
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolGetAccess(CUmemAccess_flags* flags, CUmemoryPool pool,
+                                                   CUmemLocation* location) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (flags == nullptr || location == nullptr || known_pool(pool) == nullptr)
+    return CUDA_ERROR_INVALID_VALUE;
+  if (location->type != CU_MEM_LOCATION_TYPE_DEVICE || !valid_device(location->id))
+    return CUDA_ERROR_INVALID_VALUE;
+  *flags = location->id == pool->device ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE
+                                        : CU_MEM_ACCESS_FLAGS_PROT_NONE;
+  return CUDA_SUCCESS;
+}
+
 SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolTrimTo(CUmemoryPool pool, size_t min_bytes_to_keep) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
   if (known_pool(pool) == nullptr) return CUDA_ERROR_INVALID_VALUE;

@@ -65,6 +65,21 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuStreamDestroy_v2(CUstream stream) {
   return CUDA_SUCCESS;
 }
 
+// The device a stream was created on; the legacy and per-thread default streams (0,
+// CU_STREAM_LEGACY, CU_STREAM_PER_THREAD) belong to the current context's device.
+SIMCUDA_EXPORT CUresult CUDAAPI cuStreamGetDevice(CUstream stream, CUdevice* device) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (device == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  int d = 0;
+  std::lock_guard lock(state().mu);
+  if (CUresult r = stream_device(stream, &d)) return r;
+  *device = d;
+  return CUDA_SUCCESS;
+}
+SIMCUDA_EXPORT CUresult CUDAAPI cuStreamGetDevice_ptsz(CUstream stream, CUdevice* device) {
+  return cuStreamGetDevice(stream, device);
+}
+
 SIMCUDA_EXPORT CUresult CUDAAPI cuStreamSynchronize(CUstream stream) {
   return check_stream(stream);
 }

@@ -92,11 +92,14 @@ Loaded load() {
   RESOLVE(cuMemPoolGetAttribute, "cuMemPoolGetAttribute");
   RESOLVE(cuMemPoolSetAttribute, "cuMemPoolSetAttribute");
   RESOLVE(cuMemPoolTrimTo, "cuMemPoolTrimTo");
+  RESOLVE(cuMemPoolGetAccess, "cuMemPoolGetAccess");
   RESOLVE(cuStreamCreate, "cuStreamCreate");
   RESOLVE(cuStreamDestroy, "cuStreamDestroy");
   RESOLVE(cuStreamSynchronize, "cuStreamSynchronize");
   RESOLVE_PT(cuStreamSynchronize_ptsz, "cuStreamSynchronize");
   RESOLVE(cuStreamQuery, "cuStreamQuery");
+  RESOLVE(cuStreamGetDevice, "cuStreamGetDevice");
+  RESOLVE_PT(cuStreamGetDevice_ptsz, "cuStreamGetDevice");
   RESOLVE(cuEventCreate, "cuEventCreate");
   RESOLVE(cuEventRecord, "cuEventRecord");
   RESOLVE_PT(cuEventRecord_ptsz, "cuEventRecord");

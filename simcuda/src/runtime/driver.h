@@ -43,11 +43,14 @@ struct Driver {
   PFN_cuMemPoolGetAttribute_v11020 cuMemPoolGetAttribute;
   PFN_cuMemPoolSetAttribute_v11020 cuMemPoolSetAttribute;
   PFN_cuMemPoolTrimTo_v11020 cuMemPoolTrimTo;
+  PFN_cuMemPoolGetAccess_v11020 cuMemPoolGetAccess;
   PFN_cuStreamCreate_v2000 cuStreamCreate;
   PFN_cuStreamDestroy_v4000 cuStreamDestroy;
   PFN_cuStreamSynchronize_v2000 cuStreamSynchronize;
   PFN_cuStreamSynchronize_v7000_ptsz cuStreamSynchronize_ptsz;
   PFN_cuStreamQuery_v2000 cuStreamQuery;
+  PFN_cuStreamGetDevice_v12080 cuStreamGetDevice;
+  PFN_cuStreamGetDevice_v12080_ptsz cuStreamGetDevice_ptsz;
   PFN_cuEventCreate_v2000 cuEventCreate;
   PFN_cuEventRecord_v2000 cuEventRecord;
   PFN_cuEventRecord_v7000_ptsz cuEventRecord_ptsz;

@@ -64,3 +64,14 @@ SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMemPoolTrimTo(cudaMemPool_t pool, size_
   if (cudaError_t e = driver(&d)) return finish(e);
   return finish(d->cuMemPoolTrimTo(pool, keep));
 }
+
+// cudaMemAccessFlags / CUmemAccess_flags and cudaMemLocation / CUmemLocation share their values
+// and layout.
+SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMemPoolGetAccess(cudaMemAccessFlags* flags,
+                                                          cudaMemPool_t pool,
+                                                          cudaMemLocation* location) {
+  const Driver* d = nullptr;
+  if (cudaError_t e = driver(&d)) return finish(e);
+  return finish(d->cuMemPoolGetAccess(reinterpret_cast<CUmemAccess_flags*>(flags), pool,
+                                      reinterpret_cast<CUmemLocation*>(location)));
+}

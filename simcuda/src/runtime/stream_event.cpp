@@ -14,6 +14,15 @@ SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaStreamCreate(cudaStream_t* stream) {
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaStreamDestroy(cudaStream_t stream) {
   return with_driver([&](const Driver& d) { return d.cuStreamDestroy(stream); });
 }
+// The stream's device; 0, cudaStreamLegacy and cudaStreamPerThread: the current device.
+SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaStreamGetDevice(cudaStream_t stream, int* device) {
+  if (device == nullptr) return finish(cudaErrorInvalidValue);
+  return with_driver([&](const Driver& d) { return d.cuStreamGetDevice(stream, device); });
+}
+SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaStreamGetDevice_ptsz(cudaStream_t stream, int* device) {
+  if (device == nullptr) return finish(cudaErrorInvalidValue);
+  return with_driver([&](const Driver& d) { return d.cuStreamGetDevice_ptsz(stream, device); });
+}
 SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t stream) {
   return with_driver([&](const Driver& d) { return d.cuStreamSynchronize(stream); });
 }
