@@ -59,3 +59,18 @@ class RealFunction {
     return slot.get();                                     \
   }())
 #define GPUMEM_REAL_DRIVER(name) GPUMEM_REAL_DRIVER_AS(decltype(&::name), name)
+
+// For functions an older CUDA lacks (cuStreamGetDevice, CUDA 12.8): looked up once, on first use
+// (the hook calling it already runs with its library loaded), so a miss costs nothing afterwards.
+#define GPUMEM_REAL_RUNTIME_OPTIONAL(name)                                         \
+  ([]() {                                                                          \
+    static const auto fn =                                                         \
+        reinterpret_cast<decltype(&::name)>(::gpumem::real_runtime_symbol(#name)); \
+    return fn;                                                                     \
+  }())
+#define GPUMEM_REAL_DRIVER_OPTIONAL(name)                                         \
+  ([]() {                                                                         \
+    static const auto fn =                                                        \
+        reinterpret_cast<decltype(&::name)>(::gpumem::real_driver_symbol(#name)); \
+    return fn;                                                                    \
+  }())

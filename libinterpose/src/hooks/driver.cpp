@@ -70,7 +70,7 @@ CUresult hook_cuMemAllocManaged(CUdeviceptr* dptr, size_t bytesize, unsigned int
 template <Lookup L>
 CUresult hook_cuMemAllocAsync(CUdeviceptr* dptr, size_t bytesize, CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocAsync, dptr, bytesize, stream);
-  Request req = request<Driver, L>(Api::cuMemAllocAsync, bytesize, MemKind::device, stream, true);
+  Request req = async_request<Driver, L>(Api::cuMemAllocAsync, bytesize, stream);
   if (dptr == nullptr) return null_out_param<Driver>(req);
   return allocate<Driver>(req, dptr, [&] { return real(dptr, bytesize, stream); });
 }
@@ -78,7 +78,7 @@ CUresult hook_cuMemAllocAsync(CUdeviceptr* dptr, size_t bytesize, CUstream strea
 template <Lookup L>
 CUresult hook_cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocAsync_ptsz, dptr, bytesize, stream);
-  Request req = request<Driver, L>(Api::cuMemAllocAsync, bytesize, MemKind::device, stream, true);
+  Request req = async_request<Driver, L>(Api::cuMemAllocAsync, bytesize, stream);
   if (dptr == nullptr) return null_out_param<Driver>(req);
   return allocate<Driver>(req, dptr, [&] { return real(dptr, bytesize, stream); });
 }
@@ -103,8 +103,8 @@ template <Lookup L>
 CUresult hook_cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool,
                                       CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocFromPoolAsync, dptr, bytesize, pool, stream);
-  Request req =
-      request<Driver, L>(Api::cuMemAllocFromPoolAsync, bytesize, MemKind::device, stream, true);
+  Request req = request<Driver, L>(Api::cuMemAllocFromPoolAsync, bytesize, MemKind::device, stream,
+                                   true, pool_device<Driver>(pool, stream));
   if (dptr == nullptr) return null_out_param<Driver>(req);
   return allocate<Driver>(req, dptr, [&] { return real(dptr, bytesize, pool, stream); });
 }
@@ -113,8 +113,8 @@ template <Lookup L>
 CUresult hook_cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytesize, CUmemoryPool pool,
                                            CUstream stream) {
   GPUMEM_DRIVER_PROLOGUE(cuMemAllocFromPoolAsync_ptsz, dptr, bytesize, pool, stream);
-  Request req =
-      request<Driver, L>(Api::cuMemAllocFromPoolAsync, bytesize, MemKind::device, stream, true);
+  Request req = request<Driver, L>(Api::cuMemAllocFromPoolAsync, bytesize, MemKind::device, stream,
+                                   true, pool_device<Driver>(pool, stream));
   if (dptr == nullptr) return null_out_param<Driver>(req);
   return allocate<Driver>(req, dptr, [&] { return real(dptr, bytesize, pool, stream); });
 }

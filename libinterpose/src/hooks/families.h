@@ -13,6 +13,7 @@ namespace gpumem::hooks::families {
 struct Runtime {
   using Result = cudaError_t;
   using Stream = cudaStream_t;
+  using Pool = cudaMemPool_t;
   static constexpr Result kSuccess = cudaSuccess;
   static constexpr resources::Family kFamily = resources::Family::runtime;
   static constexpr Result kNotInitialised = cudaErrorInitializationError;
@@ -24,11 +25,33 @@ struct Runtime {
     if (get == nullptr || get(&d) != cudaSuccess) return -1;
     return d;
   }
+  static int stream_device(cudaStream_t stream) {
+    auto get = GPUMEM_REAL_RUNTIME_OPTIONAL(cudaStreamGetDevice);
+    int d = -1;
+    if (get == nullptr || get(stream, &d) != cudaSuccess) return current_device();
+    return d;
+  }
+  static int device_count() {
+    auto get = GPUMEM_REAL_RUNTIME(cudaGetDeviceCount);
+    int n = 0;
+    if (get == nullptr || get(&n) != cudaSuccess) return 0;
+    return n;
+  }
+  static bool pool_writable_from(cudaMemPool_t pool, int device) {
+    auto get = GPUMEM_REAL_RUNTIME_OPTIONAL(cudaMemPoolGetAccess);
+    cudaMemLocation where{};
+    where.type = cudaMemLocationTypeDevice;
+    where.id = device;
+    cudaMemAccessFlags flags = cudaMemAccessFlagsProtNone;
+    return get != nullptr && get(&flags, pool, &where) == cudaSuccess &&
+           flags == cudaMemAccessFlagsProtReadWrite;
+  }
 };
 
 struct Driver {
   using Result = CUresult;
   using Stream = CUstream;
+  using Pool = CUmemoryPool;
   static constexpr Result kSuccess = CUDA_SUCCESS;
   static constexpr resources::Family kFamily = resources::Family::driver;
   static constexpr Result kNotInitialised = CUDA_ERROR_NOT_INITIALIZED;
@@ -39,6 +62,27 @@ struct Driver {
     CUdevice d = -1;
     if (get == nullptr || get(&d) != CUDA_SUCCESS) return -1;
     return static_cast<int>(d);
+  }
+  static int stream_device(CUstream stream) {
+    auto get = GPUMEM_REAL_DRIVER_OPTIONAL(cuStreamGetDevice);
+    CUdevice d = -1;
+    if (get == nullptr || get(stream, &d) != CUDA_SUCCESS) return current_device();
+    return static_cast<int>(d);
+  }
+  static int device_count() {
+    auto get = GPUMEM_REAL_DRIVER(cuDeviceGetCount);
+    int n = 0;
+    if (get == nullptr || get(&n) != CUDA_SUCCESS) return 0;
+    return n;
+  }
+  static bool pool_writable_from(CUmemoryPool pool, int device) {
+    auto get = GPUMEM_REAL_DRIVER_OPTIONAL(cuMemPoolGetAccess);
+    CUmemLocation where{};
+    where.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    where.id = device;
+    CUmemAccess_flags flags = CU_MEM_ACCESS_FLAGS_PROT_NONE;
+    return get != nullptr && get(&flags, pool, &where) == CUDA_SUCCESS &&
+           flags == CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
   }
 };
 

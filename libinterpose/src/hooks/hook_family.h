@@ -12,6 +12,9 @@
 //     static constexpr const char* kMissingWhy;          // "libcuda.so.1 cannot be loaded"
 //     static constexpr const char* kNotInitialisedName;  // "CUDA_ERROR_NOT_INITIALIZED"
 //     static int current_device();                       // -1 when it cannot be asked
+//     static int stream_device(Stream);     // the stream's device, else the current one
+//     static int device_count();                         // 0 when it cannot be asked
+//     static bool pool_writable_from(Pool, int device);  // cuMemPoolGetAccess: read-write
 //   };
 //
 // Everything here is a template in the family file's own translation unit, so the hot path is
@@ -75,6 +78,26 @@ inline Request request(trace::Api api, uint64_t bytes, trace::MemKind kind,
   r.flags = make_flags(kind, L, async);
   r.family = F::kFamily;
   return r;
+}
+
+// A stream-ordered allocation takes its memory from the stream's device, whichever is current.
+template <class F, trace::Lookup L>
+inline Request async_request(trace::Api api, uint64_t bytes, typename F::Stream stream) {
+  return request<F, L>(api, bytes, trace::MemKind::device, stream, true, F::stream_device(stream));
+}
+
+// An allocation from an explicit pool takes its memory from the pool's device: the one device
+// with read-write access to the pool (its own always has it). When the pool cannot be asked, or
+// cuMemPoolSetAccess gave peers access too, the stream's device stands in for it.
+template <class F>
+inline int pool_device(typename F::Pool pool, typename F::Stream stream) {
+  int owner = -1;
+  for (int d = 0, n = F::device_count(); d < n; ++d) {
+    if (!F::pool_writable_from(pool, d)) continue;
+    if (owner >= 0) return F::stream_device(stream);
+    owner = d;
+  }
+  return owner >= 0 ? owner : F::stream_device(stream);
 }
 
 // Device memory frees: the device is asked for only when the pointer turns out to be unknown.

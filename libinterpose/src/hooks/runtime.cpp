@@ -49,7 +49,7 @@ cudaError_t hook_cudaFree(void* ptr) {
 template <Lookup L>
 cudaError_t hook_cudaMallocAsync(void** ptr, size_t size, cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocAsync, ptr, size, stream);
-  Request req = request<Runtime, L>(Api::cudaMallocAsync, size, MemKind::device, stream, true);
+  Request req = async_request<Runtime, L>(Api::cudaMallocAsync, size, stream);
   if (ptr == nullptr) return null_out_param<Runtime>(req);
   return allocate<Runtime>(req, ptr, [&] { return real(ptr, size, stream); });
 }
@@ -57,7 +57,7 @@ cudaError_t hook_cudaMallocAsync(void** ptr, size_t size, cudaStream_t stream) {
 template <Lookup L>
 cudaError_t hook_cudaMallocAsync_ptsz(void** ptr, size_t size, cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocAsync_ptsz, ptr, size, stream);
-  Request req = request<Runtime, L>(Api::cudaMallocAsync, size, MemKind::device, stream, true);
+  Request req = async_request<Runtime, L>(Api::cudaMallocAsync, size, stream);
   if (ptr == nullptr) return null_out_param<Runtime>(req);
   return allocate<Runtime>(req, ptr, [&] { return real(ptr, size, stream); });
 }
@@ -82,8 +82,8 @@ template <Lookup L>
 cudaError_t hook_cudaMallocFromPoolAsync(void** ptr, size_t size, cudaMemPool_t pool,
                                          cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocFromPoolAsync, ptr, size, pool, stream);
-  Request req =
-      request<Runtime, L>(Api::cudaMallocFromPoolAsync, size, MemKind::device, stream, true);
+  Request req = request<Runtime, L>(Api::cudaMallocFromPoolAsync, size, MemKind::device, stream,
+                                    true, pool_device<Runtime>(pool, stream));
   if (ptr == nullptr) return null_out_param<Runtime>(req);
   return allocate<Runtime>(req, ptr, [&] { return real(ptr, size, pool, stream); });
 }
@@ -92,8 +92,8 @@ template <Lookup L>
 cudaError_t hook_cudaMallocFromPoolAsync_ptsz(void** ptr, size_t size, cudaMemPool_t pool,
                                               cudaStream_t stream) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMallocFromPoolAsync_ptsz, ptr, size, pool, stream);
-  Request req =
-      request<Runtime, L>(Api::cudaMallocFromPoolAsync, size, MemKind::device, stream, true);
+  Request req = request<Runtime, L>(Api::cudaMallocFromPoolAsync, size, MemKind::device, stream,
+                                    true, pool_device<Runtime>(pool, stream));
   if (ptr == nullptr) return null_out_param<Runtime>(req);
   return allocate<Runtime>(req, ptr, [&] { return real(ptr, size, pool, stream); });
 }

@@ -1,0 +1,96 @@
+// The program stream_device_test.cpp runs under LD_PRELOAD=libgpumem.so on simcuda with two
+// devices (SIMCUDA_DEVICES=2) and a cap on device 1 only (GPUMEM_LIMIT_1=64MiB): stream-ordered
+// allocations take memory from the stream's (or the pool's) device, not the current one. Device 0
+// stays current throughout. Prints "key value" lines (return codes) and exits 0 when every call
+// ran.
+//
+//   stream_device runtime  cudaMallocAsync 48 MiB on a stream of device 1 (fits), 48 MiB more
+//                          (over device 1's cap), cudaMalloc 48 MiB on device 0 (no cap),
+//                          cudaFreeAsync of the first, 48 MiB on device 1 again (fits)
+//   stream_device driver   the same with cuMemAllocAsync, cuMemAlloc_v2, cuMemFreeAsync
+//   stream_device pool     cudaMallocFromPoolAsync / cuMemAllocFromPoolAsync from device 1's
+//                          default pool on the legacy stream (device 0's): the same sequence
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdio>
+#include <string>
+
+namespace {
+
+constexpr size_t kMiB = size_t{1} << 20;
+constexpr size_t kBytes = 48 * kMiB;
+
+void print(const char* key, long long value) {
+  std::printf("%s %lld\n", key, value);
+}
+
+// A stream of device 1, created while device 1 is current; device 0 is current on return.
+bool stream_on_device_1(cudaStream_t* s) {
+  return cudaSetDevice(1) == cudaSuccess && cudaStreamCreate(s) == cudaSuccess &&
+         cudaSetDevice(0) == cudaSuccess;
+}
+
+int runtime_calls() {
+  cudaStream_t s = nullptr;
+  if (!stream_on_device_1(&s)) return 1;
+  void *first = nullptr, *over = nullptr, *on0 = nullptr, *again = nullptr;
+  print("first", cudaMallocAsync(&first, kBytes, s));
+  print("over", cudaMallocAsync(&over, kBytes, s));
+  print("on_device_0", cudaMalloc(&on0, kBytes));
+  print("free_first", cudaFreeAsync(first, s));
+  print("again", cudaMallocAsync(&again, kBytes, s));
+  cudaFreeAsync(again, s);
+  cudaFreeAsync(over, s);  // NULL when refused: no event
+  cudaFree(on0);
+  return cudaStreamSynchronize(s) == cudaSuccess && cudaStreamDestroy(s) == cudaSuccess ? 0 : 1;
+}
+
+int driver_calls() {
+  CUdevice dev0 = 0, dev1 = 0;
+  CUcontext ctx0 = nullptr, ctx1 = nullptr;
+  CUstream s = nullptr;
+  for (CUresult r :
+       {cuInit(0), cuDeviceGet(&dev0, 0), cuDeviceGet(&dev1, 1),
+        cuDevicePrimaryCtxRetain(&ctx0, dev0), cuDevicePrimaryCtxRetain(&ctx1, dev1),
+        cuCtxSetCurrent(ctx1), cuStreamCreate(&s, CU_STREAM_NON_BLOCKING), cuCtxSetCurrent(ctx0)})
+    if (r != CUDA_SUCCESS) return 1;
+  CUdeviceptr first = 0, over = 0, on0 = 0, again = 0;
+  print("first", cuMemAllocAsync(&first, kBytes, s));
+  print("over", cuMemAllocAsync(&over, kBytes, s));
+  print("on_device_0", cuMemAlloc(&on0, kBytes));
+  print("free_first", cuMemFreeAsync(first, s));
+  print("again", cuMemAllocAsync(&again, kBytes, s));
+  cuMemFreeAsync(again, s);
+  if (over != 0) cuMemFreeAsync(over, s);
+  cuMemFree(on0);
+  return cuStreamSynchronize(s) == CUDA_SUCCESS && cuStreamDestroy(s) == CUDA_SUCCESS ? 0 : 1;
+}
+
+int pool_calls() {
+  cudaMemPool_t pool = nullptr;
+  if (cudaSetDevice(0) != cudaSuccess || cudaDeviceGetDefaultMemPool(&pool, 1) != cudaSuccess)
+    return 1;
+  void *first = nullptr, *on0 = nullptr;
+  CUdeviceptr over = 0, again = 0;
+  print("first", cudaMallocFromPoolAsync(&first, kBytes, pool, nullptr));
+  print("over", cuMemAllocFromPoolAsync(&over, kBytes, pool, nullptr));
+  print("on_device_0", cudaMalloc(&on0, kBytes));
+  print("free_first", cudaFreeAsync(first, nullptr));
+  print("again", cuMemAllocFromPoolAsync(&again, kBytes, pool, nullptr));
+  cuMemFreeAsync(again, nullptr);
+  if (over != 0) cuMemFreeAsync(over, nullptr);
+  cudaFree(on0);
+  return cudaDeviceSynchronize() == cudaSuccess ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "runtime") return runtime_calls();
+  if (mode == "driver") return driver_calls();
+  if (mode == "pool") return pool_calls();
+  std::fprintf(stderr, "usage: stream_device runtime|driver|pool\n");
+  return 2;
+}

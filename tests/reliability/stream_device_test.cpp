@@ -1,0 +1,78 @@
+// Stream-ordered allocations are recorded on, charged to and freed from the device whose memory
+// they take: the stream's (cudaMallocAsync, cuMemAllocAsync) or the pool's
+// (cudaMallocFromPoolAsync, cuMemAllocFromPoolAsync), not the current device. Each runs
+// tests/reliability/stream_device.cpp on two simulated devices with a cap on device 1 only.
+#include <cstdint>
+#include <map>
+#include <sstream>
+
+#include "process.h"
+#include "support.h"
+
+namespace reliability {
+namespace {
+
+using gpumem::trace::Op;
+using StreamDevice = ScratchTest;
+
+constexpr uint64_t kAsked = uint64_t{48} << 20;
+constexpr long long kRefused = 2;  // cudaErrorMemoryAllocation, CUDA_ERROR_OUT_OF_MEMORY
+
+std::map<std::string, long long> printed_codes(const std::string& out) {
+  std::map<std::string, long long> kv;
+  std::istringstream in(out);
+  std::string key;
+  long long value = 0;
+  while (in >> key >> value) kv[key] = value;
+  return kv;
+}
+
+// Device 1's cap (64 MiB) holds one 48 MiB allocation; device 0 has none. Device 0 is current
+// throughout, so a hook that charges the current device lets the second 48 MiB through.
+void expect_charged_to_device_1(const std::string& mode, const std::string& dir) {
+  const std::string trace = dir + "/" + mode + ".trace";
+  const Outcome o = run(
+      {RELIABILITY_STREAM_DEVICE, mode},
+      child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_LIMIT_1=64MiB", "SIMCUDA_DEVICES=2",
+                               "SIMCUDA_ALLOC_LATENCY_US=0", "SIMCUDA_FREE_LATENCY_US=0"}),
+      dir);
+  ASSERT_EQ(o.status, 0) << o.out << o.err;
+  auto kv = printed_codes(o.out);
+  EXPECT_EQ(kv["first"], 0);
+  EXPECT_EQ(kv["over"], kRefused) << "the second 48 MiB passes device 1's 64 MiB cap";
+  EXPECT_EQ(kv["on_device_0"], 0);
+  EXPECT_EQ(kv["free_first"], 0);
+  EXPECT_EQ(kv["again"], 0) << "the free gave device 1's cap its 48 MiB back";
+
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  std::map<int, int> allocs, frees, failed;  // by device
+  for (const auto& r : t.records) {
+    const auto op = static_cast<Op>(r.op);
+    if (op == Op::alloc) ++allocs[r.device];
+    if (op == Op::alloc_failed) ++failed[r.device];
+    if (op == Op::free) ++frees[r.device];
+  }
+  EXPECT_EQ(allocs, (std::map<int, int>{{0, 1}, {1, 2}}));
+  EXPECT_EQ(failed, (std::map<int, int>{{1, 1}}));
+  EXPECT_EQ(frees, (std::map<int, int>{{0, 1}, {1, 2}}));
+  for (const auto& r : t.records) {
+    if (static_cast<Op>(r.op) != Op::alloc) continue;
+    EXPECT_EQ(r.bytes, kAsked);
+  }
+}
+
+TEST_F(StreamDevice, RuntimeAsyncAllocationIsChargedToTheStreamsDevice) {
+  expect_charged_to_device_1("runtime", dir_);
+}
+
+TEST_F(StreamDevice, DriverAsyncAllocationIsChargedToTheStreamsDevice) {
+  expect_charged_to_device_1("driver", dir_);
+}
+
+TEST_F(StreamDevice, PoolAllocationIsChargedToThePoolsDevice) {
+  expect_charged_to_device_1("pool", dir_);
+}
+
+}  // namespace
+}  // namespace reliability
