@@ -234,7 +234,10 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
   // Out-of-memory failures (ooms[]): a mark on the timeline each, explained in the OOM panel.
   Json ooms = Json::array();
   for (const Oom& x : report.ooms) {
-    if (x.pid != d.pid || x.device != d.device || ooms.size() >= o.max_failed_marks) continue;
+    // By trace, not pid: two traces may share a pid (two hosts, two containers).
+    if (x.trace_index != d.trace_index || x.device != d.device ||
+        ooms.size() >= o.max_failed_marks)
+      continue;
     Json advice = Json::array();
     for (const OomAdvice& a : x.advice)
       advice.push_back({{"scope", a.scope}, {"setting", a.setting}, {"reason", a.reason}});

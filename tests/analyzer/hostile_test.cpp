@@ -140,5 +140,34 @@ TEST(Hostile, OutputNamingAnInputTraceIsRefused) {
   fs::remove_all(dir);
 }
 
+// Two traces with one pid (ranks on two hosts, or in two containers): each device's page data
+// holds its own trace's out-of-memory failures only (they were matched by pid, so both devices
+// showed both).
+TEST(Hostile, PageOomsBelongToTheirOwnTraceWhenPidsRepeat) {
+  Analysis a;
+  for (uint64_t bytes : {1000u, 2000u}) {
+    Events e;
+    e.alloc(10, 0xA000, 100);
+    trace::Record failed = Events::rec(20, trace::Op::alloc_failed, 0, bytes, 100, 0);
+    failed.result = 2;
+    trace::Record oom = Events::rec(21, trace::Op::oom, 100, bytes, 0, 0);
+    oom.stream = 100;
+    oom.result = 2;
+    e.add(failed).add(oom);
+    a.begin_trace(make_header(100, -1), "host" + std::to_string(bytes) + ".trace");
+    e.feed(a);
+    a.end_trace(trace::ReadStats{});
+  }
+  const Report r = a.finish();
+  ASSERT_EQ(r.devices.size(), 2u);
+  ASSERT_EQ(r.ooms.size(), 2u);
+  const nlohmann::json page = html_data(r);
+  for (size_t d = 0; d < 2; ++d) {
+    const nlohmann::json& ooms = page["devices"][d]["ooms"];
+    ASSERT_EQ(ooms.size(), 1u) << ooms.dump();
+    EXPECT_EQ(ooms[0]["requested"], d == 0 ? 1000u : 2000u);
+  }
+}
+
 }  // namespace
 }  // namespace gpumem::analyzer
