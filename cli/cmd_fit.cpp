@@ -253,8 +253,10 @@ int fit_main(FitOptions o) {
     f << doc.dump(2) << "\n";
     f.close();
     if (f) return code;
-    std::fprintf(stderr, "gpumem fit: cannot write %s; check that its directory exists and is "
-                 "writable\n", gpumem::visible(o.json_path).c_str());
+    std::fprintf(stderr,
+                 "gpumem fit: cannot write %s; check that its directory exists and is "
+                 "writable\n",
+                 gpumem::visible(o.json_path).c_str());
     return code != 0 ? code : 1;
   };
 

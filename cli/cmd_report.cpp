@@ -30,13 +30,12 @@ std::vector<std::string> each_once(const std::vector<std::string>& inputs) {
       continue;
     }
     // A folder's reading takes its regular *.trace files.
-    const bool in_folder = fs::is_regular_file(path, ec) && path.extension() == ".trace" &&
-                           std::find(folders.begin(), folders.end(), path.parent_path()) !=
-                               folders.end();
+    const bool in_folder =
+        fs::is_regular_file(path, ec) && path.extension() == ".trace" &&
+        std::find(folders.begin(), folders.end(), path.parent_path()) != folders.end();
     if (in_folder || std::find(seen.begin(), seen.end(), path) != seen.end()) {
       std::fprintf(stderr, "gpumem report: %s is named %s: read once\n",
-                   gpumem::visible(in).c_str(),
-                   in_folder ? "with its folder" : "more than once");
+                   gpumem::visible(in).c_str(), in_folder ? "with its folder" : "more than once");
       continue;
     }
     seen.push_back(path);
@@ -74,10 +73,9 @@ void register_report(CLI::App& app, std::function<int()>* run) {
       for (size_t i = 0; i < std::size(outputs); ++i)
         for (size_t j = i + 1; j < std::size(outputs); ++j)
           if (!outputs[i].second->empty() && *outputs[i].second == *outputs[j].second) {
-            std::fprintf(stderr,
-                         "gpumem report: %s and %s both name %s; give each output its own file\n",
-                         outputs[i].first, outputs[j].first,
-                         gpumem::visible(*outputs[i].second).c_str());
+            std::fprintf(
+                stderr, "gpumem report: %s and %s both name %s; give each output its own file\n",
+                outputs[i].first, outputs[j].first, gpumem::visible(*outputs[i].second).c_str());
             return 2;
           }
       o.inputs = each_once(o.inputs);

@@ -148,8 +148,9 @@ int run_interactive(const TopOptions& o, Top& top) {
       if (so.sites_of >= static_cast<int>(views.size())) so.sites_of = -1;
       std::vector<std::string> lines = screen(views, so);
       for (size_t i = 0; i < notes.size(); ++i)
-        lines.insert(lines.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(2 + i, lines.size())),
-                     notes[i].substr(0, static_cast<size_t>(std::max(so.width, 20))));
+        lines.insert(
+            lines.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(2 + i, lines.size())),
+            notes[i].substr(0, static_cast<size_t>(std::max(so.width, 20))));
       std::string frame = "\x1b[H";
       for (const std::string& line : lines) frame += line + "\x1b[K\r\n";
       frame += "\x1b[J";

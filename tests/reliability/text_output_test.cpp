@@ -190,15 +190,18 @@ TEST_F(TextOutput, ReplayRefusesAPoolSizeWithoutTheFixedPool) {
                 child_environment(false, {}), dir_)
                 .status,
             0);
-  for (const std::vector<std::string>& pool : {std::vector<std::string>{},
-                                               std::vector<std::string>{"--pool", "growth"}}) {
-    std::vector<std::string> argv = {GPUMEM_CLI, "replay", trace, "--no-search", "--pool-size", "1MiB"};
+  for (const std::vector<std::string>& pool :
+       {std::vector<std::string>{}, std::vector<std::string>{"--pool", "growth"}}) {
+    std::vector<std::string> argv = {GPUMEM_CLI,    "replay",      trace,
+                                     "--no-search", "--pool-size", "1MiB"};
     argv.insert(argv.end(), pool.begin(), pool.end());
     const Outcome o = run(argv, child_environment(false, {}), dir_);
     EXPECT_EQ(o.status, 2) << o.err;
-    EXPECT_EQ(o.err, "gpumem replay: --pool-size sizes the fixed pool only, and the policy replayed "
-                     "is " + (pool.empty() ? std::string("none") : pool[1]) +
-                         "; add --pool fixed or drop --pool-size\n");
+    EXPECT_EQ(o.err,
+              "gpumem replay: --pool-size sizes the fixed pool only, and the policy replayed "
+              "is " +
+                  (pool.empty() ? std::string("none") : pool[1]) +
+                  "; add --pool fixed or drop --pool-size\n");
     EXPECT_EQ(o.out, "");
   }
   const Outcome fixed = run({GPUMEM_CLI, "replay", trace, "--no-search", "--pool", "fixed",
@@ -223,13 +226,15 @@ TEST_F(TextOutput, ReportReadsATraceNamedTwiceOnce) {
   const Outcome o = run({GPUMEM_CLI, "report", "--json", "-", trace, spelt, folder},
                         child_environment(false, {}), dir_);
   ASSERT_EQ(o.status, 0) << o.err;
-  EXPECT_EQ(o.err, "gpumem report: " + trace + " is named with its folder: read once\n"
-                   "gpumem report: " + spelt + " is named with its folder: read once\n");
+  EXPECT_EQ(o.err, "gpumem report: " + trace +
+                       " is named with its folder: read once\n"
+                       "gpumem report: " +
+                       spelt + " is named with its folder: read once\n");
   const nlohmann::json doc = nlohmann::json::parse(o.out);
   ASSERT_EQ(doc["traces"].size(), 1u) << doc["traces"].dump();
   EXPECT_EQ(doc["devices"].size(), 1u);
-  const Outcome twice = run({GPUMEM_CLI, "report", "--json", "-", trace, spelt},
-                            child_environment(false, {}), dir_);
+  const Outcome twice =
+      run({GPUMEM_CLI, "report", "--json", "-", trace, spelt}, child_environment(false, {}), dir_);
   ASSERT_EQ(twice.status, 0) << twice.err;
   EXPECT_EQ(twice.err, "gpumem report: " + spelt + " is named more than once: read once\n");
   EXPECT_EQ(nlohmann::json::parse(twice.out)["traces"].size(), 1u);
@@ -296,11 +301,13 @@ TEST_F(TextOutput, FitRefusesBadOptionsBeforeRunning) {
   };
   const std::vector<BadFit> cases = {
       {{"--dir", file + "/runs"},
-       "gpumem fit: --dir '" + file + "/runs' cannot be made a folder: Not a directory; give a "
-       "folder you can write, or leave --dir out (a temporary one)\n"},
+       "gpumem fit: --dir '" + file +
+           "/runs' cannot be made a folder: Not a directory; give a "
+           "folder you can write, or leave --dir out (a temporary one)\n"},
       {{"--dir", file},
-       "gpumem fit: --dir '" + file + "' cannot be made a folder: Not a directory; give a "
-       "folder you can write, or leave --dir out (a temporary one)\n"},
+       "gpumem fit: --dir '" + file +
+           "' cannot be made a folder: Not a directory; give a "
+           "folder you can write, or leave --dir out (a temporary one)\n"},
       {{"--margin", "nan"},
        "gpumem fit: --margin 'nan' is not a margin; use a percentage such as 5% or a fraction "
        "such as 0.05\n"},
@@ -312,10 +319,12 @@ TEST_F(TextOutput, FitRefusesBadOptionsBeforeRunning) {
   };
   for (const BadFit& c : cases) {
     SCOPED_TRACE(c.options[0] + " " + c.options[1]);
-    std::vector<std::string> argv = {GPUMEM_CLI, "fit", "--limit", "1GiB", "--effective-batch", "8"};
+    std::vector<std::string> argv = {GPUMEM_CLI,          "fit", "--limit", "1GiB",
+                                     "--effective-batch", "8"};
     if (c.options[0] != "--device") argv.insert(argv.end(), {"--device", "sim"});
     argv.insert(argv.end(), c.options.begin(), c.options.end());
-    argv.insert(argv.end(), {"--", "/bin/sh", "-c", "touch '" + marker + "'", "{batch}", "{accum}"});
+    argv.insert(argv.end(),
+                {"--", "/bin/sh", "-c", "touch '" + marker + "'", "{batch}", "{accum}"});
     const Outcome o = run(argv, child_environment(false, {}), dir_);
     EXPECT_FALSE(o.signaled) << o.err;
     EXPECT_EQ(o.status, 2) << o.err;
@@ -328,10 +337,10 @@ TEST_F(TextOutput, FitRefusesBadOptionsBeforeRunning) {
 // As `gpumem run`: an option after the program's name is the program's, not fit's (here fit would
 // refuse --margin nan with status 2; the command takes it and allocates nothing: status 4).
 TEST_F(TextOutput, FitGivesTheCommandEverythingAfterItsName) {
-  const Outcome o = run({GPUMEM_CLI, "fit", "--limit", "1GiB", "--effective-batch", "8", "--device",
-                         "sim", "/bin/sh", "-c", "exit 0", "sh", "{batch}", "{accum}", "--margin",
-                         "nan"},
-                        child_environment(false, {}), dir_);
+  const Outcome o =
+      run({GPUMEM_CLI, "fit", "--limit", "1GiB", "--effective-batch", "8", "--device", "sim",
+           "/bin/sh", "-c", "exit 0", "sh", "{batch}", "{accum}", "--margin", "nan"},
+          child_environment(false, {}), dir_);
   EXPECT_EQ(o.status, 4) << o.err;
   EXPECT_NE(o.err.find("gpumem fit: warning: the command allocated no GPU memory"),
             std::string::npos)
@@ -359,8 +368,8 @@ TEST_F(TextOutput, FitRemovesItsTemporaryFolderWhenTheCommandFails) {
 // that cannot be written is an error, not a silent loss (the status stays fit's own when that
 // is already a failure: 4, nothing to recommend).
 TEST_F(TextOutput, FitJsonGoesWhereItIsAsked) {
-  const std::vector<std::string> fit = {GPUMEM_CLI, "fit", "--limit", "1GiB", "--effective-batch",
-                                        "8", "--device", "sim", "--json"};
+  const std::vector<std::string> fit = {
+      GPUMEM_CLI, "fit", "--limit", "1GiB", "--effective-batch", "8", "--device", "sim", "--json"};
   const std::vector<std::string> command = {"--", "true", "{batch}", "{accum}"};
   std::vector<std::string> argv = fit;
   argv.push_back("-");
@@ -426,8 +435,7 @@ TEST_F(TextOutput, RunRefusesATraceFolderItCannotWrite) {
   const std::string file = dir_ + "/a-file";
   std::ofstream(file) << "x";
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {dir_ + "/no/such/x.trace",
-       "the folder " + dir_ + "/no/such: No such file or directory"},
+      {dir_ + "/no/such/x.trace", "the folder " + dir_ + "/no/such: No such file or directory"},
       {file + "/x-%p.trace", "the folder " + file + ": it is not a folder"},
   };
   for (const auto& [trace, why] : cases) {
@@ -436,7 +444,8 @@ TEST_F(TextOutput, RunRefusesATraceFolderItCannotWrite) {
       std::vector<std::string> argv = {GPUMEM_CLI, "run", "--device", "sim"};
       if (!from_env) argv.insert(argv.end(), {"--trace", trace});
       argv.insert(argv.end(), {"--", "/bin/sh", "-c", "touch '" + marker + "'"});
-      const Outcome o = run(argv, child_environment(false, {from_env ? "GPUMEM_TRACE=" + trace : ""}), dir_);
+      const Outcome o =
+          run(argv, child_environment(false, {from_env ? "GPUMEM_TRACE=" + trace : ""}), dir_);
       EXPECT_EQ(o.status, 2) << o.err;
       EXPECT_EQ(o.err, "gpumem run: cannot write the trace into " + why +
                            "; create it or choose another path with --trace (or --trace off to "
@@ -486,8 +495,7 @@ TEST_F(TextOutput, RunStopsOnASignalAfterTheProgramEnded) {
     ASSERT_EQ(::waitpid(pid, &st, 0), pid);
     if (reader >= 0) ::close(reader);
   }
-  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM)
-      << "status " << st << ": " << slurp(err);
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM) << "status " << st << ": " << slurp(err);
 }
 
 // --trace FOLDER: the preload writes FOLDER/gpumem-<pid>.trace. `gpumem run` names that file (it
@@ -496,9 +504,9 @@ TEST_F(TextOutput, RunStopsOnASignalAfterTheProgramEnded) {
 TEST_F(TextOutput, RunWithATraceFolderNamesAndReportsOnlyItsOwnTrace) {
   const std::string folder = dir_ + "/traces";
   ASSERT_EQ(::mkdir(folder.c_str(), 0700), 0);
-  const std::vector<std::string> argv = {GPUMEM_CLI, "run", "--device", "sim", "--trace", folder,
-                                         "--report", dir_ + "/report", "--", RELIABILITY_WORKLOAD,
-                                         "one"};
+  const std::vector<std::string> argv = {
+      GPUMEM_CLI,       "run", "--device",           "sim", "--trace", folder, "--report",
+      dir_ + "/report", "--",  RELIABILITY_WORKLOAD, "one"};
   ASSERT_EQ(run(argv, child_environment(false, {}), dir_).status, 0);  // an earlier run's trace
   const Outcome o = run(argv, child_environment(false, {}), dir_);
   ASSERT_EQ(o.status, 0) << o.err;
