@@ -380,12 +380,16 @@ int run_command(const RunOptions& o) {
   }
 
   std::string trace = o.trace;
-  if (!o.report_dir.empty() && trace == "off") {  // a report without a trace would be nothing
-    std::fprintf(stderr,
-                 "gpumem run: --report needs the trace that --trace off turns off; drop one of "
-                 "them\n");
-    return 2;
-  }
+  // Options about a trace that --trace off turns off would do nothing, without a word.
+  for (const auto& [option, given] :
+       {std::pair<const char*, bool>{"--report", !o.report_dir.empty()},
+        {"--trace-max", !o.trace_max.empty()}})
+    if (given && trace == "off") {
+      std::fprintf(stderr,
+                   "gpumem run: %s needs the trace that --trace off turns off; drop one of them\n",
+                   option);
+      return 2;
+    }
   if (!o.report_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(o.report_dir, ec);

@@ -23,6 +23,14 @@ struct Pending {
   int64_t dur_ns = -1;  // >= 0 for complete ("X") events
 };
 
+// A trace's time on the common timeline. A corrupt trace's times may be anywhere: saturate
+// rather than overflow (a wrapped time would put the event before the start).
+int64_t shifted(int64_t offset, int64_t t_ns) {
+  int64_t out = 0;
+  if (__builtin_add_overflow(offset, t_ns, &out)) return t_ns > 0 ? INT64_MAX : INT64_MIN;
+  return out;
+}
+
 // Perfetto wants microseconds; keep nanosecond precision with a fractional part.
 double micros(int64_t ns) {
   return static_cast<double>(ns) / 1000.0;
@@ -42,7 +50,7 @@ std::vector<int64_t> trace_offsets(const std::vector<TraceSummary>& traces) {
     offsets.push_back(static_cast<int64_t>(one_host ? t.clock_base_ns : t.start_unix_ns));
   if (!offsets.empty()) {
     int64_t low = *std::min_element(offsets.begin(), offsets.end());
-    for (int64_t& o : offsets) o -= low;
+    for (int64_t& o : offsets) o = span_ns(low, o);
   }
   return offsets;
 }
@@ -119,14 +127,14 @@ Json perfetto_json(const Report& report) {
                         {"tid", kCounterTid},
                         {"name", gpu + " memory"},
                         {"args", {{"allocated", tl.allocated[k]}, {"reserved", tl.reserved[k]}}}},
-                       off + tl.t_ns[k]});
+                       shifted(off, tl.t_ns[k])});
       double frag = k < tl.fragmentation.size() ? tl.fragmentation[k] : 0.0;
       timed.push_back({{{"ph", "C"},
                         {"pid", pid},
                         {"tid", kCounterTid},
                         {"name", gpu + " fragmentation"},
                         {"args", {{"external", frag}}}},
-                       off + tl.t_ns[k]});
+                       shifted(off, tl.t_ns[k])});
     }
     Json peak_args = {{"allocated_bytes", d.peak.allocated_bytes},
                       {"reserved_bytes", d.peak.reserved_at_peak_bytes}};
@@ -138,7 +146,7 @@ Json perfetto_json(const Report& report) {
                       {"name", gpu + " peak allocated"},
                       {"cat", "peak"},
                       {"args", peak_args}},
-                     off + d.peak.time_ns});
+                     shifted(off, d.peak.time_ns)});
 
     if (phases_done.insert(ti).second) {
       // Markers, on their thread's track (a thread of the process, as Nsight shows them).
@@ -159,7 +167,7 @@ Json perfetto_json(const Report& report) {
                           {"tid", m.tid},
                           {"name", m.name},
                           {"cat", "mark"}},
-                         off + m.t_ns});
+                         shifted(off, m.t_ns)});
       }
       // NVTX push/pop ranges nest on their own thread's track.
       std::vector<PhasePeak> shared;
@@ -175,7 +183,7 @@ Json perfetto_json(const Report& report) {
                           {"name", ph.name},
                           {"cat", "phase"},
                           {"args", {{"closed", ph.closed}}}},
-                         off + ph.start_ns,
+                         shifted(off, ph.start_ns),
                          std::max<int64_t>(span_ns(ph.start_ns, ph.end_ns), 0)});
       }
       if (shared.empty()) continue;
@@ -197,7 +205,7 @@ Json perfetto_json(const Report& report) {
                           {"name", ph.name},
                           {"cat", "phase"},
                           {"args", {{"closed", ph.closed}}}},
-                         off + ph.start_ns,
+                         shifted(off, ph.start_ns),
                          std::max<int64_t>(span_ns(ph.start_ns, ph.end_ns), 0)});
       }
     }
@@ -219,7 +227,7 @@ Json perfetto_json(const Report& report) {
                       {"name", fmt::format("GPU {} allocation failed", a.device)},
                       {"cat", "alloc_failed"},
                       {"args", args}},
-                     offsets[ti] + a.t_ns});
+                     shifted(offsets[ti], a.t_ns)});
   }
 
   int64_t origin = 0;
@@ -233,7 +241,7 @@ Json perfetto_json(const Report& report) {
   Json events = Json::array();
   for (Json& m : metadata) events.push_back(std::move(m));
   for (Pending& p : timed) {
-    p.event["ts"] = micros(p.ns - origin);
+    p.event["ts"] = micros(span_ns(origin, p.ns));
     if (p.dur_ns >= 0) p.event["dur"] = micros(p.dur_ns);
     events.push_back(std::move(p.event));
   }

@@ -169,5 +169,30 @@ TEST(Hostile, PageOomsBelongToTheirOwnTraceWhenPidsRepeat) {
   }
 }
 
+// Times that span more than 2^63 ns (a corrupt trace): the Perfetto file's times wrapped, so the
+// latest events came out before the start of the timeline (negative ts, out of order).
+TEST(Hostile, PerfettoTimesNeverWrap) {
+  Events e;
+  e.begin(5, 1).alloc(10, 0xA000, 100).end(20, 1);
+  trace::Record early = Events::rec(0, trace::Op::alloc, 0xB000, 100, 0, 0);
+  early.t_ns = 0;  // 1 s before the clock base
+  trace::Record late = early;
+  late.address = 0xC000;
+  late.t_ns = testing::kBase + static_cast<uint64_t>(INT64_MAX);
+  e.add(early).add(late);
+  const nlohmann::json p = nlohmann::json::parse(render_perfetto(e.analyze()));
+  double last = 0;
+  size_t timed = 0;
+  for (const nlohmann::json& ev : p["traceEvents"]) {
+    if (!ev.contains("ts")) continue;
+    ++timed;
+    const double ts = ev["ts"];
+    EXPECT_GE(ts, last) << ev.dump();
+    last = ts;
+  }
+  EXPECT_GE(timed, 4u);
+  EXPECT_GT(last, 9e15);  // INT64_MAX ns after the earliest, in microseconds
+}
+
 }  // namespace
 }  // namespace gpumem::analyzer

@@ -456,17 +456,21 @@ TEST_F(TextOutput, RunRefusesATraceFolderItCannotWrite) {
   }
 }
 
-// --report with --trace off made no report and said nothing: refused before the program starts.
+// --report (or --trace-max) with --trace off did nothing and said nothing: refused before the
+// program starts.
 TEST_F(TextOutput, RunRefusesAReportWithoutATrace) {
   const std::string marker = dir_ + "/started";
-  const Outcome o = run({GPUMEM_CLI, "run", "--device", "sim", "--trace", "off", "--report",
-                         dir_ + "/report", "--", "/bin/sh", "-c", "touch '" + marker + "'"},
-                        child_environment(false, {}), dir_);
-  EXPECT_EQ(o.status, 2) << o.err;
-  EXPECT_EQ(o.err,
-            "gpumem run: --report needs the trace that --trace off turns off; drop one of them\n");
-  struct stat st;
-  EXPECT_NE(::stat(marker.c_str(), &st), 0) << "the program ran";
+  for (const auto& [option, value] :
+       {std::pair<std::string, std::string>{"--report", dir_ + "/r"}, {"--trace-max", "1GiB"}}) {
+    const Outcome o = run({GPUMEM_CLI, "run", "--device", "sim", "--trace", "off", option, value,
+                           "--", "/bin/sh", "-c", "touch '" + marker + "'"},
+                          child_environment(false, {}), dir_);
+    EXPECT_EQ(o.status, 2) << o.err;
+    EXPECT_EQ(o.err, "gpumem run: " + option +
+                         " needs the trace that --trace off turns off; drop one of them\n");
+    struct stat st;
+    EXPECT_NE(::stat(marker.c_str(), &st), 0) << "the program ran";
+  }
 }
 
 // Once the program has ended, a signal is for `gpumem run` itself: it stops (status 128 + signal).
