@@ -79,13 +79,24 @@ TEST(TraceReader, MissingFileAndDirectory) {
 TEST(TraceReader, BadMagicSaysNotATrace) {
   ScratchDir dir;
   write_file(dir.file("junk"), std::string(100000, 'j'));
+  const std::string error = open_error(dir.file("junk"));
+  EXPECT_NE(error.find("not a gpumem trace (bad magic): was it written by gpumem run?"),
+            std::string::npos)
+      << error;
+}
+
+// An empty file, or one whose magic is still zero (a writer stopped before its header, or one
+// starting now: what `gpumem top` may see), is said as such, not as a file of another kind.
+TEST(TraceReader, EmptyOrZeroHeaderSaysNoHeaderWasWritten) {
+  ScratchDir dir;
   write_file(dir.file("empty"), "");
-  for (const char* name : {"junk", "empty"}) {
-    const std::string error = open_error(dir.file(name));
-    EXPECT_NE(error.find("not a gpumem trace (bad magic): was it written by gpumem run?"),
-              std::string::npos)
-        << error;
-  }
+  write_file(dir.file("zeros"), std::string(70000, '\0'));
+  EXPECT_EQ(open_error(dir.file("empty")),
+            "'" + dir.file("empty") +
+                "' is empty: no trace header was written to it (the process that was to write it "
+                "stopped before, or is starting now); a file that is not a trace could be this too");
+  EXPECT_NE(open_error(dir.file("zeros")).find("' begins with zeros: no trace header was written"),
+            std::string::npos);
 }
 
 TEST(TraceReader, NewerVersionSaysUpgrade) {

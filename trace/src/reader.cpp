@@ -329,6 +329,13 @@ std::unique_ptr<Reader> open_file(const std::string& path, uint64_t from, bool h
   std::memset(header.get(), 0, sizeof(Header));
   const ssize_t got = read_at(fd, reinterpret_cast<char*>(header.get()), sizeof(Header), 0);
   if (got < 0) return fail("cannot read trace " + quoted + ": " + std::strerror(errno));
+  // Empty, or its magic still zero: a writer stopped (or still starting) before its header.
+  static constexpr char kZeros[sizeof(kMagic)] = {};
+  if (got == 0 || (static_cast<size_t>(got) >= sizeof(header->magic) &&
+                   std::memcmp(header->magic, kZeros, sizeof(kZeros)) == 0))
+    return fail(quoted + (got == 0 ? " is empty" : " begins with zeros") +
+                ": no trace header was written to it (the process that was to write it stopped "
+                "before, or is starting now); a file that is not a trace could be this too");
   if (static_cast<size_t>(got) < sizeof(header->magic) ||
       std::memcmp(header->magic, kMagic, sizeof(kMagic)) != 0)
     return fail(quoted + " is not a gpumem trace (bad magic): was it written by gpumem run?");
