@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "gpumem/analyzer/render_text.h"
+#include "gpumem/visible_text.h"
 #include "gpumem/report_assets.h"  // generated from analyzer/html/ at build time
 
 namespace gpumem::analyzer {
@@ -274,11 +275,17 @@ Json trace_json(const TraceSummary& t) {
   return j;
 }
 
+// The header's strings may hold any bytes: shown as the terminal shows them (control characters
+// and bytes that are not UTF-8 as \xNN), so the page stays valid UTF-8 and says what was there.
 std::string page_title(const Report& report) {
   if (report.traces.empty()) return "gpumem report";
-  std::string cmd = report.traces[0].command;
-  if (cmd.size() > 80) cmd = cmd.substr(0, 77) + "...";
-  return "gpumem report: " + (cmd.empty() ? report.traces[0].path : cmd);
+  std::string cmd = visible(report.traces[0].command);
+  if (cmd.size() > 80) {
+    size_t cut = 77;
+    while (cut > 0 && (static_cast<unsigned char>(cmd[cut]) & 0xC0) == 0x80) --cut;  // whole chars
+    cmd = cmd.substr(0, cut) + "...";
+  }
+  return "gpumem report: " + (cmd.empty() ? visible(report.traces[0].path) : cmd);
 }
 
 // Fills the template's {{NAME}} slots in one pass, so text put in a slot is never scanned again.
@@ -408,8 +415,8 @@ Json html_data(const Report& report, const HtmlOptions& o) {
 std::string render_html(const Report& report, const HtmlOptions& options) {
   std::string command, host;
   if (!report.traces.empty()) {
-    command = report.traces[0].command;
-    host = report.traces[0].host;
+    command = visible(report.traces[0].command);
+    host = visible(report.traces[0].host);
   }
   if (report.traces.size() > 1)
     command += fmt::format("  (and {} more processes)", report.traces.size() - 1);

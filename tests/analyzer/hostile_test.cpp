@@ -15,6 +15,7 @@
 #include "gpumem/analyzer/render_json.h"
 #include "gpumem/analyzer/render_text.h"
 #include "gpumem/analyzer/report.h"
+#include "gpumem/visible_text.h"
 #include "render_html.h"
 #include "render_perfetto.h"
 
@@ -192,6 +193,44 @@ TEST(Hostile, PerfettoTimesNeverWrap) {
   }
   EXPECT_GE(timed, 4u);
   EXPECT_GT(last, 9e15);  // INT64_MAX ns after the earliest, in microseconds
+}
+
+// Whether every byte of `text` is part of valid UTF-8 and none is a control other than \t \n \r.
+bool clean_utf8(const std::string& text, size_t* bad_at) {
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    size_t n = c < 0x80 ? 1 : visible_detail::utf8_length(text, i);
+    if (n == 0 || (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F) {
+      *bad_at = i;
+      return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+// The page's title and header (command line, host) took the trace's bytes as they were: a page
+// that is not UTF-8 (a tool reading it as UTF-8 fails) with raw control characters. Now shown
+// as the terminal shows them; a long command is cut between characters, never inside one.
+TEST(Hostile, PageIsValidUtf8WithEveryHeaderStringHostile) {
+  size_t at = 0;
+  const std::string html = render_html(hostile_report());
+  EXPECT_TRUE(clean_utf8(html, &at)) << html.substr(at > 60 ? at - 60 : 0, 120);
+  EXPECT_NE(html.find("<h1 id=\"command\" title=\"command line of the traced program\">"
+                      "\\xff\\xfe bad \\xc3(\\x1b[2J\\x07\\x9b\\r\\n\\t&quot;&#39;\\ "
+                      "&lt;/script&gt;&lt;!-- ]]&gt; &lt;b&gt;x&lt;/b&gt;"),
+            std::string::npos);
+  Events e;
+  e.alloc(10, 0xA000, 100);
+  static trace::Header h;
+  h = make_header();
+  std::string command;
+  for (int i = 0; i < 60; ++i) command += "\xc3\xa9";  // é: the cut at 77 bytes falls inside one
+  std::memcpy(h.command, command.data(), command.size());
+  const std::string page = render_html(e.analyze(h));
+  EXPECT_TRUE(clean_utf8(page, &at)) << page.substr(at > 60 ? at - 60 : 0, 120);
+  EXPECT_NE(page.find("<title>gpumem report: " + command.substr(0, 76) + "...</title>"),
+            std::string::npos);
 }
 
 }  // namespace

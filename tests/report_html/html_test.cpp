@@ -500,5 +500,29 @@ TEST_F(Browser, SavesAScreenshot) {
   EXPECT_EQ(slurp(png).substr(1, 3), "PNG");
 }
 
+// Header strings (command line, host, device name) and a phase name holding bytes that are not
+// UTF-8, control characters and markup: the page loads without a script error, the header shows
+// them escaped as the terminal does (it took them raw: a page that was not UTF-8), and the phase
+// row shows its name as text.
+TEST_F(Browser, HostileHeaderAndPhaseNamesShowAsEscapedText) {
+  const std::string bad = "\xff\x1b[2J </script><!-- <marquee>x</marquee>";
+  Events e;
+  e.string(1, "phase " + bad).begin(10, 1).alloc(20, 0xA000, 100).end(40, 1);
+  trace::Header h = make_header();
+  std::memcpy(h.command, bad.data(), bad.size());
+  std::memcpy(h.host, bad.data(), bad.size());
+  const std::string dom = dom_of(write_page(e.analyze(h), "hostile.html"));
+  EXPECT_EQ(count(dom, "<script"), 2u);
+  EXPECT_EQ(count(dom, "<marquee"), 0u);
+  const std::string shown = "\\xff\\x1b[2J &lt;/script&gt;&lt;!-- &lt;marquee&gt;x&lt;/marquee&gt;";
+  EXPECT_NE(dom.find("<title>gpumem report: " + shown + "</title>"), std::string::npos) << dom;
+  EXPECT_NE(dom.find("program\">" + shown + "</h1>"), std::string::npos);
+  EXPECT_NE(dom.find("<span id=\"host\">" + shown + "</span>"), std::string::npos);
+  const std::string phases = element(dom, "table", "phase-table");
+  EXPECT_NE(phases.find("phase \xef\xbf\xbd\x1b[2J &lt;/script&gt;&lt;!-- &lt;marquee&gt;x&lt;/marquee&gt;"),
+            std::string::npos)
+      << phases;
+}
+
 }  // namespace
 }  // namespace gpumem::analyzer
