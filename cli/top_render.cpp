@@ -265,7 +265,9 @@ std::string json(const std::vector<const ProcessView*>& views, const std::string
     }
     j["processes"].push_back(std::move(pj));
   }
-  return j.dump(2) + "\n";
+  // Strings from the traces (device names, phases, frames) may not be UTF-8: written as U+FFFD,
+  // as the report does (nlohmann's default throws, and top aborted).
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 std::string prometheus(const std::vector<const ProcessView*>& views) {

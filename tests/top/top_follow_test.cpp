@@ -241,6 +241,33 @@ TEST(TopFollow, FragmentationIsTheLastPointOfA240PointTimeline) {
   EXPECT_EQ(nlohmann::json::parse(r.out)["devices"][0]["timeline"]["fragmentation"].back(), 0.0);
 }
 
+// Strings of a trace that are not UTF-8 (a device name, a phase) leave --json whole: written as
+// U+FFFD, as the report writes them (top aborted on nlohmann's type_error 316).
+TEST(TopFollow, JsonOfStringsThatAreNotUtf8IsWhole) {
+  ScratchDir dir("gpumem-top-follow");
+  const std::string path = dir / "utf.trace";
+  {
+    TraceWriter w;
+    w.set_format(TraceWriter::Format::raw);
+    char err[512];
+    ASSERT_TRUE(w.open(path.c_str(), tr::Header{}, err, sizeof err)) << err;
+    w.set_device(0, 16ull << 30, 0, "dev \xff\xfe");
+    tr::Record r{};
+    r.op = static_cast<uint16_t>(tr::Op::alloc);
+    r.api = static_cast<uint16_t>(tr::Api::cudaMalloc);
+    r.address = 0x40000000;
+    r.bytes = 4 * kMiB;
+    w.append(r);
+    w.close();
+  }
+  Output t = sh(kCli + " top --json '" + path + "'");
+  ASSERT_EQ(t.status, 0) << t.out;
+  const nlohmann::json top = nlohmann::json::parse(t.out);
+  ASSERT_EQ(top["processes"].size(), 1u) << t.out;
+  EXPECT_EQ(top["processes"][0]["devices"][0]["name"], "dev \uFFFD\uFFFD") << t.out;
+  EXPECT_EQ(top["processes"][0]["devices"][0]["allocated_bytes"], 4 * kMiB) << t.out;
+}
+
 // A killed writer's reason is on its plain line (scripts read it there).
 TEST(TopFollow, ANotCleanlyClosedTraceOfAGoneWriterSaysWhyOnItsLine) {
   ScratchDir dir("gpumem-top-follow");
