@@ -10,7 +10,12 @@
 //                                  1000 calls, another thread calls exit(0) while they go on.
 //   trace_child mark-signal        a 20 us interval timer whose handler calls gpumem_mark, armed
 //                                  just before the first allocation (which opens the trace).
+//   trace_child daemon N FILE      as a daemon does after the trace is open: closes descriptors
+//                                  0-1023, opens /dev/null as 0-2 and FILE as 3-63 (the trace's
+//                                  old number among them), writes "precious\n" to it, N pairs.
 #include <cuda.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <cuda_runtime_api.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -83,6 +88,21 @@ int mark_signal() {
   return rc;
 }
 
+int daemon_pairs(unsigned long long n, const char* file) {
+  if (pairs(1) != 0) return 3;  // opens the trace
+  for (int fd = 0; fd < 1024; ++fd) ::close(fd);
+  for (int i = 0; i < 3; ++i)
+    if (::open("/dev/null", O_RDWR) != i) return 7;
+  const int fd = ::open(file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) return 8;
+  for (int k = fd + 1; k < 64; ++k)  // whichever number the trace had, it is FILE's now
+    if (::dup2(fd, k) != k) return 8;
+  if (::write(fd, "precious\n", 9) != 9) return 9;
+  const int rc = pairs(n);
+  ::close(fd);
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -111,7 +131,9 @@ int main(int argc, char** argv) {
   }
   if (cmd == "thread-exit" && argc == 3) return thread_exit(std::atoi(argv[2]));
   if (cmd == "mark-signal") return mark_signal();
+  if (cmd == "daemon" && argc == 4) return daemon_pairs(std::strtoull(argv[2], nullptr, 10), argv[3]);
   std::fprintf(stderr,
-               "usage: trace_child pairs N [FSIZE] | pairs-at N T | thread-exit N | mark-signal\n");
+               "usage: trace_child pairs N [FSIZE] | pairs-at N T | thread-exit N | mark-signal | "
+               "daemon N FILE\n");
   return 2;
 }

@@ -307,6 +307,37 @@ TEST_F(TraceFileDescriptor, StderrClosedTheTraceNeverTakesFd2) {
   EXPECT_EQ(t.stats.torn, 0u);
 }
 
+// A daemon closes every descriptor once the trace is open, and its next file takes the trace's
+// old number: the writer must neither grow, seal into, truncate nor close that file.
+void daemon_keeps_its_file(const std::string& dir, const std::string& format) {
+  constexpr unsigned long long kPairs = 40000;  // past the raw file's first growth; many chunks
+  const std::string trace = dir + "/t.trace";
+  const std::string other = dir + "/daemon.pid";
+  const Outcome o = run(child({"daemon", std::to_string(kPairs), other}),
+                        child_environment(true, {"GPUMEM_TRACE=" + trace,
+                                                 "GPUMEM_TRACE_FORMAT=" + format}),
+                        dir);
+  ASSERT_FALSE(o.signaled) << "died of signal " << o.status - 128;
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(slurp(other), "precious\n") << "the trace wrote into the daemon's own file";
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_NE(t.header.flags & tr::kHeaderClosed, 0u);
+  EXPECT_EQ(count_pairs(t).alloc, kPairs + 1);
+  EXPECT_EQ(count_pairs(t).free, kPairs + 1);
+  EXPECT_EQ(t.header.records_dropped, 0u);
+  EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
+  EXPECT_EQ(t.stats.torn, 0u);
+}
+
+TEST_F(TraceFileDescriptor, DaemonClosingEveryDescriptorKeepsItsFileAndTheRawTrace) {
+  daemon_keeps_its_file(dir_, "raw");
+}
+
+TEST_F(TraceFileDescriptor, DaemonClosingEveryDescriptorKeepsItsFileAndTheCompactTrace) {
+  daemon_keeps_its_file(dir_, "compact");
+}
+
 // --- item 9: exit() from a thread ------------------------------------------------------------
 
 using ThreadExit = ScratchTest;

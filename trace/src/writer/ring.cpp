@@ -123,8 +123,9 @@ bool TraceWriter::seal_chunk(char* base, uint64_t chunk, uint64_t end) {
   }
   const size_t size = enc.finish();
   // A bounded trace places the chunk in its head or window (window.h); else it is appended.
-  if (window_ != nullptr ? !window_->place(fd_, seal_buffer_, size, chunk)
-                         : !detail::pwrite_all(fd_, seal_buffer_, size, compact_end_)) {
+  const int fd = file_fd();
+  if (fd < 0 || (window_ != nullptr ? !window_->place(fd, seal_buffer_, size, chunk)
+                                    : !detail::pwrite_all(fd, seal_buffer_, size, compact_end_))) {
     full_errno_.store(errno, std::memory_order_relaxed);
     full_.store(true, std::memory_order_release);
     return false;
@@ -174,13 +175,15 @@ void TraceWriter::close_compact(char* base, uint64_t cursor_at_close) {
   mmap(base, mapped_bytes_, PROT_READ | PROT_WRITE,
        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
   // The ring holds nothing once all is sealed: give its blocks back (it reads as zeros).
-  if (all_sealed)
-    fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, trace::kHeaderSize,
-              static_cast<off_t>(ring_bytes_));
-  if (ftruncate(fd_, static_cast<off_t>(compact_end_)) != 0) {
-    // The chunks are intact; the reader walks them and ignores a zero tail.
+  if (const int fd = file_fd(); fd >= 0) {
+    if (all_sealed)
+      fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, trace::kHeaderSize,
+                static_cast<off_t>(ring_bytes_));
+    if (ftruncate(fd, static_cast<off_t>(compact_end_)) != 0) {
+      // The chunks are intact; the reader walks them and ignores a zero tail.
+    }
+    ::close(fd);
   }
-  ::close(fd_);
   fd_ = -1;
   delete window_;
   window_ = nullptr;

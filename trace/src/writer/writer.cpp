@@ -378,6 +378,16 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   for (auto& d : h->devices) terminate_string(d.name);
 
   std::memcpy(path_, path, std::strlen(path) + 1);
+  absolute_path_[0] = '\0';
+  char cwd[sizeof absolute_path_];
+  if (path[0] == '/')
+    std::snprintf(absolute_path_, sizeof absolute_path_, "%s", path);
+  else if (getcwd(cwd, sizeof cwd) != nullptr &&
+           std::snprintf(absolute_path_, sizeof absolute_path_, "%s/%s", cwd, path) >=
+               static_cast<int>(sizeof absolute_path_))
+    absolute_path_[0] = '\0';
+  file_dev_ = st.st_dev;
+  file_ino_ = st.st_ino;
   fd_ = fd;
   mapped_bytes_ = mapped;
   cursor_.store(trace::kHeaderSize, std::memory_order_relaxed);
@@ -396,6 +406,30 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   end_at_close_ = 0;
   base_.store(static_cast<char*>(map), std::memory_order_release);
   return true;
+}
+
+bool TraceWriter::names_trace_file(int fd) const {
+  struct stat st;
+  return fstat(fd, &st) == 0 && st.st_dev == file_dev_ && st.st_ino == file_ino_;
+}
+
+int TraceWriter::file_fd() {
+  if (fd_ >= 0 && names_trace_file(fd_)) return fd_;
+  // fd_'s number is someone else's now (or closed): never close it. The mapping still writes to
+  // the file, so only growing, sealing and trimming need it opened again.
+  fd_ = -1;
+  if (absolute_path_[0] != '\0') {
+    int fd = ::open(absolute_path_, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && fd < 3) {  // off 0-2, which the program is about to reopen as stdio
+      const int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+      ::close(fd);
+      fd = high;
+    }
+    if (fd >= 0 && names_trace_file(fd)) return fd_ = fd;
+    if (fd >= 0) ::close(fd);
+  }
+  errno = EBADF;
+  return -1;
 }
 
 bool TraceWriter::ensure_capacity(uint64_t end, bool wait) {
@@ -419,7 +453,7 @@ bool TraceWriter::ensure_capacity(uint64_t end, bool wait) {
   uint64_t target = size;
   while (target < end) target += step;
   target = std::min(target, mapped_bytes_);
-  if (!extend_file(fd_, size, target)) {
+  if (!extend_file(file_fd(), size, target)) {
     // A full disk (or a file-size limit): retrying for every later record would cost a system
     // call each (~1500x slower) for nothing. What fits in the file so far is still written.
     full_errno_.store(errno, std::memory_order_relaxed);
@@ -441,6 +475,16 @@ void TraceWriter::note_dropped() {
   const int error = full_errno_.load(std::memory_order_relaxed);
   char line[640];
   const char* base = base_.load(std::memory_order_acquire);
+  if (error == EBADF) {
+    std::snprintf(line, sizeof line,
+                  "the program closed the trace file's descriptor, and '%.300s' cannot be opened "
+                  "again (moved or removed?); records from here on are dropped, and counted in "
+                  "the trace, which every report then shows as incomplete: leave the trace file "
+                  "in place while the program runs",
+                  path_);
+    (warning_sink_ != nullptr ? warning_sink_ : warn_to_stderr)(line);
+    return;
+  }
   if (error == EFBIG && base != nullptr &&
       trace::compact_layout(*reinterpret_cast<const Header*>(base)).max_bytes != 0) {
     // A bounded trace whose digest (what it keeps of the dropped middle) outgrew its slot.
@@ -670,10 +714,12 @@ void TraceWriter::close() {
   mmap(base, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
        -1, 0);
   if (mapped_bytes_ > size) munmap(base + size, mapped_bytes_ - size);
-  if (ftruncate(fd_, static_cast<off_t>(end)) != 0) {
-    // The records are intact; the reader stops at end_offset and ignores the zero tail.
+  if (const int fd = file_fd(); fd >= 0) {
+    if (ftruncate(fd, static_cast<off_t>(end)) != 0) {
+      // The records are intact; the reader stops at end_offset and ignores the zero tail.
+    }
+    ::close(fd);
   }
-  ::close(fd_);
   fd_ = -1;
 }
 
@@ -694,7 +740,7 @@ void TraceWriter::abandon() {
   t_no_entry = false;
   char* base = base_.exchange(nullptr, std::memory_order_acq_rel);
   if (base != nullptr) munmap(base, mapped_bytes_);
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0 && names_trace_file(fd_)) ::close(fd_);  // else the number is the program's
   fd_ = -1;
   end_at_close_ = 0;
   ring_bytes_ = 0;

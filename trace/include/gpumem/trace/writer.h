@@ -155,6 +155,11 @@ class TraceWriter {
     return base + trace::kHeaderSize + (offset - trace::kHeaderSize) % ring_bytes_;
   }
   void release_tables();
+  // The trace file's descriptor, or -1 (errno EBADF): fd_ while it still names the file, else the
+  // file opened again by its absolute path. A program that closes every descriptor (a daemon) may
+  // have given fd_'s number to a file of its own, which must never be grown, written or closed.
+  int file_fd();
+  bool names_trace_file(int fd) const;
 
   std::atomic<char*> base_{nullptr};  // mapping of the whole reserved virtual range
   int fd_ = -1;
@@ -191,6 +196,9 @@ class TraceWriter {
   unsigned char* seal_buffer_ = nullptr;  // the compact chunk being built, then its payloads
   size_t seal_buffer_bytes_ = 0;
   char path_[4096] = {};
+  char absolute_path_[4096] = {};  // path_ from the directory it was opened in ('' if too long)
+  uint64_t file_dev_ = 0;          // the file's identity, to recognise its descriptor
+  uint64_t file_ino_ = 0;
 };
 
 }  // namespace gpumem
