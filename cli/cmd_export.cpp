@@ -19,7 +19,14 @@ struct ExportOptions {
   int device = -1;
 };
 
+// "-" is stdout, as for every other command's outputs (the pickle is binary: pipe it).
 bool write_out(const std::string& path, const std::string& bytes) {
+  if (path == "-") {
+    const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), stdout) == bytes.size() &&
+                    std::fflush(stdout) == 0;
+    if (!ok) std::fprintf(stderr, "gpumem export: cannot write to stdout\n");
+    return ok;
+  }
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << bytes;
   out.close();
@@ -76,9 +83,10 @@ void register_export(CLI::App& app, std::function<int()>* run) {
       "logging-adaptor CSV (for RMM's REPLAY_BENCHMARK)");
   cmd->add_option("trace", o->trace, "a trace file written by `gpumem run`")->required();
   cmd->add_option("--pytorch-snapshot", o->snapshot_path,
-                  "write the snapshot pickle (torch.cuda.memory._snapshot()'s dict) here");
+                  "write the snapshot pickle (torch.cuda.memory._snapshot()'s dict) here; - = "
+                  "stdout");
   cmd->add_option("--rmm-csv", o->csv_path,
-                  "write the CSV (Thread,Time,Action,Pointer,Size,Stream) here");
+                  "write the CSV (Thread,Time,Action,Pointer,Size,Stream) here; - = stdout");
   cmd->add_option("--device", o->device,
                   "with --rmm-csv: the device to log (RMM writes one log per device; default: "
                   "the only device with allocations)")

@@ -1,6 +1,8 @@
 // `gpumem export`, and `gpumem report` / `replay` given snapshots and RMM logs: recognised by
 // content, same numbers as the trace, and clear refusals.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "support.h"
 #include "trace_file.h"
@@ -219,6 +221,33 @@ TEST(Command, ExportNeverWritesOverItsTrace) {
     EXPECT_EQ(read_all(path), before);
   }
   ::unlink(path.c_str());
+}
+
+// "-" is stdout, as for report and replay (a file named "-" was written in the current folder).
+TEST(Command, ExportToDashWritesStdout) {
+  const std::string trace = make_trace("dash");
+  const std::string snap = temp_file("dash.pickle"), csv = temp_file("dash.csv");
+  int status = 0;
+  cli("export " + trace + " --pytorch-snapshot " + snap, &status);
+  ASSERT_EQ(status, 0);
+  cli("export " + trace + " --rmm-csv " + csv, &status);
+  ASSERT_EQ(status, 0);
+  const std::string folder = temp_file("dash-cwd");
+  ASSERT_EQ(::mkdir(folder.c_str(), 0700), 0);
+  EXPECT_EQ(shell("cd " + folder + " && " + GPUMEM_CLI + " export " + trace +
+                      " --pytorch-snapshot - 2>/dev/null",
+                  &status),
+            read_all(snap));
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(shell("cd " + folder + " && " + GPUMEM_CLI + " export " + trace +
+                      " --rmm-csv - 2>/dev/null",
+                  &status),
+            read_all(csv));
+  EXPECT_EQ(status, 0);
+  struct stat st;
+  EXPECT_NE(::stat((folder + "/-").c_str(), &st), 0) << "a file named - was written";
+  ::rmdir(folder.c_str());
+  for (const std::string& f : {trace, snap, csv}) ::unlink(f.c_str());
 }
 
 TEST(Command, CsvOfADeviceWithoutAllocationsIsRefused) {
