@@ -345,7 +345,10 @@ std::string render_text(const Report& report, const TextOptions& o) {
         "\nacross {} processes, peak allocated: max {} (pid {}, rank {}), min {} (pid {}, rank "
         "{}), mean {}, imbalance {}\n",
         report.ranks->processes, human(s.max_bytes), s.max_pid, s.max_rank, human(s.min_bytes),
-        s.min_pid, s.min_rank, human(static_cast<uint64_t>(s.mean_bytes)), percent(s.imbalance));
+        s.min_pid, s.min_rank,
+        // A mean of peaks near 2^64 rounds to 2^64, which no uint64 holds: the largest one is shown.
+        human(s.mean_bytes < 0x1p64 ? static_cast<uint64_t>(s.mean_bytes) : UINT64_MAX),
+        percent(s.imbalance));
   }
   for (const BudgetReport& b : report.budgets) {
     out += fmt::format("\nshared budget {} on device {}: limit {}, {} processes\n",

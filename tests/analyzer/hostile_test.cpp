@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "events.h"
+#include "metrics.h"
 #include "gpumem/analyzer/render_json.h"
 #include "gpumem/analyzer/render_text.h"
 #include "gpumem/analyzer/report.h"
@@ -231,6 +232,23 @@ TEST(Hostile, PageIsValidUtf8WithEveryHeaderStringHostile) {
   EXPECT_TRUE(clean_utf8(page, &at)) << page.substr(at > 60 ? at - 60 : 0, 120);
   EXPECT_NE(page.find("<title>gpumem report: " + command.substr(0, 76) + "...</title>"),
             std::string::npos);
+}
+
+// Two processes whose peaks are near 2^64 bytes (a corrupt trace): their mean, a double, rounds
+// to 2^64, which does not convert to uint64 (undefined; on x86 it came out as "mean 0 B").
+TEST(Hostile, RanksMeanNearTwoToThe64) {
+  Analysis a;
+  for (int rank = 0; rank < 2; ++rank) {
+    Events e;
+    e.alloc(10, 0xA000, UINT64_MAX - 1);
+    a.begin_trace(make_header(300 + static_cast<uint32_t>(rank), rank), "rank.trace");
+    e.feed(a);
+    a.end_trace(trace::ReadStats{});
+  }
+  Report r = a.finish();
+  r.ranks = summarize_ranks(r);
+  const std::string text = render_text(r);
+  EXPECT_NE(text.find("mean 16384.00 PiB, imbalance 0.0%"), std::string::npos) << text;
 }
 
 }  // namespace
