@@ -6,6 +6,7 @@
 
 #include "gpumem/units.h"
 #include "gpumem/visible_text.h"
+#include "time_span.h"
 
 namespace gpumem::analyzer {
 
@@ -206,7 +207,7 @@ std::string render_oom_text(const Oom& x, const TextOptions& o) {
   if (!where.empty()) out += "  at " + where + "\n";
   if (x.retried)
     out += fmt::format("  retried: the same request succeeded {} later, after {} were freed\n",
-                       seconds(x.retry_t_ns.value_or(x.t_ns) - x.t_ns),
+                       seconds(span_ns(x.t_ns, x.retry_t_ns.value_or(x.t_ns))),
                        human(x.freed_before_retry_bytes));
   out += fmt::format("  allocated {}, reserved {}: {} reserved but unallocated (cached, unused)\n",
                      human(x.allocated_bytes), human(x.reserved_bytes),

@@ -251,5 +251,25 @@ TEST(Hostile, RanksMeanNearTwoToThe64) {
   EXPECT_NE(text.find("mean 16384.00 PiB, imbalance 0.0%"), std::string::npos) << text;
 }
 
+// An out-of-memory failure retried more than 2^63 ns later (a corrupt trace's times): the delay
+// overflowed (undefined) and the text said it succeeded a negative time later.
+TEST(Hostile, OomRetryDelayNeverWraps) {
+  Events e;
+  trace::Record failed = Events::rec(0, trace::Op::alloc_failed, 0, 4096, 0, 0);
+  failed.t_ns = 0;  // 1 s before the clock base
+  failed.result = 2;
+  trace::Record oom = Events::rec(0, trace::Op::oom, 0, 4096, 0, 0);
+  oom.t_ns = 0;
+  oom.result = 2;
+  trace::Record retry = Events::rec(0, trace::Op::alloc, 0xA000, 4096, 0, 0);
+  retry.t_ns = testing::kBase + static_cast<uint64_t>(INT64_MAX);
+  e.add(failed).add(oom).add(retry);
+  const Report r = e.analyze();
+  ASSERT_EQ(r.ooms.size(), 1u);
+  ASSERT_TRUE(r.ooms[0].retried);
+  const std::string text = render_oom_text(r.ooms[0]);
+  EXPECT_NE(text.find("succeeded 9223372036.855 s later"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace gpumem::analyzer
