@@ -119,7 +119,9 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
                              [&](const ByName& n) { return n.name == x.name; });
       if (it == names.end()) it = names.insert(names.end(), ByName{x.name});
       ++it->count;
-      it->total_ns += static_cast<double>(x.end_ns) - static_cast<double>(x.start_ns);
+      // An end recorded before its begin (records of two threads slightly out of order) lasted
+      // nothing, as in the Perfetto export, rather than taking time off the others.
+      it->total_ns += std::max(0.0, static_cast<double>(x.end_ns) - static_cast<double>(x.start_ns));
       it->open |= !x.closed;
       if (!it->largest || x.peak_allocated_bytes > it->largest->peak_allocated_bytes)
         it->largest = &x;

@@ -271,5 +271,15 @@ TEST(Hostile, OomRetryDelayNeverWraps) {
   EXPECT_NE(text.find("succeeded 9223372036.855 s later"), std::string::npos) << text;
 }
 
+// A phase whose end was recorded before its begin (two threads' records slightly out of order)
+// took its negative length off the phase name's total time.
+TEST(Hostile, PhaseEndedBeforeItBeganAddsNoTime) {
+  Events e;
+  e.alloc(500, 0xA000, 100).string(1, "step");
+  e.begin(1000, 1).end(3000, 1).begin(5000, 1).end(4000, 1);
+  const std::string text = render_text(e.analyze());
+  EXPECT_NE(text.find("100 B  step                  2x    2.000 us in all"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace gpumem::analyzer
