@@ -4,6 +4,8 @@
 //   trace_child pairs N [FSIZE]    N cudaMalloc(4096)/cudaFree pairs on the main thread. With
 //                                  FSIZE, first limits the size of any file it writes to FSIZE
 //                                  bytes (RLIMIT_FSIZE, SIGXFSZ ignored): a full disk without one.
+//   trace_child pairs-limited N FSIZE  the same limit with SIGXFSZ left at its default (which
+//                                  kills the process a write past the limit is made by).
 //   trace_child pairs-at N T       the same, with the first allocation (which opens the trace) at
 //                                  CLOCK_REALTIME T ns: processes started together race on it.
 //   trace_child thread-exit N      N threads allocate and free in a loop; once each has made
@@ -116,6 +118,12 @@ int main(int argc, char** argv) {
     }
     return pairs(std::strtoull(argv[2], nullptr, 10));
   }
+  if (cmd == "pairs-limited" && argc == 4) {
+    const rlim_t limit = std::strtoull(argv[3], nullptr, 10);
+    const rlimit r{limit, limit};
+    if (setrlimit(RLIMIT_FSIZE, &r) != 0) return 6;
+    return pairs(std::strtoull(argv[2], nullptr, 10));
+  }
   if (cmd == "pairs-at" && argc == 4) {
     if (!init_driver()) return 1;
     const unsigned long long at = std::strtoull(argv[3], nullptr, 10);
@@ -133,7 +141,7 @@ int main(int argc, char** argv) {
   if (cmd == "mark-signal") return mark_signal();
   if (cmd == "daemon" && argc == 4) return daemon_pairs(std::strtoull(argv[2], nullptr, 10), argv[3]);
   std::fprintf(stderr,
-               "usage: trace_child pairs N [FSIZE] | pairs-at N T | thread-exit N | mark-signal | "
+               "usage: trace_child pairs N [FSIZE] | pairs-limited N FSIZE | pairs-at N T | thread-exit N | mark-signal | "
                "daemon N FILE\n");
   return 2;
 }

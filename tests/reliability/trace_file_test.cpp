@@ -247,7 +247,7 @@ TEST_F(TraceFullDisk, DroppedRecordsAreCountedWarnedOnceAndReportedByEveryReader
   ASSERT_EQ(o.status, 0) << o.err;
   // Warned once, not once per dropped record (each of which retried the disk before).
   EXPECT_EQ(occurrences(o.err, "cannot grow the trace file"), 1u) << o.err;
-  EXPECT_NE(o.err.find("free disk space"), std::string::npos) << o.err;
+  EXPECT_NE(o.err.find(mounted ? "free disk space" : "ulimit -f"), std::string::npos) << o.err;
   EXPECT_LT(seconds, 60.0) << "a full disk slowed the program down";
 
   const LoadedTrace t = load_trace(copy);
@@ -285,6 +285,50 @@ TEST_F(TraceFullDisk, DroppedRecordsAreCountedWarnedOnceAndReportedByEveryReader
   ASSERT_EQ(dump.status, 0) << dump.err;
   EXPECT_NE(dump.out.find("\"records_dropped\":" + count), std::string::npos);
   EXPECT_NE(dump.err.find(count + " record(s) dropped"), std::string::npos) << dump.err;
+}
+
+// A file-size limit (ulimit -f) with SIGXFSZ at its default: a write past it kills the process
+// that makes it, so the writer must stop at the limit instead (records dropped and counted).
+void file_size_limit_drops_records(const std::string& dir, const std::string& format,
+                                   unsigned long long limit) {
+  constexpr unsigned long long kPairs = 100000;
+  const std::string trace = dir + "/t.trace";
+  const Outcome o = run(child({"pairs-limited", std::to_string(kPairs), std::to_string(limit)}),
+                        child_environment(true, {"GPUMEM_TRACE=" + trace,
+                                                 "GPUMEM_TRACE_FORMAT=" + format}),
+                        dir);
+  ASSERT_FALSE(o.signaled) << "died of signal " << o.status - 128 << ": " << o.err;
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(occurrences(o.err, "cannot grow the trace file"), 1u) << o.err;
+  EXPECT_NE(o.err.find("file-size limit (ulimit -f"), std::string::npos) << o.err;
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_LE(std::filesystem::file_size(trace), limit);
+  EXPECT_NE(t.header.flags & tr::kHeaderClosed, 0u);
+  const Counts c = count_pairs(t);
+  EXPECT_GT(t.header.records_dropped, 0u);
+  EXPECT_EQ(c.alloc + c.free + t.header.records_dropped, 2 * kPairs)
+      << "every call is either kept or counted";
+}
+
+TEST_F(TraceFullDisk, FileSizeLimitStopsTheRawTraceWithoutKillingTheProgram) {
+  file_size_limit_drops_records(dir_, "raw", 6 << 20);
+}
+
+TEST_F(TraceFullDisk, FileSizeLimitStopsTheCompactTraceWithoutKillingTheProgram) {
+  // The header and the ring, then room for a few sealed chunks only.
+  file_size_limit_drops_records(dir_, "compact", tr::kHeaderSize + (1 << 20) + (64 << 10));
+}
+
+TEST_F(TraceFullDisk, FileSizeLimitBelowTheFirstSizeMeansNoTraceAndOneMessage) {
+  const std::string trace = dir_ + "/t.trace";
+  const Outcome o = run(child({"pairs-limited", "100", "65536"}),
+                        child_environment(true, {"GPUMEM_TRACE=" + trace}), dir_);
+  ASSERT_FALSE(o.signaled) << "died of signal " << o.status - 128 << ": " << o.err;
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(occurrences(o.err, "ulimit -f"), 1u) << o.err;
+  EXPECT_NE(o.err.find("the program runs on without a trace"), std::string::npos) << o.err;
+  EXPECT_FALSE(std::filesystem::exists(trace));
 }
 
 // --- item 6: stderr closed -------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include "gpumem/trace/compact.h"
 #include "gpumem/trace/format_v2.h"
 #include "gpumem/units.h"
+#include "positional_io.h"
 #include "window.h"
 
 #include <fcntl.h>
@@ -44,6 +45,10 @@ uint64_t realtime_ns() {
 // Extends fd to `bytes`, reserving the blocks so that a page written through the mapping later
 // cannot fail for lack of disk space (that would be SIGBUS in the writer).
 bool extend_file(int fd, uint64_t from, uint64_t bytes) {
+  if (bytes > detail::file_size_limit()) {  // would be SIGXFSZ
+    errno = EFBIG;
+    return false;
+  }
   if (fallocate(fd, 0, static_cast<off_t>(from), static_cast<off_t>(bytes - from)) == 0)
     return true;
   if (errno != EOPNOTSUPP && errno != ENOSYS) return false;
@@ -288,7 +293,14 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   const uint64_t ring = compact ? uint64_t{kRingChunks} * kChunkSlots * trace::kRecordSize : 0;
   // The compact format's file starts as the header and the ring; compact chunks are appended.
   const uint64_t initial = trace::kHeaderSize + (compact ? ring : kFirstGrowth);
-  if (!extend_file(fd, 0, initial))
+  const bool sized = extend_file(fd, 0, initial);
+  if (!sized && errno == EFBIG)
+    return fail_removing(
+        "gpumem: cannot size trace file '%s' to %llu bytes: the file-size limit (ulimit -f) is "
+        "%llu bytes; raise it or set GPUMEM_TRACE=off",
+        path, static_cast<unsigned long long>(initial),
+        static_cast<unsigned long long>(detail::file_size_limit()));
+  if (!sized)
     return fail_removing(
         "gpumem: cannot size trace file '%s': %s; free disk space or choose "
         "another GPUMEM_TRACE path",
@@ -452,7 +464,8 @@ bool TraceWriter::ensure_capacity(uint64_t end, bool wait) {
   const uint64_t step = std::clamp(size - trace::kHeaderSize, kFirstGrowth, kMaxGrowth);
   uint64_t target = size;
   while (target < end) target += step;
-  target = std::min(target, mapped_bytes_);
+  // Up to the file-size limit, when that still holds `end` (past it extend_file refuses).
+  target = std::min({target, mapped_bytes_, std::max(end, detail::file_size_limit())});
   if (!extend_file(file_fd(), size, target)) {
     // A full disk (or a file-size limit): retrying for every later record would cost a system
     // call each (~1500x slower) for nothing. What fits in the file so far is still written.
@@ -482,6 +495,15 @@ void TraceWriter::note_dropped() {
                   "the trace, which every report then shows as incomplete: leave the trace file "
                   "in place while the program runs",
                   path_);
+    (warning_sink_ != nullptr ? warning_sink_ : warn_to_stderr)(line);
+    return;
+  }
+  if (error == EFBIG && detail::file_size_limit() != UINT64_MAX) {
+    std::snprintf(line, sizeof line,
+                  "cannot grow the trace file '%.300s' past the file-size limit (ulimit -f, %llu "
+                  "bytes); records from here on are dropped, and counted in the trace, which "
+                  "every report then shows as incomplete: raise the limit (ulimit -f unlimited)",
+                  path_, static_cast<unsigned long long>(detail::file_size_limit()));
     (warning_sink_ != nullptr ? warning_sink_ : warn_to_stderr)(line);
     return;
   }
