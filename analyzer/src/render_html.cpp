@@ -8,8 +8,8 @@
 #include <fmt/format.h>
 
 #include "gpumem/analyzer/render_text.h"
-#include "gpumem/visible_text.h"
 #include "gpumem/report_assets.h"  // generated from analyzer/html/ at build time
+#include "gpumem/visible_text.h"
 
 namespace gpumem::analyzer {
 
@@ -236,8 +236,7 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
   Json ooms = Json::array();
   for (const Oom& x : report.ooms) {
     // By trace, not pid: two traces may share a pid (two hosts, two containers).
-    if (x.trace_index != d.trace_index || x.device != d.device ||
-        ooms.size() >= o.max_failed_marks)
+    if (x.trace_index != d.trace_index || x.device != d.device || ooms.size() >= o.max_failed_marks)
       continue;
     Json advice = Json::array();
     for (const OomAdvice& a : x.advice)

@@ -121,7 +121,8 @@ void device_section(std::string& out, const DeviceReport& d, const TextOptions& 
       ++it->count;
       // An end recorded before its begin (records of two threads slightly out of order) lasted
       // nothing, as in the Perfetto export, rather than taking time off the others.
-      it->total_ns += std::max(0.0, static_cast<double>(x.end_ns) - static_cast<double>(x.start_ns));
+      it->total_ns +=
+          std::max(0.0, static_cast<double>(x.end_ns) - static_cast<double>(x.start_ns));
       it->open |= !x.closed;
       if (!it->largest || x.peak_allocated_bytes > it->largest->peak_allocated_bytes)
         it->largest = &x;
@@ -349,7 +350,7 @@ std::string render_text(const Report& report, const TextOptions& o) {
         "{}), mean {}, imbalance {}\n",
         report.ranks->processes, human(s.max_bytes), s.max_pid, s.max_rank, human(s.min_bytes),
         s.min_pid, s.min_rank,
-        // A mean of peaks near 2^64 rounds to 2^64, which no uint64 holds: the largest one is shown.
+        // A mean of peaks near 2^64 may round to 2^64, which no uint64 holds: shown as the max.
         human(s.mean_bytes < 0x1p64 ? static_cast<uint64_t>(s.mean_bytes) : UINT64_MAX),
         percent(s.imbalance));
   }

@@ -12,11 +12,11 @@
 #include <nlohmann/json.hpp>
 
 #include "events.h"
-#include "metrics.h"
 #include "gpumem/analyzer/render_json.h"
 #include "gpumem/analyzer/render_text.h"
 #include "gpumem/analyzer/report.h"
 #include "gpumem/visible_text.h"
+#include "metrics.h"
 #include "render_html.h"
 #include "render_perfetto.h"
 
@@ -56,9 +56,9 @@ TEST(Hostile, OnePointOverTheWidestSpan) {
 
 // Every string a trace carries, each one hostile at once: bytes that are not UTF-8, control
 // characters, quotes, markup that ends a script block or a comment.
-const std::string kHostile =
-    std::string("\xff\xfe bad \xc3(") + "\x1b[2J\x07\x9b\r\n\t\"'\\ </script><!-- ]]> <b>x</b> \xe2\x80\xa8" +
-    std::string(1, '\0') + "end";
+const std::string kHostile = std::string("\xff\xfe bad \xc3(") +
+                             "\x1b[2J\x07\x9b\r\n\t\"'\\ </script><!-- ]]> <b>x</b> \xe2\x80\xa8" +
+                             std::string(1, '\0') + "end";
 
 Report hostile_report() {
   constexpr uint64_t kPy = trace::kPythonFrameTag;
@@ -94,8 +94,7 @@ TEST(Hostile, StringsLeaveEveryOutputWhole) {
     const auto u = static_cast<unsigned char>(c);
     EXPECT_TRUE(u == '\n' || (u >= 0x20 && u != 0x7F && u != 0x9B && u != 0xFF)) << int(u);
   }
-  EXPECT_NE(text.find("phase \\xff\\xfe bad \\xc3(\\x1b[2J\\x07\\x9b"), std::string::npos)
-      << text;
+  EXPECT_NE(text.find("phase \\xff\\xfe bad \\xc3(\\x1b[2J\\x07\\x9b"), std::string::npos) << text;
 }
 
 // `gpumem report run.trace --json run.trace` read the trace, then wrote the report over it: the
@@ -124,7 +123,9 @@ TEST(Hostile, OutputNamingAnInputTraceIsRefused) {
       ::testing::internal::CaptureStderr();
       EXPECT_EQ(report_main(o), 1);
       const std::string err = ::testing::internal::GetCapturedStderr();
-      EXPECT_NE(err.find(std::string(which == 0 ? "--json " : which == 1 ? "--html " : "--perfetto ") +
+      EXPECT_NE(err.find(std::string(which == 0   ? "--json "
+                                     : which == 1 ? "--html "
+                                                  : "--perfetto ") +
                          output + " names a trace this report reads"),
                 std::string::npos)
           << err;
@@ -278,7 +279,8 @@ TEST(Hostile, PhaseEndedBeforeItBeganAddsNoTime) {
   e.alloc(500, 0xA000, 100).string(1, "step");
   e.begin(1000, 1).end(3000, 1).begin(5000, 1).end(4000, 1);
   const std::string text = render_text(e.analyze());
-  EXPECT_NE(text.find("100 B  step                  2x    2.000 us in all"), std::string::npos) << text;
+  EXPECT_NE(text.find("100 B  step                  2x    2.000 us in all"), std::string::npos)
+      << text;
 }
 
 }  // namespace

@@ -519,8 +519,10 @@ TEST_F(Browser, HostileHeaderAndPhaseNamesShowAsEscapedText) {
   EXPECT_NE(dom.find("program\">" + shown + "</h1>"), std::string::npos);
   EXPECT_NE(dom.find("<span id=\"host\">" + shown + "</span>"), std::string::npos);
   const std::string phases = element(dom, "table", "phase-table");
-  EXPECT_NE(phases.find("phase \xef\xbf\xbd\x1b[2J &lt;/script&gt;&lt;!-- &lt;marquee&gt;x&lt;/marquee&gt;"),
-            std::string::npos)
+  EXPECT_NE(
+      phases.find(
+          "phase \xef\xbf\xbd\x1b[2J &lt;/script&gt;&lt;!-- &lt;marquee&gt;x&lt;/marquee&gt;"),
+      std::string::npos)
       << phases;
 }
 
