@@ -118,7 +118,12 @@ namespace {
 bool write_file(const std::string& path, const std::string& text) {
   if (path == "-") {
     std::fwrite(text.data(), 1, text.size(), stdout);
-    return std::fflush(stdout) == 0;
+    if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return true;
+    std::fprintf(stderr,
+                 "gpumem report: cannot write the report to standard output (%s); check where "
+                 "it goes (a full disk, a closed pipe), or name a file instead of -\n",
+                 std::strerror(errno));
+    return false;
   }
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
@@ -184,6 +189,13 @@ int report_main(const ReportOptions& options) {
         options.json_path == "-" || options.html_path == "-" || options.perfetto_path == "-";
     std::FILE* out = stdout_taken ? stderr : stdout;
     std::fwrite(summary.data(), 1, summary.size(), out);
+    if (out == stdout && (std::fflush(stdout) != 0 || std::ferror(stdout))) {
+      std::fprintf(stderr,
+                   "gpumem report: cannot write the summary to standard output (%s); check where "
+                   "it goes (a full disk, a closed pipe), or write it with --json FILE\n",
+                   std::strerror(errno));
+      ok = false;
+    }
   }
   return ok ? 0 : 1;
 }

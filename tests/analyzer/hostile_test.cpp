@@ -2,6 +2,8 @@
 // anywhere, counts near 2^64, one timeline point. Every output must still be whole.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <stdio_ext.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -281,6 +283,42 @@ TEST(Hostile, PhaseEndedBeforeItBeganAddsNoTime) {
   const std::string text = render_text(e.analyze());
   EXPECT_NE(text.find("100 B  step                  2x    2.000 us in all"), std::string::npos)
       << text;
+}
+
+// `gpumem report t.trace > /dev/full` (and with --json -): the write failed and the command exited
+// 0 (1 with --json -) without a word. Now it says what went wrong and exits 1.
+TEST(Hostile, ReportToAFullStdoutSaysSo) {
+  namespace fs = std::filesystem;
+  const fs::path trace =
+      fs::temp_directory_path() / ("gpumem-full-" + std::to_string(getpid()) + ".trace");
+  Events e;
+  e.alloc(10, 0xA000, 100);
+  std::ofstream(trace, std::ios::binary) << e.file_bytes(make_header());
+  for (const char* what : {"report", "summary"}) {
+    ReportOptions o;
+    o.inputs = {trace.string()};
+    o.progress = false;
+    if (what == std::string("report")) o.json_path = "-";
+    std::fflush(stdout);
+    const int saved = dup(STDOUT_FILENO);
+    const int full = open("/dev/full", O_WRONLY);
+    ASSERT_GE(full, 0);
+    dup2(full, STDOUT_FILENO);
+    ::testing::internal::CaptureStderr();
+    const int status = report_main(o);
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    __fpurge(stdout);
+    clearerr(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    close(full);
+    EXPECT_EQ(status, 1) << what;
+    EXPECT_NE(err.find(std::string("gpumem report: cannot write the ") + what +
+                       " to standard output (No space left on device)"),
+              std::string::npos)
+        << err;
+  }
+  fs::remove(trace);
 }
 
 }  // namespace
