@@ -125,6 +125,12 @@ bool write_file(const std::string& path, const std::string& text) {
                  std::strerror(errno));
     return false;
   }
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    std::fprintf(stderr, "gpumem report: cannot write %s: it is a directory; name a file in it\n",
+                 visible(path).c_str());
+    return false;
+  }
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
   out.close();

@@ -321,5 +321,29 @@ TEST(Hostile, ReportToAFullStdoutSaysSo) {
   fs::remove(trace);
 }
 
+// `gpumem report t.trace --html out/` (a directory): the message said to check that the file's
+// directory exists and is writable, which it was. Now it says the path is a directory.
+TEST(Hostile, ReportIntoADirectorySaysItIsOne) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("gpumem-outdir-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "out");
+  Events e;
+  e.alloc(10, 0xA000, 100);
+  std::ofstream(dir / "t.trace", std::ios::binary) << e.file_bytes(make_header());
+  ReportOptions o;
+  o.inputs = {(dir / "t.trace").string()};
+  o.progress = false;
+  o.html_path = (dir / "out").string();
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(report_main(o), 1);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("gpumem report: cannot write " + o.html_path +
+                     ": it is a directory; name a file in it"),
+            std::string::npos)
+      << err;
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace gpumem::analyzer
