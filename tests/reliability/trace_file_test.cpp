@@ -287,6 +287,56 @@ TEST_F(TraceFullDisk, DroppedRecordsAreCountedWarnedOnceAndReportedByEveryReader
   EXPECT_NE(dump.err.find(count + " record(s) dropped"), std::string::npos) << dump.err;
 }
 
+// A file system without fallocate: the file must still be backed before the mapping touches it,
+// else a full disk is SIGBUS in the program instead of records dropped and counted. Runs `pairs`
+// pairs on a tmpfs of `size` where fallocate fails; the trace, if any, is copied to dir/t.trace.
+Outcome run_without_fallocate(const std::string& dir, const std::string& format, const char* size,
+                              const char* pairs, bool* skipped) {
+  const std::string volume = dir + "/small";
+  *skipped = ::mkdir(volume.c_str(), 0700) != 0 ||
+             ::mount("tmpfs", volume.c_str(), "tmpfs", 0, size) != 0;
+  if (*skipped) return {};
+  const std::string trace = volume + "/t.trace";
+  std::vector<std::string> env;
+  for (const std::string& kv : child_environment(true, {"GPUMEM_TRACE=" + trace,
+                                                        "GPUMEM_TRACE_FORMAT=" + format}))
+    if (kv.rfind("LD_PRELOAD=", 0) != 0) env.push_back(kv);
+  env.push_back(std::string("LD_PRELOAD=") + GPUMEM_PRELOAD_PATH + ":" + RELIABILITY_NO_FALLOCATE);
+  const Outcome o = run(child({"pairs", pairs}), env, dir);
+  if (std::filesystem::exists(trace)) std::filesystem::copy_file(trace, dir + "/t.trace");
+  ::umount(volume.c_str());
+  return o;
+}
+
+TEST_F(TraceFullDisk, WithoutFallocateTheTraceDropsRecordsInsteadOfSigbus) {
+  bool skipped = false;
+  const Outcome o = run_without_fallocate(dir_, "raw", "size=6m", "100000", &skipped);
+  if (skipped) GTEST_SKIP() << "cannot mount a small tmpfs here (needs root)";
+  ASSERT_FALSE(o.signaled) << "died of signal " << o.status - 128 << ": " << o.err;
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(occurrences(o.err, "cannot grow the trace file"), 1u) << o.err;
+  EXPECT_NE(o.err.find("No space left on device"), std::string::npos) << o.err;
+  const LoadedTrace t = load_trace(dir_ + "/t.trace");
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_NE(t.header.flags & tr::kHeaderClosed, 0u);
+  const Counts c = count_pairs(t);
+  EXPECT_GT(t.header.records_dropped, 0u);
+  EXPECT_EQ(c.alloc + c.free + t.header.records_dropped, 200000u)
+      << "every call is either kept or counted";
+}
+
+TEST_F(TraceFullDisk, WithoutFallocateACompactRingTheDiskCannotHoldMeansNoTraceNotSigbus) {
+  bool skipped = false;
+  const Outcome o = run_without_fallocate(dir_, "compact", "size=512k", "100", &skipped);
+  if (skipped) GTEST_SKIP() << "cannot mount a small tmpfs here (needs root)";
+  ASSERT_FALSE(o.signaled) << "died of signal " << o.status - 128 << ": " << o.err;
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(occurrences(o.err, "cannot size trace file"), 1u) << o.err;
+  EXPECT_NE(o.err.find("No space left on device"), std::string::npos) << o.err;
+  EXPECT_NE(o.err.find("the program runs on without a trace"), std::string::npos) << o.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/t.trace")) << "a failed open left a file behind";
+}
+
 // A file-size limit (ulimit -f) with SIGXFSZ at its default: a write past it kills the process
 // that makes it, so the writer must stop at the limit instead (records dropped and counted).
 void file_size_limit_drops_records(const std::string& dir, const std::string& format,

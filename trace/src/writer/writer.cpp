@@ -52,7 +52,15 @@ bool extend_file(int fd, uint64_t from, uint64_t bytes) {
   if (fallocate(fd, 0, static_cast<off_t>(from), static_cast<off_t>(bytes - from)) == 0)
     return true;
   if (errno != EOPNOTSUPP && errno != ENOSYS) return false;
-  return ftruncate(fd, static_cast<off_t>(bytes)) == 0;
+  // No fallocate on this file system: ftruncate alone would leave a hole, and a page of it
+  // touched on a full disk is SIGBUS. Writing zeros takes the space now (or fails with ENOSPC).
+  static const char kZeros[64 * 1024] = {};
+  for (uint64_t at = from; at < bytes;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(sizeof kZeros, bytes - at));
+    if (!detail::pwrite_all(fd, kZeros, n, at)) return false;
+    at += n;
+  }
+  return true;
 }
 
 template <size_t N>
