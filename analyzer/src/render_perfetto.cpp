@@ -14,6 +14,9 @@ using Json = nlohmann::json;
 
 constexpr int kCounterTid = 0;
 constexpr int kFirstPhaseTid = 1;
+// Where a thread whose id is a phase track's (or the counters') goes: above Linux's largest
+// thread id (2^22).
+constexpr int64_t kMovedThreadTid = int64_t{1} << 30;
 
 // One event with its time still in report nanoseconds (trace-relative); placed on the common
 // timeline once the origin is known.
@@ -149,13 +152,27 @@ Json perfetto_json(const Report& report) {
                      shifted(off, d.peak.time_ns)});
 
     if (phases_done.insert(ti).second) {
+      // Process-wide phases (no thread) on tracks of their own, laid out first: a thread whose
+      // id is one of theirs (a process that is pid 1 in a container has a thread 1) moves to a
+      // track above every Linux thread id, so its slices never mix with theirs.
+      std::vector<PhasePeak> shared;
+      for (const PhasePeak& ph : d.phases)
+        if (!ph.tid) shared.push_back(ph);
+      const std::vector<int> tracks = phase_tracks(shared);
+      const int64_t phase_tids =
+          shared.empty() ? 0 : 1 + *std::max_element(tracks.begin(), tracks.end());
+      auto track_of = [&](uint32_t tid) {
+        const bool taken =
+            tid == kCounterTid || (tid >= kFirstPhaseTid && tid < kFirstPhaseTid + phase_tids);
+        return taken ? kMovedThreadTid + int64_t{tid} : int64_t{tid};
+      };
       // Markers, on their thread's track (a thread of the process, as Nsight shows them).
       std::set<uint32_t> named;
       auto name_thread = [&](uint32_t tid) {
         if (!named.insert(tid).second) return;
         metadata.push_back({{"ph", "M"},
                             {"pid", pid},
-                            {"tid", tid},
+                            {"tid", track_of(tid)},
                             {"name", "thread_name"},
                             {"args", {{"name", fmt::format("thread {}", tid)}}}});
       };
@@ -164,32 +181,25 @@ Json perfetto_json(const Report& report) {
         timed.push_back({{{"ph", "i"},
                           {"s", "t"},
                           {"pid", pid},
-                          {"tid", m.tid},
+                          {"tid", track_of(m.tid)},
                           {"name", m.name},
                           {"cat", "mark"}},
                          shifted(off, m.t_ns)});
       }
       // NVTX push/pop ranges nest on their own thread's track.
-      std::vector<PhasePeak> shared;
       for (const PhasePeak& ph : d.phases) {
-        if (!ph.tid) {
-          shared.push_back(ph);
-          continue;
-        }
+        if (!ph.tid) continue;
         name_thread(*ph.tid);
         timed.push_back({{{"ph", "X"},
                           {"pid", pid},
-                          {"tid", *ph.tid},
+                          {"tid", track_of(*ph.tid)},
                           {"name", ph.name},
                           {"cat", "phase"},
                           {"args", {{"closed", ph.closed}}}},
                          shifted(off, ph.start_ns),
                          std::max<int64_t>(span_ns(ph.start_ns, ph.end_ns), 0)});
       }
-      if (shared.empty()) continue;
-      std::vector<int> tracks = phase_tracks(shared);
-      int deepest = *std::max_element(tracks.begin(), tracks.end());
-      for (int k = 0; k <= deepest; ++k)
+      for (int64_t k = 0; k < phase_tids; ++k)
         metadata.push_back(
             {{"ph", "M"},
              {"pid", pid},

@@ -188,5 +188,37 @@ TEST(Perfetto, HostileStringsStayValidJson) {
   EXPECT_TRUE(found);
 }
 
+// A process that is pid 1 in a container has a thread 1: its NVTX range and marker went on tid 1,
+// the process-wide phases' track, where the range partly overlapped a phase (Perfetto cannot
+// nest them) and the track had two names. The thread now has a track of its own.
+TEST(Perfetto, ThreadOneKeepsItsOwnTrackBesideThePhases) {
+  auto on_thread_1 = [](trace::Record r) {
+    r.api = static_cast<uint16_t>(trace::Api::nvtx);
+    r.tid = 1;
+    return r;
+  };
+  Events e;
+  e.string(1, "A").string(2, "N").string(3, "M").alloc(500, 0x10, 64);
+  e.begin(0, 1);
+  e.add(on_thread_1(Events::rec(1000, trace::Op::mark_begin, 77, 0, 2, -1)));
+  e.add(on_thread_1(Events::rec(2000, trace::Op::mark, 0, 0, 3, -1)));
+  e.end(4000, 1);
+  e.add(on_thread_1(Events::rec(5000, trace::Op::mark_end, 77, 0, 2, -1)));
+  const Json trace = perfetto_json(e.analyze());
+  std::map<std::string, int64_t> tid;
+  for (const Json& s : events_where(trace, "X")) tid[s["name"]] = s["tid"];
+  for (const Json& s : events_where(trace, "i", "M")) tid["M"] = s["tid"];
+  ASSERT_EQ(tid.size(), 3u);
+  EXPECT_EQ(tid["A"], 1);
+  EXPECT_EQ(tid["N"], (int64_t{1} << 30) + 1);
+  EXPECT_EQ(tid["M"], tid["N"]);
+  std::map<int64_t, std::vector<std::string>> names;
+  for (const Json& m : events_where(trace, "M", "thread_name"))
+    names[m["tid"]].push_back(m["args"]["name"]);
+  EXPECT_EQ(names[1], std::vector<std::string>{"phases"});
+  EXPECT_EQ(names[tid["N"]], std::vector<std::string>{"thread 1"});
+  expect_slices_nest(trace);
+}
+
 }  // namespace
 }  // namespace gpumem::analyzer
