@@ -223,6 +223,8 @@ void init() {
   g_parent_pid = static_cast<uint32_t>(::getppid());
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   std::atexit(shutdown);
+  // quick_exit runs only these, then glibc's internal _exit (which the _exit hook never sees).
+  std::at_quick_exit(shutdown);
 }
 
 TraceWriter* writer() {

@@ -6,6 +6,7 @@
 //                                  bytes (RLIMIT_FSIZE, SIGXFSZ ignored): a full disk without one.
 //   trace_child pairs-limited N FSIZE  the same limit with SIGXFSZ left at its default (which
 //                                  kills the process a write past the limit is made by).
+//   trace_child quick-exit N       N pairs, then quick_exit(0) (no atexit handlers run).
 //   trace_child pairs-at N T       the same, with the first allocation (which opens the trace) at
 //                                  CLOCK_REALTIME T ns: processes started together race on it.
 //   trace_child thread-exit N      N threads allocate and free in a loop; once each has made
@@ -124,6 +125,10 @@ int main(int argc, char** argv) {
     if (setrlimit(RLIMIT_FSIZE, &r) != 0) return 6;
     return pairs(std::strtoull(argv[2], nullptr, 10));
   }
+  if (cmd == "quick-exit" && argc == 3) {
+    if (pairs(std::strtoull(argv[2], nullptr, 10)) != 0) return 3;
+    std::quick_exit(0);
+  }
   if (cmd == "pairs-at" && argc == 4) {
     if (!init_driver()) return 1;
     const unsigned long long at = std::strtoull(argv[3], nullptr, 10);
@@ -141,7 +146,7 @@ int main(int argc, char** argv) {
   if (cmd == "mark-signal") return mark_signal();
   if (cmd == "daemon" && argc == 4) return daemon_pairs(std::strtoull(argv[2], nullptr, 10), argv[3]);
   std::fprintf(stderr,
-               "usage: trace_child pairs N [FSIZE] | pairs-limited N FSIZE | pairs-at N T | thread-exit N | mark-signal | "
-               "daemon N FILE\n");
+               "usage: trace_child pairs N [FSIZE] | pairs-limited N FSIZE | quick-exit N | "
+               "pairs-at N T | thread-exit N | mark-signal | daemon N FILE\n");
   return 2;
 }

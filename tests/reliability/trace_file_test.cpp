@@ -453,6 +453,20 @@ TEST_F(ThreadExit, ExitFromAThreadWhileOthersAllocateReadsAsACleanClose) {
   }
 }
 
+TEST_F(ThreadExit, QuickExitClosesTheTrace) {
+  const std::string trace = dir_ + "/t.trace";
+  const Outcome o = run(child({"quick-exit", "50"}),
+                        child_environment(true, {"GPUMEM_TRACE=" + trace}), dir_);
+  ASSERT_FALSE(o.signaled) << "died of signal " << o.status - 128 << ": " << o.err;
+  ASSERT_EQ(o.status, 0) << o.err;
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_NE(t.header.flags & tr::kHeaderClosed, 0u) << "reads as a killed process";
+  EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
+  EXPECT_EQ(count_pairs(t).alloc, 50u);
+  EXPECT_EQ(count_pairs(t).free, 50u);
+}
+
 // How the reader takes the kAbandoned commit word that close() gives slots still being written:
 // skipped and counted apart, a blob's payload with its head, and the trace is not damaged.
 TEST_F(ThreadExit, AbandonedSlotsAreSkippedWithoutCallingTheTraceDamaged) {
