@@ -79,6 +79,7 @@ void register_report(CLI::App& app, std::function<int()>* run) {
             return 2;
           }
       o.inputs = each_once(o.inputs);
+      o.converted_from = o.inputs;  // as given: a snapshot or RMM log among them is read too
       std::string error;
       if (!foreign.convert(&o.inputs, &error)) {
         std::fprintf(stderr, "gpumem report: %s\n", gpumem::visible(error).c_str());

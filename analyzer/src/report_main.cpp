@@ -154,14 +154,16 @@ int report_main(const ReportOptions& options) {
       {"--json", &options.json_path},
       {"--html", &options.html_path},
       {"--perfetto", &options.perfetto_path}};
+  std::vector<std::string> read = files;
+  read.insert(read.end(), options.converted_from.begin(), options.converted_from.end());
   for (const auto& [flag, path] : outputs) {
     if (path->empty() || *path == "-") continue;
-    for (const std::string& file : files) {
+    for (const std::string& file : read) {
       std::error_code ec;
       if (!fs::equivalent(*path, file, ec)) continue;
       std::fprintf(stderr,
-                   "gpumem report: %s %s names a trace this report reads; writing there would "
-                   "destroy the trace: give the output another file\n",
+                   "gpumem report: %s %s names a file this report reads; writing there would "
+                   "destroy it: give the output another file\n",
                    flag, visible(*path).c_str());
       return 1;
     }

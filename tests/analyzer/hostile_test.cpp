@@ -128,7 +128,7 @@ TEST(Hostile, OutputNamingAnInputTraceIsRefused) {
       EXPECT_NE(err.find(std::string(which == 0   ? "--json "
                                      : which == 1 ? "--html "
                                                   : "--perfetto ") +
-                         output + " names a trace this report reads"),
+                         output + " names a file this report reads"),
                 std::string::npos)
           << err;
       std::ifstream in(trace, std::ios::binary);

@@ -223,6 +223,30 @@ TEST(Command, ExportNeverWritesOverItsTrace) {
   ::unlink(path.c_str());
 }
 
+// A report's output naming the snapshot or RMM log it reads is refused like one naming a trace:
+// the check saw only the temporary trace converted from it, and the input was written over.
+TEST(Command, ReportNeverWritesOverASnapshotOrLogItReads) {
+  const std::string trace = make_trace("over");
+  const std::string snap = temp_file("over.pickle"), csv = temp_file("over.csv");
+  int status = 0;
+  cli("export " + trace + " --pytorch-snapshot " + snap, &status);
+  ASSERT_EQ(status, 0);
+  cli("export " + trace + " --rmm-csv " + csv, &status);
+  ASSERT_EQ(status, 0);
+  for (const std::string& input : {snap, csv}) {
+    const std::string before = read_all(input);
+    for (const char* option : {" --json ", " --html ", " --perfetto "}) {
+      const std::string out = cli("report " + input + option + input, &status);
+      EXPECT_EQ(status, 1) << out;
+      EXPECT_NE(out.find("names a file this report reads; writing there would destroy it"),
+                std::string::npos)
+          << out;
+      EXPECT_EQ(read_all(input), before);
+    }
+  }
+  for (const std::string& f : {trace, snap, csv}) ::unlink(f.c_str());
+}
+
 // "-" is stdout, as for report and replay (a file named "-" was written in the current folder).
 TEST(Command, ExportToDashWritesStdout) {
   const std::string trace = make_trace("dash");

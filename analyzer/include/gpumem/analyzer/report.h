@@ -15,6 +15,9 @@ namespace gpumem::analyzer {
 
 struct ReportOptions {
   std::vector<std::string> inputs;  // trace files and directories (every *.trace inside)
+  // Files read before report_main, which no output may name either: the snapshots and RMM logs
+  // the CLI converted into the temporary traces that `inputs` then names.
+  std::vector<std::string> converted_from;
   std::string json_path;            // "" = none, "-" = stdout
   bool text = false;                // print the terminal summary (also when no output is named)
   std::string html_path;            // "" = none, "-" = stdout: the self-contained HTML page
