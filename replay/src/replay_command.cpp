@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "gpumem/replay/replay_command.h"
@@ -262,6 +263,19 @@ int replay_main(const ReplayCommandOptions& options) {
                  "expandable\n",
                  visible(options.pool).c_str());
     return 2;
+  }
+  // --json naming the trace it reads (or the snapshot or log converted into it) would write the
+  // replay over the recorded run.
+  for (const std::string* input : {&options.trace, &options.shown_as}) {
+    std::error_code ec;
+    if (options.json_path.empty() || options.json_path == "-" || input->empty() ||
+        !std::filesystem::equivalent(options.json_path, *input, ec))
+      continue;
+    std::fprintf(stderr,
+                 "gpumem replay: --json %s names the file this replay reads; writing there would "
+                 "destroy it: give the output another file\n",
+                 visible(options.json_path).c_str());
+    return 1;
   }
   std::string error;
   std::unique_ptr<Program> program = load_program(options.trace, &error);

@@ -90,6 +90,33 @@ TEST(Command, Errors) {
   ::unlink(path.c_str());
 }
 
+// --json naming the trace it replays (by another spelling too, or the snapshot converted into a
+// temporary trace) is refused: the replay was written over the recorded run.
+TEST(Command, JsonNeverWritesOverItsInput) {
+  const std::string path = sample_trace();
+  std::ifstream in(path, std::ios::binary);
+  const std::string before((std::istreambuf_iterator<char>(in)), {});
+  const std::string snap = path + ".pickle";
+  ASSERT_EQ(sh(kCli + " export " + path + " --pytorch-snapshot " + snap).status, 0);
+  std::ifstream snap_in(snap, std::ios::binary);
+  const std::string snap_before((std::istreambuf_iterator<char>(snap_in)), {});
+  const std::string slash = path.substr(0, path.rfind('/')) + "/./" + path.substr(path.rfind('/') + 1);
+  for (const auto& [input, output] : {std::pair{path, path}, std::pair{path, slash},
+                                      std::pair{snap, snap}}) {
+    Output o = sh(kCli + " replay " + input + " --json " + output);
+    EXPECT_EQ(o.status, 1) << o.out;
+    EXPECT_NE(o.out.find("gpumem replay: --json " + output +
+                         " names the file this replay reads; writing there would destroy it"),
+              std::string::npos)
+        << o.out;
+  }
+  std::ifstream after(path, std::ios::binary), snap_after(snap, std::ios::binary);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(after)), {}), before);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(snap_after)), {}), snap_before);
+  ::unlink(path.c_str());
+  ::unlink(snap.c_str());
+}
+
 // The trace's strings are bytes from the program: bytes that are not UTF-8 (its command, its
 // device's name, a phase) come out as U+FFFD in the JSON, never as a crash.
 TEST(Command, JsonOfATraceWhoseStringsAreNotUtf8) {
