@@ -95,7 +95,7 @@ class Analysis::TraceState {
         attribution_(options.max_frames),
         phases_(options.max_phases_per_device),
         heaps_(live_, devices_, phases_),
-        anomalies_(options.max_anomalies_per_trace, header.pid) {
+        anomalies_(options.max_anomalies_per_trace, header.pid, trace_index) {
     const std::string config = bounded_string(header.config, sizeof header.config);
     if (config_value(config, "GPUMEM_LIMIT_SCOPE") == "shared")
       budget_ = config_value(config, "GPUMEM_LIMIT_NAME");

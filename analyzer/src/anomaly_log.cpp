@@ -18,6 +18,7 @@ Anomaly* AnomalyLog::add(const trace::Record& r, int64_t t_ns, Kind kind) {
     return nullptr;
   }
   Anomaly& a = listed_.emplace_back();
+  a.trace_index = trace_index_;
   a.pid = pid_;
   a.device = r.device;
   a.kind = kind;

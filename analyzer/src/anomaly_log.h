@@ -17,7 +17,8 @@ class AnomalyLog {
  public:
   using Kind = Anomaly::Kind;
 
-  AnomalyLog(size_t max_listed, uint32_t pid) : max_listed_(max_listed), pid_(pid) {}
+  AnomalyLog(size_t max_listed, uint32_t pid, size_t trace_index)
+      : max_listed_(max_listed), pid_(pid), trace_index_(trace_index) {}
 
   // True when `r` (the trace's record number `index`) repeats the free anomaly just before it;
   // it is then neither counted nor listed. Called for every anomaly, in trace order.
@@ -32,6 +33,7 @@ class AnomalyLog {
  private:
   size_t max_listed_;
   uint32_t pid_;
+  size_t trace_index_;
   std::vector<Anomaly> listed_;
   uint64_t omitted_ = 0;
   // The last free anomaly: record number, address and thread.

@@ -226,7 +226,8 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
   j["leaks_rest"] = rest_json(d.leaks, o.max_rows);
   Json failed = Json::array();
   for (const Anomaly& a : report.anomalies)
-    if (a.kind == Anomaly::Kind::alloc_failed && a.pid == d.pid && a.device == d.device &&
+    if (a.kind == Anomaly::Kind::alloc_failed && a.trace_index == d.trace_index &&
+        a.device == d.device &&
         failed.size() < o.max_failed_marks)
       failed.push_back({{"t", a.t_ns},
                         {"bytes", a.bytes},

@@ -224,10 +224,8 @@ Json perfetto_json(const Report& report) {
   // Failed allocations come from the anomaly list (listed ones; the counts hold them all).
   for (const Anomaly& a : report.anomalies) {
     if (a.kind != Anomaly::Kind::alloc_failed) continue;
-    auto t = std::find_if(report.traces.begin(), report.traces.end(),
-                          [&](const TraceSummary& s) { return s.pid == a.pid; });
-    size_t ti = t == report.traces.end() ? 0 : static_cast<size_t>(t - report.traces.begin());
-    if (report.traces.empty()) break;
+    if (a.trace_index >= report.traces.size()) continue;
+    const size_t ti = a.trace_index;
     Json args = {{"requested_bytes", a.bytes}, {"result", a.result}};
     if (a.in_use_bytes) args["in_use_bytes"] = *a.in_use_bytes;
     timed.push_back({{{"ph", "i"},

@@ -171,7 +171,20 @@ TEST(Hostile, PageOomsBelongToTheirOwnTraceWhenPidsRepeat) {
     const nlohmann::json& ooms = page["devices"][d]["ooms"];
     ASSERT_EQ(ooms.size(), 1u) << ooms.dump();
     EXPECT_EQ(ooms[0]["requested"], d == 0 ? 1000u : 2000u);
+    // The failed-allocation marks too (anomalies carry their trace, not only its pid).
+    const nlohmann::json& failed = page["devices"][d]["failed"];
+    ASSERT_EQ(failed.size(), 1u) << failed.dump();
+    EXPECT_EQ(failed[0]["bytes"], d == 0 ? 1000u : 2000u);
   }
+  // In the Perfetto file each failure is an instant on its own trace's process track.
+  const nlohmann::json p = nlohmann::json::parse(render_perfetto(r));
+  std::vector<std::pair<uint64_t, uint64_t>> instants;  // (process track, requested bytes)
+  for (const nlohmann::json& ev : p["traceEvents"])
+    if (ev.value("cat", "") == "alloc_failed")
+      instants.emplace_back(ev["pid"], ev["args"]["requested_bytes"]);
+  ASSERT_EQ(instants.size(), 2u) << p.dump();
+  EXPECT_NE(instants[0].first, instants[1].first);
+  EXPECT_EQ(instants[0].second + instants[1].second, 3000u);
 }
 
 // Times that span more than 2^63 ns (a corrupt trace): the Perfetto file's times wrapped, so the

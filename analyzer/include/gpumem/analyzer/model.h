@@ -181,6 +181,7 @@ struct Anomaly {
     free_failed,
     unrecognised,  // a trace::AnomalyKind this analyzer does not know: trace_code holds it
   };
+  size_t trace_index = 0;  // index into Report::traces (pids repeat across hosts and containers)
   uint32_t pid = 0;
   int device = -1;
   Kind kind = Kind::unrecognised;
