@@ -227,8 +227,7 @@ Json device_json(const Report& report, const DeviceReport& d, const HtmlOptions&
   Json failed = Json::array();
   for (const Anomaly& a : report.anomalies)
     if (a.kind == Anomaly::Kind::alloc_failed && a.trace_index == d.trace_index &&
-        a.device == d.device &&
-        failed.size() < o.max_failed_marks)
+        a.device == d.device && failed.size() < o.max_failed_marks)
       failed.push_back({{"t", a.t_ns},
                         {"bytes", a.bytes},
                         {"in_use", a.in_use_bytes ? Json(*a.in_use_bytes) : Json(nullptr)}});
