@@ -263,10 +263,10 @@ TEST(Command, ExportToDashWritesStdout) {
                   &status),
             read_all(snap));
   EXPECT_EQ(status, 0);
-  EXPECT_EQ(shell("cd " + folder + " && " + GPUMEM_CLI + " export " + trace +
-                      " --rmm-csv - 2>/dev/null",
-                  &status),
-            read_all(csv));
+  EXPECT_EQ(
+      shell("cd " + folder + " && " + GPUMEM_CLI + " export " + trace + " --rmm-csv - 2>/dev/null",
+            &status),
+      read_all(csv));
   EXPECT_EQ(status, 0);
   struct stat st;
   EXPECT_NE(::stat((folder + "/-").c_str(), &st), 0) << "a file named - was written";

@@ -24,8 +24,8 @@
 #include <thread>
 #include <vector>
 
-#include "gpumem/gpumem.h"
 #include "expect_code.h"
+#include "gpumem/gpumem.h"
 #include "vmm_prop.h"
 
 namespace {

@@ -104,13 +104,16 @@ TEST_F(BadEnv, LimitNamesThatNameNoSettingAreRefused) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"GPUMEM_LIMIT_64=1GiB",
        "gpumem: GPUMEM_LIMIT_64='1GiB' is not valid: it names no device gpumem reads, so the cap "
-       "would be ignored" + accepted + "GPUMEM_LIMIT_64.\n"},
+       "would be ignored" +
+           accepted + "GPUMEM_LIMIT_64.\n"},
       {"GPUMEM_LIMIT_01=1GiB",
        "gpumem: GPUMEM_LIMIT_01='1GiB' is not valid: it names no device gpumem reads, so the cap "
-       "would be ignored" + accepted + "GPUMEM_LIMIT_01.\n"},
+       "would be ignored" +
+           accepted + "GPUMEM_LIMIT_01.\n"},
       {"GPUMEM_LIMIT_NAMES=jobs",
        "gpumem: GPUMEM_LIMIT_NAMES='jobs' is not valid: gpumem reads no variable of that name, so "
-       "it would be ignored" + accepted + "GPUMEM_LIMIT_NAMES.\n"},
+       "it would be ignored" +
+           accepted + "GPUMEM_LIMIT_NAMES.\n"},
   };
   const std::string trace = dir_ + "/names.trace";
   for (const auto& [assignment, message] : cases) {
@@ -122,7 +125,8 @@ TEST_F(BadEnv, LimitNamesThatNameNoSettingAreRefused) {
     struct stat st;
     EXPECT_NE(::stat(trace.c_str(), &st), 0) << "a trace was written despite the bad setting";
   }
-  for (const std::string assignment : {"GPUMEM_LIMIT_64=", "GPUMEM_LIMIT_63=1GiB", "GPUMEM_LIMIT_9=1GiB"}) {
+  for (const std::string assignment :
+       {"GPUMEM_LIMIT_64=", "GPUMEM_LIMIT_63=1GiB", "GPUMEM_LIMIT_9=1GiB"}) {
     const Outcome o = run({RELIABILITY_WORKLOAD, "one"},
                           child_environment(true, {assignment, "GPUMEM_TRACE=" + trace}), dir_);
     EXPECT_EQ(o.status, 0) << assignment << ": " << o.err;
@@ -141,11 +145,12 @@ TEST_F(BadEnv, PoolSizeWithoutTheFixedPoolIsSaid) {
                                                    "GPUMEM_TRACE=" + trace}),
                           dir_);
     EXPECT_EQ(o.status, 0) << o.err;
-    EXPECT_EQ(o.err, pool == "fixed" ? ""
-                                     : "gpumem: GPUMEM_POOL_SIZE is ignored: it sizes the fixed pool "
-                                       "only, and GPUMEM_POOL is " +
-                                           (pool.empty() ? std::string("none") : pool) +
-                                           "; set GPUMEM_POOL=fixed or unset GPUMEM_POOL_SIZE\n");
+    EXPECT_EQ(o.err, pool == "fixed"
+                         ? ""
+                         : "gpumem: GPUMEM_POOL_SIZE is ignored: it sizes the fixed pool "
+                           "only, and GPUMEM_POOL is " +
+                               (pool.empty() ? std::string("none") : pool) +
+                               "; set GPUMEM_POOL=fixed or unset GPUMEM_POOL_SIZE\n");
   }
 }
 
@@ -209,61 +214,87 @@ TEST_F(BadEnv, RunRefusesEveryBadOptionBeforeStartingTheProgram) {
   const std::vector<BadRun> cases = {
       {{"--limit", "200%"},
        {},
-       "gpumem run: --limit: GPUMEM_LIMIT='200%' is not valid: a percentage is above 0% and at most 100% of the "
-       "device; " + limit_forms + " Fix --limit.\n"},
+       "gpumem run: --limit: GPUMEM_LIMIT='200%' is not valid: a percentage is above 0% and at "
+       "most 100% of the "
+       "device; " +
+           limit_forms + " Fix --limit.\n"},
       {{"--limit", "0%"},
        {},
-       "gpumem run: --limit: GPUMEM_LIMIT='0%' is not valid: a percentage is above 0% and at most 100% of the "
-       "device; " + limit_forms + " Fix --limit.\n"},
+       "gpumem run: --limit: GPUMEM_LIMIT='0%' is not valid: a percentage is above 0% and at most "
+       "100% of the "
+       "device; " +
+           limit_forms + " Fix --limit.\n"},
       {{"--limit", "99999999999999999999"},
        {},
-       "gpumem run: --limit: GPUMEM_LIMIT='99999999999999999999' is not valid: it is more bytes than 64 bits "
-       "hold, far above any device; " + limit_forms + " Fix --limit.\n"},
+       "gpumem run: --limit: GPUMEM_LIMIT='99999999999999999999' is not valid: it is more bytes "
+       "than 64 bits "
+       "hold, far above any device; " +
+           limit_forms + " Fix --limit.\n"},
       {{"--limit", "8 parsecs"},
        {},
-       "gpumem run: --limit: GPUMEM_LIMIT='8 parsecs' is not valid: it is not a size; " + limit_forms +
-           " Fix --limit.\n"},
+       "gpumem run: --limit: GPUMEM_LIMIT='8 parsecs' is not valid: it is not a size; " +
+           limit_forms + " Fix --limit.\n"},
       {{"--limit", "0"},
        {},
-       "gpumem run: --limit: GPUMEM_LIMIT='0' is not valid: it is 0 bytes, a cap that refuses everything; " +
+       "gpumem run: --limit: GPUMEM_LIMIT='0' is not valid: it is 0 bytes, a cap that refuses "
+       "everything; " +
            limit_forms + " Fix --limit.\n"},
       {{"--pool", "bogus"},
        {},
-       "gpumem run: --pool: GPUMEM_POOL='bogus' is not valid; accepted: none, growth, fixed or expandable. Fix --pool.\n"},
+       "gpumem run: --pool: GPUMEM_POOL='bogus' is not valid; accepted: none, growth, fixed or "
+       "expandable. Fix --pool.\n"},
       {{"--pool", "fixed"},
        {},
-       "gpumem run: --pool: GPUMEM_POOL='fixed' is not valid; accepted: fixed together with GPUMEM_POOL_SIZE or "
+       "gpumem run: --pool: GPUMEM_POOL='fixed' is not valid; accepted: fixed together with "
+       "GPUMEM_POOL_SIZE or "
        "GPUMEM_LIMIT (the pool's size), or growth, or none. Fix --pool.\n"},
       {{"--pool", "fixed", "--limit", "100"},
        {},
-       "gpumem run: --limit: GPUMEM_LIMIT='100' is not valid: it sizes the fixed pool, which needs at least 512 B "
+       "gpumem run: --limit: GPUMEM_LIMIT='100' is not valid: it sizes the fixed pool, which needs "
+       "at least 512 B "
        "(one pool block); " +
            limit_forms + " Fix --limit.\n"},
       {{"--trace", std::string(5000, 'x')},
        {},
-       "gpumem run: --trace: GPUMEM_TRACE='(too long)' is not valid; accepted: a path template shorter than 4096 "
+       "gpumem run: --trace: GPUMEM_TRACE='(too long)' is not valid; accepted: a path template "
+       "shorter than 4096 "
        "bytes, or off. Fix --trace.\n"},
       {{"--trace-max", "1MiB"},
        {},
-       "gpumem run: --trace-max: GPUMEM_TRACE_MAX='1MiB' is not valid: it is below 4 MiB, the ring and the least "
-       "window; accepted: a size of at least 4MiB such as 512MiB or 2GiB (not a percentage). Fix --trace-max.\n"},
-      {{"--stacks=bogus"}, {}, "--stacks: bogus not in {native,python,mixed}\nRun with --help for more information.\n"},
-      {{"--capture", "bogus"}, {}, "--capture: bogus not in {preload,cupti}\nRun with --help for more information.\n"},
-      {{"--device", "bogus"}, {}, "--device: bogus not in {auto,sim,real}\nRun with --help for more information.\n"},
-      {{"--pool", "--"}, {}, ""},  // CLI11's message for a swallowed "--"; checked below by status only
+       "gpumem run: --trace-max: GPUMEM_TRACE_MAX='1MiB' is not valid: it is below 4 MiB, the ring "
+       "and the least "
+       "window; accepted: a size of at least 4MiB such as 512MiB or 2GiB (not a percentage). Fix "
+       "--trace-max.\n"},
+      {{"--stacks=bogus"},
+       {},
+       "--stacks: bogus not in {native,python,mixed}\nRun with --help for more information.\n"},
+      {{"--capture", "bogus"},
+       {},
+       "--capture: bogus not in {preload,cupti}\nRun with --help for more information.\n"},
+      {{"--device", "bogus"},
+       {},
+       "--device: bogus not in {auto,sim,real}\nRun with --help for more information.\n"},
+      {{"--pool", "--"},
+       {},
+       ""},  // CLI11's message for a swallowed "--"; checked below by status only
       // The environment's own GPUMEM_* values go to the program too: checked the same way.
       {{},
        {"GPUMEM_LOG=loud"},
-       "gpumem run: GPUMEM_LOG='loud' is not valid; accepted: error, warn, info or debug. Fix or unset GPUMEM_LOG.\n"},
+       "gpumem run: GPUMEM_LOG='loud' is not valid; accepted: error, warn, info or debug. Fix or "
+       "unset GPUMEM_LOG.\n"},
       {{},
        {"GPUMEM_POOL_SIZE=511"},
-       "gpumem run: GPUMEM_POOL_SIZE='511' is not valid: it is below 512 B, the fixed pool's smallest block, so every "
-       "allocation would fail; accepted: a size of at least 512 B such as 512MiB or 8GiB (not a percentage). Fix or "
+       "gpumem run: GPUMEM_POOL_SIZE='511' is not valid: it is below 512 B, the fixed pool's "
+       "smallest block, so every "
+       "allocation would fail; accepted: a size of at least 512 B such as 512MiB or 8GiB (not a "
+       "percentage). Fix or "
        "unset GPUMEM_POOL_SIZE.\n"},
       {{"--pool", "fixed"},
        {"GPUMEM_LIMIT_0=64MiB"},
-       "gpumem run: --pool: GPUMEM_POOL='fixed' is not valid: GPUMEM_LIMIT_<n> caps one device and does not "
-       "size the pool; accepted: fixed together with GPUMEM_POOL_SIZE or GPUMEM_LIMIT (the pool's size), or "
+       "gpumem run: --pool: GPUMEM_POOL='fixed' is not valid: GPUMEM_LIMIT_<n> caps one device and "
+       "does not "
+       "size the pool; accepted: fixed together with GPUMEM_POOL_SIZE or GPUMEM_LIMIT (the pool's "
+       "size), or "
        "growth, or none. Fix --pool.\n"},
       {{"--limit", "1GiB"},
        {"GPUMEM_LIMIT_2=abc"},

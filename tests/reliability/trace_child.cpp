@@ -17,13 +17,13 @@
 //                                  0-1023, opens /dev/null as 0-2 and FILE as 3-63 (the trace's
 //                                  old number among them), writes "precious\n" to it, N pairs.
 #include <cuda.h>
-#include <fcntl.h>
-#include <unistd.h>
 #include <cuda_runtime_api.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -144,7 +144,8 @@ int main(int argc, char** argv) {
   }
   if (cmd == "thread-exit" && argc == 3) return thread_exit(std::atoi(argv[2]));
   if (cmd == "mark-signal") return mark_signal();
-  if (cmd == "daemon" && argc == 4) return daemon_pairs(std::strtoull(argv[2], nullptr, 10), argv[3]);
+  if (cmd == "daemon" && argc == 4)
+    return daemon_pairs(std::strtoull(argv[2], nullptr, 10), argv[3]);
   std::fprintf(stderr,
                "usage: trace_child pairs N [FSIZE] | pairs-limited N FSIZE | quick-exit N | "
                "pairs-at N T | thread-exit N | mark-signal | daemon N FILE\n");

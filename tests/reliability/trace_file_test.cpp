@@ -293,13 +293,13 @@ TEST_F(TraceFullDisk, DroppedRecordsAreCountedWarnedOnceAndReportedByEveryReader
 Outcome run_without_fallocate(const std::string& dir, const std::string& format, const char* size,
                               const char* pairs, bool* skipped) {
   const std::string volume = dir + "/small";
-  *skipped = ::mkdir(volume.c_str(), 0700) != 0 ||
-             ::mount("tmpfs", volume.c_str(), "tmpfs", 0, size) != 0;
+  *skipped =
+      ::mkdir(volume.c_str(), 0700) != 0 || ::mount("tmpfs", volume.c_str(), "tmpfs", 0, size) != 0;
   if (*skipped) return {};
   const std::string trace = volume + "/t.trace";
   std::vector<std::string> env;
-  for (const std::string& kv : child_environment(true, {"GPUMEM_TRACE=" + trace,
-                                                        "GPUMEM_TRACE_FORMAT=" + format}))
+  for (const std::string& kv :
+       child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_TRACE_FORMAT=" + format}))
     if (kv.rfind("LD_PRELOAD=", 0) != 0) env.push_back(kv);
   env.push_back(std::string("LD_PRELOAD=") + GPUMEM_PRELOAD_PATH + ":" + RELIABILITY_NO_FALLOCATE);
   const Outcome o = run(child({"pairs", pairs}), env, dir);
@@ -343,10 +343,9 @@ void file_size_limit_drops_records(const std::string& dir, const std::string& fo
                                    unsigned long long limit) {
   constexpr unsigned long long kPairs = 100000;
   const std::string trace = dir + "/t.trace";
-  const Outcome o = run(child({"pairs-limited", std::to_string(kPairs), std::to_string(limit)}),
-                        child_environment(true, {"GPUMEM_TRACE=" + trace,
-                                                 "GPUMEM_TRACE_FORMAT=" + format}),
-                        dir);
+  const Outcome o =
+      run(child({"pairs-limited", std::to_string(kPairs), std::to_string(limit)}),
+          child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_TRACE_FORMAT=" + format}), dir);
   ASSERT_FALSE(o.signaled) << "died of signal " << o.status - 128 << ": " << o.err;
   ASSERT_EQ(o.status, 0) << o.err;
   EXPECT_EQ(occurrences(o.err, "cannot grow the trace file"), 1u) << o.err;
@@ -407,10 +406,9 @@ void daemon_keeps_its_file(const std::string& dir, const std::string& format) {
   constexpr unsigned long long kPairs = 40000;  // past the raw file's first growth; many chunks
   const std::string trace = dir + "/t.trace";
   const std::string other = dir + "/daemon.pid";
-  const Outcome o = run(child({"daemon", std::to_string(kPairs), other}),
-                        child_environment(true, {"GPUMEM_TRACE=" + trace,
-                                                 "GPUMEM_TRACE_FORMAT=" + format}),
-                        dir);
+  const Outcome o =
+      run(child({"daemon", std::to_string(kPairs), other}),
+          child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_TRACE_FORMAT=" + format}), dir);
   ASSERT_FALSE(o.signaled) << "died of signal " << o.status - 128;
   ASSERT_EQ(o.status, 0) << o.err;
   EXPECT_EQ(slurp(other), "precious\n") << "the trace wrote into the daemon's own file";
@@ -455,8 +453,8 @@ TEST_F(ThreadExit, ExitFromAThreadWhileOthersAllocateReadsAsACleanClose) {
 
 TEST_F(ThreadExit, QuickExitClosesTheTrace) {
   const std::string trace = dir_ + "/t.trace";
-  const Outcome o = run(child({"quick-exit", "50"}),
-                        child_environment(true, {"GPUMEM_TRACE=" + trace}), dir_);
+  const Outcome o =
+      run(child({"quick-exit", "50"}), child_environment(true, {"GPUMEM_TRACE=" + trace}), dir_);
   ASSERT_FALSE(o.signaled) << "died of signal " << o.status - 128 << ": " << o.err;
   ASSERT_EQ(o.status, 0) << o.err;
   const LoadedTrace t = load_trace(trace);

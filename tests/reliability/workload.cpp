@@ -30,9 +30,9 @@
 #include <thread>
 #include <vector>
 
+#include "driver_context.h"
 #include "gpumem/gpumem.h"
 #include "progress.h"
-#include "driver_context.h"
 #include "vmm_prop.h"
 
 namespace {

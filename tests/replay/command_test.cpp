@@ -100,9 +100,10 @@ TEST(Command, JsonNeverWritesOverItsInput) {
   ASSERT_EQ(sh(kCli + " export " + path + " --pytorch-snapshot " + snap).status, 0);
   std::ifstream snap_in(snap, std::ios::binary);
   const std::string snap_before((std::istreambuf_iterator<char>(snap_in)), {});
-  const std::string slash = path.substr(0, path.rfind('/')) + "/./" + path.substr(path.rfind('/') + 1);
-  for (const auto& [input, output] : {std::pair{path, path}, std::pair{path, slash},
-                                      std::pair{snap, snap}}) {
+  const std::string slash =
+      path.substr(0, path.rfind('/')) + "/./" + path.substr(path.rfind('/') + 1);
+  for (const auto& [input, output] :
+       {std::pair{path, path}, std::pair{path, slash}, std::pair{snap, snap}}) {
     Output o = sh(kCli + " replay " + input + " --json " + output);
     EXPECT_EQ(o.status, 1) << o.out;
     EXPECT_NE(o.out.find("gpumem replay: --json " + output +

@@ -91,10 +91,11 @@ TEST(TraceReader, EmptyOrZeroHeaderSaysNoHeaderWasWritten) {
   ScratchDir dir;
   write_file(dir.file("empty"), "");
   write_file(dir.file("zeros"), std::string(70000, '\0'));
-  EXPECT_EQ(open_error(dir.file("empty")),
-            "'" + dir.file("empty") +
-                "' is empty: no trace header was written to it (the process that was to write it "
-                "stopped before, or is starting now); a file that is not a trace could be this too");
+  EXPECT_EQ(
+      open_error(dir.file("empty")),
+      "'" + dir.file("empty") +
+          "' is empty: no trace header was written to it (the process that was to write it "
+          "stopped before, or is starting now); a file that is not a trace could be this too");
   EXPECT_NE(open_error(dir.file("zeros")).find("' begins with zeros: no trace header was written"),
             std::string::npos);
 }

@@ -38,9 +38,9 @@ void retained_pool_memory(uint64_t handle);
 bool mapped(uint64_t ptr, uint64_t size, uint64_t handle, uint8_t* import_lookup);
 
 enum class Release {
-  untracked,   // not a handle this table knows: the free goes through the path as any free
-  last,        // the last reference and no mapping: the memory goes with this call
-  still_live,  // a reference or a mapping remains: no free yet
+  untracked,        // not a handle this table knows: the free goes through the path as any free
+  last,             // the last reference and no mapping: the memory goes with this call
+  still_live,       // a reference or a mapping remains: no free yet
   last_import,      // the last of an imported handle that was mapped: its free at *import_address
   unmapped_import,  // the last of an imported handle never mapped: never recorded, nothing to free
   pool_memory,      // the last reference the program took to gpumem's pool memory: not recorded
