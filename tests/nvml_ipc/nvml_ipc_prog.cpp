@@ -64,6 +64,18 @@ NvmlApi nvml_api() {
   return a;
 }
 
+// Prints NVML's v1 and v2 memory answers for `dev`: "<v1> free total used" and
+// "<v2> free total used reserved".
+void print_memory(const NvmlApi& nvml, nvmlDevice_t dev, const char* v1, const char* v2) {
+  nvmlMemory_t m{};
+  EXPECT_CODE(nvml.memory(dev, &m), NVML_SUCCESS);
+  std::printf("%s %llu %llu %llu\n", v1, m.free, m.total, m.used);
+  nvmlMemory_v2_t m2{};
+  m2.version = nvmlMemory_v2;
+  EXPECT_CODE(nvml.memory_v2(dev, &m2), NVML_SUCCESS);
+  std::printf("%s %llu %llu %llu %llu\n", v2, m2.free, m2.total, m2.used, m2.reserved);
+}
+
 bool cmd_is(int argc, char** argv, const char* name) {
   return argc > 1 && std::strcmp(argv[1], name) == 0;
 }
@@ -92,18 +104,13 @@ int capacity() {
   EXPECT_CODE(nvml.init(), NVML_SUCCESS);
   nvmlDevice_t dev = nullptr;
   EXPECT_CODE(nvml.handle(0, &dev), NVML_SUCCESS);
-  nvmlMemory_t m{};
-  EXPECT_CODE(nvml.memory(dev, &m), NVML_SUCCESS);
-  std::printf("nvml %llu %llu %llu\n", m.free, m.total, m.used);
-  nvmlMemory_v2_t m2{};
-  m2.version = nvmlMemory_v2;
-  EXPECT_CODE(nvml.memory_v2(dev, &m2), NVML_SUCCESS);
-  std::printf("nvml_v2 %llu %llu %llu %llu\n", m2.free, m2.total, m2.used, m2.reserved);
+  print_memory(nvml, dev, "nvml", "nvml_v2");
   // NVML's own answers to misuse pass through: no version, a NULL struct.
   nvmlMemory_v2_t unversioned{};
   EXPECT_CODE(nvml.memory_v2(dev, &unversioned), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
   EXPECT_CODE(nvml.memory(dev, nullptr), NVML_ERROR_INVALID_ARGUMENT);
   EXPECT_CODE(nvml.shutdown(), NVML_SUCCESS);
+  nvmlMemory_t m{};
   EXPECT_CODE(nvml.memory(dev, &m), NVML_ERROR_UNINITIALIZED);
   EXPECT_CODE(cudaFree(p), cudaSuccess);
   return g_failures;
@@ -234,13 +241,7 @@ int nvml_then_fork() {
   EXPECT_CODE(nvml.init(), NVML_SUCCESS);
   nvmlDevice_t dev = nullptr;
   EXPECT_CODE(nvml.handle(0, &dev), NVML_SUCCESS);
-  nvmlMemory_t m{};
-  EXPECT_CODE(nvml.memory(dev, &m), NVML_SUCCESS);
-  std::printf("nvml_before %llu %llu %llu\n", m.free, m.total, m.used);
-  nvmlMemory_v2_t m2{};
-  m2.version = nvmlMemory_v2;
-  EXPECT_CODE(nvml.memory_v2(dev, &m2), NVML_SUCCESS);
-  std::printf("nvml_v2_before %llu %llu %llu %llu\n", m2.free, m2.total, m2.used, m2.reserved);
+  print_memory(nvml, dev, "nvml_before", "nvml_v2_before");
   int count = -1;
   EXPECT_CODE(cuDeviceGetCount(&count), CUDA_ERROR_NOT_INITIALIZED);
   std::fflush(stdout);
@@ -261,6 +262,7 @@ int nvml_then_fork() {
   }
   void* p = nullptr;
   EXPECT_CODE(cudaMalloc(&p, 6 * kMiB), cudaSuccess);
+  nvmlMemory_t m{};
   EXPECT_CODE(nvml.memory(dev, &m), NVML_SUCCESS);
   std::printf("nvml_after %llu %llu %llu\n", m.free, m.total, m.used);
   EXPECT_CODE(cudaFree(p), cudaSuccess);
