@@ -1,13 +1,13 @@
 // `gpumem export TRACE (--pytorch-snapshot OUT.pickle | --rmm-csv OUT.csv) [--device N]`: a gpumem
 // trace in the formats other tools read: PyTorch's memory_viz and RMM's replay benchmark.
 // docs/formats.md.
-#include <sys/stat.h>
 
 #include <cstdio>
 #include <fstream>
 
 #include "command.h"
 #include "gpumem/formats/convert.h"
+#include "gpumem/same_file.h"
 #include "gpumem/visible_text.h"
 
 namespace {
@@ -46,9 +46,7 @@ int export_main(const ExportOptions& o) {
     return 2;
   }
   const std::string& out = o.snapshot_path.empty() ? o.csv_path : o.snapshot_path;
-  struct stat in_st, out_st;
-  if (::stat(o.trace.c_str(), &in_st) == 0 && ::stat(out.c_str(), &out_st) == 0 &&
-      in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino) {
+  if (gpumem::output_is_an_input(out, {o.trace})) {
     std::fprintf(stderr,
                  "gpumem export: the output %s is the trace itself, which writing it would "
                  "replace; choose another output path\n",

@@ -18,6 +18,7 @@
 #include "gpumem/analyzer/render_json.h"
 #include "gpumem/analyzer/render_text.h"
 #include "gpumem/regular_file.h"
+#include "gpumem/same_file.h"
 #include "gpumem/trace/reader.h"
 #include "gpumem/visible_text.h"
 #include "render_html.h"
@@ -157,16 +158,12 @@ int report_main(const ReportOptions& options) {
   std::vector<std::string> read = files;
   read.insert(read.end(), options.converted_from.begin(), options.converted_from.end());
   for (const auto& [flag, path] : outputs) {
-    if (path->empty() || *path == "-") continue;
-    for (const std::string& file : read) {
-      std::error_code ec;
-      if (!fs::equivalent(*path, file, ec)) continue;
-      std::fprintf(stderr,
-                   "gpumem report: %s %s names a file this report reads; writing there would "
-                   "destroy it: give the output another file\n",
-                   flag, visible(*path).c_str());
-      return 1;
-    }
+    if (!output_is_an_input(*path, read)) continue;
+    std::fprintf(stderr,
+                 "gpumem report: %s %s names a file this report reads; writing there would "
+                 "destroy it: give the output another file\n",
+                 flag, visible(*path).c_str());
+    return 1;
   }
   AnalysisOptions analysis_options;
   analysis_options.max_points = std::max<size_t>(options.points, 1);

@@ -2,10 +2,10 @@
 #include <fmt/format.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 
 #include "gpumem/replay/replay_command.h"
+#include "gpumem/same_file.h"
 #include "gpumem/units.h"
 #include "gpumem/visible_text.h"
 
@@ -266,11 +266,7 @@ int replay_main(const ReplayCommandOptions& options) {
   }
   // --json naming the trace it reads (or the snapshot or log converted into it) would write the
   // replay over the recorded run.
-  for (const std::string* input : {&options.trace, &options.shown_as}) {
-    std::error_code ec;
-    if (options.json_path.empty() || options.json_path == "-" || input->empty() ||
-        !std::filesystem::equivalent(options.json_path, *input, ec))
-      continue;
+  if (output_is_an_input(options.json_path, {options.trace, options.shown_as})) {
     std::fprintf(stderr,
                  "gpumem replay: --json %s names the file this replay reads; writing there would "
                  "destroy it: give the output another file\n",
