@@ -288,6 +288,9 @@ void note_device(int device) {
 }
 
 void shutdown() {
+  // exit() from a signal handler that interrupted this thread's own open: the lock would never
+  // come free. The trace is left as the open made it (it reads as not closed cleanly).
+  if (t_holds_open_mutex) return;
   log_summary();
   std::lock_guard<std::mutex> lock(g_open_mutex);
   t_holds_open_mutex = true;
@@ -303,7 +306,6 @@ void shutdown() {
 
 void shutdown_at_exit_call() {
   if (g_owner_pid.load(std::memory_order_relaxed) != static_cast<uint32_t>(::getpid())) return;
-  if (t_holds_open_mutex) return;  // _exit from a signal handler that interrupted the open
   shutdown();
 }
 

@@ -91,6 +91,15 @@ int mark_signal() {
   return rc;
 }
 
+// A SIGUSR1 handler that calls exit(), as programs that clean up on SIGINT or SIGTERM do (not
+// async-signal-safe, but common): signal_in_io.cpp raises it inside the writer's own I/O.
+int exit_in_handler(unsigned long long n) {
+  if (!init_driver()) return 1;
+  signal(SIGUSR1, [](int) { std::exit(0); });
+  pairs(n);
+  return 4;  // the signal never came
+}
+
 int daemon_pairs(unsigned long long n, const char* file) {
   if (pairs(1) != 0) return 3;  // opens the trace
   for (int fd = 0; fd < 1024; ++fd) ::close(fd);
@@ -144,10 +153,12 @@ int main(int argc, char** argv) {
   }
   if (cmd == "thread-exit" && argc == 3) return thread_exit(std::atoi(argv[2]));
   if (cmd == "mark-signal") return mark_signal();
+  if (cmd == "exit-in-handler" && argc == 3)
+    return exit_in_handler(std::strtoull(argv[2], nullptr, 10));
   if (cmd == "daemon" && argc == 4)
     return daemon_pairs(std::strtoull(argv[2], nullptr, 10), argv[3]);
   std::fprintf(stderr,
                "usage: trace_child pairs N [FSIZE] | pairs-limited N FSIZE | quick-exit N | "
-               "pairs-at N T | thread-exit N | mark-signal | daemon N FILE\n");
+               "pairs-at N T | thread-exit N | mark-signal | exit-in-handler N | daemon N FILE\n");
   return 2;
 }

@@ -601,5 +601,67 @@ TEST_F(TraceFileNaming, MarkFromASignalHandlerDuringTheOpenNeverHangs) {
   }
 }
 
+
+// --- exit() from a signal handler that interrupted the writer's own locked I/O ----------------
+
+// Runs `pairs` pairs with a SIGUSR1 handler that calls exit(), the signal raised inside the
+// writer's `where` (signal_in_io.cpp: "fallocate:K" or "pwrite:K"). The handler's exit closes the
+// trace from the thread that holds the lock of the extension, open or seal it interrupted.
+Outcome exit_in_handler(const std::string& dir, const std::string& trace, const std::string& format,
+                        const std::string& where, bool* hung) {
+  std::vector<std::string> env;
+  for (const std::string& kv :
+       child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_TRACE_FORMAT=" + format,
+                                "RELIABILITY_SIGNAL_IN=" + where, kNoLatency[0], kNoLatency[1]}))
+    if (kv.rfind("LD_PRELOAD=", 0) != 0) env.push_back(kv);
+  env.push_back(std::string("LD_PRELOAD=") + GPUMEM_PRELOAD_PATH + ":" + RELIABILITY_SIGNAL_IN_IO);
+  const std::string out = dir + "/stdout", err = dir + "/stderr";
+  return wait_at_most(start(child({"exit-in-handler", "200000"}), env, out, err), out, err, 20,
+                      hung);
+}
+
+TEST_F(ThreadExit, ExitFromASignalHandlerInsideTheFilesExtensionClosesTheTrace) {
+  const std::string trace = dir_ + "/t.trace";
+  bool hung = false;
+  // The first fallocate sizes the file at the open, the second is its first extension.
+  const Outcome o = exit_in_handler(dir_, trace, "raw", "fallocate:2", &hung);
+  ASSERT_FALSE(hung) << "the program hung (the close waited for the lock its thread held)";
+  ASSERT_EQ(o.status, 0) << o.err;
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_NE(t.header.flags & tr::kHeaderClosed, 0u);
+  EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
+  const Counts c = count_pairs(t);
+  // Everything appended before the extension that the signal interrupted: more than the first
+  // size holds cannot be there, and each pair's free follows its allocation.
+  EXPECT_GT(c.alloc, 1000u);
+  EXPECT_LT(c.alloc, 200000u);
+  EXPECT_LE(c.alloc - c.free, 1u);
+}
+
+TEST_F(ThreadExit, ExitFromASignalHandlerInsideTheOpenNeverHangs) {
+  const std::string trace = dir_ + "/t.trace";
+  bool hung = false;
+  const Outcome o = exit_in_handler(dir_, trace, "raw", "fallocate:1", &hung);
+  ASSERT_FALSE(hung) << "the program hung (the exit waited for the open its thread was in)";
+  ASSERT_EQ(o.status, 0) << o.err;
+}
+
+TEST_F(ThreadExit, ExitFromASignalHandlerInsideACompactSealClosesTheTrace) {
+  const std::string trace = dir_ + "/t.trace";
+  bool hung = false;
+  const Outcome o = exit_in_handler(dir_, trace, "compact", "pwrite:2", &hung);
+  ASSERT_FALSE(hung) << "the program hung (the close waited for the seal its thread was in)";
+  ASSERT_EQ(o.status, 0) << o.err;
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_NE(t.header.flags & tr::kHeaderClosed, 0u);
+  EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
+  const Counts c = count_pairs(t);
+  EXPECT_GT(c.alloc, 0u);
+  EXPECT_LT(c.alloc, 200000u);
+  EXPECT_LE(c.alloc - c.free, 1u);
+}
+
 }  // namespace
 }  // namespace reliability

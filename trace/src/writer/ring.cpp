@@ -61,6 +61,8 @@ bool TraceWriter::seal(uint64_t until, uint64_t end, bool wait, uint64_t deadlin
   // The lock is never held while waiting for a slot: the thread writing that slot may itself be
   // waiting for a chunk to be sealed (it reserved its slot while the ring was full).
   const uint64_t chunk_bytes = uint64_t{kChunkSlots} * trace::kRecordSize;
+  // A signal handler interrupting this thread's own seal: the seal cannot go on until it returns.
+  if (seal_mutex_.held_here()) return false;
   for (;;) {
     {
       std::unique_lock lock(seal_mutex_, std::try_to_lock);
@@ -164,7 +166,10 @@ void TraceWriter::close_compact(char* base, uint64_t cursor_at_close) {
   const uint64_t chunks = (end - trace::kHeaderSize + chunk_bytes - 1) / chunk_bytes;
   const bool all_sealed = !full_.load(std::memory_order_acquire) &&
                           seal(chunks, end, true, monotonic_ns() + kCloseWaitNs);
-  std::lock_guard lock(seal_mutex_);
+  // exit() from a signal handler that interrupted this thread's own seal: closed without the lock
+  // (compact_end_ is where the chunks sealed before it end; the unfinished one is cut off).
+  std::unique_lock lock(seal_mutex_, std::defer_lock);
+  if (!seal_mutex_.held_here()) lock.lock();
   end_at_close_ = end;
   auto* h = reinterpret_cast<trace::Header*>(base);
   h->end_offset = compact_end_;

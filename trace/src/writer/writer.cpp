@@ -454,6 +454,8 @@ int TraceWriter::file_fd() {
 
 bool TraceWriter::ensure_capacity(uint64_t end, bool wait) {
   if (full_.load(std::memory_order_acquire)) return false;  // tried once, failed: never again
+  // A signal handler interrupting this thread's own extension: the record is dropped (counted).
+  if (grow_mutex_.held_here()) return false;
   std::unique_lock lock(grow_mutex_, std::defer_lock);
   if (wait) {
     lock.lock();
@@ -611,7 +613,7 @@ void TraceWriter::append_blob(trace::Op op, uint64_t id, const void* data, size_
 void TraceWriter::set_device(int device, uint64_t capacity, uint64_t limit, const char* name) {
   if (device < 0 || device >= trace::kMaxDevices) return;
   char* base = base_.load(std::memory_order_acquire);
-  if (base == nullptr) return;
+  if (base == nullptr || strings_mutex_.held_here()) return;  // asked again at the next event
   {
     std::lock_guard lock(strings_mutex_);
     auto* h = reinterpret_cast<Header*>(base);
@@ -636,7 +638,7 @@ void TraceWriter::set_device(int device, uint64_t capacity, uint64_t limit, cons
 
 void TraceWriter::set_pool(const char* name) {
   char* base = base_.load(std::memory_order_acquire);
-  if (base == nullptr || name == nullptr) return;
+  if (base == nullptr || name == nullptr || strings_mutex_.held_here()) return;
   std::lock_guard lock(strings_mutex_);
   auto* h = reinterpret_cast<Header*>(base);
   std::snprintf(h->pool, sizeof h->pool, "%s", name);
@@ -730,7 +732,11 @@ void TraceWriter::close() {
   const uint64_t cursor_at_close = cursor_.fetch_add(kClosedCursor, std::memory_order_acq_rel);
   settle_in_flight(base, cursor_at_close);
   if (ring_bytes_ != 0) return close_compact(base, cursor_at_close);
-  std::lock_guard lock(grow_mutex_);  // the file stops growing here
+  // The file stops growing here. exit() from a signal handler that interrupted this thread's own
+  // extension closes without the lock: that extension never resumes (file_bytes_ is the size
+  // before it).
+  std::unique_lock lock(grow_mutex_, std::defer_lock);
+  if (!grow_mutex_.held_here()) lock.lock();
   const uint64_t size = file_bytes_.load(std::memory_order_relaxed);
   const uint64_t end = std::min(cursor_at_close, size);
   end_at_close_ = end;
@@ -757,9 +763,9 @@ void TraceWriter::abandon() {
   // Only the forking thread lives on in the child: a mutex another thread held at fork() would
   // stay locked forever, so start with fresh ones; the parent's threads' in-flight entries mean
   // nothing here either.
-  new (&grow_mutex_) std::mutex();
-  new (&strings_mutex_) std::mutex();
-  new (&seal_mutex_) std::mutex();
+  grow_mutex_.reset();
+  strings_mutex_.reset();
+  seal_mutex_.reset();
   for (InFlight& e : g_in_flight) {
     e.slot.store(0, std::memory_order_relaxed);
     e.owner.store(0, std::memory_order_relaxed);

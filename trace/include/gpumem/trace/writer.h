@@ -23,6 +23,7 @@
 #include <mutex>
 
 #include "gpumem/trace/format.h"
+#include "gpumem/trace/owned_mutex.h"
 
 namespace gpumem {
 namespace detail {
@@ -174,8 +175,8 @@ class TraceWriter {
   std::atomic<bool> closing_{false};
   WarningSink warning_sink_ = nullptr;
   uint64_t end_at_close_ = 0;
-  std::mutex grow_mutex_;     // file extension only
-  std::mutex strings_mutex_;  // intern_string and set_device
+  detail::OwnedMutex grow_mutex_;     // file extension only
+  detail::OwnedMutex strings_mutex_;  // intern_string and set_device
   std::atomic<uint64_t> next_string_id_{1};
   std::atomic<uint32_t> next_stack_id_{1};
   StringSlot* strings_ = nullptr;  // kStringTableSize entries, anonymous mapping made by open()
@@ -192,7 +193,7 @@ class TraceWriter {
   alignas(64) std::atomic<uint64_t> sealed_{0};
   uint64_t compact_end_ = 0;  // guarded by seal_mutex_, as are the two below
   uint64_t spill_slots_ = 0;  // payload slots of a sealed blob at the start of the next chunk
-  std::mutex seal_mutex_;
+  detail::OwnedMutex seal_mutex_;
   unsigned char* seal_buffer_ = nullptr;  // the compact chunk being built, then its payloads
   size_t seal_buffer_bytes_ = 0;
   char path_[4096] = {};
