@@ -291,7 +291,12 @@ void shutdown() {
   // exit() from a signal handler that interrupted this thread's own open: the lock would never
   // come free. The trace is left as the open made it (it reads as not closed cleanly).
   if (t_holds_open_mutex) return;
-  log_summary();
+  // exit() from a signal handler that interrupted one of the hooks: a pool may be mid-change
+  // under a lock this thread holds, so its statistics are not asked for.
+  if (t_hook_depth == 0)
+    log_summary();
+  else
+    GPUMEM_INFO("no device summary: the program exited from inside a CUDA call (a signal handler)");
   std::lock_guard<std::mutex> lock(g_open_mutex);
   t_holds_open_mutex = true;
   if (g_state.load(std::memory_order_acquire) == kOpen) {

@@ -100,6 +100,17 @@ int exit_in_handler(unsigned long long n) {
   return 4;  // the signal never came
 }
 
+// The same handler on a timer (SIGALRM after `ms`), for a signal that lands inside a pool's
+// growth (simcuda's allocation latency set long by the test).
+int exit_on_timer(unsigned long long n, long ms) {
+  if (!init_driver()) return 1;
+  signal(SIGALRM, [](int) { std::exit(0); });
+  const itimerval once{{0, 0}, {ms / 1000, (ms % 1000) * 1000}};
+  setitimer(ITIMER_REAL, &once, nullptr);
+  pairs(n);
+  return 4;  // the signal never came
+}
+
 int daemon_pairs(unsigned long long n, const char* file) {
   if (pairs(1) != 0) return 3;  // opens the trace
   for (int fd = 0; fd < 1024; ++fd) ::close(fd);
@@ -153,12 +164,14 @@ int main(int argc, char** argv) {
   }
   if (cmd == "thread-exit" && argc == 3) return thread_exit(std::atoi(argv[2]));
   if (cmd == "mark-signal") return mark_signal();
+  if (cmd == "exit-on-timer" && argc == 4)
+    return exit_on_timer(std::strtoull(argv[2], nullptr, 10), std::atol(argv[3]));
   if (cmd == "exit-in-handler" && argc == 3)
     return exit_in_handler(std::strtoull(argv[2], nullptr, 10));
   if (cmd == "daemon" && argc == 4)
     return daemon_pairs(std::strtoull(argv[2], nullptr, 10), argv[3]);
   std::fprintf(stderr,
                "usage: trace_child pairs N [FSIZE] | pairs-limited N FSIZE | quick-exit N | "
-               "pairs-at N T | thread-exit N | mark-signal | exit-in-handler N | daemon N FILE\n");
+               "pairs-at N T | thread-exit N | mark-signal | exit-in-handler N | exit-on-timer N MS | daemon N FILE\n");
   return 2;
 }

@@ -663,5 +663,27 @@ TEST_F(ThreadExit, ExitFromASignalHandlerInsideACompactSealClosesTheTrace) {
   EXPECT_LE(c.alloc - c.free, 1u);
 }
 
+TEST_F(ThreadExit, ExitFromASignalHandlerInsideAPoolsGrowthWithTheSummaryLogNeverHangs) {
+  // The pool grows under its lock; simcuda's allocation sleeps a second there, and the timer's
+  // handler exits at 300 ms. The exit's summary line (GPUMEM_LOG=info) would ask the pool for its
+  // statistics, under the lock the interrupted growth holds.
+  const std::string trace = dir_ + "/t.trace", out = dir_ + "/stdout", err = dir_ + "/stderr";
+  bool hung = false;
+  const Outcome o = wait_at_most(
+      start(child({"exit-on-timer", "10", "300"}),
+            child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_POOL=growth",
+                                     "GPUMEM_LOG=info", "SIMCUDA_ALLOC_LATENCY_US=1000000",
+                                     "SIMCUDA_FREE_LATENCY_US=0"}),
+            out, err),
+      out, err, 20, &hung);
+  ASSERT_FALSE(hung) << "the program hung (the exit's summary waited for the pool's lock)";
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_NE(o.err.find("no device summary: the program exited from inside a CUDA call"),
+            std::string::npos)
+      << o.err;
+  // The first allocation never returned: the trace, opened at the first record, was not begun.
+  EXPECT_FALSE(std::filesystem::exists(trace));
+}
+
 }  // namespace
 }  // namespace reliability
