@@ -28,7 +28,8 @@
 namespace gpumem::session {
 namespace {
 
-enum State : int { kUnopened = 0, kOpen = 1, kDisabled = 2, kClosed = 3 };
+// kClosedForExec: closed by an exec that then failed; the events after it are not recorded.
+enum State : int { kUnopened = 0, kOpen = 1, kDisabled = 2, kClosed = 3, kClosedForExec = 4 };
 
 // Built on first use and never destroyed: a destructor would close the trace from the static-
 // destructor list, before shutdown() (registered earlier with atexit, so run later) writes the
@@ -200,6 +201,14 @@ void after_fork_child() {
   stacks::reset_after_fork();
 }
 
+void warn_after_failed_exec() {
+  static std::atomic<bool> warned{false};
+  if (g_owner_pid.load(std::memory_order_relaxed) != static_cast<uint32_t>(::getpid())) return;
+  if (warned.exchange(true, std::memory_order_relaxed)) return;
+  GPUMEM_WARN("an exec failed after the trace was closed for it: this process's later events "
+              "are not recorded (the trace holds everything up to the exec)");
+}
+
 }  // namespace
 
 bool simulated() {
@@ -231,7 +240,10 @@ TraceWriter* writer() {
   int state = g_state.load(std::memory_order_acquire);
   if (state == kOpen) [[likely]]
     return g_writer_ptr;
-  if (state != kUnopened) return nullptr;
+  if (state != kUnopened) {
+    if (state == kClosedForExec) warn_after_failed_exec();
+    return nullptr;
+  }
   // A signal handler interrupting this thread's own open (or fork, or exit): its event is
   // dropped rather than waiting forever for a lock that this thread holds.
   if (t_holds_open_mutex) return nullptr;
@@ -287,7 +299,11 @@ void note_device(int device) {
   w->set_device(device, total, policy::resolved_limit(device), name);
 }
 
-void shutdown() {
+namespace {
+
+// The end of this image (exit, _exit, exec): the device summary, symbols (GPUMEM_STACKS=1), then
+// a clean close; the state becomes `final_state`.
+void finish(State final_state) {
   // exit() from a signal handler that interrupted this thread's own open: the lock would never
   // come free. The trace is left as the open made it (it reads as not closed cleanly).
   if (t_holds_open_mutex) return;
@@ -300,13 +316,28 @@ void shutdown() {
   std::lock_guard<std::mutex> lock(g_open_mutex);
   t_holds_open_mutex = true;
   if (g_state.load(std::memory_order_acquire) == kOpen) {
-    g_state.store(kClosed, std::memory_order_release);
+    g_state.store(final_state, std::memory_order_release);
     if (config().stacks) the_writer().write_symbols();
     the_writer().close();
   } else {
     g_state.store(kClosed, std::memory_order_release);
   }
   t_holds_open_mutex = false;
+}
+
+}  // namespace
+
+void shutdown() {
+  finish(kClosed);
+}
+
+void close_for_exec() {
+  // Only the process that opened the trace: a vfork child (another pid, the parent's memory)
+  // must leave the parent's trace open.
+  if (g_state.load(std::memory_order_acquire) != kOpen ||
+      g_owner_pid.load(std::memory_order_relaxed) != static_cast<uint32_t>(::getpid()))
+    return;
+  finish(kClosedForExec);
 }
 
 void shutdown_at_exit_call() {

@@ -26,6 +26,10 @@ void shutdown();
 // closed as at exit, so it does not read as a crash. Only in the process that opened it: a vfork
 // child (other pid, the parent's memory) leaves it alone.
 void shutdown_at_exit_call();
+// exec* called by the program (hooks/exec.cpp): the image ends, so the trace is closed as at exit
+// (the new image, under the same pid, opens NAME.1). Only in the process that opened it. If the
+// exec fails, the process's later events are not recorded, and the first of them says so.
+void close_for_exec();
 bool simulated();
 
 }  // namespace session

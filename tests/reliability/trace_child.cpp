@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -111,6 +112,41 @@ int exit_on_timer(unsigned long long n, long ms) {
   return 4;  // the signal never came
 }
 
+// exec: N pairs, then this program again, for M pairs, through execl (variadic) or execv.
+int exec_self(unsigned long long n, const char* m, bool variadic) {
+  if (pairs(n) != 0) return 3;
+  if (variadic) {
+    execl("/proc/self/exe", "trace_child", "pairs", m, static_cast<char*>(nullptr));
+  } else {
+    char* const argv[] = {const_cast<char*>("trace_child"), const_cast<char*>("pairs"),
+                          const_cast<char*>(m), nullptr};
+    execv("/proc/self/exe", argv);
+  }
+  return 5;  // the exec failed
+}
+
+// An exec that fails: N pairs, then M more in the same image.
+int exec_missing(unsigned long long n, unsigned long long m) {
+  if (pairs(n) != 0) return 3;
+  char* const argv[] = {const_cast<char*>("missing"), nullptr};
+  if (execvp("/nonexistent/gpumem-test-program", argv) != -1) return 5;
+  return pairs(m);
+}
+
+// A vfork child that execs shares the parent's memory: the parent's trace must stay open. N pairs
+// before the vfork, N after.
+int vfork_exec(unsigned long long n) {
+  if (pairs(n) != 0) return 3;
+  const pid_t pid = vfork();
+  if (pid == 0) {
+    execl("/bin/true", "true", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int st = 0;
+  if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return 6;
+  return pairs(n);
+}
+
 int daemon_pairs(unsigned long long n, const char* file) {
   if (pairs(1) != 0) return 3;  // opens the trace
   for (int fd = 0; fd < 1024; ++fd) ::close(fd);
@@ -164,6 +200,11 @@ int main(int argc, char** argv) {
   }
   if (cmd == "thread-exit" && argc == 3) return thread_exit(std::atoi(argv[2]));
   if (cmd == "mark-signal") return mark_signal();
+  if ((cmd == "exec-self" || cmd == "execl-self") && argc == 4)
+    return exec_self(std::strtoull(argv[2], nullptr, 10), argv[3], cmd == "execl-self");
+  if (cmd == "exec-missing" && argc == 4)
+    return exec_missing(std::strtoull(argv[2], nullptr, 10), std::strtoull(argv[3], nullptr, 10));
+  if (cmd == "vfork-exec" && argc == 3) return vfork_exec(std::strtoull(argv[2], nullptr, 10));
   if (cmd == "exit-on-timer" && argc == 4)
     return exit_on_timer(std::strtoull(argv[2], nullptr, 10), std::atol(argv[3]));
   if (cmd == "exit-in-handler" && argc == 3)
@@ -172,6 +213,8 @@ int main(int argc, char** argv) {
     return daemon_pairs(std::strtoull(argv[2], nullptr, 10), argv[3]);
   std::fprintf(stderr,
                "usage: trace_child pairs N [FSIZE] | pairs-limited N FSIZE | quick-exit N | "
-               "pairs-at N T | thread-exit N | mark-signal | exit-in-handler N | exit-on-timer N MS | daemon N FILE\n");
+               "pairs-at N T | thread-exit N | mark-signal | exit-in-handler N | "
+               "exit-on-timer N MS | exec-self N M | execl-self N M | exec-missing N M | "
+               "vfork-exec N | daemon N FILE\n");
   return 2;
 }

@@ -685,5 +685,55 @@ TEST_F(ThreadExit, ExitFromASignalHandlerInsideAPoolsGrowthWithTheSummaryLogNeve
   EXPECT_FALSE(std::filesystem::exists(trace));
 }
 
+// --- exec: the image that opened the trace ends there -------------------------------------------
+
+// Runs trace_child `args` with the trace at dir/t.trace; returns its outcome.
+Outcome run_traced(const std::string& dir, const std::vector<std::string>& args) {
+  return run(child(args),
+             child_environment(true, {"GPUMEM_TRACE=" + dir + "/t.trace", kNoLatency[0],
+                                      kNoLatency[1]}),
+             dir);
+}
+
+void expect_closed_with(const std::string& path, uint64_t allocs) {
+  SCOPED_TRACE(path);
+  const LoadedTrace t = load_trace(path);
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_NE(t.header.flags & tr::kHeaderClosed, 0u) << "reads as killed or crashed";
+  EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
+  const Counts c = count_pairs(t);
+  EXPECT_EQ(c.alloc, allocs);
+  EXPECT_EQ(c.free, allocs);
+}
+
+TEST_F(ThreadExit, ExecClosesTheTraceAndTheNewImageWritesItsOwn) {
+  for (const std::string mode : {"exec-self", "execl-self"}) {
+    SCOPED_TRACE(mode);
+    std::filesystem::remove(dir_ + "/t.trace");
+    std::filesystem::remove(dir_ + "/t.trace.1");
+    const Outcome o = run_traced(dir_, {mode, "30", "20"});
+    ASSERT_EQ(o.status, 0) << o.err;
+    expect_closed_with(dir_ + "/t.trace", 30);
+    expect_closed_with(dir_ + "/t.trace.1", 20);
+    const LoadedTrace first = load_trace(dir_ + "/t.trace"), second = load_trace(dir_ + "/t.trace.1");
+    EXPECT_EQ(first.header.pid, second.header.pid) << "an exec keeps the pid";
+  }
+}
+
+TEST_F(ThreadExit, AFailedExecSaysOnceThatTheRestIsNotRecorded) {
+  const Outcome o = run_traced(dir_, {"exec-missing", "30", "20"});
+  ASSERT_EQ(o.status, 0) << o.err;
+  expect_closed_with(dir_ + "/t.trace", 30);
+  EXPECT_EQ(occurrences(o.err, "an exec failed after the trace was closed for it"), 1u) << o.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/t.trace.1"));
+}
+
+TEST_F(ThreadExit, AVforkChildsExecLeavesTheParentsTraceOpen) {
+  const Outcome o = run_traced(dir_, {"vfork-exec", "25"});
+  ASSERT_EQ(o.status, 0) << o.err;
+  expect_closed_with(dir_ + "/t.trace", 50);
+  EXPECT_EQ(o.err.find("exec failed"), std::string::npos) << o.err;
+}
+
 }  // namespace
 }  // namespace reliability
