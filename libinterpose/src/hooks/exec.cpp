@@ -25,13 +25,15 @@ using VectorEnvFn = int (*)(const char*, char* const*, char* const*);
 // execl, execlp, execle: their arguments as an argv on the stack (exec is async-signal-safe, so
 // no heap), *envp set from after the terminating null for execle.
 size_t count_args(const char* arg, va_list& ap) {
-  size_t n = 1;
-  va_list copy;
-  va_copy(copy, ap);
-  if (arg != nullptr)
+  size_t n = 1;  // the null
+  if (arg != nullptr) {
+    ++n;
+    va_list copy;
+    va_copy(copy, ap);
     while (va_arg(copy, const char*) != nullptr) ++n;
-  va_end(copy);
-  return n;  // the arguments and the null
+    va_end(copy);
+  }
+  return n;
 }
 
 void fill_args(char** argv, const char* arg, va_list& ap) {
