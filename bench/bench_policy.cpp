@@ -255,4 +255,41 @@ void BM_growth_sync_after_equal_frees(benchmark::State& state) {
 }
 BENCHMARK(BM_growth_sync_after_equal_frees)->Arg(10000)->Arg(40000)->Unit(benchmark::kMillisecond);
 
+// The same blocks freed stream-ordered (cudaFreeAsync: each goes straight into its stream's free
+// bins, one at a time, in the program's order): order 0 random, 1 descending addresses (a
+// backward pass freeing in reverse). Time per block; flat as the count grows when insertion is
+// O(1) amortised for these orders.
+void BM_growth_free_async_equal_blocks(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  const bool descending = state.range(1) == 1;
+  std::mt19937_64 rng(1);
+  for (auto _ : state) {
+    state.PauseTiming();
+    SimulatedUpstream sim;
+    DeviceStack stack(sim, 0, StackConfig{PoolKind::growth, 0, 0});
+    MemoryResource& mr = *stack.top();
+    std::vector<void*> blocks;
+    for (size_t i = 0; i < 2 * n; ++i) blocks.push_back(mr.allocate(alloc_req(4096, 7)).ptr);
+    std::vector<size_t> order;
+    for (size_t i = 0; i < n; ++i) order.push_back(2 * i);
+    if (descending)
+      std::sort(order.begin(), order.end(),
+                [&](size_t a, size_t b) { return blocks[a] > blocks[b]; });
+    else
+      std::shuffle(order.begin(), order.end(), rng);
+    state.ResumeTiming();
+    for (size_t i : order) (void)mr.deallocate(blocks[i], free_req(4096, true, 7));
+    state.PauseTiming();
+    for (size_t i = 0; i < n; ++i) (void)mr.deallocate(blocks[2 * i + 1], free_req(4096, true, 7));
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(n));
+}
+BENCHMARK(BM_growth_free_async_equal_blocks)
+    ->Args({10000, 0})
+    ->Args({40000, 0})
+    ->Args({10000, 1})
+    ->Args({40000, 1})
+    ->Unit(benchmark::kMillisecond);
+
 BENCHMARK_MAIN();

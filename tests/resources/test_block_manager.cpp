@@ -88,9 +88,10 @@ TEST(BlockManagerWalks, FreeAtLeastSkipsTaggedPendingAndSmaller) {
   EXPECT_EQ(mib(seen), (std::vector<uint64_t>{2, 3, 5, 6, 29}));
 }
 
-// FreeBins keeps each bin sorted by (size, address) whatever the order of insertion: from the
-// tail, or forward from the bin's last insertion (a batch in address order walks each bin once),
-// with erases moving that hint. Checked against a sorted set after every change.
+// FreeBins keeps each bin sorted by (size, address) whatever the order of insertion (each bin's
+// treap finds the place), and best_fit answers the smallest block of at least the bytes asked,
+// the lowest address among equals. Both checked against a sorted set at each step below, and the
+// bins emptied at the end.
 TEST(FreeBinsOrder, SortedWhateverTheInsertionOrder) {
   std::mt19937_64 rng(3);
   std::vector<std::unique_ptr<Block>> blocks;
@@ -109,6 +110,17 @@ TEST(FreeBinsOrder, SortedWhateverTheInsertionOrder) {
     bins.for_each([&](const Block* b) { order.emplace_back(b->size, b->addr); });
     const std::vector<Key> sorted(model.begin(), model.end());
     ASSERT_EQ(order, sorted) << step;
+    for (uint64_t units : {1, 2, 3, 4, 5, 63, 64, 70, 79, 80, 200}) {
+      const uint64_t bytes = units * kBlockAlign;
+      const auto want = model.lower_bound({bytes, 0});
+      const Block* got = bins.best_fit(bytes);
+      if (want == model.end()) {
+        EXPECT_EQ(got, nullptr) << step << " " << bytes;
+      } else {
+        ASSERT_NE(got, nullptr) << step << " " << bytes;
+        EXPECT_EQ(Key(got->size, got->addr), *want) << step << " " << bytes;
+      }
+    }
   };
   std::vector<Block*> in;
   auto insert = [&](Block* b) {
@@ -141,6 +153,15 @@ TEST(FreeBinsOrder, SortedWhateverTheInsertionOrder) {
   for (size_t i = 3000; i-- > 2000;) insert(order[i]);
   check(2000);
   EXPECT_EQ(bins.size(), model.size());
+  std::shuffle(in.begin(), in.end(), rng);
+  for (size_t i = 0; i < in.size(); ++i) {
+    bins.erase(in[i]);
+    model.erase({in[i]->size, in[i]->addr});
+    if (i % 211 == 0) check(3000 + static_cast<int>(i));
+  }
+  check(-1);
+  EXPECT_TRUE(bins.empty());
+  EXPECT_EQ(bins.best_fit(kBlockAlign), nullptr);
 }
 
 }  // namespace

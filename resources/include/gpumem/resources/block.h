@@ -34,6 +34,8 @@ struct Block {
   FreeBins* bins = nullptr;
   Block* bin_prev = nullptr;
   Block* bin_next = nullptr;
+  Block* bin_left = nullptr;  // free: children in the bin's search tree (free_bins.h)
+  Block* bin_right = nullptr;
   uint8_t kind = 0;  // the pool's size class (segment kind)
   BlockState state = BlockState::free;
 };
