@@ -199,7 +199,8 @@ FreeResult AllocationPath::deallocate(const Request& req, uint64_t address) {
   if (w != nullptr) {
     Request unknown = req;
     if (unknown.device == kDeviceUnresolved)
-      unknown.device = unknown.resolve_device != nullptr ? unknown.resolve_device() : -1;
+      unknown.device =
+          unknown.resolve_device != nullptr ? unknown.resolve_device(unknown.stream) : -1;
     trace::Record r = make_record(trace::Op::anomaly, unknown, address, 0);
     r.aux = static_cast<uint64_t>(trace::AnomalyKind::free_unknown);
     write_record(w, r, true);

@@ -10,9 +10,12 @@
 //   stream_device driver   the same with cuMemAllocAsync, cuMemAlloc_v2, cuMemFreeAsync
 //   stream_device pool     cudaMallocFromPoolAsync / cuMemAllocFromPoolAsync from device 1's
 //                          default pool on the legacy stream (device 0's): the same sequence
+//   stream_device unknown-free  cudaFreeAsync and cuMemFreeAsync of a pointer nobody allocated,
+//                          on a stream of device 1
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -84,6 +87,15 @@ int pool_calls() {
   return cudaDeviceSynchronize() == cudaSuccess ? 0 : 1;
 }
 
+int unknown_free_calls() {
+  cudaStream_t s = nullptr;
+  if (!stream_on_device_1(&s)) return 1;
+  void* nobodys = reinterpret_cast<void*>(uintptr_t{0x7a5000000000});
+  print("runtime", cudaFreeAsync(nobodys, s));
+  print("driver", cuMemFreeAsync(reinterpret_cast<CUdeviceptr>(nobodys), s));
+  return cudaStreamDestroy(s) == cudaSuccess ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -91,6 +103,7 @@ int main(int argc, char** argv) {
   if (mode == "runtime") return runtime_calls();
   if (mode == "driver") return driver_calls();
   if (mode == "pool") return pool_calls();
-  std::fprintf(stderr, "usage: stream_device runtime|driver|pool\n");
+  if (mode == "unknown-free") return unknown_free_calls();
+  std::fprintf(stderr, "usage: stream_device runtime|driver|pool|unknown-free\n");
   return 2;
 }

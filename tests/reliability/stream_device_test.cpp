@@ -74,5 +74,28 @@ TEST_F(StreamDevice, PoolAllocationIsChargedToThePoolsDevice) {
   expect_charged_to_device_1("pool", dir_);
 }
 
+// A stream-ordered free of a pointer nobody allocated names the stream's device, as its
+// allocation would have, not the current one.
+TEST_F(StreamDevice, UnknownStreamOrderedFreeNamesTheStreamsDevice) {
+  const std::string trace = dir_ + "/unknown.trace";
+  const Outcome o = run({RELIABILITY_STREAM_DEVICE, "unknown-free"},
+                        child_environment(true, {"GPUMEM_TRACE=" + trace, "SIMCUDA_DEVICES=2",
+                                                 "SIMCUDA_ALLOC_LATENCY_US=0",
+                                                 "SIMCUDA_FREE_LATENCY_US=0"}),
+                        dir_);
+  ASSERT_EQ(o.status, 0) << o.out << o.err;
+  auto kv = printed_codes(o.out);
+  EXPECT_NE(kv["runtime"], 0) << "simcuda refuses a pointer it never gave";
+  EXPECT_NE(kv["driver"], 0);
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  std::map<int, int> unknown;  // by device
+  for (const auto& r : t.records)
+    if (static_cast<Op>(r.op) == Op::anomaly &&
+        r.aux == static_cast<uint64_t>(gpumem::trace::AnomalyKind::free_unknown))
+      ++unknown[r.device];
+  EXPECT_EQ(unknown, (std::map<int, int>{{1, 2}}));
+}
+
 }  // namespace
 }  // namespace reliability

@@ -100,13 +100,22 @@ inline int pool_device(typename F::Pool pool, typename F::Stream stream) {
   return owner >= 0 ? owner : F::stream_device(stream);
 }
 
-// Device memory frees: the device is asked for only when the pointer turns out to be unknown.
+// Device memory frees: the device is asked for only when the pointer turns out to be unknown
+// (a stream-ordered free's is its stream's, as for its allocation).
+template <class F>
+int current_device_of(uint64_t) {
+  return F::current_device();
+}
+template <class F>
+int stream_device_of(uint64_t stream) {
+  return F::stream_device(reinterpret_cast<typename F::Stream>(stream));
+}
 template <class F, trace::Lookup L>
 inline Request free_request(trace::Api api, typename F::Stream stream = nullptr,
                             bool async = false) {
   Request r;
   r.device = kDeviceUnresolved;
-  r.resolve_device = &F::current_device;
+  r.resolve_device = async ? &stream_device_of<F> : &current_device_of<F>;
   r.stream = reinterpret_cast<uint64_t>(stream);
   r.api = api;
   r.flags = make_flags(trace::MemKind::device, L, async);

@@ -50,9 +50,10 @@ struct Request {
   // the address (or handle) in *out on success; both return the family's raw code.
   CallRef<int(void** out)> real_alloc{};
   CallRef<int()> real_free{};
-  // For the tracking layer: the caller's current device, asked only when a free's pointer is
-  // unknown (device is then kDeviceUnresolved, dispatch.h). Null elsewhere.
-  int (*resolve_device)() = nullptr;
+  // For the tracking layer: the device of a free whose pointer is unknown (device is then
+  // kDeviceUnresolved, dispatch.h), asked only then: the stream's for a stream-ordered free, else
+  // the caller's current one; it gets `stream`. Null elsewhere.
+  int (*resolve_device)(uint64_t stream) = nullptr;
 };
 
 inline bool is_stream_ordered(const Request& r) {
