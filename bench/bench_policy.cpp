@@ -231,7 +231,11 @@ BENCHMARK(BM_growth_2_threads)->UseRealTime()->Threads(2);
 // coalesces), freed with cudaFree in random order and made reusable by one synchronization. Time
 // per block; it stays flat as the count grows when each insertion into the free bins is O(1)
 // amortised (a walk of the bin from its tail made it linear: 40000 blocks took 4.3 s).
-void BM_growth_sync_after_equal_frees(benchmark::State& state) {
+// Times freeing every other one of 2n blocks of 4 KiB on `stream` (so that none coalesces) under
+// the growth pool: free(mr, blocks, order) is timed, with order the even indexes, shuffled or in
+// descending addresses; the odd blocks are freed untimed afterwards.
+template <class Free>
+void time_equal_frees(benchmark::State& state, uint64_t stream, bool descending, Free free) {
   const size_t n = static_cast<size_t>(state.range(0));
   std::mt19937_64 rng(1);
   for (auto _ : state) {
@@ -240,36 +244,7 @@ void BM_growth_sync_after_equal_frees(benchmark::State& state) {
     DeviceStack stack(sim, 0, StackConfig{PoolKind::growth, 0, 0});
     MemoryResource& mr = *stack.top();
     std::vector<void*> blocks;
-    for (size_t i = 0; i < 2 * n; ++i) blocks.push_back(mr.allocate(alloc_req(4096)).ptr);
-    std::vector<size_t> order;
-    for (size_t i = 0; i < n; ++i) order.push_back(2 * i);
-    std::shuffle(order.begin(), order.end(), rng);
-    state.ResumeTiming();
-    for (size_t i : order) (void)mr.deallocate(blocks[i], free_req(4096, false));
-    (void)mr.synchronize(0);
-    state.PauseTiming();
-    for (size_t i = 0; i < n; ++i) (void)mr.deallocate(blocks[2 * i + 1], free_req(4096, false));
-    state.ResumeTiming();
-  }
-  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(n));
-}
-BENCHMARK(BM_growth_sync_after_equal_frees)->Arg(10000)->Arg(40000)->Unit(benchmark::kMillisecond);
-
-// The same blocks freed stream-ordered (cudaFreeAsync: each goes straight into its stream's free
-// bins, one at a time, in the program's order): order 0 random, 1 descending addresses (a
-// backward pass freeing in reverse). Time per block; flat as the count grows when insertion is
-// O(1) amortised for these orders.
-void BM_growth_free_async_equal_blocks(benchmark::State& state) {
-  const size_t n = static_cast<size_t>(state.range(0));
-  const bool descending = state.range(1) == 1;
-  std::mt19937_64 rng(1);
-  for (auto _ : state) {
-    state.PauseTiming();
-    SimulatedUpstream sim;
-    DeviceStack stack(sim, 0, StackConfig{PoolKind::growth, 0, 0});
-    MemoryResource& mr = *stack.top();
-    std::vector<void*> blocks;
-    for (size_t i = 0; i < 2 * n; ++i) blocks.push_back(mr.allocate(alloc_req(4096, 7)).ptr);
+    for (size_t i = 0; i < 2 * n; ++i) blocks.push_back(mr.allocate(alloc_req(4096, stream)).ptr);
     std::vector<size_t> order;
     for (size_t i = 0; i < n; ++i) order.push_back(2 * i);
     if (descending)
@@ -278,12 +253,35 @@ void BM_growth_free_async_equal_blocks(benchmark::State& state) {
     else
       std::shuffle(order.begin(), order.end(), rng);
     state.ResumeTiming();
-    for (size_t i : order) (void)mr.deallocate(blocks[i], free_req(4096, true, 7));
+    free(mr, blocks, order);
     state.PauseTiming();
-    for (size_t i = 0; i < n; ++i) (void)mr.deallocate(blocks[2 * i + 1], free_req(4096, true, 7));
+    for (size_t i = 0; i < n; ++i)
+      (void)mr.deallocate(blocks[2 * i + 1], free_req(4096, stream != 0, stream));
     state.ResumeTiming();
   }
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(n));
+}
+
+void BM_growth_sync_after_equal_frees(benchmark::State& state) {
+  time_equal_frees(
+      state, 0, false,
+      [](MemoryResource& mr, const std::vector<void*>& blocks, const std::vector<size_t>& order) {
+        for (size_t i : order) (void)mr.deallocate(blocks[i], free_req(4096, false));
+        (void)mr.synchronize(0);
+      });
+}
+BENCHMARK(BM_growth_sync_after_equal_frees)->Arg(10000)->Arg(40000)->Unit(benchmark::kMillisecond);
+
+// The same blocks freed stream-ordered (cudaFreeAsync: each goes straight into its stream's free
+// bins, one at a time, in the program's order): order 0 random, 1 descending addresses (a
+// backward pass freeing in reverse). Time per block; flat as the count grows when insertion is
+// O(1) amortised for these orders.
+void BM_growth_free_async_equal_blocks(benchmark::State& state) {
+  time_equal_frees(
+      state, 7, state.range(1) == 1,
+      [](MemoryResource& mr, const std::vector<void*>& blocks, const std::vector<size_t>& order) {
+        for (size_t i : order) (void)mr.deallocate(blocks[i], free_req(4096, true, 7));
+      });
 }
 BENCHMARK(BM_growth_free_async_equal_blocks)
     ->Args({10000, 0})

@@ -205,8 +205,9 @@ void warn_after_failed_exec() {
   static std::atomic<bool> warned{false};
   if (g_owner_pid.load(std::memory_order_relaxed) != static_cast<uint32_t>(::getpid())) return;
   if (warned.exchange(true, std::memory_order_relaxed)) return;
-  GPUMEM_WARN("an exec failed after the trace was closed for it: this process's later events "
-              "are not recorded (the trace holds everything up to the exec)");
+  GPUMEM_WARN(
+      "an exec failed after the trace was closed for it: this process's later events "
+      "are not recorded (the trace holds everything up to the exec)");
 }
 
 }  // namespace

@@ -132,7 +132,9 @@ bool g_forked_child = false;
 
 }  // namespace
 
-extern "C" int __lsan_is_turned_off() { return g_forked_child ? 1 : 0; }
+extern "C" int __lsan_is_turned_off() {
+  return g_forked_child ? 1 : 0;
+}
 
 int main(int argc, char** argv) {
   const int forks = argc > 1 ? std::atoi(argv[1]) : 0;

@@ -78,11 +78,11 @@ TEST_F(StreamDevice, PoolAllocationIsChargedToThePoolsDevice) {
 // allocation would have, not the current one.
 TEST_F(StreamDevice, UnknownStreamOrderedFreeNamesTheStreamsDevice) {
   const std::string trace = dir_ + "/unknown.trace";
-  const Outcome o = run({RELIABILITY_STREAM_DEVICE, "unknown-free"},
-                        child_environment(true, {"GPUMEM_TRACE=" + trace, "SIMCUDA_DEVICES=2",
-                                                 "SIMCUDA_ALLOC_LATENCY_US=0",
-                                                 "SIMCUDA_FREE_LATENCY_US=0"}),
-                        dir_);
+  const Outcome o =
+      run({RELIABILITY_STREAM_DEVICE, "unknown-free"},
+          child_environment(true, {"GPUMEM_TRACE=" + trace, "SIMCUDA_DEVICES=2",
+                                   "SIMCUDA_ALLOC_LATENCY_US=0", "SIMCUDA_FREE_LATENCY_US=0"}),
+          dir_);
   ASSERT_EQ(o.status, 0) << o.out << o.err;
   auto kv = printed_codes(o.out);
   EXPECT_NE(kv["runtime"], 0) << "simcuda refuses a pointer it never gave";

@@ -601,7 +601,6 @@ TEST_F(TraceFileNaming, MarkFromASignalHandlerDuringTheOpenNeverHangs) {
   }
 }
 
-
 // --- exit() from a signal handler that interrupted the writer's own locked I/O ----------------
 
 // Runs `pairs` pairs with a SIGUSR1 handler that calls exit(), the signal raised inside the
@@ -620,6 +619,19 @@ Outcome exit_in_handler(const std::string& dir, const std::string& trace, const 
                       hung);
 }
 
+// The trace that exit closed from the handler: closed and complete, at least `allocs` and fewer
+// than the 200000 allocations asked, each but the last followed by its free.
+void expect_closed_early(const std::string& trace, uint64_t allocs) {
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_NE(t.header.flags & tr::kHeaderClosed, 0u);
+  EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
+  const Counts c = count_pairs(t);
+  EXPECT_GE(c.alloc, allocs);
+  EXPECT_LT(c.alloc, 200000u);
+  EXPECT_LE(c.alloc - c.free, 1u);
+}
+
 TEST_F(ThreadExit, ExitFromASignalHandlerInsideTheFilesExtensionClosesTheTrace) {
   const std::string trace = dir_ + "/t.trace";
   bool hung = false;
@@ -627,16 +639,9 @@ TEST_F(ThreadExit, ExitFromASignalHandlerInsideTheFilesExtensionClosesTheTrace) 
   const Outcome o = exit_in_handler(dir_, trace, "raw", "fallocate:2", &hung);
   ASSERT_FALSE(hung) << "the program hung (the close waited for the lock its thread held)";
   ASSERT_EQ(o.status, 0) << o.err;
-  const LoadedTrace t = load_trace(trace);
-  ASSERT_TRUE(t.opened) << t.error;
-  EXPECT_NE(t.header.flags & tr::kHeaderClosed, 0u);
-  EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
-  const Counts c = count_pairs(t);
   // Everything appended before the extension that the signal interrupted: more than the first
-  // size holds cannot be there, and each pair's free follows its allocation.
-  EXPECT_GT(c.alloc, 1000u);
-  EXPECT_LT(c.alloc, 200000u);
-  EXPECT_LE(c.alloc - c.free, 1u);
+  // size holds cannot be there.
+  expect_closed_early(trace, 1000);
 }
 
 TEST_F(ThreadExit, ExitFromASignalHandlerInsideTheOpenNeverHangs) {
@@ -653,14 +658,7 @@ TEST_F(ThreadExit, ExitFromASignalHandlerInsideACompactSealClosesTheTrace) {
   const Outcome o = exit_in_handler(dir_, trace, "compact", "pwrite:2", &hung);
   ASSERT_FALSE(hung) << "the program hung (the close waited for the seal its thread was in)";
   ASSERT_EQ(o.status, 0) << o.err;
-  const LoadedTrace t = load_trace(trace);
-  ASSERT_TRUE(t.opened) << t.error;
-  EXPECT_NE(t.header.flags & tr::kHeaderClosed, 0u);
-  EXPECT_FALSE(t.stats.truncated) << t.stats.reason;
-  const Counts c = count_pairs(t);
-  EXPECT_GT(c.alloc, 0u);
-  EXPECT_LT(c.alloc, 200000u);
-  EXPECT_LE(c.alloc - c.free, 1u);
+  expect_closed_early(trace, 1);
 }
 
 TEST_F(ThreadExit, ExitFromASignalHandlerInsideAPoolsGrowthWithTheSummaryLogNeverHangs) {
@@ -671,9 +669,9 @@ TEST_F(ThreadExit, ExitFromASignalHandlerInsideAPoolsGrowthWithTheSummaryLogNeve
   bool hung = false;
   const Outcome o = wait_at_most(
       start(child({"exit-on-timer", "10", "300"}),
-            child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_POOL=growth",
-                                     "GPUMEM_LOG=info", "SIMCUDA_ALLOC_LATENCY_US=1000000",
-                                     "SIMCUDA_FREE_LATENCY_US=0"}),
+            child_environment(true,
+                              {"GPUMEM_TRACE=" + trace, "GPUMEM_POOL=growth", "GPUMEM_LOG=info",
+                               "SIMCUDA_ALLOC_LATENCY_US=1000000", "SIMCUDA_FREE_LATENCY_US=0"}),
             out, err),
       out, err, 20, &hung);
   ASSERT_FALSE(hung) << "the program hung (the exit's summary waited for the pool's lock)";
@@ -689,10 +687,10 @@ TEST_F(ThreadExit, ExitFromASignalHandlerInsideAPoolsGrowthWithTheSummaryLogNeve
 
 // Runs trace_child `args` with the trace at dir/t.trace; returns its outcome.
 Outcome run_traced(const std::string& dir, const std::vector<std::string>& args) {
-  return run(child(args),
-             child_environment(true, {"GPUMEM_TRACE=" + dir + "/t.trace", kNoLatency[0],
-                                      kNoLatency[1]}),
-             dir);
+  return run(
+      child(args),
+      child_environment(true, {"GPUMEM_TRACE=" + dir + "/t.trace", kNoLatency[0], kNoLatency[1]}),
+      dir);
 }
 
 void expect_closed_with(const std::string& path, uint64_t allocs) {
@@ -715,7 +713,8 @@ TEST_F(ThreadExit, ExecClosesTheTraceAndTheNewImageWritesItsOwn) {
     ASSERT_EQ(o.status, 0) << o.err;
     expect_closed_with(dir_ + "/t.trace", 30);
     expect_closed_with(dir_ + "/t.trace.1", 20);
-    const LoadedTrace first = load_trace(dir_ + "/t.trace"), second = load_trace(dir_ + "/t.trace.1");
+    const LoadedTrace first = load_trace(dir_ + "/t.trace"),
+                      second = load_trace(dir_ + "/t.trace.1");
     EXPECT_EQ(first.header.pid, second.header.pid) << "an exec keeps the pid";
   }
 }

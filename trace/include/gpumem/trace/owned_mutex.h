@@ -52,8 +52,8 @@ class OwnedMutex {
 
  private:
   // initial-exec, as the writer's other thread-locals: reading it never enters the loader.
-  __attribute__((tls_model("initial-exec"))) static inline thread_local const OwnedMutex*
-      claiming_ = nullptr;
+  __attribute__((
+      tls_model("initial-exec"))) static inline thread_local const OwnedMutex* claiming_ = nullptr;
   std::mutex mutex_;
   std::atomic<uint32_t> owner_{0};
 };
