@@ -46,14 +46,34 @@ void resolve_real_dlsym_now() {
   gpumem_resolve_real_dlsym();
 }
 
+namespace {
+
+// The runtime's functions are cached for the life of the process (RealFunction), so the library
+// they live in must stay too: a program that dlopen'ed libcudart privately and dlclose'd it would
+// unload it, and the next hooked call would jump into unmapped memory (or into whatever was
+// mapped there since: SIGSEGV in the program). RTLD_NODELETE on the loaded library keeps it.
+void pin_library_of(void* f) {
+  static std::atomic<void*> pinned_base{nullptr};
+  Dl_info info;
+  if (dladdr(f, &info) == 0 || info.dli_fname == nullptr || info.dli_fbase == nullptr) return;
+  if (pinned_base.load(std::memory_order_acquire) == info.dli_fbase) return;
+  if (dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE) != nullptr)
+    pinned_base.store(info.dli_fbase, std::memory_order_release);  // its reference is kept
+}
+
+}  // namespace
+
 void* real_runtime_symbol(const char* name) {
-  if (void* f = real_dlsym(RTLD_NEXT, name)) return f;
-  // libcudart loaded with RTLD_LOCAL by dlopen (e.g. as a dependency of a framework plugin)
-  // is not in the global scope that RTLD_NEXT searches.
-  void* h = dlopen("libcudart.so.13", RTLD_LAZY | RTLD_NOLOAD);
-  if (h == nullptr) return nullptr;
-  void* f = real_dlsym(h, name);
-  dlclose(h);  // drops the reference NOLOAD took; the library stays loaded by its owner
+  void* f = real_dlsym(RTLD_NEXT, name);
+  if (f == nullptr) {
+    // libcudart loaded with RTLD_LOCAL by dlopen (e.g. as a dependency of a framework plugin)
+    // is not in the global scope that RTLD_NEXT searches.
+    void* h = dlopen("libcudart.so.13", RTLD_LAZY | RTLD_NOLOAD);
+    if (h == nullptr) return nullptr;
+    f = real_dlsym(h, name);
+    dlclose(h);  // drops the reference NOLOAD took; pin_library_of keeps the library
+  }
+  if (f != nullptr) pin_library_of(f);
   return f;
 }
 

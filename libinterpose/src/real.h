@@ -1,7 +1,8 @@
 // The real CUDA functions behind the hooks. libgpumem.so links no CUDA library: runtime
 // functions come from dlsym(RTLD_NEXT, name) (or, when libcudart was dlopen'ed privately, from
 // dlopen("libcudart.so.13", RTLD_NOLOAD)); driver functions from dlopen("libcuda.so.1") and the
-// real dlsym. Each is resolved once, on first use, and cached in a typed slot.
+// real dlsym. Each is resolved once, on first use, and cached in a typed slot; the library it came
+// from is kept loaded (real.cpp, pin_library_of) so that the slot never dangles.
 #pragma once
 
 #include <atomic>

@@ -662,6 +662,19 @@ TEST_F(Interpose, ProgramWithoutCudaLeavesNoTrace) {
   EXPECT_TRUE(trace_files().empty());
 }
 
+// The runtime's functions are cached for the process's life, so the library they came from must
+// not be unloaded under them: a private libcudart closed and loaded again still works, and both
+// allocations are recorded. Before: SIGSEGV at the second (the cached pointer into the unloaded
+// library).
+TEST_F(Interpose, PrivateRuntimeClosedAndLoadedAgainKeepsWorking) {
+  Outcome r = run({INTERPOSE_CUDART_RELOAD});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, "first 0\nstill_loaded 1\nsecond 0\n");
+  Trace t = last_trace();
+  EXPECT_EQ(t.where(Op::alloc, Api::cudaMalloc).size(), 2u);
+  EXPECT_EQ(t.where(Op::free, Api::cudaFree).size(), 2u);
+}
+
 TEST_F(Interpose, UnwritableTracePathWarnsOnceAndRunsOn) {
   Outcome r = prog({"runtime"}, {"GPUMEM_TRACE=/nonexistent-dir/x/t-%p.trace"});
   EXPECT_EQ(r.status, 0) << r.err;
