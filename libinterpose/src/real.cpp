@@ -46,8 +46,6 @@ void resolve_real_dlsym_now() {
   gpumem_resolve_real_dlsym();
 }
 
-namespace {
-
 // The runtime's functions are cached for the life of the process (RealFunction), so the library
 // they live in must stay too: a program that dlopen'ed libcudart privately and dlclose'd it would
 // unload it, and the next hooked call would jump into unmapped memory (or into whatever was
@@ -55,13 +53,13 @@ namespace {
 void pin_library_of(void* f) {
   static std::atomic<void*> pinned_base{nullptr};
   Dl_info info;
-  if (dladdr(f, &info) == 0 || info.dli_fname == nullptr || info.dli_fbase == nullptr) return;
+  if (f == nullptr || dladdr(f, &info) == 0 || info.dli_fname == nullptr ||
+      info.dli_fbase == nullptr)
+    return;
   if (pinned_base.load(std::memory_order_acquire) == info.dli_fbase) return;
   if (dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE) != nullptr)
     pinned_base.store(info.dli_fbase, std::memory_order_release);  // its reference is kept
 }
-
-}  // namespace
 
 void* real_runtime_symbol(const char* name) {
   void* f = real_dlsym(RTLD_NEXT, name);
@@ -73,7 +71,7 @@ void* real_runtime_symbol(const char* name) {
     f = real_dlsym(h, name);
     dlclose(h);  // drops the reference NOLOAD took; pin_library_of keeps the library
   }
-  if (f != nullptr) pin_library_of(f);
+  pin_library_of(f);
   return f;
 }
 

@@ -20,6 +20,9 @@ namespace gpumem {
 GPUMEM_UNINSTRUMENTED void* real_dlsym(void* handle, const char* name);
 // Resolves glibc's dlsym now (library constructor), so the dlsym entry can tail-call it.
 void resolve_real_dlsym_now();
+// Keeps the library that defines function f loaded for the rest of the process (RTLD_NODELETE):
+// for a function pointer cached for good. Nothing for nullptr.
+void pin_library_of(void* f);
 void* real_runtime_symbol(const char* name);  // nullptr when no CUDA runtime is loaded
 void* real_driver_symbol(const char* name);   // nullptr when libcuda.so.1 cannot be loaded
 void* driver_handle();                        // dlopen("libcuda.so.1") or nullptr

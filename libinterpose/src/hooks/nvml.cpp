@@ -34,13 +34,17 @@ struct Nvml {
   static int current_device() { return -1; }
 };
 
+// Cached for good, as the runtime's functions: the library stays loaded (pin_library_of).
 void* real_nvml_symbol(const char* name) {
-  if (void* f = real_dlsym(RTLD_NEXT, name)) return f;
-  // pynvml and nvitop load NVML with ctypes (RTLD_LOCAL): not in the global scope.
-  void* h = dlopen("libnvidia-ml.so.1", RTLD_LAZY | RTLD_NOLOAD);
-  if (h == nullptr) return nullptr;
-  void* f = real_dlsym(h, name);
-  dlclose(h);  // drops NOLOAD's reference; the caller's keeps it loaded
+  void* f = real_dlsym(RTLD_NEXT, name);
+  if (f == nullptr) {
+    // pynvml and nvitop load NVML with ctypes (RTLD_LOCAL): not in the global scope.
+    void* h = dlopen("libnvidia-ml.so.1", RTLD_LAZY | RTLD_NOLOAD);
+    if (h == nullptr) return nullptr;
+    f = real_dlsym(h, name);
+    dlclose(h);  // drops NOLOAD's reference; pin_library_of keeps the library
+  }
+  pin_library_of(f);
   return f;
 }
 
