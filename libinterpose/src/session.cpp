@@ -125,10 +125,24 @@ bool choose_trace_path(const char* expanded, uint32_t pid, char* out, size_t len
   return true;
 }
 
+// open_trace's buffers (about 30 KiB, the header alone 20): not on the stack of the thread whose
+// first CUDA call opens the trace, which may be a worker with a small one (a 40 KiB stack that
+// runs cudaMalloc without gpumem died of SIGSEGV with it). Only open_trace uses them, under
+// g_open_mutex.
+struct OpenScratch {
+  trace::Header h;
+  char expanded[4096];
+  char wanted[4096 + 32];
+  char err[1024];
+};
+OpenScratch g_open_scratch;
+
 bool open_trace() {
   const Config& cfg = config();
   if (cfg.trace_off) return false;
-  trace::Header h{};
+  OpenScratch& scratch = g_open_scratch;
+  scratch = OpenScratch{};
+  trace::Header& h = scratch.h;
   h.pid = static_cast<uint32_t>(::getpid());
   h.rank = cfg.rank;
   h.parent_pid = g_parent_pid;
@@ -146,23 +160,23 @@ bool open_trace() {
   std::snprintf(h.config, sizeof h.config, "%s", cfg.summary);
   note_python_frames(cfg, h.config, sizeof h.config);
 
-  char expanded[4096];
+  char* expanded = scratch.expanded;
   if (!expand_trace_template(cfg.trace_template, static_cast<int>(h.pid), h.host, h.rank,
-                             h.start_unix_ns, expanded, sizeof expanded)) {
+                             h.start_unix_ns, expanded, sizeof scratch.expanded)) {
     log_message(LogLevel::warn,
                 "GPUMEM_TRACE='%s' expands to a path that is too long; no trace "
                 "is written (use a shorter path)",
                 cfg.trace_template);
     return false;
   }
-  char wanted[4096 + 32];
-  if (!choose_trace_path(expanded, h.pid, wanted, sizeof wanted)) return false;
-  char err[1024] = {};
+  char* wanted = scratch.wanted;
+  if (!choose_trace_path(expanded, h.pid, wanted, sizeof scratch.wanted)) return false;
+  char* err = scratch.err;
   TraceWriter& w = the_writer();
   w.set_warning_sink(warn_from_writer);
   // Never clobber an existing file: another process may have been given the same name (no %p in
   // GPUMEM_TRACE, or an exec, which keeps the pid): the first free name.1, name.2... is ours.
-  if (!w.open_unused(wanted, h, err, sizeof err)) {
+  if (!w.open_unused(wanted, h, err, sizeof scratch.err)) {
     report_trace_error(err);
     return false;
   }

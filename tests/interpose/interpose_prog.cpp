@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -775,6 +776,30 @@ int pool_faults(int pairs) {
   return g_failures;
 }
 
+// The first CUDA call of the process (it opens the trace) from a thread with a stack of `kib`
+// KiB (16: PTHREAD_STACK_MIN), as a worker pool with small stacks makes it: one cudaMalloc and
+// its cudaFree. Prints the two codes.
+int small_stack(size_t kib) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  if (pthread_attr_setstacksize(&attr, kib * 1024) != 0) return 3;
+  static int codes[2] = {-1, -1};
+  pthread_t thread;
+  const int made = pthread_create(
+      &thread, &attr,
+      [](void*) -> void* {
+        void* p = nullptr;
+        codes[0] = cudaMalloc(&p, 4096);
+        codes[1] = codes[0] == cudaSuccess ? cudaFree(p) : -1;
+        return nullptr;
+      },
+      nullptr);
+  pthread_attr_destroy(&attr);
+  if (made != 0 || pthread_join(thread, nullptr) != 0) return 4;
+  std::printf("%d %d\n", codes[0], codes[1]);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -785,11 +810,12 @@ int main(int argc, char** argv) {
                  "MIB|vmm|vmm_release_mapped|vmm_nccl|vmm_one_unmap_many|driver_pinned|misuse|"
                  "marks|threads N "
                  "ITER|progress FILE|fork|stacks|cap FAMILY|tf|"
-                 "meminfo MIB|pool|pool_faults PAIRS|retry|fixed MIB\n");
+                 "meminfo MIB|pool|pool_faults PAIRS|retry|fixed MIB|small_stack KIB\n");
     return 2;
   }
   const std::string cmd = argv[1];
   if (cmd == "runtime") return runtime_basic();
+  if (cmd == "small_stack" && argc == 3) return small_stack(std::strtoul(argv[2], nullptr, 10));
   if (cmd == "runtime_family") return runtime_family();
   if (cmd == "driver") return driver_direct();
   if (cmd == "dlsym") return driver_dlsym();

@@ -675,6 +675,29 @@ TEST_F(Interpose, PrivateRuntimeClosedAndLoadedAgainKeepsWorking) {
   EXPECT_EQ(t.where(Op::free, Api::cudaFree).size(), 2u);
 }
 
+// The thread whose first CUDA call opens the trace may have the smallest stack POSIX allows
+// (PTHREAD_STACK_MIN, 16 KiB): the open keeps its buffers (about 40 KiB: the header, paths) off
+// that stack. Before, a 40 KiB stack that runs cudaMalloc without gpumem died of SIGSEGV with it.
+TEST_F(Interpose, FirstCallFromAThreadWithTheSmallestStackOpensTheTrace) {
+  // A sanitizer's frames are larger: the same program without the preload says whether the size
+  // holds the program itself.
+  const std::string kib = gpumem::test::kSanitized ? "64" : "16";
+  const Outcome plain = run({INTERPOSE_PROG, "small_stack", kib}, {}, false);
+  if (plain.status != 0) GTEST_SKIP() << "the program alone needs more than " << kib << " KiB here";
+  for (const std::vector<std::string>& env : {std::vector<std::string>{},
+                                              {"GPUMEM_STACKS=1"},
+                                              {"GPUMEM_TRACE_FORMAT=compact"},
+                                              {"GPUMEM_POOL=growth", "GPUMEM_LOG=info"}}) {
+    SCOPED_TRACE(env.empty() ? "defaults" : env[0]);
+    Outcome r = prog({"small_stack", kib}, env);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, "0 0\n");
+    Trace t = last_trace();
+    EXPECT_EQ(t.where(Op::alloc, Api::cudaMalloc).size(), 1u);
+    EXPECT_EQ(t.where(Op::free, Api::cudaFree).size(), 1u);
+  }
+}
+
 TEST_F(Interpose, UnwritableTracePathWarnsOnceAndRunsOn) {
   Outcome r = prog({"runtime"}, {"GPUMEM_TRACE=/nonexistent-dir/x/t-%p.trace"});
   EXPECT_EQ(r.status, 0) << r.err;

@@ -179,11 +179,11 @@ bool TraceWriter::open(const char* path, const Header& header, char* err, size_t
 
 bool TraceWriter::open_unused(const char* wanted, const Header& header, char* err, size_t errlen) {
   if (wanted == nullptr || wanted[0] == '\0') return open(wanted, header, err, errlen);
-  char candidate[sizeof(path_)];
+  char* candidate = candidate_;
   for (unsigned long i = 0; i <= kMaxSuffix; ++i) {
-    const int n = i == 0 ? std::snprintf(candidate, sizeof candidate, "%s", wanted)
-                         : std::snprintf(candidate, sizeof candidate, "%s.%lu", wanted, i);
-    if (n < 0 || static_cast<size_t>(n) >= sizeof candidate)
+    const int n = i == 0 ? std::snprintf(candidate, sizeof candidate_, "%s", wanted)
+                         : std::snprintf(candidate, sizeof candidate_, "%s.%lu", wanted, i);
+    if (n < 0 || static_cast<size_t>(n) >= sizeof candidate_)
       return open(wanted, header, err, errlen);
     bool exists = false;
     if (create(candidate, header, err, errlen, &exists)) return true;
@@ -398,14 +398,17 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   for (auto& d : h->devices) terminate_string(d.name);
 
   std::memcpy(path_, path, std::strlen(path) + 1);
-  absolute_path_[0] = '\0';
-  char cwd[sizeof absolute_path_];
-  if (path[0] == '/')
+  // Built in place (no 4 KiB buffer on the stack of the thread that opens the trace).
+  if (path[0] == '/') {
     std::snprintf(absolute_path_, sizeof absolute_path_, "%s", path);
-  else if (getcwd(cwd, sizeof cwd) != nullptr &&
-           std::snprintf(absolute_path_, sizeof absolute_path_, "%s/%s", cwd, path) >=
-               static_cast<int>(sizeof absolute_path_))
+  } else if (getcwd(absolute_path_, sizeof absolute_path_) != nullptr) {
+    const size_t used = std::strlen(absolute_path_);
+    const size_t room = sizeof absolute_path_ - used;
+    if (std::snprintf(absolute_path_ + used, room, "/%s", path) >= static_cast<int>(room))
+      absolute_path_[0] = '\0';
+  } else {
     absolute_path_[0] = '\0';
+  }
   file_dev_ = st.st_dev;
   file_ino_ = st.st_ino;
   fd_ = fd;

@@ -198,6 +198,7 @@ class TraceWriter {
   size_t seal_buffer_bytes_ = 0;
   char path_[4096] = {};
   char absolute_path_[4096] = {};  // path_ from the directory it was opened in ('' if too long)
+  char candidate_[4096] = {};      // open_unused's name being tried (kept off the opener's stack)
   uint64_t file_dev_ = 0;          // the file's identity, to recognise its descriptor
   uint64_t file_ino_ = 0;
 };
