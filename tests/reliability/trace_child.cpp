@@ -20,6 +20,7 @@
 #include <cuda_runtime_api.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -149,6 +150,18 @@ int vfork_exec(unsigned long long n) {
   return pairs(n);
 }
 
+// Under an address-space limit of `limit` bytes (ulimit -v): N pairs (the first opens the trace),
+// then the program maps 5/8 of its limit, as a program that sizes a buffer by it would. 7 when
+// that mapping fails.
+int pairs_under_address_limit(unsigned long long n, unsigned long long limit) {
+  const rlimit r{limit, limit};
+  if (setrlimit(RLIMIT_AS, &r) != 0) return 6;
+  if (pairs(n) != 0) return 3;
+  void* m = mmap(nullptr, limit / 8 * 5, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return m == MAP_FAILED ? 7 : 0;
+}
+
 int daemon_pairs(unsigned long long n, const char* file) {
   if (pairs(1) != 0) return 3;  // opens the trace
   for (int fd = 0; fd < 1024; ++fd) ::close(fd);
@@ -206,6 +219,9 @@ int main(int argc, char** argv) {
     return exec_self(std::strtoull(argv[2], nullptr, 10), argv[3], cmd == "execl-self");
   if (cmd == "exec-missing" && argc == 4)
     return exec_missing(std::strtoull(argv[2], nullptr, 10), std::strtoull(argv[3], nullptr, 10));
+  if (cmd == "pairs-as" && argc == 4)
+    return pairs_under_address_limit(std::strtoull(argv[2], nullptr, 10),
+                                     std::strtoull(argv[3], nullptr, 10));
   if (cmd == "vfork-exec" && argc == 3) return vfork_exec(std::strtoull(argv[2], nullptr, 10));
   if (cmd == "exit-on-timer" && argc == 4)
     return exit_on_timer(std::strtoull(argv[2], nullptr, 10), std::atol(argv[3]));
@@ -217,6 +233,6 @@ int main(int argc, char** argv) {
                "usage: trace_child pairs N [FSIZE] | pairs-limited N FSIZE | quick-exit N | "
                "pairs-at N T | thread-exit N | mark-signal | exit-in-handler N | "
                "exit-on-timer N MS | exec-self N M | execl-self N M | exec-missing N M | "
-               "vfork-exec N | daemon N FILE\n");
+               "vfork-exec N | pairs-as N LIMIT | daemon N FILE\n");
   return 2;
 }

@@ -734,5 +734,45 @@ TEST_F(ThreadExit, AVforkChildsExecLeavesTheParentsTraceOpen) {
   EXPECT_EQ(o.err.find("exec failed"), std::string::npos) << o.err;
 }
 
+// --- an address-space limit (ulimit -v): the trace's reservation leaves the program its room --
+
+// A sanitizer's shadow memory needs far more address space than these limits: no run there.
+constexpr const char* kNoRoomForShadow =
+    "a sanitizer's shadow memory does not fit an address limit";
+
+TEST_F(TraceFullDisk, UnderAnAddressSpaceLimitTheProgramKeepsSevenEighths) {
+  if (gpumem::test::kSanitized) GTEST_SKIP() << kNoRoomForShadow;
+  const std::string trace = dir_ + "/t.trace";
+  const Outcome o =
+      run(child({"pairs-as", "1000", std::to_string(4ull << 30)}),
+          child_environment(true, {"GPUMEM_TRACE=" + trace, kNoLatency[0], kNoLatency[1]}), dir_);
+  ASSERT_EQ(o.status, 0) << (o.status == 7 ? "the program's own 2.5 GiB mapping failed: " : "")
+                         << o.err;
+  expect_closed_with(trace, 1000);
+}
+
+TEST_F(TraceFullDisk, ARawTraceThatFillsItsReservationDropsRecordsAndSaysWhy) {
+  if (gpumem::test::kSanitized) GTEST_SKIP() << kNoRoomForShadow;
+  // 2 GiB of address space: the trace reserves 256 MiB, 4 Mi records; 2.2 M pairs overflow it.
+  const std::string trace = dir_ + "/t.trace";
+  constexpr unsigned long long kPairs = 2'200'000;
+  const Outcome o =
+      run(child({"pairs-as", std::to_string(kPairs), std::to_string(2ull << 30)}),
+          child_environment(true, {"GPUMEM_TRACE=" + trace, kNoLatency[0], kNoLatency[1]}), dir_);
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(occurrences(o.err,
+                        "filled the 256 MiB of address space reserved for it (an eighth "
+                        "of the address-space limit, ulimit -v)"),
+            1u)
+      << o.err;
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  EXPECT_NE(t.header.flags & tr::kHeaderClosed, 0u);
+  EXPECT_GT(t.header.records_dropped, 0u);
+  const Counts c = count_pairs(t);
+  EXPECT_EQ(c.alloc + c.free + t.header.records_dropped, 2 * kPairs)
+      << "every call is either kept or counted";
+}
+
 }  // namespace
 }  // namespace reliability

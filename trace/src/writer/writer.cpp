@@ -11,12 +11,14 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -61,6 +63,17 @@ bool extend_file(int fd, uint64_t from, uint64_t bytes) {
     at += n;
   }
   return true;
+}
+
+// The virtual range a raw trace reserves: 64 GiB, or under an address-space limit (ulimit -v) an
+// eighth of it (not under 256 MiB), so that the program keeps the rest. Taking all the limit
+// allowed (the reservation halving until it fitted) left a program that maps 5/8 of its limit
+// after its first CUDA call failing under gpumem where it ran without.
+uint64_t mapping_bytes_for_limits() {
+  rlimit as{};
+  if (getrlimit(RLIMIT_AS, &as) != 0 || as.rlim_cur == RLIM_INFINITY) return kMappingBytes;
+  const uint64_t share = std::bit_floor(static_cast<uint64_t>(as.rlim_cur) / 8);
+  return std::clamp(share, kMinMappingBytes, kMappingBytes);
 }
 
 template <size_t N>
@@ -316,7 +329,7 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
 
   // Reserve a large virtual range once, so the file can grow without ever moving the mapping.
   void* map = MAP_FAILED;
-  uint64_t mapped = kMappingBytes;
+  uint64_t mapped = mapping_bytes_for_limits();
   if (compact) {
     // The header and the ring, then the ring again right after it: a reservation that wraps
     // around the ring's end is one contiguous run of slots.
@@ -423,6 +436,7 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   dropped_.store(0, std::memory_order_relaxed);
   full_.store(false, std::memory_order_relaxed);
   full_errno_.store(0, std::memory_order_relaxed);
+  reservation_full_.store(false, std::memory_order_relaxed);
   closing_.store(false, std::memory_order_relaxed);
   next_string_id_.store(1, std::memory_order_relaxed);
   next_stack_id_.store(1, std::memory_order_relaxed);
@@ -470,6 +484,7 @@ bool TraceWriter::ensure_capacity(uint64_t end, bool wait) {
   if (closing_.load(std::memory_order_relaxed) || full_.load(std::memory_order_relaxed))
     return false;
   if (end > mapped_bytes_) {
+    reservation_full_.store(true, std::memory_order_relaxed);
     full_errno_.store(EFBIG, std::memory_order_relaxed);
     full_.store(true, std::memory_order_release);
     return false;
@@ -499,7 +514,7 @@ void TraceWriter::note_dropped() {
         .fetch_add(1, std::memory_order_relaxed);
   if (before != 0) return;
   const int error = full_errno_.load(std::memory_order_relaxed);
-  char line[640];
+  char line[768];
   const char* base = base_.load(std::memory_order_acquire);
   if (error == EBADF) {
     std::snprintf(line, sizeof line,
@@ -508,6 +523,21 @@ void TraceWriter::note_dropped() {
                   "the trace, which every report then shows as incomplete: leave the trace file "
                   "in place while the program runs",
                   path_);
+    (warning_sink_ != nullptr ? warning_sink_ : warn_to_stderr)(line);
+    return;
+  }
+  if (reservation_full_.load(std::memory_order_relaxed)) {
+    rlimit as{};
+    const bool limited = getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY;
+    std::snprintf(line, sizeof line,
+                  "the trace '%.280s' filled the %llu MiB of address space reserved for it%s; "
+                  "records from here on are dropped, and counted in the trace, which every report "
+                  "then shows as incomplete: %s",
+                  path_, static_cast<unsigned long long>(mapped_bytes_ >> 20),
+                  limited ? " (an eighth of the address-space limit, ulimit -v)" : "",
+                  limited ? "raise the limit (ulimit -v unlimited) or write the compact format "
+                            "(GPUMEM_TRACE_FORMAT=compact), whose mapping stays small"
+                          : "write the compact format (GPUMEM_TRACE_FORMAT=compact)");
     (warning_sink_ != nullptr ? warning_sink_ : warn_to_stderr)(line);
     return;
   }

@@ -172,6 +172,7 @@ class TraceWriter {
   std::atomic<uint64_t> dropped_{0};
   std::atomic<bool> full_{false};   // the file could not grow once: never try again
   std::atomic<int> full_errno_{0};  // why
+  std::atomic<bool> reservation_full_{false};  // why: the file reached the mapping's end
   std::atomic<bool> closing_{false};
   WarningSink warning_sink_ = nullptr;
   uint64_t end_at_close_ = 0;
