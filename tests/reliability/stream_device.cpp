@@ -12,6 +12,10 @@
 //                          default pool on the legacy stream (device 0's): the same sequence
 //   stream_device unknown-free  cudaFreeAsync and cuMemFreeAsync of a pointer nobody allocated,
 //                          on a stream of device 1
+//   stream_device pool-access  from device 1's default pool on the legacy stream (device 0's):
+//                          an allocation, device 0 given read-write access to the pool
+//                          (cudaMemPoolSetAccess), one, the access taken back, one; the same
+//                          three through the driver (cuMemPoolSetAccess)
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 
@@ -87,6 +91,42 @@ int pool_calls() {
   return cudaDeviceSynchronize() == cudaSuccess ? 0 : 1;
 }
 
+// Device 0's access to `pool` through the runtime or the driver.
+int set_access_of_device_0(cudaMemPool_t pool, bool read_write, bool driver) {
+  if (driver) {
+    CUmemAccessDesc a{};
+    a.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    a.location.id = 0;
+    a.flags = read_write ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE : CU_MEM_ACCESS_FLAGS_PROT_NONE;
+    return cuMemPoolSetAccess(pool, &a, 1);
+  }
+  cudaMemAccessDesc a{};
+  a.location.type = cudaMemLocationTypeDevice;
+  a.location.id = 0;
+  a.flags = read_write ? cudaMemAccessFlagsProtReadWrite : cudaMemAccessFlagsProtNone;
+  return cudaMemPoolSetAccess(pool, &a, 1);
+}
+
+int pool_access_calls() {
+  cudaMemPool_t pool = nullptr;
+  if (cudaSetDevice(0) != cudaSuccess || cudaDeviceGetDefaultMemPool(&pool, 1) != cudaSuccess)
+    return 1;
+  for (const bool driver : {false, true}) {
+    const char* family = driver ? "driver" : "runtime";
+    for (int step = 0; step < 3; ++step) {
+      if (step > 0) {
+        const int set = set_access_of_device_0(pool, step == 1, driver);
+        std::printf("%s_set_%d %d\n", family, step, set);
+      }
+      void* p = nullptr;
+      const int got = cudaMallocFromPoolAsync(&p, kMiB, pool, nullptr);
+      std::printf("%s_alloc_%d %d\n", family, step, got);
+      if (got == 0) cudaFreeAsync(p, nullptr);
+    }
+  }
+  return cudaDeviceSynchronize() == cudaSuccess ? 0 : 1;
+}
+
 int unknown_free_calls() {
   cudaStream_t s = nullptr;
   if (!stream_on_device_1(&s)) return 1;
@@ -104,6 +144,7 @@ int main(int argc, char** argv) {
   if (mode == "driver") return driver_calls();
   if (mode == "pool") return pool_calls();
   if (mode == "unknown-free") return unknown_free_calls();
-  std::fprintf(stderr, "usage: stream_device runtime|driver|pool|unknown-free\n");
+  if (mode == "pool-access") return pool_access_calls();
+  std::fprintf(stderr, "usage: stream_device runtime|driver|pool|unknown-free|pool-access\n");
   return 2;
 }

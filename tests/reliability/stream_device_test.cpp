@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <sstream>
+#include <vector>
 
 #include "process.h"
 #include "support.h"
@@ -72,6 +73,34 @@ TEST_F(StreamDevice, DriverAsyncAllocationIsChargedToTheStreamsDevice) {
 
 TEST_F(StreamDevice, PoolAllocationIsChargedToThePoolsDevice) {
   expect_charged_to_device_1("pool", dir_);
+}
+
+// The pool's device is kept per thread between allocations (hook_family.h, pool_device), and
+// asked again after each change of the pool's access: device 1's pool is device 1's while only
+// device 1 has read-write access, the stream's (device 0's) once device 0 has it too, device 1's
+// again once it is taken back; through the runtime's and the driver's set-access calls.
+TEST_F(StreamDevice, PoolsDeviceFollowsItsAccessChanges) {
+  const std::string trace = dir_ + "/access.trace";
+  const Outcome o =
+      run({RELIABILITY_STREAM_DEVICE, "pool-access"},
+          child_environment(true, {"GPUMEM_TRACE=" + trace, "SIMCUDA_DEVICES=2",
+                                   "SIMCUDA_ALLOC_LATENCY_US=0", "SIMCUDA_FREE_LATENCY_US=0"}),
+          dir_);
+  ASSERT_EQ(o.status, 0) << o.out << o.err;
+  auto kv = printed_codes(o.out);
+  for (const char* family : {"runtime", "driver"}) {
+    SCOPED_TRACE(family);
+    for (int step = 0; step < 3; ++step)
+      EXPECT_EQ(kv[std::string(family) + "_alloc_" + std::to_string(step)], 0);
+    EXPECT_EQ(kv[std::string(family) + "_set_1"], 0);
+    EXPECT_EQ(kv[std::string(family) + "_set_2"], 0);
+  }
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  std::vector<int> devices;  // of each allocation, in order
+  for (const auto& r : t.records)
+    if (static_cast<Op>(r.op) == Op::alloc) devices.push_back(r.device);
+  EXPECT_EQ(devices, (std::vector<int>{1, 0, 1, 1, 0, 1}));
 }
 
 // A stream-ordered free of a pointer nobody allocated names the stream's device, as its

@@ -551,6 +551,38 @@ TEST(Driver, StreamsAndPoolsKnowTheirDevice) {
   EXPECT_EQ(access(&flags, reinterpret_cast<CUmemoryPool>(&where), &where),
             CUDA_ERROR_INVALID_VALUE);
   EXPECT_EQ(access(nullptr, pool1, &where), CUDA_ERROR_INVALID_VALUE);
+
+  // Peer access: device 0 given read-write on device 1's pool, then taken away. The pool's own
+  // device keeps read-write; read-only is not modelled; a bad entry changes nothing.
+  auto set_access = proc<PFN_cuMemPoolSetAccess_v11020>("cuMemPoolSetAccess");
+  ASSERT_NE(set_access, nullptr);
+  CUmemAccessDesc grant{};
+  grant.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  grant.location.id = 0;
+  grant.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  CUmemAccessDesc bad = grant;
+  bad.location.id = 2;
+  const CUmemAccessDesc grant_then_bad[] = {grant, bad};
+  EXPECT_EQ(set_access(pool1, grant_then_bad, 2), CUDA_ERROR_INVALID_VALUE);
+  where.id = 0;
+  EXPECT_EQ(access(&flags, pool1, &where), CUDA_SUCCESS);
+  EXPECT_EQ(flags, CU_MEM_ACCESS_FLAGS_PROT_NONE) << "a refused call changes nothing";
+  EXPECT_EQ(set_access(pool1, &grant, 1), CUDA_SUCCESS);
+  EXPECT_EQ(access(&flags, pool1, &where), CUDA_SUCCESS);
+  EXPECT_EQ(flags, CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+  CUmemAccessDesc read_only = grant;
+  read_only.flags = CU_MEM_ACCESS_FLAGS_PROT_READ;
+  EXPECT_EQ(set_access(pool1, &read_only, 1), CUDA_ERROR_NOT_SUPPORTED);
+  CUmemAccessDesc own = grant;
+  own.location.id = 1;
+  own.flags = CU_MEM_ACCESS_FLAGS_PROT_NONE;
+  EXPECT_EQ(set_access(pool1, &own, 1), CUDA_ERROR_INVALID_DEVICE);
+  CUmemAccessDesc revoke = grant;
+  revoke.flags = CU_MEM_ACCESS_FLAGS_PROT_NONE;
+  EXPECT_EQ(set_access(pool1, &revoke, 1), CUDA_SUCCESS);
+  EXPECT_EQ(access(&flags, pool1, &where), CUDA_SUCCESS);
+  EXPECT_EQ(flags, CU_MEM_ACCESS_FLAGS_PROT_NONE);
+  EXPECT_EQ(set_access(pool1, nullptr, 1), CUDA_ERROR_INVALID_VALUE);
   EXPECT_EQ(sym<PFN_cuDevicePrimaryCtxRelease_v11000>("cuDevicePrimaryCtxRelease_v2")(1),
             CUDA_SUCCESS);
 }

@@ -279,6 +279,24 @@ CUresult hook_cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
   return capacity<Driver>(req, nullptr, bytes, [&](size_t*, size_t* t) { return real(t, dev); });
 }
 
+// Not recorded: a pool's access or its end may change the device pool_device() found for it
+// (hook_family.h), so the answers cached are dropped once the call has changed it.
+template <Lookup L>
+CUresult hook_cuMemPoolSetAccess(CUmemoryPool pool, const CUmemAccessDesc* map, size_t count) {
+  GPUMEM_DRIVER_PROLOGUE(cuMemPoolSetAccess, pool, map, count);
+  const CUresult e = real(pool, map, count);
+  pool_access_changed();
+  return e;
+}
+
+template <Lookup L>
+CUresult hook_cuMemPoolDestroy(CUmemoryPool pool) {
+  GPUMEM_DRIVER_PROLOGUE(cuMemPoolDestroy, pool);
+  const CUresult e = real(pool);
+  pool_access_changed();
+  return e;
+}
+
 template <Lookup L>
 CUresult hook_cuMemPoolTrimTo(CUmemoryPool pool, size_t min_bytes_to_keep) {
   GPUMEM_DRIVER_PROLOGUE(cuMemPoolTrimTo, pool, min_bytes_to_keep);
@@ -362,6 +380,8 @@ const Wrapped kDriverWrapped[] = {
     GPUMEM_WRAPPED(cuMemGetInfo_v2),
     GPUMEM_WRAPPED(cuDeviceTotalMem_v2),
     GPUMEM_WRAPPED(cuMemPoolTrimTo),
+    GPUMEM_WRAPPED(cuMemPoolSetAccess),
+    GPUMEM_WRAPPED(cuMemPoolDestroy),
     GPUMEM_WRAPPED(cuMemGetAddressRange_v2),
     GPUMEM_WRAPPED(cuPointerGetAttribute),
     GPUMEM_WRAPPED(cuIpcGetMemHandle),
@@ -409,6 +429,9 @@ GPUMEM_EXPORT_DRIVER(cuMemUnmap, (CUdeviceptr p, size_t n), (p, n))
 GPUMEM_EXPORT_DRIVER(cuMemGetInfo_v2, (size_t * f, size_t* t), (f, t))
 GPUMEM_EXPORT_DRIVER(cuDeviceTotalMem_v2, (size_t * b, CUdevice d), (b, d))
 GPUMEM_EXPORT_DRIVER(cuMemPoolTrimTo, (CUmemoryPool m, size_t n), (m, n))
+GPUMEM_EXPORT_DRIVER(cuMemPoolSetAccess, (CUmemoryPool m, const CUmemAccessDesc* a, size_t n),
+                     (m, a, n))
+GPUMEM_EXPORT_DRIVER(cuMemPoolDestroy, (CUmemoryPool m), (m))
 GPUMEM_EXPORT_DRIVER(cuMemGetAddressRange_v2, (CUdeviceptr * b, size_t* s, CUdeviceptr p),
                      (b, s, p))
 GPUMEM_EXPORT_DRIVER(cuIpcGetMemHandle, (CUipcMemHandle * h, CUdeviceptr p), (h, p))

@@ -88,16 +88,45 @@ inline Request async_request(trace::Api api, uint64_t bytes, typename F::Stream 
 
 // An allocation from an explicit pool takes its memory from the pool's device: the one device
 // with read-write access to the pool (its own always has it). When the pool cannot be asked, or
-// cuMemPoolSetAccess gave peers access too, the stream's device stands in for it.
+// cuMemPoolSetAccess gave peers access too, the stream's device stands in for it (-1 here).
 template <class F>
-inline int pool_device(typename F::Pool pool, typename F::Stream stream) {
+inline int find_pool_owner(typename F::Pool pool) {
   int owner = -1;
   for (int d = 0, n = F::device_count(); d < n; ++d) {
     if (!F::pool_writable_from(pool, d)) continue;
-    if (owner >= 0) return F::stream_device(stream);
+    if (owner >= 0) return -1;
     owner = d;
   }
-  return owner >= 0 ? owner : F::stream_device(stream);
+  return owner;
+}
+
+// Finding the owner asks CUDA for the device count and each device's access: on an 8-GPU node 9
+// driver calls per cuMemAllocFromPoolAsync, which TensorFlow's and XLA's async allocators make
+// for every tensor. So each thread keeps the answer for the last few pools it allocated from,
+// valid while g_pool_access_generation has not moved: the hooks of cuMemPoolSetAccess and
+// cuMemPoolDestroy (and the runtime's) bump it after each call, so an answer that a change of
+// access, or a pool destroyed and another made at the same address, could alter is asked again.
+inline std::atomic<uint32_t> g_pool_access_generation{1};
+inline void pool_access_changed() {
+  g_pool_access_generation.fetch_add(1, std::memory_order_acq_rel);
+}
+struct PoolOwner {
+  uint64_t pool = 0;
+  uint32_t generation = 0;  // 0: empty
+  int owner = -1;
+};
+inline constexpr size_t kPoolOwnersPerThread = 8;
+__attribute__((
+    tls_model("initial-exec"))) inline thread_local PoolOwner t_pool_owners[kPoolOwnersPerThread];
+
+template <class F>
+inline int pool_device(typename F::Pool pool, typename F::Stream stream) {
+  const uint64_t key = reinterpret_cast<uint64_t>(pool);
+  const uint32_t generation = g_pool_access_generation.load(std::memory_order_acquire);
+  PoolOwner& cached = t_pool_owners[(key >> 6) % kPoolOwnersPerThread];
+  if (cached.pool != key || cached.generation != generation) [[unlikely]]
+    cached = PoolOwner{key, generation, find_pool_owner<F>(pool)};
+  return cached.owner >= 0 ? cached.owner : F::stream_device(stream);
 }
 
 // Device memory frees: the device is asked for only when the pointer turns out to be unknown

@@ -165,6 +165,24 @@ cudaError_t hook_cudaMemGetInfo(size_t* free_bytes, size_t* total) {
                            [&](size_t* f, size_t* t) { return real(f, t); });
 }
 
+// Not recorded; drop the pools' devices cached by pool_device(), as the driver's hooks do.
+template <Lookup L>
+cudaError_t hook_cudaMemPoolSetAccess(cudaMemPool_t pool, const cudaMemAccessDesc* map,
+                                      size_t count) {
+  GPUMEM_RUNTIME_PROLOGUE(cudaMemPoolSetAccess, pool, map, count);
+  const cudaError_t e = real(pool, map, count);
+  pool_access_changed();
+  return e;
+}
+
+template <Lookup L>
+cudaError_t hook_cudaMemPoolDestroy(cudaMemPool_t pool) {
+  GPUMEM_RUNTIME_PROLOGUE(cudaMemPoolDestroy, pool);
+  const cudaError_t e = real(pool);
+  pool_access_changed();
+  return e;
+}
+
 template <Lookup L>
 cudaError_t hook_cudaMemPoolTrimTo(cudaMemPool_t pool, size_t min_bytes_to_keep) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMemPoolTrimTo, pool, min_bytes_to_keep);
@@ -231,6 +249,8 @@ const Wrapped kRuntimeWrapped[] = {
     GPUMEM_WRAPPED(cudaFreeHost),
     GPUMEM_WRAPPED(cudaMemGetInfo),
     GPUMEM_WRAPPED(cudaMemPoolTrimTo),
+    GPUMEM_WRAPPED(cudaMemPoolSetAccess),
+    GPUMEM_WRAPPED(cudaMemPoolDestroy),
     GPUMEM_WRAPPED(cudaPointerGetAttributes),
     GPUMEM_WRAPPED(cudaIpcGetMemHandle),
 };
@@ -267,6 +287,9 @@ GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaHostAlloc, (void** p, size_t n, unsigned 
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaFreeHost, (void* p), (p))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMemGetInfo, (size_t * f, size_t* t), (f, t))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMemPoolTrimTo, (cudaMemPool_t m, size_t n), (m, n))
+GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMemPoolSetAccess,
+                      (cudaMemPool_t m, const cudaMemAccessDesc* a, size_t n), (m, a, n))
+GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaMemPoolDestroy, (cudaMemPool_t m), (m))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaPointerGetAttributes,
                       (cudaPointerAttributes * a, const void* p), (a, p))
 GPUMEM_EXPORT_RUNTIME(cudaError_t, cudaIpcGetMemHandle, (cudaIpcMemHandle_t * h, void* p), (h, p))

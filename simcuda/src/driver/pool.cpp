@@ -135,7 +135,36 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPo
   }
 }
 
-// Only the pool's own device can reach its memory: simcuda has no cuMemPoolSetAccess.
+// Other devices' access to a pool's memory: read-write or none (what peers get; read-only is not
+// modelled). The pool's own device always has read-write; asking it for less is refused. Every
+// entry is checked before any takes effect.
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolSetAccess(CUmemoryPool pool, const CUmemAccessDesc* map,
+                                                   size_t count) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (known_pool(pool) == nullptr || (map == nullptr && count != 0))
+    return CUDA_ERROR_INVALID_VALUE;
+  for (size_t i = 0; i < count; ++i) {
+    const CUmemAccessDesc& a = map[i];
+    if (a.location.type != CU_MEM_LOCATION_TYPE_DEVICE || !valid_device(a.location.id) ||
+        a.location.id >= 64)
+      return CUDA_ERROR_INVALID_VALUE;
+    if (a.flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE && a.flags != CU_MEM_ACCESS_FLAGS_PROT_NONE)
+      return CUDA_ERROR_NOT_SUPPORTED;
+    if (a.location.id == pool->device && a.flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+      return CUDA_ERROR_INVALID_DEVICE;
+  }
+  std::lock_guard lock(state().mu);
+  for (size_t i = 0; i < count; ++i) {
+    const uint64_t bit = uint64_t{1} << map[i].location.id;
+    if (map[i].location.id == pool->device) continue;
+    if (map[i].flags == CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+      pool->peer_read_write |= bit;
+    else
+      pool->peer_read_write &= ~bit;
+  }
+  return CUDA_SUCCESS;
+}
+
 SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolGetAccess(CUmemAccess_flags* flags, CUmemoryPool pool,
                                                    CUmemLocation* location) {
   if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
@@ -143,8 +172,10 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolGetAccess(CUmemAccess_flags* flags, CUm
     return CUDA_ERROR_INVALID_VALUE;
   if (location->type != CU_MEM_LOCATION_TYPE_DEVICE || !valid_device(location->id))
     return CUDA_ERROR_INVALID_VALUE;
-  *flags = location->id == pool->device ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE
-                                        : CU_MEM_ACCESS_FLAGS_PROT_NONE;
+  std::lock_guard lock(state().mu);
+  const bool peer = location->id < 64 && (pool->peer_read_write >> location->id & 1) != 0;
+  *flags = location->id == pool->device || peer ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE
+                                                : CU_MEM_ACCESS_FLAGS_PROT_NONE;
   return CUDA_SUCCESS;
 }
 

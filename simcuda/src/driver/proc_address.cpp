@@ -82,6 +82,7 @@ const Entry kEntries[] = {
     ROW(cuMemPoolSetAttribute, 11020, cuMemPoolSetAttribute),
     ROW(cuMemPoolTrimTo, 11020, cuMemPoolTrimTo),
     ROW(cuMemPoolGetAccess, 11020, cuMemPoolGetAccess),
+    ROW(cuMemPoolSetAccess, 11020, cuMemPoolSetAccess),
     ROW(cuMemAddressReserve, 10020, cuMemAddressReserve),
     ROW(cuMemAddressFree, 10020, cuMemAddressFree),
     ROW(cuMemCreate, 10020, cuMemCreate),

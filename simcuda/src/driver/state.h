@@ -41,6 +41,8 @@ struct CUmemPoolHandle_st {
   // used is the sum of live allocations, each rounded up to 512 B.
   uint64_t reserved = 0, reserved_high = 0, used = 0, used_high = 0;
   uint64_t release_threshold = 0;
+  uint64_t peer_read_write =
+      0;  // other devices given read-write access (cuMemPoolSetAccess), a bit each
 };
 
 namespace simcuda {

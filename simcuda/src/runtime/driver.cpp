@@ -93,6 +93,7 @@ Loaded load() {
   RESOLVE(cuMemPoolSetAttribute, "cuMemPoolSetAttribute");
   RESOLVE(cuMemPoolTrimTo, "cuMemPoolTrimTo");
   RESOLVE(cuMemPoolGetAccess, "cuMemPoolGetAccess");
+  RESOLVE(cuMemPoolSetAccess, "cuMemPoolSetAccess");
   RESOLVE(cuStreamCreate, "cuStreamCreate");
   RESOLVE(cuStreamDestroy, "cuStreamDestroy");
   RESOLVE(cuStreamSynchronize, "cuStreamSynchronize");

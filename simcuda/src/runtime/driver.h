@@ -44,6 +44,7 @@ struct Driver {
   PFN_cuMemPoolSetAttribute_v11020 cuMemPoolSetAttribute;
   PFN_cuMemPoolTrimTo_v11020 cuMemPoolTrimTo;
   PFN_cuMemPoolGetAccess_v11020 cuMemPoolGetAccess;
+  PFN_cuMemPoolSetAccess_v11020 cuMemPoolSetAccess;
   PFN_cuStreamCreate_v2000 cuStreamCreate;
   PFN_cuStreamDestroy_v4000 cuStreamDestroy;
   PFN_cuStreamSynchronize_v2000 cuStreamSynchronize;

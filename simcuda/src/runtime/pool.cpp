@@ -75,3 +75,11 @@ SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMemPoolGetAccess(cudaMemAccessFlags* fl
   return finish(d->cuMemPoolGetAccess(reinterpret_cast<CUmemAccess_flags*>(flags), pool,
                                       reinterpret_cast<CUmemLocation*>(location)));
 }
+// cudaMemAccessDesc and CUmemAccessDesc share their layout.
+SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMemPoolSetAccess(cudaMemPool_t pool,
+                                                          const cudaMemAccessDesc* map,
+                                                          size_t count) {
+  const Driver* d = nullptr;
+  if (cudaError_t e = driver(&d)) return finish(e);
+  return finish(d->cuMemPoolSetAccess(pool, reinterpret_cast<const CUmemAccessDesc*>(map), count));
+}
