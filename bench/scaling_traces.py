@@ -5,6 +5,10 @@ the "Inputs that were quadratic" table of docs/performance.md:
   scaling_traces.py oom-1tib OUT         one failed 1 TiB cudaMalloc (OOM record) on an 80 GiB device
   scaling_traces.py heaps N OUT          N allocations of 1 MiB, each with an NVTX heap and a region
   scaling_traces.py arena N OUT          one 1 GiB allocation, one heap over it, N regions of 4 KiB
+  scaling_traces.py heap0 N OUT          N allocations of 1 MiB, each with an NVTX heap, then a
+                                         region in each named by NVTX's process-wide heap (id 0)
+  scaling_traces.py inside N OUT         N allocations of 1 MiB, each with an NVTX heap starting
+                                         4 KiB inside it
 
 then e.g. `time gpumem report --json r.json OUT` or `time gpumem replay --pool expandable OUT`.
 """
@@ -45,6 +49,18 @@ def main(argv):
         body += rec(1500, 19, address=base, nbytes=1 << 30, aux=7, api=NVTX)
         for i in range(int(argv[2])):
             body += rec(2000 + i, 22, address=base + 4096 * i, nbytes=4096, aux=7, api=NVTX)
+    elif mode in ("heap0", "inside"):
+        n = int(argv[2])
+        skip = 4096 if mode == "inside" else 0
+        for i in range(n):
+            a = 0x100000 * (i + 1)
+            body += rec(2000 + i, 1, address=a, nbytes=1 << 20)  # alloc
+            body += rec(2000 + i, 19, address=a + skip, nbytes=(1 << 20) - skip, aux=i + 1,
+                        api=NVTX)  # heap
+        if mode == "heap0":
+            for i in range(n):
+                a = 0x100000 * (i + 1)
+                body += rec(2000 + n + i, 22, address=a + 64, nbytes=64, aux=0, api=NVTX)
     else:
         sys.exit(__doc__)
     with open(out, "wb") as f:

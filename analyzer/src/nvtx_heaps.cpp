@@ -40,8 +40,17 @@ void NvtxHeaps::heap_register(uint64_t heap, uint64_t address, uint64_t bytes, u
     }
   }
   h.row.counted = h.segment;
+  h.id = heap;
   if (listed_ < kMaxHeaps) h.listed = true, ++listed_;
   open_ids_[heap] = next_key_;
+  if (!open_heaps_overlapped_) {
+    auto after = open_by_start_.lower_bound(address);
+    if (after != open_by_start_.end() && after->first < std::max(h.end, address + 1))
+      open_heaps_overlapped_ = true;  // one starts inside the new range (or where it starts)
+    if (after != open_by_start_.begin() && heaps_.at(std::prev(after)->second).end > address)
+      open_heaps_overlapped_ = true;  // the new range starts inside one
+  }
+  open_by_start_.emplace(address, next_key_);
   heaps_.emplace(next_key_++, std::move(h));
 }
 
@@ -50,6 +59,12 @@ void NvtxHeaps::heap_register(uint64_t heap, uint64_t address, uint64_t bytes, u
 bool NvtxHeaps::heap_of(uint64_t heap, uint64_t address, uint64_t* key) const {
   auto id = open_ids_.find(heap);
   if (heap != 0 && id != open_ids_.end()) return *key = id->second, true;
+  if (!open_heaps_overlapped_) {
+    auto after = open_by_start_.upper_bound(address);
+    if (after == open_by_start_.begin()) return false;
+    const uint64_t k = std::prev(after)->second;
+    return address < heaps_.at(k).end ? (*key = k, true) : false;
+  }
   for (const auto& [k, h] : heaps_)
     if (h.open && address >= h.row.address && address < h.end) return *key = k, true;
   return false;
@@ -187,6 +202,12 @@ void NvtxHeaps::close(uint64_t key, int64_t t_ns, uint64_t phase, bool freeing) 
   drop_regions(key, t_ns, phase);
   Heap& h = heaps_.at(key);
   h.open = false;
+  for (auto it = open_by_start_.lower_bound(h.row.address);
+       it != open_by_start_.end() && it->first == h.row.address; ++it)
+    if (it->second == key) {
+      open_by_start_.erase(it);
+      break;
+    }
   h.row.end_ns = t_ns;
   h.gaps.reset();
   if (h.segment) {
@@ -215,11 +236,14 @@ void NvtxHeaps::heap_unregister(uint64_t heap, int64_t t_ns, uint64_t phase) {
 }
 
 void NvtxHeaps::allocation_freed(uint64_t address, LiveAlloc& a, int64_t t_ns, uint64_t phase) {
-  std::vector<std::pair<uint64_t, uint64_t>> ending;  // (id, key) of its heaps
-  for (const auto& [id, key] : open_ids_) {
-    const Heap& h = heaps_.at(key);
-    if (h.segment && h.allocation == address) ending.emplace_back(id, key);
+  std::vector<std::pair<uint64_t, uint64_t>> ending;  // (id, key) of its heaps, in id order
+  // Its heaps start inside it.
+  for (auto it = open_by_start_.lower_bound(address);
+       it != open_by_start_.end() && it->first - address < a.bytes; ++it) {
+    const Heap& h = heaps_.at(it->second);
+    if (h.segment && h.allocation == address) ending.emplace_back(h.id, it->second);
   }
+  std::sort(ending.begin(), ending.end());
   for (const auto& [id, key] : ending) {
     open_ids_.erase(id);
     close(key, t_ns, phase, true);

@@ -251,6 +251,41 @@ TEST(NvtxHeaps, HeapsShareTheirAllocationsSegment) {
   EXPECT_EQ(three.final.reserved_bytes, 16 * kMiB);
 }
 
+// A region named by NVTX's process-wide heap (id 0) belongs to the open heap whose range holds
+// it: found through the open heaps ordered by start (a closed heap no longer holds anything, an
+// address between heaps none), and while two open heaps overlap, the oldest that holds it.
+TEST(NvtxHeaps, ProcessWideRegionsFindTheHeapThatHoldsThem) {
+  Events e;
+  e.alloc(10, kA, 16 * kMiB);
+  heap(e, 20, 1, kA, 4 * kMiB);
+  heap(e, 21, 2, kA + 8 * kMiB, 4 * kMiB);
+  region(e, 30, 0, kA + 1 * kMiB, 1 * kMiB);   // heap 1
+  region(e, 31, 0, kA + 9 * kMiB, 2 * kMiB);   // heap 2
+  region(e, 32, 0, kA + 5 * kMiB, 1 * kMiB);   // between the two: no heap, ignored
+  region(e, 33, 0, kA + 12 * kMiB, 1 * kMiB);  // at heap 2's end: ignored
+  e.add(nvtx(40, Op::heap_unregister, 2, 0, 0));
+  region(e, 41, 0, kA + 10 * kMiB, 1 * kMiB);  // heap 2 is closed: ignored
+  {
+    const DeviceReport d = e.analyze().devices[0];
+    ASSERT_EQ(d.nvtx_heaps.size(), 2u);
+    EXPECT_EQ(d.nvtx_heaps[0].regions_registered, 1u);
+    EXPECT_EQ(d.nvtx_heaps[0].regions_final_bytes, 1 * kMiB);
+    EXPECT_EQ(d.nvtx_heaps[1].regions_registered, 1u);
+    EXPECT_EQ(d.final.allocated_bytes, 1 * kMiB);  // heap 2's region went with it
+  }
+  // A third heap overlapping heap 1 (its second half and on): an address both hold goes to the
+  // older, heap 1; one only heap 3 holds, to heap 3.
+  heap(e, 50, 3, kA + 2 * kMiB, 6 * kMiB);
+  region(e, 51, 0, kA + 3 * kMiB, 512 * 1024);  // heaps 1 and 3 hold it: heap 1
+  region(e, 52, 0, kA + 6 * kMiB, 1 * kMiB);    // heap 3 only
+  const DeviceReport d = e.analyze().devices[0];
+  ASSERT_EQ(d.nvtx_heaps.size(), 3u);
+  EXPECT_EQ(d.nvtx_heaps[0].regions_registered, 2u);
+  EXPECT_EQ(d.nvtx_heaps[0].regions_final_bytes, 1 * kMiB + 512 * 1024);
+  EXPECT_EQ(d.nvtx_heaps[2].regions_registered, 1u);
+  EXPECT_EQ(d.nvtx_heaps[2].regions_final_bytes, 1 * kMiB);
+}
+
 // A heap over a block of gpumem's own pool (a segment in a segment) or over pinned host memory:
 // the row is kept, the numbers are the pool's.
 TEST(NvtxHeaps, HeapsOverPooledOrHostMemoryCountNothing) {
