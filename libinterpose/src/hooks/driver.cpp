@@ -284,17 +284,13 @@ CUresult hook_cuDeviceTotalMem_v2(size_t* bytes, CUdevice dev) {
 template <Lookup L>
 CUresult hook_cuMemPoolSetAccess(CUmemoryPool pool, const CUmemAccessDesc* map, size_t count) {
   GPUMEM_DRIVER_PROLOGUE(cuMemPoolSetAccess, pool, map, count);
-  const CUresult e = real(pool, map, count);
-  pool_access_changed();
-  return e;
+  return then_pool_access_changed(real, pool, map, count);
 }
 
 template <Lookup L>
 CUresult hook_cuMemPoolDestroy(CUmemoryPool pool) {
   GPUMEM_DRIVER_PROLOGUE(cuMemPoolDestroy, pool);
-  const CUresult e = real(pool);
-  pool_access_changed();
-  return e;
+  return then_pool_access_changed(real, pool);
 }
 
 template <Lookup L>

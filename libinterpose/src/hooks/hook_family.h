@@ -110,6 +110,14 @@ inline std::atomic<uint32_t> g_pool_access_generation{1};
 inline void pool_access_changed() {
   g_pool_access_generation.fetch_add(1, std::memory_order_acq_rel);
 }
+// A call that may change a pool's device (set-access, destroy): not recorded; the real call, then
+// the kept devices dropped.
+template <class Real, class... Args>
+inline auto then_pool_access_changed(Real real, Args... args) {
+  const auto result = real(args...);
+  pool_access_changed();
+  return result;
+}
 struct PoolOwner {
   uint64_t pool = 0;
   uint32_t generation = 0;  // 0: empty

@@ -170,17 +170,13 @@ template <Lookup L>
 cudaError_t hook_cudaMemPoolSetAccess(cudaMemPool_t pool, const cudaMemAccessDesc* map,
                                       size_t count) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMemPoolSetAccess, pool, map, count);
-  const cudaError_t e = real(pool, map, count);
-  pool_access_changed();
-  return e;
+  return then_pool_access_changed(real, pool, map, count);
 }
 
 template <Lookup L>
 cudaError_t hook_cudaMemPoolDestroy(cudaMemPool_t pool) {
   GPUMEM_RUNTIME_PROLOGUE(cudaMemPoolDestroy, pool);
-  const cudaError_t e = real(pool);
-  pool_access_changed();
-  return e;
+  return then_pool_access_changed(real, pool);
 }
 
 template <Lookup L>
