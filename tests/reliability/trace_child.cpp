@@ -114,16 +114,29 @@ int exit_on_timer(unsigned long long n, long ms) {
 }
 
 // exec: N pairs, then this program again, for M pairs, through execl (variadic) or execv.
-int exec_self(unsigned long long n, const char* m, bool variadic) {
+// `how` names the exec function: execv, execl, execve, execvp, execvpe, execlp, execle, fexecve,
+// execveat (each of glibc's is a function of its own, and each is wrapped).
+int exec_self(unsigned long long n, const char* m, const std::string& how) {
   if (pairs(n) != 0) return 3;
-  if (variadic) {
-    execl("/proc/self/exe", "trace_child", "pairs", m, static_cast<char*>(nullptr));
-  } else {
-    char* const argv[] = {const_cast<char*>("trace_child"), const_cast<char*>("pairs"),
-                          const_cast<char*>(m), nullptr};
-    execv("/proc/self/exe", argv);
+  const char* self = "/proc/self/exe";
+  char* const argv[] = {const_cast<char*>("trace_child"), const_cast<char*>("pairs"),
+                        const_cast<char*>(m), nullptr};
+  char* const* env = environ;
+  const char* nul = nullptr;
+  if (how == "execv") execv(self, argv);
+  if (how == "execl") execl(self, "trace_child", "pairs", m, nul);
+  if (how == "execve") execve(self, argv, env);
+  if (how == "execvp") execvp(self, argv);
+  if (how == "execvpe") execvpe(self, argv, env);
+  if (how == "execlp") execlp(self, "trace_child", "pairs", m, nul);
+  if (how == "execle") execle(self, "trace_child", "pairs", m, nul, env);
+  if (how == "fexecve" || how == "execveat") {
+    const int fd = ::open(self, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 6;
+    if (how == "fexecve") fexecve(fd, argv, env);
+    if (how == "execveat") execveat(fd, "", argv, env, AT_EMPTY_PATH);
   }
-  return 5;  // the exec failed
+  return 5;  // the exec failed (or `how` is none of these)
 }
 
 // An exec that fails: N pairs, then M more in the same image.
@@ -215,8 +228,8 @@ int main(int argc, char** argv) {
   }
   if (cmd == "thread-exit" && argc == 3) return thread_exit(std::atoi(argv[2]));
   if (cmd == "mark-signal") return mark_signal();
-  if ((cmd == "exec-self" || cmd == "execl-self") && argc == 4)
-    return exec_self(std::strtoull(argv[2], nullptr, 10), argv[3], cmd == "execl-self");
+  if (cmd == "exec-self" && argc == 5)
+    return exec_self(std::strtoull(argv[2], nullptr, 10), argv[3], argv[4]);
   if (cmd == "exec-missing" && argc == 4)
     return exec_missing(std::strtoull(argv[2], nullptr, 10), std::strtoull(argv[3], nullptr, 10));
   if (cmd == "pairs-as" && argc == 4)
@@ -232,7 +245,7 @@ int main(int argc, char** argv) {
   std::fprintf(stderr,
                "usage: trace_child pairs N [FSIZE] | pairs-limited N FSIZE | quick-exit N | "
                "pairs-at N T | thread-exit N | mark-signal | exit-in-handler N | "
-               "exit-on-timer N MS | exec-self N M | execl-self N M | exec-missing N M | "
+               "exit-on-timer N MS | exec-self N M HOW | exec-missing N M | "
                "vfork-exec N | pairs-as N LIMIT | daemon N FILE\n");
   return 2;
 }

@@ -705,11 +705,12 @@ void expect_closed_with(const std::string& path, uint64_t allocs) {
 }
 
 TEST_F(ThreadExit, ExecClosesTheTraceAndTheNewImageWritesItsOwn) {
-  for (const std::string mode : {"exec-self", "execl-self"}) {
-    SCOPED_TRACE(mode);
+  for (const std::string how : {"execv", "execl", "execve", "execvp", "execvpe", "execlp", "execle",
+                                "fexecve", "execveat"}) {
+    SCOPED_TRACE(how);
     std::filesystem::remove(dir_ + "/t.trace");
     std::filesystem::remove(dir_ + "/t.trace.1");
-    const Outcome o = run_traced(dir_, {mode, "30", "20"});
+    const Outcome o = run_traced(dir_, {"exec-self", "30", "20", how});
     ASSERT_EQ(o.status, 0) << o.err;
     expect_closed_with(dir_ + "/t.trace", 30);
     expect_closed_with(dir_ + "/t.trace.1", 20);
