@@ -311,7 +311,8 @@ void note_device(int device) {
   }
   // The limit as enforced (a percentage resolved against the capacity), so that readers such as
   // `gpumem replay` judge the run by the cap it ran under.
-  w->set_device(device, total, policy::resolved_limit(device), name);
+  if (!w->set_device(device, total, policy::resolved_limit(device), name))
+    word.fetch_and(~bit, std::memory_order_relaxed);  // asked again at its next event
 }
 
 namespace {

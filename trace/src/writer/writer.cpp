@@ -643,15 +643,18 @@ void TraceWriter::append_blob(trace::Op op, uint64_t id, const void* data, size_
   end_append(announced);
 }
 
-void TraceWriter::set_device(int device, uint64_t capacity, uint64_t limit, const char* name) {
-  if (device < 0 || device >= trace::kMaxDevices) return;
+bool TraceWriter::set_device(int device, uint64_t capacity, uint64_t limit, const char* name) {
+  if (device < 0 || device >= trace::kMaxDevices) return true;
   char* base = base_.load(std::memory_order_acquire);
-  if (base == nullptr || strings_mutex_.held_here()) return;  // asked again at the next event
+  if (base == nullptr) return true;
+  // A signal handler that interrupted this thread inside the table: not now (the caller asks
+  // again at the device's next event).
+  if (strings_mutex_.held_here()) return false;
   {
     std::lock_guard lock(strings_mutex_);
     auto* h = reinterpret_cast<Header*>(base);
     trace::DeviceInfo& d = h->devices[device];
-    if (std::atomic_ref<uint32_t>(d.present).load(std::memory_order_acquire) != 0) return;
+    if (std::atomic_ref<uint32_t>(d.present).load(std::memory_order_acquire) != 0) return true;
     d.capacity_bytes = capacity;
     d.limit_bytes = limit;
     std::snprintf(d.name, sizeof(d.name), "%s", name != nullptr ? name : "");
@@ -667,6 +670,7 @@ void TraceWriter::set_device(int device, uint64_t capacity, uint64_t limit, cons
   r.bytes = capacity;
   r.aux = limit;
   append(r);
+  return true;
 }
 
 void TraceWriter::set_pool(const char* name) {

@@ -90,8 +90,9 @@ class TraceWriter {
   uint32_t intern_stack(const uint64_t* pcs, int depth);
 
   // Fills the header's device entry (and device_count) once per device, and appends an
-  // Op::device_info record; later calls for the same device are no-ops.
-  void set_device(int device, uint64_t capacity, uint64_t limit, const char* name);
+  // Op::device_info record; later calls for the same device are no-ops. False when it could not
+  // now (a signal handler interrupted this thread inside the writer's table): ask again later.
+  bool set_device(int device, uint64_t capacity, uint64_t limit, const char* name);
   // Rewrites the header's pool name (cut to fit): what served, when it is not what the
   // configuration asked for (the expandable pool falls back to the growth pool without VMM).
   void set_pool(const char* name);
