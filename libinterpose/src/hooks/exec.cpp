@@ -22,9 +22,11 @@ Fn real(const char* name) {
 using VectorFn = int (*)(const char*, char* const*);
 using VectorEnvFn = int (*)(const char*, char* const*, char* const*);
 
-// execl, execlp, execle: their arguments as an argv on the stack (exec is async-signal-safe, so
-// no heap), *envp set from after the terminating null for execle.
-size_t count_args(const char* arg, va_list& ap) {
+// execl, execlp, execle: runs exec(argv) with their arguments, `arg` and the rest of `ap` up to
+// its null, as an argv on this frame's stack (exec is async-signal-safe, so no heap). `ap` is
+// left after the null, where execle's envp is.
+template <class Exec>
+int with_argv(const char* arg, va_list& ap, Exec exec) {
   size_t n = 1;  // the null
   if (arg != nullptr) {
     ++n;
@@ -33,15 +35,10 @@ size_t count_args(const char* arg, va_list& ap) {
     while (va_arg(copy, const char*) != nullptr) ++n;
     va_end(copy);
   }
-  return n;
-}
-
-void fill_args(char** argv, const char* arg, va_list& ap) {
-  size_t i = 0;
-  argv[i++] = const_cast<char*>(arg);
-  if (arg != nullptr)
-    while ((argv[i++] = va_arg(ap, char*)) != nullptr) {
-    }
+  char** argv = static_cast<char**>(__builtin_alloca(n * sizeof(char*)));
+  argv[0] = const_cast<char*>(arg);
+  for (size_t i = 1; i < n; ++i) argv[i] = va_arg(ap, char*);  // the last one read is the null
+  return exec(argv);
 }
 
 }  // namespace
@@ -77,25 +74,23 @@ GPUMEM_EXPORT int execveat(int dirfd, const char* path, char* const argv[], char
 GPUMEM_EXPORT int execl(const char* path, const char* arg, ...) {
   va_list ap;
   va_start(ap, arg);
-  char** argv = static_cast<char**>(__builtin_alloca(count_args(arg, ap) * sizeof(char*)));
-  fill_args(argv, arg, ap);
+  const int result = with_argv(arg, ap, [&](char** argv) { return execv(path, argv); });
   va_end(ap);
-  return execv(path, argv);
+  return result;
 }
 GPUMEM_EXPORT int execlp(const char* file, const char* arg, ...) {
   va_list ap;
   va_start(ap, arg);
-  char** argv = static_cast<char**>(__builtin_alloca(count_args(arg, ap) * sizeof(char*)));
-  fill_args(argv, arg, ap);
+  const int result = with_argv(arg, ap, [&](char** argv) { return execvp(file, argv); });
   va_end(ap);
-  return execvp(file, argv);
+  return result;
 }
 GPUMEM_EXPORT int execle(const char* path, const char* arg, ...) {
   va_list ap;
   va_start(ap, arg);
-  char** argv = static_cast<char**>(__builtin_alloca(count_args(arg, ap) * sizeof(char*)));
-  fill_args(argv, arg, ap);
-  char* const* envp = va_arg(ap, char* const*);
+  const int result = with_argv(arg, ap, [&](char** argv) {
+    return execve(path, argv, va_arg(ap, char* const*));  // envp follows the terminating null
+  });
   va_end(ap);
-  return execve(path, argv, envp);
+  return result;
 }

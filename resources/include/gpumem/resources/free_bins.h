@@ -39,22 +39,13 @@ class FreeBins {
   void insert(Block* b) {
     const unsigned bin = bin_of(b->size);
     b->bins = this;
-    // The last block ordered before b: its place in the list.
-    Block* after = nullptr;
-    for (Block* t = tree_[bin]; t != nullptr;) {
-      if (before(t, b)) {
-        after = t;
-        t = t->bin_right;
-      } else {
-        t = t->bin_left;
-      }
-    }
+    Block* after = nullptr;  // the last block ordered before b: its place in the list
+    tree_insert(tree_[bin], b, after);
     Block* next = after ? after->bin_next : head_[bin];
     b->bin_prev = after;
     b->bin_next = next;
     (after ? after->bin_next : head_[bin]) = b;
     (next ? next->bin_prev : tail_[bin]) = b;
-    tree_insert(tree_[bin], b);
     bitmap_[bin / 64] |= uint64_t{1} << (bin % 64);
     ++count_;
   }
@@ -136,13 +127,15 @@ class FreeBins {
   static uint64_t priority(const Block* b) {
     return (b->addr / kBlockAlign) * 0x9E3779B97F4A7C15ull;
   }
-  // Inserts b into the treap rooted at t (recursion depth: the tree's, O(log n) expected).
-  static void tree_insert(Block*& t, Block* b) {
+  // Inserts b into the treap rooted at t (recursion depth: the tree's, O(log n) expected); on the
+  // way down, sets `after` to the last block ordered before b (unchanged when none is).
+  static void tree_insert(Block*& t, Block* b, Block*& after) {
     if (t == nullptr) {
       b->bin_left = b->bin_right = nullptr;
       t = b;
     } else if (before(t, b)) {
-      tree_insert(t->bin_right, b);
+      after = t;
+      tree_insert(t->bin_right, b, after);
       if (priority(t->bin_right) > priority(t)) {  // rotate left
         Block* r = t->bin_right;
         t->bin_right = r->bin_left;
@@ -150,7 +143,7 @@ class FreeBins {
         t = r;
       }
     } else {
-      tree_insert(t->bin_left, b);
+      tree_insert(t->bin_left, b, after);
       if (priority(t->bin_left) > priority(t)) {  // rotate right
         Block* l = t->bin_left;
         t->bin_left = l->bin_right;
