@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -773,6 +774,51 @@ TEST_F(TraceFullDisk, ARawTraceThatFillsItsReservationDropsRecordsAndSaysWhy) {
   const Counts c = count_pairs(t);
   EXPECT_EQ(c.alloc + c.free + t.header.records_dropped, 2 * kPairs)
       << "every call is either kept or counted";
+}
+
+// --- native stacks in a compact trace: named at exit without reading the sealed file ---------
+
+// With GPUMEM_STACKS=1 the exit names every return address of the stacks written. In a compact
+// trace those stack records were sealed into the file long before (only the header and the ring
+// are mapped): the exit walked the mapping as a raw trace's and died of SIGSEGV once the trace
+// outgrew the ring, or named nothing.
+TEST_F(ThreadExit, ACompactTraceWithStacksClosesAndNamesEveryReturnAddress) {
+  for (const char* format : {"compact", "raw"}) {
+    SCOPED_TRACE(format);
+    const std::string trace = dir_ + "/" + format + ".trace";
+    const Outcome o =
+        run(child({"pairs", "40000"}),
+            child_environment(
+                true, {"GPUMEM_TRACE=" + trace, std::string("GPUMEM_TRACE_FORMAT=") + format,
+                       "GPUMEM_STACKS=1", kNoLatency[0], kNoLatency[1]}),
+            dir_);
+    ASSERT_FALSE(o.signaled) << "died of signal " << o.status - 128 << ": " << o.err;
+    ASSERT_EQ(o.status, 0) << o.err;
+    std::string error;
+    auto reader = tr::Reader::open(trace, &error);
+    ASSERT_NE(reader, nullptr) << error;
+    EXPECT_NE(reader->header().flags & tr::kHeaderClosed, 0u);
+    std::set<uint64_t> pcs, named;
+    uint64_t allocs = 0;
+    tr::Event ev;
+    while (reader->next(&ev)) {
+      const auto op = static_cast<tr::Op>(ev.rec.op);
+      if (op == tr::Op::alloc) ++allocs;
+      if (op == tr::Op::symbol) {
+        EXPECT_TRUE(named.insert(ev.rec.address).second) << "named twice";
+      }
+      if (op != tr::Op::stack) continue;
+      for (size_t i = 0; i + sizeof(uint64_t) <= ev.payload.size(); i += sizeof(uint64_t)) {
+        uint64_t pc;
+        std::memcpy(&pc, ev.payload.data() + i, sizeof pc);
+        if (pc != 0) pcs.insert(pc);
+      }
+    }
+    EXPECT_FALSE(reader->stats().truncated) << reader->stats().reason;
+    EXPECT_EQ(allocs, 40000u);
+    EXPECT_FALSE(pcs.empty());
+    EXPECT_EQ(named, pcs) << "every return address named once, nothing else";
+  }
 }
 
 }  // namespace

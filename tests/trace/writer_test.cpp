@@ -380,8 +380,10 @@ TEST(TraceWriter, WritesSymbolsForStackAddresses) {
   // Return addresses inside a libc function and a mangled libstdc++ one.
   const uint64_t in_getpid = reinterpret_cast<uint64_t>(&getpid) + 1;
   const uint64_t in_terminate = reinterpret_cast<uint64_t>(&std::terminate) + 1;
-  const uint64_t pcs[3] = {in_getpid, in_terminate, in_getpid};
-  w.intern_stack(pcs, 3);
+  // A Python frame (tagged) is named when first seen, never here.
+  const uint64_t python_frame = gpumem::trace::kPythonFrameTag | 7;
+  const uint64_t pcs[4] = {in_getpid, python_frame, in_terminate, in_getpid};
+  w.intern_stack(pcs, 4);
   EXPECT_EQ(w.write_symbols(), 2u);  // distinct addresses only
   EXPECT_EQ(w.write_symbols(), 0u);  // already symbolised
   w.close();

@@ -64,10 +64,29 @@ uint64_t TraceWriter::intern_string(const char* text) {
   return id;
 }
 
+// Lock-free set insert of each return address (a new stack only: rare once a program runs). A
+// Python frame (bit 63, trace::kPythonFrameTag) is named when first seen, not here; no code
+// address has that bit, so the set uses it to mark an address write_symbols() has named.
+void TraceWriter::remember_pcs(const uint64_t* pcs, int depth) {
+  if (pcs_ == nullptr) return;
+  for (int i = 0; i < depth; ++i) {
+    const uint64_t pc = pcs[i];
+    if (pc == 0 || trace::is_python_frame(pc)) continue;
+    const uint64_t h = pc * 0x9E3779B97F4A7C15ull;
+    for (size_t probe = 0; probe < kMaxProbes; ++probe) {
+      std::atomic<uint64_t>& slot = pcs_[(h + probe) % kPcTableSize];
+      uint64_t seen = slot.load(std::memory_order_relaxed);
+      if (seen == 0 && slot.compare_exchange_strong(seen, pc, std::memory_order_relaxed)) break;
+      if ((seen & ~trace::kPythonFrameTag) == pc) break;
+    }  // a full run of probes: the address goes unnamed (the reader shows it as a number)
+  }
+}
+
 uint32_t TraceWriter::intern_stack(const uint64_t* pcs, int depth) {
   if (pcs == nullptr || depth < 0) depth = 0;
   if (depth > kMaxStackDepth) depth = kMaxStackDepth;
   auto write_new = [&] {
+    remember_pcs(pcs, depth);
     uint32_t id = next_stack_id_.fetch_add(1, std::memory_order_relaxed);
     if (id == 0) id = next_stack_id_.fetch_add(1, std::memory_order_relaxed);  // wrapped
     append_blob(trace::Op::stack, id, pcs, static_cast<size_t>(depth) * sizeof(uint64_t));

@@ -1,6 +1,6 @@
-// Exit-time symbolisation: turns the return addresses of the stack records already in the trace
-// into Op::symbol records, so a trace is readable on another machine without the binaries.
-// Runs once at exit; it allocates freely (and may read the modules' files from disk).
+// Exit-time symbolisation: turns the return addresses of the stacks interned so far (kept aside by
+// remember_pcs) into Op::symbol records, so a trace is readable on another machine without the
+// binaries. Runs once at exit; it allocates freely (and may read the modules' files from disk).
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
@@ -11,7 +11,6 @@
 #include <cstring>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "elf_symbols.h"
@@ -82,40 +81,13 @@ class Symbolizer {
 }  // namespace
 
 size_t TraceWriter::write_symbols() {
-  const char* base = base_.load(std::memory_order_acquire);
-  if (base == nullptr) return 0;
-  const uint64_t end = std::min(cursor_.load(std::memory_order_acquire),
-                                file_bytes_.load(std::memory_order_acquire));
-  // Collect the addresses of every committed stack record, minus those already symbolised.
-  std::unordered_set<uint64_t> done;
-  std::vector<uint64_t> todo;
-  std::unordered_set<uint64_t> pcs;
-  for (uint64_t off = trace::kHeaderSize; off + trace::kRecordSize <= end;
-       off += trace::kRecordSize) {
-    const auto* r = reinterpret_cast<const Record*>(base + off);
-    const uint32_t word =
-        std::atomic_ref<const uint32_t>(r->commit).load(std::memory_order_acquire);
-    if (word != trace::kCommitted) continue;
-    if (r->op == static_cast<uint16_t>(trace::Op::symbol)) done.insert(r->address);
-    if (r->op != static_cast<uint16_t>(trace::Op::stack)) continue;
-    const uint64_t slots = r->address;
-    if (r->bytes > slots * trace::kBlobBytesPerSlot || off + (1 + slots) * trace::kRecordSize > end)
-      continue;
-    std::vector<char> payload(slots * trace::kBlobBytesPerSlot);
-    for (uint64_t i = 0; i < slots; ++i)
-      std::memcpy(payload.data() + i * trace::kBlobBytesPerSlot,
-                  base + off + (i + 1) * trace::kRecordSize, trace::kBlobBytesPerSlot);
-    for (uint64_t i = 0; i + sizeof(uint64_t) <= r->bytes; i += sizeof(uint64_t)) {
-      uint64_t pc;
-      std::memcpy(&pc, payload.data() + i, sizeof(pc));
-      if (pcs.insert(pc).second) todo.push_back(pc);
-    }
-    off += slots * trace::kRecordSize;
-  }
+  constexpr uint64_t kNamed = trace::kPythonFrameTag;  // as remember_pcs() marks a named address
+  if (base_.load(std::memory_order_acquire) == nullptr || pcs_ == nullptr) return 0;
   size_t written = 0;
   Symbolizer symbolizer;
-  for (uint64_t pc : todo) {
-    if (done.count(pc) != 0) continue;
+  for (size_t i = 0; i < kPcTableSize; ++i) {
+    const uint64_t pc = pcs_[i].load(std::memory_order_relaxed);
+    if (pc == 0 || (pc & kNamed) != 0) continue;
     Record r{};
     r.op = static_cast<uint16_t>(trace::Op::symbol);
     r.api = static_cast<uint16_t>(trace::Api::gpumem);
@@ -123,6 +95,7 @@ size_t TraceWriter::write_symbols() {
     r.address = pc;
     r.aux = intern_string(symbolizer.describe(pc).c_str());
     append(r);
+    pcs_[i].store(pc | kNamed, std::memory_order_relaxed);
     ++written;
   }
   return written;

@@ -368,12 +368,14 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   // Dedup tables: anonymous memory, so the hot path never calls malloc. A new file needs empty
   // tables (ids from an earlier file, e.g. a forked parent's, mean nothing here).
   if (strings_ == nullptr) {
-    tables_bytes_ = kStringTableSize * sizeof(StringSlot) + kStackTableSize * sizeof(StackSlot);
+    tables_bytes_ = kStringTableSize * sizeof(StringSlot) + kStackTableSize * sizeof(StackSlot) +
+                    kPcTableSize * sizeof(std::atomic<uint64_t>);
     void* t = mmap(nullptr, tables_bytes_, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (t != MAP_FAILED) {
       strings_ = static_cast<StringSlot*>(t);
       stacks_ = reinterpret_cast<StackSlot*>(strings_ + kStringTableSize);
+      pcs_ = reinterpret_cast<std::atomic<uint64_t>*>(stacks_ + kStackTableSize);
     }
   } else {
     madvise(strings_, tables_bytes_, MADV_DONTNEED);  // private anonymous: reads back as zeros

@@ -97,10 +97,11 @@ class TraceWriter {
   // configuration asked for (the expandable pool falls back to the growth pool without VMM).
   void set_pool(const char* name);
 
-  // Exit path (may allocate): for every distinct return address in the stack records written so
-  // far, appends an Op::symbol record whose aux names "function (module+0xoff)" (dladdr, then
-  // the module's ELF symbol table from disk for what dladdr cannot name: elf_symbols.h; names
-  // demangled). Returns how many symbol records it wrote.
+  // Exit path (may allocate): for every distinct return address in the stacks interned so far
+  // (kept aside as they are written, in kPcTableSize entries: a compact trace's stack records are
+  // sealed into the file and gone from memory), appends an Op::symbol record whose aux names
+  // "function (module+0xoff)" (dladdr, then the module's ELF symbol table from disk for what dladdr
+  // cannot name: elf_symbols.h; names demangled). Returns how many symbol records it wrote.
   size_t write_symbols();
 
   // Clean shutdown: waits up to kCloseWait for appends in flight and marks the slots of those
@@ -123,6 +124,7 @@ class TraceWriter {
   static constexpr int kMaxStackDepth = 256;
   static constexpr size_t kStringTableSize = 4096;  // distinct strings deduplicated
   static constexpr size_t kStackTableSize = 65536;  // distinct stacks deduplicated
+  static constexpr size_t kPcTableSize = 1 << 20;   // distinct return addresses kept to symbolise
 
  private:
   struct StringSlot {  // guarded by strings_mutex_
@@ -183,6 +185,10 @@ class TraceWriter {
   std::atomic<uint32_t> next_stack_id_{1};
   StringSlot* strings_ = nullptr;  // kStringTableSize entries, anonymous mapping made by open()
   StackSlot* stacks_ = nullptr;    // kStackTableSize entries, same mapping
+  // kPcTableSize entries, same mapping: each distinct return address of the stacks written, its
+  // top bit set once write_symbols() has named it; 0 = empty.
+  std::atomic<uint64_t>* pcs_ = nullptr;
+  void remember_pcs(const uint64_t* pcs, int depth);
   size_t tables_bytes_ = 0;
   Format format_ = Format::from_environment;
   uint64_t max_bytes_ = 0;
