@@ -193,7 +193,8 @@ class FileReader final : public Reader {
     if (header_->records_dropped > 0)
       open_reasons_.push_back(std::to_string(header_->records_dropped) +
                               " record(s) dropped by the writer: the trace file could not grow "
-                              "(disk full or file-size limit); free disk space or set "
+                              "(disk full, file-size limit, or its reserved address range "
+                              "filled: the program's warning said which); free disk space or set "
                               "GPUMEM_TRACE to a larger volume, then run again");
     const bool closed = (header_->flags & kHeaderClosed) != 0;
     const uint64_t end = header_->end_offset;
