@@ -109,6 +109,15 @@ class Analysis::TraceState {
   }
 
   void feed(const trace::Record& r, std::string_view payload) {
+    if (r.device < -1 || r.device >= trace::kMaxDevices) [[unlikely]] {
+      // The writer never names such a device (the header describes 64): a damaged record. Each
+      // device the analysis meets costs a DeviceState of some KiB, so taking them would let a
+      // damaged trace of 65536 ordinals cost about a GiB.
+      if (names_a_device(static_cast<trace::Op>(r.op))) {
+        ++bad_device_records_;
+        return;
+      }
+    }
     const int64_t t = static_cast<int64_t>(r.t_ns - clock_base_);
     first_ns_ = std::min(first_ns_, t);
     last_ns_ = std::max(last_ns_, t);
@@ -233,6 +242,23 @@ class Analysis::TraceState {
         break;
       default:
         break;  // meminfo, map, unmap, trim: no effect on the numbers
+    }
+  }
+
+  static bool names_a_device(trace::Op op) {
+    switch (op) {
+      case trace::Op::alloc:
+      case trace::Op::free:
+      case trace::Op::alloc_failed:
+      case trace::Op::segment_reserve:
+      case trace::Op::segment_release:
+      case trace::Op::anomaly:
+      case trace::Op::free_failed:
+      case trace::Op::device_info:
+      case trace::Op::oom:
+        return true;
+      default:
+        return false;
     }
   }
 
@@ -456,6 +482,7 @@ class Analysis::TraceState {
   uint64_t ooms_final_ = 0;
   uint64_t ooms_retried_ = 0;
   uint64_t index_ = 0;            // records seen
+  uint64_t bad_device_records_ = 0;  // skipped: their device is outside -1 .. kMaxDevices - 1
   int64_t first_ns_ = INT64_MAX;  // earliest and latest event time (records may be out of order)
   int64_t last_ns_ = INT64_MIN;
   bool saw_site_ = false;
@@ -469,6 +496,13 @@ void Analysis::TraceState::finish(const trace::ReadStats& stats, Report* report)
   summary_.records_abandoned = stats.abandoned;
   summary_.truncated = stats.truncated;
   summary_.truncated_reason = stats.reason;
+  if (bad_device_records_ > 0) {
+    summary_.truncated = true;
+    summary_.truncated_reason += summary_.truncated_reason.empty() ? "" : "; ";
+    summary_.truncated_reason += std::to_string(bad_device_records_) +
+                                 " damaged record(s) skipped: they name a device outside -1.." +
+                                 std::to_string(trace::kMaxDevices - 1);
+  }
   summary_.pinned_host = pinned_.report();
   summary_.imported = imported_.report();
   summary_.anomalies_omitted = anomalies_.omitted();

@@ -22,7 +22,8 @@ void NvtxHeaps::heap_register(uint64_t heap, uint64_t address, uint64_t bytes, u
   h.domain = domain;
   h.end = address + bytes >= address ? address + bytes : UINT64_MAX;
   uint64_t start = 0;
-  if (LiveAlloc* a = live_.holding(address, &start)) {
+  LiveAlloc* a = live_.holding(address, &start);
+  if (a != nullptr) {
     h.device = a->device;
     h.allocation = start;
     h.end = std::min(h.end, start + a->bytes);
@@ -41,7 +42,9 @@ void NvtxHeaps::heap_register(uint64_t heap, uint64_t address, uint64_t bytes, u
   }
   h.row.counted = h.segment;
   h.id = heap;
-  if (listed_ < kMaxHeaps) h.listed = true, ++listed_;
+  // A heap no live allocation holds is on no device, so in no device's rows (device -1 is a
+  // device too: the records of a trace that did not say which).
+  if (a != nullptr && listed_ < kMaxHeaps) h.listed = true, ++listed_;
   open_ids_[heap] = next_key_;
   if (!open_heaps_overlapped_) {
     auto after = open_by_start_.lower_bound(address);

@@ -358,5 +358,66 @@ TEST(Hostile, ReportIntoADirectorySaysItIsOne) {
   fs::remove_all(dir);
 }
 
+// A damaged trace whose records name every device ordinal a record can hold: each device met
+// made a DeviceState of about 14 KiB, so 65535 ordinals took about 0.9 GiB. Records naming a
+// device outside -1..63 (the writer never writes one) are skipped, counted and said; the rest of
+// the trace is analysed as if they were not there, one record at a time or in runs.
+TEST(Hostile, RecordsNamingImpossibleDevicesAreSkippedAndSaid) {
+  Events e;
+  e.alloc(10, 0xA000, 100).alloc(20, 0xB000, 50, 0, -1);
+  uint64_t bad = 0;
+  for (int dev = INT16_MIN; dev <= INT16_MAX; ++dev) {
+    if (dev >= -1 && dev < trace::kMaxDevices) continue;
+    // Far in the future: a skipped record's time must not stretch the trace's span either.
+    trace::Record r = Events::rec(1'000'000'000, trace::Op::alloc,
+                                  0x100000 + static_cast<uint64_t>(dev + 40000) * 256, 64, 0, dev);
+    e.add(r);
+    ++bad;
+    if (dev % 7 == 0) {
+      e.add(Events::rec(30, trace::Op::segment_reserve, 0x9000000, 1 << 21, 0, dev));
+      e.add(Events::rec(30, trace::Op::alloc_failed, 0, 1 << 30, 0, dev));
+      e.anomaly(30, trace::AnomalyKind::free_unknown, 0xdead, dev);
+      bad += 3;
+    }
+  }
+  // A free naming an impossible device is damaged too; a mark naming one names no device.
+  e.add(Events::rec(40, trace::Op::free, 0xA000, 0, 0, 5000));
+  ++bad;
+  e.add(Events::rec(50, trace::Op::mark, 0, 0, 0, 30000));
+  e.free(60, 0xB000, -1);
+
+  auto check = [&](const Report& r) {
+    ASSERT_EQ(r.devices.size(), 2u);
+    EXPECT_EQ(r.devices[0].device, -1);
+    EXPECT_EQ(r.devices[1].device, 0);
+    EXPECT_EQ(r.devices[0].counts.alloc, 1u);
+    EXPECT_EQ(r.devices[0].counts.free, 1u);
+    EXPECT_EQ(r.devices[1].counts.alloc, 1u);
+    EXPECT_EQ(r.devices[1].counts.free, 0u);  // the damaged free was not taken
+    EXPECT_EQ(r.devices[1].final.allocated_bytes, 100u);
+    EXPECT_TRUE(r.anomalies.empty());
+    ASSERT_EQ(r.traces.size(), 1u);
+    const TraceSummary& t = r.traces[0];
+    EXPECT_EQ(t.events, e.records().size() - bad);
+    EXPECT_EQ(t.last_ns, 60);
+    EXPECT_TRUE(t.truncated);
+    EXPECT_EQ(t.truncated_reason, std::to_string(bad) +
+                                      " damaged record(s) skipped: they name a device outside "
+                                      "-1..63");
+    render_all(r);
+  };
+  check(e.analyze());
+  Analysis a;
+  a.begin_trace(make_header(), "test.trace");
+  for (size_t i = 0; i < e.records().size(); i += 100) {
+    trace::Batch b;
+    b.records = e.records().data() + i;
+    b.count = std::min<size_t>(100, e.records().size() - i);
+    a.feed(b);
+  }
+  a.end_trace(trace::ReadStats{});
+  check(a.finish());
+}
+
 }  // namespace
 }  // namespace gpumem::analyzer

@@ -224,6 +224,27 @@ TEST(NvtxHeaps, InconsistentRecordsAreIgnoredOrResolved) {
   EXPECT_EQ(d.nvtx_heaps[0].regions_registered, 3u);
 }
 
+// The held-by-nothing heap is on no device even when the trace has a device -1 (records that did
+// not say which device): it was listed there, as if an allocation of device -1 held it.
+TEST(NvtxHeaps, AHeapNoAllocationHoldsIsNotListedOnDeviceMinusOne) {
+  Events e;
+  e.alloc(5, kB, 1 * kMiB, 0, -1);
+  e.alloc(10, kA, 16 * kMiB);
+  heap(e, 20, 7, 0x1000, 4 * kMiB);
+  region(e, 21, 7, 0x1000, 1 * kMiB);
+  heap(e, 30, 1, kA, 4 * kMiB);
+  heap(e, 40, 2, kB, 1 * kMiB);  // held by device -1's allocation: listed there
+  const Report r = e.analyze();
+  ASSERT_EQ(r.devices.size(), 2u);
+  ASSERT_EQ(r.devices[0].device, -1);
+  ASSERT_EQ(r.devices[0].nvtx_heaps.size(), 1u);
+  EXPECT_EQ(r.devices[0].nvtx_heaps[0].address, kB);
+  EXPECT_EQ(r.devices[0].final.allocated_bytes, 0u);
+  EXPECT_EQ(r.devices[0].final.reserved_bytes, 1 * kMiB);
+  ASSERT_EQ(r.devices[1].nvtx_heaps.size(), 1u);
+  EXPECT_EQ(r.devices[1].nvtx_heaps[0].address, kA);
+}
+
 // Two heaps in one allocation share its segment; it is the allocation again once both are gone.
 // A heap id registered again while open ends the older heap first.
 TEST(NvtxHeaps, HeapsShareTheirAllocationsSegment) {

@@ -228,7 +228,7 @@ struct OomModuleShare {
 // What replay answers for the trace up to the failure (filled by the CLI: the analyzer does not
 // link replay): the smallest cap under which the program, this request included, fits.
 struct OomFit {
-  std::string policy;                            // "none", "growth", "fixed"
+  std::string policy;                            // "none", "growth", "expandable", "fixed"
   bool fits_at_capacity = false;                 // false: no cap on this device helps
   std::optional<uint64_t> smallest_limit_bytes;  // the smallest cap that fits
   std::optional<uint64_t> safe_limit_bytes;      // from here up every checked cap fits
