@@ -46,7 +46,8 @@ void DeviceState::new_peak(int64_t t_ns, uint64_t phase, uint64_t allocated, uin
 
 void DeviceState::unfree(uint64_t address, LiveAlloc& a, int64_t free_t_ns, int64_t t_ns,
                          uint64_t phase) {
-  if (a.bytes == 0) snapshot_if_pending();  // as alloc(): more bytes are a new peak anyway
+  // As alloc(): more bytes are a new peak anyway (unless they wrap the sum).
+  if (a.bytes == 0 || wraps(allocated_, a.bytes)) snapshot_if_pending();
   --counts_.free;
   if (span_ns(a.t_ns, free_t_ns) < static_cast<int64_t>(options_.short_lived_ns)) --short_lived_;
   freed_by_class_[size_class(a.bytes)].remove(a.bytes);
@@ -158,6 +159,7 @@ bool DeviceState::region_resize(uint64_t address, LiveAlloc& r, uint64_t bytes, 
       if (id != 0) segments_.give_back(address + old, bytes - old, id);
       return false;
     }
+    if (wraps(allocated_, bytes - old)) snapshot_if_pending();
   } else {
     snapshot_if_pending();  // allocated goes down
     segments_.give_back(address + bytes, old - bytes, r.segment_id);

@@ -136,6 +136,8 @@ class DeviceState {
   // An allocation, once its place (in a pool segment or outside) is known.
   [[gnu::always_inline]] void count_alloc(Running& n, uint64_t bytes, Aggregate& site, bool outside,
                                           int64_t t_ns, uint64_t phase, bool sites) {
+    if (wraps(n.allocated, bytes)) [[unlikely]]
+      snapshot_if_pending();
     histogram_[size_class(bytes)].add(bytes);  // counts.alloc and bytes in all are its sums
     add_live(n, bytes, site, outside, sites);
     after_change(n, t_ns, phase, sites);
@@ -223,6 +225,10 @@ class DeviceState {
     else
       timeline_.add(t_ns, allocated, reserved, fragmentation_);
   }
+  // The live set at the peak is copied lazily, at the next change that may lower allocated. An
+  // allocation only raises it, unless a damaged trace's sizes wrap the sum past 2^64: then the
+  // copy is taken first, as a free takes it.
+  static bool wraps(uint64_t allocated, uint64_t bytes) { return allocated + bytes < bytes; }
   void snapshot_if_pending() {
     if (snapshot_pending_) take_peak_snapshot();
   }

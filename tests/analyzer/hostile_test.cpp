@@ -419,5 +419,24 @@ TEST(Hostile, RecordsNamingImpossibleDevicesAreSkippedAndSaid) {
   check(a.finish());
 }
 
+// Sizes whose sum wraps past 2^64 (a damaged trace): the live set at the peak is copied at the
+// next change that may lower allocated, and an allocation that wraps the sum is one. Before, the
+// 7-byte allocation after the peak was counted in the peak's live set by size class, and only
+// when no snapshot (gpumem top) came between the two records.
+TEST(Hostile, AnAllocationThatWrapsTheSumTakesThePeaksLiveSetFirst) {
+  Events e;
+  e.alloc(10, 0xA000, UINT64_MAX).alloc(20, 0xB000, 7);
+  const Report r = e.analyze();
+  ASSERT_EQ(r.devices.size(), 1u);
+  const Peak& p = r.devices[0].peak;
+  EXPECT_EQ(p.allocated_bytes, UINT64_MAX);
+  ASSERT_EQ(p.live_at_peak_by_size_class.size(), 1u);
+  EXPECT_EQ(p.live_at_peak_by_size_class[0].bytes, UINT64_MAX);
+  ASSERT_EQ(p.live_at_peak.size(), 1u);
+  EXPECT_EQ(p.live_at_peak[0].bytes, UINT64_MAX);
+  EXPECT_EQ(r.devices[0].final.allocated_bytes, 6u);  // the sum wrapped
+  render_all(r);
+}
+
 }  // namespace
 }  // namespace gpumem::analyzer
