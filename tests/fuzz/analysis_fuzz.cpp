@@ -19,108 +19,12 @@
 #include "gpumem/analyzer/analysis.h"
 #include "gpumem/analyzer/render_json.h"
 #include "gpumem/analyzer/render_text.h"
+#include "record_stream.h"
 #include "render_perfetto.h"
 
 namespace {
 
-using gpumem::trace::Op;
-using gpumem::trace::Record;
-
-constexpr uint64_t kBase = 1'000'000'000;
-
-struct Input {
-  const uint8_t* p;
-  size_t n;
-  size_t at = 0;
-  size_t left() const { return n - at; }
-  uint8_t u8() { return at < n ? p[at++] : 0; }
-  uint16_t u16() { return static_cast<uint16_t>(u8() | (u8() << 8)); }
-  uint32_t u32() { return u16() | (static_cast<uint32_t>(u16()) << 16); }
-  uint64_t u64() { return u32() | (static_cast<uint64_t>(u32()) << 32); }
-};
-
-struct Decoded {
-  std::vector<Record> records;
-  std::vector<std::string> payloads;  // one per record (empty unless a blob)
-  std::vector<size_t> runs;           // run lengths for the batched pass
-};
-
-// An address from a small set: a few segments' worth of 4 KiB slots, at an offset.
-uint64_t address(Input& in) {
-  const uint16_t a = in.u16();
-  if (a == 0xFFFF) return in.u64();
-  return 0x7f0000000000ull + (static_cast<uint64_t>(a & 0x3FF) << 12) + ((a >> 10) & 0x3F) * 64;
-}
-
-uint64_t bytes(Input& in) {
-  const uint8_t b = in.u8();
-  switch (b >> 6) {
-    case 0: return b & 0x3F;                                 // tiny, 0 included
-    case 1: return static_cast<uint64_t>(b & 0x3F) << 12;    // pages
-    case 2: return static_cast<uint64_t>(b & 0x3F) << 21;    // segments
-    default: return b == 0xFF ? in.u64() : (uint64_t{1} << (b & 0x3F));
-  }
-}
-
-Decoded decode(Input& in) {
-  Decoded d;
-  uint64_t t = kBase;
-  while (in.left() >= 16 && d.records.size() < 20000) {
-    Record r{};
-    const uint8_t op = in.u8();
-    r.op = static_cast<uint16_t>(op < 0xF0 ? op % 26 : op);
-    const uint8_t dev = in.u8();
-    r.device = static_cast<int16_t>(dev < 0xF8 ? dev % 4 - 1 : static_cast<int16_t>(in.u16()));
-    r.address = address(in);
-    r.bytes = bytes(in);
-    r.flags = in.u16();
-    const uint8_t aux = in.u8();
-    r.aux = aux < 0xF0 ? aux % 16 : (aux == 0xFF ? in.u64() : bytes(in));
-    r.site = in.u8() % 8;
-    r.tid = 1 + in.u8() % 3;
-    r.api = in.u8() % 8;
-    r.stream = in.u8() % 3;
-    r.result = static_cast<int8_t>(in.u8());
-    const uint8_t dt = in.u8();
-    t += dt < 0xF0 ? dt * 1000ull : (dt == 0xFF ? in.u64() : 0);
-    r.t_ns = dt == 0xFE ? t - 5000 : t;  // now and then out of order
-    r.commit = gpumem::trace::kCommitted;
-    std::string payload;
-    if (r.op == static_cast<uint16_t>(Op::string) || r.op == static_cast<uint16_t>(Op::stack)) {
-      const size_t len = std::min<size_t>(in.u8(), in.left());
-      payload.assign(reinterpret_cast<const char*>(in.p + in.at), len);
-      in.at += len;
-      r.bytes = len;
-    }
-    d.records.push_back(r);
-    d.payloads.push_back(std::move(payload));
-    d.runs.push_back(1 + in.u8() % 64);
-  }
-  return d;
-}
-
-gpumem::trace::Header header() {
-  static gpumem::trace::Header h;  // large: off the stack
-  std::memset(&h, 0, sizeof h);
-  std::memcpy(h.magic, gpumem::trace::kMagic, 8);
-  h.version = gpumem::trace::kVersion;
-  h.header_size = gpumem::trace::kHeaderSize;
-  h.record_size = gpumem::trace::kRecordSize;
-  h.pid = 100;
-  h.clock_base_ns = kBase;
-  h.device_count = 2;
-  std::strncpy(h.pool, "growth", sizeof h.pool - 1);
-  for (int d = 0; d < 2; ++d) {
-    h.devices[d].capacity_bytes = 1ull << 30;
-    h.devices[d].limit_bytes = d == 1 ? 64ull << 20 : 0;
-    h.devices[d].present = 1;
-  }
-  return h;
-}
-
-bool is_blob(const Record& r) {
-  return r.op == static_cast<uint16_t>(Op::string) || r.op == static_cast<uint16_t>(Op::stack);
-}
+using namespace gpumem::fuzz;
 
 gpumem::analyzer::Report analyse(const Decoded& d, bool in_runs, bool snapshot_midway) {
   gpumem::analyzer::AnalysisOptions options;
