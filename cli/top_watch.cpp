@@ -175,19 +175,29 @@ void Watch::poll(double now_s, size_t history) {
     view_.host = std::string(h.host, strnlen(h.host, sizeof h.host));
     view_.command = std::string(h.command, strnlen(h.command, sizeof h.command));
   }
-  trace::Batch batch;
-  while (reader->next_batch(&batch)) analysis_->feed(batch);
-  const trace::ReadStats& s = reader->stats();
-  records_ += s.records;
-  torn_ += s.torn;
-  abandoned_ += s.abandoned;
-  const bool changed =
-      first || s.records > 0 || s.torn > 0 || s.abandoned > 0 || reason_ != s.reason;
-  reason_ = s.reason;
-  const uint64_t resume = trace::resume_offset(*reader);
-  stuck_polls_ = resume == offset_ && s.records == 0 ? stuck_polls_ + 1 : 0;
-  offset_ = resume;
+  bool changed = first;
+  uint64_t records = 0;
+  auto read = [&] {
+    trace::Batch batch;
+    while (reader->next_batch(&batch)) analysis_->feed(batch);
+    const trace::ReadStats& s = reader->stats();
+    records += s.records;
+    records_ += s.records;
+    torn_ += s.torn;
+    abandoned_ += s.abandoned;
+    changed |= s.records > 0 || s.torn > 0 || s.abandoned > 0 || reason_ != s.reason;
+    reason_ = s.reason;
+  };
+  read();
   closed_ = (h.flags & trace::kHeaderClosed) != 0;
+  // Closed cleanly (the header is read again at each look: it may have closed since `hold` was
+  // chosen): nothing is in flight any more, so a slot still not committed is damage and the rest
+  // is read past it, as the report reads it. Without this, a closed trace's records after such
+  // a slot were never read: top showed fewer events than `gpumem report` for good.
+  if (closed_ && hold && trace::follow_on(*reader, false)) read();
+  const uint64_t resume = trace::resume_offset(*reader);
+  stuck_polls_ = resume == offset_ && records == 0 ? stuck_polls_ + 1 : 0;
+  offset_ = resume;
   // Names the header gained since the first look (CUDA initialised after the trace opened).
   for (DeviceView& d : view_.devices)
     if (d.device >= 0 && d.device < trace::kMaxDevices && h.devices[d.device].present)

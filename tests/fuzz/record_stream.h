@@ -116,36 +116,46 @@ inline bool is_blob(const Record& r) {
   return r.op == static_cast<uint16_t>(Op::string) || r.op == static_cast<uint16_t>(Op::stack);
 }
 
-// The stream as a closed trace file (header() and the records; a blob's payload in continuation
-// slots, as the writer lays it out).
-inline std::string file_bytes(const Decoded& d) {
-  std::string records;
-  auto put = [&](const Record& r) { records.append(reinterpret_cast<const char*>(&r), sizeof r); };
-  for (size_t i = 0; i < d.records.size(); ++i) {
-    Record head = d.records[i];
-    if (!is_blob(head)) {
-      put(head);
-      continue;
-    }
-    const std::string& payload = d.payloads[i];
-    const size_t slots = (payload.size() + trace::kBlobBytesPerSlot - 1) / trace::kBlobBytesPerSlot;
-    head.address = slots;
-    head.bytes = payload.size();
+// Record i's slots as the writer lays them out: a blob's payload in continuation slots after it.
+inline std::string record_bytes(const Decoded& d, size_t i) {
+  std::string out;
+  auto put = [&](const Record& r) { out.append(reinterpret_cast<const char*>(&r), sizeof r); };
+  Record head = d.records[i];
+  if (!is_blob(head)) {
     put(head);
-    for (size_t s = 0; s < slots; ++s) {
-      Record c{};
-      const size_t at = s * trace::kBlobBytesPerSlot;
-      std::memcpy(&c, payload.data() + at, std::min(trace::kBlobBytesPerSlot, payload.size() - at));
-      c.commit = trace::kContinuation;
-      put(c);
-    }
+    return out;
   }
-  trace::Header h = header();
-  h.flags |= trace::kHeaderClosed;
-  h.end_offset = trace::kHeaderSize + records.size();
+  const std::string& payload = d.payloads[i];
+  const size_t slots = (payload.size() + trace::kBlobBytesPerSlot - 1) / trace::kBlobBytesPerSlot;
+  head.address = slots;
+  head.bytes = payload.size();
+  put(head);
+  for (size_t s = 0; s < slots; ++s) {
+    Record c{};
+    const size_t at = s * trace::kBlobBytesPerSlot;
+    std::memcpy(&c, payload.data() + at, std::min(trace::kBlobBytesPerSlot, payload.size() - at));
+    c.commit = trace::kContinuation;
+    put(c);
+  }
+  return out;
+}
+
+// A header's bytes; `closed` marks a clean close with its end at `end_offset`.
+inline std::string header_bytes(trace::Header h, bool closed, uint64_t end_offset) {
+  if (closed) {
+    h.flags |= trace::kHeaderClosed;
+    h.end_offset = end_offset;
+  }
   std::string bytes(trace::kHeaderSize, '\0');
   std::memcpy(bytes.data(), &h, sizeof h);
-  return bytes + records;
+  return bytes;
+}
+
+// The stream as a closed trace file.
+inline std::string file_bytes(const Decoded& d) {
+  std::string records;
+  for (size_t i = 0; i < d.records.size(); ++i) records += record_bytes(d, i);
+  return header_bytes(header(), true, trace::kHeaderSize + records.size()) + records;
 }
 
 }  // namespace gpumem::fuzz

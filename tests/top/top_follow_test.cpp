@@ -112,6 +112,46 @@ TEST(TopFollow, ASlotLeftZeroIsReadPastAfterThreeLooks) {
   EXPECT_EQ(rep["devices"][0]["counts"]["alloc"], 2);
 }
 
+// The same zero slot, but the trace closes cleanly while top still holds before it (fewer than
+// three looks found it zero): a clean close leaves nothing in flight, so the rest is read past
+// it at the look that sees the close. Before, top saw the close, stopped following and showed
+// the process ended with one allocation for good, where `gpumem report` counts two (found by
+// fuzz_top).
+TEST(TopFollow, ATraceClosedWhileTopHoldsBeforeAZeroSlotIsReadPastIt) {
+  ScratchDir dir("gpumem-top-follow");
+  const std::string path = dir / "hole.trace";
+  const std::string out = dir / "top.out";
+  LiveTrace t(path);
+  ASSERT_TRUE(t.ok);
+  t.alloc(0x10000000, 1 * kMiB);
+  const uint64_t hole = t.alloc(0x20000000, 2 * kMiB);
+  t.alloc(0x30000000, 4 * kMiB);
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  const char zero[tr::kRecordSize] = {};
+  ASSERT_EQ(::pwrite(fd, zero, sizeof zero, static_cast<off_t>(hole)),
+            static_cast<ssize_t>(sizeof zero));
+  ::close(fd);
+  // Looks 3 s apart: the close comes between the first and the second.
+  ASSERT_EQ(sh(kCli + " top --interval 3 '" + path + "' >'" + out + "' 2>&1 & echo $! >'" +
+               (dir / "top.pid") + "'")
+                .status,
+            0);
+  const pid_t top = static_cast<pid_t>(std::stoi(read_file(dir / "top.pid")));
+  ASSERT_TRUE(wait_for([&] {
+    return read_file(out).find("state=running allocated=1048576 ") != std::string::npos;
+  })) << read_file(out);
+  t.w.close();
+  const bool ended = wait_for(
+      [&] { return read_file(out).find("state=ended ") != std::string::npos; });
+  stop_top(top);
+  const std::string seen = read_file(out);
+  ASSERT_TRUE(ended) << seen;
+  const size_t at = seen.find("state=ended ");
+  EXPECT_EQ(seen.find("state=ended allocated=5242880 "), at) << seen;
+  EXPECT_NE(seen.find(" allocs=2 ", at), std::string::npos) << seen;
+}
+
 // The writer trims the unused end of its file at a clean close: the file shrinks, but not below
 // what top has read, so top goes on from where it was (no "truncated: read again" note) and
 // shows the process ended with the numbers of the whole trace.

@@ -38,13 +38,14 @@ inline bool expand_trace_template(const char* tmpl, int pid, const char* host, i
   size_t o = 0;
   for (const char* p = tmpl; *p != '\0'; ++p) {
     char piece[128];
+    const char* text = piece;  // what the character or % sequence expands to
     if (*p != '%' || p[1] == '\0') {
       piece[0] = *p;
       piece[1] = '\0';
     } else {
       switch (*++p) {
         case 'p': std::snprintf(piece, sizeof piece, "%d", pid); break;
-        case 'h': std::snprintf(piece, sizeof piece, "%s", host); break;
+        case 'h': text = host; break;  // whole, however long (a piece would cut it)
         case 'r':
           if (rank >= 0)
             std::snprintf(piece, sizeof piece, "%d", rank);
@@ -66,9 +67,9 @@ inline bool expand_trace_template(const char* tmpl, int pid, const char* host, i
         default: std::snprintf(piece, sizeof piece, "%%%c", *p); break;
       }
     }
-    size_t n = std::strlen(piece);
+    size_t n = std::strlen(text);
     if (o + n >= outlen) return false;
-    std::memcpy(out + o, piece, n);
+    std::memcpy(out + o, text, n);
     o += n;
   }
   out[o] = '\0';

@@ -1,0 +1,96 @@
+// libFuzzer target: `gpumem top`'s follower (cli/top_watch.cpp) against a trace that grows, is cut
+// and is closed while it watches. The records come from record_stream.h; the run length the
+// input gives after each record picks what happens next: nothing, a refresh, or the file cut at a
+// slot (or inside one) below its end followed by a refresh. The header names this process, so the
+// writer is alive until the trace is closed (the flag and end mark set) and a last refresh runs.
+// Then top's view must equal, number for number, a fresh analysis of the file as it is: the
+// whole point of top is that its numbers are `gpumem report`'s at that moment.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <string>
+
+#include "gpumem/analyzer/analysis.h"
+#include "gpumem/trace/reader.h"
+#include "record_stream.h"
+#include "top_watch.h"
+
+using namespace gpumem::fuzz;
+namespace analyzer = gpumem::analyzer;
+
+namespace {
+
+void trap_unless(bool ok) {
+  if (!ok) __builtin_trap();
+}
+
+analyzer::Report fresh_report(const std::string& path) {
+  std::string error;
+  auto reader = gpumem::trace::Reader::open(path, &error);
+  trap_unless(reader != nullptr);
+  analyzer::AnalysisOptions options;
+  options.max_points = 240;  // top's timeline
+  options.site_series = false;
+  analyzer::Analysis a(options);
+  a.begin_trace(reader->header(), path);
+  gpumem::trace::Batch b;
+  while (reader->next_batch(&b)) a.feed(b);
+  a.end_trace(reader->stats());
+  return a.finish();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  Input in{data, size};
+  const Decoded d = decode(in);
+  static const std::string path = "/tmp/gpumem-fuzz-top-" + std::to_string(getpid()) + ".trace";
+  ::unlink(path.c_str());
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return 0;
+  gpumem::trace::Header h = header();
+  h.pid = static_cast<uint32_t>(getpid());  // a writer that is alive until the close
+  std::string bytes = header_bytes(h, false, 0);
+  trap_unless(::pwrite(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
+  uint64_t end = bytes.size();
+  gpumem::cli::top::Watch watch(path, path);
+  double now = 1;
+  for (size_t i = 0; i < d.records.size(); ++i) {
+    const std::string slots = record_bytes(d, i);
+    trap_unless(::pwrite(fd, slots.data(), slots.size(), static_cast<off_t>(end)) ==
+                static_cast<ssize_t>(slots.size()));
+    end += slots.size();
+    const size_t action = d.runs[i];
+    if (action % 8 == 1) {
+      watch.poll(now += 1, 10);
+    } else if (action == 2 || action == 10) {  // cut back by a few slots (or into one)
+      const uint64_t back = (action == 2 ? 64 : 100) * (1 + d.runs[(i + 1) % d.runs.size()] % 4);
+      end = std::max<uint64_t>(gpumem::trace::kHeaderSize, end > back ? end - back : 0);
+      trap_unless(::ftruncate(fd, static_cast<off_t>(end)) == 0);
+      watch.poll(now += 1, 10);
+    }
+  }
+  bytes = header_bytes(h, true, end - (end - gpumem::trace::kHeaderSize) % 64);
+  trap_unless(::pwrite(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
+  ::close(fd);
+  watch.poll(now += 1, 10);
+  const gpumem::cli::top::ProcessView& view = watch.view();
+  const analyzer::Report r = fresh_report(path);
+  ::unlink(path.c_str());
+  trap_unless(view.state == "ended");
+  trap_unless(view.events == r.traces.at(0).events);
+  trap_unless(view.devices.size() == r.devices.size());
+  for (size_t k = 0; k < r.devices.size(); ++k) {
+    const gpumem::cli::top::DeviceView& v = view.devices[k];
+    const analyzer::DeviceReport& dr = r.devices[k];
+    trap_unless(v.device == dr.device);
+    trap_unless(v.allocated_bytes == dr.final.allocated_bytes);
+    trap_unless(v.reserved_bytes == dr.final.reserved_bytes);
+    trap_unless(v.peak_bytes == dr.peak.allocated_bytes);
+    trap_unless(v.peak_time_ns == dr.peak.time_ns);
+    trap_unless(v.allocs == dr.counts.alloc && v.frees == dr.counts.free);
+    trap_unless(v.failed == dr.counts.alloc_failed);
+  }
+  return 0;
+}
