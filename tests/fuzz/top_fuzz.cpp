@@ -1,10 +1,14 @@
 // libFuzzer target: `gpumem top`'s follower (cli/top_watch.cpp) against a trace that grows, is cut
-// and is closed while it watches. The records come from record_stream.h; the run length the
-// input gives after each record picks what happens next: nothing, a refresh, or the file cut at a
-// slot (or inside one) below its end followed by a refresh. The header names this process, so the
-// writer is alive until the trace is closed (the flag and end mark set) and a last refresh runs.
-// Then top's view must equal, number for number, a fresh analysis of the file as it is: the
-// whole point of top is that its numbers are `gpumem report`'s at that moment.
+// and is closed while it watches. The first byte picks how the trace is written: slot by slot by
+// this target (raw format), or by the real writer (TraceWriter) in the raw or the compact format,
+// the records of the input repeated as many times as the second byte says (so that compact
+// traces seal raw chunks into compact ones while top follows). The records come from
+// record_stream.h; the run length the input gives after each record picks what happens next:
+// nothing, a refresh, or (written slot by slot) the file cut at a slot or inside one below its
+// end, then a refresh. The header names this process, so the writer is alive until the trace is
+// closed and a last refresh runs. Then top's view must equal, number for number, a fresh
+// analysis of the file as it is: the whole point of top is that its numbers are `gpumem
+// report`'s at that moment.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -13,6 +17,7 @@
 
 #include "gpumem/analyzer/analysis.h"
 #include "gpumem/trace/reader.h"
+#include "gpumem/trace/writer.h"
 #include "record_stream.h"
 #include "top_watch.h"
 
@@ -40,13 +45,67 @@ analyzer::Report fresh_report(const std::string& path) {
   return a.finish();
 }
 
+// top's view after its last refresh against a fresh analysis of the file.
+void check(const gpumem::cli::top::ProcessView& view, const std::string& path) {
+  const analyzer::Report r = fresh_report(path);
+  ::unlink(path.c_str());
+  trap_unless(view.state == "ended");
+  trap_unless(view.events == r.traces.at(0).events);
+  trap_unless(view.devices.size() == r.devices.size());
+  for (size_t k = 0; k < r.devices.size(); ++k) {
+    const gpumem::cli::top::DeviceView& v = view.devices[k];
+    const analyzer::DeviceReport& dr = r.devices[k];
+    trap_unless(v.device == dr.device);
+    trap_unless(v.allocated_bytes == dr.final.allocated_bytes);
+    trap_unless(v.reserved_bytes == dr.final.reserved_bytes);
+    trap_unless(v.peak_bytes == dr.peak.allocated_bytes);
+    trap_unless(v.peak_time_ns == dr.peak.time_ns);
+    trap_unless(v.allocs == dr.counts.alloc && v.frees == dr.counts.free);
+    trap_unless(v.failed == dr.counts.alloc_failed);
+  }
+}
+
+
+// Written by the real writer: no cuts (the writer maps the file).
+void write_with_writer(const Decoded& d, const std::string& path, bool compact, size_t repeats,
+                       gpumem::cli::top::Watch& watch, double& now) {
+  gpumem::TraceWriter w;
+  w.set_format(compact ? gpumem::TraceWriter::Format::compact : gpumem::TraceWriter::Format::raw);
+  gpumem::trace::Header h = header();
+  h.pid = static_cast<uint32_t>(getpid());
+  char err[512];
+  trap_unless(w.open(path.c_str(), h, err, sizeof err));
+  for (size_t k = 0; k < repeats; ++k) {
+    for (size_t i = 0; i < d.records.size(); ++i) {
+      const Record& r = d.records[i];
+      if (is_blob(r))
+        w.append_blob(static_cast<Op>(r.op), r.aux, d.payloads[i].data(), d.payloads[i].size());
+      else
+        w.append(r);
+      if (d.runs[i] % 8 == 1 && (k + i) % 3 == 0) watch.poll(now += 1, 10);
+    }
+  }
+  w.close();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  Input in{data, size};
+  if (size < 2) return 0;
+  const uint8_t mode = data[0] % 3;
+  const size_t repeats = 1 + data[1] % 8;
+  Input in{data + 2, size - 2};
   const Decoded d = decode(in);
   static const std::string path = "/tmp/gpumem-fuzz-top-" + std::to_string(getpid()) + ".trace";
   ::unlink(path.c_str());
+  double now = 1;
+  if (mode != 0) {
+    gpumem::cli::top::Watch watch(path, path);
+    write_with_writer(d, path, mode == 2, repeats, watch, now);
+    watch.poll(now += 1, 10);
+    check(watch.view(), path);
+    return 0;
+  }
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return 0;
   gpumem::trace::Header h = header();
@@ -55,7 +114,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   trap_unless(::pwrite(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
   uint64_t end = bytes.size();
   gpumem::cli::top::Watch watch(path, path);
-  double now = 1;
   for (size_t i = 0; i < d.records.size(); ++i) {
     const std::string slots = record_bytes(d, i);
     trap_unless(::pwrite(fd, slots.data(), slots.size(), static_cast<off_t>(end)) ==
@@ -75,22 +133,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   trap_unless(::pwrite(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
   ::close(fd);
   watch.poll(now += 1, 10);
-  const gpumem::cli::top::ProcessView& view = watch.view();
-  const analyzer::Report r = fresh_report(path);
-  ::unlink(path.c_str());
-  trap_unless(view.state == "ended");
-  trap_unless(view.events == r.traces.at(0).events);
-  trap_unless(view.devices.size() == r.devices.size());
-  for (size_t k = 0; k < r.devices.size(); ++k) {
-    const gpumem::cli::top::DeviceView& v = view.devices[k];
-    const analyzer::DeviceReport& dr = r.devices[k];
-    trap_unless(v.device == dr.device);
-    trap_unless(v.allocated_bytes == dr.final.allocated_bytes);
-    trap_unless(v.reserved_bytes == dr.final.reserved_bytes);
-    trap_unless(v.peak_bytes == dr.peak.allocated_bytes);
-    trap_unless(v.peak_time_ns == dr.peak.time_ns);
-    trap_unless(v.allocs == dr.counts.alloc && v.frees == dr.counts.free);
-    trap_unless(v.failed == dr.counts.alloc_failed);
-  }
+  check(watch.view(), path);
   return 0;
 }
+

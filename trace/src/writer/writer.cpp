@@ -214,7 +214,11 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
                          bool* exists) {
   *exists = false;
   auto fail = [&](const char* fmt, auto... args) {
-    if (err != nullptr && errlen > 0) std::snprintf(err, errlen, fmt, args...);
+    if (err == nullptr || errlen == 0) return false;
+    if constexpr (sizeof...(args) == 0)
+      std::snprintf(err, errlen, "%s", fmt);  // a message without conversions is printed as is
+    else
+      std::snprintf(err, errlen, fmt, args...);
     return false;
   };
   if (is_open()) return fail("gpumem: a trace is already open at '%s'; close it first", path_);
