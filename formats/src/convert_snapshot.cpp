@@ -103,6 +103,51 @@ struct Segment {
 struct DeviceState {
   std::map<uint64_t, Live> live;
   std::map<uint64_t, Segment> segments;
+  std::map<uint64_t, uint64_t> pool;  // the pool segments of `segments`: start -> end
+
+  // A damaged trace may hold memory that no snapshot can: PyTorch's segments never overlap and
+  // each is tiled with its blocks, and an importer (ours included) puts a block in the segment
+  // that holds its address. The export keeps such memory as the analyzer counts it where a
+  // snapshot can show that (DeviceState::alloc, SegmentSpace in analyzer/src) and leaves out
+  // the rest.
+  // Whether [address, address + bytes) shares a byte or a start with a segment held (a pool's,
+  // or an allocation's own), or wraps. Segments held never overlap, so the one before is the only
+  // one that can reach past `address`.
+  bool overlaps(uint64_t address, uint64_t bytes) const {
+    if (address + bytes < address) return true;
+    auto next = segments.lower_bound(address);
+    if (next != segments.end() && (next->first == address || next->first < address + bytes))
+      return true;
+    return next != segments.begin() && std::prev(next)->first + std::prev(next)->second.bytes > address;
+  }
+  // Whether a live block starts in [address, address + bytes) or reaches into it.
+  bool holds_live(uint64_t address, uint64_t bytes) const {
+    auto next = live.lower_bound(address);
+    if (next != live.end() && next->first < address + bytes) return true;
+    return next != live.begin() && std::prev(next)->first + std::prev(next)->second.bytes > address;
+  }
+  // Whether a pooled block [address, address + bytes) lies wholly in pool segments held (one, or
+  // adjacent granules of the expandable pool, which are one segment) and overlaps no live block:
+  // what the analyzer takes from a segment (SegmentSpace::take). Else it counts it outside any
+  // segment, as an allocation the pool did not serve.
+  bool fits_in_segment(uint64_t address, uint64_t bytes) const {
+    const uint64_t end = address + bytes;
+    if (end < address) return false;
+    auto seg = pool.upper_bound(address);
+    if (seg == pool.begin()) return false;
+    --seg;
+    uint64_t covered = seg->second;
+    while (covered < end && segments.at(seg->first).expandable) {
+      ++seg;
+      if (seg == pool.end() || seg->first != covered || !segments.at(seg->first).expandable)
+        return false;
+      covered = seg->second;
+    }
+    if (covered < end || address >= covered) return false;
+    auto next = live.lower_bound(address);
+    if (next != live.end() && (next->first == address || next->first < end)) return false;
+    return next == live.begin() || std::prev(next)->first + std::prev(next)->second.bytes <= address;
+  }
 };
 
 // The phases open at a record, innermost last: a mark_begin opens one, a mark_end closes the
@@ -193,6 +238,25 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
 
   PickleWriter w;
   std::vector<DeviceState> state(static_cast<size_t>(devices));
+  // Records left out: allocations and segments of no bytes or overlapping a segment held, pooled
+  // blocks in no pool segment held, segments given back with live blocks in them (a damaged
+  // trace's; see DeviceState).
+  uint64_t left_out = 0;
+  auto free_live = [&](DeviceState& s, std::map<uint64_t, Live>::iterator it, uint64_t us,
+                       const std::string& phase) {
+    const uint64_t address = it->first;
+    const auto frames = frames_of(t, it->second.site);
+    trace_entry(w, "free_requested", address, it->second.bytes, it->second.stream, us, frames,
+                phase);
+    trace_entry(w, "free_completed", address, it->second.bytes, it->second.stream, us, frames,
+                phase);
+    if (!it->second.pooled) {
+      trace_entry(w, "segment_free", address, it->second.bytes, it->second.stream, us, frames,
+                  phase);
+      s.segments.erase(address);
+    }
+    s.live.erase(it);
+  };
   OpenPhases phases(t);
   // device_traces first in time; the dict is written with "segments" (the end state) after it,
   // which a dict does not mind.
@@ -219,7 +283,15 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
       switch (op) {
         case Op::alloc: {
           if (!detail::is_device_memory(r)) break;
-          const bool pooled = (r.flags & trace::kFlagPooled) != 0;
+          // The free of this address's previous owner was lost (a torn record): it ends here, as
+          // the analyzer ends it.
+          if (auto old = s.live.find(r.address); old != s.live.end()) free_live(s, old, us, phase);
+          const bool pooled =
+              (r.flags & trace::kFlagPooled) != 0 && s.fits_in_segment(r.address, r.bytes);
+          if (r.bytes == 0 || (!pooled && s.overlaps(r.address, r.bytes))) {
+            ++left_out;
+            break;
+          }
           const auto frames = frames_of(t, r.site);
           if (!pooled) {
             trace_entry(w, "segment_alloc", r.address, r.bytes, r.stream, us, frames, phase);
@@ -233,17 +305,7 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
           if (cancelled.count({r.t_ns, r.address})) break;
           auto it = s.live.find(r.address);
           if (it == s.live.end()) break;  // not a device allocation this trace saw
-          const auto frames = frames_of(t, it->second.site);
-          trace_entry(w, "free_requested", r.address, it->second.bytes, it->second.stream, us,
-                      frames, phase);
-          trace_entry(w, "free_completed", r.address, it->second.bytes, it->second.stream, us,
-                      frames, phase);
-          if (!it->second.pooled) {
-            trace_entry(w, "segment_free", r.address, it->second.bytes, it->second.stream, us,
-                        frames, phase);
-            s.segments.erase(r.address);
-          }
-          s.live.erase(it);
+          free_live(s, it, us, phase);
           break;
         }
         case Op::alloc_failed: {
@@ -267,18 +329,28 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
           break;
         }
         case Op::segment_reserve: {
+          if (r.bytes == 0 || s.overlaps(r.address, r.bytes)) {
+            ++left_out;
+            break;
+          }
           const bool granule = trace::mem_kind(r) == trace::MemKind::physical;
           trace_entry(w, granule ? "segment_map" : "segment_alloc", r.address, r.bytes, r.stream,
                       us, {}, phase);
           s.segments[r.address] = {r.bytes, r.stream, 0, true, granule};
+          s.pool[r.address] = r.address + r.bytes;
           break;
         }
         case Op::segment_release: {
           auto it = s.segments.find(r.address);
-          if (it == s.segments.end()) break;
+          if (it == s.segments.end() || !it->second.pooled) break;  // not a pool segment held
+          if (s.holds_live(r.address, it->second.bytes)) {
+            ++left_out;  // a pool never gives back a segment with live blocks: a damaged trace
+            break;
+          }
           trace_entry(w, it->second.expandable ? "segment_unmap" : "segment_free", r.address,
                       r.bytes, r.stream, us, {}, phase);
           s.segments.erase(it);
+          s.pool.erase(r.address);
           break;
         }
         default:
@@ -373,6 +445,12 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
   w.end_list();
   w.end_dict();
   *pickle = w.finish();
+  if (note != nullptr && left_out > 0)
+    *note += std::string(note->empty() ? "" : "; ") + std::to_string(left_out) +
+             " record(s) of '" + trace_path +
+             "' left out: memory no snapshot can hold (no bytes, overlapping memory already "
+             "held, a pooled block in no segment held, or a segment given back with live blocks "
+             "in it: a damaged trace)";
   return true;
 }
 
