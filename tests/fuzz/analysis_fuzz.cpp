@@ -1,5 +1,5 @@
 // libFuzzer target: arbitrary bytes as a stream of trace records for the analysis model (not the
-// reader: fuzz_trace_reader has that), then the JSON, text and Perfetto outputs. The reader
+// reader: fuzz_trace_reader has that), then the JSON, text, HTML and Perfetto outputs. The reader
 // passes on any committed record, so whatever fields a damaged trace holds reach the analysis.
 //
 // Each record is decoded from 16 bytes into a mostly plausible one (ops and kinds in range, few
@@ -20,6 +20,7 @@
 #include "gpumem/analyzer/render_json.h"
 #include "gpumem/analyzer/render_text.h"
 #include "record_stream.h"
+#include "render_html.h"
 #include "render_perfetto.h"
 
 namespace {
@@ -85,5 +86,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (json != json_runs) __builtin_trap();  // runs (and a snapshot) count as one by one
   (void)gpumem::analyzer::render_text(one);
   (void)gpumem::analyzer::render_perfetto(one);
+  if (gpumem::analyzer::render_html(one).empty()) __builtin_trap();
   return 0;
 }
