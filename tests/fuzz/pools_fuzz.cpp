@@ -19,18 +19,13 @@
 #include "gpumem/resources/simulated_upstream.h"
 #include "gpumem/resources/simulated_vmm.h"
 #include "gpumem/resources/stack.h"
+#include "record_stream.h"  // Input
 
 namespace {
 
 using namespace gpumem::resources;
 
-struct Input {
-  const uint8_t* p;
-  size_t n;
-  size_t at = 0;
-  size_t left() const { return n - at; }
-  uint8_t u8() { return at < n ? p[at++] : 0; }
-};
+using gpumem::fuzz::Input;
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 

@@ -72,22 +72,26 @@ struct LiveTrace {
 // A slot the writer reserved and never filled (zero) with a committed record after it: top holds
 // before it while it may still be in flight, and reads past it after three looks that found it
 // zero, as `gpumem report` reads it; skipping looks while nothing is appended must not stop that.
-TEST(TopFollow, ASlotLeftZeroIsReadPastAfterThreeLooks) {
-  ScratchDir dir("gpumem-top-follow");
-  const std::string path = dir / "hole.trace";
-  LiveTrace t(path);
-  ASSERT_TRUE(t.ok);
+// Allocations of 1, 2 and 4 MiB, the middle one's slot made zero again: that record never
+// happened (through the file: the writer's shared mapping sees the same page).
+void three_allocations_the_middle_one_zero(LiveTrace& t, const std::string& path) {
   t.alloc(0x10000000, 1 * kMiB);
   const uint64_t hole = t.alloc(0x20000000, 2 * kMiB);
   t.alloc(0x30000000, 4 * kMiB);
-  // The middle record never happened: its slot is zero again (through the file: the writer's
-  // shared mapping sees the same page).
   const int fd = ::open(path.c_str(), O_WRONLY);
   ASSERT_GE(fd, 0);
   const char zero[tr::kRecordSize] = {};
   ASSERT_EQ(::pwrite(fd, zero, sizeof zero, static_cast<off_t>(hole)),
             static_cast<ssize_t>(sizeof zero));
   ::close(fd);
+}
+
+TEST(TopFollow, ASlotLeftZeroIsReadPastAfterThreeLooks) {
+  ScratchDir dir("gpumem-top-follow");
+  const std::string path = dir / "hole.trace";
+  LiveTrace t(path);
+  ASSERT_TRUE(t.ok);
+  ASSERT_NO_FATAL_FAILURE(three_allocations_the_middle_one_zero(t, path));
 
   // Not a terminal: one line per refresh. Refreshes are counted, not timed.
   Output o = sh(kCli + " top --interval 0.05 --iterations 8 '" + path + "'");
@@ -123,21 +127,10 @@ TEST(TopFollow, ATraceClosedWhileTopHoldsBeforeAZeroSlotIsReadPastIt) {
   const std::string out = dir / "top.out";
   LiveTrace t(path);
   ASSERT_TRUE(t.ok);
-  t.alloc(0x10000000, 1 * kMiB);
-  const uint64_t hole = t.alloc(0x20000000, 2 * kMiB);
-  t.alloc(0x30000000, 4 * kMiB);
-  const int fd = ::open(path.c_str(), O_WRONLY);
-  ASSERT_GE(fd, 0);
-  const char zero[tr::kRecordSize] = {};
-  ASSERT_EQ(::pwrite(fd, zero, sizeof zero, static_cast<off_t>(hole)),
-            static_cast<ssize_t>(sizeof zero));
-  ::close(fd);
+  ASSERT_NO_FATAL_FAILURE(three_allocations_the_middle_one_zero(t, path));
   // Looks 3 s apart: the close comes between the first and the second.
-  ASSERT_EQ(sh(kCli + " top --interval 3 '" + path + "' >'" + out + "' 2>&1 & echo $! >'" +
-               (dir / "top.pid") + "'")
-                .status,
-            0);
-  const pid_t top = static_cast<pid_t>(std::stoi(read_file(dir / "top.pid")));
+  const pid_t top = start_plain_top(kCli, path, out, dir / "top.pid", "3");
+  ASSERT_GT(top, 0);
   ASSERT_TRUE(wait_for([&] {
     return read_file(out).find("state=running allocated=1048576 ") != std::string::npos;
   })) << read_file(out);

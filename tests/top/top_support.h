@@ -33,12 +33,14 @@ inline std::string read_file(const std::string& path) {
   return s.str();
 }
 
-// Starts `CLI top --interval 0.05 PATH` in the background with its plain lines (no terminal)
+// Starts `CLI top --interval INTERVAL PATH` (0.05 s unless given) in the background with its plain
+// lines (no terminal)
 // going to `out`; returns its pid, or -1 when it did not start.
 inline pid_t start_plain_top(const std::string& cli, const std::string& path,
-                             const std::string& out, const std::string& pid_file) {
-  if (sh(cli + " top --interval 0.05 '" + path + "' >'" + out + "' 2>&1 & echo $! >'" + pid_file +
-         "'")
+                             const std::string& out, const std::string& pid_file,
+                             const std::string& interval = "0.05") {
+  if (sh(cli + " top --interval " + interval + " '" + path + "' >'" + out + "' 2>&1 & echo $! >'" +
+         pid_file + "'")
           .status != 0)
     return -1;
   const std::string pid = read_file(pid_file);
