@@ -34,8 +34,7 @@ inline std::string read_file(const std::string& path) {
 }
 
 // Starts `CLI top --interval INTERVAL PATH` (0.05 s unless given) in the background with its plain
-// lines (no terminal)
-// going to `out`; returns its pid, or -1 when it did not start.
+// lines (no terminal) going to `out`; returns its pid, or -1 when it did not start.
 inline pid_t start_plain_top(const std::string& cli, const std::string& path,
                              const std::string& out, const std::string& pid_file,
                              const std::string& interval = "0.05") {
