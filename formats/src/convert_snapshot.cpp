@@ -118,7 +118,8 @@ struct DeviceState {
     auto next = segments.lower_bound(address);
     if (next != segments.end() && (next->first == address || next->first < address + bytes))
       return true;
-    return next != segments.begin() && std::prev(next)->first + std::prev(next)->second.bytes > address;
+    return next != segments.begin() &&
+           std::prev(next)->first + std::prev(next)->second.bytes > address;
   }
   // Whether a live block starts in [address, address + bytes) or reaches into it.
   bool holds_live(uint64_t address, uint64_t bytes) const {
@@ -146,7 +147,8 @@ struct DeviceState {
     if (covered < end || address >= covered) return false;
     auto next = live.lower_bound(address);
     if (next != live.end() && (next->first == address || next->first < end)) return false;
-    return next == live.begin() || std::prev(next)->first + std::prev(next)->second.bytes <= address;
+    return next == live.begin() ||
+           std::prev(next)->first + std::prev(next)->second.bytes <= address;
   }
 };
 
@@ -446,8 +448,8 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
   w.end_dict();
   *pickle = w.finish();
   if (note != nullptr && left_out > 0)
-    *note += std::string(note->empty() ? "" : "; ") + std::to_string(left_out) +
-             " record(s) of '" + trace_path +
+    *note += std::string(note->empty() ? "" : "; ") + std::to_string(left_out) + " record(s) of '" +
+             trace_path +
              "' left out: memory no snapshot can hold (no bytes, overlapping memory already "
              "held, a pooled block in no segment held, or a segment given back with live blocks "
              "in it: a damaged trace)";
@@ -463,6 +465,7 @@ struct Entry {
   uint64_t addr = 0, size = 0, stream = 0, time_us = 0, device_free = 0;
   int device = 0;
   uint32_t site = 0;
+  uint64_t frames = 0;  // alloc and segment_alloc: frames_key()
 };
 
 // The parts of [addr, addr + size) that no range of `ranges` (start -> size) covers, in address
@@ -542,14 +545,10 @@ class SnapshotReader {
     visited_[index] = true;
     return &n;
   }
-  uint32_t site(const PickleNode& dict) {
-    const PickleNode* frames = doc_.find(dict, "frames");
-    if (frames == nullptr || frames->kind != PickleKind::list) return 0;
-    // Shared frame lists (the pickle's memo) are converted once.
-    auto cached = sites_.find(frames);
-    if (cached != sites_.end()) return cached->second;
+  // An entry's frames as "name (filename:line)", innermost first (at most kMaxFrames).
+  std::vector<std::string> frame_texts(const PickleNode& frames) {
     std::vector<std::string> texts;
-    for (uint32_t i : frames->items) {
+    for (uint32_t i : frames.items) {
       if (texts.size() == kMaxFrames) break;
       const PickleNode& f = doc_.at(i);
       if (f.kind != PickleKind::dict || f.items.size() > 2 * kMaxKeys) continue;
@@ -561,7 +560,28 @@ class SnapshotReader {
           file && file->kind == PickleKind::string ? file->string : "??",
           line && line->kind == PickleKind::integer ? static_cast<int64_t>(line->integer) : 0));
     }
-    return sites_[frames] = out_->intern_python_stack(texts);
+    return texts;
+  }
+  uint32_t site(const PickleNode& dict) {
+    const PickleNode* frames = doc_.find(dict, "frames");
+    if (frames == nullptr || frames->kind != PickleKind::list) return 0;
+    // Shared frame lists (the pickle's memo) are converted once.
+    auto cached = sites_.find(frames);
+    if (cached != sites_.end()) return cached->second;
+    return sites_[frames] = out_->intern_python_stack(frame_texts(*frames));
+  }
+  // The frames of a segment_alloc compared with its alloc's (which shape the snapshot has), not
+  // interned: a hash of their texts; 0 for none.
+  uint64_t frames_key(const PickleNode& dict) {
+    const PickleNode* frames = doc_.find(dict, "frames");
+    if (frames == nullptr || frames->kind != PickleKind::list || frames->items.empty()) return 0;
+    auto cached = frame_keys_.find(frames);
+    if (cached != frame_keys_.end()) return cached->second;
+    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the texts, each ended by a NUL
+    for (const std::string& text : frame_texts(*frames))
+      for (size_t i = 0; i <= text.size(); ++i)
+        h = (h ^ static_cast<unsigned char>(i < text.size() ? text[i] : 0)) * 0x100000001b3ull;
+    return frame_keys_[frames] = h | 1;
   }
 
   bool run(const std::string& source) {
@@ -610,6 +630,7 @@ class SnapshotReader {
               !possible_size(en.size, where))
             return false;
           if (en.action == "alloc" || en.action == "oom") en.site = site(e);
+          if (en.action == "alloc" || en.action == "segment_alloc") en.frames = frames_key(e);
           entries.push_back(std::move(en));
           max_device = std::max(max_device, static_cast<int>(d));
         }
@@ -687,18 +708,20 @@ class SnapshotReader {
                      [](const Entry& a, const Entry& b) { return a.time_us < b.time_us; });
 
     // Unpooled when every segment is one allocation for its whole life: the shape gpumem exports
-    // for a trace without a pool (segment_alloc+alloc, free_completed+segment_free in pairs).
+    // for a trace without a pool (segment_alloc+alloc, free_completed+segment_free in pairs, each
+    // pair with the same frames). A pool's segment written with no frames before a block that has
+    // some is a pool's, even when it holds that one block: reading it as unpooled gave the
+    // segment the block's frames, so each export and import changed the snapshot.
     bool unpooled = !entries.empty();
     for (size_t i = 0; i < entries.size() && unpooled; ++i) {
       const Entry& e = entries[i];
+      auto same = [&](const Entry& o, const char* action) {
+        return o.action == action && o.addr == e.addr && o.size == e.size && o.frames == e.frames;
+      };
       auto next_is = [&](const char* action) {
-        return i + 1 < entries.size() && entries[i + 1].action == action &&
-               entries[i + 1].addr == e.addr && entries[i + 1].size == e.size;
+        return i + 1 < entries.size() && same(entries[i + 1], action);
       };
-      auto prev_is = [&](const char* action) {
-        return i > 0 && entries[i - 1].action == action && entries[i - 1].addr == e.addr &&
-               entries[i - 1].size == e.size;
-      };
+      auto prev_is = [&](const char* action) { return i > 0 && same(entries[i - 1], action); };
       if (e.action == "segment_alloc")
         unpooled = next_is("alloc");
       else if (e.action == "alloc")
@@ -827,6 +850,7 @@ class SnapshotReader {
   TraceImage* out_;
   std::string* error_;
   std::unordered_map<const PickleNode*, uint32_t> sites_;
+  std::unordered_map<const PickleNode*, uint64_t> frame_keys_;
   std::vector<bool> visited_;  // by node index: segments, blocks and trace entries read so far
 };
 

@@ -24,9 +24,10 @@ struct LoadedTrace {
 
   // Unix time of a record in µs (PyTorch's time_us; RMM's clock): the trace's start plus the
   // record's offset from the trace's clock base.
+  // Modulo 2^64 (a damaged trace's times may be anywhere: signed sums overflowed), which for the
+  // records of a real trace is the signed sum.
   uint64_t unix_us(const trace::Record& r) const {
-    const int64_t rel = static_cast<int64_t>(r.t_ns) - static_cast<int64_t>(header.clock_base_ns);
-    return static_cast<uint64_t>(static_cast<int64_t>(header.start_unix_ns) + rel) / 1000;
+    return (header.start_unix_ns + (r.t_ns - header.clock_base_ns)) / 1000;
   }
   std::string string_of(uint64_t id) const {
     auto it = strings.find(id);

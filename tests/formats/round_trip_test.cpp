@@ -160,22 +160,23 @@ TEST(RoundTrip, RandomPooledTracesThroughSnapshot) {
 // A damaged trace's memory that no snapshot can hold: a segment overlapping one held, an unpooled
 // allocation inside a pool segment, a pooled block reaching past its segment's end, one over a
 // live block, one of no bytes, the segment given back with live blocks in it, and an allocation
-// at a live address whose free was lost. The first six are left out, and the note says how many; the lost free ends the old owner, as the analyzer ends it.
-// The export then round-trips unchanged: before, each import and export of such a snapshot added
-// or moved blocks (found by fuzz_roundtrip).
+// at a live address whose free was lost. The first six are left out, and the note says how many;
+// the lost free ends the old owner, as the analyzer ends it. The export then round-trips unchanged:
+// before, each import and export of such a snapshot added or moved blocks (found by
+// fuzz_roundtrip).
 TEST(RoundTrip, ADamagedTracesOverlapsAreLeftOutAndTheExportIsStable) {
   TraceFile t(80ull << 30, "growth");
   const uint64_t s1 = 0x7f0000000000;
   const uint16_t pooled = trace::kFlagPooled;
   t.add(trace::Op::segment_reserve, s1, 2 * kMiB, 0, trace::Api::pool).aux = 1;
   t.add(trace::Op::segment_reserve, s1 + kMiB, 2 * kMiB, 0, trace::Api::pool).aux = 1;  // out
-  t.alloc(s1 + 4096, 12 * kMiB);                          // unpooled, inside s1: out
-  t.alloc(s1 + kMiB, 8ull << 40, 0, pooled);              // 8 TiB from inside s1: out
+  t.alloc(s1 + 4096, 12 * kMiB);              // unpooled, inside s1: out
+  t.alloc(s1 + kMiB, 8ull << 40, 0, pooled);  // 8 TiB from inside s1: out
   t.alloc(s1, 8192, 0, pooled);
-  t.alloc(s1 + 4096, 512, 0, pooled);                     // over the live block: out
-  t.alloc(s1, 4096, 0, pooled);                           // the 8192's free was lost
+  t.alloc(s1 + 4096, 512, 0, pooled);  // over the live block: out
+  t.alloc(s1, 4096, 0, pooled);        // the 8192's free was lost
   t.alloc(s1 + 8192, 1024, 0, pooled);
-  t.alloc(s1 + 16384, 0, 0, pooled);                      // no bytes: out
+  t.alloc(s1 + 16384, 0, 0, pooled);                                             // no bytes: out
   t.add(trace::Op::segment_release, s1, 2 * kMiB, 0, trace::Api::pool).aux = 1;  // live: out
   const std::string path = temp_file("damaged.trace");
   t.write(path);

@@ -91,6 +91,46 @@ TEST(Snapshot, PythonWrittenSnapshotReadsToExactNumbers) {
 
 // A history that starts late (a ring buffer): the end state's segment and block, and a block
 // freed without its alloc in the history, existed before the first entry.
+// Every segment one allocation at its start, as gpumem writes a trace without a pool, is read as
+// plain allocations only when each segment's frames are its allocation's: a pool's segment
+// written with no frames before its one block (a growth pool's trace exports so) stays a pool.
+// Read as unpooled, the block's frames became the segment's, and every export and import of
+// the snapshot changed it (found by fuzz_roundtrip).
+TEST(Snapshot, OneBlockSegmentsAreUnpooledOnlyWhenTheirFramesAreTheBlocks) {
+  const char* program =
+      "import pickle,sys\n"
+      "B = 0x7f0000000000\n"
+      "fwd = [{'filename': 'train.py', 'line': 42, 'name': 'forward'}]\n"
+      "SEG_FRAMES = SEGMENT\n"
+      "traces = [\n"
+      " {'action': 'segment_alloc', 'addr': B, 'size': 1<<20, 'stream': 0, 'time_us': 1, 'frames': "
+      "SEG_FRAMES},\n"
+      " {'action': 'alloc', 'addr': B, 'size': 1<<20, 'stream': 0, 'time_us': 1, 'frames': fwd}]\n"
+      "seg = {'device': 0, 'address': B, 'total_size': 1<<20, 'allocated_size': 1<<20,\n"
+      "       'active_size': 1<<20, 'requested_size': 1<<20, 'stream': 0, 'segment_type': "
+      "'small',\n"
+      "       'segment_pool_id': (0, 0), 'is_expandable': False, 'frames': SEG_FRAMES,\n"
+      "       'blocks': [{'address': B, 'size': 1<<20, 'requested_size': 1<<20,\n"
+      "                   'state': 'active_allocated', 'frames': fwd}]}\n"
+      "pickle.dump({'segments': [seg], 'device_traces': [traces]}, open(sys.argv[1], 'wb'))\n";
+  for (const char* frames : {"fwd", "[]"}) {
+    SCOPED_TRACE(frames);
+    std::string p = program;
+    p.replace(p.find("SEGMENT"), 7, frames);
+    TraceImage image;
+    std::string error;
+    ASSERT_TRUE(snapshot_to_trace(
+        python_pickle(std::string("one-block-") + (frames[0] == 'f' ? "a" : "b"), p),
+        "one-block.pickle", &image, &error))
+        << error;
+    EXPECT_STREQ(image.header().pool, frames[0] == 'f' ? "none" : "growth");
+    const analyzer::Report r = analyze(image, "one-block");
+    ASSERT_EQ(r.devices.size(), 1u);
+    EXPECT_EQ(r.devices[0].final.allocated_bytes, kMiB);
+    EXPECT_EQ(r.devices[0].final.reserved_bytes, kMiB);
+  }
+}
+
 TEST(Snapshot, StateBeforeTheFirstEntryComesFromTheEndStateAndUnmatchedFrees) {
   const std::string bytes = python_pickle(
       "ring",

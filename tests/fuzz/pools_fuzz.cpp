@@ -33,14 +33,22 @@ uint64_t size_from(Input& in, uint64_t capacity) {
   const uint8_t b = in.u8();
   const uint8_t c = in.u8();
   switch (b % 8) {
-    case 0: return c;                                      // 0..255 bytes, 0 included
-    case 1: return (uint64_t{c} << 9) + (b >> 3);          // around 512 B blocks
-    case 2: return (uint64_t{c} << 14) + b;                // up to 4 MiB
-    case 3: return (uint64_t{c} % 64 + 1) * 2 * kMiB;      // whole 2 MiB granules
-    case 4: return (uint64_t{c} % 64 + 1) * 20 * kMiB - 1;  // around large segments
-    case 5: return capacity - c;                           // near the device's capacity
-    case 6: return uint64_t{1} << (c % 64);                // powers of two up to 2^63
-    default: return UINT64_MAX - c;                        // what no device has
+    case 0:
+      return c;  // 0..255 bytes, 0 included
+    case 1:
+      return (uint64_t{c} << 9) + (b >> 3);  // around 512 B blocks
+    case 2:
+      return (uint64_t{c} << 14) + b;  // up to 4 MiB
+    case 3:
+      return (uint64_t{c} % 64 + 1) * 2 * kMiB;  // whole 2 MiB granules
+    case 4:
+      return (uint64_t{c} % 64 + 1) * 20 * kMiB - 1;  // around large segments
+    case 5:
+      return capacity - c;  // near the device's capacity
+    case 6:
+      return uint64_t{1} << (c % 64);  // powers of two up to 2^63
+    default:
+      return UINT64_MAX - c;  // what no device has
   }
 }
 
@@ -118,9 +126,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         in.u8();
         if (live.empty()) break;
         auto it = std::next(live.begin(), static_cast<long>(pick % live.size()));
-        const FreeResult f =
-            mr.deallocate(reinterpret_cast<void*>(it->first),
-                         free_request(op % 2 == 0, stream, it->second));
+        const FreeResult f = mr.deallocate(reinterpret_cast<void*>(it->first),
+                                           free_request(op % 2 == 0, stream, it->second));
         trap_unless(f.ok());
         allocated -= it->second;
         freed.push_back(it->first);

@@ -47,10 +47,14 @@ inline uint64_t address(Input& in) {
 inline uint64_t bytes(Input& in) {
   const uint8_t b = in.u8();
   switch (b >> 6) {
-    case 0: return b & 0x3F;                                 // tiny, 0 included
-    case 1: return static_cast<uint64_t>(b & 0x3F) << 12;    // pages
-    case 2: return static_cast<uint64_t>(b & 0x3F) << 21;    // segments
-    default: return b == 0xFF ? in.u64() : (uint64_t{1} << (b & 0x3F));
+    case 0:
+      return b & 0x3F;  // tiny, 0 included
+    case 1:
+      return static_cast<uint64_t>(b & 0x3F) << 12;  // pages
+    case 2:
+      return static_cast<uint64_t>(b & 0x3F) << 21;  // segments
+    default:
+      return b == 0xFF ? in.u64() : (uint64_t{1} << (b & 0x3F));
   }
 }
 

@@ -44,7 +44,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (device.steps.size() > 300) continue;  // searches replay ~30 times: small programs only
     const auto policy = static_cast<replay::Policy>(search_byte % 4);
-    const replay::LimitSearch s = replay::smallest_limit(*program, device, policy, uint64_t{1} << 30);
+    const replay::LimitSearch s =
+        replay::smallest_limit(*program, device, policy, uint64_t{1} << 30);
     if (s.smallest_bytes) {
       replay::ReplayOptions at;
       at.policy = policy;

@@ -33,10 +33,11 @@ const std::string& scratch(const char* what) {
 }
 
 // Imports `exported` (with `import`) into a trace at `path`, then exports that (with `out`).
-bool again(const std::string& exported, const std::string& path,
-           const std::function<bool(const std::string&, formats::TraceImage*, std::string*)>& import,
-           const std::function<bool(const std::string&, std::string*, std::string*)>& out,
-           std::string* result) {
+bool again(
+    const std::string& exported, const std::string& path,
+    const std::function<bool(const std::string&, formats::TraceImage*, std::string*)>& import,
+    const std::function<bool(const std::string&, std::string*, std::string*)>& out,
+    std::string* result) {
   formats::TraceImage image;
   std::string error;
   if (!import(exported, &image, &error)) {
@@ -51,10 +52,10 @@ bool again(const std::string& exported, const std::string& path,
   return ok;
 }
 
-void round_trips(const std::string& trace_path,
-                 const std::function<bool(const std::string&, formats::TraceImage*, std::string*)>&
-                     import,
-                 const std::function<bool(const std::string&, std::string*, std::string*)>& out) {
+void round_trips(
+    const std::string& trace_path,
+    const std::function<bool(const std::string&, formats::TraceImage*, std::string*)>& import,
+    const std::function<bool(const std::string&, std::string*, std::string*)>& out) {
   std::string first, error;
   if (!out(trace_path, &first, &error)) {
     trap_unless(!error.empty());  // a refusal says why

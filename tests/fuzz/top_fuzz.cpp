@@ -65,7 +65,6 @@ void check(const gpumem::cli::top::ProcessView& view, const std::string& path) {
   }
 }
 
-
 // Written by the real writer: no cuts (the writer maps the file).
 void write_with_writer(const Decoded& d, const std::string& path, bool compact, size_t repeats,
                        gpumem::cli::top::Watch& watch, double& now) {
@@ -136,4 +135,3 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check(watch.view(), path);
   return 0;
 }
-

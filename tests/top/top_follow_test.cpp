@@ -135,8 +135,8 @@ TEST(TopFollow, ATraceClosedWhileTopHoldsBeforeAZeroSlotIsReadPastIt) {
     return read_file(out).find("state=running allocated=1048576 ") != std::string::npos;
   })) << read_file(out);
   t.w.close();
-  const bool ended = wait_for(
-      [&] { return read_file(out).find("state=ended ") != std::string::npos; });
+  const bool ended =
+      wait_for([&] { return read_file(out).find("state=ended ") != std::string::npos; });
   stop_top(top);
   const std::string seen = read_file(out);
   ASSERT_TRUE(ended) << seen;

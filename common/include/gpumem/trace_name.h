@@ -45,7 +45,9 @@ inline bool expand_trace_template(const char* tmpl, int pid, const char* host, i
     } else {
       switch (*++p) {
         case 'p': std::snprintf(piece, sizeof piece, "%d", pid); break;
-        case 'h': text = host; break;  // whole, however long (a piece would cut it)
+        case 'h':  // whole, however long (a piece would cut it)
+          text = host;
+          break;
         case 'r':
           if (rank >= 0)
             std::snprintf(piece, sizeof piece, "%d", rank);
