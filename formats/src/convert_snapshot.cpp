@@ -269,6 +269,12 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
     w.begin_list();
     DeviceState& s = state[static_cast<size_t>(d)];
     phases.clear();
+    // A device's entries never go back in time: a record stamped earlier than the one before it
+    // (threads whose clock reads and record slots came in different orders, or a damaged trace)
+    // gets the time before it. An importer orders entries by time_us, and the trace's order is the
+    // order the calls took effect: a free re-ordered after the allocation that reused its address
+    // pairs the wrong records.
+    uint64_t last_us = 0;
     for (const Record& r : t.records) {
       const auto op = static_cast<Op>(r.op);
       if (op == Op::mark_begin) {
@@ -280,7 +286,7 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
         continue;
       }
       if (r.device != d) continue;
-      const uint64_t us = t.unix_us(r);
+      const uint64_t us = last_us = std::max(last_us, t.unix_us(r));
       const std::string& phase = phases.innermost();
       switch (op) {
         case Op::alloc: {

@@ -209,6 +209,28 @@ TEST(RoundTrip, ADamagedTracesOverlapsAreLeftOutAndTheExportIsStable) {
   EXPECT_EQ(second, third);
 }
 
+// Two threads: one frees an address, the other's allocation reuses it, but read its clock before
+// the free did, so its record, after the free's in the trace, is stamped earlier. The snapshot's
+// times never go back (the allocation gets the free's time), so its import pairs the records as
+// the trace does: before, it put the allocation first, at an address still live.
+TEST(RoundTrip, ARecordStampedBeforeTheOneAheadOfItKeepsItsPlace) {
+  TraceFile t(80ull << 30);
+  const uint64_t x = 0x7f0000000000;
+  t.alloc(x, kMiB);                                   // at 1 µs (TraceFile's times)
+  t.free(x, kMiB);                                    // at 2 µs
+  trace::Record& reuse = t.add(trace::Op::alloc, x, 2 * kMiB);
+  reuse.t_ns -= 1500;                                 // 1.5 µs: before the free
+  t.add(trace::Op::alloc, x + 64 * kMiB, kMiB).t_ns -= 2800;  // 1.2 µs
+  const analyzer::Report want = direct(t, "order");
+  ASSERT_EQ(want.devices[0].final.allocated_bytes, 3 * kMiB);
+  const analyzer::Report got = through(t, "order-snap", false);
+  ASSERT_EQ(got.devices.size(), 1u);
+  EXPECT_EQ(got.devices[0].final.allocated_bytes, 3 * kMiB);
+  EXPECT_EQ(got.devices[0].peak.allocated_bytes, 3 * kMiB);
+  EXPECT_EQ(got.devices[0].counts.alloc, 3u);
+  EXPECT_EQ(got.devices[0].counts.free, 1u);
+}
+
 TraceFile expandable_fragmenter() {
   TraceFile t(16ull << 30, "expandable");
   const uint64_t base = 0x7f0000000000, G = 2 * kMiB;
