@@ -10,6 +10,7 @@
 // general one), and no output may crash, hang or grow without bound (-rss_limit_mb).
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -27,13 +28,32 @@ namespace {
 
 using namespace gpumem::fuzz;
 
+// Process k's header: its own pid and rank, and for some inputs a budget all of them share
+// (GPUMEM_LIMIT_SCOPE=shared), so the cross-process summaries (ranks, shared budgets) run too.
+gpumem::trace::Header process_header(const Decoded& d, int k) {
+  gpumem::trace::Header h = header();
+  h.pid = 100 + static_cast<uint32_t>(k);
+  h.rank = k;
+  if (!d.runs.empty() && d.runs[0] % 2 == 1)
+    std::snprintf(h.config, sizeof h.config, "GPUMEM_LIMIT_SCOPE=shared\nGPUMEM_LIMIT_NAME=team\n");
+  return h;
+}
+
 gpumem::analyzer::Report analyse(const Decoded& d, bool in_runs, bool snapshot_midway) {
   gpumem::analyzer::AnalysisOptions options;
   options.max_points = 50;  // small: boxes merge often
   gpumem::analyzer::Analysis a(options);
-  a.begin_trace(header(), "fuzz.trace");
+  int process = 0;
+  a.begin_trace(process_header(d, process), "fuzz-0.trace");
   size_t i = 0, run = 0;
   while (i < d.records.size()) {
+    // The stream is up to three processes' traces: a record whose run length is the largest
+    // (one in 64) ends one.
+    if (i > 0 && d.runs[i - 1] == 64 && process < 2) {
+      a.end_trace(gpumem::trace::ReadStats{});
+      ++process;
+      a.begin_trace(process_header(d, process), "fuzz-" + std::to_string(process) + ".trace");
+    }
     if (snapshot_midway && i >= d.records.size() / 2) {
       (void)a.snapshot(gpumem::trace::ReadStats{});
       snapshot_midway = false;
@@ -42,7 +62,7 @@ gpumem::analyzer::Report analyse(const Decoded& d, bool in_runs, bool snapshot_m
     if (in_runs && !is_blob(d.records[i])) {
       n = std::min(d.runs[run++ % d.runs.size()], d.records.size() - i);
       for (size_t k = 0; k < n; ++k)
-        if (is_blob(d.records[i + k])) n = k;
+        if (is_blob(d.records[i + k]) || (k > 0 && d.runs[i + k - 1] == 64)) n = k;
     }
     if (n <= 1) {
       gpumem::trace::Event ev;
