@@ -48,17 +48,39 @@ class LiveAllocations {
   }
   // Live or freed; nullptr when the address is unknown (or forgotten).
   LiveAlloc* find(uint64_t address) { return map_.find(address); }
-  // The live allocation whose bytes hold `address`, and its start in *start: the one starting
-  // there, else the first found by a walk of the whole map (for rare records only: NVTX heaps).
+  // The live allocation whose bytes hold `address`, and its start in *start, for NVTX heaps (rare
+  // records): the one starting there; else the one found last, if it still holds it (an
+  // allocator that carves one allocation into many heaps); else one starting at `address`
+  // rounded down to a power of two from 512 B to 1 TiB (device allocations are aligned, and a
+  // heap lies near its allocation's start); else the first a walk of the whole map finds. With
+  // the walk alone, 20000 heaps each 4 KiB inside its own allocation took 0.29 s, quadratic.
   LiveAlloc* holding(uint64_t address, uint64_t* start) {
     LiveAlloc* a = map_.find(address);
     if (a != nullptr && !a->freed) return *start = address, a;
+    auto holds = [&](uint64_t at) {
+      LiveAlloc* b = map_.find(at);
+      return b != nullptr && !b->freed && address > at && address - at < b->bytes ? b : nullptr;
+    };
+    if (LiveAlloc* last = holds(last_holder_)) return *start = last_holder_, last;
+    uint64_t tried = address;
+    for (int k = 9; k <= 40; ++k) {
+      const uint64_t at = address & ~((uint64_t{1} << k) - 1);
+      if (at == tried) continue;
+      tried = at;
+      if (LiveAlloc* b = holds(at)) return *start = last_holder_ = at, b;
+    }
+    ++holding_walks_;
     bool found = false;
     map_.for_each([&](uint64_t at, const LiveAlloc& b) {
       if (!found && !b.freed && address > at && address - at < b.bytes) found = true, *start = at;
     });
-    return found ? map_.find(*start) : nullptr;
+    if (!found) return nullptr;
+    last_holder_ = *start;
+    return map_.find(*start);
   }
+  // Walks of the whole map holding() made (for tests: a heap inside the allocation found last,
+  // or near an aligned allocation's start, makes none).
+  uint64_t holding_walks() const { return holding_walks_; }
   void mark_freed(LiveAlloc& a) {
     a.freed = true;
     if (++freed_entries_ > kMaxRememberedFrees) forget_freed();
@@ -102,6 +124,8 @@ class LiveAllocations {
 
   AddressMap<LiveAlloc> map_;
   size_t freed_entries_ = 0;
+  uint64_t last_holder_ = 0;  // start of the allocation holding() found last
+  uint64_t holding_walks_ = 0;
 };
 
 }  // namespace gpumem::analyzer

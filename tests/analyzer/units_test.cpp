@@ -9,6 +9,7 @@
 
 #include "address_map.h"
 #include "free_extents.h"
+#include "live_allocations.h"
 #include "metrics.h"
 #include "segment_space.h"
 #include "timeline.h"
@@ -53,6 +54,41 @@ TEST(AddressMap, MatchesAMapThroughGrowthEraseAndRetain) {
   m.find_or_insert(1, &inserted) = 2;
   EXPECT_TRUE(inserted);
   EXPECT_EQ(*m.find(1), 2u);
+}
+
+// NVTX heaps registered inside an allocation (not at its start) find it without a walk of the
+// map when it starts at the heap's address rounded down to a power of two, or is the one found
+// last; otherwise one walk, then the cache. What they find is checked as the allocation is now
+// (freed, or made again smaller at the same address, it no longer holds the address).
+TEST(LiveAllocations, HeapsInsideAllocationsFindThemWithoutWalkingTheMap) {
+  LiveAllocations live;
+  bool was_live = false;
+  for (uint64_t k = 0; k < 1000; ++k) live.claim(0x10000000 + k * 0x100000, &was_live).bytes = 4096;
+  uint64_t start = 0;
+  // Aligned allocations: 1000 heaps 100 B inside each, no walk.
+  for (uint64_t k = 0; k < 1000; ++k) {
+    ASSERT_EQ(live.holding(0x10000000 + k * 0x100000 + 100, &start),
+              live.find(0x10000000 + k * 0x100000));
+    ASSERT_EQ(start, 0x10000000 + k * 0x100000);
+  }
+  EXPECT_EQ(live.holding_walks(), 0u);
+  // One allocation at an odd 512 B boundary, 20000 heaps inside it: one walk.
+  const uint64_t big = 0x7f0000000200;
+  live.claim(big, &was_live).bytes = 1 << 30;
+  for (uint64_t k = 1; k <= 20000; ++k) {
+    ASSERT_EQ(live.holding(big + k * 4096, &start), live.find(big));
+    ASSERT_EQ(start, big);
+  }
+  EXPECT_EQ(live.holding_walks(), 1u);
+  EXPECT_EQ(live.holding(0x10000000 + 7 * 0x100000 + 100, &start),
+            live.find(0x10000000 + 7 * 0x100000));
+  EXPECT_EQ(live.holding(big + 4096, &start), live.find(big));  // a walk: the last one moved
+  EXPECT_EQ(live.holding_walks(), 2u);
+  live.find(big)->bytes = 8192;  // made again at the same address, smaller
+  EXPECT_EQ(live.holding(big + 100 * 4096, &start), nullptr);
+  live.mark_freed(*live.find(big));
+  EXPECT_EQ(live.holding(big + 4096, &start), nullptr);
+  EXPECT_EQ(live.holding(0x10000000 + 0x100000 + 4096, &start), nullptr);  // just past its end
 }
 
 TEST(SegmentSpace, TakeSplitsAndGiveBackMerges) {
