@@ -156,7 +156,7 @@ void Watch::poll(double now_s, size_t history) {
     return poll(now_s, history);
   }
   if (dropped != nullptr) dropped_ = *dropped;
-  const trace::Header& h = reader->header();
+  const trace::Header* h = &reader->header();
   const bool first = analysis_ == nullptr;
   if (first) {
     // A coarser timeline than the report's 2000 points: each refresh's snapshot builds it (and
@@ -166,14 +166,14 @@ void Watch::poll(double now_s, size_t history) {
     options.max_points = std::max(kTimelinePoints, history);
     options.site_series = false;  // timeline_by_site: not shown
     analysis_ = std::make_unique<analyzer::Analysis>(options);
-    analysis_->begin_trace(h, path_);
+    analysis_->begin_trace(*h, path_);
     inode_ = st.st_ino;
-    version_ = h.version;
+    version_ = h->version;
     offset_ = trace::kHeaderSize;
-    view_.pid = h.pid;
-    view_.rank = h.rank;
-    view_.host = std::string(h.host, strnlen(h.host, sizeof h.host));
-    view_.command = std::string(h.command, strnlen(h.command, sizeof h.command));
+    view_.pid = h->pid;
+    view_.rank = h->rank;
+    view_.host = std::string(h->host, strnlen(h->host, sizeof h->host));
+    view_.command = std::string(h->command, strnlen(h->command, sizeof h->command));
   }
   bool changed = first;
   uint64_t records = 0;
@@ -189,19 +189,30 @@ void Watch::poll(double now_s, size_t history) {
     reason_ = s.reason;
   };
   read();
-  closed_ = (h.flags & trace::kHeaderClosed) != 0;
+  closed_ = (h->flags & trace::kHeaderClosed) != 0;
   // Closed cleanly (the header is read again at each look: it may have closed since `hold` was
   // chosen): nothing is in flight any more, so a slot still not committed is damage and the rest
   // is read past it, as the report reads it. Without this, a closed trace's records after such
-  // a slot were never read: top showed fewer events than `gpumem report` for good.
-  if (closed_ && hold && trace::follow_on(*reader, false)) read();
+  // a slot were never read: top showed fewer events than `gpumem report` for good. (A follower
+  // that cannot go on, a bounded trace's, is opened again where it stopped.)
+  if (closed_ && hold) {
+    if (!trace::follow_on(*reader, false)) {
+      std::string error;
+      if (auto again = trace::open_from(path_, trace::resume_offset(*reader), false, &error)) {
+        reader_ = std::move(again);
+        reader = reader_.get();
+        h = &reader->header();
+      }
+    }
+    read();
+  }
   const uint64_t resume = trace::resume_offset(*reader);
   stuck_polls_ = resume == offset_ && records == 0 ? stuck_polls_ + 1 : 0;
   offset_ = resume;
   // Names the header gained since the first look (CUDA initialised after the trace opened).
   for (DeviceView& d : view_.devices)
-    if (d.device >= 0 && d.device < trace::kMaxDevices && h.devices[d.device].present)
-      d.name = h.devices[d.device].name;
+    if (d.device >= 0 && d.device < trace::kMaxDevices && h->devices[d.device].present)
+      d.name = h->devices[d.device].name;
   const std::string before = view_.state;
   if (closed_)
     view_.state = "ended";

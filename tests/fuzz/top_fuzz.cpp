@@ -1,6 +1,7 @@
 // libFuzzer target: `gpumem top`'s follower (cli/top_watch.cpp) against a trace that grows, is cut
 // and is closed while it watches. The first byte picks how the trace is written: slot by slot by
 // this target (raw format), or by the real writer (TraceWriter) in the raw or the compact format,
+// bounded or not (GPUMEM_TRACE_MAX at its least),
 // the records of the input repeated as many times as the second byte says (so that compact
 // traces seal raw chunks into compact ones while top follows). The records come from
 // record_stream.h; the run length the input gives after each record picks what happens next:
@@ -16,6 +17,7 @@
 #include <string>
 
 #include "gpumem/analyzer/analysis.h"
+#include "gpumem/trace/format_v2.h"
 #include "gpumem/trace/reader.h"
 #include "gpumem/trace/writer.h"
 #include "record_stream.h"
@@ -66,10 +68,11 @@ void check(const gpumem::cli::top::ProcessView& view, const std::string& path) {
 }
 
 // Written by the real writer: no cuts (the writer maps the file).
-void write_with_writer(const Decoded& d, const std::string& path, bool compact, size_t repeats,
-                       gpumem::cli::top::Watch& watch, double& now) {
+void write_with_writer(const Decoded& d, const std::string& path, bool compact, bool bounded,
+                       size_t repeats, gpumem::cli::top::Watch& watch, double& now) {
   gpumem::TraceWriter w;
   w.set_format(compact ? gpumem::TraceWriter::Format::compact : gpumem::TraceWriter::Format::raw);
+  if (bounded) w.set_max_bytes(gpumem::trace::kMinTraceMax);  // the middle dropped, a digest kept
   gpumem::trace::Header h = header();
   h.pid = static_cast<uint32_t>(getpid());
   char err[512];
@@ -91,7 +94,7 @@ void write_with_writer(const Decoded& d, const std::string& path, bool compact, 
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
-  const uint8_t mode = data[0] % 3;
+  const uint8_t mode = data[0] % 4;  // by slot; the writer, raw; compact; compact and bounded
   const size_t repeats = 1 + data[1] % 8;
   Input in{data + 2, size - 2};
   const Decoded d = decode(in);
@@ -100,7 +103,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   double now = 1;
   if (mode != 0) {
     gpumem::cli::top::Watch watch(path, path);
-    write_with_writer(d, path, mode == 2, repeats, watch, now);
+    write_with_writer(d, path, mode >= 2, mode == 3, repeats, watch, now);
     watch.poll(now += 1, 10);
     check(watch.view(), path);
     return 0;
