@@ -270,7 +270,7 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
     DeviceState& s = state[static_cast<size_t>(d)];
     phases.clear();
     // A device's entries never go back in time: a record stamped earlier than the one before it
-    // (threads whose clock reads and record slots came in different orders, or a damaged trace)
+    // (a thread stamps its record before it takes its slot; a damaged trace's times are anywhere)
     // gets the time before it. An importer orders entries by time_us, and the trace's order is the
     // order the calls took effect: a free re-ordered after the allocation that reused its address
     // pairs the wrong records.

@@ -209,10 +209,11 @@ TEST(RoundTrip, ADamagedTracesOverlapsAreLeftOutAndTheExportIsStable) {
   EXPECT_EQ(second, third);
 }
 
-// Two threads: one frees an address, the other's allocation reuses it, but read its clock before
-// the free did, so its record, after the free's in the trace, is stamped earlier. The snapshot's
-// times never go back (the allocation gets the free's time), so its import pairs the records as
-// the trace does: before, it put the allocation first, at an address still live.
+// An allocation reusing a freed address, its record after the free's but stamped earlier (a
+// damaged trace's times, or another tool's: gpumem's writer stamps a free before the real free
+// can hand its address on). The snapshot's times never go back (the allocation gets the free's
+// time), so its import pairs the records as the trace does: before, it put the allocation first,
+// at an address still live.
 TEST(RoundTrip, ARecordStampedBeforeTheOneAheadOfItKeepsItsPlace) {
   TraceFile t(80ull << 30);
   const uint64_t x = 0x7f0000000000;
