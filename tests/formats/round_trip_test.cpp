@@ -217,10 +217,10 @@ TEST(RoundTrip, ADamagedTracesOverlapsAreLeftOutAndTheExportIsStable) {
 TEST(RoundTrip, ARecordStampedBeforeTheOneAheadOfItKeepsItsPlace) {
   TraceFile t(80ull << 30);
   const uint64_t x = 0x7f0000000000;
-  t.alloc(x, kMiB);                                   // at 1 µs (TraceFile's times)
-  t.free(x, kMiB);                                    // at 2 µs
+  t.alloc(x, kMiB);  // at 1 µs (TraceFile's times)
+  t.free(x, kMiB);   // at 2 µs
   trace::Record& reuse = t.add(trace::Op::alloc, x, 2 * kMiB);
-  reuse.t_ns -= 1500;                                 // 1.5 µs: before the free
+  reuse.t_ns -= 1500;                                         // 1.5 µs: before the free
   t.add(trace::Op::alloc, x + 64 * kMiB, kMiB).t_ns -= 2800;  // 1.2 µs
   const analyzer::Report want = direct(t, "order");
   ASSERT_EQ(want.devices[0].final.allocated_bytes, 3 * kMiB);
