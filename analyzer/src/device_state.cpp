@@ -110,7 +110,8 @@ bool DeviceState::heap_segment_begin(uint64_t address, LiveAlloc& a, int64_t t_n
 
 void DeviceState::heap_segment_end(uint64_t address, LiveAlloc& a, int64_t t_ns, uint64_t phase,
                                    bool then_free) {
-  if (then_free) snapshot_if_pending();
+  // The allocation is counted again: allocated only goes up, unless the sum wraps (as alloc()).
+  if (then_free || wraps(allocated_, a.bytes)) snapshot_if_pending();
   uint64_t bytes = 0, used = 0;
   // Gone already when a pool's segment_release named the same address (a corrupt trace): then
   // the allocation holds its memory by itself again, as below.

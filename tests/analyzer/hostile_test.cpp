@@ -438,5 +438,39 @@ TEST(Hostile, AnAllocationThatWrapsTheSumTakesThePeaksLiveSetFirst) {
   render_all(r);
 }
 
+// The same wrap when an NVTX heap ends and its allocation is counted again (a heap id registered
+// a second time ends the first heap): the peak's live set was copied after it, so it held the
+// 1-byte allocation that was a heap's segment at the peak, unless a snapshot came between (found
+// by fuzz_analysis).
+TEST(Hostile, AHeapsAllocationCountedAgainPastTwoToThe64TakesThePeaksLiveSetFirst) {
+  auto nvtx = [](int64_t t, trace::Op op, uint64_t heap, uint64_t address, uint64_t bytes) {
+    trace::Record r = Events::rec(t, op, address, bytes, heap, -1);
+    r.api = static_cast<uint16_t>(trace::Api::nvtx);
+    return r;
+  };
+  Events e;
+  e.alloc(10, 0xA000, 1);
+  e.add(nvtx(20, trace::Op::heap_register, 1, 0xA000, 1));  // the 1 byte is a segment now
+  e.alloc(30, 0xB000, UINT64_MAX);                          // the peak
+  e.add(nvtx(40, trace::Op::heap_register, 1, 0xC000, 64));  // ends heap 1: the byte is back
+  e.alloc(50, 0xD000, 7);
+  auto report = [&](bool snapshot) {
+    Analysis a;
+    a.begin_trace(make_header(), "test.trace");
+    for (size_t i = 0; i < e.records().size(); ++i) {
+      if (snapshot && i == 4) (void)a.snapshot(trace::ReadStats{});
+      e.feed_one(a, i);
+    }
+    a.end_trace(trace::ReadStats{});
+    return a.finish();
+  };
+  const Report r = report(false);
+  ASSERT_EQ(r.devices.size(), 1u);
+  const Peak& p = r.devices[0].peak;
+  EXPECT_EQ(p.allocated_bytes, UINT64_MAX);
+  ASSERT_EQ(p.live_at_peak_by_size_class.size(), 1u);
+  EXPECT_EQ(p.live_at_peak_by_size_class[0].bytes, UINT64_MAX);
+  EXPECT_EQ(render_json(r), render_json(report(true)));
+}
 }  // namespace
 }  // namespace gpumem::analyzer
