@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -72,7 +73,8 @@ void write_with_writer(const Decoded& d, const std::string& path, bool compact, 
                        size_t repeats, gpumem::cli::top::Watch& watch, double& now) {
   gpumem::TraceWriter w;
   w.set_format(compact ? gpumem::TraceWriter::Format::compact : gpumem::TraceWriter::Format::raw);
-  if (bounded) w.set_max_bytes(gpumem::trace::kMinTraceMax);  // the middle dropped, a digest kept
+  // Bounded: its follower is opened again at each look (its window may turn), not followed on.
+  if (bounded) w.set_max_bytes(gpumem::trace::kMinTraceMax);
   gpumem::trace::Header h = header();
   h.pid = static_cast<uint32_t>(getpid());
   char err[512];
