@@ -103,29 +103,30 @@ struct Segment {
 struct DeviceState {
   std::map<uint64_t, Live> live;
   std::map<uint64_t, Segment> segments;
-  std::map<uint64_t, uint64_t> pool;  // the pool segments of `segments`: start -> end
 
   // A damaged trace may hold memory that no snapshot can: PyTorch's segments never overlap and
   // each is tiled with its blocks, and an importer (ours included) puts a block in the segment
   // that holds its address. The export keeps such memory as the analyzer counts it where a
   // snapshot can show that (DeviceState::alloc, SegmentSpace in analyzer/src) and leaves out
   // the rest.
-  // Whether [address, address + bytes) shares a byte or a start with a segment held (a pool's,
-  // or an allocation's own), or wraps. Segments held never overlap, so the one before is the only
-  // one that can reach past `address`.
-  bool overlaps(uint64_t address, uint64_t bytes) const {
-    if (address + bytes < address) return true;
-    auto next = segments.lower_bound(address);
-    if (next != segments.end() && (next->first == address || next->first < address + bytes))
-      return true;
-    return next != segments.begin() &&
+  // Whether an entry of `ranges` (start -> something with `bytes`, entries never overlapping, so
+  // the one before is the only one that can reach past `address`) starts at `address` or shares
+  // a byte with [address, end).
+  template <class Map>
+  static bool touches(const Map& ranges, uint64_t address, uint64_t end) {
+    auto next = ranges.lower_bound(address);
+    if (next != ranges.end() && (next->first == address || next->first < end)) return true;
+    return next != ranges.begin() &&
            std::prev(next)->first + std::prev(next)->second.bytes > address;
   }
-  // Whether a live block starts in [address, address + bytes) or reaches into it.
+  // Whether [address, address + bytes) touches a segment held (a pool's, or an allocation's own),
+  // or wraps.
+  bool overlaps(uint64_t address, uint64_t bytes) const {
+    return address + bytes < address || touches(segments, address, address + bytes);
+  }
+  // Whether a live block lies in [address, address + bytes), or reaches into it.
   bool holds_live(uint64_t address, uint64_t bytes) const {
-    auto next = live.lower_bound(address);
-    if (next != live.end() && next->first < address + bytes) return true;
-    return next != live.begin() && std::prev(next)->first + std::prev(next)->second.bytes > address;
+    return touches(live, address, address + bytes);
   }
   // Whether a pooled block [address, address + bytes) lies wholly in pool segments held (one, or
   // adjacent granules of the expandable pool, which are one segment) and overlaps no live block:
@@ -134,21 +135,15 @@ struct DeviceState {
   bool fits_in_segment(uint64_t address, uint64_t bytes) const {
     const uint64_t end = address + bytes;
     if (end < address) return false;
-    auto seg = pool.upper_bound(address);
-    if (seg == pool.begin()) return false;
-    --seg;
-    uint64_t covered = seg->second;
-    while (covered < end && segments.at(seg->first).expandable) {
+    auto seg = segments.upper_bound(address);
+    if (seg == segments.begin() || !(--seg)->second.pooled) return false;
+    uint64_t covered = seg->first + seg->second.bytes;
+    while (covered < end && seg->second.expandable) {
       ++seg;
-      if (seg == pool.end() || seg->first != covered || !segments.at(seg->first).expandable)
-        return false;
-      covered = seg->second;
+      if (seg == segments.end() || seg->first != covered || !seg->second.expandable) return false;
+      covered = seg->first + seg->second.bytes;
     }
-    if (covered < end || address >= covered) return false;
-    auto next = live.lower_bound(address);
-    if (next != live.end() && (next->first == address || next->first < end)) return false;
-    return next == live.begin() ||
-           std::prev(next)->first + std::prev(next)->second.bytes <= address;
+    return covered >= end && address < covered && !touches(live, address, end);
   }
 };
 
@@ -345,7 +340,6 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
           trace_entry(w, granule ? "segment_map" : "segment_alloc", r.address, r.bytes, r.stream,
                       us, {}, phase);
           s.segments[r.address] = {r.bytes, r.stream, 0, true, granule};
-          s.pool[r.address] = r.address + r.bytes;
           break;
         }
         case Op::segment_release: {
@@ -358,7 +352,6 @@ bool trace_to_snapshot(const std::string& trace_path, std::string* pickle, std::
           trace_entry(w, it->second.expandable ? "segment_unmap" : "segment_free", r.address,
                       r.bytes, r.stream, us, {}, phase);
           s.segments.erase(it);
-          s.pool.erase(r.address);
           break;
         }
         default:

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "process.h"
@@ -28,15 +29,20 @@ std::map<std::string, long long> printed_codes(const std::string& out) {
   return kv;
 }
 
+// The stream_device program in `mode` on two simulated devices, tracing to `trace`.
+Outcome run_on_two_devices(const std::string& mode, const std::string& trace,
+                           const std::string& dir, const std::string& extra = {}) {
+  std::vector<std::string> env = {"GPUMEM_TRACE=" + trace, "SIMCUDA_DEVICES=2",
+                                  "SIMCUDA_ALLOC_LATENCY_US=0", "SIMCUDA_FREE_LATENCY_US=0"};
+  if (!extra.empty()) env.push_back(extra);
+  return run({RELIABILITY_STREAM_DEVICE, mode}, child_environment(true, env), dir);
+}
+
 // Device 1's cap (64 MiB) holds one 48 MiB allocation; device 0 has none. Device 0 is current
 // throughout, so a hook that charges the current device lets the second 48 MiB through.
 void expect_charged_to_device_1(const std::string& mode, const std::string& dir) {
   const std::string trace = dir + "/" + mode + ".trace";
-  const Outcome o = run(
-      {RELIABILITY_STREAM_DEVICE, mode},
-      child_environment(true, {"GPUMEM_TRACE=" + trace, "GPUMEM_LIMIT_1=64MiB", "SIMCUDA_DEVICES=2",
-                               "SIMCUDA_ALLOC_LATENCY_US=0", "SIMCUDA_FREE_LATENCY_US=0"}),
-      dir);
+  const Outcome o = run_on_two_devices(mode, trace, dir, "GPUMEM_LIMIT_1=64MiB");
   ASSERT_EQ(o.status, 0) << o.out << o.err;
   auto kv = printed_codes(o.out);
   EXPECT_EQ(kv["first"], 0);
@@ -81,11 +87,7 @@ TEST_F(StreamDevice, PoolAllocationIsChargedToThePoolsDevice) {
 // again once it is taken back; through the runtime's and the driver's set-access calls.
 TEST_F(StreamDevice, PoolsDeviceFollowsItsAccessChanges) {
   const std::string trace = dir_ + "/access.trace";
-  const Outcome o =
-      run({RELIABILITY_STREAM_DEVICE, "pool-access"},
-          child_environment(true, {"GPUMEM_TRACE=" + trace, "SIMCUDA_DEVICES=2",
-                                   "SIMCUDA_ALLOC_LATENCY_US=0", "SIMCUDA_FREE_LATENCY_US=0"}),
-          dir_);
+  const Outcome o = run_on_two_devices("pool-access", trace, dir_);
   ASSERT_EQ(o.status, 0) << o.out << o.err;
   auto kv = printed_codes(o.out);
   for (const char* family : {"runtime", "driver"}) {
@@ -107,11 +109,7 @@ TEST_F(StreamDevice, PoolsDeviceFollowsItsAccessChanges) {
 // allocation would have, not the current one.
 TEST_F(StreamDevice, UnknownStreamOrderedFreeNamesTheStreamsDevice) {
   const std::string trace = dir_ + "/unknown.trace";
-  const Outcome o =
-      run({RELIABILITY_STREAM_DEVICE, "unknown-free"},
-          child_environment(true, {"GPUMEM_TRACE=" + trace, "SIMCUDA_DEVICES=2",
-                                   "SIMCUDA_ALLOC_LATENCY_US=0", "SIMCUDA_FREE_LATENCY_US=0"}),
-          dir_);
+  const Outcome o = run_on_two_devices("unknown-free", trace, dir_);
   ASSERT_EQ(o.status, 0) << o.out << o.err;
   auto kv = printed_codes(o.out);
   EXPECT_NE(kv["runtime"], 0) << "simcuda refuses a pointer it never gave";
