@@ -7,6 +7,7 @@
 #include <map>
 #include <thread>
 
+#include "intern_hash.h"
 #include "trace_test_util.h"
 
 namespace gpumem::test {
@@ -259,6 +260,110 @@ TEST(TraceWriter, StackTableFullStillRecordsEveryStack) {
   ASSERT_EQ(got.events.size(), n + 1);
   EXPECT_EQ(got.events.back().rec.aux, deep_id);
   EXPECT_EQ(got.events.back().payload.size(), TraceWriter::kMaxStackDepth * sizeof(uint64_t));
+}
+
+// Two 16-byte keys with the same intern hash, built from the hash's structure (hash_words over
+// two words: the second word cancels the difference the first made). `first` is the one to
+// vary until the second word suits the caller (a string must not contain a zero byte).
+struct Colliding {
+  uint64_t a[2], b[2];
+};
+Colliding colliding_pair(uint64_t seed, uint64_t first) {
+  const uint64_t h0 = intern::mix64(seed + 16 + 0x9e3779b97f4a7c15ull);
+  Colliding c{{0x1111222233334444ull, 0x5555666677778888ull}, {first, 0}};
+  c.b[1] = intern::mix64(h0 ^ c.a[0]) ^ c.a[1] ^ intern::mix64(h0 ^ c.b[0]);
+  return c;
+}
+
+// A slot's hash only finds it: a different stack with the same hash gets its own id (before,
+// the table returned the first stack's id, so the allocation showed the other call site).
+TEST(TraceWriter, StacksWithTheSameHashKeepTheirOwnIds) {
+  const Colliding c = colliding_pair(1, 0x0123456789abcdefull);
+  ASSERT_EQ(intern::hash_stack(c.a, 2), intern::hash_stack(c.b, 2));  // the test's premise
+  ScratchDir dir;
+  TraceWriter w;
+  ASSERT_TRUE(open_writer(w, dir.file("k.trace")));
+  const uint32_t a = w.intern_stack(c.a, 2);
+  const uint32_t b = w.intern_stack(c.b, 2);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(w.intern_stack(c.a, 2), a);  // both stay deduplicated
+  EXPECT_EQ(w.intern_stack(c.b, 2), b);
+  w.close();
+  ReadResult got = read_trace(dir.file("k.trace"));
+  ASSERT_EQ(got.events.size(), 2u);  // each written once
+  EXPECT_EQ(got.events[0].rec.aux, a);
+  EXPECT_EQ(got.events[0].payload, std::string(reinterpret_cast<const char*>(c.a), 16));
+  EXPECT_EQ(got.events[1].rec.aux, b);
+  EXPECT_EQ(got.events[1].payload, std::string(reinterpret_cast<const char*>(c.b), 16));
+}
+
+TEST(TraceWriter, StringsWithTheSameHashKeepTheirOwnIds) {
+  auto printable = [](uint64_t w) {
+    for (int i = 0; i < 8; ++i) {
+      const uint8_t byte = static_cast<uint8_t>(w >> (8 * i));
+      if (byte == 0) return false;
+    }
+    return true;
+  };
+  Colliding c{};
+  for (uint64_t first = 0x6161616161616161ull;; ++first) {  // "aaaaaaaa", then on
+    c = colliding_pair(2, first);
+    if (printable(c.b[0]) && printable(c.b[1])) break;
+  }
+  char sa[17] = {}, sb[17] = {};
+  std::memcpy(sa, c.a, 16);
+  std::memcpy(sb, c.b, 16);
+  ASSERT_EQ(intern::hash_string(sa, 16), intern::hash_string(sb, 16));
+  ASSERT_NE(std::string(sa), std::string(sb));
+  ScratchDir dir;
+  TraceWriter w;
+  ASSERT_TRUE(open_writer(w, dir.file("s.trace")));
+  const uint64_t a = w.intern_string(sa);
+  const uint64_t b = w.intern_string(sb);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(w.intern_string(sa), a);
+  EXPECT_EQ(w.intern_string(sb), b);
+  w.close();
+  ReadResult got = read_trace(dir.file("s.trace"));
+  ASSERT_EQ(got.events.size(), 2u);
+  EXPECT_EQ(got.events[0].payload, std::string(sa, 16));
+  EXPECT_EQ(got.events[1].payload, std::string(sb, 16));
+}
+
+// Once the frames kept for comparison fill their arena, new stacks are written again on every
+// call (as with a full table), and every id still names its own frames.
+TEST(TraceWriter, StackArenaUsedUpStillGivesEveryStackItsOwnId) {
+  ScratchDir dir;
+  TraceWriter w;
+  ASSERT_TRUE(open_writer(w, dir.file("arena.trace")));
+  constexpr int kDepth = TraceWriter::kMaxStackDepth;
+  const uint64_t fit = TraceWriter::kStackArenaPcs / kDepth, extra = 50;
+  std::vector<uint64_t> pcs(kDepth);
+  auto stack_of = [&](uint64_t i) {
+    for (int f = 0; f < kDepth; ++f) pcs[f] = i * 1000 + static_cast<uint64_t>(f) + 1;
+    return pcs.data();
+  };
+  std::map<uint32_t, uint64_t> stack_by_id;
+  for (int round = 0; round < 2; ++round) {
+    for (uint64_t i = 0; i < fit + extra; ++i) {
+      const uint32_t id = w.intern_stack(stack_of(i), kDepth);
+      auto [it, inserted] = stack_by_id.emplace(id, i);
+      EXPECT_EQ(it->second, i) << "id " << id << " given to two stacks";
+      if (round == 1 && i < fit) {
+        EXPECT_FALSE(inserted) << "stack " << i << " kept";
+      }
+    }
+  }
+  w.close();
+  ReadResult got = read_trace(dir.file("arena.trace"));
+  // The ones that fit once, the rest twice.
+  EXPECT_EQ(got.events.size(), fit + 2 * extra);
+  uint64_t wrong = 0;
+  for (const OwnedEvent& e : got.events) {
+    const uint64_t i = stack_by_id.at(static_cast<uint32_t>(e.rec.aux));
+    wrong += e.payload != std::string(reinterpret_cast<const char*>(stack_of(i)), kDepth * 8);
+  }
+  EXPECT_EQ(wrong, 0u);
 }
 
 TEST(TraceWriter, CreatesFileWithMode0600) {

@@ -1,45 +1,24 @@
 // String and call-stack tables: each distinct string or stack is written to the trace once, and
 // records refer to it by id. Both tables are fixed-size (allocated by open()); when one is full,
-// entries are written again under fresh ids, which costs bytes but never correctness.
+// entries are written again under fresh ids, which costs bytes but never correctness. A slot
+// keeps its string's bytes or its stack's frames (in an arena beside the tables), and a lookup
+// compares them: two strings or stacks with the same hash never share an id.
 #include <cstring>
 
 #include "gpumem/trace/writer.h"
+#include "intern_hash.h"
 
 namespace gpumem {
 namespace {
 
 constexpr size_t kMaxProbes = 64;  // linear probing stops here and treats the table as full
 
-uint64_t mix64(uint64_t x) {  // a 64-bit finaliser (splitmix64): good spread for pc values
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
-uint64_t hash_stack(const uint64_t* pcs, int depth) {
-  uint64_t h = mix64(static_cast<uint64_t>(depth) + 0x9e3779b97f4a7c15ull);
-  for (int i = 0; i < depth; ++i) h = mix64(h ^ pcs[i]) + static_cast<uint64_t>(i);
-  return h == 0 ? 1 : h;  // 0 marks an empty table slot
-}
-
-uint64_t hash_string(const char* s, size_t len) {  // FNV-1a
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < len; ++i) {
-    h ^= static_cast<unsigned char>(s[i]);
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
 }  // namespace
 
 uint64_t TraceWriter::intern_string(const char* text) {
   if (text == nullptr) text = "";
   const size_t len = strnlen(text, kMaxStringBytes);
-  const uint64_t h = hash_string(text, len);
+  const uint64_t h = intern::hash_string(text, len);
   // try_lock: a signal handler interrupting this thread inside the table (gpumem_mark from a
   // handler) must not wait for itself; without the table the string is written again, under a
   // fresh id: more bytes, never a wrong one.
@@ -56,11 +35,16 @@ uint64_t TraceWriter::intern_string(const char* text) {
       slot = &s;
       break;
     }
-    if (s.hash == h && s.len == len) return s.id;
+    if (s.hash == h && s.len == len && std::memcmp(string_arena_ + s.text, text, len) == 0)
+      return s.id;
   }
   const uint64_t id = next_string_id_.fetch_add(1, std::memory_order_relaxed);
   append_blob(trace::Op::string, id, text, len);
-  if (slot != nullptr) *slot = StringSlot{h, len, id};
+  if (slot != nullptr && string_arena_used_ + len <= kStringArenaBytes) {
+    std::memcpy(string_arena_ + string_arena_used_, text, len);
+    *slot = StringSlot{h, len, id, string_arena_used_};
+    string_arena_used_ += len;
+  }
   return id;
 }
 
@@ -93,15 +77,27 @@ uint32_t TraceWriter::intern_stack(const uint64_t* pcs, int depth) {
     return id;
   };
   if (stacks_ == nullptr) return write_new();
-  const uint64_t h = hash_stack(pcs, depth);
+  const uint64_t h = intern::hash_stack(pcs, depth);
+  const size_t n = static_cast<size_t>(depth);
   for (size_t probe = 0; probe < kMaxProbes; ++probe) {
     StackSlot& s = stacks_[(h + probe) % kStackTableSize];
     uint64_t seen = s.hash.load(std::memory_order_acquire);
     if (seen == 0) {
+      // No room left for its frames: as a full table (a slot that cannot be checked is no use).
+      if (stack_arena_used_.load(std::memory_order_relaxed) + n > kStackArenaPcs)
+        return write_new();
       if (s.hash.compare_exchange_strong(seen, h, std::memory_order_acq_rel)) {
-        // Ours: write the stack, then publish its id. The blob's slots are reserved before the
-        // id is visible, so every record that uses the id lies after the stack in the file.
+        // Ours: write the stack and keep its frames, then publish its id. The blob's slots are
+        // reserved before the id is visible, so every record that uses the id lies after the
+        // stack in the file.
         const uint32_t id = write_new();
+        const uint64_t at = stack_arena_used_.fetch_add(n, std::memory_order_relaxed);
+        s.depth = kNoFrames;  // another thread took the arena's last room meanwhile
+        if (at + n <= kStackArenaPcs) {
+          if (n > 0) std::memcpy(stack_arena_ + at, pcs, n * sizeof(uint64_t));
+          s.pcs = at;
+          s.depth = static_cast<uint32_t>(depth);
+        }
         s.id.store(id, std::memory_order_release);
         return id;
       }
@@ -109,7 +105,11 @@ uint32_t TraceWriter::intern_stack(const uint64_t* pcs, int depth) {
     }
     if (seen == h) {
       const uint32_t id = s.id.load(std::memory_order_acquire);
-      return id != 0 ? id : write_new();  // still being written: never wait, write our own
+      if (id == 0) return write_new();  // still being written: never wait, write our own
+      if (s.depth == static_cast<uint32_t>(depth) &&
+          (n == 0 || std::memcmp(stack_arena_ + s.pcs, pcs, n * sizeof(uint64_t)) == 0))
+        return id;
+      // Another stack with the same hash: probe on.
     }
   }
   return write_new();

@@ -373,13 +373,16 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   // tables (ids from an earlier file, e.g. a forked parent's, mean nothing here).
   if (strings_ == nullptr) {
     tables_bytes_ = kStringTableSize * sizeof(StringSlot) + kStackTableSize * sizeof(StackSlot) +
-                    kPcTableSize * sizeof(std::atomic<uint64_t>);
+                    kPcTableSize * sizeof(std::atomic<uint64_t>) + kStringArenaBytes +
+                    kStackArenaPcs * sizeof(uint64_t);
     void* t = mmap(nullptr, tables_bytes_, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (t != MAP_FAILED) {
       strings_ = static_cast<StringSlot*>(t);
       stacks_ = reinterpret_cast<StackSlot*>(strings_ + kStringTableSize);
       pcs_ = reinterpret_cast<std::atomic<uint64_t>*>(stacks_ + kStackTableSize);
+      string_arena_ = reinterpret_cast<char*>(pcs_ + kPcTableSize);
+      stack_arena_ = reinterpret_cast<uint64_t*>(string_arena_ + kStringArenaBytes);
     }
   } else {
     madvise(strings_, tables_bytes_, MADV_DONTNEED);  // private anonymous: reads back as zeros
@@ -446,6 +449,8 @@ bool TraceWriter::create(const char* path, const Header& header, char* err, size
   closing_.store(false, std::memory_order_relaxed);
   next_string_id_.store(1, std::memory_order_relaxed);
   next_stack_id_.store(1, std::memory_order_relaxed);
+  string_arena_used_ = 0;
+  stack_arena_used_.store(0, std::memory_order_relaxed);
   end_at_close_ = 0;
   base_.store(static_cast<char*>(map), std::memory_order_release);
   return true;

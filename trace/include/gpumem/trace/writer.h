@@ -125,17 +125,28 @@ class TraceWriter {
   static constexpr size_t kStringTableSize = 4096;  // distinct strings deduplicated
   static constexpr size_t kStackTableSize = 65536;  // distinct stacks deduplicated
   static constexpr size_t kPcTableSize = 1 << 20;   // distinct return addresses kept to symbolise
+  // The bytes of the strings and the frames of the stacks in the tables, compared on every hit:
+  // a hash only finds the slot. Virtual until used; once one is used up, new strings or stacks
+  // are written again on every call, as when their table is full.
+  static constexpr size_t kStringArenaBytes = 4 << 20;
+  static constexpr size_t kStackArenaPcs = 4 << 20;  // 32 MiB, 40 frames for each of 100k stacks
 
  private:
   struct StringSlot {  // guarded by strings_mutex_
     uint64_t hash;
     uint64_t len;
     uint64_t id;
+    uint64_t text;  // where its bytes are in string_arena_
   };
-  struct StackSlot {  // lock-free: hash claimed by CAS, id published with release (0 = pending)
+  // Lock-free: hash claimed by CAS, then depth and pcs written, then id published with release
+  // (0 = pending); a reader that loads a nonzero id (acquire) may read depth and pcs.
+  struct StackSlot {
     std::atomic<uint64_t> hash;
     std::atomic<uint32_t> id;
+    uint32_t depth;  // kNoFrames: the arena was used up, the frames were not kept
+    uint64_t pcs;    // where its frames are in stack_arena_
   };
+  static constexpr uint32_t kNoFrames = UINT32_MAX;
 
   // Reserves `bytes` at the cursor; returns where to write, or nullptr when the slot cannot be
   // backed by the file (counted as dropped, unless the writer is closing).
@@ -188,6 +199,10 @@ class TraceWriter {
   // kPcTableSize entries, same mapping: each distinct return address of the stacks written, its
   // top bit set once write_symbols() has named it; 0 = empty.
   std::atomic<uint64_t>* pcs_ = nullptr;
+  char* string_arena_ = nullptr;       // kStringArenaBytes, same mapping
+  uint64_t string_arena_used_ = 0;     // guarded by strings_mutex_
+  uint64_t* stack_arena_ = nullptr;    // kStackArenaPcs entries, same mapping
+  std::atomic<uint64_t> stack_arena_used_{0};
   void remember_pcs(const uint64_t* pcs, int depth);
   size_t tables_bytes_ = 0;
   Format format_ = Format::from_environment;
