@@ -3,6 +3,7 @@
 // look only; in raw (version 1) and compact (version 2) traces, across compact chunks sealed
 // between looks, with strings and stacks among the records.
 #include <gtest/gtest.h>
+#include <malloc.h>
 
 #include <cstdint>
 #include <string>
@@ -96,6 +97,42 @@ TEST(TopFollowOn, RawTraceEachRecordOnceAcrossLooks) { follow_in_looks(TraceWrit
 
 TEST(TopFollowOn, CompactTraceEachRecordOnceAcrossSealedChunks) {
   follow_in_looks(TraceWriter::Format::compact);
+}
+
+// Between two looks a raw trace's follower holds no buffer (each look reads its bytes again), so
+// top's followers, read one after another, share one buffer's memory: 16 followers of traces
+// longer than the buffer, all kept, hold less heap than two buffers would.
+TEST(TopFollowOn, FollowersHoldNoBufferBetweenLooks) {
+  constexpr int kTraces = 16;
+  constexpr uint64_t kRecords = 2048;  // 128 KiB: more than a follower's 64 KiB buffer
+  ScratchDir dir;
+  std::vector<std::string> paths;
+  for (int t = 0; t < kTraces; ++t) {
+    paths.push_back(dir / ("t" + std::to_string(t) + ".trace"));
+    TraceWriter w;
+    w.set_format(TraceWriter::Format::raw);
+    char err[512];
+    ASSERT_TRUE(w.open(paths.back().c_str(), tr::Header{}, err, sizeof err)) << err;
+    for (uint64_t i = 0; i < kRecords; ++i) {
+      tr::Record r{};
+      r.op = static_cast<uint16_t>(tr::Op::alloc);
+      r.address = 0x1000 + i * 64;
+      r.bytes = 64;
+      r.aux = i;
+      w.append(r);
+    }
+    w.close();
+  }
+  std::vector<Follow> follows(kTraces);
+  const size_t start = mallinfo2().uordblks;
+  for (int t = 0; t < kTraces; ++t) follows[t].look(paths[t]);  // opened, read to the end
+  const size_t opened = mallinfo2().uordblks;
+  for (int t = 0; t < kTraces; ++t) EXPECT_EQ(follows[t].look(paths[t]), 0u);
+  for (int t = 0; t < kTraces; ++t) EXPECT_EQ(follows[t].next_aux, kRecords);
+  const size_t again = mallinfo2().uordblks;
+  // Each follower keeps its header and state (about 20 KiB), no 64 KiB buffer.
+  EXPECT_LT(opened - start, size_t{kTraces} * 40 * 1024) << "the looks' buffers were kept";
+  EXPECT_LT(again, opened + 64 * 1024) << "heap in use grew by " << again - opened;
 }
 
 }  // namespace

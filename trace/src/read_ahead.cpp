@@ -36,10 +36,7 @@ ssize_t read_at(int fd, char* dst, size_t len, uint64_t offset) {
 }
 
 ReadAhead::ReadAhead(int fd, size_t direct_bytes) : fd_(fd), direct_bytes_(direct_bytes) {
-  if (direct_bytes_ != 0) {
-    direct_ = std::make_unique<Record[]>(direct_bytes_ / sizeof(Record));
-    return;
-  }
+  if (direct_bytes_ != 0) return;  // its buffer is made by the first get()
   // One 2 MiB-aligned block for all chunks (pages are committed as they are first read into).
   // Not zeroed: only the bytes read are used.
   ring_ = mmap(nullptr, kRingMapBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -82,8 +79,10 @@ ReadAhead::Slot* ReadAhead::slot_for(uint64_t offset) {
 ReadAhead::Chunk ReadAhead::get(uint64_t offset, uint64_t end) {
   if (direct_bytes_ != 0) {
     const size_t len = static_cast<size_t>(std::min<uint64_t>(direct_bytes_, end - offset));
-    const ssize_t got = read_at(fd_, reinterpret_cast<char*>(direct_.get()), len, offset);
-    return {direct_.get(), got, got < 0 ? errno : 0};
+    // Not zeroed: only the bytes read are used. operator new's alignment suits a Record.
+    if (!direct_) direct_ = std::make_unique_for_overwrite<char[]>(direct_bytes_);
+    const ssize_t got = read_at(fd_, direct_.get(), len, offset);
+    return {reinterpret_cast<Record*>(direct_.get()), got, got < 0 ? errno : 0};
   }
   std::unique_lock lock(mutex_);
   for (Slot& s : slots_)

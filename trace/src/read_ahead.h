@@ -58,6 +58,9 @@ class ReadAhead {
   Chunk get(uint64_t offset, uint64_t end);
   // Ends any reading in flight (before the file is closed).
   void stop();
+  // Direct mode: gives the buffer back to the heap until the next get() (a follower between two
+  // looks: top's followers, read one after another, then share one buffer's memory).
+  void release_direct() { direct_.reset(); }
   // The size of the chunks get() returns.
   size_t chunk_bytes() const { return direct_bytes_ != 0 ? direct_bytes_ : kChunkBytes; }
 
@@ -80,7 +83,7 @@ class ReadAhead {
 
   int fd_;
   size_t direct_bytes_ = 0;
-  std::unique_ptr<Record[]> direct_;  // direct mode's one buffer
+  std::unique_ptr<char[]> direct_;  // direct mode's one buffer (direct_bytes_), made by get()
   void* ring_ = nullptr;  // the chunks' buffers, one block (huge pages where the kernel gives them)
   Slot slots_[kChunks];
   std::thread thread_;

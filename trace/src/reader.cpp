@@ -52,6 +52,7 @@ class FileReader final : public Reader {
         header_(std::move(header)),
         start_(start),
         hold_(hold),
+        follow_(follow),
         ahead_(fd, follow ? kFollowBytes : 0) {
     find_data_end();
     rewind();
@@ -162,6 +163,10 @@ class FileReader final : public Reader {
       pos_ += kRecordSize;
     }
     stats_.bytes_read = pos_;
+    if (follow_) {  // this look is over: the next one reads again (follow_on), into a new buffer
+      ahead_.release_direct();
+      buffer_offset_ = buffer_len_ = 0;
+    }
     return false;  // zero slots at the end are the unused end of the file, not torn
   }
 
@@ -282,6 +287,7 @@ class FileReader final : public Reader {
   std::unique_ptr<Header> header_;
   uint64_t start_;
   bool hold_;
+  const bool follow_;  // a follower's reader (follow.h): its buffer lives for one look
   std::vector<std::string> open_reasons_;  // why the file is truncated, known before reading
   uint64_t data_end_ = kHeaderSize;        // records lie in [kHeaderSize, data_end_)
   uint64_t pos_ = kHeaderSize;
