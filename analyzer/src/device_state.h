@@ -373,7 +373,9 @@ size_t DeviceState::plain_run_impl(const trace::Record* records, size_t count, u
       count_alloc(n, bytes, kSites ? site_aggregate(r.site) : *last_site_agg_, segment == 0, t, 0,
                   kSeries);
     } else if (r.op == kFree) {
-      LiveAlloc* a = r.address != 0 ? live.find(r.address) : nullptr;
+      // The record names its allocation's device (trace-format.md); one that names another (a
+      // damaged record, maybe an impossible device, which feed() skips) takes the general path.
+      LiveAlloc* a = r.address != 0 && r.device == device_ ? live.find(r.address) : nullptr;
       if (a == nullptr || a->freed || a->device != device_ || a->kind == kPinned ||
           a->kind == static_cast<uint8_t>(trace::MemKind::imported) ||
           a->segment_id >= kNvtxHeapSegment || a->bytes == 0)
