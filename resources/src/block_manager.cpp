@@ -1,7 +1,10 @@
 #include "gpumem/resources/block_manager.h"
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <iterator>
+#include <utility>
 
 namespace gpumem::resources {
 
@@ -137,6 +140,35 @@ void BlockManager::merge_run(Block* b) {
   insert_free(first);
 }
 
+// A radix sort (least significant digit first, 11 bits a pass, over the offsets from the lowest
+// address): O(n), where std::sort through the blocks' pointers missed the cache at each
+// comparison and made a synchronization of a few thousand pending blocks cost more than the
+// order saved (a quarter of a `gpumem replay` limit search's time; docs/performance.md).
+void BlockManager::sort_by_address(std::vector<std::pair<uintptr_t, Block*>>& v,
+                                   std::vector<std::pair<uintptr_t, Block*>>& scratch) {
+  if (v.size() < 64) {
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    return;
+  }
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (const auto& e : v) {
+    lo = std::min(lo, e.first);
+    hi = std::max(hi, e.first);
+  }
+  constexpr int kDigitBits = 11;
+  constexpr uintptr_t kDigits = uintptr_t{1} << kDigitBits;
+  scratch.resize(v.size());
+  const int bits = static_cast<int>(std::bit_width(hi - lo));
+  for (int shift = 0; shift < bits; shift += kDigitBits) {
+    std::array<uint32_t, kDigits> start{};
+    for (const auto& e : v) ++start[((e.first - lo) >> shift) & (kDigits - 1)];
+    uint32_t sum = 0;
+    for (uint32_t& c : start) sum += std::exchange(c, sum);
+    for (const auto& e : v) scratch[start[((e.first - lo) >> shift) & (kDigits - 1)]++] = e;
+    v.swap(scratch);
+  }
+}
+
 void BlockManager::make_all_safe() {
   // Tagged blocks first. Merging only joins blocks of equal tags, so a tagged block still waiting
   // in scratch_ is never merged away (and freed) before its turn.
@@ -161,12 +193,14 @@ void BlockManager::make_all_safe() {
   // the same as merging them one by one: runs are maximal either way and keep their first block.
   // In address order: the bins' treaps are then descended along nearly the same path from one
   // insertion to the next (the blocks' nodes stay in cache).
-  std::sort(pending_.begin(), pending_.end(),
-            [](const Block* a, const Block* b) { return a->addr < b->addr; });
+  by_address_.clear();
   for (Block* b : pending_) {
     b->state = BlockState::free;
     b->stream = kAnyStream;
+    by_address_.emplace_back(b->addr, b);
   }
+  sort_by_address(by_address_, sort_scratch_);
+  for (size_t i = 0; i < by_address_.size(); ++i) pending_[i] = by_address_[i].second;
   for (Block* b : pending_)
     if (b->size != 0 && b->bins == nullptr) merge_run(b);  // else: already merged into a run
   for (Block* b : pending_)

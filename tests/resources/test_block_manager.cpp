@@ -92,6 +92,33 @@ TEST(BlockManagerWalks, FreeAtLeastSkipsTaggedPendingAndSmaller) {
 // treap finds the place), and best_fit answers the smallest block of at least the bytes asked,
 // the lowest address among equals. Both checked against a sorted set at each step below, and the
 // bins emptied at the end.
+// make_all_safe's radix sort against std::sort: sizes on both sides of its switch to std::sort,
+// addresses over a few blocks' span and over 2^47 (segments far apart), ties included.
+TEST(BlockManagerSort, SortsByAddressLikeStdSort) {
+  std::mt19937_64 rng(5);
+  std::vector<std::pair<uintptr_t, Block*>> v, scratch;
+  for (size_t n : {0, 1, 2, 63, 64, 65, 1000, 50000}) {
+    for (uint64_t span : {uint64_t{1} << 12, uint64_t{1} << 30, uint64_t{1} << 47}) {
+      v.clear();
+      for (size_t i = 0; i < n; ++i) {
+        const uintptr_t addr = kBase + (rng() % span) / kBlockAlign * kBlockAlign;
+        v.emplace_back(addr, reinterpret_cast<Block*>(static_cast<uintptr_t>(i + 1)));
+      }
+      auto want = v;
+      std::stable_sort(want.begin(), want.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
+      BlockManager::sort_by_address(v, scratch);
+      if (n >= 64) {
+        EXPECT_EQ(v, want) << n << " " << span;  // stable above std::sort's range too
+      } else {
+        ASSERT_EQ(v.size(), n);
+        EXPECT_TRUE(std::is_sorted(v.begin(), v.end(),
+                                   [](const auto& a, const auto& b) { return a.first < b.first; }));
+      }
+    }
+  }
+}
+
 TEST(FreeBinsOrder, SortedWhateverTheInsertionOrder) {
   std::mt19937_64 rng(3);
   std::vector<std::unique_ptr<Block>> blocks;

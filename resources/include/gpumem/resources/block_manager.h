@@ -59,6 +59,10 @@ class BlockManager {
   // Call after a device synchronization: every pending and stream-tagged block becomes free on
   // every stream, and all are coalesced.
   void make_all_safe();
+  // Sorts (address, block) pairs by address, in O(n) (make_all_safe's order; `scratch` is its
+  // second buffer, kept for its capacity).
+  static void sort_by_address(std::vector<std::pair<uintptr_t, Block*>>& v,
+                              std::vector<std::pair<uintptr_t, Block*>>& scratch);
   // Removes each segment that is a single free block and for which release(addr, size) returns
   // true (the upstream gave it back). Returns the bytes removed.
   template <class Release>
@@ -158,6 +162,8 @@ class BlockManager {
   static constexpr size_t kSpareBins = 4;
   std::vector<std::unique_ptr<FreeBins>> spare_bins_;
   std::vector<Block*> scratch_;
+  // make_all_safe's pending blocks by address, and its sort's second buffer.
+  std::vector<std::pair<uintptr_t, Block*>> by_address_, sort_scratch_;
 };
 
 template <class Release>
