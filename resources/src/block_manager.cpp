@@ -140,7 +140,7 @@ void BlockManager::merge_run(Block* b) {
   insert_free(first);
 }
 
-// A radix sort (least significant digit first, 11 bits a pass, over the offsets from the lowest
+// A radix sort (least significant digit first, 8 bits a pass, over the offsets from the lowest
 // address): O(n), where std::sort through the blocks' pointers missed the cache at each
 // comparison and made a synchronization of a few thousand pending blocks cost more than the
 // order saved (a quarter of a `gpumem replay` limit search's time; docs/performance.md).
@@ -155,7 +155,7 @@ void BlockManager::sort_by_address(std::vector<std::pair<uintptr_t, Block*>>& v,
     lo = std::min(lo, e.first);
     hi = std::max(hi, e.first);
   }
-  constexpr int kDigitBits = 11;
+  constexpr int kDigitBits = 8;  // 1 KiB of counts on the stack: any thread may synchronize
   constexpr uintptr_t kDigits = uintptr_t{1} << kDigitBits;
   scratch.resize(v.size());
   const int bits = static_cast<int>(std::bit_width(hi - lo));
