@@ -16,6 +16,11 @@
 //                          an allocation, device 0 given read-write access to the pool
 //                          (cudaMemPoolSetAccess), one, the access taken back, one; the same
 //                          three through the driver (cuMemPoolSetAccess)
+//   stream_device pool-recreate  a pool made on device 1 (cudaMemPoolCreate), an allocation from
+//                          it on the legacy stream (device 0's), freed, the pool destroyed, a
+//                          pool made on device 0 (simcuda hands out the same handle), one
+//                          allocation from it; the same through the driver (cuMemPoolCreate,
+//                          cuMemPoolDestroy)
 #include <cuda.h>
 #include <cuda_runtime_api.h>
 
@@ -127,6 +132,42 @@ int pool_access_calls() {
   return cudaDeviceSynchronize() == cudaSuccess ? 0 : 1;
 }
 
+// A pool on `device`, through the runtime or the driver.
+int make_pool(int device, bool driver, cudaMemPool_t* pool) {
+  if (driver) {
+    CUmemPoolProps p{};
+    p.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+    p.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    p.location.id = device;
+    return cuMemPoolCreate(pool, &p);
+  }
+  cudaMemPoolProps p{};
+  p.allocType = cudaMemAllocationTypePinned;
+  p.location.type = cudaMemLocationTypeDevice;
+  p.location.id = device;
+  return cudaMemPoolCreate(pool, &p);
+}
+
+int pool_recreate_calls() {
+  if (cudaSetDevice(0) != cudaSuccess) return 1;
+  for (const bool driver : {false, true}) {
+    const char* family = driver ? "driver" : "runtime";
+    cudaMemPool_t pools[2] = {};
+    for (int i = 0; i < 2; ++i) {
+      std::printf("%s_create_%d %d\n", family, i, make_pool(1 - i, driver, &pools[i]));
+      void* p = nullptr;
+      std::printf("%s_alloc_%d %d\n", family, i,
+                  cudaMallocFromPoolAsync(&p, kMiB, pools[i], nullptr));
+      if (p != nullptr) cudaFreeAsync(p, nullptr);
+      const int destroyed = driver ? static_cast<int>(cuMemPoolDestroy(pools[i]))
+                                   : static_cast<int>(cudaMemPoolDestroy(pools[i]));
+      std::printf("%s_destroy_%d %d\n", family, i, destroyed);
+    }
+    std::printf("%s_same_handle %d\n", family, pools[0] == pools[1] ? 1 : 0);
+  }
+  return cudaDeviceSynchronize() == cudaSuccess ? 0 : 1;
+}
+
 int unknown_free_calls() {
   cudaStream_t s = nullptr;
   if (!stream_on_device_1(&s)) return 1;
@@ -145,6 +186,8 @@ int main(int argc, char** argv) {
   if (mode == "pool") return pool_calls();
   if (mode == "unknown-free") return unknown_free_calls();
   if (mode == "pool-access") return pool_access_calls();
-  std::fprintf(stderr, "usage: stream_device runtime|driver|pool|unknown-free|pool-access\n");
+  if (mode == "pool-recreate") return pool_recreate_calls();
+  std::fprintf(stderr,
+               "usage: stream_device runtime|driver|pool|unknown-free|pool-access|pool-recreate\n");
   return 2;
 }

@@ -105,6 +105,28 @@ TEST_F(StreamDevice, PoolsDeviceFollowsItsAccessChanges) {
   EXPECT_EQ(devices, (std::vector<int>{1, 0, 1, 1, 0, 1}));
 }
 
+// A pool destroyed and another made on another device at the same handle: the device kept for
+// the handle is dropped at the destroy, so the new pool's allocation names its own device.
+TEST_F(StreamDevice, APoolMadeAgainAtTheSameHandleNamesItsOwnDevice) {
+  const std::string trace = dir_ + "/recreate.trace";
+  const Outcome o = run_on_two_devices("pool-recreate", trace, dir_);
+  ASSERT_EQ(o.status, 0) << o.out << o.err;
+  auto kv = printed_codes(o.out);
+  for (const char* family : {"runtime", "driver"}) {
+    SCOPED_TRACE(family);
+    for (const char* step : {"create", "alloc", "destroy"})
+      for (int i = 0; i < 2; ++i)
+        EXPECT_EQ(kv[std::string(family) + "_" + step + "_" + std::to_string(i)], 0) << step << i;
+    EXPECT_EQ(kv[std::string(family) + "_same_handle"], 1) << "the test needs the handle reused";
+  }
+  const LoadedTrace t = load_trace(trace);
+  ASSERT_TRUE(t.opened) << t.error;
+  std::vector<int> devices;  // of each allocation, in order
+  for (const auto& r : t.records)
+    if (static_cast<Op>(r.op) == Op::alloc) devices.push_back(r.device);
+  EXPECT_EQ(devices, (std::vector<int>{1, 0, 1, 0}));
+}
+
 // A stream-ordered free of a pointer nobody allocated names the stream's device, as its
 // allocation would have, not the current one.
 TEST_F(StreamDevice, UnknownStreamOrderedFreeNamesTheStreamsDevice) {

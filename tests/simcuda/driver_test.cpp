@@ -466,6 +466,60 @@ TEST(Driver, DefaultPoolAttributes) {
   EXPECT_EQ(free_async(a, nullptr), CUDA_ERROR_INVALID_VALUE);
 }
 
+// Explicit pools: made on a device, their memory charged there; destroying one gives its reserve
+// back, leaves what is still allocated from it valid, and makes the handle unknown; the handle
+// comes back from a later create only once nothing is allocated from it. A device's own pool
+// cannot be destroyed.
+TEST(Driver, CreatedPoolsAreDestroyedAndTheirHandlesReused) {
+  auto create = proc<PFN_cuMemPoolCreate_v11020>("cuMemPoolCreate");
+  auto destroy = proc<PFN_cuMemPoolDestroy_v11020>("cuMemPoolDestroy");
+  auto alloc = proc<PFN_cuMemAllocFromPoolAsync_v11020>("cuMemAllocFromPoolAsync");
+  auto free_async = proc<PFN_cuMemFreeAsync_v11020>("cuMemFreeAsync");
+  auto get = proc<PFN_cuMemPoolGetAttribute_v11020>("cuMemPoolGetAttribute");
+  ASSERT_NE(create, nullptr);
+  ASSERT_NE(destroy, nullptr);
+  const size_t before = free_bytes();
+  CUmemPoolProps props{};
+  props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+  props.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  props.location.id = 0;
+  CUmemoryPool pool = nullptr, other = nullptr;
+  ASSERT_EQ(create(&pool, &props), CUDA_SUCCESS);
+  CUdeviceptr a = 0, b = 0;
+  ASSERT_EQ(alloc(&a, 3 * kMiB, pool, nullptr), CUDA_SUCCESS);
+  EXPECT_EQ(before - free_bytes(), 4 * kMiB);
+  ASSERT_EQ(destroy(pool), CUDA_SUCCESS);
+  EXPECT_EQ(destroy(pool), CUDA_ERROR_INVALID_VALUE);  // unknown once destroyed
+  cuuint64_t v = 0;
+  EXPECT_EQ(get(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &v), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(alloc(&b, kMiB, pool, nullptr), CUDA_ERROR_INVALID_VALUE);
+  ASSERT_EQ(create(&other, &props), CUDA_SUCCESS);
+  EXPECT_NE(other, pool) << "memory is still allocated from the destroyed pool";
+  EXPECT_EQ(before - free_bytes(), 4 * kMiB);  // a is still charged
+  ASSERT_EQ(free_async(a, nullptr), CUDA_SUCCESS);
+  EXPECT_EQ(free_bytes(), before);
+  CUmemoryPool again = nullptr;
+  ASSERT_EQ(create(&again, &props), CUDA_SUCCESS);
+  EXPECT_EQ(again, pool) << "the drained handle is handed out again";
+  EXPECT_EQ(destroy(again), CUDA_SUCCESS);
+  EXPECT_EQ(destroy(other), CUDA_SUCCESS);
+  // Bad properties and a device's own pool.
+  props.location.id = 99;
+  EXPECT_EQ(create(&other, &props), CUDA_ERROR_INVALID_DEVICE);
+  props.location.id = 0;
+  props.allocType = CU_MEM_ALLOCATION_TYPE_INVALID;
+  EXPECT_EQ(create(&other, &props), CUDA_ERROR_INVALID_VALUE);
+  props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+  props.handleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+  EXPECT_EQ(create(&other, &props), CUDA_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(create(nullptr, &props), CUDA_ERROR_INVALID_VALUE);
+  CUmemoryPool own = nullptr;
+  ASSERT_EQ(proc<PFN_cuDeviceGetDefaultMemPool_v11020>("cuDeviceGetDefaultMemPool")(&own, 0),
+            CUDA_SUCCESS);
+  EXPECT_EQ(destroy(own), CUDA_ERROR_INVALID_VALUE);
+  EXPECT_EQ(free_bytes(), before);
+}
+
 TEST(Driver, StreamsAndEvents) {
   CUstream s = nullptr;
   ASSERT_EQ(proc<PFN_cuStreamCreate_v2000>("cuStreamCreate")(&s, 0), CUDA_SUCCESS);

@@ -10,6 +10,9 @@ namespace {
 CUmemPoolHandle_st* known_pool(CUmemoryPool pool) {
   for (auto& d : state().devices)
     if (pool == &d->default_pool) return pool;
+  std::lock_guard lock(state().mu);
+  for (auto& p : state().created_pools)
+    if (pool == p.get() && !p->destroyed) return pool;
   return nullptr;
 }
 
@@ -184,5 +187,41 @@ SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolTrimTo(CUmemoryPool pool, size_t min_by
   if (known_pool(pool) == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard lock(state().mu);
   pool_release_to(*state().devices[pool->device], *pool, min_bytes_to_keep);
+  return CUDA_SUCCESS;
+}
+
+// Explicit pools: pinned device memory on one device; the handle types, IPC export and the other
+// properties are not modelled (refused when asked for, so that no caller relies on them).
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolCreate(CUmemoryPool* pool, const CUmemPoolProps* props) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (pool == nullptr || props == nullptr || props->allocType != CU_MEM_ALLOCATION_TYPE_PINNED ||
+      props->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+    return CUDA_ERROR_INVALID_VALUE;
+  if (!valid_device(props->location.id)) return CUDA_ERROR_INVALID_DEVICE;
+  if (props->handleTypes != CU_MEM_HANDLE_TYPE_NONE) return CUDA_ERROR_NOT_SUPPORTED;
+  std::lock_guard lock(state().mu);
+  CUmemPoolHandle_st* made = nullptr;
+  for (auto& p : state().created_pools)
+    if (p->destroyed && p->used == 0 && p->reserved == 0) made = p.get();
+  if (made == nullptr)
+    made = state().created_pools.emplace_back(std::make_unique<CUmemPoolHandle_st>()).get();
+  *made = CUmemPoolHandle_st{};
+  made->device = props->location.id;
+  *pool = made;
+  return CUDA_SUCCESS;
+}
+
+// Its reserve goes back to the device; what is still allocated from it stays valid until freed
+// (as the real driver defers the release), and the handle is not handed out again until then.
+SIMCUDA_EXPORT CUresult CUDAAPI cuMemPoolDestroy(CUmemoryPool pool) {
+  if (!initialized()) return CUDA_ERROR_NOT_INITIALIZED;
+  if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  for (auto& d : state().devices)
+    if (pool == &d->default_pool) return CUDA_ERROR_INVALID_VALUE;  // a device's own pool
+  if (known_pool(pool) == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard lock(state().mu);
+  pool->destroyed = true;
+  pool->release_threshold = 0;
+  pool_release_to(*state().devices[pool->device], *pool, 0);
   return CUDA_SUCCESS;
 }

@@ -83,6 +83,8 @@ const Entry kEntries[] = {
     ROW(cuMemPoolTrimTo, 11020, cuMemPoolTrimTo),
     ROW(cuMemPoolGetAccess, 11020, cuMemPoolGetAccess),
     ROW(cuMemPoolSetAccess, 11020, cuMemPoolSetAccess),
+    ROW(cuMemPoolCreate, 11020, cuMemPoolCreate),
+    ROW(cuMemPoolDestroy, 11020, cuMemPoolDestroy),
     ROW(cuMemAddressReserve, 10020, cuMemAddressReserve),
     ROW(cuMemAddressFree, 10020, cuMemAddressFree),
     ROW(cuMemCreate, 10020, cuMemCreate),

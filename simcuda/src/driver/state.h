@@ -43,6 +43,7 @@ struct CUmemPoolHandle_st {
   uint64_t release_threshold = 0;
   uint64_t peer_read_write =
       0;  // other devices given read-write access (cuMemPoolSetAccess), a bit each
+  bool destroyed = false;  // cuMemPoolDestroy'd: unknown to every call; its handle may come back
 };
 
 namespace simcuda {
@@ -122,6 +123,9 @@ struct State {
   std::map<uintptr_t, Mapping> mappings;          // cuMemMap ranges
   std::unordered_set<PhysicalAllocation*> handles;
   std::unordered_set<CUctx_st*> contexts;  // cuCtxCreate contexts (not primary ones)
+  // Pools made by cuMemPoolCreate, never deleted: a destroyed one is handed out again by a later
+  // create once nothing is allocated from it (as a real driver may reuse the address).
+  std::vector<std::unique_ptr<CUmemPoolHandle_st>> created_pools;
   std::unordered_set<CUstream_st*> streams;
   std::unordered_set<CUevent_st*> events;
   std::atomic<uint64_t> alloc_attempts{0};

@@ -94,6 +94,8 @@ Loaded load() {
   RESOLVE(cuMemPoolTrimTo, "cuMemPoolTrimTo");
   RESOLVE(cuMemPoolGetAccess, "cuMemPoolGetAccess");
   RESOLVE(cuMemPoolSetAccess, "cuMemPoolSetAccess");
+  RESOLVE(cuMemPoolCreate, "cuMemPoolCreate");
+  RESOLVE(cuMemPoolDestroy, "cuMemPoolDestroy");
   RESOLVE(cuStreamCreate, "cuStreamCreate");
   RESOLVE(cuStreamDestroy, "cuStreamDestroy");
   RESOLVE(cuStreamSynchronize, "cuStreamSynchronize");

@@ -45,6 +45,8 @@ struct Driver {
   PFN_cuMemPoolTrimTo_v11020 cuMemPoolTrimTo;
   PFN_cuMemPoolGetAccess_v11020 cuMemPoolGetAccess;
   PFN_cuMemPoolSetAccess_v11020 cuMemPoolSetAccess;
+  PFN_cuMemPoolCreate_v11020 cuMemPoolCreate;
+  PFN_cuMemPoolDestroy_v11020 cuMemPoolDestroy;
   PFN_cuStreamCreate_v2000 cuStreamCreate;
   PFN_cuStreamDestroy_v4000 cuStreamDestroy;
   PFN_cuStreamSynchronize_v2000 cuStreamSynchronize;

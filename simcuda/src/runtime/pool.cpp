@@ -83,3 +83,18 @@ SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMemPoolSetAccess(cudaMemPool_t pool,
   if (cudaError_t e = driver(&d)) return finish(e);
   return finish(d->cuMemPoolSetAccess(pool, reinterpret_cast<const CUmemAccessDesc*>(map), count));
 }
+
+// cudaMemPoolProps and CUmemPoolProps share their layout and values.
+SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMemPoolCreate(cudaMemPool_t* pool,
+                                                       const cudaMemPoolProps* props) {
+  static_assert(sizeof(cudaMemPoolProps) == sizeof(CUmemPoolProps));
+  const Driver* d = nullptr;
+  if (cudaError_t e = driver(&d)) return finish(e);
+  return finish(d->cuMemPoolCreate(pool, reinterpret_cast<const CUmemPoolProps*>(props)));
+}
+
+SIMCUDA_EXPORT cudaError_t CUDARTAPI cudaMemPoolDestroy(cudaMemPool_t pool) {
+  const Driver* d = nullptr;
+  if (cudaError_t e = driver(&d)) return finish(e);
+  return finish(d->cuMemPoolDestroy(pool));
+}
