@@ -1,6 +1,7 @@
 #include "segment_space.h"
 
 #include <algorithm>
+#include <bit>
 #include <utility>
 #include <vector>
 
@@ -9,6 +10,22 @@
 namespace gpumem::analyzer {
 
 SegmentSpace::Iter SegmentSpace::segment_containing(uint64_t address) {
+  Hint* hint = nullptr;
+  if (hints_) {
+    hint = &(*hints_)[(address >> hint_shift_) % kHints];
+    // The segment's bounds are read through its node: a joining segment's end moves in place.
+    if (hint->generation == generation_ && address >= hint->it->first &&
+        address < hint->it->second.end)
+      return hint->it;
+  } else if (segments_.size() >= kHintsFromSegments) {
+    hints_ = std::make_unique<std::array<Hint, kHints>>();
+  }
+  const Iter it = search_segment(address);
+  if (hint != nullptr && it != segments_.end()) *hint = {it, generation_};
+  return it;
+}
+
+SegmentSpace::Iter SegmentSpace::search_segment(uint64_t address) {
   if (index_.size() != segments_.size()) [[unlikely]] {  // stale: index_stale() emptied it
     if (++lookups_since_stale_ <= segments_.size() / 16) {
       auto after = segments_.upper_bound(address);
@@ -18,10 +35,14 @@ SegmentSpace::Iter SegmentSpace::segment_containing(uint64_t address) {
     }
     ++index_rebuilds_;
     index_starts_.clear();
+    uint64_t smallest = UINT64_MAX;
     for (auto it = segments_.begin(); it != segments_.end(); ++it) {
       index_starts_.push_back(it->first);
       index_.push_back(it);
+      smallest = std::min(smallest, it->second.end - it->first);
     }
+    hint_shift_ = std::clamp(static_cast<unsigned>(std::bit_width(smallest)) - 1, 12u, 40u);
+    ++generation_;  // the hints' granules changed
   }
   const uint64_t* starts = index_starts_.data();
   const uint32_t n = count_at_most(static_cast<uint32_t>(index_.size()), address,
