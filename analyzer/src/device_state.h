@@ -243,7 +243,13 @@ class DeviceState {
     }
   }
   Aggregate& site_aggregate(uint32_t site) {
-    if (last_site_agg_ == nullptr || last_site_ != site) switch_site(site);
+    if (last_site_agg_ == nullptr || last_site_ != site) [[unlikely]] {
+      Aggregate* known = site < site_index_.size() ? site_index_[site] : nullptr;
+      if (known == nullptr) [[unlikely]]
+        switch_site(site);
+      else
+        last_site_ = site, last_site_agg_ = known;
+    }
     return *last_site_agg_;
   }
   // Entries are never erased and unordered_map nodes never move: the pointer stays valid.
@@ -252,6 +258,10 @@ class DeviceState {
     auto [it, inserted] = live_by_site_.try_emplace(site);
     if (inserted) sites_.add_site(site, it->second);
     last_site_agg_ = &it->second;
+    if (site < kSiteIndexLimit) {
+      if (site >= site_index_.size()) site_index_.resize(site + 1, nullptr);
+      site_index_[site] = last_site_agg_;
+    }
   }
 
   int device_;
@@ -267,6 +277,11 @@ class DeviceState {
   SiteAggregates live_by_site_;  // emptied sites stay, with count 0
   uint32_t last_site_ = 0;
   Aggregate* last_site_agg_ = nullptr;  // &live_by_site_[last_site_]
+  // &live_by_site_[site] by site, for the sites below kSiteIndexLimit seen so far (stack ids are
+  // numbered from 1 by the writer): a record of another site than the last costs a load, not
+  // a hash lookup.
+  static constexpr uint32_t kSiteIndexLimit = 1 << 16;
+  std::vector<Aggregate*> site_index_;
   // What is live by size class is histogram_ minus freed_by_class_ plus resized_by_class_
   // (take_peak_snapshot): an allocation then updates one class array, not two. An NVTX heap's
   // allocation counts as freed while it is a segment; resized_by_class_ moves a resized region

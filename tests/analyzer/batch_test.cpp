@@ -4,6 +4,8 @@
 // one at a time gives, to the byte.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <random>
 
 #include "events.h"
@@ -123,6 +125,33 @@ TEST(Batch, PlainPairsInOneRunAreCountedExactly) {
   EXPECT_EQ(d.final.allocated_bytes, 0u);
   EXPECT_EQ(d.churn.short_lived, 1000u);
   EXPECT_EQ(d.churn.allocated_bytes_total, 1000u * 64 + 250 * (0 + 1 + 2 + 3));
+}
+
+// Sites below the device's site index (kSiteIndexLimit, 65536) and above it, interleaved record by
+// record: each site's live bytes are its own, in runs and one record at a time.
+TEST(Batch, SitesAboveAndBelowTheSiteIndexKeepTheirOwnBytes) {
+  const uint32_t sites[] = {1, 70000, 2, 65535, 65536, 3, 1u << 31};
+  Events e;
+  std::map<uint32_t, uint64_t> leaked;
+  for (int i = 0; i < 700; ++i) {
+    const uint32_t site = sites[i % 7];
+    const uint64_t bytes = 100 + static_cast<uint64_t>(i % 7);
+    e.alloc(10 * i, 0x100000 + static_cast<uint64_t>(i) * 0x1000, bytes, site);
+    if (i % 2 == 0) {
+      e.free(10 * i + 5, 0x100000 + static_cast<uint64_t>(i) * 0x1000);
+    } else {
+      leaked[site] += bytes;
+    }
+  }
+  for (const Report& r : {e.analyze(), analyze_in_batches(e, 3)}) {
+    ASSERT_EQ(r.devices.size(), 1u);
+    std::map<uint32_t, uint64_t> got;
+    for (const GroupRow& row : r.devices[0].leaks) got[row.site] += row.bytes;
+    EXPECT_EQ(got, leaked);
+    std::map<uint32_t, uint64_t> at_end;
+    for (const GroupRow& row : r.devices[0].peak.live_at_peak) at_end[row.site] += row.bytes;
+    EXPECT_EQ(at_end, leaked);  // the last allocation is the peak: all that leaks is live then
+  }
 }
 
 // NVTX heaps (analyzer/src/nvtx_heaps.h) over plain allocations: a heap's allocation leaves the
