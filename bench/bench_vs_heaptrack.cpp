@@ -14,7 +14,7 @@
 //                               the same number of calls; peak RSS of each; trace bytes per event
 //   BM_AnalyzerVsHeaptrackPrintCompact  the same on a compact trace (GPUMEM_TRACE_FORMAT=compact)
 //   BM_AnalyzerVsHeaptrackPrintPooled   the same on a pooled trace: a worker's calls under the
-//                               preload with GPUMEM_POOL=growth
+//                               preload with GPUMEM_POOL=growth (expandable:0) or expandable (1)
 //
 // `bench_vs_heaptrack --write-trace PATH EVENTS raw|compact` writes the analyzer rows' trace and
 // keeps it, for profiling `gpumem report` on it.
@@ -332,18 +332,20 @@ void BM_AnalyzerVsHeaptrackPrintCompact(benchmark::State& state) {
 BENCHMARK(BM_AnalyzerVsHeaptrackPrintCompact)->Apply(best_of_5_at_two_sizes);
 
 // `gpumem report --json` on a pooled trace: cuda_pool_worker's calls under libgpumem.so with
-// GPUMEM_POOL=growth, written by the real writer (segments reserved, allocations inside them,
+// GPUMEM_POOL=growth, or expandable (state.range(1) = 1: granules mapped into one range, each a
+// joining segment), written by the real writer (segments reserved, allocations inside them,
 // free extents tracked for fragmentation); heaptrack_print on heaptrack's trace of the same number
 // of malloc/free calls.
 void BM_AnalyzerVsHeaptrackPrintPooled(benchmark::State& state) {
   const uint64_t pairs = events_wanted(static_cast<uint64_t>(state.range(0))) / 2;
+  const bool expandable = state.range(1) != 0;
   const double events = 2.0 * static_cast<double>(pairs);
   const std::string base = g_tmp + "/gpumem-bench-pooled-" + std::to_string(getpid());
   const std::string gm_trace = base + ".trace", ht_trace = base + "-ht";
   auto env = simcuda_env();
   gpumem::bench::add_preload(env);
   env.push_back("GPUMEM_TRACE=" + gm_trace);
-  env.push_back("GPUMEM_POOL=growth");
+  env.push_back(expandable ? "GPUMEM_POOL=expandable" : "GPUMEM_POOL=growth");
   Child wr = spawn({g_self, "--cuda-pool-worker", std::to_string(2 * pairs)}, env, false);
   Child rec = spawn({"heaptrack", "-o", ht_trace, g_self, "--host-worker", std::to_string(pairs)},
                     {}, false);
@@ -376,8 +378,9 @@ void BM_AnalyzerVsHeaptrackPrintPooled(benchmark::State& state) {
   remove_prefix(base);
 }
 BENCHMARK(BM_AnalyzerVsHeaptrackPrintPooled)
-    ->ArgName("events")
-    ->Arg(10'000'000)
+    ->ArgNames({"events", "expandable"})
+    ->Args({10'000'000, 0})
+    ->Args({10'000'000, 1})
     ->UseManualTime()
     ->Iterations(5)
     ->Unit(benchmark::kMillisecond);

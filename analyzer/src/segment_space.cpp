@@ -132,11 +132,10 @@ bool SegmentSpace::release_part(uint64_t address, uint64_t bytes, uint64_t* used
   return true;
 }
 
-bool SegmentSpace::any_free_in(uint64_t address, uint64_t end) const {
-  const auto p = free_.at_or_before(address);
-  if (free_.valid(p) && free_.get(p).end > address) return true;
-  const auto n = free_.valid(p) ? free_.next(p) : free_.lower_bound(address);
-  return free_.valid(n) && free_.get(n).start < end;
+bool SegmentSpace::any_free_in(uint64_t address, uint64_t end, FreeExtents::Pos next) const {
+  const auto prev = free_.prev(next);
+  return (free_.valid(prev) && free_.get(prev).end > address) ||
+         (free_.valid(next) && free_.get(next).start < end);
 }
 
 uint64_t SegmentSpace::unfree(uint64_t address, uint64_t end) {
@@ -195,11 +194,10 @@ uint64_t SegmentSpace::take(uint64_t address, uint64_t bytes) {
   return seg->second.id;
 }
 
-void SegmentSpace::free_range(uint64_t address, uint64_t end, Iter seg) {
+void SegmentSpace::free_range(uint64_t address, uint64_t end, Iter seg, FreeExtents::Pos next) {
   total_free_ += end - address;
   // Neighbours in free_ are inside this segment whenever they touch the range (extents never
   // cross segment bounds, and the range is inside the segment).
-  const auto next = free_.lower_bound(address);
   const bool merge_next =
       free_.valid(next) && free_.get(next).start == end && end < seg->second.end;
   const auto prev = free_.prev(next);
@@ -221,8 +219,9 @@ uint64_t SegmentSpace::give_back(uint64_t address, uint64_t bytes, uint64_t id) 
   const uint64_t end = address + bytes;
   auto seg = segment_containing(address);
   if (seg != segments_.end() && seg->second.joining) {
-    if (end <= seg->second.end && !any_free_in(address, end)) {  // the common case
-      free_range(address, end, seg);
+    const auto next = free_.lower_bound(address);
+    if (end <= seg->second.end && !any_free_in(address, end, next)) {  // the common case
+      free_range(address, end, seg, next);
       return bytes;
     }
     return give_back_joining(address, end);
@@ -230,7 +229,7 @@ uint64_t SegmentSpace::give_back(uint64_t address, uint64_t bytes, uint64_t id) 
   if (seg == segments_.end()) return give_back_joining(address, end);  // its start unmapped
   if (seg->second.id != id || end > seg->second.end) return 0;
   seg->second.used -= bytes;
-  free_range(address, end, seg);
+  free_range(address, end, seg, free_.lower_bound(address));
   return bytes;
 }
 
@@ -261,7 +260,7 @@ uint64_t SegmentSpace::give_back_joining(uint64_t address, uint64_t end) {
       }
       if (at < stop) taken.emplace_back(at, stop);
       for (const auto& [from, to] : taken) {
-        free_range(from, to, seg);
+        free_range(from, to, seg, free_.lower_bound(from));
         given += to - from;
       }
     }

@@ -70,12 +70,14 @@ class SegmentSpace {
     lookups_since_stale_ = 0;
     ++generation_;
   }
-  // Whether any free extent overlaps [address, end).
-  bool any_free_in(uint64_t address, uint64_t end) const;
+  // Whether any free extent overlaps [address, end), given `next`, the first free extent that
+  // starts at or after `address` (free_.lower_bound(address)).
+  bool any_free_in(uint64_t address, uint64_t end, FreeExtents::Pos next) const;
   // Removes every free byte of [address, end); returns how many there were.
   uint64_t unfree(uint64_t address, uint64_t end);
-  // Adds [address, end), wholly not free and inside `seg`, to the free extents.
-  void free_range(uint64_t address, uint64_t end, Iter seg);
+  // Adds [address, end), wholly not free and inside `seg`, to the free extents; `next` is
+  // free_.lower_bound(address) (one search for the caller's check and the change).
+  void free_range(uint64_t address, uint64_t end, Iter seg, FreeExtents::Pos next);
   uint64_t give_back_joining(uint64_t address, uint64_t end);
 
   std::map<uint64_t, Segment> segments_;  // start -> segment
