@@ -270,7 +270,12 @@ void BM_growth_sync_after_equal_frees(benchmark::State& state) {
         (void)mr.synchronize(0);
       });
 }
-BENCHMARK(BM_growth_sync_after_equal_frees)->Arg(500)->Arg(2500)->Arg(10000)->Arg(40000)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_growth_sync_after_equal_frees)
+    ->Arg(500)
+    ->Arg(2500)
+    ->Arg(10000)
+    ->Arg(40000)
+    ->Unit(benchmark::kMillisecond);
 
 // The same blocks freed stream-ordered (cudaFreeAsync: each goes straight into its stream's free
 // bins, one at a time, in the program's order): order 0 random, 1 descending addresses (a

@@ -60,8 +60,8 @@ class SegmentSpace {
     bool joining;
   };
   using Iter = std::map<uint64_t, Segment>::iterator;
-  // The segment holding `address`: through index_ when it is current, else through the map;
-  // segments_.end() when none.
+  // The segment holding `address`: through its hint (hints_) when that is current, else through
+  // index_ when it is current, else through the map; segments_.end() when none.
   Iter segment_containing(uint64_t address);
   Iter search_segment(uint64_t address);  // segment_containing without the hints
   // Every change to the set of segments (emplace, erase) makes index_ and the hints stale.

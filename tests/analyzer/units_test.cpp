@@ -135,7 +135,8 @@ TEST(SegmentSpace, AdjacentSegmentsDoNotMerge) {
 // brute-force model (one flag per 16-byte granule): total free and the largest free extent
 // (extents never span two segments), and that take refuses exactly what is not entirely free.
 TEST(SegmentSpace, MatchesABruteForceModelUnderRandomUse) {
-  constexpr uint64_t kGranule = 16, kSegments = 5, kSegmentGranules = 64;  // 5: the lookup hints too
+  // Five segments: the lookup keeps hints from four on.
+  constexpr uint64_t kGranule = 16, kSegments = 5, kSegmentGranules = 64;
   SegmentSpace s;
   uint64_t ids[kSegments];
   for (uint64_t i = 0; i < kSegments; ++i)

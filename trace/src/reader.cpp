@@ -166,6 +166,8 @@ class FileReader final : public Reader {
     if (follow_) {  // this look is over: the next one reads again (follow_on), into a new buffer
       ahead_.release_direct();
       buffer_offset_ = buffer_len_ = 0;
+      records_ = nullptr;
+      buffer_ = nullptr;
     }
     return false;  // zero slots at the end are the unused end of the file, not torn
   }

@@ -39,6 +39,8 @@ inline uint64_t hash_words(uint64_t seed, const void* data, size_t bytes) {
 inline uint64_t hash_stack(const uint64_t* pcs, int depth) {
   return hash_words(1, pcs, static_cast<size_t>(depth) * sizeof(uint64_t));
 }
-inline uint64_t hash_string(const char* s, size_t len) { return hash_words(2, s, len); }
+inline uint64_t hash_string(const char* s, size_t len) {
+  return hash_words(2, s, len);
+}
 
 }  // namespace gpumem::intern

@@ -199,9 +199,9 @@ class TraceWriter {
   // kPcTableSize entries, same mapping: each distinct return address of the stacks written, its
   // top bit set once write_symbols() has named it; 0 = empty.
   std::atomic<uint64_t>* pcs_ = nullptr;
-  char* string_arena_ = nullptr;       // kStringArenaBytes, same mapping
-  uint64_t string_arena_used_ = 0;     // guarded by strings_mutex_
-  uint64_t* stack_arena_ = nullptr;    // kStackArenaPcs entries, same mapping
+  char* string_arena_ = nullptr;     // kStringArenaBytes, same mapping
+  uint64_t string_arena_used_ = 0;   // guarded by strings_mutex_
+  uint64_t* stack_arena_ = nullptr;  // kStackArenaPcs entries, same mapping
   std::atomic<uint64_t> stack_arena_used_{0};
   void remember_pcs(const uint64_t* pcs, int depth);
   size_t tables_bytes_ = 0;
