@@ -174,7 +174,7 @@ class CompactFileReader final : public Reader {
       }
       if (!load_chunk()) start_raw();
     }
-    if (raw_ == nullptr || !raw_->next(ev)) return false;
+    if (raw_ == nullptr || !raw_->next(ev)) return look_over();
     ++delivered_;
     return true;
   }
@@ -196,7 +196,7 @@ class CompactFileReader final : public Reader {
       }
     }
     if (!in_chunks_ && raw_ != nullptr) {
-      if (!raw_->next_batch(batch)) return false;
+      if (!raw_->next_batch(batch)) return look_over();
       delivered_ += batch->count;
       return true;
     }
@@ -208,6 +208,18 @@ class CompactFileReader final : public Reader {
   uint64_t resume_offset() const { return kHeaderSize + delivered_ * kRecordSize; }
 
  private:
+  // Nothing more to read in this look. A follower's buffers go back to the heap until the next
+  // look, which reads again (follow_on): top's followers, read one after another, then share
+  // one set of buffers' memory (the raw part's reader gives its own back as well).
+  bool look_over() {
+    if (follow_) {
+      chunk_ = compact::DecodedChunk{};
+      body_ = std::vector<uint8_t>{};
+      copy_ = std::vector<char>{};
+    }
+    return false;
+  }
+
   // Passes over `n` records; the counts a look reports start after them.
   void skip(uint64_t n) {
     Event ev;
