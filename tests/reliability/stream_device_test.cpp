@@ -29,6 +29,17 @@ std::map<std::string, long long> printed_codes(const std::string& out) {
   return kv;
 }
 
+// The device of each allocation the trace holds, in order; {-2} when it cannot be read.
+std::vector<int> allocation_devices(const std::string& trace) {
+  const LoadedTrace t = load_trace(trace);
+  EXPECT_TRUE(t.opened) << t.error;
+  if (!t.opened) return {-2};
+  std::vector<int> devices;
+  for (const auto& r : t.records)
+    if (static_cast<Op>(r.op) == Op::alloc) devices.push_back(r.device);
+  return devices;
+}
+
 // The stream_device program in `mode` on two simulated devices, tracing to `trace`.
 Outcome run_on_two_devices(const std::string& mode, const std::string& trace,
                            const std::string& dir, const std::string& extra = {}) {
@@ -97,12 +108,7 @@ TEST_F(StreamDevice, PoolsDeviceFollowsItsAccessChanges) {
     EXPECT_EQ(kv[std::string(family) + "_set_1"], 0);
     EXPECT_EQ(kv[std::string(family) + "_set_2"], 0);
   }
-  const LoadedTrace t = load_trace(trace);
-  ASSERT_TRUE(t.opened) << t.error;
-  std::vector<int> devices;  // of each allocation, in order
-  for (const auto& r : t.records)
-    if (static_cast<Op>(r.op) == Op::alloc) devices.push_back(r.device);
-  EXPECT_EQ(devices, (std::vector<int>{1, 0, 1, 1, 0, 1}));
+  EXPECT_EQ(allocation_devices(trace), (std::vector<int>{1, 0, 1, 1, 0, 1}));
 }
 
 // A pool destroyed and another made on another device at the same handle: the device kept for
@@ -119,12 +125,7 @@ TEST_F(StreamDevice, APoolMadeAgainAtTheSameHandleNamesItsOwnDevice) {
         EXPECT_EQ(kv[std::string(family) + "_" + step + "_" + std::to_string(i)], 0) << step << i;
     EXPECT_EQ(kv[std::string(family) + "_same_handle"], 1) << "the test needs the handle reused";
   }
-  const LoadedTrace t = load_trace(trace);
-  ASSERT_TRUE(t.opened) << t.error;
-  std::vector<int> devices;  // of each allocation, in order
-  for (const auto& r : t.records)
-    if (static_cast<Op>(r.op) == Op::alloc) devices.push_back(r.device);
-  EXPECT_EQ(devices, (std::vector<int>{1, 0, 1, 0}));
+  EXPECT_EQ(allocation_devices(trace), (std::vector<int>{1, 0, 1, 0}));
 }
 
 // A stream-ordered free of a pointer nobody allocated names the stream's device, as its
