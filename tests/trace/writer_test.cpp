@@ -183,7 +183,7 @@ TEST(TraceWriter, StacksAreDeduplicatedAcrossThreads) {
   std::vector<std::vector<uint32_t>> ids(kThreads, std::vector<uint32_t>(kStacks));
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
+    threads.emplace_back([&] {
       for (int round = 0; round < kRounds; ++round) {
         for (int s = 0; s < kStacks; ++s) {
           const uint64_t pcs[4] = {0x400000u + static_cast<uint64_t>(s), 0x500000, 0x600000,

@@ -22,9 +22,9 @@ using ExitFn = void (*)(int);
 
 }  // namespace
 
-GPUMEM_EXPORT [[noreturn]] void _exit(int status) {
+GPUMEM_EXPORT void _exit(int status) {  // noreturn, as glibc declares it
   exit_through("_exit", status);
 }
-GPUMEM_EXPORT [[noreturn]] void _Exit(int status) {
+GPUMEM_EXPORT void _Exit(int status) {  // noreturn, as glibc declares it
   exit_through("_Exit", status);
 }
