@@ -74,12 +74,13 @@ void run(benchmark::State& state, bool pooled) {
 
 // The reader's way: records in runs (Analysis::feed(Batch)), so plain allocations and frees take
 // the fast path (DeviceState::plain_run). With call sites (GPUMEM_STACKS) or without.
-void run_batched(benchmark::State& state, bool sites, bool pooled = false) {
+void run_batched(benchmark::State& state, bool sites, bool pooled = false,
+                 gpumem::analyzer::AnalysisOptions options = {}) {
   const auto events = generate(static_cast<size_t>(state.range(0)), pooled, sites);
   std::vector<gpumem::trace::Record> records;
   for (const Event& e : events) records.push_back(e.rec);
   for (auto _ : state) {
-    gpumem::analyzer::Analysis a;
+    gpumem::analyzer::Analysis a(options);
     a.begin_trace(header(), "bench.trace");
     for (size_t i = 0; i < records.size(); i += 4096) {
       gpumem::trace::Batch b;
@@ -105,6 +106,12 @@ void BM_AnalyzeBatchNoSites(benchmark::State& state) {
 }
 void BM_AnalyzeBatchSites(benchmark::State& state) {
   run_batched(state, true);
+}
+// As gpumem top analyses: with sites, no timeline_by_site (AnalysisOptions::site_series).
+void BM_AnalyzeBatchTop(benchmark::State& state) {
+  gpumem::analyzer::AnalysisOptions options;
+  options.site_series = false;
+  run_batched(state, true, false, options);
 }
 // Pooled, the reader's way: the allocations inside one segment (free extents tracked), 64 sites.
 void BM_AnalyzeBatchPooled(benchmark::State& state) {
@@ -145,6 +152,7 @@ BENCHMARK(BM_AnalyzeNoPool)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzePooled)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzeBatchNoSites)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzeBatchSites)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AnalyzeBatchTop)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AnalyzeBatchPooled)->Arg(1 << 21)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_SegmentSpace)->ArgName("segments")->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond);
 

@@ -180,7 +180,8 @@ TEST(SegmentSpace, MatchesABruteForceModelUnderRandomUse) {
 }
 
 // Random inserts, changes and erases on a grid of `cells` 1000-byte cells, checked every five
-// steps against a std::map: order, neighbours and the largest size.
+// steps against a std::map: order, neighbours and the largest size. The lookups go through the
+// bucket hints (from four buckets on), which the moving bucket bounds keep making stale.
 template <uint32_t kCap>
 void matches_a_map_under_random_use(uint64_t cells) {
   using Set = FreeExtentsOf<kCap>;
