@@ -24,7 +24,7 @@
 
 namespace gpumem::analyzer {
 
-template <uint32_t kCap = 32>
+template <uint32_t kCap = 64>
 class FreeExtentsOf {
   static_assert(kCap >= 8 && std::has_single_bit(kCap));
 

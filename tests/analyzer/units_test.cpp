@@ -4,6 +4,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -244,10 +245,14 @@ void matches_a_map_under_random_use(uint64_t cells) {
 
 // Buckets of 8: splits, merges and removals of buckets often; the searches' one-entry eighths.
 TEST(FreeExtents, MatchesAMapUnderRandomUse) { matches_a_map_under_random_use<8>(400); }
-// The analyzer's buckets of 32 (eighths of four), about 90 of them: the top level's eight-way
-// steps, as bench_analyzer's pooled pattern has them.
+// Buckets of 32 (eighths of four), about 90 of them: the top level's eight-way steps.
 TEST(FreeExtents, BucketsOf32MatchAMapUnderRandomUse) {
   matches_a_map_under_random_use<32>(4000);
+}
+// The analyzer's own buckets (FreeExtents, 64: eighths of eight), about 90 of them.
+TEST(FreeExtents, TheAnalyzersBucketsMatchAMapUnderRandomUse) {
+  static_assert(std::is_same_v<FreeExtents, FreeExtentsOf<64>>);
+  matches_a_map_under_random_use<64>(8000);
 }
 
 TEST(SegmentSpace, ReleaseReportsBytesStillUsed) {
