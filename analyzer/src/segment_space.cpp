@@ -44,6 +44,10 @@ SegmentSpace::Iter SegmentSpace::search_segment(uint64_t address) {
     hint_shift_ = std::clamp(static_cast<unsigned>(std::bit_width(smallest)) - 1, 12u, 40u);
     ++generation_;  // the hints' granules changed
   }
+  if (index_.size() == 1) {  // one segment (an expandable pool's run of granules, a heap's)
+    const Iter it = index_[0];
+    return address >= it->first && address < it->second.end ? it : segments_.end();
+  }
   const uint64_t* starts = index_starts_.data();
   const uint32_t n = count_at_most(static_cast<uint32_t>(index_.size()), address,
                                    [starts](uint32_t i) { return starts[i]; });

@@ -300,6 +300,27 @@ TEST(SegmentSpace, LookupFollowsReservesAndReleases) {
   }
 }
 
+// A space of one segment answers lookups without the index's search (an expandable pool's run of
+// granules, a heap's space): a give-back or release below or above it finds no segment.
+TEST(SegmentSpace, OneSegmentAnswersOnlyInsideIt) {
+  for (const bool joining : {false, true}) {
+    SegmentSpace s;
+    const uint64_t id = s.reserve(1000, 1000, joining);
+    ASSERT_NE(id, 0u);
+    ASSERT_EQ(s.take(1000, 100), id);
+    for (const uint64_t outside : {500u, 2000u, 2500u}) {
+      EXPECT_EQ(s.give_back(outside, 10, id), 0u) << outside << joining;
+      uint64_t used = 0;
+      EXPECT_FALSE(s.release_part(outside, 10, &used)) << outside << joining;
+      EXPECT_EQ(s.take(outside, 10), 0u) << outside << joining;
+    }
+    EXPECT_EQ(s.total_free(), 900u) << joining;
+    EXPECT_EQ(s.largest_free(), 900u) << joining;
+    EXPECT_EQ(s.give_back(1000, 100, id), 100u) << joining;
+    EXPECT_EQ(s.largest_free(), 1000u) << joining;
+  }
+}
+
 // A segment reserved before each allocation (NVTX heaps: one per heap) must not rebuild the
 // segment index at each lookup: that made such traces quadratic (50000 heaps took 12 s). The map
 // answers until the lookups since the last change are a sixteenth of the segments; then the index
