@@ -13,13 +13,13 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <bit>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <vector>
 
+#include "granule_hints.h"
 #include "sorted_search.h"
 
 namespace gpumem::analyzer {
@@ -172,8 +172,8 @@ class FreeExtentsOf {
     const uint32_t n = static_cast<uint32_t>(firsts_.size());
     const uint64_t* firsts = firsts_.data();
     uint32_t* hint = nullptr;
-    if (hints_) {
-      hint = &(*hints_)[(address >> hint_shift_) % kHints];
+    if (hints_.on()) {
+      hint = &hints_.slot(address);
       const uint32_t h = *hint;
       if (h < n) {
         if (firsts[h] > address) {
@@ -196,12 +196,12 @@ class FreeExtentsOf {
   // apart).
   void set_hint_granule() {
     if (buckets_.size() < kHintsFromBuckets) return;
-    if (!hints_) hints_ = std::make_unique<std::array<uint32_t, kHints>>();
+    hints_.start();
     spans_.resize(buckets_.size() - 1);
     for (size_t b = 0; b + 1 < buckets_.size(); ++b) spans_[b] = firsts_[b + 1] - firsts_[b];
     std::nth_element(spans_.begin(), spans_.begin() + spans_.size() / 2, spans_.end());
     const uint64_t span = spans_[spans_.size() / 2];
-    hint_shift_ = span < 16 ? 1u : static_cast<unsigned>(std::bit_width(span / 4)) - 1;
+    hints_.set_granule_shift(span < 16 ? 1u : static_cast<unsigned>(std::bit_width(span / 4)) - 1);
   }
 
   uint64_t& leaf(uint32_t b) { return tree_[leaves_ + b]; }
@@ -296,11 +296,8 @@ class FreeExtentsOf {
   std::vector<uint64_t> tree_;
   size_t leaves_ = 0;
   size_t size_ = 0;
-  static constexpr size_t kHints = 1024;
   static constexpr size_t kHintsFromBuckets = 4;
-  // A bucket index by granule of addresses (bucket_at_or_before()), maybe stale.
-  mutable std::unique_ptr<std::array<uint32_t, kHints>> hints_;
-  unsigned hint_shift_ = 20;
+  GranuleHints<1024> hints_;  // a bucket index by granule of addresses (bucket_at_or_before())
   std::vector<uint64_t> spans_;  // set_hint_granule()'s scratch
 };
 

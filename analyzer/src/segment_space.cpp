@@ -10,22 +10,25 @@
 namespace gpumem::analyzer {
 
 SegmentSpace::Iter SegmentSpace::segment_containing(uint64_t address) {
-  Hint* hint = nullptr;
-  if (hints_) {
-    hint = &(*hints_)[(address >> hint_shift_) % kHints];
-    // The segment's bounds are read through its node: a joining segment's end moves in place.
-    if (hint->generation == generation_ && address >= hint->it->first &&
-        address < hint->it->second.end)
-      return hint->it;
+  uint32_t* hint = nullptr;
+  if (hints_.on()) {
+    hint = &hints_.slot(address);
+    // index_ is empty while stale (any change to the segments empties it). The bounds are read
+    // through the segment's node: a joining segment's end moves in place.
+    if (*hint < index_.size()) {
+      const Iter it = index_[*hint];
+      if (address >= it->first && address < it->second.end) return it;
+    }
   } else if (segments_.size() >= kHintsFromSegments) {
-    hints_ = std::make_unique<std::array<Hint, kHints>>();
+    hints_.start();
   }
-  const Iter it = search_segment(address);
-  if (hint != nullptr && it != segments_.end()) *hint = {it, generation_};
+  uint32_t found = kNotIndexed;
+  const Iter it = search_segment(address, &found);
+  if (hint != nullptr && found != kNotIndexed) *hint = found;
   return it;
 }
 
-SegmentSpace::Iter SegmentSpace::search_segment(uint64_t address) {
+SegmentSpace::Iter SegmentSpace::search_segment(uint64_t address, uint32_t* found) {
   if (index_.size() != segments_.size()) [[unlikely]] {  // stale: index_stale() emptied it
     if (++lookups_since_stale_ <= segments_.size() / 16) {
       auto after = segments_.upper_bound(address);
@@ -41,8 +44,8 @@ SegmentSpace::Iter SegmentSpace::search_segment(uint64_t address) {
       index_.push_back(it);
       smallest = std::min(smallest, it->second.end - it->first);
     }
-    hint_shift_ = std::clamp(static_cast<unsigned>(std::bit_width(smallest)) - 1, 12u, 40u);
-    ++generation_;  // the hints' granules changed
+    hints_.set_granule_shift(
+        std::clamp(static_cast<unsigned>(std::bit_width(smallest)) - 1, 12u, 40u));
   }
   if (index_.size() == 1) {  // one segment (an expandable pool's run of granules, a heap's)
     const Iter it = index_[0];
@@ -53,7 +56,9 @@ SegmentSpace::Iter SegmentSpace::search_segment(uint64_t address) {
                                    [starts](uint32_t i) { return starts[i]; });
   if (n == 0) return segments_.end();
   const Iter it = index_[n - 1];
-  return address < it->second.end ? it : segments_.end();
+  if (address >= it->second.end) return segments_.end();
+  *found = n - 1;
+  return it;
 }
 
 uint64_t SegmentSpace::reserve(uint64_t address, uint64_t bytes, bool joining) {

@@ -11,13 +11,12 @@
 // fragmentation and the largest free block, is then what is mapped and not allocated.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <vector>
 
 #include "free_extents.h"
+#include "granule_hints.h"
 
 namespace gpumem::analyzer {
 
@@ -60,15 +59,18 @@ class SegmentSpace {
     bool joining;
   };
   using Iter = std::map<uint64_t, Segment>::iterator;
-  // The segment holding `address`: through its hint (hints_) when that is current, else through
+  // The segment holding `address`: through its hint (hints_) when that holds, else through
   // index_ when it is current, else through the map; segments_.end() when none.
   Iter segment_containing(uint64_t address);
-  Iter search_segment(uint64_t address);  // segment_containing without the hints
-  // Every change to the set of segments (emplace, erase) makes index_ and the hints stale.
+  // segment_containing without the hints; *found = the segment's place in index_ when index_
+  // answered, else left as it was.
+  Iter search_segment(uint64_t address, uint32_t* found);
+  static constexpr uint32_t kNotIndexed = UINT32_MAX;
+  // Every change to the set of segments (emplace, erase) makes index_ stale, and with it the
+  // hints, which name places in it.
   void index_stale() {
     index_.clear();
     lookups_since_stale_ = 0;
-    ++generation_;
   }
   // Whether any free extent overlaps [address, end), given `next`, the first free extent that
   // starts at or after `address` (free_.lower_bound(address)).
@@ -92,23 +94,13 @@ class SegmentSpace {
   std::vector<Iter> index_;
   uint64_t lookups_since_stale_ = 0;
   uint64_t index_rebuilds_ = 0;
-  // The segment last found for each granule of addresses (direct-mapped), tried before the
-  // search: a pool's blocks come and go in the same segments, and the search over a growth
-  // pool's dozens of segments was 14 % of a report of its trace. A granule is the smallest
-  // segment's size rounded down to a power of two (set when the index is rebuilt), so that few
-  // granules share a hint. Valid while generation_ is the one it was stored under (any segment
-  // added or removed moves it, as does a new granule); made once a device has a few segments
-  // (an NVTX heap's own space has one, and there are thousands of heaps).
-  struct Hint {
-    Iter it;
-    uint64_t generation = 0;
-  };
-  static constexpr size_t kHints = 512;
+  // The segment last found for each granule of addresses, as its place in index_, tried before
+  // the search: the search over a growth pool's dozens of segments was 14 % of a report of its
+  // trace. A granule is the smallest segment's size rounded down to a power of two (set when the
+  // index is rebuilt), so that few granules share a hint. Made once a device has a few segments.
   static constexpr size_t kHintsFromSegments = 4;
-  std::unique_ptr<std::array<Hint, kHints>> hints_;
-  unsigned hint_shift_ = 21;
-  uint64_t generation_ = 1;
-  FreeExtents free_;                      // ordered, with the largest size at hand
+  GranuleHints<512> hints_;
+  FreeExtents free_;  // ordered, with the largest size at hand
   uint64_t total_free_ = 0;
   uint64_t next_id_ = 1;
 };
