@@ -61,8 +61,14 @@ TEST_P(Attribution, EveryAllocationNamesItsPythonLineToTheByte) {
   const auto& [interpreter, mode] = GetParam();
   const bool mixed = mode == "mixed";
   auto which = gpumem::test::sh("command -v " + interpreter);
-  const std::string python = which.out.substr(0, which.out.find('\n'));
-  if (which.status != 0 || python.empty()) GTEST_SKIP() << interpreter << " is not installed";
+  if (which.status != 0 || which.out.empty()) GTEST_SKIP() << interpreter << " is not installed";
+  // The interpreter itself, not a launcher that finds it (pyenv's shims are bash scripts, which
+  // would run under the preload too: under ASan, LeakSanitizer's exit check crashed in them in
+  // some build folders and not in others).
+  auto real = gpumem::test::sh(interpreter + " -c 'import sys; print(sys.executable)'");
+  const std::string python = real.out.substr(0, real.out.find('\n'));
+  ASSERT_EQ(real.status, 0) << real.out;
+  ASSERT_FALSE(python.empty()) << interpreter << " does not say where it is";
   ASSERT_TRUE(dir_.ok());
   auto run = gpumem::test::sh(preload_env(dir_, mode) + python +
                               " " ALLOC_LINES_PY " " GPUMEM_SIMCUDA_DIR
