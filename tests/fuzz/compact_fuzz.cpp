@@ -2,8 +2,8 @@
 // it took, field for field, whatever the fields hold. The input is a stream of records (64 bytes
 // each, taken as they are: any op, time, address, size, device, flags), a blob's payload after
 // it (up to 255 bytes, its length in the byte before); the first byte picks the chunk size. The
-// records are encoded into as many chunks as that size needs, each chunk decoded in place and
-// with streaming stores, and every record and payload compared with what went in.
+// records are encoded into as many chunks as that size needs, each chunk decoded, and every
+// record and payload compared with what went in.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -29,18 +29,16 @@ bool same(const Record& a, const Record& b) {
 }
 
 void check_chunk(const std::vector<uint8_t>& chunk, const std::vector<Item>& items, size_t* next) {
-  for (const bool streaming : {false, true}) {
-    compact::DecodedChunk d;
-    compact::ChunkInfo info;
-    if (!compact::decode_chunk(chunk.data(), chunk.size(), &d, &info, streaming))
-      __builtin_trap();  // a chunk the encoder wrote always decodes
-    if (info.size() != chunk.size()) __builtin_trap();
-    for (size_t i = 0; i < d.records.size(); ++i) {
-      const Item& in = items.at(*next + i);
-      if (!same(d.records[i], in.rec) || d.payload(i) != in.payload) __builtin_trap();
-    }
-    if (streaming) *next += d.records.size();
+  compact::DecodedChunk d;
+  compact::ChunkInfo info;
+  if (!compact::decode_chunk(chunk.data(), chunk.size(), &d, &info))
+    __builtin_trap();  // a chunk the encoder wrote always decodes
+  if (info.size() != chunk.size()) __builtin_trap();
+  for (size_t i = 0; i < d.records.size(); ++i) {
+    const Item& in = items.at(*next + i);
+    if (!same(d.records[i], in.rec) || d.payload(i) != in.payload) __builtin_trap();
   }
+  *next += d.records.size();
 }
 
 }  // namespace

@@ -158,29 +158,6 @@ TEST(TraceCompact, EveryOpAndEveryFieldRoundTripsExactly) {
   expect_round_trip(items);
 }
 
-// The decoding thread writes records with non-temporal stores (decode_ahead.h): the same bytes
-// as the ordinary stores, every field at its extremes included.
-TEST(TraceCompact, StreamingStoresDecodeTheSameRecords) {
-  std::vector<Item> items = tensor_stream(9, 3000);
-  Record hi;
-  std::memset(&hi, 0xFF, sizeof hi);
-  items.push_back({hi, "blob"});
-  hi.device = std::numeric_limits<int16_t>::min();
-  items.push_back({hi, {}});
-  for (const auto& chunk : encode(items, 1 << 20)) {
-    compact::DecodedChunk plain, streamed;
-    ASSERT_TRUE(compact::decode_chunk(chunk.data(), chunk.size(), &plain, nullptr, false));
-    ASSERT_TRUE(compact::decode_chunk(chunk.data(), chunk.size(), &streamed, nullptr, true));
-    ASSERT_EQ(plain.records.size(), streamed.records.size());
-    ASSERT_GT(plain.records.size(), 0u);
-    EXPECT_EQ(std::memcmp(plain.records.data(), streamed.records.data(),
-                          plain.records.size() * sizeof(Record)), 0);
-    EXPECT_EQ(plain.payloads, streamed.payloads);
-    EXPECT_EQ(plain.payload_begin, streamed.payload_begin);
-  }
-  EXPECT_EQ(decode_all(encode(items, 1 << 20)).size(), items.size());
-}
-
 TEST(TraceCompact, AFreeNamesItsAllocationInTwoBytesPlusItsTimeDelta) {
   compact::ChunkEncoder enc;
   std::vector<uint8_t> buf(4096);

@@ -94,10 +94,9 @@ DecodeAhead::Slot* DecodeAhead::claim() {
   return &slot;
 }
 
-void DecodeAhead::decode(Slot* slot, std::unique_lock<std::mutex>& lock, bool streaming) {
+void DecodeAhead::decode(Slot* slot, std::unique_lock<std::mutex>& lock) {
   lock.unlock();
-  const bool ok =
-      compact::decode_chunk(slot->bytes.data(), slot->size, &slot->chunk, nullptr, streaming);
+  const bool ok = compact::decode_chunk(slot->bytes.data(), slot->size, &slot->chunk, nullptr);
   lock.lock();
   slot->state = ok ? Slot::decoded : Slot::failed;
   if (caller_waiting_) decoded_.notify_one();
@@ -107,7 +106,7 @@ void DecodeAhead::run() {
   std::unique_lock lock(mutex_);
   for (;;) {
     if (Slot* slot = claim(); slot != nullptr) {
-      decode(slot, lock, /*streaming=*/true);
+      decode(slot, lock);
       continue;
     }
     if (stop_ || walk_ended_) return;
@@ -142,7 +141,7 @@ bool DecodeAhead::next(compact::DecodedChunk* out, uint64_t* offset) {
     // The chunk wanted is not decoded yet: decode the next one here rather than wait (or the one
     // wanted, when nobody has claimed it).
     if (Slot* spare = claim(); spare != nullptr) {
-      decode(spare, lock, /*streaming=*/false);  // read on this core next
+      decode(spare, lock);
       continue;
     }
     if (consumed_ == claimed_) continue;  // the walk ended in claim()

@@ -77,11 +77,12 @@ class DecodeAhead {
   Slot* claim();
   // With mutex_ held: makes window_ hold the file's bytes [at, at + len) when the file has them.
   bool window_holds(uint64_t at, uint64_t len);
-  // Decodes a claimed slot's chunk with the lock released. The thread writes the records with
-  // non-temporal stores (`streaming`): ordinary ones would first fetch each line from the other
-  // core, which read it last, and that made decoding on the thread two to three times dearer than
-  // on the caller's core (a report of 10M events: 136 -> 114 ms).
-  void decode(Slot* slot, std::unique_lock<std::mutex>& lock, bool streaming);
+  // Decodes a claimed slot's chunk with the lock released, with ordinary stores on either thread.
+  // Non-temporal ones on the thread (which skip fetching each line from the core that read it
+  // last) were faster on the host of 2026-12-06 (a report of 10M events: 136 -> 114 ms) and are
+  // slower on today's AMD family 26 host, where the analysis then reads every record back from
+  // memory: 10M-event reports 12-14 % faster without them (docs/performance.md, "Compact traces").
+  void decode(Slot* slot, std::unique_lock<std::mutex>& lock);
   uint64_t free_slots() const { return kSlots - (claimed_ - consumed_); }
 
   int fd_;

@@ -20,12 +20,9 @@ uint32_t get_u32(const uint8_t* p) {
   return v;
 }
 
-// Writes one record, built in registers, in one go: with ordinary stores or, `streaming`, with
-// non-temporal ones that go to memory without first fetching the line (decode_ahead.h: the
-// analysis reads the records on the other core, where the line last was).
+// Writes one record, built in registers, in one go (four 16-byte stores).
 inline void store_record(Record* dst, uint64_t t, uint64_t address, uint64_t bytes, uint64_t aux,
-                         uint32_t site, int32_t result, const ChunkState::Shape& shape,
-                         bool streaming) {
+                         uint32_t site, int32_t result, const ChunkState::Shape& shape) {
 #if defined(__SSE2__)
   const __m128i a = _mm_set_epi64x(static_cast<long long>(address), static_cast<long long>(t));
   const __m128i b = _mm_set_epi64x(static_cast<long long>(shape.stream), static_cast<long long>(bytes));
@@ -37,19 +34,11 @@ inline void store_record(Record* dst, uint64_t t, uint64_t address, uint64_t byt
       static_cast<int>(uint32_t{static_cast<uint16_t>(shape.device)} | uint32_t{shape.flags} << 16),
       static_cast<int>(uint32_t{shape.op} | uint32_t{shape.api} << 16), result);
   auto* p = reinterpret_cast<__m128i*>(dst);
-  if (streaming) {
-    _mm_stream_si128(p, a);
-    _mm_stream_si128(p + 1, b);
-    _mm_stream_si128(p + 2, c);
-    _mm_stream_si128(p + 3, d);
-  } else {
-    _mm_storeu_si128(p, a);
-    _mm_storeu_si128(p + 1, b);
-    _mm_storeu_si128(p + 2, c);
-    _mm_storeu_si128(p + 3, d);
-  }
+  _mm_storeu_si128(p, a);
+  _mm_storeu_si128(p + 1, b);
+  _mm_storeu_si128(p + 2, c);
+  _mm_storeu_si128(p + 3, d);
 #else
-  (void)streaming;
   Record r{};
   r.op = shape.op;
   r.api = shape.api;
@@ -71,15 +60,13 @@ static_assert(offsetof(Record, stream) == 24 && offsetof(Record, aux) == 32 &&
               offsetof(Record, tid) == 40 && offsetof(Record, result) == 48 &&
               offsetof(Record, op) == 52 && offsetof(Record, device) == 56, "store_record's layout");
 
-bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out, bool streaming) {
+bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out) {
   ChunkState s;
   s.reset();
   ByteReader in(body, len);
   // Every record takes at least two bytes: a count the body cannot hold is a lie.
   if (records > kMaxChunkRecords || records > len / 2) return false;
   out->records.reserve(records);
-  // Non-temporal stores need 16-byte alignment, which operator new gives on x86-64.
-  streaming = streaming && reinterpret_cast<uintptr_t>(out->records.data()) % 16 == 0;
   for (uint32_t n = 0; n < records; ++n) {
     const uint8_t shape_byte = in.byte();
     const uint8_t mode = in.byte();
@@ -155,7 +142,7 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
       result = static_cast<int32_t>(v);
     }
     store_record(&out->records.emplace_back(), t, address, bytes, aux, site, result,
-                 s.shapes[shape], streaming);
+                 s.shapes[shape]);
     if (mode & kHasPayload) {
       const uint64_t n = in.varint();
       const uint8_t* blob = in.take(n);
@@ -169,9 +156,6 @@ bool decode(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out
     if (!out->payload_begin.empty())
       out->payload_begin.push_back(static_cast<uint32_t>(out->payloads.size()));
   }
-#if defined(__SSE2__)
-  if (streaming) _mm_sfence();  // every store seen before the chunk is handed on
-#endif
   return in.at_end();
 }
 
@@ -193,20 +177,18 @@ ChunkCheck check_chunk(const uint8_t* data, size_t size, ChunkInfo* info) {
   return ChunkCheck::ok;
 }
 
-bool decode_body(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out,
-                 bool streaming) {
+bool decode_body(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out) {
   out->records.clear();
   out->payload_begin.clear();
   out->payloads.clear();
-  if (decode(body, len, records, out, streaming)) return true;
+  if (decode(body, len, records, out)) return true;
   out->records.clear();
   out->payload_begin.clear();
   out->payloads.clear();
   return false;
 }
 
-bool decode_chunk(const uint8_t* data, size_t size, DecodedChunk* out, ChunkInfo* info,
-                  bool streaming) {
+bool decode_chunk(const uint8_t* data, size_t size, DecodedChunk* out, ChunkInfo* info) {
   ChunkInfo local;
   ChunkInfo& i = info != nullptr ? *info : local;
   if (check_chunk(data, size, &i) != ChunkCheck::ok) {
@@ -215,7 +197,7 @@ bool decode_chunk(const uint8_t* data, size_t size, DecodedChunk* out, ChunkInfo
     out->payloads.clear();
     return false;
   }
-  return decode_body(data + kChunkHeaderBytes, i.body_bytes, i.records, out, streaming);
+  return decode_body(data + kChunkHeaderBytes, i.body_bytes, i.records, out);
 }
 
 }  // namespace gpumem::trace::compact

@@ -168,12 +168,8 @@ enum class ChunkCheck {
 ChunkCheck check_chunk(const uint8_t* data, size_t size, ChunkInfo* info);
 // Decodes a checked chunk's body. False (out emptied) when the body does not decode to exactly
 // `records` records using exactly `len` bytes: the chunk is damaged and yields no records.
-// `streaming`: write the records with non-temporal stores (for a thread that decodes what another
-// core reads next; decode_ahead.h).
-bool decode_body(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out,
-                 bool streaming = false);
+bool decode_body(const uint8_t* body, size_t len, uint32_t records, DecodedChunk* out);
 // check_chunk then decode_body.
-bool decode_chunk(const uint8_t* data, size_t size, DecodedChunk* out, ChunkInfo* info,
-                  bool streaming = false);
+bool decode_chunk(const uint8_t* data, size_t size, DecodedChunk* out, ChunkInfo* info);
 
 }  // namespace gpumem::trace::compact
