@@ -3,7 +3,9 @@
 // pairs, 4096 live slots, as bench_vs_heaptrack writes), a randomised tensor-like stream (three
 // threads, four sizes of tensors, frees in random order, addresses reused, call sites), and
 // optionally any trace given in GPUMEM_BENCH_TRACE (e.g. the demo trainer's: its records appended
-// again). Also the append cost of each format, ratio in the same run.
+// again). Also the append cost of each format, ratio in the same run, and what reading the compact
+// format costs before any analysis: checking and decoding the same streams' chunks in memory
+// (BM_Decode*), one thread.
 #include <benchmark/benchmark.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "gpumem/trace/compact.h"
 #include "gpumem/trace/format_v2.h"
 #include "gpumem/trace/reader.h"
 #include "gpumem/trace/writer.h"
@@ -161,9 +164,59 @@ void BM_GivenTrace(benchmark::State& state) {
   measure(state, from_trace(path));
 }
 
+// The items as the writer seals them: a chunk per kChunkSlots records (or fewer, when the chunk's
+// bytes run out first).
+std::vector<std::vector<uint8_t>> encode(const std::vector<Item>& items) {
+  std::vector<std::vector<uint8_t>> chunks;
+  std::vector<uint8_t> buf(1 << 20);
+  tr::compact::ChunkEncoder enc;
+  enc.begin(buf.data(), buf.size());
+  auto seal = [&] {
+    const size_t n = enc.finish();
+    chunks.emplace_back(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(n));
+    enc.begin(buf.data(), buf.size());
+  };
+  for (const Item& it : items) {
+    if (enc.records() == TraceWriter::kChunkSlots || !enc.add(it.rec, it.payload)) {
+      seal();
+      if (!enc.add(it.rec, it.payload)) return {};  // larger than a chunk: not in these streams
+    }
+  }
+  if (enc.records() > 0) seal();
+  return chunks;
+}
+
+// Checking and decoding every chunk, as the reader does for each (its checksum included), with
+// the chunks and the decoded records in memory: the compact reader's cost per record before any
+// analysis, on one core.
+void decode(benchmark::State& state, const std::vector<Item>& items) {
+  const auto chunks = encode(items);
+  if (chunks.empty()) return state.SkipWithError("cannot encode the stream");
+  tr::compact::DecodedChunk out;
+  uint64_t records = 0;
+  for (auto _ : state) {
+    for (const auto& c : chunks) {
+      if (!tr::compact::decode_chunk(c.data(), c.size(), &out, nullptr))
+        return state.SkipWithError("a chunk the encoder wrote did not decode");
+      records += out.records.size();
+    }
+  }
+  if (records != state.iterations() * items.size())
+    return state.SkipWithError("decoded another number of records than encoded");
+  state.SetItemsProcessed(static_cast<int64_t>(records));  // records per second
+  state.counters["chunks"] = static_cast<double>(chunks.size());
+}
+
+void BM_DecodeBenchLoop(benchmark::State& state) { decode(state, bench_loop(events_wanted())); }
+void BM_DecodeTensorStream(benchmark::State& state) {
+  decode(state, tensor_stream(events_wanted()));
+}
+
 BENCHMARK(BM_BenchLoop)->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_TensorStream)->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GivenTrace)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DecodeBenchLoop)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DecodeTensorStream)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
