@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "varint.h"
+
 #include <cstring>
 #include <limits>
 #include <random>
@@ -156,6 +158,68 @@ TEST(TraceCompact, EveryOpAndEveryFieldRoundTripsExactly) {
   items.push_back({mid, {}});
   items.push_back({lo, {}});
   expect_round_trip(items);
+}
+
+// ByteReader::varint skips the bounds check of each byte while ten bytes remain and checks each
+// one near the end: on both paths every length, the values at each length's bounds, and damaged
+// numbers (too long, cut, a tenth byte over 1) must read as a byte at a time with every check
+// reads them, to the same place and the same failure.
+struct ByteAtATime {
+  const uint8_t* p;
+  const uint8_t* end;
+  bool ok = true;
+  uint64_t fail() {
+    ok = false;
+    p = end;
+    return 0;
+  }
+  uint64_t varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p >= end) return fail();
+      const uint8_t b = *p++;
+      if (shift == 63 && b > 1) return fail();
+      v |= static_cast<uint64_t>(b & 0x7F) << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    return fail();
+  }
+};
+
+void expect_reads_alike(const std::vector<uint8_t>& bytes, int numbers) {
+  compact::ByteReader fast(bytes.data(), bytes.size());
+  ByteAtATime slow{bytes.data(), bytes.data() + bytes.size()};
+  for (int k = 0; k < numbers; ++k) {
+    const uint64_t a = fast.varint(), b = slow.varint();
+    ASSERT_EQ(a, b) << "number " << k;
+    ASSERT_EQ(fast.ok(), slow.ok) << "number " << k;
+    ASSERT_EQ(fast.at_end(), slow.p == slow.end) << "number " << k;
+  }
+}
+
+TEST(TraceCompact, VarintsReadAsAByteAtATimeReadsThem) {
+  std::vector<uint8_t> bytes;
+  std::vector<uint64_t> values = {0, UINT64_MAX};
+  for (int bits = 1; bits < 64; ++bits) {  // each length's bounds: 2^(7k) - 1, 2^(7k), ...
+    values.push_back((uint64_t{1} << bits) - 1);
+    values.push_back(uint64_t{1} << bits);
+  }
+  for (const uint64_t v : values) {
+    uint8_t tmp[10];
+    bytes.insert(bytes.end(), tmp, compact::put_varint(tmp, v));
+  }
+  expect_reads_alike(bytes, static_cast<int>(values.size()) + 1);  // one past the end: fails
+  {
+    compact::ByteReader r(bytes.data(), bytes.size());
+    for (const uint64_t v : values) ASSERT_EQ(r.varint(), v);
+    EXPECT_TRUE(r.at_end());
+  }
+  std::mt19937_64 rng(23);
+  for (int t = 0; t < 100000; ++t) {  // mostly continuation bits: long, cut and damaged numbers
+    std::vector<uint8_t> g(1 + rng() % 24);
+    for (uint8_t& c : g) c = static_cast<uint8_t>(rng() | (rng() % 5 != 0 ? 0x80 : 0));
+    expect_reads_alike(g, 6);
+  }
 }
 
 TEST(TraceCompact, AFreeNamesItsAllocationInTwoBytesPlusItsTimeDelta) {
