@@ -5,13 +5,13 @@
 
 #include <gtest/gtest.h>
 
-#include "varint.h"
-
 #include <cstring>
 #include <limits>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "varint.h"
 
 namespace gpumem::test {
 namespace {

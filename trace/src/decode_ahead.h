@@ -1,6 +1,6 @@
 // Decoding ahead for the compact reader. A compact trace's records must be decoded before they
-// can be analysed, and decoding a chunk costs about what analysing its records does (6.4 and
-// 5.9 ns a record; docs/performance.md, "Compact traces"): on one thread the two add up. DecodeAhead decodes the
+// can be analysed, and decoding a chunk costs about what analysing its records does or more
+// (docs/performance.md, "Compact traces"): on one thread the two add up. DecodeAhead decodes the
 // chunks that follow the one in use on a background thread, into a small ring, and when the
 // caller finds the chunk it needs still being decoded it decodes a later one itself rather than
 // wait, so that both cores decode while the analysis keeps up (read_ahead.h does the same for a
@@ -80,8 +80,9 @@ class DecodeAhead {
   // Decodes a claimed slot's chunk with the lock released, with ordinary stores on either thread.
   // Non-temporal ones on the thread (which skip fetching each line from the core that read it
   // last) were faster on the host of 2026-12-06 (a report of 10M events: 136 -> 114 ms) and are
-  // slower on today's AMD family 26 host, where the analysis then reads every record back from
-  // memory: 10M-event reports 12-14 % faster without them (docs/performance.md, "Compact traces").
+  // slower on the AMD family 26 host of 2026-12-07, where the analysis then read every record
+  // back from memory: 10M-event reports 12-19 % faster without them (docs/performance.md,
+  // "Compact traces").
   void decode(Slot* slot, std::unique_lock<std::mutex>& lock);
   uint64_t free_slots() const { return kSlots - (claimed_ - consumed_); }
 
