@@ -3,8 +3,8 @@
 // set rate to their own traces with the real writer (64 call sites, 1024 allocations live); the
 // real `gpumem top` follows the folder on a pseudo-terminal (its full-screen view, as a person
 // sees it) for a number of one-second refreshes. Reported: top's CPU time as a fraction of one core
-// while following, from its first frame to its exit (wait4's rusage less /proc's figure at the
-// first frame, 10 ms ticks), and over its whole run; its largest resident size; the writers' CPU
+// while following, from its first frame to its exit (wait4's rusage less its threads' run time
+// in /proc at the first frame), and over its whole run; its largest resident size; the writers' CPU
 // in the same run as the baseline (the ratio says what watching costs next to writing).
 //
 // GPUMEM_BENCH_TOP_WRITERS (10), GPUMEM_BENCH_TOP_REFRESHES (10; bench/run --smoke: 3),
@@ -110,10 +110,24 @@ double cpu_s(const rusage& ru) {
   _exit(0);
 }
 
-// A process's CPU time so far (user + system, its ended threads included), from /proc: clock
-// ticks, 10 ms apart. -1 when it cannot be read.
+// A process's CPU time so far, in seconds: the sum of its threads' run time in
+// /proc/PID/task/*/schedstat, in nanoseconds. /proc/PID/stat's utime and stime are whole clock
+// ticks (10 ms), each rounded down: top's first frame comes 3-4 ms into its CPU, which they gave
+// as 0, and a run of ten refreshes then charged those milliseconds to following. Threads that
+// have ended are not in schedstat; top follows raw traces on one thread. Falls back to
+// /proc/PID/stat when schedstat cannot be read; -1 when neither can.
 double proc_cpu_s(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::error_code ec;
+  uint64_t ns = 0;
+  bool any = false;
+  for (const auto& task : std::filesystem::directory_iterator(proc + "/task", ec)) {
+    std::ifstream in(task.path() / "schedstat");
+    unsigned long long run_ns = 0;
+    if (in >> run_ns) ns += run_ns, any = true;
+  }
+  if (any) return static_cast<double>(ns) * 1e-9;
+  std::ifstream in(proc + "/stat");
   std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t paren = all.rfind(')');  // the command may hold spaces and parentheses
   if (paren == std::string::npos) return -1;
