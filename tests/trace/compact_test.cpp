@@ -161,9 +161,10 @@ TEST(TraceCompact, EveryOpAndEveryFieldRoundTripsExactly) {
 }
 
 // ByteReader::varint skips the bounds check of each byte while ten bytes remain and checks each
-// one near the end: on both paths every length, the values at each length's bounds, and damaged
-// numbers (too long, cut, a tenth byte over 1) must read as a byte at a time with every check
-// reads them, to the same place and the same failure.
+// one near the end. On both paths, every length, the values at each length's bounds, and damaged
+// numbers (too long, cut, a tenth byte over 1) must read as a reader that checks every byte reads
+// them: the same value, to the same place, with the same failure. The oracle is written out here
+// on purpose, not taken from varint.h, so that a bug shared by the reader's two paths shows.
 struct ByteAtATime {
   const uint8_t* p;
   const uint8_t* end;

@@ -1,5 +1,5 @@
 // Decoding ahead for the compact reader. A compact trace's records must be decoded before they
-// can be analysed, and decoding a chunk costs about what analysing its records does or more
+// can be analysed, and decoding a chunk costs as much as analysing its records, or more
 // (docs/performance.md, "Compact traces"): on one thread the two add up. DecodeAhead decodes the
 // chunks that follow the one in use on a background thread, into a small ring, and when the
 // caller finds the chunk it needs still being decoded it decodes a later one itself rather than
